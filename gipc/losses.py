@@ -1,0 +1,123 @@
+"""GIPC-GAN objectives (paper equations 6-17, SPEC section 4) as pure tensor functions.
+
+Both losses take the discriminator as a callable and a :class:`LossWeights` object, so they
+are testable without Lightning and every weight comes from ``conf/loss``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, Literal
+
+import kornia
+import torch
+
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+LaplacianKind = Literal["8-neighbour", "4-neighbour"]
+
+_LAPLACIAN_4 = torch.tensor([[[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]])
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Every weight of L_G and L_D; defaults are never used by the code paths, ``conf/loss`` sets them."""
+
+    lam: float
+    beta1: float
+    beta2: float
+    l1: float
+    l2: float
+    l3: float
+    l4: float
+    l5: float
+    l6: float
+    real_label: tuple[float, float]
+    fake_label: tuple[float, float]
+    laplacian: LaplacianKind = "8-neighbour"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float | int) and value < 0:
+                raise ValueError(f"loss.{f.name} must be >= 0, got {value}")
+        for name in ("real_label", "fake_label"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"loss.{name} must be a (low, high) range with low <= high, got {(low, high)}")
+        if self.laplacian not in ("8-neighbour", "4-neighbour"):
+            raise ValueError(f"loss.laplacian must be '8-neighbour' or '4-neighbour', got {self.laplacian!r}")
+
+
+def gradient(x: torch.Tensor, kind: LaplacianKind = "8-neighbour") -> torch.Tensor:
+    """Laplacian gradient map of a batch (B, 1, H, W).
+
+    ``8-neighbour``: kornia's unnormalised 3x3 Laplacian (centre -8), reflect border.
+    ``4-neighbour``: the FusionGAN / MFF-GAN kernel with zero padding.
+    """
+    if kind == "8-neighbour":
+        return kornia.filters.laplacian(x, 3, border_type="reflect", normalized=False)
+    return kornia.filters.filter2d(x, _LAPLACIAN_4.to(x), border_type="constant")
+
+
+def _draw(bounds: tuple[float, float], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One soft label drawn uniformly from ``bounds`` (fresh each step, paper section 4.2)."""
+    low, high = bounds
+    u = torch.rand((), generator=generator, device="cpu" if generator is None else generator.device)
+    return (low + (high - low) * u).to(like)
+
+
+def _ls(score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Least-squares adversarial term mean((D(x) - target)^2)."""
+    return torch.mean((score - target) ** 2)
+
+
+def generator_loss(
+    fused: torch.Tensor,
+    target: torch.Tensor,
+    discriminator: Scorer,
+    w: LossWeights,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """L_G (eq. 6-12): adversarial intensity + gradient terms and the content loss.
+
+    Returns every term separately (already weighted) plus ``"total"``.
+    """
+    grad_f = gradient(fused, w.laplacian)
+    grad_i = gradient(target, w.laplacian)
+    a1 = _draw(w.real_label, fused, generator)
+    a2 = _draw(w.real_label, fused, generator)
+    terms = {
+        "adv_int": w.l1 * _ls(discriminator(fused), a1) if w.l1 else fused.new_zeros(()),
+        "adv_gra": w.l2 * _ls(discriminator(grad_f), a2) if w.l2 else fused.new_zeros(()),
+        "content_int": w.lam * w.beta1 * torch.mean((fused - target) ** 2),
+        "content_gra": w.lam * w.beta2 * torch.mean((grad_f - grad_i) ** 2),
+    }
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def discriminator_loss(
+    fused: torch.Tensor,
+    target: torch.Tensor,
+    discriminator: Scorer,
+    w: LossWeights,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """L_D (eq. 13-17): fused image and gradient as fake, all-in-focus image and gradient as real.
+
+    ``fused`` is detached here so L_D never reaches the generator.
+    """
+    fused = fused.detach()
+    grad_f = gradient(fused, w.laplacian)
+    grad_i = gradient(target, w.laplacian)
+    b1, b2 = (_draw(w.fake_label, fused, generator) for _ in range(2))
+    c1, c2 = (_draw(w.real_label, fused, generator) for _ in range(2))
+    zero = fused.new_zeros(())
+    terms = {
+        "fake_int": w.l3 * _ls(discriminator(fused), b1) if w.l3 else zero,
+        "fake_gra": w.l4 * _ls(discriminator(grad_f), b2) if w.l4 else zero,
+        "real_int": w.l5 * _ls(discriminator(target), c1) if w.l5 else zero,
+        "real_gra": w.l6 * _ls(discriminator(grad_i), c2) if w.l6 else zero,
+    }
+    terms["total"] = sum(terms.values())
+    return terms

@@ -1,0 +1,39 @@
+"""Least-squares discriminator of GIPC-GAN (paper Table 2, SPEC section 3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Four stride-2 convs halve the patch four times.
+DOWNSAMPLING = 16
+
+
+class Discriminator(nn.Module):
+    """Scores a 1-channel image or Laplacian map with one unbounded number (LSGAN: no sigmoid).
+
+    The same network judges intensity images and gradient maps. Its input size is a
+    constructor argument because the final Linear layer depends on it.
+    """
+
+    def __init__(self, patch_size: int = 80, channels: tuple[int, ...] = (16, 32, 64, 128), slope: float = 0.2) -> None:
+        super().__init__()
+        if patch_size % DOWNSAMPLING or patch_size <= 0:
+            raise ValueError(
+                f"discriminator patch_size must be a positive multiple of {DOWNSAMPLING} (four stride-2 convs), got {patch_size}"
+            )
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for i, out_ch in enumerate(channels):
+            layers.append(nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.LeakyReLU(slope))
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        side = patch_size // 2 ** len(channels)
+        self.head = nn.Linear(in_ch * side * side, 1)
+        self.patch_size = patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x), 1))

@@ -1,0 +1,50 @@
+"""Pseudo-Siamese dense generator of GIPC-GAN (paper Table 1, SPEC section 2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_block(in_ch: int, out_ch: int, kernel: int = 3, norm: bool = True, slope: float = 0.2) -> nn.Sequential:
+    """Conv (stride 1, SAME padding) + optional BatchNorm + LeakyReLU: the "block" of Tables 1 and 2."""
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride=1, padding=kernel // 2)]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_ch))
+    layers.append(nn.LeakyReLU(slope))
+    return nn.Sequential(*layers)
+
+
+class Generator(nn.Module):
+    """Fuses two 1-channel images in [-1, 1] into one, same H x W (any size, odd too).
+
+    Two encoder paths (near focus A, far focus B) of equal shape and unshared weights
+    exchange features after every block; their dense features meet in a 1x1 feature
+    generator and a plain conv decoder ends in tanh.
+    """
+
+    def __init__(self, width: int = 16, encoder_blocks: int = 4, slope: float = 0.2) -> None:
+        super().__init__()
+        # Block k of a path sees its own k-1 earlier outputs plus the other path's latest one.
+        in_channels = [1] + [width * (k + 1) for k in range(1, encoder_blocks)]
+        self.enc_a = nn.ModuleList(conv_block(c, width, slope=slope) for c in in_channels)
+        self.enc_b = nn.ModuleList(conv_block(c, width, slope=slope) for c in in_channels)
+        fused = 2 * width * encoder_blocks
+        self.feature = conv_block(fused, fused, kernel=1, slope=slope)
+        self.decoder = nn.Sequential(
+            conv_block(fused, 4 * width, norm=False, slope=slope),
+            conv_block(4 * width, 2 * width, slope=slope),
+            conv_block(2 * width, width, slope=slope),
+            nn.Conv2d(width, 1, 3, padding=1),
+            nn.Tanh(),
+        )
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        feats_a = [self.enc_a[0](a)]
+        feats_b = [self.enc_b[0](b)]
+        for block_a, block_b in zip(self.enc_a[1:], self.enc_b[1:]):
+            new_a = block_a(torch.cat([*feats_a, feats_b[-1]], dim=1))
+            new_b = block_b(torch.cat([*feats_b, feats_a[-1]], dim=1))
+            feats_a.append(new_a)
+            feats_b.append(new_b)
+        return self.decoder(self.feature(torch.cat([*feats_a, *feats_b], dim=1)))
