@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import kornia
 import torch
 
@@ -37,3 +39,20 @@ def to_net(x: torch.Tensor) -> torch.Tensor:
 def from_net(y: torch.Tensor) -> torch.Tensor:
     """The network's tanh output -> [0, 1]."""
     return ((y + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def fuse_color(fuse_y: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Fuse two (B, C, H, W) images in [0, 1] with a luminance fuser, C = 1 (gray) or 3 (RGB).
+
+    ``fuse_y`` maps two (B, 1, H, W) images in [0, 1] to one (the network, a tiled network or a
+    classic baseline); RGB goes through YCbCr with :func:`fuse_chroma`, gray skips the colour steps.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"sources differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.shape[1] == 1:
+        return fuse_y(a, b).clamp(0.0, 1.0)
+    if a.shape[1] != 3:
+        raise ValueError(f"expected 1 (gray) or 3 (RGB) channels, got {a.shape[1]}")
+    y_a, c_a = split_luma(a)
+    y_b, c_b = split_luma(b)
+    return merge_luma(fuse_y(y_a, y_b), fuse_chroma(c_a, c_b))

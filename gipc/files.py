@@ -1,0 +1,46 @@
+"""Safe file output: every file the project writes appears whole or not at all, and never replaces an input."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class OutputExistsError(FileExistsError):
+    """Raised instead of silently replacing a file the user did not ask to overwrite."""
+
+
+def check_writable(path: Path, overwrite: bool = False, protected: tuple[Path, ...] = ()) -> None:
+    """Refuse to write over an input file, or over an existing output unless ``overwrite``."""
+    resolved = path.resolve()
+    if any(resolved == p.resolve() for p in protected):
+        raise OutputExistsError(f"refusing to write {path}: it is one of the inputs")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass an explicit overwrite flag or choose a new output folder")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A crash, a full disk or Ctrl-C inside the block leaves no partial ``path`` behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically write a text file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the read-only test data beside the clone (../shared/data), skipped when absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED_DATA / sub
+    if not path.is_dir():
+        pytest.skip(f"needs the shared test data at {path} (../shared beside the clone); not present here")
+    return path
+
+
+@pytest.fixture
+def lytro_pairs() -> Path:
+    """Folder of the 20 Lytro pairs lytro-NN-{A,B}.jpg (520x520 RGB)."""
+    return _shared("lytro/pairs")
+
+
+@pytest.fixture
+def lytro_triple() -> Path:
+    """Folder of the 4 Lytro three-image sequences lytro-0N-{A,B,C}.jpg."""
+    return _shared("lytro/triple")
+
+
+@pytest.fixture
+def grayscale_pairs() -> Path:
+    """Folder of the 10 classic grayscale pairs gNN-{A,B}.png."""
+    return _shared("grayscale")
