@@ -1,0 +1,86 @@
+"""L_G and L_D (eq. 6-17) on hand-made tensors, against values worked out by hand."""
+
+import math
+
+import pytest
+import torch
+
+from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
+
+
+def weights(**over) -> LossWeights:
+    base = dict(lam=9.3, beta1=1.3, beta2=4.5, l1=0.1, l2=1.0, l3=0.1, l4=1.0, l5=0.1, l6=1.0,
+                real_label=(1.0, 1.0), fake_label=(0.0, 0.0))
+    base.update(over)
+    return LossWeights(**base)
+
+
+def mean_scorer(x: torch.Tensor) -> torch.Tensor:
+    """A stand-in discriminator whose score is the image mean: easy to follow by hand."""
+    return x.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+
+def impulse(n: int = 5) -> torch.Tensor:
+    x = torch.zeros(1, 1, n, n)
+    x[..., n // 2, n // 2] = 1.0
+    return x
+
+
+def test_laplacian_kernels_on_an_impulse():
+    g8 = gradient(impulse(), "8-neighbour")[0, 0]
+    assert g8[2, 2] == -8 and g8[1:4, 1:4].sum() == 0 and g8.abs().sum() == 16
+    g4 = gradient(impulse(), "4-neighbour")[0, 0]
+    assert g4[2, 2] == -4 and g4[1, 2] == g4[2, 1] == 1 and g4[1, 1] == 0 and g4.abs().sum() == 8
+
+
+@pytest.mark.parametrize("kind, grad_sq", [("8-neighbour", 72.0), ("4-neighbour", 20.0)])
+def test_generator_loss_by_hand(kind, grad_sq):
+    # F: one bright pixel in a 5x5 zero image, I: zeros, D = image mean, labels a1 = a2 = 1.
+    # D(F) = 1/25, D(grad F) = 0 (a Laplacian sums to 0); mean (F - I)^2 = 1/25; mean (grad F)^2 = grad_sq / 25.
+    terms = generator_loss(impulse(), torch.zeros(1, 1, 5, 5), mean_scorer, weights(laplacian=kind))
+    expected = {
+        "adv_int": 0.1 * (1 / 25 - 1) ** 2,
+        "adv_gra": 1.0 * (0 - 1) ** 2,
+        "content_int": 9.3 * 1.3 / 25,
+        "content_gra": 9.3 * 4.5 * grad_sq / 25,
+    }
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value, rel=1e-6), name
+    assert terms["total"].item() == pytest.approx(sum(expected.values()), rel=1e-6)
+
+
+def test_discriminator_loss_by_hand():
+    # Fake labels b = 0, real labels c = 1; D(F) = 1/25, D(grad F) = D(I) = D(grad I) = 0.
+    terms = discriminator_loss(impulse(), torch.zeros(1, 1, 5, 5), mean_scorer, weights())
+    expected = {"fake_int": 0.1 / 625, "fake_gra": 0.0, "real_int": 0.1, "real_gra": 1.0}
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value, rel=1e-6, abs=1e-9), name
+    assert terms["total"].item() == pytest.approx(1.1 + 0.1 / 625, rel=1e-6)
+
+
+def test_discriminator_loss_never_reaches_the_generator():
+    fused = impulse().requires_grad_()
+    scale = torch.ones((), requires_grad=True)
+    total = discriminator_loss(fused, torch.zeros(1, 1, 5, 5), lambda x: scale * mean_scorer(x), weights())["total"]
+    total.backward()
+    assert fused.grad is None and scale.grad is not None
+
+
+def test_soft_labels_are_drawn_inside_their_ranges():
+    # With D = 0, each G adversarial term is l * a^2 with a ~ U(0.7, 1.2).
+    w = weights(real_label=(0.7, 1.2), lam=0.0, l1=1.0, l2=1.0)
+    zero_d = lambda x: torch.zeros(x.shape[0], 1)  # noqa: E731
+    gen = torch.Generator().manual_seed(0)
+    labels = [math.sqrt(generator_loss(impulse(), impulse(), zero_d, w, gen)["adv_int"].item()) for _ in range(200)]
+    assert 0.7 <= min(labels) < 0.75 and 1.15 < max(labels) <= 1.2
+
+
+def test_zero_lambdas_skip_their_terms_exactly():
+    terms = discriminator_loss(impulse(), torch.ones(1, 1, 5, 5), mean_scorer, weights(l3=0.0, l5=0.0))
+    assert terms["fake_int"].item() == 0 and terms["real_int"].item() == 0
+
+
+@pytest.mark.parametrize("field", ["lam", "l1", "l6"])
+def test_negative_weights_are_rejected(field):
+    with pytest.raises(ValueError, match=f"loss.{field} must be >= 0"):
+        weights(**{field: -0.1})

@@ -1,0 +1,53 @@
+"""Generator (Table 1) and discriminator (Table 2) against the SPEC's counts and shapes."""
+
+import pytest
+import torch
+
+from gipc.models import Discriminator, Generator
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def test_generator_has_table1_parameter_count():
+    # SPEC section 2: 156,033 trainable parameters, counted by hand from Table 1.
+    assert n_params(Generator()) == 156_033
+
+
+def test_discriminator_at_80x80_has_table2_parameter_count():
+    d = Discriminator(80)
+    assert n_params(d) == 100_801
+    assert (d.head.in_features, d.head.out_features) == (3200, 1)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (37, 53), (80, 80)])
+def test_generator_keeps_any_size_and_stays_in_tanh_range(size):
+    g = Generator().eval()
+    a, b = torch.rand(2, 1, *size) * 2 - 1, torch.rand(2, 1, *size) * 2 - 1
+    out = g(a, b)
+    assert out.shape == (2, 1, *size)
+    assert out.abs().max() <= 1
+
+
+def test_generator_paths_are_not_shared_and_exchange_information():
+    g = Generator().eval()
+    assert g.enc_a[0][0].weight.data_ptr() != g.enc_b[0][0].weight.data_ptr()
+    a, b = torch.zeros(1, 1, 9, 9), torch.zeros(1, 1, 9, 9)
+    b2 = b.clone()
+    b2[..., 4, 4] = 1
+    # Changing B changes the output: B reaches the decoder (through its own path and the exchange).
+    assert not torch.equal(g(a, b), g(a, b2))
+
+
+@pytest.mark.parametrize("size", [32, 48, 80, 96])
+def test_discriminator_scores_one_number_per_image(size):
+    d = Discriminator(size)
+    assert d(torch.rand(3, 1, size, size)).shape == (3, 1)
+    assert d.head.in_features == 128 * (size // 16) ** 2
+
+
+@pytest.mark.parametrize("bad", [0, 40, 81])
+def test_discriminator_rejects_patch_sizes_not_divisible_by_16(bad):
+    with pytest.raises(ValueError, match="multiple of 16"):
+        Discriminator(bad)
