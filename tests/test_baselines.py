@@ -1,0 +1,167 @@
+"""Classic fusion baselines: exact identities, hand-computed coefficients, and focus properties on real pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kornia
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from gipc.baselines import BASELINES, BaselineInputError, UnknownBaselineError, get_baseline
+from gipc.baselines.dwt import haar_analysis, haar_synthesis
+from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
+from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
+from gipc.baselines.rules import choose_max_abs, fitting_levels
+from gipc.color import fuse_color, split_luma
+
+NON_AVERAGE = [name for name in BASELINES if name != "average"]
+
+
+def _load(path: Path) -> torch.Tensor:
+    """(1, C, H, W) float in [0, 1] from an 8-bit image file."""
+    arr = np.array(Image.open(path), dtype=np.float32) / 255.0
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr).permute(2, 0, 1)[None]
+
+
+def _gradient_energy(y: torch.Tensor) -> float:
+    return kornia.filters.sobel(y).mean().item()
+
+
+@pytest.fixture(scope="module")
+def camera() -> torch.Tensor:
+    """A textured all-in-focus image I, 128x128 in [0, 1]."""
+    img = torch.from_numpy(data.camera()).float()[None, None] / 255.0
+    return torch.nn.functional.interpolate(img, size=(128, 128), mode="area")
+
+
+@pytest.fixture(scope="module")
+def half_blurred(camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A blurred on its left half, B on its right half (equations 18-19 with a half-plane map)."""
+    blurred = kornia.filters.gaussian_blur2d(camera, (9, 9), (2.0, 2.0), border_type="reflect")
+    right = torch.zeros_like(camera)
+    right[..., 64:] = 1.0
+    return right * camera + (1 - right) * blurred, (1 - right) * camera + right * blurred
+
+
+def test_registry_names_the_five_methods() -> None:
+    assert list(BASELINES) == ["average", "laplacian_energy", "laplacian_pyramid", "gff", "dwt"]
+    assert get_baseline("gff") is BASELINES["gff"]
+
+
+def test_unknown_method_lists_the_valid_names() -> None:
+    with pytest.raises(UnknownBaselineError, match="choose one of: average, laplacian_energy"):
+        get_baseline("median")
+    assert issubclass(UnknownBaselineError, ValueError)
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_fusing_an_image_with_itself_returns_it(name: str, camera: torch.Tensor) -> None:
+    torch.testing.assert_close(BASELINES[name](camera, camera), camera, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (16, 16)])
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_any_size_gives_same_shape_in_range(name: str, size: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 1, *size, generator=gen), torch.rand(2, 1, *size, generator=gen)
+    fused = BASELINES[name](a, b)
+    assert fused.shape == a.shape
+    assert fused.dtype == a.dtype
+    assert fused.min() >= 0 and fused.max() <= 1
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_double_precision_is_kept(name: str, camera: torch.Tensor) -> None:
+    x = camera[..., :40, :40].double()
+    assert BASELINES[name](x, x.flip(-1)).dtype == torch.float64
+
+
+def test_average_is_the_mean() -> None:
+    a, b = torch.full((1, 1, 16, 16), 0.2), torch.full((1, 1, 16, 16), 0.6)
+    torch.testing.assert_close(BASELINES["average"](a, b), torch.full((1, 1, 16, 16), 0.4))
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_bad_inputs_fail_with_one_clear_error(name: str) -> None:
+    with pytest.raises(BaselineInputError, match="differ in shape"):
+        BASELINES[name](torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 17))
+    with pytest.raises(BaselineInputError, match="fuse_color"):
+        BASELINES[name](torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+
+
+def test_even_window_is_rejected() -> None:
+    a = torch.rand(1, 1, 16, 16)
+    with pytest.raises(BaselineInputError, match="window must be a positive odd integer, got 4"):
+        BASELINES["laplacian_energy"](a, a, window=4)
+
+
+@pytest.mark.parametrize("name", NON_AVERAGE)
+def test_recovers_the_sharp_image_better_than_averaging(name: str, camera, half_blurred) -> None:
+    a, b = half_blurred
+    mse_avg = torch.mean((BASELINES["average"](a, b) - camera) ** 2)
+    mse = torch.mean((BASELINES[name](a, b) - camera) ** 2)
+    assert mse < 0.5 * mse_avg
+
+
+def test_decision_picks_the_sharp_source_away_from_the_boundary(half_blurred) -> None:
+    a, b = half_blurred
+    decision = laplacian_energy_decision(a, b)
+    assert decision[..., 8:-8, 76:-8].min() == 1  # A is sharp on the right
+    assert decision[..., 8:-8, 8:52].max() == 0  # B is sharp on the left
+
+
+def test_modified_laplacian_of_a_parabola_is_its_second_difference() -> None:
+    cols = torch.arange(20, dtype=torch.float64)
+    x = (cols**2 / 400).expand(1, 1, 12, 20).contiguous()  # d2/dx2 = 2/400 everywhere inside, d2/dy2 = 0
+    ml = modified_laplacian(x)
+    torch.testing.assert_close(ml[..., 1:-1], torch.full_like(ml[..., 1:-1], 2 / 400))
+
+
+def test_choose_max_abs_keeps_the_larger_magnitude() -> None:
+    a, b = torch.tensor([0.5, -0.9, 0.1, -0.3]), torch.tensor([-0.7, 0.2, 0.1, 0.3])
+    torch.testing.assert_close(choose_max_abs(a, b), torch.tensor([-0.7, -0.9, 0.1, -0.3]))
+
+
+@pytest.mark.parametrize(("levels", "size", "expected"), [(4, (520, 520), 4), (4, (16, 16), 1), (4, (37, 53), 2), (3, (8, 40), 0)])
+def test_levels_shrink_so_the_coarsest_band_keeps_8_pixels(levels: int, size: tuple[int, int], expected: int) -> None:
+    assert fitting_levels(levels, *size) == expected
+
+
+def test_haar_coefficients_of_one_block() -> None:
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    approx, details = haar_analysis(x)
+    torch.testing.assert_close(approx.flatten(), torch.tensor([5.0]))  # (1+2+3+4)/2
+    torch.testing.assert_close(details.flatten(), torch.tensor([-2.0, -1.0, 0.0]))  # (1+2-3-4)/2, (1-2+3-4)/2, (1-2-3+4)/2
+    torch.testing.assert_close(haar_synthesis(approx, details), x)
+
+
+def test_laplacian_pyramid_reconstructs_odd_sizes_exactly() -> None:
+    x = torch.rand(1, 1, 37, 53, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    bands = laplacian_decompose(x, 2)
+    assert [tuple(t.shape[-2:]) for t in bands] == [(37, 53), (19, 27), (10, 14)]
+    torch.testing.assert_close(laplacian_reconstruct(bands), x)
+
+
+@pytest.mark.parametrize("pair", ["01", "05", "13"])
+def test_lytro_colour_fusion_is_sharper_than_averaging(lytro_pairs: Path, pair: str) -> None:
+    a, b = _load(lytro_pairs / f"lytro-{pair}-A.jpg"), _load(lytro_pairs / f"lytro-{pair}-B.jpg")
+    floor = _gradient_energy(split_luma(fuse_color(BASELINES["average"], a, b))[0])
+    for name in NON_AVERAGE:
+        fused = fuse_color(BASELINES[name], a, b)
+        assert fused.shape == a.shape
+        assert _gradient_energy(split_luma(fused)[0]) > 1.2 * floor, name
+
+
+def test_grayscale_pair_is_sharper_than_averaging(grayscale_pairs: Path) -> None:
+    a, b = _load(grayscale_pairs / "g05-A.png"), _load(grayscale_pairs / "g05-B.png")
+    assert a.shape == (1, 1, 176, 268)
+    floor = _gradient_energy(fuse_color(BASELINES["average"], a, b))
+    for name in NON_AVERAGE:
+        fused = fuse_color(BASELINES[name], a, b)
+        assert fused.shape == a.shape
+        assert _gradient_energy(fused) > floor, name
