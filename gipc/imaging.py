@@ -1,0 +1,205 @@
+"""Reading and writing source and fused images, refusing anything that would fuse wrongly.
+
+Every way an input can be unusable (missing, not an image, truncated, transparent, too small,
+mismatched with its partner) ends in one :class:`ImageError` line naming the file, and 16-bit
+sources keep their 16 bits: Pillow alone silently cuts 16-bit RGB to 8 bits, so those go through
+pypng (PNG) or tifffile (TIFF).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from PIL import ImageFile, ImageOps, UnidentifiedImageError
+
+from gipc.files import atomic_path, check_writable
+
+# A truncated JPEG must fail loudly rather than come back half grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+MIN_SIDE = 2
+"""Smallest height/width accepted: 3x3 filters with reflect padding (Laplacian, baselines) need 2."""
+
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_TO_RGB_MODES = {"P", "CMYK", "YCbCr", "LAB", "HSV"}
+_WRITERS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+class ImageError(ValueError):
+    """One-line, user-facing reason why an image cannot be read, fused or written."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A decoded image: ``pixels`` (C, H, W) float32 in [0, 1], C = 1 (gray) or 3 (RGB)."""
+
+    pixels: torch.Tensor
+    bit_depth: int
+    path: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        return "grayscale" if self.pixels.shape[0] == 1 else "RGB"
+
+
+def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
+    """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB, alpha is refused."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    try:
+        with PILImage.open(path) as im:
+            if im.mode == "RGB" and _bits_per_sample(path, im) == 16:
+                array, bit_depth = _read_rgb16(path, im.format), 16
+            else:
+                im.load()
+                array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
+    except ImageError:
+        raise
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image, or a corrupt one") from None
+    except PILImage.DecompressionBombError:
+        raise ImageError(f"{path}: too large to decode safely (over Pillow's pixel limit)") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as err:
+        raise ImageError(f"{path}: truncated or corrupt image data ({err})") from None
+    height, width = array.shape[:2]
+    if min(height, width) < min_side:
+        raise ImageError(f"{path}: {width}x{height} is too small to fuse (min {min_side}x{min_side})")
+    scale = float((1 << bit_depth) - 1)
+    pixels = torch.from_numpy(array.astype(np.float32) / scale)
+    pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1).contiguous()
+    return Image(pixels, bit_depth, path)
+
+
+def read_matching(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Image]:
+    """Read sources of one scene: all must share H x W and be all gray or all RGB."""
+    if not paths:
+        raise ImageError("no images given")
+    images = [read_image(p) for p in paths]
+    first = images[0]
+    for image in images[1:]:
+        if image.kind != first.kind:
+            raise ImageError(
+                f"{image.path} is {image.kind} but {first.path} is {first.kind}; convert them to one kind"
+            )
+        if image.pixels.shape[1:] != first.pixels.shape[1:]:
+            raise ImageError(
+                f"{image.path} is {_size(image)} but {first.path} is {_size(first)}; "
+                "the sources must be registered images of one size"
+            )
+    return images
+
+
+def write_image(
+    path: str | Path,
+    pixels: torch.Tensor,
+    bit_depth: int = 8,
+    overwrite: bool = False,
+    protected: tuple[Path, ...] = (),
+) -> None:
+    """Write (C, H, W) pixels in [0, 1] atomically: PNG (8/16-bit), JPEG (8-bit, quality 95) or TIFF.
+
+    Never replaces a ``protected`` file (the inputs), nor an existing one unless ``overwrite``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _WRITERS:
+        raise ImageError(f"{path}: cannot write '{suffix}' files; use .png, .jpg or .tif")
+    if bit_depth not in (8, 16):
+        raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
+    if suffix in (".jpg", ".jpeg") and bit_depth == 16:
+        raise ImageError(f"{path}: JPEG holds 8 bits only; write a .png to keep 16-bit sources' depth")
+    if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
+        raise ImageError(f"{path}: expected (C, H, W) pixels with C = 1 or 3, got {tuple(pixels.shape)}")
+    check_writable(path, overwrite, protected)
+    dtype = np.uint16 if bit_depth == 16 else np.uint8
+    scaled = pixels.detach().float().cpu().clamp(0.0, 1.0) * float((1 << bit_depth) - 1)
+    array = scaled.round().permute(1, 2, 0).numpy().astype(dtype)
+    array = array[..., 0] if array.shape[2] == 1 else array
+    try:
+        with atomic_path(path) as tmp:
+            _encode(tmp, suffix, array)
+    except OSError as err:
+        raise ImageError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _size(image: Image) -> str:
+    return f"{image.pixels.shape[2]}x{image.pixels.shape[1]}"
+
+
+def _bits_per_sample(path: Path, im: PILImage.Image) -> int:
+    """Bits per channel as stored in the file (Pillow's RGB mode hides 16-bit PNG/TIFF)."""
+    if im.format == "PNG":
+        with open(path, "rb") as f:
+            header = f.read(26)  # signature (8) + IHDR length/type (8) + width, height (8) + depth
+        return header[24] if len(header) == 26 else 8
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
+
+
+def _read_rgb16(path: Path, fmt: str | None) -> np.ndarray:
+    """Decode a 16-bit RGB PNG or TIFF to (H, W, 3) uint16."""
+    if fmt == "TIFF":
+        import tifffile
+
+        array = tifffile.imread(path)
+    else:
+        import png
+
+        try:
+            width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+            if info["alpha"]:
+                raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
+            array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, 3)
+        except png.Error as err:
+            raise ImageError(f"{path}: truncated or corrupt image data ({err})") from None
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint16:
+        raise ImageError(f"{path}: unsupported 16-bit layout {array.shape} {array.dtype}; save it as 16-bit RGB PNG")
+    return array
+
+
+def _pil_array(path: Path, im: PILImage.Image) -> tuple[np.ndarray, int]:
+    """Pillow image -> (H, W) or (H, W, 3) uint8/uint16 array and its bit depth."""
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
+    if im.mode in _TO_RGB_MODES:
+        im = im.convert("RGB")
+    elif im.mode == "1":
+        im = im.convert("L")
+    if im.mode in ("L", "RGB"):
+        return np.asarray(im, dtype=np.uint8), 8
+    if im.mode.startswith("I;16") or im.mode == "I":
+        array = np.asarray(im)
+        if array.min() < 0 or array.max() > 65535:
+            raise ImageError(f"{path}: 32-bit integer pixels are not supported; save it as 8- or 16-bit")
+        return array.astype(np.uint16), 16
+    raise ImageError(f"{path}: unsupported pixel mode {im.mode!r}; save it as 8- or 16-bit gray or RGB")
+
+
+def _encode(tmp: Path, suffix: str, array: np.ndarray) -> None:
+    """Write ``array`` (H, W[, 3]) uint8/uint16 to ``tmp`` in the format of ``suffix``."""
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(tmp, array, photometric="rgb" if array.ndim == 3 else "minisblack")
+    elif array.dtype == np.uint16 and array.ndim == 3:
+        import png
+
+        height, width = array.shape[:2]
+        png.from_array(array.reshape(height, width * 3), "RGB;16").save(str(tmp))
+    elif suffix == ".png":
+        PILImage.fromarray(array).save(tmp, format="PNG")
+    else:
+        PILImage.fromarray(array).save(tmp, format="JPEG", quality=95, subsampling=0)

@@ -1,0 +1,244 @@
+"""Image reading/writing: every bad input gives its one-line ImageError and nothing is written."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+import tifffile
+import torch
+from PIL import Image as PILImage
+
+from gipc.files import OutputExistsError
+from gipc.imaging import ImageError, read_image, read_matching, write_image
+
+
+def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    PILImage.fromarray(array, mode=mode).save(path) if mode else PILImage.fromarray(array).save(path)
+    return path
+
+
+def _rgb16_png(path: Path, array: np.ndarray) -> Path:
+    """Write a 16-bit RGB PNG with pypng, independently of the code under test."""
+    h, w, _ = array.shape
+    png.from_array(array.reshape(h, w * 3), "RGB;16").save(str(path))
+    return path
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match=r"nope\.png: no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_folder_is_not_an_image(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="is a folder, not an image"):
+        read_image(tmp_path)
+
+
+def test_text_file_is_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("hello")
+    with pytest.raises(ImageError, match=r"notes\.png: not an image, or a corrupt one"):
+        read_image(path)
+
+
+def test_random_bytes_jpeg_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "noise.jpg"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    with pytest.raises(ImageError, match=r"noise\.jpg: not an image, or a corrupt one"):
+        read_image(path)
+
+
+def test_truncated_jpeg_is_refused(tmp_path: Path, lytro_pairs: Path) -> None:
+    data = (lytro_pairs / "lytro-01-A.jpg").read_bytes()
+    path = tmp_path / "half.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=r"half\.jpg: truncated or corrupt image data"):
+        read_image(path)
+
+
+def test_truncated_16bit_rgb_png_is_refused(tmp_path: Path) -> None:
+    full = _rgb16_png(tmp_path / "full.png", np.full((16, 16, 3), 40000, np.uint16))
+    path = tmp_path / "cut.png"
+    path.write_bytes(full.read_bytes()[:60])
+    with pytest.raises(ImageError, match=r"cut\.png: truncated or corrupt image data"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_channel_is_refused(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "alpha.png"
+    PILImage.new(mode, (4, 4)).save(path)
+    with pytest.raises(ImageError, match=r"alpha\.png: has an alpha channel; flatten it onto a background first"):
+        read_image(path)
+
+
+def test_palette_with_transparency_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pal.png"
+    PILImage.new("P", (4, 4)).save(path, transparency=0)
+    with pytest.raises(ImageError, match="has an alpha channel"):
+        read_image(path)
+
+
+def test_palette_becomes_rgb_with_its_colours(tmp_path: Path) -> None:
+    im = PILImage.new("P", (3, 2))
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 128, 255] + [0] * 759)
+    im.putdata([0, 1, 2, 2, 1, 0])
+    im.save(tmp_path / "pal.png")
+    image = read_image(tmp_path / "pal.png")
+    assert image.pixels.shape == (3, 2, 3) and image.bit_depth == 8
+    assert image.pixels[:, 0, 1].tolist() == [1.0, 0.0, 0.0]
+    assert torch.allclose(image.pixels[:, 0, 2], torch.tensor([0.0, 128 / 255, 1.0]))
+
+
+def test_cmyk_becomes_rgb(tmp_path: Path) -> None:
+    PILImage.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "c.jpg", quality=100)
+    image = read_image(tmp_path / "c.jpg")
+    assert image.pixels.shape == (3, 4, 4)
+    assert image.pixels[0].min() > 0.9 and image.pixels[1:].max() < 0.1  # pure red
+
+
+@pytest.mark.parametrize(("w", "h"), [(1, 1), (1, 5), (5, 1)])
+def test_images_under_2x2_are_too_small(tmp_path: Path, w: int, h: int) -> None:
+    path = _save(tmp_path / "tiny.png", np.zeros((h, w), np.uint8))
+    with pytest.raises(ImageError, match=rf"tiny\.png: {w}x{h} is too small to fuse \(min 2x2\)"):
+        read_image(path)
+
+
+def test_2x2_is_accepted(tmp_path: Path) -> None:
+    path = _save(tmp_path / "small.png", np.array([[0, 51], [102, 255]], np.uint8))
+    assert read_image(path).pixels.flatten().tolist() == pytest.approx([0.0, 0.2, 0.4, 1.0])
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    im = PILImage.fromarray(np.zeros((2, 4, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    im.save(tmp_path / "rot.jpg", exif=exif)
+    assert read_image(tmp_path / "rot.jpg").pixels.shape == (3, 4, 2)
+
+
+def test_lytro_jpeg_reads_as_8bit_rgb(lytro_pairs: Path) -> None:
+    image = read_image(lytro_pairs / "lytro-01-A.jpg")
+    assert image.pixels.shape == (3, 520, 520) and image.pixels.dtype == torch.float32
+    assert image.bit_depth == 8 and image.path == lytro_pairs / "lytro-01-A.jpg"
+    assert 0.0 <= image.pixels.min() and image.pixels.max() <= 1.0
+    raw = np.array(PILImage.open(lytro_pairs / "lytro-01-A.jpg"))
+    assert torch.equal((image.pixels * 255).round().to(torch.uint8), torch.from_numpy(raw).permute(2, 0, 1))
+
+
+def test_16bit_gray_png_keeps_every_level(tmp_path: Path) -> None:
+    values = np.array([[0, 1, 257], [40000, 65534, 65535]], np.uint16)
+    image = read_image(_save(tmp_path / "g16.png", values))
+    assert image.bit_depth == 16 and image.pixels.shape == (1, 2, 3)
+    assert (image.pixels[0] * 65535).round().numpy().astype(np.uint16).tolist() == values.tolist()
+
+
+def test_16bit_rgb_png_keeps_every_level(tmp_path: Path) -> None:
+    """Pillow alone would cut these to 8 bits (1 and 257 would merge)."""
+    values = np.array([[[1, 257, 65535], [2, 40000, 0]], [[3, 4, 5], [6, 7, 8]]], np.uint16)
+    image = read_image(_rgb16_png(tmp_path / "rgb16.png", values))
+    assert image.bit_depth == 16 and image.pixels.shape == (3, 2, 2)
+    assert (image.pixels * 65535).round().permute(1, 2, 0).numpy().astype(np.uint16).tolist() == values.tolist()
+
+
+def test_16bit_rgb_tiff_keeps_every_level(tmp_path: Path) -> None:
+    values = np.array([[[1, 257, 65535], [2, 40000, 0]], [[3, 4, 5], [6, 7, 8]]], np.uint16)
+    tifffile.imwrite(tmp_path / "rgb16.tif", values, photometric="rgb")
+    image = read_image(tmp_path / "rgb16.tif")
+    assert image.bit_depth == 16
+    assert (image.pixels * 65535).round().permute(1, 2, 0).numpy().astype(np.uint16).tolist() == values.tolist()
+
+
+@pytest.mark.parametrize(("channels", "suffix"), [(1, ".png"), (3, ".png"), (1, ".tif"), (3, ".tif")])
+def test_16bit_round_trip_is_exact(tmp_path: Path, channels: int, suffix: str) -> None:
+    levels = torch.randint(0, 65536, (channels, 5, 7), generator=torch.Generator().manual_seed(1))
+    path = tmp_path / f"out{suffix}"
+    write_image(path, levels.float() / 65535, bit_depth=16)
+    back = read_image(path)
+    assert back.bit_depth == 16 and back.pixels.shape == levels.shape
+    assert torch.equal((back.pixels.double() * 65535).round().long(), levels)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_8bit_png_round_trip_is_exact(tmp_path: Path, channels: int) -> None:
+    levels = torch.randint(0, 256, (channels, 6, 5), generator=torch.Generator().manual_seed(2))
+    write_image(tmp_path / "o.png", levels.float() / 255)
+    back = read_image(tmp_path / "o.png")
+    assert back.bit_depth == 8 and torch.equal((back.pixels * 255).round().long(), levels)
+
+
+def test_jpeg_output_is_high_quality(tmp_path: Path, lytro_pairs: Path) -> None:
+    source = read_image(lytro_pairs / "lytro-02-A.jpg").pixels
+    write_image(tmp_path / "o.jpg", source)
+    assert (read_image(tmp_path / "o.jpg").pixels - source).abs().mean() < 1.5 / 255
+
+
+def test_out_of_range_pixels_are_clamped(tmp_path: Path) -> None:
+    write_image(tmp_path / "o.png", torch.tensor([[[-0.5, 1.5]], [[0.0, 1.0]], [[0.5, 0.5]]]).expand(3, 2, 2))
+    assert read_image(tmp_path / "o.png").pixels[0, 0].tolist() == [0.0, 1.0]
+
+
+def test_16bit_jpeg_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="JPEG holds 8 bits only"):
+        write_image(tmp_path / "o.jpg", torch.zeros(3, 2, 2), bit_depth=16)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_output_format_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match=r"cannot write '\.gif' files; use \.png, \.jpg or \.tif"):
+        write_image(tmp_path / "o.gif", torch.zeros(1, 2, 2))
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
+    write_image(tmp_path / "o.png", torch.zeros(1, 2, 2))
+    with pytest.raises(OutputExistsError, match="already exists"):
+        write_image(tmp_path / "o.png", torch.ones(1, 2, 2))
+    write_image(tmp_path / "o.png", torch.ones(1, 2, 2), overwrite=True)
+    assert read_image(tmp_path / "o.png").pixels.min() == 1.0
+
+
+def test_an_input_is_never_overwritten(tmp_path: Path) -> None:
+    source = _save(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    with pytest.raises(OutputExistsError, match="it is one of the inputs"):
+        write_image(source, torch.ones(1, 2, 2), overwrite=True, protected=(source,))
+    assert read_image(source).pixels.max() == 0.0
+
+
+def test_disk_full_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(self: PILImage.Image, fp: os.PathLike, *args: object, **kwargs: object) -> None:
+        Path(fp).write_bytes(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(PILImage.Image, "save", full_disk)
+    with pytest.raises(ImageError, match=r"cannot write .*o\.png: No space left on device"):
+        write_image(tmp_path / "o.png", torch.zeros(3, 4, 4))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_matching_sources_read_together(grayscale_pairs: Path) -> None:
+    a, b = read_matching([grayscale_pairs / "g01-A.png", grayscale_pairs / "g01-B.png"])
+    assert a.pixels.shape == b.pixels.shape and a.pixels.shape[0] == 1
+
+
+def test_size_mismatch_names_both_files(tmp_path: Path) -> None:
+    a = _save(tmp_path / "a.png", np.zeros((4, 6), np.uint8))
+    b = _save(tmp_path / "b.png", np.zeros((4, 5), np.uint8))
+    with pytest.raises(ImageError, match=r"b\.png is 5x4 but .*a\.png is 6x4; the sources must be registered"):
+        read_matching([a, b])
+
+
+def test_gray_rgb_mix_names_both_files(tmp_path: Path) -> None:
+    a = _save(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    b = _save(tmp_path / "b.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ImageError, match=r"b\.png is RGB but .*a\.png is grayscale; convert them to one kind"):
+        read_matching([a, b])
+
+
+def test_no_sources_is_an_error() -> None:
+    with pytest.raises(ImageError, match="no images given"):
+        read_matching([])
