@@ -1,0 +1,44 @@
+"""Fusion quality metrics (SPEC section 7): one torchmetric per file, each with a per-image functional twin.
+
+All score the 0..255 integer luminance that the MFIF benchmark toolbox scores (see ``luminance``).
+"""
+
+from gipc.metrics.base import PerImageMean
+from gipc.metrics.collection import METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, fusion_metrics
+from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient, pearson
+from gipc.metrics.entropy import Entropy, entropy
+from gipc.metrics.luminance import MetricInputError, gray255
+from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim, msssim, msssim_scales
+from gipc.metrics.qabf import QABF, qabf
+from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
+from gipc.metrics.spatial_frequency import SpatialFrequency, spatial_frequency
+from gipc.metrics.standard_deviation import StandardDeviation, standard_deviation
+
+__all__ = [
+    "METRIC_NAMES",
+    "REFERENCE_NAMES",
+    "CorrelationCoefficient",
+    "Entropy",
+    "FusionMSSSIM",
+    "FusionMetrics",
+    "MetricInputError",
+    "PerImageMean",
+    "QABF",
+    "ReferencePSNR",
+    "ReferenceSSIM",
+    "SpatialFrequency",
+    "StandardDeviation",
+    "correlation_coefficient",
+    "entropy",
+    "fusion_metrics",
+    "fusion_msssim",
+    "gray255",
+    "msssim",
+    "msssim_scales",
+    "pearson",
+    "psnr",
+    "qabf",
+    "spatial_frequency",
+    "ssim",
+    "standard_deviation",
+]

@@ -1,0 +1,55 @@
+"""The one conversion every fusion metric starts from: images in [0, 1] -> integer luminance on 0..255.
+
+The MFIF benchmark toolbox (Liu et al. 2020) reads uint8 files and applies Matlab's ``rgb2gray``;
+scoring the same integers is what makes our numbers comparable with the published ones.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Matlab ``rgb2gray`` weights (the exact doubles Matlab uses, not the rounded Rec. 601 ones).
+RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+# Half a grey level: anything further outside [0, 1] is a wrong-range input, not rounding noise.
+_RANGE_SLACK = 0.5 / 255.0
+
+
+class MetricInputError(ValueError):
+    """Images a fusion metric cannot score (wrong shape, range or size)."""
+
+
+def _matlab_round(x: torch.Tensor) -> torch.Tensor:
+    """Round half away from zero like Matlab (``torch.round`` rounds half to even); inputs are >= 0."""
+    return torch.floor(x + 0.5)
+
+
+def gray255(image: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) image in [0, 1], C = 1 or 3 -> (N, 1, H, W) float64 integers 0..255.
+
+    RGB is quantised to uint8 first and then converted with ``rgb2gray``'s weights and rounding,
+    gray is quantised directly: what the toolbox sees after ``imread`` + ``rgb2gray``.
+    """
+    if image.ndim != 4 or image.shape[1] not in (1, 3):
+        raise MetricInputError(f"expected images shaped (N, C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise MetricInputError(f"expected float images in [0, 1], got dtype {image.dtype}")
+    low, high = torch.aminmax(image)
+    if low < -_RANGE_SLACK or high > 1.0 + _RANGE_SLACK:
+        raise MetricInputError(
+            f"expected images in [0, 1], got values in [{low.item():.4g}, {high.item():.4g}]; "
+            "divide 0..255 images by 255 and map [-1, 1] network outputs with gipc.color.from_net"
+        )
+    levels = _matlab_round(image.to(torch.float64).clamp(0.0, 1.0) * 255.0)
+    if levels.shape[1] == 1:
+        return levels
+    weights = torch.tensor(RGB2GRAY, dtype=torch.float64, device=image.device).view(1, 3, 1, 1)
+    return _matlab_round((levels * weights).sum(dim=1, keepdim=True)).clamp(0.0, 255.0)
+
+
+def gray255_same(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """:func:`gray255` of several images that must share one shape (sources, fused, ground truth)."""
+    shapes = {tuple(image.shape) for image in images}
+    if len(shapes) != 1:
+        raise MetricInputError(f"images to compare differ in shape: {sorted(shapes)}")
+    return tuple(gray255(image) for image in images)

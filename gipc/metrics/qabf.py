@@ -1,0 +1,90 @@
+"""Q^AB/F: Xydeas-Petrovic edge preservation, ported from the MFIF benchmark toolbox's ``metricXydeas.m``.
+
+Port details that decide the last digits (Liu et al. 2020, revised Oct 2019):
+Sobel kernels applied as correlation (``filter2``) with zero padding, 'same' size; strength
+``sqrt(gx^2 + gy^2)``; orientation ``atan(gy / gx)`` with ``gx`` set to 1e-5 where it is 0; strength
+ratio ``min/max`` of source and fused strengths, and weights ``g_A^L``, ``g_B^L``, with zero strengths
+set to 1e-5 (so the weights of flat pixels are 1e-5, not 0). One deliberate difference: the toolbox
+compares source B with the fused strength after its 1e-5 guard, source A before it; we treat both like A.
+That only matters where the fused image is flat and B is not, and moves a score by < 1e-7.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gipc.metrics.base import PerImageMean
+from gipc.metrics.luminance import gray255_same
+
+_GUARD = 1e-5  # the toolbox's replacement for zero denominators
+
+
+def sobel(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal and vertical Sobel responses of (N, 1, H, W): ``filter2`` with zero padding."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=y.dtype, device=y.device)
+    response = F.conv2d(y, torch.stack([kx, kx.T]).unsqueeze(1), padding=1)  # conv2d correlates
+    return response[:, :1], response[:, 1:]
+
+
+def _edges(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge strength and orientation in (-pi/2, pi/2) of (N, 1, H, W) luminance."""
+    gx, gy = sobel(y)
+    return torch.sqrt(gx.square() + gy.square()), torch.atan(gy / torch.where(gx == 0, _GUARD, gx))
+
+
+def _guarded(strength: torch.Tensor) -> torch.Tensor:
+    return torch.where(strength == 0, _GUARD, strength)
+
+
+def _sigmoid(x: torch.Tensor, gamma: float, k: float, sigma: float) -> torch.Tensor:
+    return gamma / (1.0 + torch.exp(k * (x - sigma)))
+
+
+def qabf(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    fused: torch.Tensor,
+    *,
+    gamma_g: float = 0.9994,
+    k_g: float = -15.0,
+    sigma_g: float = 0.5,
+    gamma_a: float = 0.9879,
+    k_a: float = -22.0,
+    sigma_a: float = 0.8,
+    weight_exponent: float = 1.0,
+) -> torch.Tensor:
+    """Per-image Q^AB/F (N,) in [0, 1] of (N, C, H, W) images in [0, 1].
+
+    The defaults are the toolbox's (Xydeas and Petrovic 2000, Fig. 1): the metric's definition.
+    """
+    ya, yb, yf = gray255_same(a, b, fused)
+    g_f, angle_f = _edges(yf)
+    g_f_safe = _guarded(g_f)
+
+    def preservation(y_src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g_src, angle_src = _edges(y_src)
+        g_src_safe = _guarded(g_src)
+        ratio = torch.where(g_src > g_f, g_f / g_src_safe, g_src_safe / g_f_safe)
+        alignment = 1.0 - (angle_src - angle_f).abs() * 2.0 / math.pi
+        q = _sigmoid(ratio, gamma_g, k_g, sigma_g) * _sigmoid(alignment, gamma_a, k_a, sigma_a)
+        return q, g_src_safe.pow(weight_exponent)
+
+    q_a, w_a = preservation(ya)
+    q_b, w_b = preservation(yb)
+    return (q_a * w_a + q_b * w_b).sum(dim=(1, 2, 3)) / (w_a + w_b).sum(dim=(1, 2, 3))
+
+
+class QABF(PerImageMean):
+    """Mean Q^AB/F (Xydeas-Petrovic), matching the MFIF benchmark toolbox; keyword arguments as :func:`qabf`."""
+
+    def __init__(self, **params: float) -> None:
+        super().__init__()
+        self.params = params
+
+    def per_image(
+        self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
+    ) -> torch.Tensor:
+        return qabf(a, b, fused, **self.params)

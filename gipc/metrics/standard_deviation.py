@@ -1,0 +1,25 @@
+"""SD: contrast of the fused luminance as its standard deviation (SPEC section 7)."""
+
+from __future__ import annotations
+
+import torch
+
+from gipc.metrics.base import PerImageMean
+from gipc.metrics.luminance import gray255
+
+
+def standard_deviation(fused: torch.Tensor) -> torch.Tensor:
+    """Per-image population standard deviation (N,) of the 0..255 luminance.
+
+    SPEC's definition; the MFIF toolbox's ``SD.m`` instead averages column-wise sample deviations.
+    """
+    return gray255(fused).flatten(1).std(dim=1, correction=0)
+
+
+class StandardDeviation(PerImageMean):
+    """Mean SD of the fused images; the sources do not enter."""
+
+    def per_image(
+        self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
+    ) -> torch.Tensor:
+        return standard_deviation(fused)
