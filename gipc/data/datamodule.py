@@ -1,0 +1,147 @@
+"""The LightningDataModule: luminance patch batches for training, whole colour images for val/test.
+
+Sources: the embedded set (default, built in memory from scikit-image's photos), or a folder
+built by ``gipc-build-data`` (``root/train`` and ``root/test``, each ``A/ B/ GT/``); optionally a
+separate ``test_root`` of real pairs without ground truth (e.g. Lytro) replaces the held-out
+images at test time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from gipc.data.datasets import PairFolder, PatchDataset, WholeImageDataset
+from gipc.data.embedded import embedded_set
+from gipc.data.errors import DataError
+from gipc.data.scene import Scene
+
+DISCRIMINATOR_STRIDE = 16
+"""The discriminator halves the patch four times (Table 2), so patches must be multiples of 16."""
+
+
+def _at_least(name: str, value: int | None, low: int) -> None:
+    if value is not None and (not isinstance(value, int) or value < low):
+        raise DataError(f"data.{name} must be an integer >= {low}, got {value!r}")
+
+
+class FusionDataModule(L.LightningDataModule):
+    """Train on aligned Y patches of (A, B, GT); validate on a few held-out images, test on all of them.
+
+    The train loader yields ``batch_size * batches_per_step`` patches per batch so the module can
+    split it into fresh sub-batches for each D step and the G step (Algorithm 1).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        patch_size: int = 80,
+        stride: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        root: str | None = None,
+        test_root: str | None = None,
+        patches_per_epoch: int | None = None,
+        val_count: int = 2,
+        flips: bool = False,
+        sigma: float = 2.0,
+        soft: float = 0.0,
+        max_side: int = 256,
+        test_fraction: float = 0.25,
+        map_source: str | None = None,
+        photos: Sequence[str] | None = None,
+        *,
+        batches_per_step: int = 1,
+    ) -> None:
+        """``root=None`` selects the embedded set, whose options are ``sigma`` (blur std, px),
+        ``soft`` (map softening std, px), ``max_side``, ``test_fraction``, ``map_source`` (force one
+        decision-map source) and ``photos`` (a subset of its photo names)."""
+        super().__init__()
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("batches_per_step", batches_per_step, 1),
+            ("patch_size", patch_size, DISCRIMINATOR_STRIDE),
+            ("stride", stride, 1),
+            ("num_workers", num_workers, 0),
+            ("patches_per_epoch", patches_per_epoch, 1),
+            ("val_count", val_count, 1),
+        ):
+            _at_least(name, value, low)
+        if patch_size % DISCRIMINATOR_STRIDE:
+            raise DataError(f"data.patch_size must be a multiple of {DISCRIMINATOR_STRIDE} (the discriminator's down-sampling), got {patch_size}")
+        if root is not None:
+            root_path = Path(root)
+            for sub in ("train", "test"):
+                if not (root_path / sub).is_dir():
+                    raise DataError(f"data.root {root}: no {sub}/ folder; build one with `gipc-build-data --out {root} ...`")
+        if test_root is not None and not Path(test_root).is_dir():
+            raise DataError(f"data.test_root {test_root} does not exist or is not a folder")
+        self.batch_size, self.patch_size, self.stride = batch_size, patch_size, stride
+        self.num_workers, self.seed, self.batches_per_step = num_workers, seed, batches_per_step
+        self.root, self.test_root = root, test_root
+        self.patches_per_epoch, self.val_count, self.flips = patches_per_epoch, val_count, flips
+        self.embedded_options = dict(
+            seed=seed,
+            sigma=sigma,
+            soft=soft,
+            max_side=max_side,
+            test_fraction=test_fraction,
+            map_source=map_source,
+            names=tuple(photos) if photos is not None else None,
+        )
+        self.train_set: PatchDataset | None = None
+        self.held_out: Sequence[Scene] | None = None
+
+    def _scenes(self) -> tuple[Sequence[Scene], Sequence[Scene]]:
+        if self.root is None:
+            built = embedded_set(**self.embedded_options)
+            return [s.scene for s in built.train], [s.scene for s in built.test]
+        train, test = PairFolder(Path(self.root) / "train"), PairFolder(Path(self.root) / "test")
+        for folder in (train, test):
+            if not folder.has_gt:
+                raise DataError(f"{folder.root} has no GT/ folder; a built data set needs ground truth")
+        return train, test
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read or synthesize the images once; later stages reuse them."""
+        if self.held_out is not None:
+            return
+        train, self.held_out = self._scenes()
+        if not self.held_out:
+            raise DataError("no held-out images for validation/test; raise data.test_fraction or add images to test/")
+        self.train_set = PatchDataset(
+            train, self.patch_size, self.stride, self.patches_per_epoch, seed=self.seed, flips=self.flips
+        )
+        loaded = self.batch_size * self.batches_per_step
+        if len(self.train_set) < loaded:
+            raise DataError(
+                f"only {len(self.train_set)} training patches but one step loads {loaded} "
+                f"(batch_size {self.batch_size} x {self.batches_per_step}); raise patches_per_epoch or lower batch_size"
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size * self.batches_per_step,
+            shuffle=True,
+            drop_last=True,  # every batch must split into batches_per_step equal sub-batches
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def _whole(self, scenes: Sequence[Scene], limit: int | None = None) -> DataLoader:
+        dataset = WholeImageDataset(scenes)
+        if limit is not None:
+            dataset = Subset(dataset, range(min(limit, len(dataset))))
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._whole(self.held_out, self.val_count)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._whole(PairFolder(self.test_root) if self.test_root is not None else self.held_out)

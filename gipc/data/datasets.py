@@ -1,0 +1,235 @@
+"""Folder readers (pairs, focus sequences) and the two torch datasets: training patches and whole images.
+
+Folder layouts:
+
+* paired folders ``A/``, ``B/`` and optionally ``GT/``, one file per scene with the same stem
+  in each (what ``gipc-build-data`` writes);
+* Lytro-style names in one folder: ``<scene>-A.<ext>``, ``<scene>-B.<ext>`` (``-C``, ... for
+  sequences).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from gipc.color import split_luma
+from gipc.data.errors import DataError
+from gipc.data.scene import Scene
+from gipc.imaging import Image, read_matching
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+_SUFFIXED = re.compile(r"^(?P<scene>.+)-(?P<letter>[A-Z])$")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _existing_folder(root: str | Path, what: str) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{what} {root} does not exist or is not a folder")
+    return root
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in _image_files(folder):
+        if path.stem in files:
+            raise DataError(f"{folder} holds both {files[path.stem].name} and {path.name}; keep one file per scene")
+        files[path.stem] = path
+    return files
+
+
+def _sequences(root: Path) -> dict[str, list[Path]]:
+    """Group ``<scene>-A``, ``<scene>-B``, ... files; letters must run A, B, C, ... without gaps."""
+    groups: dict[str, dict[str, Path]] = defaultdict(dict)
+    for path in _image_files(root):
+        match = _SUFFIXED.match(path.stem)
+        if match is None:
+            raise DataError(f"{path} is not named <scene>-A/-B/...; rename it or use A/ and B/ subfolders")
+        letters = groups[match["scene"]]
+        if match["letter"] in letters:
+            raise DataError(f"{letters[match['letter']]} and {path} are the same source; keep one")
+        letters[match["letter"]] = path
+    if not groups:
+        raise DataError(f"{root} holds no images (.png, .jpg, .tif, .bmp)")
+    out: dict[str, list[Path]] = {}
+    for scene, letters in sorted(groups.items()):
+        expected = [chr(ord("A") + i) for i in range(len(letters))]
+        if sorted(letters) != expected or len(letters) < 2:
+            found = ", ".join(p.name for _, p in sorted(letters.items()))
+            raise DataError(f"scene {scene!r} in {root} is unpaired or has a gap ({found}); it needs -A, -B, ... in order")
+        out[scene] = [letters[k] for k in expected]
+    return out
+
+
+class PairFolder(Sequence[Scene]):
+    """Lazily read pairs (and ground truth when there is a ``GT/`` folder) from ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = _existing_folder(root, "pair folder")
+        self.entries: list[tuple[str, tuple[Path, ...], Path | None]] = []
+        if (self.root / "A").is_dir() or (self.root / "B").is_dir():
+            self._read_subfolders()
+        else:
+            for scene, paths in _sequences(self.root).items():
+                if len(paths) != 2:
+                    raise DataError(f"scene {scene!r} in {self.root} has {len(paths)} sources; read sequences with SequenceFolder")
+                self.entries.append((scene, tuple(paths), None))
+
+    def _read_subfolders(self) -> None:
+        sub = {}
+        for letter in ("A", "B"):
+            folder = self.root / letter
+            if not folder.is_dir():
+                raise DataError(f"{self.root} has no {letter}/ folder; paired folders need A/ and B/")
+            sub[letter] = _by_stem(folder)
+        gt = _by_stem(self.root / "GT") if (self.root / "GT").is_dir() else None
+        stems = set(sub["A"]) | set(sub["B"]) | set(gt or {})
+        if not stems:
+            raise DataError(f"{self.root}/A and {self.root}/B hold no images")
+        for stem in sorted(stems):
+            missing = [f"{k}/" for k, files in (*sub.items(), ("GT", gt)) if files is not None and stem not in files]
+            if missing:
+                raise DataError(f"scene {stem!r} in {self.root} is missing from {', '.join(missing)}; every folder needs the same names")
+            self.entries.append((stem, (sub["A"][stem], sub["B"][stem]), gt[stem] if gt is not None else None))
+
+    @property
+    def has_gt(self) -> bool:
+        return all(gt is not None for _, _, gt in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> Scene:  # type: ignore[override]
+        name, sources, gt = self.entries[index]
+        images = read_matching([*sources, *([gt] if gt is not None else [])])
+        return Scene(name, images[0].pixels, images[1].pixels, images[2].pixels if gt is not None else None)
+
+
+class SequenceFolder(Sequence[tuple[str, list[Image]]]):
+    """Lazily read focus sequences ``<scene>-A``, ``-B``, ``-C``, ... (Lytro triples); items: (scene, images)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = _existing_folder(root, "sequence folder")
+        self.entries = list(_sequences(self.root).items())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[str, list[Image]]:  # type: ignore[override]
+        name, paths = self.entries[index]
+        return name, read_matching(paths)
+
+
+def _luma(image: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) -> (1, H, W): the Y channel the generator fuses (gray images are their own Y)."""
+    return split_luma(image[None])[0][0] if image.shape[0] == 3 else image
+
+
+class PatchDataset(Dataset):
+    """Aligned (1, P, P) luminance patches of A, B and GT, cut on the fly from images held once.
+
+    ``stride`` set: the patches of a grid with that stride over every image, in order
+    (index -> image, row, column by arithmetic, nothing stored per patch). ``stride=None``: random
+    crops, ``count`` positions drawn uniformly over all crop positions with ``seed``. ``count`` on a
+    grid keeps a seeded subset of it. Memory is the images plus at most one int per patch index.
+    The paper cuts 184,885 patches of 80x80 from 90 images (section 4.1).
+    """
+
+    def __init__(
+        self,
+        scenes: Iterable[Scene],
+        patch_size: int,
+        stride: int | None = None,
+        count: int | None = None,
+        seed: int = 0,
+        flips: bool = False,
+    ) -> None:
+        if patch_size < 1 or (stride is not None and stride < 1) or (count is not None and count < 1):
+            raise DataError(f"patch_size, stride and count must be >= 1 (got {patch_size}, {stride}, {count})")
+        self.patch_size, self.flips = patch_size, flips
+        self.step = stride or 1
+        self.images: list[torch.Tensor] = []
+        counts: list[int] = []
+        self.columns: list[int] = []
+        for scene in scenes:
+            if scene.gt is None:
+                raise DataError(f"training scene {scene.name!r} has no ground truth (GT/); training needs all-in-focus images")
+            height, width = scene.a.shape[-2:]
+            if min(height, width) < patch_size:
+                raise DataError(f"image {scene.name!r} is {width}x{height}, smaller than the {patch_size}px patches; lower patch_size")
+            self.images.append(torch.cat([_luma(scene.a), _luma(scene.b), _luma(scene.gt)]).float().contiguous())
+            rows, cols = (height - patch_size) // self.step + 1, (width - patch_size) // self.step + 1
+            counts.append(rows * cols)
+            self.columns.append(cols)
+        if not self.images:
+            raise DataError("no training images")
+        self.offsets = [0, *itertools.accumulate(counts)]
+        total = self.offsets[-1]
+        generator = torch.Generator().manual_seed(seed)
+        self.positions: torch.Tensor | None = None
+        if stride is None:
+            tiles = sum((im.shape[1] // patch_size) * (im.shape[2] // patch_size) for im in self.images)
+            self.positions = torch.randint(total, (count or tiles,), generator=generator)
+        elif count is not None and count < total:
+            self.positions = torch.randperm(total, generator=generator)[:count]
+
+    @staticmethod
+    def grid_count(height: int, width: int, patch_size: int, stride: int) -> int:
+        """Patches of a stride-``stride`` grid in one image: ``(floor((H-P)/s)+1) * (floor((W-P)/s)+1)``."""
+        return ((height - patch_size) // stride + 1) * ((width - patch_size) // stride + 1)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the images and the position table, never patches."""
+        held = sum(im.numel() * im.element_size() for im in self.images)
+        return held + (0 if self.positions is None else self.positions.numel() * self.positions.element_size())
+
+    def __len__(self) -> int:
+        return self.offsets[-1] if self.positions is None else len(self.positions)
+
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """Index -> (image, top, left) of its patch."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"patch index {index} out of range for {len(self)} patches")
+        index %= len(self)
+        flat = index if self.positions is None else int(self.positions[index])
+        image = bisect.bisect_right(self.offsets, flat) - 1
+        local = flat - self.offsets[image]
+        return image, (local // self.columns[image]) * self.step, (local % self.columns[image]) * self.step
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, top, left = self.locate(index)
+        size = self.patch_size
+        crop = self.images[image][:, top : top + size, left : left + size]
+        if self.flips:
+            dims = [d for d, flip in zip((1, 2), torch.rand(2) < 0.5) if flip]
+            crop = crop.flip(dims) if dims else crop
+        return {"a": crop[0:1], "b": crop[1:2], "gt": crop[2:3]}
+
+
+class WholeImageDataset(Dataset):
+    """Whole colour images for validation and test: ``{"a", "b", "gt" (when known), "name"}``."""
+
+    def __init__(self, scenes: Sequence[Scene]) -> None:
+        self.scenes = scenes
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        scene = self.scenes[index]
+        item: dict[str, Any] = {"a": scene.a, "b": scene.b, "name": scene.name}
+        if scene.gt is not None:
+            item["gt"] = scene.gt
+        return item

@@ -1,0 +1,116 @@
+"""The default data set: MFI-DRC-style pairs made in memory from scikit-image's bundled photos.
+
+Needs no download: only images shipped inside the scikit-image wheel are used (those that
+``skimage.data`` would fetch with pooch are left out). Each photo has a decision-map source
+suited to it: region competition for photos with a subject, the true disparity for the stereo
+motorcycle, random blobs for textures and documents with no foreground.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import skimage.data
+import torch
+import torch.nn.functional as F
+
+from gipc.data.errors import DataError
+from gipc.data.scene import SyntheticScene, split_names, synthesize_scene
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An all-in-focus image (C, H, W) in [0, 1] with the map source (and its options) to use on it."""
+
+    name: str
+    image: torch.Tensor
+    map_source: str
+    map_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _motorcycle() -> tuple[np.ndarray, np.ndarray]:
+    left, _, disp = skimage.data.stereo_motorcycle()
+    return left, disp
+
+
+# name -> (loader returning (uint8 image, disparity or None), decision-map source)
+CATALOGUE: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray | None]], str]] = {
+    **{
+        name: ((lambda name=name: (getattr(skimage.data, name)(), None)), "region_competition")
+        for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "retina")
+    },
+    **{
+        name: ((lambda name=name: (getattr(skimage.data, name)(), None)), "blobs")
+        for name in ("moon", "immunohistochemistry", "hubble_deep_field", "gravel", "brick", "grass", "page", "text", "cell")
+    },
+    "motorcycle_left": (_motorcycle, "disparity"),
+}
+
+
+def _fit(plane: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if plane.shape[-2:] == size:
+        return plane
+    if mode == "nearest":  # disparity: averaging would invent depths across edges and occlusions
+        return F.interpolate(plane[None], size=size, mode="nearest-exact")[0]
+    return F.interpolate(plane[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def load_photo(name: str, max_side: int, map_source: str | None = None) -> Photo:
+    """One catalogue photo, downscaled so its longest side is at most ``max_side``."""
+    if name not in CATALOGUE:
+        raise DataError(f"unknown embedded photo {name!r}; choose from {', '.join(CATALOGUE)}")
+    loader, default_source = CATALOGUE[name]
+    pixels, disp = loader()
+    image = torch.from_numpy(np.ascontiguousarray(pixels)).float() / 255.0
+    image = image[None] if image.ndim == 2 else image.permute(2, 0, 1)
+    height, width = image.shape[-2:]
+    scale = min(1.0, max_side / max(height, width))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    image = _fit(image, size, "bilinear")
+    source = map_source or default_source
+    options: dict[str, Any] = {}
+    if source == "disparity":
+        if disp is None:
+            raise DataError(f"embedded photo {name!r} has no disparity map; use another map source")
+        options["depth"] = _fit(torch.from_numpy(disp).float()[None], size, "nearest")[0]
+    return Photo(name, image, source, options)
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """Train and held-out test scenes, each with its decision map."""
+
+    train: tuple[SyntheticScene, ...]
+    test: tuple[SyntheticScene, ...]
+
+
+@functools.lru_cache(maxsize=4)
+def embedded_set(
+    seed: int = 0,
+    sigma: float = 2.0,
+    soft: float = 0.0,
+    max_side: int = 256,
+    test_fraction: float = 0.25,
+    map_source: str | None = None,
+    names: tuple[str, ...] | None = None,
+) -> SyntheticSet:
+    """Build the embedded set in memory: every photo through equations 18-19, split by ``seed``.
+
+    ``map_source`` forces one decision-map source on every photo (``None``: each photo's own;
+    ``"disparity"`` only works for photos with a disparity map). ``names`` picks a subset.
+    Memoised per argument set (a fit and a test in one process build it once): treat the
+    tensors as read-only.
+    """
+    if max_side < 16:
+        raise DataError(f"max_side must be >= 16, got {max_side}")
+    chosen = names or tuple(CATALOGUE)
+    train_names, test_names = split_names(chosen, test_fraction, seed)
+
+    def make(name: str) -> SyntheticScene:
+        photo = load_photo(name, max_side, map_source)
+        return synthesize_scene(name, photo.image, photo.map_source, seed, sigma, soft, **photo.map_options)
+
+    return SyntheticSet(tuple(make(n) for n in train_names), tuple(make(n) for n in test_names))

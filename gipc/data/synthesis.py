@@ -1,0 +1,90 @@
+"""Multi-focus pair synthesis (SPEC section 6, equations 18-19) and random decision maps.
+
+Pure tensor functions: no file, Lightning or Hydra code, so the builder, the embedded set
+and the tests share one definition of how a pair is made.
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+
+def blur_kernel_size(sigma: float) -> int:
+    """Odd Gaussian support covering +-3 sigma (99.7% of the mass); the paper prints no kernel size."""
+    return 2 * math.ceil(3.0 * sigma) + 1
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
+    """``G(x, y; sigma) (*) I`` of equations 18-19, reflect-padded so borders do not darken."""
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    if sigma == 0:
+        return image.clone()
+    size = blur_kernel_size(sigma) if kernel_size is None else kernel_size
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number, got {size}")
+    height, width = image.shape[-2:]
+    if size // 2 >= min(height, width):
+        raise ValueError(
+            f"blur kernel {size}x{size} (sigma {sigma}) is too large for a {height}x{width} image; "
+            "use a smaller sigma or a larger image"
+        )
+    return kornia.filters.gaussian_blur2d(image, (size, size), (sigma, sigma), border_type="reflect")
+
+
+def synthesize_pair(
+    image: torch.Tensor, focus_map: torch.Tensor, sigma: float, kernel_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Equations 18-19: ``A = F I + (1-F) blur(I)``, ``B = F blur(I) + (1-F) I``.
+
+    ``image`` (B, C, H, W) in [0, 1] is all-in-focus, ``focus_map`` (B, 1, H, W) in [0, 1] is 1
+    where A is sharp (the foreground). A soft map mixes the two smoothly at the boundary.
+    """
+    if image.ndim != 4 or focus_map.ndim != 4 or focus_map.shape[1] != 1:
+        raise ValueError(f"expected image (B,C,H,W) and map (B,1,H,W), got {tuple(image.shape)} and {tuple(focus_map.shape)}")
+    if image.shape[0] != focus_map.shape[0] or image.shape[-2:] != focus_map.shape[-2:]:
+        raise ValueError(f"image {tuple(image.shape)} and focus map {tuple(focus_map.shape)} differ in batch or size")
+    blurred = gaussian_blur(image, sigma, kernel_size)
+    a = focus_map * image + (1.0 - focus_map) * blurred
+    b = focus_map * blurred + (1.0 - focus_map) * image
+    return a, b
+
+
+def soften(mask: torch.Tensor, width: float) -> torch.Tensor:
+    """Blur a binary (..., H, W) map with a Gaussian of std ``width`` pixels so focus fades at the boundary.
+
+    Real defocus changes gradually across a depth edge; ``width = 0`` keeps the hard map of the paper.
+    """
+    if width < 0:
+        raise ValueError(f"soft width must be >= 0, got {width}")
+    if width == 0:
+        return mask.clone()
+    shape = mask.shape
+    flat = mask.reshape(-1, 1, *shape[-2:]).float()
+    size = min(blur_kernel_size(width), 2 * (min(shape[-2:]) - 1) + 1)  # reflect padding must fit the map
+    soft = kornia.filters.gaussian_blur2d(flat, (size, size), (width, width), border_type="reflect")
+    return soft.clamp(0.0, 1.0).reshape(shape)
+
+
+def random_blobs(
+    height: int, width: int, generator: torch.Generator, blob_size: int = 64, fraction: float = 0.5
+) -> torch.Tensor:
+    """Smooth random foreground blobs (1, H, W) in {0, 1}, the synthetic decision-map source.
+
+    Gaussian noise on a grid of ``blob_size``-pixel cells is upsampled bicubically and cut at
+    its ``1 - fraction`` quantile, so about ``fraction`` of the area is foreground whatever the seed.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"blob fraction must be in (0, 1), got {fraction}")
+    if blob_size < 1:
+        raise ValueError(f"blob_size must be >= 1, got {blob_size}")
+    cells = (max(2, math.ceil(height / blob_size) + 1), max(2, math.ceil(width / blob_size) + 1))
+    noise = torch.randn(1, 1, *cells, generator=generator)
+    field = F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=True)[0]
+    values = field.flatten()
+    cut = values.kthvalue(min(values.numel(), max(1, round((1.0 - fraction) * values.numel())))).values
+    return (field > cut).float()
