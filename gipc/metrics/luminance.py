@@ -35,7 +35,7 @@ def gray255(image: torch.Tensor) -> torch.Tensor:
     if not image.is_floating_point():
         raise MetricInputError(f"expected float images in [0, 1], got dtype {image.dtype}")
     low, high = torch.aminmax(image)
-    if low < -_RANGE_SLACK or high > 1.0 + _RANGE_SLACK:
+    if not (low >= -_RANGE_SLACK and high <= 1.0 + _RANGE_SLACK):  # written so that NaN fails too
         raise MetricInputError(
             f"expected images in [0, 1], got values in [{low.item():.4g}, {high.item():.4g}]; "
             "divide 0..255 images by 255 and map [-1, 1] network outputs with gipc.color.from_net"

@@ -44,14 +44,15 @@ def _warn_fewer_scales(scales: int) -> None:
 def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image MS-SSIM (N,) of two (N, 1, H, W) luminance tensors on the 0..255 scale.
 
-    Images too small for 5 scales use the first k of Wang's weights renormalised to sum 1 (warned
-    once per k). torchmetrics' ``relu`` normalisation is kept: it equals Wang's formula whenever all
+    Images too small for 5 scales use the first k of Wang's weights renormalised (warned once per
+    k). torchmetrics' ``relu`` normalisation is kept: it equals Wang's formula whenever all
     contrast terms are positive, and gives 0 instead of NaN for anti-correlated images.
     """
     scales = msssim_scales(x.shape[-2], x.shape[-1])
     if scales < len(WANG_BETAS):
         _warn_fewer_scales(scales)
-    betas = tuple(beta / sum(WANG_BETAS[:scales]) for beta in WANG_BETAS[:scales])
+    # Scaled to the full set's sum (1.0001, not 1), so that 5 scales are exactly Wang's weights.
+    betas = tuple(beta * sum(WANG_BETAS) / sum(WANG_BETAS[:scales]) for beta in WANG_BETAS[:scales])
     return multiscale_structural_similarity_index_measure(
         x, y, kernel_size=_WINDOW, sigma=1.5, data_range=255.0, betas=betas, reduction="none", normalize="relu"
     )

@@ -4,13 +4,14 @@ Port details that decide the last digits (Liu et al. 2020, revised Oct 2019):
 Sobel kernels applied as correlation (``filter2``) with zero padding, 'same' size; strength
 ``sqrt(gx^2 + gy^2)``; orientation ``atan(gy / gx)`` with ``gx`` set to 1e-5 where it is 0; strength
 ratio ``min/max`` of source and fused strengths, and weights ``g_A^L``, ``g_B^L``, with zero strengths
-set to 1e-5 (so the weights of flat pixels are 1e-5, not 0). One deliberate difference: the toolbox
-compares source B with the fused strength after its 1e-5 guard, source A before it; we treat both like A.
-That only matters where the fused image is flat and B is not, and moves a score by < 1e-7.
+set to 1e-5 (so the weights of flat pixels are 1e-5, not 0). The toolbox guards the fused strength
+in place while scoring source A, so source B meets the guarded value in its comparison and in the
+numerator of its ratio; that asymmetry is kept (it moves a score by < 1e-7, but it is the reference).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -64,16 +65,16 @@ def qabf(
     g_f, angle_f = _edges(yf)
     g_f_safe = _guarded(g_f)
 
-    def preservation(y_src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def preservation(y_src: torch.Tensor, g_f_seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g_src, angle_src = _edges(y_src)
         g_src_safe = _guarded(g_src)
-        ratio = torch.where(g_src > g_f, g_f / g_src_safe, g_src_safe / g_f_safe)
+        ratio = torch.where(g_src > g_f_seen, g_f_seen / g_src_safe, g_src_safe / g_f_safe)
         alignment = 1.0 - (angle_src - angle_f).abs() * 2.0 / math.pi
         q = _sigmoid(ratio, gamma_g, k_g, sigma_g) * _sigmoid(alignment, gamma_a, k_a, sigma_a)
         return q, g_src_safe.pow(weight_exponent)
 
-    q_a, w_a = preservation(ya)
-    q_b, w_b = preservation(yb)
+    q_a, w_a = preservation(ya, g_f)
+    q_b, w_b = preservation(yb, g_f_safe)  # the toolbox's B pass sees the already guarded G_F
     return (q_a * w_a + q_b * w_b).sum(dim=(1, 2, 3)) / (w_a + w_b).sum(dim=(1, 2, 3))
 
 
@@ -82,6 +83,7 @@ class QABF(PerImageMean):
 
     def __init__(self, **params: float) -> None:
         super().__init__()
+        inspect.signature(qabf).bind(None, None, None, **params)  # a misspelt constant fails here, not mid-epoch
         self.params = params
 
     def per_image(
