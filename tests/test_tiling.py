@@ -1,0 +1,138 @@
+"""Tiled inference blends to exactly the whole-image result; sequences fuse left to right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gipc.color import from_net, split_luma, to_net
+from gipc.imaging import read_image
+from gipc.models.generator import Generator
+from gipc.tiling import axis_weights, fuse_sequence, tiled
+
+
+def _random_eval_generator(seed: int = 0) -> Generator:
+    """Untrained generator whose output varies strongly (default init gives a near-constant image)."""
+    torch.manual_seed(seed)
+    gen = Generator().eval()
+    for module in gen.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, a=0.2)
+            torch.nn.init.normal_(module.bias, std=0.1)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    return gen
+
+
+def _network(gen: Generator):
+    def fuse_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return from_net(gen(to_net(a), to_net(b)))
+
+    return fuse_y
+
+
+@pytest.mark.parametrize(("size", "tile", "overlap"), [(1000, 512, 64), (600, 256, 32), (100, 30, 8), (513, 512, 64), (7, 4, 1)])
+def test_axis_weights_sum_to_one_and_cover_the_axis(size: int, tile: int, overlap: int) -> None:
+    spans = axis_weights(size, tile, overlap)
+    total = torch.zeros(size, dtype=torch.float64)
+    for start, weight in spans:
+        assert len(weight) == tile and 0 <= start <= size - tile
+        assert weight.min() >= 0
+        total[start : start + tile] += weight.double()
+    assert torch.allclose(total, torch.ones(size, dtype=torch.float64), atol=1e-6)
+
+
+def test_axis_weights_by_hand() -> None:
+    """size 8, tile 6, overlap 4: starts 0 and 2; margin 1, ramp 2 -> rise 0, 1/3, 2/3, 1."""
+    (s0, w0), (s1, w1) = axis_weights(8, 6, 4)
+    assert (s0, s1) == (0, 2)
+    assert w0.tolist() == pytest.approx([1, 1, 1, 2 / 3, 1 / 3, 0])
+    assert w1.tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1, 1, 1])
+
+
+def test_image_within_one_tile_goes_through_whole() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(a.shape))
+        return a + b
+
+    a, b = torch.rand(2, 1, 40, 50), torch.rand(2, 1, 40, 50)
+    assert torch.equal(tiled(fuse, 64, 16)(a, b), a + b)
+    assert calls == [(2, 1, 40, 50)]
+
+
+def test_tiles_never_exceed_the_tile_size() -> None:
+    seen: list[tuple[int, int]] = []
+
+    def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(a.shape[-2:]))
+        return (a + b) / 2
+
+    a, b = torch.rand(1, 1, 150, 97), torch.rand(1, 1, 150, 97)
+    out = tiled(fuse, 64, 16)(a, b)
+    assert torch.allclose(out, (a + b) / 2, atol=1e-6)
+    assert max(max(s) for s in seen) == 64 and len(seen) == 3 * 2
+
+
+def test_constant_per_tile_fuser_blends_to_a_partition_of_unity() -> None:
+    """A fuser returning ones shows the blending weights sum to 1 at every pixel, in 2-D."""
+    out = tiled(lambda a, b: torch.ones_like(a), 32, 12)(torch.rand(1, 1, 75, 90), torch.rand(1, 1, 75, 90))
+    assert torch.allclose(out, torch.ones_like(out), atol=1e-6)
+
+
+def test_garbage_within_the_margin_never_reaches_the_result() -> None:
+    """A fuser wrong on its outer overlap//4 ring (as zero padding makes a CNN) still tiles exactly."""
+    overlap = 16
+
+    def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = a * b
+        ring = overlap // 4
+        out[..., :ring, :] = 7.0
+        out[..., -ring:, :] = 7.0
+        out[..., :, :ring] = 7.0
+        out[..., :, -ring:] = 7.0
+        return out
+
+    a, b = torch.rand(1, 1, 100, 120), torch.rand(1, 1, 100, 120)
+    out = tiled(fuse, 48, overlap)(a, b)
+    interior = (slice(None), slice(None), slice(overlap // 4, -(overlap // 4)), slice(overlap // 4, -(overlap // 4)))
+    assert torch.allclose(out[interior], (a * b)[interior], atol=1e-6)
+
+
+def test_tiled_generator_matches_whole_image_on_a_lytro_image(lytro_pairs: Path) -> None:
+    gen = _random_eval_generator()
+    ya, _ = split_luma(read_image(lytro_pairs / "lytro-03-A.jpg").pixels[None])
+    yb, _ = split_luma(read_image(lytro_pairs / "lytro-03-B.jpg").pixels[None])
+    ya, yb = ya[..., 100:356, 100:356], yb[..., 100:356, 100:356]
+    whole = _network(gen)(ya, yb)  # 256 x 256: 9 tiles of 128, overlap 32 (margin 8 = receptive radius)
+    assert whole.std() > 0.02  # a fuser with real spatial structure, not a constant
+    assert (tiled(_network(gen), 128, 32)(ya, yb) - whole).abs().max() < 1 / 255
+
+
+def test_too_small_an_overlap_shows_seams() -> None:
+    """Control: margin 16//4 = 4 < receptive radius 8, so tile-edge padding leaks in."""
+    gen = _random_eval_generator()
+    a, b = torch.rand(1, 1, 120, 120), torch.rand(1, 1, 120, 120)
+    assert (tiled(_network(gen), 64, 16)(a, b) - _network(gen)(a, b)).abs().max() > 1 / 255
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(0, 0), (32, 32), (32, -1)])
+def test_bad_tiling_is_refused(tile: int, overlap: int) -> None:
+    with pytest.raises(ValueError, match="need tile >= 1 and 0 <= overlap < tile"):
+        tiled(lambda a, b: a, tile, overlap)
+
+
+def test_sequence_fuses_left_to_right() -> None:
+    """F = f(f(I1, I2), I3) with a non-commutative f: 2 * (2 * 1 + 2) + 3 = 11."""
+    images = [torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)]
+    assert fuse_sequence(lambda f, i: 2 * f + i, images).item() == 11.0
+
+
+def test_sequence_needs_two_sources() -> None:
+    with pytest.raises(ValueError, match="at least two sources"):
+        fuse_sequence(lambda a, b: a, [torch.zeros(1)])
