@@ -160,6 +160,7 @@ class PatchDataset(Dataset):
         self.patch_size, self.flips = patch_size, flips
         self.step = stride or 1
         self.images: list[torch.Tensor] = []
+        self.names: list[str] = []
         counts: list[int] = []
         self.columns: list[int] = []
         for scene in scenes:
@@ -168,6 +169,7 @@ class PatchDataset(Dataset):
             height, width = scene.a.shape[-2:]
             if min(height, width) < patch_size:
                 raise DataError(f"image {scene.name!r} is {width}x{height}, smaller than the {patch_size}px patches; lower patch_size")
+            self.names.append(scene.name)
             self.images.append(torch.cat([_luma(scene.a), _luma(scene.b), _luma(scene.gt)]).float().contiguous())
             rows, cols = (height - patch_size) // self.step + 1, (width - patch_size) // self.step + 1
             counts.append(rows * cols)

@@ -1,0 +1,123 @@
+"""FusionDataModule: batch shapes, held-out val/test, folder and Lytro sources, argument errors, configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from gipc.data.datamodule import FusionDataModule
+from gipc.data.errors import DataError
+from gipc.imaging import write_image
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# Small bundled photos with blob maps: the embedded set in about a second.
+SMALL = dict(photos=("text", "page", "moon", "cell", "brick"), max_side=96, test_fraction=0.4)
+
+
+def _module(**kwargs) -> FusionDataModule:
+    options = dict(batch_size=4, patch_size=16, patches_per_epoch=60, seed=1, **SMALL)
+    options.update(kwargs)
+    module = FusionDataModule(**options)
+    module.setup("fit")
+    return module
+
+
+def test_train_batches_hold_a_sub_batch_per_d_and_g_step() -> None:
+    module = _module(batches_per_step=3)
+    loader = module.train_dataloader()
+    assert len(loader) == 60 // 12
+    batch = next(iter(loader))
+    assert set(batch) == {"a", "b", "gt"}
+    for tensor in batch.values():
+        assert tensor.shape == (12, 1, 16, 16) and tensor.dtype == torch.float32
+        assert 0 <= tensor.min() and tensor.max() <= 1
+
+
+def test_same_seed_same_batches() -> None:
+    first = next(iter(_module(seed=5).train_dataloader()))
+    again = next(iter(_module(seed=5).train_dataloader()))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_val_uses_a_few_held_out_images_and_test_all_of_them() -> None:
+    module = _module(val_count=1)
+    val = list(module.val_dataloader())
+    test = list(module.test_dataloader())
+    assert len(val) == 1 and len(test) == 2
+    held = {b["name"][0] for b in test}
+    assert len(module.train_set.names) == 3 and held.isdisjoint(module.train_set.names)
+    assert held | set(module.train_set.names) == set(SMALL["photos"])
+    item = test[0]
+    assert set(item) == {"a", "b", "gt", "name"}
+    assert item["a"].shape[0] == 1 and item["a"].shape == item["gt"].shape and item["a"].shape[-1] <= 96
+
+
+def test_lytro_test_root_replaces_held_out_images(lytro_pairs: Path) -> None:
+    module = _module(test_root=str(lytro_pairs))
+    loader = module.test_dataloader()
+    assert len(loader) == 20
+    item = next(iter(loader))
+    assert set(item) == {"a", "b", "name"} and item["a"].shape == (1, 3, 520, 520)
+    assert "gt" in next(iter(module.val_dataloader()))
+
+
+def _built_folder(root: Path) -> None:
+    for split, names in (("train", ("t0", "t1")), ("test", ("v0",))):
+        for i, name in enumerate(names):
+            gt = torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(i))
+            for sub, pixels in (("A", gt), ("B", gt * 0.5), ("GT", gt)):
+                write_image(root / split / sub / f"{name}.png", pixels)
+
+
+def test_built_folder_source(tmp_path: Path) -> None:
+    _built_folder(tmp_path)
+    module = FusionDataModule(root=str(tmp_path), batch_size=2, patch_size=32, stride=8)
+    module.setup("fit")
+    assert len(module.train_set) == 2 * (2 * 3)  # 40x48, 32px, stride 8: 2 rows x 3 columns
+    batch = next(iter(module.train_dataloader()))
+    torch.testing.assert_close(batch["a"], batch["gt"])  # A was written as the GT image itself
+    assert [b["name"] for b in module.test_dataloader()] == [["v0"]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+        (dict(patch_size=40), "multiple of 16"),
+        (dict(patch_size=0), "patch_size must be an integer >= 16"),
+        (dict(stride=0), "stride must be"),
+        (dict(batches_per_step=0), "batches_per_step"),
+        (dict(root="/no/such/data"), "no train/ folder; build one"),
+        (dict(test_root="/no/such/lytro"), "test_root /no/such/lytro does not exist"),
+    ],
+)
+def test_bad_arguments_fail_in_the_constructor(kwargs: dict, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        FusionDataModule(**kwargs)
+
+
+def test_too_few_patches_for_one_step() -> None:
+    with pytest.raises(DataError, match="only 5 training patches but one step loads 12"):
+        _module(patches_per_epoch=5, batches_per_step=3)
+
+
+def test_configs_instantiate(tmp_path: Path) -> None:
+    paper = OmegaConf.load(CONF / "data" / "embedded.yaml")
+    assert (paper.batch_size, paper.patch_size, paper.test_fraction) == (32, 80, 0.25)  # Algorithm 1, section 4.1
+    _built_folder(tmp_path)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        default = compose("config", overrides=["logger=none"])
+        module = instantiate(default.data, batches_per_step=3)
+        assert isinstance(module, FusionDataModule) and module.root is None
+        assert module.batch_size * module.batches_per_step == default.data.batch_size * 3
+        folder = compose("config", overrides=["data=folder", f"data.root={tmp_path}", "logger=none"])
+        module = instantiate(folder.data, batches_per_step=3)
+        assert module.root == str(tmp_path) and module.patch_size == folder.data.patch_size
+        with pytest.raises(MissingMandatoryValue):
+            instantiate(compose("config", overrides=["data=folder", "logger=none"]).data)

@@ -1,0 +1,173 @@
+"""Equations 18-19, decision-map sources, the seeded split and the embedded set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from gipc.data.decision_maps import disparity, from_file, make_map, region_competition
+from gipc.data.embedded import CATALOGUE, embedded_set, load_photo
+from gipc.data.errors import DataError
+from gipc.data.scene import scene_generator, split_names, synthesize_scene
+from gipc.data.synthesis import blur_kernel_size, gaussian_blur, random_blobs, soften, synthesize_pair
+from gipc.imaging import write_image
+
+
+def _image(seed: int = 0, shape: tuple[int, ...] = (1, 3, 40, 48)) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_blur_matches_scipy_gaussian_filter() -> None:
+    """kornia 'reflect' is scipy 'mirror'; a +-3 sigma kernel is scipy's truncate=3."""
+    image = _image(shape=(1, 1, 30, 34))
+    ours = gaussian_blur(image, 2.0)[0, 0].numpy()
+    ref = ndimage.gaussian_filter(image[0, 0].double().numpy(), 2.0, mode="mirror", truncate=3.0)
+    assert blur_kernel_size(2.0) == 13
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_pair_is_image_where_focused_and_blur_elsewhere() -> None:
+    image = _image()
+    focus = torch.zeros(1, 1, 40, 48)
+    focus[..., :, :20] = 1.0
+    a, b = synthesize_pair(image, focus, sigma=1.5)
+    blurred = gaussian_blur(image, 1.5)
+    torch.testing.assert_close(a[..., :20], image[..., :20])
+    torch.testing.assert_close(a[..., 20:], blurred[..., 20:])
+    torch.testing.assert_close(b[..., :20], blurred[..., :20])
+    torch.testing.assert_close(b[..., 20:], image[..., 20:])
+
+
+def test_pair_sums_to_image_plus_blur_for_any_soft_map() -> None:
+    """Adding eq. 18 and eq. 19 cancels F: A + B = I + blur(I)."""
+    image, focus = _image(1), _image(2, (1, 1, 40, 48))
+    a, b = synthesize_pair(image, focus, sigma=2.0)
+    torch.testing.assert_close(a + b, image + gaussian_blur(image, 2.0))
+
+
+def test_blur_keeps_a_constant_image_and_rejects_bad_sizes() -> None:
+    flat = torch.full((1, 1, 20, 20), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, 3.0), flat)
+    with pytest.raises(ValueError, match="too large"):
+        gaussian_blur(torch.rand(1, 1, 5, 5), 3.0)
+    with pytest.raises(ValueError, match="odd"):
+        gaussian_blur(flat, 1.0, kernel_size=4)
+    with pytest.raises(ValueError, match="differ"):
+        synthesize_pair(flat, torch.ones(1, 1, 20, 21), 1.0)
+
+
+def test_soften_blurs_only_near_the_boundary_and_stays_antisymmetric() -> None:
+    mask = torch.zeros(1, 40, 40)
+    mask[..., 20:] = 1.0
+    assert torch.equal(soften(mask, 0.0), mask)
+    soft = soften(mask, 2.0)
+    row = soft[0, 10]
+    assert row[:14].max() == 0  # beyond the 3-sigma kernel radius (6 px): untouched
+    torch.testing.assert_close(row[26:], torch.ones(14))
+    assert 0 < row[19] < 0.5 < row[20] < 1
+    torch.testing.assert_close(row[19] + row[20], torch.tensor(1.0))  # blurred step is point-symmetric
+
+
+def test_random_blobs_area_binary_and_seeded() -> None:
+    first = random_blobs(96, 128, torch.Generator().manual_seed(3), blob_size=32, fraction=0.3)
+    again = random_blobs(96, 128, torch.Generator().manual_seed(3), blob_size=32, fraction=0.3)
+    other = random_blobs(96, 128, torch.Generator().manual_seed(4), blob_size=32, fraction=0.3)
+    assert first.shape == (1, 96, 128)
+    assert set(first.unique().tolist()) <= {0.0, 1.0}
+    assert abs(first.mean().item() - 0.3) < 0.01
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    _, components = ndimage.label(first[0].numpy())
+    assert components <= 20  # smooth blobs, not salt-and-pepper noise
+
+
+def _disc(inverted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = torch.meshgrid(torch.arange(120), torch.arange(160), indexing="ij")
+    disc = ((rows - 60) ** 2 + (cols - 80) ** 2 < 35**2).float()
+    image = 0.7 * (1 - disc if inverted else disc) + 0.15 + 0.05 * _image(5, (120, 160))
+    return image.expand(3, -1, -1), disc
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_region_competition_finds_the_central_object(inverted: bool) -> None:
+    image, disc = _disc(inverted)
+    found = region_competition(image)[0]
+    iou = (found * disc).sum() / ((found + disc) > 0).sum()
+    assert iou > 0.9
+
+
+def test_disparity_threshold_closed_form() -> None:
+    depth = torch.arange(40.0).reshape(4, 10)
+    depth[0, 0] = float("inf")  # an occlusion: never in focus
+    image = torch.zeros(3, 4, 10)
+    near = disparity(image, depth=depth)[0]  # valid 1..39: the 20th smallest, 20, is the cut
+    assert near.flatten()[:21].sum() == 0 and near.flatten()[21:].all()
+    far = disparity(image, depth=depth, nearer_is_larger=False)[0]
+    assert far.sum() == 20 and far.flatten()[1:21].all()
+    with pytest.raises(DataError, match="needs a depth"):
+        disparity(image)
+
+
+def test_file_source_reads_and_thresholds_a_mask(tmp_path) -> None:
+    mask = torch.zeros(1, 8, 12)
+    mask[:, 2:6, 3:9] = 0.8
+    write_image(tmp_path / "m.png", mask)
+    hard = make_map("file", torch.zeros(3, 8, 12), torch.Generator(), path=tmp_path / "m.png")
+    assert torch.equal(hard, (mask > 0.5).float())
+    soft = from_file(torch.zeros(3, 8, 12), path=tmp_path / "m.png", threshold=None)
+    torch.testing.assert_close(soft, mask, atol=1 / 255, rtol=0)
+    with pytest.raises(DataError, match="resize the mask"):
+        from_file(torch.zeros(3, 9, 12), path=tmp_path / "m.png")
+    with pytest.raises(DataError, match="unknown decision-map source"):
+        make_map("drc", torch.zeros(3, 8, 12), torch.Generator())
+
+
+def test_split_is_seeded_disjoint_and_order_free() -> None:
+    names = [f"im{i:03d}" for i in range(120)]
+    train, test = split_names(names, 0.25, seed=7)
+    assert len(test) == 30 and len(train) == 90  # section 4.1: 90 train / 30 test
+    assert set(train).isdisjoint(test) and set(train) | set(test) == set(names)
+    assert split_names(list(reversed(names)), 0.25, seed=7) == (train, test)
+    assert split_names(names, 0.25, seed=8)[1] != test
+    assert split_names(["x", "y"], 0.1, seed=0)[1] != []  # never an empty test set from >= 2 images
+    with pytest.raises(DataError):
+        split_names(names, 1.0, seed=0)
+
+
+def test_scene_generator_depends_on_seed_and_name_only() -> None:
+    draw = lambda seed, name: torch.rand(3, generator=scene_generator(seed, name))  # noqa: E731
+    assert torch.equal(draw(1, "a"), draw(1, "a"))
+    assert not torch.equal(draw(1, "a"), draw(1, "b")) and not torch.equal(draw(1, "a"), draw(2, "a"))
+
+
+def test_synthesize_scene_blobs_map_and_gt() -> None:
+    image = _image(9, (3, 64, 64))
+    made = synthesize_scene("x", image, "blobs", seed=1, sigma=1.0, soft=0.0, blob_size=16)
+    focus = made.focus_map
+    assert made.scene.gt is image
+    inside = focus.bool().expand(3, -1, -1)
+    torch.testing.assert_close(made.scene.a[inside], image[inside])
+    torch.testing.assert_close(made.scene.b[~inside], image[~inside])
+
+
+def test_embedded_photos_are_bundled_and_downscaled() -> None:
+    photo = load_photo("motorcycle_left", max_side=128)
+    assert photo.image.shape == (3, 86, 128) and photo.map_source == "disparity"
+    assert photo.map_options["depth"].shape == (86, 128)
+    assert load_photo("text", 1000).image.shape == (1, 172, 448)  # never upscaled
+    assert len(CATALOGUE) >= 15
+    with pytest.raises(DataError, match="unknown embedded photo"):
+        load_photo("lena", 64)
+
+
+def test_embedded_set_split_and_equations() -> None:
+    built = embedded_set(seed=3, sigma=1.5, max_side=96, test_fraction=0.34, names=("text", "page", "coins"))
+    assert len(built.train) == 2 and len(built.test) == 1
+    assert {s.scene.name for s in built.train}.isdisjoint({s.scene.name for s in built.test})
+    for made in built.train + built.test:
+        scene = made.scene
+        blurred = gaussian_blur(scene.gt[None], 1.5)[0]
+        torch.testing.assert_close(scene.a, made.focus_map * scene.gt + (1 - made.focus_map) * blurred)
+        assert 0.05 < made.focus_map.mean() < 0.95
+    assert embedded_set(seed=3, sigma=1.5, max_side=96, test_fraction=0.34, names=("text", "page", "coins")) is built
