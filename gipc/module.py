@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any, Literal, Mapping
 
 import lightning as L
 import torch
@@ -29,7 +30,7 @@ class GIPCGAN(L.LightningModule):
 
     def __init__(
         self,
-        loss: LossWeights,
+        loss: LossWeights | Mapping[str, Any],
         patch_size: int,
         generator: dict[str, Any] | None = None,
         discriminator: dict[str, Any] | None = None,
@@ -44,11 +45,13 @@ class GIPCGAN(L.LightningModule):
             raise ValueError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
         if on_nonfinite not in ("stop", "skip", "reduce_lr"):
             raise ValueError(f"model.on_nonfinite must be stop, skip or reduce_lr, got {on_nonfinite!r}")
+        # Stored as a plain dict so checkpoints load with torch.load(weights_only=True).
+        loss = asdict(loss) if isinstance(loss, LossWeights) else dict(loss)
         self.save_hyperparameters(ignore=["metrics"])
         self.automatic_optimization = False
         self.generator = Generator(**(generator or {}))
         self.discriminator = Discriminator(patch_size, **(discriminator or {}))
-        self.weights = loss
+        self.weights = LossWeights(**loss)
         self.metrics = metrics
         self.d_steps = 0
         self.g_steps = 0

@@ -1,0 +1,67 @@
+"""Hydra composition: ablations zero exactly the lambdas SPEC section 4 names; the ratio knob moves G and D."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from gipc.losses import LossWeights
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+LAMBDAS = ("l1", "l2", "l3", "l4", "l5", "l6")
+
+
+def loss_of(*overrides: str) -> dict[str, float]:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return {k: cfg.loss[k] for k in LAMBDAS}
+
+
+def test_defaults_are_the_papers_weights():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config")
+    w: LossWeights = instantiate(cfg.loss)
+    assert (w.lam, w.beta1, w.beta2) == (9.3, 1.3, 4.5)
+    assert (w.l1, w.l2, w.l3, w.l4, w.l5, w.l6) == (0.1, 1.0, 0.1, 1.0, 0.1, 1.0)
+    assert tuple(w.real_label) == (0.7, 1.2) and tuple(w.fake_label) == (0.0, 0.3)
+    assert cfg.model.d_steps_per_g_step == 2 and cfg.model.lr == 1e-4 and list(cfg.model.betas) == [0.5, 0.999]
+
+
+@pytest.mark.parametrize(
+    "ablation, zeroed",
+    [
+        ("none", set()),
+        ("without_int", {"l1", "l3", "l5"}),
+        ("without_gra", {"l2", "l4", "l6"}),
+        ("paper_without_int", {"l1", "l3"}),
+        ("paper_without_gra", {"l2", "l4"}),
+    ],
+)
+def test_ablation_zeroes_exactly_the_named_lambdas(ablation, zeroed):
+    full = loss_of()
+    lams = loss_of(f"ablation={ablation}")
+    assert {k for k, v in lams.items() if v == 0} == zeroed
+    assert all(lams[k] == full[k] for k in set(LAMBDAS) - zeroed)
+
+
+def test_ratio_knob_moves_generator_and_discriminator_together():
+    lams = loss_of("loss.ratio=0.25")
+    assert lams["l1"] == lams["l3"] == lams["l5"] == 0.25
+    assert lams["l2"] == lams["l4"] == lams["l6"] == 1.0
+
+
+def test_each_lambda_stays_overridable_beside_the_ratio():
+    lams = loss_of("loss.ratio=0.25", "loss.l3=0.5")
+    assert (lams["l1"], lams["l3"], lams["l5"]) == (0.25, 0.5, 0.25)
+
+
+def test_ablation_wins_over_the_ratio_knob():
+    lams = loss_of("loss.ratio=0.5", "ablation=without_int")
+    assert lams["l1"] == lams["l3"] == lams["l5"] == 0
+
+
+def test_unknown_ablation_is_a_composition_error():
+    with pytest.raises(ConfigCompositionException, match="ablation"):
+        loss_of("ablation=without_everything")
