@@ -1,0 +1,377 @@
+"""Fusion metrics (gipc.metrics) against hand-computed values, closed forms and a literal toolbox port."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchmetrics.functional.image import (
+    multiscale_structural_similarity_index_measure,
+    structural_similarity_index_measure,
+)
+
+from gipc.metrics import (
+    METRIC_NAMES,
+    QABF,
+    REFERENCE_NAMES,
+    FusionMetrics,
+    MetricInputError,
+    correlation_coefficient,
+    entropy,
+    fusion_metrics,
+    fusion_msssim,
+    gray255,
+    msssim,
+    msssim_scales,
+    psnr,
+    qabf,
+    spatial_frequency,
+    ssim,
+    standard_deviation,
+)
+from gipc.metrics.msssim import _warn_fewer_scales
+from gipc.metrics.qabf import sobel
+
+# Q^AB/F constants of the MFIF toolbox (metricXydeas.m), restated here so the tests check the defaults.
+GAMMA_G, K_G, SIGMA_G = 0.9994, -15.0, 0.5
+GAMMA_A, K_A, SIGMA_A = 0.9879, -22.0, 0.8
+
+
+def levels(array: np.ndarray) -> torch.Tensor:
+    """Integer grey levels (H, W) or (H, W, 3) -> (1, C, H, W) float64 in [0, 1], as a uint8 file reads."""
+    t = torch.as_tensor(np.asarray(array, dtype=np.float64))
+    t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+    return (t / 255.0).unsqueeze(0)
+
+
+def textured(seed: int, shape: tuple[int, ...] = (1, 1, 32, 32)) -> torch.Tensor:
+    """Random integer-level image: every pixel has a nonzero gradient almost surely."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=g, dtype=torch.float64) / 255.0
+
+
+def read(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.int64)
+
+
+# ---------------------------------------------------------------- luminance
+def test_gray255_matches_matlab_rgb2gray_on_primaries() -> None:
+    # Matlab: rgb2gray(uint8([255 0 0])) = 76, green 150, blue 29, white 255, grey 128 stays 128.
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [128, 128, 128]]])
+    assert gray255(levels(rgb)).flatten().tolist() == [76.0, 150.0, 29.0, 255.0, 128.0]
+
+
+def test_gray255_rounds_half_away_from_zero_like_matlab() -> None:
+    # 2.5 and 3.5 grey levels: Matlab rounds both up; round-half-to-even would give 2 and 4.
+    x = torch.tensor([2.5, 3.5, 254.6], dtype=torch.float64).view(1, 1, 1, 3) / 255.0
+    assert gray255(x).flatten().tolist() == [3.0, 4.0, 255.0]
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (torch.full((1, 1, 8, 8), 200.0), r"\[0, 1\]"),  # 0..255 passed by mistake
+        (torch.full((1, 1, 8, 8), -1.0), "from_net"),  # network range
+        (torch.full((1, 1, 8, 8), float("nan")), r"\[0, 1\]"),
+        (torch.zeros(1, 2, 8, 8), "C = 1 or 3"),
+        (torch.zeros(8, 8), "C = 1 or 3"),
+        (torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "float"),
+    ],
+)
+def test_bad_inputs_raise_one_line_value_errors(image: torch.Tensor, message: str) -> None:
+    with pytest.raises(MetricInputError, match=message) as info:
+        entropy(image)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+
+
+def test_sources_and_fused_must_share_a_shape() -> None:
+    with pytest.raises(MetricInputError, match="differ in shape"):
+        qabf(textured(0, (1, 1, 16, 16)), textured(1, (1, 1, 16, 16)), textured(2, (1, 1, 16, 15)))
+
+
+# ---------------------------------------------------------------- EN, SF, SD, CC
+def test_entropy_of_two_equal_levels_is_one_bit() -> None:
+    half = np.zeros((6, 8))
+    half[:, 4:] = 255
+    assert entropy(levels(half)).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_entropy_of_four_equal_levels_is_two_bits_and_flat_is_zero() -> None:
+    four = np.repeat(np.array([[0, 1, 2, 3]]), 5, axis=0) * 60
+    assert entropy(levels(four)).item() == pytest.approx(2.0, abs=1e-12)
+    assert entropy(levels(np.full((5, 5), 9))).item() == 0.0
+
+
+def test_spatial_frequency_of_a_ramp_by_hand() -> None:
+    # y = 10 j + 3 i on 4x5: 4*4 horizontal steps of 10, 3*5 vertical steps of 3, divided by M*N = 20.
+    i, j = np.mgrid[0:4, 0:5]
+    rf2 = 4 * 4 * 10**2 / 20  # 80
+    cf2 = 3 * 5 * 3**2 / 20  # 6.75
+    assert spatial_frequency(levels(10 * j + 3 * i)).item() == pytest.approx(math.sqrt(rf2 + cf2), abs=1e-12)
+
+
+def test_standard_deviation_is_the_population_one() -> None:
+    # Half 0, half 255: population SD is exactly 127.5 (the sample SD would be 127.5 * sqrt(n / (n - 1))).
+    half = np.zeros((4, 6))
+    half[:2] = 255
+    assert standard_deviation(levels(half)).item() == pytest.approx(127.5, abs=1e-12)
+
+
+def test_correlation_of_fused_equal_to_a_is_half_of_one_plus_r_ab() -> None:
+    a, b = textured(0), textured(1)
+    r_ab = np.corrcoef((a * 255).flatten().numpy(), (b * 255).flatten().numpy())[0, 1]
+    assert correlation_coefficient(a, b, a).item() == pytest.approx((1 + r_ab) / 2, abs=1e-12)
+
+
+def test_correlation_with_a_flat_image_is_zero_not_nan() -> None:
+    a, b = textured(0), textured(1)
+    assert correlation_coefficient(a, b, torch.full_like(a, 0.5)).item() == 0.0
+
+
+# ---------------------------------------------------------------- Q^AB/F
+def _qabf_reference(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """metricXydeas.m line by line, with explicit loops for the zero-padded Sobel correlation."""
+    flt1 = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+    flt2 = [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]
+
+    def filter2(kernel: list[list[int]], img: np.ndarray) -> np.ndarray:
+        h, w = img.shape
+        out = np.zeros((h, w))
+        for y in range(h):
+            for x in range(w):
+                acc = 0.0
+                for dy in range(3):
+                    for dx in range(3):
+                        yy, xx = y + dy - 1, x + dx - 1
+                        if 0 <= yy < h and 0 <= xx < w:
+                            acc += kernel[dy][dx] * img[yy, xx]
+                out[y, x] = acc
+        return out
+
+    def edges(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gx, gy = filter2(flt1, img), filter2(flt2, img)
+        g = np.sqrt(gx * gx + gy * gy)
+        gx = gx + (gx == 0) * 0.00001
+        return g, np.arctan(gy / gx)
+
+    fuse_g, fuse_a = edges(f.astype(np.float64))
+    q, w = [], []
+    for src in (a, b):  # the toolbox guards fuseG in place during the first pass; the second sees it guarded
+        g, ang = edges(src.astype(np.float64))
+        bimap = g > fuse_g
+        g = g + (g == 0) * 0.00001
+        buffer1 = fuse_g / g
+        fuse_g = fuse_g + (fuse_g == 0) * 0.00001
+        buffer2 = g / fuse_g
+        ratio = bimap * buffer1 + (1 - bimap) * buffer2
+        align = 1 - np.abs(ang - fuse_a) * 2 / np.pi
+        q.append(GAMMA_G / (1 + np.exp(K_G * (ratio - SIGMA_G))) * GAMMA_A / (1 + np.exp(K_A * (align - SIGMA_A))))
+        w.append(g)
+    return float(np.sum(q[0] * w[0] + q[1] * w[1]) / np.sum(w[0] + w[1]))
+
+
+def _case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a, b, f = (rng.integers(0, 256, (5, 5)) for _ in range(3))
+    return a, b, f
+
+
+@pytest.mark.parametrize("case", ["random", "flat_fused_block", "flat_source", "fused_is_a"])
+def test_qabf_5x5_matches_a_literal_loop_port_of_the_toolbox(case: str) -> None:
+    a, b, f = _case(7)
+    if case == "flat_fused_block":
+        f[:3, :3] = 0  # zero fused strength where the sources have edges: exercises the 1e-5 guards
+    if case == "flat_source":
+        a[:] = 0
+    if case == "fused_is_a":
+        f = a.copy()
+    got = qabf(levels(a), levels(b), levels(f)).item()
+    assert got == pytest.approx(_qabf_reference(a, b, f), abs=1e-12)
+
+
+def test_qabf_of_perfect_fusion_is_the_product_of_the_two_sigmoids_at_ratio_1_angle_0() -> None:
+    a = textured(3)
+    expected = GAMMA_G / (1 + math.exp(K_G * (1 - SIGMA_G))) * GAMMA_A / (1 + math.exp(K_A * (1 - SIGMA_A)))
+    # By hand: 0.9994 / (1 + e^-7.5) = 0.99885 and 0.9879 / (1 + e^-4.4) = 0.97592.
+    assert expected == pytest.approx(0.99885 * 0.97592, abs=1e-5)
+    assert qabf(a, a, a).item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_qabf_of_a_black_fused_image_is_about_zero() -> None:
+    # Black, not mid-grey: with the toolbox's zero padding a flat grey image has edges along its border.
+    a, b = textured(4), textured(5)
+    strength_term_at_ratio_0 = GAMMA_G / (1 + math.exp(K_G * (0 - SIGMA_G)))  # 5.5e-4
+    assert 0.0 <= qabf(a, b, torch.zeros_like(a)).item() <= strength_term_at_ratio_0
+
+
+def test_qabf_constants_are_keyword_arguments_and_checked_on_construction() -> None:
+    a, b, f = textured(0), textured(1), textured(2)
+    base = qabf(a, b, f).item()
+    assert qabf(a, b, f, gamma_g=GAMMA_G / 2).item() == pytest.approx(base / 2, rel=1e-12)
+    metric = QABF(gamma_g=GAMMA_G / 2)
+    metric.update(a, b, f)
+    assert metric.compute().item() == pytest.approx(base / 2, rel=1e-12)
+    with pytest.raises(TypeError):
+        QABF(gama_g=1.0)
+
+
+# ---------------------------------------------------------------- MS-SSIM
+@pytest.mark.parametrize(
+    ("side", "scales"),
+    [(176, 5), (175, 4), (99, 4), (98, 3), (80, 3), (44, 3), (43, 2), (22, 2), (21, 1), (11, 1)],
+)
+def test_msssim_scales_keep_a_whole_window_at_the_coarsest_scale(side: int, scales: int) -> None:
+    assert msssim_scales(side, side + 7) == scales
+
+
+def test_msssim_refuses_images_smaller_than_the_window() -> None:
+    with pytest.raises(MetricInputError, match="11x11"):
+        msssim_scales(10, 300)
+
+
+@pytest.mark.parametrize("side", [176, 99, 44, 22, 11])
+def test_msssim_of_an_image_with_itself_is_one_at_every_scale_count(side: int) -> None:
+    a = textured(side, (1, 1, side, side + 1))
+    assert fusion_msssim(a, a, a).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_five_scale_msssim_is_torchmetrics_with_wangs_weights() -> None:
+    x, y = (gray255(textured(s, (1, 1, 180, 190))) for s in (8, 9))
+    expected = multiscale_structural_similarity_index_measure(x, y, data_range=255.0, reduction="none")
+    assert torch.allclose(msssim(x, y), expected, rtol=0, atol=1e-12)
+
+
+def test_one_scale_msssim_is_ssim_and_fewer_scales_warn() -> None:
+    x, y = (gray255(textured(s, (1, 1, 15, 15))) for s in (8, 9))
+    _warn_fewer_scales.cache_clear()
+    with pytest.warns(UserWarning, match="1 of Wang's 5 scales"):
+        got = msssim(x, y)
+    # Weights renormalised to Wang's total 1.0001, so one scale is SSIM ** 1.0001.
+    ssim_value = structural_similarity_index_measure(x, y, data_range=255.0, reduction="none")
+    assert torch.allclose(got, ssim_value.clamp_min(0) ** 1.0001, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- PSNR / SSIM against ground truth
+def test_reference_psnr_and_ssim_by_hand() -> None:
+    gt = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    fused = torch.full_like(gt, 10 / 255)  # MSE = 100 grey levels squared
+    # torchmetrics takes log(data_range) in float32, hence 1e-7 relative, not float64 precision.
+    assert psnr(fused, gt).item() == pytest.approx(10 * math.log10(255**2 / 100), rel=1e-7)
+    assert ssim(gt, gt).item() == pytest.approx(1.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------- the collection
+def _batches() -> list[tuple[torch.Tensor, ...]]:
+    """Batches of differing sizes, odd and RGB among them, each with a ground truth."""
+    shapes = [(2, 1, 24, 24), (1, 3, 33, 29), (3, 1, 21, 40)]
+    return [tuple(textured(10 * i + k, s) for k in range(4)) for i, s in enumerate(shapes)]
+
+
+def test_compute_is_the_mean_of_the_per_image_functional_values_over_batches() -> None:
+    metrics = FusionMetrics(with_reference=True)
+    per_image: dict[str, list[torch.Tensor]] = {}
+    for a, b, fused, gt in _batches():
+        metrics.update(a, b, fused, gt)
+        for name, values in fusion_metrics(a, b, fused, gt).items():
+            assert values.shape == (a.shape[0],) and values.dtype == torch.float64
+            per_image.setdefault(name, []).append(values)
+    result = metrics.compute()
+    assert set(result) == set(METRIC_NAMES + REFERENCE_NAMES)  # MetricCollection sorts its keys
+    for name, value in result.items():
+        assert value.item() == pytest.approx(torch.cat(per_image[name]).mean().item(), abs=1e-12), name
+    metrics.reset()
+    a, b, fused, gt = _batches()[0]
+    metrics.update(a, b, fused, gt)
+    assert metrics.compute()["SD"].item() == pytest.approx(standard_deviation(fused).mean().item(), abs=1e-12)
+
+
+def test_members_with_equal_first_states_are_not_merged() -> None:
+    # A black first batch gives SF = SD = 0 for both; merged compute groups would then share one state.
+    metrics = FusionMetrics()
+    a, b = textured(0, (1, 1, 24, 24)), textured(1, (1, 1, 24, 24))
+    black = torch.zeros_like(a)
+    metrics.update(a, b, black)
+    metrics.update(a, b, a)
+    result = metrics.compute()
+    assert result["SF"].item() == pytest.approx(spatial_frequency(a).item() / 2, abs=1e-12)
+    assert result["SD"].item() == pytest.approx(standard_deviation(a).item() / 2, abs=1e-12)
+
+
+def test_without_reference_keys_are_the_six_and_reference_needs_gt() -> None:
+    a, b, fused, gt = _batches()[0]
+    plain = FusionMetrics()
+    plain.update(a, b, fused)
+    assert set(plain.compute()) == set(METRIC_NAMES)
+    assert tuple(fusion_metrics(a, b, fused)) == METRIC_NAMES  # the paper's column order, for CSV rows
+    assert tuple(fusion_metrics(a, b, fused, gt)) == METRIC_NAMES + REFERENCE_NAMES
+    with pytest.raises(MetricInputError, match="ground truth"):
+        FusionMetrics(with_reference=True).update(a, b, fused)
+
+
+def test_two_simulated_processes_give_the_single_process_means() -> None:
+    batches = _batches()
+    single = FusionMetrics(with_reference=True)
+    rank0, rank1 = FusionMetrics(with_reference=True), FusionMetrics(with_reference=True)
+    for i, batch in enumerate(batches):
+        single.update(*batch)
+        (rank0 if i % 2 == 0 else rank1).update(*batch)
+
+    for name, metric in rank0.items():
+        peer = rank1[name]
+
+        def all_gather(tensor: torch.Tensor, group: object = None, _m=metric, _p=peer) -> list[torch.Tensor]:
+            state = next(k for k in _m._reductions if getattr(_m, k) is tensor)
+            return [tensor, getattr(_p, state)]
+
+        # What DDP does on compute(): gather every state from every rank, reduce with dist_reduce_fx.
+        metric.dist_sync_fn = all_gather
+        metric.distributed_available_fn = lambda: True
+    synced, expected = rank0.compute(), single.compute()
+    for name in expected:
+        assert synced[name].item() == pytest.approx(expected[name].item(), abs=1e-12), name
+    assert rank0["EN"].count.item() == 2 + 3  # local state restored after compute: rank 0's own batches 0 and 2
+
+
+# ---------------------------------------------------------------- real images
+def _choose_max_gradient(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Per pixel, the source whose mean squared gradient over a window is larger."""
+
+    def activity(x: torch.Tensor) -> torch.Tensor:
+        y = x.mean(dim=1, keepdim=True)
+        energy = F.pad(y.diff(dim=-1) ** 2, (0, 1)) + F.pad(y.diff(dim=-2) ** 2, (0, 0, 0, 1))
+        return F.avg_pool2d(energy, window, stride=1, padding=window // 2, count_include_pad=False)
+
+    return torch.where(activity(a) >= activity(b), a, b)
+
+
+def _average_and_choose_max_qabf(a_int: np.ndarray, b_int: np.ndarray) -> tuple[float, float]:
+    a, b = levels(a_int), levels(b_int)
+    average = levels((a_int + b_int + 1) // 2)  # saved as uint8, rounded half up: no ties left to the metric
+    return qabf(a, b, average).item(), qabf(a, b, _choose_max_gradient(a, b)).item()
+
+
+@pytest.mark.slow
+def test_lytro_averaging_is_plausible_and_choose_max_gradient_beats_it(lytro_pairs: Path) -> None:
+    q_average, q_choose = _average_and_choose_max_qabf(
+        read(lytro_pairs / "lytro-01-A.jpg"), read(lytro_pairs / "lytro-01-B.jpg")
+    )
+    assert 0.5 <= q_average <= 0.75
+    assert q_choose > q_average + 0.05
+
+
+@pytest.mark.slow
+def test_odd_sized_grayscale_pair_scores_finite_values_and_ranks_fusions(grayscale_pairs: Path) -> None:
+    a_int, b_int = (np.asarray(Image.open(grayscale_pairs / f"g09-{s}.png"), dtype=np.int64) for s in "AB")
+    assert a_int.shape == (234, 322)
+    a, b = levels(a_int), levels(b_int)
+    scores = fusion_metrics(a, b, levels((a_int + b_int + 1) // 2))
+    assert all(torch.isfinite(v).all() for v in scores.values())
+    q_average, q_choose = _average_and_choose_max_qabf(a_int, b_int)
+    assert q_average == scores["QABF"].item()
+    assert q_choose > q_average
