@@ -34,11 +34,13 @@ class LossWeights:
     real_label: tuple[float, float]
     fake_label: tuple[float, float]
     laplacian: LaplacianKind = "8-neighbour"
+    #: The intensity : gradient knob ``conf/loss`` sets l1, l3, l5 from; kept for logging and grouping.
+    ratio: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, float | int) and value < 0:
+            if isinstance(value, float | int) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"loss.{f.name} must be >= 0, got {value}")
         for name in ("real_label", "fake_label"):
             low, high = getattr(self, name)
