@@ -29,7 +29,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _SUFFIXED = re.compile(r"^(?P<scene>.+)-(?P<letter>[A-Z])$")
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -40,9 +41,10 @@ def _existing_folder(root: str | Path, what: str) -> Path:
     return root
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+def files_by_stem(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; two files of one stem (x.png, x.jpg) are an error."""
     files: dict[str, Path] = {}
-    for path in _image_files(folder):
+    for path in image_files(folder):
         if path.stem in files:
             raise DataError(f"{folder} holds both {files[path.stem].name} and {path.name}; keep one file per scene")
         files[path.stem] = path
@@ -52,7 +54,7 @@ def _by_stem(folder: Path) -> dict[str, Path]:
 def _sequences(root: Path) -> dict[str, list[Path]]:
     """Group ``<scene>-A``, ``<scene>-B``, ... files; letters must run A, B, C, ... without gaps."""
     groups: dict[str, dict[str, Path]] = defaultdict(dict)
-    for path in _image_files(root):
+    for path in image_files(root):
         match = _SUFFIXED.match(path.stem)
         if match is None:
             raise DataError(f"{path} is not named <scene>-A/-B/...; rename it or use A/ and B/ subfolders")
@@ -92,8 +94,8 @@ class PairFolder(Sequence[Scene]):
             folder = self.root / letter
             if not folder.is_dir():
                 raise DataError(f"{self.root} has no {letter}/ folder; paired folders need A/ and B/")
-            sub[letter] = _by_stem(folder)
-        gt = _by_stem(self.root / "GT") if (self.root / "GT").is_dir() else None
+            sub[letter] = files_by_stem(folder)
+        gt = files_by_stem(self.root / "GT") if (self.root / "GT").is_dir() else None
         stems = set(sub["A"]) | set(sub["B"]) | set(gt or {})
         if not stems:
             raise DataError(f"{self.root}/A and {self.root}/B hold no images")

@@ -120,12 +120,22 @@ def blobs(image: torch.Tensor, generator: torch.Generator, blob_size: int = 64, 
 
 
 def from_file(
-    image: torch.Tensor, generator: torch.Generator | None = None, path: str | Path | None = None, threshold: float | None = 0.5
+    image: torch.Tensor,
+    generator: torch.Generator | None = None,
+    path: str | Path | None = None,
+    threshold: float | None = 0.5,
+    resize: bool = False,
 ) -> torch.Tensor:
-    """A mask image from disk (white = A in focus); ``threshold=None`` keeps a grey mask soft."""
+    """A mask image from disk (white = A in focus); ``threshold=None`` keeps a grey mask soft.
+
+    ``resize`` scales the mask to the image, for builds that downscale the photos; otherwise a
+    mask of another size is an error (it most likely belongs to another image).
+    """
     if path is None:
         raise DataError("the 'file' map source needs a mask file for each image (--mask-dir)")
     mask = luminance(read_image(path).pixels)
+    if resize and mask.shape != image.shape[-2:]:
+        mask = _resize(mask, tuple(image.shape[-2:])).clamp(0.0, 1.0)
     if mask.shape != image.shape[-2:]:
         raise DataError(f"mask {path} is {tuple(mask.shape)} but its image is {tuple(image.shape[-2:])}; resize the mask to match")
     return (mask if threshold is None else (mask > threshold).float())[None]

@@ -15,10 +15,10 @@ from typing import Any, Callable
 import numpy as np
 import skimage.data
 import torch
-import torch.nn.functional as F
 
 from gipc.data.errors import DataError
 from gipc.data.scene import SyntheticScene, split_names, synthesize_scene
+from gipc.data.synthesis import fit_longest_side
 
 
 @dataclass(frozen=True)
@@ -50,32 +50,20 @@ CATALOGUE: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray | None]], s
 }
 
 
-def _fit(plane: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    if plane.shape[-2:] == size:
-        return plane
-    if mode == "nearest":  # disparity: averaging would invent depths across edges and occlusions
-        return F.interpolate(plane[None], size=size, mode="nearest-exact")[0]
-    return F.interpolate(plane[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-
-
-def load_photo(name: str, max_side: int, map_source: str | None = None) -> Photo:
-    """One catalogue photo, downscaled so its longest side is at most ``max_side``."""
+def load_photo(name: str, max_side: int | None, map_source: str | None = None) -> Photo:
+    """One catalogue photo, downscaled so its longest side is at most ``max_side`` (``None``: full size)."""
     if name not in CATALOGUE:
         raise DataError(f"unknown embedded photo {name!r}; choose from {', '.join(CATALOGUE)}")
     loader, default_source = CATALOGUE[name]
     pixels, disp = loader()
     image = torch.from_numpy(np.ascontiguousarray(pixels)).float() / 255.0
-    image = image[None] if image.ndim == 2 else image.permute(2, 0, 1)
-    height, width = image.shape[-2:]
-    scale = min(1.0, max_side / max(height, width))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    image = _fit(image, size, "bilinear")
+    image = fit_longest_side(image[None] if image.ndim == 2 else image.permute(2, 0, 1), max_side)
     source = map_source or default_source
     options: dict[str, Any] = {}
     if source == "disparity":
         if disp is None:
             raise DataError(f"embedded photo {name!r} has no disparity map; use another map source")
-        options["depth"] = _fit(torch.from_numpy(disp).float()[None], size, "nearest")[0]
+        options["depth"] = fit_longest_side(torch.from_numpy(disp).float()[None], max_side, nearest=True)[0]
     return Photo(name, image, source, options)
 
 

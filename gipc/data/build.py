@@ -1,0 +1,277 @@
+"""Build an MFI-DRC-style data set on disk (SPEC section 6): ``gipc-build-data``.
+
+    gipc-build-data --source PHOTOS --out data/mfi-drc --maps region_competition
+    gipc-build-data --embedded --out data/embedded-drc
+
+Every all-in-focus photo gets a decision map, equations 18-19 make its (A, B) pair, and a seeded
+split sends it to ``train/`` or ``test/``, each holding ``A/ B/ GT/ maps/`` PNGs. ``manifest.json``
+records every setting, each image's map source and split, and a sha256 per file: the same command
+rebuilds the same bytes. The set is built in a hidden folder beside ``--out`` and renamed into
+place at the end, so a failure or Ctrl-C leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
+
+from gipc.data.datasets import files_by_stem
+from gipc.data.decision_maps import SOURCES
+from gipc.data.embedded import CATALOGUE, Photo, load_photo
+from gipc.data.errors import DataError
+from gipc.data.scene import split_names, synthesize_scene
+from gipc.data.synthesis import blur_kernel_size, fit_longest_side
+from gipc.files import OutputExistsError, write_text
+from gipc.imaging import ImageError, read_image, write_image
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+DEFAULT_SIGMA = 2.0
+"""Equations 18-19 blur std in pixels: the paper prints no value, this is our choice."""
+PAPER_TEST_FRACTION = 0.25
+"""Section 4.1: 30 of the 120 MFI-DRC images are held out for testing."""
+EMBEDDED_MAX_SIDE = 256
+"""``--embedded`` photos are downscaled to this by default, like ``conf/data/embedded.yaml``."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One all-in-focus photo to synthesize from, loaded on demand so a build holds one at a time."""
+
+    name: str
+    load: Callable[[], tuple[Photo, int]]  # the photo and its bit depth
+    map_file: str | None  # the mask / depth file the map comes from, for the manifest
+
+
+def _embedded_sources(maps: str | None, mask_dir: Path | None, max_side: int | None) -> list[Source]:
+    masks = files_by_stem(mask_dir) if mask_dir else {}
+
+    def loader(name: str) -> Callable[[], tuple[Photo, int]]:
+        def load() -> tuple[Photo, int]:
+            if name in masks:  # a user mask or depth image replaces the photo's own map
+                return _with_map_file(load_photo(name, max_side), maps or "file", masks[name], max_side), 8
+            return load_photo(name, max_side, maps), 8
+
+        return load
+
+    return [Source(name, loader(name), masks[name].name if name in masks else None) for name in CATALOGUE]
+
+
+def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: int | None) -> list[Source]:
+    if not folder.is_dir():
+        raise DataError(f"--source {folder} does not exist or is not a folder")
+    photos = files_by_stem(folder)
+    if not photos:
+        raise DataError(f"--source {folder} holds no images (.png, .jpg, .tif, .bmp)")
+    masks = files_by_stem(mask_dir) if mask_dir else {}
+    if maps in ("file", "disparity"):
+        missing = sorted(set(photos) - set(masks))
+        if missing:
+            raise DataError(f"--maps {maps} needs a file per photo in --mask-dir {mask_dir}; none for {', '.join(missing[:5])}")
+
+    def loader(name: str) -> Callable[[], tuple[Photo, int]]:
+        def load() -> tuple[Photo, int]:
+            image = read_image(photos[name])
+            photo = Photo(name, fit_longest_side(image.pixels, max_side), maps)
+            return (_with_map_file(photo, maps, masks[name], max_side) if name in masks else photo), image.bit_depth
+
+        return load
+
+    return [Source(name, loader(name), masks[name].name if name in masks else None) for name in photos]
+
+
+def _with_map_file(photo: Photo, maps: str, path: Path, max_side: int | None) -> Photo:
+    """Attach a mask file (``file``) or a depth/disparity image (``disparity``) to a photo."""
+    if maps == "file":
+        return Photo(photo.name, photo.image, "file", {"path": path, "resize": max_side is not None})
+    if maps == "disparity":
+        depth = fit_longest_side(read_image(path).pixels[:1], max_side, nearest=True)[0]
+        return Photo(photo.name, photo.image, "disparity", {"depth": depth})
+    raise DataError(f"--mask-dir is only used by --maps file or --maps disparity, not {maps}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_out(out: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
+    """Refuse to build over anything but nothing, an empty folder, or (with overwrite) an earlier build."""
+    resolved = out.resolve()
+    for path in inputs:
+        if resolved == path.resolve() or resolved in path.resolve().parents:
+            raise DataError(f"--out {out} contains the input {path}; choose an output folder outside it")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputExistsError(f"--out {out} is a file; choose a folder")
+    if any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"--out {out} is not empty; pass --overwrite to replace an earlier build or choose a new folder")
+        if not (out / MANIFEST).is_file():
+            raise OutputExistsError(f"refusing to replace {out}: it holds no {MANIFEST}, so it is not a gipc-build-data output")
+
+
+def _place(tmp: Path, out: Path) -> None:
+    """Swap the finished build into ``out``; an earlier build is removed only once the new one is there."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+
+
+def build_dataset(
+    out: str | Path,
+    source: str | Path | None = None,
+    maps: str | None = None,
+    mask_dir: str | Path | None = None,
+    sigma: float = DEFAULT_SIGMA,
+    soft: float = 0.0,
+    test_fraction: float = PAPER_TEST_FRACTION,
+    seed: int = 0,
+    max_side: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Build the set from a folder of all-in-focus photos (``source``) or the embedded photos (``None``).
+
+    ``maps`` picks the decision-map source (default: region_competition for folders, each photo's
+    own for the embedded set); ``mask_dir`` holds one mask (``file``) or depth image
+    (``disparity``) per photo, same stem. ``max_side`` downscales photos (``None``: as they are).
+    Returns the manifest.
+    """
+    out = Path(out)
+    mask_path = Path(mask_dir) if mask_dir is not None else None
+    if maps is not None and maps not in SOURCES:
+        raise DataError(f"unknown --maps {maps!r}; choose one of {', '.join(SOURCES)}")
+    if mask_path is not None and not mask_path.is_dir():
+        raise DataError(f"--mask-dir {mask_path} does not exist or is not a folder")
+    if maps == "file" and mask_path is None:
+        raise DataError("--maps file needs --mask-dir with one mask per photo")
+    if sigma <= 0 or soft < 0:
+        raise DataError(f"--sigma must be > 0 and --soft >= 0 (got {sigma}, {soft})")
+    if max_side is not None and max_side < 16:
+        raise DataError(f"--max-side must be >= 16, got {max_side}")
+    inputs = [Path(p) for p in (source, mask_dir) if p is not None]
+    _check_out(out, overwrite, inputs)
+    if source is None:
+        sources = _embedded_sources(maps, mask_path, max_side)
+    else:
+        sources = _folder_sources(Path(source), maps or "region_competition", mask_path, max_side)
+    train, test = split_names([s.name for s in sources], test_fraction, seed)
+    split = {**{n: "train" for n in train}, **{n: "test" for n in test}}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        images = []
+        for item in tqdm(sources, desc=f"building {out}", unit="image", disable=not progress):
+            photo, bit_depth = item.load()
+            made = synthesize_scene(item.name, photo.image, photo.map_source, seed, sigma, soft, **photo.map_options)
+            files = {}
+            for sub, pixels, depth in (
+                ("A", made.scene.a, bit_depth),
+                ("B", made.scene.b, bit_depth),
+                ("GT", made.scene.gt, bit_depth),
+                ("maps", made.focus_map, 8),
+            ):
+                relative = f"{split[item.name]}/{sub}/{item.name}.png"
+                write_image(tmp / relative, pixels, bit_depth=depth)
+                files[relative] = _sha256(tmp / relative)
+            images.append(
+                {
+                    "name": item.name,
+                    "split": split[item.name],
+                    "map_source": photo.map_source,
+                    "map_file": item.map_file,
+                    "foreground_fraction": round(float(made.focus_map.mean()), 6),
+                    "size": list(photo.image.shape[-2:]),
+                    "bit_depth": bit_depth,
+                    "files": files,
+                }
+            )
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "source": "embedded (scikit-image photos)" if source is None else str(source),
+            "mask_dir": None if mask_path is None else str(mask_path),
+            "maps": maps,
+            "seed": seed,
+            "sigma": sigma,
+            "kernel_size": blur_kernel_size(sigma),
+            "soft": soft,
+            "test_fraction": test_fraction,
+            "max_side": max_side,
+            "counts": {"train": len(train), "test": len(test)},
+            "images": images,
+        }
+        write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gipc-build-data",
+        description="Build an MFI-DRC-style multi-focus data set (equations 18-19) with a reproducible manifest.",
+    )
+    origin = parser.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--source", type=Path, help="folder of all-in-focus photos (e.g. MFI-WHU full_clear/)")
+    origin.add_argument("--embedded", action="store_true", help="use scikit-image's bundled photos (no download)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (train/ and test/ with A/ B/ GT/ maps/)")
+    parser.add_argument("--maps", choices=list(SOURCES), help="decision-map source (default: region_competition; embedded: per photo)")
+    parser.add_argument("--mask-dir", type=Path, help="masks (--maps file) or depth images (--maps disparity), same stems as the photos")
+    parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Gaussian blur std in px (paper: unstated; default %(default)s)")
+    parser.add_argument("--soft", type=float, default=0.0, help="soften map boundaries by a Gaussian of this std in px (default: hard maps)")
+    parser.add_argument("--test-fraction", type=float, default=PAPER_TEST_FRACTION, help="held-out share (paper: 30/120 = %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split and random maps (default %(default)s)")
+    parser.add_argument("--max-side", type=int, help="downscale photos to this longest side (default: keep; embedded: 256)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        manifest = build_dataset(
+            args.out,
+            source=None if args.embedded else args.source,
+            maps=args.maps,
+            mask_dir=args.mask_dir,
+            sigma=args.sigma,
+            soft=args.soft,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            max_side=EMBEDDED_MAX_SIDE if args.embedded and args.max_side is None else args.max_side,
+            overwrite=args.overwrite,
+            progress=True,
+        )
+    except (DataError, ImageError, OutputExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        print(f"error: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
+    counts = manifest["counts"]
+    print(f"built {args.out}: {counts['train']} train / {counts['test']} test images; manifest {args.out / MANIFEST}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The MFI-DRC builder: equations 18-19 on disk, byte-identical rebuilds, splits, refusal to clobber."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from gipc.data.build import build_dataset, main
+from gipc.data.datamodule import FusionDataModule
+from gipc.data.errors import DataError
+from gipc.files import OutputExistsError
+from gipc.imaging import read_image, write_image
+
+SIGMA = 1.5
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> tuple[Path, Path]:
+    """Six random 8-bit photos (one gray) and a known mask per photo: left 20 columns in focus."""
+    source, masks = tmp_path / "photos", tmp_path / "masks"
+    for i in range(6):
+        channels = 1 if i == 5 else 3
+        image = torch.rand(channels, 32, 40, generator=torch.Generator().manual_seed(i))
+        write_image(source / f"p{i}.png", image)
+        mask = torch.zeros(1, 32, 40)
+        mask[..., :20] = 1.0
+        write_image(masks / f"p{i}.png", mask)
+    return source, masks
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_known_map_gives_image_where_focused_and_blur_elsewhere(photos, tmp_path: Path) -> None:
+    source, masks = photos
+    manifest = build_dataset(tmp_path / "out", source, maps="file", mask_dir=masks, sigma=SIGMA, seed=0)
+    entry = manifest["images"][0]
+    split = entry["split"]
+    out = tmp_path / "out" / split
+    truth = read_image(source / "p0.png").pixels
+    a = read_image(out / "A" / "p0.png").pixels
+    b = read_image(out / "B" / "p0.png").pixels
+    assert torch.equal(read_image(out / "GT" / "p0.png").pixels, truth)
+    assert torch.equal(a[..., :20], truth[..., :20]) and torch.equal(b[..., 20:], truth[..., 20:])
+    # independent blur: scipy, mirror borders, +-3 sigma support
+    blurred = torch.from_numpy(
+        np.stack([ndimage.gaussian_filter(c.double().numpy(), SIGMA, mode="mirror", truncate=3.0) for c in truth])
+    ).float()
+    torch.testing.assert_close(a[..., 20:], blurred[..., 20:], atol=0.5 / 255 + 1e-5, rtol=0)
+    torch.testing.assert_close(b[..., :20], blurred[..., :20], atol=0.5 / 255 + 1e-5, rtol=0)
+    assert entry["map_source"] == "file" and entry["map_file"] == "p0.png" and entry["foreground_fraction"] == 0.5
+
+
+def test_same_command_rebuilds_the_same_bytes(photos, tmp_path: Path) -> None:
+    source, _ = photos
+    options = dict(maps="blobs", sigma=SIGMA, soft=1.0, seed=3)
+    manifest = build_dataset(tmp_path / "one", source, **options)
+    build_dataset(tmp_path / "two", source, **options)
+    first = _digests(tmp_path / "one")
+    assert first == _digests(tmp_path / "two")
+    listed = {f: d for image in manifest["images"] for f, d in image["files"].items()}
+    assert listed == {k: v for k, v in first.items() if k != "manifest.json"}
+    assert len(listed) == 6 * 4
+    stored = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert (stored["seed"], stored["sigma"], stored["soft"], stored["kernel_size"]) == (3, SIGMA, 1.0, 11)
+    build_dataset(tmp_path / "three", source, **{**options, "seed": 4})
+    assert _digests(tmp_path / "three") != first
+
+
+def test_splits_do_not_overlap_and_train_on_the_build(photos, tmp_path: Path) -> None:
+    source, _ = photos
+    manifest = build_dataset(tmp_path / "out", source, maps="blobs", test_fraction=0.34, seed=1)
+    names = {split: {p.stem for p in (tmp_path / "out" / split / "GT").iterdir()} for split in ("train", "test")}
+    assert len(names["train"]) == 4 and len(names["test"]) == 2 and names["train"].isdisjoint(names["test"])
+    assert manifest["counts"] == {"train": 4, "test": 2}
+    assert {i["name"] for i in manifest["images"] if i["split"] == "test"} == names["test"]
+    module = FusionDataModule(root=str(tmp_path / "out"), batch_size=2, patch_size=16, stride=8)
+    module.setup("fit")
+    assert len(module.train_set) == 4 * (3 * 4)  # 32x40 with 16px patches every 8 px
+    assert sorted(b["name"][0] for b in module.test_dataloader()) == sorted(names["test"])
+
+
+def test_non_empty_out_is_refused_and_left_alone(photos, tmp_path: Path) -> None:
+    source, _ = photos
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="not empty; pass --overwrite"):
+        build_dataset(out, source, maps="blobs")
+    with pytest.raises(OutputExistsError, match="not a gipc-build-data output"):
+        build_dataset(out, source, maps="blobs", overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "out", "photos"]  # no temp folders
+
+
+def test_overwrite_replaces_an_earlier_build(photos, tmp_path: Path) -> None:
+    source, _ = photos
+    build_dataset(tmp_path / "out", source, maps="blobs", seed=1)
+    build_dataset(tmp_path / "out", source, maps="blobs", seed=2, overwrite=True)
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["seed"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "out", "photos"]
+
+
+def test_a_failure_midway_leaves_nothing(photos, tmp_path: Path) -> None:
+    source, masks = photos
+    write_image(masks / "p3.png", torch.zeros(1, 31, 40), overwrite=True)  # wrong size: fails on the 4th photo
+    with pytest.raises(DataError, match="resize the mask"):
+        build_dataset(tmp_path / "out", source, maps="file", mask_dir=masks)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
+
+
+def test_input_errors(photos, tmp_path: Path) -> None:
+    source, masks = photos
+    with pytest.raises(DataError, match="needs --mask-dir"):
+        build_dataset(tmp_path / "out", source, maps="file")
+    (masks / "p2.png").unlink()
+    with pytest.raises(DataError, match="none for p2"):
+        build_dataset(tmp_path / "out", source, maps="file", mask_dir=masks)
+    with pytest.raises(DataError, match="contains the input"):
+        build_dataset(tmp_path, source, maps="blobs")
+    with pytest.raises(DataError, match="does not exist"):
+        build_dataset(tmp_path / "out", tmp_path / "nope")
+
+
+def test_command_line_embedded_and_one_line_errors(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "set"
+    main(["--embedded", "--out", str(out), "--maps", "blobs", "--max-side", "48", "--seed", "2"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 13, "test": 4} and manifest["max_side"] == 48
+    assert all(max(i["size"]) == 48 for i in manifest["images"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["--embedded", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "\n" not in err
