@@ -1,0 +1,136 @@
+"""The downloader against local sources: file:// URLs and a Range-aware HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from gipc.data.download import DownloadError, download, main
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+ARCHIVE = _zip({"MFI-WHU-master/full_clear/1.jpg": b"\xff\xd8" + bytes(range(256)) * 400, "MFI-WHU-master/README.md": b"hi"})
+DIGEST = hashlib.sha256(ARCHIVE).hexdigest()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves ARCHIVE, honours ``Range: bytes=N-``, and can drop the connection after ``cut`` bytes once."""
+
+    ranges: list[str | None] = []
+    cut: int | None = None
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        header = self.headers.get("Range")
+        type(self).ranges.append(header)
+        start = int(header.split("=")[1].rstrip("-")) if header else 0
+        if start >= len(ARCHIVE):
+            self.send_response(416)
+            self.end_headers()
+            return
+        body = ARCHIVE[start:]
+        self.send_response(206 if header else 200)
+        if header:
+            self.send_header("Content-Range", f"bytes {start}-{len(ARCHIVE) - 1}/{len(ARCHIVE)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut, type(self).cut = type(self).cut, None
+        self.wfile.write(body[:cut] if cut is not None else body)
+        if cut is not None:
+            self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    _Handler.ranges, _Handler.cut = [], None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/MFI-WHU.zip"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _extracted(dest: Path) -> None:
+    assert (dest / "mfi-whu" / "MFI-WHU-master" / "README.md").read_bytes() == b"hi"
+    assert sorted(p.name for p in dest.iterdir()) == ["mfi-whu"]  # no .part, no temp folder
+
+
+def test_file_url_with_pinned_digest(tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(ARCHIVE)
+    dest = tmp_path / "data"
+    assert download("mfi-whu", dest, url=archive.as_uri(), sha256=DIGEST, progress=False) == dest / "mfi-whu"
+    _extracted(dest)
+    with pytest.raises(DownloadError, match="already exists"):
+        download("mfi-whu", dest, url=archive.as_uri(), progress=False)
+
+
+def test_http_download_prints_an_unpinned_digest(server: str, tmp_path: Path, capsys) -> None:
+    download("mfi-whu", tmp_path, url=server, progress=False)
+    assert f"sha256 of mfi-whu: {DIGEST}" in capsys.readouterr().out
+    assert _Handler.ranges == [None]
+    _extracted(tmp_path)
+
+
+def test_interrupted_download_resumes_with_a_range_request(server: str, tmp_path: Path) -> None:
+    _Handler.cut = 5000
+    with pytest.raises(DownloadError, match="run the same command again to resume"):
+        download("mfi-whu", tmp_path, url=server, sha256=DIGEST, progress=False)
+    part = tmp_path / ".mfi-whu.part"
+    assert part.stat().st_size == 5000 and not (tmp_path / "mfi-whu").exists()
+    download("mfi-whu", tmp_path, url=server, sha256=DIGEST, progress=False)
+    assert _Handler.ranges == [None, "bytes=5000-"]
+    _extracted(tmp_path)
+
+
+def test_a_whole_part_file_is_verified_without_refetching(server: str, tmp_path: Path) -> None:
+    (tmp_path / ".mfi-whu.part").write_bytes(ARCHIVE)
+    download("mfi-whu", tmp_path, url=server, sha256=DIGEST, progress=False)
+    assert _Handler.ranges == [f"bytes={len(ARCHIVE)}-"]  # answered 416: nothing left
+    _extracted(tmp_path)
+
+
+def test_checksum_mismatch_deletes_the_download(server: str, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match=f"sha256 mismatch for mfi-whu: expected {'0' * 64}, got {DIGEST}"):
+        download("mfi-whu", tmp_path, url=server, sha256="0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again on exit: nothing listens there
+    with pytest.raises(SystemExit) as info:
+        main(["mfi-whu", "--dest", str(tmp_path), "--url", f"http://127.0.0.1:{port}/x.zip"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot reach http://127.0.0.1:{port}/x.zip") and "\n" not in err
+
+
+def test_unsafe_zip_and_unknown_link(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(_zip({"../evil.txt": b"x"}))
+    dest = tmp_path / "data"
+    with pytest.raises(DownloadError, match="unsafe path"):
+        download("mfi-whu", dest, url=archive.as_uri(), progress=False)
+    assert not (tmp_path / "evil.txt").exists() and list(dest.iterdir()) == []
+    with pytest.raises(DownloadError, match="no direct download link is known for lytro; .* pass --url"):
+        download("lytro", dest, progress=False)
