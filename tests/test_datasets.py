@@ -139,7 +139,7 @@ def test_random_crops_are_seeded_and_cover_the_images() -> None:
     assert {s[0] for s in spots} == {0, 1}
     assert all(0 <= top <= scenes[i].a.shape[1] - 16 and 0 <= left <= scenes[i].a.shape[2] - 16 for i, top, left in spots)
     assert len(set(spots)) > 300  # drawn over every pixel position, not a coarse grid
-    assert len(PatchDataset(scenes, 16)) == (2 * 2) + (4 * 1)  # default count: one crop per 16x16 tile
+    assert len(PatchDataset(scenes, 16)) == 13 * 13 + 25 * 8  # default: as many as a stride-2 (16 / 8) grid
 
 
 def test_grid_subset_is_a_seeded_subset_of_the_grid() -> None:

@@ -26,6 +26,9 @@ from gipc.data.scene import Scene
 from gipc.imaging import Image, read_matching
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+RANDOM_DENSITY = 8
+"""Random crops default to as many as a grid with stride patch_size / 8 holds: dense overlap, like
+the paper's ~2,054 patches per image (184,885 from 90)."""
 _SUFFIXED = re.compile(r"^(?P<scene>.+)-(?P<letter>[A-Z])$")
 
 
@@ -143,7 +146,8 @@ class PatchDataset(Dataset):
 
     ``stride`` set: the patches of a grid with that stride over every image, in order
     (index -> image, row, column by arithmetic, nothing stored per patch). ``stride=None``: random
-    crops, ``count`` positions drawn uniformly over all crop positions with ``seed``. ``count`` on a
+    crops, ``count`` positions (default: see :data:`RANDOM_DENSITY`) drawn uniformly over all crop
+    positions with ``seed``, fixed for the dataset's life like the paper's pre-cut patch set. ``count`` on a
     grid keeps a seeded subset of it. Memory is the images plus at most one int per patch index.
     The paper cuts 184,885 patches of 80x80 from 90 images (section 4.1).
     """
@@ -183,8 +187,9 @@ class PatchDataset(Dataset):
         generator = torch.Generator().manual_seed(seed)
         self.positions: torch.Tensor | None = None
         if stride is None:
-            tiles = sum((im.shape[1] // patch_size) * (im.shape[2] // patch_size) for im in self.images)
-            self.positions = torch.randint(total, (count or tiles,), generator=generator)
+            dense = max(1, patch_size // RANDOM_DENSITY)
+            default = sum(self.grid_count(im.shape[1], im.shape[2], patch_size, dense) for im in self.images)
+            self.positions = torch.randint(total, (count or default,), generator=generator)
         elif count is not None and count < total:
             self.positions = torch.randperm(total, generator=generator)[:count]
 
