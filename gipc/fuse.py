@@ -1,0 +1,259 @@
+"""The fuse command: fuse registered multi-focus sources with a trained generator or a classic baseline.
+
+    gipc-fuse --ckpt model.ckpt A.png B.png [C.png ...] --out fused.png
+    gipc-fuse --method gff --pairs DIR --out NEW_DIR
+
+Outputs keep the sources' bit depth and kind (gray stays gray), appear whole or not at all, and
+never replace an input. Large images go through the network in overlapping tiles (SPEC 1.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, NoReturn
+
+import torch
+from tqdm import tqdm
+
+from gipc.color import from_net, fuse_color, to_net
+from gipc.files import OutputExistsError, check_writable
+from gipc.imaging import read_matching, write_image
+from gipc.models.generator import Generator
+from gipc.tiling import Fuser, fuse_sequence, tiled
+
+READABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm"}
+AUTO_TILE_PIXELS = 1024 * 1024
+"""Above this many pixels the network runs tiled: untiled it needs about 2 KB per pixel."""
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 64
+"""overlap // 4 = 16 covers the generator's receptive radius (8) twice, so tiling is exact."""
+_SOURCE_NAME = re.compile(r"^(?P<stem>.+)-(?P<letter>[A-Z])$")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable gipc generator checkpoint."""
+
+
+class FuseInputError(ValueError):
+    """Sources or an output location the fuse command cannot work with."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fusion: sources in focus order, fused in turn into ``output``."""
+
+    sources: tuple[Path, ...]
+    output: Path
+
+
+def load_generator(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Generator:
+    """The generator of a Lightning checkpoint of ``GIPCGAN``, in eval mode.
+
+    Takes ``state_dict`` keys ``generator.*`` and the Generator kwargs in
+    ``hyper_parameters["generator"]``. The file is unpickled: load only checkpoints you trust.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # a corrupt file can fail in the zip reader, the unpickler or storage loading
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); use one saved by gipc training")
+    state = {k.removeprefix("generator."): v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+    if not state:
+        raise CheckpointError(f"{path}: holds no generator weights (no 'generator.*' keys); is it a gipc checkpoint?")
+    kwargs = dict((ckpt.get("hyper_parameters") or {}).get("generator") or {})
+    try:
+        generator = Generator(**kwargs)
+    except TypeError as err:
+        raise CheckpointError(f"{path}: generator settings {kwargs} do not fit this version of gipc ({err})") from None
+    expected = generator.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        example = (missing or unexpected or reshaped)[0]
+        raise CheckpointError(
+            f"{path}: generator weights do not fit Generator({kwargs}): {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})"
+        )
+    generator.load_state_dict(state)
+    return generator.eval()
+
+
+def network_fuser(generator: Generator) -> Fuser:
+    """The generator as a [0, 1] luminance fuser; runs on the generator's device, returns on the inputs'."""
+    device = next(generator.parameters()).device
+
+    def fuse_y(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            fused = from_net(generator(to_net(ya.to(device)), to_net(yb.to(device))))
+        return fused.to(ya.device)
+
+    return fuse_y
+
+
+def fuse_images(fuse_y: Fuser, images: list[torch.Tensor]) -> torch.Tensor:
+    """Fuse (C, H, W) sources in [0, 1] in turn (SPEC 1.6), colour through YCbCr (SPEC 1.2-1.5)."""
+    batched = [image.unsqueeze(0) for image in images]
+    return fuse_sequence(lambda a, b: fuse_color(fuse_y, a, b), batched)[0]
+
+
+def auto_tiled(fuse_y: Fuser, pixels: int, tile: int | None, overlap: int) -> Fuser:
+    """``fuse_y`` tiled by ``tile`` (0: never), or by :data:`DEFAULT_TILE` above :data:`AUTO_TILE_PIXELS` when None."""
+    if tile is None:
+        tile = DEFAULT_TILE if pixels > AUTO_TILE_PIXELS else 0
+    return tiled(fuse_y, tile, overlap) if tile else fuse_y
+
+
+def find_groups(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
+    """Source groups of a folder, as (name, sources in focus order).
+
+    Either subfolders ``A/``, ``B/`` [, ``C/`` ...] holding files of the same stem, or files named
+    ``<name>-A.*``, ``<name>-B.*`` [, ``<name>-C.*`` ...]. Anything that cannot be grouped is an error.
+    """
+    if not folder.is_dir():
+        raise FuseInputError(f"{folder}: no such folder")
+    by_stem: dict[str, dict[str, Path]] = defaultdict(dict)
+    subfolders = (folder / "A").is_dir()
+    if subfolders:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"[A-Z]", p.name)):
+            for image in _images_in(sub):
+                _add_source(by_stem[image.stem], sub.name, image)
+    else:
+        for image in _images_in(folder):
+            match = _SOURCE_NAME.match(image.stem)
+            if match is None:
+                raise FuseInputError(f"{image}: cannot tell its partner; name sources <name>-A.<ext>, <name>-B.<ext>")
+            _add_source(by_stem[match["stem"]], match["letter"], image)
+    if not by_stem:
+        raise FuseInputError(f"{folder}: no images found; expected <name>-A/<name>-B files or A/ and B/ subfolders")
+    groups = []
+    for stem, letters in sorted(by_stem.items()):
+        order = [chr(ord("A") + i) for i in range(max(len(letters), 2))]
+        missing = [letter for letter in order if letter not in letters]
+        if missing:
+            found = ", ".join(str(p) for p in letters.values())
+            partner = folder / missing[0] / f"{stem}.*" if subfolders else folder / f"{stem}-{missing[0]}.*"
+            raise FuseInputError(f"{found}: unpaired, {partner} is missing")
+        groups.append((stem, tuple(letters[letter] for letter in order)))
+    return groups
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
+
+
+def _add_source(letters: dict[str, Path], letter: str, image: Path) -> None:
+    if letter in letters:
+        raise FuseInputError(f"{image} and {letters[letter]}: two files for one source; keep one")
+    letters[letter] = image
+
+
+def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: bool) -> list[Job]:
+    """Jobs for explicit sources (``out`` a file, or a folder) or for a folder of groups (``out`` a folder).
+
+    Checked before any fusion: no output replaces an input, and an existing output file or a
+    non-empty output folder needs ``overwrite``.
+    """
+    out_is_file = bool(out.suffix) and not out.is_dir()
+    if pairs is not None:
+        if sources:
+            raise FuseInputError("give either source files or --pairs DIR, not both")
+        if out_is_file:
+            raise FuseInputError(f"{out}: --pairs writes one image per group; give an output folder")
+        jobs = [Job(group, out / f"{name}-fused.png") for name, group in find_groups(pairs)]
+    elif len(sources) < 2:
+        raise FuseInputError("give two or more source images (in focus order), or --pairs DIR")
+    elif out_is_file:
+        jobs = [Job(tuple(sources), out)]
+    else:
+        match = _SOURCE_NAME.match(sources[0].stem)
+        jobs = [Job(tuple(sources), out / f"{match['stem'] if match else sources[0].stem}-fused.png")]
+    if not out_is_file and out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FuseInputError(f"{out}: output folder is not empty; choose a new folder or pass --overwrite")
+    inputs = tuple(p for job in jobs for p in job.sources)
+    for job in jobs:
+        check_writable(job.output, overwrite, inputs)
+    return jobs
+
+
+def run_jobs(jobs: list[Job], fuse_y: Fuser, tile: int | None, overlap: int, overwrite: bool) -> Iterator[Path]:
+    """Fuse and write each job, yielding each output once it is complete on disk."""
+    inputs = tuple(p for job in jobs for p in job.sources)
+    for job in tqdm(jobs, desc="fusing", unit="image", disable=len(jobs) < 2, file=sys.stderr):
+        images = read_matching(job.sources)
+        height, width = images[0].pixels.shape[1:]
+        fuser = auto_tiled(fuse_y, height * width, tile, overlap)
+        with torch.inference_mode():
+            fused = fuse_images(fuser, [image.pixels for image in images])
+        write_image(job.output, fused, max(i.bit_depth for i in images), overwrite=overwrite, protected=inputs)
+        yield job.output
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gipc-fuse", description="Fuse multi-focus images with GIPC-GAN or a classic baseline.")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--ckpt", type=Path, help="Lightning checkpoint of a trained GIPC-GAN")
+    model.add_argument("--method", help="classic baseline instead of the network (see gipc.baselines)")
+    parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
+    parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files or A/, B/ subfolders")
+    parser.add_argument("--out", type=Path, required=True, help="output file, or a new folder")
+    parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    return parser
+
+
+def _fuser(args: argparse.Namespace) -> Fuser:
+    if args.method is not None:
+        if args.tile is not None:
+            raise FuseInputError("--tile applies to the network (--ckpt) only; baselines fuse whole images")
+        from gipc.baselines import get_baseline
+
+        return get_baseline(args.method)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return network_fuser(load_generator(args.ckpt).to(device))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gipc-fuse``: 0 on success, 2 on a user error, 130 when interrupted."""
+    args = _parser().parse_args(argv)
+    written: list[Path] = []
+    jobs: list[Job] = []
+    try:
+        if args.tile is not None and (args.tile < 0 or args.tile and not 0 <= args.overlap < args.tile):
+            raise FuseInputError(f"--tile {args.tile} --overlap {args.overlap}: need tile >= 0 and 0 <= overlap < tile")
+        jobs = plan_jobs(args.sources, args.pairs, args.out, args.overwrite)
+        fuse_y = _fuser(args)
+        for output in run_jobs(jobs, fuse_y, args.tile, args.overlap, args.overwrite):
+            written.append(output)
+    except (ValueError, OutputExistsError) as err:
+        print(f"gipc-fuse: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gipc-fuse: interrupted; {len(written)} of {len(jobs)} outputs written whole, no partial files", file=sys.stderr)
+        return 130
+    print(f"gipc-fuse: wrote {len(written)} image(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
