@@ -291,6 +291,16 @@ def test_compute_is_the_mean_of_the_per_image_functional_values_over_batches() -
     assert metrics.compute()["SD"].item() == pytest.approx(standard_deviation(fused).mean().item(), abs=1e-12)
 
 
+def test_forward_returns_the_batch_means_and_keeps_accumulating() -> None:
+    (a1, b1, f1, g1), (a2, b2, f2, g2) = _batches()[:2]
+    metrics = FusionMetrics(with_reference=True)
+    batch = metrics(a1, b1, f1, g1)
+    assert batch["QABF"].item() == pytest.approx(qabf(a1, b1, f1).mean().item(), abs=1e-12)
+    metrics.update(a2, b2, f2, g2)
+    expected = torch.cat([psnr(f1, g1), psnr(f2, g2)]).mean().item()
+    assert metrics.compute()["PSNR"].item() == pytest.approx(expected, abs=1e-12)
+
+
 def test_members_with_equal_first_states_are_not_merged() -> None:
     # A black first batch gives SF = SD = 0 for both; merged compute groups would then share one state.
     metrics = FusionMetrics()
