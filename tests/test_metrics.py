@@ -244,7 +244,8 @@ def test_msssim_of_an_image_with_itself_is_one_at_every_scale_count(side: int) -
 def test_five_scale_msssim_is_torchmetrics_with_wangs_weights() -> None:
     x, y = (gray255(textured(s, (1, 1, 180, 190))) for s in (8, 9))
     expected = multiscale_structural_similarity_index_measure(x, y, data_range=255.0, reduction="none")
-    assert torch.allclose(msssim(x, y), expected, rtol=0, atol=1e-12)
+    # msssim convolves in float32 for speed: within 1e-5 of the float64 reference.
+    assert torch.allclose(msssim(x, y), expected, rtol=0, atol=1e-5)
 
 
 def test_one_scale_msssim_is_ssim_and_fewer_scales_warn() -> None:
@@ -254,7 +255,7 @@ def test_one_scale_msssim_is_ssim_and_fewer_scales_warn() -> None:
         got = msssim(x, y)
     # Weights renormalised to Wang's total 1.0001, so one scale is SSIM ** 1.0001.
     ssim_value = structural_similarity_index_measure(x, y, data_range=255.0, reduction="none")
-    assert torch.allclose(got, ssim_value.clamp_min(0) ** 1.0001, rtol=0, atol=1e-12)
+    assert torch.allclose(got, ssim_value.clamp_min(0) ** 1.0001, rtol=0, atol=1e-5)
 
 
 # ---------------------------------------------------------------- PSNR / SSIM against ground truth
@@ -313,15 +314,18 @@ def test_members_with_equal_first_states_are_not_merged() -> None:
     assert result["SD"].item() == pytest.approx(standard_deviation(a).item() / 2, abs=1e-12)
 
 
-def test_without_reference_keys_are_the_six_and_reference_needs_gt() -> None:
+def test_without_reference_keys_are_the_six_and_pairs_without_gt_skip_the_reference() -> None:
     a, b, fused, gt = _batches()[0]
     plain = FusionMetrics()
     plain.update(a, b, fused)
     assert set(plain.compute()) == set(METRIC_NAMES)
     assert tuple(fusion_metrics(a, b, fused)) == METRIC_NAMES  # the paper's column order, for CSV rows
     assert tuple(fusion_metrics(a, b, fused, gt)) == METRIC_NAMES + REFERENCE_NAMES
-    with pytest.raises(MetricInputError, match="ground truth"):
-        FusionMetrics(with_reference=True).update(a, b, fused)
+    real_pairs = FusionMetrics(with_reference=True)
+    real_pairs.update(a, b, fused)  # e.g. Lytro: no ground truth exists
+    assert set(real_pairs.compute()) == set(METRIC_NAMES)
+    real_pairs.update(a, b, fused, gt)
+    assert set(real_pairs.compute()) == set(METRIC_NAMES + REFERENCE_NAMES)
 
 
 def test_two_simulated_processes_give_the_single_process_means() -> None:

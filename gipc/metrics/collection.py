@@ -8,7 +8,6 @@ from torchmetrics import MetricCollection
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient
 from gipc.metrics.entropy import Entropy, entropy
-from gipc.metrics.luminance import MetricInputError
 from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim
 from gipc.metrics.qabf import QABF, qabf
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
@@ -27,7 +26,7 @@ class FusionMetrics(MetricCollection):
     ``update(a, b, fused, gt=None)`` takes (N, C, H, W) images in [0, 1], C = 1 or 3; batches may
     differ in size between calls. ``compute()`` returns ``{name: float64 scalar}`` with the keys of
     :data:`METRIC_NAMES` (+ :data:`REFERENCE_NAMES`). A ``gt`` given without ``with_reference`` is
-    ignored. Every member is a :class:`PerImageMean`, so DDP gives the single-process means.
+    ignored, and batches without ``gt`` update only the six. Every member is a :class:`PerImageMean`, so DDP gives the single-process means.
     """
 
     def __init__(self, with_reference: bool = False) -> None:
@@ -46,10 +45,19 @@ class FusionMetrics(MetricCollection):
         self.with_reference = with_reference
 
     def update(self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None = None) -> None:
-        """Add one batch to every metric."""
-        if self.with_reference and gt is None:
-            raise MetricInputError("FusionMetrics(with_reference=True) needs the ground truth: update(a, b, fused, gt)")
-        super().update(a, b, fused, gt=gt if self.with_reference else None)
+        """Add one batch to every metric; without ``gt`` (real pairs) the reference metrics skip it."""
+        if self.with_reference and gt is not None:
+            super().update(a, b, fused, gt=gt)
+            return
+        for name in METRIC_NAMES:
+            self[name].update(a, b, fused)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Means of the metrics that saw at least one image: no PSNR/SSIM for a set without ground truth.
+
+        A data set either has ground truth for every pair or for none, so all ranks agree on the keys.
+        """
+        return {name: metric.compute() for name, metric in self.items(keep_base=True) if metric.update_called}
 
 
 def fusion_metrics(

@@ -47,15 +47,18 @@ def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Images too small for 5 scales use the first k of Wang's weights renormalised (warned once per
     k). torchmetrics' ``relu`` normalisation is kept: it equals Wang's formula whenever all
     contrast terms are positive, and gives 0 instead of NaN for anti-correlated images.
+    torchmetrics pads the last scale's SSIM map by reflection where Wang et al. use only windows
+    inside the image: on lytro-01 the two differ by about 5e-5.
     """
     scales = msssim_scales(x.shape[-2], x.shape[-1])
     if scales < len(WANG_BETAS):
         _warn_fewer_scales(scales)
     # Scaled to the full set's sum (1.0001, not 1), so that 5 scales are exactly Wang's weights.
     betas = tuple(beta * sum(WANG_BETAS) / sum(WANG_BETAS[:scales]) for beta in WANG_BETAS[:scales])
+    # float32 convolutions: about 3x faster than float64 on CPU, values within ~2e-6.
     return multiscale_structural_similarity_index_measure(
-        x, y, kernel_size=_WINDOW, sigma=1.5, data_range=255.0, betas=betas, reduction="none", normalize="relu"
-    )
+        x.float(), y.float(), kernel_size=_WINDOW, sigma=1.5, data_range=255.0, betas=betas, reduction="none", normalize="relu"
+    ).double()
 
 
 def fusion_msssim(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
