@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from gipc.color import from_net, fuse_color, to_net
 from gipc.files import OutputExistsError, check_writable
-from gipc.imaging import read_matching, write_image
+from gipc.imaging import check_output_format, read_matching, write_image
 from gipc.models.generator import Generator
 from gipc.tiling import Fuser, fuse_sequence, tiled
 
@@ -173,6 +173,7 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
     elif len(sources) < 2:
         raise FuseInputError("give two or more source images (in focus order), or --pairs DIR")
     elif out_is_file:
+        check_output_format(out)
         jobs = [Job(tuple(sources), out)]
     else:
         match = _SOURCE_NAME.match(sources[0].stem)

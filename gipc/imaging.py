@@ -28,7 +28,7 @@ MIN_SIDE = 2
 
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _TO_RGB_MODES = {"P", "CMYK", "YCbCr", "LAB", "HSV"}
-_WRITERS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 class ImageError(ValueError):
@@ -113,8 +113,7 @@ def write_image(
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in _WRITERS:
-        raise ImageError(f"{path}: cannot write '{suffix}' files; use .png, .jpg or .tif")
+    check_output_format(path)
     if bit_depth not in (8, 16):
         raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
     if suffix in (".jpg", ".jpeg") and bit_depth == 16:
@@ -131,6 +130,12 @@ def write_image(
             _encode(tmp, suffix, array)
     except OSError as err:
         raise ImageError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def check_output_format(path: Path) -> None:
+    """Refuse an output file name whose format :func:`write_image` cannot write (before any work)."""
+    if path.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise ImageError(f"{path}: cannot write '{path.suffix}' files; use .png, .jpg or .tif")
 
 
 def _size(image: Image) -> str:

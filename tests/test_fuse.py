@@ -437,3 +437,10 @@ def test_tiled_inference_bounds_memory() -> None:
 def test_fuse_images_needs_two_sources() -> None:
     with pytest.raises(ValueError, match="at least two sources"):
         fuse_images(lambda a, b: a, [torch.zeros(1, 4, 4)])
+
+
+def test_unwritable_output_format_is_refused_before_fusing(tmp_path: Path, ckpt: Path, grayscale_pairs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(gipc.fuse, "load_generator", lambda path: pytest.fail("fused before checking the output"))
+    sources = [str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png")]
+    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "f.gif")]) == 2
+    assert _error_line(capsys) == f"gipc-fuse: error: {tmp_path / 'f.gif'}: cannot write '.gif' files; use .png, .jpg or .tif"
