@@ -147,8 +147,8 @@ class PatchDataset(Dataset):
     ``stride`` set: the patches of a grid with that stride over every image, in order
     (index -> image, row, column by arithmetic, nothing stored per patch). ``stride=None``: random
     crops, ``count`` positions (default: see :data:`RANDOM_DENSITY`) drawn uniformly over all crop
-    positions with ``seed``, fixed for the dataset's life like the paper's pre-cut patch set. ``count`` on a
-    grid keeps a seeded subset of it. Memory is the images plus at most one int per patch index.
+    positions with ``seed``, fixed for the dataset's life like the paper's pre-cut patch set.
+    ``count`` on a grid keeps a seeded subset of it. Memory is the images plus at most one int per patch index.
     The paper cuts 184,885 patches of 80x80 from 90 images (section 4.1).
     """
 
@@ -177,9 +177,8 @@ class PatchDataset(Dataset):
                 raise DataError(f"image {scene.name!r} is {width}x{height}, smaller than the {patch_size}px patches; lower patch_size")
             self.names.append(scene.name)
             self.images.append(torch.cat([_luma(scene.a), _luma(scene.b), _luma(scene.gt)]).float().contiguous())
-            rows, cols = (height - patch_size) // self.step + 1, (width - patch_size) // self.step + 1
-            counts.append(rows * cols)
-            self.columns.append(cols)
+            counts.append(self.grid_count(height, width, patch_size, self.step))
+            self.columns.append((width - patch_size) // self.step + 1)
         if not self.images:
             raise DataError("no training images")
         self.offsets = [0, *itertools.accumulate(counts)]
