@@ -8,6 +8,7 @@ pypng (PNG) or tifffile (TIFF).
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -143,7 +144,7 @@ def _size(image: Image) -> str:
 
 
 def _bits_per_sample(path: Path, im: PILImage.Image) -> int:
-    """Bits per channel as stored in the file (Pillow's RGB mode hides 16-bit PNG/TIFF)."""
+    """Bits per channel as stored in the file (Pillow's RGB mode hides 16-bit PNG, TIFF and PPM)."""
     if im.format == "PNG":
         with open(path, "rb") as f:
             header = f.read(26)  # signature (8) + IHDR length/type (8) + width, height (8) + depth
@@ -151,6 +152,10 @@ def _bits_per_sample(path: Path, im: PILImage.Image) -> int:
     if im.format == "TIFF":
         bits = im.tag_v2.get(258, (8,))
         return max(bits) if isinstance(bits, tuple) else int(bits)
+    if im.format == "PPM":
+        with open(path, "rb") as f:
+            header = re.sub(rb"#[^\n]*", b"", f.read(1024)).split()  # magic, width, height, maxval
+        return 16 if len(header) > 3 and header[3].isdigit() and int(header[3]) > 255 else 8
     return 8
 
 
@@ -160,7 +165,7 @@ def _read_rgb16(path: Path, fmt: str | None) -> np.ndarray:
         import tifffile
 
         array = tifffile.imread(path)
-    else:
+    elif fmt == "PNG":
         import png
 
         try:
@@ -170,6 +175,8 @@ def _read_rgb16(path: Path, fmt: str | None) -> np.ndarray:
             array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, 3)
         except png.Error as err:
             raise ImageError(f"{path}: truncated or corrupt image data ({err})") from None
+    else:
+        raise ImageError(f"{path}: 16-bit RGB {fmt} is not supported; convert it to a 16-bit PNG or TIFF")
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint16:
         raise ImageError(f"{path}: unsupported 16-bit layout {array.shape} {array.dtype}; save it as 16-bit RGB PNG")
     return array

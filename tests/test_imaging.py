@@ -242,3 +242,16 @@ def test_gray_rgb_mix_names_both_files(tmp_path: Path) -> None:
 def test_no_sources_is_an_error() -> None:
     with pytest.raises(ImageError, match="no images given"):
         read_matching([])
+
+
+def test_16bit_rgb_ppm_is_refused_rather_than_cut_to_8_bits(tmp_path: Path) -> None:
+    path = tmp_path / "deep.ppm"
+    path.write_bytes(b"P6 3 2 65535\n" + np.arange(18, dtype=">u2").tobytes())
+    with pytest.raises(ImageError, match=r"deep\.ppm: 16-bit RGB PPM is not supported; convert it to a 16-bit PNG or TIFF"):
+        read_image(path)
+
+
+def test_8bit_ppm_reads(tmp_path: Path) -> None:
+    path = tmp_path / "plain.ppm"
+    path.write_bytes(b"P6 2 2 255\n" + bytes([0, 51, 255] * 4))
+    assert read_image(path).pixels[:, 0, 0].tolist() == pytest.approx([0.0, 0.2, 1.0])
