@@ -13,7 +13,6 @@ place at the end, so a failure or Ctrl-C leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ from gipc.data.embedded import CATALOGUE, Photo, load_photo
 from gipc.data.errors import DataError
 from gipc.data.scene import split_names, synthesize_scene
 from gipc.data.synthesis import blur_kernel_size, fit_longest_side
-from gipc.files import OutputExistsError, write_text
+from gipc.files import OutputExistsError, sha256_file, write_text
 from gipc.imaging import ImageError, read_image, write_image
 
 MANIFEST = "manifest.json"
@@ -98,14 +97,6 @@ def _with_map_file(photo: Photo, maps: str, path: Path, max_side: int | None) ->
         depth = fit_longest_side(read_image(path).pixels[:1], max_side, nearest=True)[0]
         return Photo(photo.name, photo.image, "disparity", {"depth": depth})
     raise DataError(f"--mask-dir is only used by --maps file or --maps disparity, not {maps}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_out(out: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
@@ -193,7 +184,7 @@ def build_dataset(
             ):
                 relative = f"{split[item.name]}/{sub}/{item.name}.png"
                 write_image(tmp / relative, pixels, bit_depth=depth)
-                files[relative] = _sha256(tmp / relative)
+                files[relative] = sha256_file(tmp / relative)
             images.append(
                 {
                     "name": item.name,

@@ -8,7 +8,6 @@ through a hidden folder renamed at the end, so ``DEST/NAME`` is complete or abse
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import os
 import shutil
@@ -25,6 +24,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from gipc.data.errors import DataError
+from gipc.files import sha256_file
 
 CHUNK = 1 << 16
 
@@ -58,14 +58,6 @@ REGISTRY: dict[str, Remote] = {
         note="20 pairs and 4 triple sequences (section 4.1 test set)",
     ),
 }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(url: str, part: Path, timeout: float = 30.0, progress: bool = True) -> None:
@@ -148,7 +140,7 @@ def download(
     dest.mkdir(parents=True, exist_ok=True)
     part = dest / f".{name}.part"
     fetch(url, part, timeout, progress)
-    digest = _sha256(part)
+    digest = sha256_file(part)
     if expected is not None and digest != expected:
         part.unlink()
         raise DownloadError(f"sha256 mismatch for {name}: expected {expected}, got {digest}; deleted the download, try again or check --url")
