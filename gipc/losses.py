@@ -68,9 +68,11 @@ def _draw(bounds: tuple[float, float], like: torch.Tensor, generator: torch.Gene
     return (low + (high - low) * u).to(like)
 
 
-def _ls(score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Least-squares adversarial term mean((D(x) - target)^2)."""
-    return torch.mean((score - target) ** 2)
+def _adversarial(weight: float, discriminator: Scorer, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Least-squares term ``weight * mean((D(x) - label)^2)``; exactly 0, without running D, when ablated."""
+    if not weight:
+        return x.new_zeros(())
+    return weight * torch.mean((discriminator(x) - label) ** 2)
 
 
 def generator_loss(
@@ -89,8 +91,8 @@ def generator_loss(
     a1 = _draw(w.real_label, fused, generator)
     a2 = _draw(w.real_label, fused, generator)
     terms = {
-        "adv_int": w.l1 * _ls(discriminator(fused), a1) if w.l1 else fused.new_zeros(()),
-        "adv_gra": w.l2 * _ls(discriminator(grad_f), a2) if w.l2 else fused.new_zeros(()),
+        "adv_int": _adversarial(w.l1, discriminator, fused, a1),
+        "adv_gra": _adversarial(w.l2, discriminator, grad_f, a2),
         "content_int": w.lam * w.beta1 * torch.mean((fused - target) ** 2),
         "content_gra": w.lam * w.beta2 * torch.mean((grad_f - grad_i) ** 2),
     }
@@ -114,12 +116,11 @@ def discriminator_loss(
     grad_i = gradient(target, w.laplacian)
     b1, b2 = (_draw(w.fake_label, fused, generator) for _ in range(2))
     c1, c2 = (_draw(w.real_label, fused, generator) for _ in range(2))
-    zero = fused.new_zeros(())
     terms = {
-        "fake_int": w.l3 * _ls(discriminator(fused), b1) if w.l3 else zero,
-        "fake_gra": w.l4 * _ls(discriminator(grad_f), b2) if w.l4 else zero,
-        "real_int": w.l5 * _ls(discriminator(target), c1) if w.l5 else zero,
-        "real_gra": w.l6 * _ls(discriminator(grad_i), c2) if w.l6 else zero,
+        "fake_int": _adversarial(w.l3, discriminator, fused, b1),
+        "fake_gra": _adversarial(w.l4, discriminator, grad_f, b2),
+        "real_int": _adversarial(w.l5, discriminator, target, c1),
+        "real_gra": _adversarial(w.l6, discriminator, grad_i, c2),
     }
     terms["total"] = sum(terms.values())
     return terms
