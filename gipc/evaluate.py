@@ -1,0 +1,323 @@
+"""The eval command: score fused images of any method (files, or classic baselines run here) on source pairs.
+
+    gipc-eval --sources DIR --fused DIR [--method NAME] [--out NEW_DIR]
+    gipc-eval --sources DIR --fused ours=DIR --fused mffgan=DIR2 --baselines average,gff --out NEW_DIR
+
+Sources are a pair folder as the data package reads it (``<scene>-A.*``/``<scene>-B.*``, or ``A/`` +
+``B/`` [+ ``GT/``] subfolders). A fused image belongs to scene ``S`` when its stem is ``S``,
+``S-fused`` or ``S_fused``, compared case-insensitively, in any image format (``lytro-01-fused.png``
+as ``gipc-fuse`` writes it, ``lytro-01.png``, ``LYTRO-01.jpg``...); two candidates for one scene are
+an error, files matching no scene are ignored. Ground truth from ``--gt DIR`` matches stems
+``S``, ``S-gt`` or ``S_gt`` the same way. Metrics are computed on the luminance (SPEC section 7),
+so a gray fused image of RGB sources is scored as it is.
+
+The tables are the ones training's test step writes (``gipc.report``): ``metrics.csv``, one row
+per image and method, and ``metrics.md``, mean +- std per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
+
+import torch
+from tqdm import tqdm
+
+from gipc.color import fuse_color
+from gipc.data.datasets import PairFolder, image_files
+from gipc.data.scene import Scene
+from gipc.files import OutputExistsError
+from gipc.imaging import read_image
+from gipc.metrics import fusion_metrics, gray255
+from gipc.report import markdown_table, numeric_columns, summarize, write_report
+
+FUSED_SUFFIXES = ("", "-fused", "_fused")
+GT_SUFFIXES = ("", "-gt", "_gt")
+WANDB_PROJECT = "gipc-gan"
+
+Row = dict[str, Any]
+FusedFor = Callable[[Scene], torch.Tensor | None]
+"""A method as the evaluation sees it: the fused (C, H, W) image in [0, 1] of a scene, None if it has none."""
+
+
+class EvalInputError(ValueError):
+    """Sources, fused images or options the eval command cannot score."""
+
+
+def score_batch(
+    names: Sequence[str],
+    a: torch.Tensor,
+    b: torch.Tensor,
+    fused_by_method: Mapping[str, torch.Tensor],
+    gt: torch.Tensor | None = None,
+) -> list[Row]:
+    """Rows ``{"image", "method", EN, ..., [PSNR, SSIM]}`` of one (N, C, H, W) batch, per method then image.
+
+    The per-image form of :func:`gipc.metrics.fusion_metrics` that both this command and
+    training's test report tabulate with :func:`gipc.report.write_report`.
+    """
+    rows = []
+    for method, fused in fused_by_method.items():
+        values = fusion_metrics(a, b, fused, gt)
+        rows += [{"image": name, "method": method, **{k: float(v[i]) for k, v in values.items()}} for i, name in enumerate(names)]
+    return rows
+
+
+def evaluate_pairs(pairs: Iterable[Scene], fused_by_method: Mapping[str, FusedFor], progress: bool = False) -> list[Row]:
+    """Score every method on every scene (with its ``gt`` when the scene has one).
+
+    Scenes are read one at a time, so memory holds one scene whatever the set's size. Rows come
+    grouped by method in the order given, then by scene; a method with no image for a scene
+    (``None``) simply has no row for it.
+    """
+    rows: list[Row] = []
+    pairs = pairs if isinstance(pairs, Sequence) else list(pairs)
+    quiet = True if not progress or len(pairs) < 2 else None  # None: tqdm shows the bar on a terminal only
+    with tqdm(total=len(pairs), desc="scoring", unit="pair", disable=quiet, file=sys.stderr) as bar:
+        for scene in pairs:
+            fused = {}
+            for method, fused_for in fused_by_method.items():
+                image = fused_for(scene)
+                if image is not None:
+                    fused[method] = _as_kind(image, scene.a.shape[0])[None]
+            gt = None if scene.gt is None else _as_kind(scene.gt, scene.a.shape[0])[None]
+            rows += score_batch([scene.name], scene.a[None], scene.b[None], fused, gt)
+            bar.update()
+    order = {method: i for i, method in enumerate(fused_by_method)}
+    return sorted(rows, key=lambda row: order[row["method"]])  # stable: scenes keep their order
+
+
+def _as_kind(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """A (C, H, W) image as ``channels`` channels with the same 0..255 luminance the metrics score.
+
+    Gray -> RGB repeats the level (rgb2gray's weights sum to 1); RGB -> gray is the luminance itself.
+    """
+    if image.shape[0] == channels:
+        return image
+    if channels == 3:
+        return image.expand(3, -1, -1)
+    return (gray255(image[None])[0] / 255.0).to(image.dtype)
+
+
+def match_stems(names: Sequence[str], folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
+    """The file of ``folder`` for each scene name whose stem is ``name + suffix`` (case-insensitive).
+
+    Scenes without a file are left out; two files for one scene are an error.
+    """
+    if not folder.is_dir():
+        raise EvalInputError(f"{what} folder {folder} does not exist or is not a folder")
+    by_key: dict[str, list[Path]] = {}
+    for path in image_files(folder):
+        by_key.setdefault(path.stem.casefold(), []).append(path)
+    found = {}
+    for name in names:
+        candidates = [p for suffix in suffixes for p in by_key.get((name + suffix).casefold(), [])]
+        if len(candidates) > 1:
+            raise EvalInputError(
+                f"{what} folder {folder} holds {len(candidates)} files for scene {name!r} "
+                f"({', '.join(p.name for p in candidates)}); keep one"
+            )
+        if candidates:
+            found[name] = candidates[0]
+    return found
+
+
+def _missing_error(missing: Sequence[str], folder: Path, what: str, hint: str) -> EvalInputError:
+    shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+    return EvalInputError(f"{what} folder {folder} has no image for {len(missing)} scene(s): {shown}; {hint}")
+
+
+def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:
+    """Read ``path`` and check it has the size of the scene's sources."""
+    image = read_image(path).pixels
+    if image.shape[1:] != scene.a.shape[1:]:
+        size, want = f"{image.shape[2]}x{image.shape[1]}", f"{scene.a.shape[2]}x{scene.a.shape[1]}"
+        raise EvalInputError(f"{path} is {size} but the sources of scene {scene.name!r} are {want}; {what} images must keep the sources' size")
+    return image
+
+
+def folder_method(files: Mapping[str, Path]) -> FusedFor:
+    """A method whose fused images are files, by scene name (see :func:`match_stems`)."""
+
+    def fused_for(scene: Scene) -> torch.Tensor | None:
+        return _read_for(scene, files[scene.name], "fused") if scene.name in files else None
+
+    return fused_for
+
+
+def baseline_method(name: str) -> FusedFor:
+    """A classic baseline of :data:`gipc.baselines.BASELINES`, fusing each scene on the fly."""
+    from gipc.baselines import get_baseline
+
+    fuse_y = get_baseline(name)
+
+    def fused_for(scene: Scene) -> torch.Tensor:
+        with torch.inference_mode():
+            return fuse_color(fuse_y, scene.a[None], scene.b[None])[0]
+
+    return fused_for
+
+
+def parse_fused(values: Sequence[str], method: str | None) -> dict[str, Path]:
+    """``--fused`` values (``DIR`` or ``NAME=DIR``) as {method: folder}; a bare DIR is named by ``--method`` or its own name."""
+    if method is not None and len(values) != 1:
+        raise EvalInputError("--method names one --fused DIR; with several folders write --fused NAME=DIR")
+    folders: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or Path(value).is_dir():  # a folder whose name holds '=' stays a folder
+            name, folder = "", value
+        if name and method is not None:
+            raise EvalInputError(f"--fused {value} already names its method; drop --method {method}")
+        name = name or method or Path(folder).resolve().name
+        if name in folders:
+            raise EvalInputError(f"two --fused folders are both called {name!r}; name them: --fused NAME=DIR")
+        folders[name] = Path(folder)
+    return folders
+
+
+def attach_gt(pairs: Sequence[Scene], gt_dir: Path) -> Sequence[Scene]:
+    """``pairs`` with ground truth read lazily from ``gt_dir``; every scene must have one."""
+    names = [name for name, _, _ in pairs.entries] if isinstance(pairs, PairFolder) else [s.name for s in pairs]
+    files = match_stems(names, gt_dir, GT_SUFFIXES, "ground-truth")
+    missing = [n for n in names if n not in files]
+    if missing:
+        raise _missing_error(missing, gt_dir, "ground-truth", "PSNR/SSIM need the all-in-focus image of every scene")
+    return _WithGT(pairs, files)
+
+
+class _WithGT(Sequence[Scene]):
+    """Scenes of a pair folder with their ground truth from another folder, read when a scene is."""
+
+    def __init__(self, pairs: Sequence[Scene], files: Mapping[str, Path]) -> None:
+        self.pairs, self.files = pairs, files
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Scene:  # type: ignore[override]
+        scene = self.pairs[index]
+        return replace(scene, gt=_read_for(scene, self.files[scene.name], "ground-truth"))
+
+
+def plan_methods(names: Sequence[str], fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool) -> dict[str, FusedFor]:
+    """Every method to score, file folders first, checked against the scenes before any scoring."""
+    from gipc.baselines import get_baseline
+
+    methods: dict[str, FusedFor] = {}
+    for method, folder in fused.items():
+        files = match_stems(names, folder, FUSED_SUFFIXES, f"--fused {method}:")
+        missing = [n for n in names if n not in files]
+        if not files or missing and not allow_missing:
+            hint = "name fused files <scene>.<ext> or <scene>-fused.<ext>" if not files else "fuse them, or pass --allow-missing to score the rest"
+            raise _missing_error(missing, folder, f"--fused {method}:", hint)
+        if missing:
+            print(f"gipc-eval: warning: {method} has no image for {len(missing)} scene(s): {', '.join(missing)}", file=sys.stderr)
+        methods[method] = folder_method(files)
+    for name in baselines:
+        get_baseline(name)  # one clear error for an unknown name, before any work
+        if name in methods:
+            raise EvalInputError(f"method name {name!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
+        methods[name] = baseline_method(name)
+    if not methods:
+        raise EvalInputError("nothing to score: give --fused DIR and/or --baselines NAMES")
+    return methods
+
+
+def check_out(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    """The output folder must be new or empty (unless ``overwrite``) and not one of the input folders."""
+    if out.exists() and not out.is_dir():
+        raise EvalInputError(f"--out {out} is a file; give a folder")
+    if any(out.resolve() == p.resolve() for p in inputs):
+        raise EvalInputError(f"--out {out} is an input folder; choose a new folder for the tables")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EvalInputError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
+
+
+def log_wandb(rows: Sequence[Row], out: Path, mode: str, config: Mapping[str, Any]) -> str:
+    """Log the per-image table and the per-method means to a W&B run under ``out``; returns the run's folder."""
+    import wandb
+
+    metrics = numeric_columns(rows)
+    columns = ["image", "method", *metrics]
+    means = [[method, *(stats.get(c, (None,))[0] for c in metrics)] for method, stats in summarize(rows, "method", metrics).items()]
+    run = wandb.init(project=WANDB_PROJECT, job_type="eval", mode=mode, dir=str(out), config=dict(config))
+    try:
+        run.log({
+            "eval/per_image": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows]),
+            "eval/mean": wandb.Table(columns=["method", *metrics], data=means),
+        })
+        return str(run.dir)
+    finally:
+        run.finish()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gipc-eval", description="Score fused multi-focus images (EN, SF, SD, CC, Q^AB/F, MS-SSIM; PSNR/SSIM with ground truth).")
+    parser.add_argument("--sources", type=Path, required=True, help="pair folder: <scene>-A/<scene>-B files, or A/ and B/ [and GT/] subfolders")
+    parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR",
+                        help="folder of fused images named <scene>[-fused].<ext>; repeat for several methods")
+    parser.add_argument("--method", help="name of the single --fused folder's method in the tables (default: the folder's name)")
+    parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse and score here, e.g. average,gff")
+    parser.add_argument("--gt", type=Path, help="folder of all-in-focus images named <scene>[-gt].<ext>: adds PSNR and SSIM")
+    parser.add_argument("--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
+    parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
+    parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"],
+                        help="also log the tables to W&B (offline unless 'online'; needs --out)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    """Check everything that can be checked up front, then score; writes nothing itself."""
+    if args.wandb and args.out is None:
+        raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
+    fused = parse_fused(args.fused, args.method)
+    baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
+    if args.out is not None:
+        check_out(args.out, [args.sources, *fused.values(), *([args.gt] if args.gt else [])], args.overwrite)
+    pairs: Sequence[Scene] = PairFolder(args.sources)
+    names = [name for name, _, _ in pairs.entries]
+    if args.gt is not None:
+        if pairs.has_gt:
+            raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
+        pairs = attach_gt(pairs, args.gt)
+    methods = plan_methods(names, fused, baselines, args.allow_missing)
+    return evaluate_pairs(pairs, methods, progress=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gipc-eval``: 0 on success, 2 on a user error, 130 when interrupted."""
+    args = _parser().parse_args(argv)
+    try:
+        rows = run(args)
+    except (ValueError, OutputExistsError) as err:
+        print(f"gipc-eval: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gipc-eval: interrupted; nothing written", file=sys.stderr)
+        return 130
+    print(markdown_table(rows, "method", numeric_columns(rows)), end="")
+    if args.out is not None:
+        csv_path, md_path = write_report(rows, args.out, group="method")
+        print(f"gipc-eval: wrote {csv_path} and {md_path}", file=sys.stderr)
+        if args.wandb:
+            config = {"sources": str(args.sources), "fused": args.fused, "baselines": args.baselines, "gt": args.gt and str(args.gt)}
+            try:
+                print(f"gipc-eval: W&B run in {log_wandb(rows, args.out, args.wandb, config)}", file=sys.stderr)
+            except Exception as err:  # wandb raises many types (login, network); the tables are already written
+                print(f"gipc-eval: error: W&B logging failed ({type(err).__name__}: {err}); the tables were written", file=sys.stderr)
+                return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

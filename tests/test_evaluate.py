@@ -1,0 +1,222 @@
+"""The eval command: scores against direct metric calls and closed forms, file matching, tables, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from gipc.baselines import average
+from gipc.color import fuse_color
+from gipc.evaluate import EvalInputError, evaluate_pairs, folder_method, main, match_stems
+from gipc.data.scene import Scene
+from gipc.imaging import read_image
+from gipc.metrics import METRIC_NAMES, fusion_metrics
+
+SIZE = 48
+# 48 px images get 3 of MS-SSIM's 5 scales; the warning says so once, which is expected here.
+pytestmark = pytest.mark.filterwarnings("ignore:MS-SSIM on images under 176 px")
+
+
+def _smooth_gray(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """A uint8 image with structure at several scales (so every metric is far from its degenerate value)."""
+    coarse = rng.uniform(0, 255, (size // 8, size // 8))
+    image = np.kron(coarse, np.ones((8, 8))) + rng.normal(0, 20, (size, size))
+    return np.clip(image, 0, 255).round().astype(np.uint8)
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def scenes(tmp_path: Path) -> tuple[Path, Path, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Two gray pairs s1, s2 and a fused folder holding F = A, named by both accepted patterns."""
+    rng = np.random.default_rng(0)
+    sources, fused = tmp_path / "src", tmp_path / "fused"
+    arrays = {}
+    for name, fused_name in (("s1", "s1-fused.png"), ("s2", "S2.png")):
+        a, b = _smooth_gray(rng), _smooth_gray(rng)
+        _save(sources / f"{name}-A.png", a)
+        _save(sources / f"{name}-B.png", b)
+        _save(fused / fused_name, a)
+        arrays[name] = (a, b)
+    return sources, fused, arrays
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array.astype(np.float32) / 255.0)[None, None]
+
+
+def test_scores_equal_direct_metrics_and_closed_forms(scenes, tmp_path: Path) -> None:
+    sources, fused, arrays = scenes
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out)]) == 0
+    rows = _rows(out / "metrics.csv")
+    assert [(r["image"], r["method"]) for r in rows] == [("s1", "ours"), ("s2", "ours")]
+    for row in rows:
+        a, b = arrays[row["image"]]
+        direct = fusion_metrics(_tensor(a), _tensor(b), _tensor(a))
+        assert set(row) == {"image", "method", *METRIC_NAMES}
+        for name in METRIC_NAMES:
+            assert float(row[name]) == pytest.approx(float(direct[name][0]), abs=1e-12)
+        # F = A: r(A, F) = 1, so CC = (1 + r(A, B)) / 2.
+        r_ab = np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1]
+        assert float(row["CC"]) == pytest.approx((1 + r_ab) / 2, abs=1e-12)
+        p = np.bincount(a.ravel(), minlength=256) / a.size
+        assert float(row["EN"]) == pytest.approx(-(p[p > 0] * np.log2(p[p > 0])).sum(), abs=1e-12)
+        assert float(row["SD"]) == pytest.approx(a.astype(float).std(), abs=1e-9)
+    table = (out / "metrics.md").read_text()
+    for name in METRIC_NAMES:
+        values = np.array([float(r[name]) for r in rows])
+        assert f"{values.mean():.4f} ± {values.std():.4f}" in table
+    assert "| ours | 2 |" in table
+
+
+def test_several_folders_and_baselines_make_one_table(scenes, tmp_path: Path) -> None:
+    sources, fused, arrays = scenes
+    other = tmp_path / "other"
+    for name, (a, b) in arrays.items():
+        _save(other / f"{name}_fused.png", b)
+    out = tmp_path / "out"
+    argv = ["--sources", str(sources), "--fused", f"ours={fused}", "--fused", f"copy_b={other}", "--baselines", "average", "--out", str(out)]
+    assert main(argv) == 0
+    rows = _rows(out / "metrics.csv")
+    assert [r["method"] for r in rows] == ["ours", "ours", "copy_b", "copy_b", "average", "average"]
+    # F = B scores CC = (1 + r(A, B)) / 2 too: the same closed form with the sources' roles swapped.
+    by_key = {(r["image"], r["method"]): r for r in rows}
+    for name in arrays:
+        assert float(by_key[name, "copy_b"]["CC"]) == pytest.approx(float(by_key[name, "ours"]["CC"]), abs=1e-12)
+        a, b = (_tensor(x) for x in arrays[name])
+        expected = fusion_metrics(a, b, fuse_color(average, a, b))["QABF"][0]
+        assert float(by_key[name, "average"]["QABF"]) == pytest.approx(float(expected), abs=1e-12)
+    table = (out / "metrics.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["ours", "copy_b", "average"]
+
+
+def test_matching_rule(tmp_path: Path) -> None:
+    gray = np.zeros((4, 4), np.uint8)
+    for name in ("lytro-01-fused.png", "LYTRO-02.jpg", "lytro-03_fused.tif", "unrelated.png", "notes.txt"):
+        _save(tmp_path / name, gray) if name != "notes.txt" else (tmp_path / name).write_text("x")
+    found = match_stems(["lytro-01", "lytro-02", "lytro-03", "lytro-04"], tmp_path, ("", "-fused", "_fused"), "fused")
+    assert {k: v.name for k, v in found.items()} == {
+        "lytro-01": "lytro-01-fused.png",
+        "lytro-02": "LYTRO-02.jpg",
+        "lytro-03": "lytro-03_fused.tif",
+    }
+    _save(tmp_path / "lytro-01.png", gray)
+    with pytest.raises(EvalInputError, match="2 files for scene 'lytro-01'"):
+        match_stems(["lytro-01"], tmp_path, ("", "-fused", "_fused"), "fused")
+
+
+def test_gray_fused_of_rgb_sources_scores_its_luminance(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    a, b = (np.stack([_smooth_gray(rng) for _ in range(3)], axis=-1) for _ in range(2))
+    rgb, gray = _save(tmp_path / "rgb.png", a), tmp_path / "gray.png"
+    luma = (read_image(rgb).pixels * 255).round().double()
+    weights = torch.tensor([0.298936021293775, 0.587043074451121, 0.114020904255103], dtype=torch.float64)
+    _save(gray, torch.floor((luma * weights[:, None, None]).sum(0) + 0.5).numpy().astype(np.uint8))
+    scene = Scene("s", *(torch.from_numpy(x / 255.0).float().permute(2, 0, 1) for x in (a, b)))
+    rows = evaluate_pairs([scene], {"rgb": folder_method({"s": rgb}), "gray": folder_method({"s": gray})})
+    for name in METRIC_NAMES:
+        assert rows[0][name] == pytest.approx(rows[1][name], abs=1e-12), name
+
+
+def test_ground_truth_adds_psnr_and_ssim(scenes, tmp_path: Path) -> None:
+    sources, fused, arrays = scenes
+    gt = tmp_path / "gt"
+    for name, (a, b) in arrays.items():
+        _save(gt / f"{name}-GT.png", b)  # F = A against "ground truth" B: a known MSE
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", str(fused), "--method", "ours", "--gt", str(gt), "--out", str(out)]) == 0
+    for row in _rows(out / "metrics.csv"):
+        a, b = (x.astype(float) for x in arrays[row["image"]])
+        assert float(row["PSNR"]) == pytest.approx(10 * math.log10(255**2 / ((a - b) ** 2).mean()), abs=1e-6)  # torchmetrics: float32
+        assert 0 < float(row["SSIM"]) < 1
+
+
+def _assert_refused(capsys, argv: list[str], fragment: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("gipc-eval: error:") and fragment in err, err
+
+
+def test_missing_fused_image_is_one_line_and_writes_nothing(scenes, tmp_path: Path, capsys) -> None:
+    sources, fused, _ = scenes
+    (fused / "S2.png").unlink()
+    out = tmp_path / "out"
+    _assert_refused(capsys, ["--sources", str(sources), "--fused", str(fused), "--out", str(out)], "no image for 1 scene(s): s2")
+    assert not out.exists()
+    assert main(["--sources", str(sources), "--fused", str(fused), "--allow-missing", "--out", str(out)]) == 0
+    assert [r["image"] for r in _rows(out / "metrics.csv")] == ["s1"]
+
+
+def test_size_mismatch_is_one_line_and_writes_nothing(scenes, tmp_path: Path, capsys) -> None:
+    sources, fused, arrays = scenes
+    _save(fused / "S2.png", arrays["s2"][0][:, :-3])
+    out = tmp_path / "out"
+    _assert_refused(capsys, ["--sources", str(sources), "--fused", str(fused), "--out", str(out)], f"S2.png is {SIZE - 3}x{SIZE}")
+    assert not out.exists()
+
+
+def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
+    sources, fused, _ = scenes
+    out = tmp_path / "out"
+    _save(out / "keep.png", np.zeros((4, 4), np.uint8))
+    argv = ["--sources", str(sources), "--fused", str(fused), "--out", str(out)]
+    _assert_refused(capsys, argv, "is not empty")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.png"]
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["keep.png", "metrics.csv", "metrics.md"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--baselines", "average,nope"], "unknown baseline method 'nope'"),
+        (["--fused", "x=/nonexistent/folder"], "does not exist"),
+        ([], "nothing to score"),
+        (["--baselines", "average", "--wandb"], "--wandb keeps its run under --out"),
+    ],
+)
+def test_bad_options_are_one_line(scenes, capsys, extra: list[str], fragment: str) -> None:
+    sources, _, _ = scenes
+    _assert_refused(capsys, ["--sources", str(sources), *extra], fragment)
+
+
+@pytest.mark.slow
+def test_lytro_gff_beats_average_on_qabf(lytro_pairs: Path, tmp_path: Path) -> None:
+    sources = tmp_path / "pairs"
+    sources.mkdir()
+    for name in ("lytro-01-A.jpg", "lytro-01-B.jpg", "lytro-02-A.jpg", "lytro-02-B.jpg"):
+        (sources / name).symlink_to(lytro_pairs / name)
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--baselines", "average,gff", "--out", str(out)]) == 0
+    qabf = {(r["image"], r["method"]): float(r["QABF"]) for r in _rows(out / "metrics.csv")}
+    for image in ("lytro-01", "lytro-02"):
+        assert qabf[image, "gff"] > qabf[image, "average"] + 0.05
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_holds_the_per_image_table(scenes, tmp_path: Path) -> None:
+    sources, fused, _ = scenes
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--wandb"]) == 0
+    (table,) = out.glob("wandb/offline-run-*/files/media/table/eval/per_image_*.table.json")
+    logged = json.loads(table.read_text())
+    rows = _rows(out / "metrics.csv")
+    assert logged["columns"] == list(rows[0])
+    assert [[str(v) for v in row] for row in logged["data"]] == [list(r.values()) for r in rows]
