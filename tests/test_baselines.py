@@ -17,6 +17,7 @@ from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
 from gipc.baselines.rules import choose_max_abs, fitting_levels
 from gipc.color import fuse_color, split_luma
+from gipc.metrics import qabf
 
 NON_AVERAGE = [name for name in BASELINES if name != "average"]
 
@@ -165,3 +166,14 @@ def test_grayscale_pair_is_sharper_than_averaging(grayscale_pairs: Path) -> None
         fused = fuse_color(BASELINES[name], a, b)
         assert fused.shape == a.shape
         assert _gradient_energy(fused) > floor, name
+
+
+@pytest.mark.slow
+def test_lytro_01_qabf_beats_averaging(lytro_pairs: Path) -> None:
+    """Edge preservation (Q^AB/F, SPEC section 7): choosing the focused source must keep more source edges."""
+    a, b = _load(lytro_pairs / "lytro-01-A.jpg"), _load(lytro_pairs / "lytro-01-B.jpg")
+    fused = torch.cat([fuse_color(fn, a, b) for fn in BASELINES.values()])
+    n = fused.shape[0]
+    scores = dict(zip(BASELINES, qabf(a.expand(n, -1, -1, -1), b.expand(n, -1, -1, -1), fused).tolist()))
+    for name in NON_AVERAGE:
+        assert scores[name] > scores["average"] + 0.05, (name, scores)

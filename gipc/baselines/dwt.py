@@ -1,14 +1,15 @@
 """Discrete wavelet transform fusion (Li, Manjunath & Mitra 1995) with the orthonormal Haar wavelet.
 
-Detail sub-bands: choose-max absolute coefficient; approximation: average.
+Detail sub-bands: area-based maximum selection (largest magnitude in a window) followed by consistency
+verification (majority filter of the decision map), as in the paper; approximation: average.
 """
 
 from __future__ import annotations
 
 import torch
 
-from gipc.baselines.inputs import check_pair
-from gipc.baselines.rules import choose_max_abs, fitting_levels, pad_even
+from gipc.baselines.inputs import check_odd, check_pair
+from gipc.baselines.rules import area_activity, fitting_levels, majority_filter, pad_even
 
 
 def haar_analysis(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,16 +33,23 @@ def haar_synthesis(approx: torch.Tensor, details: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def dwt(a: torch.Tensor, b: torch.Tensor, levels: int = 3) -> torch.Tensor:
-    """Fuse in a ``levels``-deep Haar DWT; fewer levels where the image is too small (coarsest >= 8 px)."""
+def dwt(a: torch.Tensor, b: torch.Tensor, levels: int = 4, window: int = 3, consistency: int = 3) -> torch.Tensor:
+    """Fuse in a ``levels``-deep Haar DWT; fewer levels where the image is too small (coarsest >= 8 px).
+
+    ``window`` is the activity window and ``consistency`` the majority-filter size (both 3x3 in the paper);
+    ``levels`` = 4 matches :func:`gipc.baselines.laplacian_pyramid` (the paper does not fix it).
+    """
     check_pair(a, b)
+    check_odd("window", window)
+    check_odd("consistency", consistency)
     depth = fitting_levels(levels, a.shape[-2], a.shape[-1])
     sizes, details = [], []
     for _ in range(depth):
         sizes.append(a.shape[-2:])
         a, det_a = haar_analysis(pad_even(a))
         b, det_b = haar_analysis(pad_even(b))
-        details.append(choose_max_abs(det_a, det_b))
+        pick_a = majority_filter((area_activity(det_a, window) >= area_activity(det_b, window)).to(a.dtype), consistency)
+        details.append(pick_a * det_a + (1 - pick_a) * det_b)
     x = (a + b) / 2
     for (height, width), det in zip(reversed(sizes), reversed(details)):
         x = haar_synthesis(x, det)[..., :height, :width]

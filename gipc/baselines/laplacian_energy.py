@@ -11,6 +11,7 @@ import kornia
 import torch
 
 from gipc.baselines.inputs import check_odd, check_pair
+from gipc.baselines.rules import majority_filter
 
 # second differences along x and y; their absolute sum is the modified Laplacian
 _D2X = torch.tensor([[[1.0, -2.0, 1.0]]])
@@ -41,7 +42,7 @@ def laplacian_energy_decision(a: torch.Tensor, b: torch.Tensor, window: int = 5,
     check_pair(a, b)
     check_odd("filter_size", filter_size)
     raw = (sum_modified_laplacian(a, window) >= sum_modified_laplacian(b, window)).to(a.dtype)
-    return (kornia.filters.box_blur(raw, filter_size, border_type="replicate") > 0.5).to(a.dtype)
+    return majority_filter(raw, filter_size)
 
 
 def laplacian_energy(a: torch.Tensor, b: torch.Tensor, window: int = 5, filter_size: int = 11) -> torch.Tensor:

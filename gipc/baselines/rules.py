@@ -1,15 +1,28 @@
-"""Fusion rules and helpers shared by the multiscale baselines."""
+"""Fusion rules and helpers shared by the baselines."""
 
 from __future__ import annotations
 
 import math
 
+import kornia
 import torch
+import torch.nn.functional as F
 
 
 def choose_max_abs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Keep, per coefficient, the source whose detail is larger in magnitude (ties go to ``a``)."""
     return torch.where(a.abs() >= b.abs(), a, b)
+
+
+def area_activity(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Largest magnitude in the ``window`` x ``window`` neighbourhood: one noisy coefficient cannot win alone."""
+    pad = window // 2
+    return F.max_pool2d(F.pad(x.abs(), (pad, pad, pad, pad), mode="replicate"), window, stride=1)
+
+
+def majority_filter(decision: torch.Tensor, size: int) -> torch.Tensor:
+    """Consistency verification: a binary map takes the majority vote of its ``size`` x ``size`` neighbourhood."""
+    return (kornia.filters.box_blur(decision, size, border_type="replicate") > 0.5).to(decision.dtype)
 
 
 def fitting_levels(levels: int, height: int, width: int, coarsest: int = 8) -> int:
@@ -19,4 +32,4 @@ def fitting_levels(levels: int, height: int, width: int, coarsest: int = 8) -> i
 
 def pad_even(x: torch.Tensor) -> torch.Tensor:
     """Replicate the last row / column where a side is odd, so that it halves exactly."""
-    return torch.nn.functional.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
+    return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
