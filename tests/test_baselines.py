@@ -15,7 +15,7 @@ from gipc.baselines import BASELINES, BaselineInputError, UnknownBaselineError, 
 from gipc.baselines.dwt import haar_analysis, haar_synthesis
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
-from gipc.baselines.rules import choose_max_abs, fitting_levels
+from gipc.baselines.rules import area_activity, choose_max_abs, fitting_levels, majority_filter
 from gipc.color import fuse_color, split_luma
 from gipc.metrics import qabf
 
@@ -126,6 +126,26 @@ def test_modified_laplacian_of_a_parabola_is_its_second_difference() -> None:
 def test_choose_max_abs_keeps_the_larger_magnitude() -> None:
     a, b = torch.tensor([0.5, -0.9, 0.1, -0.3]), torch.tensor([-0.7, 0.2, 0.1, 0.3])
     torch.testing.assert_close(choose_max_abs(a, b), torch.tensor([-0.7, -0.9, 0.1, -0.3]))
+
+
+def test_area_activity_is_the_largest_magnitude_in_the_window() -> None:
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = -0.8
+    x[0, 0, 0, 4] = 0.3
+    expected = torch.zeros(5, 5)
+    expected[:2, 3:] = 0.3  # within one pixel of the corner spike
+    expected[1:4, 1:4] = 0.8  # the 3x3 block around the centre spike wins over the corner's 0.3
+    torch.testing.assert_close(area_activity(x, 3)[0, 0], expected)
+
+
+def test_majority_filter_removes_isolated_decisions_and_keeps_regions() -> None:
+    decision = torch.zeros(1, 1, 9, 9)
+    decision[..., :, 5:] = 1.0  # a region of A
+    decision[..., 2, 2] = 1.0  # one stray pick of A
+    decision[..., 6, 7] = 0.0  # one stray pick of B
+    expected = torch.zeros(1, 1, 9, 9)
+    expected[..., :, 5:] = 1.0
+    torch.testing.assert_close(majority_filter(decision, 3), expected)
 
 
 @pytest.mark.parametrize(("levels", "size", "expected"), [(4, (520, 520), 4), (4, (16, 16), 1), (4, (37, 53), 2), (3, (8, 40), 0)])
