@@ -1,0 +1,51 @@
+"""Atomic output: whole files or nothing, normal permissions, no stray temp files."""
+
+import os
+
+import pytest
+
+from gipc.files import OutputExistsError, atomic_path, check_writable, sha256_file, write_text
+
+
+def test_failure_inside_the_block_leaves_neither_target_nor_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(OSError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise OSError(28, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_file_survives_a_failed_rewrite(tmp_path):
+    target = tmp_path / "out.txt"
+    write_text(target, "good")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise KeyboardInterrupt
+    assert target.read_text() == "good" and list(tmp_path.iterdir()) == [target]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_check_writable_protects_inputs_and_existing_outputs(tmp_path):
+    src = tmp_path / "a.png"
+    src.write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match="one of the inputs"):
+        check_writable(tmp_path / "." / "a.png", overwrite=True, protected=(src,))
+    with pytest.raises(OutputExistsError, match="already exists"):
+        check_writable(src)
+    check_writable(src, overwrite=True)
+
+
+def test_sha256_of_a_known_string(tmp_path):
+    (tmp_path / "abc").write_bytes(b"abc")
+    # FIPS 180-2 test vector.
+    assert sha256_file(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
