@@ -168,7 +168,7 @@ def test_laplacian_pyramid_reconstructs_odd_sizes_exactly() -> None:
     torch.testing.assert_close(laplacian_reconstruct(bands), x)
 
 
-@pytest.mark.parametrize("pair", ["01", "05", "13"])
+@pytest.mark.parametrize("pair", ["01", "13"])
 def test_lytro_colour_fusion_is_sharper_than_averaging(lytro_pairs: Path, pair: str) -> None:
     a, b = _load(lytro_pairs / f"lytro-{pair}-A.jpg"), _load(lytro_pairs / f"lytro-{pair}-B.jpg")
     floor = _gradient_energy(split_luma(fuse_color(BASELINES["average"], a, b))[0])
