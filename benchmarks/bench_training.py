@@ -1,0 +1,207 @@
+"""Training throughput: GIPCGAN under Lightning vs a plain PyTorch loop doing the same D and G steps.
+
+    python benchmarks/bench_training.py [--patch 48] [--batch 8] [--steps 20] [--warmup 3] [--d-steps 2] [--repeats 1]
+    python benchmarks/bench_training.py --patch 80 --batch 32      # the paper's size (section 4.2)
+
+Both loops read the same random patches through the same DataLoader: each loaded batch holds
+``d_steps + 1`` sub-batches of ``--batch`` patches (fresh patches per step, as ``GIPCGAN`` splits
+them), then take ``d_steps`` Adam steps of D on ``discriminator_loss`` and one of G on
+``generator_loss`` (``gipc.losses``, weights from ``conf/loss/gipc.yaml``), with the linear lr
+decay. Patches/s counts every patch a step consumed, timed from the end of the warm-up steps to
+the last step (steady state); the end-to-end column adds setup (Trainer, optimisers). The
+Lightning side is the real module, so its cost includes GIPCGAN's logging and divergence guard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader, Dataset
+
+from gipc.color import to_net
+from gipc.losses import LossWeights, discriminator_loss, generator_loss
+from gipc.models import Discriminator, Generator
+from gipc.module import GIPCGAN
+
+LOSS_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "loss" / "gipc.yaml"
+
+
+class Patches(Dataset):
+    """Fixed random (1, P, P) patch triplets, indexed like ``PatchDataset``'s items."""
+
+    def __init__(self, count: int, patch: int, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.data = torch.rand(count, 3, 1, patch, patch, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        a, b, gt = self.data[index]
+        return {"a": a, "b": b, "gt": gt}
+
+
+def loss_weights() -> LossWeights:
+    """The paper's weights as the training config sets them (conf/loss/gipc.yaml)."""
+    config = OmegaConf.to_container(OmegaConf.load(LOSS_CONFIG), resolve=True)
+    return LossWeights(**{k: v for k, v in config.items() if not k.startswith("_")})
+
+
+class Clock:
+    """Wall and process CPU seconds between :meth:`start` and the last :meth:`stop`.
+
+    On a shared, loaded CPU the wall time mostly measures the other jobs; the CPU time of this
+    process (all its threads) is what the loop itself cost.
+    """
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self.sync = sync
+        self.begin = self.end = (0.0, 0.0)
+
+    def _now(self) -> tuple[float, float]:
+        self.sync()
+        return time.perf_counter(), time.process_time()
+
+    def start(self) -> None:
+        self.begin = self._now()
+
+    def stop(self) -> None:
+        self.end = self._now()
+
+    @property
+    def seconds(self) -> tuple[float, float]:
+        """(wall, CPU) seconds."""
+        return self.end[0] - self.begin[0], self.end[1] - self.begin[1]
+
+
+class StepClock(L.Callback):
+    """Times Lightning's batches from the start of batch ``warmup`` to the end of the last one."""
+
+    def __init__(self, warmup: int, clock: Clock) -> None:
+        self.warmup, self.clock = warmup, clock
+        self.batches = 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if batch_idx == self.warmup:
+            self.clock.start()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.clock.stop()
+        self.batches = batch_idx + 1
+
+
+Timing = tuple[float, float, float]
+"""Steady-state wall seconds, steady-state CPU seconds, end-to-end wall seconds."""
+
+
+def lightning_loop(loader: DataLoader, args: argparse.Namespace, sync: Callable[[], None]) -> Timing:
+    """Timing of ``Trainer.fit`` on the real module."""
+    begin = time.perf_counter()
+    clock = Clock(sync)
+    torch.manual_seed(0)
+    module = GIPCGAN(loss=loss_weights(), patch_size=args.patch, d_steps_per_g_step=args.d_steps)
+    trainer = L.Trainer(
+        accelerator=args.device, devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[StepClock(args.warmup, clock)],
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    if trainer.callbacks[0].batches != len(loader):
+        raise RuntimeError(f"Lightning ran {trainer.callbacks[0].batches} of {len(loader)} batches; the comparison would be unfair")
+    return *clock.seconds, time.perf_counter() - begin
+
+
+def plain_loop(loader: DataLoader, args: argparse.Namespace, sync: Callable[[], None]) -> Timing:
+    """The same Algorithm 1 steps written directly: ``d_steps`` D steps, then one G step, per batch."""
+    begin = time.perf_counter()
+    clock = Clock(sync)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    generator, discriminator = Generator().to(device).train(), Discriminator(args.patch).to(device).train()
+    weights = loss_weights()
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    schedulers = [LambdaLR(opt, lambda step: max(0.0, 1.0 - step / len(loader))) for opt in (opt_g, opt_d)]
+    for index, batch in enumerate(loader):
+        if index == args.warmup:
+            clock.start()
+        subs = [{k: batch[k].chunk(args.d_steps + 1)[i].to(device) for k in ("a", "b", "gt")} for i in range(args.d_steps + 1)]
+        for sub in subs[:-1]:
+            with torch.no_grad():
+                fused = generator(to_net(sub["a"]), to_net(sub["b"]))
+            loss = discriminator_loss(fused, to_net(sub["gt"]), discriminator, weights)["total"]
+            opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_d.step()
+        sub = subs[-1]
+        discriminator.requires_grad_(False)  # as Lightning's toggle_optimizer: no D gradients in the G step
+        fused = generator(to_net(sub["a"]), to_net(sub["b"]))
+        loss = generator_loss(fused, to_net(sub["gt"]), discriminator, weights)["total"]
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        discriminator.requires_grad_(True)
+        for scheduler in schedulers:
+            scheduler.step()
+    clock.stop()
+    return *clock.seconds, time.perf_counter() - begin
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patch", type=int, default=48, help="patch side, a multiple of 16 (paper: 80)")
+    parser.add_argument("--batch", type=int, default=8, help="patches per D or G step (paper: 32)")
+    parser.add_argument("--steps", type=int, default=20, help="G steps per run, warm-up included")
+    parser.add_argument("--warmup", type=int, default=3, help="first G steps left out of the steady-state time")
+    parser.add_argument("--d-steps", type=int, default=2, help="D steps per G step (paper: t = 2)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each loop, interleaved; each column keeps its fastest")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if not 0 <= args.warmup < args.steps:
+        parser.error("need 0 <= --warmup < --steps")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" banners between rows
+    for noise in (".*does not have many workers.*", ".*no `val_dataloader`.*", ".*treespec.*"):  # both loops load in-process, no val
+        warnings.filterwarnings("ignore", noise)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    per_step = args.batch * (args.d_steps + 1)
+    loader = DataLoader(Patches(args.steps * per_step, args.patch), batch_size=per_step, shuffle=False)
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+    print(f"device: {where}; load average at start {os.getloadavg()[0]:.2f}")
+    print(f"{args.steps} G steps x ({args.d_steps} D + 1 G) x {args.batch} patches of {args.patch}x{args.patch} "
+          f"= {per_step} patches per step; steady state over the last {args.steps - args.warmup} steps")
+
+    best: dict[str, Timing] = {}
+    for _ in range(args.repeats):
+        for name, loop in (("plain PyTorch", plain_loop), ("Lightning GIPCGAN", lightning_loop)):
+            timing = loop(loader, args, sync)
+            best[name] = tuple(map(min, zip(best[name], timing))) if name in best else timing  # type: ignore[assignment]
+    measured, steps = (args.steps - args.warmup) * per_step, args.steps - args.warmup
+    print(f"{'loop':<18} {'patches/s':>10} {'s/G step':>9} {'patches/CPU-s':>14} {'CPU-s/G step':>13} {'end-to-end s':>13}")
+    for name, (wall, cpu, total) in best.items():
+        print(f"{name:<18} {measured / wall:>10.2f} {wall / steps:>9.3f} {measured / cpu:>14.2f} {cpu / steps:>13.3f} {total:>13.2f}")
+    (plain_wall, plain_cpu, plain_total), (light_wall, light_cpu, light_total) = best["plain PyTorch"], best["Lightning GIPCGAN"]
+    print(f"Lightning / plain time per step: wall {light_wall / plain_wall:.3f}, CPU {light_cpu / plain_cpu:.3f} "
+          f"(Lightning overhead {light_wall / plain_wall - 1:+.1%} wall, {light_cpu / plain_cpu - 1:+.1%} CPU); "
+          f"end-to-end {light_total / plain_total:.3f}")
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
