@@ -1,4 +1,4 @@
-"""Lightning callbacks of the training run: the test report (fused images + metric tables)."""
+"""Lightning callbacks of the training run: the test report (fused images + metric tables) and W&B image panels."""
 
 from __future__ import annotations
 
@@ -6,21 +6,30 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import WandbLogger
 
-from gipc.color import fuse_color
+from gipc.color import fuse_color, split_luma
+from gipc.losses import LaplacianKind, gradient
 from gipc.report import numeric_columns, write_report
 
 MODEL_NAME = "gipc"
+
+
+def _real_count(outputs: Any, names: Sequence[str]) -> int:
+    """Samples of a batch that are real images, not DDP padding (the module's ``real`` output)."""
+    return int(outputs.get("real", len(names))) if isinstance(outputs, dict) else len(names)
 
 
 class TestReport(L.Callback):
     """Writes every fused test image and a per-image metric table of the model and classic baselines.
 
     Each rank writes the images it fused; the metric rows are gathered and rank zero writes
-    ``metrics.csv`` / ``metrics.md`` once, so a DDP run leaves one set of outputs.
+    ``metrics.csv`` / ``metrics.md`` once, so a DDP run leaves one set of outputs. The repeats
+    DistributedSampler pads an uneven test set with are skipped, so every image appears once and
+    the means equal a single-process run's.
     """
 
     def __init__(self, out_dir: str, baselines: Sequence[str] = (), image_dir: str = "fused") -> None:
@@ -41,16 +50,21 @@ class TestReport(L.Callback):
         from gipc.imaging import write_image
         from gipc.metrics import fusion_metrics
 
-        a, b, gt = batch["a"], batch["b"], batch.get("gt")
-        fused = {MODEL_NAME: outputs["fused"]}
+        real = _real_count(outputs, batch["name"])
+        if not real:
+            return
+        names = list(batch["name"])[:real]
+        a, b, gt = batch["a"][:real], batch["b"][:real], batch.get("gt")
+        gt = None if gt is None else gt[:real]
+        fused = {MODEL_NAME: outputs["fused"][:real]}
         fused.update({name: fuse_color(BASELINES[name], a, b) for name in self.baselines})
-        for i, image_name in enumerate(batch["name"]):
+        for i, image_name in enumerate(names):
             path = self.out_dir / self.image_dir / f"{image_name}.png"
             write_image(path, fused[MODEL_NAME][i].float().cpu(), overwrite=True)
             self.written.append(path)
         for method, image in fused.items():
             values = fusion_metrics(a, b, image, gt)
-            for i, image_name in enumerate(batch["name"]):
+            for i, image_name in enumerate(names):
                 self.rows.append({"image": image_name, "method": method, **{k: float(v[i]) for k, v in values.items()}})
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -67,3 +81,71 @@ class TestReport(L.Callback):
             if isinstance(logger, WandbLogger):
                 columns = ["image", "method", *numeric_columns(rows)]
                 logger.log_table(key="test/per_image", columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+
+
+def image_panel(
+    a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None, laplacian: LaplacianKind = "8-neighbour"
+) -> torch.Tensor:
+    """One (C, 2H, kW) picture: A, B, fused (and ground truth) on top, their Laplacian maps below.
+
+    Inputs are (C, H, W) in [0, 1]. The maps are |Laplacian| of the luminance, all divided by the
+    same maximum, so a sharper image shows brighter edges than a blurred one beside it.
+    """
+    images = [x for x in (a, b, fused, gt) if x is not None]
+    stack = torch.stack(images).float()
+    luma = split_luma(stack)[0] if stack.shape[1] == 3 else stack
+    maps = gradient(luma, laplacian).abs()
+    maps = (maps / maps.amax().clamp_min(torch.finfo(maps.dtype).tiny)).expand_as(stack)
+    return torch.cat([torch.cat(list(stack), dim=2), torch.cat(list(maps), dim=2)], dim=1)
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) or (H, W, 3) uint8, the array form wandb.Image takes without torchvision."""
+    pixels = image.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
+    return pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+
+
+class ImagePanels(L.Callback):
+    """Logs validation panels (see :func:`image_panel`) to W&B every ``every_n_epochs`` epochs.
+
+    Up to ``max_images`` validation images per logged epoch, from rank zero; with no
+    :class:`WandbLogger` in the trainer it does nothing, so csv/none runs pay nothing.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, max_images: int = 2, key: str = "val/panels") -> None:
+        for name, value in (("every_n_epochs", every_n_epochs), ("max_images", max_images)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"callbacks.image_panels.{name} must be an integer >= 1, got {value!r}")
+        self.every_n_epochs, self.max_images, self.key = every_n_epochs, max_images, key
+        self.panels: list[np.ndarray] = []
+        self.captions: list[str] = []
+
+    def _loggers(self, trainer: L.Trainer) -> list[WandbLogger]:
+        if trainer.sanity_checking or not trainer.is_global_zero or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return []
+        return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.panels, self.captions = [], []
+
+    @torch.no_grad()
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if len(self.panels) >= self.max_images or not self._loggers(trainer):
+            return
+        names = list(batch.get("name") or [f"{batch_idx}_{i}" for i in range(len(batch["a"]))])
+        take = min(_real_count(outputs, names), self.max_images - len(self.panels))
+        laplacian = getattr(getattr(pl_module, "weights", None), "laplacian", "8-neighbour")
+        gt = batch.get("gt")
+        for i in range(take):
+            panel = image_panel(batch["a"][i], batch["b"][i], outputs["fused"][i], None if gt is None else gt[i], laplacian)
+            self.panels.append(_to_uint8(panel))
+            self.captions.append(f"{names[i]}: A | B | fused{' | GT' if gt is not None else ''} (Laplacian below)")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.panels:
+            return
+        for logger in self._loggers(trainer):
+            logger.log_image(key=self.key, images=self.panels, caption=self.captions, step=trainer.global_step)
+        self.panels, self.captions = [], []
