@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import traceback
@@ -9,14 +10,36 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from gipc.files import write_text
+from gipc.checkpointing import AtomicCheckpointIO
+from gipc.data.errors import DataError
+from gipc.files import OutputExistsError, write_text
+from gipc.module import NonFiniteLossError
 
 log = logging.getLogger(__name__)
+
+
+def job_dirname(overrides: str, limit: int = 150) -> str:
+    """A sweep job's dir name from its overrides: no '/' (a path value must not nest dirs), and a
+    long list cut to ``limit`` characters plus a hash, well under the file system's 255."""
+    name = overrides.replace("/", "_")
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+# Resolvers of conf/hydra (sweep dir names) and conf/logger/wandb.yaml (run names, tags), registered on
+# import: run.py imports this module before Hydra composes, and so do launcher and DDP worker processes.
+OmegaConf.register_new_resolver("gipc.dirname", job_dirname, replace=True)
+OmegaConf.register_new_resolver("gipc.or", lambda value, default: value or default, replace=True)
+OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lists for x in part], replace=True)
 
 FAILED_MARKER = "FAILED"
 
@@ -25,13 +48,23 @@ class ConfigError(ValueError):
     """A bad config value, reported in one line before any work starts."""
 
 
+class RunDirError(ConfigError):
+    """The run dir holds an earlier run's checkpoints; that run is left exactly as it was (no FAILED marker)."""
+
+
+USER_ERRORS = (ConfigError, DataError, OutputExistsError)
+"""Errors whose message is the whole story: one ``error:`` line, exit code 2, no traceback."""
+
+
 def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
-    """Instantiate ``node``, turning a constructor's ValueError into a one-line ConfigError."""
+    """Instantiate ``node``, turning any constructor error (also of a nested target) into a one-line ConfigError."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"bad {what} config: {cause}") from cause
+        cause: BaseException = exc
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise ConfigError(f"bad {what} config: {' '.join(str(cause).split())}") from cause
 
 
 def _named(group: DictConfig | None, what: str) -> list[Any]:
@@ -56,20 +89,53 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
     return None
 
 
+def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
+    """An earlier run's checkpoints that a fresh training run here would mix with its own: refused unless
+    ``overwrite=true`` (they are then deleted once the config has been checked)."""
+    if not cfg.train or cfg.resume or cfg.ckpt_path == "last":
+        return []
+    old = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+    if old and not cfg.overwrite:
+        raise RunDirError(
+            f"{output_dir} already holds checkpoints ({', '.join(p.name for p in old[:2])}{', ...' if len(old) > 2 else ''}); "
+            "continue that run with resume=true, or start it over with overwrite=true (deletes them)"
+        )
+    return old
+
+
 def run_experiment(cfg: DictConfig) -> float | None:
     """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
     output_dir = Path(cfg.paths.output_dir)
     try:
         result = _run(cfg, output_dir)
-    except ConfigError as exc:
+    except RunDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except USER_ERRORS as exc:
         _mark_failed(output_dir, str(exc))
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except NonFiniteLossError as exc:
+        last = output_dir / "checkpoints" / "last.ckpt"
+        message = f"training diverged: {exc}; " + (f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written")
+        _mark_failed(output_dir, message)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
     except BaseException as exc:
         _mark_failed(output_dir, "".join(traceback.format_exception(exc)))
         raise
+    finally:
+        _finish_wandb()
     (output_dir / FAILED_MARKER).unlink(missing_ok=True)
     return result
+
+
+def _finish_wandb() -> None:
+    """End this job's W&B run (failed if an error is on its way out): the next job of an in-process
+    multirun would otherwise log into it instead of starting its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if sys.exc_info()[0] is not None else 0)
 
 
 @rank_zero_only
@@ -78,16 +144,23 @@ def _mark_failed(output_dir: Path, message: str) -> None:
 
 
 def _run(cfg: DictConfig, output_dir: Path) -> float | None:
-    L.seed_everything(cfg.seed, workers=True)
+    old_checkpoints = _old_checkpoints(cfg, output_dir)
+    seed = L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt(cfg, output_dir)
-    d_steps = cfg.model.d_steps_per_g_step
-    datamodule = _build(cfg.data, "data", batches_per_step=(d_steps + 1) if isinstance(d_steps, int) else 1)
-    model = _build(cfg.model, "model")
+    d_steps = cfg.model.d_steps_per_g_step  # a bad value is left for the model to name
+    datamodule = _build(cfg.data, "data", batches_per_step=d_steps + 1 if isinstance(d_steps, int) and d_steps >= 1 else 1)
+    # Plain dicts and lists in the saved hyper-parameters: checkpoints load with torch.load(weights_only=True).
+    model = _build(cfg.model, "model", seed=seed, _convert_="all")
     loggers = _named(cfg.get("logger"), "logger")
     callbacks = _named(cfg.get("callbacks"), "callbacks")
-    trainer: L.Trainer = _build(cfg.trainer, "trainer", logger=loggers or False, callbacks=callbacks)
+    trainer: L.Trainer = _build(
+        cfg.trainer, "trainer", logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
+    _check_launch(trainer)
 
     if trainer.is_global_zero:
+        for path in old_checkpoints:  # overwrite=true, and the config is sound
+            path.unlink()
         output_dir.mkdir(parents=True, exist_ok=True)
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     for logger in loggers:
@@ -95,11 +168,22 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit_metrics = dict(trainer.callback_metrics)  # trainer.test replaces them: keep val/* for optimized_metric
     if cfg.test:
         trainer.test(model, datamodule=datamodule, ckpt_path=None if cfg.train else ckpt_path)
     _print_summary(trainer, output_dir)
-    metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "", None)
+    metric = {**fit_metrics, **trainer.callback_metrics}.get(cfg.get("optimized_metric") or "")
     return float(metric) if metric is not None else None
+
+
+def _check_launch(trainer: L.Trainer) -> None:
+    """DDP's default launch re-runs the command line once per device, which a local multirun (-m) cannot do."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
+        raise ConfigError(
+            "trainer=ddp in a multirun: add trainer.strategy.start_method=spawn for local sweeps, "
+            "or launch on Slurm with hydra/launcher=slurm (one task per device)"
+        )
 
 
 @rank_zero_only

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict
 from typing import Any, Literal, Mapping
 
 import lightning as L
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DistributedSampler
 
 from gipc.color import fuse_color, from_net, to_net
 from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
@@ -18,6 +21,29 @@ NonFiniteAction = Literal["stop", "skip", "reduce_lr"]
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged: a loss term became NaN or inf."""
+
+
+def global_rng_state() -> dict[str, Any]:
+    """The torch, CUDA, numpy and Python RNG states as plain lists and tensors (loadable with
+    ``torch.load(weights_only=True)``, unlike numpy's own state tuple)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "python": list(random.getstate()),
+    }
+
+
+def set_global_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`global_rng_state` saved (CUDA only when this process has the same devices)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 class GIPCGAN(L.LightningModule):
@@ -39,7 +65,10 @@ class GIPCGAN(L.LightningModule):
         betas: tuple[float, float] = (0.5, 0.999),
         on_nonfinite: NonFiniteAction = "stop",
         metrics: torch.nn.Module | None = None,
+        seed: int = 0,
     ) -> None:
+        """``seed`` starts the soft-label generator; it is the module's own, saved in checkpoints, so
+        a resumed run draws the labels the uninterrupted run would have drawn."""
         super().__init__()
         if d_steps_per_g_step < 1:
             raise ValueError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
@@ -56,6 +85,7 @@ class GIPCGAN(L.LightningModule):
         self.d_steps = 0
         self.g_steps = 0
         self.lr_scale = 1.0
+        self.label_rng = torch.Generator().manual_seed(seed)
 
     # ----------------------------------------------------------------- fusion
     def fuse_y(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -73,35 +103,12 @@ class GIPCGAN(L.LightningModule):
         if batch["a"].shape[0] % parts:
             raise ValueError(f"train batch of {batch['a'].shape[0]} patches cannot be split into {parts} sub-batches")
         subs = [dict(zip(batch, chunk)) for chunk in zip(*(batch[k].chunk(parts) for k in ("a", "b", "gt")))]
-
-        d_terms: dict[str, torch.Tensor] = {}
-        self.toggle_optimizer(opt_d)
-        for sub in subs[:-1]:
-            with torch.no_grad():
-                fused = self.generator(to_net(sub["a"]), to_net(sub["b"]))
-            d_terms = discriminator_loss(fused, to_net(sub["gt"]), self.discriminator, self.weights)
-            if not self._finite(d_terms, "D"):
-                self.untoggle_optimizer(opt_d)
-                return
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_terms["total"])
-            opt_d.step()
-            self.d_steps += 1
-        self.untoggle_optimizer(opt_d)
-
-        sub = subs[-1]
-        self.toggle_optimizer(opt_g)
-        fused = self.generator(to_net(sub["a"]), to_net(sub["b"]))
-        g_terms = generator_loss(fused, to_net(sub["gt"]), self.discriminator, self.weights)
-        if self._finite(g_terms, "G"):
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_terms["total"])
-            opt_g.step()
-            self.g_steps += 1
-        self.untoggle_optimizer(opt_g)
-
-        for scheduler in self.lr_schedulers():
+        d_terms = self._discriminator_steps(opt_d, subs[:-1])
+        g_terms = self._generator_step(opt_g, subs[-1]) if d_terms is not None else None
+        for scheduler in self.lr_schedulers():  # the schedule counts batches, skipped ones too
             scheduler.step()
+        if d_terms is None or g_terms is None:
+            return
         self.log_dict({f"train/g_{k}": v.detach() for k, v in g_terms.items()}, prog_bar=False)
         self.log_dict({f"train/d_{k}": v.detach() for k, v in d_terms.items()})
         self.log("train/g_loss", g_terms["total"].detach(), prog_bar=True)
@@ -114,6 +121,41 @@ class GIPCGAN(L.LightningModule):
                 "train/d_steps": float(self.d_steps),
             }
         )
+
+    def _discriminator_steps(self, opt_d: Any, subs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
+        """One D step per sub-batch; ``None`` when the divergence guard skips the rest of the batch."""
+        d_terms: dict[str, torch.Tensor] | None = None
+        self.toggle_optimizer(opt_d)
+        for sub in subs:
+            with torch.no_grad():
+                fused = self.generator(to_net(sub["a"]), to_net(sub["b"]))
+            d_terms = discriminator_loss(fused, to_net(sub["gt"]), self.discriminator, self.weights, self.label_rng)
+            if not self._finite(d_terms, "D"):
+                d_terms = None
+                break
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_terms["total"])
+            opt_d.step()
+            self.d_steps += 1
+        self.untoggle_optimizer(opt_d)
+        return d_terms
+
+    def _generator_step(self, opt_g: Any, sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """The G step; ``None`` when the divergence guard skips it."""
+        self.toggle_optimizer(opt_g)
+        fused = self.generator(to_net(sub["a"]), to_net(sub["b"]))
+        g_terms: dict[str, torch.Tensor] | None = generator_loss(
+            fused, to_net(sub["gt"]), self.discriminator, self.weights, self.label_rng
+        )
+        if self._finite(g_terms, "G"):
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g_terms["total"])
+            opt_g.step()
+            self.g_steps += 1
+        else:
+            g_terms = None
+        self.untoggle_optimizer(opt_g)
+        return g_terms
 
     def _finite(self, terms: dict[str, torch.Tensor], net: str) -> bool:
         """Divergence guard: stop (default), skip the batch, or halve the learning rates."""
@@ -141,27 +183,59 @@ class GIPCGAN(L.LightningModule):
         schedulers = [{"scheduler": LambdaLR(opt, linear), "interval": "step"} for opt in (opt_g, opt_d)]
         return [opt_g, opt_d], schedulers
 
+    def on_train_start(self) -> None:
+        # Lightning 2.6 gives a stateful train loader its saved position in FitLoop.setup_data, which
+        # returns early here: estimated_stepping_batches (configure_optimizers) set the loader up before
+        # the checkpoint was read. Without this a resumed run would replay the epoch's first batches.
+        self.trainer.fit_loop._load_combined_loader_states()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["gipc"] = {"d_steps": self.d_steps, "g_steps": self.g_steps, "lr_scale": self.lr_scale}
+        checkpoint["gipc"] = {
+            "d_steps": self.d_steps,
+            "g_steps": self.g_steps,
+            "lr_scale": self.lr_scale,
+            "label_rng": self.label_rng.get_state(),
+            "global_rng": global_rng_state(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("gipc", {})
         self.d_steps = state.get("d_steps", 0)
         self.g_steps = state.get("g_steps", 0)
         self.lr_scale = state.get("lr_scale", 1.0)
+        if "label_rng" in state:
+            self.label_rng.set_state(state["label_rng"])
+        # Only a resumed fit takes over the process-wide RNGs; loading weights to fuse leaves them alone.
+        if "global_rng" in state and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_global_rng_state(state["global_rng"])
 
     # ------------------------------------------------------------ evaluation
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+    def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> dict[str, Any]:
         fused = self(batch["a"], batch["b"])
-        if self.metrics is not None:
-            self.metrics.update(batch["a"], batch["b"], fused, batch.get("gt"))
-        return {"fused": fused, "name": batch.get("name")}
+        real = self._real_samples(stage, batch_idx, fused.shape[0])
+        if self.metrics is not None and real:
+            gt = batch.get("gt")
+            self.metrics.update(batch["a"][:real], batch["b"][:real], fused[:real], None if gt is None else gt[:real])
+        return {"fused": fused, "name": batch.get("name"), "real": real}
+
+    def _real_samples(self, stage: str, batch_idx: int, size: int) -> int:
+        """How many leading samples of this batch are real images: DDP's DistributedSampler pads an
+        uneven val/test set by repeating images at the end of some ranks, which must not count twice."""
+        if self._trainer is None:
+            return size
+        loader = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
+            return size
+        # Rank r holds positions r, r + W, r + 2W, ... of the padded index list; positions >= len(dataset) repeat.
+        mine = len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas))
+        return max(0, min(size, mine - batch_idx * loader.batch_size))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._evaluate(batch, "val")
+        return self._evaluate(batch, batch_idx, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._evaluate(batch, "test")
+        return self._evaluate(batch, batch_idx, "test")
 
     def _log_metrics(self, stage: str) -> None:
         if self.metrics is None:

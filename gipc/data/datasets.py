@@ -148,7 +148,10 @@ class PatchDataset(Dataset):
     (index -> image, row, column by arithmetic, nothing stored per patch). ``stride=None``: random
     crops, ``count`` positions (default: see :data:`RANDOM_DENSITY`) drawn uniformly over all crop
     positions with ``seed``, fixed for the dataset's life like the paper's pre-cut patch set.
-    ``count`` on a grid keeps a seeded subset of it. Memory is the images plus at most one int per patch index.
+    ``count`` on a grid keeps a seeded subset of it. ``flips``: each patch gets one of the four
+    horizontal/vertical flip combinations, drawn with ``seed`` like the positions, so an item depends
+    only on (seed, index) and never on the global RNG or on when it is read (exact resume).
+    Memory is the images plus at most one int per patch index and one byte per flip.
     The paper cuts 184,885 patches of 80x80 from 90 images (section 4.1).
     """
 
@@ -163,7 +166,7 @@ class PatchDataset(Dataset):
     ) -> None:
         if patch_size < 1 or (stride is not None and stride < 1) or (count is not None and count < 1):
             raise DataError(f"patch_size, stride and count must be >= 1 (got {patch_size}, {stride}, {count})")
-        self.patch_size, self.flips = patch_size, flips
+        self.patch_size = patch_size
         self.step = stride or 1
         self.images: list[torch.Tensor] = []
         self.names: list[str] = []
@@ -191,6 +194,7 @@ class PatchDataset(Dataset):
             self.positions = torch.randint(total, (count or default,), generator=generator)
         elif count is not None and count < total:
             self.positions = torch.randperm(total, generator=generator)[:count]
+        self.flip_codes = torch.randint(4, (len(self),), generator=generator, dtype=torch.uint8) if flips else None
 
     @staticmethod
     def grid_count(height: int, width: int, patch_size: int, stride: int) -> int:
@@ -199,8 +203,9 @@ class PatchDataset(Dataset):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the images and the position table, never patches."""
+        """Bytes held: the images and the position and flip tables, never patches."""
         held = sum(im.numel() * im.element_size() for im in self.images)
+        held += 0 if self.flip_codes is None else self.flip_codes.numel()
         return held + (0 if self.positions is None else self.positions.numel() * self.positions.element_size())
 
     def __len__(self) -> int:
@@ -220,8 +225,9 @@ class PatchDataset(Dataset):
         image, top, left = self.locate(index)
         size = self.patch_size
         crop = self.images[image][:, top : top + size, left : left + size]
-        if self.flips:
-            dims = [d for d, flip in zip((1, 2), torch.rand(2) < 0.5) if flip]
+        if self.flip_codes is not None:
+            code = int(self.flip_codes[index])
+            dims = [dim for dim, bit in ((1, 0b01), (2, 0b10)) if code & bit]  # rows, columns
             crop = crop.flip(dims) if dims else crop
         return {"a": crop[0:1], "b": crop[1:2], "gt": crop[2:3]}
 

@@ -1,0 +1,175 @@
+"""Whole runs of ``python gipc/run.py`` in subprocesses: SIGKILL and resume, determinism, divergence stop.
+
+The runs are tiny (4 embedded photos at 64 px, 32 px patches, 4 batches of 2 x 3 patches per epoch,
+2 epochs = 24 optimizer steps) and single-threaded. They start together, once per module, because
+each process spends most of its time importing torch and Lightning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "gipc" / "run.py"
+TINY = [
+    "logger=none",
+    "test=false",
+    "trainer.max_epochs=2",
+    "trainer.deterministic=true",
+    "~callbacks.rich_progress_bar",
+    "data.patch_size=32",
+    "data.batch_size=2",
+    "data.max_side=64",
+    "data.val_count=1",
+    "data.patches_per_epoch=24",
+    "data.photos=[astronaut,camera,coffee,chelsea]",
+    "callbacks.model_checkpoint.every_n_train_steps=3",  # t = 2: one checkpoint per batch
+]
+STEPS_PER_BATCH, BATCHES = 3, 8
+KILL_AT = 18  # optimizer step after which the killed run hangs: epoch 1, two of its four batches done
+NAN_AT = 6  # the 7th discriminator loss is NaN: batch 3 (0-based), after checkpoints at steps 3, 6, 9
+
+# Runs gipc/run.py after patching one thing: "hang STEP FLAG" stops (for the test to SIGKILL it) once
+# last.ckpt of optimizer step >= STEP is on disk; "nan CALL" makes the CALL-th (0-based) D loss NaN.
+WRAPPER = """
+import runpy, sys, time
+from pathlib import Path
+
+import gipc.module
+from gipc.checkpointing import AtomicCheckpointIO
+
+mode, arg = sys.argv[1], int(sys.argv[2])
+if mode == "hang":
+    flag, save = Path(sys.argv[3]), AtomicCheckpointIO.save_checkpoint
+
+    def hang_after(self, checkpoint, path, storage_options=None):
+        save(self, checkpoint, path, storage_options)
+        if Path(path).name == "last.ckpt" and checkpoint["global_step"] >= arg:
+            flag.write_text(str(checkpoint["global_step"]))
+            time.sleep(600)
+
+    AtomicCheckpointIO.save_checkpoint = hang_after
+    args = sys.argv[4:]
+else:
+    calls, loss = [0], gipc.module.discriminator_loss
+
+    def nan_once(*a, **k):
+        terms = loss(*a, **k)
+        if calls[0] == arg:
+            terms["real_gra"] = terms["real_gra"] * float("nan")
+        calls[0] += 1
+        return terms
+
+    gipc.module.discriminator_loss = nan_once
+    args = sys.argv[3:]
+sys.argv = [sys.argv[0], *args]
+runpy.run_path(RUN, run_name="__main__")
+"""
+
+
+def _start(tmp: Path, name: str, *args: str, wrap: tuple[str, ...] = ()) -> tuple[subprocess.Popen, Path]:
+    run_dir = tmp / name
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    script = [str(tmp / "wrapper.py"), *wrap] if wrap else [str(RUN)]
+    command = [sys.executable, *script, *TINY, *args, f"hydra.run.dir={run_dir}"]
+    log = open(tmp / f"{name}.log", "w")
+    return subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), run_dir
+
+
+def _finish(proc: subprocess.Popen, tmp: Path, name: str, timeout: float = 400) -> str:
+    proc.wait(timeout=timeout)
+    return (tmp / f"{name}.log").read_text()
+
+
+def _ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Four runs at once: a reference (every checkpoint kept), one killed at step 18, another seed, a NaN."""
+    tmp = tmp_path_factory.mktemp("runs")
+    (tmp / "wrapper.py").write_text(f"RUN = {str(RUN)!r}\n{WRAPPER}")
+    flag = tmp / "killed-at"
+    started = {
+        "reference": _start(tmp, "reference", "callbacks.model_checkpoint.save_top_k=-1"),
+        "killed": _start(tmp, "killed", wrap=("hang", str(KILL_AT), str(flag))),
+        "seed7": _start(tmp, "seed7", "seed=7", "trainer.max_steps=3"),
+        "nan": _start(tmp, "nan", wrap=("nan", str(NAN_AT))),
+    }
+    killed, _ = started["killed"]
+    deadline = time.monotonic() + 400
+    while not flag.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(killed.pid, signal.SIGKILL)
+    out = {name: (_finish(proc, tmp, name), proc.returncode, run_dir) for name, (proc, run_dir) in started.items()}
+    assert flag.exists(), out["killed"][0][-3000:]
+    # What the kill left, before the resume test writes over it.
+    shutil.copy(out["killed"][2] / "checkpoints" / "last.ckpt", tmp / "at-kill.ckpt")
+    return {"tmp": tmp, **out}
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_runs_weights(runs):
+    tmp = runs["tmp"]
+    log, code, run_dir = runs["killed"]
+    assert code == -signal.SIGKILL
+    at_kill = _ckpt(tmp / "at-kill.ckpt")  # last.ckpt as the kill left it: whole, loadable, mid-epoch
+    assert (at_kill["global_step"], at_kill["epoch"]) == (KILL_AT, 1)
+    last = run_dir / "checkpoints" / "last.ckpt"
+
+    proc, _ = _start(tmp, "killed", "resume=true")  # same command, same run dir, plus resume=true
+    log = _finish(proc, tmp, "killed")
+    assert proc.returncode == 0, log[-3000:]
+    resumed, reference = _ckpt(last), _ckpt(runs["reference"][2] / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == reference["global_step"] == STEPS_PER_BATCH * BATCHES
+    assert resumed["gipc"]["d_steps"] == reference["gipc"]["d_steps"] == 2 * BATCHES
+    assert resumed["gipc"]["g_steps"] == reference["gipc"]["g_steps"] == BATCHES
+    assert torch.equal(resumed["gipc"]["label_rng"], reference["gipc"]["label_rng"])
+    assert resumed["state_dict"].keys() == reference["state_dict"].keys()
+    for name, value in reference["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, atol=1e-6, rtol=0, msg=name)
+    for got, want in zip(resumed["optimizer_states"], reference["optimizer_states"]):
+        for slot, state in want["state"].items():
+            torch.testing.assert_close(got["state"][slot]["exp_avg"], state["exp_avg"], atol=1e-6, rtol=0)
+    assert [s["last_epoch"] for s in resumed["lr_schedulers"]] == [s["last_epoch"] for s in reference["lr_schedulers"]]
+    assert not list(last.parent.glob("*.tmp*"))  # no temp file of the atomic saves is left behind
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(runs):
+    reference = runs["reference"][2] / "checkpoints"
+    # The killed run is an independent process running the same command up to its kill.
+    same, ours = _ckpt(runs["tmp"] / "at-kill.ckpt"), _ckpt(reference / f"epoch001-step{KILL_AT:07d}.ckpt")
+    assert same["global_step"] == ours["global_step"] == KILL_AT
+    for name, value in ours["state_dict"].items():
+        assert torch.equal(same["state_dict"][name], value), name
+    assert torch.equal(same["gipc"]["label_rng"], ours["gipc"]["label_rng"])
+    other, first = _ckpt(runs["seed7"][2] / "checkpoints" / "last.ckpt"), _ckpt(reference / "epoch000-step0000003.ckpt")
+    assert other["global_step"] == first["global_step"] == 3
+    differ = [name for name, value in first["state_dict"].items() if not torch.equal(other["state_dict"][name], value)]
+    assert any(name.startswith("generator.") for name in differ) and any(name.startswith("discriminator.") for name in differ)
+
+
+@pytest.mark.slow
+def test_nan_stops_naming_term_and_step_and_keeps_the_last_good_checkpoint(runs):
+    log, code, run_dir = runs["nan"]
+    assert code == 1, log[-3000:]
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in log
+    assert "D loss term(s) real_gra became non-finite at G step 3 (D step 6)" in errors[0]
+    assert f"last good checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'}" in errors[0]
+    assert "real_gra" in (run_dir / "FAILED").read_text()
+    kept = _ckpt(run_dir / "checkpoints" / "last.ckpt")
+    assert kept["global_step"] == 3 * STEPS_PER_BATCH  # three good batches, nothing after the NaN
+    assert all(torch.isfinite(v).all() for v in kept["state_dict"].values() if v.is_floating_point())
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch000-step0000009.ckpt", "last.ckpt"]
