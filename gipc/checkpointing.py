@@ -50,10 +50,9 @@ class RunCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         bad = [name for name, p in trainer.lightning_module.named_parameters() if not torch.isfinite(p).all()]
         if bad:
-            kept = self.last_model_path or "none was written yet"
             raise NonFiniteLossError(
                 f"weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} are no longer finite at train step "
-                f"{trainer.global_step}; not saved, the last good checkpoint is kept: {kept}. Lower the learning rate"
+                f"{trainer.global_step}, so they were not saved; lower model.lr"
             )
         super()._save_checkpoint(trainer, filepath)
 

@@ -117,7 +117,8 @@ def run_experiment(cfg: DictConfig) -> float | None:
         sys.exit(2)
     except NonFiniteLossError as exc:
         last = output_dir / "checkpoints" / "last.ckpt"
-        message = f"training diverged: {exc}; " + (f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written")
+        kept = f"the last good checkpoint, kept: {last}" if last.is_file() else "no checkpoint was written yet"
+        message = f"training diverged: {exc}; {kept}"
         _mark_failed(output_dir, message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)

@@ -165,7 +165,7 @@ class GIPCGAN(L.LightningModule):
         where = f"{net} loss term(s) {', '.join(bad)} became non-finite at G step {self.g_steps} (D step {self.d_steps})"
         action = self.hparams.on_nonfinite
         if action == "stop":
-            raise NonFiniteLossError(f"{where}; the last good checkpoint is kept. Lower the learning rate or set model.on_nonfinite=skip")
+            raise NonFiniteLossError(f"{where}; lower model.lr, or set model.on_nonfinite=skip or reduce_lr")
         if action == "reduce_lr":
             self.lr_scale /= 2
         self.print(f"warning: {where}; {'skipped the batch' if action == 'skip' else f'learning rates scaled by {self.lr_scale}'}")

@@ -167,7 +167,7 @@ def test_nan_stops_naming_term_and_step_and_keeps_the_last_good_checkpoint(runs)
     errors = [line for line in log.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in log
     assert "D loss term(s) real_gra became non-finite at G step 3 (D step 6)" in errors[0]
-    assert f"last good checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'}" in errors[0]
+    assert f"the last good checkpoint, kept: {run_dir / 'checkpoints' / 'last.ckpt'}" in errors[0]
     assert "real_gra" in (run_dir / "FAILED").read_text()
     kept = _ckpt(run_dir / "checkpoints" / "last.ckpt")
     assert kept["global_step"] == 3 * STEPS_PER_BATCH  # three good batches, nothing after the NaN

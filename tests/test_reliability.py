@@ -1,0 +1,287 @@
+"""In-process reliability checks: config validation, run-dir protection, atomic checkpoints, the
+checkpoint callback's guarantees, and the pieces that make a resumed run exact (sampler, loader, RNGs)."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from lightning.fabric.plugins.io import torch_io
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from gipc.checkpointing import AtomicCheckpointIO, RunCheckpoint
+from gipc.data.datamodule import EpochShuffle, ResumableLoader
+from gipc.data.datasets import PatchDataset
+from gipc.data.scene import Scene
+from gipc.experiment import FAILED_MARKER, run_experiment
+from gipc.losses import LossWeights
+from gipc.module import GIPCGAN, NonFiniteLossError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TINY = [
+    "logger=none",
+    "test=false",
+    "~callbacks.rich_progress_bar",
+    "data.patch_size=32",
+    "data.batch_size=2",
+    "data.max_side=64",
+    "data.val_count=1",
+    "data.patches_per_epoch=12",
+    "data.photos=[astronaut,camera,coffee,chelsea]",
+]
+
+
+def run(tmp_path: Path, *overrides: str) -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, f"paths.output_dir={tmp_path}", *overrides])
+    run_experiment(cfg)
+
+
+def refused(tmp_path: Path, capsys, *overrides: str) -> str:
+    """Run, expect the one-line refusal (exit code 2), return its message."""
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, *overrides)
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    return errors[0].removeprefix("error: ")
+
+
+# ------------------------------------------------------------------------- config validation
+CASES = {
+    "negative lambda": (["loss.lam=-1"], r"^bad model config: loss\.lam must be >= 0, got -1"),
+    "negative adversarial weight": (["loss.l4=-0.5"], r"^bad model config: loss\.l4 must be >= 0, got -0\.5"),
+    "patch below 16": (["data.patch_size=8"], r"^bad data config: data\.patch_size must be an integer >= 16, got 8"),
+    "patch not a multiple of 16": (["data.patch_size=40"], r"^bad data config: data\.patch_size must be a multiple of 16 .*got 40"),
+    "batch size 0": (["data.batch_size=0"], r"^bad data config: data\.batch_size must be an integer >= 1, got 0"),
+    "d steps below 1": (["model.d_steps_per_g_step=0"], r"^bad model config: model\.d_steps_per_g_step must be >= 1, got 0"),
+    "bad divergence action": (["model.on_nonfinite=ignore"], r"^bad model config: model\.on_nonfinite must be stop, skip or reduce_lr"),
+    "missing data dir": (["data=folder", "data.root=/nonexistent/mfi-drc"], r"^bad data config: data\.root /nonexistent/mfi-drc: no train/ folder"),
+    "misspelt key added with +": (["+data.batchsize=2"], r"^bad data config: .*unexpected keyword argument 'batchsize'"),
+    "nothing to resume": (["resume=true"], r"^nothing to resume: .*checkpoints/last\.ckpt does not exist"),
+    "missing ckpt_path": (["ckpt_path=/nonexistent/x.ckpt"], r"^ckpt_path /nonexistent/x\.ckpt does not exist"),
+    "last.ckpt as a symlink": (["callbacks.model_checkpoint.save_last=link"], r"save_last=link would make last\.ckpt a symlink"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_config_is_one_line_exit_2_failed_marker_and_nothing_else(tmp_path, capsys, case):
+    overrides, message = CASES[case]
+    error = refused(tmp_path, capsys, *overrides)
+    assert re.search(message, error), error
+    assert (tmp_path / FAILED_MARKER).read_text().strip() == error
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FAILED_MARKER]  # no checkpoint, no config, no logs
+
+
+def test_misspelt_key_and_unknown_ablation_stay_hydra_composition_errors():
+    from hydra.errors import ConfigCompositionException
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        with pytest.raises(ConfigCompositionException, match=r"Could not override 'data\.batchsize'"):
+            compose("config", overrides=["data.batchsize=2"])
+        with pytest.raises(ConfigCompositionException, match=r"ablation"):
+            compose("config", overrides=["ablation=without_everything"])
+
+
+# ------------------------------------------------------------------------------- run dirs
+def test_training_into_a_run_dir_with_checkpoints_is_refused_and_leaves_it_untouched(tmp_path, capsys):
+    old = tmp_path / "checkpoints" / "last.ckpt"
+    old.parent.mkdir()
+    old.write_bytes(b"an earlier run")
+    error = refused(tmp_path, capsys)
+    assert "already holds checkpoints (last.ckpt)" in error and "resume=true" in error and "overwrite=true" in error
+    assert old.read_bytes() == b"an earlier run" and not (tmp_path / FAILED_MARKER).exists()
+
+
+def test_overwrite_deletes_old_checkpoints_only_once_the_config_is_sound(tmp_path, capsys):
+    old = tmp_path / "checkpoints" / "epoch009-step0000300.ckpt"
+    old.parent.mkdir()
+    old.write_bytes(b"an earlier run")
+    refused(tmp_path, capsys, "overwrite=true", "data.batch_size=0")
+    assert old.exists()
+    run(tmp_path, "overwrite=true", "trainer.max_steps=0")
+    assert not old.exists() and (tmp_path / "config.yaml").exists() and not (tmp_path / FAILED_MARKER).exists()
+
+
+# ---------------------------------------------------------------------------- atomic saves
+def _half_written(checkpoint: dict, filepath) -> None:
+    """A save killed halfway: the first half of the bytes reach the file, then the process dies."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    with open(filepath, "wb") as f:
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    raise KeyboardInterrupt("killed during torch.save")
+
+
+@pytest.mark.parametrize("io_class, survives", [(AtomicCheckpointIO, True), (TorchCheckpointIO, False)])
+def test_a_save_killed_halfway_leaves_the_previous_last_ckpt_whole(tmp_path, monkeypatch, io_class, survives):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    good = {"state_dict": {"w": torch.arange(1000.0)}, "global_step": 3}
+    io_class().save_checkpoint(good, last)
+    monkeypatch.setattr(torch_io, "_atomic_save", _half_written)
+    with pytest.raises(KeyboardInterrupt):
+        io_class().save_checkpoint({"state_dict": {"w": torch.zeros(1000)}, "global_step": 6}, last)
+    if survives:
+        loaded = torch.load(last, weights_only=True)
+        assert loaded["global_step"] == 3 and torch.equal(loaded["state_dict"]["w"], good["state_dict"]["w"])
+        assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no temp file left
+    else:  # the same fault without the rename corrupts the file: the simulation is a real one
+        with pytest.raises(Exception):
+            torch.load(last, weights_only=True)
+
+
+# ---------------------------------------------------------------------- checkpoint callback
+PATCH = 16
+
+
+class Patches(Dataset):
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.a, self.b = torch.rand(n, 1, PATCH, PATCH, generator=g), torch.rand(n, 1, PATCH, PATCH, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"a": self.a[i], "b": self.b[i], "gt": torch.maximum(self.a[i], self.b[i])}
+
+
+def tiny_model(**kw) -> GIPCGAN:
+    loss = LossWeights(lam=9.3, beta1=1.3, beta2=4.5, l1=0.1, l2=1.0, l3=0.1, l4=1.0, l5=0.1, l6=1.0,
+                       real_label=(0.7, 1.2), fake_label=(0.0, 0.3))
+    return GIPCGAN(loss=loss, patch_size=PATCH, generator={"width": 4}, d_steps_per_g_step=1, **kw)
+
+
+def fit(tmp_path: Path, batches: int, checkpoint: RunCheckpoint, *callbacks: L.Callback, model: GIPCGAN | None = None) -> GIPCGAN:
+    model = model or tiny_model()
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path, accelerator="cpu", devices=1, plugins=[AtomicCheckpointIO()],
+                        callbacks=[*callbacks, checkpoint])
+    trainer.fit(model, DataLoader(Patches(batches * 4), batch_size=4))
+    return model
+
+
+def test_last_ckpt_is_a_real_file_holding_the_final_step_between_periodic_saves(tmp_path):
+    # t = 1: two optimizer steps per batch; 3 batches = steps 2, 4, 6; a periodic save at step 4 only.
+    checkpoint = RunCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=4)
+    fit(tmp_path, 3, checkpoint)
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert last.is_file() and not last.is_symlink()
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    assert torch.load(tmp_path / "ckpt" / "step=4.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    class PoisonAfterFirstSave(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == 4:  # after the step-2 checkpoint, before the step-4 one
+                with torch.no_grad():
+                    module.discriminator.head.weight.fill_(float("inf"))
+
+    checkpoint = RunCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=2)
+    with pytest.raises(NonFiniteLossError, match=r"discriminator\.head\.weight are no longer finite at train step 4, so they were not saved"):
+        fit(tmp_path, 3, checkpoint, PoisonAfterFirstSave())
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["last.ckpt", "step=2.ckpt"]
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+@pytest.mark.parametrize("action, scale", [("skip", 1.0), ("reduce_lr", 0.5)])
+def test_a_nan_batch_is_skipped_or_halves_the_learning_rates(tmp_path, monkeypatch, action, scale, capsys):
+    import gipc.module
+
+    calls, loss = [0], gipc.module.discriminator_loss
+
+    def nan_on_second_call(*args, **kwargs):
+        terms = loss(*args, **kwargs)
+        calls[0] += 1
+        return {**terms, "fake_gra": terms["fake_gra"] * float("nan")} if calls[0] == 2 else terms
+
+    class Lr(L.Callback):
+        lrs: list[float] = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.lrs.append(module.optimizers()[0].param_groups[0]["lr"])
+
+    monkeypatch.setattr(gipc.module, "discriminator_loss", nan_on_second_call)
+    model = fit(tmp_path, 3, RunCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2), Lr(), model=tiny_model(on_nonfinite=action))
+    assert (model.d_steps, model.g_steps, model.lr_scale) == (2, 2, scale)  # batch 1 (t = 1) dropped
+    assert "D loss term(s) fake_gra became non-finite at G step 1 (D step 1)" in capsys.readouterr().out
+    # Linear decay over 3 batches, the skipped one included; reduce_lr scales from the next step on.
+    assert Lr.lrs == pytest.approx([1e-4 * 2 / 3, 1e-4 / 3 * scale, 0.0])
+
+
+# ------------------------------------------------------------------------ exact-resume pieces
+def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+    def order(seed: int, epoch: int, before: int = 0) -> list[int]:
+        sampler = EpochShuffle(50, seed)
+        for e in range(before):  # epochs this process has already run must not matter
+            sampler.set_epoch(e)
+            list(sampler)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert sorted(order(1, 0)) == list(range(50))
+    assert order(1, 3) == order(1, 3, before=3)
+    assert order(1, 0) != order(1, 1) and order(1, 1) != order(2, 0) and order(1, 0) != order(2, 0)
+
+
+def test_resumable_loader_continues_the_epoch_where_its_state_says():
+    dataset = TensorDataset(torch.arange(40))
+    make = lambda: ResumableLoader(dataset, batch_size=4, sampler=EpochShuffle(40, 7), drop_last=True)  # noqa: E731
+    full = make()
+    full.sampler.set_epoch(2)
+    batches = [b[0].tolist() for b in full]
+    interrupted = make()
+    interrupted.sampler.set_epoch(2)
+    it = iter(interrupted)
+    seen = [next(it)[0].tolist() for _ in range(3)]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 2, "batches": 3} and seen == batches[:3]
+
+    resumed = make()
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(2)  # what Lightning does after loading the state, before the first batch
+    assert [b[0].tolist() for b in resumed] == batches[3:]
+    resumed.sampler.set_epoch(3)  # the skip applies to the saved epoch only
+    assert len(list(resumed)) == len(batches)
+
+
+def test_flipped_patches_do_not_depend_on_the_global_rng():
+    gt = torch.rand(1, 48, 48, generator=torch.Generator().manual_seed(3))
+    dataset = PatchDataset([Scene("s", gt, 1 - gt, gt)], 16, stride=8, flips=True, seed=5)
+    torch.manual_seed(0)
+    first = [dataset[i]["a"] for i in range(len(dataset))]
+    torch.manual_seed(1)
+    assert all(torch.equal(dataset[i]["a"], x) for i, x in enumerate(first))
+    again = PatchDataset([Scene("s", gt, 1 - gt, gt)], 16, stride=8, flips=True, seed=5)
+    assert all(torch.equal(again[i]["a"], x) for i, x in enumerate(first))
+    assert len(set(dataset.flip_codes.tolist())) == 4
+
+
+def test_soft_label_generator_travels_in_the_checkpoint_and_loading_to_fuse_keeps_global_rngs():
+    model = tiny_model(seed=3)
+    torch.rand(5, generator=model.label_rng)
+    checkpoint: dict = {}
+    model.on_save_checkpoint(checkpoint)
+    expected = torch.rand(5, generator=model.label_rng)
+
+    restored = tiny_model(seed=99)
+
+    def draws() -> tuple:
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    random.seed(11), np.random.seed(11), torch.manual_seed(11)
+    before = draws()
+    random.seed(11), np.random.seed(11), torch.manual_seed(11)
+    restored.on_load_checkpoint(checkpoint)  # no trainer: e.g. gipc-fuse loading weights
+    assert torch.equal(torch.rand(5, generator=restored.label_rng), expected)
+    assert draws() == before
