@@ -32,17 +32,17 @@ from gipc.models import Discriminator, Generator
 PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lytro" / "pairs"
 TABLE1_MACS_PER_PIXEL = 155_056
 """Table 1 by hand: encoders 2 x (1+32+48+64) x 9 x 16, 1x1 block 128 x 128, decoder (128x64 + 64x32 + 32x16 + 16x1) x 9."""
-PAPER_TABLE3 = {  # seconds per image on an RTX 3090 (MFI-DRC, Lytro); CPU methods on MFI-DRC only
+PAPER_TABLE3 = {  # mean seconds per image (MFI-DRC, Lytro); the paper ran the CPU methods on a CPU, the others on an RTX 3090
     "GIPC-GAN": (0.2226, 0.1267),
     "ACGAN": (0.0344, 0.0282),
     "MFF-GAN": (0.2622, 0.1338),
     "SESF": (0.4133, 0.3858),
-    "BF (CPU)": (0.72, None),
-    "MWGF (CPU)": (1.91, None),
-    "DSIFT (CPU)": (5.07, None),
-    "CNN (CPU)": (123.9, None),
+    "BF (CPU)": (0.7221, 0.5190),
+    "MWGF (CPU)": (1.9136, 1.5505),
+    "DSIFT (CPU)": (5.0708, 3.6310),
+    "CNN (CPU)": (123.8767, 99.5241),
 }
-PAPER_TABLE4 = {"GIPC-GAN": (0.4151, 0.0404), "MFF-GAN / ACGAN": (0.4099, 0.0382), "SESF": (0.0748, None)}
+PAPER_TABLE4 = {"GIPC-GAN": (0.4151, 0.0404), "MFF-GAN / ACGAN": (0.4099, 0.0382), "SESF": (0.0748, 0.0748)}
 
 
 def parameters(module: nn.Module) -> int:
@@ -131,7 +131,7 @@ def main() -> int:
     print(f"G (Table 1)          {parameters(generator):>9,}  = {parameters(generator) / 1e6:.4f} M")
     print(f"D (Table 2, 80x80)   {parameters(discriminator):>9,}  = {parameters(discriminator) / 1e6:.4f} M")
     for name, (train, test) in PAPER_TABLE4.items():
-        print(f"paper {name:<15} {train:.4f} M / {'-' if test is None else f'{test:.4f} M'}")
+        print(f"paper {name:<15} {train:.4f} M / {test:.4f} M")
 
     macs = conv_macs_per_pixel(generator)
     verdict = "matches" if macs == TABLE1_MACS_PER_PIXEL else "DIFFERS from"
@@ -163,9 +163,9 @@ def main() -> int:
             seconds = [timed(lambda: fuse_color(fn, a, b), lambda: None) for a, b in pairs[1 : args.baseline_limit + 1]]
         print(f"{name:<18} {mean_std(seconds)} s   (GIPC-GAN's pipeline takes {statistics.fmean(full) / statistics.fmean(seconds):.1f}x as long)")
 
-    print("\n== Paper Table 3 (the paper's RTX 3090 GPU numbers, s/image: MFI-DRC / Lytro; not this machine) ==")
+    print("\n== Paper Table 3, s/image MFI-DRC / Lytro: the paper's machine (RTX 3090 GPU; '(CPU)' rows on its CPU), not this one ==")
     for name, (drc, lytro) in PAPER_TABLE3.items():
-        print(f"paper {name:<13} {drc:>8.4g} / {'-' if lytro is None else f'{lytro:.4f}'}")
+        print(f"paper {name:<13} {drc:>9.4f} / {lytro:.4f}")
     print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     return 0
 
