@@ -1,0 +1,88 @@
+"""DDP under Hydra on CPU: 2 gloo processes train and test; one set of outputs; metrics equal one process's.
+
+Three test images on two ranks make DistributedSampler repeat one image: the report must still list
+each image once, with the means a single process computes from the same weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from gipc.metrics import fusion_metrics
+from gipc.module import GIPCGAN
+from test_sweeps import run_gipc
+
+DATA = (
+    "data.patch_size=16",
+    "data.batch_size=2",
+    "data.max_side=64",
+    "data.photos=[astronaut,coffee,camera,coins,moon,cell]",
+    "data.test_fraction=0.5",  # 3 held-out images: an uneven split over 2 ranks
+    "data.val_count=3",
+)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train_test_and_report_once(tmp_path):
+    run_gipc(
+        tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "logger=csv",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.log_every_n_steps=1",
+        "callbacks.test_report.baselines=[average]", *DATA,
+    )
+    (run,) = (tmp_path / "outputs" / "quick" / "runs").iterdir()  # rank 1 reused rank 0's run dir
+    assert (run / "train_ddp_process_1.log").is_file() and not (run / "FAILED").exists()
+    assert (run / "config.yaml").is_file() and (run / ".hydra" / "config.yaml").is_file()
+
+    # Every loss term each rank logged is finite.
+    logged = read_csv(run / "csv" / "metrics.csv")
+    losses = [float(r[k]) for r in logged for k in r if k.startswith("train/") and k.endswith("_loss") and r[k]]
+    assert losses and all(math.isfinite(v) for v in losses)
+
+    # Each held-out image once per method, and one fused PNG each: the padded repeat is dropped.
+    rows = read_csv(run / "metrics.csv")
+    names = ["astronaut", "cell", "coffee"]
+    for method in ("gipc", "average"):
+        assert sorted(r["image"] for r in rows if r["method"] == method) == names
+    fused = sorted((run / "fused").iterdir())
+    assert [p.name for p in fused] == [f"{n}.png" for n in names]  # no temp files left either
+    for path in fused:
+        with Image.open(path) as png:
+            png.verify()
+
+    # Single-process evaluation of the same weights on the same images gives the same table.
+    cfg = OmegaConf.create(yaml.safe_load((run / "config.yaml").read_text()))
+    model = GIPCGAN.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    datamodule = instantiate(cfg.data, batches_per_step=cfg.model.d_steps_per_g_step + 1)
+    datamodule.setup("test")
+    reference: dict[str, dict[str, float]] = {}
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            scores = fusion_metrics(batch["a"], batch["b"], model(batch["a"], batch["b"]), batch.get("gt"))
+            for i, name in enumerate(batch["name"]):
+                reference[name] = {k: float(v[i]) for k, v in scores.items()}
+    assert sorted(reference) == names
+    ours = {r["image"]: r for r in rows if r["method"] == "gipc"}
+    for name, values in reference.items():
+        for metric, value in values.items():
+            assert float(ours[name][metric]) == pytest.approx(value, rel=1e-4, abs=1e-4), (name, metric)
+
+    # The logged test/* means (torchmetrics summed over ranks) are the single-process means, not
+    # means over 4 images with one counted twice.
+    test_row = next(r for r in logged if r.get("test/QABF"))
+    for metric in ("QABF", "EN", "PSNR"):
+        mean = sum(v[metric] for v in reference.values()) / len(reference)
+        assert float(test_row[f"test/{metric}"]) == pytest.approx(mean, rel=1e-4, abs=1e-4)

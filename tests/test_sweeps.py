@@ -1,0 +1,198 @@
+"""Multiruns as a user types them: presets, launchers (basic, joblib, submitit, Slurm), Optuna, gipc-compare.
+
+Each sweep runs ``python gipc/run.py -m ...`` in a temp dir with tiny data (one batch per stage).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
+from gipc.compare import compare
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+RUN = REPO / "gipc" / "run.py"
+#: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
+TINY = (
+    "trainer.fast_dev_run=true",
+    "data.patch_size=16",
+    "data.batch_size=2",
+    "data.max_side=64",
+    "callbacks.test_report.baselines=[]",
+)
+LAMBDAS = ("l1", "l2", "l3", "l4", "l5", "l6")
+
+
+def run_gipc(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python gipc/run.py ARGS`` in ``cwd`` (where outputs/ lands), W&B offline."""
+    result = subprocess.run(
+        [sys.executable, str(RUN), *args],
+        cwd=cwd,
+        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def sweep_dir(cwd: Path, task: str = "quick") -> Path:
+    """The one multirun dir a test's sweep made: outputs/<task>/multiruns/<time>."""
+    (found,) = (cwd / "outputs" / task / "multiruns").iterdir()
+    return found
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    """Job dirs ``<num>_<overrides>`` by job number."""
+    jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()]
+    return sorted(jobs, key=lambda p: int(p.name.split("_", 1)[0]))
+
+
+def saved(job: Path) -> dict:
+    return yaml.safe_load((job / "config.yaml").read_text())
+
+
+def hydra_cfg(*overrides: str):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+# ---------------------------------------------------------------- presets, composed only
+@pytest.mark.parametrize(
+    "preset, params",
+    [
+        ("ablation", {"ablation": "none,without_int,without_gra"}),
+        ("ratio", {"loss.ratio": "0.05,0.1,0.2,0.5,1.0"}),
+        ("betas", {"loss.beta1": "0.65,1.3,2.6", "loss.beta2": "2.25,4.5,9.0"}),
+    ],
+)
+def test_grid_presets_set_the_basic_sweepers_params(preset, params):
+    cfg = hydra_cfg(f"hparams_search={preset}")
+    assert dict(cfg.hydra.sweeper.params) == params
+    assert cfg.hydra.sweeper._target_.endswith("BasicSweeper")
+    assert cfg.loss.lam == 9.3  # a preset only sweeps, it changes no default
+
+
+def test_optuna_preset_searches_lam_and_betas_for_the_best_validation_qabf():
+    cfg = hydra_cfg("hparams_search=optuna")
+    assert cfg.optimized_metric == "val/QABF"
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert set(cfg.hydra.sweeper.params) == {"loss.lam", "loss.beta1", "loss.beta2"}
+    assert "Optuna" in cfg.hydra.sweeper._target_
+
+
+def test_launchers_follow_cores_and_the_trainer():
+    local = hydra_cfg("hydra/launcher=local_parallel").hydra.launcher
+    assert local._target_.endswith("JoblibLauncher") and local.n_jobs == 2
+    slurm = hydra_cfg("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2").hydra.launcher
+    assert (slurm.nodes, slurm.gpus_per_node, slurm.tasks_per_node) == (2, 4, 4)
+    assert slurm._target_.endswith("SlurmLauncher")
+    single = hydra_cfg("hydra/launcher=slurm", "trainer=gpu").hydra.launcher  # no num_nodes in trainer=gpu: one node
+    assert (single.nodes, single.gpus_per_node, single.tasks_per_node) == (1, 1, 1)
+
+
+def test_sweep_job_dirs_are_named_by_overrides_and_stay_short():
+    from gipc.experiment import job_dirname
+
+    assert job_dirname("ablation=without_int") == "ablation=without_int"
+    assert job_dirname("data.test_root=/data/lytro") == "data.test_root=_data_lytro"  # never nests dirs
+    long = ",".join(f"data.photos{i}=[astronaut,coffee,camera]" for i in range(20))
+    short = job_dirname(long)
+    assert len(short) == 150 and short != job_dirname(long + "x") and short.startswith(long[:100])
+
+
+# ---------------------------------------------------------------- real sweeps
+@pytest.mark.slow
+def test_ablation_multirun_saves_each_jobs_lambdas_and_compares(tmp_path):
+    run_gipc(tmp_path, "-m", "hparams_search=ablation", "logger=wandb", *TINY)
+    sweep = sweep_dir(tmp_path)
+    jobs = job_dirs(sweep)
+    assert [j.name.split(",")[0] for j in jobs] == ["0_ablation=none", "1_ablation=without_int", "2_ablation=without_gra"]
+    zeroed = [{k for k in LAMBDAS if saved(j)["loss"][k] == 0} for j in jobs]
+    assert zeroed == [set(), {"l1", "l3", "l5"}, {"l2", "l4", "l6"}]
+    for job in jobs:
+        assert (job / "metrics.csv").is_file() and not (job / "FAILED").exists()
+    # Each job logs to a W&B run of its own, not into the first job's (runs in one process).
+    runs = [list((job / "wandb").glob("offline-run-*")) for job in jobs]
+    assert [len(r) for r in runs] == [1, 1, 1] and len({r[0].name.rsplit("-", 1)[1] for r in runs}) == 3
+    out = compare([sweep])
+    md = (out / "comparison.md").read_text()
+    assert [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| ablation")] == [
+        "| ablation=none",
+        "| ablation=without_int",
+        "| ablation=without_gra",
+    ]
+    with open(out / "comparison.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["ablation"] for r in rows] == ["none", "without_int", "without_gra"]  # one test image per fast_dev_run job
+    assert {(out / f"{m}.png").is_file() for m in ("QABF", "EN", "PSNR")} == {True}
+
+
+@pytest.mark.slow
+def test_ratio_multirun_on_submitit_local(tmp_path):
+    run_gipc(tmp_path, "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "loss.ratio=0.05,0.5", "logger=csv", *TINY)
+    sweep = sweep_dir(tmp_path)
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 2 and (sweep / ".submitit").is_dir()
+    for job, ratio in zip(jobs, (0.05, 0.5)):
+        loss = saved(job)["loss"]
+        assert (loss["l1"], loss["l3"], loss["l5"], loss["l2"]) == (ratio, ratio, ratio, 1.0)
+    md = (compare([sweep]) / "comparison.md").read_text()
+    assert "| loss.ratio=0.05 | 1 |" in md and "| loss.ratio=0.5 | 1 |" in md
+
+
+@pytest.mark.slow
+def test_optuna_trials_in_parallel_on_joblib(tmp_path):
+    run_gipc(
+        tmp_path, "-m", "hparams_search=optuna", "hydra/launcher=local_parallel",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "logger=csv", *TINY,
+    )
+    sweep = sweep_dir(tmp_path)
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(result["best_params"]) == {"loss.lam", "loss.beta1", "loss.beta2"}
+    assert 0.0 < result["best_value"] <= 1.0  # a Q^AB/F
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 2
+    lams = {saved(j)["loss"]["lam"] for j in jobs}
+    assert len(lams) == 2 and all(1.0 <= lam <= 30.0 for lam in lams)
+
+
+@pytest.mark.slow
+def test_slurm_launcher_asks_for_the_trainers_nodes_and_devices(tmp_path):
+    """A fake ``sbatch`` keeps the script submitit writes and refuses the job: no cluster needed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = tmp_path / "job.sbatch"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {script}\necho "sbatch: error: test cluster" >&2\nexit 1\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    result = run_gipc(
+        tmp_path, "-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp",
+        "trainer.devices=4", "trainer.num_nodes=2", "ablation=none,without_int",
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, check=False,
+    )
+    assert result.returncode != 0 and "test cluster" in result.stderr
+    text = script.read_text()
+    for line in ("--nodes=2", "--gpus-per-node=4", "--ntasks-per-node=4", "--partition=gpu", "--array=0-1", "--time=240"):
+        assert f"#SBATCH {line}" in text
+    assert "srun" in text and "submitit.core._submit" in text
+
+
+@pytest.mark.slow
+def test_ddp_in_a_multirun_without_spawn_is_a_one_line_error(tmp_path):
+    result = run_gipc(tmp_path, "-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "loss.ratio=0.1", "logger=none", *TINY, check=False)
+    assert result.returncode == 2
+    assert "error: trainer=ddp in a multirun: add trainer.strategy.start_method=spawn" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,159 @@
+"""W&B dashboards offline: names, groups, tags, config, losses, learning rates, metric table, image panels;
+the sweep YAMLs in sweeps/ drive gipc/run.py with overrides Hydra accepts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from omegaconf import OmegaConf
+from PIL import Image
+
+from gipc.callbacks import ImagePanels, image_panel
+from test_sweeps import CONF, REPO, run_gipc
+
+BLOCK = 32768  # the .wandb file is a LevelDB-style log: 32 KiB blocks of (crc, length, type)-framed chunks
+
+
+def wandb_records(path: Path) -> list:
+    """Every protobuf Record of an offline ``run-*.wandb`` file, read without a W&B server."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, chunk, pos = [], b"", 7
+    while pos + 7 <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        pos += 7
+        if kind == 0 and length == 0:
+            pos += left - 7
+            continue
+        chunk += data[pos : pos + length]
+        pos += length
+        if kind in (1, 4):  # FULL or LAST
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            records.append(record)
+            chunk = b""
+    return records
+
+
+def item_key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+@pytest.mark.slow
+def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
+    run_gipc(
+        tmp_path, "ablation=without_int", "loss.ratio=0.2", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=2", "trainer.limit_test_batches=1", "trainer.log_every_n_steps=1",
+        "data.patch_size=16", "data.batch_size=2", "data.max_side=64", "data.val_count=2",
+        "callbacks.test_report.baselines=[]",
+    )
+    (run_dir,) = (tmp_path / "outputs" / "quick" / "runs").iterdir()
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    records = wandb_records(next(offline.glob("run-*.wandb")))
+
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert "ablation=without_int" in run.display_name and "loss.ratio=0.2" in run.display_name
+    assert run.run_group == "quick"
+    assert {"quick", "ablation=without_int", "ratio=0.2"} <= set(run.tags)
+
+    config = {item_key(i): json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config" for i in r.config.update}
+    assert config["loss"]["l1"] == 0.0 and config["loss"]["l2"] == 1.0 and config["loss"]["ratio"] == 0.2
+    assert config["trainer"]["max_epochs"] == 1  # the resolved Hydra config, not only the module's hparams
+
+    history = {item_key(i) for r in records if r.WhichOneof("record_type") == "history" for i in r.history.item}
+    for key in ("train/g_loss", "train/d_loss", "train/g_total", "train/d_total", "train/lr_g", "train/lr_d", "val/QABF", "test/QABF"):
+        assert key in history, key
+    assert any(k.startswith("train/g_") and k not in ("train/g_loss", "train/g_total", "train/g_steps") for k in history)
+    assert any(k.startswith("val/panels") for k in history) and any(k.startswith("test/per_image") for k in history)
+
+    panels = sorted((offline / "files" / "media" / "images" / "val").glob("panels_*.png"))
+    assert len(panels) == 2  # max_images of the two validation images
+    for path in panels:
+        with Image.open(path) as png:
+            width, height = png.size
+        assert width % 4 == 0 and height % 2 == 0  # A | B | fused | GT over their Laplacian maps
+    (table,) = (offline / "files" / "media" / "table" / "test").glob("per_image*.table.json")
+    content = json.loads(table.read_text())
+    assert content["columns"][:3] == ["image", "method", "EN"] and len(content["data"]) == 1
+
+    summary = {item_key(i): i.value_json for r in records if r.WhichOneof("record_type") == "summary" for i in r.summary.update}
+    report = (run_dir / "metrics.csv").read_text().splitlines()
+    qabf = float(report[1].split(",")[report[0].split(",").index("QABF")])
+    assert float(summary["test/QABF"]) == pytest.approx(qabf, abs=1e-6)
+
+
+# ----------------------------------------------------------------- image panels, in process
+def test_image_panel_stacks_images_over_shared_scale_laplacian_maps():
+    sharp = torch.zeros(3, 8, 8)
+    sharp[:, :, 4:] = 1.0  # a step edge
+    blurred = sharp * 0.5 + 0.25  # same edge, half the contrast
+    panel = image_panel(sharp, blurred, sharp, sharp)
+    assert panel.shape == (3, 16, 32)
+    assert torch.equal(panel[:, :8, 8:16], blurred)  # top row: the inputs as given
+    maps = panel[0, 8:]
+    assert maps.max() == 1.0 and maps[:, :8].max() == 1.0  # the sharp edge sets the common scale
+    assert maps[:, 8:16].max() == pytest.approx(0.5)  # half the contrast, half the brightness
+    gray = image_panel(torch.rand(1, 5, 6), torch.rand(1, 5, 6), torch.rand(1, 5, 6), None)
+    assert gray.shape == (1, 10, 18)
+
+
+def test_image_panels_log_only_to_wandb_every_n_epochs(tmp_path):
+    wandb_logger = WandbLogger(offline=True, save_dir=str(tmp_path))  # lazy: starts no run
+    csv_logger = CSVLogger(str(tmp_path))
+    callback = ImagePanels(every_n_epochs=2)
+
+    def trainer(epoch: int, loggers: list) -> SimpleNamespace:
+        return SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=epoch, loggers=loggers)
+
+    assert callback._loggers(trainer(1, [csv_logger, wandb_logger])) == [wandb_logger]  # 2nd epoch
+    assert callback._loggers(trainer(0, [csv_logger, wandb_logger])) == []
+    assert callback._loggers(trainer(1, [csv_logger])) == []
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        ImagePanels(every_n_epochs=0)
+
+
+# ----------------------------------------------------------------- W&B sweeps
+SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
+
+
+def test_every_paper_study_has_a_wandb_sweep():
+    assert {p.stem for p in SWEEPS} == {"ablation", "ratio", "betas"}
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_wandb_sweep_runs_are_hydra_overrides_that_compose(path, monkeypatch):
+    """Every grid point, expanded by W&B's own ``${args_no_hyphens}`` code, composes to the swept values."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")  # what `wandb agent` exports to each run
+    monkeypatch.setenv("WANDB_RUN_ID", "run1")
+    sweep = yaml.safe_load(path.read_text())
+    assert (sweep["program"], sweep["method"], sweep["metric"]) == ("gipc/run.py", "grid", {"name": "test/QABF", "goal": "maximize"})
+    command = sweep["command"]
+    assert command[:3] == ["${env}", "python", "${program}"] and command[-1] == "${args_no_hyphens}"
+    params = sweep["parameters"]
+    for values in itertools.product(*(p["values"] for p in params.values())):
+        args = {key: {"value": value} for key, value in zip(params, values)}
+        overrides = create_sweep_command_args({"args": args})["args_no_hyphens"]
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[*command[3:-1], *overrides], return_hydra_config=True)
+        assert cfg.logger.wandb.offline is False  # sweep runs must reach the server
+        assert cfg.hydra.run.dir == "outputs/quick/wandb-sweeps/sweep1/run1"
+        for key, value in zip(params, values):
+            got = cfg.hydra.runtime.choices[key] if key in cfg.hydra.runtime.choices else OmegaConf.select(cfg, key)
+            assert got == value, (key, got, value)
