@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import lightning as L
@@ -46,6 +47,13 @@ class RunCheckpoint(ModelCheckpoint):
         if save_last == "link":
             raise ValueError("callbacks.model_checkpoint.save_last=link would make last.ckpt a symlink; use true")
         super().__init__(*args, save_last=save_last, **kwargs)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        # Lightning warns that with manual optimization the checkpoint holds the weights after the
+        # optimizer steps: for a finished batch that is exactly the state a resume needs.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+            super().on_train_batch_end(trainer, pl_module, *args)
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         bad = [name for name, p in trainer.lightning_module.named_parameters() if not torch.isfinite(p).all()]

@@ -51,7 +51,8 @@ class GIPCGAN(L.LightningModule):
 
     Each loaded batch holds ``d_steps_per_g_step + 1`` sub-batches, so every D step and the G
     step see fresh patches (the paper selects new patches for each step). Both learning rates
-    decay linearly to 0 over the whole run, stepped once per G step.
+    decay linearly to 0 over the whole run, stepped once per batch (a batch the divergence guard
+    skips included, so the schedule still ends at 0).
     """
 
     def __init__(

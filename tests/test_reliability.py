@@ -170,6 +170,7 @@ def fit(tmp_path: Path, batches: int, checkpoint: RunCheckpoint, *callbacks: L.C
     return model
 
 
+@pytest.mark.slow
 def test_last_ckpt_is_a_real_file_holding_the_final_step_between_periodic_saves(tmp_path):
     # t = 1: two optimizer steps per batch; 3 batches = steps 2, 4, 6; a periodic save at step 4 only.
     checkpoint = RunCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=4)
@@ -180,6 +181,7 @@ def test_last_ckpt_is_a_real_file_holding_the_final_step_between_periodic_saves(
     assert torch.load(tmp_path / "ckpt" / "step=4.ckpt", weights_only=True)["global_step"] == 4
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_never_saved(tmp_path):
     class PoisonAfterFirstSave(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
@@ -194,6 +196,7 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action, scale", [("skip", 1.0), ("reduce_lr", 0.5)])
 def test_a_nan_batch_is_skipped_or_halves_the_learning_rates(tmp_path, monkeypatch, action, scale, capsys):
     import gipc.module

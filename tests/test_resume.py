@@ -96,7 +96,8 @@ def _ckpt(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """Four runs at once: a reference (every checkpoint kept), one killed at step 18, another seed, a NaN."""
+    """Five runs at once: a reference (every checkpoint kept), one killed at step 18, another seed, a NaN,
+    and a bad config."""
     tmp = tmp_path_factory.mktemp("runs")
     (tmp / "wrapper.py").write_text(f"RUN = {str(RUN)!r}\n{WRAPPER}")
     flag = tmp / "killed-at"
@@ -105,6 +106,7 @@ def runs(tmp_path_factory) -> dict:
         "killed": _start(tmp, "killed", wrap=("hang", str(KILL_AT), str(flag))),
         "seed7": _start(tmp, "seed7", "seed=7", "trainer.max_steps=3"),
         "nan": _start(tmp, "nan", wrap=("nan", str(NAN_AT))),
+        "bad": _start(tmp, "bad", "loss.lam=-1"),
     }
     killed, _ = started["killed"]
     deadline = time.monotonic() + 400
@@ -173,3 +175,13 @@ def test_nan_stops_naming_term_and_step_and_keeps_the_last_good_checkpoint(runs)
     assert kept["global_step"] == 3 * STEPS_PER_BATCH  # three good batches, nothing after the NaN
     assert all(torch.isfinite(v).all() for v in kept["state_dict"].values() if v.is_floating_point())
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch000-step0000009.ckpt", "last.ckpt"]
+
+
+@pytest.mark.slow
+def test_a_bad_config_through_the_command_is_one_line_and_exit_code_2(runs):
+    log, code, run_dir = runs["bad"]
+    assert code == 2 and "Traceback" not in log
+    assert [line for line in log.splitlines() if line.startswith("error:")] == [
+        "error: bad model config: loss.lam must be >= 0, got -1"
+    ]
+    assert (run_dir / "FAILED").exists() and not (run_dir / "checkpoints").exists() and not (run_dir / "config.yaml").exists()
