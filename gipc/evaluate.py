@@ -12,7 +12,11 @@ an error, files matching no scene are ignored. Ground truth from ``--gt DIR`` ma
 so a gray fused image of RGB sources is scored as it is.
 
 The tables are the ones training's test step writes (``gipc.report``): ``metrics.csv``, one row
-per image and method, and ``metrics.md``, mean +- std per method.
+per image and method, and ``metrics.md``, mean +- std per method, written into ``--out`` (a new
+or empty folder; ``--overwrite`` to reuse one) once every score is in, so a failed or
+interrupted run leaves nothing. Without ``--out`` the table is only printed. ``--wandb`` also
+logs both tables to a W&B run under ``--out`` (offline unless ``--wandb online``). Bad input
+ends in one ``gipc-eval: error:`` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from tqdm import tqdm
 from gipc.color import fuse_color
 from gipc.data.datasets import PairFolder, image_files
 from gipc.data.scene import Scene
-from gipc.files import OutputExistsError
 from gipc.imaging import read_image
 from gipc.metrics import fusion_metrics, gray255
 from gipc.report import markdown_table, numeric_columns, summarize, write_report
@@ -205,8 +208,6 @@ class _WithGT(Sequence[Scene]):
 
 def plan_methods(names: Sequence[str], fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool) -> dict[str, FusedFor]:
     """Every method to score, file folders first, checked against the scenes before any scoring."""
-    from gipc.baselines import get_baseline
-
     methods: dict[str, FusedFor] = {}
     for method, folder in fused.items():
         files = match_stems(names, folder, FUSED_SUFFIXES, f"--fused {method}:")
@@ -218,7 +219,6 @@ def plan_methods(names: Sequence[str], fused: Mapping[str, Path], baselines: Seq
             print(f"gipc-eval: warning: {method} has no image for {len(missing)} scene(s): {', '.join(missing)}", file=sys.stderr)
         methods[method] = folder_method(files)
     for name in baselines:
-        get_baseline(name)  # one clear error for an unknown name, before any work
         if name in methods:
             raise EvalInputError(f"method name {name!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
         methods[name] = baseline_method(name)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         rows = run(args)
-    except (ValueError, OutputExistsError) as err:
+    except (ValueError, OSError) as err:  # OSError: an unreadable folder, in one line too
         print(f"gipc-eval: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -307,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(markdown_table(rows, "method", numeric_columns(rows)), end="")
     if args.out is not None:
-        csv_path, md_path = write_report(rows, args.out, group="method")
+        try:
+            csv_path, md_path = write_report(rows, args.out, group="method")
+        except OSError as err:
+            print(f"gipc-eval: error: cannot write the tables to {args.out}: {err.strerror or err}", file=sys.stderr)
+            return 2
         print(f"gipc-eval: wrote {csv_path} and {md_path}", file=sys.stderr)
         if args.wandb:
             config = {"sources": str(args.sources), "fused": args.fused, "baselines": args.baselines, "gt": args.gt and str(args.gt)}
