@@ -109,8 +109,9 @@ def test_several_folders_and_baselines_make_one_table(scenes, tmp_path: Path) ->
 
 def test_matching_rule(tmp_path: Path) -> None:
     gray = np.zeros((4, 4), np.uint8)
-    for name in ("lytro-01-fused.png", "LYTRO-02.jpg", "lytro-03_fused.tif", "unrelated.png", "notes.txt"):
-        _save(tmp_path / name, gray) if name != "notes.txt" else (tmp_path / name).write_text("x")
+    for name in ("lytro-01-fused.png", "LYTRO-02.jpg", "lytro-03_fused.tif", "unrelated.png"):
+        _save(tmp_path / name, gray)
+    (tmp_path / "lytro-04.txt").write_text("not an image")
     found = match_stems(["lytro-01", "lytro-02", "lytro-03", "lytro-04"], tmp_path, ("", "-fused", "_fused"), "fused")
     assert {k: v.name for k, v in found.items()} == {
         "lytro-01": "lytro-01-fused.png",
