@@ -86,3 +86,20 @@ def test_ddp_two_cpu_processes_train_test_and_report_once(tmp_path):
     for metric in ("QABF", "EN", "PSNR"):
         mean = sum(v[metric] for v in reference.values()) / len(reference)
         assert float(test_row[f"test/{metric}"]) == pytest.approx(mean, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_ddp_inside_a_multirun_with_spawned_workers(tmp_path):
+    """A sweep job cannot re-run its command line per rank; spawned workers (start_method=spawn) can,
+    and the job still reports each image once."""
+    run_gipc(
+        tmp_path, "-m", "loss.ratio=0.2", "trainer=ddp", "trainer.strategy.start_method=spawn", "trainer.accelerator=cpu",
+        "trainer.devices=2", "logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+        "callbacks.test_report.baselines=[]", *DATA,
+    )
+    (sweep,) = (tmp_path / "outputs" / "quick" / "multiruns").iterdir()
+    (job,) = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert job.name.startswith("0_") and not (job / "FAILED").exists()
+    assert yaml.safe_load((job / "config.yaml").read_text())["loss"]["l1"] == 0.2
+    assert sorted(r["image"] for r in read_csv(job / "metrics.csv")) == ["astronaut", "cell", "coffee"]
+    assert sorted(p.name for p in (job / "fused").iterdir()) == ["astronaut.png", "cell.png", "coffee.png"]
