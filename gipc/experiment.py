@@ -7,7 +7,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
@@ -109,19 +109,15 @@ def run_experiment(cfg: DictConfig) -> float | None:
     try:
         result = _run(cfg, output_dir)
     except RunDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _exit(2, exc, str(exc))
     except USER_ERRORS as exc:
         _mark_failed(output_dir, str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _exit(2, exc, str(exc))
     except NonFiniteLossError as exc:
         last = output_dir / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint, kept: {last}" if last.is_file() else "no checkpoint was written yet"
-        message = f"training diverged: {exc}; {kept}"
-        _mark_failed(output_dir, message)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(1)
+        _mark_failed(output_dir, f"training diverged: {exc}; {kept}")
+        _exit(1, exc, f"training diverged: {exc}; {kept}")
     except BaseException as exc:
         _mark_failed(output_dir, "".join(traceback.format_exception(exc)))
         raise
@@ -129,6 +125,19 @@ def run_experiment(cfg: DictConfig) -> float | None:
         _finish_wandb()
     (output_dir / FAILED_MARKER).unlink(missing_ok=True)
     return result
+
+
+def _multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _exit(code: int, exc: BaseException, message: str) -> NoReturn:
+    """Print the one-line error and exit with ``code``. A multirun job raises instead: Hydra then
+    records it (an Optuna trial) as failed and the sweep goes on, where an exit would end the sweep."""
+    print(f"error: {message}", file=sys.stderr)
+    if _multirun():
+        raise exc
+    sys.exit(code)
 
 
 def _finish_wandb() -> None:
@@ -179,8 +188,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
 
 def _check_launch(trainer: L.Trainer) -> None:
     """DDP's default launch re-runs the command line once per device, which a local multirun (-m) cannot do."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if multirun and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
+    if _multirun() and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
         raise ConfigError(
             "trainer=ddp in a multirun: add trainer.strategy.start_method=spawn for local sweeps, "
             "or launch on Slurm with hydra/launcher=slurm (one task per device)"

@@ -76,11 +76,12 @@ runpy.run_path(RUN, run_name="__main__")
 """
 
 
-def _start(tmp: Path, name: str, *args: str, wrap: tuple[str, ...] = ()) -> tuple[subprocess.Popen, Path]:
+def _start(tmp: Path, name: str, *args: str, wrap: tuple[str, ...] = (), multirun: bool = False) -> tuple[subprocess.Popen, Path]:
     run_dir = tmp / name
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
     script = [str(tmp / "wrapper.py"), *wrap] if wrap else [str(RUN)]
-    command = [sys.executable, *script, *TINY, *args, f"hydra.run.dir={run_dir}"]
+    where = [f"hydra.sweep.dir={run_dir}"] if multirun else [f"hydra.run.dir={run_dir}"]
+    command = [sys.executable, *script, *(["-m"] if multirun else []), *TINY, *args, *where]
     log = open(tmp / f"{name}.log", "w")
     return subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), run_dir
 
@@ -96,8 +97,8 @@ def _ckpt(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """Five runs at once: a reference (every checkpoint kept), one killed at step 18, another seed, a NaN,
-    and a bad config."""
+    """Six runs at once: a reference (every checkpoint kept), one killed at step 18, another seed, a NaN,
+    a bad config, and a two-job sweep whose first job has the bad config."""
     tmp = tmp_path_factory.mktemp("runs")
     (tmp / "wrapper.py").write_text(f"RUN = {str(RUN)!r}\n{WRAPPER}")
     flag = tmp / "killed-at"
@@ -107,6 +108,7 @@ def runs(tmp_path_factory) -> dict:
         "seed7": _start(tmp, "seed7", "seed=7", "trainer.max_steps=3"),
         "nan": _start(tmp, "nan", wrap=("nan", str(NAN_AT))),
         "bad": _start(tmp, "bad", "loss.lam=-1"),
+        "sweep": _start(tmp, "sweep", "loss.lam=-1,9.3", "trainer.max_steps=3", multirun=True),
     }
     killed, _ = started["killed"]
     deadline = time.monotonic() + 400
@@ -185,3 +187,12 @@ def test_a_bad_config_through_the_command_is_one_line_and_exit_code_2(runs):
         "error: bad model config: loss.lam must be >= 0, got -1"
     ]
     assert (run_dir / "FAILED").exists() and not (run_dir / "checkpoints").exists() and not (run_dir / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_bad_job_of_a_sweep_fails_alone_and_the_sweep_goes_on(runs):
+    log, code, sweep = runs["sweep"]
+    assert code != 0  # Hydra reports the failed job once the sweep is done
+    (bad,), (good,) = sweep.glob("0_*"), sweep.glob("1_*")
+    assert (bad / "FAILED").read_text().strip() == "bad model config: loss.lam must be >= 0, got -1"
+    assert (good / "checkpoints" / "last.ckpt").is_file() and not (good / "FAILED").exists()
