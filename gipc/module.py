@@ -190,6 +190,18 @@ class GIPCGAN(L.LightningModule):
         # the checkpoint was read. Without this a resumed run would replay the epoch's first batches.
         self.trainer.fit_loop._load_combined_loader_states()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # DDP's spawn start method pickles the module through torch.multiprocessing, which cannot carry a
+        # torch.Generator (its state is a temporary tensor shared by file descriptor): send the state as bytes.
+        state = super().__getstate__()
+        state["label_rng"] = self.label_rng.get_state().numpy().tobytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        rng = torch.Generator()
+        rng.set_state(torch.frombuffer(bytearray(state["label_rng"]), dtype=torch.uint8))
+        super().__setstate__({**state, "label_rng": rng})
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gipc"] = {
             "d_steps": self.d_steps,
