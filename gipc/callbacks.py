@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from gipc.color import fuse_color, split_luma
 from gipc.losses import LaplacianKind, gradient
-from gipc.report import numeric_columns, write_report
+from gipc.report import numeric_columns, score_batch, write_report
 
 MODEL_NAME = "gipc"
 
@@ -37,10 +37,9 @@ class TestReport(L.Callback):
         self.baselines = list(baselines)
         self.image_dir = image_dir
         self.rows: list[dict[str, Any]] = []
-        self.written: list[Path] = []
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.rows, self.written = [], []
+        self.rows = []
 
     @torch.inference_mode()
     def on_test_batch_end(
@@ -48,7 +47,6 @@ class TestReport(L.Callback):
     ) -> None:
         from gipc.baselines import BASELINES
         from gipc.imaging import write_image
-        from gipc.metrics import fusion_metrics
 
         real = _real_count(outputs, batch["name"])
         if not real:
@@ -61,11 +59,7 @@ class TestReport(L.Callback):
         for i, image_name in enumerate(names):
             path = self.out_dir / self.image_dir / f"{image_name}.png"
             write_image(path, fused[MODEL_NAME][i].float().cpu(), overwrite=True)
-            self.written.append(path)
-        for method, image in fused.items():
-            values = fusion_metrics(a, b, image, gt)
-            for i, image_name in enumerate(names):
-                self.rows.append({"image": image_name, "method": method, **{k: float(v[i]) for k, v in values.items()}})
+        self.rows += score_batch(names, a, b, fused, gt)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows = self.rows

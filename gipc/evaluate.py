@@ -34,8 +34,8 @@ from gipc.color import fuse_color
 from gipc.data.datasets import PairFolder, image_files
 from gipc.data.scene import Scene
 from gipc.imaging import read_image
-from gipc.metrics import fusion_metrics, gray255
-from gipc.report import markdown_table, numeric_columns, summarize, write_report
+from gipc.metrics import gray255
+from gipc.report import markdown_table, numeric_columns, score_batch, summarize, write_report
 
 FUSED_SUFFIXES = ("", "-fused", "_fused")
 GT_SUFFIXES = ("", "-gt", "_gt")
@@ -48,25 +48,6 @@ FusedFor = Callable[[Scene], torch.Tensor | None]
 
 class EvalInputError(ValueError):
     """Sources, fused images or options the eval command cannot score."""
-
-
-def score_batch(
-    names: Sequence[str],
-    a: torch.Tensor,
-    b: torch.Tensor,
-    fused_by_method: Mapping[str, torch.Tensor],
-    gt: torch.Tensor | None = None,
-) -> list[Row]:
-    """Rows ``{"image", "method", EN, ..., [PSNR, SSIM]}`` of one (N, C, H, W) batch, per method then image.
-
-    The per-image form of :func:`gipc.metrics.fusion_metrics` that both this command and
-    training's test report tabulate with :func:`gipc.report.write_report`.
-    """
-    rows = []
-    for method, fused in fused_by_method.items():
-        values = fusion_metrics(a, b, fused, gt)
-        rows += [{"image": name, "method": method, **{k: float(v[i]) for k, v in values.items()}} for i, name in enumerate(names)]
-    return rows
 
 
 def evaluate_pairs(pairs: Iterable[Scene], fused_by_method: Mapping[str, FusedFor], progress: bool = False) -> list[Row]:

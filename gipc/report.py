@@ -9,7 +9,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import torch
+
 from gipc.files import write_text
+from gipc.metrics import fusion_metrics
 
 Row = Mapping[str, object]
 
@@ -72,3 +75,22 @@ def write_report(rows: Sequence[Row], out_dir: str | Path, group: str, stem: str
     write_text(csv_path, csv_text(rows))
     write_text(md_path, markdown_table(rows, group, numeric_columns(rows)))
     return csv_path, md_path
+
+
+def score_batch(
+    names: Sequence[str],
+    a: torch.Tensor,
+    b: torch.Tensor,
+    fused_by_method: Mapping[str, torch.Tensor],
+    gt: torch.Tensor | None = None,
+) -> list[dict[str, object]]:
+    """Rows ``{"image", "method", EN, ..., [PSNR, SSIM]}`` of one (N, C, H, W) batch, per method then image.
+
+    The per-image form of :func:`gipc.metrics.fusion_metrics` that both this command and
+    training's test report tabulate with :func:`gipc.report.write_report`.
+    """
+    rows = []
+    for method, fused in fused_by_method.items():
+        values = fusion_metrics(a, b, fused, gt)
+        rows += [{"image": name, "method": method, **{k: float(v[i]) for k, v in values.items()}} for i, name in enumerate(names)]
+    return rows

@@ -19,14 +19,15 @@ def loss_of(*overrides: str) -> dict[str, float]:
     return {k: cfg.loss[k] for k in LAMBDAS}
 
 
-def test_defaults_are_the_papers_weights():
+def test_experiment_full_is_the_papers_setting():
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config")
+        cfg = compose("config", overrides=["experiment=full"])
     w: LossWeights = instantiate(cfg.loss)
     assert (w.lam, w.beta1, w.beta2) == (9.3, 1.3, 4.5)
     assert (w.l1, w.l2, w.l3, w.l4, w.l5, w.l6) == (0.1, 1.0, 0.1, 1.0, 0.1, 1.0)
     assert tuple(w.real_label) == (0.7, 1.2) and tuple(w.fake_label) == (0.0, 0.3)
     assert cfg.model.d_steps_per_g_step == 2 and cfg.model.lr == 1e-4 and list(cfg.model.betas) == [0.5, 0.999]
+    assert (cfg.data.patch_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (80, 32, 10)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,6 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = [
     "logger=none",
     "test=false",
-    "~callbacks.rich_progress_bar",
     "data.patch_size=32",
     "data.batch_size=2",
     "data.max_side=64",

@@ -25,7 +25,6 @@ TINY = [
     "test=false",
     "trainer.max_epochs=2",
     "trainer.deterministic=true",
-    "~callbacks.rich_progress_bar",
     "data.patch_size=32",
     "data.batch_size=2",
     "data.max_side=64",
