@@ -19,7 +19,7 @@ from PIL import Image
 
 from gipc.metrics import fusion_metrics
 from gipc.module import GIPCGAN
-from test_sweeps import run_gipc
+from helpers import run_gipc
 
 DATA = (
     "data.patch_size=16",

@@ -35,7 +35,6 @@ from gipc.metrics import (
     standard_deviation,
 )
 from gipc.metrics.msssim import _warn_fewer_scales
-from gipc.metrics.qabf import sobel
 
 # Q^AB/F constants of the MFIF toolbox (metricXydeas.m), restated here so the tests check the defaults.
 GAMMA_G, K_G, SIGMA_G = 0.9994, -15.0, 0.5

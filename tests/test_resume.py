@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-RUN = REPO / "gipc" / "run.py"
+from helpers import RUN
+
 TINY = [
     "logger=none",
     "test=false",

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +15,8 @@ from hydra import compose, initialize_config_dir
 
 import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
 from gipc.compare import compare
+from helpers import CONF, run_gipc
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-RUN = REPO / "gipc" / "run.py"
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
 TINY = (
     "trainer.fast_dev_run=true",
@@ -30,21 +26,6 @@ TINY = (
     "callbacks.test_report.baselines=[]",
 )
 LAMBDAS = ("l1", "l2", "l3", "l4", "l5", "l6")
-
-
-def run_gipc(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``python gipc/run.py ARGS`` in ``cwd`` (where outputs/ lands), W&B offline."""
-    result = subprocess.run(
-        [sys.executable, str(RUN), *args],
-        cwd=cwd,
-        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check:
-        assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result
 
 
 def sweep_dir(cwd: Path, task: str = "quick") -> Path:

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from gipc.callbacks import ImagePanels, image_panel
-from test_sweeps import CONF, REPO, run_gipc
+from helpers import CONF, REPO, run_gipc
 
 BLOCK = 32768  # the .wandb file is a LevelDB-style log: 32 KiB blocks of (crc, length, type)-framed chunks
 
