@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,17 @@ def test_8bit_ppm_reads(tmp_path: Path) -> None:
     path = tmp_path / "plain.ppm"
     path.write_bytes(b"P6 2 2 255\n" + bytes([0, 51, 255] * 4))
     assert read_image(path).pixels[:, 0, 0].tolist() == pytest.approx([0.0, 0.2, 1.0])
+
+
+@pytest.mark.parametrize(
+    "mode, values, message",
+    [
+        ("F", np.linspace(0, 1, 64, dtype=np.float32), "unsupported pixel mode 'F'; save it as 8- or 16-bit gray or RGB"),
+        ("I", np.arange(64, dtype=np.int32) * 100_000, "32-bit integer pixels are not supported; save it as 8- or 16-bit"),
+    ],
+)
+def test_32bit_pixels_are_refused(tmp_path, mode, values, message):
+    path = tmp_path / f"x-{mode}.tif"
+    PILImage.fromarray(values.reshape(8, 8), mode=mode).save(path)
+    with pytest.raises(ImageError, match=re.escape(message)):
+        read_image(path)
