@@ -39,6 +39,7 @@ def job_dirname(overrides: str, limit: int = 150) -> str:
 # import: run.py imports this module before Hydra composes, and so do launcher and DDP worker processes.
 OmegaConf.register_new_resolver("gipc.dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver("gipc.or", lambda value, default: value or default, replace=True)
+OmegaConf.register_new_resolver("gipc.run_dir", lambda resume, new: resume if isinstance(resume, str) and resume else new, replace=True)
 OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lists for x in part], replace=True)
 
 FAILED_MARKER = "FAILED"
@@ -73,7 +74,8 @@ def _named(group: DictConfig | None, what: str) -> list[Any]:
 
 
 def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
-    """``ckpt_path=PATH``, or ``ckpt_path=last`` / ``resume=true``: this run dir's ``checkpoints/last.ckpt``."""
+    """``ckpt_path=PATH``, or ``ckpt_path=last`` / ``resume=true`` / ``resume=<run dir>`` (which Hydra
+    made this run's dir): this run dir's ``checkpoints/last.ckpt``."""
     if cfg.ckpt_path not in (None, "last") and not cfg.resume:
         path = Path(cfg.ckpt_path)
         if not path.is_file():
@@ -83,7 +85,7 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
         last = output_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise ConfigError(
-                f"nothing to resume: {last} does not exist; rerun with hydra.run.dir=<the run dir to resume>"
+                f"nothing to resume: {last} does not exist; pass resume=<the run dir to resume>"
             )
         return str(last)
     return None

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import RUN
+from helpers import RUN, run_gipc
 
 TINY = [
     "logger=none",
@@ -195,3 +195,15 @@ def test_a_bad_job_of_a_sweep_fails_alone_and_the_sweep_goes_on(runs):
     (bad,), (good,) = sweep.glob("0_*"), sweep.glob("1_*")
     assert (bad / "FAILED").read_text().strip() == "bad model config: loss.lam must be >= 0, got -1"
     assert (good / "checkpoints" / "last.ckpt").is_file() and not (good / "FAILED").exists()
+
+
+@pytest.mark.slow
+def test_resume_given_the_run_dir_continues_in_that_dir(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("trainer.max_epochs")]
+    run_gipc(tmp_path, *tiny, "trainer.max_epochs=1", "hydra.run.dir=outputs/first")
+    first = _ckpt(tmp_path / "outputs" / "first" / "checkpoints" / "last.ckpt")
+    run_gipc(tmp_path, *tiny, "trainer.max_epochs=2", "resume=outputs/first")
+    second = _ckpt(tmp_path / "outputs" / "first" / "checkpoints" / "last.ckpt")
+    assert (first["epoch"], second["epoch"]) == (0, 1)
+    assert second["gipc"]["g_steps"] == 2 * first["gipc"]["g_steps"] > 0
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["first"]  # no new run dir
