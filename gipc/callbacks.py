@@ -111,8 +111,7 @@ class ImagePanels(L.Callback):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"callbacks.image_panels.{name} must be an integer >= 1, got {value!r}")
         self.every_n_epochs, self.max_images, self.key = every_n_epochs, max_images, key
-        self.panels: list[np.ndarray] = []
-        self.captions: list[str] = []
+        self.panels: list[tuple[str, np.ndarray, str]] = []
 
     def _loggers(self, trainer: L.Trainer) -> list[WandbLogger]:
         if trainer.sanity_checking or not trainer.is_global_zero or (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -120,7 +119,7 @@ class ImagePanels(L.Callback):
         return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.panels, self.captions = [], []
+        self.panels = []
 
     @torch.no_grad()
     def on_validation_batch_end(
@@ -134,12 +133,14 @@ class ImagePanels(L.Callback):
         gt = batch.get("gt")
         for i in range(take):
             panel = image_panel(batch["a"][i], batch["b"][i], outputs["fused"][i], None if gt is None else gt[i], laplacian)
-            self.panels.append(_to_uint8(panel))
-            self.captions.append(f"{names[i]}: A | B | fused{' | GT' if gt is not None else ''} (Laplacian below)")
+            caption = f"{names[i]}: A | B | fused{' | GT' if gt is not None else ''} (Laplacian below)"
+            self.panels.append((names[i], _to_uint8(panel), caption))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.panels:
             return
+        # One key per image: validation images differ in size, and W&B wants one size per key.
         for logger in self._loggers(trainer):
-            logger.log_image(key=self.key, images=self.panels, caption=self.captions, step=trainer.global_step)
-        self.panels, self.captions = [], []
+            for name, panel, caption in self.panels:
+                logger.log_image(key=f"{self.key}/{name}", images=[panel], caption=[caption], step=trainer.global_step)
+        self.panels = []

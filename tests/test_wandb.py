@@ -81,7 +81,7 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
     assert any(k.startswith("train/g_") and k not in ("train/g_loss", "train/g_total", "train/g_steps") for k in history)
     assert any(k.startswith("val/panels") for k in history) and any(k.startswith("test/per_image") for k in history)
 
-    panels = sorted((offline / "files" / "media" / "images" / "val").glob("panels_*.png"))
+    panels = sorted((offline / "files" / "media" / "images" / "val" / "panels").glob("*.png"))
     assert len(panels) == 2  # max_images of the two validation images
     for path in panels:
         with Image.open(path) as png:
