@@ -5,37 +5,13 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from gipc.losses import LossWeights
 from gipc.module import GIPCGAN, NonFiniteLossError
-
-PATCH = 16
-
-
-class Patches(Dataset):
-    """Random (a, b, gt) patch triplets; gt is the pixel-wise max, a stand-in all-in-focus target."""
-
-    def __init__(self, n: int) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.a = torch.rand(n, 1, PATCH, PATCH, generator=g)
-        self.b = torch.rand(n, 1, PATCH, PATCH, generator=g)
-
-    def __len__(self) -> int:
-        return len(self.a)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"a": self.a[i], "b": self.b[i], "gt": torch.maximum(self.a[i], self.b[i])}
-
-
-def weights(**over) -> LossWeights:
-    base = dict(lam=9.3, beta1=1.3, beta2=4.5, l1=0.1, l2=1.0, l3=0.1, l4=1.0, l5=0.1, l6=1.0,
-                real_label=(0.7, 1.2), fake_label=(0.0, 0.3))
-    return LossWeights(**{**base, **over})
-
+from helpers import PATCH, Patches, paper_weights
 
 def make(d_steps: int = 2, **kw) -> GIPCGAN:
-    return GIPCGAN(loss=weights(), patch_size=PATCH, generator={"width": 4}, d_steps_per_g_step=d_steps, **kw)
+    return GIPCGAN(loss=paper_weights(), patch_size=PATCH, generator={"width": 4}, d_steps_per_g_step=d_steps, **kw)
 
 
 def loader(steps: int, batch: int, d_steps: int) -> DataLoader:

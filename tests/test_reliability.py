@@ -14,15 +14,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from lightning.fabric.plugins.io import torch_io
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from gipc.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from gipc.data.datamodule import EpochShuffle, ResumableLoader
 from gipc.data.datasets import PatchDataset
 from gipc.data.scene import Scene
 from gipc.experiment import FAILED_MARKER, run_experiment
-from gipc.losses import LossWeights
 from gipc.module import GIPCGAN, NonFiniteLossError
+from helpers import PATCH, Patches, paper_weights
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = [
@@ -139,25 +139,8 @@ def test_a_save_killed_halfway_leaves_the_previous_last_ckpt_whole(tmp_path, mon
 
 
 # ---------------------------------------------------------------------- checkpoint callback
-PATCH = 16
-
-
-class Patches(Dataset):
-    def __init__(self, n: int) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.a, self.b = torch.rand(n, 1, PATCH, PATCH, generator=g), torch.rand(n, 1, PATCH, PATCH, generator=g)
-
-    def __len__(self) -> int:
-        return len(self.a)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"a": self.a[i], "b": self.b[i], "gt": torch.maximum(self.a[i], self.b[i])}
-
-
 def tiny_model(**kw) -> GIPCGAN:
-    loss = LossWeights(lam=9.3, beta1=1.3, beta2=4.5, l1=0.1, l2=1.0, l3=0.1, l4=1.0, l5=0.1, l6=1.0,
-                       real_label=(0.7, 1.2), fake_label=(0.0, 0.3))
-    return GIPCGAN(loss=loss, patch_size=PATCH, generator={"width": 4}, d_steps_per_g_step=1, **kw)
+    return GIPCGAN(loss=paper_weights(), patch_size=PATCH, generator={"width": 4}, d_steps_per_g_step=1, **kw)
 
 
 def fit(tmp_path: Path, batches: int, checkpoint: RunCheckpoint, *callbacks: L.Callback, model: GIPCGAN | None = None) -> GIPCGAN:
