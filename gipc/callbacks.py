@@ -11,7 +11,9 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import WandbLogger
 
+from gipc.baselines import BASELINES
 from gipc.color import fuse_color, split_luma
+from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
 from gipc.report import numeric_columns, score_batch, write_report
 
@@ -45,9 +47,6 @@ class TestReport(L.Callback):
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        from gipc.baselines import BASELINES
-        from gipc.imaging import write_image
-
         real = _real_count(outputs, batch["name"])
         if not real:
             return
