@@ -31,8 +31,10 @@ import torch
 from tqdm import tqdm
 
 from gipc.color import fuse_color
-from gipc.data.datasets import PairFolder, image_files
+from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
+from gipc.data.sources import image_files
+from gipc.files import check_output_folder
 from gipc.imaging import read_image
 from gipc.metrics import gray255
 from gipc.report import markdown_table, numeric_columns, score_batch, summarize, write_report
@@ -208,16 +210,6 @@ def plan_methods(names: Sequence[str], fused: Mapping[str, Path], baselines: Seq
     return methods
 
 
-def check_out(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    """The output folder must be new or empty (unless ``overwrite``) and not one of the input folders."""
-    if out.exists() and not out.is_dir():
-        raise EvalInputError(f"--out {out} is a file; give a folder")
-    if any(out.resolve() == p.resolve() for p in inputs):
-        raise EvalInputError(f"--out {out} is an input folder; choose a new folder for the tables")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EvalInputError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
-
-
 def log_wandb(rows: Sequence[Row], out: Path, mode: str, config: Mapping[str, Any]) -> str:
     """Log the per-image table and the per-method means to a W&B run under ``out``; returns the run's folder."""
     import wandb
@@ -264,7 +256,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     fused = parse_fused(args.fused, args.method)
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
     if args.out is not None:
-        check_out(args.out, [args.sources, *fused.values(), *([args.gt] if args.gt else [])], args.overwrite)
+        check_output_folder(args.out, args.overwrite, [args.sources, *fused.values(), *([args.gt] if args.gt else [])])
     pairs: Sequence[Scene] = PairFolder(args.sources)
     names = [name for name, _, _ in pairs.entries]
     if args.gt is not None:

@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 
 class OutputExistsError(FileExistsError):
@@ -21,6 +21,22 @@ def check_writable(path: Path, overwrite: bool = False, protected: tuple[Path, .
         raise OutputExistsError(f"refusing to write {path}: it is one of the inputs")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass an explicit overwrite flag or choose a new output folder")
+
+
+def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an output folder that is a file, is or holds an input folder, or (unless ``overwrite``) is not empty.
+
+    Every command that writes a folder checks it with this before it reads or computes anything,
+    so a mistake costs nothing and the message is the same whichever command it was.
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"output folder {out} is a file; choose a folder")
+    resolved = out.resolve()
+    for path in inputs:
+        if resolved == path.resolve() or resolved in path.resolve().parents:
+            raise OutputExistsError(f"output folder {out} holds the input {path}; choose a folder outside the inputs")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"output folder {out} is not empty; choose a new folder or pass --overwrite")
 
 
 @contextmanager

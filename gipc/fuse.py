@@ -10,9 +10,7 @@ never replace an input. Large images go through the network in overlapping tiles
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NoReturn
@@ -21,18 +19,17 @@ import torch
 from tqdm import tqdm
 
 from gipc.color import from_net, fuse_color, to_net
-from gipc.files import OutputExistsError, check_writable
+from gipc.data.sources import SOURCE_NAME, group_sources
+from gipc.files import OutputExistsError, check_output_folder, check_writable
 from gipc.imaging import check_output_format, read_matching, write_image
 from gipc.models.generator import Generator
 from gipc.tiling import Fuser, fuse_sequence, tiled
 
-READABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm"}
 AUTO_TILE_PIXELS = 1024 * 1024
 """Above this many pixels the network runs tiled: untiled it needs about 2 KB per pixel."""
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
 """overlap // 4 = 16 covers the generator's receptive radius (8) twice, so tiling is exact."""
-_SOURCE_NAME = re.compile(r"^(?P<stem>.+)-(?P<letter>[A-Z])$")
 
 
 class CheckpointError(ValueError):
@@ -113,55 +110,12 @@ def auto_tiled(fuse_y: Fuser, pixels: int, tile: int | None, overlap: int) -> Fu
     return tiled(fuse_y, tile, overlap) if tile else fuse_y
 
 
-def find_groups(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
-    """Source groups of a folder, as (name, sources in focus order).
-
-    Either subfolders ``A/``, ``B/`` [, ``C/`` ...] holding files of the same stem, or files named
-    ``<name>-A.*``, ``<name>-B.*`` [, ``<name>-C.*`` ...]. Anything that cannot be grouped is an error.
-    """
-    if not folder.is_dir():
-        raise FuseInputError(f"{folder}: no such folder")
-    by_stem: dict[str, dict[str, Path]] = defaultdict(dict)
-    subfolders = (folder / "A").is_dir()
-    if subfolders:
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"[A-Z]", p.name)):
-            for image in _images_in(sub):
-                _add_source(by_stem[image.stem], sub.name, image)
-    else:
-        for image in _images_in(folder):
-            match = _SOURCE_NAME.match(image.stem)
-            if match is None:
-                raise FuseInputError(f"{image}: cannot tell its partner; name sources <name>-A.<ext>, <name>-B.<ext>")
-            _add_source(by_stem[match["stem"]], match["letter"], image)
-    if not by_stem:
-        raise FuseInputError(f"{folder}: no images found; expected <name>-A/<name>-B files or A/ and B/ subfolders")
-    groups = []
-    for stem, letters in sorted(by_stem.items()):
-        order = [chr(ord("A") + i) for i in range(max(len(letters), 2))]
-        missing = [letter for letter in order if letter not in letters]
-        if missing:
-            found = ", ".join(str(p) for p in letters.values())
-            partner = folder / missing[0] / f"{stem}.*" if subfolders else folder / f"{stem}-{missing[0]}.*"
-            raise FuseInputError(f"{found}: unpaired, {partner} is missing")
-        groups.append((stem, tuple(letters[letter] for letter in order)))
-    return groups
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
-
-
-def _add_source(letters: dict[str, Path], letter: str, image: Path) -> None:
-    if letter in letters:
-        raise FuseInputError(f"{image} and {letters[letter]}: two files for one source; keep one")
-    letters[letter] = image
-
-
 def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: bool) -> list[Job]:
     """Jobs for explicit sources (``out`` a file, or a folder) or for a folder of groups (``out`` a folder).
 
-    Checked before any fusion: no output replaces an input, and an existing output file or a
-    non-empty output folder needs ``overwrite``.
+    Checked before any fusion: no output replaces an input, the output folder is not the
+    ``pairs`` folder nor holds it, and an existing output file or a non-empty output folder needs
+    ``overwrite``.
     """
     out_is_file = bool(out.suffix) and not out.is_dir()
     if pairs is not None:
@@ -169,17 +123,17 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
             raise FuseInputError("give either source files or --pairs DIR, not both")
         if out_is_file:
             raise FuseInputError(f"{out}: --pairs writes one image per group; give an output folder")
-        jobs = [Job(group, out / f"{name}-fused.png") for name, group in find_groups(pairs)]
+        jobs = [Job(group, out / f"{name}-fused.png") for name, group in group_sources(pairs)]
     elif len(sources) < 2:
         raise FuseInputError("give two or more source images (in focus order), or --pairs DIR")
     elif out_is_file:
         check_output_format(out)
         jobs = [Job(tuple(sources), out)]
     else:
-        match = _SOURCE_NAME.match(sources[0].stem)
-        jobs = [Job(tuple(sources), out / f"{match['stem'] if match else sources[0].stem}-fused.png")]
-    if not out_is_file and out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FuseInputError(f"{out}: output folder is not empty; choose a new folder or pass --overwrite")
+        match = SOURCE_NAME.match(sources[0].stem)
+        jobs = [Job(tuple(sources), out / f"{match['name'] if match else sources[0].stem}-fused.png")]
+    if not out_is_file:
+        check_output_folder(out, overwrite, [pairs] if pairs is not None else [])
     inputs = tuple(p for job in jobs for p in job.sources)
     for job in jobs:
         check_writable(job.output, overwrite, inputs)

@@ -92,7 +92,7 @@ def test_non_empty_out_is_refused_and_left_alone(photos, tmp_path: Path) -> None
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    with pytest.raises(OutputExistsError, match="not empty; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="is not empty; choose a new folder or pass --overwrite"):
         build_dataset(out, source, maps="blobs")
     with pytest.raises(OutputExistsError, match="not a gipc-build-data output"):
         build_dataset(out, source, maps="blobs", overwrite=True)
@@ -123,7 +123,7 @@ def test_input_errors(photos, tmp_path: Path) -> None:
     (masks / "p2.png").unlink()
     with pytest.raises(DataError, match="none for p2"):
         build_dataset(tmp_path / "out", source, maps="file", mask_dir=masks)
-    with pytest.raises(DataError, match="contains the input"):
+    with pytest.raises(OutputExistsError, match="holds the input .*photos; choose a folder outside the inputs"):
         build_dataset(tmp_path, source, maps="blobs")
     with pytest.raises(DataError, match="does not exist"):
         build_dataset(tmp_path / "out", tmp_path / "nope")
@@ -140,4 +140,4 @@ def test_command_line_embedded_and_one_line_errors(tmp_path: Path, capsys) -> No
         main(["--embedded", "--out", str(out)])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --out") and "\n" not in err
+    assert err.startswith("error: output folder") and "\n" not in err

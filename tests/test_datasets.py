@@ -72,13 +72,14 @@ def test_paired_subfolders_with_gt(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ([], "holds no images"),
-        (["x-A.png"], "'x' .* is unpaired"),
-        (["x-A.png", "x-C.png"], "has a gap"),
-        (["x-A.png", "x-B.png", "notes.png"], "notes.png is not named <scene>-A"),
-        (["A/x.png", "A/y.png", "B/x.png"], "'y' .* missing from B/"),
-        (["A/x.png", "A/x.jpg", "B/x.png"], "keep one file per scene"),
-        (["A/x.png"], "no B/ folder"),
+        ([], "no images found"),
+        (["x-A.png"], r"x-A\.png: unpaired, .*x-B\.\* is missing"),
+        (["x-A.png", "x-C.png"], r"x-C\.png: unpaired, .*x-B\.\* is missing"),
+        (["x-A.png", "x-B.png", "notes.png"], r"notes\.png: cannot tell its partner"),
+        (["A/x.png", "A/y.png", "B/x.png"], r"A/y\.png: unpaired, .*B/y\.\* is missing"),
+        (["A/x.png", "A/x.jpg", "B/x.png"], "two files for one image; keep one"),
+        (["A/x.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
+        (["A/x.png", "B/x.png", "GT/y.png"], r"GT and the sources name different scenes \(x, y\)"),
     ],
 )
 def test_bad_folders_fail_in_one_line(tmp_path: Path, files: list[str], message: str) -> None:

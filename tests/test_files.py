@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from gipc.files import OutputExistsError, atomic_path, check_writable, sha256_file, write_text
+from gipc.files import OutputExistsError, atomic_path, check_output_folder, check_writable, sha256_file, write_text
 
 
 def test_failure_inside_the_block_leaves_neither_target_nor_temp(tmp_path):
@@ -43,6 +43,26 @@ def test_check_writable_protects_inputs_and_existing_outputs(tmp_path):
     with pytest.raises(OutputExistsError, match="already exists"):
         check_writable(src)
     check_writable(src, overwrite=True)
+
+
+
+def test_output_folder_new_or_empty_and_apart_from_the_inputs(tmp_path):
+    inputs = [tmp_path / "data" / "pairs"]
+    inputs[0].mkdir(parents=True)
+    check_output_folder(tmp_path / "new", inputs=inputs)
+    (tmp_path / "empty").mkdir()
+    check_output_folder(tmp_path / "empty", inputs=inputs)
+    check_output_folder(inputs[0] / "fused", inputs=inputs)  # inside an input folder is fine: nothing is replaced
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputExistsError, match="output folder .*file is a file; choose a folder"):
+        check_output_folder(tmp_path / "file")
+    for out in (inputs[0], tmp_path / "data", tmp_path / "data" / ".." / "data"):
+        with pytest.raises(OutputExistsError, match=r"holds the input .*pairs; choose a folder outside the inputs"):
+            check_output_folder(out, overwrite=True, inputs=inputs)
+    (tmp_path / "empty" / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="output folder .*empty is not empty; choose a new folder or pass --overwrite"):
+        check_output_folder(tmp_path / "empty")
+    check_output_folder(tmp_path / "empty", overwrite=True)
 
 
 def test_sha256_of_a_known_string(tmp_path):

@@ -19,8 +19,6 @@ from gipc.baselines import average
 from gipc.color import fuse_color, split_luma
 from gipc.fuse import (
     CheckpointError,
-    FuseInputError,
-    find_groups,
     fuse_images,
     load_generator,
     main,
@@ -150,67 +148,7 @@ def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: pytest
     assert _error_line(capsys) == f"gipc-fuse: error: {junk}: not a readable PyTorch checkpoint (UnpicklingError)"
 
 
-# --- grouping sources ---------------------------------------------------------------------------
-
-
-def test_groups_by_name_in_focus_order(tmp_path: Path) -> None:
-    for name in ["s2-B.jpg", "s1-B.png", "s2-A.jpg", "s1-A.png", "s2-C.jpg", "README.txt"]:
-        (tmp_path / name).touch()
-    assert find_groups(tmp_path) == [
-        ("s1", (tmp_path / "s1-A.png", tmp_path / "s1-B.png")),
-        ("s2", (tmp_path / "s2-A.jpg", tmp_path / "s2-B.jpg", tmp_path / "s2-C.jpg")),
-    ]
-
-
-def test_groups_by_subfolder(tmp_path: Path) -> None:
-    for name in ["A/x.png", "B/x.png", "A/y.jpg", "B/y.png"]:
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).touch()
-    assert find_groups(tmp_path) == [
-        ("x", (tmp_path / "A/x.png", tmp_path / "B/x.png")),
-        ("y", (tmp_path / "A/y.jpg", tmp_path / "B/y.png")),
-    ]
-
-
-def test_empty_folder(tmp_path: Path) -> None:
-    with pytest.raises(FuseInputError, match="no images found; expected <name>-A/<name>-B files or A/ and B/ subfolders"):
-        find_groups(tmp_path)
-
-
-def test_unpaired_file_names_its_missing_partner(tmp_path: Path) -> None:
-    (tmp_path / "p-A.png").touch()
-    (tmp_path / "p-B.png").touch()
-    (tmp_path / "q-A.png").touch()
-    with pytest.raises(FuseInputError, match=r"q-A\.png: unpaired, .*q-B\.\* is missing"):
-        find_groups(tmp_path)
-
-
-def test_gap_in_a_sequence(tmp_path: Path) -> None:
-    (tmp_path / "s-A.png").touch()
-    (tmp_path / "s-C.png").touch()
-    with pytest.raises(FuseInputError, match=r"unpaired, .*s-B\.\* is missing"):
-        find_groups(tmp_path)
-
-
-def test_unpaired_in_subfolders(tmp_path: Path) -> None:
-    (tmp_path / "A").mkdir()
-    (tmp_path / "B").mkdir()
-    (tmp_path / "A" / "x.png").touch()
-    with pytest.raises(FuseInputError, match=r"A/x\.png: unpaired, .*B/x\.\* is missing"):
-        find_groups(tmp_path)
-
-
-def test_name_without_a_letter(tmp_path: Path) -> None:
-    (tmp_path / "holiday.png").touch()
-    with pytest.raises(FuseInputError, match=r"holiday\.png: cannot tell its partner"):
-        find_groups(tmp_path)
-
-
-def test_two_files_for_one_source(tmp_path: Path) -> None:
-    for name in ["x-A.png", "x-A.jpg", "x-B.png"]:
-        (tmp_path / name).touch()
-    with pytest.raises(FuseInputError, match="two files for one source"):
-        find_groups(tmp_path)
+# --- grouping sources (the grouping itself: test_sources.py) -----------------------------------
 
 
 def test_cli_empty_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -276,7 +214,7 @@ def test_non_empty_output_folder_needs_overwrite(tmp_path: Path, grayscale_pairs
     (out / "keep.txt").write_text("mine")
     args = ["--method", "average", str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png"), "--out", str(out)]
     assert main(args) == 2
-    assert "output folder is not empty; choose a new folder or pass --overwrite" in _error_line(capsys)
+    assert f"output folder {out} is not empty; choose a new folder or pass --overwrite" in _error_line(capsys)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert main([*args, "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["g10-fused.png", "keep.txt"]

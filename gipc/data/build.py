@@ -24,13 +24,13 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from gipc.data.datasets import files_by_stem
 from gipc.data.decision_maps import SOURCES
 from gipc.data.embedded import CATALOGUE, Photo, load_photo
 from gipc.data.errors import DataError
 from gipc.data.scene import split_names, synthesize_scene
+from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
 from gipc.data.synthesis import blur_kernel_size, fit_longest_side
-from gipc.files import OutputExistsError, sha256_file, write_text
+from gipc.files import OutputExistsError, check_output_folder, sha256_file, write_text
 from gipc.imaging import ImageError, read_image, write_image
 
 MANIFEST = "manifest.json"
@@ -71,7 +71,7 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
         raise DataError(f"--source {folder} does not exist or is not a folder")
     photos = files_by_stem(folder)
     if not photos:
-        raise DataError(f"--source {folder} holds no images (.png, .jpg, .tif, .bmp)")
+        raise DataError(f"--source {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     masks = files_by_stem(mask_dir) if mask_dir else {}
     if maps in ("file", "disparity"):
         missing = sorted(set(photos) - set(masks))
@@ -100,20 +100,10 @@ def _with_map_file(photo: Photo, maps: str, path: Path, max_side: int | None) ->
 
 
 def _check_out(out: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
-    """Refuse to build over anything but nothing, an empty folder, or (with overwrite) an earlier build."""
-    resolved = out.resolve()
-    for path in inputs:
-        if resolved == path.resolve() or resolved in path.resolve().parents:
-            raise DataError(f"--out {out} contains the input {path}; choose an output folder outside it")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise OutputExistsError(f"--out {out} is a file; choose a folder")
-    if any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"--out {out} is not empty; pass --overwrite to replace an earlier build or choose a new folder")
-        if not (out / MANIFEST).is_file():
-            raise OutputExistsError(f"refusing to replace {out}: it holds no {MANIFEST}, so it is not a gipc-build-data output")
+    """Build only into nothing, an empty folder, or (with overwrite) an earlier build: it is replaced whole."""
+    check_output_folder(out, overwrite, inputs)
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise OutputExistsError(f"refusing to replace {out}: it holds no {MANIFEST}, so it is not a gipc-build-data output")
 
 
 def _place(tmp: Path, out: Path) -> None:

@@ -1,112 +1,49 @@
 """Folder readers (pairs, focus sequences) and the two torch datasets: training patches and whole images.
 
-Folder layouts:
-
-* paired folders ``A/``, ``B/`` and optionally ``GT/``, one file per scene with the same stem
-  in each (what ``gipc-build-data`` writes);
-* Lytro-style names in one folder: ``<scene>-A.<ext>``, ``<scene>-B.<ext>`` (``-C``, ... for
-  sequences).
+Folders are grouped by :func:`gipc.data.sources.group_sources` (``A/``, ``B/`` subfolders or
+``<scene>-A``, ``<scene>-B`` names); a paired folder may also hold ``GT/``, one all-in-focus
+image per scene with the same stem (what ``gipc-build-data`` writes).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from gipc.color import split_luma
 from gipc.data.errors import DataError
 from gipc.data.scene import Scene
+from gipc.data.synthesis import DefocusRecipe, draw_pair
+from gipc.data.sources import files_by_stem, group_sources
 from gipc.imaging import Image, read_matching
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 RANDOM_DENSITY = 8
 """Random crops default to as many as a grid with stride patch_size / 8 holds: dense overlap, like
 the paper's ~2,054 patches per image (184,885 from 90)."""
-_SUFFIXED = re.compile(r"^(?P<scene>.+)-(?P<letter>[A-Z])$")
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _existing_folder(root: str | Path, what: str) -> Path:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{what} {root} does not exist or is not a folder")
-    return root
-
-
-def files_by_stem(folder: Path) -> dict[str, Path]:
-    """Image files of ``folder`` by stem; two files of one stem (x.png, x.jpg) are an error."""
-    files: dict[str, Path] = {}
-    for path in image_files(folder):
-        if path.stem in files:
-            raise DataError(f"{folder} holds both {files[path.stem].name} and {path.name}; keep one file per scene")
-        files[path.stem] = path
-    return files
-
-
-def _sequences(root: Path) -> dict[str, list[Path]]:
-    """Group ``<scene>-A``, ``<scene>-B``, ... files; letters must run A, B, C, ... without gaps."""
-    groups: dict[str, dict[str, Path]] = defaultdict(dict)
-    for path in image_files(root):
-        match = _SUFFIXED.match(path.stem)
-        if match is None:
-            raise DataError(f"{path} is not named <scene>-A/-B/...; rename it or use A/ and B/ subfolders")
-        letters = groups[match["scene"]]
-        if match["letter"] in letters:
-            raise DataError(f"{letters[match['letter']]} and {path} are the same source; keep one")
-        letters[match["letter"]] = path
-    if not groups:
-        raise DataError(f"{root} holds no images (.png, .jpg, .tif, .bmp)")
-    out: dict[str, list[Path]] = {}
-    for scene, letters in sorted(groups.items()):
-        expected = [chr(ord("A") + i) for i in range(len(letters))]
-        if sorted(letters) != expected or len(letters) < 2:
-            found = ", ".join(p.name for _, p in sorted(letters.items()))
-            raise DataError(f"scene {scene!r} in {root} is unpaired or has a gap ({found}); it needs -A, -B, ... in order")
-        out[scene] = [letters[k] for k in expected]
-    return out
 
 
 class PairFolder(Sequence[Scene]):
     """Lazily read pairs (and ground truth when there is a ``GT/`` folder) from ``root``."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = _existing_folder(root, "pair folder")
-        self.entries: list[tuple[str, tuple[Path, ...], Path | None]] = []
-        if (self.root / "A").is_dir() or (self.root / "B").is_dir():
-            self._read_subfolders()
-        else:
-            for scene, paths in _sequences(self.root).items():
-                if len(paths) != 2:
-                    raise DataError(f"scene {scene!r} in {self.root} has {len(paths)} sources; read sequences with SequenceFolder")
-                self.entries.append((scene, tuple(paths), None))
-
-    def _read_subfolders(self) -> None:
-        sub = {}
-        for letter in ("A", "B"):
-            folder = self.root / letter
-            if not folder.is_dir():
-                raise DataError(f"{self.root} has no {letter}/ folder; paired folders need A/ and B/")
-            sub[letter] = files_by_stem(folder)
+        self.root = Path(root)
+        groups = group_sources(self.root)
+        for scene, paths in groups:
+            if len(paths) != 2:
+                raise DataError(f"scene {scene!r} in {self.root} has {len(paths)} sources; read sequences with SequenceFolder")
         gt = files_by_stem(self.root / "GT") if (self.root / "GT").is_dir() else None
-        stems = set(sub["A"]) | set(sub["B"]) | set(gt or {})
-        if not stems:
-            raise DataError(f"{self.root}/A and {self.root}/B hold no images")
-        for stem in sorted(stems):
-            missing = [f"{k}/" for k, files in (*sub.items(), ("GT", gt)) if files is not None and stem not in files]
-            if missing:
-                raise DataError(f"scene {stem!r} in {self.root} is missing from {', '.join(missing)}; every folder needs the same names")
-            self.entries.append((stem, (sub["A"][stem], sub["B"][stem]), gt[stem] if gt is not None else None))
+        if gt is not None and set(gt) != {scene for scene, _ in groups}:
+            odd = sorted(set(gt) ^ {scene for scene, _ in groups})
+            raise DataError(f"{self.root}/GT and the sources name different scenes ({', '.join(odd[:5])}); every folder needs the same names")
+        self.entries: list[tuple[str, tuple[Path, ...], Path | None]] = [
+            (scene, paths, gt[scene] if gt is not None else None) for scene, paths in groups
+        ]
 
     @property
     def has_gt(self) -> bool:
@@ -125,8 +62,8 @@ class SequenceFolder(Sequence[tuple[str, list[Image]]]):
     """Lazily read focus sequences ``<scene>-A``, ``-B``, ``-C``, ... (Lytro triples); items: (scene, images)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = _existing_folder(root, "sequence folder")
-        self.entries = list(_sequences(self.root).items())
+        self.root = Path(root)
+        self.entries = group_sources(self.root)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -247,3 +184,45 @@ class WholeImageDataset(Dataset):
         if scene.gt is not None:
             item["gt"] = scene.gt
         return item
+
+
+def draw_generator(seed: int, index: int) -> torch.Generator:
+    """A generator for draw ``index`` of a run seeded ``seed``: SeedSequence mixes the two, so draws of
+    neighbouring indices or seeds are unrelated and an item never depends on when it is read."""
+    mixed = int(np.random.SeedSequence((seed, index)).generate_state(1, np.uint64)[0])
+    return torch.Generator().manual_seed(mixed >> 1)
+
+
+class SynthesizedPatches(Dataset):
+    """Training patches synthesized on the fly: item ``k`` is a fresh (A, B, GT) luminance patch drawn
+    from the photo pool with :func:`~gipc.data.synthesis.draw_pair`, a function of (seed, k) only.
+
+    Indices past ``len`` are valid and new (the train sampler hands epoch ``e`` the indices
+    ``e * len ... (e + 1) * len - 1``), so distinct pairs never run out. Photos are picked with
+    probability proportional to their area, so every region of the pool is equally likely.
+    """
+
+    def __init__(
+        self, photos: Sequence[torch.Tensor], patch_size: int, recipe: DefocusRecipe, length: int, seed: int, flips: bool = True
+    ) -> None:
+        if length < 1:
+            raise DataError(f"data.patches_per_epoch must be >= 1 for synthesized patches, got {length}")
+        side = patch_size + 2 * recipe.margin
+        for photo in photos:
+            if min(photo.shape[-2:]) < side:
+                raise DataError(
+                    f"a {photo.shape[-1]}x{photo.shape[-2]} photo is smaller than a {patch_size}px patch plus its "
+                    f"{recipe.margin}px blur margin; lower data.patch_size or the largest sigma"
+                )
+        self.photos = [_luma(photo).float().contiguous() for photo in photos]
+        self.area = torch.tensor([float(p.shape[-1] * p.shape[-2]) for p in self.photos])
+        self.patch_size, self.recipe, self.length, self.seed, self.flips = patch_size, recipe, length, seed, flips
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        generator = draw_generator(self.seed, index)
+        photo = self.photos[int(torch.multinomial(self.area, 1, generator=generator))]
+        pair = draw_pair(photo, self.patch_size, self.recipe, generator, self.flips)
+        return {k: pair[k] for k in ("a", "b", "gt")}

@@ -1,0 +1,114 @@
+"""One grouping of source files and one suffix set, the same for gipc-fuse, gipc-eval and the loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from gipc.data.datasets import PairFolder, SequenceFolder
+from gipc.data.errors import DataError
+from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files
+from gipc.evaluate import main as eval_main
+from gipc.fuse import main as fuse_main
+from gipc.imaging import read_image
+
+
+def _touch(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+
+
+def test_groups_by_name_in_focus_order(tmp_path: Path) -> None:
+    _touch(tmp_path, "s2-B.jpg", "s1-B.png", "s2-A.jpg", "s1-A.png", "s2-C.jpg", "README.txt")
+    assert group_sources(tmp_path) == [
+        ("s1", (tmp_path / "s1-A.png", tmp_path / "s1-B.png")),
+        ("s2", (tmp_path / "s2-A.jpg", tmp_path / "s2-B.jpg", tmp_path / "s2-C.jpg")),
+    ]
+
+
+def test_groups_by_subfolder_and_gt_is_no_source(tmp_path: Path) -> None:
+    _touch(tmp_path, "A/x.png", "B/x.png", "A/y.jpg", "B/y.png", "GT/x.png", "GT/y.png")
+    assert group_sources(tmp_path) == [
+        ("x", (tmp_path / "A/x.png", tmp_path / "B/x.png")),
+        ("y", (tmp_path / "A/y.jpg", tmp_path / "B/y.png")),
+    ]
+
+
+def test_sequences_in_subfolders(tmp_path: Path) -> None:
+    _touch(tmp_path, "A/x.png", "B/x.png", "C/x.png")
+    assert group_sources(tmp_path) == [("x", (tmp_path / "A/x.png", tmp_path / "B/x.png", tmp_path / "C/x.png"))]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ([], r"no images found \(.png, .*\); expected <name>-A/<name>-B files or A/ and B/ subfolders"),
+        (["p-A.png", "p-B.png", "q-A.png"], r"q-A\.png: unpaired, .*q-B\.\* is missing"),
+        (["s-A.png", "s-C.png"], r"s-A\.png, .*s-C\.png: unpaired, .*s-B\.\* is missing"),
+        (["A/x.png", "B/y.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
+        (["A/x.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
+        (["x-A.png", "x-B.png", "holiday.png"], r"holiday\.png: cannot tell its partner; name sources <name>-A"),
+        (["x-A.png", "x-A.jpg", "x-B.png"], r"x-A\.jpg and .*x-A\.png: two files for one image; keep one"),
+        (["A/x.png", "A/x.jpg", "B/x.png"], r"A/x\.jpg and .*A/x\.png: two files for one image; keep one"),
+    ],
+)
+def test_what_cannot_be_grouped_is_one_line_naming_the_file(tmp_path: Path, files: list[str], message: str) -> None:
+    _touch(tmp_path, *files)
+    with pytest.raises(DataError, match=message) as info:
+        group_sources(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nope does not exist or is not a folder"):
+        group_sources(tmp_path / "nope")
+
+
+def test_every_reader_groups_the_same_way(tmp_path: Path) -> None:
+    """The loaders read what gipc-fuse reads, in the same order, from both layouts."""
+    flat, sub = tmp_path / "flat", tmp_path / "sub"
+    for scene in ("s1", "s0"):
+        for letter in "AB":
+            _png(flat / f"{scene}-{letter}.png")
+            _png(sub / letter / f"{scene}.png")
+    for root in (flat, sub):
+        groups = group_sources(root)
+        assert [(name, paths) for name, paths, _ in PairFolder(root).entries] == groups
+        assert SequenceFolder(root).entries == groups
+    _png(sub / "C" / "s0.png")
+    _png(sub / "C" / "s1.png")
+    assert [len(paths) for _, paths in SequenceFolder(sub).entries] == [3, 3]
+    with pytest.raises(DataError, match="has 3 sources; read sequences with SequenceFolder"):
+        PairFolder(sub)
+
+
+def test_one_suffix_set_every_command_reads(tmp_path: Path) -> None:
+    """A .webp/.ppm/.pgm pair is read by gipc-fuse, the loaders and gipc-eval alike; other files are ignored."""
+    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm"} == set(IMAGE_SUFFIXES)
+    pairs = tmp_path / "pairs"
+    _png(pairs / "w-A.webp", mode="RGB")
+    _png(pairs / "w-B.webp", mode="RGB")
+    _png(pairs / "p-A.ppm", mode="RGB")
+    _png(pairs / "p-B.ppm", mode="RGB")
+    _png(pairs / "g-A.PGM")
+    _png(pairs / "g-B.pgm")
+    (pairs / "notes.txt").write_text("not an image")
+    assert [p.name for p in image_files(pairs)] == ["g-A.PGM", "g-B.pgm", "p-A.ppm", "p-B.ppm", "w-A.webp", "w-B.webp"]
+    assert set(files_by_stem(pairs)) == {"g-A", "g-B", "p-A", "p-B", "w-A", "w-B"}
+    assert [scene.name for scene in PairFolder(pairs)] == ["g", "p", "w"]
+    fused = tmp_path / "fused"
+    assert fuse_main(["--method", "average", "--pairs", str(pairs), "--out", str(fused)]) == 0
+    assert read_image(fused / "w-fused.png").pixels.shape == (3, 12, 16)
+    assert eval_main(["--sources", str(pairs), "--fused", str(fused), "--out", str(tmp_path / "scores")]) == 0
+    assert (tmp_path / "scores" / "metrics.csv").read_text().count("\n") == 4  # header + one row per scene
+
+
+def _png(path: Path, mode: str = "L") -> None:
+    """A small random 12x16 image of ``mode`` ("L" or "RGB"), in the format of ``path``'s suffix (lossless)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (12, 16, 3) if mode == "RGB" else (12, 16)
+    PILImage.fromarray(np.random.default_rng(len(str(path))).integers(0, 256, shape, np.uint8)).save(path, lossless=True)
