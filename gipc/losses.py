@@ -76,51 +76,46 @@ def _adversarial(weight: float, discriminator: Scorer, x: torch.Tensor, label: t
 
 
 def generator_loss(
-    fused: torch.Tensor,
-    target: torch.Tensor,
-    discriminator: Scorer,
-    w: LossWeights,
-    generator: torch.Generator | None = None,
+    fused: torch.Tensor, target: torch.Tensor, discriminator: Scorer, w: LossWeights, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
     """L_G (eq. 6-12): adversarial intensity + gradient terms and the content loss.
 
     Returns every term separately (already weighted) plus ``"total"``.
     """
-    grad_f = gradient(fused, w.laplacian)
-    grad_i = gradient(target, w.laplacian)
-    a1 = _draw(w.real_label, fused, generator)
-    a2 = _draw(w.real_label, fused, generator)
-    terms = {
+    grad_f, grad_i = _gradients(fused, target, w)
+    a1, a2 = (_draw(w.real_label, fused, generator) for _ in range(2))
+    return _with_total({
         "adv_int": _adversarial(w.l1, discriminator, fused, a1),
         "adv_gra": _adversarial(w.l2, discriminator, grad_f, a2),
         "content_int": w.lam * w.beta1 * torch.mean((fused - target) ** 2),
         "content_gra": w.lam * w.beta2 * torch.mean((grad_f - grad_i) ** 2),
-    }
-    terms["total"] = sum(terms.values())
-    return terms
+    })
 
 
 def discriminator_loss(
-    fused: torch.Tensor,
-    target: torch.Tensor,
-    discriminator: Scorer,
-    w: LossWeights,
-    generator: torch.Generator | None = None,
+    fused: torch.Tensor, target: torch.Tensor, discriminator: Scorer, w: LossWeights, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
     """L_D (eq. 13-17): fused image and gradient as fake, all-in-focus image and gradient as real.
 
     ``fused`` is detached here so L_D never reaches the generator.
     """
     fused = fused.detach()
-    grad_f = gradient(fused, w.laplacian)
-    grad_i = gradient(target, w.laplacian)
+    grad_f, grad_i = _gradients(fused, target, w)
     b1, b2 = (_draw(w.fake_label, fused, generator) for _ in range(2))
     c1, c2 = (_draw(w.real_label, fused, generator) for _ in range(2))
-    terms = {
+    return _with_total({
         "fake_int": _adversarial(w.l3, discriminator, fused, b1),
         "fake_gra": _adversarial(w.l4, discriminator, grad_f, b2),
         "real_int": _adversarial(w.l5, discriminator, target, c1),
         "real_gra": _adversarial(w.l6, discriminator, grad_i, c2),
-    }
-    terms["total"] = sum(terms.values())
-    return terms
+    })
+
+
+def _gradients(fused: torch.Tensor, target: torch.Tensor, w: LossWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient maps both losses compare, with the Laplacian ``conf/loss`` picks."""
+    return gradient(fused, w.laplacian), gradient(target, w.laplacian)
+
+
+def _with_total(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weighted terms and their sum, the loss that is optimised, under ``"total"``."""
+    return {**terms, "total": sum(terms.values())}
