@@ -1,4 +1,4 @@
-"""Colour handling of the fusion pipeline (SPEC section 1): fuse luminance with the network, chroma by rule."""
+"""Colour handling of the fusion pipeline (docs/paper.md section 1): fuse luminance with the network, chroma by rule."""
 
 from __future__ import annotations
 

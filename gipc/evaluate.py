@@ -8,7 +8,7 @@ Sources are a pair folder as the data package reads it (``<scene>-A.*``/``<scene
 ``S-fused`` or ``S_fused``, compared case-insensitively, in any image format (``lytro-01-fused.png``
 as ``gipc-fuse`` writes it, ``lytro-01.png``, ``LYTRO-01.jpg``...); two candidates for one scene are
 an error, files matching no scene are ignored. Ground truth from ``--gt DIR`` matches stems
-``S``, ``S-gt`` or ``S_gt`` the same way. Metrics are computed on the luminance (SPEC section 7),
+``S``, ``S-gt`` or ``S_gt`` the same way. Metrics are computed on the luminance (docs/paper.md section 7),
 so a gray fused image of RGB sources is scored as it is.
 
 The tables are the ones training's test step writes (``gipc.report``): ``metrics.csv``, one row

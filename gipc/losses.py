@@ -1,4 +1,4 @@
-"""GIPC-GAN objectives (paper equations 6-17, SPEC section 4) as pure tensor functions.
+"""GIPC-GAN objectives (paper equations 6-17, docs/paper.md section 4) as pure tensor functions.
 
 Both losses take the discriminator as a callable and a :class:`LossWeights` object, so they
 are testable without Lightning and every weight comes from ``conf/loss``.

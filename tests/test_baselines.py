@@ -190,7 +190,7 @@ def test_grayscale_pair_is_sharper_than_averaging(grayscale_pairs: Path) -> None
 
 @pytest.mark.slow
 def test_lytro_01_qabf_beats_averaging(lytro_pairs: Path) -> None:
-    """Edge preservation (Q^AB/F, SPEC section 7): choosing the focused source must keep more source edges."""
+    """Edge preservation (Q^AB/F, docs/paper.md section 7): choosing the focused source must keep more source edges."""
     a, b = _load(lytro_pairs / "lytro-01-A.jpg"), _load(lytro_pairs / "lytro-01-B.jpg")
     fused = torch.cat([fuse_color(fn, a, b) for fn in BASELINES.values()])
     n = fused.shape[0]

@@ -1,4 +1,4 @@
-"""Hydra composition: ablations zero exactly the lambdas SPEC section 4 names; the ratio knob moves G and D."""
+"""Hydra composition: ablations zero exactly the lambdas docs/paper.md section 4 names; the ratio knob moves G and D."""
 
 from pathlib import Path
 

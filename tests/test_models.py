@@ -1,4 +1,4 @@
-"""Generator (Table 1) and discriminator (Table 2) against the SPEC's counts and shapes."""
+"""Generator (Table 1) and discriminator (Table 2) against docs/paper.md's counts and shapes."""
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 def test_generator_has_table1_parameter_count():
-    # SPEC section 2: 156,033 trainable parameters, counted by hand from Table 1.
+    # docs/paper.md section 2: 156,033 trainable parameters, counted by hand from Table 1.
     assert n_params(Generator()) == 156_033
 
 

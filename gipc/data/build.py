@@ -1,4 +1,4 @@
-"""Build an MFI-DRC-style data set on disk (SPEC section 6): ``gipc-build-data``.
+"""Build an MFI-DRC-style data set on disk (docs/paper.md section 6): ``gipc-build-data``.
 
     gipc-build-data --source PHOTOS --out data/mfi-drc --maps region_competition
     gipc-build-data --embedded --out data/embedded-drc

@@ -1,4 +1,4 @@
-"""Decision-map sources for MFI-DRC synthesis (SPEC section 6), chosen by name.
+"""Decision-map sources for MFI-DRC synthesis (docs/paper.md section 6), chosen by name.
 
 A decision map is a (1, H, W) tensor in [0, 1], 1 where source A is in focus. The paper used
 Deep Region Competition (DRC, Yu et al. 2021) foreground extraction; ``region_competition``

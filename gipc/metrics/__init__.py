@@ -1,4 +1,4 @@
-"""Fusion quality metrics (SPEC section 7): one torchmetric per file, each with a per-image functional twin.
+"""Fusion quality metrics (docs/paper.md section 7): one torchmetric per file, each with a per-image functional twin.
 
 All score the 0..255 integer luminance that the MFIF benchmark toolbox scores (see ``luminance``).
 """

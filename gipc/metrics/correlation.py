@@ -1,4 +1,4 @@
-"""CC: how linearly the fused luminance follows the sources (SPEC section 7)."""
+"""CC: how linearly the fused luminance follows the sources (docs/paper.md section 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EN: Shannon entropy of the fused luminance histogram (SPEC section 7)."""
+"""EN: Shannon entropy of the fused luminance histogram (docs/paper.md section 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MS-SSIM of the fused luminance against both sources (SPEC section 7), on torchmetrics' MS-SSIM."""
+"""MS-SSIM of the fused luminance against both sources (docs/paper.md section 7), on torchmetrics' MS-SSIM."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PSNR and SSIM against an all-in-focus ground truth (SPEC section 7, synthetic test sets only).
+"""PSNR and SSIM against an all-in-focus ground truth (docs/paper.md section 7, synthetic test sets only).
 
 Both use the same 0..255 integer luminance as the no-reference metrics, with data range 255.
 """

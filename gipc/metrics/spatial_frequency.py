@@ -1,4 +1,4 @@
-"""SF: spatial frequency of the fused luminance (SPEC section 7)."""
+"""SF: spatial frequency of the fused luminance (docs/paper.md section 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SD: contrast of the fused luminance as its standard deviation (SPEC section 7)."""
+"""SD: contrast of the fused luminance as its standard deviation (docs/paper.md section 7)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from gipc.metrics.luminance import gray255
 def standard_deviation(fused: torch.Tensor) -> torch.Tensor:
     """Per-image population standard deviation (N,) of the 0..255 luminance.
 
-    SPEC's definition; the MFIF toolbox's ``SD.m`` instead averages column-wise sample deviations.
+    Eq. 22 as docs/paper.md section 7 reads it; the MFIF toolbox's ``SD.m`` instead averages column-wise sample deviations.
     """
     return gray255(fused).flatten(1).std(dim=1, correction=0)
 

@@ -1,4 +1,4 @@
-"""Least-squares discriminator of GIPC-GAN (paper Table 2, SPEC section 3)."""
+"""Least-squares discriminator of GIPC-GAN (paper Table 2, docs/paper.md section 3)."""
 
 from __future__ import annotations
 

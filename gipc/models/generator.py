@@ -1,4 +1,4 @@
-"""Pseudo-Siamese dense generator of GIPC-GAN (paper Table 1, SPEC section 2)."""
+"""Pseudo-Siamese dense generator of GIPC-GAN (paper Table 1, docs/paper.md section 2)."""
 
 from __future__ import annotations
 
