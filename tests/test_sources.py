@@ -56,10 +56,12 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
         (["A/x.png", "A/x.jpg", "B/x.png"], r"A/x\.jpg and .*A/x\.png: two files for one image; keep one"),
     ],
 )
-def test_what_cannot_be_grouped_is_one_line_naming_the_file(tmp_path: Path, files: list[str], message: str) -> None:
+@pytest.mark.parametrize("reader", [group_sources, PairFolder, SequenceFolder], ids=["group_sources", "PairFolder", "SequenceFolder"])
+def test_what_cannot_be_grouped_is_one_line_naming_the_file(tmp_path: Path, files: list[str], message: str, reader) -> None:
+    """The loaders fail on a folder exactly as gipc-fuse does: they group it with the same function."""
     _touch(tmp_path, *files)
     with pytest.raises(DataError, match=message) as info:
-        group_sources(tmp_path)
+        reader(tmp_path)
     assert "\n" not in str(info.value)
 
 
