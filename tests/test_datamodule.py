@@ -99,7 +99,7 @@ def test_built_folder_source(tmp_path: Path) -> None:
 )
 def test_bad_arguments_fail_in_the_constructor(kwargs: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
-        FusionDataModule(**kwargs)
+        FusionDataModule(**{"batch_size": 4, "patch_size": 16, **kwargs})
 
 
 def test_too_few_patches_for_one_step() -> None:

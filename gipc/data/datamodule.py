@@ -9,17 +9,19 @@ images at test time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from gipc.data.datasets import PairFolder, PatchDataset, WholeImageDataset
+from gipc.data.datasets import PairFolder, PatchDataset, SynthesizedPatches, WholeImageDataset
 from gipc.data.embedded import embedded_set
 from gipc.data.errors import DataError
-from gipc.data.scene import Scene
+from gipc.data.photos import photo_pool
+from gipc.data.scene import Scene, held_out_scene, split_names
+from gipc.data.synthesis import DefocusRecipe
 
 DISCRIMINATOR_STRIDE = 16
 """The discriminator halves the patch four times (Table 2), so patches must be multiples of 16."""
@@ -50,6 +52,20 @@ class EpochShuffle(Sampler[int]):
         # SeedSequence mixes (seed, epoch) so that seed s at epoch e + 1 is not seed s + 1 at epoch e.
         mixed = int(np.random.SeedSequence((self.seed, self.epoch)).generate_state(1, np.uint64)[0])
         yield from torch.randperm(self.size, generator=torch.Generator().manual_seed(mixed)).tolist()
+
+
+def _first(scenes: Sequence[Scene], count: int) -> Sequence[Scene]:
+    """The first ``count`` scenes, lazily: a folder reads an image only when it is used."""
+    return Subset(scenes, range(min(count, len(scenes))))  # type: ignore[arg-type]
+
+
+class FreshDraws(EpochShuffle):
+    """Epoch ``e`` hands out the new indices ``e * size ... (e + 1) * size - 1``: with
+    :class:`~gipc.data.datasets.SynthesizedPatches` every epoch sees pairs never drawn before, and
+    a resumed epoch draws what the uninterrupted one would have."""
+
+    def __iter__(self) -> Iterator[int]:
+        yield from range(self.epoch * self.size, (self.epoch + 1) * self.size)
 
 
 class ResumableLoader(DataLoader):
@@ -96,8 +112,8 @@ class FusionDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        batch_size: int = 32,
-        patch_size: int = 80,
+        batch_size: int,
+        patch_size: int,
         stride: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
@@ -108,16 +124,29 @@ class FusionDataModule(L.LightningDataModule):
         flips: bool = False,
         sigma: float = 2.0,
         soft: float = 0.0,
-        max_side: int = 256,
+        max_side: int | None = 256,
         test_fraction: float = 0.25,
         map_source: str | None = None,
         photos: Sequence[str] | None = None,
+        synthesis: Mapping[str, Any] | None = None,
+        held_out_synthesis: Mapping[str, Any] | None = None,
+        photo_dirs: Sequence[str] = (),
+        embedded_photos: bool = True,
         *,
         batches_per_step: int = 1,
     ) -> None:
-        """``root=None`` selects the embedded set, whose options are ``sigma`` (blur std, px),
+        """``batch_size`` and ``patch_size`` come from ``conf/data`` (the paper's b = 32 and 80x80).
+
+        ``root=None`` selects the embedded set, whose options are ``sigma`` (blur std, px),
         ``soft`` (map softening std, px), ``max_side``, ``test_fraction``, ``map_source`` (force one
-        decision-map source) and ``photos`` (a subset of its photo names)."""
+        decision-map source) and ``photos`` (a subset of its photo names).
+
+        ``synthesis`` (a :class:`DefocusRecipe`'s ranges) switches to pairs synthesized on the fly
+        from a photo pool: the embedded photos (``embedded_photos``) and the folders ``photo_dirs``,
+        split by ``seed`` and ``test_fraction``; the held-out photos become whole-image pairs drawn
+        with ``held_out_synthesis``: the first ``val_count`` validate, the others test (disjoint,
+        so a checkpoint chosen on validation is scored on photos no choice has seen).
+        """
         super().__init__()
         for name, value, low in (
             ("batch_size", batch_size, 1),
@@ -151,8 +180,18 @@ class FusionDataModule(L.LightningDataModule):
             map_source=map_source,
             names=tuple(photos) if photos is not None else None,
         )
-        self.train_set: PatchDataset | None = None
-        self.held_out: Sequence[Scene] | None = None
+        if (synthesis is None) != (held_out_synthesis is None):
+            raise DataError("data.synthesis and data.held_out_synthesis go together: set both or neither")
+        if synthesis is not None and root is not None:
+            raise DataError("data.synthesis makes pairs from photos; it cannot be combined with data.root (a built folder)")
+        try:
+            self.recipes = None if synthesis is None else (DefocusRecipe(**synthesis), DefocusRecipe(**held_out_synthesis))
+        except (TypeError, ValueError) as err:
+            raise DataError(f"bad data.synthesis or data.held_out_synthesis: {err}") from None
+        self.photo_dirs, self.embedded_photos = tuple(photo_dirs), embedded_photos
+        self.train_set: PatchDataset | SynthesizedPatches | None = None
+        self.val_scenes: Sequence[Scene] | None = None
+        self.test_scenes: Sequence[Scene] | None = None
 
     def _scenes(self) -> tuple[Sequence[Scene], Sequence[Scene]]:
         if self.root is None:
@@ -164,16 +203,38 @@ class FusionDataModule(L.LightningDataModule):
                 raise DataError(f"{folder.root} has no GT/ folder; a built data set needs ground truth")
         return train, test
 
+    def _setup_synthesized(self) -> None:
+        """Training draws from the train photos; val and test are fixed pairs of disjoint held-out photos."""
+        recipe, held_out_recipe = self.recipes
+        pool = photo_pool(self.embedded_photos, self.photo_dirs, self.embedded_options["max_side"])
+        train, held = split_names(list(pool), self.embedded_options["test_fraction"], self.seed)
+        if len(held) <= self.val_count:
+            raise DataError(
+                f"{len(held)} held-out photos cannot give {self.val_count} for validation and some for test; "
+                "raise data.test_fraction or lower data.val_count"
+            )
+        scenes = [held_out_scene(name, pool[name], held_out_recipe, self.seed).scene for name in held]
+        self.val_scenes, self.test_scenes = scenes[: self.val_count], scenes[self.val_count :]
+        if self.patches_per_epoch is None:
+            raise DataError("data.patches_per_epoch must be set for synthesized patches (they never run out)")
+        self.train_set = SynthesizedPatches(
+            [pool[name] for name in train], self.patch_size, recipe, self.patches_per_epoch, self.seed, self.flips
+        )
+
     def setup(self, stage: str | None = None) -> None:
         """Read or synthesize the images once; later stages reuse them."""
-        if self.held_out is not None:
+        if self.test_scenes is not None:
             return
-        train, self.held_out = self._scenes()
-        if not self.held_out:
-            raise DataError("no held-out images for validation/test; raise data.test_fraction or add images to test/")
-        self.train_set = PatchDataset(
-            train, self.patch_size, self.stride, self.patches_per_epoch, seed=self.seed, flips=self.flips
-        )
+        if self.recipes is not None:
+            self._setup_synthesized()
+        else:
+            train, held_out = self._scenes()
+            if not held_out:
+                raise DataError("no held-out images for validation/test; raise data.test_fraction or add images to test/")
+            self.val_scenes, self.test_scenes = _first(held_out, self.val_count), held_out
+            self.train_set = PatchDataset(
+                train, self.patch_size, self.stride, self.patches_per_epoch, seed=self.seed, flips=self.flips
+            )
         loaded = self.batch_size * self.batches_per_step
         if len(self.train_set) < loaded:
             raise DataError(
@@ -185,7 +246,7 @@ class FusionDataModule(L.LightningDataModule):
         return ResumableLoader(
             self.train_set,
             batch_size=self.batch_size * self.batches_per_step,
-            sampler=EpochShuffle(len(self.train_set), self.seed),
+            sampler=(FreshDraws if isinstance(self.train_set, SynthesizedPatches) else EpochShuffle)(len(self.train_set), self.seed),
             drop_last=True,  # every batch must split into batches_per_step equal sub-batches
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -193,14 +254,11 @@ class FusionDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def _whole(self, scenes: Sequence[Scene], limit: int | None = None) -> DataLoader:
-        dataset = WholeImageDataset(scenes)
-        if limit is not None:
-            dataset = Subset(dataset, range(min(limit, len(dataset))))
-        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers)
+    def _whole(self, scenes: Sequence[Scene]) -> DataLoader:
+        return DataLoader(WholeImageDataset(scenes), batch_size=1, shuffle=False, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._whole(self.held_out, self.val_count)
+        return self._whole(self.val_scenes)
 
     def test_dataloader(self) -> DataLoader:
-        return self._whole(PairFolder(self.test_root) if self.test_root is not None else self.held_out)
+        return self._whole(PairFolder(self.test_root) if self.test_root is not None else self.test_scenes)

@@ -12,12 +12,14 @@ import itertools
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from gipc.color import split_luma
 from gipc.data.errors import DataError
 from gipc.data.scene import Scene
+from gipc.data.synthesis import DefocusRecipe, draw_pair
 from gipc.data.sources import files_by_stem, group_sources
 from gipc.imaging import Image, read_matching
 
@@ -182,3 +184,45 @@ class WholeImageDataset(Dataset):
         if scene.gt is not None:
             item["gt"] = scene.gt
         return item
+
+
+def draw_generator(seed: int, index: int) -> torch.Generator:
+    """A generator for draw ``index`` of a run seeded ``seed``: SeedSequence mixes the two, so draws of
+    neighbouring indices or seeds are unrelated and an item never depends on when it is read."""
+    mixed = int(np.random.SeedSequence((seed, index)).generate_state(1, np.uint64)[0])
+    return torch.Generator().manual_seed(mixed >> 1)
+
+
+class SynthesizedPatches(Dataset):
+    """Training patches synthesized on the fly: item ``k`` is a fresh (A, B, GT) luminance patch drawn
+    from the photo pool with :func:`~gipc.data.synthesis.draw_pair`, a function of (seed, k) only.
+
+    Indices past ``len`` are valid and new (the train sampler hands epoch ``e`` the indices
+    ``e * len ... (e + 1) * len - 1``), so distinct pairs never run out. Photos are picked with
+    probability proportional to their area, so every region of the pool is equally likely.
+    """
+
+    def __init__(
+        self, photos: Sequence[torch.Tensor], patch_size: int, recipe: DefocusRecipe, length: int, seed: int, flips: bool = True
+    ) -> None:
+        if length < 1:
+            raise DataError(f"data.patches_per_epoch must be >= 1 for synthesized patches, got {length}")
+        side = patch_size + 2 * recipe.margin
+        for photo in photos:
+            if min(photo.shape[-2:]) < side:
+                raise DataError(
+                    f"a {photo.shape[-1]}x{photo.shape[-2]} photo is smaller than a {patch_size}px patch plus its "
+                    f"{recipe.margin}px blur margin; lower data.patch_size or the largest sigma"
+                )
+        self.photos = [_luma(photo).float().contiguous() for photo in photos]
+        self.area = torch.tensor([float(p.shape[-1] * p.shape[-2]) for p in self.photos])
+        self.patch_size, self.recipe, self.length, self.seed, self.flips = patch_size, recipe, length, seed, flips
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        generator = draw_generator(self.seed, index)
+        photo = self.photos[int(torch.multinomial(self.area, 1, generator=generator))]
+        pair = draw_pair(photo, self.patch_size, self.recipe, generator, self.flips)
+        return {k: pair[k] for k in ("a", "b", "gt")}

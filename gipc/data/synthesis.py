@@ -7,6 +7,7 @@ and the tests share one definition of how a pair is made.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import kornia
 import torch
@@ -48,10 +49,12 @@ def synthesize_pair(
         raise ValueError(f"expected image (B,C,H,W) and map (B,1,H,W), got {tuple(image.shape)} and {tuple(focus_map.shape)}")
     if image.shape[0] != focus_map.shape[0] or image.shape[-2:] != focus_map.shape[-2:]:
         raise ValueError(f"image {tuple(image.shape)} and focus map {tuple(focus_map.shape)} differ in batch or size")
-    blurred = gaussian_blur(image, sigma, kernel_size)
-    a = focus_map * image + (1.0 - focus_map) * blurred
-    b = focus_map * blurred + (1.0 - focus_map) * image
-    return a, b
+    return compose(image, gaussian_blur(image, sigma, kernel_size), focus_map)
+
+
+def compose(sharp: torch.Tensor, blurred: torch.Tensor, focus_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixing of equations 18-19: A is ``sharp`` where the map is 1, B where it is 0."""
+    return focus_map * sharp + (1.0 - focus_map) * blurred, focus_map * blurred + (1.0 - focus_map) * sharp
 
 
 def soften(mask: torch.Tensor, width: float) -> torch.Tensor:
@@ -105,3 +108,70 @@ def fit_longest_side(image: torch.Tensor, max_side: int | None, nearest: bool = 
         return F.interpolate(image[None], size=size, mode="nearest-exact")[0]
     return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
+
+
+@dataclass(frozen=True)
+class DefocusRecipe:
+    """Ranges a synthesized pair draws from, uniformly and afresh for every pair (not in the paper,
+    which makes each pair once with one unprinted sigma): blur std and map-boundary softness in px,
+    the foreground's share of the patch, and the size of its blobs in px."""
+
+    sigma: tuple[float, float]
+    soft: tuple[float, float]
+    fraction: tuple[float, float]
+    blob_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for name, low_ok in (("sigma", 0.0), ("soft", 0.0), ("fraction", 0.0), ("blob_size", 1)):
+            low, high = getattr(self, name)
+            if not low_ok <= low <= high:
+                raise ValueError(f"{name} must be a range [low, high] with {low_ok} <= low <= high, got {[low, high]}")
+        if self.fraction[1] >= 1.0 or self.fraction[0] <= 0.0:
+            raise ValueError(f"fraction must lie inside (0, 1), got {list(self.fraction)}")
+
+    @property
+    def margin(self) -> int:
+        """Pixels a crop needs around the patch so the widest blur never sees the crop's border."""
+        return blur_kernel_size(self.sigma[1]) // 2
+
+
+def uniform(bounds: tuple[float, float], generator: torch.Generator) -> float:
+    """One draw from U(low, high)."""
+    low, high = bounds
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def draw_focus_map(height: int, width: int, recipe: DefocusRecipe, generator: torch.Generator) -> torch.Tensor:
+    """A (1, H, W) decision map: random blobs of a drawn size and foreground share, softened by a drawn width."""
+    blob = int(torch.randint(recipe.blob_size[0], recipe.blob_size[1] + 1, (), generator=generator))
+    mask = random_blobs(height, width, generator, blob_size=blob, fraction=uniform(recipe.fraction, generator))
+    return soften(mask, uniform(recipe.soft, generator))
+
+
+def draw_pair(
+    photo: torch.Tensor, size: int, recipe: DefocusRecipe, generator: torch.Generator, flips: bool = True
+) -> dict[str, torch.Tensor]:
+    """One fresh (A, B, GT) patch of ``size`` px from an all-in-focus ``photo`` (C, H, W) in [0, 1].
+
+    Draws a crop position, one of the 8 flips/90-degree rotations (``flips``), blur sigma and a
+    decision map (:func:`draw_focus_map`), then applies equations 18-19. The crop carries a margin
+    so the blur sees real pixels, not padding.
+    Returns ``{"a", "b", "gt"}`` (C, size, size) and the drawn ``"sigma"`` (0-d tensor).
+    """
+    side = size + 2 * recipe.margin
+    height, width = photo.shape[-2:]
+    if min(height, width) < side:
+        raise ValueError(f"photo of {width}x{height} is smaller than a {size}px patch plus its {recipe.margin}px blur margin")
+    top = int(torch.randint(height - side + 1, (), generator=generator))
+    left = int(torch.randint(width - side + 1, (), generator=generator))
+    crop = photo[:, top : top + side, left : left + side]
+    if flips:
+        crop = torch.rot90(crop, int(torch.randint(4, (), generator=generator)), dims=(-2, -1))
+        if torch.rand((), generator=generator) < 0.5:
+            crop = crop.flip(-1)
+    sigma = uniform(recipe.sigma, generator)
+    inner = slice(recipe.margin, recipe.margin + size)
+    sharp = crop[None, :, inner, inner]
+    blurred = gaussian_blur(crop[None], sigma)[:, :, inner, inner]
+    a, b = compose(sharp, blurred, draw_focus_map(size, size, recipe, generator)[None])
+    return {"a": a[0], "b": b[0], "gt": sharp[0].clone(), "sigma": torch.tensor(sigma)}

@@ -1,0 +1,118 @@
+"""Pairs synthesized on the fly: the drawn ranges, equations 18-19 per patch, (seed, index) items,
+fresh indices every epoch, the photo pool and the held-out split of data=photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gipc.data.datamodule import FreshDraws, FusionDataModule
+from gipc.data.datasets import SynthesizedPatches
+from gipc.data.errors import DataError
+from gipc.data.photos import photo_pool
+from gipc.data.synthesis import DefocusRecipe, draw_pair, gaussian_blur
+from gipc.imaging import write_image
+
+RECIPE = DefocusRecipe(sigma=(1.0, 5.0), soft=(0.0, 4.0), fraction=(0.1, 0.9), blob_size=(8, 32))
+HARD = DefocusRecipe(sigma=(2.0, 3.0), soft=(0.0, 0.0), fraction=(0.3, 0.7), blob_size=(8, 16))
+SMALL = dict(sigma=[1.0, 2.0], soft=[0.0, 1.0], fraction=[0.3, 0.7], blob_size=[8, 16])
+
+
+def _photo(seed: int = 0, size: tuple[int, int] = (60, 70), channels: int = 1) -> torch.Tensor:
+    return torch.rand(channels, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_sigma_is_drawn_inside_its_range_and_spread_over_it() -> None:
+    generator = torch.Generator().manual_seed(0)
+    sigmas = torch.stack([draw_pair(_photo(), 16, RECIPE, generator)["sigma"] for _ in range(200)])
+    assert sigmas.min() >= 1.0 and sigmas.max() <= 5.0
+    assert sigmas.min() < 1.5 and sigmas.max() > 4.5  # uniform over the range, not a point
+
+
+def test_hard_map_pair_is_sharp_or_blurred_pixel_by_pixel() -> None:
+    """Eq. 18-19 with soft = 0: at every pixel one source equals GT and the other the blurred photo,
+    blurred with the photo's own pixels around the patch (the margin), not padding."""
+    photo = _photo(size=(40, 40))
+    # The patch plus its margin is the whole photo, so the crop is the photo itself, up to the drawn
+    # rotation and flip: undo neither, compare against GT's own blur instead.
+    side = 16 + 2 * HARD.margin
+    pair = draw_pair(photo[:, :side, :side], 16, HARD, torch.Generator().manual_seed(3), flips=False)
+    sigma = float(pair["sigma"])
+    blurred = gaussian_blur(photo[None, :, :side, :side], sigma)[0, :, HARD.margin : HARD.margin + 16, HARD.margin : HARD.margin + 16]
+    assert torch.equal(pair["gt"], photo[:, HARD.margin : HARD.margin + 16, HARD.margin : HARD.margin + 16])
+    a_sharp = (pair["a"] - pair["gt"]).abs() < 1e-6
+    b_sharp = (pair["b"] - pair["gt"]).abs() < 1e-6
+    assert torch.all(a_sharp ^ b_sharp | ((blurred - pair["gt"]).abs() < 1e-6))
+    assert torch.allclose(torch.where(a_sharp, pair["b"], pair["a"]), blurred, atol=1e-6)
+    assert 0 < a_sharp.float().mean() < 1  # both sources hold part of the focus
+
+
+def test_recipe_rejects_bad_ranges() -> None:
+    with pytest.raises(ValueError, match="sigma must be a range"):
+        DefocusRecipe(sigma=(3.0, 1.0), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16))
+    with pytest.raises(ValueError, match="fraction must lie inside"):
+        DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.0, 0.8), blob_size=(8, 16))
+
+
+def test_items_depend_on_seed_and_index_only_and_never_run_out() -> None:
+    patches = SynthesizedPatches([_photo(0), _photo(1, (80, 64))], 16, RECIPE, length=10, seed=5)
+    first = patches[3]
+    assert all(torch.equal(first[k], patches[3][k]) for k in ("a", "b", "gt"))  # read again, same pair
+    assert not torch.equal(first["gt"], patches[4]["gt"])
+    assert patches[10_000]["a"].shape == (1, 16, 16)  # past len: a new, valid draw
+    other_seed = SynthesizedPatches([_photo(0), _photo(1, (80, 64))], 16, RECIPE, length=10, seed=6)
+    assert not torch.equal(first["a"], other_seed[3]["a"])
+
+
+def test_colour_photos_train_on_luminance_and_small_photos_are_refused() -> None:
+    patches = SynthesizedPatches([_photo(0, channels=3)], 16, RECIPE, length=4, seed=0)
+    assert patches[0]["gt"].shape == (1, 16, 16)
+    with pytest.raises(DataError, match="smaller than a 16px patch plus its 15px blur margin"):
+        SynthesizedPatches([_photo(0, (40, 60))], 16, RECIPE, length=4, seed=0)
+
+
+def test_every_epoch_draws_new_indices() -> None:
+    sampler = FreshDraws(6, seed=0)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    assert epochs == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17]]
+
+
+def _photo_dir(root: Path, count: int) -> Path:
+    root.mkdir()
+    for i in range(count):
+        write_image(root / f"p{i}.png", _photo(i, (48, 56), channels=3))
+    return root
+
+
+def test_photo_pool_reads_folders_and_names_problems(tmp_path: Path) -> None:
+    pool = photo_pool(False, [_photo_dir(tmp_path / "mine", 3)])
+    assert sorted(pool) == ["p0", "p1", "p2"] and pool["p0"].shape == (3, 48, 56)
+    with pytest.raises(DataError, match="does not exist or is not a folder"):
+        photo_pool(False, [tmp_path / "missing"])
+    with pytest.raises(DataError, match="already in the pool"):
+        photo_pool(False, [tmp_path / "mine", tmp_path / "mine"])
+    with pytest.raises(DataError, match="pool is empty"):
+        photo_pool(False, [])
+
+
+def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Path) -> None:
+    module = FusionDataModule(
+        batch_size=2, patch_size=16, patches_per_epoch=8, seed=0, embedded_photos=False,
+        photo_dirs=[str(_photo_dir(tmp_path / "mine", 10))], test_fraction=0.4, val_count=2, max_side=None,
+        synthesis=SMALL, held_out_synthesis=SMALL, batches_per_step=3,
+    )
+    module.setup("fit")
+    val = {s.name for s in module.val_scenes}
+    test = {s.name for s in module.test_scenes}
+    assert len(val) == 2 and len(test) == 2 and not val & test
+    batch = next(iter(module.train_dataloader()))
+    assert batch["a"].shape == (6, 1, 16, 16)
+    for scene in module.test_scenes:  # whole held-out photos in colour, with their ground truth
+        assert scene.a.shape == scene.gt.shape == (3, 48, 56)
+    with pytest.raises(DataError, match="set both or neither"):
+        FusionDataModule(batch_size=2, patch_size=16, synthesis=SMALL)
