@@ -1,4 +1,4 @@
-"""Training throughput: GIPCGAN under Lightning vs a plain PyTorch loop doing the same D and G steps.
+"""Training throughput: GIPCGAN under Lightning in fp32, bf16 and bf16 + channels_last, vs a plain PyTorch loop.
 
     python benchmarks/bench_training.py [--patch 48] [--batch 8] [--steps 20] [--warmup 3] [--d-steps 2] [--repeats 1]
     python benchmarks/bench_training.py --patch 80 --batch 32      # the paper's size (section 4.2)
@@ -10,6 +10,10 @@ them), then take ``d_steps`` Adam steps of D on ``discriminator_loss`` and one o
 decay. Patches/s counts every patch a step consumed, timed from the end of the warm-up steps to
 the last step (steady state); the end-to-end column adds setup (Trainer, optimisers). The
 Lightning side is the real module, so its cost includes GIPCGAN's logging and divergence guard.
+It runs three times: fp32 NCHW (``trainer.precision=32-true``), bf16 autocast
+(``bf16-mixed``, losses in fp32) and bf16 with both networks in channels_last (what
+``trainer.precision=auto`` and ``model.channels_last=true`` give on a CPU with native bf16);
+the bf16 rows are left out where the device has no native bf16 (gipc.hardware).
 """
 
 from __future__ import annotations
@@ -30,11 +34,17 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 
 from gipc.color import to_net
+from gipc.hardware import bf16_fast
 from gipc.losses import LossWeights, discriminator_loss, generator_loss
 from gipc.models import Discriminator, Generator
 from gipc.module import GIPCGAN
 
-LOSS_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "loss" / "gipc.yaml"
+CONF = Path(__file__).resolve().parents[1] / "conf"
+VARIANTS = {  # name: (Lightning precision, channels_last)
+    "Lightning fp32": ("32-true", False),
+    "Lightning bf16": ("bf16-mixed", False),
+    "Lightning bf16+CL": ("bf16-mixed", True),
+}
 
 
 class Patches(Dataset):
@@ -52,10 +62,16 @@ class Patches(Dataset):
         return {"a": a, "b": b, "gt": gt}
 
 
+def conf_group(group: str) -> dict[str, Any]:
+    """``conf/<group>/gipc.yaml`` without Hydra's keys and the cross-group interpolations."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / "gipc.yaml"))
+    kept = {k: v for k, v in raw.items() if not k.startswith("_") and k not in ("loss", "patch_size", "metrics")}
+    return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
+
+
 def loss_weights() -> LossWeights:
     """The paper's weights as the training config sets them (conf/loss/gipc.yaml)."""
-    config = OmegaConf.to_container(OmegaConf.load(LOSS_CONFIG), resolve=True)
-    return LossWeights(**{k: v for k, v in config.items() if not k.startswith("_")})
+    return LossWeights(**conf_group("loss"))
 
 
 class Clock:
@@ -105,14 +121,17 @@ Timing = tuple[float, float, float]
 """Steady-state wall seconds, steady-state CPU seconds, end-to-end wall seconds."""
 
 
-def lightning_loop(loader: DataLoader, args: argparse.Namespace, sync: Callable[[], None]) -> Timing:
-    """Timing of ``Trainer.fit`` on the real module."""
+def lightning_loop(
+    loader: DataLoader, args: argparse.Namespace, sync: Callable[[], None], precision: str, channels_last: bool
+) -> Timing:
+    """Timing of ``Trainer.fit`` on the real module (conf/model settings) at ``precision``."""
     begin = time.perf_counter()
     clock = Clock(sync)
     torch.manual_seed(0)
-    module = GIPCGAN(loss=loss_weights(), patch_size=args.patch, d_steps_per_g_step=args.d_steps)
+    settings = {**conf_group("model"), "d_steps_per_g_step": args.d_steps, "channels_last": channels_last}
+    module = GIPCGAN(loss=loss_weights(), patch_size=args.patch, **settings)
     trainer = L.Trainer(
-        accelerator=args.device, devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        accelerator=args.device, devices=1, max_epochs=1, logger=False, enable_checkpointing=False, precision=precision,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
         callbacks=[StepClock(args.warmup, clock)],
     )
@@ -129,9 +148,9 @@ def plain_loop(loader: DataLoader, args: argparse.Namespace, sync: Callable[[], 
     device = torch.device(args.device)
     torch.manual_seed(0)
     generator, discriminator = Generator().to(device).train(), Discriminator(args.patch).to(device).train()
-    weights = loss_weights()
-    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    weights, model = loss_weights(), conf_group("model")
+    opt_g = torch.optim.Adam(generator.parameters(), lr=model["lr"], betas=tuple(model["betas"]))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=model["lr"], betas=tuple(model["betas"]))
     schedulers = [LambdaLR(opt, lambda step: max(0.0, 1.0 - step / len(loader))) for opt in (opt_g, opt_d)]
     for index, batch in enumerate(loader):
         if index == args.warmup:
@@ -186,19 +205,27 @@ def main() -> int:
     print(f"{args.steps} G steps x ({args.d_steps} D + 1 G) x {args.batch} patches of {args.patch}x{args.patch} "
           f"= {per_step} patches per step; steady state over the last {args.steps - args.warmup} steps")
 
+    loops: dict[str, Callable[[], Timing]] = {"plain PyTorch fp32": lambda: plain_loop(loader, args, sync)}
+    for name, (precision, channels_last) in VARIANTS.items():
+        if precision == "32-true" or bf16_fast(args.device):
+            loops[name] = lambda p=precision, c=channels_last: lightning_loop(loader, args, sync, p, c)
+    if len(loops) < len(VARIANTS) + 1:
+        print(f"no native bf16 on {args.device}: bf16 rows left out")
     best: dict[str, Timing] = {}
     for _ in range(args.repeats):
-        for name, loop in (("plain PyTorch", plain_loop), ("Lightning GIPCGAN", lightning_loop)):
-            timing = loop(loader, args, sync)
+        for name, loop in loops.items():
+            timing = loop()
             best[name] = tuple(map(min, zip(best[name], timing))) if name in best else timing  # type: ignore[assignment]
     measured, steps = (args.steps - args.warmup) * per_step, args.steps - args.warmup
-    print(f"{'loop':<18} {'patches/s':>10} {'s/G step':>9} {'patches/CPU-s':>14} {'CPU-s/G step':>13} {'end-to-end s':>13}")
+    print(f"{'loop':<20} {'patches/s':>10} {'s/G step':>9} {'patches/CPU-s':>14} {'CPU-s/G step':>13} {'end-to-end s':>13}")
     for name, (wall, cpu, total) in best.items():
-        print(f"{name:<18} {measured / wall:>10.2f} {wall / steps:>9.3f} {measured / cpu:>14.2f} {cpu / steps:>13.3f} {total:>13.2f}")
-    (plain_wall, plain_cpu, plain_total), (light_wall, light_cpu, light_total) = best["plain PyTorch"], best["Lightning GIPCGAN"]
+        print(f"{name:<20} {measured / wall:>10.2f} {wall / steps:>9.3f} {measured / cpu:>14.2f} {cpu / steps:>13.3f} {total:>13.2f}")
+    (plain_wall, plain_cpu, plain_total), (light_wall, light_cpu, light_total) = best["plain PyTorch fp32"], best["Lightning fp32"]
     print(f"Lightning / plain time per step: wall {light_wall / plain_wall:.3f}, CPU {light_cpu / plain_cpu:.3f} "
           f"(Lightning overhead {light_wall / plain_wall - 1:+.1%} wall, {light_cpu / plain_cpu - 1:+.1%} CPU); "
           f"end-to-end {light_total / plain_total:.3f}")
+    for name in list(best)[2:]:
+        print(f"{name} speed-up over Lightning fp32: {light_wall / best[name][0]:.2f}x wall, {light_cpu / best[name][1]:.2f}x CPU")
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     return 0
 

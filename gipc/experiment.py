@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from gipc.checkpointing import AtomicCheckpointIO
 from gipc.data.errors import DataError
 from gipc.files import OutputExistsError, write_text
+from gipc.hardware import auto_precision
 from gipc.module import NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,12 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     loggers = _named(cfg.get("logger"), "logger")
     callbacks = _named(cfg.get("callbacks"), "callbacks")
     trainer: L.Trainer = _build(
-        cfg.trainer, "trainer", logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        "trainer",
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
     )
     _check_launch(trainer)
 
@@ -186,6 +193,19 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     _print_summary(trainer, output_dir)
     metric = {**fit_metrics, **trainer.callback_metrics}.get(cfg.get("optimized_metric") or "")
     return float(metric) if metric is not None else None
+
+
+def resolve_precision(precision: str | int, accelerator: str) -> str | int:
+    """``trainer.precision=auto``: bf16 mixed where the device computes bf16 natively, fp32 elsewhere
+    (said in the log); any other value is Lightning's own."""
+    if precision != "auto":
+        return precision
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    device = "cuda" if gpu else "cpu"
+    chosen = auto_precision(device)
+    why = "native bf16" if chosen == "bf16-mixed" else "no native bf16"
+    log.info("trainer.precision=auto: %s on %s (%s)", chosen, device, why)
+    return chosen
 
 
 def _check_launch(trainer: L.Trainer) -> None:

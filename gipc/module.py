@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from dataclasses import asdict
-from typing import Any, Literal, Mapping
+from dataclasses import asdict, replace
+from typing import Any, Callable, Literal, Mapping
 
 import lightning as L
 import numpy as np
@@ -59,29 +60,41 @@ class GIPCGAN(L.LightningModule):
         self,
         loss: LossWeights | Mapping[str, Any],
         patch_size: int,
-        generator: dict[str, Any] | None = None,
-        discriminator: dict[str, Any] | None = None,
-        d_steps_per_g_step: int = 2,
-        lr: float = 1e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
+        generator: dict[str, Any],
+        discriminator: dict[str, Any],
+        d_steps_per_g_step: int,
+        lr: float,
+        betas: tuple[float, float],
         on_nonfinite: NonFiniteAction = "stop",
         metrics: torch.nn.Module | None = None,
         seed: int = 0,
+        content_warmup: float = 0.0,
+        channels_last: bool = False,
     ) -> None:
-        """``seed`` starts the soft-label generator; it is the module's own, saved in checkpoints, so
-        a resumed run draws the labels the uninterrupted run would have drawn."""
+        """Every paper number (Tables 1-2, Algorithm 1, section 4.2) comes from ``conf/model``.
+
+        ``seed`` starts the soft-label generator; it is the module's own, saved in checkpoints, so
+        a resumed run draws the labels the uninterrupted run would have drawn. ``content_warmup``:
+        the leading fraction of the run's batches trained on the content loss alone (no D work).
+        ``channels_last``: both networks in NHWC memory, faster with oneDNN and cuDNN."""
         super().__init__()
         if d_steps_per_g_step < 1:
             raise ValueError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
         if on_nonfinite not in ("stop", "skip", "reduce_lr"):
             raise ValueError(f"model.on_nonfinite must be stop, skip or reduce_lr, got {on_nonfinite!r}")
+        if not 0.0 <= content_warmup <= 1.0:
+            raise ValueError(f"model.content_warmup must be a fraction of the run in [0, 1], got {content_warmup}")
         # Stored as a plain dict so checkpoints load with torch.load(weights_only=True).
         loss = asdict(loss) if isinstance(loss, LossWeights) else dict(loss)
         self.save_hyperparameters(ignore=["metrics"])
         self.automatic_optimization = False
-        self.generator = Generator(**(generator or {}))
-        self.discriminator = Discriminator(patch_size, **(discriminator or {}))
+        self.generator = Generator(**generator)
+        self.discriminator = Discriminator(patch_size, **discriminator)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
         self.weights = LossWeights(**loss)
+        self.content_weights = replace(self.weights, l1=0.0, l2=0.0)
+        self.total_batches = 1
         self.metrics = metrics
         self.d_steps = 0
         self.g_steps = 0
@@ -100,20 +113,26 @@ class GIPCGAN(L.LightningModule):
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        parts = self.hparams.d_steps_per_g_step + 1
-        if batch["a"].shape[0] % parts:
-            raise ValueError(f"train batch of {batch['a'].shape[0]} patches cannot be split into {parts} sub-batches")
-        subs = [dict(zip(batch, chunk)) for chunk in zip(*(batch[k].chunk(parts) for k in ("a", "b", "gt")))]
-        d_terms = self._discriminator_steps(opt_d, subs[:-1])
-        g_terms = self._generator_step(opt_g, subs[-1]) if d_terms is not None else None
+        if self.content_only():
+            # No D step needs patches: the G step takes the whole batch.
+            d_terms: dict[str, torch.Tensor] | None = {}
+            g_terms = self._generator_step(opt_g, batch, self.content_weights)
+        else:
+            parts = self.hparams.d_steps_per_g_step + 1
+            if batch["a"].shape[0] % parts:
+                raise ValueError(f"train batch of {batch['a'].shape[0]} patches cannot be split into {parts} sub-batches")
+            subs = [dict(zip(batch, chunk)) for chunk in zip(*(batch[k].chunk(parts) for k in ("a", "b", "gt")))]
+            d_terms = self._discriminator_steps(opt_d, subs[:-1])
+            g_terms = self._generator_step(opt_g, subs[-1], self.weights) if d_terms is not None else None
         for scheduler in self.lr_schedulers():  # the schedule counts batches, skipped ones too
             scheduler.step()
         if d_terms is None or g_terms is None:
             return
         self.log_dict({f"train/g_{k}": v.detach() for k, v in g_terms.items()}, prog_bar=False)
-        self.log_dict({f"train/d_{k}": v.detach() for k, v in d_terms.items()})
         self.log("train/g_loss", g_terms["total"].detach(), prog_bar=True)
-        self.log("train/d_loss", d_terms["total"].detach(), prog_bar=True)
+        if d_terms:
+            self.log_dict({f"train/d_{k}": v.detach() for k, v in d_terms.items()})
+            self.log("train/d_loss", d_terms["total"].detach(), prog_bar=True)
         self.log_dict(
             {
                 "train/lr_g": opt_g.param_groups[0]["lr"],
@@ -123,6 +142,27 @@ class GIPCGAN(L.LightningModule):
             }
         )
 
+    def content_only(self) -> bool:
+        """No adversarial work this batch: D has nothing to learn (every adversarial weight 0, the
+        ``content_only`` ablation), or the run is still in its content warm-up."""
+        w = self.weights
+        if not any((w.l1, w.l2, w.l3, w.l4, w.l5, w.l6)):
+            return True
+        done = self.lr_schedulers()[0].last_epoch if self._trainer is not None else 0
+        return done < self.hparams.content_warmup * self.total_batches
+
+    def _mixed_precision(self) -> tuple[contextlib.AbstractContextManager, Callable[[torch.Tensor], torch.Tensor]]:
+        """An fp32 context for the loss arithmetic (MSEs, Laplacians, least squares), and D as a scorer
+        that runs under the autocast the trainer's precision put around the step and answers in fp32."""
+        device = self.device.type
+        enabled, dtype = torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device, dtype=dtype, enabled=enabled):
+                return self.discriminator(x).float()
+
+        return torch.autocast(device, enabled=False), score
+
     def _discriminator_steps(self, opt_d: Any, subs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
         """One D step per sub-batch; ``None`` when the divergence guard skips the rest of the batch."""
         d_terms: dict[str, torch.Tensor] | None = None
@@ -130,7 +170,9 @@ class GIPCGAN(L.LightningModule):
         for sub in subs:
             with torch.no_grad():
                 fused = self.generator(to_net(sub["a"]), to_net(sub["b"]))
-            d_terms = discriminator_loss(fused, to_net(sub["gt"]), self.discriminator, self.weights, self.label_rng)
+            full, score = self._mixed_precision()
+            with full:
+                d_terms = discriminator_loss(fused.float(), to_net(sub["gt"]), score, self.weights, self.label_rng)
             if not self._finite(d_terms, "D"):
                 d_terms = None
                 break
@@ -141,13 +183,15 @@ class GIPCGAN(L.LightningModule):
         self.untoggle_optimizer(opt_d)
         return d_terms
 
-    def _generator_step(self, opt_g: Any, sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    def _generator_step(self, opt_g: Any, sub: dict[str, torch.Tensor], weights: LossWeights) -> dict[str, torch.Tensor] | None:
         """The G step; ``None`` when the divergence guard skips it."""
         self.toggle_optimizer(opt_g)
         fused = self.generator(to_net(sub["a"]), to_net(sub["b"]))
-        g_terms: dict[str, torch.Tensor] | None = generator_loss(
-            fused, to_net(sub["gt"]), self.discriminator, self.weights, self.label_rng
-        )
+        full, score = self._mixed_precision()
+        with full:
+            g_terms: dict[str, torch.Tensor] | None = generator_loss(
+                fused.float(), to_net(sub["gt"]), score, weights, self.label_rng
+            )
         if self._finite(g_terms, "G"):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_terms["total"])
@@ -176,7 +220,7 @@ class GIPCGAN(L.LightningModule):
         lr, betas = self.hparams.lr, tuple(self.hparams.betas)
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = self.total_batches = max(int(self.trainer.estimated_stepping_batches), 1)
 
         def linear(step: int) -> float:
             return max(0.0, 1.0 - step / total) * self.lr_scale

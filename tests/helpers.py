@@ -1,4 +1,4 @@
-"""Shared test pieces: repo paths, the `python gipc/run.py` subprocess runner, tiny training data."""
+"""Shared test pieces: repo paths, the `python gipc/run.py` subprocess runner, tiny training data, generators."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from gipc.losses import LossWeights
+from gipc.module import GIPCGAN
+from gipc.models.generator import Generator
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -50,8 +53,44 @@ class Patches(Dataset):
         return {"a": self.a[i], "b": self.b[i], "gt": torch.maximum(self.a[i], self.b[i])}
 
 
+def conf_group(group: str, name: str = "gipc") -> dict:
+    """``conf/<group>/<name>.yaml`` resolved, without Hydra's keys and the cross-group interpolations."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"))
+    kept = {k: v for k, v in raw.items() if k not in ("_target_", "_convert_", "loss", "patch_size", "metrics")}
+    return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
+
+
 def paper_weights(**over: object) -> LossWeights:
-    """The paper's loss weights (conf/loss/gipc.yaml), with overrides."""
-    base = dict(lam=9.3, beta1=1.3, beta2=4.5, l1=0.1, l2=1.0, l3=0.1, l4=1.0, l5=0.1, l6=1.0,
-                real_label=(0.7, 1.2), fake_label=(0.0, 0.3))
-    return LossWeights(**{**base, **over})
+    """The paper's loss weights as conf/loss/gipc.yaml holds them, with overrides."""
+    return LossWeights(**{**conf_group("loss"), **over})
+
+
+def paper_model(generator: dict | None = None, **over: object) -> GIPCGAN:
+    """A GIPCGAN with conf/model/gipc.yaml's settings on PATCH-sized patches; ``generator`` entries
+    override Table 1's (e.g. width=4 for speed), ``over`` any other constructor argument."""
+    model = conf_group("model")
+    model["generator"] = {**model["generator"], **(generator or {})}
+    return GIPCGAN(**{"loss": paper_weights(), "patch_size": PATCH, **model, **over})
+
+
+def random_eval_generator(seed: int = 0, **kwargs: int) -> Generator:
+    """Untrained generator in eval mode whose output varies strongly (default init gives a near-constant
+    image), with BatchNorm statistics far from the identity so that folding them is a real test."""
+    torch.manual_seed(seed)
+    gen = Generator(**kwargs).eval()
+    for module in gen.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, a=0.2)
+            torch.nn.init.normal_(module.bias, std=0.1)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    return gen
+
+
+def save_lightning_ckpt(path: Path, gen: Generator, hparams: dict | None = None) -> Path:
+    """A checkpoint laid out like the GIPCGAN LightningModule's (generator.* and discriminator.* weights)."""
+    state = {f"generator.{k}": v for k, v in gen.state_dict().items()}
+    state["discriminator.head.weight"] = torch.zeros(1, 3)
+    torch.save({"state_dict": state, "hyper_parameters": {"generator": hparams or {}}}, path)
+    return path

@@ -8,10 +8,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from gipc.module import GIPCGAN, NonFiniteLossError
-from helpers import PATCH, Patches, paper_weights
+from helpers import PATCH, Patches, paper_model, paper_weights
 
 def make(d_steps: int = 2, **kw) -> GIPCGAN:
-    return GIPCGAN(loss=paper_weights(), patch_size=PATCH, generator={"width": 4}, d_steps_per_g_step=d_steps, **kw)
+    return paper_model(generator={"width": 4}, d_steps_per_g_step=d_steps, **kw)
 
 
 def loader(steps: int, batch: int, d_steps: int) -> DataLoader:
@@ -101,3 +101,54 @@ def test_non_finite_loss_can_skip_the_batch(tmp_path):
 def test_d_steps_below_one_is_rejected():
     with pytest.raises(ValueError, match="d_steps_per_g_step must be >= 1"):
         make(0)
+
+
+def _flat(net: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+
+def test_content_warmup_trains_g_alone_on_whole_batches_then_the_full_objective(tmp_path):
+    model = make(2, content_warmup=0.5)
+    g_batch_sizes: list[int] = []
+    model.generator.register_forward_hook(lambda m, args, out: g_batch_sizes.append(out.shape[0]))
+    d_before: list[torch.Tensor] = []
+
+    class AfterWarmup(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if batch_idx == 1:
+                d_before.append(_flat(module.discriminator))
+
+    initial_d = _flat(model.discriminator)
+    trainer(tmp_path, callbacks=[AfterWarmup()]).fit(model, loader(4, 2, 2))
+    assert torch.equal(d_before[0], initial_d)  # the warm-up never touched D
+    # Two warm-up G steps on all 6 patches, then per batch two D steps (no grad) and a G step on 2 each.
+    assert g_batch_sizes == [6, 6, 2, 2, 2, 2, 2, 2]
+    assert (model.g_steps, model.d_steps) == (4, 4)
+
+
+def test_content_only_ablation_never_runs_the_discriminator(tmp_path):
+    zero = dict(l1=0.0, l2=0.0, l3=0.0, l4=0.0, l5=0.0, l6=0.0)
+    model = make(2, loss=paper_weights(**zero))
+    calls: list[int] = []
+    model.discriminator.register_forward_hook(lambda m, args, out: calls.append(1))
+    trainer(tmp_path).fit(model, loader(3, 2, 2))
+    assert calls == [] and (model.g_steps, model.d_steps) == (3, 0)
+
+
+def test_bf16_mixed_steps_run_the_networks_in_bf16_and_stay_finite(tmp_path):
+    model = make(2, channels_last=True)
+    out_dtypes: set[torch.dtype] = set()
+    model.generator.register_forward_hook(lambda m, args, out: out_dtypes.add(out.dtype))
+    logged: list[dict[str, float]] = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            logged.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    trainer(tmp_path, precision="bf16-mixed", callbacks=[Record()]).fit(model, loader(3, 2, 2))
+    assert out_dtypes == {torch.bfloat16}
+    assert (model.g_steps, model.d_steps) == (3, 6)
+    assert all(torch.isfinite(torch.tensor(list(row.values()))).all() for row in logged)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    conv = model.generator.enc_a[1][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

@@ -22,7 +22,7 @@ from gipc.data.datasets import PatchDataset
 from gipc.data.scene import Scene
 from gipc.experiment import FAILED_MARKER, run_experiment
 from gipc.module import GIPCGAN, NonFiniteLossError
-from helpers import PATCH, Patches, paper_weights
+from helpers import PATCH, Patches, paper_model, paper_weights
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = [
@@ -140,7 +140,7 @@ def test_a_save_killed_halfway_leaves_the_previous_last_ckpt_whole(tmp_path, mon
 
 # ---------------------------------------------------------------------- checkpoint callback
 def tiny_model(**kw) -> GIPCGAN:
-    return GIPCGAN(loss=paper_weights(), patch_size=PATCH, generator={"width": 4}, d_steps_per_g_step=1, **kw)
+    return paper_model(generator={"width": 4}, d_steps_per_g_step=1, **kw)
 
 
 def fit(tmp_path: Path, batches: int, checkpoint: RunCheckpoint, *callbacks: L.Callback, model: GIPCGAN | None = None) -> GIPCGAN:

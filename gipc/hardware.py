@@ -1,0 +1,39 @@
+"""What the hardware can do fast, detected at run time (CPU kinds change between machines)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "avx_ne_convert"})
+"""CPU flags with native bf16 dot products; without them oneDNN emulates bf16, slower than fp32."""
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def bf16_fast(device: torch.device | str) -> bool:
+    """Whether bf16 compute is native (and so faster than fp32) on ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(NATIVE_BF16_FLAGS & cpu_flags()) and torch.backends.mkldnn.is_available()
+    return False
+
+
+def auto_precision(device: torch.device | str) -> str:
+    """Lightning's precision for training on ``device``: bf16 mixed where it is native, fp32 elsewhere."""
+    return "bf16-mixed" if bf16_fast(device) else "32-true"
