@@ -38,6 +38,7 @@ def test_experiment_full_is_the_papers_setting():
         ("without_gra", {"l2", "l4", "l6"}),
         ("paper_without_int", {"l1", "l3"}),
         ("paper_without_gra", {"l2", "l4"}),
+        ("content_only", {"l1", "l2", "l3", "l4", "l5", "l6"}),
     ],
 )
 def test_ablation_zeroes_exactly_the_named_lambdas(ablation, zeroed):
