@@ -1,0 +1,120 @@
+"""Comparison figures: each scene's sources and fused results side by side, with a zoomed crop of each.
+
+    python -m gipc.figures --sources path/to/lytro/triple --fused gipc=DIR --fused laplacian_energy=DIR2 --out fig.png
+
+One row of whole images and one row of crops per scene. The crop is the ``--crop``-pixel window
+where the sources differ most in detail (local Laplacian energy), the place where a fusion method
+has to choose, and it is outlined on the whole images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+from gipc.color import split_luma
+from gipc.data.errors import DataError
+from gipc.data.sources import group_sources
+from gipc.evaluate import FUSED_SUFFIXES, match_stems
+from gipc.files import atomic_path
+from gipc.imaging import ImageError, read_image, read_matching
+
+
+def _luma(image: torch.Tensor) -> torch.Tensor:
+    return split_luma(image[None])[0] if image.shape[0] == 3 else image[None]
+
+
+def decision_window(sources: Sequence[torch.Tensor], size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size`` x ``size`` window where the sources' local detail differs most:
+    the spread across sources of their Laplacian energy, summed over the window."""
+    energy = torch.cat([kornia.filters.laplacian(_luma(s), 3).abs() for s in sources])
+    spread = energy.max(0).values - energy.min(0).values
+    height, width = spread.shape[-2:]
+    size = min(size, height, width)
+    window = F.avg_pool2d(spread[None], size, stride=max(1, size // 8))[0, 0]
+    row, col = divmod(int(window.argmax()), window.shape[1])
+    stride = max(1, size // 8)
+    return min(row * stride, height - size), min(col * stride, width - size)
+
+
+def comparison_figure(
+    scenes: Sequence[tuple[str, list[tuple[str, torch.Tensor]]]], out: Path, crop: int = 96, panel_inches: float = 2.0
+) -> Path:
+    """Write a PNG: per scene, ``(label, image)`` panels in a row and their crops below, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    columns = max(len(panels) for _, panels in scenes)
+    fig, axes = plt.subplots(2 * len(scenes), columns, figsize=(panel_inches * columns, 2 * panel_inches * len(scenes)), squeeze=False)
+    for row, (name, panels) in enumerate(scenes):
+        sources = [image for label, image in panels if label.startswith("source")]
+        top, left = decision_window(sources, crop)
+        size = min(crop, *panels[0][1].shape[-2:])
+        for col in range(columns):
+            whole, zoom = axes[2 * row, col], axes[2 * row + 1, col]
+            for ax in (whole, zoom):
+                ax.set_axis_off()
+            if col >= len(panels):
+                continue
+            label, image = panels[col]
+            gray = image.shape[0] == 1
+            pixels = image[0] if gray else image.permute(1, 2, 0)
+            whole.imshow(pixels.numpy(), cmap="gray" if gray else None, vmin=0, vmax=1, interpolation="lanczos")
+            whole.add_patch(Rectangle((left, top), size, size, fill=False, edgecolor="yellow", linewidth=1))
+            whole.set_title(f"{name}: {label}" if col == 0 else label, fontsize=8)
+            zoom.imshow(pixels[top : top + size, left : left + size].numpy(), cmap="gray" if gray else None, vmin=0, vmax=1,
+                        interpolation="nearest")
+    fig.tight_layout(pad=0.3)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _named_folder(value: str) -> tuple[str, Path]:
+    name, sep, folder = value.partition("=")
+    return (name, Path(folder)) if sep else (Path(value).name, Path(value))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m gipc.figures", description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources")
+    parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
+    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels")
+    args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"{args.out} exists; choose a new file")
+    try:
+        groups = group_sources(args.sources)
+        methods = [_named_folder(value) for value in args.fused]
+        fused = {name: match_stems([g for g, _ in groups], folder, FUSED_SUFFIXES, name) for name, folder in methods}
+        scenes = []
+        for scene, paths in groups:
+            panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
+            panels += [(name, read_image(fused[name][scene]).pixels) for name, _ in methods]
+            scenes.append((scene, panels))
+        comparison_figure(scenes, args.out, args.crop)
+    except (DataError, ImageError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Comparison figures: the crop lands where the sources differ in detail; the figure is written whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gipc.figures import decision_window, main
+from gipc.imaging import write_image
+
+
+def test_crop_window_lands_where_only_one_source_has_detail() -> None:
+    flat = torch.full((1, 120, 160), 0.5)
+    detailed = flat.clone()
+    detailed[:, 70:100, 20:50] = torch.rand(1, 30, 30, generator=torch.Generator().manual_seed(0))
+    top, left = decision_window([detailed, flat], 32)
+    assert 70 - 32 < top <= 70 and 20 - 32 < left <= 20  # the window overlaps the textured square
+    assert top + 32 > 70 and left + 32 > 20
+
+
+def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path) -> None:
+    sources, fused = tmp_path / "sources", tmp_path / "fused"
+    for folder in (sources, fused):
+        folder.mkdir()
+    for letter in "ABC":
+        write_image(sources / f"s1-{letter}.png", torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(ord(letter))))
+    write_image(fused / "s1-fused.png", torch.rand(3, 40, 48))
+    out = tmp_path / "fig.png"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--crop", "16"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "fused", "sources"]  # no temp file left
+    with pytest.raises(SystemExit) as refused:
+        main(["--sources", str(sources), "--out", str(out)])
+    assert refused.value.code == 2
