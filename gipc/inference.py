@@ -1,0 +1,131 @@
+"""The generator as inference runs it: BatchNorm folded, channels_last, bf16/fp16 where the hardware has it.
+
+Training keeps the :class:`~gipc.models.Generator` as Table 1 builds it. To fuse, :func:`prepare`
+makes an eval-only copy whose BatchNorm layers are folded into the preceding convolutions (one
+pass less per block, the same function to float rounding), stores it channels_last (the layout
+oneDNN's and cuDNN's fast convolutions want) and runs it under autocast in the precision
+:func:`choose_path` picks: bf16 on a CPU with native bf16 instructions (AVX512-BF16 or AMX) and on
+GPUs that have it, fp16 on older GPUs, fp32 elsewhere. ``gipc-fuse``, :func:`gipc.pretrained.pretrained`,
+tiling (any fuser) and training's test stage all build the network through :func:`prepare`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from gipc.color import from_net, to_net
+from gipc.hardware import NATIVE_BF16_FLAGS, cpu_flags
+from gipc.tiling import Fuser
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class InferencePath:
+    """Where and in which precision the network runs, and why that precision was chosen."""
+
+    device: torch.device
+    precision: str
+    reason: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.precision]
+
+    def describe(self) -> str:
+        return f"{self.device.type}, {self.precision} ({self.reason}), channels_last, BatchNorm folded"
+
+
+def choose_path(device: str | torch.device | None = None, precision: str = "auto") -> InferencePath:
+    """The inference path for ``device`` (None: CUDA if available, else CPU) and ``precision``.
+
+    ``auto`` takes bf16 where the hardware computes it natively (a CPU with AMX or AVX512-BF16, a
+    GPU of compute capability 8 or later), fp16 on older GPUs, fp32 on other CPUs. An explicit
+    ``bf16`` runs anywhere (emulated where not native); ``fp16`` runs on CUDA only.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        if precision == "auto":
+            return InferencePath(device, "bf16" if native_bf16 else "fp16", "auto: " + ("GPU has bf16" if native_bf16 else "GPU lacks bf16"))
+        if precision == "bf16" and not native_bf16:
+            return InferencePath(device, "bf16", "asked for; this GPU emulates bf16")
+        return InferencePath(device, precision, "asked for")
+    if device.type != "cpu":
+        raise ValueError(f"device must be cpu or cuda, got {device}")
+    if precision == "fp16":
+        raise ValueError("precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
+    flags = sorted(NATIVE_BF16_FLAGS & cpu_flags()) if torch.backends.mkldnn.is_available() else []
+    if precision == "auto":
+        if flags:
+            return InferencePath(device, "bf16", f"auto: CPU has {', '.join(flags)}")
+        return InferencePath(device, "fp32", "auto: CPU has no native bf16")
+    if precision == "bf16" and not flags:
+        return InferencePath(device, "bf16", "asked for; this CPU has no native bf16, expect it slower than fp32")
+    return InferencePath(device, precision, "asked for")
+
+
+def fold_batchnorm(generator: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``generator`` with every Conv2d -> BatchNorm2d pair of a Sequential made one Conv2d.
+
+    In eval mode BatchNorm is an affine map per channel, so ``conv`` then ``bn`` equals one conv
+    with scaled weights and a shifted bias; the BatchNorm becomes an Identity. The original is untouched.
+    """
+    folded = copy.deepcopy(generator).eval()
+    for block in folded.modules():
+        if not isinstance(block, nn.Sequential):
+            continue
+        for i in range(len(block) - 1):
+            conv, norm = block[i], block[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                block[i] = fuse_conv_bn_eval(conv, norm)
+                block[i + 1] = nn.Identity()
+    return folded
+
+
+class InferenceGenerator(nn.Module):
+    """A generator ready to fuse on one :class:`InferencePath` (to move it, :func:`prepare` again).
+
+    Called like the generator, on two (B, 1, H, W) images in [-1, 1] on any device; returns float32
+    on the inputs' device, so tiling can assemble on the CPU while the tiles run on a GPU.
+    """
+
+    def __init__(self, generator: nn.Module, path: InferencePath) -> None:
+        super().__init__()
+        self.net = fold_batchnorm(generator).to(path.device, memory_format=torch.channels_last)
+        for layer in self.net.modules():
+            if isinstance(layer, nn.LeakyReLU):
+                layer.inplace = True  # its input is a conv output nothing else holds: one buffer less per block
+        self.path = path
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        device, dtype = self.path.device, self.path.dtype
+        a_in = a.to(device).contiguous(memory_format=torch.channels_last)
+        b_in = b.to(device).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            fused = self.net(a_in, b_in)
+        return fused.float().contiguous().to(a.device)
+
+    def fuse_y(self, ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """The :data:`~gipc.tiling.Fuser` form: luminance in [0, 1] in and out."""
+        return from_net(self(to_net(ya), to_net(yb)))
+
+
+def prepare(generator: nn.Module, path: InferencePath | None = None) -> InferenceGenerator:
+    """``generator`` made ready to fuse on ``path`` (None: the ``auto`` path of the generator's device)."""
+    if path is None:
+        path = choose_path(next(generator.parameters()).device)
+    return InferenceGenerator(generator, path)
+
+
+def network_fuser(generator: nn.Module, path: InferencePath | None = None) -> Fuser:
+    """The generator as a [0, 1] luminance fuser on the inference path (see :func:`prepare`)."""
+    return prepare(generator, path).fuse_y

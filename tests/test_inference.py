@@ -1,0 +1,112 @@
+"""The inference path: precision choice, BatchNorm folding, channels_last and bf16 accuracy."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import gipc.inference
+from gipc.color import split_luma
+from gipc.imaging import read_image
+from gipc.inference import choose_path, fold_batchnorm, network_fuser, prepare
+from gipc.tiling import tiled
+
+from helpers import random_eval_generator
+
+
+def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of two images in [0, 1]."""
+    return float(10 * torch.log10(1 / ((x - y) ** 2).mean()))
+
+
+@pytest.mark.parametrize(
+    ("flags", "precision", "reason"),
+    [
+        ({"avx512_bf16", "avx512f"}, "bf16", "auto: CPU has avx512_bf16"),
+        ({"amx_bf16", "amx_tile", "avx512_bf16"}, "bf16", "auto: CPU has amx_bf16, avx512_bf16"),
+        ({"avx2", "avx512f"}, "fp32", "auto: CPU has no native bf16"),
+        (set(), "fp32", "auto: CPU has no native bf16"),
+    ],
+)
+def test_auto_takes_bf16_only_on_a_cpu_with_native_bf16(
+    flags: set[str], precision: str, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gipc.inference, "cpu_flags", lambda: frozenset(flags))
+    path = choose_path("cpu")
+    assert (path.device, path.precision, path.reason) == (torch.device("cpu"), precision, reason)
+    assert path.describe() == f"cpu, {precision} ({reason}), channels_last, BatchNorm folded"
+
+
+def test_asked_for_precisions_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gipc.inference, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert choose_path("cpu", "fp32").dtype == torch.float32
+    forced = choose_path("cpu", "bf16")
+    assert forced.dtype == torch.bfloat16 and "no native bf16, expect it slower than fp32" in forced.reason
+    with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
+        choose_path("cpu", "fp16")
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, got 'fp8'"):
+        choose_path("cpu", "fp8")
+
+
+def test_folding_removes_batchnorm_and_leaves_the_original_alone() -> None:
+    gen = random_eval_generator().train()
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    folded = fold_batchnorm(gen)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in gen.modules()) == 11  # 2 x 4 encoder blocks, the 1x1 block, 2 decoder blocks
+    assert gen.training and not folded.training
+    assert all(torch.equal(before[k], v) for k, v in gen.state_dict().items())
+
+
+def test_folded_fp32_equals_the_generator_to_1e5() -> None:
+    gen = random_eval_generator(seed=1)
+    a, b = torch.rand(2, 1, 1, 72, 60) * 2 - 1
+    dropped = copy.deepcopy(gen)  # control: BatchNorm dropped instead of folded changes the output
+    for block in dropped.modules():
+        if isinstance(block, nn.Sequential):
+            for i, layer in enumerate(block):
+                if isinstance(layer, nn.BatchNorm2d):
+                    block[i] = nn.Identity()
+    with torch.no_grad():
+        expected = gen(a, b)
+        assert (dropped(a, b) - expected).abs().max() > 1e-2
+    ready = prepare(gen, choose_path("cpu", "fp32"))
+    fused = ready(a, b)
+    assert fused.dtype == torch.float32 and fused.shape == expected.shape
+    assert (fused - expected).abs().max() < 1e-5
+    assert expected.std() > 0.05  # a function with real structure, not a constant
+
+
+def test_the_network_is_stored_channels_last() -> None:
+    ready = prepare(random_eval_generator(), choose_path("cpu", "fp32"))
+    convs = [m for m in ready.net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 13 and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+
+
+def test_prepare_defaults_to_the_auto_path_of_the_generators_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gipc.inference, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert prepare(random_eval_generator()).path == choose_path("cpu", "auto")
+
+
+def test_bf16_stays_within_45_db_of_fp32_on_a_lytro_pair(lytro_pairs: Path) -> None:
+    """The issue's bound (45 dB PSNR); measured here about 60 dB with these random weights."""
+    gen = random_eval_generator(seed=2)
+    ya = split_luma(read_image(lytro_pairs / "lytro-11-A.jpg").pixels[None, :, :256, :256])[0]
+    yb = split_luma(read_image(lytro_pairs / "lytro-11-B.jpg").pixels[None, :, :256, :256])[0]
+    fp32 = network_fuser(gen, choose_path("cpu", "fp32"))(ya, yb)
+    bf16 = network_fuser(gen, choose_path("cpu", "bf16"))(ya, yb)
+    assert fp32.std() > 0.02
+    assert 45 < _psnr(bf16, fp32) < 100  # close, and really computed in bf16 (not equal to fp32)
+
+
+def test_tiles_run_on_the_inference_path() -> None:
+    """Tiling wraps the inference fuser: tiled bf16 matches whole-image bf16 as tiled fp32 matches fp32."""
+    gen = random_eval_generator(seed=3)
+    a, b = torch.rand(2, 1, 1, 150, 130)
+    for precision in ("fp32", "bf16"):
+        fuse_y = network_fuser(gen, choose_path("cpu", precision))
+        assert (tiled(fuse_y, 80, 32)(a, b) - fuse_y(a, b)).abs().max() < 1 / 255
