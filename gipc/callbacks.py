@@ -15,9 +15,13 @@ from gipc.baselines import BASELINES
 from gipc.color import fuse_color, split_luma
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
+from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
+from gipc.tiling import Fuser
 
 MODEL_NAME = "gipc"
+SHIPPED_NAME = "gipc-shipped"
+"""The report's row for the model gipc ships (gipc.pretrained), beside the model the run trained."""
 
 
 def _real_count(outputs: Any, names: Sequence[str]) -> int:
@@ -28,20 +32,26 @@ def _real_count(outputs: Any, names: Sequence[str]) -> int:
 class TestReport(L.Callback):
     """Writes every fused test image and a per-image metric table of the model and classic baselines.
 
+    With ``shipped`` the table also scores the model gipc ships (row ``gipc-shipped``), so a short
+    run shows what a trained model does; an install without shipped weights leaves the row out.
+
     Each rank writes the images it fused; the metric rows are gathered and rank zero writes
     ``metrics.csv`` / ``metrics.md`` once, so a DDP run leaves one set of outputs. The repeats
     DistributedSampler pads an uneven test set with are skipped, so every image appears once and
     the means equal a single-process run's.
     """
 
-    def __init__(self, out_dir: str, baselines: Sequence[str] = (), image_dir: str = "fused") -> None:
+    def __init__(self, out_dir: str, baselines: Sequence[str] = (), image_dir: str = "fused", shipped: bool = True) -> None:
         self.out_dir = Path(out_dir)
         self.baselines = list(baselines)
         self.image_dir = image_dir
+        self.shipped = shipped
+        self.shipped_fuser: Fuser | None = None
         self.rows: list[dict[str, Any]] = []
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
+        self.shipped_fuser = pretrained(pl_module.device).fuse_y if self.shipped and shipped_weights_exist() else None
 
     @torch.inference_mode()
     def on_test_batch_end(
@@ -54,6 +64,8 @@ class TestReport(L.Callback):
         a, b, gt = batch["a"][:real], batch["b"][:real], batch.get("gt")
         gt = None if gt is None else gt[:real]
         fused = {MODEL_NAME: outputs["fused"][:real]}
+        if self.shipped_fuser is not None:
+            fused[SHIPPED_NAME] = fuse_color(self.shipped_fuser, a, b)
         fused.update({name: fuse_color(BASELINES[name], a, b) for name in self.baselines})
         for i, image_name in enumerate(names):
             path = self.out_dir / self.image_dir / f"{image_name}.png"
@@ -68,7 +80,7 @@ class TestReport(L.Callback):
             rows = [row for part in gathered for row in part]
         if not trainer.is_global_zero or not rows:
             return
-        rows.sort(key=lambda r: (r["method"] != MODEL_NAME, r["method"], r["image"]))
+        rows.sort(key=lambda r: (r["method"] != MODEL_NAME, r["method"] != SHIPPED_NAME, r["method"], r["image"]))
         write_report(rows, self.out_dir, group="method")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -1,10 +1,12 @@
 """The fuse command: fuse registered multi-focus sources with a trained generator or a classic baseline.
 
-    gipc-fuse --ckpt model.ckpt A.png B.png [C.png ...] --out fused.png
-    gipc-fuse --method gff --pairs DIR --out NEW_DIR
+    gipc-fuse A.png B.png [C.png ...] --out fused.png          # the model gipc ships
+    gipc-fuse --ckpt model.ckpt --pairs DIR --out NEW_DIR      # a run's checkpoint or a gipc-export file
+    gipc-fuse --method gff --pairs DIR --out NEW_DIR           # a classic baseline
 
 Outputs keep the sources' bit depth and kind (gray stays gray), appear whole or not at all, and
 never replace an input. Large images go through the network in overlapping tiles (SPEC 1.7).
+The network runs on the inference path of :mod:`gipc.inference` (``--precision``, ``--device``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Iterator, NoReturn
 import torch
 from tqdm import tqdm
 
-from gipc.color import from_net, fuse_color, to_net
+from gipc.color import fuse_color
 from gipc.data.sources import SOURCE_NAME, group_sources
 from gipc.files import OutputExistsError, check_output_folder, check_writable
 from gipc.imaging import check_output_format, read_matching, write_image
-from gipc.models.generator import Generator
+from gipc.inference import PRECISIONS, choose_path, network_fuser
+from gipc.pretrained import load_generator, shipped_generator
 from gipc.tiling import Fuser, fuse_sequence, tiled
 
 AUTO_TILE_PIXELS = 1024 * 1024
@@ -30,10 +33,6 @@ AUTO_TILE_PIXELS = 1024 * 1024
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
 """overlap // 4 = 16 covers the generator's receptive radius (8) twice, so tiling is exact."""
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable gipc generator checkpoint."""
 
 
 class FuseInputError(ValueError):
@@ -46,55 +45,6 @@ class Job:
 
     sources: tuple[Path, ...]
     output: Path
-
-
-def load_generator(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Generator:
-    """The generator of a Lightning checkpoint of ``GIPCGAN``, in eval mode.
-
-    Takes ``state_dict`` keys ``generator.*`` and the Generator kwargs in
-    ``hyper_parameters["generator"]``. The file is unpickled: load only checkpoints you trust.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # a corrupt file can fail in the zip reader, the unpickler or storage loading
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); use one saved by gipc training")
-    state = {k.removeprefix("generator."): v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
-    if not state:
-        raise CheckpointError(f"{path}: holds no generator weights (no 'generator.*' keys); is it a gipc checkpoint?")
-    kwargs = dict((ckpt.get("hyper_parameters") or {}).get("generator") or {})
-    try:
-        generator = Generator(**kwargs)
-    except TypeError as err:
-        raise CheckpointError(f"{path}: generator settings {kwargs} do not fit this version of gipc ({err})") from None
-    expected = generator.state_dict()
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
-    if missing or unexpected or reshaped:
-        example = (missing or unexpected or reshaped)[0]
-        raise CheckpointError(
-            f"{path}: generator weights do not fit Generator({kwargs}): {len(missing)} missing, "
-            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})"
-        )
-    generator.load_state_dict(state)
-    return generator.eval()
-
-
-def network_fuser(generator: Generator) -> Fuser:
-    """The generator as a [0, 1] luminance fuser; runs on the generator's device, returns on the inputs'."""
-    device = next(generator.parameters()).device
-
-    def fuse_y(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            fused = from_net(generator(to_net(ya.to(device)), to_net(yb.to(device))))
-        return fused.to(ya.device)
-
-    return fuse_y
 
 
 def fuse_images(fuse_y: Fuser, images: list[torch.Tensor]) -> torch.Tensor:
@@ -160,8 +110,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gipc-fuse", description="Fuse multi-focus images with GIPC-GAN or a classic baseline.")
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--ckpt", type=Path, help="Lightning checkpoint of a trained GIPC-GAN")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--ckpt", type=Path, help="a run's Lightning checkpoint or a gipc-export file (default: the shipped model)")
     model.add_argument("--method", help="classic baseline instead of the network (see gipc.baselines)")
     parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
     parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files or A/, B/ subfolders")
@@ -169,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="network precision; auto: bf16 where the hardware computes it natively (default)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     return parser
 
@@ -176,16 +127,18 @@ def _parser() -> argparse.ArgumentParser:
 def _fuser(args: argparse.Namespace) -> Fuser:
     if args.method is not None:
         if args.tile is not None:
-            raise FuseInputError("--tile applies to the network (--ckpt) only; baselines fuse whole images")
+            raise FuseInputError("--tile applies to the network only; baselines fuse whole images")
+        if args.precision != "auto":
+            raise FuseInputError("--precision applies to the network only; baselines compute in fp32")
         from gipc.baselines import get_baseline
 
         return get_baseline(args.method)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return network_fuser(load_generator(args.ckpt).to(device))
+    path = choose_path(None if args.device == "auto" else args.device, args.precision)
+    generator = load_generator(args.ckpt) if args.ckpt is not None else shipped_generator()
+    print(f"gipc-fuse: network {args.ckpt or 'shipped with gipc'}; {path.describe()}", file=sys.stderr)
+    return network_fuser(generator, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,16 +17,14 @@ from PIL import Image as PILImage
 import gipc.fuse
 from gipc.baselines import average
 from gipc.color import fuse_color, split_luma
-from gipc.fuse import (
-    CheckpointError,
-    fuse_images,
-    load_generator,
-    main,
-    network_fuser,
-)
+from gipc.fuse import fuse_images, main
 from gipc.imaging import read_image
+from gipc.inference import network_fuser
 from gipc.models.generator import Generator
+from gipc.pretrained import CheckpointError, load_generator
 from gipc.tiling import tiled
+
+from helpers import random_eval_generator, save_lightning_ckpt
 
 MEMORY_PROBE = """
 import resource, sys, torch
@@ -44,31 +42,9 @@ print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB
 """
 
 
-def _random_eval_generator(seed: int = 0, **kwargs: int) -> Generator:
-    """Untrained generator whose output varies strongly (default init gives a near-constant image)."""
-    torch.manual_seed(seed)
-    gen = Generator(**kwargs).eval()
-    for module in gen.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, a=0.2)
-            torch.nn.init.normal_(module.bias, std=0.1)
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 2.0)
-    return gen
-
-
-def _save_ckpt(path: Path, gen: Generator, hparams: dict | None = None) -> Path:
-    """A checkpoint laid out like the GIPCGAN LightningModule's."""
-    state = {f"generator.{k}": v for k, v in gen.state_dict().items()}
-    state["discriminator.head.weight"] = torch.zeros(1, 3)
-    torch.save({"state_dict": state, "hyper_parameters": {"generator": hparams or {}}}, path)
-    return path
-
-
 @pytest.fixture
 def ckpt(tmp_path: Path) -> Path:
-    return _save_ckpt(tmp_path / "gen.ckpt", _random_eval_generator())
+    return save_lightning_ckpt(tmp_path / "gen.ckpt", random_eval_generator())
 
 
 def _gray(path: Path, array: np.ndarray) -> Path:
@@ -86,8 +62,8 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_checkpoint_round_trip_gives_the_same_generator_in_eval_mode(tmp_path: Path) -> None:
-    gen = _random_eval_generator(seed=3, width=8)
-    loaded = load_generator(_save_ckpt(tmp_path / "g.ckpt", gen, {"width": 8}))
+    gen = random_eval_generator(seed=3, width=8)
+    loaded = load_generator(save_lightning_ckpt(tmp_path / "g.ckpt", gen, {"width": 8}))
     assert not loaded.training
     assert loaded.enc_a[0][0].out_channels == 8
     for (name, ours), theirs in zip(gen.state_dict().items(), loaded.state_dict().values()):
@@ -128,13 +104,13 @@ def test_bare_state_dict_is_not_a_lightning_checkpoint(tmp_path: Path) -> None:
 
 
 def test_weights_of_another_shape(tmp_path: Path) -> None:
-    path = _save_ckpt(tmp_path / "w8.ckpt", Generator(width=8))  # hyper-parameters claim the default width 16
+    path = save_lightning_ckpt(tmp_path / "w8.ckpt", Generator(width=8))  # hyper-parameters claim the default width 16
     with pytest.raises(CheckpointError, match=r"do not fit Generator\(\{\}\): 0 missing, 0 unexpected, \d+ of another shape"):
         load_generator(path)
 
 
 def test_unknown_generator_settings(tmp_path: Path) -> None:
-    path = _save_ckpt(tmp_path / "new.ckpt", Generator(), {"heads": 4})
+    path = save_lightning_ckpt(tmp_path / "new.ckpt", Generator(), {"heads": 4})
     with pytest.raises(CheckpointError, match=r"generator settings \{'heads': 4\} do not fit this version"):
         load_generator(path)
 
@@ -249,7 +225,7 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
             _gray(pairs / f"{stem}-{letter}.png", rng.integers(0, 256, (8, 10)).astype(np.uint8))
     calls = []
 
-    def interrupted_on_second_pair(generator: Generator):
+    def interrupted_on_second_pair(generator: Generator, path: object):
         def fuse_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             calls.append(1)
             if len(calls) == 2:
@@ -272,7 +248,9 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
     [
         (["--tile", "64", "--overlap", "64"], "need tile >= 0 and 0 <= overlap < tile"),
         (["--tile", "-1"], "need tile >= 0"),
-        (["--method", "average", "--tile", "256"], "--tile applies to the network (--ckpt) only"),
+        (["--method", "average", "--tile", "256"], "--tile applies to the network only"),
+        (["--method", "average", "--precision", "bf16"], "--precision applies to the network only; baselines compute in fp32"),
+        (["--device", "cpu", "--precision", "fp16"], "precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU"),
     ],
 )
 def test_bad_options_exit_2(tmp_path: Path, ckpt: Path, grayscale_pairs: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -291,9 +269,9 @@ def test_cuda_without_a_gpu(tmp_path: Path, ckpt: Path, grayscale_pairs: Path, c
 
 def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["a.png", "b.png", "--out", "o"])
+        main(["--ckpt", "g.ckpt", "--method", "average", "a.png", "b.png", "--out", "o"])
     assert exit_info.value.code == 2
-    assert _error_line(capsys) == "gipc-fuse: error: one of the arguments --ckpt --method is required (see --help)"
+    assert _error_line(capsys) == "gipc-fuse: error: argument --method: not allowed with argument --ckpt (see --help)"
 
 
 def test_one_source_is_not_enough(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -306,7 +284,7 @@ def test_one_source_is_not_enough(tmp_path: Path, grayscale_pairs: Path, capsys:
 
 @pytest.mark.slow
 def test_network_fuses_a_lytro_pair_to_rgb(tmp_path: Path, lytro_pairs: Path) -> None:
-    ckpt = _save_ckpt(tmp_path / "untrained.ckpt", Generator())
+    ckpt = save_lightning_ckpt(tmp_path / "untrained.ckpt", Generator())
     sources = [str(lytro_pairs / "lytro-05-A.jpg"), str(lytro_pairs / "lytro-05-B.jpg")]
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "out")]) == 0
     fused = PILImage.open(tmp_path / "out" / "lytro-05-fused.png")
@@ -331,7 +309,7 @@ def test_network_keeps_a_gray_pair_gray(tmp_path: Path, grayscale_pairs: Path, c
 @pytest.mark.slow
 def test_tiled_generator_matches_whole_image_on_a_lytro_image(lytro_pairs: Path) -> None:
     """Tile 128, overlap 32 (zero-weight margin 8 = the receptive radius): equal to float rounding."""
-    fuse_y = network_fuser(_random_eval_generator())
+    fuse_y = network_fuser(random_eval_generator())
     ya, _ = split_luma(read_image(lytro_pairs / "lytro-03-A.jpg").pixels[None, :, 100:356, 100:356])
     yb, _ = split_luma(read_image(lytro_pairs / "lytro-03-B.jpg").pixels[None, :, 100:356, 100:356])
     whole = fuse_y(ya, yb)
@@ -341,7 +319,7 @@ def test_tiled_generator_matches_whole_image_on_a_lytro_image(lytro_pairs: Path)
 
 def test_too_small_an_overlap_shows_seams() -> None:
     """Control for the test above: margin 16 // 4 = 4 < receptive radius 8 lets tile-edge padding leak in."""
-    fuse_y = network_fuser(_random_eval_generator())
+    fuse_y = network_fuser(random_eval_generator())
     a, b = torch.rand(1, 1, 100, 100), torch.rand(1, 1, 100, 100)
     assert (tiled(fuse_y, 56, 16)(a, b) - fuse_y(a, b)).abs().max() > 1 / 255
 

@@ -1,0 +1,164 @@
+"""Generator weight files: load a run's checkpoint or an exported generator, export one, and the shipped model.
+
+An exported generator is ``{"format": "gipc-generator/1", "generator": {Generator kwargs},
+"state_dict": {...}}``: the generator's weights only (no discriminator, no optimiser state), about
+0.6 MB, loadable with ``torch.load(weights_only=True)``, so fusing never unpickles code. The
+model gipc ships is such a file inside the package, ``gipc/weights/gipc-cpu.pt``.
+
+    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pickle
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gipc.files import OutputExistsError, atomic_path, check_writable
+from gipc.inference import InferenceGenerator, choose_path, prepare
+from gipc.models.generator import Generator
+
+log = logging.getLogger(__name__)
+
+FORMAT = "gipc-generator/1"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "gipc-cpu.pt"
+"""The generator gipc ships (absent until a trained model is added to the package)."""
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable gipc generator checkpoint."""
+
+
+def _read(path: Path, allow_pickle: bool) -> Any:
+    """``torch.load(weights_only=True)``; a checkpoint that needs code to load is unpickled only with ``allow_pickle``."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = _UNSAFE_GLOBAL.search(str(err))
+        if unsafe is None:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (UnpicklingError)") from None
+        if not allow_pickle:
+            raise CheckpointError(f"{path}: needs {unsafe[1]} to load, which torch.load(weights_only=True) refuses") from None
+        log.warning(
+            "%s: holds %s, so it cannot load with torch.load(weights_only=True); unpickling it in full, "
+            "which runs code from the file: use only checkpoints you trust (gipc-export makes a weights-only copy)",
+            path, unsafe[1],
+        )
+    except Exception as err:  # a corrupt file can fail in the zip reader, the unpickler or storage loading
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+
+
+def _generator_parts(path: Path, ckpt: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(Generator kwargs, generator state dict) of an exported file or a Lightning checkpoint of ``GIPCGAN``."""
+    if isinstance(ckpt, dict) and "format" in ckpt:
+        if ckpt["format"] != FORMAT:
+            raise CheckpointError(f"{path}: generator file format {ckpt['format']!r}; this version of gipc reads {FORMAT!r}")
+        return dict(ckpt.get("generator") or {}), dict(ckpt.get("state_dict") or {})
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); use one saved by gipc training")
+    state = {k.removeprefix("generator."): v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+    if not state:
+        raise CheckpointError(f"{path}: holds no generator weights (no 'generator.*' keys); is it a gipc checkpoint?")
+    return dict((ckpt.get("hyper_parameters") or {}).get("generator") or {}), state
+
+
+def _build(path: Path, kwargs: dict[str, Any], state: dict[str, torch.Tensor]) -> Generator:
+    """``Generator(**kwargs)`` holding ``state``, in eval mode; a one-line error when they do not fit."""
+    try:
+        generator = Generator(**kwargs)
+    except TypeError as err:
+        raise CheckpointError(f"{path}: generator settings {kwargs} do not fit this version of gipc ({err})") from None
+    expected = generator.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        example = (missing or unexpected or reshaped)[0]
+        raise CheckpointError(
+            f"{path}: generator weights do not fit Generator({kwargs}): {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})"
+        )
+    generator.load_state_dict(state)
+    return generator.eval()
+
+
+def load_generator(ckpt_path: str | Path, allow_pickle: bool = True) -> Generator:
+    """The generator of a Lightning checkpoint of ``GIPCGAN`` or of an exported file, on the CPU in eval mode.
+
+    Lightning checkpoints take ``state_dict`` keys ``generator.*`` and the Generator kwargs in
+    ``hyper_parameters["generator"]``. Files load with ``torch.load(weights_only=True)``; one that
+    cannot (it pickles other objects) is unpickled in full with a warning when ``allow_pickle``.
+    """
+    path = Path(ckpt_path)
+    return _build(path, *_generator_parts(path, _read(path, allow_pickle)))
+
+
+def export_generator(ckpt_path: str | Path, out_path: str | Path, overwrite: bool = False) -> Path:
+    """Write the generator of ``ckpt_path`` (a run's checkpoint, or an exported file) alone to ``out_path``, atomically.
+
+    An existing ``out_path`` is replaced only with ``overwrite``, and never when it is ``ckpt_path``.
+    """
+    path, out = Path(ckpt_path), Path(out_path)
+    check_writable(out, overwrite, protected=(path,))
+    kwargs, state = _generator_parts(path, _read(path, allow_pickle=True))
+    generator = _build(path, kwargs, state)  # checks the weights fit before anything is written
+    with atomic_path(out) as tmp:
+        torch.save({"format": FORMAT, "generator": kwargs, "state_dict": generator.state_dict()}, tmp)
+    return out
+
+
+def shipped_weights_exist() -> bool:
+    """Whether this install holds the shipped generator (a checkout before one was trained does not)."""
+    return SHIPPED_WEIGHTS.is_file()
+
+
+def shipped_generator() -> Generator:
+    """The generator gipc ships, weights-only; a clear one-line error when this install has none."""
+    if not shipped_weights_exist():
+        raise CheckpointError(
+            f"no shipped weights in this install of gipc ({SHIPPED_WEIGHTS} is missing); "
+            "give a checkpoint (--ckpt, or load_generator) or a classic --method"
+        )
+    return load_generator(SHIPPED_WEIGHTS, allow_pickle=False)
+
+
+def pretrained(device: str | torch.device | None = None, precision: str = "auto") -> InferenceGenerator:
+    """The shipped generator, ready to fuse: ``pretrained().fuse_y`` is a :data:`gipc.tiling.Fuser`.
+
+    ``device`` None takes CUDA when available, else the CPU; ``precision`` is ``auto``, ``fp32``,
+    ``bf16`` or ``fp16`` (see :func:`gipc.inference.choose_path`).
+    """
+    return prepare(shipped_generator(), choose_path(device, precision))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gipc-export``: 0 on success, 2 on a bad checkpoint or an output it must not replace."""
+    parser = argparse.ArgumentParser(prog="gipc-export", description="Write the generator of a gipc checkpoint alone (weights only).")
+    parser.add_argument("ckpt", type=Path, help="Lightning checkpoint of a GIPC-GAN run (or an exported generator)")
+    parser.add_argument("out", type=Path, help="output file, e.g. gipc/weights/gipc-cpu.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    args = parser.parse_args(argv)
+    try:
+        out = export_generator(args.ckpt, args.out, args.overwrite)
+    except (CheckpointError, OutputExistsError) as err:
+        print(f"gipc-export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"gipc-export: wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {FORMAT})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

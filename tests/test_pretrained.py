@@ -1,0 +1,201 @@
+"""Generator weight files: export from a real Lightning checkpoint, weights-only loading, the shipped model."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+import gipc.pretrained
+from gipc import callbacks
+from gipc.baselines import average
+from gipc.color import fuse_color
+from gipc.fuse import main as fuse_main
+from gipc.imaging import read_image
+from gipc.inference import InferenceGenerator
+from gipc.metrics import qabf
+from gipc.module import GIPCGAN
+from gipc.pretrained import FORMAT, SHIPPED_WEIGHTS, CheckpointError, export_generator, load_generator, pretrained
+from gipc.pretrained import main as export_main
+
+from helpers import Patches, conf_group, paper_model, random_eval_generator
+
+
+def _lightning_checkpoint(path: Path) -> tuple[Path, GIPCGAN]:
+    """A checkpoint as Lightning's Trainer writes one for the project's module (D, optimiser slots, loops and all)."""
+    model = paper_model()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path, model
+
+
+@pytest.fixture
+def run_ckpt(tmp_path: Path) -> tuple[Path, GIPCGAN]:
+    return _lightning_checkpoint(tmp_path / "last.ckpt")
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A randomly initialised generator exported and installed as the shipped weights."""
+    generator = random_eval_generator(seed=5)
+    ckpt = tmp_path / "random.ckpt"
+    torch.save({"state_dict": {f"generator.{k}": v for k, v in generator.state_dict().items()}}, ckpt)
+    weights = export_generator(ckpt, tmp_path / "weights" / "gipc-cpu.pt")
+    monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", weights)
+    return weights
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+
+def test_export_keeps_the_generator_alone_weights_only_under_1_mib(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN]) -> None:
+    ckpt, model = run_ckpt
+    assert any(k.startswith("discriminator.") for k in torch.load(ckpt, weights_only=True)["state_dict"])
+    out = export_generator(ckpt, tmp_path / "g.pt")
+    raw = torch.load(out, weights_only=True)
+    assert set(raw) == {"format", "generator", "state_dict"}
+    assert raw["format"] == FORMAT == "gipc-generator/1" and raw["generator"] == conf_group("model")["generator"]
+    expected = model.generator.state_dict()
+    assert raw["state_dict"].keys() == expected.keys()
+    assert all(torch.equal(raw["state_dict"][k], v) for k, v in expected.items())
+    assert out.stat().st_size <= 1024 * 1024
+
+
+def test_an_exported_file_fuses_like_the_run_checkpoint(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN]) -> None:
+    ckpt, model = run_ckpt
+    exported = load_generator(export_generator(ckpt, tmp_path / "g.pt"))
+    a, b = torch.rand(2, 1, 1, 40, 36) * 2 - 1
+    with torch.no_grad():  # the run's generator is channels_last (conf/model): other kernels, other rounding
+        assert (exported(a, b) - model.generator.eval()(a, b)).abs().max() < 1e-6
+        assert torch.equal(load_generator(ckpt)(a, b), exported(a, b))
+
+
+def test_export_command(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, _ = run_ckpt
+    out = tmp_path / "g.pt"
+    assert export_main([str(ckpt), str(out)]) == 0
+    assert capsys.readouterr().err.startswith(f"gipc-export: wrote {out} (")
+    assert export_main([str(ckpt), str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"gipc-export: error: {out} already exists; pass an explicit overwrite flag or choose a new output folder"
+    )
+    assert export_main([str(ckpt), str(out), "--overwrite"]) == 0
+    assert export_main([str(tmp_path / "none.ckpt"), str(tmp_path / "x.pt")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"gipc-export: error: {tmp_path / 'none.ckpt'}: no such checkpoint file")
+    assert not (tmp_path / "x.pt").exists()
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_that_needs_unpickling_loads_with_a_warning_unless_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    generator = random_eval_generator(seed=4)
+    path = tmp_path / "old.ckpt"
+    state = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    torch.save({"state_dict": state, "datamodule_hyper_parameters": argparse.Namespace(root="data")}, path)
+    with pytest.raises(CheckpointError, match=r"old\.ckpt: needs argparse\.Namespace to load, which torch\.load\(weights_only=True\) refuses"):
+        load_generator(path, allow_pickle=False)
+    with caplog.at_level(logging.WARNING, logger="gipc.pretrained"):
+        loaded = load_generator(path)
+    assert "old.ckpt: holds argparse.Namespace, so it cannot load with torch.load(weights_only=True)" in caplog.text
+    assert all(torch.equal(v, generator.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_a_generator_file_of_another_format_version(tmp_path: Path) -> None:
+    path = tmp_path / "next.pt"
+    torch.save({"format": "gipc-generator/2", "generator": {}, "state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match=r"next\.pt: generator file format 'gipc-generator/2'; this version of gipc reads 'gipc-generator/1'"):
+        load_generator(path)
+
+
+# --- the shipped model ------------------------------------------------------------------------------
+
+
+def test_without_shipped_weights_pretrained_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", tmp_path / "gipc-cpu.pt")
+    with pytest.raises(CheckpointError) as info:
+        pretrained()
+    assert str(info.value) == (
+        f"no shipped weights in this install of gipc ({tmp_path / 'gipc-cpu.pt'} is missing); "
+        "give a checkpoint (--ckpt, or load_generator) or a classic --method"
+    )
+
+
+def test_pretrained_is_the_shipped_generator_ready_to_fuse(shipped: Path) -> None:
+    ready = pretrained(device="cpu", precision="fp32")
+    assert isinstance(ready, InferenceGenerator) and ready.path.precision == "fp32"
+    assert pretrained(device="cpu", precision="bf16").path.precision == "bf16"
+    a, b = torch.rand(2, 1, 1, 48, 40) * 2 - 1
+    with torch.no_grad():
+        expected = random_eval_generator(seed=5)(a, b)
+    assert (ready(a, b) - expected).abs().max() < 1e-5
+
+
+def test_gipc_fuse_uses_the_shipped_weights_by_default(
+    tmp_path: Path, shipped: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sources = [str(grayscale_pairs / "g05-A.png"), str(grayscale_pairs / "g05-B.png")]
+    assert fuse_main([*sources, "--out", str(tmp_path / "default.png"), "--precision", "fp32"]) == 0
+    assert "gipc-fuse: network shipped with gipc; cpu, fp32 (asked for), channels_last, BatchNorm folded" in capsys.readouterr().err
+    assert fuse_main(["--ckpt", str(shipped), *sources, "--out", str(tmp_path / "ckpt.png"), "--precision", "fp32"]) == 0
+    default, explicit = read_image(tmp_path / "default.png").pixels, read_image(tmp_path / "ckpt.png").pixels
+    assert default.std() > 0.02 and torch.equal(default, explicit)
+
+
+def test_gipc_fuse_without_shipped_weights_exits_2_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", tmp_path / "gipc-cpu.pt")
+    sources = [str(grayscale_pairs / "g05-A.png"), str(grayscale_pairs / "g05-B.png")]
+    assert fuse_main([*sources, "--out", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("gipc-fuse: error: no shipped weights in this install of gipc")
+    assert not (tmp_path / "f.png").exists()
+
+
+class _Named(Patches):
+    """Test images with names, as the test loaders give them."""
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        return {**super().__getitem__(i), "name": f"img{i}"}
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_the_test_report_scores_the_shipped_model_only_when_installed(
+    installed: bool, tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if installed:
+        shipped_file = export_generator(run_ckpt[0], tmp_path / "gipc-cpu.pt")
+    else:
+        shipped_file = tmp_path / "absent.pt"
+    monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", shipped_file)
+    report = callbacks.TestReport(str(tmp_path / "run"), baselines=["average"])
+    trainer = L.Trainer(callbacks=[report], logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(run_ckpt[1], dataloaders=torch.utils.data.DataLoader(_Named(3), batch_size=2), verbose=False)
+    with open(tmp_path / "run" / "metrics.csv") as table:
+        rows = list(csv.DictReader(table))
+    methods = ["gipc", "gipc-shipped", "average"] if installed else ["gipc", "average"]
+    assert [r["method"] for r in rows] == [m for m in methods for _ in range(3)]
+    if installed:  # the shipped file holds the run's own generator: the same fused images, the same scores
+        by_method = {m: [r for r in rows if r["method"] == m] for m in methods}
+        for ours, shipped in zip(by_method["gipc"], by_method["gipc-shipped"]):
+            assert float(ours["QABF"]) == pytest.approx(float(shipped["QABF"]), abs=0.01)
+
+
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason=f"no shipped weights in this checkout ({SHIPPED_WEIGHTS})")
+def test_the_shipped_model_fuses_a_lytro_pair_better_than_averaging(lytro_pairs: Path) -> None:
+    """Issue 10: weights-only, at most 1 MiB, and Q^AB/F above averaging's on a Lytro pair (random weights fail this)."""
+    raw = torch.load(SHIPPED_WEIGHTS, weights_only=True)
+    assert raw["format"] == FORMAT and SHIPPED_WEIGHTS.stat().st_size <= 1024 * 1024
+    a = read_image(lytro_pairs / "lytro-05-A.jpg").pixels[None]
+    b = read_image(lytro_pairs / "lytro-05-B.jpg").pixels[None]
+    ours = fuse_color(pretrained(device="cpu").fuse_y, a, b)
+    assert float(qabf(a, b, ours)[0]) > float(qabf(a, b, fuse_color(average, a, b))[0])
