@@ -1,33 +1,55 @@
-"""Parameters and fusion runtime of GIPC-GAN, set beside the paper's Tables 3 and 4, with the classic baselines.
+"""Parameters and fusion runtime of GIPC-GAN on every inference path, set beside the paper's Tables 3 and 4.
 
-    python benchmarks/bench_runtime.py [--pairs DIR] [--limit N] [--baseline-limit N] [--device cpu|cuda] [--threads N]
+    python benchmarks/bench_runtime.py [--pairs DIR] [--limit N] [--baseline-limit N] [--device cpu|cuda]
+                                       [--threads N] [--ckpt PATH] [--memory-side 4000x3000] [--no-memory]
 
-Prints: the parameter counts of G and D (D at 80x80); the multiply-accumulates per pixel of G,
-counted over the convolutions of ``Generator`` as they run; mean +- std seconds per 520x520 Lytro
-pair of the network alone (two Y channels -> one) and of the whole colour pipeline (YCbCr in,
-chroma rule, RGB out), warm-up excluded, under ``torch.inference_mode``; the achieved GFLOP/s
-as a fraction of a same-run fp32 matmul's; and the classic baselines' seconds per pair. Untrained
-weights: the runtime does not depend on them. No internet, no checkpoint needed.
+Prints, from one process on one machine:
+
+* the parameter counts of G and D (D at 80x80) and G's multiply-accumulates per pixel, counted
+  over the convolutions of ``Generator`` as they run;
+* every inference path of the network (two Y channels -> one, 520x520 Lytro pairs): today's plain
+  module (fp32, NCHW, BatchNorm as separate passes) and each path of :mod:`gipc.inference`
+  (BatchNorm folded, channels_last, in fp32, bf16 and on CUDA fp16): mean +- std seconds per pair,
+  warm-up excluded, its GFLOP/s and their fraction of a same-run matmul of the same dtype;
+* accuracy: each path's PSNR against the plain fp32 module on those pairs, and the Q^AB/F of the
+  whole Lytro set fused by the default path against the plain fp32 module;
+* the end-to-end split of fusing the Lytro set as ``gipc-fuse`` does (decode, network, colour
+  conversion, encode) on the default path;
+* the peak memory of a 4000x3000 RGB pair fused in 512 px tiles on each ``gipc.inference`` path,
+  each in a fresh process;
+* the classic baselines' seconds per pair, and the paper's Table 3 for reference.
+
+Weights: ``--ckpt`` (a run's checkpoint or a gipc-export file), else the shipped model, else an
+untrained generator (runtime does not depend on the weights; accuracy figures then mean little).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
 from gipc.baselines import BASELINES
-from gipc.color import fuse_color, split_luma, to_net
+from gipc.color import from_net, fuse_color, split_luma, to_net
 from gipc.data.datasets import PairFolder
-from gipc.fuse import network_fuser
+from gipc.data.sources import group_sources
+from gipc.fuse import DEFAULT_OVERLAP, auto_tiled, fuse_images
+from gipc.imaging import read_matching, write_image
+from gipc.inference import InferencePath, choose_path, prepare
+from gipc.metrics import qabf
 from gipc.models import Discriminator, Generator
+from gipc.pretrained import load_generator, shipped_generator, shipped_weights_exist
+from gipc.tiling import Fuser
 
 PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lytro" / "pairs"
 TABLE1_MACS_PER_PIXEL = 155_056
@@ -43,6 +65,22 @@ PAPER_TABLE3 = {  # mean seconds per image (MFI-DRC, Lytro); the paper ran the C
     "CNN (CPU)": (123.8767, 99.5241),
 }
 PAPER_TABLE4 = {"GIPC-GAN": (0.4151, 0.0404), "MFF-GAN / ACGAN": (0.4099, 0.0382), "SESF": (0.0748, 0.0748)}
+T = TypeVar("T")
+MEMORY_PROBE = """
+import resource, sys, time, torch
+from gipc.fuse import auto_tiled, fuse_images
+from gipc.inference import choose_path, network_fuser
+from gipc.models import Generator
+device, precision, height, width, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+a, b = torch.rand(3, height, width), torch.rand(3, height, width)
+fuse_y = auto_tiled(network_fuser(Generator().eval(), choose_path(device, precision)), height * width, None, {overlap})
+start = time.perf_counter()
+with torch.inference_mode():
+    fuse_images(fuse_y, [a, b])
+gpu = torch.cuda.max_memory_allocated() if device == "cuda" else 0
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, gpu, time.perf_counter() - start)
+""".replace("{overlap}", str(DEFAULT_OVERLAP))
 
 
 def parameters(module: nn.Module) -> int:
@@ -68,31 +106,29 @@ def conv_macs_per_pixel(generator: nn.Module, side: int = 32) -> float:
     return total / (side * side)
 
 
-def timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:
-    """Wall seconds of one call."""
+def timed(fn: Callable[[], T], sync: Callable[[], None]) -> tuple[float, float, T]:
+    """Wall seconds, this process's CPU seconds (all threads) and the result of one call."""
     sync()
-    start = time.perf_counter()
-    fn()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
     sync()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def timed_cpu(fn: Callable[[], object]) -> float:
-    """CPU seconds of this process (all threads) for one call: what the call cost on a machine shared with other jobs."""
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
-
-
-def matmul_gflops(device: torch.device, sync: Callable[[], None], n: int = 2048, repeat: int = 3) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul on ``device``: the roofline the network is measured against."""
-    x, y = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: torch.device, dtype: torch.dtype, sync: Callable[[], None], n: int = 2048, repeat: int = 3) -> float:
+    """Best GFLOP/s of an n x n matmul in ``dtype`` on ``device``: the roofline a path is measured against."""
+    x, y = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     x @ y  # warm-up
-    return 2 * n**3 / min(timed(lambda: x @ y, sync) for _ in range(repeat)) / 1e9
+    return 2 * n**3 / min(timed(lambda: x @ y, sync)[0] for _ in range(repeat)) / 1e9
 
 
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.fmean(values):.4f} ± {statistics.pstdev(values):.4f}"
+def mean_std(values: list[float], digits: int = 4) -> str:
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of two images in [0, 1]."""
+    return float(10 * torch.log10(1 / ((x - y) ** 2).mean().clamp_min(1e-20)))
 
 
 def load_pairs(folder: Path, limit: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
@@ -107,13 +143,137 @@ def load_pairs(folder: Path, limit: int) -> tuple[list[tuple[torch.Tensor, torch
     return pairs, f"NOTE: {folder} not found; {limit} random 520x520 RGB pairs instead (runtime does not depend on content)"
 
 
+def weights(ckpt: Path | None) -> tuple[Generator, str]:
+    if ckpt is not None:
+        return load_generator(ckpt), f"weights of {ckpt}"
+    if shipped_weights_exist():
+        return shipped_generator(), "the shipped weights"
+    torch.manual_seed(0)
+    return Generator().eval(), "UNTRAINED weights (no --ckpt, no shipped model): accuracy figures mean little"
+
+
+def plain_fuser(generator: nn.Module) -> Fuser:
+    """Today's fuser before the inference path: the module as trained, fp32, NCHW, BatchNorm as its own pass."""
+
+    def fuse_y(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return from_net(generator(to_net(ya), to_net(yb)))
+
+    return fuse_y
+
+
+def inference_paths(device: torch.device) -> list[InferencePath]:
+    """Every precision :mod:`gipc.inference` offers on ``device``, the ``auto`` choice first."""
+    auto = choose_path(device, "auto")
+    others = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
+    return [auto, *(choose_path(device, p) for p in others if p != auto.precision)]
+
+
+def section_paths(generator: Generator, pairs: list, limit: int, macs: float, device: torch.device, sync: Callable[[], None]) -> None:
+    print(f"\n== Network paths, seconds per pair (Y, Y -> Y), pairs 2..{limit + 1}; pair 1 is the warm-up ==")
+    luma = [tuple(to_net(split_luma(x)[0] if x.shape[1] == 3 else x).to(device) for x in pair) for pair in pairs[: limit + 1]]
+    height, width = luma[0][0].shape[-2:]
+    flops = 2 * macs * height * width
+    roofs = {dtype: matmul_gflops(device, dtype, sync) for dtype in (torch.float32, torch.bfloat16)}
+    if device.type == "cuda":
+        roofs[torch.float16] = matmul_gflops(device, torch.float16, sync)
+    plain = generator.to(device).eval()
+    runs: list[tuple[str, torch.dtype, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
+        ("plain module: fp32, NCHW, BatchNorm separate (before gipc.inference)", torch.float32, plain)
+    ]
+    for path in inference_paths(device):
+        ready = prepare(generator, path)
+        runs.append((f"{path.precision}, folded, channels_last{' [auto]' if path.reason.startswith('auto') else ''}", path.dtype, ready))
+    reference: list[torch.Tensor] = []
+    base = 0.0
+    print(f"{'path':<72} {'s / pair':>17} {'CPU-s':>7} {'GFLOP/s':>8} {'of matmul':>10} {'speed-up':>8} {'PSNR vs plain':>13}")
+    for name, dtype, net in runs:
+        with torch.no_grad():
+            net(*luma[0])  # warm-up: allocator, kernels
+            times = [timed(lambda: net(ya, yb), sync) for ya, yb in luma[1:]]
+        wall = [t[0] for t in times]
+        cpu = statistics.fmean(t[1] for t in times)
+        outputs = [from_net(t[2].float()).cpu() for t in times]
+        if not reference:
+            reference, base = outputs, statistics.fmean(wall)
+        achieved = flops / statistics.fmean(wall) / 1e9
+        quality = f"{min(psnr(out, ref) for out, ref in zip(outputs, reference)):.1f} dB" if net is not plain else "reference"
+        print(f"{name:<72} {mean_std(wall):>17} {cpu:>7.3f} {achieved:>8.1f} {achieved / roofs[dtype]:>10.1%} "
+              f"{base / statistics.fmean(wall):>7.2f}x {quality:>13}")
+    print("same-run matmul 2048^3: " + ", ".join(f"{str(d).removeprefix('torch.')} {g:.1f} GFLOP/s" for d, g in roofs.items()))
+    print(f"GFLOP/s = 2 x {macs:,.0f} MACs x {height}x{width} / s; PSNR: the worst pair, against the plain module's output")
+
+
+def section_end_to_end(generator: Generator, folder: Path, device: torch.device) -> None:
+    if not folder.is_dir():
+        print(f"\n== End to end: skipped, {folder} not found ==")
+        return
+    path = choose_path(device, "auto")
+    ready = prepare(generator, path)
+    plain = plain_fuser(generator.to(device))
+    groups = group_sources(folder)
+    print(f"\n== End to end: the {len(groups)} groups of {folder} as gipc-fuse fuses them ({path.precision} path), seconds ==")
+    spent = {"decode": 0.0, "network": 0.0, "colour": 0.0, "encode": 0.0}
+    scores: list[tuple[float, float]] = []
+
+    def network(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = ready.fuse_y(ya, yb)
+        spent["network"] += time.perf_counter() - start
+        return out
+
+    with tempfile.TemporaryDirectory() as out_dir:
+        ready.fuse_y(*torch.rand(2, 1, 1, 64, 64))  # warm-up
+        for stem, sources in groups:
+            start = time.perf_counter()
+            images = read_matching(sources)
+            spent["decode"] += time.perf_counter() - start
+            start = time.perf_counter()
+            with torch.inference_mode():
+                pixels = [image.pixels for image in images]
+                fused = fuse_images(auto_tiled(network, pixels[0][0].numel(), None, DEFAULT_OVERLAP), pixels)
+            spent["colour"] += time.perf_counter() - start
+            start = time.perf_counter()
+            write_image(Path(out_dir) / f"{stem}-fused.png", fused, images[0].bit_depth)
+            spent["encode"] += time.perf_counter() - start
+            if len(pixels) != 2:
+                continue  # Q^AB/F scores pairs
+            a, b = (p[None] for p in pixels)
+            with torch.inference_mode():
+                reference = fuse_color(plain, a, b)
+            scores.append((float(qabf(a, b, fused[None])[0]), float(qabf(a, b, reference)[0])))
+    spent["colour"] -= spent["network"]
+    total = sum(spent.values())
+    print("  ".join(f"{k} {v:.2f} ({v / total:.0%})" for k, v in spent.items()) + f"  total {total:.2f} s, {total / len(groups):.3f} s per group")
+    ours, theirs = zip(*scores)
+    diffs = [abs(x - y) for x, y in scores]
+    print(f"Q^AB/F: {path.precision} path {statistics.fmean(ours):.4f}, plain fp32 module {statistics.fmean(theirs):.4f}; "
+          f"|difference| mean {statistics.fmean(diffs):.5f}, worst pair {max(diffs):.5f}")
+
+
+def section_memory(device: torch.device, side: tuple[int, int], threads: int) -> None:
+    width, height = side
+    print(f"\n== Peak memory of one {width}x{height} RGB pair fused in 512 px tiles (overlap {DEFAULT_OVERLAP}), a fresh process per path ==")
+    for path in inference_paths(device):
+        result = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, device.type, path.precision, str(height), str(width), str(threads)],
+            capture_output=True, text=True, check=True, timeout=600,
+        )
+        rss_kib, gpu_bytes, seconds = result.stdout.split()
+        gpu = f", GPU {int(gpu_bytes) / 2**30:.2f} GiB" if device.type == "cuda" else ""
+        print(f"{path.precision:<5} peak RSS {int(rss_kib) / 2**20:.2f} GiB{gpu}, {float(seconds):.1f} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=PAIRS, help="pair folder (default: the shared Lytro pairs)")
-    parser.add_argument("--limit", type=int, default=5, help="pairs timed for the network (default %(default)s; the Lytro set has 20)")
+    parser.add_argument("--limit", type=int, default=5, help="pairs timed per network path (default %(default)s; the Lytro set has 20)")
     parser.add_argument("--baseline-limit", type=int, default=3, help="pairs timed per classic baseline (default %(default)s)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the network runs")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--ckpt", type=Path, help="weights to fuse with (default: the shipped model, else untrained)")
+    parser.add_argument("--memory-side", default="4000x3000", help="WxH of the tiled memory probe (default %(default)s)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device here", file=sys.stderr)
@@ -123,50 +283,38 @@ def main() -> int:
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
-    print(f"device: {where}; load average at start {os.getloadavg()[0]:.2f}")
+    print(f"device: {where}; auto path: {choose_path(device).describe()}; load average at start {os.getloadavg()[0]:.2f}")
 
     torch.manual_seed(0)
-    generator, discriminator = Generator().eval(), Discriminator(80)
     print("\n== Parameters (paper Table 4, millions: train / test) ==")
+    generator, discriminator = Generator().eval(), Discriminator(80)
     print(f"G (Table 1)          {parameters(generator):>9,}  = {parameters(generator) / 1e6:.4f} M")
     print(f"D (Table 2, 80x80)   {parameters(discriminator):>9,}  = {parameters(discriminator) / 1e6:.4f} M")
     for name, (train, test) in PAPER_TABLE4.items():
         print(f"paper {name:<15} {train:.4f} M / {test:.4f} M")
-
     macs = conv_macs_per_pixel(generator)
     verdict = "matches" if macs == TABLE1_MACS_PER_PIXEL else "DIFFERS from"
     print(f"\nG multiply-accumulates per pixel, counted over its convs: {macs:,.0f} ({verdict} Table 1's {TABLE1_MACS_PER_PIXEL:,})")
 
+    generator, source = weights(args.ckpt)
     pairs, note = load_pairs(args.pairs, max(args.limit, args.baseline_limit) + 1)
-    print(f"\n== Runtime, seconds per pair: {note} ==")
-    generator = generator.to(device)
-    luma = [tuple(to_net(split_luma(x)[0] if x.shape[1] == 3 else x).to(device) for x in pair) for pair in pairs]
-    fuse_y = network_fuser(generator)
-    with torch.inference_mode():
-        timed(lambda: generator(*luma[0]), sync)  # warm-up: allocator, kernels (pair 0 is never timed)
-        net = [timed(lambda: generator(ya, yb), sync) for ya, yb in luma[1 : args.limit + 1]]
-        net_cpu = [timed_cpu(lambda: generator(ya, yb)) for ya, yb in luma[1 : args.limit + 1]] if device.type == "cpu" else []
-        full = [timed(lambda: fuse_color(fuse_y, a, b), sync) for a, b in pairs[1 : args.limit + 1]]
-    height, width = luma[0][0].shape[-2:]
-    achieved = 2 * macs * height * width / statistics.fmean(net) / 1e9
-    roof = matmul_gflops(device, sync)
-    print(f"GIPC-GAN network only (Y, Y -> Y)    {mean_std(net)} s   over {len(net)} pairs")
-    if net_cpu:
-        print(f"  the same calls in CPU seconds of this process: {mean_std(net_cpu)} (wall / CPU {statistics.fmean(net) / statistics.fmean(net_cpu):.2f})")
-    print(f"GIPC-GAN colour pipeline (RGB -> RGB) {mean_std(full)} s")
-    print(f"achieved {achieved:.1f} GFLOP/s (2 x {macs:,.0f} x {height}x{width} per pair) = "
-          f"{achieved / roof:.1%} of a same-run fp32 2048^3 matmul ({roof:.1f} GFLOP/s)")
+    print(f"\nInputs: {note}; {source}")
+    section_paths(generator, pairs, args.limit, macs, device, sync)
+    section_end_to_end(generator, args.pairs, device)
+    if not args.no_memory:
+        width, height = (int(v) for v in args.memory_side.split("x"))
+        section_memory(device, (width, height), torch.get_num_threads())
 
     print(f"\n== Classic baselines (CPU, colour pipeline), seconds per pair over {args.baseline_limit} pairs ==")
     for name, fn in BASELINES.items():
         with torch.inference_mode():
-            seconds = [timed(lambda: fuse_color(fn, a, b), lambda: None) for a, b in pairs[1 : args.baseline_limit + 1]]
-        print(f"{name:<18} {mean_std(seconds)} s   (GIPC-GAN's pipeline takes {statistics.fmean(full) / statistics.fmean(seconds):.1f}x as long)")
+            seconds = [timed(lambda: fuse_color(fn, a, b), lambda: None)[0] for a, b in pairs[1 : args.baseline_limit + 1]]
+        print(f"{name:<18} {mean_std(seconds)} s")
 
     print("\n== Paper Table 3, s/image MFI-DRC / Lytro: the paper's machine (RTX 3090 GPU; '(CPU)' rows on its CPU), not this one ==")
     for name, (drc, lytro) in PAPER_TABLE3.items():
         print(f"paper {name:<13} {drc:>9.4f} / {lytro:.4f}")
-    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; this process's peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     return 0
 
 
