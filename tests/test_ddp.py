@@ -95,7 +95,7 @@ def test_ddp_inside_a_multirun_with_spawned_workers(tmp_path):
     run_gipc(
         tmp_path, "-m", "loss.ratio=0.2", "trainer=ddp", "trainer.strategy.start_method=spawn", "trainer.accelerator=cpu",
         "trainer.devices=2", "logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-        "callbacks.test_report.baselines=[]", *DATA,
+        "callbacks.test_report.baselines=[]", "callbacks.test_report.shipped=false", *DATA,
     )
     (sweep,) = (tmp_path / "outputs" / "quick" / "multiruns").iterdir()
     (job,) = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]
