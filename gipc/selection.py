@@ -1,0 +1,138 @@
+"""The select command: score a run's checkpoints on held-out data and pick one, never on the test set.
+
+    gipc-select outputs/cpu/runs/DATE --pairs path/to/grayscale [--min-step N]
+
+Each checkpoint of ``<run>/checkpoints`` fuses the run's validation pairs (the held-out synthetic
+pairs its data config builds, with ground truth: PSNR, SSIM) and every pair folder given with
+``--pairs`` (real pairs without ground truth: Q^AB/F). The pick is the best mean rank over the two
+columns, val PSNR and pairs Q^AB/F, so neither a blurry-but-safe nor a sharp-but-wrong model wins
+alone. ``selection.md`` in the run dir records the table and the pick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Mapping, NoReturn, Sequence
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from gipc.data.datamodule import FusionDataModule
+from gipc.data.datasets import PairFolder
+from gipc.data.errors import DataError
+from gipc.data.scene import Scene
+from gipc.evaluate import evaluate_pairs
+from gipc.files import write_text
+from gipc.fuse import fuse_images
+from gipc.inference import choose_path, network_fuser
+from gipc.pretrained import CheckpointError, load_generator
+from gipc.report import summarize
+
+_STEP = re.compile(r"step(\d+)")
+RANKED = ("val_PSNR", "pairs_QABF")
+
+
+def checkpoint_step(path: Path) -> int:
+    """The global step in a checkpoint's name (``...-step0001200.ckpt``); -1 when it has none."""
+    match = _STEP.search(path.stem)
+    return int(match[1]) if match else -1
+
+
+def validation_scenes(run_dir: Path) -> Sequence[Scene]:
+    """The validation pairs of a run, rebuilt from its saved config (same seed, same photos)."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise DataError(f"{run_dir}: no config.yaml; is it a gipc run dir?")
+    data: FusionDataModule = instantiate(OmegaConf.load(config).data)
+    data.setup("fit")
+    return data.val_scenes
+
+
+def fuser_of(checkpoint: Path) -> Callable[[Scene], torch.Tensor]:
+    """A method for :func:`gipc.evaluate.evaluate_pairs`: the checkpoint's generator on the default inference path."""
+    fuse_y = network_fuser(load_generator(checkpoint), choose_path("cpu"))
+    return lambda scene: fuse_images(fuse_y, [scene.a, scene.b])
+
+
+def mean_ranks(rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> list[float]:
+    """Each row's mean rank over ``columns`` (1 = best = highest value; ties share the better rank)."""
+    ranks = [0.0] * len(rows)
+    for column in columns:
+        values = [row[column] for row in rows]
+        for i, value in enumerate(values):
+            ranks[i] += 1 + sum(v > value for v in values)
+    return [r / len(columns) for r in ranks]
+
+
+def score_checkpoints(checkpoints: Sequence[Path], val: Sequence[Scene], pairs: Sequence[Scene]) -> list[dict[str, float | str]]:
+    """One row per checkpoint: mean val PSNR/SSIM, mean Q^AB/F over ``pairs``, and the mean rank."""
+    rows: list[dict[str, float | str]] = []
+    for checkpoint in checkpoints:
+        method = {checkpoint.name: fuser_of(checkpoint)}
+        val_means = summarize(evaluate_pairs(val, method), "method", ["PSNR", "SSIM"])[checkpoint.name]
+        pair_means = summarize(evaluate_pairs(pairs, method), "method", ["QABF"])[checkpoint.name]
+        row: dict[str, float | str] = {
+            "checkpoint": checkpoint.name,
+            "step": float(checkpoint_step(checkpoint)),
+            "val_PSNR": val_means["PSNR"][0],
+            "val_SSIM": val_means["SSIM"][0],
+            "pairs_QABF": pair_means["QABF"][0],
+        }
+        rows.append(row)
+        print(f"{checkpoint.name}: val PSNR {row['val_PSNR']:.2f} dB, SSIM {row['val_SSIM']:.4f}, pairs Q^AB/F {row['pairs_QABF']:.4f}", flush=True)
+    for row, rank in zip(rows, mean_ranks(rows, RANKED)):  # type: ignore[arg-type]
+        row["mean_rank"] = rank
+    return rows
+
+
+def table(rows: Sequence[Mapping[str, float | str]], pick: str) -> str:
+    lines = ["| checkpoint | step | val PSNR | val SSIM | pairs Q^AB/F | mean rank |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        mark = " **(picked)**" if row["checkpoint"] == pick else ""
+        lines.append(
+            f"| {row['checkpoint']}{mark} | {int(row['step'])} | {row['val_PSNR']:.2f} | {row['val_SSIM']:.4f} "
+            f"| {row['pairs_QABF']:.4f} | {row['mean_rank']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="gipc-select", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a training run dir (holds config.yaml and checkpoints/)")
+    parser.add_argument("--pairs", type=Path, action="append", default=[], required=True,
+                        help="a folder of real pairs without ground truth, scored with Q^AB/F (repeatable); never the test set")
+    parser.add_argument("--min-step", type=int, default=0, help="only checkpoints at or after this global step")
+    args = parser.parse_args(argv)
+    try:
+        if not args.run_dir.is_dir():
+            raise DataError(f"{args.run_dir}: no such run dir")
+        checkpoints = sorted(
+            (p for p in (args.run_dir / "checkpoints").glob("*.ckpt") if checkpoint_step(p) >= args.min_step),
+            key=checkpoint_step,
+        )
+        if not checkpoints:
+            raise DataError(f"{args.run_dir}/checkpoints holds no step-named checkpoint at or after step {args.min_step}")
+        val = validation_scenes(args.run_dir)
+        pairs = [scene for folder in args.pairs for scene in PairFolder(folder)]
+        rows = score_checkpoints(checkpoints, val, pairs)
+    except (DataError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    pick = min(rows, key=lambda row: (row["mean_rank"], -row["step"]))["checkpoint"]  # ties: the later one
+    text = table(rows, str(pick))
+    write_text(args.run_dir / "selection.md", f"Checkpoints scored by `gipc-select`; picked: {pick}\n\n{text}")
+    print(text + f"picked: {args.run_dir / 'checkpoints' / str(pick)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
