@@ -1,16 +1,34 @@
-"""Compare finished runs: ``gipc-compare <multirun dir | run dirs...> [--out DIR]``.
+"""Compare finished runs: ``gipc-compare <multirun dir | run dirs...> [--reference VARIANT] [--out DIR]``.
 
 Every run dir (one holding ``config.yaml`` and ``metrics.csv``) found under the given paths
-contributes its per-image test metrics of one method (the model, ``gipc``, by default) and the
-command-line overrides that made it (``.hydra/overrides.yaml``). A run's *variant* is its override
-string without the overrides every run shares, so ``-m ablation=none,without_int,without_gra``
-gives the variants ``ablation=none`` ... and repeated seeds of one setting pool into one variant.
+contributes the per-image rows of one method (the model, ``gipc``, by default) from one table
+(``--metrics``: the test stage's ``metrics.csv``, or e.g. ``lytro/metrics.csv`` that ``gipc-eval``
+wrote into the run dir), the command-line overrides that made it (``.hydra/overrides.yaml``) and
+its seed (``config.yaml``). A run's *variant* (an arm of a study) is its override string without
+the overrides every run shares and without the ignored keys (``seed``), so
+``-m seed=1,2 ablation=none,without_int`` gives two variants of two runs each.
 
-Writes, to a new folder (default ``<dir>/comparison``), atomically:
-``comparison.csv`` (every image row with its run, variant and swept values), ``comparison.md``
-(mean ± std per variant) and ``<metric>.png`` per metric: a line over the swept value when one
-numeric key varies (e.g. ``loss.ratio``), else bars per variant (e.g. the ablation).
-Works offline from the run dirs alone.
+Statistics, each for its own question:
+
+- across images: mean ± std over every image row of the variant's runs (how images vary);
+- across seeds: mean ± std of the runs' own means (how training varies), when a variant has
+  several runs;
+- with ``--reference``: a paired Wilcoxon signed-rank test (two-sided, scipy's defaults: zero
+  differences dropped, exact for small samples without ties) of each variant against the
+  reference variant, per metric. Values are paired by **(image, seed)**: a variant's image at
+  seed s meets the reference's same image at the same seed, so the shared seed (same data
+  split, same draws) cancels and held-out sets that differ between seeds pair correctly; seeds
+  are not averaged first. The pairs are not independent samples of training noise (the images
+  of one run share its weights), so read the p-value beside the across-seeds std.
+
+Std is the population std, as everywhere in gipc (with two seeds, mean ± std spans exactly the
+two runs' means). Writes, to a new folder (default ``<dir>/comparison``), atomically:
+``comparison.csv`` (every image row with its run, seed, variant and swept values), ``runs.csv``
+(each run's means), ``paired.csv`` (with ``--reference``: one row per variant and metric with
+its pairs, mean difference, statistic and p-value), ``comparison.md`` (the tables) and
+``<metric>.png`` per metric: a line over the swept value when one numeric key varies (e.g.
+``loss.ratio``), else bars per variant (e.g. the ablation), with std error bars across seeds
+when every variant has several runs, else across images. Works offline from the run dirs alone.
 """
 
 from __future__ import annotations
@@ -23,6 +41,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,22 +49,25 @@ from typing import Sequence
 import yaml
 
 from gipc.files import atomic_path, write_text
-from gipc.report import csv_text, markdown_table, numeric_columns, summarize
+from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
+DEFAULT_METRICS = "metrics.csv"
+"""The table training's test stage writes into every run dir."""
 
 
 class CompareError(ValueError):
-    """Nothing to compare, or an output that would overwrite something: one line for the user."""
+    """Nothing to compare, an unusable ``--reference``, or an output that would overwrite something: one line for the user."""
 
 
 @dataclass(frozen=True)
 class Run:
-    """One finished run: its dir, command-line overrides (key -> value) and per-image metric rows."""
+    """One finished run: its dir, command-line overrides (key -> value), seed and per-image metric rows."""
 
     path: Path
     overrides: dict[str, str]
+    seed: object
     rows: list[dict[str, object]]
 
 
@@ -81,6 +103,11 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
     return overrides
 
 
+def read_seed(run_dir: Path) -> object:
+    """The seed the run trained with, from its resolved ``config.yaml`` (None if it names none)."""
+    return (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("seed")
+
+
 def _number(text: str) -> object:
     try:
         return float(text)
@@ -88,9 +115,9 @@ def _number(text: str) -> object:
         return text
 
 
-def read_rows(run_dir: Path, method: str) -> list[dict[str, object]]:
-    """The run's ``metrics.csv`` rows of ``method``, numbers as floats."""
-    with open(run_dir / "metrics.csv", newline="") as handle:
+def read_rows(table: Path, method: str) -> list[dict[str, object]]:
+    """The rows of ``method`` in a metrics table (``metrics.csv`` of a run or of gipc-eval), numbers as floats."""
+    with open(table, newline="") as handle:
         return [
             {key: value if key in ("image", "method") else _number(value) for key, value in row.items()}
             for row in csv.DictReader(handle)
@@ -98,15 +125,18 @@ def read_rows(run_dir: Path, method: str) -> list[dict[str, object]]:
         ]
 
 
-def collect(paths: Sequence[Path], method: str = "gipc") -> tuple[list[Run], list[str]]:
-    """Every finished run under ``paths`` with rows of ``method``, and one note per run dir skipped."""
+def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_METRICS) -> tuple[list[Run], list[str]]:
+    """Every finished run under ``paths`` with rows of ``method`` in its table ``metrics``, and one note per run dir skipped."""
     runs, skipped = [], []
     for run_dir in find_run_dirs(paths):
-        rows = read_rows(run_dir, method)
+        table = run_dir / metrics
+        rows = read_rows(table, method) if table.is_file() else []
         if rows:
-            runs.append(Run(run_dir, read_overrides(run_dir), rows))
+            runs.append(Run(run_dir, read_overrides(run_dir), read_seed(run_dir), rows))
+        elif table.is_file():
+            skipped.append(f"{run_dir}: no rows of method {method!r} in {metrics}")
         else:
-            skipped.append(f"{run_dir}: no rows of method {method!r} in metrics.csv")
+            skipped.append(f"{run_dir}: no {metrics} (not scored on that set yet)")
     for path in paths:
         for failed in sorted(path.rglob("FAILED")):
             if not (failed.parent / "metrics.csv").is_file():
@@ -115,7 +145,7 @@ def collect(paths: Sequence[Path], method: str = "gipc") -> tuple[list[Run], lis
         where = ", ".join(str(p) for p in paths)
         raise CompareError(
             f"no finished runs under {where}: a run dir holds config.yaml and metrics.csv, "
-            f"written when its test stage ends (method {method!r})"
+            f"written when its test stage ends (method {method!r} in {metrics})"
         )
     return runs, skipped
 
@@ -134,14 +164,91 @@ def variant_of(run: Run, keys: Sequence[str]) -> str:
 
 
 def table_rows(runs: Sequence[Run], keys: Sequence[str], root: Path) -> list[dict[str, object]]:
-    """One row per run and image: variant, run dir (relative to ``root``), swept values, metrics."""
+    """One row per run and image: variant, run dir (relative to ``root``), seed, swept values, metrics."""
     rows = []
     for run in runs:
         label = variant_of(run, keys)
         swept = {k: _number(run.overrides[k]) if k in run.overrides else "" for k in keys}
         where = str(run.path.relative_to(root)) if run.path.is_relative_to(root) else str(run.path)
-        rows.extend({"variant": label, "run": where, **swept, **row} for row in run.rows)
+        rows.extend({"variant": label, "run": where, "seed": run.seed, **swept, **row} for row in run.rows)
     return rows
+
+
+def run_means(rows: Sequence[Row], metrics: Sequence[str]) -> list[dict[str, object]]:
+    """One row per run: its variant, run, seed and swept values, and each metric's mean over the run's images."""
+    labels: dict[str, dict[str, object]] = {}
+    for row in rows:
+        labels.setdefault(str(row["run"]), {k: v for k, v in row.items() if k not in metrics and k != "image"})
+    return [{**labels[run], **{m: mean for m, (mean, _, _) in stats.items()}} for run, stats in summarize(rows, "run", metrics).items()]
+
+
+def paired_tests(rows: Sequence[Row], reference: str, metrics: Sequence[str]) -> list[dict[str, object]]:
+    """Wilcoxon signed-rank test of every other variant against ``reference``, per metric, on values paired by (image, seed).
+
+    One row per variant and metric: pairs (the (image, seed) keys both have), the mean of
+    variant − reference over them, the statistic and the two-sided p-value.
+    """
+    values: dict[str, dict[str, dict[tuple[object, object], float]]] = {}
+    for row in rows:
+        variant, key = str(row["variant"]), (row["image"], row["seed"])
+        for metric in metrics:
+            value = row.get(metric)
+            if not isinstance(value, float) or math.isnan(value):
+                continue
+            cell = values.setdefault(variant, {}).setdefault(metric, {})
+            if key in cell:
+                raise CompareError(
+                    f"variant {variant} has two values of {metric} for image {key[0]} at seed {key[1]}: "
+                    "the paired test needs one run per variant and seed"
+                )
+            cell[key] = value
+    if reference not in values:
+        raise CompareError(f"--reference {reference!r} is not a variant here; the variants are: {', '.join(values)}")
+    results = []
+    for variant, own in values.items():
+        if variant == reference:
+            continue
+        for metric in metrics:
+            theirs, ours = values[reference].get(metric, {}), own.get(metric, {})
+            diffs = [ours[key] - theirs[key] for key in ours if key in theirs]
+            statistic, p_value = wilcoxon(diffs)
+            mean = sum(diffs) / len(diffs) if diffs else math.nan
+            results.append(
+                {"variant": variant, "reference": reference, "metric": metric, "pairs": len(diffs),
+                 "mean_difference": mean, "statistic": statistic, "p_value": p_value}
+            )
+    return results
+
+
+def wilcoxon(diffs: Sequence[float]) -> tuple[float, float]:
+    """scipy's two-sided Wilcoxon signed-rank (statistic, p) of paired differences; (nan, nan) without pairs.
+
+    Differences all zero (two bit-identical arms) give (0, 1) here rather than scipy's warning.
+    """
+    if not diffs:
+        return math.nan, math.nan
+    if not any(diffs):
+        return 0.0, 1.0
+    from scipy.stats import wilcoxon as signed_rank
+
+    result = signed_rank(diffs)
+    return float(result.statistic), float(result.pvalue)
+
+
+def paired_table(results: Sequence[Row], metrics: Sequence[str], digits: int = 4) -> str:
+    """The paired tests as a markdown table: per variant, the pairs and per metric "mean difference (p)"."""
+    cells: dict[str, dict[str, Row]] = {}
+    for result in results:
+        cells.setdefault(str(result["variant"]), {})[str(result["metric"])] = result
+    lines = ["| variant | pairs | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for variant, by_metric in cells.items():
+        pairs = max(int(r["pairs"]) for r in by_metric.values())
+        shown = [
+            f"{r['mean_difference']:+.{digits}f} (p={r['p_value']:.3g})" if r["pairs"] else ""
+            for r in (by_metric[m] for m in metrics)
+        ]
+        lines.append(f"| {variant} | {pairs} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def numeric_key(runs: Sequence[Run], keys: Sequence[str]) -> str | None:
@@ -150,8 +257,11 @@ def numeric_key(runs: Sequence[Run], keys: Sequence[str]) -> str | None:
     return numeric[0] if len(numeric) == 1 else None
 
 
-def plot_metric(rows: Sequence[dict[str, object]], metric: str, keys: Sequence[str], x_key: str | None, path: Path) -> None:
-    """A PNG of ``metric``'s mean ± std: lines over ``x_key`` (one per other variant), else bars per variant."""
+def plot_metric(
+    rows: Sequence[Row], metric: str, keys: Sequence[str], x_key: str | None, path: Path, spread: str = "test images"
+) -> None:
+    """A PNG of ``metric``'s mean ± std over ``rows`` (images, or runs' means: ``spread`` names which):
+    lines over ``x_key`` (one per other variant), else bars per variant."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,7 +309,7 @@ def plot_metric(rows: Sequence[dict[str, object]], metric: str, keys: Sequence[s
             ax.set_xlabel(metric)
     if x_key is not None:
         ax.set_ylabel(metric)
-    ax.set_title(f"{metric} (mean ± std over test images)")
+    ax.set_title(f"{metric} (mean ± std over {spread})")
     ax.grid(alpha=0.3)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
@@ -207,15 +317,25 @@ def plot_metric(rows: Sequence[dict[str, object]], metric: str, keys: Sequence[s
 
 
 def compare(
-    paths: Sequence[Path], out: Path | None = None, method: str = "gipc", ignore: Sequence[str] = DEFAULT_IGNORE, overwrite: bool = False
+    paths: Sequence[Path],
+    out: Path | None = None,
+    method: str = "gipc",
+    ignore: Sequence[str] = DEFAULT_IGNORE,
+    overwrite: bool = False,
+    reference: str | None = None,
+    metrics_table: str = DEFAULT_METRICS,
 ) -> Path:
-    """Write the comparison of every run under ``paths`` to ``out`` (a new folder, made atomically); returns it."""
+    """Write the comparison of every run under ``paths`` to ``out`` (a new folder, made atomically); returns it.
+
+    ``reference``: the variant every other is tested against (paired Wilcoxon); ``metrics_table``:
+    which table of each run dir to read (``metrics.csv``, or e.g. ``lytro/metrics.csv``).
+    """
     paths = [Path(p) for p in paths]
     root = paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p.resolve()) for p in paths]))
     out = Path(out) if out is not None else root / "comparison"
     if out.exists() and not overwrite:
         raise CompareError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    runs, skipped = collect(paths, method)
+    runs, skipped = collect(paths, method, metrics_table)
     for note in skipped:
         print(f"skipped {note}", file=sys.stderr)
     keys = varying_keys(runs, ignore)
@@ -223,20 +343,40 @@ def compare(
     metrics = numeric_columns([r for run in runs for r in run.rows])
     shared = [f"{k}={v}" for k, v in runs[0].overrides.items() if k not in keys and k not in ignore]
     x_key = numeric_key(runs, keys)
+    per_run = run_means(rows, metrics)
+    runs_per_variant = Counter(str(r["variant"]) for r in per_run).values()
+    tests = paired_tests(rows, reference, metrics) if reference is not None else []
+    # Error bars show training noise when every variant has seeds to show it, else the spread over images.
+    spread_rows, spread = (per_run, "seeds") if min(runs_per_variant) > 1 else (rows, "test images")
+    sections = []
+    if max(runs_per_variant) > 1:
+        sections += ["## Across seeds", "", "Mean ± std of the runs' own means (n = runs).", "", markdown_table(per_run, "variant", metrics)]
+    if reference is not None:
+        sections += [
+            f"## Paired test against `{reference}`",
+            "",
+            "Mean difference (variant − reference) and two-sided Wilcoxon signed-rank p-value over images paired by (image, seed).",
+            "",
+            paired_table(tests, metrics),
+        ]
+    sections += ["## Across images", "", "Mean ± std over every image of the variant's runs (n = images).", "", markdown_table(rows, "variant", metrics)]
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write_text(staging / "comparison.csv", csv_text(rows))
+        write_text(staging / "runs.csv", csv_text(per_run))
+        if tests:
+            write_text(staging / "paired.csv", csv_text(tests))
         header = [
-            f"# Comparison of {len(runs)} run(s), method `{method}`",
+            f"# Comparison of {len(runs)} run(s), method `{method}`, table `{metrics_table}`",
             "",
             f"Overrides shared by every run: `{' '.join(shared)}`" if shared else "No override is shared by every run.",
             "",
         ]
-        write_text(staging / "comparison.md", "\n".join(header) + markdown_table(rows, "variant", metrics))
+        write_text(staging / "comparison.md", "\n".join(header + sections))
         for metric in metrics:
-            plot_metric(rows, metric, keys, x_key, staging / f"{_safe(metric)}.png")
+            plot_metric(spread_rows, metric, keys, x_key, staging / f"{_safe(metric)}.png", spread)
         _replace_dir(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -262,18 +402,27 @@ def _replace_dir(staging: Path, out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="gipc-compare",
-        description="Compare finished runs: one CSV, a mean ± std table per variant and a chart per metric.",
+        description="Compare finished runs: mean ± std per variant across images and across seeds, "
+        "a paired Wilcoxon test against a reference variant, and a chart per metric.",
     )
     parser.add_argument("paths", nargs="+", type=Path, help="a multirun dir (outputs/<task>/multiruns/<time>) or run dirs")
     parser.add_argument("--out", type=Path, default=None, help="new output folder (default: <dir>/comparison)")
-    parser.add_argument("--method", default="gipc", help="metrics.csv method to compare (default: gipc, the model)")
+    parser.add_argument("--method", default="gipc", help="method in the metrics table to compare (default: gipc, the model)")
+    parser.add_argument(
+        "--metrics", default=DEFAULT_METRICS,
+        help="table inside each run dir to read (default: metrics.csv, the test stage's; e.g. lytro/metrics.csv from gipc-eval)",
+    )
+    parser.add_argument(
+        "--reference", default=None,
+        help="variant to test every other against, as the table names it (e.g. ablation=none): paired Wilcoxon, pairs = (image, seed)",
+    )
     parser.add_argument(
         "--ignore", nargs="*", default=list(DEFAULT_IGNORE), help="override keys that do not make a variant (default: seed)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     try:
-        out = compare(args.paths, args.out, args.method, args.ignore, args.overwrite)
+        out = compare(args.paths, args.out, args.method, args.ignore, args.overwrite, args.reference, args.metrics)
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

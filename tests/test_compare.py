@@ -1,4 +1,5 @@
-"""gipc-compare on hand-made run dirs: variants from overrides, hand-computed means, charts, errors, atomic output."""
+"""gipc-compare on hand-made run dirs: variants from overrides, hand-computed means across images and seeds,
+paired Wilcoxon tests with hand-computed p-values (and scipy's on the same numbers), charts, errors, atomic output."""
 
 from __future__ import annotations
 
@@ -10,23 +11,31 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from scipy.stats import wilcoxon
 
-from gipc.compare import CompareError, compare, find_run_dirs, main, numeric_key, varying_keys, collect
+import gipc.compare as module
+from gipc.compare import CompareError, collect, compare, find_run_dirs, main, numeric_key, paired_tests, varying_keys
 
 HEADER = ["image", "method", "QABF", "EN"]
 
 
 def make_run(root: Path, name: str, overrides: list[str], rows: list[tuple[str, str, float, float]]) -> Path:
-    """A run dir as gipc/run.py leaves it: config.yaml, .hydra/overrides.yaml, metrics.csv."""
+    """A run dir as gipc/run.py leaves it: config.yaml (with the seed a ``seed=`` override sets), .hydra/overrides.yaml, metrics.csv."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
-    (run / "config.yaml").write_text("seed: 42\n")
+    seed = next((o.partition("=")[2] for o in overrides if o.startswith("seed=")), "42")
+    (run / "config.yaml").write_text(f"seed: {seed}\n")
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    with open(run / "metrics.csv", "w", newline="") as handle:
+    write_metrics(run / "metrics.csv", rows)
+    return run
+
+
+def write_metrics(path: Path, rows: list[tuple[str, str, float, float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(HEADER)
         writer.writerows(rows)
-    return run
 
 
 @pytest.fixture
@@ -169,3 +178,138 @@ def test_console_script_runs_as_module(ablation_sweep):
     assert result.returncode == 0, result.stderr
     assert "| ablation=without_gra |" in result.stdout and (ablation_sweep / "c" / "QABF.png").is_file()
     assert math.isclose(float(read_csv(ablation_sweep / "c" / "comparison.csv")[1]["QABF"]), 0.8)
+
+
+# ---------------------------------------------------------------- seeds and the paired test
+#: Q^AB/F per (seed, image) of the reference arm; each seed holds out other images, as data=photos does.
+REFERENCE = {1: {"x": 0.50, "y": 0.60, "z": 0.70}, 2: {"u": 0.40, "v": 0.50, "w": 0.60}}
+#: Differences from the reference in the order x, y, z, u, v, w.
+SHIFTS = {
+    "without_int": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06],  # all up: ranks 1..6 all positive
+    "without_gra": [-0.01, 0.02, 0.03, -0.04, 0.05, 0.06],  # ranks 1 and 4 negative
+}
+
+
+@pytest.fixture
+def seeded_study(tmp_path: Path) -> Path:
+    """Three arms x seeds 1, 2 (seed outermost, as the study presets order the jobs); EN equal in every arm."""
+    sweep = tmp_path / "study"
+    num = 0
+    for seed in (1, 2):
+        for arm in ("none", "without_int", "without_gra"):
+            shifts = [0.0] * 6 if arm == "none" else SHIFTS[arm]
+            images = REFERENCE[seed].items()
+            rows = [(image, "gipc", q + shifts[3 * (seed - 1) + i], 7.0) for i, (image, q) in enumerate(images)]
+            make_run(sweep, f"{num}_ablation={arm}", [f"ablation={arm}", f"seed={seed}"], rows)
+            num += 1
+    return sweep
+
+
+def table_line(md: str, section: str, variant: str) -> str:
+    """The row of ``variant`` in the markdown section whose heading starts with ``section``."""
+    body = md.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    (line,) = [line for line in body.splitlines() if line.startswith(f"| {variant} |")]
+    return line
+
+
+def test_seed_statistics_are_the_mean_and_std_of_the_runs_means(seeded_study):
+    out = compare([seeded_study])
+    md = (out / "comparison.md").read_text()
+    # Run means: none 0.6 (seed 1) and 0.5 (seed 2); without_int 0.62 and 0.55. Population std of two = half the gap.
+    assert table_line(md, "Across seeds", "ablation=none") == "| ablation=none | 2 | 0.5500 ± 0.0500 | 7.0000 ± 0.0000 |"
+    assert table_line(md, "Across seeds", "ablation=without_int").startswith("| ablation=without_int | 2 | 0.5850 ± 0.0350 |")
+    # Across images: the six values of none pooled over both seeds.
+    values = [0.5, 0.6, 0.7, 0.4, 0.5, 0.6]
+    std = math.sqrt(sum((v - 0.55) ** 2 for v in values) / 6)
+    assert table_line(md, "Across images", "ablation=none") == f"| ablation=none | 6 | 0.5500 ± {std:.4f} | 7.0000 ± 0.0000 |"
+    assert "Paired test" not in md and not (out / "paired.csv").exists()
+    runs = read_csv(out / "runs.csv")
+    assert [(r["variant"], r["seed"]) for r in runs][:2] == [("ablation=none", "1"), ("ablation=without_int", "1")]
+    assert math.isclose(float(runs[4]["QABF"]), 0.55) and "image" not in runs[0]
+    assert {r["seed"] for r in read_csv(out / "comparison.csv")} == {"1", "2"}
+
+
+def test_paired_wilcoxon_against_the_reference_by_image_and_seed(seeded_study):
+    out = compare([seeded_study], reference="ablation=none")
+    paired = {(r["variant"], r["metric"]): r for r in read_csv(out / "paired.csv")}
+    assert set(paired) == {(v, m) for v in ("ablation=without_int", "ablation=without_gra") for m in ("QABF", "EN")}
+    up = paired["ablation=without_int", "QABF"]
+    # Six positive differences with distinct sizes: W = 0, exact two-sided p = 2 / 2^6.
+    assert (up["pairs"], float(up["statistic"]), float(up["p_value"])) == ("6", 0.0, 2 / 64)
+    assert math.isclose(float(up["mean_difference"]), 0.21 / 6)
+    mixed = paired["ablation=without_gra", "QABF"]
+    # Negative ranks 1 + 4 = 5; subsets of {1..6} with rank sum <= 5: 10 of 64, so p = 2 * 10 / 64.
+    assert float(mixed["statistic"]) == 5.0 and math.isclose(float(mixed["p_value"]), 20 / 64)
+    reference = [q for seed in (1, 2) for q in REFERENCE[seed].values()]
+    for arm, row in (("without_int", up), ("without_gra", mixed)):
+        scipy_result = wilcoxon([q + d for q, d in zip(reference, SHIFTS[arm])], reference)
+        assert math.isclose(float(row["p_value"]), scipy_result.pvalue) and float(row["statistic"]) == scipy_result.statistic
+    same = paired["ablation=without_int", "EN"]  # every difference 0: nothing to rank, p = 1
+    assert (float(same["statistic"]), float(same["p_value"]), float(same["mean_difference"])) == (0.0, 1.0, 0.0)
+    md = (out / "comparison.md").read_text()
+    assert table_line(md, "Paired test against `ablation=none`", "ablation=without_int") == (
+        "| ablation=without_int | 6 | +0.0350 (p=0.0312) | +0.0000 (p=1) |"
+    )
+    assert "| ablation=none |" not in md.split("## Paired test", 1)[1].split("## Across images")[0]
+
+
+def test_pairs_are_image_and_seed_and_unmatched_images_drop_out():
+    rows = [
+        {"variant": "ref", "image": "x", "seed": 1, "Q": 0.5},
+        {"variant": "ref", "image": "x", "seed": 2, "Q": 0.9},
+        {"variant": "arm", "image": "x", "seed": 1, "Q": 0.7},
+        {"variant": "arm", "image": "x", "seed": 2, "Q": 0.8},
+        {"variant": "arm", "image": "y", "seed": 1, "Q": 0.1},  # no reference value for (y, 1)
+        {"variant": "arm", "image": "x", "seed": 3, "Q": 0.1},  # nor for seed 3
+    ]
+    (result,) = paired_tests(rows, "ref", ["Q"])
+    # x at seed 1 meets x at seed 1 (+0.2), x at seed 2 meets x at seed 2 (-0.1); averaging seeds first would leave one pair.
+    assert result["pairs"] == 2 and math.isclose(result["mean_difference"], 0.05)
+    assert paired_tests(rows[:2], "ref", ["Q"]) == []  # the reference alone: nothing to test
+
+
+def test_reference_errors_are_one_line_and_write_nothing(seeded_study, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(seeded_study), "--reference", "none"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --reference 'none' is not a variant here; the variants are: ablation=none, ablation=without_int, ablation=without_gra"
+    make_run(seeded_study, "6_ablation=none", ["ablation=none", "seed=1"], [("x", "gipc", 0.1, 7.0)])  # a second seed-1 run
+    with pytest.raises(CompareError, match="ablation=none has two values of QABF for image x at seed 1"):
+        compare([seeded_study], reference="ablation=none")
+    assert not (seeded_study / "comparison").exists()
+    assert "| ablation=none | 3 |" in (compare([seeded_study]) / "comparison.md").read_text()  # without a test: 3 runs pool
+
+
+def test_charts_show_the_spread_across_seeds_when_every_variant_has_seeds(seeded_study, ablation_sweep, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(module, "plot_metric", lambda rows, metric, keys, x_key, path, spread: drawn.append((len(rows), spread)))
+    compare([seeded_study])
+    assert drawn == [(6, "seeds"), (6, "seeds")]  # one point per run (3 arms x 2 seeds), for QABF and EN
+    drawn.clear()
+    compare([ablation_sweep])  # one run per arm: the spread over its images
+    assert drawn == [(6, "test images"), (6, "test images")]
+
+
+def test_seeded_ratio_chart_is_drawn_with_error_bars(tmp_path):
+    sweep = tmp_path / "ratio"
+    for num, (ratio, seed) in enumerate((r, s) for s in (1, 2) for r in ("0.05", "0.5")):
+        make_run(sweep, f"{num}_loss.ratio={ratio}", [f"loss.ratio={ratio}", f"seed={seed}"], [("x", "gipc", 0.1 * seed, 1.0)])
+    out = compare([sweep], reference="loss.ratio=0.05")
+    with Image.open(out / "QABF.png") as png:
+        assert png.format == "PNG" and png.size[0] > 100
+    assert table_line((out / "comparison.md").read_text(), "Across seeds", "loss.ratio=0.5") == (
+        "| loss.ratio=0.5 | 2 | 0.1500 ± 0.0500 | 1.0000 ± 0.0000 |"
+    )
+
+
+def test_another_table_of_the_run_dirs_such_as_lytro_scores(seeded_study, capsys):
+    # gipc-eval --fused gipc=<run>/lytro-fused --out <run>/lytro writes <run>/lytro/metrics.csv.
+    jobs = sorted(p for p in seeded_study.iterdir() if p.is_dir())
+    for job in jobs[:-1]:
+        write_metrics(job / "lytro" / "metrics.csv", [("lytro-01", "gipc", 0.7, 7.5), ("lytro-01", "gff", 0.75, 7.6)])
+    out = compare([seeded_study], seeded_study / "lytro-comparison", metrics_table="lytro/metrics.csv")
+    assert f"{jobs[-1]}: no lytro/metrics.csv" in capsys.readouterr().err
+    rows = read_csv(out / "comparison.csv")
+    assert len(rows) == 5 and {r["image"] for r in rows} == {"lytro-01"}
+    assert "table `lytro/metrics.csv`" in (out / "comparison.md").read_text().splitlines()[0]
