@@ -28,7 +28,7 @@ def bf16_fast(device: torch.device | str) -> bool:
     """Whether bf16 compute is native (and so faster than fp32) on ``device``."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         return bool(NATIVE_BF16_FLAGS & cpu_flags()) and torch.backends.mkldnn.is_available()
     return False

@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DistributedSampler
 
 from gipc.color import fuse_color, from_net, to_net
+from gipc.inference import choose_path, prepare
 from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
 from gipc.models import Discriminator, Generator
 
@@ -95,6 +96,7 @@ class GIPCGAN(L.LightningModule):
         self.weights = LossWeights(**loss)
         self.content_weights = replace(self.weights, l1=0.0, l2=0.0)
         self.total_batches = 1
+        self.test_fuse_y: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         self.metrics = metrics
         self.d_steps = 0
         self.g_steps = 0
@@ -267,8 +269,19 @@ class GIPCGAN(L.LightningModule):
             set_global_rng_state(state["global_rng"])
 
     # ------------------------------------------------------------ evaluation
+    def on_test_start(self) -> None:
+        # Test the weights as gipc-fuse runs them (BatchNorm folded, channels_last, bf16 where native);
+        # a bound method of an eval-only copy, so the copy is no submodule and training keeps BatchNorm.
+        ready = prepare(self.generator, choose_path(self.device))
+        self.test_fuse_y = ready.fuse_y
+        self.print(f"test: generator on {ready.path.describe()}")
+
+    def on_test_end(self) -> None:
+        self.test_fuse_y = None
+
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> dict[str, Any]:
-        fused = self(batch["a"], batch["b"])
+        fuse_y = self.test_fuse_y if stage == "test" and self.test_fuse_y is not None else self.fuse_y
+        fused = fuse_color(fuse_y, batch["a"], batch["b"])
         real = self._real_samples(stage, batch_idx, fused.shape[0])
         if self.metrics is not None and real:
             gt = batch.get("gt")

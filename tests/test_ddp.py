@@ -17,6 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
+from gipc.color import fuse_color
+from gipc.inference import choose_path, prepare
 from gipc.metrics import fusion_metrics
 from gipc.module import GIPCGAN
 from helpers import run_gipc
@@ -69,9 +71,10 @@ def test_ddp_two_cpu_processes_train_test_and_report_once(tmp_path):
     datamodule = instantiate(cfg.data, batches_per_step=cfg.model.d_steps_per_g_step + 1)
     datamodule.setup("test")
     reference: dict[str, dict[str, float]] = {}
+    fuse_y = prepare(model.generator, choose_path("cpu")).fuse_y  # the test stage's inference path
     with torch.no_grad():
         for batch in datamodule.test_dataloader():
-            scores = fusion_metrics(batch["a"], batch["b"], model(batch["a"], batch["b"]), batch.get("gt"))
+            scores = fusion_metrics(batch["a"], batch["b"], fuse_color(fuse_y, batch["a"], batch["b"]), batch.get("gt"))
             for i, name in enumerate(batch["name"]):
                 reference[name] = {k: float(v[i]) for k, v in scores.items()}
     assert sorted(reference) == names
