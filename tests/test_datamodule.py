@@ -77,7 +77,7 @@ def _built_folder(root: Path) -> None:
 
 def test_built_folder_source(tmp_path: Path) -> None:
     _built_folder(tmp_path)
-    module = FusionDataModule(root=str(tmp_path), batch_size=2, patch_size=32, stride=8)
+    module = FusionDataModule(root=str(tmp_path), batch_size=2, patch_size=32, stride=8, test_fraction=0.25)
     module.setup("fit")
     assert len(module.train_set) == 2 * (2 * 3)  # 40x48, 32px, stride 8: 2 rows x 3 columns
     batch = next(iter(module.train_dataloader()))
@@ -99,7 +99,7 @@ def test_built_folder_source(tmp_path: Path) -> None:
 )
 def test_bad_arguments_fail_in_the_constructor(kwargs: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
-        FusionDataModule(**{"batch_size": 4, "patch_size": 16, **kwargs})
+        FusionDataModule(**{"batch_size": 4, "patch_size": 16, "test_fraction": 0.25, **kwargs})
 
 
 def test_too_few_patches_for_one_step() -> None:

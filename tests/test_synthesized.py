@@ -115,4 +115,4 @@ def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Pat
     for scene in module.test_scenes:  # whole held-out photos in colour, with their ground truth
         assert scene.a.shape == scene.gt.shape == (3, 48, 56)
     with pytest.raises(DataError, match="set both or neither"):
-        FusionDataModule(batch_size=2, patch_size=16, synthesis=SMALL)
+        FusionDataModule(batch_size=2, patch_size=16, test_fraction=0.2, synthesis=SMALL)

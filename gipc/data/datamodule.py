@@ -125,7 +125,6 @@ class FusionDataModule(L.LightningDataModule):
         sigma: float = 2.0,
         soft: float = 0.0,
         max_side: int | None = 256,
-        test_fraction: float = 0.25,
         map_source: str | None = None,
         photos: Sequence[str] | None = None,
         synthesis: Mapping[str, Any] | None = None,
@@ -133,9 +132,11 @@ class FusionDataModule(L.LightningDataModule):
         photo_dirs: Sequence[str] = (),
         embedded_photos: bool = True,
         *,
+        test_fraction: float,
         batches_per_step: int = 1,
     ) -> None:
-        """``batch_size`` and ``patch_size`` come from ``conf/data`` (the paper's b = 32 and 80x80).
+        """``batch_size``, ``patch_size`` and ``test_fraction`` come from ``conf/data`` (the paper's b = 32,
+        80x80 and 30 of 120 images held out).
 
         ``root=None`` selects the embedded set, whose options are ``sigma`` (blur std, px),
         ``soft`` (map softening std, px), ``max_side``, ``test_fraction``, ``map_source`` (force one

@@ -77,11 +77,12 @@ class SyntheticSet:
 
 @functools.lru_cache(maxsize=4)
 def embedded_set(
+    *,
+    test_fraction: float,
     seed: int = 0,
     sigma: float = 2.0,
     soft: float = 0.0,
     max_side: int = 256,
-    test_fraction: float = 0.25,
     map_source: str | None = None,
     names: tuple[str, ...] | None = None,
 ) -> SyntheticSet:
