@@ -17,6 +17,7 @@ from gipc.color import fuse_color, from_net, to_net
 from gipc.inference import choose_path, prepare
 from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
 from gipc.models import Discriminator, Generator
+from gipc.pretrained import initial_generator
 
 NonFiniteAction = Literal["stop", "skip", "reduce_lr"]
 
@@ -71,13 +72,16 @@ class GIPCGAN(L.LightningModule):
         seed: int = 0,
         content_warmup: float = 0.0,
         channels_last: bool = False,
+        init_generator: str | None = None,
     ) -> None:
         """Every paper number (Tables 1-2, Algorithm 1, section 4.2) comes from ``conf/model``.
 
         ``seed`` starts the soft-label generator; it is the module's own, saved in checkpoints, so
         a resumed run draws the labels the uninterrupted run would have drawn. ``content_warmup``:
         the leading fraction of the run's batches trained on the content loss alone (no D work).
-        ``channels_last``: both networks in NHWC memory, faster with oneDNN and cuDNN."""
+        ``channels_last``: both networks in NHWC memory, faster with oneDNN and cuDNN.
+        ``init_generator``: start G from these weights (``shipped``, an exported file or a run's
+        checkpoint, read weights-only) to fine-tune it; D starts fresh."""
         super().__init__()
         if d_steps_per_g_step < 1:
             raise ValueError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
@@ -90,6 +94,12 @@ class GIPCGAN(L.LightningModule):
         self.save_hyperparameters(ignore=["metrics"])
         self.automatic_optimization = False
         self.generator = Generator(**generator)
+        if init_generator:
+            try:
+                self.generator.load_state_dict(initial_generator(init_generator).state_dict())
+            except RuntimeError as err:
+                first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+                raise ValueError(f"model.init_generator={init_generator}: its weights do not fit model.generator ({first})") from None
         self.discriminator = Discriminator(patch_size, **discriminator)
         if channels_last:
             self.to(memory_format=torch.channels_last)

@@ -135,6 +135,11 @@ def shipped_generator() -> Generator:
     return load_generator(SHIPPED_WEIGHTS, allow_pickle=False)
 
 
+def initial_generator(source: str | Path) -> Generator:
+    """The generator a run fine-tunes (``model.init_generator``): ``shipped``, or a weights-only-loadable file."""
+    return shipped_generator() if str(source) == "shipped" else load_generator(source, allow_pickle=False)
+
+
 def pretrained(device: str | torch.device | None = None, precision: str = "auto") -> InferenceGenerator:
     """The shipped generator, ready to fuse: ``pretrained().fuse_y`` is a :data:`gipc.tiling.Fuser`.
 
