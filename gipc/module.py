@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 from dataclasses import asdict, replace
 from typing import Any, Callable, Literal, Mapping
 
@@ -136,8 +137,12 @@ class GIPCGAN(L.LightningModule):
             subs = [dict(zip(batch, chunk)) for chunk in zip(*(batch[k].chunk(parts) for k in ("a", "b", "gt")))]
             d_terms = self._discriminator_steps(opt_d, subs[:-1])
             g_terms = self._generator_step(opt_g, subs[-1], self.weights) if d_terms is not None else None
-        for scheduler in self.lr_schedulers():  # the schedule counts batches, skipped ones too
-            scheduler.step()
+        with warnings.catch_warnings():
+            # The schedule counts batches, skipped ones and D's idle warm-up ones too, so a scheduler may
+            # step before its optimiser ever has: on purpose, not the ordering bug PyTorch warns about.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            for scheduler in self.lr_schedulers():
+                scheduler.step()
         if d_terms is None or g_terms is None:
             return
         self.log_dict({f"train/g_{k}": v.detach() for k, v in g_terms.items()}, prog_bar=False)

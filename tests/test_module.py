@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gipc.module import GIPCGAN, NonFiniteLossError
+from gipc.pretrained import export_generator
 from helpers import PATCH, Patches, paper_model, paper_weights
 
 def make(d_steps: int = 2, **kw) -> GIPCGAN:
@@ -152,3 +153,26 @@ def test_bf16_mixed_steps_run_the_networks_in_bf16_and_stay_finite(tmp_path):
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
     conv = model.generator.enc_a[1][0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_init_generator_starts_g_from_an_exported_file_and_d_fresh(tmp_path):
+    source = make(2)
+    torch.nn.init.normal_(source.generator.decoder[-2].weight)  # weights no fresh init would draw
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": {"generator": {"width": 4}}}, ckpt)
+    exported = export_generator(ckpt, tmp_path / "g.pt")
+    tuned = make(2, init_generator=str(exported))
+    assert torch.equal(_flat(tuned.generator), _flat(source.generator))
+    assert not torch.equal(_flat(tuned.discriminator), _flat(source.discriminator))
+
+
+def test_init_generator_of_another_shape_is_one_clear_error(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"state_dict": make(2).state_dict(), "hyper_parameters": {"generator": {"width": 4}}}, ckpt)
+    with pytest.raises(ValueError, match=r"model.init_generator=.*do not fit model.generator \(size mismatch"):
+        paper_model(generator={"width": 8}, init_generator=str(ckpt))
+
+
+def test_content_warmup_raises_no_scheduler_order_warning(tmp_path, recwarn):
+    trainer(tmp_path).fit(make(2, content_warmup=0.5), loader(4, 2, 2))
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
