@@ -24,22 +24,20 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 
 from gipc.color import to_net
+from gipc.experiment import conf_group
 from gipc.hardware import bf16_fast
 from gipc.losses import LossWeights, discriminator_loss, generator_loss
 from gipc.models import Discriminator, Generator
 from gipc.module import GIPCGAN
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 VARIANTS = {  # name: (Lightning precision, channels_last)
     "Lightning fp32": ("32-true", False),
     "Lightning bf16": ("bf16-mixed", False),
@@ -60,13 +58,6 @@ class Patches(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         a, b, gt = self.data[index]
         return {"a": a, "b": b, "gt": gt}
-
-
-def conf_group(group: str) -> dict[str, Any]:
-    """``conf/<group>/gipc.yaml`` without Hydra's keys and the cross-group interpolations."""
-    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / "gipc.yaml"))
-    kept = {k: v for k, v in raw.items() if not k.startswith("_") and k not in ("loss", "patch_size", "metrics")}
-    return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
 
 
 def loss_weights() -> LossWeights:

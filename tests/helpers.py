@@ -11,12 +11,14 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
+from gipc.experiment import CONF_DIR, conf_group
+from gipc.imaging import write_image
 from gipc.losses import LossWeights
 from gipc.module import GIPCGAN
 from gipc.models.generator import Generator
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+CONF = CONF_DIR
 RUN = REPO / "gipc" / "run.py"
 
 
@@ -53,13 +55,6 @@ class Patches(Dataset):
         return {"a": self.a[i], "b": self.b[i], "gt": torch.maximum(self.a[i], self.b[i])}
 
 
-def conf_group(group: str, name: str = "gipc") -> dict:
-    """``conf/<group>/<name>.yaml`` resolved, without Hydra's keys and the cross-group interpolations."""
-    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"))
-    kept = {k: v for k, v in raw.items() if k not in ("_target_", "_convert_", "loss", "patch_size", "metrics")}
-    return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
-
-
 def paper_weights(**over: object) -> LossWeights:
     """The paper's loss weights as conf/loss/gipc.yaml holds them, with overrides."""
     return LossWeights(**{**conf_group("loss"), **over})
@@ -94,3 +89,24 @@ def save_lightning_ckpt(path: Path, gen: Generator, hparams: dict | None = None)
     state["discriminator.head.weight"] = torch.zeros(1, 3)
     torch.save({"state_dict": state, "hyper_parameters": {"generator": hparams or {}}}, path)
     return path
+
+
+def run_dir_with_checkpoints(tmp_path: Path) -> Path:
+    """A run dir as training leaves it: config.yaml of a synthesized data set and two checkpoints."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        write_image(photos / f"p{i}.png", torch.rand(3, 48, 56, generator=torch.Generator().manual_seed(i)))
+    recipe = dict(sigma=[1.0, 2.0], soft=[0.0, 1.0], fraction=[0.3, 0.7], blob_size=[8, 16])
+    data = dict(_target_="gipc.data.datamodule.FusionDataModule", batch_size=2, patch_size=16, patches_per_epoch=8,
+                seed=0, embedded_photos=False, photo_dirs=[str(photos)], test_fraction=0.6, val_count=1,
+                max_side=None, synthesis=recipe, held_out_synthesis=recipe)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"data": data}), run / "config.yaml")
+    for step, seed in ((100, 0), (200, 1)):
+        torch.manual_seed(seed)
+        state = {f"generator.{k}": v for k, v in Generator(width=4).state_dict().items()}
+        torch.save({"state_dict": state, "hyper_parameters": {"generator": {"width": 4}}},
+                   run / "checkpoints" / f"epoch000-step{step:07d}.ckpt")
+    return run

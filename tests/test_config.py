@@ -1,6 +1,5 @@
 """Hydra composition: ablations zero exactly the lambdas docs/paper.md section 4 names; the ratio knob moves G and D."""
 
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -8,8 +7,8 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
 from gipc.losses import LossWeights
+from helpers import CONF
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 LAMBDAS = ("l1", "l2", "l3", "l4", "l5", "l6")
 
 

@@ -14,8 +14,8 @@ from omegaconf.errors import MissingMandatoryValue
 from gipc.data.datamodule import FusionDataModule
 from gipc.data.errors import DataError
 from gipc.imaging import write_image
+from helpers import CONF
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # Small bundled photos with blob maps: the embedded set in about a second.
 SMALL = dict(photos=("text", "page", "moon", "cell", "brick"), max_side=96, test_fraction=0.4)
 

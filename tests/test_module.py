@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from gipc.module import GIPCGAN, NonFiniteLossError
 from gipc.pretrained import export_generator
-from helpers import PATCH, Patches, paper_model, paper_weights
+from helpers import Patches, paper_model, paper_weights
 
 def make(d_steps: int = 2, **kw) -> GIPCGAN:
     return paper_model(generator={"width": 4}, d_steps_per_g_step=d_steps, **kw)

@@ -22,9 +22,8 @@ from gipc.data.datasets import PatchDataset
 from gipc.data.scene import Scene
 from gipc.experiment import FAILED_MARKER, run_experiment
 from gipc.module import GIPCGAN, NonFiniteLossError
-from helpers import PATCH, Patches, paper_model, paper_weights
+from helpers import CONF, Patches, paper_model
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = [
     "logger=none",
     "test=false",
