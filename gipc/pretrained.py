@@ -5,7 +5,7 @@ An exported generator is ``{"format": "gipc-generator/1", "generator": {Generato
 0.6 MB, loadable with ``torch.load(weights_only=True)``, so fusing never unpickles code. The
 model gipc ships is such a file inside the package, ``gipc/weights/gipc-cpu.pt``.
 
-    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt
+    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt [--recalibrate-bn 60]
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import pickle
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import torch
 
+from gipc.data.errors import DataError
 from gipc.files import OutputExistsError, atomic_path, check_writable
 from gipc.inference import InferenceGenerator, choose_path, prepare
+from gipc.models.batchnorm import recalibrate_batchnorm
 from gipc.models.generator import Generator
 
 log = logging.getLogger(__name__)
@@ -106,15 +108,24 @@ def load_generator(ckpt_path: str | Path, allow_pickle: bool = True) -> Generato
     return _build(path, *_generator_parts(path, _read(path, allow_pickle)))
 
 
-def export_generator(ckpt_path: str | Path, out_path: str | Path, overwrite: bool = False) -> Path:
+def export_generator(
+    ckpt_path: str | Path,
+    out_path: str | Path,
+    overwrite: bool = False,
+    calibration: Iterable[Sequence[torch.Tensor]] | None = None,
+) -> Path:
     """Write the generator of ``ckpt_path`` (a run's checkpoint, or an exported file) alone to ``out_path``, atomically.
 
     An existing ``out_path`` is replaced only with ``overwrite``, and never when it is ``ckpt_path``.
+    With ``calibration`` (generator inputs, e.g. :func:`gipc.rundir.training_inputs`), the BatchNorm
+    statistics are re-estimated on them first (:func:`gipc.models.batchnorm.recalibrate_batchnorm`).
     """
     path, out = Path(ckpt_path), Path(out_path)
     check_writable(out, overwrite, protected=(path,))
     kwargs, state = _generator_parts(path, _read(path, allow_pickle=True))
     generator = _build(path, kwargs, state)  # checks the weights fit before anything is written
+    if calibration is not None:
+        recalibrate_batchnorm(generator, calibration)
     with atomic_path(out) as tmp:
         torch.save({"format": FORMAT, "generator": kwargs, "state_dict": generator.state_dict()}, tmp)
     return out
@@ -155,13 +166,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ckpt", type=Path, help="Lightning checkpoint of a GIPC-GAN run (or an exported generator)")
     parser.add_argument("out", type=Path, help="output file, e.g. gipc/weights/gipc-cpu.pt")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                        help="re-estimate BatchNorm statistics on N training batches of the checkpoint's run first")
+    parser.add_argument("--run-dir", type=Path, help="the run whose training data --recalibrate-bn draws (default: the checkpoint's)")
     args = parser.parse_args(argv)
     try:
-        out = export_generator(args.ckpt, args.out, args.overwrite)
-    except (CheckpointError, OutputExistsError) as err:
+        calibration = None
+        if args.recalibrate_bn > 0:
+            from gipc.rundir import run_datamodule, run_dir_of, training_inputs  # Lightning and Hydra, only when asked
+
+            calibration = training_inputs(run_datamodule(args.run_dir or run_dir_of(args.ckpt)), args.recalibrate_bn)
+        out = export_generator(args.ckpt, args.out, args.overwrite, calibration)
+    except (CheckpointError, OutputExistsError, DataError) as err:
         print(f"gipc-export: error: {err}", file=sys.stderr)
         return 2
-    print(f"gipc-export: wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {FORMAT})", file=sys.stderr)
+    recalibrated = f", BatchNorm re-estimated on {args.recalibrate_bn} training batches" if calibration is not None else ""
+    print(f"gipc-export: wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {FORMAT}{recalibrated})", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,6 @@
 """The select command: score a run's checkpoints on held-out data and pick one, never on the test set.
 
-    gipc-select outputs/cpu/runs/DATE --pairs path/to/grayscale [--min-step N]
+    gipc-select outputs/cpu/runs/DATE --pairs path/to/grayscale [--min-step N] [--recalibrate-bn N]
 
 Each checkpoint of ``<run>/checkpoints`` fuses the run's validation pairs (the held-out synthetic
 pairs its data config builds, with ground truth: PSNR, SSIM) and every pair folder given with
@@ -18,10 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping, NoReturn, Sequence
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from gipc.data.datamodule import FusionDataModule
 from gipc.data.datasets import PairFolder
 from gipc.data.errors import DataError
 from gipc.data.scene import Scene
@@ -29,8 +26,12 @@ from gipc.evaluate import evaluate_pairs
 from gipc.files import write_text
 from gipc.fuse import fuse_images
 from gipc.inference import choose_path, network_fuser
+from gipc.models.batchnorm import recalibrate_batchnorm
 from gipc.pretrained import CheckpointError, load_generator
 from gipc.report import summarize
+from gipc.rundir import run_datamodule, training_inputs
+
+Inputs = tuple[torch.Tensor, torch.Tensor]
 
 _STEP = re.compile(r"step(\d+)")
 RANKED = ("val_PSNR", "pairs_QABF")
@@ -42,19 +43,14 @@ def checkpoint_step(path: Path) -> int:
     return int(match[1]) if match else -1
 
 
-def validation_scenes(run_dir: Path) -> Sequence[Scene]:
-    """The validation pairs of a run, rebuilt from its saved config (same seed, same photos)."""
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        raise DataError(f"{run_dir}: no config.yaml; is it a gipc run dir?")
-    data: FusionDataModule = instantiate(OmegaConf.load(config).data)
-    data.setup("fit")
-    return data.val_scenes
-
-
-def fuser_of(checkpoint: Path) -> Callable[[Scene], torch.Tensor]:
-    """A method for :func:`gipc.evaluate.evaluate_pairs`: the checkpoint's generator on the default inference path."""
-    fuse_y = network_fuser(load_generator(checkpoint), choose_path("cpu"))
+def fuser_of(checkpoint: Path, calibration: Sequence[Inputs] = ()) -> Callable[[Scene], torch.Tensor]:
+    """A method for :func:`gipc.evaluate.evaluate_pairs`: the checkpoint's generator on the default inference
+    path, its BatchNorm statistics first re-estimated on ``calibration`` when given (as ``gipc-export
+    --recalibrate-bn`` would write it)."""
+    generator = load_generator(checkpoint)
+    if calibration:
+        recalibrate_batchnorm(generator, calibration)
+    fuse_y = network_fuser(generator, choose_path("cpu"))
     return lambda scene: fuse_images(fuse_y, [scene.a, scene.b])
 
 
@@ -68,11 +64,13 @@ def mean_ranks(rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> l
     return [r / len(columns) for r in ranks]
 
 
-def score_checkpoints(checkpoints: Sequence[Path], val: Sequence[Scene], pairs: Sequence[Scene]) -> list[dict[str, float | str]]:
+def score_checkpoints(
+    checkpoints: Sequence[Path], val: Sequence[Scene], pairs: Sequence[Scene], calibration: Sequence[Inputs] = ()
+) -> list[dict[str, float | str]]:
     """One row per checkpoint: mean val PSNR/SSIM, mean Q^AB/F over ``pairs``, and the mean rank."""
     rows: list[dict[str, float | str]] = []
     for checkpoint in checkpoints:
-        method = {checkpoint.name: fuser_of(checkpoint)}
+        method = {checkpoint.name: fuser_of(checkpoint, calibration)}
         val_means = summarize(evaluate_pairs(val, method), "method", ["PSNR", "SSIM"])[checkpoint.name]
         pair_means = summarize(evaluate_pairs(pairs, method), "method", ["QABF"])[checkpoint.name]
         row: dict[str, float | str] = {
@@ -111,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, action="append", default=[], required=True,
                         help="a folder of real pairs without ground truth, scored with Q^AB/F (repeatable); never the test set")
     parser.add_argument("--min-step", type=int, default=0, help="only checkpoints at or after this global step")
+    parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                        help="score each checkpoint with BatchNorm statistics re-estimated on N training batches (as gipc-export --recalibrate-bn N)")
     args = parser.parse_args(argv)
     try:
         if not args.run_dir.is_dir():
@@ -121,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not checkpoints:
             raise DataError(f"{args.run_dir}/checkpoints holds no step-named checkpoint at or after step {args.min_step}")
-        val = validation_scenes(args.run_dir)
+        data = run_datamodule(args.run_dir)
+        calibration = list(training_inputs(data, args.recalibrate_bn))
         pairs = [scene for folder in args.pairs for scene in PairFolder(folder)]
-        rows = score_checkpoints(checkpoints, val, pairs)
+        rows = score_checkpoints(checkpoints, data.val_scenes, pairs, calibration)
     except (DataError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -19,8 +19,9 @@ from gipc.inference import InferenceGenerator
 from gipc.module import GIPCGAN
 from gipc.pretrained import FORMAT, CheckpointError, export_generator, load_generator, pretrained
 from gipc.pretrained import main as export_main
+from gipc.rundir import run_datamodule, training_inputs
 
-from helpers import Patches, conf_group, paper_model, random_eval_generator
+from helpers import Patches, conf_group, paper_model, random_eval_generator, run_dir_with_checkpoints
 
 
 def _lightning_checkpoint(path: Path) -> tuple[Path, GIPCGAN]:
@@ -86,6 +87,22 @@ def test_export_command(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], capsys: 
     assert export_main([str(tmp_path / "none.ckpt"), str(tmp_path / "x.pt")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"gipc-export: error: {tmp_path / 'none.ckpt'}: no such checkpoint file")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first BatchNorm's running mean becomes the mean of its conv's output over the run's training patches."""
+    run = run_dir_with_checkpoints(tmp_path)
+    ckpt, out = run / "checkpoints" / "epoch000-step0000100.ckpt", tmp_path / "g.pt"
+    assert export_main([str(ckpt), str(out), "--recalibrate-bn", "2"]) == 0
+    assert "BatchNorm re-estimated on 2 training batches" in capsys.readouterr().err
+    conv = load_generator(ckpt).enc_a[0][0]
+    with torch.no_grad():
+        by_hand = torch.stack([conv(a).mean((0, 2, 3)) for a, _ in training_inputs(run_datamodule(run), 2)]).mean(0)
+    exported = load_generator(out, allow_pickle=False).enc_a[0][1]
+    assert torch.allclose(exported.running_mean, by_hand, atol=1e-5)
+    assert not torch.allclose(load_generator(ckpt).enc_a[0][1].running_mean, by_hand, atol=1e-3)
+    assert export_main([str(ckpt), str(tmp_path / "x.pt"), "--recalibrate-bn", "2", "--run-dir", str(tmp_path)]) == 2
+    assert "no config.yaml" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
 # --- loading ----------------------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""A finished training run's directory: the data it trained and validated on, rebuilt from its saved config.
+
+Tools that work on a run after the fact (``gipc-select``, ``gipc-export --recalibrate-bn``) need
+the exact pairs the run saw; its ``config.yaml`` holds the data config and seed that rebuild them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from gipc.color import to_net
+from gipc.data.datamodule import FusionDataModule
+from gipc.data.errors import DataError
+from gipc.data.scene import Scene
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run dir a checkpoint was written into (``<run>/checkpoints/<name>.ckpt``)."""
+    return checkpoint.resolve().parent.parent
+
+
+def run_datamodule(run_dir: Path) -> FusionDataModule:
+    """The run's data module, set up for fitting (same photos, same seed, same held-out pairs)."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise DataError(f"{run_dir}: no config.yaml; is it a gipc run dir?")
+    data: FusionDataModule = instantiate(OmegaConf.load(config).data)
+    data.setup("fit")
+    return data
+
+
+def validation_scenes(run_dir: Path) -> Sequence[Scene]:
+    """The validation pairs of a run, with ground truth."""
+    return run_datamodule(run_dir).val_scenes
+
+
+def training_inputs(data: FusionDataModule, batches: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``batches`` generator inputs ``(a, b)`` in the network's range, as the run trained on them.
+
+    Loader batches hold ``batches_per_step`` training batches (one per D or G step); each is split
+    back into batches of ``batch_size`` so BatchNorm sees the batch statistics training saw.
+    """
+    loaded = (
+        (to_net(a), to_net(b))
+        for batch in data.train_dataloader()
+        for a, b in zip(batch["a"].split(data.batch_size), batch["b"].split(data.batch_size))
+    )
+    return itertools.islice(loaded, batches)
