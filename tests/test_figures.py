@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from gipc.figures import decision_window, main
 from gipc.imaging import write_image
@@ -30,6 +31,8 @@ def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path) -> No
     out = tmp_path / "fig.png"
     assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--crop", "16"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(out) as written:
+        assert written.mode == "P"  # a palette PNG, small enough to commit
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "fused", "sources"]  # no temp file left
     with pytest.raises(SystemExit) as refused:
         main(["--sources", str(sources), "--out", str(out)])
