@@ -5,7 +5,7 @@ An exported generator is ``{"format": "gipc-generator/1", "generator": {Generato
 0.6 MB, loadable with ``torch.load(weights_only=True)``, so fusing never unpickles code. The
 model gipc ships is such a file inside the package, ``gipc/weights/gipc-cpu.pt``.
 
-    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt [--recalibrate-bn 60]
+    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt [--recalibrate-bn 100]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 from hydra.utils import instantiate
@@ -17,7 +17,6 @@ from omegaconf import OmegaConf
 from gipc.color import to_net
 from gipc.data.datamodule import FusionDataModule
 from gipc.data.errors import DataError
-from gipc.data.scene import Scene
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -33,11 +32,6 @@ def run_datamodule(run_dir: Path) -> FusionDataModule:
     data: FusionDataModule = instantiate(OmegaConf.load(config).data)
     data.setup("fit")
     return data
-
-
-def validation_scenes(run_dir: Path) -> Sequence[Scene]:
-    """The validation pairs of a run, with ground truth."""
-    return run_datamodule(run_dir).val_scenes
 
 
 def training_inputs(data: FusionDataModule, batches: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
