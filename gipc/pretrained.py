@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         calibration = None
+        check_writable(args.out, args.overwrite, protected=(args.ckpt,))  # before the run's data is built
         if args.recalibrate_bn > 0:
             from gipc.rundir import run_datamodule, run_dir_of, training_inputs  # Lightning and Hydra, only when asked
 

@@ -103,6 +103,9 @@ def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.Captu
     assert not torch.allclose(load_generator(ckpt).enc_a[0][1].running_mean, by_hand, atol=1e-3)
     assert export_main([str(ckpt), str(tmp_path / "x.pt"), "--recalibrate-bn", "2", "--run-dir", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    # An existing output is refused first: the bad --run-dir is never read.
+    assert export_main([str(ckpt), str(out), "--recalibrate-bn", "2", "--run-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{out} already exists; pass an explicit overwrite flag or choose a new output folder")
 
 
 # --- loading ----------------------------------------------------------------------------------------
