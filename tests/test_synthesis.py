@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from gipc.data.decision_maps import disparity, from_file, make_map, region_compe
 from gipc.data.embedded import CATALOGUE, embedded_set, load_photo
 from gipc.data.errors import DataError
 from gipc.data.scene import scene_generator, split_names, synthesize_scene
-from gipc.data.synthesis import blur_kernel_size, gaussian_blur, random_blobs, soften, synthesize_pair
+from gipc.data.synthesis import blur_kernel_size, disk_blur, disk_kernel, gaussian_blur, random_blobs, soften, synthesize_pair
 from gipc.imaging import write_image
 
 
@@ -26,6 +28,39 @@ def test_blur_matches_scipy_gaussian_filter() -> None:
     ref = ndimage.gaussian_filter(image[0, 0].double().numpy(), 2.0, mode="mirror", truncate=3.0)
     assert blur_kernel_size(2.0) == 13
     np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("radius", [1.3, 4.0, 7.5])
+def test_disk_kernel_is_a_normalized_pillbox_with_the_disk_variance(radius: float) -> None:
+    """A uniform disk of radius r has per-axis variance r^2 / 4 and area pi r^2 (about which pixels hold it)."""
+    kernel = disk_kernel(radius).double()
+    half = kernel.shape[-1] // 2
+    coords = torch.arange(-half, half + 1, dtype=torch.float64)
+    assert kernel.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert torch.equal(kernel, kernel.flip(0)) and torch.equal(kernel, kernel.T)
+    variance = (kernel.sum(dim=0) * coords**2).sum().item()  # per-axis variance at pixel centres
+    assert variance == pytest.approx(radius**2 / 4 + 1 / 12, rel=0.04)  # Sheppard: grouping adds 1/12
+    distance = (coords[:, None] ** 2 + coords[None, :] ** 2).sqrt()  # of each pixel's centre
+    full = kernel.max()
+    assert torch.all(kernel[distance < radius - math.sqrt(0.5)] == full)  # pixels wholly inside
+    assert torch.all(kernel[distance > radius + math.sqrt(0.5)] == 0)  # pixels wholly outside
+    rim = (distance > radius - math.sqrt(0.5)) & (distance < radius + math.sqrt(0.5))
+    assert torch.all(kernel[rim] <= full) and 0 < kernel[rim].mean() < full  # partly covered
+
+
+def test_disk_blur_keeps_flat_images_and_has_the_gaussians_std() -> None:
+    """Same mean, same std (r = 2 sigma) as the Gaussian it replaces, but a flat top: a point spreads evenly."""
+    flat = torch.full((1, 1, 20, 20), 0.3)
+    torch.testing.assert_close(disk_blur(flat, 2.0), flat)
+    point = torch.zeros(1, 1, 41, 41)
+    point[..., 20, 20] = 1.0
+    disk, gauss = disk_blur(point, 3.0)[0, 0], gaussian_blur(point, 3.0)[0, 0]
+    coords = (torch.arange(41.0) - 20) ** 2
+    assert (disk.sum(0) * coords).sum().item() == pytest.approx((gauss.sum(0) * coords).sum().item(), rel=0.05)
+    assert disk[20, 20].item() == pytest.approx(disk[20, 23].item(), rel=1e-5)  # flat inside the rim
+    assert gauss[20, 20] > 1.5 * gauss[20, 23]
+    with pytest.raises(ValueError, match="too large"):
+        disk_blur(torch.rand(1, 1, 8, 8), 5.0)  # radius 10 px
 
 
 def test_pair_is_image_where_focused_and_blur_elsewhere() -> None:

@@ -12,7 +12,7 @@ from gipc.data.datamodule import FreshDraws, FusionDataModule
 from gipc.data.datasets import SynthesizedPatches
 from gipc.data.errors import DataError
 from gipc.data.photos import photo_pool
-from gipc.data.synthesis import DefocusRecipe, draw_pair, gaussian_blur
+from gipc.data.synthesis import DefocusRecipe, disk_blur, draw_pair, gaussian_blur
 from gipc.imaging import write_image
 
 RECIPE = DefocusRecipe(sigma=(1.0, 5.0), soft=(0.0, 4.0), fraction=(0.1, 0.9), blob_size=(8, 32))
@@ -47,6 +47,26 @@ def test_hard_map_pair_is_sharp_or_blurred_pixel_by_pixel() -> None:
     assert torch.all(a_sharp ^ b_sharp | ((blurred - pair["gt"]).abs() < 1e-6))
     assert torch.allclose(torch.where(a_sharp, pair["b"], pair["a"]), blurred, atol=1e-6)
     assert 0 < a_sharp.float().mean() < 1  # both sources hold part of the focus
+
+
+def test_disk_share_picks_the_kernel_and_zero_keeps_the_gaussian_stream() -> None:
+    """disk = 1: every pair's blurred part is the pillbox blur; disk = 0 draws exactly the pairs of a recipe without the field."""
+    photo = _photo(size=(40, 40))
+    side = 16 + 2 * HARD.margin
+    inner = slice(HARD.margin, HARD.margin + 16)
+    disk = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, disk=1.0)
+    pair = draw_pair(photo[:, :side, :side], 16, disk, torch.Generator().manual_seed(3), flips=False)
+    a_sharp = (pair["a"] - pair["gt"]).abs() < 1e-6
+    blurred = torch.where(a_sharp, pair["b"], pair["a"])
+    sigma = float(pair["sigma"])
+    torch.testing.assert_close(blurred, disk_blur(photo[None, :, :side, :side], sigma)[0, :, inner, inner], atol=1e-6, rtol=0)
+    assert not torch.allclose(blurred, gaussian_blur(photo[None, :, :side, :side], sigma)[0, :, inner, inner], atol=1e-3)
+    explicit = DefocusRecipe(sigma=RECIPE.sigma, soft=RECIPE.soft, fraction=RECIPE.fraction, blob_size=RECIPE.blob_size, disk=0.0)
+    first, second = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    for _ in range(5):
+        assert torch.equal(draw_pair(_photo(), 16, RECIPE, first)["a"], draw_pair(_photo(), 16, explicit, second)["a"])
+    with pytest.raises(ValueError, match="disk must be a share"):
+        DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16), disk=1.5)
 
 
 def test_recipe_rejects_bad_ranges() -> None:

@@ -13,7 +13,7 @@ import torch
 
 from gipc.data.decision_maps import make_map
 from gipc.data.errors import DataError
-from gipc.data.synthesis import DefocusRecipe, draw_focus_map, soften, synthesize_pair, uniform
+from gipc.data.synthesis import DefocusRecipe, compose, draw_focus_map, soften, synthesize_pair, uniform
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,10 @@ def split_names(names: Sequence[str], test_fraction: float, seed: int) -> tuple[
 
 
 def held_out_scene(name: str, image: torch.Tensor, recipe: DefocusRecipe, seed: int) -> SyntheticScene:
-    """A whole-image pair for validation or test: blob map, boundary softness and blur sigma drawn
-    from ``recipe`` with a generator of (seed, name), so the set is fixed for a seed."""
+    """A whole-image pair for validation or test: blob map, boundary softness, blur sigma and kernel
+    drawn from ``recipe`` with a generator of (seed, name), so the set is fixed for a seed."""
     generator = scene_generator(seed, name)
     focus_map = draw_focus_map(*image.shape[-2:], recipe, generator)
-    a, b = synthesize_pair(image[None], focus_map[None], uniform(recipe.sigma, generator))
+    blurred = recipe.blur(image[None], uniform(recipe.sigma, generator), generator)
+    a, b = compose(image[None], blurred, focus_map[None])
     return SyntheticScene(Scene(name, a[0], b[0], image), focus_map)

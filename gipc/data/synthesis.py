@@ -37,6 +37,36 @@ def gaussian_blur(image: torch.Tensor, sigma: float, kernel_size: int | None = N
     return kornia.filters.gaussian_blur2d(image, (size, size), (sigma, sigma), border_type="reflect")
 
 
+def disk_kernel(radius: float, supersample: int = 8) -> torch.Tensor:
+    """A (K, K) pillbox of ``radius`` px summing to 1: the defocus PSF of a lens with a round aperture.
+
+    Each pixel weighs the share of its area inside the circle (``supersample``^2 points per pixel),
+    so the kernel changes smoothly with the radius instead of in whole-pixel steps.
+    """
+    if radius <= 0:
+        raise ValueError(f"disk radius must be > 0, got {radius}")
+    half = math.ceil(radius - 0.5)
+    offsets = (torch.arange(supersample, dtype=torch.float64) + 0.5) / supersample - 0.5
+    axis = (torch.arange(-half, half + 1, dtype=torch.float64)[:, None] + offsets).flatten()
+    inside = (axis[:, None] ** 2 + axis[None, :] ** 2 <= radius**2).double()
+    size = 2 * half + 1
+    kernel = inside.reshape(size, supersample, size, supersample).mean(dim=(1, 3))
+    return (kernel / kernel.sum()).float()
+
+
+def disk_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Defocus by a pillbox with the per-axis std ``sigma`` of the Gaussian it replaces (radius 2 sigma:
+    a uniform disk of radius r has per-axis variance r^2 / 4), reflect-padded like :func:`gaussian_blur`."""
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    if sigma == 0:
+        return image.clone()
+    kernel = disk_kernel(2.0 * sigma).to(image)
+    if kernel.shape[-1] // 2 >= min(image.shape[-2:]):
+        raise ValueError(f"disk blur of radius {2.0 * sigma:g} px is too large for a {image.shape[-2]}x{image.shape[-1]} image")
+    return kornia.filters.filter2d(image, kernel[None], border_type="reflect")
+
+
 def synthesize_pair(
     image: torch.Tensor, focus_map: torch.Tensor, sigma: float, kernel_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,12 +144,14 @@ def fit_longest_side(image: torch.Tensor, max_side: int | None, nearest: bool = 
 class DefocusRecipe:
     """Ranges a synthesized pair draws from, uniformly and afresh for every pair (not in the paper,
     which makes each pair once with one unprinted sigma): blur std and map-boundary softness in px,
-    the foreground's share of the patch, and the size of its blobs in px."""
+    the foreground's share of the patch, and the size of its blobs in px; ``disk`` is the share of
+    pairs blurred by a pillbox of the same std (:func:`disk_blur`) instead of eq. 18-19's Gaussian."""
 
     sigma: tuple[float, float]
     soft: tuple[float, float]
     fraction: tuple[float, float]
     blob_size: tuple[int, int]
+    disk: float = 0.0
 
     def __post_init__(self) -> None:
         for name, low_ok in (("sigma", 0.0), ("soft", 0.0), ("fraction", 0.0), ("blob_size", 1)):
@@ -128,11 +160,21 @@ class DefocusRecipe:
                 raise ValueError(f"{name} must be a range [low, high] with {low_ok} <= low <= high, got {[low, high]}")
         if self.fraction[1] >= 1.0 or self.fraction[0] <= 0.0:
             raise ValueError(f"fraction must lie inside (0, 1), got {list(self.fraction)}")
+        if not 0.0 <= self.disk <= 1.0:
+            raise ValueError(f"disk must be a share in [0, 1], got {self.disk}")
 
     @property
     def margin(self) -> int:
-        """Pixels a crop needs around the patch so the widest blur never sees the crop's border."""
+        """Pixels a crop needs around the patch so the widest blur never sees the crop's border
+        (the Gaussian's +-3 sigma also covers the disk's radius of 2 sigma)."""
         return blur_kernel_size(self.sigma[1]) // 2
+
+    def blur(self, image: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+        """``image`` defocused by ``sigma``: a pillbox for a ``disk`` share of the draws, else a Gaussian.
+        With ``disk = 0`` nothing is drawn, so Gaussian-only recipes keep their random streams."""
+        if self.disk > 0 and float(torch.rand((), generator=generator)) < self.disk:
+            return disk_blur(image, sigma)
+        return gaussian_blur(image, sigma)
 
 
 def uniform(bounds: tuple[float, float], generator: torch.Generator) -> float:
@@ -153,8 +195,8 @@ def draw_pair(
 ) -> dict[str, torch.Tensor]:
     """One fresh (A, B, GT) patch of ``size`` px from an all-in-focus ``photo`` (C, H, W) in [0, 1].
 
-    Draws a crop position, one of the 8 flips/90-degree rotations (``flips``), blur sigma and a
-    decision map (:func:`draw_focus_map`), then applies equations 18-19. The crop carries a margin
+    Draws a crop position, one of the 8 flips/90-degree rotations (``flips``), blur sigma (and its
+    kernel, :meth:`DefocusRecipe.blur`) and a decision map (:func:`draw_focus_map`), then applies equations 18-19. The crop carries a margin
     so the blur sees real pixels, not padding.
     Returns ``{"a", "b", "gt"}`` (C, size, size) and the drawn ``"sigma"`` (0-d tensor).
     """
@@ -172,6 +214,6 @@ def draw_pair(
     sigma = uniform(recipe.sigma, generator)
     inner = slice(recipe.margin, recipe.margin + size)
     sharp = crop[None, :, inner, inner]
-    blurred = gaussian_blur(crop[None], sigma)[:, :, inner, inner]
+    blurred = recipe.blur(crop[None], sigma, generator)[:, :, inner, inner]
     a, b = compose(sharp, blurred, draw_focus_map(size, size, recipe, generator)[None])
     return {"a": a[0], "b": b[0], "gt": sharp[0].clone(), "sigma": torch.tensor(sigma)}
