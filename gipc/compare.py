@@ -27,7 +27,7 @@ two runs' means). Writes, to a new folder (default ``<dir>/comparison``), atomic
 (each run's means), ``paired.csv`` (with ``--reference``: one row per variant and metric with
 its pairs, mean difference, statistic and p-value), ``comparison.md`` (the tables) and
 ``<metric>.png`` per metric: a line over the swept value when one numeric key varies (e.g.
-``loss.ratio``), else bars per variant (e.g. the ablation), with std error bars across seeds
+``loss.ratio``), else one point per variant (e.g. the ablation), with std error bars across seeds
 when every variant has several runs, else across images. Works offline from the run dirs alone.
 """
 
@@ -261,7 +261,8 @@ def plot_metric(
     rows: Sequence[Row], metric: str, keys: Sequence[str], x_key: str | None, path: Path, spread: str = "test images"
 ) -> None:
     """A PNG of ``metric``'s mean ± std over ``rows`` (images, or runs' means: ``spread`` names which):
-    lines over ``x_key`` (one per other variant), else bars per variant."""
+    lines over ``x_key`` (one per other variant), else one point per variant. Points, not bars from
+    zero: the axis spans the values, so differences of a thousandth between arms stay visible."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,12 +299,14 @@ def plot_metric(
         labels = [(n.partition("=")[2] if len(keys) == 1 else "") or n for n in names]
         means, stds = [stats[n][metric][0] for n in names], [stats[n][metric][1] for n in names]
         if max(map(len, labels)) <= 16:
-            ax.bar(range(len(names)), means, yerr=stds, capsize=4)
+            ax.errorbar(range(len(names)), means, yerr=stds, fmt="o", capsize=4)
+            ax.set_xlim(-0.5, len(names) - 0.5)
             ax.set_xticks(range(len(names)), labels)
             ax.set_xlabel(keys[0] if len(keys) == 1 else "variant")
             ax.set_ylabel(metric)
         else:  # long override lists read better as rows, one override per line
-            ax.barh(range(len(names)), means, xerr=stds, capsize=4)
+            ax.errorbar(means, range(len(names)), xerr=stds, fmt="o", capsize=4)
+            ax.set_ylim(-0.5, len(names) - 0.5)
             ax.set_yticks(range(len(names)), [label.replace(",", "\n") for label in labels], fontsize="small")
             ax.invert_yaxis()
             ax.set_xlabel(metric)

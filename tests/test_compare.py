@@ -291,6 +291,21 @@ def test_charts_show_the_spread_across_seeds_when_every_variant_has_seeds(seeded
     assert drawn == [(6, "test images"), (6, "test images")]
 
 
+def test_arm_chart_spans_the_values_so_small_differences_show(tmp_path, monkeypatch):
+    """Arms 0.003 apart near 0.67: an axis from zero would draw them as equal bars."""
+    import matplotlib.figure
+
+    limits = []
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: (limits.append(fig.axes[0].get_ylim()), savefig(fig, *a, **k)))
+    rows = [{"variant": f"ablation={arm}", "ablation": arm, "QABF": value}
+            for arm, values in (("none", (0.669, 0.671)), ("without_gra", (0.672, 0.674))) for value in values]
+    module.plot_metric(rows, "QABF", ["ablation"], None, tmp_path / "QABF.png", spread="seeds")
+    low, high = limits[0]
+    assert 0.66 < low < 0.669 and 0.674 < high < 0.68
+    assert (tmp_path / "QABF.png").is_file()
+
+
 def test_seeded_ratio_chart_is_drawn_with_error_bars(tmp_path):
     sweep = tmp_path / "ratio"
     for num, (ratio, seed) in enumerate((r, s) for s in (1, 2) for r in ("0.05", "0.5")):
