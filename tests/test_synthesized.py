@@ -50,7 +50,8 @@ def test_hard_map_pair_is_sharp_or_blurred_pixel_by_pixel() -> None:
 
 
 def test_disk_share_picks_the_kernel_and_zero_keeps_the_gaussian_stream() -> None:
-    """disk = 1: every pair's blurred part is the pillbox blur; disk = 0 draws exactly the pairs of a recipe without the field."""
+    """disk = 1: every pair's blurred part is the pillbox blur; disk = 0 draws no number for the kernel,
+    so Gaussian-only recipes draw the same pairs as before the field existed."""
     photo = _photo(size=(40, 40))
     side = 16 + 2 * HARD.margin
     inner = slice(HARD.margin, HARD.margin + 16)
@@ -61,10 +62,12 @@ def test_disk_share_picks_the_kernel_and_zero_keeps_the_gaussian_stream() -> Non
     sigma = float(pair["sigma"])
     torch.testing.assert_close(blurred, disk_blur(photo[None, :, :side, :side], sigma)[0, :, inner, inner], atol=1e-6, rtol=0)
     assert not torch.allclose(blurred, gaussian_blur(photo[None, :, :side, :side], sigma)[0, :, inner, inner], atol=1e-3)
-    explicit = DefocusRecipe(sigma=RECIPE.sigma, soft=RECIPE.soft, fraction=RECIPE.fraction, blob_size=RECIPE.blob_size, disk=0.0)
-    first, second = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
-    for _ in range(5):
-        assert torch.equal(draw_pair(_photo(), 16, RECIPE, first)["a"], draw_pair(_photo(), 16, explicit, second)["a"])
+    image, generator = photo[None], torch.Generator().manual_seed(9)
+    before = generator.get_state()
+    torch.testing.assert_close(RECIPE.blur(image, 2.0, generator), gaussian_blur(image, 2.0), atol=0, rtol=0)
+    assert torch.equal(generator.get_state(), before)  # nothing drawn
+    DefocusRecipe(sigma=RECIPE.sigma, soft=RECIPE.soft, fraction=RECIPE.fraction, blob_size=RECIPE.blob_size, disk=0.5).blur(image, 2.0, generator)
+    assert not torch.equal(generator.get_state(), before)  # a share in (0, 1] draws the kernel
     with pytest.raises(ValueError, match="disk must be a share"):
         DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16), disk=1.5)
 

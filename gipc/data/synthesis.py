@@ -19,21 +19,27 @@ def blur_kernel_size(sigma: float) -> int:
     return 2 * math.ceil(3.0 * sigma) + 1
 
 
-def gaussian_blur(image: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
-    """``G(x, y; sigma) (*) I`` of equations 18-19, reflect-padded so borders do not darken."""
+def _check_sigma(sigma: float) -> None:
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
+
+
+def _check_fits(image: torch.Tensor, size: int, what: str) -> None:
+    """Reflect padding needs the kernel's half width below the image's shorter side."""
+    height, width = image.shape[-2:]
+    if size // 2 >= min(height, width):
+        raise ValueError(f"{what} is too large for a {height}x{width} image; use a smaller sigma or a larger image")
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
+    """``G(x, y; sigma) (*) I`` of equations 18-19, reflect-padded so borders do not darken."""
+    _check_sigma(sigma)
     if sigma == 0:
         return image.clone()
     size = blur_kernel_size(sigma) if kernel_size is None else kernel_size
     if size < 1 or size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd number, got {size}")
-    height, width = image.shape[-2:]
-    if size // 2 >= min(height, width):
-        raise ValueError(
-            f"blur kernel {size}x{size} (sigma {sigma}) is too large for a {height}x{width} image; "
-            "use a smaller sigma or a larger image"
-        )
+    _check_fits(image, size, f"blur kernel {size}x{size} (sigma {sigma})")
     return kornia.filters.gaussian_blur2d(image, (size, size), (sigma, sigma), border_type="reflect")
 
 
@@ -57,13 +63,11 @@ def disk_kernel(radius: float, supersample: int = 8) -> torch.Tensor:
 def disk_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Defocus by a pillbox with the per-axis std ``sigma`` of the Gaussian it replaces (radius 2 sigma:
     a uniform disk of radius r has per-axis variance r^2 / 4), reflect-padded like :func:`gaussian_blur`."""
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    _check_sigma(sigma)
     if sigma == 0:
         return image.clone()
     kernel = disk_kernel(2.0 * sigma).to(image)
-    if kernel.shape[-1] // 2 >= min(image.shape[-2:]):
-        raise ValueError(f"disk blur of radius {2.0 * sigma:g} px is too large for a {image.shape[-2]}x{image.shape[-1]} image")
+    _check_fits(image, kernel.shape[-1], f"disk blur of radius {2.0 * sigma:g} px")
     return kornia.filters.filter2d(image, kernel[None], border_type="reflect")
 
 
@@ -196,8 +200,8 @@ def draw_pair(
     """One fresh (A, B, GT) patch of ``size`` px from an all-in-focus ``photo`` (C, H, W) in [0, 1].
 
     Draws a crop position, one of the 8 flips/90-degree rotations (``flips``), blur sigma (and its
-    kernel, :meth:`DefocusRecipe.blur`) and a decision map (:func:`draw_focus_map`), then applies equations 18-19. The crop carries a margin
-    so the blur sees real pixels, not padding.
+    kernel, :meth:`DefocusRecipe.blur`) and a decision map (:func:`draw_focus_map`), then applies
+    equations 18-19. The crop carries a margin so the blur sees real pixels, not padding.
     Returns ``{"a", "b", "gt"}`` (C, size, size) and the drawn ``"sigma"`` (0-d tensor).
     """
     side = size + 2 * recipe.margin
