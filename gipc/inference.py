@@ -101,9 +101,6 @@ class InferenceGenerator(nn.Module):
     def __init__(self, generator: nn.Module, path: InferencePath) -> None:
         super().__init__()
         self.net = fold_batchnorm(generator).to(path.device, memory_format=torch.channels_last)
-        for layer in self.net.modules():
-            if isinstance(layer, nn.LeakyReLU):
-                layer.inplace = True  # its input is a conv output nothing else holds: one buffer less per block
         self.path = path
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """Generator (Table 1) and discriminator (Table 2) against docs/paper.md's counts and shapes."""
 
+import copy
+
 import pytest
 import torch
 
@@ -51,3 +53,24 @@ def test_discriminator_scores_one_number_per_image(size):
 def test_discriminator_rejects_patch_sizes_not_divisible_by_16(bad):
     with pytest.raises(ValueError, match="multiple of 16"):
         Discriminator(bad)
+
+
+@pytest.mark.parametrize("make", [Generator, lambda: Discriminator(32)], ids=["generator", "discriminator"])
+def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(make):
+    # Both networks run LeakyReLU in place to save a buffer per block; that is only sound if no
+    # backward reads an activation's input. The same weights with out-of-place copies must agree exactly.
+    torch.manual_seed(0)
+    net = make().train()
+    reference = copy.deepcopy(net)
+    relus = [m for m in net.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert relus and all(m.inplace for m in relus)
+    for m in reference.modules():
+        if isinstance(m, torch.nn.LeakyReLU):
+            m.inplace = False
+    inputs = [torch.randn(4, 1, 32, 32) for _ in range(2 if isinstance(net, Generator) else 1)]
+    outputs = [model(*inputs) for model in (net, reference)]
+    for model, out in zip((net, reference), outputs):
+        (out ** 2).sum().backward()
+    assert torch.equal(outputs[0], outputs[1])
+    for p, q in zip(net.parameters(), reference.parameters()):
+        assert torch.equal(p.grad, q.grad)

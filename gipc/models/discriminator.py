@@ -28,7 +28,7 @@ class Discriminator(nn.Module):
             layers.append(nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1))
             if i > 0:
                 layers.append(nn.BatchNorm2d(out_ch))
-            layers.append(nn.LeakyReLU(slope))
+            layers.append(nn.LeakyReLU(slope, inplace=True))  # as in the generator's blocks
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
         side = patch_size // 2 ** len(channels)
