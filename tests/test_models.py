@@ -69,7 +69,7 @@ def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(make):
             m.inplace = False
     inputs = [torch.randn(4, 1, 32, 32) for _ in range(2 if isinstance(net, Generator) else 1)]
     outputs = [model(*inputs) for model in (net, reference)]
-    for model, out in zip((net, reference), outputs):
+    for out in outputs:
         (out ** 2).sum().backward()
     assert torch.equal(outputs[0], outputs[1])
     for p, q in zip(net.parameters(), reference.parameters()):
