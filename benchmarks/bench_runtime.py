@@ -13,10 +13,13 @@ Prints, from one process on one machine:
   warm-up excluded, its GFLOP/s and their fraction of a same-run matmul of the same dtype;
 * accuracy: each path's PSNR against the plain fp32 module on those pairs, and the Q^AB/F of the
   whole Lytro set fused by the default path against the plain fp32 module;
+* what each fusion rule (:mod:`gipc.fusion`) adds to the network on the default path: the direct
+  rule (colour conversion, chroma) and the map rule (decision map, clean-up, blend), seconds per
+  pair and as a fraction of the network's own time, in the same run;
 * the end-to-end split of fusing the Lytro set as ``gipc-fuse`` does (decode, network, colour
-  conversion, encode) on the default path;
-* the peak memory of a 4000x3000 RGB pair fused in 512 px tiles on each ``gipc.inference`` path,
-  each in a fresh process;
+  conversion and rule, encode) on the default path and rule;
+* the peak memory of a 4000x3000 RGB pair fused in 512 px tiles on each ``gipc.inference`` path
+  under the default rule, each in a fresh process;
 * the classic baselines' seconds per pair, and the paper's Table 3 for reference.
 
 Weights: ``--ckpt`` (a run's checkpoint or a gipc-export file), else the shipped model, else an
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -44,6 +48,7 @@ from gipc.color import from_net, fuse_color, split_luma, to_net
 from gipc.data.datasets import PairFolder
 from gipc.data.sources import group_sources
 from gipc.fuse import DEFAULT_OVERLAP, auto_tiled, fuse_images
+from gipc.fusion import RULES
 from gipc.imaging import read_matching, write_image
 from gipc.inference import InferencePath, choose_path, prepare
 from gipc.metrics import qabf
@@ -68,16 +73,18 @@ PAPER_TABLE4 = {"GIPC-GAN": (0.4151, 0.0404), "MFF-GAN / ACGAN": (0.4099, 0.0382
 T = TypeVar("T")
 MEMORY_PROBE = """
 import resource, sys, time, torch
+from dataclasses import replace
 from gipc.fuse import auto_tiled, fuse_images
-from gipc.inference import choose_path, network_fuser
+from gipc.inference import choose_path, prepare
 from gipc.models import Generator
 device, precision, height, width, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
-fuse_y = auto_tiled(network_fuser(Generator().eval(), choose_path(device, precision)), height * width, None, {overlap})
+fusion = prepare(Generator().eval(), choose_path(device, precision)).fusion()
+fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, None, {overlap}))
 start = time.perf_counter()
 with torch.inference_mode():
-    fuse_images(fuse_y, [a, b])
+    fuse_images(fusion, [a, b])
 gpu = torch.cuda.max_memory_allocated() if device == "cuda" else 0
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, gpu, time.perf_counter() - start)
 """.replace("{overlap}", str(DEFAULT_OVERLAP))
@@ -204,16 +211,39 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
     print(f"GFLOP/s = 2 x {macs:,.0f} MACs x {height}x{width} / s; PSNR: the worst pair, against the plain module's output")
 
 
+def section_rules(generator: Generator, pairs: list, limit: int, device: torch.device, sync: Callable[[], None]) -> None:
+    """Network alone, then each rule around it, on the same pairs in one loop: the rules' cost as a share of the network's."""
+    ready = prepare(generator, choose_path(device, "auto"))
+    rules = {rule: ready.fusion(rule) for rule in RULES}
+    print(f"\n== Fusion rules on the default path, seconds per pair (colour in, colour out), pairs 2..{limit + 1} ==")
+    print(f"map settings: {rules['map'].describe()}")
+    spent: dict[str, list[float]] = {"network": [], **{rule: [] for rule in rules}}
+    with torch.inference_mode():
+        for i, (a, b) in enumerate(pairs[: limit + 1]):
+            a, b = a.to(device), b.to(device)
+            ya, yb = split_luma(a)[0] if a.shape[1] == 3 else a, split_luma(b)[0] if b.shape[1] == 3 else b
+            times = {"network": timed(lambda: ready.fuse_y(ya, yb), sync)[0]}
+            times |= {rule: timed(lambda: fusion([a, b]), sync)[0] for rule, fusion in rules.items()}
+            if i:  # pair 1 warms up
+                for key, value in times.items():
+                    spent[key].append(value)
+    network = statistics.fmean(spent["network"])
+    for key, values in spent.items():
+        added = "" if key == "network" else f"  adds {statistics.fmean(values) - network:.3f} s = {(statistics.fmean(values) - network) / network:.1%} of the network"
+        print(f"{key:<8} {mean_std(values)} s{added}")
+
+
 def section_end_to_end(generator: Generator, folder: Path, device: torch.device) -> None:
     if not folder.is_dir():
         print(f"\n== End to end: skipped, {folder} not found ==")
         return
     path = choose_path(device, "auto")
     ready = prepare(generator, path)
+    fusion = ready.fusion()
     plain = plain_fuser(generator.to(device))
     groups = group_sources(folder)
-    print(f"\n== End to end: the {len(groups)} groups of {folder} as gipc-fuse fuses them ({path.precision} path), seconds ==")
-    spent = {"decode": 0.0, "network": 0.0, "colour": 0.0, "encode": 0.0}
+    print(f"\n== End to end: the {len(groups)} groups of {folder} as gipc-fuse fuses them ({path.precision} path, {fusion.rule} rule), seconds ==")
+    spent = {"decode": 0.0, "network": 0.0, "colour and rule": 0.0, "encode": 0.0}
     scores: list[tuple[float, float]] = []
 
     def network(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -231,8 +261,8 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
             start = time.perf_counter()
             with torch.inference_mode():
                 pixels = [image.pixels for image in images]
-                fused = fuse_images(auto_tiled(network, pixels[0][0].numel(), None, DEFAULT_OVERLAP), pixels)
-            spent["colour"] += time.perf_counter() - start
+                fused = fuse_images(replace(fusion, net=auto_tiled(network, pixels[0][0].numel(), None, DEFAULT_OVERLAP)), pixels)
+            spent["colour and rule"] += time.perf_counter() - start
             start = time.perf_counter()
             write_image(Path(out_dir) / f"{stem}-fused.png", fused, images[0].bit_depth)
             spent["encode"] += time.perf_counter() - start
@@ -242,12 +272,12 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
             with torch.inference_mode():
                 reference = fuse_color(plain, a, b)
             scores.append((float(qabf(a, b, fused[None])[0]), float(qabf(a, b, reference)[0])))
-    spent["colour"] -= spent["network"]
+    spent["colour and rule"] -= spent["network"]
     total = sum(spent.values())
     print("  ".join(f"{k} {v:.2f} ({v / total:.0%})" for k, v in spent.items()) + f"  total {total:.2f} s, {total / len(groups):.3f} s per group")
     ours, theirs = zip(*scores)
     diffs = [abs(x - y) for x, y in scores]
-    print(f"Q^AB/F: {path.precision} path {statistics.fmean(ours):.4f}, plain fp32 module {statistics.fmean(theirs):.4f}; "
+    print(f"Q^AB/F: {path.precision} path, {fusion.rule} rule {statistics.fmean(ours):.4f}; plain fp32 module, direct rule {statistics.fmean(theirs):.4f}; "
           f"|difference| mean {statistics.fmean(diffs):.5f}, worst pair {max(diffs):.5f}")
 
 
@@ -300,6 +330,7 @@ def main() -> int:
     pairs, note = load_pairs(args.pairs, max(args.limit, args.baseline_limit) + 1)
     print(f"\nInputs: {note}; {source}")
     section_paths(generator, pairs, args.limit, macs, device, sync)
+    section_rules(generator, pairs, args.limit, device, sync)
     section_end_to_end(generator, args.pairs, device)
     if not args.no_memory:
         width, height = (int(v) for v in args.memory_side.split("x"))

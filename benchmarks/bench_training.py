@@ -32,7 +32,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 
 from gipc.color import to_net
-from gipc.experiment import conf_group
+from gipc.configs import conf_group
 from gipc.hardware import bf16_fast
 from gipc.losses import LossWeights, discriminator_loss, generator_loss
 from gipc.models import Discriminator, Generator

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -13,15 +13,18 @@ from lightning.pytorch.loggers import WandbLogger
 
 from gipc.baselines import BASELINES
 from gipc.color import fuse_color, split_luma
+from gipc.decision import MapSettings, map_image
+from gipc.inference import InferenceGenerator
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
 from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
-from gipc.tiling import Fuser
 
 MODEL_NAME = "gipc"
 SHIPPED_NAME = "gipc-shipped"
 """The report's row for the model gipc ships (gipc.pretrained), beside the model the run trained."""
+MAP_SUFFIX = "+map"
+"""Rows of a network under the map rule (gipc.fusion) are named ``<network row>+map``."""
 
 
 def _real_count(outputs: Any, names: Sequence[str]) -> int:
@@ -34,6 +37,9 @@ class TestReport(L.Callback):
 
     With ``shipped`` the table also scores the model gipc ships (row ``gipc-shipped``), so a short
     run shows what a trained model does; an install without shipped weights leaves the row out.
+    Rows ``gipc`` and ``gipc-shipped`` are the paper's direct output; with ``map_settings`` each
+    network also fuses under the map rule (rows ``<name>+map``, images in ``fused-map/``), and
+    where the test pairs know their true decision map its accuracy and boundary F-score are scored.
 
     Each rank writes the images it fused; the metric rows are gathered and rank zero writes
     ``metrics.csv`` / ``metrics.md`` once, so a DDP run leaves one set of outputs. The repeats
@@ -41,17 +47,27 @@ class TestReport(L.Callback):
     the means equal a single-process run's.
     """
 
-    def __init__(self, out_dir: str, baselines: Sequence[str] = (), image_dir: str = "fused", shipped: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        baselines: Sequence[str] = (),
+        image_dir: str = "fused",
+        shipped: bool = True,
+        map_settings: Mapping[str, Any] | None = None,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.baselines = list(baselines)
         self.image_dir = image_dir
         self.shipped = shipped
-        self.shipped_fuser: Fuser | None = None
+        self.map_settings = MapSettings(**map_settings) if map_settings is not None else None
+        self.networks: dict[str, InferenceGenerator] = {}
         self.rows: list[dict[str, Any]] = []
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
-        self.shipped_fuser = pretrained(pl_module.device).fuse_y if self.shipped and shipped_weights_exist() else None
+        self.networks = {MODEL_NAME: pl_module.test_network} if getattr(pl_module, "test_network", None) is not None else {}
+        if self.shipped and shipped_weights_exist():
+            self.networks[SHIPPED_NAME] = pretrained(pl_module.device)
 
     @torch.inference_mode()
     def on_test_batch_end(
@@ -61,16 +77,22 @@ class TestReport(L.Callback):
         if not real:
             return
         names = list(batch["name"])[:real]
-        a, b, gt = batch["a"][:real], batch["b"][:real], batch.get("gt")
-        gt = None if gt is None else gt[:real]
-        fused = {MODEL_NAME: outputs["fused"][:real]}
-        if self.shipped_fuser is not None:
-            fused[SHIPPED_NAME] = fuse_color(self.shipped_fuser, a, b)
+        a, b = batch["a"][:real], batch["b"][:real]
+        gt, true_map = (None if batch.get(key) is None else batch[key][:real] for key in ("gt", "focus_map"))
+        fused, maps = {MODEL_NAME: outputs["fused"][:real]}, {}
+        for name, network in self.networks.items():
+            if name != MODEL_NAME:
+                fused[name] = network.fusion("direct")([a, b]).image
+            if self.map_settings is not None:
+                mapped = network.fusion("map", self.map_settings)([a, b])
+                fused[name + MAP_SUFFIX], maps[name + MAP_SUFFIX] = mapped.image, map_image(mapped.weights)
         fused.update({name: fuse_color(BASELINES[name], a, b) for name in self.baselines})
         for i, image_name in enumerate(names):
-            path = self.out_dir / self.image_dir / f"{image_name}.png"
-            write_image(path, fused[MODEL_NAME][i].float().cpu(), overwrite=True)
-        self.rows += score_batch(names, a, b, fused, gt)
+            write_image(self.out_dir / self.image_dir / f"{image_name}.png", fused[MODEL_NAME][i].float().cpu(), overwrite=True)
+            if MODEL_NAME + MAP_SUFFIX in fused:
+                write_image(self.out_dir / f"{self.image_dir}{MAP_SUFFIX.replace('+', '-')}" / f"{image_name}.png",
+                            fused[MODEL_NAME + MAP_SUFFIX][i].float().cpu(), overwrite=True)
+        self.rows += score_batch(names, a, b, fused, gt, maps, true_map)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows = self.rows
@@ -80,7 +102,8 @@ class TestReport(L.Callback):
             rows = [row for part in gathered for row in part]
         if not trainer.is_global_zero or not rows:
             return
-        rows.sort(key=lambda r: (r["method"] != MODEL_NAME, r["method"] != SHIPPED_NAME, r["method"], r["image"]))
+        order = [MODEL_NAME, MODEL_NAME + MAP_SUFFIX, SHIPPED_NAME, SHIPPED_NAME + MAP_SUFFIX]
+        rows.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"], r["image"]))
         write_report(rows, self.out_dir, group="method")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -1,7 +1,8 @@
 """Compare finished runs: ``gipc-compare <multirun dir | run dirs...> [--reference VARIANT] [--out DIR]``.
 
 Every run dir (one holding ``config.yaml`` and ``metrics.csv``) found under the given paths
-contributes the per-image rows of one method (the model, ``gipc``, by default) from one table
+contributes the per-image rows of one method (the model, ``gipc``, by default; several comma-separated
+methods, e.g. the fusion rules ``gipc,gipc+map``, each become a variant ``method=<name>``) from one table
 (``--metrics``: the test stage's ``metrics.csv``, or e.g. ``lytro/metrics.csv`` that ``gipc-eval``
 wrote into the run dir), the command-line overrides that made it (``.hydra/overrides.yaml``) and
 its seed (``config.yaml``). A run's *variant* (an arm of a study) is its override string without
@@ -126,17 +127,26 @@ def read_rows(table: Path, method: str) -> list[dict[str, object]]:
 
 
 def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_METRICS) -> tuple[list[Run], list[str]]:
-    """Every finished run under ``paths`` with rows of ``method`` in its table ``metrics``, and one note per run dir skipped."""
+    """Every finished run under ``paths`` with rows of ``method`` in its table ``metrics``, and one note per run dir skipped.
+
+    ``method`` may list several methods of one table, comma-separated (e.g. ``gipc,gipc+map``: the
+    fusion rules of a run): each run then contributes one :class:`Run` per method, told apart by a
+    ``method=<name>`` override, so the rules become variants paired on the same images and seeds.
+    """
+    methods = [m.strip() for m in method.split(",") if m.strip()]
     runs, skipped = [], []
     for run_dir in find_run_dirs(paths):
         table = run_dir / metrics
-        rows = read_rows(table, method) if table.is_file() else []
-        if rows:
-            runs.append(Run(run_dir, read_overrides(run_dir), read_seed(run_dir), rows))
-        elif table.is_file():
-            skipped.append(f"{run_dir}: no rows of method {method!r} in {metrics}")
-        else:
-            skipped.append(f"{run_dir}: no {metrics} (not scored on that set yet)")
+        for name in methods:
+            rows = read_rows(table, name) if table.is_file() else []
+            tag = {"method": name} if len(methods) > 1 else {}
+            if rows:
+                runs.append(Run(run_dir, {**read_overrides(run_dir), **tag}, read_seed(run_dir), rows))
+            elif table.is_file():
+                skipped.append(f"{run_dir}: no rows of method {name!r} in {metrics}")
+            else:
+                skipped.append(f"{run_dir}: no {metrics} (not scored on that set yet)")
+                break
     for path in paths:
         for failed in sorted(path.rglob("FAILED")):
             if not (failed.parent / "metrics.csv").is_file():
@@ -176,10 +186,11 @@ def table_rows(runs: Sequence[Run], keys: Sequence[str], root: Path) -> list[dic
 
 def run_means(rows: Sequence[Row], metrics: Sequence[str]) -> list[dict[str, object]]:
     """One row per run: its variant, run, seed and swept values, and each metric's mean over the run's images."""
+    keyed = [{**row, "_run": f"{row['run']}\t{row['variant']}"} for row in rows]  # a run scored for several methods is several runs
     labels: dict[str, dict[str, object]] = {}
-    for row in rows:
-        labels.setdefault(str(row["run"]), {k: v for k, v in row.items() if k not in metrics and k != "image"})
-    return [{**labels[run], **{m: mean for m, (mean, _, _) in stats.items()}} for run, stats in summarize(rows, "run", metrics).items()]
+    for row in keyed:
+        labels.setdefault(str(row["_run"]), {k: v for k, v in row.items() if k not in metrics and k not in ("image", "_run")})
+    return [{**labels[run], **{m: mean for m, (mean, _, _) in stats.items()}} for run, stats in summarize(keyed, "_run", metrics).items()]
 
 
 def paired_tests(rows: Sequence[Row], reference: str, metrics: Sequence[str]) -> list[dict[str, object]]:
@@ -410,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("paths", nargs="+", type=Path, help="a multirun dir (outputs/<task>/multiruns/<time>) or run dirs")
     parser.add_argument("--out", type=Path, default=None, help="new output folder (default: <dir>/comparison)")
-    parser.add_argument("--method", default="gipc", help="method in the metrics table to compare (default: gipc, the model)")
+    parser.add_argument("--method", default="gipc", help="method in the metrics table to compare (default: gipc, the model); "
+                        "several, comma-separated (e.g. gipc,gipc+map), become variants method=<name>")
     parser.add_argument(
         "--metrics", default=DEFAULT_METRICS,
         help="table inside each run dir to read (default: metrics.csv, the test stage's; e.g. lytro/metrics.csv from gipc-eval)",

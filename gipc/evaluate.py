@@ -8,7 +8,9 @@ Sources are a pair folder as the data package reads it (``<scene>-A.*``/``<scene
 ``S-fused`` or ``S_fused``, compared case-insensitively, in any image format (``lytro-01-fused.png``
 as ``gipc-fuse`` writes it, ``lytro-01.png``, ``LYTRO-01.jpg``...); two candidates for one scene are
 an error, files matching no scene are ignored. Ground truth from ``--gt DIR`` matches stems
-``S``, ``S-gt`` or ``S_gt`` the same way. Metrics are computed on the luminance (docs/paper.md section 7),
+``S``, ``S-gt`` or ``S_gt`` the same way; a method's decision maps (``--maps NAME=DIR``, stems ``S``,
+``S-map`` or ``S_map``, as ``gipc-fuse --save-maps`` writes them) are scored against the true maps
+of a built set's ``maps/`` folder (accuracy ``MAP_ACC``, boundary F-score ``MAP_BF``). Metrics are computed on the luminance (docs/paper.md section 7),
 so a gray fused image of RGB sources is scored as it is.
 
 The tables are the ones training's test step writes (``gipc.report``): ``metrics.csv``, one row
@@ -41,6 +43,7 @@ from gipc.report import markdown_table, numeric_columns, score_batch, summarize,
 
 FUSED_SUFFIXES = ("", "-fused", "_fused")
 GT_SUFFIXES = ("", "-gt", "_gt")
+MAP_SUFFIXES = ("", "-map", "_map")
 WANDB_PROJECT = "gipc-gan"
 
 Row = dict[str, Any]
@@ -52,12 +55,15 @@ class EvalInputError(ValueError):
     """Sources, fused images or options the eval command cannot score."""
 
 
-def evaluate_pairs(pairs: Iterable[Scene], fused_by_method: Mapping[str, FusedFor], progress: bool = False) -> list[Row]:
+def evaluate_pairs(
+    pairs: Iterable[Scene], fused_by_method: Mapping[str, FusedFor], progress: bool = False, maps_by_method: Mapping[str, FusedFor] = {}
+) -> list[Row]:
     """Score every method on every scene (with its ``gt`` when the scene has one).
 
     Scenes are read one at a time, so memory holds one scene whatever the set's size. Rows come
     grouped by method in the order given, then by scene; a method with no image for a scene
-    (``None``) simply has no row for it.
+    (``None``) simply has no row for it. A method's decision maps (``maps_by_method``: A's weight,
+    (1, H, W)) are scored against the scene's true ``focus_map``.
     """
     rows: list[Row] = []
     pairs = pairs if isinstance(pairs, Sequence) else list(pairs)
@@ -70,7 +76,9 @@ def evaluate_pairs(pairs: Iterable[Scene], fused_by_method: Mapping[str, FusedFo
                 if image is not None:
                     fused[method] = _as_kind(image, scene.a.shape[0])[None]
             gt = None if scene.gt is None else _as_kind(scene.gt, scene.a.shape[0])[None]
-            rows += score_batch([scene.name], scene.a[None], scene.b[None], fused, gt)
+            maps = {method: _as_kind(image, 1)[None] for method, map_for in maps_by_method.items() if (image := map_for(scene)) is not None}
+            true_map = None if scene.focus_map is None else scene.focus_map[None]
+            rows += score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map)
             bar.update()
     order = {method: i for i, method in enumerate(fused_by_method)}
     return sorted(rows, key=lambda row: order[row["method"]])  # stable: scenes keep their order
@@ -125,11 +133,11 @@ def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:
     return image
 
 
-def folder_method(files: Mapping[str, Path]) -> FusedFor:
-    """A method whose fused images are files, by scene name (see :func:`match_stems`)."""
+def folder_method(files: Mapping[str, Path], what: str = "fused") -> FusedFor:
+    """A method whose fused images (or decision maps) are files, by scene name (see :func:`match_stems`)."""
 
     def fused_for(scene: Scene) -> torch.Tensor | None:
-        return _read_for(scene, files[scene.name], "fused") if scene.name in files else None
+        return _read_for(scene, files[scene.name], what) if scene.name in files else None
 
     return fused_for
 
@@ -147,7 +155,23 @@ def baseline_method(name: str) -> FusedFor:
     return fused_for
 
 
-def parse_fused(values: Sequence[str], method: str | None) -> dict[str, Path]:
+def plan_maps(pairs: PairFolder, names: Sequence[str], values: Sequence[str], methods: Mapping[str, FusedFor]) -> dict[str, FusedFor]:
+    """``--maps NAME=DIR``: each named method's decision maps, one per scene, scored against the sources' ``maps/``."""
+    if values and not all(focus_map is not None for *_, focus_map in pairs.entries):
+        raise EvalInputError(f"--maps: {pairs.root} has no maps/ folder of true decision maps (gipc-build-data writes one) to score them against")
+    maps = {}
+    for method, folder in parse_fused(values, None, flag="--maps").items():
+        if method not in methods:
+            raise EvalInputError(f"--maps {method}=...: no method {method!r} to attach them to; name a --fused method")
+        files = match_stems(names, folder, MAP_SUFFIXES, f"--maps {method}:")
+        missing = [n for n in names if n not in files]
+        if missing:
+            raise _missing_error(missing, folder, f"--maps {method}:", "name maps <scene>-map.png, as gipc-fuse --save-maps writes them")
+        maps[method] = folder_method(files, "decision-map")
+    return maps
+
+
+def parse_fused(values: Sequence[str], method: str | None, flag: str = "--fused") -> dict[str, Path]:
     """``--fused`` values (``DIR`` or ``NAME=DIR``) as {method: folder}; a bare DIR is named by ``--method`` or its own name."""
     if method is not None and len(values) != 1:
         raise EvalInputError("--method names one --fused DIR; with several folders write --fused NAME=DIR")
@@ -160,14 +184,14 @@ def parse_fused(values: Sequence[str], method: str | None) -> dict[str, Path]:
             raise EvalInputError(f"--fused {value} already names its method; drop --method {method}")
         name = name or method or Path(folder).resolve().name
         if name in folders:
-            raise EvalInputError(f"two --fused folders are both called {name!r}; name them: --fused NAME=DIR")
+            raise EvalInputError(f"two {flag} folders are both called {name!r}; name them: {flag} NAME=DIR")
         folders[name] = Path(folder)
     return folders
 
 
 def attach_gt(pairs: Sequence[Scene], gt_dir: Path) -> Sequence[Scene]:
     """``pairs`` with ground truth read lazily from ``gt_dir``; every scene must have one."""
-    names = [name for name, _, _ in pairs.entries] if isinstance(pairs, PairFolder) else [s.name for s in pairs]
+    names = [name for name, *_ in pairs.entries] if isinstance(pairs, PairFolder) else [s.name for s in pairs]
     files = match_stems(names, gt_dir, GT_SUFFIXES, "ground-truth")
     missing = [n for n in names if n not in files]
     if missing:
@@ -241,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", help="name of the single --fused folder's method in the tables (default: the folder's name)")
     parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse and score here, e.g. average,gff")
     parser.add_argument("--gt", type=Path, help="folder of all-in-focus images named <scene>[-gt].<ext>: adds PSNR and SSIM")
+    parser.add_argument("--maps", action="append", default=[], metavar="NAME=DIR",
+                        help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
+                             "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
     parser.add_argument("--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
@@ -256,15 +283,18 @@ def run(args: argparse.Namespace) -> list[Row]:
     fused = parse_fused(args.fused, args.method)
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
     if args.out is not None:
-        check_output_folder(args.out, args.overwrite, [args.sources, *fused.values(), *([args.gt] if args.gt else [])])
-    pairs: Sequence[Scene] = PairFolder(args.sources)
-    names = [name for name, _, _ in pairs.entries]
+        inputs = [args.sources, *fused.values(), *([args.gt] if args.gt else []), *parse_fused(args.maps, None, "--maps").values()]
+        check_output_folder(args.out, args.overwrite, inputs)
+    folder = PairFolder(args.sources)
+    pairs: Sequence[Scene] = folder
+    names = [name for name, *_ in folder.entries]
     if args.gt is not None:
         if pairs.has_gt:
             raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
         pairs = attach_gt(pairs, args.gt)
     methods = plan_methods(names, fused, baselines, args.allow_missing)
-    return evaluate_pairs(pairs, methods, progress=True)
+    maps = plan_maps(folder, names, args.maps, methods)
+    return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,16 +46,6 @@ OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lis
 
 FAILED_MARKER = "FAILED"
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-"""The config tree ``gipc/run.py`` composes (the checkout's ``conf/``)."""
-
-
-def conf_group(group: str, name: str = "gipc") -> dict[str, Any]:
-    """``conf/<group>/<name>.yaml`` as plain values, for code that builds objects without Hydra (tests,
-    benchmarks): Hydra's keys and the cross-group interpolations are left out, the rest resolved."""
-    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{name}.yaml"))
-    kept = {k: v for k, v in raw.items() if not k.startswith("_") and k not in ("loss", "patch_size", "metrics")}
-    return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
 
 
 class ConfigError(ValueError):

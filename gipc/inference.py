@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from gipc.color import from_net, to_net
+from gipc.decision import MapSettings
+from gipc.fusion import Fusion, default_rule
 from gipc.hardware import NATIVE_BF16_FLAGS, cpu_flags
 from gipc.tiling import Fuser
 
@@ -103,17 +106,33 @@ class InferenceGenerator(nn.Module):
         self.net = fold_batchnorm(generator).to(path.device, memory_format=torch.channels_last)
         self.path = path
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _run(self, net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         device, dtype = self.path.device, self.path.dtype
         a_in = a.to(device).contiguous(memory_format=torch.channels_last)
         b_in = b.to(device).contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            fused = self.net(a_in, b_in)
-        return fused.float().contiguous().to(a.device)
+            out = net(a_in, b_in)
+        return out.float().contiguous().to(a.device)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self._run(self.net, a, b)
 
     def fuse_y(self, ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """The :data:`~gipc.tiling.Fuser` form: luminance in [0, 1] in and out."""
         return from_net(self(to_net(ya), to_net(yb)))
+
+    def weight_y(self, ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """A map head's weight for A in [0, 1] from luminance in [0, 1] (a Fuser too, so it tiles)."""
+        return self._run(self.net.weight, to_net(ya), to_net(yb))
+
+    @property
+    def head(self) -> str:
+        return getattr(self.net, "head", "image")
+
+    def fusion(self, rule: str | None = None, settings: MapSettings | None = None) -> Fusion:
+        """This network under ``rule`` with the map ``settings`` (None: ``conf/fusion/default.yaml``'s)."""
+        default, default_settings = default_rule()
+        return Fusion(self.weight_y if self.head == "weights" else self.fuse_y, rule or default, settings or default_settings, self.head)
 
 
 def prepare(generator: nn.Module, path: InferencePath | None = None) -> InferenceGenerator:

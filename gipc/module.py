@@ -15,7 +15,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DistributedSampler
 
 from gipc.color import fuse_color, from_net, to_net
-from gipc.inference import choose_path, prepare
+from gipc.inference import InferenceGenerator, choose_path, prepare
 from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
 from gipc.models import Discriminator, Generator
 from gipc.pretrained import initial_generator
@@ -82,7 +82,8 @@ class GIPCGAN(L.LightningModule):
         the leading fraction of the run's batches trained on the content loss alone (no D work).
         ``channels_last``: both networks in NHWC memory, faster with oneDNN and cuDNN.
         ``init_generator``: start G from these weights (``shipped``, an exported file or a run's
-        checkpoint, read weights-only) to fine-tune it; D starts fresh."""
+        checkpoint, read weights-only) to fine-tune it, all but the last layer when their head differs
+        from ``generator["head"]``; D starts fresh."""
         super().__init__()
         if d_steps_per_g_step < 1:
             raise ValueError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
@@ -97,7 +98,11 @@ class GIPCGAN(L.LightningModule):
         self.generator = Generator(**generator)
         if init_generator:
             try:
-                self.generator.load_state_dict(initial_generator(init_generator).state_dict())
+                start = initial_generator(init_generator)
+                state = start.state_dict()
+                if start.head != self.generator.head:  # the last layer means something else: it starts fresh
+                    state |= {k: v for k, v in self.generator.state_dict().items() if k.startswith(self.generator.output_layer())}
+                self.generator.load_state_dict(state)
             except RuntimeError as err:
                 first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
                 raise ValueError(f"model.init_generator={init_generator}: its weights do not fit model.generator ({first})") from None
@@ -107,7 +112,7 @@ class GIPCGAN(L.LightningModule):
         self.weights = LossWeights(**loss)
         self.content_weights = replace(self.weights, l1=0.0, l2=0.0)
         self.total_batches = 1
-        self.test_fuse_y: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self.test_network: InferenceGenerator | None = None
         self.metrics = metrics
         self.d_steps = 0
         self.g_steps = 0
@@ -285,18 +290,20 @@ class GIPCGAN(L.LightningModule):
 
     # ------------------------------------------------------------ evaluation
     def on_test_start(self) -> None:
-        # Test the weights as gipc-fuse runs them (BatchNorm folded, channels_last, bf16 where native);
-        # a bound method of an eval-only copy, so the copy is no submodule and training keeps BatchNorm.
-        ready = prepare(self.generator, choose_path(self.device))
-        self.test_fuse_y = ready.fuse_y
-        self.print(f"test: generator on {ready.path.describe()}")
+        # Test the weights as gipc-fuse runs them (BatchNorm folded, channels_last, bf16 where native), the
+        # paper's direct rule here (the test report adds the other rules); an eval-only copy kept outside
+        # the module's submodules (object.__setattr__), so training keeps BatchNorm and checkpoints stay as they are.
+        object.__setattr__(self, "test_network", prepare(self.generator, choose_path(self.device)))
+        self.print(f"test: generator on {self.test_network.path.describe()}")
 
     def on_test_end(self) -> None:
-        self.test_fuse_y = None
+        object.__setattr__(self, "test_network", None)
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> dict[str, Any]:
-        fuse_y = self.test_fuse_y if stage == "test" and self.test_fuse_y is not None else self.fuse_y
-        fused = fuse_color(fuse_y, batch["a"], batch["b"])
+        if stage == "test" and self.test_network is not None:
+            fused = self.test_network.fusion("direct")([batch["a"], batch["b"]]).image
+        else:
+            fused = fuse_color(self.fuse_y, batch["a"], batch["b"])
         real = self._real_samples(stage, batch_idx, fused.shape[0])
         if self.metrics is not None and real:
             gt = batch.get("gt")

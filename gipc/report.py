@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import torch
 
 from gipc.files import write_text
-from gipc.metrics import fusion_metrics
+from gipc.metrics import fusion_metrics, map_scores
 
 Row = Mapping[str, object]
 
@@ -83,14 +83,19 @@ def score_batch(
     b: torch.Tensor,
     fused_by_method: Mapping[str, torch.Tensor],
     gt: torch.Tensor | None = None,
+    maps_by_method: Mapping[str, torch.Tensor] = {},
+    true_map: torch.Tensor | None = None,
 ) -> list[dict[str, object]]:
-    """Rows ``{"image", "method", EN, ..., [PSNR, SSIM]}`` of one (N, C, H, W) batch, per method then image.
+    """Rows ``{"image", "method", EN, ..., [PSNR, SSIM], [MAP_ACC, MAP_BF]}`` of one (N, C, H, W) batch, per method then image.
 
     The per-image form of :func:`gipc.metrics.fusion_metrics` that both this command and
-    training's test report tabulate with :func:`gipc.report.write_report`.
+    training's test report tabulate with :func:`gipc.report.write_report`; a method with a decision
+    map (A's weight, (N, 1, H, W)) in ``maps_by_method`` is also scored against ``true_map``.
     """
     rows = []
     for method, fused in fused_by_method.items():
         values = fusion_metrics(a, b, fused, gt)
+        if true_map is not None and method in maps_by_method:
+            values |= map_scores(maps_by_method[method], true_map)
         rows += [{"image": name, "method": method, **{k: float(v[i]) for k, v in values.items()}} for i, name in enumerate(names)]
     return rows

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
-from gipc.experiment import CONF_DIR, conf_group
+from gipc.configs import CONF_DIR, conf_group
 from gipc.imaging import write_image
 from gipc.losses import LossWeights
 from gipc.module import GIPCGAN

@@ -328,3 +328,18 @@ def test_another_table_of_the_run_dirs_such_as_lytro_scores(seeded_study, capsys
     rows = read_csv(out / "comparison.csv")
     assert len(rows) == 5 and {r["image"] for r in rows} == {"lytro-01"}
     assert "table `lytro/metrics.csv`" in (out / "comparison.md").read_text().splitlines()[0]
+
+
+def test_several_methods_of_one_run_become_paired_variants(tmp_path):
+    """The fusion rules of one run (rows gipc and gipc+map) compared as arms, paired by (image, seed)."""
+    study = tmp_path / "rules"
+    for seed, (x, y) in ((1, (0.60, 0.70)), (2, (0.50, 0.65))):
+        rows = [("x", "gipc", x, 7.0), ("y", "gipc", y, 7.0), ("x", "gipc+map", x + 0.1, 7.0), ("y", "gipc+map", y + 0.05, 7.0)]
+        make_run(study, f"seed{seed}", [f"seed={seed}"], rows)
+    out = compare([study], method="gipc,gipc+map", reference="method=gipc")
+    md = (out / "comparison.md").read_text()
+    assert table_line(md, "Across seeds", "method=gipc") == "| method=gipc | 2 | 0.6125 ± 0.0375 | 7.0000 ± 0.0000 |"
+    (row,) = [r for r in read_csv(out / "paired.csv") if r["metric"] == "QABF"]
+    # four pairs (2 images x 2 seeds), differences +0.1, +0.05, +0.1, +0.05: all positive, ties in rank
+    assert row["variant"] == "method=gipc+map" and row["pairs"] == "4" and math.isclose(float(row["mean_difference"]), 0.075)
+    assert float(row["statistic"]) == 0.0

@@ -54,8 +54,11 @@ def test_val_uses_a_few_held_out_images_and_test_all_of_them() -> None:
     assert len(module.train_set.names) == 3 and held.isdisjoint(module.train_set.names)
     assert held | set(module.train_set.names) == set(SMALL["photos"])
     item = test[0]
-    assert set(item) == {"a", "b", "gt", "name"}
+    assert set(item) == {"a", "b", "gt", "focus_map", "name"}
     assert item["a"].shape[0] == 1 and item["a"].shape == item["gt"].shape and item["a"].shape[-1] <= 96
+    # the true map made the pair: A equals the ground truth where the map is 1 (eq. 18)
+    inside = item["focus_map"].expand_as(item["a"]) == 1
+    assert inside.any() and torch.equal(item["a"][inside], item["gt"][inside])
 
 
 def test_lytro_test_root_replaces_held_out_images(lytro_pairs: Path) -> None:

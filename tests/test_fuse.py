@@ -15,6 +15,7 @@ import torch
 from PIL import Image as PILImage
 
 import gipc.fuse
+import gipc.inference
 from gipc.baselines import average
 from gipc.color import fuse_color, split_luma
 from gipc.fuse import fuse_images, main
@@ -28,7 +29,8 @@ from helpers import random_eval_generator, save_lightning_ckpt
 
 MEMORY_PROBE = """
 import resource, sys, torch
-from gipc.fuse import auto_tiled, fuse_images, network_fuser
+from gipc.fuse import auto_tiled, fuse_images
+from gipc.inference import network_fuser
 from gipc.models.generator import Generator
 height, width, tile, overlap = (int(v) for v in sys.argv[1:])
 gen = Generator().eval()
@@ -53,9 +55,12 @@ def _gray(path: Path, array: np.ndarray) -> Path:
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err
-    return err
+    """The one error line; the line before it, if any, may only be the header naming the rule."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(lines) and len(lines) <= 2
+    if len(lines) == 2:
+        assert lines[0].startswith("gipc-fuse: rule ")
+    return lines[-1]
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -225,16 +230,13 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
             _gray(pairs / f"{stem}-{letter}.png", rng.integers(0, 256, (8, 10)).astype(np.uint8))
     calls = []
 
-    def interrupted_on_second_pair(generator: Generator, path: object):
-        def fuse_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            calls.append(1)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-            return (a + b) / 2
+    def interrupted_on_second_pair(self: object, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return (a + b) / 2
 
-        return fuse_y
-
-    monkeypatch.setattr(gipc.fuse, "network_fuser", interrupted_on_second_pair)
+    monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", interrupted_on_second_pair)
     out = tmp_path / "out"
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 130
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar

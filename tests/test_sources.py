@@ -79,7 +79,7 @@ def test_every_reader_groups_the_same_way(tmp_path: Path) -> None:
             _png(sub / letter / f"{scene}.png")
     for root in (flat, sub):
         groups = group_sources(root)
-        assert [(name, paths) for name, paths, _ in PairFolder(root).entries] == groups
+        assert [(name, paths) for name, paths, *_ in PairFolder(root).entries] == groups
         assert SequenceFolder(root).entries == groups
     _png(sub / "C" / "s0.png")
     _png(sub / "C" / "s1.png")

@@ -21,7 +21,7 @@ from gipc.data.errors import DataError
 from gipc.data.scene import Scene
 from gipc.data.synthesis import DefocusRecipe, draw_pair
 from gipc.data.sources import files_by_stem, group_sources
-from gipc.imaging import Image, read_matching
+from gipc.imaging import Image, read_image, read_matching
 
 RANDOM_DENSITY = 8
 """Random crops default to as many as a grid with stride patch_size / 8 holds: dense overlap, like
@@ -37,25 +37,38 @@ class PairFolder(Sequence[Scene]):
         for scene, paths in groups:
             if len(paths) != 2:
                 raise DataError(f"scene {scene!r} in {self.root} has {len(paths)} sources; read sequences with SequenceFolder")
-        gt = files_by_stem(self.root / "GT") if (self.root / "GT").is_dir() else None
-        if gt is not None and set(gt) != {scene for scene, _ in groups}:
-            odd = sorted(set(gt) ^ {scene for scene, _ in groups})
-            raise DataError(f"{self.root}/GT and the sources name different scenes ({', '.join(odd[:5])}); every folder needs the same names")
-        self.entries: list[tuple[str, tuple[Path, ...], Path | None]] = [
-            (scene, paths, gt[scene] if gt is not None else None) for scene, paths in groups
+        extra = {sub: self._per_scene(sub, [scene for scene, _ in groups]) for sub in ("GT", "maps")}
+        self.entries: list[tuple[str, tuple[Path, ...], Path | None, Path | None]] = [
+            (scene, paths, *(files.get(scene) if files else None for files in extra.values())) for scene, paths in groups
         ]
+
+    def _per_scene(self, sub: str, scenes: list[str]) -> dict[str, Path] | None:
+        """``<root>/<sub>/<scene>.*`` for every scene, or None without the folder."""
+        if not (self.root / sub).is_dir():
+            return None
+        files = files_by_stem(self.root / sub)
+        if set(files) != set(scenes):
+            odd = sorted(set(files) ^ set(scenes))
+            raise DataError(f"{self.root}/{sub} and the sources name different scenes ({', '.join(odd[:5])}); every folder needs the same names")
+        return files
 
     @property
     def has_gt(self) -> bool:
-        return all(gt is not None for _, _, gt in self.entries)
+        return all(gt is not None for _, _, gt, _ in self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, index: int) -> Scene:  # type: ignore[override]
-        name, sources, gt = self.entries[index]
+        """The scene's sources, ground truth (``GT/``) and true decision map (``maps/``, gray) when the folder has them."""
+        name, sources, gt, focus_map = self.entries[index]
         images = read_matching([*sources, *([gt] if gt is not None else [])])
-        return Scene(name, images[0].pixels, images[1].pixels, images[2].pixels if gt is not None else None)
+        true_map = None
+        if focus_map is not None:  # gray whatever the sources' kind, so read alone
+            true_map = _luma(read_image(focus_map).pixels)
+            if true_map.shape[1:] != images[0].pixels.shape[1:]:
+                raise DataError(f"{focus_map}: the decision map's size differs from the sources' {tuple(images[0].pixels.shape[1:])}")
+        return Scene(name, images[0].pixels, images[1].pixels, images[2].pixels if gt is not None else None, true_map)
 
 
 class SequenceFolder(Sequence[tuple[str, list[Image]]]):
@@ -170,7 +183,7 @@ class PatchDataset(Dataset):
 
 
 class WholeImageDataset(Dataset):
-    """Whole colour images for validation and test: ``{"a", "b", "gt" (when known), "name"}``."""
+    """Whole colour images for validation and test: ``{"a", "b", "gt" and "focus_map" (when known), "name"}``."""
 
     def __init__(self, scenes: Sequence[Scene]) -> None:
         self.scenes = scenes
@@ -183,6 +196,8 @@ class WholeImageDataset(Dataset):
         item: dict[str, Any] = {"a": scene.a, "b": scene.b, "name": scene.name}
         if scene.gt is not None:
             item["gt"] = scene.gt
+        if scene.focus_map is not None:
+            item["focus_map"] = scene.focus_map
         return item
 
 

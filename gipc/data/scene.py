@@ -18,20 +18,26 @@ from gipc.data.synthesis import DefocusRecipe, compose, draw_focus_map, soften, 
 
 @dataclass(frozen=True)
 class Scene:
-    """One multi-focus pair: sources ``a`` and ``b`` (C, H, W) in [0, 1], all-in-focus ``gt`` if known."""
+    """One multi-focus pair: sources ``a`` and ``b`` (C, H, W) in [0, 1], all-in-focus ``gt`` and the
+    true decision map ``focus_map`` (1, H, W) in [0, 1] (1 where A is in focus) if known."""
 
     name: str
     a: torch.Tensor
     b: torch.Tensor
     gt: torch.Tensor | None = None
+    focus_map: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
 class SyntheticScene:
-    """A scene made by equations 18-19, with the decision map that made it."""
+    """A scene made by equations 18-19, so its decision map is known."""
 
     scene: Scene
-    focus_map: torch.Tensor
+
+    @property
+    def focus_map(self) -> torch.Tensor:
+        assert self.scene.focus_map is not None
+        return self.scene.focus_map
 
 
 def scene_generator(seed: int, name: str) -> torch.Generator:
@@ -46,7 +52,7 @@ def synthesize_scene(
     """Decision map from ``map_source``, softened by ``soft`` pixels, then equations 18-19 on ``image``."""
     focus_map = soften(make_map(map_source, image, scene_generator(seed, name), **map_options), soft)
     a, b = synthesize_pair(image[None], focus_map[None], sigma)
-    return SyntheticScene(Scene(name, a[0], b[0], image), focus_map)
+    return SyntheticScene(Scene(name, a[0], b[0], image, focus_map))
 
 
 def split_names(names: Sequence[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -76,4 +82,4 @@ def held_out_scene(name: str, image: torch.Tensor, recipe: DefocusRecipe, seed: 
     focus_map = draw_focus_map(*image.shape[-2:], recipe, generator)
     blurred = recipe.blur(image[None], uniform(recipe.sigma, generator), generator)
     a, b = compose(image[None], blurred, focus_map[None])
-    return SyntheticScene(Scene(name, a[0], b[0], image), focus_map)
+    return SyntheticScene(Scene(name, a[0], b[0], image, focus_map))

@@ -5,6 +5,7 @@ All score the 0..255 integer luminance that the MFIF benchmark toolbox scores (s
 
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.collection import METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, fusion_metrics
+from gipc.metrics.decision_map import map_accuracy, map_boundary_f, map_scores
 from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient, pearson
 from gipc.metrics.entropy import Entropy, entropy
 from gipc.metrics.luminance import MetricInputError, gray255
@@ -33,6 +34,9 @@ __all__ = [
     "fusion_metrics",
     "fusion_msssim",
     "gray255",
+    "map_accuracy",
+    "map_boundary_f",
+    "map_scores",
     "msssim",
     "msssim_scales",
     "pearson",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
+
+Head = Literal["image", "weights"]
+HEADS: tuple[str, ...] = ("image", "weights")
 
 
 def conv_block(in_ch: int, out_ch: int, kernel: int = 3, norm: bool = True, slope: float = 0.2) -> nn.Sequential:
@@ -24,11 +29,18 @@ class Generator(nn.Module):
 
     Two encoder paths (near focus A, far focus B) of equal shape and unshared weights
     exchange features after every block; their dense features meet in a 1x1 feature
-    generator and a plain conv decoder ends in tanh.
+    generator and a plain conv decoder ends in tanh (``head="image"``, the paper's).
+
+    ``head="weights"`` (not in the paper) ends in a sigmoid instead: a per-pixel weight ``w`` in
+    [0, 1] for A, and the fused image is ``w A + (1 - w) B``, so every pixel is a mix of the
+    sources rather than a repainting; the losses see that image as they see the paper's.
     """
 
-    def __init__(self, width: int = 16, encoder_blocks: int = 4, slope: float = 0.2) -> None:
+    def __init__(self, width: int = 16, encoder_blocks: int = 4, slope: float = 0.2, head: Head = "image") -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"model.generator.head must be one of {', '.join(HEADS)}, got {head!r}")
+        self.head = head
         # Block k of a path sees its own k-1 earlier outputs plus the other path's latest one.
         in_channels = [1] + [width * (k + 1) for k in range(1, encoder_blocks)]
         self.enc_a = nn.ModuleList(conv_block(c, width, slope=slope) for c in in_channels)
@@ -40,10 +52,25 @@ class Generator(nn.Module):
             conv_block(4 * width, 2 * width, slope=slope),
             conv_block(2 * width, width, slope=slope),
             nn.Conv2d(width, 1, 3, padding=1),
-            nn.Tanh(),
+            nn.Tanh() if head == "image" else nn.Sigmoid(),
         )
 
+    def output_layer(self) -> str:
+        """The state-dict prefix of the last conv, the one layer whose meaning depends on the head."""
+        return f"decoder.{len(self.decoder) - 2}."
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The fused image in [-1, 1] (either head)."""
+        out = self._decode(a, b)
+        return out if self.head == "image" else out * a + (1.0 - out) * b
+
+    def weight(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """A's per-pixel weight in [0, 1] (``head="weights"`` only)."""
+        if self.head != "weights":
+            raise ValueError("only a generator with head='weights' outputs weights")
+        return self._decode(a, b)
+
+    def _decode(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         feats_a = [self.enc_a[0](a)]
         feats_b = [self.enc_b[0](b)]
         for block_a, block_b in zip(self.enc_a[1:], self.enc_b[1:]):

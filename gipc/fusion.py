@@ -1,0 +1,113 @@
+"""Fusion rules: how a network's output becomes the fused image of N registered sources.
+
+``direct`` is the paper's: the network fuses luminance (in turn for a focus sequence), chroma by the
+saturation rule (:func:`gipc.color.fuse_color`). ``map`` keeps the network's judgement of where
+focus is and drops its repainting: a decision map (:mod:`gipc.decision`) picks each pixel from one
+source, in full colour. A generator with the weights head (``Generator(head="weights")``) gives a
+map itself: ``direct`` blends with its weights as they are, ``map`` cleans and softens them first.
+
+A :class:`Fusion` is built once (network, rule, map settings) and called per image set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from typing import Sequence
+
+import torch
+
+from gipc.color import fuse_color, split_luma
+from gipc.configs import conf_group
+from gipc.decision import MapSettings, blend, decide, evidence, head_scores
+from gipc.tiling import Fuser, fuse_sequence
+
+RULES: tuple[str, ...] = ("direct", "map")
+
+
+def default_rule() -> tuple[str, MapSettings]:
+    """The rule and map settings of ``conf/fusion/default.yaml``: what ``gipc-fuse`` and
+    ``gipc.pretrained().fusion()`` use unless told otherwise."""
+    config = conf_group("fusion", "default")
+    return config["rule"], MapSettings(**config["map"])
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A fused (B, C, H, W) image and, under a map rule, the weights (B, N, H, W) that blended it."""
+
+    image: torch.Tensor
+    weights: torch.Tensor | None = None
+
+
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) luminance of a gray or RGB batch in [0, 1]."""
+    return image if image.shape[1] == 1 else split_luma(image)[0]
+
+
+def _check(images: Sequence[torch.Tensor]) -> None:
+    if len(images) < 2:
+        raise ValueError(f"a fusion needs at least two sources, got {len(images)}")
+    for image in images[1:]:
+        if image.shape != images[0].shape:
+            raise ValueError(f"sources differ in shape: {tuple(images[0].shape)} vs {tuple(image.shape)}")
+    if images[0].shape[1] not in (1, 3):
+        raise ValueError(f"expected 1 (gray) or 3 (RGB) channels, got {images[0].shape[1]}")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """``net`` under ``rule``: for ``head="image"`` a luminance fuser (:data:`gipc.tiling.Fuser`), for
+    ``head="weights"`` a fuser returning A's weight in [0, 1]; ``settings`` are the map's (``map`` rule)."""
+
+    net: Fuser
+    rule: str = "direct"
+    settings: MapSettings | None = None
+    head: str = "image"
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"fusion rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        if self.rule == "map" and self.settings is None:
+            raise ValueError("the map rule needs map settings")
+
+    def describe(self) -> str:
+        """The rule in words, for the first line of a command's output."""
+        if self.rule == "direct":
+            return "rule direct (the network's own output)" if self.head == "image" else "rule direct (the map head's weights)"
+        s = self.settings
+        source = "the map head's weights" if self.head == "weights" else f"closeness to the network's output + {s.focus:g} x focus, window {s.window}"
+        return (
+            f"rule map ({source}; majority {s.clean}, min region {s.min_region:g}, "
+            + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
+        )
+
+    def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""
+        return self([image.unsqueeze(0) for image in images]).image[0]
+
+    def __call__(self, images: Sequence[torch.Tensor]) -> Fused:
+        """Fuse (B, C, H, W) sources in [0, 1], in focus order."""
+        _check(images)
+        if self.head == "weights":
+            return self._weighted(images)
+        if self.rule == "direct":
+            return Fused(fuse_sequence(lambda a, b: fuse_color(self.net, a, b), list(images)))
+        # One map over all N sources: each pixel from the source closest to the network's fused sequence.
+        ys = [luma(image) for image in images]
+        fused_y = reduce(self.net, ys)
+        weights = decide(evidence(ys, fused_y, self.settings), fused_y, self.settings)
+        return Fused(blend(images, weights).clamp(0.0, 1.0), weights)
+
+    def _weighted(self, images: Sequence[torch.Tensor]) -> Fused:
+        """A weights head, in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""
+        fused, weights = images[0], None
+        for image in images[1:]:
+            ya, yb = luma(fused), luma(image)
+            w = self.net(ya, yb)
+            pair = head_scores(w)
+            if self.rule == "map":
+                pair = decide(pair, w * ya + (1.0 - w) * yb, self.settings)
+            fused = blend([fused, image], pair).clamp(0.0, 1.0)
+            weights = pair if weights is None else torch.cat([weights * pair[:, :1], pair[:, 1:]], dim=1)
+        return Fused(fused, weights)

@@ -1,0 +1,207 @@
+"""Decision-map fusion (gipc.decision, gipc.fusion, gipc-fuse --rule map / --save-maps) against hand-made expectations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+import torch
+import kornia
+
+from gipc.decision import (
+    MapSettings, blend, choose, closeness_scores, decide, evidence, majority, map_image, remove_small_regions, soften,
+)
+from gipc.fuse import main as fuse_main
+from gipc.fusion import Fusion
+from gipc.imaging import read_image
+from gipc.inference import prepare
+from gipc.metrics import map_accuracy, map_boundary_f
+from gipc.models import Generator
+from gipc.tiling import tiled
+
+HARD = MapSettings(window=7, focus=1.0, clean=15, min_region=0.0, radius=0, eps=0.1)
+
+
+def _texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A detailed image in [0.1, 0.9]: blur removes most of its content, so focus is easy to see."""
+    g = torch.Generator().manual_seed(seed)
+    return 0.1 + 0.8 * torch.rand(1, channels, height, width, generator=g)
+
+
+def _halves(channels: int = 3, height: int = 48, width: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A, B, all-in-focus): A sharp on the left half, B on the right, the rest blurred."""
+    sharp = _texture(channels, height, width)
+    blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
+    left = torch.zeros(1, 1, height, width)
+    left[..., : width // 2] = 1
+    return left * sharp + (1 - left) * blurred, left * blurred + (1 - left) * sharp, sharp
+
+
+def _repainting_fuser(sharp_y: torch.Tensor):
+    """A stand-in network that found focus but repaints: the all-in-focus luminance, tone-shifted."""
+    return lambda ya, yb: (0.95 * sharp_y + 0.03).to(ya)
+
+
+def test_halves_give_a_map_of_one_left_zero_right_and_copy_the_sources_exactly() -> None:
+    a, b, sharp = _halves()
+    fusion = Fusion(_repainting_fuser(kornia.color.rgb_to_ycbcr(sharp)[:, :1]), "map", HARD)
+    fused = fusion([a, b])
+    margin = 7 // 2 + 15 // 2 + 1  # the closeness window and the majority window reach across the seam
+    w_a = fused.weights[:, :1]
+    assert torch.all(w_a[..., : 32 - margin] == 1) and torch.all(w_a[..., 32 + margin :] == 0)
+    assert torch.equal(fused.image[..., : 32 - margin], a[..., : 32 - margin])
+    assert torch.equal(fused.image[..., 32 + margin :], b[..., 32 + margin :])
+    # the seam itself lands where it is, within the windows' reach
+    assert map_accuracy(w_a, (torch.arange(64) < 32).float().expand(1, 1, 48, 64)) > 0.95
+
+
+def test_the_direct_rule_repaints_and_the_map_rule_does_not() -> None:
+    a, b, sharp = _halves(channels=1)
+    net = _repainting_fuser(sharp)
+    direct, mapped = Fusion(net)([a, b]).image, Fusion(net, "map", HARD)([a, b]).image
+    assert (direct - sharp).abs().mean() > 0.01  # the tone shift
+    assert (mapped - sharp).abs()[..., :20].max() == 0  # copied from A, where A is the sharp one
+
+
+def test_focus_evidence_decides_where_the_fused_image_cannot() -> None:
+    """A fused image halfway between the sources says nothing; the sources' own focus then picks the sharp half."""
+    a, b, _ = _halves(channels=1)
+    undecided = (a + b) / 2
+    blind = choose(evidence([a, b], undecided, replace(HARD, focus=0.0)))
+    seeing = choose(evidence([a, b], undecided, HARD))
+    truth = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
+    assert map_accuracy(blind[:, :1], truth) < 0.75  # ties up to float rounding: a coin toss
+    assert seeing[0, 0, :, :25].eq(1).all() and seeing[0, 1, :, 39:].eq(1).all()
+
+
+def test_clean_up_removes_an_isolated_wrong_speck() -> None:
+    labels = torch.zeros(1, 40, 40, dtype=torch.long)
+    labels[:, :, 20:] = 1
+    labels[:, 8:11, 5:8] = 1  # a 3x3 speck of B inside A's half
+    onehot = torch.nn.functional.one_hot(labels, 2).movedim(-1, 1).float()
+    for cleaned in (majority(onehot, 7), remove_small_regions(onehot, min_region=0.01)):
+        assert cleaned[0, 0, 8:11, 5:8].eq(1).all()  # the speck went back to A
+        assert torch.equal(cleaned[..., 15:25, :], onehot[..., 15:25, :])  # the seam stays
+
+
+def test_soften_changes_only_pixels_near_a_boundary() -> None:
+    a, b, sharp = _halves(channels=1)
+    onehot = choose(closeness_scores([a, b], sharp, 7))
+    soft = soften(onehot, sharp, radius=3, eps=0.1)
+    changed = (soft != onehot).any(dim=1)[0]
+    columns = changed.any(dim=0).nonzero().flatten()
+    assert len(columns) and columns.min() >= 32 - 2 * 3 - 4 and columns.max() <= 32 + 2 * 3 + 4
+    torch.testing.assert_close(soft.sum(dim=1), torch.ones(1, 48, 64))
+
+
+def test_one_map_over_three_sources_picks_each_where_it_is_sharp() -> None:
+    sharp = _texture(1, 30, 90)
+    blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
+    thirds = [(torch.arange(90) // 30 == k).float().expand(1, 1, 30, 90) for k in range(3)]
+    sources = [t * sharp + (1 - t) * blurred for t in thirds]
+    fused = Fusion(lambda x, y: sharp, "map", replace(HARD, clean=5))(sources)
+    picked = fused.weights.argmax(dim=1)[0]
+    assert torch.equal(picked[:, 5:25], torch.zeros(30, 20, dtype=torch.long))
+    assert torch.equal(picked[:, 35:55], torch.ones(30, 20, dtype=torch.long))
+    assert torch.equal(picked[:, 65:85], torch.full((30, 20), 2))
+    assert torch.equal(map_image(fused.weights)[0, 0, :, 65:85], torch.ones(30, 20))
+
+
+def test_tiled_network_gives_the_same_map_and_image_as_whole() -> None:
+    torch.manual_seed(0)
+    network = prepare(Generator(width=4).eval(), None)
+    a, b, _ = _halves(channels=3, height=130, width=170)
+    whole = network.fusion("map", HARD)([a, b])
+    tiled_fusion = replace(network.fusion("map", HARD), net=tiled(network.fuse_y, 64, 32))
+    parts = tiled_fusion([a, b])
+    assert (whole.weights != parts.weights).float().mean() < 1e-3  # a float-rounding tie may flip a pixel
+    assert (whole.image - parts.image).abs().mean() < 1e-4
+
+
+def test_weights_head_blends_the_sources_and_starts_from_an_image_generator() -> None:
+    torch.manual_seed(1)
+    gen = Generator(width=4, head="weights").eval()
+    a, b = torch.rand(1, 1, 20, 24) * 2 - 1, torch.rand(1, 1, 20, 24) * 2 - 1
+    w = gen.weight(a, b)
+    assert w.min() >= 0 and w.max() <= 1
+    torch.testing.assert_close(gen(a, b), w * a + (1 - w) * b)
+    with pytest.raises(ValueError, match="head"):
+        Generator(head="mask")
+    with pytest.raises(ValueError, match="weights"):
+        Generator(width=4).weight(a, b)
+
+
+def test_map_scores_against_a_hand_made_true_map() -> None:
+    true = torch.zeros(1, 1, 20, 40)
+    true[..., :20] = 1
+    shifted = torch.zeros(1, 1, 20, 40)
+    shifted[..., :21] = 1  # one column off: 20 of 800 pixels wrong, boundary within tolerance
+    far = torch.zeros(1, 1, 20, 40)
+    far[..., :30] = 1  # ten columns off: no boundary pixel within 2 px
+    assert map_accuracy(shifted, true).item() == pytest.approx(1 - 20 / 800)
+    assert map_boundary_f(shifted, true).item() == 1.0
+    assert map_boundary_f(far, true).item() == 0.0
+    assert map_boundary_f(torch.ones(1, 1, 8, 8), torch.ones(1, 1, 8, 8)).item() == 1.0
+
+
+def test_bad_map_settings_are_refused() -> None:
+    for bad in ({"window": 4}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}):
+        with pytest.raises(ValueError, match="map"):
+            replace(HARD, **bad)
+
+
+def _png16(path: Path, pixels: torch.Tensor) -> Path:
+    array = (pixels[0, 0] * 65535).round().to(torch.int64).numpy().astype(np.uint16)
+    png.from_array(array, "L;16").save(str(path))
+    return path
+
+
+def test_gipc_fuse_map_rule_keeps_16_bit_and_copies_source_values(tmp_path: Path) -> None:
+    a, b, _ = _halves(channels=1)
+    pa, pb = _png16(tmp_path / "s-A.png", a), _png16(tmp_path / "s-B.png", b)
+    out = tmp_path / "out" / "f.png"
+    assert fuse_main([str(pa), str(pb), "--out", str(out), "--rule", "map", "--precision", "fp32"]) == 0
+    fused, source_a = read_image(out), read_image(pa)
+    assert fused.bit_depth == 16
+    # the shipped network finds the sharp half of this texture: its left columns are A's, value for value
+    assert torch.equal(fused.pixels[..., :, :12], source_a.pixels[..., :, :12])
+
+
+def test_save_maps_writes_one_map_per_pair_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for name, seed in (("p1", 1), ("p2", 2)):
+        a, b, _ = _halves(channels=1)
+        _png16(pairs / f"{name}-A.png", a.roll(seed, dims=-1))
+        _png16(pairs / f"{name}-B.png", b.roll(seed, dims=-1))
+    out, maps = tmp_path / "fused", tmp_path / "maps"
+    args = ["--pairs", str(pairs), "--out", str(out), "--save-maps", str(maps), "--rule", "map"]
+    assert fuse_main(args) == 0
+    assert capsys.readouterr().err.splitlines()[0].startswith("gipc-fuse: rule map")
+    written = sorted(p.name for p in maps.iterdir())
+    assert written == ["p1-map.png", "p2-map.png"]
+    decision = read_image(maps / "p1-map.png")
+    assert decision.bit_depth == 8 and decision.pixels.shape == (1, 48, 64) and set(decision.pixels.unique().tolist()) <= {0.0, 1.0}
+    before = (maps / "p1-map.png").read_bytes()
+    assert fuse_main(["--pairs", str(pairs), "--out", str(tmp_path / "fused2"), "--save-maps", str(maps)]) == 2
+    assert "not empty" in capsys.readouterr().err and (maps / "p1-map.png").read_bytes() == before
+    assert not (tmp_path / "fused2").exists()
+
+
+def test_save_maps_needs_a_map_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, _ = _halves(channels=1)
+    pa, pb = _png16(tmp_path / "s-A.png", a), _png16(tmp_path / "s-B.png", b)
+    assert fuse_main([str(pa), str(pb), "--out", str(tmp_path / "f.png"), "--rule", "direct", "--save-maps", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "gipc-fuse: error: --save-maps needs a rule that makes a map: add --rule map"
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "m").exists()
+
+
+def test_decide_and_blend_are_exact_for_hard_maps() -> None:
+    a, b, sharp = _halves(channels=3)
+    weights = decide(closeness_scores([a.mean(1, keepdim=True), b.mean(1, keepdim=True)], sharp.mean(1, keepdim=True), 7), sharp[:, :1], HARD)
+    assert set(weights.unique().tolist()) == {0.0, 1.0}
+    out = blend([a, b], weights)
+    assert torch.equal(torch.where(weights[:, :1] == 1, a, b), out)
