@@ -12,7 +12,7 @@ import torch
 import kornia
 
 from gipc.decision import (
-    MapSettings, blend, choose, closeness_scores, decide, evidence, majority, map_image, remove_small_regions, soften,
+    MapSettings, blend, box_mean, choose, closeness_scores, decide, evidence, majority, map_image, remove_small_regions, soften,
 )
 from gipc.fuse import main as fuse_main
 from gipc.fusion import Fusion
@@ -205,3 +205,9 @@ def test_decide_and_blend_are_exact_for_hard_maps() -> None:
     assert set(weights.unique().tolist()) == {0.0, 1.0}
     out = blend([a, b], weights)
     assert torch.equal(torch.where(weights[:, :1] == 1, a, b), out)
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 15])
+def test_box_mean_equals_kornias_box_blur(size: int) -> None:
+    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(size))
+    torch.testing.assert_close(box_mean(x, size), kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6, rtol=0)
