@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import torch
 
+import gipc.fusion
 import gipc.pretrained
 from gipc import callbacks
 from gipc.fuse import main as fuse_main
@@ -207,3 +208,36 @@ def test_the_test_report_scores_the_shipped_model_only_when_installed(
         for ours, shipped in zip(by_method["gipc"], by_method["gipc-shipped"]):
             assert float(ours["QABF"]) == pytest.approx(float(shipped["QABF"]), abs=0.01)
 
+
+
+class _WithTrueMaps(_Named):
+    """Named test images whose true decision map is the left half (1: source A in focus)."""
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        item = super().__getitem__(i)
+        true_map = torch.zeros(1, *item["a"].shape[-2:])
+        true_map[..., : true_map.shape[-1] // 2] = 1
+        return {**item, "focus_map": true_map}
+
+
+def test_the_test_report_adds_the_map_rule_and_scores_maps_where_the_truth_is_known(
+    tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
+    settings = {"window": 3, "focus": 1.0, "clean": 3, "min_region": 0.0, "radius": 0, "eps": 0.1}
+    report = callbacks.TestReport(str(tmp_path / "run"), map_settings=settings)
+    trainer = L.Trainer(callbacks=[report], logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(run_ckpt[1], dataloaders=torch.utils.data.DataLoader(_WithTrueMaps(3), batch_size=2), verbose=False)
+    with open(tmp_path / "run" / "metrics.csv") as table:
+        rows = list(csv.DictReader(table))
+    assert [r["method"] for r in rows] == ["gipc"] * 3 + ["gipc+map"] * 3
+    assert all(r["MAP_ACC"] == "" for r in rows[:3])  # the direct output has no map
+    assert all(0.0 <= float(r["MAP_ACC"]) <= 1.0 and 0.0 <= float(r["MAP_BF"]) <= 1.0 for r in rows[3:])
+    assert sorted(p.name for p in (tmp_path / "run" / "fused-map").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_pretrained_fusion_takes_the_rule_of_conf_fusion(shipped: Path) -> None:
+    rule, settings = gipc.fusion.default_rule()
+    fusion = pretrained(device="cpu", precision="fp32").fusion()
+    assert (fusion.rule, fusion.settings) == (rule, settings) == ("map", fusion.settings)
+    assert pretrained(device="cpu").fusion("direct").rule == "direct"
