@@ -221,3 +221,40 @@ def test_wandb_offline_run_holds_the_per_image_table(scenes, tmp_path: Path) -> 
     rows = _rows(out / "metrics.csv")
     assert logged["columns"] == list(rows[0])
     assert [[str(v) for v in row] for row in logged["data"]] == [list(r.values()) for r in rows]
+
+
+def _pair_set_with_true_maps(root: Path) -> None:
+    """A built-set layout: A/, B/ and maps/ (true map: the left 10 of 20 columns)."""
+    rng = np.random.default_rng(5)
+    true_map = np.zeros((12, 20), dtype=np.uint8)
+    true_map[:, :10] = 255
+    for sub in ("A", "B", "maps"):
+        (root / sub).mkdir(parents=True)
+    for name in ("s1", "s2"):
+        _save(root / "A" / f"{name}.png", rng.integers(0, 256, (12, 20), dtype=np.uint8))
+        _save(root / "B" / f"{name}.png", rng.integers(0, 256, (12, 20), dtype=np.uint8))
+        _save(root / "maps" / f"{name}.png", true_map)
+
+
+def test_maps_are_scored_against_the_true_maps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources, fused, maps = tmp_path / "set", tmp_path / "fused", tmp_path / "maps"
+    _pair_set_with_true_maps(sources)
+    fused.mkdir()
+    maps.mkdir()
+    for name in ("s1", "s2"):
+        _save(fused / f"{name}-fused.png", np.full((12, 20), 128, dtype=np.uint8))
+    predicted = np.zeros((12, 20), dtype=np.uint8)
+    predicted[:, :11] = 255  # one column too many: 12 of 240 pixels wrong, boundary within 2 px
+    _save(maps / "s1-map.png", predicted)
+    _save(maps / "s2-map.png", 255 - predicted)  # inverted: 12 right of 240
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"ours={maps}", "--out", str(tmp_path / "out")]) == 0
+    rows = {r["image"]: r for r in csv.DictReader(open(tmp_path / "out" / "metrics.csv"))}
+    assert float(rows["s1"]["MAP_ACC"]) == pytest.approx(1 - 12 / 240) and float(rows["s1"]["MAP_BF"]) == 1.0
+    assert float(rows["s2"]["MAP_ACC"]) == pytest.approx(12 / 240)
+    capsys.readouterr()
+    # maps for a set without true maps, or for a method that is not scored: one line, exit 2
+    (sources / "maps" / "s1.png").unlink()
+    (sources / "maps" / "s2.png").unlink()
+    (sources / "maps").rmdir()
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"ours={maps}"]) == 2
+    assert "no maps/ folder of true decision maps" in capsys.readouterr().err
