@@ -152,7 +152,9 @@ def initial_generator(source: str | Path) -> Generator:
 
 
 def pretrained(device: str | torch.device | None = None, precision: str = "auto") -> InferenceGenerator:
-    """The shipped generator, ready to fuse: ``pretrained().fuse_y`` is a :data:`gipc.tiling.Fuser`.
+    """The shipped generator, ready to fuse: ``pretrained().fusion()`` fuses under the default rule of
+    ``conf/fusion/default.yaml`` (``.fusion("direct")``: the paper's output), and ``pretrained().fuse_y``
+    is the network alone as a :data:`gipc.tiling.Fuser`.
 
     ``device`` None takes CUDA when available, else the CPU; ``precision`` is ``auto``, ``fp32``,
     ``bf16`` or ``fp16`` (see :func:`gipc.inference.choose_path`).
