@@ -76,7 +76,7 @@ class Fusion:
         if self.rule == "direct":
             return "rule direct (the network's own output)" if self.head == "image" else "rule direct (the map head's weights)"
         s = self.settings
-        source = "the map head's weights" if self.head == "weights" else f"closeness to the network's output + {s.focus:g} x focus, window {s.window}"
+        source = "the map head's weights" if self.head == "weights" else f"closeness to the direct output + {s.focus:g} x focus, window {s.window}"
         return (
             f"rule map ({source}; majority {s.clean}, min region {s.min_region:g}, "
             + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
