@@ -86,6 +86,19 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
     return sorted(found, key=_job_order)
 
 
+def unfinished_runs(path: Path) -> list[tuple[Path, str]]:
+    """Run dirs at or under ``path`` that started (``config.yaml``) but wrote no test table and did not
+    fail, with how far they got: the highest step among their checkpoints' names, or none yet."""
+    found = []
+    for config in sorted(path.rglob("config.yaml")):
+        run = config.parent
+        if any(part.startswith(".") for part in run.relative_to(path).parts) or (run / "metrics.csv").is_file() or (run / "FAILED").is_file():
+            continue
+        steps = [int(m.group(1)) for ckpt in (run / "checkpoints").glob("*.ckpt") if (m := re.search(r"step(\d+)", ckpt.stem))]
+        found.append((run, f"last checkpoint at step {max(steps)}" if steps else "no checkpoint yet"))
+    return sorted(found, key=lambda item: _job_order(item[0]))
+
+
 def _job_order(path: Path) -> tuple[object, ...]:
     """Hydra's ``<num>_<overrides>`` sweep subdirs by job number, anything else by name."""
     match = re.match(r"(\d+)_", path.name)
@@ -151,6 +164,7 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
         for failed in sorted(path.rglob("FAILED")):
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
+        skipped += [f"{run}: not finished ({progress})" for run, progress in unfinished_runs(path)]
     if not runs:
         where = ", ".join(str(p) for p in paths)
         raise CompareError(

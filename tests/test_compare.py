@@ -125,8 +125,19 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     failed = tmp_path / "2_ablation=without_gra"
     failed.mkdir()
     (failed / "FAILED").write_text("boom\n")
+    killed = tmp_path / "3_ablation=content_only"
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / "config.yaml").write_text("seed: 42\n")
+    for name in ("epoch000-step0000300.ckpt", "epoch001-step0000600.ckpt", "last.ckpt"):
+        (killed / "checkpoints" / name).write_bytes(b"")
+    unstarted = tmp_path / "4_ablation=paper_without_int"
+    unstarted.mkdir()
+    (unstarted / "config.yaml").write_text("seed: 42\n")
     out = compare([tmp_path])
-    assert "skipped" in capsys.readouterr().err and (out / "comparison.csv").is_file()
+    err = capsys.readouterr().err
+    assert "skipped" in err and (out / "comparison.csv").is_file()
+    assert f"skipped {killed}: not finished (last checkpoint at step 600)" in err.splitlines()
+    assert f"skipped {unstarted}: not finished (no checkpoint yet)" in err.splitlines()
     out2 = compare([a, b], tmp_path / "pair")
     assert "| ablation=without_int | 1 | 0.4000 ± 0.0000 |" in (out2 / "comparison.md").read_text()
 
