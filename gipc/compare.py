@@ -99,6 +99,45 @@ def unfinished_runs(path: Path) -> list[tuple[Path, str]]:
     return sorted(found, key=lambda item: _job_order(item[0]))
 
 
+def sweep_jobs(sweep: Path) -> list[list[str]]:
+    """Every job of the sweep recorded in ``<sweep>/multirun.yaml``, in Hydra's job order, as its override list.
+
+    Hydra's basic sweeper takes the cross product of the sweep overrides (``hydra.sweeper.params``
+    and the command line's ``a=x,y``), so the list is the sweep's, whether its jobs ran or not; other
+    sweepers (Optuna) choose their trials as they go and are refused here."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    record = sweep / "multirun.yaml"
+    if not record.is_file():
+        raise CompareError(f"{sweep}: no multirun.yaml; --status needs a sweep dir that Hydra made")
+    hydra = (yaml.safe_load(record.read_text()) or {}).get("hydra") or {}
+    sweeper = hydra.get("sweeper") or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_", "BasicSweeper")):
+        raise CompareError(f"{sweep}: swept by {sweeper['_target_']}, whose trials are chosen as they run; --status lists basic sweeps only")
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides([*params, *((hydra.get("overrides") or {}).get("task") or [])])
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def sweep_status(sweep: Path) -> list[dict[str, str]]:
+    """One row per job of the sweep: its number, overrides and state (done, failed, partial at step N, started, not started)."""
+    progress = dict(unfinished_runs(sweep))
+    rows = []
+    for num, job in enumerate(sweep_jobs(sweep)):
+        dirs = sorted(p for p in sweep.glob(f"{num}_*") if p.is_dir())
+        if not dirs:
+            state = "not started"
+        elif (dirs[0] / "metrics.csv").is_file():
+            state = "done"
+        elif (dirs[0] / "FAILED").is_file():
+            state = "failed (see its FAILED file)"
+        else:
+            state = progress.get(dirs[0], "started, no config yet").replace("last checkpoint at step", "partial: last checkpoint at step")
+        rows.append({"job": str(num), "overrides": " ".join(job), "state": state})
+    return rows
+
+
 def _job_order(path: Path) -> tuple[object, ...]:
     """Hydra's ``<num>_<overrides>`` sweep subdirs by job number, anything else by name."""
     match = re.match(r"(\d+)_", path.name)
@@ -449,7 +488,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--ignore", nargs="*", default=list(DEFAULT_IGNORE), help="override keys that do not make a variant (default: seed)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--status", action="store_true", help="only list the sweep's jobs as done, failed, partial or not started")
     args = parser.parse_args(argv)
+    if args.status:
+        try:
+            rows = [row for path in args.paths for row in sweep_status(path)]
+        except CompareError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        print("| job | overrides | state |\n|---|---|---|\n" + "".join(f"| {r['job']} | {r['overrides']} | {r['state']} |\n" for r in rows), end="")
+        return
     try:
         out = compare(args.paths, args.out, args.method, args.ignore, args.overwrite, args.reference, args.metrics)
     except CompareError as exc:

@@ -354,3 +354,31 @@ def test_several_methods_of_one_run_become_paired_variants(tmp_path):
     # four pairs (2 images x 2 seeds), differences +0.1, +0.05, +0.1, +0.05: all positive, ties in rank
     assert row["variant"] == "method=gipc+map" and row["pairs"] == "4" and math.isclose(float(row["mean_difference"]), 0.075)
     assert float(row["statistic"]) == 0.0
+
+
+def test_status_lists_every_job_of_the_sweep_as_done_failed_partial_or_not_started(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n    params:\n      seed: 1,2\n"
+        "  overrides:\n    task: ['ablation=none,without_int', 'logger=csv']\n"
+    )
+    make_run(sweep, "0_ablation=none", ["seed=1", "ablation=none"], [("x", "gipc", 0.5, 7.0)])
+    partial = sweep / "1_ablation=without_int"
+    (partial / "checkpoints").mkdir(parents=True)
+    (partial / "config.yaml").write_text("seed: 1\n")
+    (partial / "checkpoints" / "epoch000-step0000300.ckpt").write_bytes(b"")
+    (sweep / "2_ablation=none").mkdir()
+    (sweep / "2_ablation=none" / "FAILED").write_text("boom\n")
+    main([str(sweep), "--status"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:] == [
+        "| 0 | seed=1 ablation=none logger=csv | done |",
+        "| 1 | seed=1 ablation=without_int logger=csv | partial: last checkpoint at step 300 |",
+        "| 2 | seed=2 ablation=none logger=csv | failed (see its FAILED file) |",
+        "| 3 | seed=2 ablation=without_int logger=csv | not started |",
+    ]
+    (sweep / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(sweep), "--status"])
+    assert exit_info.value.code == 2 and "basic sweeps only" in capsys.readouterr().err
