@@ -48,7 +48,7 @@ from gipc.color import from_net, fuse_color, split_luma, to_net
 from gipc.data.datasets import PairFolder
 from gipc.data.sources import group_sources
 from gipc.fuse import DEFAULT_OVERLAP, auto_tiled, fuse_images
-from gipc.fusion import RULES
+from gipc.fusion import RULES, luma
 from gipc.imaging import read_matching, write_image
 from gipc.inference import InferencePath, choose_path, prepare
 from gipc.metrics import qabf
@@ -221,7 +221,7 @@ def section_rules(generator: Generator, pairs: list, limit: int, device: torch.d
     with torch.inference_mode():
         for i, (a, b) in enumerate(pairs[: limit + 1]):
             a, b = a.to(device), b.to(device)
-            ya, yb = split_luma(a)[0] if a.shape[1] == 3 else a, split_luma(b)[0] if b.shape[1] == 3 else b
+            ya, yb = luma(a), luma(b)
             times = {"network": timed(lambda: ready.fuse_y(ya, yb), sync)[0]}
             times |= {rule: timed(lambda: fusion([a, b]), sync)[0] for rule, fusion in rules.items()}
             if i:  # pair 1 warms up

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from gipc.baselines import BASELINES
 from gipc.color import fuse_color, split_luma
 from gipc.decision import MapSettings, map_image
-from gipc.inference import InferenceGenerator
+from gipc.fusion import Fusion
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
 from gipc.pretrained import pretrained, shipped_weights_exist
@@ -60,14 +60,18 @@ class TestReport(L.Callback):
         self.image_dir = image_dir
         self.shipped = shipped
         self.map_settings = MapSettings(**map_settings) if map_settings is not None else None
-        self.networks: dict[str, InferenceGenerator] = {}
+        self.fusions: dict[str, Fusion] = {}
         self.rows: list[dict[str, Any]] = []
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
-        self.networks = {MODEL_NAME: pl_module.test_network} if getattr(pl_module, "test_network", None) is not None else {}
+        networks = {MODEL_NAME: pl_module.test_network} if getattr(pl_module, "test_network", None) is not None else {}
         if self.shipped and shipped_weights_exist():
-            self.networks[SHIPPED_NAME] = pretrained(pl_module.device)
+            networks[SHIPPED_NAME] = pretrained(pl_module.device)
+        # The run's own direct output comes from the module's test step; every other (network, rule) is fused here.
+        self.fusions = {name: network.fusion("direct") for name, network in networks.items() if name != MODEL_NAME}
+        if self.map_settings is not None:
+            self.fusions |= {name + MAP_SUFFIX: network.fusion("map", self.map_settings) for name, network in networks.items()}
 
     @torch.inference_mode()
     def on_test_batch_end(
@@ -80,17 +84,16 @@ class TestReport(L.Callback):
         a, b = batch["a"][:real], batch["b"][:real]
         gt, true_map = (None if batch.get(key) is None else batch[key][:real] for key in ("gt", "focus_map"))
         fused, maps = {MODEL_NAME: outputs["fused"][:real]}, {}
-        for name, network in self.networks.items():
-            if name != MODEL_NAME:
-                fused[name] = network.fusion("direct")([a, b]).image
-            if self.map_settings is not None:
-                mapped = network.fusion("map", self.map_settings)([a, b])
-                fused[name + MAP_SUFFIX], maps[name + MAP_SUFFIX] = mapped.image, map_image(mapped.weights)
+        for name, fusion in self.fusions.items():
+            result = fusion([a, b])
+            fused[name] = result.image
+            if result.weights is not None:
+                maps[name] = map_image(result.weights)
         fused.update({name: fuse_color(BASELINES[name], a, b) for name in self.baselines})
         for i, image_name in enumerate(names):
             write_image(self.out_dir / self.image_dir / f"{image_name}.png", fused[MODEL_NAME][i].float().cpu(), overwrite=True)
             if MODEL_NAME + MAP_SUFFIX in fused:
-                write_image(self.out_dir / f"{self.image_dir}{MAP_SUFFIX.replace('+', '-')}" / f"{image_name}.png",
+                write_image(self.out_dir / f"{self.image_dir}-map" / f"{image_name}.png",
                             fused[MODEL_NAME + MAP_SUFFIX][i].float().cpu(), overwrite=True)
         self.rows += score_batch(names, a, b, fused, gt, maps, true_map)
 

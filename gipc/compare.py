@@ -86,17 +86,21 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
     return sorted(found, key=_job_order)
 
 
-def unfinished_runs(path: Path) -> list[tuple[Path, str]]:
+def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:
     """Run dirs at or under ``path`` that started (``config.yaml``) but wrote no test table and did not
-    fail, with how far they got: the highest step among their checkpoints' names, or none yet."""
+    fail, with how far they got: the highest step among their checkpoints' names (None: no checkpoint yet)."""
     found = []
     for config in sorted(path.rglob("config.yaml")):
         run = config.parent
         if any(part.startswith(".") for part in run.relative_to(path).parts) or (run / "metrics.csv").is_file() or (run / "FAILED").is_file():
             continue
         steps = [int(m.group(1)) for ckpt in (run / "checkpoints").glob("*.ckpt") if (m := re.search(r"step(\d+)", ckpt.stem))]
-        found.append((run, f"last checkpoint at step {max(steps)}" if steps else "no checkpoint yet"))
+        found.append((run, max(steps, default=None)))
     return sorted(found, key=lambda item: _job_order(item[0]))
+
+
+def _progress(step: int | None) -> str:
+    return "no checkpoint yet" if step is None else f"last checkpoint at step {step}"
 
 
 def sweep_jobs(sweep: Path) -> list[list[str]]:
@@ -132,8 +136,12 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
             state = "done"
         elif (dirs[0] / "FAILED").is_file():
             state = "failed (see its FAILED file)"
+        elif dirs[0] not in progress:
+            state = "started, no config yet"
+        elif progress[dirs[0]] is None:
+            state = _progress(None)
         else:
-            state = progress.get(dirs[0], "started, no config yet").replace("last checkpoint at step", "partial: last checkpoint at step")
+            state = f"partial: {_progress(progress[dirs[0]])}"
         rows.append({"job": str(num), "overrides": " ".join(job), "state": state})
     return rows
 
@@ -203,7 +211,7 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
         for failed in sorted(path.rglob("FAILED")):
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
-        skipped += [f"{run}: not finished ({progress})" for run, progress in unfinished_runs(path)]
+        skipped += [f"{run}: not finished ({_progress(step)})" for run, step in unfinished_runs(path)]
     if not runs:
         where = ", ".join(str(p) for p in paths)
         raise CompareError(

@@ -42,7 +42,7 @@ from gipc.baselines.laplacian_energy import modified_laplacian
 
 @dataclass(frozen=True)
 class MapSettings:
-    """The map's knobs (``conf/fusion/map.yaml``): windows in pixels, ``min_region`` a fraction of the image."""
+    """The map's knobs (``map`` of ``conf/fusion/default.yaml``): windows in pixels, ``min_region`` a fraction of the image."""
 
     window: int
     focus: float
@@ -153,7 +153,7 @@ def remove_small_regions(onehot: torch.Tensor, min_region: float) -> torch.Tenso
                 votes[source] = -1
                 if votes.max() > 0:
                     image[inside] = votes.argmax()
-    return choose(F.one_hot(torch.from_numpy(labels).to(onehot.device), count).movedim(-1, 1).to(onehot.dtype))
+    return F.one_hot(torch.from_numpy(labels).to(onehot.device), count).movedim(-1, 1).to(onehot.dtype)
 
 
 def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -> torch.Tensor:

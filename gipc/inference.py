@@ -130,9 +130,11 @@ class InferenceGenerator(nn.Module):
         return getattr(self.net, "head", "image")
 
     def fusion(self, rule: str | None = None, settings: MapSettings | None = None) -> Fusion:
-        """This network under ``rule`` with the map ``settings`` (None: ``conf/fusion/default.yaml``'s)."""
-        default, default_settings = default_rule()
-        return Fusion(self.weight_y if self.head == "weights" else self.fuse_y, rule or default, settings or default_settings, self.head)
+        """This network under ``rule`` with the map ``settings`` (None: ``conf/fusion/default.yaml``'s, read only then)."""
+        if rule is None or (settings is None and rule != "direct"):
+            default, default_settings = default_rule()
+            rule, settings = rule or default, settings or default_settings
+        return Fusion(self.weight_y if self.head == "weights" else self.fuse_y, rule, settings, self.head)
 
 
 def prepare(generator: nn.Module, path: InferencePath | None = None) -> InferenceGenerator:

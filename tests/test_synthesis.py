@@ -180,10 +180,10 @@ def test_synthesize_scene_blobs_map_and_gt() -> None:
     image = _image(9, (3, 64, 64))
     made = synthesize_scene("x", image, "blobs", seed=1, sigma=1.0, soft=0.0, blob_size=16)
     focus = made.focus_map
-    assert made.scene.gt is image
+    assert made.gt is image
     inside = focus.bool().expand(3, -1, -1)
-    torch.testing.assert_close(made.scene.a[inside], image[inside])
-    torch.testing.assert_close(made.scene.b[~inside], image[~inside])
+    torch.testing.assert_close(made.a[inside], image[inside])
+    torch.testing.assert_close(made.b[~inside], image[~inside])
 
 
 def test_embedded_photos_are_bundled_and_downscaled() -> None:
@@ -199,10 +199,9 @@ def test_embedded_photos_are_bundled_and_downscaled() -> None:
 def test_embedded_set_split_and_equations() -> None:
     built = embedded_set(seed=3, sigma=1.5, max_side=96, test_fraction=0.34, names=("text", "page", "coins"))
     assert len(built.train) == 2 and len(built.test) == 1
-    assert {s.scene.name for s in built.train}.isdisjoint({s.scene.name for s in built.test})
-    for made in built.train + built.test:
-        scene = made.scene
+    assert {s.name for s in built.train}.isdisjoint({s.name for s in built.test})
+    for scene in built.train + built.test:
         blurred = gaussian_blur(scene.gt[None], 1.5)[0]
-        torch.testing.assert_close(scene.a, made.focus_map * scene.gt + (1 - made.focus_map) * blurred)
-        assert 0.05 < made.focus_map.mean() < 0.95
+        torch.testing.assert_close(scene.a, scene.focus_map * scene.gt + (1 - scene.focus_map) * blurred)
+        assert 0.05 < scene.focus_map.mean() < 0.95
     assert embedded_set(seed=3, sigma=1.5, max_side=96, test_fraction=0.34, names=("text", "page", "coins")) is built

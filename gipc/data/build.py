@@ -167,9 +167,9 @@ def build_dataset(
             made = synthesize_scene(item.name, photo.image, photo.map_source, seed, sigma, soft, **photo.map_options)
             files = {}
             for sub, pixels, depth in (
-                ("A", made.scene.a, bit_depth),
-                ("B", made.scene.b, bit_depth),
-                ("GT", made.scene.gt, bit_depth),
+                ("A", made.a, bit_depth),
+                ("B", made.b, bit_depth),
+                ("GT", made.gt, bit_depth),
                 ("maps", made.focus_map, 8),
             ):
                 relative = f"{split[item.name]}/{sub}/{item.name}.png"

@@ -197,7 +197,7 @@ class FusionDataModule(L.LightningDataModule):
     def _scenes(self) -> tuple[Sequence[Scene], Sequence[Scene]]:
         if self.root is None:
             built = embedded_set(**self.embedded_options)
-            return [s.scene for s in built.train], [s.scene for s in built.test]
+            return list(built.train), list(built.test)
         train, test = PairFolder(Path(self.root) / "train"), PairFolder(Path(self.root) / "test")
         for folder in (train, test):
             if not folder.has_gt:
@@ -214,7 +214,7 @@ class FusionDataModule(L.LightningDataModule):
                 f"{len(held)} held-out photos cannot give {self.val_count} for validation and some for test; "
                 "raise data.test_fraction or lower data.val_count"
             )
-        scenes = [held_out_scene(name, pool[name], held_out_recipe, self.seed).scene for name in held]
+        scenes = [held_out_scene(name, pool[name], held_out_recipe, self.seed) for name in held]
         self.val_scenes, self.test_scenes = scenes[: self.val_count], scenes[self.val_count :]
         if self.patches_per_epoch is None:
             raise DataError("data.patches_per_epoch must be set for synthesized patches (they never run out)")

@@ -17,7 +17,7 @@ import skimage.data
 import torch
 
 from gipc.data.errors import DataError
-from gipc.data.scene import SyntheticScene, split_names, synthesize_scene
+from gipc.data.scene import Scene, split_names, synthesize_scene
 from gipc.data.synthesis import fit_longest_side
 
 
@@ -71,8 +71,8 @@ def load_photo(name: str, max_side: int | None, map_source: str | None = None) -
 class SyntheticSet:
     """Train and held-out test scenes, each with its decision map."""
 
-    train: tuple[SyntheticScene, ...]
-    test: tuple[SyntheticScene, ...]
+    train: tuple[Scene, ...]
+    test: tuple[Scene, ...]
 
 
 @functools.lru_cache(maxsize=4)
@@ -98,7 +98,7 @@ def embedded_set(
     chosen = names or tuple(CATALOGUE)
     train_names, test_names = split_names(chosen, test_fraction, seed)
 
-    def make(name: str) -> SyntheticScene:
+    def make(name: str) -> Scene:
         photo = load_photo(name, max_side, map_source)
         return synthesize_scene(name, photo.image, photo.map_source, seed, sigma, soft, **photo.map_options)
 

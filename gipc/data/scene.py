@@ -28,18 +28,6 @@ class Scene:
     focus_map: torch.Tensor | None = None
 
 
-@dataclass(frozen=True)
-class SyntheticScene:
-    """A scene made by equations 18-19, so its decision map is known."""
-
-    scene: Scene
-
-    @property
-    def focus_map(self) -> torch.Tensor:
-        assert self.scene.focus_map is not None
-        return self.scene.focus_map
-
-
 def scene_generator(seed: int, name: str) -> torch.Generator:
     """A generator for one image, seeded from (seed, name) so adding images never changes the others."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
@@ -48,11 +36,11 @@ def scene_generator(seed: int, name: str) -> torch.Generator:
 
 def synthesize_scene(
     name: str, image: torch.Tensor, map_source: str, seed: int, sigma: float, soft: float, **map_options
-) -> SyntheticScene:
+) -> Scene:
     """Decision map from ``map_source``, softened by ``soft`` pixels, then equations 18-19 on ``image``."""
     focus_map = soften(make_map(map_source, image, scene_generator(seed, name), **map_options), soft)
     a, b = synthesize_pair(image[None], focus_map[None], sigma)
-    return SyntheticScene(Scene(name, a[0], b[0], image, focus_map))
+    return Scene(name, a[0], b[0], image, focus_map)
 
 
 def split_names(names: Sequence[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -75,11 +63,11 @@ def split_names(names: Sequence[str], test_fraction: float, seed: int) -> tuple[
     return train, test
 
 
-def held_out_scene(name: str, image: torch.Tensor, recipe: DefocusRecipe, seed: int) -> SyntheticScene:
+def held_out_scene(name: str, image: torch.Tensor, recipe: DefocusRecipe, seed: int) -> Scene:
     """A whole-image pair for validation or test: blob map, boundary softness, blur sigma and kernel
     drawn from ``recipe`` with a generator of (seed, name), so the set is fixed for a seed."""
     generator = scene_generator(seed, name)
     focus_map = draw_focus_map(*image.shape[-2:], recipe, generator)
     blurred = recipe.blur(image[None], uniform(recipe.sigma, generator), generator)
     a, b = compose(image[None], blurred, focus_map[None])
-    return SyntheticScene(Scene(name, a[0], b[0], image, focus_map))
+    return Scene(name, a[0], b[0], image, focus_map)

@@ -39,7 +39,7 @@ def tuning_pairs(run_dir: Path) -> list[Scene]:
     pool = photo_pool(data.embedded_photos, data.photo_dirs, data.embedded_options["max_side"])
     recipe = data.recipes[1]
     return [
-        held_out_scene(scene.name, pool[scene.name], replace(recipe, disk=disk), seed).scene
+        held_out_scene(scene.name, pool[scene.name], replace(recipe, disk=disk), seed)
         for seed in (1, 2, 3) for disk in (0.0, 1.0) for scene in data.val_scenes
     ]
 
