@@ -1,6 +1,10 @@
 """Hydra composition: ablations zero exactly the lambdas docs/paper.md section 4 names; the ratio knob moves G and D."""
 
 
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
@@ -66,3 +70,23 @@ def test_ablation_wins_over_the_ratio_knob():
 def test_unknown_ablation_is_a_composition_error():
     with pytest.raises(ConfigCompositionException, match="ablation"):
         loss_of("ablation=without_everything")
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|root|home|tmp|Users)/[\w.-]+")
+
+
+def test_no_tracked_text_file_holds_an_absolute_machine_path() -> None:
+    """Committed run configs and docs keep relative paths: a resolved config carries its output dirs."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
+    offenders = []
+    for name in filter(None, tracked):
+        path = root / name
+        if path.suffix in (".png", ".pt", ".jpg") or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                offenders.append(f"{name}:{number}")
+    assert not offenders, f"absolute machine paths in {offenders[:5]}"
