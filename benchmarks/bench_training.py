@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gipc.color import to_net
 from gipc.configs import conf_group
-from gipc.hardware import bf16_fast
+from gipc.hardware import native_bf16
 from gipc.losses import LossWeights, discriminator_loss, generator_loss
 from gipc.models import Discriminator, Generator
 from gipc.module import GIPCGAN
@@ -198,7 +198,7 @@ def main() -> int:
 
     loops: dict[str, Callable[[], Timing]] = {"plain PyTorch fp32": lambda: plain_loop(loader, args, sync)}
     for name, (precision, channels_last) in VARIANTS.items():
-        if precision == "32-true" or bf16_fast(args.device):
+        if precision == "32-true" or native_bf16(args.device):
             loops[name] = lambda p=precision, c=channels_last: lightning_loop(loader, args, sync, p, c)
     if len(loops) < len(VARIANTS) + 1:
         print(f"no native bf16 on {args.device}: bf16 rows left out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -14,6 +15,7 @@ from lightning.pytorch.loggers import WandbLogger
 from gipc.baselines import BASELINES
 from gipc.color import fuse_color, split_luma
 from gipc.decision import MapSettings, map_image
+from gipc.errors import ConfigError
 from gipc.fusion import Fusion
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
@@ -41,7 +43,8 @@ class TestReport(L.Callback):
     network also fuses under the map rule (rows ``<name>+map``, images in ``fused-map/``), and
     where the test pairs know their true decision map its accuracy and boundary F-score are scored.
 
-    Each rank writes the images it fused; the metric rows are gathered and rank zero writes
+    The run's own rows give its logged test metrics (``test/QABF``, ...), so the test set is scored
+    once. Each rank writes the images it fused; the metric rows are gathered and rank zero writes
     ``metrics.csv`` / ``metrics.md`` once, so a DDP run leaves one set of outputs. The repeats
     DistributedSampler pads an uneven test set with are skipped, so every image appears once and
     the means equal a single-process run's.
@@ -103,7 +106,13 @@ class TestReport(L.Callback):
             gathered: list[list[dict[str, Any]]] = [[] for _ in range(trainer.world_size)]
             dist.all_gather_object(gathered, rows)
             rows = [row for part in gathered for row in part]
-        if not trainer.is_global_zero or not rows:
+        if not rows:
+            return
+        # The run's test metrics (test/QABF, ...) are these rows' means: the test set is scored once, here.
+        own = [r for r in rows if r["method"] == MODEL_NAME]
+        pl_module.log_dict({f"test/{k}": statistics.fmean(float(r[k]) for r in own if r.get(k) is not None)
+                            for k in numeric_columns(own) if any(r.get(k) is not None for r in own)}, sync_dist=False)
+        if not trainer.is_global_zero:
             return
         order = [MODEL_NAME, MODEL_NAME + MAP_SUFFIX, SHIPPED_NAME, SHIPPED_NAME + MAP_SUFFIX]
         rows.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"], r["image"]))
@@ -146,7 +155,7 @@ class ImagePanels(L.Callback):
     def __init__(self, every_n_epochs: int = 1, max_images: int = 2, key: str = "val/panels") -> None:
         for name, value in (("every_n_epochs", every_n_epochs), ("max_images", max_images)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"callbacks.image_panels.{name} must be an integer >= 1, got {value!r}")
+                raise ConfigError(f"callbacks.image_panels.{name} must be an integer >= 1, got {value!r}")
         self.every_n_epochs, self.max_images, self.key = every_n_epochs, max_images, key
         self.panels: list[tuple[str, np.ndarray, str]] = []
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import subprocess
+import threading
 import warnings
+from types import FrameType
 from typing import Any
 
 import lightning as L
@@ -12,8 +17,10 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from gipc.errors import ConfigError, NonFiniteLossError
 from gipc.files import atomic_path
-from gipc.module import NonFiniteLossError
+
+log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -37,16 +44,47 @@ class RunCheckpoint(ModelCheckpoint):
       delete, is refused) and is written once more when training ends, so it holds the final
       weights even when the run stops between two ``every_n_train_steps`` saves;
     * a model whose weights are no longer finite is never saved: training stops with
-      :class:`~gipc.module.NonFiniteLossError` and the last good checkpoint stays.
+      :class:`~gipc.errors.NonFiniteLossError` and the last good checkpoint stays.
+
+    * on ``requeue_signal`` (Slurm's warning before a time limit or a preemption, ``--signal`` of
+      sbatch; submitit asks for SIGUSR2) the current batch finishes, ``last.ckpt`` is written, and
+      the job is handed back: to the handler that was there before (submitit's requeues the job
+      and exits), else ``scontrol requeue`` of ``$SLURM_JOB_ID`` and a clean stop. The requeued job
+      continues from ``last.ckpt`` (:mod:`gipc.sweep`).
 
     Lightning counts every optimizer step as a train step: with ``t`` D steps per G step one batch
     is ``t + 1`` steps, so ``every_n_train_steps=3`` saves after every batch when ``t = 2``.
     """
 
-    def __init__(self, *args: Any, save_last: bool | None = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, save_last: bool | None = True, requeue_signal: str | None = "SIGUSR2", **kwargs: Any) -> None:
         if save_last == "link":
-            raise ValueError("callbacks.model_checkpoint.save_last=link would make last.ckpt a symlink; use true")
+            raise ConfigError("callbacks.model_checkpoint.save_last=link would make last.ckpt a symlink; use true")
+        if requeue_signal is not None and not isinstance(getattr(signal, str(requeue_signal), None), signal.Signals):
+            raise ConfigError(f"callbacks.model_checkpoint.requeue_signal must name a signal such as SIGUSR2, got {requeue_signal!r}")
         super().__init__(*args, save_last=save_last, **kwargs)
+        self.requeue_signal = None if requeue_signal is None else signal.Signals[requeue_signal]
+        self._signalled: tuple[int, FrameType | None] | None = None
+        self._previous: Any = None
+        self.handed_back = False
+        """True once a requeue signal stopped training: the run ends without its test stage."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.requeue_signal is not None and _main_thread():
+            self._previous = signal.signal(self.requeue_signal, self._note_signal)
+
+    def _note_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Only note it: the checkpoint is written at the end of the batch, where the state is whole."""
+        self._signalled = (signum, frame)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # skips a step already saved
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        if self.requeue_signal is not None and self._previous is not None and _main_thread():
+            signal.signal(self.requeue_signal, self._previous)
+            self._previous = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         # Lightning warns that with manual optimization the checkpoint holds the weights after the
@@ -54,6 +92,26 @@ class RunCheckpoint(ModelCheckpoint):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
             super().on_train_batch_end(trainer, pl_module, *args)
+            # Every rank stops at the same batch, whichever of them the signal reached.
+            if self.requeue_signal is not None and trainer.strategy.reduce_boolean_decision(self._signalled is not None, all=False):
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+                self._hand_back(trainer)
+
+    def _hand_back(self, trainer: L.Trainer) -> None:
+        """After the checkpoint: the previous handler (submitit requeues and exits), else requeue by hand and stop."""
+        signum, frame = self._signalled or (int(self.requeue_signal), None)
+        previous, self._signalled, self.handed_back = self._previous, None, True
+        log.warning("%s: last.ckpt written at step %d; handing the job back for requeue", signal.Signals(signum).name, trainer.global_step)
+        self._restore_handler()
+        trainer.should_stop = True
+        if callable(previous):
+            previous(signum, frame)
+        elif trainer.is_global_zero and os.environ.get("SLURM_JOB_ID"):
+            job = os.environ["SLURM_JOB_ID"]
+            array = os.environ.get("SLURM_ARRAY_JOB_ID")
+            job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else job
+            code = subprocess.call(["scontrol", "requeue", job])
+            log.warning("scontrol requeue %s: %s", job, "requeued" if code == 0 else f"failed with exit code {code}")
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         bad = [name for name, p in trainer.lightning_module.named_parameters() if not torch.isfinite(p).all()]
@@ -64,6 +122,7 @@ class RunCheckpoint(ModelCheckpoint):
             )
         super()._save_checkpoint(trainer, filepath)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # skips a step already saved
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+def _main_thread() -> bool:
+    """Signal handlers can only be set from the main thread (joblib's thread workers are not)."""
+    return threading.current_thread() is threading.main_thread()

@@ -7,6 +7,8 @@ from typing import Callable
 import kornia
 import torch
 
+from gipc.errors import UserError
+
 
 def split_luma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 3, H, W) RGB in [0, 1] -> Y (B, 1, H, W) and CbCr (B, 2, H, W), chroma centred on 0.5."""
@@ -48,11 +50,11 @@ def fuse_color(fuse_y: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: 
     classic baseline); RGB goes through YCbCr with :func:`fuse_chroma`, gray skips the colour steps.
     """
     if a.shape != b.shape:
-        raise ValueError(f"sources differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+        raise UserError(f"sources differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.shape[1] == 1:
         return fuse_y(a, b).clamp(0.0, 1.0)
     if a.shape[1] != 3:
-        raise ValueError(f"expected 1 (gray) or 3 (RGB) channels, got {a.shape[1]}")
+        raise UserError(f"expected 1 (gray) or 3 (RGB) channels, got {a.shape[1]}")
     y_a, c_a = split_luma(a)
     y_b, c_b = split_luma(b)
     return merge_luma(fuse_y(y_a, y_b), fuse_chroma(c_a, c_b))

@@ -1,4 +1,4 @@
-"""Compare finished runs: ``gipc-compare <multirun dir | run dirs...> [--reference VARIANT] [--out DIR]``.
+"""Comparing finished runs (the ``gipc-compare`` command is :mod:`gipc.cli.compare`).
 
 Every run dir (one holding ``config.yaml`` and ``metrics.csv``) found under the given paths
 contributes the per-image rows of one method (the model, ``gipc``, by default; several comma-separated
@@ -34,7 +34,6 @@ when every variant has several runs, else across images. Works offline from the 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import os
@@ -49,17 +48,15 @@ from typing import Sequence
 
 import yaml
 
+from gipc.errors import CompareError
 from gipc.files import atomic_path, write_text
 from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
+from gipc.sweep import job_order, progress, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
 DEFAULT_METRICS = "metrics.csv"
 """The table training's test stage writes into every run dir."""
-
-
-class CompareError(ValueError):
-    """Nothing to compare, an unusable ``--reference``, or an output that would overwrite something: one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -83,73 +80,7 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
             hidden = any(part.startswith(".") for part in run.relative_to(path).parts)
             if not hidden and (run / "config.yaml").is_file():
                 found.setdefault(run)
-    return sorted(found, key=_job_order)
-
-
-def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:
-    """Run dirs at or under ``path`` that started (``config.yaml``) but wrote no test table and did not
-    fail, with how far they got: the highest step among their checkpoints' names (None: no checkpoint yet)."""
-    found = []
-    for config in sorted(path.rglob("config.yaml")):
-        run = config.parent
-        if any(part.startswith(".") for part in run.relative_to(path).parts) or (run / "metrics.csv").is_file() or (run / "FAILED").is_file():
-            continue
-        steps = [int(m.group(1)) for ckpt in (run / "checkpoints").glob("*.ckpt") if (m := re.search(r"step(\d+)", ckpt.stem))]
-        found.append((run, max(steps, default=None)))
-    return sorted(found, key=lambda item: _job_order(item[0]))
-
-
-def _progress(step: int | None) -> str:
-    return "no checkpoint yet" if step is None else f"last checkpoint at step {step}"
-
-
-def sweep_jobs(sweep: Path) -> list[list[str]]:
-    """Every job of the sweep recorded in ``<sweep>/multirun.yaml``, in Hydra's job order, as its override list.
-
-    Hydra's basic sweeper takes the cross product of the sweep overrides (``hydra.sweeper.params``
-    and the command line's ``a=x,y``), so the list is the sweep's, whether its jobs ran or not; other
-    sweepers (Optuna) choose their trials as they go and are refused here."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    record = sweep / "multirun.yaml"
-    if not record.is_file():
-        raise CompareError(f"{sweep}: no multirun.yaml; --status needs a sweep dir that Hydra made")
-    hydra = (yaml.safe_load(record.read_text()) or {}).get("hydra") or {}
-    sweeper = hydra.get("sweeper") or {}
-    if "BasicSweeper" not in str(sweeper.get("_target_", "BasicSweeper")):
-        raise CompareError(f"{sweep}: swept by {sweeper['_target_']}, whose trials are chosen as they run; --status lists basic sweeps only")
-    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create().parse_overrides([*params, *((hydra.get("overrides") or {}).get("task") or [])])
-    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-
-
-def sweep_status(sweep: Path) -> list[dict[str, str]]:
-    """One row per job of the sweep: its number, overrides and state (done, failed, partial at step N, started, not started)."""
-    progress = dict(unfinished_runs(sweep))
-    rows = []
-    for num, job in enumerate(sweep_jobs(sweep)):
-        dirs = sorted(p for p in sweep.glob(f"{num}_*") if p.is_dir())
-        if not dirs:
-            state = "not started"
-        elif (dirs[0] / "metrics.csv").is_file():
-            state = "done"
-        elif (dirs[0] / "FAILED").is_file():
-            state = "failed (see its FAILED file)"
-        elif dirs[0] not in progress:
-            state = "started, no config yet"
-        elif progress[dirs[0]] is None:
-            state = _progress(None)
-        else:
-            state = f"partial: {_progress(progress[dirs[0]])}"
-        rows.append({"job": str(num), "overrides": " ".join(job), "state": state})
-    return rows
-
-
-def _job_order(path: Path) -> tuple[object, ...]:
-    """Hydra's ``<num>_<overrides>`` sweep subdirs by job number, anything else by name."""
-    match = re.match(r"(\d+)_", path.name)
-    return (str(path.parent), int(match.group(1)) if match else math.inf, path.name)
+    return sorted(found, key=job_order)
 
 
 def read_overrides(run_dir: Path) -> dict[str, str]:
@@ -211,7 +142,7 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
         for failed in sorted(path.rglob("FAILED")):
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
-        skipped += [f"{run}: not finished ({_progress(step)})" for run, step in unfinished_runs(path)]
+        skipped += [f"{run}: not finished ({progress(step)})" for run, step in unfinished_runs(path)]
     if not runs:
         where = ", ".join(str(p) for p in paths)
         raise CompareError(
@@ -472,48 +403,3 @@ def _replace_dir(staging: Path, out: Path) -> None:
     staging.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="gipc-compare",
-        description="Compare finished runs: mean ± std per variant across images and across seeds, "
-        "a paired Wilcoxon test against a reference variant, and a chart per metric.",
-    )
-    parser.add_argument("paths", nargs="+", type=Path, help="a multirun dir (outputs/<task>/multiruns/<time>) or run dirs")
-    parser.add_argument("--out", type=Path, default=None, help="new output folder (default: <dir>/comparison)")
-    parser.add_argument("--method", default="gipc", help="method in the metrics table to compare (default: gipc, the model); "
-                        "several, comma-separated (e.g. gipc,gipc+map), become variants method=<name>")
-    parser.add_argument(
-        "--metrics", default=DEFAULT_METRICS,
-        help="table inside each run dir to read (default: metrics.csv, the test stage's; e.g. lytro/metrics.csv from gipc-eval)",
-    )
-    parser.add_argument(
-        "--reference", default=None,
-        help="variant to test every other against, as the table names it (e.g. ablation=none): paired Wilcoxon, pairs = (image, seed)",
-    )
-    parser.add_argument(
-        "--ignore", nargs="*", default=list(DEFAULT_IGNORE), help="override keys that do not make a variant (default: seed)"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--status", action="store_true", help="only list the sweep's jobs as done, failed, partial or not started")
-    args = parser.parse_args(argv)
-    if args.status:
-        try:
-            rows = [row for path in args.paths for row in sweep_status(path)]
-        except CompareError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        print("| job | overrides | state |\n|---|---|---|\n" + "".join(f"| {r['job']} | {r['overrides']} | {r['state']} |\n" for r in rows), end="")
-        return
-    try:
-        out = compare(args.paths, args.out, args.method, args.ignore, args.overwrite, args.reference, args.metrics)
-    except CompareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    print((out / "comparison.md").read_text())
-    print(f"comparison written to {out}")
-
-
-if __name__ == "__main__":
-    main()

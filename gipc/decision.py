@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from gipc.baselines.laplacian_energy import modified_laplacian
+from gipc.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,15 @@ class MapSettings:
         for name in ("window", "clean"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1 or value % 2 == 0:
-                raise ValueError(f"map {name} must be an odd number of pixels >= 1, got {value!r}")
+                raise UserError(f"map {name} must be an odd number of pixels >= 1, got {value!r}")
         if not isinstance(self.radius, int) or self.radius < 0:
-            raise ValueError(f"map radius must be an integer >= 0 (0: hard map), got {self.radius!r}")
+            raise UserError(f"map radius must be an integer >= 0 (0: hard map), got {self.radius!r}")
         if not 0.0 <= self.min_region < 1.0:
-            raise ValueError(f"map min_region must be a fraction of the image in [0, 1), got {self.min_region!r}")
+            raise UserError(f"map min_region must be a fraction of the image in [0, 1), got {self.min_region!r}")
         if not self.focus >= 0.0:
-            raise ValueError(f"map focus must be a weight >= 0 (0: closeness to the fused image alone), got {self.focus!r}")
+            raise UserError(f"map focus must be a weight >= 0 (0: closeness to the fused image alone), got {self.focus!r}")
         if not self.eps > 0.0:
-            raise ValueError(f"map eps must be > 0, got {self.eps!r}")
+            raise UserError(f"map eps must be > 0, got {self.eps!r}")
 
 
 def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -179,7 +180,7 @@ def decide(scores: torch.Tensor, guide: torch.Tensor, settings: MapSettings) -> 
 def blend(sources: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
     """``sum_i w_i * source_i`` for (B, C, H, W) sources, the same weights for every channel."""
     if weights.shape[1] != len(sources):
-        raise ValueError(f"{weights.shape[1]} weight maps for {len(sources)} sources")
+        raise UserError(f"{weights.shape[1]} weight maps for {len(sources)} sources")
     fused = sources[0] * weights[:, :1]
     for i, source in enumerate(sources[1:], start=1):
         fused = fused + source * weights[:, i : i + 1]

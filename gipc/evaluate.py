@@ -1,7 +1,5 @@
-"""The eval command: score fused images of any method (files, or classic baselines run here) on source pairs.
-
-    gipc-eval --sources DIR --fused DIR [--method NAME] [--out NEW_DIR]
-    gipc-eval --sources DIR --fused ours=DIR --fused mffgan=DIR2 --baselines average,gff --out NEW_DIR
+"""Scoring fused images of any method (files, or classic baselines run here) on source pairs
+(the ``gipc-eval`` command is :mod:`gipc.cli.evaluate`).
 
 Sources are a pair folder as the data package reads it (``<scene>-A.*``/``<scene>-B.*``, or ``A/`` +
 ``B/`` [+ ``GT/``] subfolders). A fused image belongs to scene ``S`` when its stem is ``S``,
@@ -17,17 +15,15 @@ The tables are the ones training's test step writes (``gipc.report``): ``metrics
 per image and method, and ``metrics.md``, mean +- std per method, written into ``--out`` (a new
 or empty folder; ``--overwrite`` to reuse one) once every score is in, so a failed or
 interrupted run leaves nothing. Without ``--out`` the table is only printed. ``--wandb`` also
-logs both tables to a W&B run under ``--out`` (offline unless ``--wandb online``). Bad input
-ends in one ``gipc-eval: error:`` line and exit status 2.
+logs both tables to a W&B run under ``--out`` (offline unless ``--wandb online``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
@@ -36,10 +32,10 @@ from gipc.color import fuse_color
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
 from gipc.data.sources import image_files
-from gipc.files import check_output_folder
+from gipc.errors import EvalInputError
 from gipc.imaging import read_image
 from gipc.metrics import gray255
-from gipc.report import markdown_table, numeric_columns, score_batch, summarize, write_report
+from gipc.report import numeric_columns, score_batch, summarize
 
 FUSED_SUFFIXES = ("", "-fused", "_fused")
 GT_SUFFIXES = ("", "-gt", "_gt")
@@ -49,10 +45,6 @@ WANDB_PROJECT = "gipc-gan"
 Row = dict[str, Any]
 FusedFor = Callable[[Scene], torch.Tensor | None]
 """A method as the evaluation sees it: the fused (C, H, W) image in [0, 1] of a scene, None if it has none."""
-
-
-class EvalInputError(ValueError):
-    """Sources, fused images or options the eval command cannot score."""
 
 
 def evaluate_pairs(
@@ -250,81 +242,3 @@ def log_wandb(rows: Sequence[Row], out: Path, mode: str, config: Mapping[str, An
         return str(run.dir)
     finally:
         run.finish()
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gipc-eval", description="Score fused multi-focus images (EN, SF, SD, CC, Q^AB/F, MS-SSIM; PSNR/SSIM with ground truth).")
-    parser.add_argument("--sources", type=Path, required=True, help="pair folder: <scene>-A/<scene>-B files, or A/ and B/ [and GT/] subfolders")
-    parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR",
-                        help="folder of fused images named <scene>[-fused].<ext>; repeat for several methods")
-    parser.add_argument("--method", help="name of the single --fused folder's method in the tables (default: the folder's name)")
-    parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse and score here, e.g. average,gff")
-    parser.add_argument("--gt", type=Path, help="folder of all-in-focus images named <scene>[-gt].<ext>: adds PSNR and SSIM")
-    parser.add_argument("--maps", action="append", default=[], metavar="NAME=DIR",
-                        help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
-                             "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
-    parser.add_argument("--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
-    parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
-    parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"],
-                        help="also log the tables to W&B (offline unless 'online'; needs --out)")
-    return parser
-
-
-def run(args: argparse.Namespace) -> list[Row]:
-    """Check everything that can be checked up front, then score; writes nothing itself."""
-    if args.wandb and args.out is None:
-        raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
-    fused = parse_fused(args.fused, args.method)
-    baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
-    if args.out is not None:
-        inputs = [args.sources, *fused.values(), *([args.gt] if args.gt else []), *parse_fused(args.maps, None, "--maps").values()]
-        check_output_folder(args.out, args.overwrite, inputs)
-    folder = PairFolder(args.sources)
-    pairs: Sequence[Scene] = folder
-    names = [name for name, *_ in folder.entries]
-    if args.gt is not None:
-        if pairs.has_gt:
-            raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
-        pairs = attach_gt(pairs, args.gt)
-    methods = plan_methods(names, fused, baselines, args.allow_missing)
-    maps = plan_maps(folder, names, args.maps, methods)
-    return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``gipc-eval``: 0 on success, 2 on a user error, 130 when interrupted."""
-    args = _parser().parse_args(argv)
-    try:
-        rows = run(args)
-    except (ValueError, OSError) as err:  # OSError: an unreadable folder, in one line too
-        print(f"gipc-eval: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("gipc-eval: interrupted; nothing written", file=sys.stderr)
-        return 130
-    print(markdown_table(rows, "method", numeric_columns(rows)), end="")
-    if args.out is not None:
-        try:
-            csv_path, md_path = write_report(rows, args.out, group="method")
-        except OSError as err:
-            print(f"gipc-eval: error: cannot write the tables to {args.out}: {err.strerror or err}", file=sys.stderr)
-            return 2
-        print(f"gipc-eval: wrote {csv_path} and {md_path}", file=sys.stderr)
-        if args.wandb:
-            config = {"sources": str(args.sources), "fused": args.fused, "baselines": args.baselines, "gt": args.gt and str(args.gt)}
-            try:
-                print(f"gipc-eval: W&B run in {log_wandb(rows, args.out, args.wandb, config)}", file=sys.stderr)
-            except Exception as err:  # wandb raises many types (login, network); the tables are already written
-                print(f"gipc-eval: error: W&B logging failed ({type(err).__name__}: {err}); the tables were written", file=sys.stderr)
-                return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

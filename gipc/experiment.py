@@ -20,10 +20,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.checkpointing import AtomicCheckpointIO
-from gipc.data.errors import DataError
-from gipc.files import OutputExistsError, write_text
-from gipc.hardware import auto_precision
-from gipc.module import NonFiniteLossError
+from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError
+from gipc.files import write_text
+from gipc.hardware import auto_precision, native_bf16
+from gipc.sweep import FAILED, job_log, keep_record, requeued, resume_action
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +43,11 @@ OmegaConf.register_new_resolver("gipc.dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver("gipc.or", lambda value, default: value or default, replace=True)
 OmegaConf.register_new_resolver("gipc.run_dir", lambda resume, new: resume if isinstance(resume, str) and resume else new, replace=True)
 OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lists for x in part], replace=True)
+OmegaConf.register_new_resolver("gipc.keep_record", keep_record, replace=True)
+OmegaConf.register_new_resolver("gipc.job_log", job_log, replace=True)
 
-FAILED_MARKER = "FAILED"
+RESUME_NOTES = {"skip": "finished before, skipped", "continue": "continues from its last.ckpt", "start": "starts"}
 
-
-
-class ConfigError(ValueError):
-    """A bad config value, reported in one line before any work starts."""
-
-
-class RunDirError(ConfigError):
-    """The run dir holds an earlier run's checkpoints; that run is left exactly as it was (no FAILED marker)."""
-
-
-USER_ERRORS = (ConfigError, DataError, OutputExistsError)
-"""Errors whose message is the whole story: one ``error:`` line, exit code 2, no traceback."""
 
 
 def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
@@ -111,11 +101,18 @@ def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
 def run_experiment(cfg: DictConfig) -> float | None:
     """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
     output_dir = Path(cfg.paths.output_dir)
+    if (_multirun() and isinstance(cfg.resume, str) and cfg.resume) or requeued():  # gipc/sweep.py
+        action = resume_action(output_dir)
+        job = f"job {HydraConfig.get().job.num}" if _multirun() else "run"
+        print(f"{job}: {RESUME_NOTES[action]} ({output_dir})", file=sys.stderr)
+        if action == "skip":
+            return None
+        cfg.resume = action == "continue"
     try:
         result = _run(cfg, output_dir)
     except RunDirError as exc:
         _exit(2, exc, str(exc))
-    except USER_ERRORS as exc:
+    except UserError as exc:  # the message is the whole story: one line, exit 2, no traceback
         _mark_failed(output_dir, str(exc))
         _exit(2, exc, str(exc))
     except NonFiniteLossError as exc:
@@ -123,12 +120,14 @@ def run_experiment(cfg: DictConfig) -> float | None:
         kept = f"the last good checkpoint, kept: {last}" if last.is_file() else "no checkpoint was written yet"
         _mark_failed(output_dir, f"training diverged: {exc}; {kept}")
         _exit(1, exc, f"training diverged: {exc}; {kept}")
+    except SystemExit:  # a requeue hand-back (submitit exits after it), or an exit already reported
+        raise
     except BaseException as exc:
         _mark_failed(output_dir, "".join(traceback.format_exception(exc)))
         raise
     finally:
         _finish_wandb()
-    (output_dir / FAILED_MARKER).unlink(missing_ok=True)
+    (output_dir / FAILED).unlink(missing_ok=True)
     return result
 
 
@@ -155,7 +154,7 @@ def _finish_wandb() -> None:
 
 @rank_zero_only
 def _mark_failed(output_dir: Path, message: str) -> None:
-    write_text(output_dir / FAILED_MARKER, message + "\n")
+    write_text(output_dir / FAILED, message + "\n")
 
 
 def _run(cfg: DictConfig, output_dir: Path) -> float | None:
@@ -188,6 +187,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        if any(getattr(c, "handed_back", False) for c in trainer.callbacks):  # requeued: the next start tests
+            return None
     fit_metrics = dict(trainer.callback_metrics)  # trainer.test replaces them: keep val/* for optimized_metric
     if cfg.test:
         trainer.test(model, datamodule=datamodule, ckpt_path=None if cfg.train else ckpt_path)
@@ -204,8 +205,7 @@ def resolve_precision(precision: str | int, accelerator: str) -> str | int:
     gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = "cuda" if gpu else "cpu"
     chosen = auto_precision(device)
-    why = "native bf16" if chosen == "bf16-mixed" else "no native bf16"
-    log.info("trainer.precision=auto: %s on %s (%s)", chosen, device, why)
+    log.info("trainer.precision=auto: %s on %s (%s)", chosen, device, native_bf16(device) or "no native bf16")
     return chosen
 
 

@@ -1,6 +1,5 @@
-"""Comparison figures: each scene's sources and fused results side by side, with a zoomed crop of each.
-
-    python -m gipc.figures --sources path/to/lytro/triple --fused gipc=DIR --fused laplacian_energy=DIR2 --out fig.png
+"""Comparison figures: each scene's sources and fused results side by side, with a zoomed crop of
+each (the ``gipc-figure`` command is :mod:`gipc.cli.figure`).
 
 One row of whole images and one row of crops per scene. The crop is the ``--crop``-pixel window
 where the sources differ most in detail (local Laplacian energy), the place where a fusion method
@@ -9,11 +8,9 @@ has to choose, and it is outlined on the whole images.
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
 import kornia
 import torch
@@ -21,11 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gipc.color import split_luma
-from gipc.data.errors import DataError
-from gipc.data.sources import group_sources
-from gipc.evaluate import FUSED_SUFFIXES, match_stems
 from gipc.files import atomic_path
-from gipc.imaging import ImageError, read_image, read_matching
 
 
 def _luma(image: torch.Tensor) -> torch.Tensor:
@@ -85,43 +78,3 @@ def comparison_figure(
     with atomic_path(out) as tmp:
         palette.save(tmp, format="PNG", optimize=True)
     return out
-
-
-def _named_folder(value: str) -> tuple[str, Path]:
-    name, sep, folder = value.partition("=")
-    return (name, Path(folder)) if sep else (Path(value).name, Path(value))
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m gipc.figures", description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources")
-    parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
-    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels")
-    args = parser.parse_args(argv)
-    if args.out.exists():
-        parser.error(f"{args.out} exists; choose a new file")
-    try:
-        groups = group_sources(args.sources)
-        methods = [_named_folder(value) for value in args.fused]
-        fused = {name: match_stems([g for g, _ in groups], folder, FUSED_SUFFIXES, name) for name, folder in methods}
-        scenes = []
-        for scene, paths in groups:
-            panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
-            panels += [(name, read_image(fused[name][scene]).pixels) for name, _ in methods]
-            scenes.append((scene, panels))
-        comparison_figure(scenes, args.out, args.crop)
-    except (DataError, ImageError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

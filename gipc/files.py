@@ -8,10 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
-
-
-class OutputExistsError(FileExistsError):
-    """Raised instead of silently replacing a file the user did not ask to overwrite."""
+from gipc.errors import OutputExistsError
 
 
 def check_writable(path: Path, overwrite: bool = False, protected: tuple[Path, ...] = ()) -> None:

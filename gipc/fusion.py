@@ -20,6 +20,7 @@ import torch
 from gipc.color import fuse_color, split_luma
 from gipc.configs import conf_group
 from gipc.decision import MapSettings, blend, decide, evidence, head_scores
+from gipc.errors import UserError
 from gipc.tiling import Fuser, fuse_sequence
 
 RULES: tuple[str, ...] = ("direct", "map")
@@ -47,12 +48,12 @@ def luma(image: torch.Tensor) -> torch.Tensor:
 
 def _check(images: Sequence[torch.Tensor]) -> None:
     if len(images) < 2:
-        raise ValueError(f"a fusion needs at least two sources, got {len(images)}")
+        raise UserError(f"a fusion needs at least two sources, got {len(images)}")
     for image in images[1:]:
         if image.shape != images[0].shape:
-            raise ValueError(f"sources differ in shape: {tuple(images[0].shape)} vs {tuple(image.shape)}")
+            raise UserError(f"sources differ in shape: {tuple(images[0].shape)} vs {tuple(image.shape)}")
     if images[0].shape[1] not in (1, 3):
-        raise ValueError(f"expected 1 (gray) or 3 (RGB) channels, got {images[0].shape[1]}")
+        raise UserError(f"expected 1 (gray) or 3 (RGB) channels, got {images[0].shape[1]}")
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ class Fusion:
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
-            raise ValueError(f"fusion rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+            raise UserError(f"fusion rule must be one of {', '.join(RULES)}, got {self.rule!r}")
         if self.rule == "map" and self.settings is None:
-            raise ValueError("the map rule needs map settings")
+            raise UserError("the map rule needs map settings")
 
     def describe(self) -> str:
         """The rule in words, for the first line of a command's output."""

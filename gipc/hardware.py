@@ -24,16 +24,21 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def bf16_fast(device: torch.device | str) -> bool:
-    """Whether bf16 compute is native (and so faster than fp32) on ``device``."""
+def native_bf16(device: torch.device | str) -> str | None:
+    """Why bf16 compute is native (so faster than fp32) on ``device``, as a phrase for the log, or None.
+
+    The one place gipc decides precision from: training's ``trainer.precision=auto``
+    (:func:`auto_precision`) and fusing's ``--precision auto`` (:func:`gipc.inference.choose_path`).
+    """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
-        return bool(NATIVE_BF16_FLAGS & cpu_flags()) and torch.backends.mkldnn.is_available()
-    return False
+        return "GPU has bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else None
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        flags = sorted(NATIVE_BF16_FLAGS & cpu_flags())
+        return f"CPU has {', '.join(flags)}" if flags else None
+    return None
 
 
 def auto_precision(device: torch.device | str) -> str:
     """Lightning's precision for training on ``device``: bf16 mixed where it is native, fp32 elsewhere."""
-    return "bf16-mixed" if bf16_fast(device) else "32-true"
+    return "bf16-mixed" if native_bf16(device) else "32-true"

@@ -19,6 +19,7 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
+from gipc.errors import ImageError
 from gipc.files import atomic_path, check_writable
 
 # A truncated JPEG must fail loudly rather than come back half grey.
@@ -30,10 +31,6 @@ MIN_SIDE = 2
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _TO_RGB_MODES = {"P", "CMYK", "YCbCr", "LAB", "HSV"}
 WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
-
-class ImageError(ValueError):
-    """One-line, user-facing reason why an image cannot be read, fused or written."""
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from gipc.color import from_net, to_net
 from gipc.decision import MapSettings
+from gipc.errors import UserError
 from gipc.fusion import Fusion, default_rule
-from gipc.hardware import NATIVE_BF16_FLAGS, cpu_flags
+from gipc.hardware import native_bf16
 from gipc.tiling import Fuser
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -53,26 +54,20 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
     ``bf16`` runs anywhere (emulated where not native); ``fp16`` runs on CUDA only.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-        if precision == "auto":
-            return InferencePath(device, "bf16" if native_bf16 else "fp16", "auto: " + ("GPU has bf16" if native_bf16 else "GPU lacks bf16"))
-        if precision == "bf16" and not native_bf16:
-            return InferencePath(device, "bf16", "asked for; this GPU emulates bf16")
-        return InferencePath(device, precision, "asked for")
-    if device.type != "cpu":
-        raise ValueError(f"device must be cpu or cuda, got {device}")
-    if precision == "fp16":
-        raise ValueError("precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
-    flags = sorted(NATIVE_BF16_FLAGS & cpu_flags()) if torch.backends.mkldnn.is_available() else []
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device must be cpu or cuda, got {device}")
+    if precision == "fp16" and device.type == "cpu":
+        raise UserError("precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
+    native = native_bf16(device)
     if precision == "auto":
-        if flags:
-            return InferencePath(device, "bf16", f"auto: CPU has {', '.join(flags)}")
-        return InferencePath(device, "fp32", "auto: CPU has no native bf16")
-    if precision == "bf16" and not flags:
-        return InferencePath(device, "bf16", "asked for; this CPU has no native bf16, expect it slower than fp32")
+        if native:
+            return InferencePath(device, "bf16", f"auto: {native}")
+        return InferencePath(device, "fp16", "auto: GPU lacks bf16") if device.type == "cuda" else InferencePath(device, "fp32", "auto: CPU has no native bf16")
+    if precision == "bf16" and not native:
+        slower = "this GPU emulates bf16" if device.type == "cuda" else "this CPU has no native bf16, expect it slower than fp32"
+        return InferencePath(device, "bf16", f"asked for; {slower}")
     return InferencePath(device, precision, "asked for")
 
 

@@ -12,6 +12,8 @@ from typing import Callable, Literal
 import kornia
 import torch
 
+from gipc.errors import ConfigError
+
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 LaplacianKind = Literal["8-neighbour", "4-neighbour"]
 
@@ -41,13 +43,13 @@ class LossWeights:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float | int) and not isinstance(value, bool) and value < 0:
-                raise ValueError(f"loss.{f.name} must be >= 0, got {value}")
+                raise ConfigError(f"loss.{f.name} must be >= 0, got {value}")
         for name in ("real_label", "fake_label"):
             low, high = getattr(self, name)
             if low > high:
-                raise ValueError(f"loss.{name} must be a (low, high) range with low <= high, got {(low, high)}")
+                raise ConfigError(f"loss.{name} must be a (low, high) range with low <= high, got {(low, high)}")
         if self.laplacian not in ("8-neighbour", "4-neighbour"):
-            raise ValueError(f"loss.laplacian must be '8-neighbour' or '4-neighbour', got {self.laplacian!r}")
+            raise ConfigError(f"loss.laplacian must be '8-neighbour' or '4-neighbour', got {self.laplacian!r}")
 
 
 def gradient(x: torch.Tensor, kind: LaplacianKind = "8-neighbour") -> torch.Tensor:

@@ -15,16 +15,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DistributedSampler
 
 from gipc.color import fuse_color, from_net, to_net
+from gipc.errors import ConfigError, NonFiniteLossError
 from gipc.inference import InferenceGenerator, choose_path, prepare
 from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
 from gipc.models import Discriminator, Generator
 from gipc.pretrained import initial_generator
 
 NonFiniteAction = Literal["stop", "skip", "reduce_lr"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training diverged: a loss term became NaN or inf."""
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -86,11 +83,11 @@ class GIPCGAN(L.LightningModule):
         from ``generator["head"]``; D starts fresh."""
         super().__init__()
         if d_steps_per_g_step < 1:
-            raise ValueError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
+            raise ConfigError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
         if on_nonfinite not in ("stop", "skip", "reduce_lr"):
-            raise ValueError(f"model.on_nonfinite must be stop, skip or reduce_lr, got {on_nonfinite!r}")
+            raise ConfigError(f"model.on_nonfinite must be stop, skip or reduce_lr, got {on_nonfinite!r}")
         if not 0.0 <= content_warmup <= 1.0:
-            raise ValueError(f"model.content_warmup must be a fraction of the run in [0, 1], got {content_warmup}")
+            raise ConfigError(f"model.content_warmup must be a fraction of the run in [0, 1], got {content_warmup}")
         # Stored as a plain dict so checkpoints load with torch.load(weights_only=True).
         loss = asdict(loss) if isinstance(loss, LossWeights) else dict(loss)
         self.save_hyperparameters(ignore=["metrics"])
@@ -105,7 +102,7 @@ class GIPCGAN(L.LightningModule):
                 self.generator.load_state_dict(state)
             except RuntimeError as err:
                 first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-                raise ValueError(f"model.init_generator={init_generator}: its weights do not fit model.generator ({first})") from None
+                raise ConfigError(f"model.init_generator={init_generator}: its weights do not fit model.generator ({first})") from None
         self.discriminator = Discriminator(patch_size, **discriminator)
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -305,7 +302,7 @@ class GIPCGAN(L.LightningModule):
         else:
             fused = fuse_color(self.fuse_y, batch["a"], batch["b"])
         real = self._real_samples(stage, batch_idx, fused.shape[0])
-        if self.metrics is not None and real:
+        if stage == "val" and self.metrics is not None and real:  # the test set is scored by the test report
             gt = batch.get("gt")
             self.metrics.update(batch["a"][:real], batch["b"][:real], fused[:real], None if gt is None else gt[:real])
         return {"fused": fused, "name": batch.get("name"), "real": real}
@@ -339,8 +336,5 @@ class GIPCGAN(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
 
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
 
-
-__all__ = ["GIPCGAN", "NonFiniteLossError", "gradient"]
+__all__ = ["GIPCGAN", "gradient"]

@@ -3,25 +3,22 @@
 An exported generator is ``{"format": "gipc-generator/1", "generator": {Generator kwargs},
 "state_dict": {...}}``: the generator's weights only (no discriminator, no optimiser state), about
 0.6 MB, loadable with ``torch.load(weights_only=True)``, so fusing never unpickles code. The
-model gipc ships is such a file inside the package, ``gipc/weights/gipc-cpu.pt``.
-
-    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt [--recalibrate-bn 100]
+model gipc ships is such a file inside the package, ``gipc/weights/gipc-cpu.pt``; ``gipc-export``
+(:mod:`gipc.cli.export`) writes one from a run's checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import pickle
 import re
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
 
-from gipc.data.errors import DataError
-from gipc.files import OutputExistsError, atomic_path, check_writable
+from gipc.errors import CheckpointError
+from gipc.files import atomic_path, check_writable
 from gipc.inference import InferenceGenerator, choose_path, prepare
 from gipc.models.batchnorm import recalibrate_batchnorm
 from gipc.models.generator import Generator
@@ -32,10 +29,6 @@ FORMAT = "gipc-generator/1"
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "gipc-cpu.pt"
 """The generator gipc ships (absent until a trained model is added to the package)."""
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable gipc generator checkpoint."""
 
 
 def _read(path: Path, allow_pickle: bool) -> Any:
@@ -160,33 +153,3 @@ def pretrained(device: str | torch.device | None = None, precision: str = "auto"
     ``bf16`` or ``fp16`` (see :func:`gipc.inference.choose_path`).
     """
     return prepare(shipped_generator(), choose_path(device, precision))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``gipc-export``: 0 on success, 2 on a bad checkpoint or an output it must not replace."""
-    parser = argparse.ArgumentParser(prog="gipc-export", description="Write the generator of a gipc checkpoint alone (weights only).")
-    parser.add_argument("ckpt", type=Path, help="Lightning checkpoint of a GIPC-GAN run (or an exported generator)")
-    parser.add_argument("out", type=Path, help="output file, e.g. gipc/weights/gipc-cpu.pt")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
-                        help="re-estimate BatchNorm statistics on N training batches of the checkpoint's run first")
-    parser.add_argument("--run-dir", type=Path, help="the run whose training data --recalibrate-bn draws (default: the checkpoint's)")
-    args = parser.parse_args(argv)
-    try:
-        calibration = None
-        check_writable(args.out, args.overwrite, protected=(args.ckpt,))  # before the run's data is built
-        if args.recalibrate_bn > 0:
-            from gipc.rundir import run_datamodule, run_dir_of, training_inputs  # Lightning and Hydra, only when asked
-
-            calibration = training_inputs(run_datamodule(args.run_dir or run_dir_of(args.ckpt)), args.recalibrate_bn)
-        out = export_generator(args.ckpt, args.out, args.overwrite, calibration)
-    except (CheckpointError, OutputExistsError, DataError) as err:
-        print(f"gipc-export: error: {err}", file=sys.stderr)
-        return 2
-    recalibrated = f", BatchNorm re-estimated on {args.recalibrate_bn} training batches" if calibration is not None else ""
-    print(f"gipc-export: wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {FORMAT}{recalibrated})", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from gipc.color import to_net
 from gipc.data.datamodule import FusionDataModule
-from gipc.data.errors import DataError
+from gipc.errors import DataError
 
 
 def run_dir_of(checkpoint: Path) -> Path:

@@ -1,6 +1,5 @@
-"""The select command: score a run's checkpoints on held-out data and pick one, never on the test set.
-
-    gipc-select outputs/cpu/runs/DATE --pairs path/to/grayscale [--min-step N] [--recalibrate-bn N]
+"""Checkpoint selection: score a run's checkpoints on held-out data and pick one, never on the test
+set (the ``gipc-select`` command is :mod:`gipc.cli.select`).
 
 Each checkpoint of ``<run>/checkpoints`` fuses the run's validation pairs (the held-out synthetic
 pairs its data config builds, with ground truth: PSNR, SSIM) and every pair folder given with
@@ -11,36 +10,23 @@ alone. ``selection.md`` in the run dir records the table and the pick.
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
 from pathlib import Path
-from typing import Callable, Mapping, NoReturn, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
-from gipc.data.datasets import PairFolder
-from gipc.data.errors import DataError
 from gipc.data.scene import Scene
 from gipc.evaluate import evaluate_pairs
-from gipc.files import write_text
 from gipc.fuse import fuse_images
 from gipc.inference import choose_path, network_fuser
 from gipc.models.batchnorm import recalibrate_batchnorm
-from gipc.pretrained import CheckpointError, load_generator
+from gipc.pretrained import load_generator
 from gipc.report import summarize
-from gipc.rundir import run_datamodule, training_inputs
+from gipc.sweep import checkpoint_step
 
 Inputs = tuple[torch.Tensor, torch.Tensor]
 
-_STEP = re.compile(r"step(\d+)")
 RANKED = ("val_PSNR", "pairs_QABF")
-
-
-def checkpoint_step(path: Path) -> int:
-    """The global step in a checkpoint's name (``...-step0001200.ckpt``); -1 when it has none."""
-    match = _STEP.search(path.stem)
-    return int(match[1]) if match else -1
 
 
 def fuser_of(checkpoint: Path, calibration: Sequence[Inputs] = ()) -> Callable[[Scene], torch.Tensor]:
@@ -96,44 +82,3 @@ def table(rows: Sequence[Mapping[str, float | str]], pick: str) -> str:
             f"| {row['pairs_QABF']:.4f} | {row['mean_rank']:.1f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="gipc-select", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a training run dir (holds config.yaml and checkpoints/)")
-    parser.add_argument("--pairs", type=Path, action="append", default=[], required=True,
-                        help="a folder of real pairs without ground truth, scored with Q^AB/F (repeatable); never the test set")
-    parser.add_argument("--min-step", type=int, default=0, help="only checkpoints at or after this global step")
-    parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
-                        help="score each checkpoint with BatchNorm statistics re-estimated on N training batches (as gipc-export --recalibrate-bn N)")
-    args = parser.parse_args(argv)
-    try:
-        if not args.run_dir.is_dir():
-            raise DataError(f"{args.run_dir}: no such run dir")
-        checkpoints = sorted(
-            (p for p in (args.run_dir / "checkpoints").glob("*.ckpt") if checkpoint_step(p) >= args.min_step),
-            key=checkpoint_step,
-        )
-        if not checkpoints:
-            raise DataError(f"{args.run_dir}/checkpoints holds no step-named checkpoint at or after step {args.min_step}")
-        data = run_datamodule(args.run_dir)
-        calibration = list(training_inputs(data, args.recalibrate_bn))
-        pairs = [scene for folder in args.pairs for scene in PairFolder(folder)]
-        rows = score_checkpoints(checkpoints, data.val_scenes, pairs, calibration)
-    except (DataError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    pick = min(rows, key=lambda row: (row["mean_rank"], -row["step"]))["checkpoint"]  # ties: the later one
-    text = table(rows, str(pick))
-    write_text(args.run_dir / "selection.md", f"Checkpoints scored by `gipc-select`; picked: {pick}\n\n{text}")
-    print(text + f"picked: {args.run_dir / 'checkpoints' / str(pick)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

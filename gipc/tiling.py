@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from gipc.errors import UserError
+
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -54,11 +56,11 @@ def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:
     so ``fuse`` may run each tile elsewhere (a GPU) and only one tile's activations exist at once.
     """
     if tile < 1 or not 0 <= overlap < tile:
-        raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+        raise UserError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
 
     def fuse_tiled(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.shape != b.shape:
-            raise ValueError(f"sources differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+            raise UserError(f"sources differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
         height, width = a.shape[-2:]
         if height <= tile and width <= tile:
             return fuse(a, b)
@@ -79,5 +81,5 @@ def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:
 def fuse_sequence(fuse: Fuser, images: list[torch.Tensor]) -> torch.Tensor:
     """Fuse a focus sequence in turn (SPEC 1.6): ``F = fuse(I1, I2)``, then ``F = fuse(F, I3)``, ..."""
     if len(images) < 2:
-        raise ValueError(f"a fusion needs at least two sources, got {len(images)}")
+        raise UserError(f"a fusion needs at least two sources, got {len(images)}")
     return reduce(fuse, images)

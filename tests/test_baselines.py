@@ -11,12 +11,13 @@ import torch
 from PIL import Image
 from skimage import data
 
-from gipc.baselines import BASELINES, BaselineInputError, UnknownBaselineError, get_baseline
+from gipc.baselines import BASELINES, get_baseline
 from gipc.baselines.dwt import haar_analysis, haar_synthesis
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
 from gipc.baselines.rules import area_activity, choose_max_abs, fitting_levels, majority_filter
 from gipc.color import fuse_color, split_luma
+from gipc.errors import BaselineInputError, UnknownBaselineError
 from gipc.metrics import qabf
 
 NON_AVERAGE = [name for name in BASELINES if name != "average"]

@@ -14,7 +14,9 @@ from PIL import Image
 from scipy.stats import wilcoxon
 
 import gipc.compare as module
-from gipc.compare import CompareError, collect, compare, find_run_dirs, main, numeric_key, paired_tests, varying_keys
+from gipc.compare import collect, compare, find_run_dirs, numeric_key, paired_tests, varying_keys
+from gipc.cli.compare import main
+from gipc.errors import CompareError
 
 HEADER = ["image", "method", "QABF", "EN"]
 
@@ -146,13 +148,10 @@ def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CompareError, match="no finished runs"):
         compare([tmp_path / "empty"])
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "empty")])
-    assert exit_info.value.code == 2
+    assert main([str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: no finished runs") and "\n" not in err
-    with pytest.raises(SystemExit):
-        main([str(tmp_path / "missing")])
+    assert err.startswith("gipc-compare: error: no finished runs") and "\n" not in err
+    assert main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no comparison folder, no staging leftovers
 
@@ -183,7 +182,7 @@ def test_failure_while_writing_leaves_no_output(ablation_sweep, monkeypatch):
 
 def test_console_script_runs_as_module(ablation_sweep):
     result = subprocess.run(
-        [sys.executable, "-m", "gipc.compare", str(ablation_sweep), "--out", str(ablation_sweep / "c")],
+        [sys.executable, "-m", "gipc.cli.compare", str(ablation_sweep), "--out", str(ablation_sweep / "c")],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -280,11 +279,9 @@ def test_pairs_are_image_and_seed_and_unmatched_images_drop_out():
 
 
 def test_reference_errors_are_one_line_and_write_nothing(seeded_study, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(seeded_study), "--reference", "none"])
-    assert exit_info.value.code == 2
+    assert main([str(seeded_study), "--reference", "none"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --reference 'none' is not a variant here; the variants are: ablation=none, ablation=without_int, ablation=without_gra"
+    assert err == "gipc-compare: error: --reference 'none' is not a variant here; the variants are: ablation=none, ablation=without_int, ablation=without_gra"
     make_run(seeded_study, "6_ablation=none", ["ablation=none", "seed=1"], [("x", "gipc", 0.1, 7.0)])  # a second seed-1 run
     with pytest.raises(CompareError, match="ablation=none has two values of QABF for image x at seed 1"):
         compare([seeded_study], reference="ablation=none")
@@ -379,6 +376,4 @@ def test_status_lists_every_job_of_the_sweep_as_done_failed_partial_or_not_start
         "| 3 | seed=2 ablation=without_int logger=csv | not started |",
     ]
     (sweep / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n")
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(sweep), "--status"])
-    assert exit_info.value.code == 2 and "basic sweeps only" in capsys.readouterr().err
+    assert main([str(sweep), "--status"]) == 2 and "basic sweeps only" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
 from gipc.losses import LossWeights
-from helpers import CONF
+from helpers import CONF, REPO
 
 LAMBDAS = ("l1", "l2", "l3", "l4", "l5", "l6")
 
@@ -90,3 +91,16 @@ def test_no_tracked_text_file_holds_an_absolute_machine_path() -> None:
             if MACHINE_PATH.search(line):
                 offenders.append(f"{name}:{number}")
     assert not offenders, f"absolute machine paths in {offenders[:5]}"
+
+
+def test_library_modules_import_no_command_and_errors_import_nothing_heavy() -> None:
+    """Commands (gipc/cli) sit over the library: no library module imports one or parses argv, and
+    the error classes every layer raises load without torch."""
+    package = REPO / "gipc"
+    for path in package.rglob("*.py"):
+        if path.parent.name == "cli" or path.name == "run.py":
+            continue
+        text = path.read_text()
+        assert not re.search(r"^\s*(from gipc\.cli|import gipc\.cli|import argparse)", text, re.M), f"{path.relative_to(REPO)} reaches into the commands"
+    code = "import sys, gipc.errors; print(sorted(m for m in ('torch', 'lightning', 'hydra') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

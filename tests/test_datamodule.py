@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from gipc.data.datamodule import FusionDataModule
-from gipc.data.errors import DataError
+from gipc.errors import DataError
 from gipc.imaging import write_image
 from helpers import CONF
 

@@ -9,10 +9,10 @@ import torch
 
 from gipc.color import split_luma
 from gipc.data.datasets import PairFolder, PatchDataset, SequenceFolder, WholeImageDataset
-from gipc.data.errors import DataError
 from gipc.data.scene import Scene
 from gipc.data.synthesis import synthesize_pair
-from gipc.imaging import ImageError, write_image
+from gipc.errors import DataError, ImageError
+from gipc.imaging import write_image
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -14,7 +14,7 @@ import kornia
 from gipc.decision import (
     MapSettings, blend, box_mean, choose, closeness_scores, decide, evidence, majority, map_image, remove_small_regions, soften,
 )
-from gipc.fuse import main as fuse_main
+from gipc.cli.fuse import main as fuse_main
 from gipc.fusion import Fusion
 from gipc.imaging import read_image
 from gipc.inference import prepare

@@ -13,7 +13,9 @@ from typing import Iterator
 
 import pytest
 
-from gipc.data.download import DownloadError, download, main
+from gipc.data.download import download
+from gipc.cli.download import main
+from gipc.errors import DownloadError
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
@@ -118,11 +120,9 @@ def test_offline_is_one_clear_line(tmp_path: Path, capsys) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again on exit: nothing listens there
-    with pytest.raises(SystemExit) as info:
-        main(["mfi-whu", "--dest", str(tmp_path), "--url", f"http://127.0.0.1:{port}/x.zip"])
-    assert info.value.code == 2
+    assert main(["mfi-whu", "--dest", str(tmp_path), "--url", f"http://127.0.0.1:{port}/x.zip"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: cannot reach http://127.0.0.1:{port}/x.zip") and "\n" not in err
+    assert err.startswith(f"gipc-download: error: cannot reach http://127.0.0.1:{port}/x.zip") and "\n" not in err
 
 
 def test_unsafe_zip_and_unknown_link(tmp_path: Path) -> None:

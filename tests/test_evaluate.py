@@ -14,7 +14,9 @@ from PIL import Image as PILImage
 
 from gipc.baselines import average
 from gipc.color import fuse_color
-from gipc.evaluate import EvalInputError, evaluate_pairs, folder_method, main, match_stems
+from gipc.errors import EvalInputError
+from gipc.evaluate import evaluate_pairs, folder_method, match_stems
+from gipc.cli.evaluate import main
 from gipc.data.scene import Scene
 from gipc.imaging import read_image
 from gipc.metrics import METRIC_NAMES, fusion_metrics

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gipc.figures import decision_window, main
+from gipc.figures import decision_window
+from gipc.cli.figure import main
 from gipc.imaging import write_image
 
 

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from gipc.files import OutputExistsError, atomic_path, check_output_folder, check_writable, sha256_file, write_text
+from gipc.errors import OutputExistsError
+from gipc.files import atomic_path, check_output_folder, check_writable, sha256_file, write_text
 
 
 def test_failure_inside_the_block_leaves_neither_target_nor_temp(tmp_path):

@@ -14,15 +14,17 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-import gipc.fuse
+import gipc.cli.fuse
 import gipc.inference
 from gipc.baselines import average
 from gipc.color import fuse_color, split_luma
-from gipc.fuse import fuse_images, main
+from gipc.errors import CheckpointError
+from gipc.fuse import fuse_images
+from gipc.cli.fuse import main
 from gipc.imaging import read_image
 from gipc.inference import network_fuser
 from gipc.models.generator import Generator
-from gipc.pretrained import CheckpointError, load_generator
+from gipc.pretrained import load_generator
 from gipc.tiling import tiled
 
 from helpers import random_eval_generator, save_lightning_ckpt
@@ -358,7 +360,7 @@ def test_fuse_images_needs_two_sources() -> None:
 
 
 def test_unwritable_output_format_is_refused_before_fusing(tmp_path: Path, ckpt: Path, grayscale_pairs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(gipc.fuse, "load_generator", lambda path: pytest.fail("fused before checking the output"))
+    monkeypatch.setattr(gipc.cli.fuse, "load_generator", lambda path: pytest.fail("fused before checking the output"))
     sources = [str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png")]
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "f.gif")]) == 2
     assert _error_line(capsys) == f"gipc-fuse: error: {tmp_path / 'f.gif'}: cannot write '.gif' files; use .png, .jpg or .tif"

@@ -14,8 +14,8 @@ import tifffile
 import torch
 from PIL import Image as PILImage
 
-from gipc.files import OutputExistsError
-from gipc.imaging import ImageError, read_image, read_matching, write_image
+from gipc.errors import ImageError, OutputExistsError
+from gipc.imaging import read_image, read_matching, write_image
 
 
 def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:

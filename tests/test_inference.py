@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import gipc.inference
+import gipc.hardware
 from gipc.color import split_luma
 from gipc.imaging import read_image
 from gipc.inference import choose_path, fold_batchnorm, network_fuser, prepare
@@ -35,14 +35,14 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 def test_auto_takes_bf16_only_on_a_cpu_with_native_bf16(
     flags: set[str], precision: str, reason: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gipc.inference, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset(flags))
     path = choose_path("cpu")
     assert (path.device, path.precision, path.reason) == (torch.device("cpu"), precision, reason)
     assert path.describe() == f"cpu, {precision} ({reason}), channels_last, BatchNorm folded"
 
 
 def test_asked_for_precisions_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gipc.inference, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     assert choose_path("cpu", "fp32").dtype == torch.float32
     forced = choose_path("cpu", "bf16")
     assert forced.dtype == torch.bfloat16 and "no native bf16, expect it slower than fp32" in forced.reason
@@ -88,7 +88,7 @@ def test_the_network_is_stored_channels_last() -> None:
 
 
 def test_prepare_defaults_to_the_auto_path_of_the_generators_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gipc.inference, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     assert prepare(random_eval_generator()).path == choose_path("cpu", "auto")
 
 

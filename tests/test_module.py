@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from gipc.module import GIPCGAN, NonFiniteLossError
+from gipc.errors import NonFiniteLossError
+from gipc.module import GIPCGAN
 from gipc.pretrained import export_generator
 from helpers import Patches, paper_model, paper_weights
 

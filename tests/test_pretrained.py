@@ -14,12 +14,13 @@ import torch
 import gipc.fusion
 import gipc.pretrained
 from gipc import callbacks
-from gipc.fuse import main as fuse_main
+from gipc.errors import CheckpointError
+from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
 from gipc.inference import InferenceGenerator
 from gipc.module import GIPCGAN
-from gipc.pretrained import FORMAT, CheckpointError, export_generator, load_generator, pretrained
-from gipc.pretrained import main as export_main
+from gipc.pretrained import FORMAT, export_generator, load_generator, pretrained
+from gipc.cli.export import main as export_main
 from gipc.rundir import run_datamodule, training_inputs
 
 from helpers import Patches, conf_group, paper_model, random_eval_generator, run_dir_with_checkpoints

@@ -3,8 +3,10 @@ checkpoint callback's guarantees, and the pieces that make a resumed run exact (
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -20,8 +22,10 @@ from gipc.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from gipc.data.datamodule import EpochShuffle, ResumableLoader
 from gipc.data.datasets import PatchDataset
 from gipc.data.scene import Scene
-from gipc.experiment import FAILED_MARKER, run_experiment
-from gipc.module import GIPCGAN, NonFiniteLossError
+from gipc.errors import ConfigError, NonFiniteLossError
+from gipc.experiment import run_experiment
+from gipc.module import GIPCGAN
+from gipc.sweep import FAILED as FAILED_MARKER
 from helpers import CONF, Patches, paper_model
 
 TINY = [
@@ -160,6 +164,57 @@ def test_last_ckpt_is_a_real_file_holding_the_final_step_between_periodic_saves(
     assert last.is_file() and not last.is_symlink()
     assert torch.load(last, weights_only=True)["global_step"] == 6
     assert torch.load(tmp_path / "ckpt" / "step=4.ckpt", weights_only=True)["global_step"] == 4
+
+
+class SignalAt(L.Callback):
+    """Sends ``signum`` to this process while batch ``at`` trains, as Slurm's warning would arrive mid-batch."""
+
+    def __init__(self, signum: int, at: int) -> None:
+        self.signum, self.at = signum, at
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.slow
+def test_a_slurm_warning_signal_checkpoints_the_batch_and_hands_the_job_to_submitit(tmp_path):
+    """submitit's SIGUSR2 handler requeues the job and exits; the checkpoint must be on disk before it runs."""
+    calls = []
+    submitit = lambda signum, frame: calls.append((signum, (tmp_path / "ckpt" / "last.ckpt").is_file()))  # noqa: E731
+    previous = signal.signal(signal.SIGUSR2, submitit)
+    try:
+        checkpoint = RunCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=100)
+        fit(tmp_path, 5, checkpoint, SignalAt(signal.SIGUSR2, at=1))  # t = 1: two optimizer steps per batch
+        assert calls == [(signal.SIGUSR2, True)]  # handed over once, with last.ckpt already written
+        assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 4  # batch 1 finished, no more
+        assert checkpoint.handed_back and signal.getsignal(signal.SIGUSR2) is submitit
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+@pytest.mark.slow
+def test_without_submitit_the_warning_signal_requeues_through_scontrol(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'scontrol.args'}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        checkpoint = RunCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=100)
+        fit(tmp_path, 5, checkpoint, SignalAt(signal.SIGUSR2, at=2))
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def test_requeue_signal_must_name_a_signal() -> None:
+    with pytest.raises(ConfigError, match="requeue_signal must name a signal such as SIGUSR2, got 'USR9'"):
+        RunCheckpoint(requeue_signal="USR9")
 
 
 @pytest.mark.slow

@@ -37,8 +37,9 @@ STEPS_PER_BATCH, BATCHES = 3, 8
 KILL_AT = 18  # optimizer step after which the killed run hangs: epoch 1, two of its four batches done
 NAN_AT = 6  # the 7th discriminator loss is NaN: batch 3 (0-based), after checkpoints at steps 3, 6, 9
 
-# Runs gipc/run.py after patching one thing: "hang STEP FLAG" stops (for the test to SIGKILL it) once
-# last.ckpt of optimizer step >= STEP is on disk; "nan CALL" makes the CALL-th (0-based) D loss NaN.
+# Runs gipc/run.py after patching one thing: "hang STEP FLAG JOB" stops (for the test to SIGKILL it) once
+# last.ckpt of optimizer step >= STEP is on disk in a run dir named JOB* ("" = any); "nan CALL" makes the
+# CALL-th (0-based) D loss NaN.
 WRAPPER = """
 import runpy, sys, time
 from pathlib import Path
@@ -52,12 +53,12 @@ if mode == "hang":
 
     def hang_after(self, checkpoint, path, storage_options=None):
         save(self, checkpoint, path, storage_options)
-        if Path(path).name == "last.ckpt" and checkpoint["global_step"] >= arg:
+        if Path(path).name == "last.ckpt" and checkpoint["global_step"] >= arg and Path(path).parents[1].name.startswith(job):
             flag.write_text(str(checkpoint["global_step"]))
             time.sleep(600)
 
     AtomicCheckpointIO.save_checkpoint = hang_after
-    args = sys.argv[4:]
+    job, args = sys.argv[4], sys.argv[5:]
 else:
     calls, loss = [0], gipc.module.discriminator_loss
 
@@ -75,12 +76,15 @@ runpy.run_path(RUN, run_name="__main__")
 """
 
 
-def _start(tmp: Path, name: str, *args: str, wrap: tuple[str, ...] = (), multirun: bool = False) -> tuple[subprocess.Popen, Path]:
+def _start(
+    tmp: Path, name: str, *args: str, wrap: tuple[str, ...] = (), multirun: bool = False, test: bool = False
+) -> tuple[subprocess.Popen, Path]:
     run_dir = tmp / name
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
     script = [str(tmp / "wrapper.py"), *wrap] if wrap else [str(RUN)]
     where = [f"hydra.sweep.dir={run_dir}"] if multirun else [f"hydra.run.dir={run_dir}"]
-    command = [sys.executable, *script, *(["-m"] if multirun else []), *TINY, *args, *where]
+    tiny = [o if o != "test=false" or not test else "test=true" for o in TINY]
+    command = [sys.executable, *script, *(["-m"] if multirun else []), *tiny, *args, *where]
     log = open(tmp / f"{name}.log", "w")
     return subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), run_dir
 
@@ -103,7 +107,7 @@ def runs(tmp_path_factory) -> dict:
     flag = tmp / "killed-at"
     started = {
         "reference": _start(tmp, "reference", "callbacks.model_checkpoint.save_top_k=-1"),
-        "killed": _start(tmp, "killed", wrap=("hang", str(KILL_AT), str(flag))),
+        "killed": _start(tmp, "killed", wrap=("hang", str(KILL_AT), str(flag), "")),
         "seed7": _start(tmp, "seed7", "seed=7", "trainer.max_steps=3"),
         "nan": _start(tmp, "nan", wrap=("nan", str(NAN_AT))),
         "bad": _start(tmp, "bad", "loss.lam=-1"),
@@ -207,3 +211,55 @@ def test_resume_given_the_run_dir_continues_in_that_dir(tmp_path):
     assert (first["epoch"], second["epoch"]) == (0, 1)
     assert second["gipc"]["g_steps"] == 2 * first["gipc"]["g_steps"] > 0
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["first"]  # no new run dir
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and modification time (ns)."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_in_its_dir(tmp_path):
+    """Three jobs; the process is killed in job 1 after its step-18 checkpoint, so job 2 never starts.
+    Resumed with the same command plus resume=<sweep dir>: job 0 stays byte for byte, job 1 reaches the
+    weights of an uninterrupted run of its config, job 2 runs; other sweep values are refused first."""
+    (tmp_path / "wrapper.py").write_text(f"RUN = {str(RUN)!r}\n{WRAPPER}")
+    sweep, flag = tmp_path / "sweep", tmp_path / "killed-at"
+    scored = ["callbacks.test_report.baselines=[]", "callbacks.test_report.shipped=false"]
+    values = "loss.ratio=0.1,0.2,0.5"
+    killed, _ = _start(tmp_path, "sweep", values, *scored, wrap=("hang", str(KILL_AT), str(flag), "1_"), multirun=True, test=True)
+    reference, reference_dir = _start(tmp_path, "reference", "loss.ratio=0.2", "callbacks.model_checkpoint.save_top_k=-1", *scored, test=True)
+    deadline = time.monotonic() + 400
+    while not flag.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(killed.pid, signal.SIGKILL)
+    _finish(killed, tmp_path, "sweep")
+    assert flag.exists(), (tmp_path / "sweep.log").read_text()[-3000:]
+    (done,), (partial,) = sweep.glob("0_*"), sweep.glob("1_*")
+    assert (done / "metrics.csv").is_file() and not (partial / "metrics.csv").exists() and not list(sweep.glob("2_*"))
+    before, record = _files(done), (sweep / "multirun.yaml").read_bytes()
+    at_kill = _ckpt(partial / "checkpoints" / "last.ckpt")
+
+    tiny = [o if o != "test=false" else "test=true" for o in TINY]
+    other = run_gipc(tmp_path, "-m", *tiny, "loss.ratio=0.1,0.3,0.5", *scored, f"hydra.sweep.dir={sweep}", f"resume={sweep}", check=False)
+    errors = [line for line in other.stderr.splitlines() if line.startswith("error:")]
+    assert other.returncode == 2 and len(errors) == 1 and "overrides were" in errors[0], other.stderr[-2000:]
+    assert not list(sweep.glob("2_*")) and (sweep / "multirun.yaml").read_bytes() == record  # nothing started
+
+    one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as the killed sweep and the reference ran
+    resumed = run_gipc(tmp_path, "-m", *tiny, values, *scored, f"resume={sweep}", env=one_thread)
+    assert "job 0: finished before, skipped" in resumed.stderr and "job 1: continues from its last.ckpt" in resumed.stderr
+    assert _files(done) == before
+    (started,) = sweep.glob("2_*")
+    assert (partial / "metrics.csv").is_file() and (started / "metrics.csv").is_file()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == sorted([done.name, partial.name, started.name])
+    _finish(reference, tmp_path, "reference")
+    assert reference.returncode == 0, (tmp_path / "reference.log").read_text()[-3000:]
+    same = _ckpt(reference_dir / "checkpoints" / f"epoch001-step{KILL_AT:07d}.ckpt")
+    assert at_kill["global_step"] == same["global_step"] == KILL_AT
+    for name, value in same["state_dict"].items():  # the sweep's job 1 is the single run, up to the kill
+        assert torch.equal(at_kill["state_dict"][name], value), name
+    got, want = _ckpt(partial / "checkpoints" / "last.ckpt"), _ckpt(reference_dir / "checkpoints" / "last.ckpt")
+    assert got["global_step"] == want["global_step"] == STEPS_PER_BATCH * BATCHES
+    for name, value in want["state_dict"].items():
+        torch.testing.assert_close(got["state_dict"][name], value, atol=1e-6, rtol=0, msg=name)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from gipc.imaging import write_image
-from gipc.selection import checkpoint_step, main, mean_ranks
+from gipc.selection import mean_ranks
+from gipc.sweep import checkpoint_step
+from gipc.cli.select import main
 
 from helpers import run_dir_with_checkpoints
 

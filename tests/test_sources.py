@@ -9,10 +9,10 @@ import pytest
 from PIL import Image as PILImage
 
 from gipc.data.datasets import PairFolder, SequenceFolder
-from gipc.data.errors import DataError
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files
-from gipc.evaluate import main as eval_main
-from gipc.fuse import main as fuse_main
+from gipc.errors import DataError
+from gipc.cli.evaluate import main as eval_main
+from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
 
 

@@ -15,6 +15,8 @@ from hydra import compose, initialize_config_dir
 
 import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
 from gipc.compare import compare
+from gipc.errors import UserError
+from gipc.sweep import check_resume, job_log, keep_record, requeued, resume_action
 from helpers import CONF, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
@@ -93,6 +95,44 @@ def test_sweep_job_dirs_are_named_by_overrides_and_stay_short():
     assert len(short) == 150 and short != job_dirname(long + "x") and short.startswith(long[:100])
 
 
+def test_slurm_jobs_ask_for_the_warning_signal_the_checkpoint_answers_and_requeue():
+    slurm = hydra_cfg("hydra/launcher=slurm").hydra.launcher
+    assert slurm.signal_delay_s >= 60 and slurm.max_num_timeout > 0
+    assert hydra_cfg().callbacks.model_checkpoint.requeue_signal == "SIGUSR2"  # submitit's signal
+
+
+def test_a_resumed_sweep_skips_finished_jobs_continues_partial_ones_and_starts_the_rest(tmp_path, monkeypatch):
+    finished, partial, fresh = (tmp_path / name for name in ("0_a=1", "1_a=2", "2_a=3"))
+    for job in (finished, partial):
+        (job / "checkpoints").mkdir(parents=True)
+        (job / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (job / ".hydra").mkdir()
+    (finished / "metrics.csv").write_text("")
+    assert [resume_action(j) for j in (finished, partial, fresh)] == ["skip", "continue", "start"]
+    # Hydra rewrites no record and logs nowhere for a finished job; a fresh job gets both.
+    sweep = str(tmp_path)
+    assert keep_record(sweep, str(finished)) is None and keep_record(sweep, str(partial)) is None
+    assert keep_record(sweep, str(fresh)) == ".hydra" and keep_record(False, str(finished)) == ".hydra"
+    assert job_log(sweep, str(finished), "run") == os.devnull and job_log(sweep, str(partial), "run") == str(partial / "run.log")
+    assert job_log(False, str(finished), "run") == str(finished / "run.log")
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert not requeued()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert requeued()
+
+
+def test_resume_refuses_another_sweep_in_one_line(tmp_path):
+    hydra = {"sweeper": {"_target_": "BasicSweeper", "params": {"seed": "1,2"}}, "overrides": {"task": ["loss.ratio=0.1,0.5", "logger=csv"]}}
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
+    check_resume(tmp_path, {**hydra, "overrides": {"task": ["logger=csv", "loss.ratio=0.1,0.5", f"resume={tmp_path}"]}})  # same sweep
+    with pytest.raises(UserError, match=r"its overrides were \['logger=csv', 'loss.ratio=0.1,0.5'\], this command's are"):
+        check_resume(tmp_path, {**hydra, "overrides": {"task": ["loss.ratio=0.1,0.2", "logger=csv"]}})
+    with pytest.raises(UserError, match="its sweep parameters were"):
+        check_resume(tmp_path, {**hydra, "sweeper": {"_target_": "BasicSweeper", "params": {"seed": "1,2,3"}}})
+    with pytest.raises(UserError, match="no such sweep dir"):
+        check_resume(tmp_path / "gone", hydra)
+
+
 # ---------------------------------------------------------------- real sweeps
 @pytest.mark.slow
 def test_ablation_multirun_saves_each_jobs_lambdas_and_compares(tmp_path):
@@ -147,6 +187,12 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     assert len(jobs) == 2
     lams = {saved(j)["loss"]["lam"] for j in jobs}
     assert len(lams) == 2 and all(1.0 <= lam <= 30.0 for lam in lams)
+    # An Optuna sweep does not resume (docs/experiments.md says why): refused in one line, nothing run.
+    refused = run_gipc(tmp_path, "-m", "hparams_search=optuna", "logger=csv", *TINY, f"resume={sweep}", check=False)
+    assert refused.returncode == 2 and [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: resume={sweep}: swept by OptunaSweeper, whose trials are chosen as they run and cannot resume here; start a new sweep"
+    ]
+    assert len(job_dirs(sweep)) == 2
 
 
 @pytest.mark.slow

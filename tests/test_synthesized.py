@@ -10,9 +10,9 @@ import torch
 
 from gipc.data.datamodule import FreshDraws, FusionDataModule
 from gipc.data.datasets import SynthesizedPatches
-from gipc.data.errors import DataError
 from gipc.data.photos import photo_pool
 from gipc.data.synthesis import DefocusRecipe, disk_blur, draw_pair, gaussian_blur
+from gipc.errors import DataError
 from gipc.imaging import write_image
 
 RECIPE = DefocusRecipe(sigma=(1.0, 5.0), soft=(0.0, 4.0), fraction=(0.1, 0.9), blob_size=(8, 32))

@@ -12,9 +12,9 @@ import torch
 from gipc.baselines.average import average
 from gipc.baselines.dwt import dwt
 from gipc.baselines.gff import gff
-from gipc.baselines.inputs import BaselineInputError
 from gipc.baselines.laplacian_energy import laplacian_energy
 from gipc.baselines.laplacian_pyramid import laplacian_pyramid
+from gipc.errors import BaselineInputError, UnknownBaselineError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -25,10 +25,6 @@ BASELINES: dict[str, Fuser] = {
     "gff": gff,
     "dwt": dwt,
 }
-
-
-class UnknownBaselineError(BaselineInputError):
-    """A ``--method`` name that is not in :data:`BASELINES`."""
 
 
 def get_baseline(name: str) -> Fuser:

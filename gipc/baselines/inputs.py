@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-
-class BaselineInputError(ValueError):
-    """A baseline was given sources or settings it cannot fuse."""
+from gipc.errors import BaselineInputError
 
 
 def check_pair(a: torch.Tensor, b: torch.Tensor) -> None:

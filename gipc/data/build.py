@@ -1,7 +1,5 @@
-"""Build an MFI-DRC-style data set on disk (docs/paper.md section 6): ``gipc-build-data``.
-
-    gipc-build-data --source PHOTOS --out data/mfi-drc --maps region_competition
-    gipc-build-data --embedded --out data/embedded-drc
+"""Build an MFI-DRC-style data set on disk (docs/paper.md section 6; the ``gipc-build-data``
+command is :mod:`gipc.cli.build_data`).
 
 Every all-in-focus photo gets a decision map, equations 18-19 make its (A, B) pair, and a seeded
 split sends it to ``train/`` or ``test/``, each holding ``A/ B/ GT/ maps/`` PNGs. ``manifest.json``
@@ -12,11 +10,9 @@ place at the end, so a failure or Ctrl-C leaves nothing half-written.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +22,12 @@ from tqdm import tqdm
 
 from gipc.data.decision_maps import SOURCES
 from gipc.data.embedded import CATALOGUE, Photo, load_photo
-from gipc.data.errors import DataError
 from gipc.data.scene import split_names, synthesize_scene
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
 from gipc.data.synthesis import blur_kernel_size, fit_longest_side
-from gipc.files import OutputExistsError, check_output_folder, sha256_file, write_text
-from gipc.imaging import ImageError, read_image, write_image
+from gipc.errors import DataError, OutputExistsError
+from gipc.files import check_output_folder, sha256_file, write_text
+from gipc.imaging import read_image, write_image
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -206,53 +202,3 @@ def build_dataset(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gipc-build-data",
-        description="Build an MFI-DRC-style multi-focus data set (equations 18-19) with a reproducible manifest.",
-    )
-    origin = parser.add_mutually_exclusive_group(required=True)
-    origin.add_argument("--source", type=Path, help="folder of all-in-focus photos (e.g. MFI-WHU full_clear/)")
-    origin.add_argument("--embedded", action="store_true", help="use scikit-image's bundled photos (no download)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (train/ and test/ with A/ B/ GT/ maps/)")
-    parser.add_argument("--maps", choices=list(SOURCES), help="decision-map source (default: region_competition; embedded: per photo)")
-    parser.add_argument("--mask-dir", type=Path, help="masks (--maps file) or depth images (--maps disparity), same stems as the photos")
-    parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Gaussian blur std in px (paper: unstated; default %(default)s)")
-    parser.add_argument("--soft", type=float, default=0.0, help="soften map boundaries by a Gaussian of this std in px (default: hard maps)")
-    parser.add_argument("--test-fraction", type=float, default=PAPER_TEST_FRACTION, help="held-out share (paper: 30/120 = %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the split and random maps (default %(default)s)")
-    parser.add_argument("--max-side", type=int, help="downscale photos to this longest side (default: keep; embedded: 256)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    try:
-        manifest = build_dataset(
-            args.out,
-            source=None if args.embedded else args.source,
-            maps=args.maps,
-            mask_dir=args.mask_dir,
-            sigma=args.sigma,
-            soft=args.soft,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            max_side=EMBEDDED_MAX_SIDE if args.embedded and args.max_side is None else args.max_side,
-            overwrite=args.overwrite,
-            progress=True,
-        )
-    except (DataError, ImageError, OutputExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as exc:
-        print(f"error: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
-        sys.exit(2)
-    counts = manifest["counts"]
-    print(f"built {args.out}: {counts['train']} train / {counts['test']} test images; manifest {args.out / MANIFEST}")
-
-
-if __name__ == "__main__":
-    main()

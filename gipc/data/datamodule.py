@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader, Sampler, Subset
 
 from gipc.data.datasets import PairFolder, PatchDataset, SynthesizedPatches, WholeImageDataset
 from gipc.data.embedded import embedded_set
-from gipc.data.errors import DataError
 from gipc.data.photos import photo_pool
 from gipc.data.scene import Scene, held_out_scene, split_names
 from gipc.data.synthesis import DefocusRecipe
+from gipc.errors import DataError
 
 DISCRIMINATOR_STRIDE = 16
 """The discriminator halves the patch four times (Table 2), so patches must be multiples of 16."""

@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import Dataset
 
 from gipc.color import split_luma
-from gipc.data.errors import DataError
 from gipc.data.scene import Scene
 from gipc.data.synthesis import DefocusRecipe, draw_pair
 from gipc.data.sources import files_by_stem, group_sources
+from gipc.errors import DataError
 from gipc.imaging import Image, read_image, read_matching
 
 RANDOM_DENSITY = 8

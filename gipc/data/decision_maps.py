@@ -19,8 +19,8 @@ from scipy import ndimage
 from skimage.segmentation import morphological_chan_vese
 
 from gipc.color import split_luma
-from gipc.data.errors import DataError
 from gipc.data.synthesis import random_blobs
+from gipc.errors import DataError
 from gipc.imaging import read_image
 
 

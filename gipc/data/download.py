@@ -1,4 +1,4 @@
-"""Fetch public multi-focus data sets: ``gipc-download NAME --dest DIR [--url URL] [--sha256 HEX]``.
+"""Fetch public multi-focus data sets (the ``gipc-download`` command is :mod:`gipc.cli.download`).
 
 The archive streams to ``DEST/.NAME.part`` (an interrupted download resumes from there with an
 HTTP Range request), is checked against its sha256, then a zip is unpacked into ``DEST/NAME``
@@ -7,30 +7,23 @@ through a hidden folder renamed at the end, so ``DEST/NAME`` is complete or abse
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from tqdm import tqdm
 
-from gipc.data.errors import DataError
+from gipc.errors import DownloadError
 from gipc.files import sha256_file
 
 CHUNK = 1 << 16
-
-
-class DownloadError(DataError):
-    """Offline, refused, interrupted or corrupt download, in one line."""
 
 
 @dataclass(frozen=True)
@@ -156,23 +149,3 @@ def download(
     os.replace(part, kept)
     print(f"{kept} is not a zip archive; unpack it by hand")
     return kept
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="gipc-download", description="Download and unpack a public multi-focus data set.")
-    parser.add_argument("name", choices=list(REGISTRY), help="data set")
-    parser.add_argument("--dest", type=Path, required=True, help="folder to unpack into (as DEST/NAME)")
-    parser.add_argument("--url", help="archive URL (overrides the registry)")
-    parser.add_argument("--sha256", help="expected sha256 of the archive (overrides the registry)")
-    args = parser.parse_args(argv)
-    try:
-        path = download(args.name, args.dest, args.url, args.sha256)
-    except (DataError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    note = REGISTRY[args.name].note
-    print(f"{args.name}: {path}" + (f" ({note})" if note else ""))
-
-
-if __name__ == "__main__":
-    main()

@@ -16,9 +16,9 @@ import numpy as np
 import skimage.data
 import torch
 
-from gipc.data.errors import DataError
 from gipc.data.scene import Scene, split_names, synthesize_scene
 from gipc.data.synthesis import fit_longest_side
+from gipc.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import torch
 
 from gipc.data.sources import image_files
 from gipc.data.embedded import CATALOGUE, load_photo
-from gipc.data.errors import DataError
 from gipc.data.synthesis import fit_longest_side
-from gipc.imaging import ImageError, read_image
+from gipc.errors import DataError, ImageError
+from gipc.imaging import read_image
 
 
 def photo_pool(embedded: bool, folders: Sequence[str | Path], max_side: int | None = None) -> dict[str, torch.Tensor]:

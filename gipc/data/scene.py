@@ -12,8 +12,8 @@ from typing import Sequence
 import torch
 
 from gipc.data.decision_maps import make_map
-from gipc.data.errors import DataError
 from gipc.data.synthesis import DefocusRecipe, compose, draw_focus_map, soften, synthesize_pair, uniform
+from gipc.errors import DataError
 
 
 @dataclass(frozen=True)

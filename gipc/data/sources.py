@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from gipc.data.errors import DataError
+from gipc.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 """Everything :func:`gipc.imaging.read_image` decodes; other files in a folder are ignored."""

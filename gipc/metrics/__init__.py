@@ -3,12 +3,13 @@
 All score the 0..255 integer luminance that the MFIF benchmark toolbox scores (see ``luminance``).
 """
 
+from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.collection import METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, fusion_metrics
 from gipc.metrics.decision_map import map_accuracy, map_boundary_f, map_scores
 from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient, pearson
 from gipc.metrics.entropy import Entropy, entropy
-from gipc.metrics.luminance import MetricInputError, gray255
+from gipc.metrics.luminance import gray255
 from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim, msssim, msssim_scales
 from gipc.metrics.qabf import QABF, qabf
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim

@@ -6,18 +6,27 @@ import torch
 from torchmetrics import MetricCollection
 
 from gipc.metrics.base import PerImageMean
-from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient
-from gipc.metrics.entropy import Entropy, entropy
-from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim
-from gipc.metrics.qabf import QABF, qabf
-from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
-from gipc.metrics.spatial_frequency import SpatialFrequency, spatial_frequency
-from gipc.metrics.standard_deviation import StandardDeviation, standard_deviation
+from gipc.metrics.correlation import CorrelationCoefficient
+from gipc.metrics.entropy import Entropy
+from gipc.metrics.msssim import FusionMSSSIM
+from gipc.metrics.qabf import QABF
+from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM
+from gipc.metrics.spatial_frequency import SpatialFrequency
+from gipc.metrics.standard_deviation import StandardDeviation
 
-#: The six no-reference metrics of the paper, in its table order.
-METRIC_NAMES = ("EN", "SF", "SD", "CC", "QABF", "MSSSIM")
-#: The metrics against ground truth, reported when it exists.
-REFERENCE_NAMES = ("PSNR", "SSIM")
+#: The one table the names, the collection and the per-image scores derive from: the six
+#: no-reference metrics of the paper in its table order, then those against ground truth.
+METRICS: dict[str, type[PerImageMean]] = {
+    "EN": Entropy,
+    "SF": SpatialFrequency,
+    "SD": StandardDeviation,
+    "CC": CorrelationCoefficient,
+    "QABF": QABF,
+    "MSSSIM": FusionMSSSIM,
+}
+REFERENCE_METRICS: dict[str, type[PerImageMean]] = {"PSNR": ReferencePSNR, "SSIM": ReferenceSSIM}
+METRIC_NAMES = tuple(METRICS)
+REFERENCE_NAMES = tuple(REFERENCE_METRICS)
 
 
 class FusionMetrics(MetricCollection):
@@ -30,18 +39,9 @@ class FusionMetrics(MetricCollection):
     """
 
     def __init__(self, with_reference: bool = False) -> None:
-        metrics: dict[str, PerImageMean] = {
-            "EN": Entropy(),
-            "SF": SpatialFrequency(),
-            "SD": StandardDeviation(),
-            "CC": CorrelationCoefficient(),
-            "QABF": QABF(),
-            "MSSSIM": FusionMSSSIM(),
-        }
-        if with_reference:
-            metrics |= {"PSNR": ReferencePSNR(), "SSIM": ReferenceSSIM()}
+        table = METRICS | (REFERENCE_METRICS if with_reference else {})
         # Compute groups would merge members whose states happen to be equal after one batch.
-        super().__init__(metrics, compute_groups=False)
+        super().__init__({name: metric() for name, metric in table.items()}, compute_groups=False)
         self.with_reference = with_reference
 
     def update(self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None = None) -> None:
@@ -60,18 +60,13 @@ class FusionMetrics(MetricCollection):
         return {name: metric.compute() for name, metric in self.items(keep_base=True) if metric.update_called}
 
 
+_SCORERS = {name: metric() for name, metric in (METRICS | REFERENCE_METRICS).items()}
+"""One instance of each metric for :func:`fusion_metrics`: ``per_image`` reads no state."""
+
+
 def fusion_metrics(
     a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
     """Per-image scores ``{name: (N,) float64}`` of one batch: the six metrics, + PSNR and SSIM given ``gt``."""
-    scores = {
-        "EN": entropy(fused),
-        "SF": spatial_frequency(fused),
-        "SD": standard_deviation(fused),
-        "CC": correlation_coefficient(a, b, fused),
-        "QABF": qabf(a, b, fused),
-        "MSSSIM": fusion_msssim(a, b, fused),
-    }
-    if gt is not None:
-        scores |= {"PSNR": psnr(fused, gt), "SSIM": ssim(fused, gt)}
-    return scores
+    names = METRIC_NAMES + (REFERENCE_NAMES if gt is not None else ())
+    return {name: _SCORERS[name].per_image(a, b, fused, gt) for name in names}

@@ -7,16 +7,13 @@ scoring the same integers is what makes our numbers comparable with the publishe
 from __future__ import annotations
 
 import torch
+from gipc.errors import MetricInputError
 
 #: Matlab ``rgb2gray`` weights (the exact doubles Matlab uses, not the rounded Rec. 601 ones).
 RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
 # Half a grey level: anything further outside [0, 1] is a wrong-range input, not rounding noise.
 _RANGE_SLACK = 0.5 / 255.0
-
-
-class MetricInputError(ValueError):
-    """Images a fusion metric cannot score (wrong shape, range or size)."""
 
 
 def _matlab_round(x: torch.Tensor) -> torch.Tensor:

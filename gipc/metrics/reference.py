@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
-from gipc.metrics.luminance import MetricInputError, gray255_same
+from gipc.metrics.luminance import gray255_same
 
 
 def psnr(fused: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

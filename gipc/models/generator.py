@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from gipc.errors import ConfigError
+
 Head = Literal["image", "weights"]
 HEADS: tuple[str, ...] = ("image", "weights")
 
@@ -39,7 +41,7 @@ class Generator(nn.Module):
     def __init__(self, width: int = 16, encoder_blocks: int = 4, slope: float = 0.2, head: Head = "image") -> None:
         super().__init__()
         if head not in HEADS:
-            raise ValueError(f"model.generator.head must be one of {', '.join(HEADS)}, got {head!r}")
+            raise ConfigError(f"model.generator.head must be one of {', '.join(HEADS)}, got {head!r}")
         self.head = head
         # Block k of a path sees its own k-1 earlier outputs plus the other path's latest one.
         in_channels = [1] + [width * (k + 1) for k in range(1, encoder_blocks)]

@@ -1,0 +1,37 @@
+"""What every command shares: a parser whose usage errors are one line, and one error handler."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, NoReturn
+
+from gipc.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line (``<prog>: error: ... (see --help)``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def say(prog: str, message: str) -> None:
+    """A status line on stderr, so stdout keeps only what a command is asked to print (tables)."""
+    print(f"{prog}: {message}", file=sys.stderr)
+
+
+def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] = lambda: "interrupted; nothing written") -> int:
+    """Run a command's ``body``: a :class:`UserError` or an OS refusal (a missing or unreadable
+    file) becomes one ``error:`` line and exit code 2, Ctrl-C one line and 130, no traceback."""
+    try:
+        return body()
+    except UserError as err:
+        say(prog, f"error: {err}")
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        say(prog, f"error: {where}{err.strerror or err}")
+    except KeyboardInterrupt:
+        say(prog, interrupted())
+        return 130
+    return 2

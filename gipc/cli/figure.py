@@ -1,0 +1,54 @@
+"""``gipc-figure``: each scene's sources and fused results side by side, with a zoomed crop of each.
+
+    gipc-figure --sources path/to/lytro/triple --fused gipc=DIR --fused laplacian_energy=DIR2 --out fig.png
+
+The figure is :func:`gipc.figures.comparison_figure`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gipc.cli.common import Parser, guarded
+from gipc.data.sources import group_sources
+from gipc.evaluate import FUSED_SUFFIXES, match_stems
+from gipc.figures import comparison_figure
+from gipc.imaging import read_image, read_matching
+
+PROG = "gipc-figure"
+
+
+def _named_folder(value: str) -> tuple[str, Path]:
+    name, sep, folder = value.partition("=")
+    return (name, Path(folder)) if sep else (Path(value).name, Path(value))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("--sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources")
+    parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
+    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels")
+    args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"{args.out} exists; choose a new file")
+
+    def body() -> int:
+        groups = group_sources(args.sources)
+        methods = [_named_folder(value) for value in args.fused]
+        fused = {name: match_stems([g for g, _ in groups], folder, FUSED_SUFFIXES, name) for name, folder in methods}
+        scenes = []
+        for scene, paths in groups:
+            panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
+            panels += [(name, read_image(fused[name][scene]).pixels) for name, _ in methods]
+            scenes.append((scene, panels))
+        comparison_figure(scenes, args.out, args.crop)
+        print(args.out)
+        return 0
+
+    return guarded(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

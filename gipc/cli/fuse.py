@@ -1,0 +1,100 @@
+"""``gipc-fuse``: fuse registered multi-focus sources with a trained generator or a classic baseline.
+
+    gipc-fuse A.png B.png [C.png ...] --out fused.png          # the model gipc ships, the default rule
+    gipc-fuse --rule direct A.png B.png --out fused.png        # the paper's output: the network's image
+    gipc-fuse --ckpt model.ckpt --pairs DIR --out NEW_DIR      # a run's checkpoint or a gipc-export file
+    gipc-fuse --method gff --pairs DIR --out NEW_DIR           # a classic baseline
+    gipc-fuse --pairs DIR --out NEW_DIR --save-maps MAPS_DIR   # + each fusion's decision map
+
+The work itself is :mod:`gipc.fuse`; this module parses, reports and picks the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from gipc.cli.common import Parser, guarded, say
+from gipc.decision import MapSettings
+from gipc.errors import FuseInputError
+from gipc.fuse import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE, Job, plan_jobs, run_jobs
+from gipc.fusion import RULES, Fusion, default_rule
+from gipc.inference import PRECISIONS, choose_path, prepare
+from gipc.pretrained import load_generator, shipped_generator
+
+PROG = "gipc-fuse"
+
+
+def _parser() -> argparse.ArgumentParser:
+    rule, settings = default_rule()
+    parser = Parser(prog=PROG, description="Fuse multi-focus images with GIPC-GAN or a classic baseline.")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--ckpt", type=Path, help="a run's Lightning checkpoint or a gipc-export file (default: the shipped model)")
+    model.add_argument("--method", help="classic baseline instead of the network (see gipc.baselines)")
+    parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
+    parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files or A/, B/ subfolders")
+    parser.add_argument("--out", type=Path, required=True, help="output file, or a new folder")
+    parser.add_argument("--rule", choices=RULES, help=f"direct: the network's own image (the paper's); map: each pixel copied from the source a decision map picks (default: {rule} for networks, direct for --method)")
+    maps = parser.add_argument_group("decision map (--rule map; defaults from conf/fusion/default.yaml)")
+    for field in fields(MapSettings):
+        default = getattr(settings, field.name)
+        maps.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default, help=f"default {default}")
+    parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG, white = first source) into this new folder")
+    parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="network precision; auto: bf16 where the hardware computes it natively (default)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    return parser
+
+
+def _fusion(args: argparse.Namespace) -> Fusion:
+    """The fusion the arguments ask for; its first output line names the rule and the network's path."""
+    settings = MapSettings(**{field.name: getattr(args, field.name) for field in fields(MapSettings)})
+    if args.method is not None:
+        if args.tile is not None:
+            raise FuseInputError("--tile applies to the network only; baselines fuse whole images")
+        if args.precision != "auto":
+            raise FuseInputError("--precision applies to the network only; baselines compute in fp32")
+        from gipc.baselines import get_baseline
+
+        fusion = Fusion(get_baseline(args.method), args.rule or "direct", settings)
+        say(PROG, f"{fusion.describe()}; method {args.method}")
+    else:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
+        path = choose_path(None if args.device == "auto" else args.device, args.precision)
+        network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
+        fusion = network.fusion(args.rule, settings)
+        say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
+    if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
+        raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")
+    return fusion
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gipc-fuse``: 0 on success, 2 on a user error, 130 when interrupted."""
+    args = _parser().parse_args(argv)
+    written: list[Path] = []
+    jobs: list[Job] = []
+
+    def body() -> int:
+        if args.tile is not None and (args.tile < 0 or args.tile and not 0 <= args.overlap < args.tile):
+            raise FuseInputError(f"--tile {args.tile} --overlap {args.overlap}: need tile >= 0 and 0 <= overlap < tile")
+        jobs.extend(plan_jobs(args.sources, args.pairs, args.out, args.overwrite, args.save_maps))
+        fusion = _fusion(args)
+        for output in run_jobs(jobs, fusion, args.tile, args.overlap, args.overwrite):
+            written.append(output)
+        maps = f" and their maps to {args.save_maps}" if args.save_maps is not None else ""
+        say(PROG, f"wrote {len(written)} image(s) to {args.out}{maps}")
+        return 0
+
+    return guarded(PROG, body, lambda: f"interrupted; {len(written)} of {len(jobs)} outputs written whole, no partial files")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""``gipc-select``: score a run's checkpoints on held-out data and pick one, never on the test set.
+
+    gipc-select outputs/cpu/runs/DATE --pairs path/to/grayscale [--min-step N] [--recalibrate-bn N]
+
+The scoring and the rule are :mod:`gipc.selection`; ``selection.md`` in the run dir keeps the table.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gipc.cli.common import Parser, guarded
+from gipc.data.datasets import PairFolder
+from gipc.errors import DataError
+from gipc.files import write_text
+from gipc.rundir import run_datamodule, training_inputs
+from gipc.selection import score_checkpoints, table
+from gipc.sweep import checkpoint_step
+
+PROG = "gipc-select"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0].strip("`"))
+    parser.add_argument("run_dir", type=Path, help="a training run dir (holds config.yaml and checkpoints/)")
+    parser.add_argument("--pairs", type=Path, action="append", default=[], required=True,
+                        help="a folder of real pairs without ground truth, scored with Q^AB/F (repeatable); never the test set")
+    parser.add_argument("--min-step", type=int, default=0, help="only checkpoints at or after this global step")
+    parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                        help="score each checkpoint with BatchNorm statistics re-estimated on N training batches (as gipc-export --recalibrate-bn N)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        if not args.run_dir.is_dir():
+            raise DataError(f"{args.run_dir}: no such run dir")
+        checkpoints = sorted(
+            (p for p in (args.run_dir / "checkpoints").glob("*.ckpt") if checkpoint_step(p) >= args.min_step),
+            key=checkpoint_step,
+        )
+        if not checkpoints:
+            raise DataError(f"{args.run_dir}/checkpoints holds no step-named checkpoint at or after step {args.min_step}")
+        data = run_datamodule(args.run_dir)
+        calibration = list(training_inputs(data, args.recalibrate_bn))
+        pairs = [scene for folder in args.pairs for scene in PairFolder(folder)]
+        rows = score_checkpoints(checkpoints, data.val_scenes, pairs, calibration)
+        pick = min(rows, key=lambda row: (row["mean_rank"], -row["step"]))["checkpoint"]  # ties: the later one
+        text = table(rows, str(pick))
+        write_text(args.run_dir / "selection.md", f"Checkpoints scored by `gipc-select`; picked: {pick}\n\n{text}")
+        print(text + f"picked: {args.run_dir / 'checkpoints' / str(pick)}")
+        return 0
+
+    return guarded(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

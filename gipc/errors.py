@@ -1,0 +1,68 @@
+"""Every error gipc raises on purpose, in one light module (no torch import).
+
+Bad input a user can fix derives from :class:`UserError`: each command catches that one type and
+prints its message as a single ``error:`` line with exit code 2, no traceback. The subclasses
+only say which layer refused; their messages name the file or value and what to do.
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Bad input (a file, folder, option or config value), told in one line the user can act on."""
+
+
+class ConfigError(UserError):
+    """A bad config value, reported before any work starts."""
+
+
+class RunDirError(ConfigError):
+    """The run dir holds an earlier run's checkpoints; that run is left exactly as it was (no FAILED marker)."""
+
+
+class DataError(UserError):
+    """A bad data folder, file or option."""
+
+
+class DownloadError(DataError):
+    """Offline, refused, interrupted or corrupt download."""
+
+
+class ImageError(UserError):
+    """An image that cannot be read, fused or written."""
+
+
+class CheckpointError(UserError):
+    """A file that is not a usable gipc generator checkpoint."""
+
+
+class FuseInputError(UserError):
+    """Sources or an output location the fuse command cannot work with."""
+
+
+class EvalInputError(UserError):
+    """Sources, fused images or options the eval command cannot score."""
+
+
+class CompareError(UserError):
+    """Nothing to compare, an unusable ``--reference``, or an output that would overwrite something."""
+
+
+class MetricInputError(UserError):
+    """Images a fusion metric cannot score (wrong shape, range or size)."""
+
+
+class BaselineInputError(UserError):
+    """Sources or settings a baseline cannot fuse."""
+
+
+class UnknownBaselineError(BaselineInputError):
+    """A ``--method`` name that is not a baseline."""
+
+
+class OutputExistsError(FileExistsError, UserError):
+    """Raised instead of silently replacing a file the user did not ask to overwrite."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged: a loss term became NaN or inf (not a user error: the run is marked FAILED)."""

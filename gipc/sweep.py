@@ -1,0 +1,183 @@
+"""A sweep dir and its jobs: which are done, partial or not started, and resuming a sweep in place.
+
+``python gipc/run.py -m <the same overrides> resume=<sweep dir>`` makes Hydra expand the same jobs
+into the same dir (``conf/hydra/default.yaml`` takes the sweep dir from ``resume``, and ``resume``
+is no part of a job's dir name), :class:`ResumeSweep` refuses a sweep that is not the recorded one
+before any job starts, and each job then decides with :func:`resume_action`: a finished job is
+skipped and left byte for byte as it was, a job with a checkpoint continues from ``last.ckpt``,
+a job never started starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from gipc.errors import UserError
+
+FINISHED = "metrics.csv"
+"""Written by the test stage when a run ends: a run dir holding it is done."""
+FAILED = "FAILED"
+"""Written when a run fails, with the error; removed when the run later succeeds."""
+RECORD = ".hydra"
+"""Hydra's record of a job (config, overrides), written when the job first starts."""
+_STEP = re.compile(r"step(\d+)")
+
+
+def checkpoint_step(path: Path) -> int:
+    """The global step in a checkpoint's name (``epoch002-step0000450.ckpt``), -1 for ``last.ckpt``."""
+    match = _STEP.search(path.stem)
+    return int(match[1]) if match else -1
+
+
+def last_step(run_dir: Path) -> int | None:
+    """The highest step among the run's step-named checkpoints (None: no checkpoint yet)."""
+    return max((checkpoint_step(p) for p in (run_dir / "checkpoints").glob("*.ckpt") if checkpoint_step(p) >= 0), default=None)
+
+
+def job_order(path: Path) -> tuple[object, ...]:
+    """Hydra's ``<num>_<overrides>`` sweep subdirs by job number, anything else by name."""
+    match = re.match(r"(\d+)_", path.name)
+    return (str(path.parent), int(match.group(1)) if match else math.inf, path.name)
+
+
+def resume_action(run_dir: Path) -> Literal["skip", "continue", "start"]:
+    """What a resumed sweep does with one job: ``skip`` it (finished), ``continue`` it from its
+    ``last.ckpt``, or ``start`` it (never started, or stopped before its first checkpoint)."""
+    if (run_dir / FINISHED).is_file():
+        return "skip"
+    return "continue" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "start"
+
+
+def requeued() -> bool:
+    """A Slurm job started again after a requeue (time limit, preemption): it continues, never starts over."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+def keep_record(resume: Any, output_dir: str) -> str | None:
+    """``hydra.output_subdir`` of a job: None (Hydra writes nothing) when resuming a job whose record
+    is already there, so a finished job's files keep their bytes and times and a continued job keeps
+    the overrides that made it; ``.hydra`` otherwise."""
+    return None if isinstance(resume, str) and resume and (Path(output_dir) / RECORD).is_dir() else RECORD
+
+
+def job_log(resume: Any, output_dir: str, name: str) -> str:
+    """The job's log file: the null device for a finished job that a resumed sweep skips (Hydra's
+    launcher logs the next job's start into the current job's log), else ``<run dir>/<name>.log``."""
+    return os.devnull if isinstance(resume, str) and resume and (Path(output_dir) / FINISHED).is_file() else str(Path(output_dir) / f"{name}.log")
+
+
+def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:
+    """Run dirs at or under ``path`` that started (``config.yaml``) but wrote no test table and did not
+    fail, with how far they got (:func:`last_step`)."""
+    found = []
+    for config in sorted(path.rglob("config.yaml")):
+        run = config.parent
+        if any(part.startswith(".") for part in run.relative_to(path).parts) or (run / FINISHED).is_file() or (run / FAILED).is_file():
+            continue
+        found.append((run, last_step(run)))
+    return sorted(found, key=lambda item: job_order(item[0]))
+
+
+def progress(step: int | None) -> str:
+    return "no checkpoint yet" if step is None else f"last checkpoint at step {step}"
+
+
+def _record(sweep: Path) -> dict[str, Any]:
+    record = sweep / "multirun.yaml"
+    if not record.is_file():
+        raise UserError(f"{sweep}: no multirun.yaml; give a sweep dir that Hydra made (outputs/<task>/multiruns/<time>)")
+    return (yaml.safe_load(record.read_text()) or {}).get("hydra") or {}
+
+
+def _is_basic(hydra: dict[str, Any]) -> bool:
+    return "BasicSweeper" in str((hydra.get("sweeper") or {}).get("_target_", "BasicSweeper"))
+
+
+def sweep_jobs(sweep: Path) -> list[list[str]]:
+    """Every job of the sweep recorded in ``<sweep>/multirun.yaml``, in Hydra's job order, as its override list.
+
+    Hydra's basic sweeper takes the cross product of the sweep overrides (``hydra.sweeper.params``
+    and the command line's ``a=x,y``), so the list is the sweep's, whether its jobs ran or not; other
+    sweepers (Optuna) choose their trials as they go and are refused here."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra = _record(sweep)
+    if not _is_basic(hydra):
+        raise UserError(f"{sweep}: swept by {hydra['sweeper']['_target_']}, whose trials are chosen as they run; --status lists basic sweeps only")
+    params = [f"{key}={value}" for key, value in ((hydra.get("sweeper") or {}).get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides([*params, *_task_overrides(hydra)])
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def sweep_status(sweep: Path) -> list[dict[str, str]]:
+    """One row per job of the sweep: its number, overrides and state (done, failed, partial at step N, started, not started)."""
+    steps = dict(unfinished_runs(sweep))
+    rows = []
+    for num, job in enumerate(sweep_jobs(sweep)):
+        dirs = sorted(p for p in sweep.glob(f"{num}_*") if p.is_dir())
+        if not dirs:
+            state = "not started"
+        elif (dirs[0] / FINISHED).is_file():
+            state = "done"
+        elif (dirs[0] / FAILED).is_file():
+            state = "failed (see its FAILED file)"
+        elif dirs[0] not in steps:
+            state = "started, no config yet"
+        elif steps[dirs[0]] is None:
+            state = progress(None)
+        else:
+            state = f"partial: {progress(steps[dirs[0]])}"
+        rows.append({"job": str(num), "overrides": " ".join(job), "state": state})
+    return rows
+
+
+def _task_overrides(hydra: dict[str, Any]) -> list[str]:
+    """The command line's overrides that define the sweep (all but ``resume``)."""
+    task = (hydra.get("overrides") or {}).get("task") or []
+    return [o for o in task if not re.match(r"[+~]*resume=", o)]
+
+
+def check_resume(sweep: Path, hydra: dict[str, Any]) -> None:
+    """Refuse, before any job starts, to resume into ``sweep`` a sweep other than the one it records."""
+    if not sweep.is_dir():
+        raise UserError(f"resume={sweep}: no such sweep dir")
+    if not _is_basic(hydra):
+        # Optuna chooses trials as it runs, so only its storage could continue it, and optuna 2.10 (the
+        # newest the Hydra sweeper takes) cannot write an SQLite storage under SQLAlchemy 2.
+        sweeper = str(hydra["sweeper"]["_target_"]).rsplit(".", 1)[-1]
+        raise UserError(f"resume={sweep}: swept by {sweeper}, whose trials are chosen as they run and cannot resume here; start a new sweep")
+    recorded = _record(sweep)
+    now_sweeper, then_sweeper = hydra.get("sweeper") or {}, recorded.get("sweeper") or {}
+    for what, now, then in (
+        ("sweeper", now_sweeper.get("_target_"), then_sweeper.get("_target_")),
+        ("sweep parameters", now_sweeper.get("params") or {}, then_sweeper.get("params") or {}),
+        ("overrides", sorted(_task_overrides(hydra)), sorted(_task_overrides(recorded))),
+    ):
+        if now != then:
+            raise UserError(f"resume={sweep}: its {what} were {then}, this command's are {now}; resume with the sweep's own command")
+
+
+class ResumeSweep(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): a ``-m ... resume=<sweep dir>`` whose sweep differs from
+    the recorded one ends in one line and exit code 2 before the sweeper rewrites ``multirun.yaml``."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        resume = config.get("resume")
+        if not isinstance(resume, str) or not resume:
+            return
+        try:
+            check_resume(Path(resume), OmegaConf.to_container(config.hydra, resolve=False))
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        print(f"resuming the sweep in {resume}: finished jobs are skipped, partial ones continue from last.ckpt", file=sys.stderr)
