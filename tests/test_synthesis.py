@@ -11,9 +11,9 @@ from scipy import ndimage
 
 from gipc.data.decision_maps import disparity, from_file, make_map, region_competition
 from gipc.data.embedded import CATALOGUE, embedded_set, load_photo
-from gipc.data.errors import DataError
 from gipc.data.scene import scene_generator, split_names, synthesize_scene
-from gipc.data.synthesis import blur_kernel_size, disk_blur, disk_kernel, gaussian_blur, random_blobs, soften, synthesize_pair
+from gipc.data.synthesis import blur_kernel_size, defocus_spread, disk_blur, disk_kernel, gaussian_blur, random_blobs, soften, synthesize_pair
+from gipc.errors import DataError
 from gipc.imaging import write_image
 
 
@@ -80,6 +80,24 @@ def test_pair_sums_to_image_plus_blur_for_any_soft_map() -> None:
     image, focus = _image(1), _image(2, (1, 1, 40, 48))
     a, b = synthesize_pair(image, focus, sigma=2.0)
     torch.testing.assert_close(a + b, image + gaussian_blur(image, 2.0))
+
+
+def test_defocus_spread_is_eq_18_19_away_from_the_boundary_and_halos_the_far_layer_beside_it() -> None:
+    """Near layer left of column 24, blur sigma 1 (+-3 px): past 3 px from the edge both models agree;
+    on the background side just right of it, B carries a blurred foreground halo eq. 19 lacks."""
+    image = torch.zeros(1, 1, 32, 48)
+    image[..., :24] = 1.0  # a bright near object on a black background
+    focus = (torch.arange(48) < 24).float().expand(1, 1, 32, 48)
+    blur = lambda x: gaussian_blur(x, 1.0)  # noqa: E731
+    a, b = defocus_spread(image, focus, blur)
+    a19, b19 = synthesize_pair(image, focus, sigma=1.0)
+    far = torch.cat([torch.arange(0, 20), torch.arange(28, 48)])
+    torch.testing.assert_close(a[..., far], a19[..., far])
+    torch.testing.assert_close(b[..., far], b19[..., far])
+    torch.testing.assert_close(a, a19)  # A: the sharp object over its blurred background is eq. 18 exactly
+    assert b19[0, 0, 16, 24].item() == 0.0  # eq. 19: the sharp black background right of the edge
+    halo = gaussian_blur(image, 1.0)[0, 0, 16, 24].item()  # the blurred object spread over it
+    assert b[0, 0, 16, 24].item() == pytest.approx(halo, abs=1e-6) and halo > 0.3
 
 
 def test_blur_keeps_a_constant_image_and_rejects_bad_sizes() -> None:

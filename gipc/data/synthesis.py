@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import kornia
 import torch
@@ -89,6 +90,22 @@ def synthesize_pair(
 def compose(sharp: torch.Tensor, blurred: torch.Tensor, focus_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixing of equations 18-19: A is ``sharp`` where the map is 1, B where it is 0."""
     return focus_map * sharp + (1.0 - focus_map) * blurred, focus_map * blurred + (1.0 - focus_map) * sharp
+
+
+def defocus_spread(
+    sharp: torch.Tensor, focus_map: torch.Tensor, blur: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layered defocus, where the near layer's blur spreads over the far layer as in real pairs.
+
+    ``A = F I + (1-F) blur(I)`` (near in focus) and ``B = blur(F I) + (1 - blur(F)) I`` (far in
+    focus: the blurred foreground, with its blurred coverage, lies over the sharp background). Away
+    from boundaries this is equations 18-19; beside them B holds a halo of the foreground that
+    neither source is free of (the defocus spread effect), which eq. 18-19 pairs never show.
+    ``sharp`` (B, C, H, W), ``focus_map`` (B, 1, H, W) in [0, 1], 1 on the near layer.
+    """
+    a = focus_map * sharp + (1.0 - focus_map) * blur(sharp)
+    b = blur(focus_map * sharp) + (1.0 - blur(focus_map)) * sharp
+    return a, b
 
 
 def soften(mask: torch.Tensor, width: float) -> torch.Tensor:
