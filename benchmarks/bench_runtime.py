@@ -9,8 +9,9 @@ Prints, from one process on one machine:
   over the convolutions of ``Generator`` as they run;
 * every inference path of the network (two Y channels -> one, 520x520 Lytro pairs): today's plain
   module (fp32, NCHW, BatchNorm as separate passes) and each path of :mod:`gipc.inference`
-  (BatchNorm folded, channels_last, in fp32, bf16 and on CUDA fp16): mean +- std seconds per pair,
-  warm-up excluded, its GFLOP/s and their fraction of a same-run matmul of the same dtype;
+  (BatchNorm folded; torch channels_last or OpenVINO; fp32, bf16 and on CUDA fp16): mean +- std
+  seconds per pair, warm-up excluded, its GFLOP/s and their fraction of a same-run matmul of the
+  same dtype, and each path's first call (OpenVINO: conversion into an empty cache and compilation);
 * accuracy: each path's PSNR against the plain fp32 module on those pairs, and the Q^AB/F of the
   whole Lytro set fused by the default path against the plain fp32 module;
 * what each fusion rule (:mod:`gipc.fusion`) adds to the network on the default path: the direct
@@ -77,10 +78,11 @@ from dataclasses import replace
 from gipc.fuse import auto_tiled, fuse_images
 from gipc.inference import choose_path, prepare
 from gipc.models import Generator
-device, precision, height, width, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+device, precision, backend = sys.argv[1], sys.argv[2], sys.argv[6]
+height, width, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
-fusion = prepare(Generator().eval(), choose_path(device, precision)).fusion()
+fusion = prepare(Generator().eval(), choose_path(device, precision, backend)).fusion()
 fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, None, {overlap}))
 start = time.perf_counter()
 with torch.inference_mode():
@@ -170,10 +172,17 @@ def plain_fuser(generator: nn.Module) -> Fuser:
 
 
 def inference_paths(device: torch.device) -> list[InferencePath]:
-    """Every precision :mod:`gipc.inference` offers on ``device``, the ``auto`` choice first."""
+    """Every (runtime, precision) :mod:`gipc.inference` offers on ``device``, the ``auto`` choice first."""
     auto = choose_path(device, "auto")
-    others = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
-    return [auto, *(choose_path(device, p) for p in others if p != auto.precision)]
+    precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
+    backends = ["torch"] + (["openvino"] if device.type == "cpu" and choose_path(device, backend="auto").backend == "openvino" else [])
+    paths = [choose_path(device, p, b) for b in backends for p in precisions]
+    return [auto, *(p for p in paths if (p.backend, p.precision) != (auto.backend, auto.precision))]
+
+
+def label(path: InferencePath) -> str:
+    runtime = "OpenVINO" if path.backend == "openvino" else "torch channels_last"
+    return f"{path.precision}, folded, {runtime}{' [auto]' if path.reason.startswith('auto') else ''}"
 
 
 def section_paths(generator: Generator, pairs: list, limit: int, macs: float, device: torch.device, sync: Callable[[], None]) -> None:
@@ -189,14 +198,13 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
         ("plain module: fp32, NCHW, BatchNorm separate (before gipc.inference)", torch.float32, plain)
     ]
     for path in inference_paths(device):
-        ready = prepare(generator, path)
-        runs.append((f"{path.precision}, folded, channels_last{' [auto]' if path.reason.startswith('auto') else ''}", path.dtype, ready))
+        runs.append((label(path), path.dtype, prepare(generator, path)))
     reference: list[torch.Tensor] = []
     base = 0.0
-    print(f"{'path':<72} {'s / pair':>17} {'CPU-s':>7} {'GFLOP/s':>8} {'of matmul':>10} {'speed-up':>8} {'PSNR vs plain':>13}")
+    print(f"{'path':<72} {'s / pair':>17} {'CPU-s':>7} {'GFLOP/s':>8} {'of matmul':>10} {'speed-up':>8} {'PSNR vs plain':>13} {'first call':>10}")
     for name, dtype, net in runs:
         with torch.no_grad():
-            net(*luma[0])  # warm-up: allocator, kernels
+            first = timed(lambda: net(*luma[0]), sync)[0]  # warm-up: allocator, kernels; OpenVINO converts and compiles
             times = [timed(lambda: net(ya, yb), sync) for ya, yb in luma[1:]]
         wall = [t[0] for t in times]
         cpu = statistics.fmean(t[1] for t in times)
@@ -206,9 +214,10 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
         achieved = flops / statistics.fmean(wall) / 1e9
         quality = f"{min(psnr(out, ref) for out, ref in zip(outputs, reference)):.1f} dB" if net is not plain else "reference"
         print(f"{name:<72} {mean_std(wall):>17} {cpu:>7.3f} {achieved:>8.1f} {achieved / roofs[dtype]:>10.1%} "
-              f"{base / statistics.fmean(wall):>7.2f}x {quality:>13}")
+              f"{base / statistics.fmean(wall):>7.2f}x {quality:>13} {first:>9.2f}s")
     print("same-run matmul 2048^3: " + ", ".join(f"{str(d).removeprefix('torch.')} {g:.1f} GFLOP/s" for d, g in roofs.items()))
-    print(f"GFLOP/s = 2 x {macs:,.0f} MACs x {height}x{width} / s; PSNR: the worst pair, against the plain module's output")
+    print(f"GFLOP/s = 2 x {macs:,.0f} MACs x {height}x{width} / s; PSNR: the worst pair, against the plain module's output; "
+          "first call: the warm-up pair (OpenVINO's includes converting into an empty cache and compiling)")
 
 
 def section_rules(generator: Generator, pairs: list, limit: int, device: torch.device, sync: Callable[[], None]) -> None:
@@ -242,9 +251,10 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
     fusion = ready.fusion()
     plain = plain_fuser(generator.to(device))
     groups = group_sources(folder)
-    print(f"\n== End to end: the {len(groups)} groups of {folder} as gipc-fuse fuses them ({path.precision} path, {fusion.rule} rule), seconds ==")
+    print(f"\n== End to end: the {len(groups)} groups of {folder} as gipc-fuse fuses them ({label(path)}, {fusion.rule} rule), seconds ==")
     spent = {"decode": 0.0, "network": 0.0, "colour and rule": 0.0, "encode": 0.0}
     scores: list[tuple[float, float]] = []
+    plain_seconds = 0.0
 
     def network(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
@@ -270,11 +280,15 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
                 continue  # Q^AB/F scores pairs
             a, b = (p[None] for p in pixels)
             with torch.inference_mode():
+                start = time.perf_counter()
                 reference = fuse_color(plain, a, b)
+                plain_seconds += time.perf_counter() - start
             scores.append((float(qabf(a, b, fused[None])[0]), float(qabf(a, b, reference)[0])))
     spent["colour and rule"] -= spent["network"]
     total = sum(spent.values())
     print("  ".join(f"{k} {v:.2f} ({v / total:.0%})" for k, v in spent.items()) + f"  total {total:.2f} s, {total / len(groups):.3f} s per group")
+    print(f"the plain fp32 module's colour fusion of the same {len(scores)} pairs (no decode, no encode): {plain_seconds:.2f} s; "
+          f"end to end is {plain_seconds / len(scores) / (total / len(groups)):.2f}x that per pair")
     ours, theirs = zip(*scores)
     diffs = [abs(x - y) for x, y in scores]
     print(f"Q^AB/F: {path.precision} path, {fusion.rule} rule {statistics.fmean(ours):.4f}; plain fp32 module, direct rule {statistics.fmean(theirs):.4f}; "
@@ -286,12 +300,12 @@ def section_memory(device: torch.device, side: tuple[int, int], threads: int) ->
     print(f"\n== Peak memory of one {width}x{height} RGB pair fused in 512 px tiles (overlap {DEFAULT_OVERLAP}), a fresh process per path ==")
     for path in inference_paths(device):
         result = subprocess.run(
-            [sys.executable, "-c", MEMORY_PROBE, device.type, path.precision, str(height), str(width), str(threads)],
+            [sys.executable, "-c", MEMORY_PROBE, device.type, path.precision, str(height), str(width), str(threads), path.backend],
             capture_output=True, text=True, check=True, timeout=600,
         )
         rss_kib, gpu_bytes, seconds = result.stdout.split()
         gpu = f", GPU {int(gpu_bytes) / 2**30:.2f} GiB" if device.type == "cuda" else ""
-        print(f"{path.precision:<5} peak RSS {int(rss_kib) / 2**20:.2f} GiB{gpu}, {float(seconds):.1f} s")
+        print(f"{label(path):<40} peak RSS {int(rss_kib) / 2**20:.2f} GiB{gpu}, {float(seconds):.1f} s")
 
 
 def main() -> int:
@@ -310,6 +324,7 @@ def main() -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    os.environ["GIPC_CACHE"] = tempfile.mkdtemp(prefix="gipc-bench-cache-")  # OpenVINO's first call converts, as on a fresh install
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"

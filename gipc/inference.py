@@ -1,18 +1,21 @@
-"""The generator as inference runs it: BatchNorm folded, channels_last, bf16/fp16 where the hardware has it.
+"""The generator as inference runs it: BatchNorm folded, on the fastest runtime, bf16/fp16 where the hardware has it.
 
 Training keeps the :class:`~gipc.models.Generator` as Table 1 builds it. To fuse, :func:`prepare`
 makes an eval-only copy whose BatchNorm layers are folded into the preceding convolutions (one
-pass less per block, the same function to float rounding), stores it channels_last (the layout
-oneDNN's and cuDNN's fast convolutions want) and runs it under autocast in the precision
-:func:`choose_path` picks: bf16 on a CPU with native bf16 instructions (AVX512-BF16 or AMX) and on
-GPUs that have it, fp16 on older GPUs, fp32 elsewhere. ``gipc-fuse``, :func:`gipc.pretrained.pretrained`,
-tiling (any fuser) and training's test stage all build the network through :func:`prepare`.
+pass less per block, the same function to float rounding) and runs it in the precision and on
+the runtime :func:`choose_path` picks: bf16 on a CPU with native bf16 instructions (AVX512-BF16 or
+AMX) and on GPUs that have it, fp16 on older GPUs, fp32 elsewhere; on CPUs through OpenVINO
+(:mod:`gipc.runtime`) where it loads, else through torch (channels_last, autocast), which is also
+the GPU path. ``gipc-fuse``, :func:`gipc.pretrained.pretrained`, tiling (any fuser) and training's
+test stage all build the network through :func:`prepare`.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import logging
+import os
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -23,30 +26,40 @@ from gipc.color import from_net, to_net
 from gipc.decision import MapSettings
 from gipc.errors import UserError
 from gipc.fusion import Fusion, default_rule
+from gipc import runtime
 from gipc.hardware import native_bf16
 from gipc.tiling import Fuser
 
+log = logging.getLogger(__name__)
+
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+BACKENDS: tuple[str, ...] = ("auto", "torch", "openvino")
+"""``auto``: OpenVINO on a CPU where it loads (:mod:`gipc.runtime`), torch on GPUs and where it does not;
+``$GIPC_BACKEND`` sets what ``auto`` means for a process (the test suite runs torch by default)."""
 
 
 @dataclass(frozen=True)
 class InferencePath:
-    """Where and in which precision the network runs, and why that precision was chosen."""
+    """Where, in which precision and on which runtime the network runs, and why."""
 
     device: torch.device
     precision: str
     reason: str
+    backend: str = "torch"
+    backend_reason: str = ""
 
     @property
     def dtype(self) -> torch.dtype:
         return DTYPES[self.precision]
 
     def describe(self) -> str:
-        return f"{self.device.type}, {self.precision} ({self.reason}), channels_last, BatchNorm folded"
+        runtime = "OpenVINO" if self.backend == "openvino" else "torch, channels_last"
+        why = f" ({self.backend_reason})" if self.backend_reason else ""
+        return f"{self.device.type}, {self.precision} ({self.reason}), {runtime}{why}, BatchNorm folded"
 
 
-def choose_path(device: str | torch.device | None = None, precision: str = "auto") -> InferencePath:
+def choose_path(device: str | torch.device | None = None, precision: str = "auto", backend: str = "auto") -> InferencePath:
     """The inference path for ``device`` (None: CUDA if available, else CPU) and ``precision``.
 
     ``auto`` takes bf16 where the hardware computes it natively (a CPU with AMX or AVX512-BF16, a
@@ -55,7 +68,14 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend not in BACKENDS:
+        raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    precision, reason = _precision(device, precision)
+    return InferencePath(device, precision, reason, *_backend(device, precision, backend))
+
+
+def _precision(device: torch.device, precision: str) -> tuple[str, str]:
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"device must be cpu or cuda, got {device}")
     if precision == "fp16" and device.type == "cpu":
@@ -63,12 +83,32 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
     native = native_bf16(device)
     if precision == "auto":
         if native:
-            return InferencePath(device, "bf16", f"auto: {native}")
-        return InferencePath(device, "fp16", "auto: GPU lacks bf16") if device.type == "cuda" else InferencePath(device, "fp32", "auto: CPU has no native bf16")
+            return "bf16", f"auto: {native}"
+        return ("fp16", "auto: GPU lacks bf16") if device.type == "cuda" else ("fp32", "auto: CPU has no native bf16")
     if precision == "bf16" and not native:
         slower = "this GPU emulates bf16" if device.type == "cuda" else "this CPU has no native bf16, expect it slower than fp32"
-        return InferencePath(device, "bf16", f"asked for; {slower}")
-    return InferencePath(device, precision, "asked for")
+        return "bf16", f"asked for; {slower}"
+    return precision, "asked for"
+
+
+def _backend(device: torch.device, precision: str, backend: str) -> tuple[str, str]:
+    """The runtime and, where it is not the one asked for or expected, why."""
+    if backend == "auto":
+        backend = os.environ.get("GIPC_BACKEND") or "auto"
+        if backend not in BACKENDS:
+            raise UserError(f"GIPC_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return "torch", ""
+    if device.type != "cpu":
+        if backend == "openvino":
+            raise UserError("backend openvino runs on the CPU; use --backend torch (or auto) on a GPU")
+        return "torch", ""
+    problem = runtime.unavailable()
+    if problem is not None:
+        if backend == "openvino":
+            raise UserError(f"backend openvino: {problem}; use --backend torch")
+        return "torch", f"OpenVINO unavailable: {problem}"
+    return "openvino", ""
 
 
 def fold_batchnorm(generator: nn.Module) -> nn.Module:
@@ -100,8 +140,26 @@ class InferenceGenerator(nn.Module):
         super().__init__()
         self.net = fold_batchnorm(generator).to(path.device, memory_format=torch.channels_last)
         self.path = path
+        self._compiled: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
 
-    def _run(self, net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _graph(self, graph: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The network's ``forward`` or map-head ``weight`` on the path's runtime (OpenVINO: compiled at first use)."""
+        if self.path.backend != "openvino":
+            return self.net if graph == "forward" else self.net.weight
+        if graph not in self._compiled:
+            try:
+                self._compiled[graph] = runtime.openvino_runner(self.net, graph, self.path.precision, torch.get_num_threads())
+            except Exception as err:  # a conversion OpenVINO cannot do: fuse on, with torch
+                log.warning("OpenVINO could not compile the generator (%s: %s); fusing with torch", type(err).__name__, err)
+                self.path = replace(self.path, backend="torch", backend_reason=f"OpenVINO failed: {type(err).__name__}")
+                return self._graph(graph)
+        return self._compiled[graph]
+
+    def _run(self, graph: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        net = self._graph(graph)
+        if self.path.backend == "openvino":
+            with torch.no_grad():
+                return net(a, b).to(a.device)
         device, dtype = self.path.device, self.path.dtype
         a_in = a.to(device).contiguous(memory_format=torch.channels_last)
         b_in = b.to(device).contiguous(memory_format=torch.channels_last)
@@ -110,7 +168,7 @@ class InferenceGenerator(nn.Module):
         return out.float().contiguous().to(a.device)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self._run(self.net, a, b)
+        return self._run("forward", a, b)
 
     def fuse_y(self, ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """The :data:`~gipc.tiling.Fuser` form: luminance in [0, 1] in and out."""
@@ -118,7 +176,7 @@ class InferenceGenerator(nn.Module):
 
     def weight_y(self, ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """A map head's weight for A in [0, 1] from luminance in [0, 1] (a Fuser too, so it tiles)."""
-        return self._run(self.net.weight, to_net(ya), to_net(yb))
+        return self._run("weight", to_net(ya), to_net(yb))
 
     @property
     def head(self) -> str:

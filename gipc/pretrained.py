@@ -144,12 +144,12 @@ def initial_generator(source: str | Path) -> Generator:
     return shipped_generator() if str(source) == "shipped" else load_generator(source, allow_pickle=False)
 
 
-def pretrained(device: str | torch.device | None = None, precision: str = "auto") -> InferenceGenerator:
+def pretrained(device: str | torch.device | None = None, precision: str = "auto", backend: str = "auto") -> InferenceGenerator:
     """The shipped generator, ready to fuse: ``pretrained().fusion()`` fuses under the default rule of
     ``conf/fusion/default.yaml`` (``.fusion("direct")``: the paper's output), and ``pretrained().fuse_y``
     is the network alone as a :data:`gipc.tiling.Fuser`.
 
     ``device`` None takes CUDA when available, else the CPU; ``precision`` is ``auto``, ``fp32``,
-    ``bf16`` or ``fp16`` (see :func:`gipc.inference.choose_path`).
+    ``bf16`` or ``fp16``; ``backend`` ``auto``, ``torch`` or ``openvino`` (see :func:`gipc.inference.choose_path`).
     """
-    return prepare(shipped_generator(), choose_path(device, precision))
+    return prepare(shipped_generator(), choose_path(device, precision, backend))

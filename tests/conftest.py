@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ import pytest
 # Tests never reach W&B servers: offline runs, quiet console.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Networks run on torch unless a test asks for a backend (tests/test_runtime.py): converting every random
+# test generator to OpenVINO would cost seconds each. Converted models never land in the user's cache.
+os.environ.setdefault("GIPC_BACKEND", "torch")
+os.environ.setdefault("GIPC_CACHE", tempfile.mkdtemp(prefix="gipc-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -124,6 +124,15 @@ def test_modified_laplacian_of_a_parabola_is_its_second_difference() -> None:
     torch.testing.assert_close(ml[..., 1:-1], torch.full_like(ml[..., 1:-1], 2 / 400))
 
 
+def test_modified_laplacian_equals_the_1_minus2_1_convolutions_with_replicated_borders() -> None:
+    x = torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate").reshape(6, 1, 19, 25)
+    d2 = torch.tensor([1.0, -2.0, 1.0])
+    dx = torch.nn.functional.conv2d(padded, d2.view(1, 1, 1, 3))[:, :, 1:-1, :]
+    dy = torch.nn.functional.conv2d(padded, d2.view(1, 1, 3, 1))[:, :, :, 1:-1]
+    torch.testing.assert_close(modified_laplacian(x), (dx.abs() + dy.abs()).reshape(2, 3, 17, 23))
+
+
 def test_choose_max_abs_keeps_the_larger_magnitude() -> None:
     a, b = torch.tensor([0.5, -0.9, 0.1, -0.3]), torch.tensor([-0.7, 0.2, 0.1, 0.3])
     torch.testing.assert_close(choose_max_abs(a, b), torch.tensor([-0.7, -0.9, 0.1, -0.3]))

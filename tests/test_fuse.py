@@ -253,7 +253,7 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
         (["--tile", "64", "--overlap", "64"], "need tile >= 0 and 0 <= overlap < tile"),
         (["--tile", "-1"], "need tile >= 0"),
         (["--method", "average", "--tile", "256"], "--tile applies to the network only"),
-        (["--method", "average", "--precision", "bf16"], "--precision applies to the network only; baselines compute in fp32"),
+        (["--method", "average", "--precision", "bf16"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
         (["--device", "cpu", "--precision", "fp16"], "precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU"),
     ],
 )

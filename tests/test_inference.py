@@ -38,7 +38,7 @@ def test_auto_takes_bf16_only_on_a_cpu_with_native_bf16(
     monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset(flags))
     path = choose_path("cpu")
     assert (path.device, path.precision, path.reason) == (torch.device("cpu"), precision, reason)
-    assert path.describe() == f"cpu, {precision} ({reason}), channels_last, BatchNorm folded"
+    assert path.describe() == f"cpu, {precision} ({reason}), torch, channels_last, BatchNorm folded"
 
 
 def test_asked_for_precisions_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -164,7 +164,7 @@ def test_gipc_fuse_uses_the_shipped_weights_by_default(
     sources = [str(grayscale_pairs / "g05-A.png"), str(grayscale_pairs / "g05-B.png")]
     assert fuse_main([*sources, "--out", str(tmp_path / "default.png"), "--precision", "fp32"]) == 0
     first = capsys.readouterr().err.splitlines()[0]
-    assert first.startswith("gipc-fuse: rule map (") and first.endswith("; network shipped with gipc; cpu, fp32 (asked for), channels_last, BatchNorm folded")
+    assert first.startswith("gipc-fuse: rule map (") and first.endswith("; network shipped with gipc; cpu, fp32 (asked for), torch, channels_last, BatchNorm folded")
     assert fuse_main(["--ckpt", str(shipped), *sources, "--out", str(tmp_path / "ckpt.png"), "--precision", "fp32"]) == 0
     default, explicit = read_image(tmp_path / "default.png").pixels, read_image(tmp_path / "ckpt.png").pixels
     assert default.std() > 0.02 and torch.equal(default, explicit)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,19 @@ def test_ratio_multirun_on_submitit_local(tmp_path):
         assert (loss["l1"], loss["l3"], loss["l5"], loss["l2"]) == (ratio, ratio, ratio, 1.0)
     md = (compare([sweep]) / "comparison.md").read_text()
     assert "| loss.ratio=0.05 | 1 |" in md and "| loss.ratio=0.5 | 1 |" in md
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_resumes_on_joblib_running_only_the_missing_job(tmp_path):
+    run_gipc(tmp_path, "-m", "hydra/launcher=local_parallel", "loss.ratio=0.1,0.5", "logger=none", *TINY)
+    sweep = sweep_dir(tmp_path)
+    done, removed = job_dirs(sweep)
+    shutil.rmtree(removed)
+    before = {p: p.stat().st_mtime_ns for p in done.rglob("*") if p.is_file()}
+    result = run_gipc(tmp_path, "-m", "hydra/launcher=local_parallel", "loss.ratio=0.1,0.5", "logger=none", *TINY, f"resume={sweep}")
+    assert "job 0: finished before, skipped" in result.stderr and "job 1: starts" in result.stderr
+    assert [j.name for j in job_dirs(sweep)] == [done.name, removed.name] and (removed / "metrics.csv").is_file()
+    assert {p: p.stat().st_mtime_ns for p in done.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from gipc.decision import MapSettings
 from gipc.errors import FuseInputError
 from gipc.fuse import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE, Job, plan_jobs, run_jobs
 from gipc.fusion import RULES, Fusion, default_rule
-from gipc.inference import PRECISIONS, choose_path, prepare
+from gipc.inference import BACKENDS, PRECISIONS, choose_path, prepare
 from gipc.pretrained import load_generator, shipped_generator
 
 PROG = "gipc-fuse"
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="network precision; auto: bf16 where the hardware computes it natively (default)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="runtime of the network; auto: OpenVINO on a CPU where it loads, else torch (default)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     return parser
 
@@ -58,8 +59,8 @@ def _fusion(args: argparse.Namespace) -> Fusion:
     if args.method is not None:
         if args.tile is not None:
             raise FuseInputError("--tile applies to the network only; baselines fuse whole images")
-        if args.precision != "auto":
-            raise FuseInputError("--precision applies to the network only; baselines compute in fp32")
+        if args.precision != "auto" or args.backend != "auto":
+            raise FuseInputError("--precision and --backend apply to the network only; baselines compute in fp32 with torch")
         from gipc.baselines import get_baseline
 
         fusion = Fusion(get_baseline(args.method), args.rule or "direct", settings)
@@ -67,7 +68,7 @@ def _fusion(args: argparse.Namespace) -> Fusion:
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
-        path = choose_path(None if args.device == "auto" else args.device, args.precision)
+        path = choose_path(None if args.device == "auto" else args.device, args.precision, args.backend)
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
         fusion = network.fusion(args.rule, settings)
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
