@@ -76,9 +76,11 @@ def _converted(net: nn.Module, graph: str):  # -> openvino.Model
             return ov.Core().read_model(path)
         except Exception as err:  # a damaged cache entry: convert again
             log.warning("ignoring the cached model %s (%s)", path, err)
-    example = torch.zeros(1, 1, 64, 64)
-    model = ov.convert_model(_Graph(net, graph).eval(), example_input=(example, example),
-                             input=[ov.PartialShape([-1, 1, -1, -1])] * 2)
+    # Tracing needs plain fp32 autograd-free mode: inside a test stage (inference mode, bf16 autocast) it fails.
+    with torch.inference_mode(False), torch.no_grad(), torch.autocast("cpu", enabled=False):
+        example = torch.zeros(1, 1, 64, 64)
+        model = ov.convert_model(_Graph(net, graph).eval(), example_input=(example, example),
+                                 input=[ov.PartialShape([-1, 1, -1, -1])] * 2)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".convert.", dir=path.parent))

@@ -60,6 +60,18 @@ def test_a_failed_conversion_fuses_with_torch(monkeypatch: pytest.MonkeyPatch, c
     torch.testing.assert_close(out, prepare(generator, choose_path("cpu", "fp32", "torch"))(a, b))
 
 
+def test_conversion_works_inside_a_test_stage_inference_mode_and_bf16_autocast(tmp_path: Path, monkeypatch) -> None:
+    """Lightning's test stage runs under inference mode and bf16 autocast, where tracing fails unless converted apart."""
+    monkeypatch.setenv("GIPC_CACHE", str(tmp_path))
+    generator = shipped_generator().eval()
+    a, b = torch.rand(1, 1, 48, 48) * 2 - 1, torch.rand(1, 1, 48, 48) * 2 - 1
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        network = prepare(generator, choose_path("cpu", "fp32", "openvino"))
+        out = network(a, b)
+    assert network.path.backend == "openvino" and out.dtype == torch.float32
+    torch.testing.assert_close(out, prepare(generator, choose_path("cpu", "fp32", "torch"))(a, b), atol=1e-5, rtol=0)
+
+
 @pytest.mark.slow
 def test_openvino_stays_within_45_db_of_the_fp32_module_and_picks_the_same_pixels(lytro_pairs: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GIPC_CACHE", str(tmp_path / "cache"))
