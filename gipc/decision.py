@@ -71,6 +71,8 @@ def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     """Mean over a ``size`` x ``size`` window, borders replicated: ``kornia.filters.box_blur`` to fp32
     rounding, but from running sums (float64, one axis at a time), so its cost does not grow with
     ``size``; five times faster on a 520x520 pair at sizes 7 and 15."""
+    if x.shape[1] > 1:  # a channel at a time: the float64 sums of a 4000x3000 image take 0.1 GiB each
+        return torch.cat([box_mean(x[:, i : i + 1], size) for i in range(x.shape[1])], dim=1)
     pad = size // 2
     rows = F.pad(F.pad(x, (pad, pad, 0, 0), mode="replicate").double().cumsum_(-1), (1, 0))
     rows = rows[..., size:] - rows[..., :-size]

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Sequence
 
+import kornia
 import torch
 
-from gipc.color import fuse_color, split_luma
+from gipc.color import fuse_color
 from gipc.configs import conf_group
 from gipc.decision import MapSettings, blend, decide, evidence, head_scores
 from gipc.errors import UserError
@@ -42,8 +43,9 @@ class Fused:
 
 
 def luma(image: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) luminance of a gray or RGB batch in [0, 1]."""
-    return image if image.shape[1] == 1 else split_luma(image)[0]
+    """(B, 1, H, W) luminance of a gray or RGB batch in [0, 1]: the Y of :func:`gipc.color.split_luma`,
+    computed alone (no chroma planes, 0.3 GiB less for a 4000x3000 pair)."""
+    return image if image.shape[1] == 1 else kornia.color.rgb_to_y(image)
 
 
 def _check(images: Sequence[torch.Tensor]) -> None:

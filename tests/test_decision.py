@@ -15,7 +15,8 @@ from gipc.decision import (
     MapSettings, blend, box_mean, choose, closeness_scores, decide, evidence, majority, map_image, remove_small_regions, soften,
 )
 from gipc.cli.fuse import main as fuse_main
-from gipc.fusion import Fusion
+from gipc.color import split_luma
+from gipc.fusion import Fusion, luma
 from gipc.imaging import read_image
 from gipc.inference import prepare
 from gipc.metrics import map_accuracy, map_boundary_f
@@ -75,6 +76,17 @@ def test_focus_evidence_decides_where_the_fused_image_cannot() -> None:
     truth = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
     assert map_accuracy(blind[:, :1], truth) < 0.75  # ties up to float rounding: a coin toss
     assert seeing[0, 0, :, :25].eq(1).all() and seeing[0, 1, :, 39:].eq(1).all()
+
+
+def test_the_maps_luminance_and_box_means_match_their_plain_definitions() -> None:
+    """luma is split_luma's Y bit for bit; box_mean over several channels is each channel's box mean
+    (computed a channel at a time to bound memory) and kornia's box blur to float rounding."""
+    x = torch.rand(2, 3, 33, 41, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(luma(x), split_luma(x)[0])
+    for size in (1, 7, 15):
+        together = box_mean(x, size)
+        assert torch.equal(together, torch.cat([box_mean(x[:, i : i + 1], size) for i in range(3)], dim=1))
+        torch.testing.assert_close(together, kornia.filters.box_blur(x, size, border_type="replicate"), atol=5e-7, rtol=0)
 
 
 def test_clean_up_removes_an_isolated_wrong_speck() -> None:
