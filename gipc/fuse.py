@@ -10,6 +10,7 @@ gray). Large images go through the network in overlapping tiles (docs/paper.md s
 from __future__ import annotations
 
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +22,7 @@ from gipc.data.sources import SOURCE_NAME, group_sources
 from gipc.decision import map_image
 from gipc.errors import FuseInputError
 from gipc.files import check_output_folder, check_writable
-from gipc.fusion import Fusion
+from gipc.fusion import Fused, Fusion
 from gipc.imaging import check_output_format, read_matching, write_image
 from gipc.tiling import Fuser, tiled
 
@@ -92,16 +93,43 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
     return jobs
 
 
+def _write(job: Job, fused: Fused, bit_depth: int, overwrite: bool, inputs: tuple[Path, ...]) -> None:
+    write_image(job.output, fused.image[0], bit_depth, overwrite=overwrite, protected=inputs)
+    if job.map_output is not None and fused.weights is not None:
+        write_image(job.map_output, map_image(fused.weights)[0], 8, overwrite=overwrite, protected=inputs)
+
+
 def run_jobs(jobs: list[Job], fusion: Fusion, tile: int | None, overlap: int, overwrite: bool) -> Iterator[Path]:
-    """Fuse and write each job (and its map), yielding each output once it is complete on disk."""
+    """Fuse and write each job (and its map), yielding each output once it is complete on disk.
+
+    A folder runs as a pipeline: while the network fuses job i, a worker thread decodes job i + 1
+    and encodes job i - 1 (Pillow and zlib release the GIL), so the network sets the pace. Outputs
+    are yielded in order; when fusing stops (an error, Ctrl-C) the write in flight is finished and
+    yielded first, so every output counted is whole and every whole output is counted.
+    """
     inputs = tuple(p for job in jobs for p in job.sources)
-    for job in tqdm(jobs, desc="fusing", unit="image", disable=len(jobs) < 2, file=sys.stderr):
-        images = read_matching(job.sources)
-        height, width = images[0].pixels.shape[1:]
-        tiled_fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, tile, overlap))
-        with torch.inference_mode():
-            fused = tiled_fusion([image.pixels.unsqueeze(0) for image in images])
-        write_image(job.output, fused.image[0], max(i.bit_depth for i in images), overwrite=overwrite, protected=inputs)
-        if job.map_output is not None and fused.weights is not None:
-            write_image(job.map_output, map_image(fused.weights)[0], 8, overwrite=overwrite, protected=inputs)
-        yield job.output
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gipc-io") as io:
+        reading = io.submit(read_matching, jobs[0].sources) if jobs else None
+        writing: tuple[Future, Path] | None = None
+        for i, job in enumerate(tqdm(jobs, desc="fusing", unit="image", disable=len(jobs) < 2, file=sys.stderr)):
+            try:
+                images = reading.result()
+                reading = io.submit(read_matching, jobs[i + 1].sources) if i + 1 < len(jobs) else None
+                height, width = images[0].pixels.shape[1:]
+                tiled_fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, tile, overlap))
+                with torch.inference_mode():
+                    fused = tiled_fusion([image.pixels.unsqueeze(0) for image in images])
+            except BaseException:
+                if reading is not None:
+                    reading.cancel()
+                if writing is not None:
+                    writing[0].result()
+                    yield writing[1]
+                raise
+            if writing is not None:
+                writing[0].result()
+                yield writing[1]
+            writing = (io.submit(_write, job, fused, max(image.bit_depth for image in images), overwrite, inputs), job.output)
+        if writing is not None:
+            writing[0].result()
+            yield writing[1]

@@ -247,6 +247,23 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
     assert read_image(out / "p1-fused.png").pixels.shape == (1, 8, 10)
 
 
+def test_the_pipeline_finishes_and_keeps_every_output_before_a_corrupt_source(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Job 3's source is decoded while job 2 fuses and job 1 is encoded: its error still ends the run
+    only after outputs 1 and 2 are whole on disk, and nothing of job 3 exists."""
+    rng = np.random.default_rng(3)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for stem in ("p1", "p2", "p3"):
+        for letter in "AB":
+            _gray(pairs / f"{stem}-{letter}.png", rng.integers(0, 256, (8, 10)).astype(np.uint8))
+    (pairs / "p3-B.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature, then garbage
+    out = tmp_path / "out"
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 2
+    assert "p3-B.png" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png"]
+    assert all(read_image(out / name).pixels.shape == (1, 8, 10) for name in ("p1-fused.png", "p2-fused.png"))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
