@@ -56,6 +56,17 @@ def _gray(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def _three_pairs(tmp_path: Path, seed: int) -> Path:
+    """A folder of three random 8x10 gray pairs p1..p3."""
+    rng = np.random.default_rng(seed)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for stem in ("p1", "p2", "p3"):
+        for letter in "AB":
+            _gray(pairs / f"{stem}-{letter}.png", rng.integers(0, 256, (8, 10)).astype(np.uint8))
+    return pairs
+
+
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
     """The one error line; the line before it, if any, may only be the header naming the rule."""
     lines = capsys.readouterr().err.strip().splitlines()
@@ -224,12 +235,7 @@ def test_disk_full_through_the_command(tmp_path: Path, grayscale_pairs: Path, mo
 
 
 def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    rng = np.random.default_rng(2)
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
-    for stem in ("p1", "p2", "p3"):
-        for letter in "AB":
-            _gray(pairs / f"{stem}-{letter}.png", rng.integers(0, 256, (8, 10)).astype(np.uint8))
+    pairs = _three_pairs(tmp_path, seed=2)
     calls = []
 
     def interrupted_on_second_pair(self: object, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -250,12 +256,7 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
 def test_the_pipeline_finishes_and_keeps_every_output_before_a_corrupt_source(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Job 3's source is decoded while job 2 fuses and job 1 is encoded: its error still ends the run
     only after outputs 1 and 2 are whole on disk, and nothing of job 3 exists."""
-    rng = np.random.default_rng(3)
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
-    for stem in ("p1", "p2", "p3"):
-        for letter in "AB":
-            _gray(pairs / f"{stem}-{letter}.png", rng.integers(0, 256, (8, 10)).astype(np.uint8))
+    pairs = _three_pairs(tmp_path, seed=3)
     (pairs / "p3-B.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature, then garbage
     out = tmp_path / "out"
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 2
