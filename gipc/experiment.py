@@ -23,7 +23,7 @@ from gipc.checkpointing import AtomicCheckpointIO
 from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
-from gipc.sweep import FAILED, job_log, keep_record, requeued, resume_action
+from gipc.sweep import FAILED, job_log, keep_record, requeued, resume_action, resume_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def job_dirname(overrides: str, limit: int = 150) -> str:
 # import: run.py imports this module before Hydra composes, and so do launcher and DDP worker processes.
 OmegaConf.register_new_resolver("gipc.dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver("gipc.or", lambda value, default: value or default, replace=True)
-OmegaConf.register_new_resolver("gipc.run_dir", lambda resume, new: resume if isinstance(resume, str) and resume else new, replace=True)
+OmegaConf.register_new_resolver("gipc.run_dir", lambda resume, new: resume if resume_dir(resume) else new, replace=True)
 OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lists for x in part], replace=True)
 OmegaConf.register_new_resolver("gipc.keep_record", keep_record, replace=True)
 OmegaConf.register_new_resolver("gipc.job_log", job_log, replace=True)
@@ -101,7 +101,7 @@ def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
 def run_experiment(cfg: DictConfig) -> float | None:
     """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
     output_dir = Path(cfg.paths.output_dir)
-    if (_multirun() and isinstance(cfg.resume, str) and cfg.resume) or requeued():  # gipc/sweep.py
+    if (_multirun() and resume_dir(cfg.resume)) or requeued():  # gipc/sweep.py
         action = resume_action(output_dir)
         job = f"job {HydraConfig.get().job.num}" if _multirun() else "run"
         print(f"{job}: {RESUME_NOTES[action]} ({output_dir})", file=sys.stderr)

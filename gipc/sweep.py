@@ -57,6 +57,11 @@ def resume_action(run_dir: Path) -> Literal["skip", "continue", "start"]:
     return "continue" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "start"
 
 
+def resume_dir(resume: Any) -> bool:
+    """Whether ``resume`` names a dir to continue in (``resume=<run or sweep dir>``), not a flag."""
+    return isinstance(resume, str) and bool(resume)
+
+
 def requeued() -> bool:
     """A Slurm job started again after a requeue (time limit, preemption): it continues, never starts over."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
@@ -66,13 +71,13 @@ def keep_record(resume: Any, output_dir: str) -> str | None:
     """``hydra.output_subdir`` of a job: None (Hydra writes nothing) when resuming a job whose record
     is already there, so a finished job's files keep their bytes and times and a continued job keeps
     the overrides that made it; ``.hydra`` otherwise."""
-    return None if isinstance(resume, str) and resume and (Path(output_dir) / RECORD).is_dir() else RECORD
+    return None if resume_dir(resume) and (Path(output_dir) / RECORD).is_dir() else RECORD
 
 
 def job_log(resume: Any, output_dir: str, name: str) -> str:
     """The job's log file: the null device for a finished job that a resumed sweep skips (Hydra's
     launcher logs the next job's start into the current job's log), else ``<run dir>/<name>.log``."""
-    return os.devnull if isinstance(resume, str) and resume and (Path(output_dir) / FINISHED).is_file() else str(Path(output_dir) / f"{name}.log")
+    return os.devnull if resume_dir(resume) and (Path(output_dir) / FINISHED).is_file() else str(Path(output_dir) / f"{name}.log")
 
 
 def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:
@@ -173,7 +178,7 @@ class ResumeSweep(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         resume = config.get("resume")
-        if not isinstance(resume, str) or not resume:
+        if not resume_dir(resume):
             return
         try:
             check_resume(Path(resume), OmegaConf.to_container(config.hydra, resolve=False))
