@@ -15,13 +15,10 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
-from gipc.fuse import DEFAULT_OVERLAP, Job, _write, auto_tiled, plan_jobs, run_jobs
+from gipc.fuse import DEFAULT_OVERLAP, Job, fuse_job, plan_jobs, run_jobs, write_outputs
 from gipc.fusion import Fusion
 from gipc.imaging import read_matching
 from gipc.pretrained import pretrained
@@ -33,11 +30,7 @@ def sequential(jobs: list[Job], fusion: Fusion) -> Iterator[Path]:
     """The loop before the pipeline: decode, fuse, encode, one job after another."""
     for job in jobs:
         images = read_matching(job.sources)
-        height, width = images[0].pixels.shape[1:]
-        tiled_fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, None, DEFAULT_OVERLAP))
-        with torch.inference_mode():
-            fused = tiled_fusion([image.pixels.unsqueeze(0) for image in images])
-        _write(job, fused, max(image.bit_depth for image in images), False, ())
+        write_outputs(job, images, fuse_job(images, fusion, None, DEFAULT_OVERLAP), False)
         yield job.output
 
 

@@ -23,7 +23,7 @@ from gipc.decision import map_image
 from gipc.errors import FuseInputError
 from gipc.files import check_output_folder, check_writable
 from gipc.fusion import Fused, Fusion
-from gipc.imaging import check_output_format, read_matching, write_image
+from gipc.imaging import Image, check_output_format, read_matching, write_image
 from gipc.tiling import Fuser, tiled
 
 AUTO_TILE_PIXELS = 1024 * 1024
@@ -93,8 +93,17 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
     return jobs
 
 
-def _write(job: Job, fused: Fused, bit_depth: int, overwrite: bool, inputs: tuple[Path, ...]) -> None:
-    write_image(job.output, fused.image[0], bit_depth, overwrite=overwrite, protected=inputs)
+def fuse_job(images: list[Image], fusion: Fusion, tile: int | None, overlap: int) -> Fused:
+    """One job's decoded sources fused, through tiles where the image is large (:func:`auto_tiled`)."""
+    height, width = images[0].pixels.shape[1:]
+    tiled_fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, tile, overlap))
+    with torch.inference_mode():
+        return tiled_fusion([image.pixels.unsqueeze(0) for image in images])
+
+
+def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """The fused image at the sources' deepest bit depth (and its 8-bit map), never over one of ``inputs``."""
+    write_image(job.output, fused.image[0], max(image.bit_depth for image in images), overwrite=overwrite, protected=inputs)
     if job.map_output is not None and fused.weights is not None:
         write_image(job.map_output, map_image(fused.weights)[0], 8, overwrite=overwrite, protected=inputs)
 
@@ -108,28 +117,26 @@ def run_jobs(jobs: list[Job], fusion: Fusion, tile: int | None, overlap: int, ov
     yielded first, so every output counted is whole and every whole output is counted.
     """
     inputs = tuple(p for job in jobs for p in job.sources)
+    writing: tuple[Future, Path] | None = None
+
+    def written() -> Iterator[Path]:
+        """The output of the write in flight, once it is whole on disk."""
+        if writing is not None:
+            writing[0].result()
+            yield writing[1]
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gipc-io") as io:
         reading = io.submit(read_matching, jobs[0].sources) if jobs else None
-        writing: tuple[Future, Path] | None = None
         for i, job in enumerate(tqdm(jobs, desc="fusing", unit="image", disable=len(jobs) < 2, file=sys.stderr)):
             try:
                 images = reading.result()
                 reading = io.submit(read_matching, jobs[i + 1].sources) if i + 1 < len(jobs) else None
-                height, width = images[0].pixels.shape[1:]
-                tiled_fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, tile, overlap))
-                with torch.inference_mode():
-                    fused = tiled_fusion([image.pixels.unsqueeze(0) for image in images])
+                fused = fuse_job(images, fusion, tile, overlap)
             except BaseException:
                 if reading is not None:
                     reading.cancel()
-                if writing is not None:
-                    writing[0].result()
-                    yield writing[1]
+                yield from written()
                 raise
-            if writing is not None:
-                writing[0].result()
-                yield writing[1]
-            writing = (io.submit(_write, job, fused, max(image.bit_depth for image in images), overwrite, inputs), job.output)
-        if writing is not None:
-            writing[0].result()
-            yield writing[1]
+            yield from written()
+            writing = (io.submit(write_outputs, job, images, fused, overwrite, inputs), job.output)
+        yield from written()
