@@ -4,7 +4,7 @@ The folded generator (:func:`gipc.inference.fold_batchnorm`) is converted once p
 dynamic batch, height and width, kept as OpenVINO IR in the user's cache (``$GIPC_CACHE``, else
 ``$XDG_CACHE_HOME/gipc``, else ``~/.cache/gipc``) so later processes skip the conversion, and
 compiled for the path's precision: OpenVINO's bf16 hint where the CPU computes bf16 natively, fp32
-elsewhere. Measured beside torch in one process, it runs the generator 2x faster than torch's bf16
+elsewhere. Measured beside torch in one process, it runs the generator 1.5x faster than torch's bf16
 path on an AMD CPU with AVX512-BF16 (benchmarks/README.md).
 """
 
@@ -100,7 +100,7 @@ def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) ->
 
     The model is compiled once per input shape (0.1-0.4 s; a folder of one camera's pairs, or the
     tiles of a large image, has one or a few): a static shape lets OpenVINO plan its buffers,
-    which a dynamic one does not (0.3 GiB less at the peak of a tiled 4000x3000 pair).
+    which a dynamic one does not (0.1 GiB less at the peak of a tiled 4000x3000 pair).
     """
     import openvino as ov
 
