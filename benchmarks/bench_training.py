@@ -28,15 +28,16 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
+from hydra import compose, initialize_config_dir
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 
 from gipc.color import to_net
-from gipc.configs import conf_group
+from gipc.configs import CONF_DIR, conf_group
+from gipc.experiment import build_model
 from gipc.hardware import native_bf16
 from gipc.losses import LossWeights, discriminator_loss, generator_loss
 from gipc.models import Discriminator, Generator
-from gipc.module import GIPCGAN
 
 VARIANTS = {  # name: (Lightning precision, channels_last)
     "Lightning fp32": ("32-true", False),
@@ -119,8 +120,10 @@ def lightning_loop(
     begin = time.perf_counter()
     clock = Clock(sync)
     torch.manual_seed(0)
-    settings = {**conf_group("model"), "d_steps_per_g_step": args.d_steps, "channels_last": channels_last}
-    module = GIPCGAN(loss=loss_weights(), patch_size=args.patch, **settings)
+    overrides = [f"data.patch_size={args.patch}", f"model.d_steps_per_g_step={args.d_steps}", f"model.channels_last={channels_last}"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, "model.metrics=null"])  # as gipc/run.py builds it
+    module = build_model(cfg.model, seed=0)
     trainer = L.Trainer(
         accelerator=args.device, devices=1, max_epochs=1, logger=False, enable_checkpointing=False, precision=precision,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,

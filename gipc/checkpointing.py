@@ -1,17 +1,20 @@
-"""Checkpoints a kill cannot corrupt: atomic writes, a real ``last.ckpt``, never a diverged model."""
+"""Checkpoints a kill cannot corrupt (atomic writes, a real ``last.ckpt``, never a diverged model) and the
+training state beyond weights and optimisers that a resumed run needs to go on as if never stopped."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import subprocess
 import threading
 import warnings
 from types import FrameType
-from typing import Any
+from typing import Any, Mapping
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -21,6 +24,73 @@ from gipc.errors import ConfigError, NonFiniteLossError
 from gipc.files import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+def global_rng_state() -> dict[str, Any]:
+    """The torch, CUDA, numpy and Python RNG states as plain lists and tensors (loadable with
+    ``torch.load(weights_only=True)``, unlike numpy's own state tuple)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "python": list(random.getstate()),
+    }
+
+
+def set_global_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`global_rng_state` saved (CUDA only when this process has the same devices)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class TrainingProgress:
+    """The GAN's own counters and random stream, saved in every checkpoint (key ``gipc``).
+
+    ``label_rng`` draws the soft labels (section 4.2) from ``seed``: the module's own generator, so a
+    resumed run draws the labels the uninterrupted run would have drawn. ``lr_scale`` is what the
+    divergence guard's ``reduce_lr`` has halved the learning rates to.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.d_steps, self.g_steps, self.lr_scale = 0, 0, 1.0
+        self.label_rng = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters, the label stream and the process-wide RNGs, all loadable weights-only."""
+        return {
+            "d_steps": self.d_steps,
+            "g_steps": self.g_steps,
+            "lr_scale": self.lr_scale,
+            "label_rng": self.label_rng.get_state(),
+            "global_rng": global_rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], resuming: bool) -> None:
+        """Take over a checkpoint's state; the process-wide RNGs only when ``resuming`` a fit (loading
+        weights to fuse leaves them alone)."""
+        self.d_steps = state.get("d_steps", 0)
+        self.g_steps = state.get("g_steps", 0)
+        self.lr_scale = state.get("lr_scale", 1.0)
+        if "label_rng" in state:
+            self.label_rng.set_state(state["label_rng"])
+        if resuming and "global_rng" in state:
+            set_global_rng_state(state["global_rng"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DDP's spawn start method pickles the module through torch.multiprocessing, which cannot carry a
+        # torch.Generator (its state is a temporary tensor shared by file descriptor): send the state as bytes.
+        return {**self.__dict__, "label_rng": self.label_rng.get_state().numpy().tobytes()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        rng = torch.Generator()
+        rng.set_state(torch.frombuffer(bytearray(state["label_rng"]), dtype=torch.uint8))
+        self.__dict__.update({**state, "label_rng": rng})
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

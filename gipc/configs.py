@@ -13,8 +13,18 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def conf_group(group: str, name: str = "gipc") -> dict[str, Any]:
-    """``conf/<group>/<name>.yaml`` as plain values: Hydra's keys and the cross-group interpolations
-    (``loss``, ``patch_size``, ``metrics`` of the model group) are left out, the rest resolved."""
+    """``conf/<group>/<name>.yaml`` as plain values, e.g. a network's constructor arguments: Hydra's keys
+    (``_target_``, ...) at every level, interpolations into other groups (``${loss}``,
+    ``${data.patch_size}``) and the model's ``metrics`` object are left out, the rest resolved."""
     raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{name}.yaml"))
-    kept = {k: v for k, v in raw.items() if not k.startswith("_") and k not in ("loss", "patch_size", "metrics")}
-    return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
+    return OmegaConf.to_container(OmegaConf.create(_plain(raw)), resolve=True)
+
+
+def _plain(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    return {
+        k: _plain(v)
+        for k, v in node.items()
+        if not k.startswith("_") and k != "metrics" and not (isinstance(v, str) and v.startswith("${") and not v.startswith("${."))
+    }

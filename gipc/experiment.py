@@ -23,6 +23,7 @@ from gipc.checkpointing import AtomicCheckpointIO
 from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
+from gipc.pretrained import start_from
 from gipc.sweep import FAILED, job_log, keep_record, requeued, resume_action, resume_dir
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     ckpt_path = resolve_ckpt(cfg, output_dir)
     d_steps = cfg.model.d_steps_per_g_step  # a bad value is left for the model to name
     datamodule = _build(cfg.data, "data", batches_per_step=d_steps + 1 if isinstance(d_steps, int) and d_steps >= 1 else 1)
-    # Plain dicts and lists in the saved hyper-parameters: checkpoints load with torch.load(weights_only=True).
-    model = _build(cfg.model, "model", seed=seed, _convert_="all")
+    model = build_model(cfg.model, seed)
     loggers = _named(cfg.get("logger"), "logger")
     callbacks = _named(cfg.get("callbacks"), "callbacks")
     trainer: L.Trainer = _build(
@@ -195,6 +195,17 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     _print_summary(trainer, output_dir)
     metric = {**fit_metrics, **trainer.callback_metrics}.get(cfg.get("optimized_metric") or "")
     return float(metric) if metric is not None else None
+
+
+def build_model(node: DictConfig, seed: int) -> Any:
+    """The LightningModule of ``conf/model``: its networks built first, the generator starting from
+    ``init_generator``'s weights when one is named (a fine-tune), then handed to the module."""
+    settings = OmegaConf.to_container(node, resolve=True)
+    init = settings.pop("init_generator", None)
+    generator = _build(OmegaConf.create(settings.pop("generator")), "model.generator")
+    if init:
+        start_from(generator, init)
+    return _build(OmegaConf.create(settings), "model", generator=generator, seed=seed, _convert_="all")
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> str | int:

@@ -3,48 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import random
 import warnings
 from dataclasses import asdict, replace
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DistributedSampler
 
+from gipc.checkpointing import TrainingProgress
 from gipc.color import fuse_color, from_net, to_net
 from gipc.errors import ConfigError, NonFiniteLossError
 from gipc.inference import InferenceGenerator, choose_path, prepare
 from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
 from gipc.models import Discriminator, Generator
-from gipc.pretrained import initial_generator
 
 NonFiniteAction = Literal["stop", "skip", "reduce_lr"]
-
-
-def global_rng_state() -> dict[str, Any]:
-    """The torch, CUDA, numpy and Python RNG states as plain lists and tensors (loadable with
-    ``torch.load(weights_only=True)``, unlike numpy's own state tuple)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-        "python": list(random.getstate()),
-    }
-
-
-def set_global_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`global_rng_state` saved (CUDA only when this process has the same devices)."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
 
 
 class GIPCGAN(L.LightningModule):
@@ -58,10 +33,9 @@ class GIPCGAN(L.LightningModule):
 
     def __init__(
         self,
-        loss: LossWeights | Mapping[str, Any],
-        patch_size: int,
-        generator: dict[str, Any],
-        discriminator: dict[str, Any],
+        generator: Generator,
+        discriminator: Discriminator,
+        loss: LossWeights,
         d_steps_per_g_step: int,
         lr: float,
         betas: tuple[float, float],
@@ -70,17 +44,13 @@ class GIPCGAN(L.LightningModule):
         seed: int = 0,
         content_warmup: float = 0.0,
         channels_last: bool = False,
-        init_generator: str | None = None,
     ) -> None:
-        """Every paper number (Tables 1-2, Algorithm 1, section 4.2) comes from ``conf/model``.
+        """The networks and the loss weights come built from ``conf/model`` and ``conf/loss`` (Tables 1-2,
+        eq. 9 and 17); every other paper number (Algorithm 1, section 4.2) too.
 
-        ``seed`` starts the soft-label generator; it is the module's own, saved in checkpoints, so
-        a resumed run draws the labels the uninterrupted run would have drawn. ``content_warmup``:
-        the leading fraction of the run's batches trained on the content loss alone (no D work).
-        ``channels_last``: both networks in NHWC memory, faster with oneDNN and cuDNN.
-        ``init_generator``: start G from these weights (``shipped``, an exported file or a run's
-        checkpoint, read weights-only) to fine-tune it, all but the last layer when their head differs
-        from ``generator["head"]``; D starts fresh."""
+        ``seed`` starts the soft-label generator (:class:`~gipc.checkpointing.TrainingProgress`).
+        ``content_warmup``: the leading fraction of the run's batches trained on the content loss alone
+        (no D work). ``channels_last``: both networks in NHWC memory, faster with oneDNN and cuDNN."""
         super().__init__()
         if d_steps_per_g_step < 1:
             raise ConfigError(f"model.d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
@@ -88,33 +58,20 @@ class GIPCGAN(L.LightningModule):
             raise ConfigError(f"model.on_nonfinite must be stop, skip or reduce_lr, got {on_nonfinite!r}")
         if not 0.0 <= content_warmup <= 1.0:
             raise ConfigError(f"model.content_warmup must be a fraction of the run in [0, 1], got {content_warmup}")
-        # Stored as a plain dict so checkpoints load with torch.load(weights_only=True).
-        loss = asdict(loss) if isinstance(loss, LossWeights) else dict(loss)
-        self.save_hyperparameters(ignore=["metrics"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "loss", "metrics"])
+        # Recorded as plain dicts, so checkpoints load with torch.load(weights_only=True) and a checkpoint
+        # alone rebuilds its generator (gipc.pretrained.load_generator).
+        self.hparams.update(generator=generator.settings, loss=asdict(loss))
         self.automatic_optimization = False
-        self.generator = Generator(**generator)
-        if init_generator:
-            try:
-                start = initial_generator(init_generator)
-                state = start.state_dict()
-                if start.head != self.generator.head:  # the last layer means something else: it starts fresh
-                    state |= {k: v for k, v in self.generator.state_dict().items() if k.startswith(self.generator.output_layer())}
-                self.generator.load_state_dict(state)
-            except RuntimeError as err:
-                first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-                raise ConfigError(f"model.init_generator={init_generator}: its weights do not fit model.generator ({first})") from None
-        self.discriminator = Discriminator(patch_size, **discriminator)
+        self.generator, self.discriminator = generator, discriminator
         if channels_last:
             self.to(memory_format=torch.channels_last)
-        self.weights = LossWeights(**loss)
-        self.content_weights = replace(self.weights, l1=0.0, l2=0.0)
+        self.weights = loss
+        self.content_weights = replace(loss, l1=0.0, l2=0.0)
         self.total_batches = 1
         self.test_network: InferenceGenerator | None = None
         self.metrics = metrics
-        self.d_steps = 0
-        self.g_steps = 0
-        self.lr_scale = 1.0
-        self.label_rng = torch.Generator().manual_seed(seed)
+        self.progress = TrainingProgress(seed)
 
     # ----------------------------------------------------------------- fusion
     def fuse_y(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -156,8 +113,8 @@ class GIPCGAN(L.LightningModule):
             {
                 "train/lr_g": opt_g.param_groups[0]["lr"],
                 "train/lr_d": opt_d.param_groups[0]["lr"],
-                "train/g_steps": float(self.g_steps),
-                "train/d_steps": float(self.d_steps),
+                "train/g_steps": float(self.progress.g_steps),
+                "train/d_steps": float(self.progress.d_steps),
             }
         )
 
@@ -191,14 +148,14 @@ class GIPCGAN(L.LightningModule):
                 fused = self.generator(to_net(sub["a"]), to_net(sub["b"]))
             full, score = self._mixed_precision()
             with full:
-                d_terms = discriminator_loss(fused.float(), to_net(sub["gt"]), score, self.weights, self.label_rng)
+                d_terms = discriminator_loss(fused.float(), to_net(sub["gt"]), score, self.weights, self.progress.label_rng)
             if not self._finite(d_terms, "D"):
                 d_terms = None
                 break
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_terms["total"])
             opt_d.step()
-            self.d_steps += 1
+            self.progress.d_steps += 1
         self.untoggle_optimizer(opt_d)
         return d_terms
 
@@ -209,13 +166,13 @@ class GIPCGAN(L.LightningModule):
         full, score = self._mixed_precision()
         with full:
             g_terms: dict[str, torch.Tensor] | None = generator_loss(
-                fused.float(), to_net(sub["gt"]), score, weights, self.label_rng
+                fused.float(), to_net(sub["gt"]), score, weights, self.progress.label_rng
             )
         if self._finite(g_terms, "G"):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_terms["total"])
             opt_g.step()
-            self.g_steps += 1
+            self.progress.g_steps += 1
         else:
             g_terms = None
         self.untoggle_optimizer(opt_g)
@@ -226,13 +183,13 @@ class GIPCGAN(L.LightningModule):
         bad = [name for name, value in terms.items() if name != "total" and not torch.isfinite(value)]
         if not bad:
             return True
-        where = f"{net} loss term(s) {', '.join(bad)} became non-finite at G step {self.g_steps} (D step {self.d_steps})"
+        where = f"{net} loss term(s) {', '.join(bad)} became non-finite at G step {self.progress.g_steps} (D step {self.progress.d_steps})"
         action = self.hparams.on_nonfinite
         if action == "stop":
             raise NonFiniteLossError(f"{where}; lower model.lr, or set model.on_nonfinite=skip or reduce_lr")
         if action == "reduce_lr":
-            self.lr_scale /= 2
-        self.print(f"warning: {where}; {'skipped the batch' if action == 'skip' else f'learning rates scaled by {self.lr_scale}'}")
+            self.progress.lr_scale /= 2
+        self.print(f"warning: {where}; {'skipped the batch' if action == 'skip' else f'learning rates scaled by {self.progress.lr_scale}'}")
         return False
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
@@ -242,7 +199,7 @@ class GIPCGAN(L.LightningModule):
         total = self.total_batches = max(int(self.trainer.estimated_stepping_batches), 1)
 
         def linear(step: int) -> float:
-            return max(0.0, 1.0 - step / total) * self.lr_scale
+            return max(0.0, 1.0 - step / total) * self.progress.lr_scale
 
         schedulers = [{"scheduler": LambdaLR(opt, linear), "interval": "step"} for opt in (opt_g, opt_d)]
         return [opt_g, opt_d], schedulers
@@ -253,37 +210,12 @@ class GIPCGAN(L.LightningModule):
         # the checkpoint was read. Without this a resumed run would replay the epoch's first batches.
         self.trainer.fit_loop._load_combined_loader_states()
 
-    def __getstate__(self) -> dict[str, Any]:
-        # DDP's spawn start method pickles the module through torch.multiprocessing, which cannot carry a
-        # torch.Generator (its state is a temporary tensor shared by file descriptor): send the state as bytes.
-        state = super().__getstate__()
-        state["label_rng"] = self.label_rng.get_state().numpy().tobytes()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        rng = torch.Generator()
-        rng.set_state(torch.frombuffer(bytearray(state["label_rng"]), dtype=torch.uint8))
-        super().__setstate__({**state, "label_rng": rng})
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["gipc"] = {
-            "d_steps": self.d_steps,
-            "g_steps": self.g_steps,
-            "lr_scale": self.lr_scale,
-            "label_rng": self.label_rng.get_state(),
-            "global_rng": global_rng_state(),
-        }
+        checkpoint["gipc"] = self.progress.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("gipc", {})
-        self.d_steps = state.get("d_steps", 0)
-        self.g_steps = state.get("g_steps", 0)
-        self.lr_scale = state.get("lr_scale", 1.0)
-        if "label_rng" in state:
-            self.label_rng.set_state(state["label_rng"])
-        # Only a resumed fit takes over the process-wide RNGs; loading weights to fuse leaves them alone.
-        if "global_rng" in state and self._trainer is not None and self.trainer.state.fn == "fit":
-            set_global_rng_state(state["global_rng"])
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+        self.progress.load_state_dict(checkpoint.get("gipc", {}), resuming)
 
     # ------------------------------------------------------------ evaluation
     def on_test_start(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from gipc.errors import CheckpointError
+from gipc.errors import CheckpointError, ConfigError
 from gipc.files import atomic_path, check_writable
 from gipc.inference import InferenceGenerator, choose_path, prepare
 from gipc.models.batchnorm import recalibrate_batchnorm
@@ -139,9 +139,20 @@ def shipped_generator() -> Generator:
     return load_generator(SHIPPED_WEIGHTS, allow_pickle=False)
 
 
-def initial_generator(source: str | Path) -> Generator:
-    """The generator a run fine-tunes (``model.init_generator``): ``shipped``, or a weights-only-loadable file."""
-    return shipped_generator() if str(source) == "shipped" else load_generator(source, allow_pickle=False)
+def start_from(generator: Generator, source: str | Path) -> Generator:
+    """``generator`` holding the weights a run fine-tunes (``model.init_generator``: ``shipped``, or a
+    weights-only-loadable file): all but the last layer when the two heads differ (it means something
+    else there, so it keeps its fresh weights); a one-line error when the networks do not fit."""
+    start = shipped_generator() if str(source) == "shipped" else load_generator(source, allow_pickle=False)
+    state = start.state_dict()
+    if start.head != generator.head:
+        state |= {k: v for k, v in generator.state_dict().items() if k.startswith(generator.output_layer())}
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise ConfigError(f"model.init_generator={source}: its weights do not fit model.generator ({first})") from None
+    return generator
 
 
 def pretrained(device: str | torch.device | None = None, precision: str = "auto", backend: str = "auto") -> InferenceGenerator:

@@ -15,7 +15,8 @@ from gipc.configs import CONF_DIR, conf_group
 from gipc.imaging import write_image
 from gipc.losses import LossWeights
 from gipc.module import GIPCGAN
-from gipc.models.generator import Generator
+from gipc.models import Discriminator, Generator
+from gipc.pretrained import start_from
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = CONF_DIR
@@ -60,12 +61,17 @@ def paper_weights(**over: object) -> LossWeights:
     return LossWeights(**{**conf_group("loss"), **over})
 
 
-def paper_model(generator: dict | None = None, **over: object) -> GIPCGAN:
+def paper_model(generator: dict | None = None, init_generator: str | None = None, **over: object) -> GIPCGAN:
     """A GIPCGAN with conf/model/gipc.yaml's settings on PATCH-sized patches; ``generator`` entries
-    override Table 1's (e.g. width=4 for speed), ``over`` any other constructor argument."""
+    override Table 1's (e.g. width=4 for speed), ``init_generator`` names its starting weights as
+    ``model.init_generator`` does, ``over`` any other constructor argument."""
     model = conf_group("model")
-    model["generator"] = {**model["generator"], **(generator or {})}
-    return GIPCGAN(**{"loss": paper_weights(), "patch_size": PATCH, **model, **over})
+    del model["init_generator"]
+    net = Generator(**{**model.pop("generator"), **(generator or {})})
+    if init_generator:
+        start_from(net, init_generator)
+    discriminator = Discriminator(PATCH, **model.pop("discriminator"))
+    return GIPCGAN(**{"generator": net, "discriminator": discriminator, "loss": paper_weights(), **model, **over})
 
 
 def random_eval_generator(seed: int = 0, **kwargs: int) -> Generator:
@@ -98,9 +104,9 @@ def run_dir_with_checkpoints(tmp_path: Path) -> Path:
     for i in range(5):
         write_image(photos / f"p{i}.png", torch.rand(3, 48, 56, generator=torch.Generator().manual_seed(i)))
     recipe = dict(sigma=[1.0, 2.0], soft=[0.0, 1.0], fraction=[0.3, 0.7], blob_size=[8, 16])
-    data = dict(_target_="gipc.data.datamodule.FusionDataModule", batch_size=2, patch_size=16, patches_per_epoch=8,
-                seed=0, embedded_photos=False, photo_dirs=[str(photos)], test_fraction=0.6, val_count=1,
-                max_side=None, synthesis=recipe, held_out_synthesis=recipe)
+    source = dict(_target_="gipc.data.pair_sets.SynthesizedPairs", patches_per_epoch=8, embedded_photos=False,
+                  photo_dirs=[str(photos)], test_fraction=0.6, val_count=1, synthesis=recipe, held_out_synthesis=recipe)
+    data = dict(_target_="gipc.data.datamodule.FusionDataModule", batch_size=2, patch_size=16, seed=0, source=source)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create({"data": data}), run / "config.yaml")

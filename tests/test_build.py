@@ -14,6 +14,7 @@ from scipy import ndimage
 from gipc.data.build import build_dataset
 from gipc.cli.build_data import main
 from gipc.data.datamodule import FusionDataModule
+from gipc.data.pair_sets import FolderPairs
 from gipc.errors import DataError, OutputExistsError
 from gipc.imaging import read_image, write_image
 
@@ -81,7 +82,7 @@ def test_splits_do_not_overlap_and_train_on_the_build(photos, tmp_path: Path) ->
     assert len(names["train"]) == 4 and len(names["test"]) == 2 and names["train"].isdisjoint(names["test"])
     assert manifest["counts"] == {"train": 4, "test": 2}
     assert {i["name"] for i in manifest["images"] if i["split"] == "test"} == names["test"]
-    module = FusionDataModule(root=str(tmp_path / "out"), batch_size=2, patch_size=16, stride=8, test_fraction=0.25)
+    module = FusionDataModule(FolderPairs(root=str(tmp_path / "out"), stride=8), batch_size=2, patch_size=16)
     module.setup("fit")
     assert len(module.train_set) == 4 * (3 * 4)  # 32x40 with 16px patches every 8 px
     assert sorted(b["name"][0] for b in module.test_dataloader()) == sorted(names["test"])

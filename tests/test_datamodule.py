@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from gipc.data.datamodule import FusionDataModule
+from gipc.data.pair_sets import EmbeddedPairs, FolderPairs, SynthesizedPairs
 from gipc.errors import DataError
 from gipc.imaging import write_image
 from helpers import CONF
@@ -20,10 +21,9 @@ from helpers import CONF
 SMALL = dict(photos=("text", "page", "moon", "cell", "brick"), max_side=96, test_fraction=0.4)
 
 
-def _module(**kwargs) -> FusionDataModule:
-    options = dict(batch_size=4, patch_size=16, patches_per_epoch=60, seed=1, **SMALL)
-    options.update(kwargs)
-    module = FusionDataModule(**options)
+def _module(test_root: str | None = None, batches_per_step: int = 1, seed: int = 1, **kwargs) -> FusionDataModule:
+    source = EmbeddedPairs(**{"patches_per_epoch": 60, **SMALL, **kwargs})
+    module = FusionDataModule(source, batch_size=4, patch_size=16, seed=seed, test_root=test_root, batches_per_step=batches_per_step)
     module.setup("fit")
     return module
 
@@ -80,7 +80,7 @@ def _built_folder(root: Path) -> None:
 
 def test_built_folder_source(tmp_path: Path) -> None:
     _built_folder(tmp_path)
-    module = FusionDataModule(root=str(tmp_path), batch_size=2, patch_size=32, stride=8, test_fraction=0.25)
+    module = FusionDataModule(FolderPairs(root=str(tmp_path), stride=8), batch_size=2, patch_size=32)
     module.setup("fit")
     assert len(module.train_set) == 2 * (2 * 3)  # 40x48, 32px, stride 8: 2 rows x 3 columns
     batch = next(iter(module.train_dataloader()))
@@ -94,15 +94,28 @@ def test_built_folder_source(tmp_path: Path) -> None:
         (dict(batch_size=0), "batch_size must be an integer >= 1"),
         (dict(patch_size=40), "multiple of 16"),
         (dict(patch_size=0), "patch_size must be an integer >= 16"),
-        (dict(stride=0), "stride must be"),
         (dict(batches_per_step=0), "batches_per_step"),
-        (dict(root="/no/such/data"), "no train/ folder; build one"),
         (dict(test_root="/no/such/lytro"), "test_root /no/such/lytro does not exist"),
     ],
 )
 def test_bad_arguments_fail_in_the_constructor(kwargs: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
-        FusionDataModule(**{"batch_size": 4, "patch_size": 16, "test_fraction": 0.25, **kwargs})
+        FusionDataModule(**{"source": EmbeddedPairs(), "batch_size": 4, "patch_size": 16, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: EmbeddedPairs(stride=0), r"data\.source\.stride must be an integer >= 1, got 0"),
+        (lambda: EmbeddedPairs(val_count=0), r"data\.source\.val_count must be"),
+        (lambda: FolderPairs(root="/no/such/data"), "no train/ folder; build one"),
+        (lambda: SynthesizedPairs(synthesis={}, held_out_synthesis={}, patches_per_epoch=0), r"data\.source\.patches_per_epoch"),
+        (lambda: SynthesizedPairs(synthesis={"sigma": [2, 1]}, held_out_synthesis={}, patches_per_epoch=8), r"bad data\.source\.synthesis"),
+    ],
+)
+def test_each_source_checks_its_own_options(make, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        make()
 
 
 def test_too_few_patches_for_one_step() -> None:
@@ -112,15 +125,21 @@ def test_too_few_patches_for_one_step() -> None:
 
 def test_configs_instantiate(tmp_path: Path) -> None:
     paper = OmegaConf.load(CONF / "data" / "embedded.yaml")
-    assert (paper.batch_size, paper.patch_size, paper.test_fraction) == (32, 80, 0.25)  # Algorithm 1, section 4.1
+    assert (paper.batch_size, paper.patch_size) == (32, 80)  # Algorithm 1, section 4.1
+    assert OmegaConf.load(CONF / "data" / "source" / "embedded.yaml").test_fraction == 0.25  # 30 of 120 images
     _built_folder(tmp_path)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         default = compose("config", overrides=["logger=none"])
         module = instantiate(default.data, batches_per_step=3)
-        assert isinstance(module, FusionDataModule) and module.root is None
+        assert isinstance(module, FusionDataModule) and isinstance(module.source, EmbeddedPairs)
         assert module.batch_size * module.batches_per_step == default.data.batch_size * 3
-        folder = compose("config", overrides=["data=folder", f"data.root={tmp_path}", "logger=none"])
+        folder = compose("config", overrides=["data=folder", f"data.source.root={tmp_path}", "logger=none"])
         module = instantiate(folder.data, batches_per_step=3)
-        assert module.root == str(tmp_path) and module.patch_size == folder.data.patch_size
+        assert isinstance(module.source, FolderPairs) and module.source.root == str(tmp_path)
+        assert module.patch_size == folder.data.patch_size
+        photos = compose("config", overrides=["data=photos", "data.source.photo_dirs=[]", "logger=none"])
+        module = instantiate(photos.data)
+        assert isinstance(module.source, SynthesizedPairs) and module.num_workers == 1
+        assert list(module.source.recipe.sigma) == [1.0, 5.0]  # conf/data/source/photos.yaml
         with pytest.raises(MissingMandatoryValue):
             instantiate(compose("config", overrides=["data=folder", "logger=none"]).data)

@@ -20,16 +20,16 @@ from PIL import Image
 from gipc.color import fuse_color
 from gipc.inference import choose_path, prepare
 from gipc.metrics import fusion_metrics
-from gipc.module import GIPCGAN
+from gipc.pretrained import load_generator
 from helpers import run_gipc
 
 DATA = (
     "data.patch_size=16",
     "data.batch_size=2",
-    "data.max_side=64",
-    "data.photos=[astronaut,coffee,camera,coins,moon,cell]",
-    "data.test_fraction=0.5",  # 3 held-out images: an uneven split over 2 ranks
-    "data.val_count=3",
+    "data.source.max_side=64",
+    "data.source.photos=[astronaut,coffee,camera,coins,moon,cell]",
+    "data.source.test_fraction=0.5",  # 3 held-out images: an uneven split over 2 ranks
+    "data.source.val_count=3",
 )
 
 
@@ -67,11 +67,11 @@ def test_ddp_two_cpu_processes_train_test_and_report_once(tmp_path):
 
     # Single-process evaluation of the same weights on the same images gives the same table.
     cfg = OmegaConf.create(yaml.safe_load((run / "config.yaml").read_text()))
-    model = GIPCGAN.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    generator = load_generator(run / "checkpoints" / "last.ckpt")
     datamodule = instantiate(cfg.data, batches_per_step=cfg.model.d_steps_per_g_step + 1)
     datamodule.setup("test")
     reference: dict[str, dict[str, float]] = {}
-    fuse_y = prepare(model.generator, choose_path("cpu")).fuse_y  # the test stage's inference path
+    fuse_y = prepare(generator, choose_path("cpu")).fuse_y  # the test stage's inference path
     with torch.no_grad():
         for batch in datamodule.test_dataloader():
             scores = fusion_metrics(batch["a"], batch["b"], fuse_color(fuse_y, batch["a"], batch["b"]), batch.get("gt"))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
 from gipc.errors import NonFiniteLossError
 from gipc.module import GIPCGAN
-from gipc.pretrained import export_generator
-from helpers import Patches, paper_model, paper_weights
+from gipc.experiment import build_model
+from gipc.pretrained import SHIPPED_WEIGHTS, export_generator, load_generator, shipped_weights_exist
+from helpers import CONF, Patches, paper_model, paper_weights
+
 
 def make(d_steps: int = 2, **kw) -> GIPCGAN:
     return paper_model(generator={"width": 4}, d_steps_per_g_step=d_steps, **kw)
@@ -43,7 +46,7 @@ def test_d_steps_t_times_per_g_step_and_linear_lr_decay(tmp_path, d_steps):
     opt_g, opt_d = model.optimizers()
     adam_steps = lambda opt: {int(s["step"]) for s in opt.optimizer.state.values()}  # noqa: E731
     assert adam_steps(opt_d) == {d_steps * steps} and adam_steps(opt_g) == {steps}
-    assert (model.d_steps, model.g_steps) == (d_steps * steps, steps)
+    assert (model.progress.d_steps, model.progress.g_steps) == (d_steps * steps, steps)
     # Linear decay to 0 over the run: after half of it the rate is half the initial 1e-4, for G and D.
     assert probe.lrs[steps // 2 - 1] == pytest.approx((0.5e-4, 0.5e-4))
     assert probe.lrs[-1] == pytest.approx((0.0, 0.0))
@@ -79,7 +82,7 @@ def test_resume_continues_step_counters_and_lr_schedule(tmp_path):
     first.save_checkpoint(ckpt)
     resumed = make(2)
     trainer(tmp_path, max_epochs=2).fit(resumed, loader(3, 2, 2), ckpt_path=str(ckpt))
-    assert (resumed.g_steps, resumed.d_steps) == (6, 12)
+    assert (resumed.progress.g_steps, resumed.progress.d_steps) == (6, 12)
     opt_g, _ = resumed.optimizers()
     assert {int(s["step"]) for s in opt_g.optimizer.state.values()} == {6}
 
@@ -97,7 +100,7 @@ def test_non_finite_loss_can_skip_the_batch(tmp_path):
     with torch.no_grad():
         model.generator.decoder[-2].bias.fill_(float("nan"))
     trainer(tmp_path).fit(model, loader(2, 2, 1))
-    assert (model.d_steps, model.g_steps) == (0, 0)
+    assert (model.progress.d_steps, model.progress.g_steps) == (0, 0)
 
 
 def test_d_steps_below_one_is_rejected():
@@ -125,7 +128,7 @@ def test_content_warmup_trains_g_alone_on_whole_batches_then_the_full_objective(
     assert torch.equal(d_before[0], initial_d)  # the warm-up never touched D
     # Two warm-up G steps on all 6 patches, then per batch two D steps (no grad) and a G step on 2 each.
     assert g_batch_sizes == [6, 6, 2, 2, 2, 2, 2, 2]
-    assert (model.g_steps, model.d_steps) == (4, 4)
+    assert (model.progress.g_steps, model.progress.d_steps) == (4, 4)
 
 
 def test_content_only_ablation_never_runs_the_discriminator(tmp_path):
@@ -134,7 +137,7 @@ def test_content_only_ablation_never_runs_the_discriminator(tmp_path):
     calls: list[int] = []
     model.discriminator.register_forward_hook(lambda m, args, out: calls.append(1))
     trainer(tmp_path).fit(model, loader(3, 2, 2))
-    assert calls == [] and (model.g_steps, model.d_steps) == (3, 0)
+    assert calls == [] and (model.progress.g_steps, model.progress.d_steps) == (3, 0)
 
 
 def test_bf16_mixed_steps_run_the_networks_in_bf16_and_stay_finite(tmp_path):
@@ -149,7 +152,7 @@ def test_bf16_mixed_steps_run_the_networks_in_bf16_and_stay_finite(tmp_path):
 
     trainer(tmp_path, precision="bf16-mixed", callbacks=[Record()]).fit(model, loader(3, 2, 2))
     assert out_dtypes == {torch.bfloat16}
-    assert (model.g_steps, model.d_steps) == (3, 6)
+    assert (model.progress.g_steps, model.progress.d_steps) == (3, 6)
     assert all(torch.isfinite(torch.tensor(list(row.values()))).all() for row in logged)
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
     conv = model.generator.enc_a[1][0].weight
@@ -165,6 +168,20 @@ def test_init_generator_starts_g_from_an_exported_file_and_d_fresh(tmp_path):
     tuned = make(2, init_generator=str(exported))
     assert torch.equal(_flat(tuned.generator), _flat(source.generator))
     assert not torch.equal(_flat(tuned.discriminator), _flat(source.discriminator))
+
+
+@pytest.mark.skipif(not shipped_weights_exist(), reason="this install holds no shipped generator")
+def test_the_config_builds_the_networks_and_starts_g_from_the_shipped_weights_outside_the_module():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["model.init_generator=shipped", "model.generator.head=weights", "data.patch_size=32"])
+    model = build_model(cfg.model, seed=0)
+    shipped = load_generator(SHIPPED_WEIGHTS).state_dict()
+    last = model.generator.output_layer()
+    state = model.generator.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in shipped.items() if not k.startswith(last))
+    assert not torch.equal(state[f"{last}weight"], shipped[f"{last}weight"])  # the other head's last layer starts fresh
+    assert model.discriminator.patch_size == 32 and model.hparams["generator"]["head"] == "weights"
+    assert model.weights.lam == cfg.loss.lam  # the config's LossWeights object itself, not a dict
 
 
 def test_init_generator_of_another_shape_is_one_clear_error(tmp_path):

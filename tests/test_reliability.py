@@ -4,6 +4,7 @@ checkpoint callback's guarantees, and the pieces that make a resumed run exact (
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import signal
@@ -19,7 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from gipc.checkpointing import AtomicCheckpointIO, RunCheckpoint
-from gipc.data.datamodule import EpochShuffle, ResumableLoader
+from gipc.data.samplers import EpochShuffle, ResumableLoader
 from gipc.data.datasets import PatchDataset
 from gipc.data.scene import Scene
 from gipc.errors import ConfigError, NonFiniteLossError
@@ -33,16 +34,18 @@ TINY = [
     "test=false",
     "data.patch_size=32",
     "data.batch_size=2",
-    "data.max_side=64",
-    "data.val_count=1",
-    "data.patches_per_epoch=12",
-    "data.photos=[astronaut,camera,coffee,chelsea]",
+    "data.source.max_side=64",
+    "data.source.val_count=1",
+    "data.source.patches_per_epoch=12",
+    "data.source.photos=[astronaut,camera,coffee,chelsea]",
 ]
 
 
 def run(tmp_path: Path, *overrides: str) -> None:
+    # Another data config has another source: the embedded source's options of TINY do not apply to it.
+    tiny = [o for o in TINY if not o.startswith("data.source.")] if any(o.startswith("data=") for o in overrides) else TINY
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, f"paths.output_dir={tmp_path}", *overrides])
+        cfg = compose("config", overrides=[*tiny, f"paths.output_dir={tmp_path}", *overrides])
     run_experiment(cfg)
 
 
@@ -65,7 +68,7 @@ CASES = {
     "batch size 0": (["data.batch_size=0"], r"^bad data config: data\.batch_size must be an integer >= 1, got 0"),
     "d steps below 1": (["model.d_steps_per_g_step=0"], r"^bad model config: model\.d_steps_per_g_step must be >= 1, got 0"),
     "bad divergence action": (["model.on_nonfinite=ignore"], r"^bad model config: model\.on_nonfinite must be stop, skip or reduce_lr"),
-    "missing data dir": (["data=folder", "data.root=/nonexistent/mfi-drc"], r"^bad data config: data\.root /nonexistent/mfi-drc: no train/ folder"),
+    "missing data dir": (["data=folder", "data.source.root=/nonexistent/mfi-drc"], r"^bad data config: data\.source\.root /nonexistent/mfi-drc: no train/ folder"),
     "misspelt key added with +": (["+data.batchsize=2"], r"^bad data config: .*unexpected keyword argument 'batchsize'"),
     "nothing to resume": (["resume=true"], r"^nothing to resume: .*checkpoints/last\.ckpt does not exist"),
     "missing ckpt_path": (["ckpt_path=/nonexistent/x.ckpt"], r"^ckpt_path /nonexistent/x\.ckpt does not exist"),
@@ -252,7 +255,7 @@ def test_a_nan_batch_is_skipped_or_halves_the_learning_rates(tmp_path, monkeypat
 
     monkeypatch.setattr(gipc.module, "discriminator_loss", nan_on_second_call)
     model = fit(tmp_path, 3, RunCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2), Lr(), model=tiny_model(on_nonfinite=action))
-    assert (model.d_steps, model.g_steps, model.lr_scale) == (2, 2, scale)  # batch 1 (t = 1) dropped
+    assert (model.progress.d_steps, model.progress.g_steps, model.progress.lr_scale) == (2, 2, scale)  # batch 1 (t = 1) dropped
     assert "D loss term(s) fake_gra became non-finite at G step 1 (D step 1)" in capsys.readouterr().out
     # Linear decay over 3 batches, the skipped one included; reduce_lr scales from the next step on.
     assert Lr.lrs == pytest.approx([1e-4 * 2 / 3, 1e-4 / 3 * scale, 0.0])
@@ -306,12 +309,21 @@ def test_flipped_patches_do_not_depend_on_the_global_rng():
     assert len(set(dataset.flip_codes.tolist())) == 4
 
 
+def test_the_module_pickles_for_ddp_spawn_with_its_label_stream_and_counters():
+    model = tiny_model(seed=5)
+    torch.rand(3, generator=model.progress.label_rng)
+    model.progress.g_steps, model.progress.lr_scale = 7, 0.25
+    copy = pickle.loads(pickle.dumps(model))  # what torch.multiprocessing's spawn does, minus fd sharing
+    assert (copy.progress.g_steps, copy.progress.lr_scale) == (7, 0.25)
+    assert torch.equal(torch.rand(4, generator=copy.progress.label_rng), torch.rand(4, generator=model.progress.label_rng))
+
+
 def test_soft_label_generator_travels_in_the_checkpoint_and_loading_to_fuse_keeps_global_rngs():
     model = tiny_model(seed=3)
-    torch.rand(5, generator=model.label_rng)
+    torch.rand(5, generator=model.progress.label_rng)
     checkpoint: dict = {}
     model.on_save_checkpoint(checkpoint)
-    expected = torch.rand(5, generator=model.label_rng)
+    expected = torch.rand(5, generator=model.progress.label_rng)
 
     restored = tiny_model(seed=99)
 
@@ -322,5 +334,5 @@ def test_soft_label_generator_travels_in_the_checkpoint_and_loading_to_fuse_keep
     before = draws()
     random.seed(11), np.random.seed(11), torch.manual_seed(11)
     restored.on_load_checkpoint(checkpoint)  # no trainer: e.g. gipc-fuse loading weights
-    assert torch.equal(torch.rand(5, generator=restored.label_rng), expected)
+    assert torch.equal(torch.rand(5, generator=restored.progress.label_rng), expected)
     assert draws() == before

@@ -27,10 +27,10 @@ TINY = [
     "trainer.deterministic=true",
     "data.patch_size=32",
     "data.batch_size=2",
-    "data.max_side=64",
-    "data.val_count=1",
-    "data.patches_per_epoch=24",
-    "data.photos=[astronaut,camera,coffee,chelsea]",
+    "data.source.max_side=64",
+    "data.source.val_count=1",
+    "data.source.patches_per_epoch=24",
+    "data.source.photos=[astronaut,camera,coffee,chelsea]",
     "callbacks.model_checkpoint.every_n_train_steps=3",  # t = 2: one checkpoint per batch
 ]
 STEPS_PER_BATCH, BATCHES = 3, 8

@@ -39,16 +39,16 @@ def test_cpu_study_is_the_cpu_recipe_with_fewer_batches_and_a_shorter_warmup():
     cpu, study = flat(composed("experiment=cpu")), flat(composed("experiment=cpu_study"))
     changed = {k for k in cpu.keys() | study.keys() if cpu.get(k) != study.get(k)}
     assert changed == {
-        "task_name", "tags", "data.patches_per_epoch", "trainer.max_epochs", "callbacks.test_report.baselines",
+        "task_name", "tags", "data.source.patches_per_epoch", "trainer.max_epochs", "callbacks.test_report.baselines",
         "model.content_warmup",
     }
     cfg = composed("experiment=cpu_study")
     assert 0 < cfg.model.content_warmup < composed("experiment=cpu").model.content_warmup  # the arms differ for longer
     loaded = cfg.data.batch_size * (cfg.model.d_steps_per_g_step + 1)
-    assert cfg.data.patches_per_epoch % loaded == 0  # no patch drawn and dropped at an epoch's end
-    batches = cfg.trainer.max_epochs * cfg.data.patches_per_epoch // loaded
+    assert cfg.data.source.patches_per_epoch % loaded == 0  # no patch drawn and dropped at an epoch's end
+    batches = cfg.trainer.max_epochs * cfg.data.source.patches_per_epoch // loaded
     cpu_cfg = composed("experiment=cpu")
-    assert batches < cpu_cfg.trainer.max_epochs * cpu_cfg.data.patches_per_epoch // loaded
+    assert batches < cpu_cfg.trainer.max_epochs * cpu_cfg.data.source.patches_per_epoch // loaded
 
 
 def jobs(preset: str) -> list[dict[str, str]]:

@@ -25,7 +25,7 @@ TINY = (
     "trainer.fast_dev_run=true",
     "data.patch_size=16",
     "data.batch_size=2",
-    "data.max_side=64",
+    "data.source.max_side=64",
     "callbacks.test_report.baselines=[]",
 )
 LAMBDAS = ("l1", "l2", "l3", "l4", "l5", "l6")
@@ -91,7 +91,7 @@ def test_sweep_job_dirs_are_named_by_overrides_and_stay_short():
 
     assert job_dirname("ablation=without_int") == "ablation=without_int"
     assert job_dirname("data.test_root=/data/lytro") == "data.test_root=_data_lytro"  # never nests dirs
-    long = ",".join(f"data.photos{i}=[astronaut,coffee,camera]" for i in range(20))
+    long = ",".join(f"data.source.photos{i}=[astronaut,coffee,camera]" for i in range(20))
     short = job_dirname(long)
     assert len(short) == 150 and short != job_dirname(long + "x") and short.startswith(long[:100])
 

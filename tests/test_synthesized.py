@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gipc.data.datamodule import FreshDraws, FusionDataModule
+from gipc.data.datamodule import FusionDataModule
+from gipc.data.pair_sets import SynthesizedPairs
+from gipc.data.samplers import FreshDraws
 from gipc.data.datasets import SynthesizedPatches
 from gipc.data.photos import photo_pool
 from gipc.data.synthesis import DefocusRecipe, disk_blur, draw_pair, gaussian_blur
@@ -124,11 +126,11 @@ def test_photo_pool_reads_folders_and_names_problems(tmp_path: Path) -> None:
 
 
 def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Path) -> None:
-    module = FusionDataModule(
-        batch_size=2, patch_size=16, patches_per_epoch=8, seed=0, embedded_photos=False,
-        photo_dirs=[str(_photo_dir(tmp_path / "mine", 10))], test_fraction=0.4, val_count=2, max_side=None,
-        synthesis=SMALL, held_out_synthesis=SMALL, batches_per_step=3,
+    source = SynthesizedPairs(
+        SMALL, SMALL, patches_per_epoch=8, embedded_photos=False, photo_dirs=[str(_photo_dir(tmp_path / "mine", 10))],
+        test_fraction=0.4, val_count=2,
     )
+    module = FusionDataModule(source, batch_size=2, patch_size=16, seed=0, batches_per_step=3)
     module.setup("fit")
     val = {s.name for s in module.val_scenes}
     test = {s.name for s in module.test_scenes}
@@ -137,5 +139,7 @@ def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Pat
     assert batch["a"].shape == (6, 1, 16, 16)
     for scene in module.test_scenes:  # whole held-out photos in colour, with their ground truth
         assert scene.a.shape == scene.gt.shape == (3, 48, 56)
-    with pytest.raises(DataError, match="set both or neither"):
-        FusionDataModule(batch_size=2, patch_size=16, test_fraction=0.2, synthesis=SMALL)
+    too_many = SynthesizedPairs(SMALL, SMALL, patches_per_epoch=8, embedded_photos=False, photo_dirs=source.photo_dirs,
+                                test_fraction=0.4, val_count=4)
+    with pytest.raises(DataError, match="4 held-out photos cannot give 4 for validation and some for test"):
+        FusionDataModule(too_many, batch_size=2, patch_size=16).setup("fit")

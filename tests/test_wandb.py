@@ -59,7 +59,7 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
     run_gipc(
         tmp_path, "ablation=without_int", "loss.ratio=0.2", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
         "trainer.limit_val_batches=2", "trainer.limit_test_batches=1", "trainer.log_every_n_steps=1",
-        "data.patch_size=16", "data.batch_size=2", "data.max_side=64", "data.val_count=2",
+        "data.patch_size=16", "data.batch_size=2", "data.source.max_side=64", "data.source.val_count=2",
         "callbacks.test_report.baselines=[]", "callbacks.test_report.shipped=false",  # one row: the model's
     )
     (run_dir,) = (tmp_path / "outputs" / "quick" / "runs").iterdir()

@@ -221,7 +221,7 @@ class SynthesizedPatches(Dataset):
         self, photos: Sequence[torch.Tensor], patch_size: int, recipe: DefocusRecipe, length: int, seed: int, flips: bool = True
     ) -> None:
         if length < 1:
-            raise DataError(f"data.patches_per_epoch must be >= 1 for synthesized patches, got {length}")
+            raise DataError(f"data.source.patches_per_epoch must be >= 1 for synthesized patches, got {length}")
         side = patch_size + 2 * recipe.margin
         for photo in photos:
             if min(photo.shape[-2:]) < side:

@@ -28,12 +28,12 @@ def photo_pool(embedded: bool, folders: Sequence[str | Path], max_side: int | No
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise DataError(
-                f"data.photo_dirs: {folder} does not exist or is not a folder; "
-                "pass folders of all-in-focus photos, or data.photo_dirs=[] for the embedded photos only"
+                f"data.source.photo_dirs: {folder} does not exist or is not a folder; "
+                "pass folders of all-in-focus photos, or data.source.photo_dirs=[] for the embedded photos only"
             )
         files = image_files(folder)
         if not files:
-            raise DataError(f"data.photo_dirs: {folder} holds no images")
+            raise DataError(f"data.source.photo_dirs: {folder} holds no images")
         for path in files:
             if path.stem in pool:
                 raise DataError(f"photo name {path.stem!r} of {path} is already in the pool; rename one of them")
@@ -43,6 +43,6 @@ def photo_pool(embedded: bool, folders: Sequence[str | Path], max_side: int | No
                 raise DataError(str(err)) from None
             pool[path.stem] = fit_longest_side(pixels.float(), max_side).contiguous()
     if not pool:
-        raise DataError("the photo pool is empty: set data.embedded_photos=true or give data.photo_dirs")
+        raise DataError("the photo pool is empty: set data.source.embedded_photos=true or give data.source.photo_dirs")
     return pool
 

@@ -43,6 +43,8 @@ class Generator(nn.Module):
         if head not in HEADS:
             raise ConfigError(f"model.generator.head must be one of {', '.join(HEADS)}, got {head!r}")
         self.head = head
+        self.settings = {"width": width, "encoder_blocks": encoder_blocks, "slope": slope, "head": head}
+        """The constructor's arguments, saved beside the weights so that a file rebuilds this network."""
         # Block k of a path sees its own k-1 earlier outputs plus the other path's latest one.
         in_channels = [1] + [width * (k + 1) for k in range(1, encoder_blocks)]
         self.enc_a = nn.ModuleList(conv_block(c, width, slope=slope) for c in in_channels)

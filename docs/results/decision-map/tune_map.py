@@ -4,7 +4,7 @@
 
 Tuning sets, none of them Lytro (which is never read here):
 - ``synthetic``: the shipped model's three validation photos (its recipe, ``experiment=cpu_finetune
-  'data.photo_dirs=[../shared/data/photos/kodak]'``, seed 42: astronaut, kodim01, kodim06; never
+  'data.source.photo_dirs=[../shared/data/photos/kodak]'``, seed 42: astronaut, kodim01, kodim06; never
   trained on and never the test photos), each synthesized by equations 18-19 with the held-out recipe, 3 seeds x (Gaussian,
   pillbox) defocus = 18 pairs with ground truth;
 - ``layered``: the same photos with hard object-like maps (region competition, the MFI-DRC
@@ -35,7 +35,6 @@ from gipc.configs import CONF_DIR
 from gipc.data.datamodule import FusionDataModule
 from gipc.data.datasets import PairFolder
 from gipc.data.decision_maps import make_map
-from gipc.data.photos import photo_pool
 from gipc.data.scene import Scene, held_out_scene, scene_generator
 from gipc.data.synthesis import DefocusRecipe, defocus_spread, disk_blur, gaussian_blur, uniform
 from gipc.decision import MapSettings
@@ -61,7 +60,7 @@ def layered_scene(name: str, image: torch.Tensor, recipe: DefocusRecipe, map_sou
 def shipped_recipe_data() -> FusionDataModule:
     """The data module of the shipped model's recipe, set up: its photos, split and held-out recipe."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=cpu_finetune", f"data.photo_dirs=[{KODAK}]"])
+        cfg = compose("config", overrides=["experiment=cpu_finetune", f"data.source.photo_dirs=[{KODAK}]"])
     data: FusionDataModule = instantiate(cfg.data, batches_per_step=cfg.model.d_steps_per_g_step + 1)
     data.setup("fit")
     return data
@@ -69,8 +68,7 @@ def shipped_recipe_data() -> FusionDataModule:
 
 def tuning_sets() -> dict[str, list[Scene]]:
     data = shipped_recipe_data()
-    pool = photo_pool(data.embedded_photos, data.photo_dirs, data.embedded_options["max_side"])
-    recipe = data.recipes[1]
+    pool, recipe = data.source.pool(), data.source.held_out_recipe
     return {
         "synthetic": [
             held_out_scene(scene.name, pool[scene.name], replace(recipe, disk=disk), seed)

@@ -1,0 +1,48 @@
+"""Run dirs made before ``data.source`` still rebuild their data: the flat data config is upgraded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from gipc.data.pair_sets import EmbeddedPairs, SynthesizedPairs
+from gipc.rundir import run_datamodule, upgrade_data_config
+from helpers import REPO, run_dir_with_checkpoints
+
+
+def test_a_committed_study_config_upgrades_to_its_synthesized_source() -> None:
+    old = yaml.safe_load((REPO / "docs" / "results" / "ablation-cpu" / "seed1-none" / "config.yaml").read_text())["data"]
+    assert "source" not in old and old["synthesis"] is not None  # the flat layout the studies were run with
+    new = upgrade_data_config(old)
+    assert set(new) == {"_target_", "batch_size", "patch_size", "num_workers", "seed", "test_root", "source"}
+    source = instantiate(new["source"])  # no photo is read until split()
+    assert isinstance(source, SynthesizedPairs)
+    assert (source.photo_dirs, source.val_count, source.patches_per_epoch) == (tuple(old["photo_dirs"]), old["val_count"], old["patches_per_epoch"])
+    assert list(source.held_out_recipe.sigma) == old["held_out_synthesis"]["sigma"]
+
+
+def test_flat_embedded_and_folder_configs_pick_their_source() -> None:
+    embedded = upgrade_data_config({"batch_size": 2, "sigma": 3.0, "root": None, "synthesis": None, "photo_dirs": []})
+    assert embedded["source"] == {"_target_": "gipc.data.pair_sets.EmbeddedPairs", "sigma": 3.0}
+    assert instantiate(embedded["source"]) == EmbeddedPairs(sigma=3.0)
+    folder = upgrade_data_config({"root": "built", "stride": 8, "sigma": 2.0, "synthesis": None})
+    assert folder["source"] == {"_target_": "gipc.data.pair_sets.FolderPairs", "root": "built", "stride": 8}
+    assert upgrade_data_config(embedded) is embedded
+
+
+def test_an_old_run_dir_rebuilds_the_same_pairs_as_a_new_one(tmp_path: Path) -> None:
+    run = run_dir_with_checkpoints(tmp_path)
+    new = run_datamodule(run)
+    data = OmegaConf.to_container(OmegaConf.load(run / "config.yaml").data)
+    flat = {k: v for k, v in data.items() if k != "source"} | {k: v for k, v in data["source"].items() if k != "_target_"}
+    old_run = tmp_path / "old"
+    old_run.mkdir()
+    OmegaConf.save(OmegaConf.create({"data": flat}), old_run / "config.yaml")
+    old = run_datamodule(old_run)
+    assert [s.name for s in old.val_scenes] == [s.name for s in new.val_scenes]
+    assert all(torch.equal(a.a, b.a) for a, b in zip(old.val_scenes, new.val_scenes))
+    assert torch.equal(old.train_set[3]["a"], new.train_set[3]["a"])
