@@ -1,9 +1,10 @@
 """Checkpoint selection: score a run's checkpoints on held-out data and pick one, never on the test
 set (the ``gipc-select`` command is :mod:`gipc.cli.select`).
 
-Each checkpoint of ``<run>/checkpoints`` fuses the run's validation pairs (the held-out synthetic
-pairs its data config builds, with ground truth: PSNR, SSIM) and every pair folder given with
-``--pairs`` (real pairs without ground truth: Q^AB/F). The pick is the best mean rank over the two
+Each checkpoint of ``<run>/checkpoints`` fuses, under the fusion rule its weights will ship with
+(``conf/fusion/default.yaml``'s unless told otherwise), the run's validation pairs (the held-out
+synthetic pairs its data config builds, with ground truth: PSNR, SSIM) and every pair folder given
+with ``--pairs`` (real pairs without ground truth: Q^AB/F). The pick is the best mean rank over the two
 columns, val PSNR and pairs Q^AB/F, so neither a blurry-but-safe nor a sharp-but-wrong model wins
 alone. ``selection.md`` in the run dir records the table and the pick.
 """
@@ -17,8 +18,7 @@ import torch
 
 from gipc.data.scene import Scene
 from gipc.evaluate import evaluate_pairs
-from gipc.fuse import fuse_images
-from gipc.inference import choose_path, network_fuser
+from gipc.inference import choose_path, prepare
 from gipc.models.batchnorm import recalibrate_batchnorm
 from gipc.pretrained import load_generator
 from gipc.report import summarize
@@ -29,15 +29,15 @@ Inputs = tuple[torch.Tensor, torch.Tensor]
 RANKED = ("val_PSNR", "pairs_QABF")
 
 
-def fuser_of(checkpoint: Path, calibration: Sequence[Inputs] = ()) -> Callable[[Scene], torch.Tensor]:
+def fuser_of(checkpoint: Path, calibration: Sequence[Inputs] = (), rule: str | None = None) -> Callable[[Scene], torch.Tensor]:
     """A method for :func:`gipc.evaluate.evaluate_pairs`: the checkpoint's generator on the default inference
-    path, its BatchNorm statistics first re-estimated on ``calibration`` when given (as ``gipc-export
-    --recalibrate-bn`` would write it)."""
+    path under ``rule`` (None: the default rule), its BatchNorm statistics first re-estimated on
+    ``calibration`` when given (as ``gipc-export --recalibrate-bn`` would write it)."""
     generator = load_generator(checkpoint)
     if calibration:
         recalibrate_batchnorm(generator, calibration)
-    fuse_y = network_fuser(generator, choose_path("cpu"))
-    return lambda scene: fuse_images(fuse_y, [scene.a, scene.b])
+    fusion = prepare(generator, choose_path("cpu")).fusion(rule)
+    return lambda scene: fusion.fuse([scene.a, scene.b])
 
 
 def mean_ranks(rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> list[float]:
@@ -51,12 +51,13 @@ def mean_ranks(rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> l
 
 
 def score_checkpoints(
-    checkpoints: Sequence[Path], val: Sequence[Scene], pairs: Sequence[Scene], calibration: Sequence[Inputs] = ()
+    checkpoints: Sequence[Path], val: Sequence[Scene], pairs: Sequence[Scene], calibration: Sequence[Inputs] = (),
+    rule: str | None = None,
 ) -> list[dict[str, float | str]]:
-    """One row per checkpoint: mean val PSNR/SSIM, mean Q^AB/F over ``pairs``, and the mean rank."""
+    """One row per checkpoint under ``rule``: mean val PSNR/SSIM, mean Q^AB/F over ``pairs``, and the mean rank."""
     rows: list[dict[str, float | str]] = []
     for checkpoint in checkpoints:
-        method = {checkpoint.name: fuser_of(checkpoint, calibration)}
+        method = {checkpoint.name: fuser_of(checkpoint, calibration, rule)}
         val_means = summarize(evaluate_pairs(val, method), "method", ["PSNR", "SSIM"])[checkpoint.name]
         pair_means = summarize(evaluate_pairs(pairs, method), "method", ["QABF"])[checkpoint.name]
         row: dict[str, float | str] = {

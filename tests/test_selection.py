@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from gipc.imaging import write_image
-from gipc.selection import mean_ranks
+from gipc.inference import choose_path, prepare
+from gipc.metrics import psnr
+from gipc.pretrained import load_generator
+from gipc.rundir import run_datamodule
+from gipc.selection import mean_ranks, score_checkpoints
 from gipc.sweep import checkpoint_step
 from gipc.cli.select import main
 
@@ -42,6 +46,19 @@ def test_select_scores_every_checkpoint_and_records_the_pick(tmp_path: Path, cap
     assert main([str(run), "--pairs", str(pairs), "--min-step", "150", "--recalibrate-bn", "2"]) == 0
     recalibrated = (run / "selection.md").read_text()
     assert recalibrated.count("step0000200") == 2 and recalibrated != stale  # scored with other BN statistics
+
+
+def test_checkpoints_are_scored_under_the_rule_they_will_ship_with(tmp_path: Path) -> None:
+    run = run_dir_with_checkpoints(tmp_path)
+    data = run_datamodule(run)
+    checkpoint = sorted((run / "checkpoints").glob("*.ckpt"))[0]
+    rows = {rule: score_checkpoints([checkpoint], data.val_scenes, data.val_scenes, rule=rule)[0] for rule in ("direct", "map")}
+    network = prepare(load_generator(checkpoint), choose_path("cpu"))
+    for rule, row in rows.items():  # the same as fusing each pair by hand under that rule
+        fused = [network.fusion(rule).fuse([s.a, s.b]) for s in data.val_scenes]
+        by_hand = sum(float(psnr(f[None], s.gt[None])) for f, s in zip(fused, data.val_scenes)) / len(fused)
+        assert row["val_PSNR"] == pytest.approx(by_hand, abs=1e-4)
+    assert rows["direct"]["val_PSNR"] != rows["map"]["val_PSNR"]
 
 
 @pytest.mark.parametrize("args, message", [

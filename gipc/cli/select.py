@@ -1,6 +1,6 @@
 """``gipc-select``: score a run's checkpoints on held-out data and pick one, never on the test set.
 
-    gipc-select outputs/cpu/runs/DATE --pairs path/to/grayscale [--min-step N] [--recalibrate-bn N]
+    gipc-select outputs/cpu/runs/DATE --pairs path/to/grayscale [--min-step N] [--recalibrate-bn N] [--rule direct|map]
 
 The scoring and the rule are :mod:`gipc.selection`; ``selection.md`` in the run dir keeps the table.
 """
@@ -14,6 +14,7 @@ from gipc.cli.common import Parser, guarded
 from gipc.data.datasets import PairFolder
 from gipc.errors import DataError
 from gipc.files import write_text
+from gipc.fusion import RULES, default_rule
 from gipc.rundir import run_datamodule, training_inputs
 from gipc.selection import score_checkpoints, table
 from gipc.sweep import checkpoint_step
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-step", type=int, default=0, help="only checkpoints at or after this global step")
     parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
                         help="score each checkpoint with BatchNorm statistics re-estimated on N training batches (as gipc-export --recalibrate-bn N)")
+    rule, _ = default_rule()
+    parser.add_argument("--rule", choices=RULES, default=rule,
+                        help=f"the fusion rule every checkpoint is scored under (default: {rule}, the rule gipc-fuse ships; direct: the paper's output)")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -43,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         data = run_datamodule(args.run_dir)
         calibration = list(training_inputs(data, args.recalibrate_bn))
         pairs = [scene for folder in args.pairs for scene in PairFolder(folder)]
-        rows = score_checkpoints(checkpoints, data.val_scenes, pairs, calibration)
+        print(f"rule {args.rule}", flush=True)
+        rows = score_checkpoints(checkpoints, data.val_scenes, pairs, calibration, args.rule)
         pick = min(rows, key=lambda row: (row["mean_rank"], -row["step"]))["checkpoint"]  # ties: the later one
         text = table(rows, str(pick))
-        write_text(args.run_dir / "selection.md", f"Checkpoints scored by `gipc-select`; picked: {pick}\n\n{text}")
+        write_text(args.run_dir / "selection.md", f"Checkpoints scored by `gipc-select` under rule {args.rule}; picked: {pick}\n\n{text}")
         print(text + f"picked: {args.run_dir / 'checkpoints' / str(pick)}")
         return 0
 
