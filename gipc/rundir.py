@@ -6,6 +6,7 @@ the exact pairs the run saw; its ``config.yaml`` holds the data config and seed 
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 
 from gipc.color import to_net
 from gipc.data.datamodule import FusionDataModule
+from gipc.data.pair_sets import EmbeddedPairs, FolderPairs, SynthesizedPairs
 from gipc.errors import DataError
 
 
@@ -24,34 +26,19 @@ def run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.resolve().parent.parent
 
 
-LOADER_KEYS = ("_target_", "batch_size", "patch_size", "num_workers", "seed", "test_root")
-"""What ``conf/data/*.yaml`` keep beside ``source``: the loading options."""
-OLD_SOURCES = {
-    "gipc.data.pair_sets.FolderPairs": ("root", "stride", "patches_per_epoch", "flips", "val_count"),
-    "gipc.data.pair_sets.SynthesizedPairs": (
-        "synthesis", "held_out_synthesis", "patches_per_epoch", "photo_dirs", "embedded_photos", "max_side",
-        "test_fraction", "val_count", "flips",
-    ),
-    "gipc.data.pair_sets.EmbeddedPairs": (
-        "test_fraction", "sigma", "soft", "max_side", "map_source", "photos", "stride", "patches_per_epoch", "flips", "val_count",
-    ),
-}
-"""Each source and the keys it took from the flat ``data`` config of runs made before ``data.source``."""
+def _arguments(cls: type) -> tuple[str, ...]:
+    return tuple(inspect.signature(cls).parameters)
 
 
 def upgrade_data_config(data: dict[str, Any]) -> dict[str, Any]:
     """A run's ``data`` config in today's layout: a flat one (runs made before ``data.source``, e.g. the
-    committed studies) has its source's keys moved under ``source`` and the keys no source of its kind
-    took dropped; a current one comes back as it is."""
+    committed studies) has the keys its source takes moved under ``source`` and the keys no source of
+    its kind took dropped; a current one comes back as it is."""
     if "source" in data:
         return data
-    kind = (
-        "gipc.data.pair_sets.FolderPairs" if data.get("root") is not None
-        else "gipc.data.pair_sets.SynthesizedPairs" if data.get("synthesis") is not None
-        else "gipc.data.pair_sets.EmbeddedPairs"
-    )
-    source = {"_target_": kind, **{k: data[k] for k in OLD_SOURCES[kind] if k in data}}
-    return {**{k: data[k] for k in LOADER_KEYS if k in data}, "source": source}
+    kind = FolderPairs if data.get("root") is not None else SynthesizedPairs if data.get("synthesis") is not None else EmbeddedPairs
+    source = {"_target_": f"{kind.__module__}.{kind.__qualname__}", **{k: data[k] for k in _arguments(kind) if k in data}}
+    return {k: data[k] for k in ("_target_", *_arguments(FusionDataModule)) if k in data} | {"source": source}
 
 
 def run_datamodule(run_dir: Path) -> FusionDataModule:

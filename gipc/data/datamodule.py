@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gipc.data.datasets import PairFolder, SynthesizedPatches, WholeImageDataset
-from gipc.data.pair_sets import PairSet, Split
+from gipc.data.pair_sets import PairSet, Split, at_least
 from gipc.data.samplers import EpochShuffle, FreshDraws, ResumableLoader
 from gipc.data.scene import Scene
 from gipc.errors import DataError
@@ -50,8 +50,7 @@ class FusionDataModule(L.LightningDataModule):
             ("patch_size", patch_size, DISCRIMINATOR_STRIDE),
             ("num_workers", num_workers, 0),
         ):
-            if not isinstance(value, int) or value < low:
-                raise DataError(f"data.{name} must be an integer >= {low}, got {value!r}")
+            at_least(f"data.{name}", value, low)
         if patch_size % DISCRIMINATOR_STRIDE:
             raise DataError(f"data.patch_size must be a multiple of {DISCRIMINATOR_STRIDE} (the discriminator's down-sampling), got {patch_size}")
         if test_root is not None and not Path(test_root).is_dir():

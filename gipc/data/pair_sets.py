@@ -41,9 +41,10 @@ class PairSet(Protocol):
         """The run's pairs for ``patch_size`` patches, split and drawn with ``seed``."""
 
 
-def _at_least(name: str, value: int | None, low: int) -> None:
-    if value is not None and (not isinstance(value, int) or value < low):
-        raise DataError(f"data.source.{name} must be an integer >= {low}, got {value!r}")
+def at_least(key: str, value: int | None, low: int, optional: bool = False) -> None:
+    """The one check of the data config's counts: ``value`` an integer >= ``low`` (or None when ``optional``)."""
+    if not (optional and value is None) and (not isinstance(value, int) or value < low):
+        raise DataError(f"{key} must be an integer >= {low}, got {value!r}")
 
 
 def _first(scenes: Sequence[Scene], count: int) -> Sequence[Scene]:
@@ -61,9 +62,9 @@ class _Patches:
     val_count: int = 2
 
     def __post_init__(self) -> None:
-        _at_least("stride", self.stride, 1)
-        _at_least("patches_per_epoch", self.patches_per_epoch, 1)
-        _at_least("val_count", self.val_count, 1)
+        at_least("data.source.stride", self.stride, 1, optional=True)
+        at_least("data.source.patches_per_epoch", self.patches_per_epoch, 1, optional=True)
+        at_least("data.source.val_count", self.val_count, 1)
 
     def _split(self, train: Sequence[Scene], held_out: Sequence[Scene], patch_size: int, seed: int) -> Split:
         """Validation on the first ``val_count`` held-out images, test on all of them (as in the paper)."""
@@ -136,8 +137,8 @@ class SynthesizedPairs:
         val_count: int = 3,
         flips: bool = True,
     ) -> None:
-        _at_least("patches_per_epoch", patches_per_epoch, 1)
-        _at_least("val_count", val_count, 1)
+        at_least("data.source.patches_per_epoch", patches_per_epoch, 1)
+        at_least("data.source.val_count", val_count, 1)
         try:
             self.recipe, self.held_out_recipe = DefocusRecipe(**synthesis), DefocusRecipe(**held_out_synthesis)
         except (TypeError, ValueError) as err:
