@@ -145,7 +145,7 @@ class InferenceGenerator(nn.Module):
     def _graph(self, graph: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The network's ``forward`` or map-head ``weight`` on the path's runtime (OpenVINO: compiled at first use)."""
         if self.path.backend != "openvino":
-            return self.net if graph == "forward" else self.net.weight
+            return runtime.graph_of(self.net, graph)
         if graph not in self._compiled:
             try:
                 self._compiled[graph] = runtime.openvino_runner(self.net, graph, self.path.precision, torch.get_num_threads())

@@ -55,15 +55,20 @@ def _fingerprint(module: nn.Module, graph: str) -> str:
     return digest.hexdigest()[:24]
 
 
+def graph_of(net: nn.Module, graph: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The generator's callable named ``graph``: its ``forward`` (the fused image) or its map head's ``weight``."""
+    return net if graph == "forward" else net.weight
+
+
 class _Graph(nn.Module):
-    """One callable of the generator (its forward or its map head's ``weight``) as a module to convert."""
+    """One callable of the generator (:func:`graph_of`) as a module to convert."""
 
     def __init__(self, net: nn.Module, graph: str) -> None:
         super().__init__()
         self.net, self.graph = net, graph
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.net(a, b) if self.graph == "forward" else self.net.weight(a, b)
+        return graph_of(self.net, self.graph)(a, b)
 
 
 def _converted(net: nn.Module, graph: str):  # -> openvino.Model
