@@ -13,8 +13,9 @@ the choice and drop the repainting:
    a trained map head's weights (:func:`head_scores`);
 2. **choose**: each pixel takes the best-scoring source (:func:`choose`, one-hot weights);
 3. **clean** (consistency verification): a majority vote in a ``clean`` x ``clean`` window
-   (:func:`majority`), then regions smaller than ``min_region`` of the image join their
-   surroundings (:func:`remove_small_regions`);
+   (:func:`majority`) for the pixels whose evidence is not ``decisive`` (:func:`margin`: a thin
+   structure in focus keeps its source where the vote would erase it), then regions smaller than
+   ``min_region`` of the image join their surroundings (:func:`remove_small_regions`);
 4. **soften** (off by default): a guided filter on the fused luminance (:func:`soften`, ``radius``,
    ``eps``) lets the weights follow image edges across a boundary; pixels farther than
    ``2 * radius`` from a boundary keep weights of exactly 0 and 1;
@@ -48,6 +49,7 @@ class MapSettings:
     window: int
     focus: float
     clean: int
+    decisive: float
     min_region: float
     radius: int
     eps: float
@@ -63,6 +65,8 @@ class MapSettings:
             raise UserError(f"map min_region must be a fraction of the image in [0, 1), got {self.min_region!r}")
         if not self.focus >= 0.0:
             raise UserError(f"map focus must be a weight >= 0 (0: closeness to the fused image alone), got {self.focus!r}")
+        if not self.decisive >= 0.0:
+            raise UserError(f"map decisive must be an evidence margin >= 0 (inf: the vote decides every pixel), got {self.decisive!r}")
         if not self.eps > 0.0:
             raise UserError(f"map eps must be > 0, got {self.eps!r}")
 
@@ -129,6 +133,27 @@ def majority(onehot: torch.Tensor, size: int) -> torch.Tensor:
     return choose(box_mean(onehot, size))
 
 
+def margin(scores: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): how far the best source's score lies above the second best's.
+
+    In :func:`evidence`'s units each kind of evidence has mean magnitude 1 over the image.
+    """
+    if scores.shape[1] == 2:
+        return (scores[:, :1] - scores[:, 1:]).abs()
+    top = scores.topk(2, dim=1).values
+    return top[:, :1] - top[:, 1:]
+
+
+def consistent(scores: torch.Tensor, size: int, decisive: float) -> torch.Tensor:
+    """One-hot weights: the best source where the evidence is ``decisive`` (margin at or above it),
+    elsewhere the majority vote of a ``size`` window over the best sources (``inf``: vote everywhere)."""
+    best = choose(scores)
+    voted = majority(best, size)
+    if size <= 1 or decisive == float("inf"):
+        return voted
+    return torch.where(margin(scores) >= decisive, best, voted)
+
+
 def remove_small_regions(onehot: torch.Tensor, min_region: float) -> torch.Tensor:
     """Regions (8-connected) smaller than ``min_region`` of the image take their surroundings' source.
 
@@ -175,7 +200,7 @@ def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -
 
 def decide(scores: torch.Tensor, guide: torch.Tensor, settings: MapSettings) -> torch.Tensor:
     """Steps 2-4 of the module docstring: scores -> one-hot -> cleaned -> softened weights (B, N, H, W)."""
-    onehot = remove_small_regions(majority(choose(scores), settings.clean), settings.min_region)
+    onehot = remove_small_regions(consistent(scores, settings.clean, settings.decisive), settings.min_region)
     return soften(onehot, guide, settings.radius, settings.eps)
 
 

@@ -11,7 +11,8 @@ A :class:`Fusion` is built once (network, rule, map settings) and called per ima
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Sequence
 
@@ -79,9 +80,12 @@ class Fusion:
         if self.rule == "direct":
             return "rule direct (the network's own output)" if self.head == "image" else "rule direct (the map head's weights)"
         s = self.settings
-        source = "the map head's weights" if self.head == "weights" else f"closeness to the direct output + {s.focus:g} x focus, window {s.window}"
+        head = self.head == "weights"
+        source = "the map head's weights" if head else f"closeness to the direct output + {s.focus:g} x focus, window {s.window}"
         return (
-            f"rule map ({source}; majority {s.clean}, min region {s.min_region:g}, "
+            f"rule map ({source}; majority {s.clean}"
+            + (f" where the margin is under {s.decisive:g}" if s.decisive != math.inf and s.clean > 1 and not head else "")
+            + f", min region {s.min_region:g}, "
             + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
         )
 
@@ -103,14 +107,18 @@ class Fusion:
         return Fused(blend(images, weights).clamp(0.0, 1.0), weights)
 
     def _weighted(self, images: Sequence[torch.Tensor]) -> Fused:
-        """A weights head, in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""
+        """A weights head, in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w.
+
+        Its map is cleaned by the vote everywhere: ``decisive`` is a margin in the units of
+        :func:`gipc.decision.evidence`, which a head's weights do not have."""
+        settings = None if self.settings is None else replace(self.settings, decisive=math.inf)
         fused, weights = images[0], None
         for image in images[1:]:
             ya, yb = luma(fused), luma(image)
             w = self.net(ya, yb)
             pair = head_scores(w)
             if self.rule == "map":
-                pair = decide(pair, w * ya + (1.0 - w) * yb, self.settings)
+                pair = decide(pair, w * ya + (1.0 - w) * yb, settings)
             fused = blend([fused, image], pair).clamp(0.0, 1.0)
             weights = pair if weights is None else torch.cat([weights * pair[:, :1], pair[:, 1:]], dim=1)
         return Fused(fused, weights)

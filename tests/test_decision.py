@@ -12,7 +12,7 @@ import torch
 import kornia
 
 from gipc.decision import (
-    MapSettings, blend, box_mean, choose, closeness_scores, decide, evidence, majority, map_image, remove_small_regions, soften,
+    MapSettings, blend, box_mean, choose, closeness_scores, decide, evidence, majority, map_image, margin, remove_small_regions, soften,
 )
 from gipc.cli.fuse import main as fuse_main
 from gipc.color import split_luma
@@ -23,7 +23,7 @@ from gipc.metrics import map_accuracy, map_boundary_f
 from gipc.models import Generator
 from gipc.tiling import tiled
 
-HARD = MapSettings(window=7, focus=1.0, clean=15, min_region=0.0, radius=0, eps=0.1)
+HARD = MapSettings(window=7, focus=1.0, clean=15, decisive=float("inf"), min_region=0.0, radius=0, eps=0.1)
 
 
 def _texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -99,6 +99,29 @@ def test_clean_up_removes_an_isolated_wrong_speck() -> None:
         assert torch.equal(cleaned[..., 15:25, :], onehot[..., 15:25, :])  # the seam stays
 
 
+def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decisive() -> None:
+    """A 7 px stripe sharp in A across a field sharp in B: a 15 px vote erases it, unless decisive evidence keeps it."""
+    sharp = _texture(1, 48, 64)
+    blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
+    stripe = torch.zeros(1, 1, 48, 64)
+    stripe[..., 28:35] = 1
+    a, b = stripe * sharp + (1 - stripe) * blurred, stripe * blurred + (1 - stripe) * sharp
+    scores = evidence([a, b], sharp, HARD)
+    voted = decide(scores, sharp, HARD)
+    kept = decide(scores, sharp, replace(HARD, decisive=1.0))
+    assert voted[0, 0].sum() == 0  # the vote gave the stripe to B
+    assert kept[0, 0, :, 30:33].eq(1).all()  # decisive: the stripe's core keeps A (its edges see the field too)
+    assert torch.equal(blend([a, b], kept)[..., 30:33], a[..., 30:33])
+    assert torch.equal(kept[..., :, :24], voted[..., :, :24]) and torch.equal(kept[..., :, 40:], voted[..., :, 40:])  # the field as voted
+    assert torch.equal(decide(scores, sharp, replace(HARD, decisive=0.0)), choose(scores))  # margin 0: no vote
+
+
+def test_margin_is_the_gap_between_the_two_best_scores() -> None:
+    scores = torch.tensor([[3.0, -1.0], [1.0, 2.5], [2.0, 2.0]]).reshape(1, 3, 1, 2)  # pixel 1: 3, 1, 2; pixel 2: -1, 2.5, 2
+    torch.testing.assert_close(margin(scores), torch.tensor([1.0, 0.5]).reshape(1, 1, 1, 2))
+    torch.testing.assert_close(margin(scores[:, :2]), torch.tensor([2.0, 3.5]).reshape(1, 1, 1, 2))
+
+
 def test_soften_changes_only_pixels_near_a_boundary() -> None:
     a, b, sharp = _halves(channels=1)
     onehot = choose(closeness_scores([a, b], sharp, 7))
@@ -146,6 +169,19 @@ def test_weights_head_blends_the_sources_and_starts_from_an_image_generator() ->
         Generator(width=4).weight(a, b)
 
 
+def test_a_map_heads_weights_are_voted_on_everywhere() -> None:
+    """``decisive`` is a margin in evidence units; a head's weights (here noise around 0.5 with a
+    confident speck) are cleaned by the vote alone, whatever it says."""
+    w = 0.5 + 0.02 * torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    w[..., 10:13, 10:13] = 0.0  # a confident 3x3 speck for B inside a field that leans to A
+    w[..., :, :] += 0.03
+    a, b = torch.ones(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    head = lambda ya, yb: w  # noqa: E731
+    kept = Fusion(head, "map", replace(HARD, clean=7, decisive=0.0), head="weights")([a, b])
+    voted = Fusion(head, "map", replace(HARD, clean=7), head="weights")([a, b])
+    assert torch.equal(kept.weights, voted.weights) and kept.weights[0, 0, 10:13, 10:13].eq(1).all()
+
+
 def test_map_scores_against_a_hand_made_true_map() -> None:
     true = torch.zeros(1, 1, 20, 40)
     true[..., :20] = 1
@@ -160,7 +196,7 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 
 
 def test_bad_map_settings_are_refused() -> None:
-    for bad in ({"window": 4}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}):
+    for bad in ({"window": 4}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}):
         with pytest.raises(ValueError, match="map"):
             replace(HARD, **bad)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from gipc.data.decision_maps import disparity, from_file, make_map, region_competition
+from gipc.data.decision_maps import bars, blobs, disparity, from_file, make_map, region_competition
 from gipc.data.embedded import CATALOGUE, embedded_set, load_photo
 from gipc.data.scene import scene_generator, split_names, synthesize_scene
 from gipc.data.synthesis import blur_kernel_size, defocus_spread, disk_blur, disk_kernel, gaussian_blur, random_blobs, soften, synthesize_pair
@@ -133,6 +133,20 @@ def test_random_blobs_area_binary_and_seeded() -> None:
     assert torch.equal(first, again) and not torch.equal(first, other)
     _, components = ndimage.label(first[0].numpy())
     assert components <= 20  # smooth blobs, not salt-and-pepper noise
+
+
+def test_bars_add_thin_straight_bars_to_the_seeds_blobs() -> None:
+    image = torch.zeros(3, 120, 160)
+    one = bars(image, torch.Generator().manual_seed(3), count=(1, 1), width=5, blob_size=40, fraction=0.25)
+    blob_part = blobs(image, torch.Generator().manual_seed(3), blob_size=40, fraction=0.25)  # the same first draws
+    assert set(one.unique().tolist()) <= {0.0, 1.0} and torch.equal(one, bars(image, torch.Generator().manual_seed(3), count=(1, 1), blob_size=40))
+    extra = (one > blob_part)[0].numpy()
+    assert extra.sum() > 5 * 20  # a bar of at least 20 px outside the blobs (seed 3)
+    yy, xx = np.mgrid[-3:4, -3:4]
+    assert not ndimage.binary_opening(extra, xx**2 + yy**2 <= 9).any()  # nothing 7 px wide: a bar, not a blob
+    assert ndimage.binary_opening(extra, np.ones((3, 3), bool)).sum() > 0.5 * extra.sum()  # but wider than a line
+    more = bars(image, torch.Generator().manual_seed(3), count=(6, 6), blob_size=40)
+    assert torch.all(more >= blob_part) and more.sum() > one.sum()
 
 
 def _disc(inverted: bool) -> tuple[torch.Tensor, torch.Tensor]:

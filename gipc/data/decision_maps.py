@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from skimage.draw import line as skimage_line
 from skimage.segmentation import morphological_chan_vese
 
 from gipc.color import split_luma
@@ -119,6 +120,33 @@ def blobs(image: torch.Tensor, generator: torch.Generator, blob_size: int = 64, 
     return random_blobs(image.shape[-2], image.shape[-1], generator, blob_size=blob_size, fraction=fraction)
 
 
+def bars(
+    image: torch.Tensor,
+    generator: torch.Generator,
+    count: tuple[int, int] = (6, 12),
+    width: int = 5,
+    blob_size: int = 160,
+    fraction: float = 0.25,
+) -> torch.Tensor:
+    """Random blobs plus ``count`` straight bars ``width`` pixels wide across the image.
+
+    Thin in-focus structures (twigs, wires, a fence) in front of a far background: what blob and
+    region maps never hold and a decision map's clean-up is most tempted to erase. Inverted
+    (``1 - map``), the far layer shows through thin gaps.
+    """
+    height, width_px = image.shape[-2:]
+    mask = random_blobs(height, width_px, generator, blob_size=blob_size, fraction=fraction)[0].numpy() > 0.5
+    lines = np.zeros_like(mask)
+    for _ in range(int(torch.randint(count[0], count[1] + 1, (), generator=generator))):
+        y0, x0, y1, x1 = (torch.rand(4, generator=generator) * torch.tensor([height - 1, width_px - 1] * 2)).round().long().tolist()
+        rows, cols = skimage_line(y0, x0, y1, x1)
+        lines[rows, cols] = True
+    radius = width // 2
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    lines = ndimage.binary_dilation(lines, xx**2 + yy**2 <= radius**2) if radius else lines
+    return torch.from_numpy(mask | lines).float()[None]
+
+
 def from_file(
     image: torch.Tensor,
     generator: torch.Generator | None = None,
@@ -146,6 +174,7 @@ SOURCES: dict[str, Callable[..., torch.Tensor]] = {
     "region_competition": region_competition,
     "disparity": disparity,
     "blobs": blobs,
+    "bars": bars,
 }
 
 
