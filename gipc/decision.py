@@ -29,6 +29,7 @@ only the network is tiled (:mod:`gipc.tiling`), and a tiled run gives the same m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -149,7 +150,7 @@ def consistent(scores: torch.Tensor, size: int, decisive: float) -> torch.Tensor
     elsewhere the majority vote of a ``size`` window over the best sources (``inf``: vote everywhere)."""
     best = choose(scores)
     voted = majority(best, size)
-    if size <= 1 or decisive == float("inf"):
+    if size <= 1 or decisive == math.inf:
         return voted
     return torch.where(margin(scores) >= decisive, best, voted)
 

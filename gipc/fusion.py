@@ -75,16 +75,23 @@ class Fusion:
         if self.rule == "map" and self.settings is None:
             raise UserError("the map rule needs map settings")
 
+    @property
+    def map_settings(self) -> MapSettings | None:
+        """The settings the map is made with: a head's weights have no evidence margin (``decisive`` is
+        in the units of :func:`gipc.decision.evidence`), so its vote covers every pixel."""
+        if self.head == "weights" and self.settings is not None:
+            return replace(self.settings, decisive=math.inf)
+        return self.settings
+
     def describe(self) -> str:
         """The rule in words, for the first line of a command's output."""
         if self.rule == "direct":
             return "rule direct (the network's own output)" if self.head == "image" else "rule direct (the map head's weights)"
-        s = self.settings
-        head = self.head == "weights"
-        source = "the map head's weights" if head else f"closeness to the direct output + {s.focus:g} x focus, window {s.window}"
+        s = self.map_settings
+        source = "the map head's weights" if self.head == "weights" else f"closeness to the direct output + {s.focus:g} x focus, window {s.window}"
         return (
             f"rule map ({source}; majority {s.clean}"
-            + (f" where the margin is under {s.decisive:g}" if s.decisive != math.inf and s.clean > 1 and not head else "")
+            + (f" where the margin is under {s.decisive:g}" if s.decisive != math.inf and s.clean > 1 else "")
             + f", min region {s.min_region:g}, "
             + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
         )
@@ -107,18 +114,14 @@ class Fusion:
         return Fused(blend(images, weights).clamp(0.0, 1.0), weights)
 
     def _weighted(self, images: Sequence[torch.Tensor]) -> Fused:
-        """A weights head, in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w.
-
-        Its map is cleaned by the vote everywhere: ``decisive`` is a margin in the units of
-        :func:`gipc.decision.evidence`, which a head's weights do not have."""
-        settings = None if self.settings is None else replace(self.settings, decisive=math.inf)
+        """A weights head, in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""
         fused, weights = images[0], None
         for image in images[1:]:
             ya, yb = luma(fused), luma(image)
             w = self.net(ya, yb)
             pair = head_scores(w)
             if self.rule == "map":
-                pair = decide(pair, w * ya + (1.0 - w) * yb, settings)
+                pair = decide(pair, w * ya + (1.0 - w) * yb, self.map_settings)
             fused = blend([fused, image], pair).clamp(0.0, 1.0)
             weights = pair if weights is None else torch.cat([weights * pair[:, :1], pair[:, 1:]], dim=1)
         return Fused(fused, weights)
