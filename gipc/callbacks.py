@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +22,7 @@ from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
 from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
+from gipc.tiling import remember_last
 
 MODEL_NAME = "gipc"
 SHIPPED_NAME = "gipc-shipped"
@@ -71,10 +73,16 @@ class TestReport(L.Callback):
         networks = {MODEL_NAME: pl_module.test_network} if getattr(pl_module, "test_network", None) is not None else {}
         if self.shipped and shipped_weights_exist():
             networks[SHIPPED_NAME] = pretrained(pl_module.device)
-        # The run's own direct output comes from the module's test step; every other (network, rule) is fused here.
-        self.fusions = {name: network.fusion("direct") for name, network in networks.items() if name != MODEL_NAME}
-        if self.map_settings is not None:
-            self.fusions |= {name + MAP_SUFFIX: network.fusion("map", self.map_settings) for name, network in networks.items()}
+        # The run's own direct output comes from the module's test step; every other (network, rule) is fused
+        # here, a network's rules sharing one pass per batch.
+        self.fusions = {}
+        for name, network in networks.items():
+            direct = network.fusion("direct")
+            shared = remember_last(direct.net)
+            if name != MODEL_NAME:
+                self.fusions[name] = replace(direct, net=shared)
+            if self.map_settings is not None:
+                self.fusions[name + MAP_SUFFIX] = replace(network.fusion("map", self.map_settings), net=shared)
 
     @torch.inference_mode()
     def on_test_batch_end(
@@ -101,7 +109,7 @@ class TestReport(L.Callback):
         self.rows += score_batch(names, a, b, fused, gt, maps, true_map)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        rows = self.rows
+        rows, self.fusions = self.rows, {}  # the fusions hold their last batch
         if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
             gathered: list[list[dict[str, Any]]] = [[] for _ in range(trainer.world_size)]
             dist.all_gather_object(gathered, rows)

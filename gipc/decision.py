@@ -8,7 +8,7 @@ the choice and drop the repainting:
 1. **scores**: how well each source explains the fused image near each pixel
    (:func:`closeness_scores`: minus the local mean squared difference in a ``window``), plus
    ``focus`` times the source's own focus evidence (:func:`focus_scores`: the sum-modified-Laplacian
-   in the same window, the best spatial focus measure in Huang & Jing 2007), each divided by its
+   in a ``focus_window``, the best spatial focus measure in Huang & Jing 2007), each divided by its
    mean magnitude over the image so that ``focus`` is a unit-free balance (:func:`evidence`); or
    a trained map head's weights (:func:`head_scores`);
 2. **choose**: each pixel takes the best-scoring source (:func:`choose`, one-hot weights);
@@ -49,6 +49,7 @@ class MapSettings:
 
     window: int
     focus: float
+    focus_window: int
     clean: int
     decisive: float
     min_region: float
@@ -56,7 +57,7 @@ class MapSettings:
     eps: float
 
     def __post_init__(self) -> None:
-        for name in ("window", "clean"):
+        for name in ("window", "focus_window", "clean"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1 or value % 2 == 0:
                 raise UserError(f"map {name} must be an odd number of pixels >= 1, got {value!r}")
@@ -102,10 +103,13 @@ def _unit(scores: torch.Tensor) -> torch.Tensor:
 
 
 def evidence(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> torch.Tensor:
-    """(B, N, H, W): closeness to the fused image plus ``settings.focus`` times the sources' own focus, both unit-free."""
+    """(B, N, H, W): closeness to the fused image plus ``settings.focus`` times the sources' own focus, both unit-free.
+
+    The windows differ: closeness to a fused image is evidence at any scale and a small window puts
+    boundaries where they are; a focus measure needs a wider one to see detail in low-texture areas."""
     scores = _unit(closeness_scores(sources, fused, settings.window))
     if settings.focus:
-        scores += settings.focus * _unit(focus_scores(sources, settings.window))
+        scores += settings.focus * _unit(focus_scores(sources, settings.focus_window))
     return scores
 
 
@@ -149,8 +153,10 @@ def consistent(scores: torch.Tensor, size: int, decisive: float) -> torch.Tensor
     """One-hot weights: the best source where the evidence is ``decisive`` (margin at or above it),
     elsewhere the majority vote of a ``size`` window over the best sources (``inf``: vote everywhere)."""
     best = choose(scores)
+    if size <= 1 or decisive == 0.0:  # every margin is >= 0: every pixel is decisive
+        return best
     voted = majority(best, size)
-    if size <= 1 or decisive == math.inf:
+    if decisive == math.inf:
         return voted
     return torch.where(margin(scores) >= decisive, best, voted)
 

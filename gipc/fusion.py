@@ -88,7 +88,7 @@ class Fusion:
         if self.rule == "direct":
             return "rule direct (the network's own output)" if self.head == "image" else "rule direct (the map head's weights)"
         s = self.map_settings
-        source = "the map head's weights" if self.head == "weights" else f"closeness to the direct output + {s.focus:g} x focus, window {s.window}"
+        source = "the map head's weights" if self.head == "weights" else f"closeness to the direct output, window {s.window}, + {s.focus:g} x focus, window {s.focus_window}"
         return (
             f"rule map ({source}; majority {s.clean}"
             + (f" where the margin is under {s.decisive:g}" if s.decisive != math.inf and s.clean > 1 else "")

@@ -78,6 +78,23 @@ def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:
     return fuse_tiled
 
 
+def remember_last(fuse: Fuser) -> Fuser:
+    """Wrap ``fuse`` so that a call with the same inputs as the one before returns its output again.
+
+    A test report fuses each batch under the direct and the map rule; both feed the network the
+    same luminance (:func:`gipc.fusion.luma` is the colour split's Y bit for bit), so the network
+    runs once. Only the last call is kept, and an equality check costs far less than a network pass.
+    """
+    last: list[torch.Tensor] = []
+
+    def fuse_once(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if not (last and torch.equal(last[0], a) and torch.equal(last[1], b)):
+            last[:] = [a, b, fuse(a, b)]
+        return last[2]
+
+    return fuse_once
+
+
 def fuse_sequence(fuse: Fuser, images: list[torch.Tensor]) -> torch.Tensor:
     """Fuse a focus sequence in turn (SPEC 1.6): ``F = fuse(I1, I2)``, then ``F = fuse(F, I3)``, ..."""
     if len(images) < 2:

@@ -23,7 +23,7 @@ from gipc.metrics import map_accuracy, map_boundary_f
 from gipc.models import Generator
 from gipc.tiling import tiled
 
-HARD = MapSettings(window=7, focus=1.0, clean=15, decisive=float("inf"), min_region=0.0, radius=0, eps=0.1)
+HARD = MapSettings(window=7, focus=1.0, focus_window=7, clean=15, decisive=float("inf"), min_region=0.0, radius=0, eps=0.1)
 
 
 def _texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -116,6 +116,20 @@ def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decis
     assert torch.equal(decide(scores, sharp, replace(HARD, decisive=0.0)), choose(scores))  # margin 0: no vote
 
 
+def test_the_focus_measure_has_its_own_window() -> None:
+    """A 5 px stripe sharp in A across a field sharp in B, the fused image halfway between them (closeness
+    is blind): a 3 px focus window sees the stripe; a 21 px one, mostly the field around it, gives it to B."""
+    sharp = _texture(1, 48, 64)
+    blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
+    stripe = torch.zeros(1, 1, 48, 64)
+    stripe[..., 30:35] = 1
+    a, b = stripe * sharp + (1 - stripe) * blurred, stripe * blurred + (1 - stripe) * sharp
+    narrow = choose(evidence([a, b], (a + b) / 2, replace(HARD, window=21, focus_window=3)))
+    wide = choose(evidence([a, b], (a + b) / 2, replace(HARD, window=3, focus_window=21)))
+    assert narrow[0, 0, :, 31:34].eq(1).all() and narrow[0, 1, :, :24].eq(1).all()
+    assert wide[0, 1, :, 31:34].eq(1).all()
+
+
 def test_margin_is_the_gap_between_the_two_best_scores() -> None:
     scores = torch.tensor([[3.0, -1.0], [1.0, 2.5], [2.0, 2.0]]).reshape(1, 3, 1, 2)  # pixel 1: 3, 1, 2; pixel 2: -1, 2.5, 2
     torch.testing.assert_close(margin(scores), torch.tensor([1.0, 0.5]).reshape(1, 1, 1, 2))
@@ -195,7 +209,7 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 
 
 def test_bad_map_settings_are_refused() -> None:
-    for bad in ({"window": 4}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}):
+    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}):
         with pytest.raises(ValueError, match="map"):
             replace(HARD, **bad)
 

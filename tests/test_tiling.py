@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gipc.tiling import axis_weights, fuse_sequence, tiled
+from gipc.decision import MapSettings
+from gipc.fusion import Fusion
+from gipc.tiling import axis_weights, fuse_sequence, remember_last, tiled
 
 
 @pytest.mark.parametrize(("size", "tile", "overlap"), [(1000, 512, 64), (600, 256, 32), (100, 30, 8), (513, 512, 64), (7, 4, 1)])
@@ -95,3 +97,24 @@ def test_sequence_fuses_left_to_right() -> None:
 def test_sequence_needs_two_sources() -> None:
     with pytest.raises(ValueError, match="at least two sources"):
         fuse_sequence(lambda a, b: a, [torch.zeros(1)])
+
+
+def test_remember_last_runs_the_network_once_for_the_direct_and_map_rules() -> None:
+    """A test report's two rows of one network: same luminance in, one pass, outputs as if unshared."""
+    calls = []
+
+    def network(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.maximum(a, b)
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 16, 20, generator=g), torch.rand(1, 3, 16, 20, generator=g)
+    settings = MapSettings(window=3, focus=1.0, focus_window=3, clean=3, decisive=0.5, min_region=0.0, radius=0, eps=0.1)
+    shared = remember_last(network)
+    direct, mapped = Fusion(shared, "direct")([a, b]).image, Fusion(shared, "map", settings)([a, b]).image
+    assert len(calls) == 1
+    assert torch.equal(direct, Fusion(network, "direct")([a, b]).image)
+    assert torch.equal(mapped, Fusion(network, "map", settings)([a, b]).image)
+    calls.clear()
+    Fusion(shared, "direct")([b, a])  # other inputs: the network runs again
+    assert len(calls) == 1
