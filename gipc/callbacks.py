@@ -74,11 +74,12 @@ class TestReport(L.Callback):
         if self.shipped and shipped_weights_exist():
             networks[SHIPPED_NAME] = pretrained(pl_module.device)
         # The run's own direct output comes from the module's test step; every other (network, rule) is fused
-        # here, a network's rules sharing one pass per batch.
+        # here, a network's rules sharing one pass per batch (the run's own: the test step's).
+        own = getattr(pl_module, "test_fusion", None)
         self.fusions = {}
         for name, network in networks.items():
             direct = network.fusion("direct")
-            shared = remember_last(direct.net)
+            shared = own.net if name == MODEL_NAME and own is not None else remember_last(direct.net)
             if name != MODEL_NAME:
                 self.fusions[name] = replace(direct, net=shared)
             if self.map_settings is not None:

@@ -15,9 +15,11 @@ from torch.utils.data import DistributedSampler
 from gipc.checkpointing import TrainingProgress
 from gipc.color import fuse_color, from_net, to_net
 from gipc.errors import ConfigError, NonFiniteLossError
+from gipc.fusion import Fusion
 from gipc.inference import InferenceGenerator, choose_path, prepare
 from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
 from gipc.models import Discriminator, Generator
+from gipc.tiling import remember_last
 
 NonFiniteAction = Literal["stop", "skip", "reduce_lr"]
 
@@ -70,6 +72,7 @@ class GIPCGAN(L.LightningModule):
         self.content_weights = replace(loss, l1=0.0, l2=0.0)
         self.total_batches = 1
         self.test_network: InferenceGenerator | None = None
+        self.test_fusion: Fusion | None = None
         self.metrics = metrics
         self.progress = TrainingProgress(seed)
 
@@ -222,15 +225,20 @@ class GIPCGAN(L.LightningModule):
         # Test the weights as gipc-fuse runs them (BatchNorm folded, channels_last, bf16 where native), the
         # paper's direct rule here (the test report adds the other rules); an eval-only copy kept outside
         # the module's submodules (object.__setattr__), so training keeps BatchNorm and checkpoints stay as they are.
-        object.__setattr__(self, "test_network", prepare(self.generator, choose_path(self.device)))
-        self.print(f"test: generator on {self.test_network.path.describe()}")
+        network = prepare(self.generator, choose_path(self.device))
+        object.__setattr__(self, "test_network", network)
+        # The test report's map rule feeds the network the same pair: remember_last lets it reuse this pass.
+        direct = network.fusion("direct")
+        object.__setattr__(self, "test_fusion", replace(direct, net=remember_last(direct.net)))
+        self.print(f"test: generator on {network.path.describe()}")
 
     def on_test_end(self) -> None:
         object.__setattr__(self, "test_network", None)
+        object.__setattr__(self, "test_fusion", None)
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> dict[str, Any]:
-        if stage == "test" and self.test_network is not None:
-            fused = self.test_network.fusion("direct")([batch["a"], batch["b"]]).image
+        if stage == "test" and self.test_fusion is not None:
+            fused = self.test_fusion([batch["a"], batch["b"]]).image
         else:
             fused = fuse_color(self.fuse_y, batch["a"], batch["b"])
         real = self._real_samples(stage, batch_idx, fused.shape[0])
