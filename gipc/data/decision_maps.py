@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 from skimage.draw import line as skimage_line
+from skimage.morphology import disk
 from skimage.segmentation import morphological_chan_vese
 
 from gipc.color import split_luma
@@ -40,10 +41,8 @@ def _resize(plane: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _clean(mask: np.ndarray, radius: int, min_area: float) -> np.ndarray:
     """Opening, closing and hole filling, then drop components under ``min_area`` of the image."""
     if radius > 0:
-        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-        disk = xx**2 + yy**2 <= radius**2
-        mask = ndimage.binary_opening(mask, disk, border_value=0)
-        mask = ndimage.binary_closing(mask, disk, border_value=0)
+        mask = ndimage.binary_opening(mask, disk(radius), border_value=0)
+        mask = ndimage.binary_closing(mask, disk(radius), border_value=0)
     mask = ndimage.binary_fill_holes(mask)
     labels, count = ndimage.label(mask)
     if count:
@@ -141,9 +140,7 @@ def bars(
         y0, x0, y1, x1 = (torch.rand(4, generator=generator) * torch.tensor([height - 1, width_px - 1] * 2)).round().long().tolist()
         rows, cols = skimage_line(y0, x0, y1, x1)
         lines[rows, cols] = True
-    radius = width // 2
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    lines = ndimage.binary_dilation(lines, xx**2 + yy**2 <= radius**2) if radius else lines
+    lines = ndimage.binary_dilation(lines, disk(width // 2))  # disk(0) is one pixel: the line as drawn
     return torch.from_numpy(mask | lines).float()[None]
 
 
