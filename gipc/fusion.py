@@ -88,11 +88,21 @@ class Fusion:
         if self.rule == "direct":
             return "rule direct (the network's own output)" if self.head == "image" else "rule direct (the map head's weights)"
         s = self.map_settings
-        source = "the map head's weights" if self.head == "weights" else f"closeness to the direct output, window {s.window}, + {s.focus:g} x focus, window {s.focus_window}"
+        if self.head == "weights":
+            source = "the map head's weights"
+        else:
+            source = (
+                "closeness to the direct output"
+                + (", exposure matched" if s.match_exposure else "")
+                + (f", detail {s.detail}" if s.detail else "")
+                + f", window {s.window}, + {s.focus:g} x focus, window {s.focus_window}"
+            )
+        if s.clean <= 1 or s.decisive == 0.0:
+            vote = "no vote"
+        else:
+            vote = f"majority {s.clean}" + (f" where the margin is under {s.decisive:g}" if s.decisive != math.inf else "")
         return (
-            f"rule map ({source}; majority {s.clean}"
-            + (f" where the margin is under {s.decisive:g}" if s.decisive != math.inf and s.clean > 1 else "")
-            + f", min region {s.min_region:g}, "
+            f"rule map ({source}; {vote}, min region {s.min_region:g}, "
             + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
         )
 

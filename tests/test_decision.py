@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +12,12 @@ import torch
 import kornia
 
 from gipc.decision import (
-    MapSettings, blend, box_mean, choose, closeness_scores, decide, evidence, majority, map_image, margin, remove_small_regions, soften,
+    MapSettings, blend, box_mean, choose, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
+    remove_small_regions, soften,
 )
-from gipc.cli.fuse import main as fuse_main
+from gipc.cli.fuse import _parser as fuse_parser, main as fuse_main
 from gipc.color import split_luma
-from gipc.fusion import Fusion, luma
+from gipc.fusion import Fusion, default_rule, luma
 from gipc.imaging import read_image
 from gipc.inference import prepare
 from gipc.metrics import map_accuracy, map_boundary_f
@@ -130,6 +131,30 @@ def test_the_focus_measure_has_its_own_window() -> None:
     assert wide[0, 1, :, 31:34].eq(1).all()
 
 
+def test_a_source_at_another_exposure_still_gets_its_sharp_half() -> None:
+    """A faint texture around mid-grey, A sharp on the left, B sharp on the right and 10 % darker (taken
+    separately). Compared as it is, B's offset outweighs A's blur and A takes B's half too; with B's
+    exposure fitted to the fused image first, or with local tone removed (detail), each half goes to
+    its sharp source."""
+    sharp = 0.5 + 0.04 * (_texture(1, 48, 64) - 0.5)
+    blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
+    left = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
+    a, b = left * sharp + (1 - left) * blurred, 0.9 * (left * blurred + (1 - left) * sharp)
+    closeness = replace(HARD, focus=0.0)
+    raw = choose(evidence([a, b], sharp, closeness))
+    assert raw[0, 0, :, 39:].mean() > 0.9
+    for robust in (replace(closeness, match_exposure=True), replace(closeness, detail=9)):
+        chosen = choose(evidence([a, b], sharp, robust))
+        assert chosen[0, 0, :, :25].eq(1).all() and chosen[0, 1, :, 39:].eq(1).all()
+
+
+def test_exposure_matching_and_detail_undo_a_gain_and_an_offset() -> None:
+    x = _texture(1, 32, 40)
+    torch.testing.assert_close(match_exposure([0.8 * x + 0.05, x], x), [x, x], atol=1e-6, rtol=0)
+    torch.testing.assert_close(detail(x + 0.2, 7), detail(x, 7), atol=1e-6, rtol=0)
+    assert detail(torch.full((1, 1, 9, 9), 0.3), 5).abs().max() < 1e-6
+
+
 def test_margin_is_the_gap_between_the_two_best_scores() -> None:
     scores = torch.tensor([[3.0, -1.0], [1.0, 2.5], [2.0, 2.0]]).reshape(1, 3, 1, 2)  # pixel 1: 3, 1, 2; pixel 2: -1, 2.5, 2
     torch.testing.assert_close(margin(scores), torch.tensor([1.0, 0.5]).reshape(1, 1, 1, 2))
@@ -209,7 +234,7 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 
 
 def test_bad_map_settings_are_refused() -> None:
-    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}):
+    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}):
         with pytest.raises(ValueError, match="map"):
             replace(HARD, **bad)
 
@@ -258,6 +283,22 @@ def test_save_maps_needs_a_map_rule(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert fuse_main([str(pa), str(pb), "--out", str(tmp_path / "f.png"), "--rule", "direct", "--save-maps", str(tmp_path / "m")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == "gipc-fuse: error: --save-maps needs a rule that makes a map: add --rule map"
     assert not (tmp_path / "f.png").exists() and not (tmp_path / "m").exists()
+
+
+def test_every_map_setting_is_a_gipc_fuse_flag_and_a_switch_turns_both_ways() -> None:
+    parse = fuse_parser().parse_args
+    default = parse(["a.png", "b.png", "--out", "f.png"])
+    assert MapSettings(**{f.name: getattr(default, f.name) for f in fields(MapSettings)}) == default_rule()[1]
+    on, off = (parse(["a.png", "b.png", "--out", "f.png", flag, "--detail", "5"]) for flag in ("--match-exposure", "--no-match-exposure"))
+    assert on.match_exposure is True and off.match_exposure is False and on.detail == off.detail == 5
+
+
+def test_the_rules_description_says_what_the_map_does() -> None:
+    net = lambda ya, yb: ya  # noqa: E731
+    robust = Fusion(net, "map", replace(HARD, match_exposure=True, detail=31, decisive=1.0)).describe()
+    assert "exposure matched, detail 31, window 7" in robust and "majority 15 where the margin is under 1" in robust
+    plain = Fusion(net, "map", replace(HARD, decisive=0.0)).describe()
+    assert "exposure" not in plain and "detail" not in plain and "no vote" in plain and "majority" not in plain
 
 
 def test_decide_and_blend_are_exact_for_hard_maps() -> None:

@@ -42,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     maps = parser.add_argument_group("decision map (--rule map; defaults from conf/fusion/default.yaml)")
     for field in fields(MapSettings):
         default = getattr(settings, field.name)
-        maps.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default, help=f"default {default}")
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(default, bool):  # --match-exposure / --no-match-exposure
+            maps.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"default {default}")
+        else:
+            maps.add_argument(flag, type=type(default), default=default, help=f"default {default}")
     parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG, white = first source) into this new folder")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
