@@ -16,6 +16,7 @@ from gipc.errors import UserError
 from gipc.fusion import luma
 from gipc.imaging import read_image
 from gipc.inference import choose_path, fold_batchnorm, prepare
+from gipc.metrics import psnr
 from gipc.pretrained import shipped_generator
 
 pytestmark = pytest.mark.skipif(gipc.runtime.unavailable() is not None, reason=f"{gipc.runtime.unavailable()}")
@@ -85,8 +86,12 @@ def test_openvino_stays_within_45_db_of_the_fp32_module_and_picks_the_same_pixel
             reference = generator(ya, yb)
         assert _psnr(exact(ya, yb), reference) > 80.0  # fp32 OpenVINO: the same function to float rounding
         assert _psnr(fast(ya, yb), reference) > 45.0
-        maps = [fusion([a, b]).weights for fusion in (fast.fusion("map"), prepare(generator, choose_path("cpu", "fp32", "torch")).fusion("map"))]
-        assert (choose(maps[0]) == choose(maps[1])).float().mean() > 0.999
+        fused = [fusion([a, b]) for fusion in (fast.fusion("map"), prepare(generator, choose_path("cpu", "fp32", "torch")).fusion("map"))]
+        # The same source wherever the choice shows: where the sources differ by an 8-bit step or more
+        # (in flat areas where they are equal the choice is a coin toss that does not change the image).
+        matters = (luma(a) - luma(b)).abs()[0, 0] >= 1 / 255
+        same = (choose(fused[0].weights) == choose(fused[1].weights))[0, 0]
+        assert same[matters].float().mean() > 0.999 and psnr(fused[0].image, fused[1].image) > 60.0  # images in [0, 1]
     # Converted once per weights and graph, whole, with fp32 weights (4 bytes per parameter of the folded network).
     (xml,) = (tmp_path / "cache" / "openvino").glob("*.xml")
     folded = sum(p.numel() for p in fold_batchnorm(generator).parameters())
