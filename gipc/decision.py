@@ -50,6 +50,8 @@ class MapSettings:
     """The map's knobs (``map`` of ``conf/fusion/default.yaml``): windows in pixels, ``min_region`` a fraction of the image."""
 
     window: int
+    match_exposure: bool
+    detail: int
     focus: float
     focus_window: int
     clean: int
@@ -57,8 +59,6 @@ class MapSettings:
     min_region: float
     radius: int
     eps: float
-    detail: int = 0
-    match_exposure: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window", "focus_window", "clean"):
