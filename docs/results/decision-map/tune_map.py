@@ -28,8 +28,8 @@ only the map. The winner is the best mean rank over synthetic PSNR, layered PSNR
 exposure map accuracy and grayscale Q^AB/F (ties: grayscale Q^AB/F), a rule fixed before the grid
 was run (rounds 1-3 ranked the first two and grayscale, rounds 4-5 the first three and grayscale:
 each added set came with the round that added it), among the settings that lose at most
-``GRAYSCALE_TOLERANCE`` grayscale Q^AB/F against conf/fusion/default.yaml's: three of the four
-criteria are synthetic, so a rank alone would trade the only real pairs for synthetic PSNR (added in
+``GRAYSCALE_TOLERANCE`` grayscale Q^AB/F against conf/fusion/default.yaml's: all criteria but
+grayscale are synthetic, so a rank alone would trade the only real pairs for synthetic PSNR (added in
 the fifth round, after a one-pixel closeness window won on rank while losing 0.005 there).
 """
 
