@@ -6,9 +6,10 @@ adds on top, a slightly repainted tone and texture, costs Q^AB/F and PSNR. Decis
 the choice and drop the repainting:
 
 1. **scores**: how well each source explains the fused image near each pixel
-   (:func:`closeness_scores`: minus the local mean squared difference in a ``window``; each source
-   first fitted to the fused image's exposure, :func:`match_exposure`, and with ``detail`` both less
-   their local mean, :func:`detail`, so that a tone difference is not taken for a focus difference), plus
+   (:func:`closeness_scores`: minus the local mean squared difference in a ``window``; with
+   ``match_exposure`` each source first fitted to the fused image's exposure, :func:`match_exposure`,
+   and with ``detail`` both less their local mean, :func:`detail`, so that a tone difference is not
+   taken for a focus difference), plus
    ``focus`` times the source's own focus evidence (:func:`focus_scores`: the sum-modified-Laplacian
    in a ``focus_window``, the best spatial focus measure in Huang & Jing 2007), each divided by its
    mean magnitude over the image so that ``focus`` is a unit-free balance (:func:`evidence`); or
@@ -138,9 +139,11 @@ def evidence(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: Map
     boundaries where they are; a focus measure needs a wider one to see detail in low-texture areas.
     The closeness compares exposure-matched sources (``match_exposure``) and detail alone (``detail``)
     where the settings say so; the focus measure reads the sources as they are."""
-    compared, target = match_exposure(sources, fused) if settings.match_exposure else list(sources), fused
+    compared = match_exposure(sources, fused) if settings.match_exposure else list(sources)
+    target = fused
     if settings.detail:
-        compared, target = [detail(source, settings.detail) for source in compared], detail(fused, settings.detail)
+        compared = [detail(source, settings.detail) for source in compared]
+        target = detail(fused, settings.detail)
     scores = _unit(closeness_scores(compared, target, settings.window))
     if settings.focus:
         scores += settings.focus * _unit(focus_scores(sources, settings.focus_window))
