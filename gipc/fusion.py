@@ -77,10 +77,11 @@ class Fusion:
 
     @property
     def map_settings(self) -> MapSettings | None:
-        """The settings the map is made with: a head's weights have no evidence margin (``decisive`` is
-        in the units of :func:`gipc.decision.evidence`), so its vote covers every pixel."""
+        """The settings the map is made with: a head's weights have no evidence margin (``decisive`` and
+        ``region_margin`` are in the units of :func:`gipc.decision.evidence`), so its vote covers every
+        pixel and no small region can show it is backed: none is removed (as the head was scored)."""
         if self.head == "weights" and self.settings is not None:
-            return replace(self.settings, decisive=math.inf)
+            return replace(self.settings, decisive=math.inf, min_region=0.0)
         return self.settings
 
     def describe(self) -> str:
@@ -101,10 +102,10 @@ class Fusion:
             vote = "no vote"
         else:
             vote = f"majority {s.clean}" + (f" where the margin is under {s.decisive:g}" if s.decisive != math.inf else "")
-        return (
-            f"rule map ({source}; {vote}, min region {s.min_region:g}, "
-            + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
+        regions = f"min region {s.min_region:g}" + (
+            f" where its mean margin is under {s.region_margin:g}" if s.min_region and s.region_margin != math.inf else ""
         )
+        return f"rule map ({source}; {vote}, {regions}, " + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
 
     def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""

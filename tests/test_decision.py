@@ -24,7 +24,7 @@ from gipc.metrics import map_accuracy, map_boundary_f
 from gipc.models import Generator
 from gipc.tiling import tiled
 
-HARD = MapSettings(window=7, match_exposure=False, detail=0, focus=1.0, focus_window=7, clean=15, decisive=float("inf"), min_region=0.0, radius=0, eps=0.1)
+HARD = MapSettings(window=7, match_exposure=False, detail=0, focus=1.0, focus_window=7, clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), radius=0, eps=0.1)
 
 
 def _texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -98,6 +98,26 @@ def test_clean_up_removes_an_isolated_wrong_speck() -> None:
     for cleaned in (majority(onehot, 7), remove_small_regions(onehot, min_region=0.01)):
         assert cleaned[0, 0, 8:11, 5:8].eq(1).all()  # the speck went back to A
         assert torch.equal(cleaned[..., 15:25, :], onehot[..., 15:25, :])  # the seam stays
+
+
+def test_only_small_regions_without_evidence_join_their_surroundings_under_region_margin() -> None:
+    """A flat patch (margin 0) and a backed speck (margin 2), both under 1 % of a 40x40 map, and a speck
+    in a corner (its bounding box at the image's edge): region_margin 1 returns the flat ones to A, inf all."""
+    labels = torch.zeros(1, 40, 40, dtype=torch.long)
+    labels[:, :, 30:] = 1
+    labels[:, 8:11, 5:8] = 1  # flat patch
+    labels[:, 20:23, 5:8] = 1  # backed by its evidence
+    labels[:, :2, :2] = 1  # flat, in the corner
+    margins = torch.zeros(1, 1, 40, 40)
+    margins[..., 20:23, 5:8] = 2.0
+    onehot = torch.nn.functional.one_hot(labels, 2).movedim(-1, 1).float()
+    kept = remove_small_regions(onehot, 0.01, margins, region_margin=1.0)
+    assert kept[0, 0, 8:11, 5:8].eq(1).all() and kept[0, 0, :2, :2].eq(1).all()  # the flat ones went back to A
+    assert kept[0, 1, 20:23, 5:8].eq(1).all()  # the backed speck stays B's
+    assert torch.equal(kept[..., 25:], onehot[..., 25:])  # B's half (30 % of the map) is not small
+    every = remove_small_regions(onehot, 0.01, margins, region_margin=float("inf"))
+    assert torch.equal(every, remove_small_regions(onehot, 0.01)) and every[0, 0, 20:23, 5:8].eq(1).all()
+    assert torch.equal(remove_small_regions(onehot, 0.01, margins, region_margin=0.0), onehot)  # no mean is under 0
 
 
 def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decisive() -> None:
@@ -219,6 +239,9 @@ def test_a_map_heads_weights_are_voted_on_everywhere() -> None:
     kept = Fusion(head, "map", replace(HARD, clean=7, decisive=0.0), head="weights")([a, b])
     voted = Fusion(head, "map", replace(HARD, clean=7), head="weights")([a, b])
     assert torch.equal(kept.weights, voted.weights) and kept.weights[0, 0, 10:13, 10:13].eq(1).all()
+    # nor has it a margin to judge small regions by: without a vote, its own choice stays, speck and all
+    unvoted = Fusion(head, "map", replace(HARD, clean=1, min_region=0.01, region_margin=0.25), head="weights")([a, b])
+    assert torch.equal(unvoted.weights[:, :1], (w > 0.5).float()) and unvoted.weights[0, 1, 10:13, 10:13].eq(1).all()
 
 
 def test_map_scores_against_a_hand_made_true_map() -> None:
@@ -235,7 +258,7 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 
 
 def test_bad_map_settings_are_refused() -> None:
-    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}):
+    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}, {"region_margin": -1.0}):
         with pytest.raises(ValueError, match="map"):
             replace(HARD, **bad)
 
@@ -300,6 +323,8 @@ def test_the_rules_description_says_what_the_map_does() -> None:
     assert "exposure matched, detail 31, window 7" in robust and "majority 15 where the margin is under 1" in robust
     plain = Fusion(net, "map", replace(HARD, decisive=0.0)).describe()
     assert "exposure" not in plain and "detail" not in plain and "no vote" in plain and "majority" not in plain
+    assert "min region 0.01 where its mean margin is under 0.5," in Fusion(net, "map", replace(HARD, min_region=0.01, region_margin=0.5)).describe()
+    assert "min region 0.01," in Fusion(net, "map", replace(HARD, min_region=0.01)).describe()
 
 
 def test_decide_and_blend_are_exact_for_hard_maps() -> None:

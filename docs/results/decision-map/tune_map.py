@@ -44,6 +44,7 @@ from functools import partial, reduce
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from scipy.stats import rankdata
 
 import gipc.experiment  # noqa: F401  (registers the resolvers conf/ uses)
 from gipc.configs import CONF_DIR
@@ -141,13 +142,10 @@ def score(settings: MapSettings | None, cached: list[tuple[Scene, torch.Tensor]]
 
 
 def mean_ranks(rows: list[tuple[float, ...]]) -> list[float]:
-    """Each row's mean rank (1 = best) over its criteria, higher values better."""
-    ranks = [[0.0] * len(rows) for _ in rows[0]]
-    for c in range(len(rows[0])):
-        order = sorted(range(len(rows)), key=lambda i: -rows[i][c])
-        for rank, i in enumerate(order, start=1):
-            ranks[c][i] = rank
-    return [statistics.fmean(r[i] for r in ranks) for i in range(len(rows))]
+    """Each row's mean rank (1 = best) over its criteria, higher values better; equal values share
+    their mean rank (a setting that makes no difference, e.g. ``region_margin`` at ``min_region=0``)."""
+    ranks = [rankdata([-row[c] for row in rows], method="average") for c in range(len(rows[0]))]
+    return [statistics.fmean(float(r[i]) for r in ranks) for i in range(len(rows))]
 
 
 def parse(text: str, kind: type) -> object:
