@@ -118,6 +118,13 @@ def test_only_small_regions_without_evidence_join_their_surroundings_under_regio
     every = remove_small_regions(onehot, 0.01, margins, region_margin=float("inf"))
     assert torch.equal(every, remove_small_regions(onehot, 0.01)) and every[0, 0, 20:23, 5:8].eq(1).all()
     assert torch.equal(remove_small_regions(onehot, 0.01, margins, region_margin=0.0), onehot)  # no mean is under 0
+    # a focus sequence: a flat patch of the third source inside the second one's third goes to the second
+    labels3 = torch.zeros(1, 40, 60, dtype=torch.long)
+    labels3[:, :, 20:40], labels3[:, :, 40:] = 1, 2
+    labels3[:, 10:13, 25:28] = 2
+    three = remove_small_regions(torch.nn.functional.one_hot(labels3, 3).movedim(-1, 1).float(), 0.01, torch.zeros(1, 1, 40, 60), 1.0)
+    labels3[:, 10:13, 25:28] = 1
+    assert torch.equal(three.argmax(dim=1), labels3)
 
 
 def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decisive() -> None:
