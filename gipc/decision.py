@@ -160,8 +160,8 @@ def head_scores(weight_a: torch.Tensor) -> torch.Tensor:
     return torch.cat([weight_a, 1.0 - weight_a], dim=1)
 
 
-def choose(scores: torch.Tensor) -> torch.Tensor:
-    """One-hot weights (B, N, H, W) of the best-scoring source per pixel; ties go to the earlier source."""
+def best_source(scores: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) uint8: the index of the best-scoring source per pixel; ties go to the earlier source."""
     # A running maximum over the N channels: elementwise work only, several times faster than argmax
     # over the channel dimension, whose elements lie H * W apart in memory.
     best, index = scores[:, :1], torch.zeros_like(scores[:, :1], dtype=torch.uint8)
@@ -169,7 +169,17 @@ def choose(scores: torch.Tensor) -> torch.Tensor:
         better = scores[:, i : i + 1] > best
         best = torch.where(better, scores[:, i : i + 1], best)
         index.masked_fill_(better, i)
-    return torch.cat([index == i for i in range(scores.shape[1])], dim=1).to(scores.dtype)
+    return index
+
+
+def one_hot(index: torch.Tensor, count: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, count, H, W) weights of a (B, 1, H, W) source index."""
+    return torch.cat([index == i for i in range(count)], dim=1).to(dtype)
+
+
+def choose(scores: torch.Tensor) -> torch.Tensor:
+    """One-hot weights (B, N, H, W) of the best-scoring source per pixel; ties go to the earlier source."""
+    return one_hot(best_source(scores), scores.shape[1], scores.dtype)
 
 
 def majority(onehot: torch.Tensor, size: int) -> torch.Tensor:
@@ -191,16 +201,17 @@ def margin(scores: torch.Tensor) -> torch.Tensor:
     return top[:, :1] - top[:, 1:]
 
 
-def consistent(scores: torch.Tensor, size: int, decisive: float) -> torch.Tensor:
-    """One-hot weights: the best source where the evidence is ``decisive`` (margin at or above it),
-    elsewhere the majority vote of a ``size`` window over the best sources (``inf``: vote everywhere)."""
+def consistent(scores: torch.Tensor, margins: torch.Tensor, size: int, decisive: float) -> torch.Tensor:
+    """One-hot weights: the best source where the evidence is ``decisive`` (``margins``, :func:`margin`
+    of ``scores``, at or above it), elsewhere the majority vote of a ``size`` window over the best
+    sources (``inf``: vote everywhere)."""
     best = choose(scores)
     if size <= 1 or decisive == 0.0:  # every margin is >= 0: every pixel is decisive
         return best
     voted = majority(best, size)
     if decisive == math.inf:
         return voted
-    return torch.where(margin(scores) >= decisive, best, voted)
+    return torch.where(margins >= decisive, best, voted)
 
 
 def remove_small_regions(
@@ -219,10 +230,7 @@ def remove_small_regions(
     limit = min_region * height * width
     if limit < 1 or count < 2 or region_margin == 0.0:
         return onehot
-    index = torch.zeros_like(onehot[:, 0], dtype=torch.uint8)  # elementwise: argmax over dim 1 is 50x slower
-    for i in range(1, count):
-        index.masked_fill_(onehot[:, i] > 0, i)
-    labels = index.cpu().numpy()
+    labels = best_source(onehot)[:, 0].cpu().numpy()  # the source each pixel holds
     strengths = [None] * batch if margins is None or region_margin == math.inf else margins[:, 0].float().cpu().numpy()
     eight = np.ones((3, 3), dtype=bool)
     changed = False
@@ -248,8 +256,7 @@ def remove_small_regions(
                     changed = True
     if not changed:
         return onehot
-    index = torch.from_numpy(labels).to(onehot.device)
-    return torch.stack([index == i for i in range(count)], dim=1).to(onehot.dtype)
+    return one_hot(torch.from_numpy(labels)[:, None].to(onehot.device), count, onehot.dtype)
 
 
 def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
@@ -268,8 +275,9 @@ def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -
 
 def decide(scores: torch.Tensor, guide: torch.Tensor, settings: MapSettings) -> torch.Tensor:
     """Steps 2-4 of the module docstring: scores -> one-hot -> cleaned -> softened weights (B, N, H, W)."""
-    onehot = consistent(scores, settings.clean, settings.decisive)
-    onehot = remove_small_regions(onehot, settings.min_region, margin(scores), settings.region_margin)
+    margins = margin(scores)  # the vote and the region step judge the same evidence
+    onehot = consistent(scores, margins, settings.clean, settings.decisive)
+    onehot = remove_small_regions(onehot, settings.min_region, margins, settings.region_margin)
     return soften(onehot, guide, settings.radius, settings.eps)
 
 
