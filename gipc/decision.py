@@ -21,6 +21,9 @@ the choice and drop the repainting:
    ``min_region`` of the image whose mean margin is under ``region_margin`` join their
    surroundings (:func:`remove_small_regions`: a flat patch, where the sources agree and the
    evidence is noise, follows the object around it; a small region the evidence backs stays);
+   then each boundary moves, by up to ``seam`` px, onto the seam where the sources differ least
+   (:func:`place_seams`, a graph cut: a seam is an edge neither source has, as strong as their
+   difference there; ``seam_evidence`` prices the evidence of each pixel moved);
 4. **soften** (off by default): a guided filter on the fused luminance (:func:`soften`, ``radius``,
    ``eps``) lets the weights follow image edges across a boundary; pixels farther than
    ``2 * radius`` from a boundary keep weights of exactly 0 and 1;
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import kornia
+import maxflow
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -61,6 +65,8 @@ class MapSettings:
     decisive: float
     min_region: float
     region_margin: float
+    seam: int
+    seam_evidence: float
     radius: int
     eps: float
 
@@ -71,6 +77,10 @@ class MapSettings:
                 raise UserError(f"map {name} must be an odd number of pixels >= 1, got {value!r}")
         if not isinstance(self.detail, int) or self.detail < 0 or (self.detail and self.detail % 2 == 0):
             raise UserError(f"map detail must be 0 (compare intensities) or an odd number of pixels, got {self.detail!r}")
+        if not isinstance(self.seam, int) or self.seam < 0:
+            raise UserError(f"map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got {self.seam!r}")
+        if not self.seam_evidence >= 0.0:
+            raise UserError(f"map seam_evidence must be a weight >= 0, got {self.seam_evidence!r}")
         if not isinstance(self.radius, int) or self.radius < 0:
             raise UserError(f"map radius must be an integer >= 0 (0: hard map), got {self.radius!r}")
         if not 0.0 <= self.min_region < 1.0:
@@ -137,14 +147,23 @@ def _unit(scores: torch.Tensor) -> torch.Tensor:
     return scores.div_(scores.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny))
 
 
-def evidence(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> torch.Tensor:
+def compared_sources(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> list[torch.Tensor]:
+    """The sources as the closeness and the seams compare them: fitted to ``fused``'s exposure where
+    ``settings.match_exposure`` says so."""
+    return match_exposure(sources, fused) if settings.match_exposure else list(sources)
+
+
+def evidence(
+    sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings, compared: Sequence[torch.Tensor] | None = None
+) -> torch.Tensor:
     """(B, N, H, W): closeness to the fused image plus ``settings.focus`` times the sources' own focus, both unit-free.
 
     The windows differ: closeness to a fused image is evidence at any scale and a small window puts
     boundaries where they are; a focus measure needs a wider one to see detail in low-texture areas.
-    The closeness compares exposure-matched sources (``match_exposure``) and detail alone (``detail``)
-    where the settings say so; the focus measure reads the sources as they are."""
-    compared = match_exposure(sources, fused) if settings.match_exposure else list(sources)
+    The closeness compares exposure-matched sources (``match_exposure``; ``compared`` if the caller
+    has them, :func:`compared_sources`) and detail alone (``detail``) where the settings say so; the
+    focus measure reads the sources as they are."""
+    compared = compared_sources(sources, fused, settings) if compared is None else list(compared)
     target = fused
     if settings.detail:
         compared = [detail(source, settings.detail) for source in compared]
@@ -239,11 +258,18 @@ def remove_small_regions(
             regions, found = ndimage.label(image == source, structure=eight)
             if not found:
                 continue
-            numbers = np.arange(1, found + 1)
-            small = np.bincount(regions.ravel(), minlength=found + 1)[1:] < limit
-            if strength is not None and small.any():
-                small &= np.asarray(ndimage.mean(strength, regions, numbers)) < region_margin
-            boxes = ndimage.find_objects(regions) if small.any() else []
+            numbers, flat = np.arange(1, found + 1), regions.ravel()
+            sizes = np.bincount(flat, minlength=found + 1)[1:]
+            small = sizes < limit
+            if strength is not None and small.any():  # mean margin under region_margin (bincount: ndimage.mean takes 4x as long)
+                small &= np.bincount(flat, strength.ravel(), found + 1)[1:] < region_margin * sizes
+            if not small.any():
+                continue
+            if count == 2:  # a region of one source is bordered by the other alone: no vote to count
+                image[np.concatenate(([False], small))[regions]] = 1 - source
+                changed = True
+                continue
+            boxes = ndimage.find_objects(regions)
             for region in numbers[small]:
                 rows, cols = boxes[region - 1]
                 box = (slice(max(rows.start - 1, 0), rows.stop + 1), slice(max(cols.start - 1, 0), cols.stop + 1))
@@ -257,6 +283,106 @@ def remove_small_regions(
     if not changed:
         return onehot
     return one_hot(torch.from_numpy(labels)[:, None].to(onehot.device), count, onehot.dtype)
+
+
+SEAM_STEP = 1e-3
+"""What each pixel edge of a seam costs beyond the sources' difference there (intensities in [0, 1]):
+among seams through identical sources, the shortest."""
+_FIXED = 1e9  # a cost no labelling of the band comes near: seams cost under 1 + SEAM_STEP per pixel edge
+
+
+def place_seams(
+    onehot: torch.Tensor, sources: Sequence[torch.Tensor], margins: torch.Tensor, reach: int, evidence_weight: float
+) -> torch.Tensor:
+    """Each boundary moves, by up to ``reach`` px, onto the seam where the sources differ least.
+
+    A seam between two sources is an edge the fused image has and neither source has, as strong as
+    the sources' difference across it (Kwatra et al. 2003's seam cost): at a depth edge, the near
+    object's blur spreads over the far one in the source focused far, and the seam that avoids that
+    halo lies where it fades. The pixels within ``reach`` of a boundary take the labelling that
+    minimises the seams' cost (on the sources' luminance ``sources``, (B, 1, H, W) each) plus
+    ``evidence_weight`` times the evidence ``margins`` of each pixel that leaves its source; the
+    others stay. A graph cut, exact for a pair; for N sources one sweep of alpha-expansions
+    (Boykov et al. 2001).
+    """
+    count = onehot.shape[1]
+    if reach == 0 or count < 2:
+        return onehot
+    labels = best_source(onehot)[:, 0].cpu().numpy()  # uint8, changed in place
+    intensities = torch.cat(list(sources), dim=1).float().cpu().numpy()
+    strengths = margins[:, 0].float().cpu().numpy()
+    for image, values, strength in zip(labels, intensities, strengths):
+        free, near = _near_a_boundary(image, (reach, reach + 1))  # near: the free pixels and the fixed ones beside them
+        if not free.any():
+            continue
+        original = image.copy()
+        image[free] = 0
+        for alpha in range(1, count):
+            _expand(image, original, alpha, free, near, values, strength, evidence_weight)
+    return one_hot(torch.from_numpy(labels)[:, None].to(onehot.device), count, onehot.dtype)
+
+
+def _near_a_boundary(image: np.ndarray, reaches: tuple[int, ...]) -> list[np.ndarray]:
+    """(H, W) bool per reach: pixels within it (chessboard) of a pixel whose 4-neighbour holds another source."""
+    edge = np.zeros(image.shape, dtype=bool)
+    across, down = image[:, 1:] != image[:, :-1], image[1:, :] != image[:-1, :]
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    edge[1:, :] |= down
+    edge[:-1, :] |= down
+    return [ndimage.maximum_filter(edge, size=2 * reach - 1) if reach > 1 else edge for reach in reaches]
+
+
+def _expand(
+    labels: np.ndarray,
+    original: np.ndarray,
+    alpha: int,
+    free: np.ndarray,
+    near: np.ndarray,
+    values: np.ndarray,
+    margins: np.ndarray,
+    evidence_weight: float,
+) -> None:
+    """One alpha-expansion in place: each ``free`` pixel keeps its label or takes ``alpha``, whichever
+    labelling costs least (seams between 4-neighbours; ``evidence_weight`` times its margin where a
+    pixel leaves ``original``). The graph holds the ``near`` pixels: the free ones and the fixed
+    ones around them, which cannot take ``alpha`` unless they hold it."""
+    height, width = labels.shape
+    flat, values = labels.ravel(), values.reshape(values.shape[0], -1)
+    pixels = np.flatnonzero(near)
+    node = np.full(flat.size, -1, dtype=np.int32)  # each near pixel's node in the graph
+    node[pixels] = np.arange(pixels.size, dtype=np.int32)
+    current, lifted = flat[pixels], original.ravel()[pixels]
+    leave = evidence_weight * margins.ravel()[pixels].astype(np.float64)
+    keep = np.where(current != lifted, leave, 0.0)  # cost of x = 0 (keep)
+    take = np.where(lifted != alpha, leave, 0.0)  # cost of x = 1 (take alpha)
+    take[~free.ravel()[pixels] & (current != alpha)] = _FIXED  # a fixed pixel keeps its source
+    own, other = values[current, pixels], values[alpha, pixels]  # each node's value under its label and alpha
+    columns, rows = pixels % width, pixels // width
+    tails, heads, capacities = [], [], []
+    for step, inside in ((1, columns < width - 1), (width, rows < height - 1)):
+        head = np.where(inside, node[np.minimum(pixels + step, flat.size - 1)], -1)
+        tail = np.flatnonzero(head >= 0)  # node pairs (tail, tail + step)
+        head = head[tail]
+        lt, lh = current[tail], current[head]
+        # values across the pair: each end under its own label, the other end's and alpha
+        t_own, t_alpha, t_theirs = own[tail], other[tail], values[lh, pixels[tail]]
+        h_own, h_alpha, h_theirs = own[head], other[head], values[lt, pixels[head]]
+        a = np.where(lt != lh, (np.abs(t_own - t_theirs) + np.abs(h_theirs - h_own)) / 2 + SEAM_STEP, 0.0)  # both keep
+        b = np.where(lt != alpha, (np.abs(t_own - t_alpha) + np.abs(h_theirs - h_alpha)) / 2 + SEAM_STEP, 0.0)  # head takes alpha
+        c = np.where(alpha != lh, (np.abs(t_alpha - t_theirs) + np.abs(h_alpha - h_own)) / 2 + SEAM_STEP, 0.0)  # tail takes alpha
+        # E(x_t, x_h) = A + (C - A) x_t - C x_h + (B + C - A) (1 - x_t) x_h, submodular (the seam cost is a metric)
+        take += np.bincount(tail, c - a, pixels.size) - np.bincount(head, c, pixels.size)
+        tails.append(tail), heads.append(head), capacities.append(np.maximum(b + c - a, 0.0))
+    graph = maxflow.Graph[float]()
+    graph.add_nodes(pixels.size)
+    tails, heads = np.concatenate(tails), np.concatenate(heads)
+    graph.add_edges(tails, heads, np.concatenate(capacities), np.zeros(tails.size))
+    low = np.minimum(keep, take)
+    everyone = np.arange(pixels.size)
+    graph.add_grid_tedges(everyone, take - low, keep - low)
+    graph.maxflow()
+    flat[pixels[graph.get_grid_segments(everyone)]] = alpha
 
 
 def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
@@ -273,11 +399,18 @@ def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -
     return soft / soft.sum(dim=1, keepdim=True).clamp_min(torch.finfo(soft.dtype).tiny)
 
 
-def decide(scores: torch.Tensor, guide: torch.Tensor, settings: MapSettings) -> torch.Tensor:
-    """Steps 2-4 of the module docstring: scores -> one-hot -> cleaned -> softened weights (B, N, H, W)."""
-    margins = margin(scores)  # the vote and the region step judge the same evidence
+def decide(
+    scores: torch.Tensor, guide: torch.Tensor, settings: MapSettings, compared: Sequence[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Steps 2-4 of the module docstring: scores -> one-hot -> cleaned -> softened weights (B, N, H, W);
+    the seam step needs the sources' luminance as the evidence compared them (:func:`compared_sources`)."""
+    margins = margin(scores)  # the vote, the region and the seam step judge the same evidence
     onehot = consistent(scores, margins, settings.clean, settings.decisive)
     onehot = remove_small_regions(onehot, settings.min_region, margins, settings.region_margin)
+    if settings.seam:
+        if compared is None:
+            raise ValueError("the seam step needs the sources")
+        onehot = place_seams(onehot, compared, margins, settings.seam, settings.seam_evidence)
     return soften(onehot, guide, settings.radius, settings.eps)
 
 

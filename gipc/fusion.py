@@ -21,7 +21,7 @@ import torch
 
 from gipc.color import fuse_color
 from gipc.configs import conf_group
-from gipc.decision import MapSettings, blend, decide, evidence, head_scores
+from gipc.decision import MapSettings, blend, compared_sources, decide, evidence, head_scores
 from gipc.errors import UserError
 from gipc.tiling import Fuser, fuse_sequence
 
@@ -79,9 +79,10 @@ class Fusion:
     def map_settings(self) -> MapSettings | None:
         """The settings the map is made with: a head's weights have no evidence margin (``decisive`` and
         ``region_margin`` are in the units of :func:`gipc.decision.evidence`), so its vote covers every
-        pixel and no small region can show it is backed: none is removed (as the head was scored)."""
+        pixel, no small region can show it is backed and no seam can weigh it: none is removed and no
+        seam moves (as the head was scored)."""
         if self.head == "weights" and self.settings is not None:
-            return replace(self.settings, decisive=math.inf, min_region=0.0)
+            return replace(self.settings, decisive=math.inf, min_region=0.0, seam=0)
         return self.settings
 
     def describe(self) -> str:
@@ -105,7 +106,8 @@ class Fusion:
         regions = f"min region {s.min_region:g}" + (
             f" where its mean margin is under {s.region_margin:g}" if s.min_region and s.region_margin != math.inf else ""
         )
-        return f"rule map ({source}; {vote}, {regions}, " + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
+        seams = f", seams moved up to {s.seam} px to where the sources agree" if s.seam else ""
+        return f"rule map ({source}; {vote}, {regions}{seams}, " + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
 
     def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""
@@ -121,7 +123,8 @@ class Fusion:
         # One map over all N sources: each pixel from the source closest to the network's fused sequence.
         ys = [luma(image) for image in images]
         fused_y = reduce(self.net, ys)
-        weights = decide(evidence(ys, fused_y, self.settings), fused_y, self.settings)
+        compared = compared_sources(ys, fused_y, self.settings)
+        weights = decide(evidence(ys, fused_y, self.settings, compared), fused_y, self.settings, compared)
         return Fused(blend(images, weights).clamp(0.0, 1.0), weights)
 
     def _weighted(self, images: Sequence[torch.Tensor]) -> Fused:

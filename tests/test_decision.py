@@ -13,7 +13,7 @@ import kornia
 
 from gipc.decision import (
     MapSettings, blend, box_mean, choose, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
-    remove_small_regions, soften,
+    place_seams, remove_small_regions, soften,
 )
 from gipc.cli.fuse import _parser as fuse_parser, main as fuse_main
 from gipc.color import split_luma
@@ -24,7 +24,7 @@ from gipc.metrics import map_accuracy, map_boundary_f
 from gipc.models import Generator
 from gipc.tiling import tiled
 
-HARD = MapSettings(window=7, match_exposure=False, detail=0, focus=1.0, focus_window=7, clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), radius=0, eps=0.1)
+HARD = MapSettings(window=7, match_exposure=False, detail=0, focus=1.0, focus_window=7, clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
 
 
 def _texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -125,6 +125,42 @@ def test_only_small_regions_without_evidence_join_their_surroundings_under_regio
     three = remove_small_regions(torch.nn.functional.one_hot(labels3, 3).movedim(-1, 1).float(), 0.01, torch.zeros(1, 1, 40, 60), 1.0)
     labels3[:, 10:13, 25:28] = 1
     assert torch.equal(three.argmax(dim=1), labels3)
+
+
+def _columns(labels: list[int], height: int = 12) -> torch.Tensor:
+    """One-hot (1, N, height, W) of a map whose column x holds source ``labels[x]``."""
+    index = torch.tensor(labels).expand(1, height, len(labels))
+    return torch.nn.functional.one_hot(index, max(labels) + 1).movedim(-1, 1).float()
+
+
+def test_a_seam_moves_within_its_reach_to_where_the_sources_agree() -> None:
+    """A and B differ by 0.2 left of column 28 and agree right of it; the vote put the boundary between
+    columns 24 and 25. Crossing between two differing columns costs 0.2 per row, between 27 and 28 0.1,
+    from 28 on only the step: within reach 4 the seam goes to 28 | 29, the cheapest place nearest the
+    vote's (each pixel moved costs a little evidence); within reach 2 every place it can reach costs
+    0.2, so it stays; with evidence dearer than any saving it stays too."""
+    b = _texture(1, 12, 40)
+    a = b.clone()
+    a[..., :28] += 0.2
+    voted = _columns([0] * 25 + [1] * 15)
+    margins = torch.ones(1, 1, 12, 40)
+    assert torch.equal(place_seams(voted, [a, b], margins, 4, 0.001), _columns([0] * 29 + [1] * 11))
+    assert torch.equal(place_seams(voted, [a, b], margins, 2, 0.001), voted)
+    assert torch.equal(place_seams(voted, [a, b], margins, 4, 1.0), voted)  # 4 px x 1.0 > the 0.2 saved per row
+    assert torch.equal(place_seams(voted, [a, b], margins, 0, 0.001), voted)
+
+
+def test_seams_of_three_sources_each_move_to_where_their_two_sources_agree() -> None:
+    """Sources 0 and 1 agree from column 14 on, 1 and 2 up to column 26: the 0 | 1 boundary (11 | 12)
+    moves to 14 | 15 and the 1 | 2 boundary (29 | 30) to 25 | 26, the first places where a seam costs
+    only the step (alpha-expansion; as in the pair above)."""
+    s1 = _texture(1, 12, 40)
+    s0, s2 = s1.clone(), s1.clone()
+    s0[..., :14] += 0.2
+    s2[..., 27:] -= 0.2
+    voted = _columns([0] * 12 + [1] * 18 + [2] * 10)
+    moved = place_seams(voted, [s0, s1, s2], torch.ones(1, 1, 12, 40), 4, 0.001)
+    assert torch.equal(moved, _columns([0] * 15 + [1] * 11 + [2] * 14))
 
 
 def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decisive() -> None:
@@ -265,7 +301,7 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 
 
 def test_bad_map_settings_are_refused() -> None:
-    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}, {"region_margin": -1.0}):
+    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}, {"region_margin": -1.0}, {"seam": -1}, {"seam": 1.5}, {"seam_evidence": -0.1}):
         with pytest.raises(ValueError, match="map"):
             replace(HARD, **bad)
 
@@ -332,6 +368,8 @@ def test_the_rules_description_says_what_the_map_does() -> None:
     assert "exposure" not in plain and "detail" not in plain and "no vote" in plain and "majority" not in plain
     assert "min region 0.01 where its mean margin is under 0.5," in Fusion(net, "map", replace(HARD, min_region=0.01, region_margin=0.5)).describe()
     assert "min region 0.01," in Fusion(net, "map", replace(HARD, min_region=0.01)).describe()
+    assert "seams moved up to 2 px to where the sources agree" in Fusion(net, "map", replace(HARD, seam=2)).describe()
+    assert "seams" not in plain and "seams" not in Fusion(net, "map", replace(HARD, seam=2), head="weights").describe()
 
 
 def test_decide_and_blend_are_exact_for_hard_maps() -> None:
