@@ -2,6 +2,7 @@
 
     python benchmarks/bench_runtime.py [--pairs DIR] [--limit N] [--baseline-limit N] [--device cpu|cuda]
                                        [--threads N] [--ckpt PATH] [--memory-side 4000x3000] [--no-memory]
+                                       [--rule-repeats N]
 
 Prints, from one process on one machine:
 
@@ -16,7 +17,8 @@ Prints, from one process on one machine:
   whole Lytro set fused by the default path against the plain fp32 module;
 * what each fusion rule (:mod:`gipc.fusion`) adds to the network on the default path: the direct
   rule (colour conversion, chroma) and the map rule (decision map, clean-up, blend), seconds per
-  pair and as a fraction of the network's own time, in the same run;
+  pair and as a fraction of the network's own time, in the same run (each the median of
+  ``--rule-repeats`` runs per pair, taken in turn);
 * the end-to-end split of fusing the Lytro set as ``gipc-fuse`` does (decode, network, colour
   conversion and rule, encode) on the default path and rule, one step after the other, then the
   same folder through ``gipc-fuse``'s pipelined loop;
@@ -221,22 +223,30 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
           "first call: the warm-up pair (OpenVINO's includes converting into an empty cache and compiling)")
 
 
-def section_rules(generator: Generator, pairs: list, limit: int, device: torch.device, sync: Callable[[], None]) -> None:
-    """Network alone, then each rule around it, on the same pairs in one loop: the rules' cost as a share of the network's."""
+def section_rules(
+    generator: Generator, pairs: list, limit: int, device: torch.device, sync: Callable[[], None], repeats: int
+) -> None:
+    """Network alone, then each rule around it, on the same pairs in one loop: the rules' cost as a share of the network's.
+
+    Each pair runs all of them ``repeats`` times in turn and keeps each one's median: on a shared VM a
+    single run of a 0.25 s network can take 0.04 s more or less, as much as a rule costs."""
     ready = prepare(generator, choose_path(device, "auto"))
     rules = {rule: ready.fusion(rule) for rule in RULES}
-    print(f"\n== Fusion rules on the default path, seconds per pair (colour in, colour out), pairs 2..{limit + 1} ==")
+    print(f"\n== Fusion rules on the default path, seconds per pair (colour in, colour out), pairs 2..{limit + 1}, median of {repeats} runs each ==")
     print(f"map settings: {rules['map'].describe()}")
     spent: dict[str, list[float]] = {"network": [], **{rule: [] for rule in rules}}
     with torch.inference_mode():
         for i, (a, b) in enumerate(pairs[: limit + 1]):
             a, b = a.to(device), b.to(device)
             ya, yb = luma(a), luma(b)
-            times = {"network": timed(lambda: ready.fuse_y(ya, yb), sync)[0]}
-            times |= {rule: timed(lambda: fusion([a, b]), sync)[0] for rule, fusion in rules.items()}
+            runs: dict[str, list[float]] = {key: [] for key in spent}
+            for _ in range(repeats):
+                runs["network"].append(timed(lambda: ready.fuse_y(ya, yb), sync)[0])
+                for rule, fusion in rules.items():
+                    runs[rule].append(timed(lambda: fusion([a, b]), sync)[0])
             if i:  # pair 1 warms up
-                for key, value in times.items():
-                    spent[key].append(value)
+                for key, values in runs.items():
+                    spent[key].append(statistics.median(values))
     network = statistics.fmean(spent["network"])
     for key, values in spent.items():
         added = "" if key == "network" else f"  adds {statistics.fmean(values) - network:.3f} s = {(statistics.fmean(values) - network) / network:.1%} of the network"
@@ -326,6 +336,7 @@ def main() -> int:
     parser.add_argument("--ckpt", type=Path, help="weights to fuse with (default: the shipped model, else untrained)")
     parser.add_argument("--memory-side", default="4000x3000", help="WxH of the tiled memory probe (default %(default)s)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
+    parser.add_argument("--rule-repeats", type=int, default=3, help="runs per pair and rule in the rules' section, median kept (default %(default)s)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device here", file=sys.stderr)
@@ -353,7 +364,7 @@ def main() -> int:
     pairs, note = load_pairs(args.pairs, max(args.limit, args.baseline_limit) + 1)
     print(f"\nInputs: {note}; {source}")
     section_paths(generator, pairs, args.limit, macs, device, sync)
-    section_rules(generator, pairs, args.limit, device, sync)
+    section_rules(generator, pairs, args.limit, device, sync, args.rule_repeats)
     section_end_to_end(generator, args.pairs, device)
     if not args.no_memory:
         width, height = (int(v) for v in args.memory_side.split("x"))

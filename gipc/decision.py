@@ -206,7 +206,10 @@ def majority(onehot: torch.Tensor, size: int) -> torch.Tensor:
     sources, no ties; for a binary map this is the median filter)."""
     if size <= 1:
         return onehot
-    return choose(box_mean(onehot, size))
+    # Votes counted in whole pixels, so that the last source's, the rest, is exact: one box mean fewer.
+    area = size * size
+    votes = box_mean(onehot[:, :-1], size).mul_(area).round_()
+    return choose(torch.cat([votes, area - votes.sum(dim=1, keepdim=True)], dim=1))
 
 
 def margin(scores: torch.Tensor) -> torch.Tensor:
@@ -312,7 +315,7 @@ def place_seams(
     intensities = torch.cat(list(sources), dim=1).float().cpu().numpy()
     strengths = margins[:, 0].float().cpu().numpy()
     for image, values, strength in zip(labels, intensities, strengths):
-        free, near = _near_a_boundary(image, (reach, reach + 1))  # near: the free pixels and the fixed ones beside them
+        free, near = _bands(image, reach)
         if not free.any():
             continue
         original = image.copy()
@@ -322,15 +325,30 @@ def place_seams(
     return one_hot(torch.from_numpy(labels)[:, None].to(onehot.device), count, onehot.dtype)
 
 
-def _near_a_boundary(image: np.ndarray, reaches: tuple[int, ...]) -> list[np.ndarray]:
-    """(H, W) bool per reach: pixels within it (chessboard) of a pixel whose 4-neighbour holds another source."""
-    edge = np.zeros(image.shape, dtype=bool)
+def _bands(image: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) bool: the pixels within ``reach`` px (chessboard) of another source, and those within
+    ``reach + 1``, which add the fixed pixels around them."""
+    band = np.zeros(image.shape, dtype=bool)  # pixels with a 4-neighbour of another source: reach 1
     across, down = image[:, 1:] != image[:, :-1], image[1:, :] != image[:-1, :]
-    edge[:, 1:] |= across
-    edge[:, :-1] |= across
-    edge[1:, :] |= down
-    edge[:-1, :] |= down
-    return [ndimage.maximum_filter(edge, size=2 * reach - 1) if reach > 1 else edge for reach in reaches]
+    band[:, 1:] |= across
+    band[:, :-1] |= across
+    band[1:, :] |= down
+    band[:-1, :] |= down
+    for _ in range(reach - 1):
+        band = _grow(band)
+    return band, _grow(band)
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by one pixel, diagonals included: shifted ORs, several times faster than
+    ``ndimage.maximum_filter`` on a bool image."""
+    rows = mask.copy()
+    rows[1:] |= mask[:-1]
+    rows[:-1] |= mask[1:]
+    grown = rows.copy()
+    grown[:, 1:] |= rows[:, :-1]
+    grown[:, :-1] |= rows[:, 1:]
+    return grown
 
 
 def _expand(
