@@ -370,10 +370,10 @@ def _expand(
     pixels = np.flatnonzero(near)
     node = np.full(flat.size, -1, dtype=np.int32)  # each near pixel's node in the graph
     node[pixels] = np.arange(pixels.size, dtype=np.int32)
-    current, lifted = flat[pixels], original.ravel()[pixels]
+    current, chosen = flat[pixels], original.ravel()[pixels]  # the label now and the one the earlier steps chose
     leave = evidence_weight * margins.ravel()[pixels].astype(np.float64)
-    keep = np.where(current != lifted, leave, 0.0)  # cost of x = 0 (keep)
-    take = np.where(lifted != alpha, leave, 0.0)  # cost of x = 1 (take alpha)
+    keep = np.where(current != chosen, leave, 0.0)  # cost of x = 0 (keep)
+    take = np.where(chosen != alpha, leave, 0.0)  # cost of x = 1 (take alpha)
     take[~free.ravel()[pixels] & (current != alpha)] = _FIXED  # a fixed pixel keeps its source
     own, other = values[current, pixels], values[alpha, pixels]  # each node's value under its label and alpha
     columns, rows = pixels % width, pixels // width
