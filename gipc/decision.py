@@ -14,7 +14,7 @@ the choice and drop the repainting:
    in a ``focus_window``, the best spatial focus measure in Huang & Jing 2007), each divided by its
    mean magnitude over the image so that ``focus`` is a unit-free balance (:func:`evidence`); or
    a trained map head's weights (:func:`head_scores`);
-2. **choose**: each pixel takes the best-scoring source (:func:`choose`, one-hot weights);
+2. **choose**: each pixel takes the best-scoring source (:func:`best_source`, a label image);
 3. **clean** (consistency verification): a majority vote in a ``clean`` x ``clean`` window
    (:func:`majority`) for the pixels whose evidence is not ``decisive`` (:func:`margin`: a thin
    structure in focus keeps its source where the vote would erase it), then regions smaller than
@@ -196,20 +196,16 @@ def one_hot(index: torch.Tensor, count: int, dtype: torch.dtype) -> torch.Tensor
     return torch.cat([index == i for i in range(count)], dim=1).to(dtype)
 
 
-def choose(scores: torch.Tensor) -> torch.Tensor:
-    """One-hot weights (B, N, H, W) of the best-scoring source per pixel; ties go to the earlier source."""
-    return one_hot(best_source(scores), scores.shape[1], scores.dtype)
-
-
-def majority(onehot: torch.Tensor, size: int) -> torch.Tensor:
-    """Each pixel takes the source most pixels of its ``size`` x ``size`` neighbourhood chose (odd size: for two
-    sources, no ties; for a binary map this is the median filter)."""
+def majority(labels: torch.Tensor, count: int, size: int) -> torch.Tensor:
+    """Each pixel of a (B, 1, H, W) label image of ``count`` sources takes the source most pixels of its
+    ``size`` x ``size`` neighbourhood hold (odd size: for two sources, no ties; for a binary map this
+    is the median filter)."""
     if size <= 1:
-        return onehot
+        return labels
     # Votes counted in whole pixels, so that the last source's, the rest, is exact: one box mean fewer.
     area = size * size
-    votes = box_mean(onehot[:, :-1], size).mul_(area).round_()
-    return choose(torch.cat([votes, area - votes.sum(dim=1, keepdim=True)], dim=1))
+    votes = box_mean(one_hot(labels, count - 1, torch.float32), size).mul_(area).round_()
+    return best_source(torch.cat([votes, area - votes.sum(dim=1, keepdim=True)], dim=1))
 
 
 def margin(scores: torch.Tensor) -> torch.Tensor:
@@ -224,23 +220,24 @@ def margin(scores: torch.Tensor) -> torch.Tensor:
 
 
 def consistent(scores: torch.Tensor, margins: torch.Tensor, size: int, decisive: float) -> torch.Tensor:
-    """One-hot weights: the best source where the evidence is ``decisive`` (``margins``, :func:`margin`
-    of ``scores``, at or above it), elsewhere the majority vote of a ``size`` window over the best
-    sources (``inf``: vote everywhere)."""
-    best = choose(scores)
+    """A label image (B, 1, H, W): the best source where the evidence is ``decisive`` (``margins``,
+    :func:`margin` of ``scores``, at or above it), elsewhere the majority vote of a ``size`` window
+    over the best sources (``inf``: vote everywhere)."""
+    best = best_source(scores)
     if size <= 1 or decisive == 0.0:  # every margin is >= 0: every pixel is decisive
         return best
-    voted = majority(best, size)
+    voted = majority(best, scores.shape[1], size)
     if decisive == math.inf:
         return voted
     return torch.where(margins >= decisive, best, voted)
 
 
 def remove_small_regions(
-    onehot: torch.Tensor, min_region: float, margins: torch.Tensor | None = None, region_margin: float = math.inf
+    labels: torch.Tensor, count: int, min_region: float, margins: torch.Tensor | None = None, region_margin: float = math.inf
 ) -> torch.Tensor:
-    """Regions (8-connected) smaller than ``min_region`` of the image take their surroundings' source,
-    those whose mean of ``margins`` (B, 1, H, W) is under ``region_margin`` only.
+    """Regions (8-connected) of a (B, 1, H, W) label image of ``count`` sources that are smaller than
+    ``min_region`` of the image take their surroundings' source, those whose mean of ``margins``
+    (B, 1, H, W) is under ``region_margin`` only.
 
     Liu et al. 2017 remove regions under 1 % of the image: a blurred-out speck of texture cannot be
     in focus alone. Measured on the held-out pairs, most such regions are flat patches, where the
@@ -248,15 +245,15 @@ def remove_small_regions(
     evidence backs: ``region_margin`` keeps those. A region is handed to the source that most of its
     one-pixel border holds.
     """
-    batch, count, height, width = onehot.shape
+    batch, _, height, width = labels.shape
     limit = min_region * height * width
     if limit < 1 or count < 2 or region_margin == 0.0:
-        return onehot
-    labels = best_source(onehot)[:, 0].cpu().numpy()  # the source each pixel holds
+        return labels
+    images = labels[:, 0].cpu().numpy().copy()  # changed in place
     strengths = [None] * batch if margins is None or region_margin == math.inf else margins[:, 0].float().cpu().numpy()
     eight = np.ones((3, 3), dtype=bool)
     changed = False
-    for image, strength in zip(labels, strengths):
+    for image, strength in zip(images, strengths):
         for source in range(count):
             regions, found = ndimage.label(image == source, structure=eight)
             if not found:
@@ -283,9 +280,7 @@ def remove_small_regions(
                 if votes.max() > 0:
                     image[box][inside] = votes.argmax()
                     changed = True
-    if not changed:
-        return onehot
-    return one_hot(torch.from_numpy(labels)[:, None].to(onehot.device), count, onehot.dtype)
+    return torch.from_numpy(images)[:, None].to(labels.device) if changed else labels
 
 
 SEAM_STEP = 1e-3
@@ -295,9 +290,10 @@ _FIXED = 1e9  # a cost no labelling of the band comes near: seams cost under 1 +
 
 
 def place_seams(
-    onehot: torch.Tensor, sources: Sequence[torch.Tensor], margins: torch.Tensor, reach: int, evidence_weight: float
+    labels: torch.Tensor, sources: Sequence[torch.Tensor], margins: torch.Tensor, reach: int, evidence_weight: float
 ) -> torch.Tensor:
-    """Each boundary moves, by up to ``reach`` px, onto the seam where the sources differ least.
+    """Each boundary of a (B, 1, H, W) label image moves, by up to ``reach`` px, onto the seam where
+    the sources differ least.
 
     A seam between two sources is an edge the fused image has and neither source has, as strong as
     the sources' difference across it (Kwatra et al. 2003's seam cost): at a depth edge, the near
@@ -308,13 +304,13 @@ def place_seams(
     others stay. A graph cut, exact for a pair; for N sources one sweep of alpha-expansions
     (Boykov et al. 2001).
     """
-    count = onehot.shape[1]
+    count = len(sources)
     if reach == 0 or count < 2:
-        return onehot
-    labels = best_source(onehot)[:, 0].cpu().numpy()  # uint8, changed in place
+        return labels
+    images = labels[:, 0].cpu().numpy().copy()  # changed in place
     intensities = torch.cat(list(sources), dim=1).float().cpu().numpy()
     strengths = margins[:, 0].float().cpu().numpy()
-    for image, values, strength in zip(labels, intensities, strengths):
+    for image, values, strength in zip(images, intensities, strengths):
         free, near = _bands(image, reach)
         if not free.any():
             continue
@@ -322,7 +318,7 @@ def place_seams(
         image[free] = 0
         for alpha in range(1, count):
             _expand(image, original, alpha, free, near, values, strength, evidence_weight)
-    return one_hot(torch.from_numpy(labels)[:, None].to(onehot.device), count, onehot.dtype)
+    return torch.from_numpy(images)[:, None].to(labels.device)
 
 
 def _bands(image: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
@@ -420,16 +416,17 @@ def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -
 def decide(
     scores: torch.Tensor, guide: torch.Tensor, settings: MapSettings, compared: Sequence[torch.Tensor] | None = None
 ) -> torch.Tensor:
-    """Steps 2-4 of the module docstring: scores -> one-hot -> cleaned -> softened weights (B, N, H, W);
+    """Steps 2-4 of the module docstring: scores -> labels -> cleaned -> softened weights (B, N, H, W);
     the seam step needs the sources' luminance as the evidence compared them (:func:`compared_sources`)."""
+    count = scores.shape[1]
     margins = margin(scores)  # the vote, the region and the seam step judge the same evidence
-    onehot = consistent(scores, margins, settings.clean, settings.decisive)
-    onehot = remove_small_regions(onehot, settings.min_region, margins, settings.region_margin)
+    labels = consistent(scores, margins, settings.clean, settings.decisive)
+    labels = remove_small_regions(labels, count, settings.min_region, margins, settings.region_margin)
     if settings.seam:
         if compared is None:
             raise ValueError("the seam step needs the sources")
-        onehot = place_seams(onehot, compared, margins, settings.seam, settings.seam_evidence)
-    return soften(onehot, guide, settings.radius, settings.eps)
+        labels = place_seams(labels, compared, margins, settings.seam, settings.seam_evidence)
+    return soften(one_hot(labels, count, scores.dtype), guide, settings.radius, settings.eps)
 
 
 def blend(sources: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,8 @@ import torch
 import kornia
 
 from gipc.decision import (
-    MapSettings, blend, box_mean, choose, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
-    place_seams, remove_small_regions, soften,
+    MapSettings, best_source, blend, box_mean, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
+    one_hot, place_seams, remove_small_regions, soften,
 )
 from gipc.cli.fuse import _parser as fuse_parser, main as fuse_main
 from gipc.color import split_luma
@@ -72,11 +72,11 @@ def test_focus_evidence_decides_where_the_fused_image_cannot() -> None:
     """A fused image halfway between the sources says nothing; the sources' own focus then picks the sharp half."""
     a, b, _ = _halves(channels=1)
     undecided = (a + b) / 2
-    blind = choose(evidence([a, b], undecided, replace(HARD, focus=0.0)))
-    seeing = choose(evidence([a, b], undecided, HARD))
+    blind = best_source(evidence([a, b], undecided, replace(HARD, focus=0.0)))
+    seeing = best_source(evidence([a, b], undecided, HARD))
     truth = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
-    assert map_accuracy(blind[:, :1], truth) < 0.75  # ties up to float rounding: a coin toss
-    assert seeing[0, 0, :, :25].eq(1).all() and seeing[0, 1, :, 39:].eq(1).all()
+    assert map_accuracy(blind.eq(0).float(), truth) < 0.75  # ties up to float rounding: a coin toss
+    assert seeing[0, 0, :, :25].eq(0).all() and seeing[0, 0, :, 39:].eq(1).all()
 
 
 def test_the_maps_luminance_and_box_means_match_their_plain_definitions() -> None:
@@ -91,46 +91,44 @@ def test_the_maps_luminance_and_box_means_match_their_plain_definitions() -> Non
 
 
 def test_clean_up_removes_an_isolated_wrong_speck() -> None:
-    labels = torch.zeros(1, 40, 40, dtype=torch.long)
-    labels[:, :, 20:] = 1
-    labels[:, 8:11, 5:8] = 1  # a 3x3 speck of B inside A's half
-    onehot = torch.nn.functional.one_hot(labels, 2).movedim(-1, 1).float()
-    for cleaned in (majority(onehot, 7), remove_small_regions(onehot, min_region=0.01)):
-        assert cleaned[0, 0, 8:11, 5:8].eq(1).all()  # the speck went back to A
-        assert torch.equal(cleaned[..., 15:25, :], onehot[..., 15:25, :])  # the seam stays
+    labels = torch.zeros(1, 1, 40, 40, dtype=torch.uint8)
+    labels[..., 20:] = 1
+    labels[..., 8:11, 5:8] = 1  # a 3x3 speck of B inside A's half
+    for cleaned in (majority(labels, 2, 7), remove_small_regions(labels, 2, min_region=0.01)):
+        assert cleaned[0, 0, 8:11, 5:8].eq(0).all()  # the speck went back to A
+        assert torch.equal(cleaned[..., 15:25, :], labels[..., 15:25, :])  # the seam stays
+    assert labels[0, 0, 8:11, 5:8].eq(1).all()  # the input is left as it was
 
 
 def test_only_small_regions_without_evidence_join_their_surroundings_under_region_margin() -> None:
     """A flat patch (margin 0) and a backed speck (margin 2), both under 1 % of a 40x40 map, and a speck
     in a corner (its bounding box at the image's edge): region_margin 1 returns the flat ones to A, inf all."""
-    labels = torch.zeros(1, 40, 40, dtype=torch.long)
-    labels[:, :, 30:] = 1
-    labels[:, 8:11, 5:8] = 1  # flat patch
-    labels[:, 20:23, 5:8] = 1  # backed by its evidence
-    labels[:, :2, :2] = 1  # flat, in the corner
+    labels = torch.zeros(1, 1, 40, 40, dtype=torch.uint8)
+    labels[..., 30:] = 1
+    labels[..., 8:11, 5:8] = 1  # flat patch
+    labels[..., 20:23, 5:8] = 1  # backed by its evidence
+    labels[..., :2, :2] = 1  # flat, in the corner
     margins = torch.zeros(1, 1, 40, 40)
     margins[..., 20:23, 5:8] = 2.0
-    onehot = torch.nn.functional.one_hot(labels, 2).movedim(-1, 1).float()
-    kept = remove_small_regions(onehot, 0.01, margins, region_margin=1.0)
-    assert kept[0, 0, 8:11, 5:8].eq(1).all() and kept[0, 0, :2, :2].eq(1).all()  # the flat ones went back to A
-    assert kept[0, 1, 20:23, 5:8].eq(1).all()  # the backed speck stays B's
-    assert torch.equal(kept[..., 25:], onehot[..., 25:])  # B's half (30 % of the map) is not small
-    every = remove_small_regions(onehot, 0.01, margins, region_margin=float("inf"))
-    assert torch.equal(every, remove_small_regions(onehot, 0.01)) and every[0, 0, 20:23, 5:8].eq(1).all()
-    assert torch.equal(remove_small_regions(onehot, 0.01, margins, region_margin=0.0), onehot)  # no mean is under 0
+    kept = remove_small_regions(labels, 2, 0.01, margins, region_margin=1.0)
+    assert kept[0, 0, 8:11, 5:8].eq(0).all() and kept[0, 0, :2, :2].eq(0).all()  # the flat ones went back to A
+    assert kept[0, 0, 20:23, 5:8].eq(1).all()  # the backed speck stays B's
+    assert torch.equal(kept[..., 25:], labels[..., 25:])  # B's half (30 % of the map) is not small
+    every = remove_small_regions(labels, 2, 0.01, margins, region_margin=float("inf"))
+    assert torch.equal(every, remove_small_regions(labels, 2, 0.01)) and every[0, 0, 20:23, 5:8].eq(0).all()
+    assert torch.equal(remove_small_regions(labels, 2, 0.01, margins, region_margin=0.0), labels)  # no mean is under 0
     # a focus sequence: a flat patch of the third source inside the second one's third goes to the second
-    labels3 = torch.zeros(1, 40, 60, dtype=torch.long)
-    labels3[:, :, 20:40], labels3[:, :, 40:] = 1, 2
-    labels3[:, 10:13, 25:28] = 2
-    three = remove_small_regions(torch.nn.functional.one_hot(labels3, 3).movedim(-1, 1).float(), 0.01, torch.zeros(1, 1, 40, 60), 1.0)
-    labels3[:, 10:13, 25:28] = 1
-    assert torch.equal(three.argmax(dim=1), labels3)
+    labels3 = torch.zeros(1, 1, 40, 60, dtype=torch.uint8)
+    labels3[..., 20:40], labels3[..., 40:] = 1, 2
+    labels3[..., 10:13, 25:28] = 2
+    three = remove_small_regions(labels3, 3, 0.01, torch.zeros(1, 1, 40, 60), 1.0)
+    labels3[..., 10:13, 25:28] = 1
+    assert torch.equal(three, labels3)
 
 
 def _columns(labels: list[int], height: int = 12) -> torch.Tensor:
-    """One-hot (1, N, height, W) of a map whose column x holds source ``labels[x]``."""
-    index = torch.tensor(labels).expand(1, height, len(labels))
-    return torch.nn.functional.one_hot(index, max(labels) + 1).movedim(-1, 1).float()
+    """The (1, 1, height, W) label image of a map whose column x holds source ``labels[x]``."""
+    return torch.tensor(labels, dtype=torch.uint8).expand(1, 1, height, len(labels))
 
 
 def test_a_seam_moves_within_its_reach_to_where_the_sources_agree() -> None:
@@ -177,7 +175,7 @@ def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decis
     assert kept[0, 0, :, 30:33].eq(1).all()  # decisive: the stripe's core keeps A (its edges see the field too)
     assert torch.equal(blend([a, b], kept)[..., 30:33], a[..., 30:33])
     assert torch.equal(kept[..., :, :24], voted[..., :, :24]) and torch.equal(kept[..., :, 40:], voted[..., :, 40:])  # the field as voted
-    assert torch.equal(decide(scores, sharp, replace(HARD, decisive=0.0)), choose(scores))  # margin 0: no vote
+    assert torch.equal(decide(scores, sharp, replace(HARD, decisive=0.0)), one_hot(best_source(scores), 2, scores.dtype))  # margin 0: no vote
 
 
 def test_the_focus_measure_has_its_own_window() -> None:
@@ -188,10 +186,10 @@ def test_the_focus_measure_has_its_own_window() -> None:
     stripe = torch.zeros(1, 1, 48, 64)
     stripe[..., 30:35] = 1
     a, b = stripe * sharp + (1 - stripe) * blurred, stripe * blurred + (1 - stripe) * sharp
-    narrow = choose(evidence([a, b], (a + b) / 2, replace(HARD, window=21, focus_window=3)))
-    wide = choose(evidence([a, b], (a + b) / 2, replace(HARD, window=3, focus_window=21)))
-    assert narrow[0, 0, :, 31:34].eq(1).all() and narrow[0, 1, :, :24].eq(1).all()
-    assert wide[0, 1, :, 31:34].eq(1).all()
+    narrow = best_source(evidence([a, b], (a + b) / 2, replace(HARD, window=21, focus_window=3)))
+    wide = best_source(evidence([a, b], (a + b) / 2, replace(HARD, window=3, focus_window=21)))
+    assert narrow[0, 0, :, 31:34].eq(0).all() and narrow[0, 0, :, :24].eq(1).all()
+    assert wide[0, 0, :, 31:34].eq(1).all()
 
 
 def test_a_source_at_another_exposure_still_gets_its_sharp_half() -> None:
@@ -204,11 +202,11 @@ def test_a_source_at_another_exposure_still_gets_its_sharp_half() -> None:
     left = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
     a, b = left * sharp + (1 - left) * blurred, 0.9 * (left * blurred + (1 - left) * sharp)
     closeness = replace(HARD, focus=0.0)
-    raw = choose(evidence([a, b], sharp, closeness))
-    assert raw[0, 0, :, 39:].mean() > 0.9
+    raw = best_source(evidence([a, b], sharp, closeness))
+    assert raw[0, 0, :, 39:].eq(0).float().mean() > 0.9
     for robust in (replace(closeness, match_exposure=True), replace(closeness, detail=9)):
-        chosen = choose(evidence([a, b], sharp, robust))
-        assert chosen[0, 0, :, :25].eq(1).all() and chosen[0, 1, :, 39:].eq(1).all()
+        chosen = best_source(evidence([a, b], sharp, robust))
+        assert chosen[0, 0, :, :25].eq(0).all() and chosen[0, 0, :, 39:].eq(1).all()
 
 
 def test_exposure_matching_and_detail_undo_a_gain_and_an_offset() -> None:
@@ -226,7 +224,7 @@ def test_margin_is_the_gap_between_the_two_best_scores() -> None:
 
 def test_soften_changes_only_pixels_near_a_boundary() -> None:
     a, b, sharp = _halves(channels=1)
-    onehot = choose(closeness_scores([a, b], sharp, 7))
+    onehot = one_hot(best_source(closeness_scores([a, b], sharp, 7)), 2, torch.float32)
     soft = soften(onehot, sharp, radius=3, eps=0.1)
     changed = (soft != onehot).any(dim=1)[0]
     columns = changed.any(dim=0).nonzero().flatten()

@@ -11,7 +11,7 @@ import gipc.inference
 import gipc.runtime
 from gipc.cli.fuse import main as fuse_main
 from gipc.color import to_net
-from gipc.decision import choose
+from gipc.decision import best_source
 from gipc.errors import UserError
 from gipc.fusion import luma
 from gipc.imaging import read_image
@@ -90,7 +90,7 @@ def test_openvino_stays_within_45_db_of_the_fp32_module_and_picks_the_same_pixel
         # The same source wherever the choice shows: where the sources differ by an 8-bit step or more
         # (in flat areas where they are equal the choice is a coin toss that does not change the image).
         matters = (luma(a) - luma(b)).abs()[0, 0] >= 1 / 255
-        same = (choose(fused[0].weights) == choose(fused[1].weights))[0, 0]
+        same = (best_source(fused[0].weights) == best_source(fused[1].weights))[0, 0]
         assert same[matters].float().mean() > 0.999 and psnr(fused[0].image, fused[1].image) > 60.0  # images in [0, 1]
     # Converted once per weights and graph, whole, with fp32 weights (4 bytes per parameter of the folded network).
     (xml,) = (tmp_path / "cache" / "openvino").glob("*.xml")
