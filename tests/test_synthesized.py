@@ -143,3 +143,26 @@ def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Pat
                                 test_fraction=0.4, val_count=4)
     with pytest.raises(DataError, match="4 held-out photos cannot give 4 for validation and some for test"):
         FusionDataModule(too_many, batch_size=2, patch_size=16).setup("fit")
+
+
+def test_spread_pairs_carry_a_halo_in_either_source() -> None:
+    """spread = 1: a hard-map pair made by defocus_spread has pixels where neither source is GT nor GT's
+    blur (the near layer's halo over the far one, which eq. 18-19 pairs never have: see the test
+    above), and the coin puts the near layer in focus in A for some draws and in B for others."""
+    photo = _photo(size=(40, 40))
+    side = 16 + 2 * HARD.margin
+    inner = slice(HARD.margin, HARD.margin + 16)
+    spread = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, spread=1.0)
+    halo_in = set()
+    for seed in range(12):
+        pair = draw_pair(photo[:, :side, :side], 16, spread, torch.Generator().manual_seed(seed), flips=False)
+        blurred = gaussian_blur(photo[None, :, :side, :side], float(pair["sigma"]))[0, :, inner, inner]
+        plain = {k: ((pair[k] - pair["gt"]).abs() < 1e-6) | ((pair[k] - blurred).abs() < 1e-6) for k in ("a", "b")}
+        if (~plain["a"]).any():
+            halo_in.add("a")
+        if (~plain["b"]).any():
+            halo_in.add("b")
+        assert not ((~plain["a"]) & (~plain["b"])).all()  # the halo is a band, not the whole patch
+    assert halo_in == {"a", "b"}
+    with pytest.raises(ValueError, match="spread must be a share"):
+        DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16), spread=-0.1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import kornia
@@ -166,13 +167,16 @@ class DefocusRecipe:
     """Ranges a synthesized pair draws from, uniformly and afresh for every pair (not in the paper,
     which makes each pair once with one unprinted sigma): blur std and map-boundary softness in px,
     the foreground's share of the patch, and the size of its blobs in px; ``disk`` is the share of
-    pairs blurred by a pillbox of the same std (:func:`disk_blur`) instead of eq. 18-19's Gaussian."""
+    pairs blurred by a pillbox of the same std (:func:`disk_blur`) instead of eq. 18-19's Gaussian,
+    ``spread`` the share of training pairs made by :func:`defocus_spread` instead of eq. 18-19 (the
+    near layer's blur spreading over the far one, as at real depth edges)."""
 
     sigma: tuple[float, float]
     soft: tuple[float, float]
     fraction: tuple[float, float]
     blob_size: tuple[int, int]
     disk: float = 0.0
+    spread: float = 0.0
 
     def __post_init__(self) -> None:
         for name, low_ok in (("sigma", 0.0), ("soft", 0.0), ("fraction", 0.0), ("blob_size", 1)):
@@ -181,8 +185,9 @@ class DefocusRecipe:
                 raise ValueError(f"{name} must be a range [low, high] with {low_ok} <= low <= high, got {[low, high]}")
         if self.fraction[1] >= 1.0 or self.fraction[0] <= 0.0:
             raise ValueError(f"fraction must lie inside (0, 1), got {list(self.fraction)}")
-        if not 0.0 <= self.disk <= 1.0:
-            raise ValueError(f"disk must be a share in [0, 1], got {self.disk}")
+        for name in ("disk", "spread"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
 
     @property
     def margin(self) -> int:
@@ -190,12 +195,16 @@ class DefocusRecipe:
         (the Gaussian's +-3 sigma also covers the disk's radius of 2 sigma)."""
         return blur_kernel_size(self.sigma[1]) // 2
 
-    def blur(self, image: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-        """``image`` defocused by ``sigma``: a pillbox for a ``disk`` share of the draws, else a Gaussian.
+    def blurrer(self, sigma: float, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A defocus of ``sigma``: a pillbox for a ``disk`` share of the draws, else a Gaussian.
         With ``disk = 0`` nothing is drawn, so Gaussian-only recipes keep their random streams."""
         if self.disk > 0 and float(torch.rand((), generator=generator)) < self.disk:
-            return disk_blur(image, sigma)
-        return gaussian_blur(image, sigma)
+            return partial(disk_blur, sigma=sigma)
+        return partial(gaussian_blur, sigma=sigma)
+
+    def blur(self, image: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+        """``image`` under a fresh :meth:`blurrer`."""
+        return self.blurrer(sigma, generator)(image)
 
 
 def uniform(bounds: tuple[float, float], generator: torch.Generator) -> float:
@@ -217,9 +226,11 @@ def draw_pair(
     """One fresh (A, B, GT) patch of ``size`` px from an all-in-focus ``photo`` (C, H, W) in [0, 1].
 
     Draws a crop position, one of the 8 flips/90-degree rotations (``flips``), blur sigma (and its
-    kernel, :meth:`DefocusRecipe.blur`) and a decision map (:func:`draw_focus_map`), then applies
-    equations 18-19. The crop carries a margin so the blur sees real pixels, not padding.
-    Returns ``{"a", "b", "gt"}`` (C, size, size) and the drawn ``"sigma"`` (0-d tensor).
+    kernel, :meth:`DefocusRecipe.blurrer`) and a decision map (:func:`draw_focus_map`), then applies
+    equations 18-19, or for a ``recipe.spread`` share of the pairs :func:`defocus_spread` with the
+    near layer in focus in A or in B by a coin. The crop carries a margin so the blur (and the near
+    layer's spread) sees real pixels, not padding. Returns ``{"a", "b", "gt"}`` (C, size, size) and
+    the drawn ``"sigma"`` (0-d tensor).
     """
     side = size + 2 * recipe.margin
     height, width = photo.shape[-2:]
@@ -235,6 +246,12 @@ def draw_pair(
     sigma = uniform(recipe.sigma, generator)
     inner = slice(recipe.margin, recipe.margin + size)
     sharp = crop[None, :, inner, inner]
-    blurred = recipe.blur(crop[None], sigma, generator)[:, :, inner, inner]
-    a, b = compose(sharp, blurred, draw_focus_map(size, size, recipe, generator)[None])
+    blur = recipe.blurrer(sigma, generator)
+    if recipe.spread > 0 and float(torch.rand((), generator=generator)) < recipe.spread:
+        a, b = defocus_spread(crop[None], draw_focus_map(side, side, recipe, generator)[None], blur)
+        if float(torch.rand((), generator=generator)) < 0.5:
+            a, b = b, a
+        a, b = a[:, :, inner, inner], b[:, :, inner, inner]
+    else:
+        a, b = compose(sharp, blur(crop[None])[:, :, inner, inner], draw_focus_map(size, size, recipe, generator)[None])
     return {"a": a[0], "b": b[0], "gt": sharp[0].clone(), "sigma": torch.tensor(sigma)}
