@@ -23,8 +23,8 @@ Tuning sets, none of them Lytro (which is never read here):
 ``--photos test`` builds the synthetic, layered and thin sets from the recipe's five *test* photos
 instead, to confirm a choice on pairs it was not made on.
 
-The shipped generator fuses each pair once (default inference path); every grid point re-runs
-only the map. The winner is the best mean rank over synthetic PSNR, layered PSNR, thin PSNR,
+The shipped generator (or ``--ckpt``'s) fuses each pair once (default inference path); every
+grid point re-runs only the map. The winner is the best mean rank over synthetic PSNR, layered PSNR, thin PSNR,
 exposure map accuracy and grayscale Q^AB/F (ties: grayscale Q^AB/F), a rule fixed before the grid
 was run (rounds 1-3 ranked the first two and grayscale, rounds 4-5 the first three and grayscale:
 each added set came with the round that added it), among the settings that lose at most
@@ -40,6 +40,7 @@ import itertools
 import statistics
 from dataclasses import replace
 from functools import partial, reduce
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -56,7 +57,8 @@ from gipc.data.synthesis import DefocusRecipe, defocus_spread, disk_blur, gaussi
 from gipc.decision import MapSettings
 from gipc.fusion import Fusion, default_rule, luma
 from gipc.metrics import map_accuracy, psnr, qabf
-from gipc.pretrained import pretrained
+from gipc.inference import prepare
+from gipc.pretrained import load_generator, pretrained
 
 GRAYSCALE = CONF_DIR.parents[1] / "shared" / "data" / "grayscale"
 KODAK = CONF_DIR.parents[1] / "shared" / "data" / "photos" / "kodak"
@@ -161,8 +163,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2", help="map settings to vary; the rest from conf/fusion/default.yaml")
     parser.add_argument("--photos", choices=("val", "test"), default="val", help="the recipe's photos the synthetic sets are made from (default: val)")
+    parser.add_argument("--ckpt", type=Path, help="a run's checkpoint or a gipc-export file instead of the shipped generator (to compare generators)")
     args = parser.parse_args()
-    network = pretrained()
+    network = pretrained() if args.ckpt is None else prepare(load_generator(args.ckpt))
     sets = tuning_sets(args.photos)
     with torch.inference_mode():
         cached = {
