@@ -1,0 +1,139 @@
+"""A learned evidence for the decision map (a study, not in gipc yet): a logistic regression over
+closeness and focus features, fitted on pairs from training photos, scored beside the default
+evidence on the held-out tuning sets of tune_map.py.
+
+    python docs/results/decision-map/learned_evidence.py [--photos test]
+
+Features per pixel, each the difference A - B of one kind of score put in the units of
+:func:`gipc.decision.evidence` (mean magnitude 1 per image): closeness to the network's image in a
+1 px window with and without the 31 px local mean taken off (``detail``), and the sources'
+sum-modified-Laplacian focus in 5, 11 and 21 px windows. The fit: 8 Kodak photos the shipped model
+trained on (never a validation or test photo), one synthetic (Gaussian, pillbox), layered (region
+competition, blobs) and thin (bars and their inverses) pair each, 20,000 random pixels per pair
+weighted by where the sources differ (flat pixels carry no evidence), label = the true map. The
+learned score replaces the default evidence, scaled to its mean margin so that the vote, region and
+seam settings keep their units; the clean-up is conf/fusion/default.yaml's. Luminance only, 8-bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+from functools import reduce
+
+import torch
+import torch.nn.functional as F
+from tune_map import KODAK, layered_scene, shipped_recipe_data, tuning_sets
+
+from gipc.data.scene import Scene, held_out_scene
+from gipc.decision import _unit, closeness_scores, compared_sources, decide, detail, evidence, focus_scores
+from gipc.fusion import default_rule, luma
+from gipc.imaging import read_image
+from gipc.metrics import psnr, qabf
+from gipc.pretrained import pretrained
+
+TRAIN_PHOTOS = ("kodim02", "kodim03", "kodim04", "kodim05", "kodim08", "kodim09", "kodim12", "kodim13")
+SEED = 7
+PIXELS = 20_000
+
+
+def features(ya: torch.Tensor, yb: torch.Tensor, fused: torch.Tensor, settings) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(1, 5, H, W) A - B feature differences and the exposure-matched sources."""
+    compared = compared_sources([ya, yb], fused, settings)
+    out = []
+    for size in (31, 0):
+        sources = [detail(x, size) for x in compared] if size else compared
+        scores = _unit(closeness_scores(sources, detail(fused, size) if size else fused, 1))
+        out.append(scores[:, :1] - scores[:, 1:])
+    for window in (5, 11, 21):
+        scores = _unit(focus_scores([ya, yb], window))
+        out.append(scores[:, :1] - scores[:, 1:])
+    return torch.cat(out, dim=1), compared
+
+
+def training_scenes() -> list[Scene]:
+    """Six pairs from each of ``TRAIN_PHOTOS``, the held-out recipe's kinds (tune_map.py)."""
+    data = shipped_recipe_data()
+    held = {scene.name for scene in [*data.val_scenes, *data.test_scenes]}
+    assert not held & set(TRAIN_PHOTOS), "a held-out photo among the training photos"
+    recipe = data.source.held_out_recipe
+    scenes = []
+    for name in TRAIN_PHOTOS:
+        image = read_image(KODAK / f"{name}.png").pixels
+        scenes += [held_out_scene(name, image, replace(recipe, disk=disk), SEED) for disk in (0.0, 1.0)]
+        scenes += [layered_scene(name, image, recipe, source, disk, SEED) for source, disk in (("region_competition", False), ("blobs", True))]
+        scenes += [layered_scene(name, image, recipe, "bars", inverse, SEED, inverse) for inverse in (False, True)]
+    return scenes
+
+
+def fit(network, settings) -> torch.Tensor:
+    """The five coefficients of a weighted logistic regression of the true map on :func:`features`."""
+    torch.manual_seed(0)
+    xs, ys, ws = [], [], []
+    with torch.inference_mode():
+        for scene in training_scenes():
+            ya, yb = luma(scene.a[None]), luma(scene.b[None])
+            feats, _ = features(ya, yb, network.fuse_y(ya, yb), settings)
+            label = (scene.focus_map[None] > 0.5).float().flatten()
+            weight = F.avg_pool2d((ya - yb).square(), 7, 1, 3).flatten()
+            index = torch.randint(0, label.numel(), (PIXELS,))
+            xs.append(feats.flatten(2)[0, :, index].T)
+            ys.append(label[index])
+            ws.append(weight[index])
+    x, y, w = (torch.cat(t).clone() for t in (xs, ys, ws))  # out of inference mode, for autograd
+    w = w / w.mean()
+    coef = torch.zeros(x.shape[1], requires_grad=True)
+    optimizer = torch.optim.LBFGS([coef], max_iter=200)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (F.binary_cross_entropy_with_logits(x @ coef, y, reduction="none") * w).mean() + 1e-4 * coef.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return coef.detach()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", choices=("val", "test"), default="val")
+    args = parser.parse_args()
+    network = pretrained()
+    _, settings = default_rule()
+    coef = fit(network, settings)
+    print("coefficients (detail closeness, closeness, focus 5, 11, 21):", ", ".join(f"{float(c):.3f}" for c in coef))
+    sets = {name: scenes for name, scenes in tuning_sets(args.photos).items() if name != "exposure"}
+    results = {}
+    with torch.inference_mode():
+        for name, scenes in sets.items():
+            for scene in scenes:
+                ya, yb = luma(scene.a[None]), luma(scene.b[None])
+                fused = reduce(network.fuse_y, [ya, yb])
+                feats, compared = features(ya, yb, fused, settings)
+                default = evidence([ya, yb], fused, settings, compared)
+                default = default[:, :1] - default[:, 1:]
+                learned = (feats * coef.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+                learned = learned * default.abs().mean() / learned.abs().mean()
+                for rule, diff in (("default evidence", default), ("learned evidence", learned)):
+                    weights = decide(torch.cat([diff / 2, -diff / 2], dim=1), fused, settings, compared)
+                    out = ((weights[:, :1] * ya + weights[:, 1:] * yb).clamp(0, 1) * 255).round() / 255
+                    q, p = results.setdefault((rule, name), ([], []))
+                    q.append(float(qabf(ya, yb, out)))
+                    if scene.gt is not None:
+                        p.append(float(psnr(out, luma(scene.gt[None]))))
+    print(f"| evidence ({args.photos} photos) | " + " | ".join(f"{n} Q^AB/F | {n} PSNR" for n in sets if n != "grayscale") + " | grayscale Q^AB/F |")
+    print("|---" * (2 * len(sets)) + "|")
+    for rule in ("default evidence", "learned evidence"):
+        cells = []
+        for name in sets:
+            q, p = results[(rule, name)]
+            cells.append(f"{statistics.fmean(q):.4f}")
+            if p:
+                cells.append(f"{statistics.fmean(p):.2f}")
+        print(f"| {rule} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
