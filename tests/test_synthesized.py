@@ -158,10 +158,7 @@ def test_spread_pairs_carry_a_halo_in_either_source() -> None:
         pair = draw_pair(photo[:, :side, :side], 16, spread, torch.Generator().manual_seed(seed), flips=False)
         blurred = gaussian_blur(photo[None, :, :side, :side], float(pair["sigma"]))[0, :, inner, inner]
         plain = {k: ((pair[k] - pair["gt"]).abs() < 1e-6) | ((pair[k] - blurred).abs() < 1e-6) for k in ("a", "b")}
-        if (~plain["a"]).any():
-            halo_in.add("a")
-        if (~plain["b"]).any():
-            halo_in.add("b")
+        halo_in |= {k for k, plain_k in plain.items() if (~plain_k).any()}
         assert not ((~plain["a"]) & (~plain["b"])).all()  # the halo is a band, not the whole patch
     assert halo_in == {"a", "b"}
     with pytest.raises(ValueError, match="spread must be a share"):

@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import statistics
 from dataclasses import replace
-from functools import reduce
-
 import torch
 import torch.nn.functional as F
 from tune_map import KODAK, layered_scene, shipped_recipe_data, tuning_sets
 
 from gipc.data.scene import Scene, held_out_scene
-from gipc.decision import _unit, closeness_scores, compared_sources, decide, detail, evidence, focus_scores
+from gipc.decision import MapSettings, _unit, blend, closeness_scores, compared_sources, decide, detail, evidence, focus_scores
 from gipc.fusion import default_rule, luma
 from gipc.imaging import read_image
+from gipc.inference import InferenceGenerator
 from gipc.metrics import map_accuracy, psnr, qabf
 from gipc.pretrained import pretrained
 
@@ -39,17 +38,19 @@ PIXELS = 20_000
 DETAIL_SIZES = (31, 11)  # the local means taken off before each closeness (none: exposure-shifted map accuracy -0.0056)
 
 
-def features(ya: torch.Tensor, yb: torch.Tensor, fused: torch.Tensor, settings) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def a_minus_b(scores: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): A's score less B's, the one number per pixel a pair's evidence comes down to."""
+    return scores[:, :1] - scores[:, 1:]
+
+
+def features(
+    ya: torch.Tensor, yb: torch.Tensor, fused: torch.Tensor, settings: MapSettings
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(1, 5, H, W) A - B feature differences and the exposure-matched sources."""
     compared = compared_sources([ya, yb], fused, settings)
-    out = []
-    for size in DETAIL_SIZES:
-        scores = _unit(closeness_scores([detail(x, size) for x in compared], detail(fused, size), 1))
-        out.append(scores[:, :1] - scores[:, 1:])
-    for window in (5, 11, 21):
-        scores = _unit(focus_scores([ya, yb], window))
-        out.append(scores[:, :1] - scores[:, 1:])
-    return torch.cat(out, dim=1), compared
+    closeness = [_unit(closeness_scores([detail(x, size) for x in compared], detail(fused, size), 1)) for size in DETAIL_SIZES]
+    focus = [_unit(focus_scores([ya, yb], window)) for window in (5, 11, 21)]
+    return torch.cat([a_minus_b(scores) for scores in closeness + focus], dim=1), compared
 
 
 def training_scenes() -> list[Scene]:
@@ -67,7 +68,7 @@ def training_scenes() -> list[Scene]:
     return scenes
 
 
-def fit(network, settings) -> torch.Tensor:
+def fit(network: InferenceGenerator, settings: MapSettings) -> torch.Tensor:
     """The five coefficients of a weighted logistic regression of the true map on :func:`features`."""
     torch.manual_seed(0)
     xs, ys, ws = [], [], []
@@ -110,16 +111,15 @@ def main() -> None:
         for name, scenes in sets.items():
             for scene in scenes:
                 ya, yb = luma(scene.a[None]), luma(scene.b[None])
-                fused = reduce(network.fuse_y, [ya, yb])
+                fused = network.fuse_y(ya, yb)
                 feats, compared = features(ya, yb, fused, settings)
-                default = evidence([ya, yb], fused, settings, compared)
-                default = default[:, :1] - default[:, 1:]
+                default = a_minus_b(evidence([ya, yb], fused, settings, compared))
                 learned = (feats * coef.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
                 scales.append(float(default.abs().mean() / learned.abs().mean()))
                 learned = learned * scales[-1]
                 for rule, diff in (("default evidence", default), ("learned evidence", learned)):
                     weights = decide(torch.cat([diff / 2, -diff / 2], dim=1), fused, settings, compared)
-                    out = ((weights[:, :1] * ya + weights[:, 1:] * yb).clamp(0, 1) * 255).round() / 255
+                    out = (blend([ya, yb], weights).clamp(0, 1) * 255).round() / 255  # 8-bit, as written
                     q, p = results.setdefault((rule, name), ([], []))
                     q.append(float(qabf(ya, yb, out)))
                     if name == "exposure":  # one source's exposure is off: the true map scores, not the image
