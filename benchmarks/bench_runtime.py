@@ -18,7 +18,8 @@ Prints, from one process on one machine:
 * what each fusion rule (:mod:`gipc.fusion`) adds to the network on the default path: the direct
   rule (colour conversion, chroma) and the map rule (decision map, clean-up, blend), seconds per
   pair and as a fraction of the network's own time, in the same run (each the median of
-  ``--rule-repeats`` runs per pair, taken in turn);
+  ``--rule-repeats`` runs per pair, taken in turn), and each rule's own work timed inside its
+  calls (the call less the network it ran) as a fraction of that network;
 * the end-to-end split of fusing the Lytro set as ``gipc-fuse`` does (decode, network, colour
   conversion and rule, encode) on the default path and rule, one step after the other, then the
   same folder through ``gipc-fuse``'s pipelined loop;
@@ -229,27 +230,50 @@ def section_rules(
     """Network alone, then each rule around it, on the same pairs in one loop: the rules' cost as a share of the network's.
 
     Each pair runs all of them ``repeats`` times in turn and keeps each one's median: on a shared VM a
-    single run of a 0.25 s network can take 0.04 s more or less, as much as a rule costs."""
+    single run of a 0.25 s network can take 0.04 s more or less, as much as a rule costs. So each
+    rule's own work is also timed inside its calls, as the call less the network it ran: a share
+    that the network's swings between calls do not blur."""
     ready = prepare(generator, choose_path(device, "auto"))
-    rules = {rule: ready.fusion(rule) for rule in RULES}
+    inner = 0.0
+
+    def network(*ys: torch.Tensor) -> torch.Tensor:
+        nonlocal inner
+        sync()
+        start = time.perf_counter()
+        out = ready.fuse_y(*ys)
+        sync()
+        inner += time.perf_counter() - start
+        return out
+
+    rules = {rule: replace(ready.fusion(rule), net=network) for rule in RULES}
     print(f"\n== Fusion rules on the default path, seconds per pair (colour in, colour out), pairs 2..{limit + 1}, median of {repeats} runs each ==")
     print(f"map settings: {rules['map'].describe()}")
     spent: dict[str, list[float]] = {"network": [], **{rule: [] for rule in rules}}
+    own: dict[str, list[float]] = {rule: [] for rule in rules}
     with torch.inference_mode():
         for i, (a, b) in enumerate(pairs[: limit + 1]):
             a, b = a.to(device), b.to(device)
             ya, yb = luma(a), luma(b)
             runs: dict[str, list[float]] = {key: [] for key in spent}
+            shares: dict[str, list[float]] = {rule: [] for rule in rules}
             for _ in range(repeats):
                 runs["network"].append(timed(lambda: ready.fuse_y(ya, yb), sync)[0])
                 for rule, fusion in rules.items():
-                    runs[rule].append(timed(lambda: fusion([a, b]), sync)[0])
+                    inner = 0.0
+                    seconds = timed(lambda: fusion([a, b]), sync)[0]
+                    runs[rule].append(seconds)
+                    shares[rule].append((seconds - inner) / inner)
             if i:  # pair 1 warms up
                 for key, values in runs.items():
                     spent[key].append(statistics.median(values))
-    network = statistics.fmean(spent["network"])
+                for rule, values in shares.items():
+                    own[rule].append(statistics.median(values))
+    network_seconds = statistics.fmean(spent["network"])
     for key, values in spent.items():
-        added = "" if key == "network" else f"  adds {statistics.fmean(values) - network:.3f} s = {(statistics.fmean(values) - network) / network:.1%} of the network"
+        added = ""
+        if key != "network":
+            added = (f"  adds {statistics.fmean(values) - network_seconds:.3f} s = {(statistics.fmean(values) - network_seconds) / network_seconds:.1%}"
+                     f" of the network; its own work inside each call: {statistics.fmean(own[key]):.1%} of the network there")
         print(f"{key:<8} {mean_std(values)} s{added}")
 
 

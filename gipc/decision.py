@@ -6,14 +6,14 @@ adds on top, a slightly repainted tone and texture, costs Q^AB/F and PSNR. Decis
 the choice and drop the repainting:
 
 1. **scores**: how well each source explains the fused image near each pixel
-   (:func:`closeness_scores`: minus the local mean squared difference in a ``window``; with
+   (:func:`closeness_scores`: minus the squared difference in a ``window``; with
    ``match_exposure`` each source first fitted to the fused image's exposure, :func:`match_exposure`,
-   and with ``detail`` both less their local mean, :func:`detail`, so that a tone difference is not
-   taken for a focus difference), plus
-   ``focus`` times the source's own focus evidence (:func:`focus_scores`: the sum-modified-Laplacian
-   in a ``focus_window``, the best spatial focus measure in Huang & Jing 2007), each divided by its
-   mean magnitude over the image so that ``focus`` is a unit-free balance (:func:`evidence`); or
-   a trained map head's weights (:func:`head_scores`);
+   and with each ``detail`` size both less their local mean, :func:`detail`, so that a tone
+   difference is not taken for a focus difference), plus the sources' own focus (:func:`focus_measure`:
+   the sum-modified-Laplacian in each of the ``focus_window`` boxes, the best spatial focus measure
+   in Huang & Jing 2007); each term divided by its mean magnitude over the image and weighted
+   (``closeness``, ``focus``: a logistic regression fitted on training photos, docs/results.md), so
+   that the weights are unit-free (:func:`evidence`); or a trained map head's weights (:func:`head_scores`);
 2. **choose**: each pixel takes the best-scoring source (:func:`best_source`, a label image);
 3. **clean** (consistency verification): a majority vote in a ``clean`` x ``clean`` window
    (:func:`majority`) for the pixels whose evidence is not ``decisive`` (:func:`margin`: a thin
@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from functools import reduce
+from typing import Iterator, Sequence
 
 import kornia
 import maxflow
@@ -58,9 +59,10 @@ class MapSettings:
 
     window: int
     match_exposure: bool
-    detail: int
-    focus: float
-    focus_window: int
+    detail: tuple[int, ...]
+    closeness: tuple[float, ...]
+    focus: tuple[float, ...]
+    focus_window: tuple[int, ...]
     clean: int
     decisive: float
     min_region: float
@@ -71,12 +73,25 @@ class MapSettings:
     eps: float
 
     def __post_init__(self) -> None:
-        for name in ("window", "focus_window", "clean"):
+        for name in ("detail", "closeness", "focus", "focus_window"):  # a config list, or one number for a one-term list
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1 or value % 2 == 0:
-                raise UserError(f"map {name} must be an odd number of pixels >= 1, got {value!r}")
-        if not isinstance(self.detail, int) or self.detail < 0 or (self.detail and self.detail % 2 == 0):
-            raise UserError(f"map detail must be 0 (compare intensities) or an odd number of pixels, got {self.detail!r}")
+            if isinstance(value, str):
+                raise UserError(f"map {name} must be a number or a list of numbers, got {value!r}")
+            object.__setattr__(self, name, tuple(value) if hasattr(value, "__iter__") else (value,))
+        for name in ("window", "clean"):
+            _check_window(name, getattr(self, name))
+        for size in self.focus_window:
+            _check_window("focus_window", size)
+        for size in self.detail:
+            if not isinstance(size, int) or size < 0 or (size and size % 2 == 0):
+                raise UserError(f"map detail must be 0 (compare intensities) or an odd number of pixels, got {size!r}")
+        for weights, sizes, what in (("closeness", "detail", "detail size"), ("focus", "focus_window", "focus window")):
+            if len(getattr(self, weights)) != len(getattr(self, sizes)):
+                raise UserError(f"map {weights} needs one weight per {what}: got {len(getattr(self, weights))} for {sizes} {list(getattr(self, sizes))}")
+            if not all(w >= 0.0 for w in getattr(self, weights)):
+                raise UserError(f"map {weights} weights must be >= 0, got {list(getattr(self, weights))}")
+        if not any(w > 0.0 for w in self.closeness + self.focus):
+            raise UserError("map closeness and focus weights are all 0: the map would have no evidence")
         if not isinstance(self.seam, int) or self.seam < 0:
             raise UserError(f"map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got {self.seam!r}")
         if not self.seam_evidence >= 0.0:
@@ -85,8 +100,6 @@ class MapSettings:
             raise UserError(f"map radius must be an integer >= 0 (0: hard map), got {self.radius!r}")
         if not 0.0 <= self.min_region < 1.0:
             raise UserError(f"map min_region must be a fraction of the image in [0, 1), got {self.min_region!r}")
-        if not self.focus >= 0.0:
-            raise UserError(f"map focus must be a weight >= 0 (0: closeness to the fused image alone), got {self.focus!r}")
         if not self.region_margin >= 0.0:
             raise UserError(f"map region_margin must be an evidence margin >= 0 (inf: every small region joins its surroundings), got {self.region_margin!r}")
         if not self.decisive >= 0.0:
@@ -95,23 +108,53 @@ class MapSettings:
             raise UserError(f"map eps must be > 0, got {self.eps!r}")
 
 
+def _check_window(name: str, value: object) -> None:
+    if not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise UserError(f"map {name} must be an odd number of pixels >= 1, got {value!r}")
+
+
 def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     """Mean over a ``size`` x ``size`` window, borders replicated: ``kornia.filters.box_blur`` to fp32
-    rounding, but from running sums (float64, one axis at a time), so its cost does not grow with
-    ``size``; five times faster on a 520x520 pair at sizes 7 and 15."""
-    if x.shape[1] > 1:  # a channel at a time: the float64 sums of a 4000x3000 image take 0.1 GiB each
-        return torch.cat([box_mean(x[:, i : i + 1], size) for i in range(x.shape[1])], dim=1)
-    pad = size // 2
-    rows = F.pad(F.pad(x, (pad, pad, 0, 0), mode="replicate").double().cumsum_(-1), (1, 0))
-    rows = rows[..., size:] - rows[..., :-size]
-    both = F.pad(F.pad(rows, (0, 0, pad, pad), mode="replicate").cumsum_(-2), (0, 0, 1, 0))
-    return ((both[..., size:, :] - both[..., :-size, :]) / (size * size)).to(x.dtype)
+    rounding (:func:`box_means` of one size)."""
+    return next(box_means(x, (size,)))
+
+
+def box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
+    """:func:`box_mean` at each of ``sizes`` in turn, from one summed-area table (float64) per
+    channel: the cost does not grow with a size, each size past the first costs four shifted reads
+    of the tables, and each mean is made only when asked for; five times faster than kornia's box
+    blur on a 520x520 pair at sizes 7 and 15. A 4000x3000 channel's table takes 0.1 GiB: for one
+    size the channels take turns, for several every channel's table is held until the last."""
+    if len(sizes) == 1 and x.shape[1] > 1:
+        yield torch.cat([box_mean(x[:, i : i + 1], sizes[0]) for i in range(x.shape[1])], dim=1)
+        return
+    pad = max(sizes, default=1) // 2 + 1  # one more than the widest window needs: the table then needs no row of zeros
+    height, width = x.shape[-2:]
+    tables = [F.pad(x[:, i : i + 1], (pad, pad, pad, pad), mode="replicate").double().cumsum_(-1).cumsum_(-2) for i in range(x.shape[1])]
+    for size in sizes:
+        if size == 1:
+            yield x.clone()  # callers change the result in place
+            continue
+        lo = pad - size // 2 - 1  # output pixel (r, c) sums padded rows and columns lo + r + 1 .. lo + r + size
+        hi = lo + size
+        means = []
+        for table in tables:
+            total = table[..., hi : hi + height, hi : hi + width] - table[..., lo : lo + height, hi : hi + width]
+            total -= table[..., hi : hi + height, lo : lo + width]
+            total += table[..., lo : lo + height, lo : lo + width]
+            means.append(total.div_(size * size).to(x.dtype))
+            del total
+        yield means[0] if len(means) == 1 else torch.cat(means, dim=1)
 
 
 def closeness_scores(sources: Sequence[torch.Tensor], fused: torch.Tensor, window: int) -> torch.Tensor:
     """(B, N, H, W): minus each source's mean squared difference to ``fused`` in a ``window`` box (higher: closer)."""
-    errors = torch.cat([(source - fused).square_() for source in sources], dim=1)
-    return box_mean(errors, window).neg_()
+    return _closeness([source - fused for source in sources], window)
+
+
+def _closeness(differences: Sequence[torch.Tensor], window: int) -> torch.Tensor:
+    squares = torch.cat([difference.square() for difference in differences], dim=1)
+    return (box_mean(squares, window) if window > 1 else squares).neg_()
 
 
 def match_exposure(sources: Sequence[torch.Tensor], fused: torch.Tensor) -> list[torch.Tensor]:
@@ -137,9 +180,9 @@ def detail(image: torch.Tensor, size: int) -> torch.Tensor:
     return image - box_mean(image, size)
 
 
-def focus_scores(sources: Sequence[torch.Tensor], window: int) -> torch.Tensor:
-    """(B, N, H, W): each source's sum-modified-Laplacian in a ``window`` box (higher: sharper)."""
-    return box_mean(torch.cat([modified_laplacian(source) for source in sources], dim=1), window)
+def focus_measure(sources: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, N, H, W): each source's modified Laplacian, whose box mean is the sum-modified-Laplacian (higher: sharper)."""
+    return torch.cat([modified_laplacian(source) for source in sources], dim=1)
 
 
 def _unit(scores: torch.Tensor) -> torch.Tensor:
@@ -156,22 +199,44 @@ def compared_sources(sources: Sequence[torch.Tensor], fused: torch.Tensor, setti
 def evidence(
     sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings, compared: Sequence[torch.Tensor] | None = None
 ) -> torch.Tensor:
-    """(B, N, H, W): closeness to the fused image plus ``settings.focus`` times the sources' own focus, both unit-free.
+    """(B, N, H, W): the weighted sum of closeness to the fused image (one term per ``detail`` size,
+    weights ``closeness``) and the sources' own focus (one term per ``focus_window``, weights
+    ``focus``), each term unit-free.
 
-    The windows differ: closeness to a fused image is evidence at any scale and a small window puts
-    boundaries where they are; a focus measure needs a wider one to see detail in low-texture areas.
-    The closeness compares exposure-matched sources (``match_exposure``; ``compared`` if the caller
-    has them, :func:`compared_sources`) and detail alone (``detail``) where the settings say so; the
-    focus measure reads the sources as they are."""
+    Closeness to a fused image is evidence at any scale, and a small window puts boundaries where they
+    are; a focus measure needs wider windows to see detail in low-texture areas. The closeness
+    compares exposure-matched sources (``match_exposure``; ``compared`` if the caller has them,
+    :func:`compared_sources`) with the local mean of each ``detail`` size taken off (0: none); the
+    focus measure reads the sources as they are. Weights of 0 skip their term."""
     compared = compared_sources(sources, fused, settings) if compared is None else list(compared)
-    target = fused
-    if settings.detail:
-        compared = [detail(source, settings.detail) for source in compared]
-        target = detail(fused, settings.detail)
-    scores = _unit(closeness_scores(compared, target, settings.window))
-    if settings.focus:
-        scores += settings.focus * _unit(focus_scores(sources, settings.focus_window))
-    return scores
+    return reduce(torch.Tensor.add_, _terms(sources, fused, compared, settings))
+
+
+def _terms(
+    sources: Sequence[torch.Tensor], fused: torch.Tensor, compared: Sequence[torch.Tensor], settings: MapSettings
+) -> Iterator[torch.Tensor]:
+    """:func:`evidence`'s weighted terms, one at a time (a 12 MP pair's term takes 0.1 GiB)."""
+    yield from _closeness_terms(fused, compared, settings)
+    yield from _focus_terms(sources, settings)
+
+
+def _closeness_terms(fused: torch.Tensor, compared: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[torch.Tensor]:
+    # detail(source) - detail(fused) = detail(source - fused): the local means of one difference per source
+    differences = [source - fused for source in compared]
+    terms = [(size, weight) for size, weight in zip(settings.detail, settings.closeness) if weight]
+    sizes = [size for size, _ in terms if size]
+    local = zip(*(box_means(difference, sizes) for difference in differences))  # each size's local means, when asked for
+    for size, weight in terms:
+        pair = [difference - mean for difference, mean in zip(differences, next(local))] if size else differences
+        yield _unit(_closeness(pair, settings.window)).mul_(weight)
+
+
+def _focus_terms(sources: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[torch.Tensor]:
+    terms = [(window, weight) for window, weight in zip(settings.focus_window, settings.focus) if weight]
+    if terms:
+        focus = box_means(focus_measure(sources), [window for window, _ in terms])
+        for (_, weight), scores in zip(terms, focus):
+            yield _unit(scores).mul_(weight)
 
 
 def head_scores(weight_a: torch.Tensor) -> torch.Tensor:

@@ -93,11 +93,15 @@ class Fusion:
         if self.head == "weights":
             source = "the map head's weights"
         else:
-            source = (
-                "closeness to the direct output"
-                + (", exposure matched" if s.match_exposure else "")
-                + (f", detail {s.detail}" if s.detail else "")
-                + f", window {s.window}, + {s.focus:g} x focus, window {s.focus_window}"
+            terms = ", ".join((f"detail {d}" if d else "intensities") + f" x {w:g}" for d, w in zip(s.detail, s.closeness) if w)
+            focus = ", ".join(f"window {f} x {w:g}" for f, w in zip(s.focus_window, s.focus) if w)
+            source = " + ".join(
+                part
+                for part in (
+                    terms and f"closeness to the direct output (window {s.window}" + (", exposure matched" if s.match_exposure else "") + f"; {terms})",
+                    focus and f"focus ({focus})",
+                )
+                if part
             )
         if s.clean <= 1 or s.decisive == 0.0:
             vote = "no vote"

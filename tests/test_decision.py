@@ -12,7 +12,7 @@ import torch
 import kornia
 
 from gipc.decision import (
-    MapSettings, best_source, blend, box_mean, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
+    MapSettings, best_source, blend, box_mean, box_means, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
     one_hot, place_seams, remove_small_regions, soften,
 )
 from gipc.cli.fuse import _parser as fuse_parser, main as fuse_main
@@ -24,7 +24,7 @@ from gipc.metrics import map_accuracy, map_boundary_f
 from gipc.models import Generator
 from gipc.tiling import tiled
 
-HARD = MapSettings(window=7, match_exposure=False, detail=0, focus=1.0, focus_window=7, clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
+HARD = MapSettings(window=7, match_exposure=False, detail=(0,), closeness=(1.0,), focus=(1.0,), focus_window=(7,), clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
 
 
 def _texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -77,6 +77,20 @@ def test_focus_evidence_decides_where_the_fused_image_cannot() -> None:
     truth = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
     assert map_accuracy(blind.eq(0).float(), truth) < 0.75  # ties up to float rounding: a coin toss
     assert seeing[0, 0, :, :25].eq(0).all() and seeing[0, 0, :, 39:].eq(1).all()
+
+
+def test_evidence_is_the_weighted_sum_of_unit_free_terms() -> None:
+    """By hand: A equals the fused image, B is it plus 0.1. The closeness is 0 for A and -0.01 for B,
+    mean magnitude 0.005 over both: -2 in units, -1 at weight 0.5, -5 for two such terms at 0.5 and
+    2; flat sources have no focus (a term of zeros stays zero), and a term of weight 0 is skipped."""
+    fused = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    flat_a, flat_b = torch.full_like(fused, 0.4), torch.full_like(fused, 0.5)
+    expected = torch.cat([torch.zeros_like(fused), -torch.ones_like(fused)], dim=1)
+    settings = replace(HARD, window=1, detail=(0,), closeness=(0.5,), focus=(3.0,), focus_window=(5,))
+    assert torch.allclose(evidence([flat_a, flat_b], flat_a, settings), expected)  # fused = A, flat: the focus term is 0
+    two = replace(settings, detail=(0, 0), closeness=(0.5, 2.0), focus=(0.0,))
+    assert torch.allclose(evidence([fused, fused + 0.1], fused, two), 5 * expected, atol=1e-5)
+    assert torch.allclose(evidence([fused, fused + 0.1], fused, replace(two, closeness=(0.0, 2.0))), 4 * expected, atol=1e-5)
 
 
 def test_the_maps_luminance_and_box_means_match_their_plain_definitions() -> None:
@@ -299,9 +313,11 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 
 
 def test_bad_map_settings_are_refused() -> None:
-    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}, {"region_margin": -1.0}, {"seam": -1}, {"seam": 1.5}, {"seam_evidence": -0.1}):
+    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"closeness": -1.0}, {"focus": (1.0, 1.0)}, {"detail": (0, 3)}, {"closeness": 0.0, "focus": 0.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}, {"focus_window": "5,11"}, {"region_margin": -1.0}, {"seam": -1}, {"seam": 1.5}, {"seam_evidence": -0.1}):
         with pytest.raises(ValueError, match="map"):
             replace(HARD, **bad)
+    with pytest.raises(ValueError, match=r"^map focus needs one weight per focus window: got 2 for focus_window \[7\]$"):
+        replace(HARD, focus=(1.0, 1.0))
 
 
 def _png16(path: Path, pixels: torch.Tensor) -> Path:
@@ -355,13 +371,16 @@ def test_every_map_setting_is_a_gipc_fuse_flag_and_a_switch_turns_both_ways() ->
     default = parse(["a.png", "b.png", "--out", "f.png"])
     assert MapSettings(**{f.name: getattr(default, f.name) for f in fields(MapSettings)}) == default_rule()[1]
     on, off = (parse(["a.png", "b.png", "--out", "f.png", flag, "--detail", "5"]) for flag in ("--match-exposure", "--no-match-exposure"))
-    assert on.match_exposure is True and off.match_exposure is False and on.detail == off.detail == 5
+    assert on.match_exposure is True and off.match_exposure is False and on.detail == off.detail == (5,)
+    terms = parse(["a.png", "b.png", "--out", "f.png", "--focus-window", "5,11", "--focus", "0.5,0.25"])
+    assert terms.focus_window == (5, 11) and terms.focus == (0.5, 0.25)
 
 
 def test_the_rules_description_says_what_the_map_does() -> None:
     net = lambda ya, yb: ya  # noqa: E731
-    robust = Fusion(net, "map", replace(HARD, match_exposure=True, detail=31, decisive=1.0)).describe()
-    assert "exposure matched, detail 31, window 7" in robust and "majority 15 where the margin is under 1" in robust
+    robust = Fusion(net, "map", replace(HARD, match_exposure=True, detail=(31, 11), closeness=(0.5, 0.25), decisive=1.0)).describe()
+    assert "(window 7, exposure matched; detail 31 x 0.5, detail 11 x 0.25) + focus (window 7 x 1)" in robust
+    assert "majority 15 where the margin is under 1" in robust
     plain = Fusion(net, "map", replace(HARD, decisive=0.0)).describe()
     assert "exposure" not in plain and "detail" not in plain and "no vote" in plain and "majority" not in plain
     assert "min region 0.01 where its mean margin is under 0.5," in Fusion(net, "map", replace(HARD, min_region=0.01, region_margin=0.5)).describe()
@@ -382,3 +401,11 @@ def test_decide_and_blend_are_exact_for_hard_maps() -> None:
 def test_box_mean_equals_kornias_box_blur(size: int) -> None:
     x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(size))
     torch.testing.assert_close(box_mean(x, size), kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6, rtol=0)
+
+
+def test_box_means_of_several_sizes_from_one_table_equal_kornias_box_blur() -> None:
+    """One summed-area table padded for the largest window serves every smaller one, up to the image's size."""
+    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+    sizes = (41, 1, 5, 11)
+    for size, mean in zip(sizes, box_means(x, sizes), strict=True):
+        torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6, rtol=0)

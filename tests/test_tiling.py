@@ -109,7 +109,7 @@ def test_remember_last_runs_the_network_once_for_the_direct_and_map_rules() -> N
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(1, 3, 16, 20, generator=g), torch.rand(1, 3, 16, 20, generator=g)
-    settings = MapSettings(window=3, match_exposure=True, detail=5, focus=1.0, focus_window=3, clean=3, decisive=0.5, min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
+    settings = MapSettings(window=3, match_exposure=True, detail=(5,), closeness=(1.0,), focus=(1.0,), focus_window=(3,), clean=3, decisive=0.5, min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
     shared = remember_last(network)
     direct, mapped = Fusion(shared, "direct")([a, b]).image, Fusion(shared, "map", settings)([a, b]).image
     assert len(calls) == 1

@@ -15,6 +15,7 @@ import argparse
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         flag = f"--{field.name.replace('_', '-')}"
         if isinstance(default, bool):  # --match-exposure / --no-match-exposure
             maps.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"default {default}")
+        elif isinstance(default, tuple):  # one value per evidence term: --focus-window 5,11,21
+            listed = ",".join(f"{v:g}" for v in default)
+            maps.add_argument(flag, type=_numbers(type(default[0])), default=default, metavar="V[,V...]", help=f"default {listed}")
         else:
             maps.add_argument(flag, type=type(default), default=default, help=f"default {default}")
     parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG, white = first source) into this new folder")
@@ -55,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="runtime of the network; auto: OpenVINO on a CPU where it loads, else torch (default)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     return parser
+
+
+def _numbers(kind: type) -> Callable[[str], tuple]:
+    """An argparse type: comma-separated numbers of ``kind``."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+
+    return parse
 
 
 def _fusion(args: argparse.Namespace) -> Fusion:

@@ -1,6 +1,6 @@
-"""A learned evidence for the decision map (a study, not in gipc yet): a logistic regression over
-closeness and focus features, fitted on pairs from training photos, scored beside the default
-evidence on the held-out tuning sets of tune_map.py.
+"""How the map's evidence weights were learned: a logistic regression over closeness and focus
+features, fitted on pairs from training photos, scored beside the hand-weighted evidence of the
+tuning rounds on the held-out tuning sets of tune_map.py.
 
     python docs/results/decision-map/learned_evidence.py [--photos test]
 
@@ -11,8 +11,9 @@ sum-modified-Laplacian focus in 5, 11 and 21 px windows. The fit: 8 Kodak photos
 trained on (never a validation or test photo), one synthetic (Gaussian, pillbox), layered (region
 competition, blobs) and thin (bars and their inverses) pair each, 20,000 random pixels per pair
 weighted by where the sources differ (flat pixels carry no evidence), label = the true map. The
-learned score replaces the default evidence, scaled to its mean margin so that the vote, region and
-seam settings keep their units; the clean-up is conf/fusion/default.yaml's. Luminance only, 8-bit.
+learned score replaces the hand-weighted evidence, scaled to its mean margin per pair so that the vote,
+region and seam settings keep their units (conf/fusion/default.yaml holds the coefficients times
+the mean scale); the clean-up is the eighth tuning round's (``CLEAN_UP``). Luminance only, 8-bit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from tune_map import KODAK, layered_scene, shipped_recipe_data, tuning_sets
 
 from gipc.data.scene import Scene, held_out_scene
-from gipc.decision import MapSettings, _unit, blend, closeness_scores, compared_sources, decide, detail, evidence, focus_scores
+from gipc.decision import MapSettings, _unit, blend, box_mean, closeness_scores, compared_sources, decide, detail, evidence, focus_measure
 from gipc.fusion import default_rule, luma
 from gipc.imaging import read_image
 from gipc.inference import InferenceGenerator
@@ -35,6 +36,10 @@ from gipc.pretrained import pretrained
 TRAIN_PHOTOS = ("kodim02", "kodim03", "kodim04", "kodim05", "kodim08", "kodim09", "kodim12", "kodim13")
 SEED = 7
 PIXELS = 20_000
+HAND = {"window": 3, "detail": (31,), "closeness": (1.0,), "focus": (0.25,), "focus_window": (11,)}
+"""The evidence the learned one was scored against: weighted by hand in the tuning rounds (the default until then)."""
+CLEAN_UP = {"clean": 31, "decisive": 0.5, "region_margin": 0.25, "seam_evidence": 0.05}
+"""The clean-up both were scored under: the eighth round's (the ninth round tuned it again under the learned evidence)."""
 DETAIL_SIZES = (31, 11)  # the local means taken off before each closeness (none: exposure-shifted map accuracy -0.0056)
 
 
@@ -49,7 +54,8 @@ def features(
     """(1, 5, H, W) A - B feature differences and the exposure-matched sources."""
     compared = compared_sources([ya, yb], fused, settings)
     closeness = [_unit(closeness_scores([detail(x, size) for x in compared], detail(fused, size), 1)) for size in DETAIL_SIZES]
-    focus = [_unit(focus_scores([ya, yb], window)) for window in (5, 11, 21)]
+    laplacians = focus_measure([ya, yb])
+    focus = [_unit(box_mean(laplacians, window)) for window in (5, 11, 21)]
     return torch.cat([a_minus_b(scores) for scores in closeness + focus], dim=1), compared
 
 
@@ -102,7 +108,7 @@ def main() -> None:
     parser.add_argument("--photos", choices=("val", "test"), default="val")
     args = parser.parse_args()
     network = pretrained()
-    _, settings = default_rule()
+    settings = replace(default_rule()[1], **HAND, **CLEAN_UP)
     coef = fit(network, settings)
     print("coefficients (closeness on detail 31, on detail 11, focus 5, 11, 21):", ", ".join(f"{float(c):.3f}" for c in coef))
     sets = tuning_sets(args.photos)
@@ -117,7 +123,7 @@ def main() -> None:
                 learned = (feats * coef.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
                 scales.append(float(default.abs().mean() / learned.abs().mean()))
                 learned = learned * scales[-1]
-                for rule, diff in (("default evidence", default), ("learned evidence", learned)):
+                for rule, diff in (("hand-weighted evidence", default), ("learned evidence", learned)):
                     weights = decide(torch.cat([diff / 2, -diff / 2], dim=1), fused, settings, compared)
                     out = (blend([ya, yb], weights).clamp(0, 1) * 255).round() / 255  # 8-bit, as written
                     q, p = results.setdefault((rule, name), ([], []))
@@ -126,12 +132,14 @@ def main() -> None:
                         p.append(float(map_accuracy(weights[:, :1], scene.focus_map[None])))
                     elif scene.gt is not None:
                         p.append(float(psnr(out, luma(scene.gt[None]))))
-    print(f"scale of the learned score to the default's mean margin: {statistics.fmean(scales):.3f} +- {statistics.pstdev(scales):.3f} "
+    scale = statistics.fmean(scales)
+    print(f"scale of the learned score to the default's mean margin: {scale:.3f} +- {statistics.pstdev(scales):.3f} "
           f"({min(scales):.3f}-{max(scales):.3f}) over {len(scales)} pairs")
+    print("coefficients in the default's margin units (conf/fusion/default.yaml's closeness and focus):", ", ".join(f"{float(c) * scale:.3f}" for c in coef))
     columns = [f"{n} Q^AB/F | {n} PSNR" for n in ("synthetic", "layered", "thin")] + ["exposure map accuracy", "grayscale Q^AB/F"]
     print(f"| evidence ({args.photos} photos) | " + " | ".join(columns) + " |")
     print("|---" * 9 + "|")
-    for rule in ("default evidence", "learned evidence"):
+    for rule in ("hand-weighted evidence", "learned evidence"):
         cells = []
         for name in ("synthetic", "layered", "thin"):
             q, p = results[(rule, name)]

@@ -150,8 +150,12 @@ def mean_ranks(rows: list[tuple[float, ...]]) -> list[float]:
     return [statistics.fmean(float(r[i]) for r in ranks) for i in range(len(rows))]
 
 
-def parse(text: str, kind: type) -> object:
-    """A grid value as its setting's type (``true``/``false`` for a switch)."""
+def parse(text: str, default: object) -> object:
+    """A grid value as its setting's type (``true``/``false`` for a switch; ``:`` between a list's
+    values: ``focus_window=5:11:21,11``)."""
+    if isinstance(default, tuple):
+        return tuple(type(default[0])(part) for part in text.split(":"))
+    kind = type(default)
     if kind is bool:
         if text.lower() not in ("true", "false"):
             raise SystemExit(f"expected true or false, got {text!r}")
@@ -174,7 +178,7 @@ def main() -> None:
         }
     _, base = default_rule()
     keys = [g.partition("=")[0] for g in args.grid]
-    values = [[parse(v, type(getattr(base, k))) for v in g.partition("=")[2].split(",")] for k, g in zip(keys, args.grid)]
+    values = [[parse(v, getattr(base, k)) for v in g.partition("=")[2].split(",")] for k, g in zip(keys, args.grid)]
     labels, rows = [], []
     floor = score(base, cached["grayscale"])[0] - GRAYSCALE_TOLERANCE
     print(", ".join(f"{len(scenes)} {name}" for name, scenes in sets.items()) + f" pairs ({args.photos} photos)", flush=True)
