@@ -85,11 +85,12 @@ class MapSettings:
         for size in self.detail:
             if not isinstance(size, int) or size < 0 or (size and size % 2 == 0):
                 raise UserError(f"map detail must be 0 (compare intensities) or an odd number of pixels, got {size!r}")
-        for weights, sizes, what in (("closeness", "detail", "detail size"), ("focus", "focus_window", "focus window")):
-            if len(getattr(self, weights)) != len(getattr(self, sizes)):
-                raise UserError(f"map {weights} needs one weight per {what}: got {len(getattr(self, weights))} for {sizes} {list(getattr(self, sizes))}")
-            if not all(w >= 0.0 for w in getattr(self, weights)):
-                raise UserError(f"map {weights} weights must be >= 0, got {list(getattr(self, weights))}")
+        for weights_name, sizes_name, what in (("closeness", "detail", "detail size"), ("focus", "focus_window", "focus window")):
+            weights, sizes = getattr(self, weights_name), getattr(self, sizes_name)
+            if len(weights) != len(sizes):
+                raise UserError(f"map {weights_name} needs one weight per {what}: got {len(weights)} for {sizes_name} {list(sizes)}")
+            if not all(w >= 0.0 for w in weights):
+                raise UserError(f"map {weights_name} weights must be >= 0, got {list(weights)}")
         if not any(w > 0.0 for w in self.closeness + self.focus):
             raise UserError("map closeness and focus weights are all 0: the map would have no evidence")
         if not isinstance(self.seam, int) or self.seam < 0:
@@ -209,13 +210,14 @@ def evidence(
     :func:`compared_sources`) with the local mean of each ``detail`` size taken off (0: none); the
     focus measure reads the sources as they are. Weights of 0 skip their term."""
     compared = compared_sources(sources, fused, settings) if compared is None else list(compared)
-    return reduce(torch.Tensor.add_, _terms(sources, fused, compared, settings))
+    return reduce(torch.Tensor.add_, evidence_terms(sources, fused, compared, settings))
 
 
-def _terms(
+def evidence_terms(
     sources: Sequence[torch.Tensor], fused: torch.Tensor, compared: Sequence[torch.Tensor], settings: MapSettings
 ) -> Iterator[torch.Tensor]:
-    """:func:`evidence`'s weighted terms, one at a time (a 12 MP pair's term takes 0.1 GiB)."""
+    """:func:`evidence`'s weighted terms (B, N, H, W), closeness first, one at a time (a 12 MP pair's
+    term takes 0.1 GiB); with weights of 1, the features a fit of the weights reads."""
     yield from _closeness_terms(fused, compared, settings)
     yield from _focus_terms(sources, settings)
 
