@@ -316,7 +316,7 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
             a, b = (p[None] for p in pixels)
             with torch.inference_mode():
                 start = time.perf_counter()
-                reference = fuse_color(plain, a, b)
+                reference = fuse_color(plain, a.to(device), b.to(device)).cpu()
                 plain_seconds += time.perf_counter() - start
             scores.append((float(qabf(a, b, fused[None])[0]), float(qabf(a, b, reference)[0])))
     spent["colour and rule"] -= spent["network"]

@@ -63,14 +63,17 @@ def gradient(x: torch.Tensor, kind: LaplacianKind = "8-neighbour") -> torch.Tens
     return kornia.filters.filter2d(x, _LAPLACIAN_4.to(x), border_type="constant")
 
 
-def _draw(bounds: tuple[float, float], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One soft label drawn uniformly from ``bounds`` (fresh each step, paper section 4.2)."""
+def _draw(bounds: tuple[float, float], generator: torch.Generator | None) -> float:
+    """One soft label drawn uniformly from ``bounds`` (fresh each step, paper section 4.2).
+
+    A Python number, not a tensor: copying a CPU scalar to a GPU waits for the GPU's queue to drain,
+    ten times a batch (benchmarks/README.md, "On a lent GPU")."""
     low, high = bounds
     u = torch.rand((), generator=generator, device="cpu" if generator is None else generator.device)
-    return (low + (high - low) * u).to(like)
+    return low + (high - low) * float(u)
 
 
-def _adversarial(weight: float, discriminator: Scorer, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+def _adversarial(weight: float, discriminator: Scorer, x: torch.Tensor, label: float) -> torch.Tensor:
     """Least-squares term ``weight * mean((D(x) - label)^2)``; exactly 0, without running D, when ablated."""
     if not weight:
         return x.new_zeros(())
@@ -85,7 +88,7 @@ def generator_loss(
     Returns every term separately (already weighted) plus ``"total"``.
     """
     grad_f, grad_i = _gradients(fused, target, w)
-    a1, a2 = (_draw(w.real_label, fused, generator) for _ in range(2))
+    a1, a2 = (_draw(w.real_label, generator) for _ in range(2))
     return _with_total({
         "adv_int": _adversarial(w.l1, discriminator, fused, a1),
         "adv_gra": _adversarial(w.l2, discriminator, grad_f, a2),
@@ -103,8 +106,8 @@ def discriminator_loss(
     """
     fused = fused.detach()
     grad_f, grad_i = _gradients(fused, target, w)
-    b1, b2 = (_draw(w.fake_label, fused, generator) for _ in range(2))
-    c1, c2 = (_draw(w.real_label, fused, generator) for _ in range(2))
+    b1, b2 = (_draw(w.fake_label, generator) for _ in range(2))
+    c1, c2 = (_draw(w.real_label, generator) for _ in range(2))
     return _with_total({
         "fake_int": _adversarial(w.l3, discriminator, fused, b1),
         "fake_gra": _adversarial(w.l4, discriminator, grad_f, b2),

@@ -112,14 +112,14 @@ class GIPCGAN(L.LightningModule):
         if d_terms:
             self.log_dict({f"train/d_{k}": v.detach() for k, v in d_terms.items()})
             self.log("train/d_loss", d_terms["total"].detach(), prog_bar=True)
-        self.log_dict(
-            {
-                "train/lr_g": opt_g.param_groups[0]["lr"],
-                "train/lr_d": opt_d.param_groups[0]["lr"],
-                "train/g_steps": float(self.progress.g_steps),
-                "train/d_steps": float(self.progress.d_steps),
-            }
-        )
+        counters = {
+            "train/lr_g": opt_g.param_groups[0]["lr"],
+            "train/lr_d": opt_d.param_groups[0]["lr"],
+            "train/g_steps": self.progress.g_steps,
+            "train/d_steps": self.progress.d_steps,
+        }
+        # CPU tensors: Lightning would copy plain numbers to the GPU, a wait for its queue each.
+        self.log_dict({k: torch.tensor(float(v)) for k, v in counters.items()})
 
     def content_only(self) -> bool:
         """No adversarial work this batch: D has nothing to learn (every adversarial weight 0, the
@@ -183,9 +183,9 @@ class GIPCGAN(L.LightningModule):
 
     def _finite(self, terms: dict[str, torch.Tensor], net: str) -> bool:
         """Divergence guard: stop (default), skip the batch, or halve the learning rates."""
+        if bool(torch.isfinite(torch.stack([value.detach().float() for name, value in terms.items() if name != "total"])).all()):
+            return True  # one wait for the GPU per step, not one per term
         bad = [name for name, value in terms.items() if name != "total" and not torch.isfinite(value)]
-        if not bad:
-            return True
         where = f"{net} loss term(s) {', '.join(bad)} became non-finite at G step {self.progress.g_steps} (D step {self.progress.d_steps})"
         action = self.hparams.on_nonfinite
         if action == "stop":
