@@ -70,7 +70,7 @@ def _draw(bounds: tuple[float, float], generator: torch.Generator | None) -> flo
     ten times a batch (benchmarks/README.md, "On a lent GPU")."""
     low, high = bounds
     u = torch.rand((), generator=generator, device="cpu" if generator is None else generator.device)
-    return low + (high - low) * float(u)
+    return float(low + (high - low) * u)  # float32 arithmetic, as the labels have always been drawn
 
 
 def _adversarial(weight: float, discriminator: Scorer, x: torch.Tensor, label: float) -> torch.Tensor:
