@@ -183,9 +183,10 @@ class GIPCGAN(L.LightningModule):
 
     def _finite(self, terms: dict[str, torch.Tensor], net: str) -> bool:
         """Divergence guard: stop (default), skip the batch, or halve the learning rates."""
-        if bool(torch.isfinite(torch.stack([value.detach().float() for name, value in terms.items() if name != "total"])).all()):
+        parts = {name: value.detach() for name, value in terms.items() if name != "total"}
+        if bool(torch.isfinite(torch.stack([value.float() for value in parts.values()])).all()):
             return True  # one wait for the GPU per step, not one per term
-        bad = [name for name, value in terms.items() if name != "total" and not torch.isfinite(value)]
+        bad = [name for name, value in parts.items() if not torch.isfinite(value)]
         where = f"{net} loss term(s) {', '.join(bad)} became non-finite at G step {self.progress.g_steps} (D step {self.progress.d_steps})"
         action = self.hparams.on_nonfinite
         if action == "stop":
