@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -43,6 +44,16 @@ def test_same_seed_same_batches() -> None:
     first = next(iter(_module(seed=5).train_dataloader()))
     again = next(iter(_module(seed=5).train_dataloader()))
     assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_batches_are_pinned_only_for_a_cuda_trainer() -> None:
+    """Pinned host memory lets the copy to a GPU run beside the step; on a CPU it would only cost memory."""
+    module = _module()
+    assert not module.train_dataloader().pin_memory  # no trainer yet
+    for device, pinned in (("cpu", False), ("cuda", True)):
+        module.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+        assert module.train_dataloader().pin_memory is pinned
+        assert module.val_dataloader().pin_memory is pinned and module.test_dataloader().pin_memory is pinned
 
 
 def test_val_uses_a_few_held_out_images_and_test_all_of_them() -> None:

@@ -98,12 +98,20 @@ class FusionDataModule(L.LightningDataModule):
             drop_last=True,  # every batch must split into batches_per_step equal sub-batches
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.on_cuda,
             # Worker seeds come from here, not from the global RNG.
             generator=torch.Generator().manual_seed(self.seed),
         )
 
+    @property
+    def on_cuda(self) -> bool:
+        """Whether the trainer runs on a CUDA device: its batches are then pinned, so that the copy to the
+        GPU runs beside the step instead of first through a pageable staging buffer (a GPU profile saw
+        every batch copied from pageable memory)."""
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
     def _whole(self, scenes: Sequence[Scene]) -> DataLoader:
-        return DataLoader(WholeImageDataset(scenes), batch_size=1, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(WholeImageDataset(scenes), batch_size=1, shuffle=False, num_workers=self.num_workers, pin_memory=self.on_cuda)
 
     def val_dataloader(self) -> DataLoader:
         return self._whole(self.val_scenes)
