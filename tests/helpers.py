@@ -97,7 +97,7 @@ def save_lightning_ckpt(path: Path, gen: Generator, hparams: dict | None = None)
     return path
 
 
-def run_dir_with_checkpoints(tmp_path: Path) -> Path:
+def run_dir_with_checkpoints(tmp_path: Path, batches_per_step: int = 1) -> Path:
     """A run dir as training leaves it: config.yaml of a synthesized data set and two checkpoints."""
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -106,7 +106,8 @@ def run_dir_with_checkpoints(tmp_path: Path) -> Path:
     recipe = dict(sigma=[1.0, 2.0], soft=[0.0, 1.0], fraction=[0.3, 0.7], blob_size=[8, 16])
     source = dict(_target_="gipc.data.pair_sets.SynthesizedPairs", patches_per_epoch=8, embedded_photos=False,
                   photo_dirs=[str(photos)], test_fraction=0.6, val_count=1, synthesis=recipe, held_out_synthesis=recipe)
-    data = dict(_target_="gipc.data.datamodule.FusionDataModule", batch_size=2, patch_size=16, seed=0, source=source)
+    data = dict(_target_="gipc.data.datamodule.FusionDataModule", batch_size=2, patch_size=16, seed=0, source=source,
+                batches_per_step=batches_per_step)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create({"data": data}), run / "config.yaml")

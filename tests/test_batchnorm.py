@@ -61,9 +61,15 @@ def test_a_generator_calibrated_on_one_batch_fuses_it_as_in_training() -> None:
 
 
 def test_training_inputs_are_the_runs_patches_in_the_networks_range(tmp_path) -> None:
-    data = run_datamodule(run_dir_with_checkpoints(tmp_path))
+    """A loader batch holds one training batch per D and G step (3 here); BatchNorm must see each alone,
+    mapped from [0, 1] to the network's [-1, 1] as in training."""
+    data = run_datamodule(run_dir_with_checkpoints(tmp_path, batches_per_step=3))
+    loaded = next(iter(data.train_dataloader()))
+    assert loaded["a"].shape[0] == 3 * data.batch_size
     inputs = list(training_inputs(data, 3))
     assert len(inputs) == 3
-    for a, b in inputs:
+    for i, (a, b) in enumerate(inputs):
+        part = slice(i * data.batch_size, (i + 1) * data.batch_size)
         assert a.shape == b.shape == (data.batch_size, 1, data.patch_size, data.patch_size)
+        assert torch.equal(a, loaded["a"][part] * 2 - 1) and torch.equal(b, loaded["b"][part] * 2 - 1)
         assert a.min() >= -1 and a.max() <= 1 and a.min() < 0 < a.max()

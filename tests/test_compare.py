@@ -137,7 +137,8 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     (unstarted / "config.yaml").write_text("seed: 42\n")
     out = compare([tmp_path])
     err = capsys.readouterr().err
-    assert "skipped" in err and (out / "comparison.csv").is_file()
+    assert (out / "comparison.csv").is_file()
+    assert f"skipped {failed}: failed (see its FAILED file), no metrics" in err.splitlines()
     assert f"skipped {killed}: not finished (last checkpoint at step 600)" in err.splitlines()
     assert f"skipped {unstarted}: not finished (no checkpoint yet)" in err.splitlines()
     out2 = compare([a, b], tmp_path / "pair")
@@ -174,7 +175,7 @@ def test_failure_while_writing_leaves_no_output(ablation_sweep, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(module, "plot_metric", broken)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="disk full"):
         compare([ablation_sweep])
     assert not (ablation_sweep / "comparison").exists()
     assert not [p for p in ablation_sweep.iterdir() if p.name.startswith(".comparison")]

@@ -44,6 +44,8 @@ def test_same_seed_same_batches() -> None:
     first = next(iter(_module(seed=5).train_dataloader()))
     again = next(iter(_module(seed=5).train_dataloader()))
     assert all(torch.equal(first[k], again[k]) for k in first)
+    other = next(iter(_module(seed=6).train_dataloader()))  # and the seed is not ignored
+    assert not torch.equal(first["gt"], other["gt"])
 
 
 def test_batches_are_pinned_only_for_a_cuda_trainer() -> None:

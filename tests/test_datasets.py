@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from gipc.color import split_luma
+from gipc.data import datasets
 from gipc.data.datasets import PairFolder, PatchDataset, SequenceFolder, WholeImageDataset
 from gipc.data.scene import Scene
 from gipc.data.synthesis import synthesize_pair
 from gipc.errors import DataError, ImageError
-from gipc.imaging import write_image
+from gipc.imaging import read_matching, write_image
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -31,11 +32,14 @@ def _write_folder(root: Path, scenes: list[Scene]) -> None:
             write_image(root / sub / f"{scene.name}.png", pixels)
 
 
-def test_lytro_pairs_read_lazily_without_gt(lytro_pairs: Path) -> None:
+def test_lytro_pairs_read_lazily_without_gt(lytro_pairs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = []
+    monkeypatch.setattr(datasets, "read_matching", lambda paths: reads.append(paths) or read_matching(paths))
     folder = PairFolder(lytro_pairs)
-    assert len(folder) == 20 and not folder.has_gt
+    assert len(folder) == 20 and not folder.has_gt and not reads  # listing reads no image
     assert folder.entries[0][0] == "lytro-01"
     scene = folder[19]
+    assert [[p.name for p in paths] for paths in reads] == [["lytro-20-A.jpg", "lytro-20-B.jpg"]]  # only the pair asked for
     assert scene.name == "lytro-20" and scene.a.shape == scene.b.shape == (3, 520, 520) and scene.gt is None
     item = WholeImageDataset(folder)[0]
     assert set(item) == {"a", "b", "name"} and item["name"] == "lytro-01"

@@ -94,14 +94,15 @@ def test_evidence_is_the_weighted_sum_of_unit_free_terms() -> None:
 
 
 def test_the_maps_luminance_and_box_means_match_their_plain_definitions() -> None:
-    """luma is split_luma's Y bit for bit; box_mean over several channels is each channel's box mean
-    (computed a channel at a time to bound memory) and kornia's box blur to float rounding."""
+    """luma is split_luma's Y bit for bit; box means over several channels, one size at a time (channels
+    in turn) or several sizes from shared tables, are kornia's box blur to float rounding."""
     x = torch.rand(2, 3, 33, 41, generator=torch.Generator().manual_seed(1))
     assert torch.equal(luma(x), split_luma(x)[0])
-    for size in (1, 7, 15):
-        together = box_mean(x, size)
-        assert torch.equal(together, torch.cat([box_mean(x[:, i : i + 1], size) for i in range(3)], dim=1))
-        torch.testing.assert_close(together, kornia.filters.box_blur(x, size, border_type="replicate"), atol=5e-7, rtol=0)
+    sizes = (1, 7, 15)
+    for size, shared in zip(sizes, box_means(x, sizes)):
+        expected = kornia.filters.box_blur(x, size, border_type="replicate")
+        torch.testing.assert_close(box_mean(x, size), expected, atol=5e-7, rtol=0)
+        torch.testing.assert_close(shared, expected, atol=5e-7, rtol=0)
 
 
 def test_clean_up_removes_an_isolated_wrong_speck() -> None:

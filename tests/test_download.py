@@ -85,6 +85,16 @@ def test_file_url_with_pinned_digest(tmp_path: Path) -> None:
         download("mfi-whu", dest, url=archive.as_uri(), progress=False)
 
 
+def test_a_non_zip_archive_is_kept_whole_for_the_user(tmp_path: Path, capsys) -> None:
+    archive = tmp_path / "set.tar.gz"
+    archive.write_bytes(b"not a zip")
+    dest = tmp_path / "data"
+    kept = download("mfi-whu", dest, url=archive.as_uri(), progress=False)
+    assert kept == dest / "mfi-whu.gz" and kept.read_bytes() == b"not a zip"
+    assert sorted(p.name for p in dest.iterdir()) == ["mfi-whu.gz"]  # no .part left, nothing unpacked
+    assert f"{kept} is not a zip archive; unpack it by hand" in capsys.readouterr().out
+
+
 def test_http_download_prints_an_unpinned_digest(server: str, tmp_path: Path, capsys) -> None:
     download("mfi-whu", tmp_path, url=server, progress=False)
     assert f"sha256 of mfi-whu: {DIGEST}" in capsys.readouterr().out

@@ -22,7 +22,7 @@ def test_crop_window_lands_where_only_one_source_has_detail() -> None:
     assert top + 32 > 70 and left + 32 > 20
 
 
-def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path) -> None:
+def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sources, fused = tmp_path / "sources", tmp_path / "fused"
     for folder in (sources, fused):
         folder.mkdir()
@@ -35,6 +35,8 @@ def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path) -> No
     with Image.open(out) as written:
         assert written.mode == "P"  # a palette PNG, small enough to commit
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "fused", "sources"]  # no temp file left
+    before = out.read_bytes()
     with pytest.raises(SystemExit) as refused:
         main(["--sources", str(sources), "--out", str(out)])
     assert refused.value.code == 2
+    assert "exists; choose a new file" in capsys.readouterr().err and out.read_bytes() == before

@@ -22,7 +22,7 @@ from gipc.errors import CheckpointError
 from gipc.fuse import fuse_images
 from gipc.cli.fuse import main
 from gipc.imaging import read_image
-from gipc.inference import network_fuser
+from gipc.inference import choose_path, network_fuser
 from gipc.models.generator import Generator
 from gipc.pretrained import load_generator
 from gipc.tiling import tiled
@@ -32,7 +32,7 @@ from helpers import random_eval_generator, save_lightning_ckpt
 MEMORY_PROBE = """
 import resource, sys, torch
 from gipc.fuse import auto_tiled, fuse_images
-from gipc.inference import network_fuser
+from gipc.inference import choose_path, network_fuser
 from gipc.models.generator import Generator
 height, width, tile, overlap = (int(v) for v in sys.argv[1:])
 gen = Generator().eval()
@@ -175,14 +175,21 @@ def test_16bit_sources_give_a_16bit_output(tmp_path: Path) -> None:
 
 
 def test_16bit_rgb_sources_keep_16_bits(tmp_path: Path) -> None:
+    """16 bits in, 16 bits out, and the levels between 8-bit ones survive the whole way (not only the file's depth)."""
     rng = np.random.default_rng(1)
-    paths = []
+    paths, sources = [], []
     for name in ("a.png", "b.png"):
-        png.from_array(rng.integers(0, 65536, (6, 15)).astype(np.uint16), "RGB;16").save(str(tmp_path / name))
+        levels = rng.integers(0, 65536, (6, 15)).astype(np.uint16)
+        png.from_array(levels, "RGB;16").save(str(tmp_path / name))
         paths.append(str(tmp_path / name))
+        sources.append(torch.from_numpy(levels.reshape(6, 5, 3).astype(np.float64) / 65535).permute(2, 0, 1)[None])
     assert main(["--method", "average", *paths, "--out", str(tmp_path / "f.png")]) == 0
-    fused = read_image(tmp_path / "f.png")
-    assert fused.bit_depth == 16 and fused.pixels.shape == (3, 6, 5)
+    width, height, rows, info = png.Reader(filename=str(tmp_path / "f.png")).read()
+    out = np.array([list(row) for row in rows], dtype=np.float64).reshape(height, width, 3)
+    assert info["bitdepth"] == 16 and out.shape == (6, 5, 3)
+    expected = fuse_color(average, *sources)[0].permute(1, 2, 0).numpy() * 65535
+    assert np.abs(out - expected).max() <= 1.0  # float32 arithmetic, then rounding
+    assert (out % 257 != 0).mean() > 0.9  # 8-bit levels scaled up would all be multiples of 257
 
 
 def test_triple_is_fused_in_turn(tmp_path: Path, lytro_triple: Path) -> None:
@@ -322,10 +329,17 @@ def test_network_fuses_a_lytro_triple(tmp_path: Path, lytro_triple: Path, ckpt: 
 
 
 def test_network_keeps_a_gray_pair_gray(tmp_path: Path, grayscale_pairs: Path, ckpt: Path) -> None:
+    """The command runs the checkpoint's own network under the rule asked for: ``--rule direct`` in fp32
+    writes the generator's output on the pair, rounded to 8 bits, and stays gray."""
     sources = [str(grayscale_pairs / "g05-A.png"), str(grayscale_pairs / "g05-B.png")]
-    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "out")]) == 0
-    fused = PILImage.open(tmp_path / "out" / "g05-fused.png")
+    out = tmp_path / "out" / "g05-fused.png"
+    assert main(["--ckpt", str(ckpt), *sources, "--out", str(out.parent), "--rule", "direct", "--precision", "fp32", "--backend", "torch"]) == 0
+    fused = PILImage.open(out)
     assert fused.mode == "L" and fused.size == (268, 176)
+    a, b = (read_image(path).pixels[None] for path in sources)
+    with torch.no_grad():
+        expected = fuse_color(network_fuser(load_generator(ckpt), choose_path("cpu", "fp32", "torch")), a, b)[0, 0]
+    assert np.abs(np.asarray(fused, float) / 255 - expected.numpy()).max() <= 0.5 / 255 + 1e-5
 
 
 @pytest.mark.slow

@@ -76,8 +76,27 @@ def test_soft_labels_are_drawn_inside_their_ranges():
 
 
 def test_zero_lambdas_skip_their_terms_exactly():
-    terms = discriminator_loss(impulse(), torch.ones(1, 1, 5, 5), mean_scorer, weights(l3=0.0, l5=0.0))
+    """An ablated term is exactly 0 and D never sees its input: with l3 = l5 = 0 (D) or l1 = 0 (G), D
+    scores only gradient maps, and the terms left are the ones worked out by hand above."""
+    seen = []
+
+    def recording(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return mean_scorer(x)
+
+    # Target all zeros: an unskipped real_int would be 0.1 * (0 - 1)^2 and fake_int 0.1 / 625.
+    fused, target = impulse(), torch.zeros(1, 1, 5, 5)
+    terms = discriminator_loss(fused, target, recording, weights(l3=0.0, l5=0.0))
     assert terms["fake_int"].item() == 0 and terms["real_int"].item() == 0
+    assert terms["total"].item() == pytest.approx(1.0)  # real_gra alone: 1.0 * (0 - 1)^2; fake_gra is 0
+    assert len(seen) == 2 and not any(torch.equal(x, fused) or x is target for x in seen)
+    seen.clear()
+    terms = generator_loss(fused, target, recording, weights(l1=0.0, lam=0.0))
+    assert terms["adv_int"].item() == 0 and terms["total"].item() == pytest.approx(1.0)  # adv_gra alone
+    assert len(seen) == 1 and not torch.equal(seen[0], fused)
+    seen.clear()
+    terms = generator_loss(fused, target, recording, weights(l1=0.0, l2=0.0, lam=0.0))
+    assert terms["total"].item() == 0 and not seen
 
 
 @pytest.mark.parametrize("field", ["lam", "l1", "l6"])
