@@ -264,6 +264,9 @@ def test_reference_psnr_and_ssim_by_hand() -> None:
     # torchmetrics takes log(data_range) in float32, hence 1e-7 relative, not float64 precision.
     assert psnr(fused, gt).item() == pytest.approx(10 * math.log10(255**2 / 100), rel=1e-7)
     assert ssim(gt, gt).item() == pytest.approx(1.0, abs=1e-12)
+    # On flat images SSIM is C1 / (mu_x^2 + mu_y^2 + C1) with C1 = (K1 * 255)^2, K1 = 0.01: it pins K1 and the range.
+    c1 = (0.01 * 255) ** 2
+    assert ssim(fused, gt).item() == pytest.approx(c1 / (100 + c1), abs=1e-9)
 
 
 # ---------------------------------------------------------------- the collection

@@ -40,6 +40,16 @@ def test_generator_paths_are_not_shared_and_exchange_information():
     b2[..., 4, 4] = 1
     # Changing B changes the output: B reaches the decoder (through its own path and the exchange).
     assert not torch.equal(g(a, b), g(a, b2))
+    # The exchange itself: A's second block sees B's first features (and B's sees A's), A's first block does not.
+    seen: dict[str, torch.Tensor] = {}
+    for name, block in (("a0", g.enc_a[0]), ("a1", g.enc_a[1]), ("b0", g.enc_b[0]), ("b1", g.enc_b[1])):
+        block.register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, out.clone()))
+    g(a, b)
+    before = dict(seen)
+    g(a, b2)
+    assert torch.equal(seen["a0"], before["a0"]) and not torch.equal(seen["a1"], before["a1"])
+    g(b2, b)  # now only A changes
+    assert torch.equal(seen["b0"], before["b0"]) and not torch.equal(seen["b1"], before["b1"])
 
 
 @pytest.mark.parametrize("size", [32, 48, 80, 96])

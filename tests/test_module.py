@@ -80,9 +80,11 @@ def test_resume_continues_step_counters_and_lr_schedule(tmp_path):
     model = make(2)
     first.fit(model, loader(3, 2, 2))
     first.save_checkpoint(ckpt)
-    resumed = make(2)
-    trainer(tmp_path, max_epochs=2).fit(resumed, loader(3, 2, 2), ckpt_path=str(ckpt))
+    resumed, probe = make(2), LrProbe()
+    trainer(tmp_path, max_epochs=2, callbacks=[probe]).fit(resumed, loader(3, 2, 2), ckpt_path=str(ckpt))
     assert (resumed.progress.g_steps, resumed.progress.d_steps) == (6, 12)
+    # Linear decay over the 6 batches of the resumed run, continued from batch 3, not restarted.
+    assert [lr for pair in probe.lrs for lr in pair] == pytest.approx([1e-4 * 2 / 6] * 2 + [1e-4 / 6] * 2 + [0.0] * 2)
     opt_g, _ = resumed.optimizers()
     assert {int(s["step"]) for s in opt_g.optimizer.state.values()} == {6}
 
@@ -162,12 +164,16 @@ def test_bf16_mixed_steps_run_the_networks_in_bf16_and_stay_finite(tmp_path):
 def test_init_generator_starts_g_from_an_exported_file_and_d_fresh(tmp_path):
     source = make(2)
     torch.nn.init.normal_(source.generator.decoder[-2].weight)  # weights no fresh init would draw
+    with torch.no_grad():
+        for p in source.discriminator.parameters():
+            p.fill_(0.123)  # a D no fresh init draws: it must not come along
     ckpt = tmp_path / "run.ckpt"
     torch.save({"state_dict": source.state_dict(), "hyper_parameters": {"generator": {"width": 4}}}, ckpt)
     exported = export_generator(ckpt, tmp_path / "g.pt")
-    tuned = make(2, init_generator=str(exported))
-    assert torch.equal(_flat(tuned.generator), _flat(source.generator))
-    assert not torch.equal(_flat(tuned.discriminator), _flat(source.discriminator))
+    for init in (exported, ckpt):  # the exported file, and the full checkpoint that also holds D
+        tuned = make(2, init_generator=str(init))
+        assert torch.equal(_flat(tuned.generator), _flat(source.generator))
+        assert not (_flat(tuned.discriminator) == 0.123).any()
 
 
 @pytest.mark.skipif(not shipped_weights_exist(), reason="this install holds no shipped generator")

@@ -10,10 +10,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 
 import gipc.fusion
 import gipc.pretrained
 from gipc import callbacks
+from gipc.decision import MapSettings
 from gipc.errors import CheckpointError
 from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
@@ -23,7 +25,7 @@ from gipc.pretrained import FORMAT, export_generator, load_generator, pretrained
 from gipc.cli.export import main as export_main
 from gipc.rundir import run_datamodule, training_inputs
 
-from helpers import Patches, conf_group, paper_model, random_eval_generator, run_dir_with_checkpoints
+from helpers import CONF, Patches, conf_group, paper_model, random_eval_generator, run_dir_with_checkpoints
 
 
 def _lightning_checkpoint(path: Path) -> tuple[Path, GIPCGAN]:
@@ -242,7 +244,9 @@ def test_the_test_report_adds_the_map_rule_and_scores_maps_where_the_truth_is_kn
 
 
 def test_pretrained_fusion_takes_the_rule_of_conf_fusion(shipped: Path) -> None:
-    rule, settings = gipc.fusion.default_rule()
+    """The file's values, read here without Hydra, are the ones the Python API fuses with."""
+    conf = yaml.safe_load((CONF / "fusion" / "default.yaml").read_text())
     fusion = pretrained(device="cpu", precision="fp32").fusion()
-    assert (fusion.rule, fusion.settings) == (rule, settings) == ("map", fusion.settings)
+    assert fusion.rule == conf["rule"] == "map"
+    assert fusion.settings == MapSettings(**conf["map"])
     assert pretrained(device="cpu").fusion("direct").rule == "direct"

@@ -40,6 +40,11 @@ def test_select_scores_every_checkpoint_and_records_the_pick(tmp_path: Path, cap
     record = (run / "selection.md").read_text()
     assert "epoch000-step0000100.ckpt" in record and "epoch000-step0000200.ckpt" in record
     assert record.count("(picked)") == 1
+    # The pick is the lowest mean rank, a tie going to the later step, and the header names it.
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in record.splitlines() if line.startswith("| epoch")]
+    best = min(rows, key=lambda row: (float(row[-1]), -int(row[1])))
+    assert best[0].endswith("**(picked)**")
+    assert record.splitlines()[0].endswith(f"picked: {best[0].removesuffix(' **(picked)**')}")
     assert main([str(run), "--pairs", str(pairs), "--min-step", "150"]) == 0
     assert "step0000100" not in (run / "selection.md").read_text()
     stale = (run / "selection.md").read_text()

@@ -213,9 +213,13 @@ def test_synthesize_scene_blobs_map_and_gt() -> None:
     made = synthesize_scene("x", image, "blobs", seed=1, sigma=1.0, soft=0.0, blob_size=16)
     focus = made.focus_map
     assert made.gt is image
+    assert 0.2 < focus.mean() < 0.8 and set(focus.unique().tolist()) == {0.0, 1.0}  # both sides present, hard (soft 0)
     inside = focus.bool().expand(3, -1, -1)
+    blurred = gaussian_blur(image[None], 1.0)[0]  # eq. 18-19: each source is the photo blurred where not in focus
     torch.testing.assert_close(made.a[inside], image[inside])
+    torch.testing.assert_close(made.a[~inside], blurred[~inside])
     torch.testing.assert_close(made.b[~inside], image[~inside])
+    torch.testing.assert_close(made.b[inside], blurred[inside])
 
 
 def test_embedded_photos_are_bundled_and_downscaled() -> None:

@@ -94,6 +94,10 @@ def test_items_depend_on_seed_and_index_only_and_never_run_out() -> None:
 def test_colour_photos_train_on_luminance_and_small_photos_are_refused() -> None:
     patches = SynthesizedPatches([_photo(0, channels=3)], 16, RECIPE, length=4, seed=0)
     assert patches[0]["gt"].shape == (1, 16, 16)
+    red = torch.zeros(3, 60, 70)
+    red[0] = 1.0  # pure red: its BT.601 luminance is 0.299, not channel 0 (1) nor the channel mean (1/3)
+    gt = SynthesizedPatches([red], 16, RECIPE, length=4, seed=0)[0]["gt"]
+    torch.testing.assert_close(gt, torch.full_like(gt, 0.299), atol=1e-4, rtol=0)
     with pytest.raises(DataError, match="smaller than a 16px patch plus its 15px blur margin"):
         SynthesizedPatches([_photo(0, (40, 60))], 16, RECIPE, length=4, seed=0)
 
