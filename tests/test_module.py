@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from gipc.errors import NonFiniteLossError
@@ -70,7 +74,7 @@ def test_generator_loss_falls_over_a_short_run(tmp_path):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             losses.append(float(trainer.callback_metrics["train/g_content_int"]))
 
-    trainer(tmp_path, max_epochs=3, callbacks=[Record()]).fit(model, loader(20, 4, 1))
+    trainer(tmp_path, max_epochs=3, log_every_n_steps=1, callbacks=[Record()]).fit(model, loader(20, 4, 1))
     assert sum(losses[-10:]) < 0.8 * sum(losses[:10])
 
 
@@ -87,6 +91,29 @@ def test_resume_continues_step_counters_and_lr_schedule(tmp_path):
     assert [lr for pair in probe.lrs for lr in pair] == pytest.approx([1e-4 * 2 / 6] * 2 + [1e-4 / 6] * 2 + [0.0] * 2)
     opt_g, _ = resumed.optimizers()
     assert {int(s["step"]) for s in opt_g.optimizer.state.values()} == {6}
+
+
+def test_step_metrics_are_logged_only_on_the_batches_lightning_writes(tmp_path, monkeypatch):
+    """self.log costs Python time per value; batches whose values no logger writes log none, and the
+    logger still gets every row it would (the values of those very batches)."""
+    calls: list[int] = []
+    model = make(2)
+    log = model.log
+    monkeypatch.setattr(model, "log", lambda *args, **kwargs: calls.append(model.trainer.fit_loop.epoch_loop._batches_that_stepped) or log(*args, **kwargs))
+    seen: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            value = trainer.callback_metrics.get("train/g_steps")
+            seen.append(None if value is None else float(value))
+
+    logger = CSVLogger(tmp_path, name="csv")
+    trainer(tmp_path, logger=logger, log_every_n_steps=3, callbacks=[Record()]).fit(model, loader(7, 2, 2))
+    assert sorted(set(calls)) == [2, 5]  # batches 3 and 6 (0-based 2 and 5) of 7
+    with open(Path(logger.log_dir) / "metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row["train/g_steps"]]
+    assert [(int(row["step"]), float(row["train/g_steps"])) for row in rows] == [(2, 3.0), (5, 6.0)]
+    assert seen == [None, None, 3.0, 3.0, 3.0, 6.0, 6.0]  # what callbacks and the progress bar see: the last written
 
 
 def test_non_finite_loss_stops_with_the_step_and_term(tmp_path):
@@ -152,7 +179,7 @@ def test_bf16_mixed_steps_run_the_networks_in_bf16_and_stay_finite(tmp_path):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             logged.append({k: float(v) for k, v in trainer.callback_metrics.items()})
 
-    trainer(tmp_path, precision="bf16-mixed", callbacks=[Record()]).fit(model, loader(3, 2, 2))
+    trainer(tmp_path, precision="bf16-mixed", log_every_n_steps=1, callbacks=[Record()]).fit(model, loader(3, 2, 2))
     assert out_dtypes == {torch.bfloat16}
     assert (model.progress.g_steps, model.progress.d_steps) == (3, 6)
     assert all(torch.isfinite(torch.tensor(list(row.values()))).all() for row in logged)
