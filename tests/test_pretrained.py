@@ -12,7 +12,6 @@ import pytest
 import torch
 import yaml
 
-import gipc.fusion
 import gipc.pretrained
 from gipc import callbacks
 from gipc.decision import MapSettings
