@@ -17,9 +17,10 @@ from gipc.baselines import BASELINES
 from gipc.color import fuse_color, split_luma
 from gipc.decision import MapSettings, map_image
 from gipc.errors import ConfigError
-from gipc.fusion import Fusion
+from gipc.fusion import Fusion, map_settings
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
+from gipc.models.generator import HEADS
 from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
 from gipc.tiling import remember_last
@@ -41,8 +42,8 @@ class TestReport(L.Callback):
 
     With ``shipped`` the table also scores the model gipc ships (row ``gipc-shipped``), so a short
     run shows what a trained model does; an install without shipped weights leaves the row out.
-    Rows ``gipc`` and ``gipc-shipped`` are the paper's direct output; with ``map_settings`` each
-    network also fuses under the map rule (rows ``<name>+map``, images in ``fused-map/``), and
+    Rows ``gipc`` and ``gipc-shipped`` are the paper's direct output; with ``fusion`` (the config
+    group: its ``map`` settings, ``head_map`` over them for a map head) each network also fuses under the map rule (rows ``<name>+map``, images in ``fused-map/``), and
     where the test pairs know their true decision map its accuracy and boundary F-score are scored.
 
     The run's own rows give its logged test metrics (``test/QABF``, ...), so the test set is scored
@@ -58,13 +59,14 @@ class TestReport(L.Callback):
         baselines: Sequence[str] = (),
         image_dir: str = "fused",
         shipped: bool = True,
-        map_settings: Mapping[str, Any] | None = None,
+        fusion: Mapping[str, Any] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.baselines = list(baselines)
         self.image_dir = image_dir
         self.shipped = shipped
-        self.map_settings = MapSettings(**map_settings) if map_settings is not None else None
+        # per generator head, built here so that a bad value stops the run before it trains
+        self.map_settings: dict[str, MapSettings] | None = None if fusion is None else {head: map_settings(fusion, head) for head in HEADS}
         self.fusions: dict[str, Fusion] = {}
         self.rows: list[dict[str, Any]] = []
 
@@ -83,7 +85,7 @@ class TestReport(L.Callback):
             if name != MODEL_NAME:
                 self.fusions[name] = replace(direct, net=shared)
             if self.map_settings is not None:
-                self.fusions[name + MAP_SUFFIX] = replace(network.fusion("map", self.map_settings), net=shared)
+                self.fusions[name + MAP_SUFFIX] = replace(network.fusion("map", self.map_settings[network.head]), net=shared)
 
     @torch.inference_mode()
     def on_test_batch_end(

@@ -12,9 +12,9 @@ A :class:`Fusion` is built once (network, rule, map settings) and called per ima
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from functools import reduce
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import kornia
 import torch
@@ -28,11 +28,22 @@ from gipc.tiling import Fuser, fuse_sequence
 RULES: tuple[str, ...] = ("direct", "map")
 
 
-def default_rule() -> tuple[str, MapSettings]:
-    """The rule and map settings of ``conf/fusion/default.yaml``: what ``gipc-fuse`` and
-    ``gipc.pretrained().fusion()`` use unless told otherwise."""
+def map_settings(config: Mapping[str, Any], head: str = "image") -> MapSettings:
+    """The map settings of a ``fusion`` config for a network with ``head``: ``map``, and for a map
+    head's weights ``head_map`` over it (their margin, ``|2w - 1|``, is not in the evidence's units,
+    so the clean-up that judges it has settings of its own)."""
+    settings = {**config["map"], **(config["head_map"] if head == "weights" else {})}
+    unknown = sorted(set(settings) - {field.name for field in fields(MapSettings)})
+    if unknown:
+        raise UserError(f"fusion.map and fusion.head_map have no setting {', '.join(unknown)}")
+    return MapSettings(**settings)
+
+
+def default_rule(head: str = "image") -> tuple[str, MapSettings]:
+    """The rule and map settings of ``conf/fusion/default.yaml`` for a network with ``head``: what
+    ``gipc-fuse`` and ``gipc.pretrained().fusion()`` use unless told otherwise."""
     config = conf_group("fusion", "default")
-    return config["rule"], MapSettings(**config["map"])
+    return config["rule"], map_settings(config, head)
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,8 @@ def _check(images: Sequence[torch.Tensor]) -> None:
 @dataclass(frozen=True)
 class Fusion:
     """``net`` under ``rule``: for ``head="image"`` a luminance fuser (:data:`gipc.tiling.Fuser`), for
-    ``head="weights"`` a fuser returning A's weight in [0, 1]; ``settings`` are the map's (``map`` rule)."""
+    ``head="weights"`` a fuser returning A's weight in [0, 1]; ``settings`` are the map's (``map`` rule;
+    for a head, in the units of its weights' margin: :func:`map_settings`)."""
 
     net: Fuser
     rule: str = "direct"
@@ -75,21 +87,11 @@ class Fusion:
         if self.rule == "map" and self.settings is None:
             raise UserError("the map rule needs map settings")
 
-    @property
-    def map_settings(self) -> MapSettings | None:
-        """The settings the map is made with: a head's weights have no evidence margin (``decisive`` and
-        ``region_margin`` are in the units of :func:`gipc.decision.evidence`), so its vote covers every
-        pixel, no small region can show it is backed and no seam can weigh it: none is removed and no
-        seam moves (as the head was scored)."""
-        if self.head == "weights" and self.settings is not None:
-            return replace(self.settings, decisive=math.inf, min_region=0.0, seam=0)
-        return self.settings
-
     def describe(self) -> str:
         """The rule in words, for the first line of a command's output."""
         if self.rule == "direct":
             return "rule direct (the network's own output)" if self.head == "image" else "rule direct (the map head's weights)"
-        s = self.map_settings
+        s = self.settings
         if self.head == "weights":
             source = "the map head's weights"
         else:
@@ -139,7 +141,8 @@ class Fusion:
             w = self.net(ya, yb)
             pair = head_scores(w)
             if self.rule == "map":
-                pair = decide(pair, w * ya + (1.0 - w) * yb, self.map_settings)
+                guide = w * ya + (1.0 - w) * yb
+                pair = decide(pair, guide, self.settings, compared_sources([ya, yb], guide, self.settings))
             fused = blend([fused, image], pair).clamp(0.0, 1.0)
             weights = pair if weights is None else torch.cat([weights * pair[:, :1], pair[:, 1:]], dim=1)
         return Fused(fused, weights)

@@ -185,7 +185,7 @@ class InferenceGenerator(nn.Module):
     def fusion(self, rule: str | None = None, settings: MapSettings | None = None) -> Fusion:
         """This network under ``rule`` with the map ``settings`` (None: ``conf/fusion/default.yaml``'s, read only then)."""
         if rule is None or (settings is None and rule != "direct"):
-            default, default_settings = default_rule()
+            default, default_settings = default_rule(self.head)
             rule, settings = rule or default, settings or default_settings
         return Fusion(self.weight_y if self.head == "weights" else self.fuse_y, rule, settings, self.head)
 

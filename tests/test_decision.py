@@ -9,19 +9,22 @@ import numpy as np
 import png
 import pytest
 import torch
+import yaml
 import kornia
 
 from gipc.decision import (
     MapSettings, best_source, blend, box_mean, box_means, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
     one_hot, place_seams, remove_small_regions, soften,
 )
-from gipc.cli.fuse import _parser as fuse_parser, main as fuse_main
+from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
 from gipc.color import split_luma
-from gipc.fusion import Fusion, default_rule, luma
+from gipc.errors import UserError
+from gipc.fusion import Fusion, default_rule, luma, map_settings
 from gipc.imaging import read_image
 from gipc.inference import prepare
 from gipc.metrics import map_accuracy, map_boundary_f
 from gipc.models import Generator
+from gipc.pretrained import FORMAT
 from gipc.tiling import tiled
 
 HARD = MapSettings(window=7, match_exposure=False, detail=(0,), closeness=(1.0,), focus=(1.0,), focus_window=(7,), clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
@@ -285,19 +288,51 @@ def test_weights_head_blends_the_sources_and_starts_from_an_image_generator() ->
         Generator(width=4).weight(a, b)
 
 
-def test_a_map_heads_weights_are_voted_on_everywhere() -> None:
-    """``decisive`` is a margin in evidence units; a head's weights (here noise around 0.5 with a
-    confident speck) are cleaned by the vote alone, whatever it says."""
+def test_a_map_heads_clean_up_judges_the_margin_of_its_weights() -> None:
+    """A head's scores are w and 1 - w, so its margin is |2w - 1|: with ``decisive`` 0.5 a confident
+    speck (w = 0.03, margin 0.94) keeps its source through the vote while the unsure field around it
+    (w near 0.53, margin near 0.06) is voted on; with ``inf`` the vote takes the speck too."""
     w = 0.53 + 0.02 * torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    w[..., 9:14, 9:14] = 0.55  # a ring for A, so that no unsure pixel joins the speck's region
     w[..., 10:13, 10:13] = 0.03  # a confident 3x3 speck for B inside a field that leans to A
+    assert ((w > 0.5) != (w[..., :1, :1] > 0.5)).any()  # the field is noisy: its own choice is not uniform
     a, b = torch.ones(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
     head = lambda ya, yb: w  # noqa: E731
-    kept = Fusion(head, "map", replace(HARD, clean=7, decisive=0.0), head="weights")([a, b])
-    voted = Fusion(head, "map", replace(HARD, clean=7), head="weights")([a, b])
-    assert torch.equal(kept.weights, voted.weights) and kept.weights[0, 0, 10:13, 10:13].eq(1).all()
-    # nor has it a margin to judge small regions by: without a vote, its own choice stays, speck and all
-    unvoted = Fusion(head, "map", replace(HARD, clean=1, min_region=0.01, region_margin=0.25), head="weights")([a, b])
-    assert torch.equal(unvoted.weights[:, :1], (w > 0.5).float()) and unvoted.weights[0, 1, 10:13, 10:13].eq(1).all()
+    speck = torch.zeros(32, 32, dtype=torch.bool)
+    speck[10:13, 10:13] = True
+    kept = Fusion(head, "map", replace(HARD, clean=7, decisive=0.5), head="weights")([a, b]).weights
+    assert kept[0, 1][speck].eq(1).all() and kept[0, 0][~speck].eq(1).all()
+    voted = Fusion(head, "map", replace(HARD, clean=7), head="weights")([a, b]).weights
+    assert voted[0, 0].eq(1).all()
+    # without a vote, small regions join their surroundings only where their mean margin is under region_margin:
+    # the field's unsure specks for B go, the confident one stays
+    unvoted = Fusion(head, "map", replace(HARD, clean=1, min_region=0.01, region_margin=0.5), head="weights")([a, b]).weights
+    assert torch.equal(unvoted, kept)
+    assert torch.equal(Fusion(head, "map", replace(HARD, clean=1), head="weights")([a, b]).weights[:, :1], (w > 0.5).float())
+
+
+def test_a_map_heads_settings_are_head_map_over_map() -> None:
+    """conf/fusion/default.yaml, read here without gipc: ``head_map``'s keys replace ``map``'s for a
+    weights head only; an unknown key is refused in one line."""
+    config = yaml.safe_load((Path(__file__).parents[1] / "conf" / "fusion" / "default.yaml").read_text())
+    image, head = default_rule()[1], default_rule("weights")[1]
+    assert config["head_map"] and image == MapSettings(**config["map"])
+    assert head == replace(image, **config["head_map"])
+    with pytest.raises(UserError, match="no setting claen"):
+        map_settings({"map": config["map"], "head_map": {"claen": 3}}, "weights")
+
+
+def test_gipc_fuse_cleans_a_map_heads_weights_with_its_own_settings(tmp_path: Path) -> None:
+    """Without flags a map head gets head_map's clean-up and an image generator map's; a flag given
+    sets that one value for either."""
+    file = tmp_path / "head.pt"
+    torch.save({"format": FORMAT, "generator": {"width": 4, "head": "weights"}, "state_dict": Generator(width=4, head="weights").state_dict()}, file)
+    args = ["a.png", "b.png", "--out", "f.png", "--backend", "torch"]
+    head, image = default_rule("weights")[1], default_rule()[1]
+    assert head != image
+    assert fuse_fusion(fuse_parser().parse_args(args + ["--ckpt", str(file)])).settings == head
+    assert fuse_fusion(fuse_parser().parse_args(args + ["--ckpt", str(file), "--clean", "5"])).settings == replace(head, clean=5)
+    assert fuse_fusion(fuse_parser().parse_args(args + ["--clean", "5"])).settings == replace(image, clean=5)
 
 
 def test_map_scores_against_a_hand_made_true_map() -> None:
@@ -370,7 +405,7 @@ def test_save_maps_needs_a_map_rule(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_every_map_setting_is_a_gipc_fuse_flag_and_a_switch_turns_both_ways() -> None:
     parse = fuse_parser().parse_args
     default = parse(["a.png", "b.png", "--out", "f.png"])
-    assert MapSettings(**{f.name: getattr(default, f.name) for f in fields(MapSettings)}) == default_rule()[1]
+    assert all(getattr(default, f.name) is None for f in fields(MapSettings))  # the network's head picks the defaults
     on, off = (parse(["a.png", "b.png", "--out", "f.png", flag, "--detail", "5"]) for flag in ("--match-exposure", "--no-match-exposure"))
     assert on.match_exposure is True and off.match_exposure is False and on.detail == off.detail == (5,)
     terms = parse(["a.png", "b.png", "--out", "f.png", "--focus-window", "5,11", "--focus", "0.5,0.25"])
@@ -387,7 +422,9 @@ def test_the_rules_description_says_what_the_map_does() -> None:
     assert "min region 0.01 where its mean margin is under 0.5," in Fusion(net, "map", replace(HARD, min_region=0.01, region_margin=0.5)).describe()
     assert "min region 0.01," in Fusion(net, "map", replace(HARD, min_region=0.01)).describe()
     assert "seams moved up to 2 px to where the sources agree" in Fusion(net, "map", replace(HARD, seam=2)).describe()
-    assert "seams" not in plain and "seams" not in Fusion(net, "map", replace(HARD, seam=2), head="weights").describe()
+    assert "seams" not in plain
+    head = Fusion(net, "map", replace(HARD, seam=2, decisive=0.5), head="weights").describe()
+    assert head.startswith("rule map (the map head's weights; majority 15 where the margin is under 0.5,") and "seams moved up to 2 px" in head
 
 
 def test_decide_and_blend_are_exact_for_hard_maps() -> None:

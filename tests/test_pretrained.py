@@ -230,7 +230,7 @@ def test_the_test_report_adds_the_map_rule_and_scores_maps_where_the_truth_is_kn
     run = InferenceGenerator._run
     monkeypatch.setattr(InferenceGenerator, "_run", lambda self, *args: passes.append(1) or run(self, *args))
     settings = {"window": 3, "match_exposure": False, "detail": 0, "closeness": 1.0, "focus": 1.0, "focus_window": 3, "clean": 3, "decisive": float("inf"), "min_region": 0.0, "region_margin": float("inf"), "seam": 0, "seam_evidence": 0.05, "radius": 0, "eps": 0.1}
-    report = callbacks.TestReport(str(tmp_path / "run"), map_settings=settings)
+    report = callbacks.TestReport(str(tmp_path / "run"), fusion={"map": settings, "head_map": {}})
     trainer = L.Trainer(callbacks=[report], logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.test(run_ckpt[1], dataloaders=torch.utils.data.DataLoader(_WithTrueMaps(3), batch_size=2), verbose=False)
     assert len(passes) == 2  # one network pass per batch serves both rules

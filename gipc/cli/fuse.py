@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +32,7 @@ PROG = "gipc-fuse"
 
 def _parser() -> argparse.ArgumentParser:
     rule, settings = default_rule()
+    _, head_settings = default_rule("weights")
     parser = Parser(prog=PROG, description="Fuse multi-focus images with GIPC-GAN or a classic baseline.")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--ckpt", type=Path, help="a run's Lightning checkpoint or a gipc-export file (default: the shipped model)")
@@ -40,17 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files or A/, B/ subfolders")
     parser.add_argument("--out", type=Path, required=True, help="output file, or a new folder")
     parser.add_argument("--rule", choices=RULES, help=f"direct: the network's own image (the paper's); map: each pixel copied from the source a decision map picks (default: {rule} for networks, direct for --method)")
-    maps = parser.add_argument_group("decision map (--rule map; defaults from conf/fusion/default.yaml)")
-    for field in fields(MapSettings):
-        default = getattr(settings, field.name)
+    maps = parser.add_argument_group("decision map (--rule map; defaults from conf/fusion/default.yaml, a map head's from its head_map)")
+    for field in fields(MapSettings):  # default None: the network's head decides which default applies
+        default, head_default = getattr(settings, field.name), getattr(head_settings, field.name)
         flag = f"--{field.name.replace('_', '-')}"
         if isinstance(default, bool):  # --match-exposure / --no-match-exposure
-            maps.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"default {default}")
+            maps.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"default {default}")
         elif isinstance(default, tuple):  # one value per evidence term: --focus-window 5,11,21
             listed = ",".join(f"{v:g}" for v in default)
-            maps.add_argument(flag, type=_numbers(type(default[0])), default=default, metavar="V[,V...]", help=f"default {listed}")
+            maps.add_argument(flag, type=_numbers(type(default[0])), metavar="V[,V...]", help=f"default {listed}")
         else:
-            maps.add_argument(flag, type=type(default), default=default, help=f"default {default}")
+            head = f"; a map head: {head_default}" if head_default != default else ""
+            maps.add_argument(flag, type=type(default), help=f"default {default}{head}")
     parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG, white = first source) into this new folder")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
@@ -75,7 +77,7 @@ def _numbers(kind: type) -> Callable[[str], tuple]:
 
 def _fusion(args: argparse.Namespace) -> Fusion:
     """The fusion the arguments ask for; its first output line names the rule and the network's path."""
-    settings = MapSettings(**{field.name: getattr(args, field.name) for field in fields(MapSettings)})
+    given = {field.name: getattr(args, field.name) for field in fields(MapSettings) if getattr(args, field.name) is not None}
     if args.method is not None:
         if args.tile is not None:
             raise FuseInputError("--tile applies to the network only; baselines fuse whole images")
@@ -83,14 +85,14 @@ def _fusion(args: argparse.Namespace) -> Fusion:
             raise FuseInputError("--precision and --backend apply to the network only; baselines compute in fp32 with torch")
         from gipc.baselines import get_baseline
 
-        fusion = Fusion(get_baseline(args.method), args.rule or "direct", settings)
+        fusion = Fusion(get_baseline(args.method), args.rule or "direct", replace(default_rule()[1], **given))
         say(PROG, f"{fusion.describe()}; method {args.method}")
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
         path = choose_path(None if args.device == "auto" else args.device, args.precision, args.backend)
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
-        fusion = network.fusion(args.rule, settings)
+        fusion = network.fusion(args.rule, replace(default_rule(network.head)[1], **given))
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
         raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")

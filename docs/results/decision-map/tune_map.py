@@ -126,14 +126,15 @@ def tuning_sets(photos: str = "val") -> dict[str, list[Scene]]:
     return sets | {"exposure": exposed([scene for scenes in sets.values() for scene in scenes]), "grayscale": list(PairFolder(GRAYSCALE))}
 
 
-def score(settings: MapSettings | None, cached: list[tuple[Scene, torch.Tensor]]) -> tuple[float, float, float]:
+def score(settings: MapSettings | None, cached: list[tuple[Scene, torch.Tensor]], head: str = "image") -> tuple[float, float, float]:
     """Mean Q^AB/F, PSNR (where ground truth exists) and map accuracy (where a true map exists and
-    the rule makes a map) of the map rule (None: the network's direct luminance)."""
+    the rule makes a map) of the map rule (None: the direct rule) over the cached network outputs
+    (a map head's: its weights)."""
     q, p, accuracy = [], [], []
     for scene, fused_y in cached:
         a, b = scene.a[None], scene.b[None]
         cached_net = lambda ya, yb: fused_y  # noqa: E731  (the network's output, computed once)
-        fused = Fusion(cached_net, "direct" if settings is None else "map", settings)([a, b])
+        fused = Fusion(cached_net, "direct" if settings is None else "map", settings, head)([a, b])
         q.append(float(qabf(a, b, fused.image)))
         if scene.gt is not None:
             p.append(float(psnr(fused.image, scene.gt[None])))
@@ -167,27 +168,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2", help="map settings to vary; the rest from conf/fusion/default.yaml")
     parser.add_argument("--photos", choices=("val", "test"), default="val", help="the recipe's photos the synthetic sets are made from (default: val)")
-    parser.add_argument("--ckpt", type=Path, help="a run's checkpoint or a gipc-export file instead of the shipped generator (to compare generators)")
+    parser.add_argument("--ckpt", type=Path, help="a run's checkpoint or a gipc-export file instead of the shipped generator (to compare generators; a map head's weights are cleaned with its head_map settings)")
     args = parser.parse_args()
     network = pretrained() if args.ckpt is None else prepare(load_generator(args.ckpt))
     sets = tuning_sets(args.photos)
+    net = network.weight_y if network.head == "weights" else network.fuse_y
     with torch.inference_mode():
-        cached = {
-            name: [(s, reduce(network.fuse_y, [luma(s.a[None]), luma(s.b[None])])) for s in scenes]
-            for name, scenes in sets.items()
-        }
-    _, base = default_rule()
+        cached = {name: [(s, reduce(net, [luma(s.a[None]), luma(s.b[None])])) for s in scenes] for name, scenes in sets.items()}
+    _, base = default_rule(network.head)
+    score_head = partial(score, head=network.head)
     keys = [g.partition("=")[0] for g in args.grid]
     values = [[parse(v, getattr(base, k)) for v in g.partition("=")[2].split(",")] for k, g in zip(keys, args.grid)]
     labels, rows = [], []
-    floor = score(base, cached["grayscale"])[0] - GRAYSCALE_TOLERANCE
+    floor = score_head(base, cached["grayscale"])[0] - GRAYSCALE_TOLERANCE
     print(", ".join(f"{len(scenes)} {name}" for name, scenes in sets.items()) + f" pairs ({args.photos} photos)", flush=True)
     print("| settings | synthetic Q^AB/F | synthetic PSNR | layered Q^AB/F | layered PSNR | thin Q^AB/F | thin PSNR | exposure map accuracy | grayscale Q^AB/F |")
     print("|---|---|---|---|---|---|---|---|---|")
     for combo in [None, *itertools.product(*values)]:
         settings = None if combo is None else replace(base, **dict(zip(keys, combo)))
         (qs, ps, _), (ql, pl, _), (qt, pt, _), (_, _, ae), (qg, _, _) = (
-            score(settings, cached[name]) for name in ("synthetic", "layered", "thin", "exposure", "grayscale")
+            score_head(settings, cached[name]) for name in ("synthetic", "layered", "thin", "exposure", "grayscale")
         )
         label = "direct" if settings is None else " ".join(f"{k}={getattr(settings, k)}" for k in keys) or "default"
         print(f"| {label} | {qs:.4f} | {ps:.2f} | {ql:.4f} | {pl:.2f} | {qt:.4f} | {pt:.2f} | {ae:.4f} | {qg:.4f} |", flush=True)
