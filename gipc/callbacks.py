@@ -43,8 +43,9 @@ class TestReport(L.Callback):
     With ``shipped`` the table also scores the model gipc ships (row ``gipc-shipped``), so a short
     run shows what a trained model does; an install without shipped weights leaves the row out.
     Rows ``gipc`` and ``gipc-shipped`` are the paper's direct output; with ``fusion`` (the config
-    group: its ``map`` settings, ``head_map`` over them for a map head) each network also fuses under the map rule (rows ``<name>+map``, images in ``fused-map/``), and
-    where the test pairs know their true decision map its accuracy and boundary F-score are scored.
+    group: its ``map`` settings, ``head_map`` over them for a map head) each network also fuses
+    under the map rule (rows ``<name>+map``, images in ``fused-map/``), and where the test pairs
+    know their true decision map its accuracy and boundary F-score are scored.
 
     The run's own rows give its logged test metrics (``test/QABF``, ...), so the test set is scored
     once. Each rank writes the images it fused; the metric rows are gathered and rank zero writes
