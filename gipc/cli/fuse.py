@@ -20,10 +20,11 @@ from typing import Callable
 import torch
 
 from gipc.cli.common import Parser, guarded, say
+from gipc.configs import conf_group
 from gipc.decision import MapSettings
 from gipc.errors import FuseInputError
 from gipc.fuse import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE, Job, plan_jobs, run_jobs
-from gipc.fusion import RULES, Fusion, default_rule
+from gipc.fusion import RULES, Fusion, default_rule, map_settings
 from gipc.inference import BACKENDS, PRECISIONS, choose_path, prepare
 from gipc.pretrained import load_generator, shipped_generator
 
@@ -31,8 +32,8 @@ PROG = "gipc-fuse"
 
 
 def _parser() -> argparse.ArgumentParser:
-    rule, settings = default_rule()
-    _, head_settings = default_rule("weights")
+    config = conf_group("fusion", "default")  # read once for both heads' defaults
+    rule, settings, head_settings = config["rule"], map_settings(config), map_settings(config, "weights")
     parser = Parser(prog=PROG, description="Fuse multi-focus images with GIPC-GAN or a classic baseline.")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--ckpt", type=Path, help="a run's Lightning checkpoint or a gipc-export file (default: the shipped model)")
