@@ -8,6 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
+
 from gipc.errors import OutputExistsError
 
 
@@ -17,7 +18,7 @@ def check_writable(path: Path, overwrite: bool = False, protected: tuple[Path, .
     if any(resolved == p.resolve() for p in protected):
         raise OutputExistsError(f"refusing to write {path}: it is one of the inputs")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass an explicit overwrite flag or choose a new output folder")
+        raise OutputExistsError(f"{path} already exists; choose another name or pass --overwrite (overwrite=True from Python)")
 
 
 def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> None:

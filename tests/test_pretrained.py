@@ -84,7 +84,7 @@ def test_export_command(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], capsys: 
     assert capsys.readouterr().err.startswith(f"gipc-export: wrote {out} (")
     assert export_main([str(ckpt), str(out)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"gipc-export: error: {out} already exists; pass an explicit overwrite flag or choose a new output folder"
+        f"gipc-export: error: {out} already exists; choose another name or pass --overwrite (overwrite=True from Python)"
     )
     assert export_main([str(ckpt), str(out), "--overwrite"]) == 0
     assert export_main([str(tmp_path / "none.ckpt"), str(tmp_path / "x.pt")]) == 2
@@ -108,7 +108,7 @@ def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.Captu
     assert "no config.yaml" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     # An existing output is refused first: the bad --run-dir is never read.
     assert export_main([str(ckpt), str(out), "--recalibrate-bn", "2", "--run-dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().endswith(f"{out} already exists; pass an explicit overwrite flag or choose a new output folder")
+    assert capsys.readouterr().err.strip().endswith(f"{out} already exists; choose another name or pass --overwrite (overwrite=True from Python)")
 
 
 # --- loading ----------------------------------------------------------------------------------------
