@@ -19,6 +19,7 @@ from gipc.errors import CheckpointError
 from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
 from gipc.inference import InferenceGenerator
+from gipc.metrics import METRIC_NAMES
 from gipc.module import GIPCGAN
 from gipc.pretrained import FORMAT, export_generator, load_generator, pretrained
 from gipc.cli.export import main as export_main
@@ -206,9 +207,15 @@ def test_the_test_report_scores_the_shipped_model_only_when_installed(
     methods = ["gipc", "gipc-shipped", "average"] if installed else ["gipc", "average"]
     assert [r["method"] for r in rows] == [m for m in methods for _ in range(3)]
     if installed:  # the shipped file holds the run's own generator: the same fused images, the same scores
+        # Both rows fuse on the same inference path (choose_path of the module's device), so every score
+        # agrees to float rounding. An untrained generator gives near-flat images whose Q^AB/F is about 0.11
+        # whatever its weights: another generator of the same shape scores within 0.01 of this one, so
+        # only a tight tolerance on every column tells the run's own weights from other ones.
         by_method = {m: [r for r in rows if r["method"] == m] for m in methods}
-        for ours, shipped in zip(by_method["gipc"], by_method["gipc-shipped"]):
-            assert float(ours["QABF"]) == pytest.approx(float(shipped["QABF"]), abs=0.01)
+        for ours, shipped in zip(by_method["gipc"], by_method["gipc-shipped"], strict=True):
+            assert ours["image"] == shipped["image"]
+            for metric in METRIC_NAMES:
+                assert float(shipped[metric]) == pytest.approx(float(ours[metric]), rel=1e-6, abs=1e-9), (ours["image"], metric)
 
 
 
