@@ -18,8 +18,9 @@ from gipc.decision import MapSettings
 from gipc.errors import CheckpointError
 from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
-from gipc.inference import InferenceGenerator
-from gipc.metrics import METRIC_NAMES
+from gipc.fusion import map_settings
+from gipc.inference import InferenceGenerator, choose_path, prepare
+from gipc.metrics import METRIC_NAMES, map_boundary_f
 from gipc.module import GIPCGAN
 from gipc.pretrained import FORMAT, export_generator, load_generator, pretrained
 from gipc.cli.export import main as export_main
@@ -245,8 +246,24 @@ def test_the_test_report_adds_the_map_rule_and_scores_maps_where_the_truth_is_kn
         rows = list(csv.DictReader(table))
     assert [r["method"] for r in rows] == ["gipc"] * 3 + ["gipc+map"] * 3
     assert all(r["MAP_ACC"] == "" for r in rows[:3])  # the direct output has no map
-    assert all(0.0 <= float(r["MAP_ACC"]) <= 1.0 and 0.0 <= float(r["MAP_BF"]) <= 1.0 for r in rows[3:])
     assert sorted(p.name for p in (tmp_path / "run" / "fused-map").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    # The scores are those of the map fused by hand on the module's test path, A's weight against the true
+    # map: accuracy the share of pixels on the same side of 0.5, the boundary F-score map_boundary_f's
+    # (checked by hand in tests/test_decision.py). The untrained network's maps are far from a coin toss
+    # either way, so scoring B's weight or an inverted truth would not pass.
+    fusion = prepare(run_ckpt[1].generator, choose_path(run_ckpt[1].device)).fusion("map", map_settings({"map": settings}))
+    expected = {}
+    for batch in torch.utils.data.DataLoader(_WithTrueMaps(3), batch_size=2):
+        with torch.inference_mode():
+            w_a = fusion([batch["a"], batch["b"]]).weights[:, :1]
+        accuracy = ((w_a >= 0.5) == (batch["focus_map"] >= 0.5)).flatten(1).double().mean(1)
+        for name, acc, bf in zip(batch["name"], accuracy.tolist(), map_boundary_f(w_a, batch["focus_map"]).tolist()):
+            expected[name] = (acc, bf)
+    assert max(abs(acc - 0.5) for acc, _ in expected.values()) > 0.05
+    got = {r["image"]: (float(r["MAP_ACC"]), float(r["MAP_BF"])) for r in rows[3:]}
+    assert got.keys() == expected.keys()
+    for name, (acc, bf) in expected.items():
+        assert got[name] == pytest.approx((acc, bf), abs=1e-12), name
 
 
 def test_pretrained_fusion_takes_the_rule_of_conf_fusion(shipped: Path) -> None:
