@@ -116,11 +116,19 @@ def test_2x2_is_accepted(tmp_path: Path) -> None:
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
-    im = PILImage.fromarray(np.zeros((2, 4, 3), np.uint8))
+    """Orientation 6: the stored pixels turned 90 degrees clockwise for display. A textured image, so the
+    direction counts: counter-clockwise (8) or a transpose (5) gives the same shape but other pixels."""
+    stored = np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    im = PILImage.fromarray(stored)
     exif = im.getexif()
     exif[0x0112] = 6  # rotate 90 degrees to display
-    im.save(tmp_path / "rot.jpg", exif=exif)
-    assert read_image(tmp_path / "rot.jpg").pixels.shape == (3, 4, 2)
+    im.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    with PILImage.open(tmp_path / "rot.jpg") as raw:  # the decoded stored pixels, orientation not applied
+        decoded = np.asarray(raw.convert("RGB"))
+    expected = torch.from_numpy(np.rot90(decoded, k=-1).copy()).permute(2, 0, 1)  # k=-1: clockwise
+    image = read_image(tmp_path / "rot.jpg")
+    assert image.pixels.shape == (3, 32, 16)
+    assert torch.equal((image.pixels * 255).round().to(torch.uint8), expected)
 
 
 def test_lytro_jpeg_reads_as_8bit_rgb(lytro_pairs: Path) -> None:
