@@ -74,3 +74,11 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], message:
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_help_describes_the_command_without_markup(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "score a run's checkpoints on held-out data and pick one" in out and "``" not in out

@@ -23,7 +23,7 @@ PROG = "gipc-select"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description=__doc__.splitlines()[0].strip("`"))
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("run_dir", type=Path, help="a training run dir (holds config.yaml and checkpoints/)")
     parser.add_argument("--pairs", type=Path, action="append", default=[], required=True,
                         help="a folder of real pairs without ground truth, scored with Q^AB/F (repeatable); never the test set")
