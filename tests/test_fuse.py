@@ -311,21 +311,35 @@ def test_one_source_is_not_enough(tmp_path: Path, grayscale_pairs: Path, capsys:
 # --- the network --------------------------------------------------------------------------------
 
 
+def _copied_from(fused: torch.Tensor, sources: list[str]) -> list[torch.Tensor]:
+    """Per source, the (H, W) pixels whose three channels the fused image holds unchanged."""
+    return [(fused == read_image(path).pixels).all(dim=0) for path in sources]
+
+
 @pytest.mark.slow
 def test_network_fuses_a_lytro_pair_to_rgb(tmp_path: Path, lytro_pairs: Path) -> None:
+    """Under a hard map (rule map, radius 0) every fused pixel is one source's RGB pixel, value for value,
+    and both sources give some: neither the network's repainted image nor a channel mix-up passes."""
     ckpt = save_lightning_ckpt(tmp_path / "untrained.ckpt", Generator())
     sources = [str(lytro_pairs / "lytro-05-A.jpg"), str(lytro_pairs / "lytro-05-B.jpg")]
-    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "out")]) == 0
+    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "out"), "--rule", "map", "--radius", "0"]) == 0
     fused = PILImage.open(tmp_path / "out" / "lytro-05-fused.png")
     assert fused.mode == "RGB" and fused.size == (520, 520)
+    copied = _copied_from(read_image(tmp_path / "out" / "lytro-05-fused.png").pixels, sources)
+    assert torch.stack(copied).any(dim=0).all()
+    assert all(c.float().mean() > 0.05 for c in copied), [c.float().mean() for c in copied]
 
 
 @pytest.mark.slow
 def test_network_fuses_a_lytro_triple(tmp_path: Path, lytro_triple: Path, ckpt: Path) -> None:
+    """A sequence under a hard map: every pixel is one of the three sources', and each of them gives some."""
     sources = [str(lytro_triple / f"lytro-01-{x}.jpg") for x in "ABC"]
-    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "f.png")]) == 0
+    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "f.png"), "--rule", "map", "--radius", "0"]) == 0
     fused = read_image(tmp_path / "f.png")
     assert fused.pixels.shape == (3, 520, 520) and fused.bit_depth == 8
+    copied = _copied_from(fused.pixels, sources)
+    assert torch.stack(copied).any(dim=0).all()
+    assert all(c.float().mean() > 0.05 for c in copied), [c.float().mean() for c in copied]
 
 
 def test_network_keeps_a_gray_pair_gray(tmp_path: Path, grayscale_pairs: Path, ckpt: Path) -> None:
