@@ -230,8 +230,15 @@ def test_disk_full_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_matching_sources_read_together(grayscale_pairs: Path) -> None:
-    a, b = read_matching([grayscale_pairs / "g01-A.png", grayscale_pairs / "g01-B.png"])
-    assert a.pixels.shape == b.pixels.shape and a.pixels.shape[0] == 1
+    """Each source read whole, in the order given: its levels are the file's as Pillow decodes it."""
+    paths = [grayscale_pairs / "g01-A.png", grayscale_pairs / "g01-B.png"]
+    images = read_matching(paths)
+    assert [image.path for image in images] == paths
+    for image, path in zip(images, paths, strict=True):
+        raw = torch.from_numpy(np.asarray(PILImage.open(path).convert("L")))
+        assert image.pixels.shape == (1, *raw.shape) and image.bit_depth == 8
+        assert torch.equal((image.pixels[0] * 255).round().to(torch.uint8), raw)
+    assert not torch.equal(images[0].pixels, images[1].pixels)
 
 
 def test_size_mismatch_names_both_files(tmp_path: Path) -> None:
