@@ -75,6 +75,9 @@ class GIPCGAN(L.LightningModule):
         self.test_fusion: Fusion | None = None
         self.metrics = metrics
         self.progress = TrainingProgress(seed)
+        # Lightning's model summary runs this through forward (eval mode, no grad) to show the
+        # generator's FLOPs and sizes for one 64x64 gray pair; without it the FLOPs column reads 0.
+        self.example_input_array = (torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
 
     # ----------------------------------------------------------------- fusion
     def fuse_y(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

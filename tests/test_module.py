@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch.utils.data import DataLoader
 
 from gipc.errors import NonFiniteLossError
@@ -227,3 +228,12 @@ def test_init_generator_of_another_shape_is_one_clear_error(tmp_path):
 def test_content_warmup_raises_no_scheduler_order_warning(tmp_path, recwarn):
     trainer(tmp_path).fit(make(2, content_warmup=0.5), loader(4, 2, 2))
     assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
+
+
+def test_model_summary_counts_the_generators_flops_of_table_1():
+    """The summary Lightning prints at the start of fit counts 2 FLOPs per multiply-accumulate: for
+    the paper's widths, 155,056 MACs per pixel by Table 1's arithmetic (benchmarks/bench_runtime.py)."""
+    model = paper_model()
+    summary = ModelSummary(model)
+    assert summary.total_flops == 2 * 155_056 * 64 * 64
+    assert model.training  # the summary's forward ran in eval mode and put the mode back
