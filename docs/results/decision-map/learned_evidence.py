@@ -2,12 +2,12 @@
 features, fitted on pairs from training photos, scored beside the hand-weighted evidence of the
 tuning rounds on the held-out tuning sets of tune_map.py.
 
-    python docs/results/decision-map/learned_evidence.py [--photos test]
+    python docs/results/decision-map/learned_evidence.py [--photos test] [--focus-window 5 11 21]
 
 Features per pixel, each the difference A - B of one kind of score put in the units of
 :func:`gipc.decision.evidence` (mean magnitude 1 per image): closeness to the network's image in a
 1 px window with the 31 px and with the 11 px local mean taken off (``detail``), and the sources'
-sum-modified-Laplacian focus in 5, 11 and 21 px windows. The fit: 8 Kodak photos the shipped model
+sum-modified-Laplacian focus in 5, 11 and 21 px windows (``--focus-window``: others). The fit: 8 Kodak photos the shipped model
 trained on (never a validation or test photo), one synthetic (Gaussian, pillbox), layered (region
 competition, blobs) and thin (bars and their inverses) pair each, 20,000 random pixels per pair
 weighted by where the sources differ (flat pixels carry no evidence), label = the true map. The
@@ -41,8 +41,13 @@ HAND = {"window": 3, "detail": (31,), "closeness": (1.0,), "focus": (0.25,), "fo
 CLEAN_UP = {"clean": 31, "decisive": 0.5, "region_margin": 0.25, "seam_evidence": 0.05}
 """The clean-up both were scored under: the eighth round's (the ninth round tuned it again under the learned evidence)."""
 DETAIL_SIZES = (31, 11)  # the local means taken off before each closeness (none: exposure-shifted map accuracy -0.0056)
-FEATURES = {"window": 1, "detail": DETAIL_SIZES, "closeness": (1.0, 1.0), "focus": (1.0, 1.0, 1.0), "focus_window": (5, 11, 21)}
-"""The evidence terms the fit weighs, each at weight 1."""
+FOCUS_WINDOWS = (5, 11, 21)
+
+
+def feature_settings(focus_windows: tuple[int, ...] = FOCUS_WINDOWS) -> dict[str, object]:
+    """The evidence terms the fit weighs, each at weight 1."""
+    return {"window": 1, "detail": DETAIL_SIZES, "closeness": (1.0,) * len(DETAIL_SIZES),
+            "focus": (1.0,) * len(focus_windows), "focus_window": focus_windows}
 
 
 def a_minus_b(scores: torch.Tensor) -> torch.Tensor:
@@ -51,11 +56,11 @@ def a_minus_b(scores: torch.Tensor) -> torch.Tensor:
 
 
 def features(
-    ya: torch.Tensor, yb: torch.Tensor, fused: torch.Tensor, settings: MapSettings
+    ya: torch.Tensor, yb: torch.Tensor, fused: torch.Tensor, settings: MapSettings, focus_windows: tuple[int, ...] = FOCUS_WINDOWS
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(1, 5, H, W) A - B feature differences (gipc's evidence terms at weight 1) and the exposure-matched sources."""
+    """(1, F, H, W) A - B feature differences (gipc's evidence terms at weight 1) and the exposure-matched sources."""
     compared = compared_sources([ya, yb], fused, settings)
-    terms = evidence_terms([ya, yb], fused, compared, replace(settings, **FEATURES))
+    terms = evidence_terms([ya, yb], fused, compared, replace(settings, **feature_settings(focus_windows)))
     return torch.cat([a_minus_b(scores) for scores in terms], dim=1), compared
 
 
@@ -74,14 +79,14 @@ def training_scenes() -> list[Scene]:
     return scenes
 
 
-def fit(network: InferenceGenerator, settings: MapSettings) -> torch.Tensor:
-    """The five coefficients of a weighted logistic regression of the true map on :func:`features`."""
+def fit(network: InferenceGenerator, settings: MapSettings, focus_windows: tuple[int, ...] = FOCUS_WINDOWS) -> torch.Tensor:
+    """The coefficients of a weighted logistic regression of the true map on :func:`features`."""
     torch.manual_seed(0)
     xs, ys, ws = [], [], []
     with torch.inference_mode():
         for scene in training_scenes():
             ya, yb = luma(scene.a[None]), luma(scene.b[None])
-            feats, _ = features(ya, yb, network.fuse_y(ya, yb), settings)
+            feats, _ = features(ya, yb, network.fuse_y(ya, yb), settings, focus_windows)
             label = (scene.focus_map[None] > 0.5).float().flatten()
             weight = F.avg_pool2d((ya - yb).square(), 7, 1, 3).flatten()
             index = torch.randint(0, label.numel(), (PIXELS,))
@@ -106,11 +111,14 @@ def fit(network: InferenceGenerator, settings: MapSettings) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", choices=("val", "test"), default="val")
+    parser.add_argument("--focus-window", type=int, nargs="+", default=list(FOCUS_WINDOWS), help="the focus terms' windows (px)")
     args = parser.parse_args()
+    windows = tuple(args.focus_window)
     network = pretrained()
     settings = replace(default_rule()[1], **HAND, **CLEAN_UP)
-    coef = fit(network, settings)
-    print("coefficients (closeness on detail 31, on detail 11, focus 5, 11, 21):", ", ".join(f"{float(c):.3f}" for c in coef))
+    coef = fit(network, settings, windows)
+    names = ", ".join(f"on detail {d}" for d in DETAIL_SIZES) + ", focus " + ", ".join(map(str, windows))
+    print(f"coefficients (closeness {names}):", ", ".join(f"{float(c):.3f}" for c in coef))
     sets = tuning_sets(args.photos)
     results, scales = {}, []
     with torch.inference_mode():
@@ -118,7 +126,7 @@ def main() -> None:
             for scene in scenes:
                 ya, yb = luma(scene.a[None]), luma(scene.b[None])
                 fused = network.fuse_y(ya, yb)
-                feats, compared = features(ya, yb, fused, settings)
+                feats, compared = features(ya, yb, fused, settings, windows)
                 default = a_minus_b(evidence([ya, yb], fused, settings, compared))
                 learned = (feats * coef.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
                 scales.append(float(default.abs().mean() / learned.abs().mean()))
