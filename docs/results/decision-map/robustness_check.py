@@ -1,14 +1,15 @@
 """How the default map rule and the classics hold up under what the tuning sets lack: sensor noise,
 misregistration and focus breathing.
 
-    python docs/results/decision-map/robustness_check.py [--noise 0 0.005 0.01 0.02] [--shift 0.5 1 2 3] [--scale 1.005 1.01] [--sigma 1 2]
+    python docs/results/decision-map/robustness_check.py [--noise 0 0.005 0.01 0.02] [--shift 0.5 1 2 3] [--scale 1.005 1.01] [--gain 0.8 1.2] [--sigma 1 2]
 
 The pairs are the synthetic, layered and thin sets of ``tune_map.py`` made from the recipe's
 five *test* photos. ``--noise``: each source gets its own Gaussian noise of that standard deviation
 (intensities in [0, 1]), drawn from one seed; PSNR is measured against the clean ground truth.
 ``--shift``: source B moves by that many pixels right and half as many down (bilinear, sub-pixel
 allowed), as in hand-held pairs. ``--scale``: B is magnified by that factor about the centre, as a
-lens that breathes while it refocuses. Both warps leave no single ground truth (each source's
+lens that breathes while it refocuses. ``--gain``: B's exposure scaled by that factor (clipped to
+[0, 1]), as in photos taken one after another under changing light. These leave no single ground truth (each source's
 focused part sits in its own frame), so they are scored by Q^AB/F and by map accuracy against the
 true map in A's frame, after cropping a margin every warp leaves valid. No setting is chosen here:
 the check reads only pairs that were held out. ``--sigma LO HI`` builds the pairs with a defocus
@@ -64,6 +65,13 @@ def scaled(factor: float) -> Condition:
     return warped("scale", factor, lambda h, w: torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]]))
 
 
+def exposed(gain: float) -> Condition:
+    def apply(a: torch.Tensor, b: torch.Tensor, noise: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return a, (b * gain).clamp(0.0, 1.0)
+
+    return "B's gain", gain, apply
+
+
 def crop(x: torch.Tensor) -> torch.Tensor:
     return x[..., MARGIN:-MARGIN, MARGIN:-MARGIN]
 
@@ -73,12 +81,13 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="*", default=[0.0, 0.005, 0.01, 0.02], help="noise standard deviations")
     parser.add_argument("--shift", type=float, nargs="*", default=[], help="B's shift in pixels (right; half as much down)")
     parser.add_argument("--scale", type=float, nargs="*", default=[], help="B's magnification about the centre")
+    parser.add_argument("--gain", type=float, nargs="*", default=[], help="B's exposure gain")
     parser.add_argument("--sigma", type=float, nargs=2, metavar=("LO", "HI"), help="the defocus blur's sigma range (px) instead of the recipe's")
     args = parser.parse_args()
     fusion = pretrained().fusion()
     sets = tuning_sets("test", None if args.sigma is None else tuple(args.sigma))
     scenes = sets["synthetic"] + sets["layered"] + sets["thin"]
-    conditions = [noisy(s) for s in args.noise] + [shifted(p) for p in args.shift] + [scaled(f) for f in args.scale]
+    conditions = [noisy(s) for s in args.noise] + [shifted(p) for p in args.shift] + [scaled(f) for f in args.scale] + [exposed(g) for g in args.gain]
     blur = "the held-out recipe's blur" if args.sigma is None else f"blur sigma {args.sigma[0]:g}-{args.sigma[1]:g} px"
     print(f"{len(scenes)} pairs (test photos, {blur}); {fusion.describe()}")
     print("| condition | map PSNR | map accuracy | map Q^AB/F | direct Q^AB/F | "
@@ -87,7 +96,7 @@ def main() -> None:
     direct = pretrained().fusion("direct")
     for name, value, apply in conditions:
         noise = torch.Generator().manual_seed(0)
-        geometric = not name.startswith("noise")
+        no_truth = not name.startswith("noise")  # a warp or a gain: each source in its own frame or exposure
         scores: dict[str, list[float]] = {}
         with torch.inference_mode():
             for scene in scenes:
@@ -96,18 +105,18 @@ def main() -> None:
                 outputs = {"map": fused.image, "direct": direct([a, b]).image}
                 outputs |= {c: fuse_color(BASELINES[c], a, b) for c in CLASSICS}
                 truth, focus_map, weights = scene.gt[None], scene.focus_map[None], fused.weights[:, :1]
-                if geometric:
+                if no_truth:
                     a, b, truth, focus_map, weights = map(crop, (a, b, truth, focus_map, weights))
                     outputs = {key: crop(image) for key, image in outputs.items()}
                 scores.setdefault("accuracy", []).append(float(map_accuracy(weights, focus_map)))
                 for key, image in outputs.items():
                     scores.setdefault(f"{key} q", []).append(float(qabf(a, b, image)))
-                    if not geometric:
+                    if not no_truth:
                         scores.setdefault(f"{key} psnr", []).append(float(psnr(image, truth)))
         mean = {key: statistics.fmean(values) for key, values in scores.items()}
-        decibels = {key: "-" if geometric else f"{value:.2f}" for key, value in mean.items() if key.endswith("psnr")}
-        print(f"| {name} {value:g} | {decibels['map psnr']} | {mean['accuracy']:.4f} | {mean['map q']:.4f} | {mean['direct q']:.4f} | "
-              + " | ".join(decibels[f"{c} psnr"] for c in CLASSICS) + " | "
+        decibels = lambda key: f"{mean[key]:.2f}" if key in mean else "-"  # noqa: E731  (no PSNR without one ground truth)
+        print(f"| {name} {value:g} | {decibels('map psnr')} | {mean['accuracy']:.4f} | {mean['map q']:.4f} | {mean['direct q']:.4f} | "
+              + " | ".join(decibels(f"{c} psnr") for c in CLASSICS) + " | "
               + " | ".join(f"{mean[f'{c} q']:.4f}" for c in CLASSICS) + " |", flush=True)
 
 
