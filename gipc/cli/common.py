@@ -16,6 +16,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def doc_summary(doc: str) -> str:
+    """A command module's first docstring line without its ````gipc-x``:`` label: the ``--help`` description."""
+    return doc.splitlines()[0].split(": ", 1)[1]
+
+
 def say(prog: str, message: str) -> None:
     """A status line on stderr, so stdout keeps only what a command is asked to print (tables)."""
     print(f"{prog}: {message}", file=sys.stderr)

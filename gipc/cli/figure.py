@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gipc.cli.common import Parser, guarded
+from gipc.cli.common import Parser, doc_summary, guarded
 from gipc.data.sources import group_sources
 from gipc.evaluate import FUSED_SUFFIXES, match_stems
 from gipc.figures import comparison_figure
@@ -25,7 +25,7 @@ def _named_folder(value: str) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = Parser(prog=PROG, description=doc_summary(__doc__))
     parser.add_argument("--sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources")
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")

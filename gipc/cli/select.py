@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gipc.cli.common import Parser, guarded
+from gipc.cli.common import Parser, doc_summary, guarded
 from gipc.data.datasets import PairFolder
 from gipc.errors import DataError
 from gipc.files import write_text
@@ -23,7 +23,7 @@ PROG = "gipc-select"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = Parser(prog=PROG, description=doc_summary(__doc__))
     parser.add_argument("run_dir", type=Path, help="a training run dir (holds config.yaml and checkpoints/)")
     parser.add_argument("--pairs", type=Path, action="append", default=[], required=True,
                         help="a folder of real pairs without ground truth, scored with Q^AB/F (repeatable); never the test set")
