@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,14 +35,23 @@ from gipc.pretrained import pretrained
 CLASSICS = ("laplacian_energy", "gff", "laplacian_pyramid")
 MARGIN = 8  # px cropped from every side of warped pairs: more than any warp here moves a border pixel
 
-Condition = tuple[str, float, Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]]
+Change = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Condition(NamedTuple):
+    """One row: what is done to the sources, and whether the pair's ground truth still holds (PSNR)."""
+
+    name: str
+    value: float
+    apply: Change
+    keeps_truth: bool
 
 
 def noisy(sigma: float) -> Condition:
     def apply(a: torch.Tensor, b: torch.Tensor, noise: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple((x + sigma * torch.randn(x.shape, generator=noise)).clamp(0.0, 1.0) for x in (a, b))
 
-    return "noise sigma", sigma, apply
+    return Condition("noise sigma", sigma, apply, keeps_truth=True)
 
 
 def warped(name: str, value: float, theta: Callable[[int, int], torch.Tensor]) -> Condition:
@@ -53,7 +62,7 @@ def warped(name: str, value: float, theta: Callable[[int, int], torch.Tensor]) -
         grid = F.affine_grid(theta(height, width)[None], list(b.shape), align_corners=False)
         return a, F.grid_sample(b, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    return name, value, apply
+    return Condition(name, value, apply, keeps_truth=False)
 
 
 def shifted(pixels: float) -> Condition:
@@ -69,7 +78,7 @@ def exposed(gain: float) -> Condition:
     def apply(a: torch.Tensor, b: torch.Tensor, noise: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return a, (b * gain).clamp(0.0, 1.0)
 
-    return "B's gain", gain, apply
+    return Condition("B's gain", gain, apply, keeps_truth=False)
 
 
 def crop(x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +93,8 @@ def main() -> None:
     parser.add_argument("--gain", type=float, nargs="*", default=[], help="B's exposure gain")
     parser.add_argument("--sigma", type=float, nargs=2, metavar=("LO", "HI"), help="the defocus blur's sigma range (px) instead of the recipe's")
     args = parser.parse_args()
-    fusion = pretrained().fusion()
+    network = pretrained()
+    fusion, direct = network.fusion(), network.fusion("direct")
     sets = tuning_sets("test", None if args.sigma is None else tuple(args.sigma))
     scenes = sets["synthetic"] + sets["layered"] + sets["thin"]
     conditions = [noisy(s) for s in args.noise] + [shifted(p) for p in args.shift] + [scaled(f) for f in args.scale] + [exposed(g) for g in args.gain]
@@ -93,10 +103,8 @@ def main() -> None:
     print("| condition | map PSNR | map accuracy | map Q^AB/F | direct Q^AB/F | "
           + " | ".join(f"{c} PSNR" for c in CLASSICS) + " | " + " | ".join(f"{c} Q^AB/F" for c in CLASSICS) + " |")
     print("|---" * (5 + 2 * len(CLASSICS)) + "|")
-    direct = pretrained().fusion("direct")
-    for name, value, apply in conditions:
+    for name, value, apply, keeps_truth in conditions:
         noise = torch.Generator().manual_seed(0)
-        no_truth = not name.startswith("noise")  # a warp or a gain: each source in its own frame or exposure
         scores: dict[str, list[float]] = {}
         with torch.inference_mode():
             for scene in scenes:
@@ -105,13 +113,13 @@ def main() -> None:
                 outputs = {"map": fused.image, "direct": direct([a, b]).image}
                 outputs |= {c: fuse_color(BASELINES[c], a, b) for c in CLASSICS}
                 truth, focus_map, weights = scene.gt[None], scene.focus_map[None], fused.weights[:, :1]
-                if no_truth:
+                if not keeps_truth:  # each source in its own frame or exposure: Q^AB/F and accuracy on the cropped pair
                     a, b, truth, focus_map, weights = map(crop, (a, b, truth, focus_map, weights))
                     outputs = {key: crop(image) for key, image in outputs.items()}
                 scores.setdefault("accuracy", []).append(float(map_accuracy(weights, focus_map)))
                 for key, image in outputs.items():
                     scores.setdefault(f"{key} q", []).append(float(qabf(a, b, image)))
-                    if not no_truth:
+                    if keeps_truth:
                         scores.setdefault(f"{key} psnr", []).append(float(psnr(image, truth)))
         mean = {key: statistics.fmean(values) for key, values in scores.items()}
         decibels = lambda key: f"{mean[key]:.2f}" if key in mean else "-"  # noqa: E731  (no PSNR without one ground truth)
