@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     network = pretrained()
     fusion, direct = network.fusion(), network.fusion("direct")
-    sets = tuning_sets("test", None if args.sigma is None else tuple(args.sigma))
+    sets = tuning_sets("test", args.sigma)
     scenes = sets["synthetic"] + sets["layered"] + sets["thin"]
     conditions = [noisy(s) for s in args.noise] + [shifted(p) for p in args.shift] + [scaled(f) for f in args.scale] + [exposed(g) for g in args.gain]
     blur = "the held-out recipe's blur" if args.sigma is None else f"blur sigma {args.sigma[0]:g}-{args.sigma[1]:g} px"

@@ -41,6 +41,7 @@ import statistics
 from dataclasses import replace
 from functools import partial, reduce
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -103,11 +104,11 @@ def shipped_recipe_data() -> FusionDataModule:
     return data
 
 
-def tuning_sets(photos: str = "val", sigma: tuple[float, float] | None = None) -> dict[str, list[Scene]]:
+def tuning_sets(photos: str = "val", sigma: Sequence[float] | None = None) -> dict[str, list[Scene]]:
     """The sets of the module docstring, from the recipe's validation (``val``) or ``test`` photos;
     ``sigma``: another range for the defocus blur's sigma than the held-out recipe's."""
     data = shipped_recipe_data()
-    recipe = data.source.held_out_recipe if sigma is None else replace(data.source.held_out_recipe, sigma=sigma)
+    recipe = data.source.held_out_recipe if sigma is None else replace(data.source.held_out_recipe, sigma=tuple(sigma))
     pool = {scene.name: scene.gt for scene in (data.val_scenes if photos == "val" else data.test_scenes)}  # each photo, all in focus
     names = list(pool)
     sets = {
@@ -173,7 +174,7 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, help="a run's checkpoint or a gipc-export file instead of the shipped generator (to compare generators; a map head's weights are cleaned with its head_map settings)")
     args = parser.parse_args()
     network = pretrained() if args.ckpt is None else prepare(load_generator(args.ckpt))
-    sets = tuning_sets(args.photos, None if args.sigma is None else tuple(args.sigma))
+    sets = tuning_sets(args.photos, args.sigma)
     net = network.weight_y if network.head == "weights" else network.fuse_y
     with torch.inference_mode():
         cached = {name: [(s, reduce(net, [luma(s.a[None]), luma(s.b[None])])) for s in scenes] for name, scenes in sets.items()}
