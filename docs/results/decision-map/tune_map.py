@@ -27,15 +27,17 @@ Tuning sets, none of them Lytro (which is never read here):
 instead, to confirm a choice on pairs it was not made on.
 
 The shipped generator (or ``--ckpt``'s) fuses each pair once (default inference path); every
-grid point re-runs only the map. The winner is the best mean rank over synthetic PSNR, layered PSNR, thin PSNR,
+grid point re-runs only the map. With several generators (``--ckpt shipped outputs/quick/runs/<time>/checkpoints/last.ckpt``)
+each grid point is scored under each, and the rule ranks over every generator's criteria. The winner is the best mean rank over synthetic PSNR, layered PSNR, thin PSNR,
 strong PSNR, exposure map accuracy and grayscale Q^AB/F (ties: grayscale Q^AB/F), a rule fixed before the grid
 was run (rounds 1-3 ranked the first two and grayscale, rounds 4-5 the first three and grayscale,
 rounds 6-9 added exposure, round 10 strong: each added set came with the round that added it), among the settings that lose at most
 ``GRAYSCALE_TOLERANCE`` grayscale Q^AB/F against conf/fusion/default.yaml's: all criteria but
 grayscale are synthetic, so a rank alone would trade the only real pairs for synthetic PSNR (added in
-the fifth round, after a one-pixel closeness window won on rank while losing 0.005 there). The sets
-score one network; the tenth round's pick, first here, lost on nearly every set under a weaker one, so
-score a candidate with ``--ckpt`` a weaker generator (the quick run's) before adopting it.
+the fifth round, after a one-pixel closeness window won on rank while losing 0.005 there); with
+several generators a setting must keep that floor under each. The tenth round's pick, first under
+the shipped generator alone, lost on nearly every set under a weaker one: score candidates under a
+weaker generator too (the quick run's, ``python gipc/run.py``) before adopting one.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from gipc.data.scene import Scene, held_out_scene, scene_generator
 from gipc.data.synthesis import DefocusRecipe, defocus_spread, disk_blur, gaussian_blur, uniform
 from gipc.decision import MapSettings
 from gipc.fusion import Fusion, default_rule, luma
-from gipc.inference import prepare
+from gipc.inference import InferenceGenerator, prepare
 from gipc.metrics import map_accuracy, psnr, qabf
 from gipc.pretrained import load_generator, pretrained
 
@@ -70,6 +72,7 @@ GRAYSCALE = CONF_DIR.parents[1] / "shared" / "data" / "grayscale"
 KODAK = CONF_DIR.parents[1] / "shared" / "data" / "photos" / "kodak"
 SEEDS = (1, 2, 3)
 GRAYSCALE_TOLERANCE = 0.001
+CRITERIA = ("synthetic PSNR", "layered PSNR", "thin PSNR", "strong PSNR", "exposure map accuracy", "grayscale Q^AB/F")
 EXPOSURE_GAINS = (0.95, 0.97, 1.03, 1.05)
 STRONG_SIGMA = (6.0, 10.0)
 
@@ -180,42 +183,62 @@ def parse(text: str, default: object) -> object:
     return kind(text)
 
 
+def load_network(spec: str) -> InferenceGenerator:
+    """``shipped``: the generator gipc ships; otherwise a run's checkpoint or a gipc-export file."""
+    return pretrained() if spec == "shipped" else prepare(load_generator(Path(spec)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2", help="map settings to vary; the rest from conf/fusion/default.yaml")
     parser.add_argument("--photos", choices=("val", "test"), default="val", help="the recipe's photos the synthetic sets are made from (default: val)")
     parser.add_argument("--sigma", type=float, nargs=2, metavar=("LO", "HI"), help="the defocus blur's sigma range (px) of the synthetic, layered and thin sets instead of the held-out recipe's")
-    parser.add_argument("--ckpt", type=Path, help="a run's checkpoint or a gipc-export file instead of the shipped generator (to compare generators; a map head's weights are cleaned with its head_map settings)")
+    parser.add_argument("--ckpt", nargs="+", default=["shipped"], metavar="GENERATOR",
+                        help="generators to score the map under: 'shipped' (default), a run's checkpoint or a gipc-export file; "
+                             "several are ranked together (one head kind; a map head's weights are cleaned with its head_map settings)")
     args = parser.parse_args()
-    network = pretrained() if args.ckpt is None else prepare(load_generator(args.ckpt))
+    networks = {spec: load_network(spec) for spec in args.ckpt}
+    heads = {network.head for network in networks.values()}
+    if len(heads) > 1:
+        raise SystemExit("tune_map.py: --ckpt takes generators of one head kind (image or weights), got both")
+    head = heads.pop()
     sets = tuning_sets(args.photos, args.sigma)
-    net = network.weight_y if network.head == "weights" else network.fuse_y
+    cached = {}
     with torch.inference_mode():
-        cached = {name: [(s, reduce(net, [luma(s.a[None]), luma(s.b[None])])) for s in scenes] for name, scenes in sets.items()}
-    _, base = default_rule(network.head)
-    score_head = partial(score, head=network.head)
+        for spec, network in networks.items():
+            net = network.weight_y if head == "weights" else network.fuse_y
+            cached[spec] = {name: [(s, reduce(net, [luma(s.a[None]), luma(s.b[None])])) for s in scenes] for name, scenes in sets.items()}
+    _, base = default_rule(head)
+    score_head = partial(score, head=head)
     keys = [g.partition("=")[0] for g in args.grid]
     values = [[parse(v, getattr(base, k)) for v in g.partition("=")[2].split(",")] for k, g in zip(keys, args.grid)]
+    floors = {spec: score_head(base, sets_out["grayscale"])[0] - GRAYSCALE_TOLERANCE for spec, sets_out in cached.items()}
     labels, rows = [], []
-    floor = score_head(base, cached["grayscale"])[0] - GRAYSCALE_TOLERANCE
     print(", ".join(f"{len(scenes)} {name}" for name, scenes in sets.items()) + f" pairs ({args.photos} photos)", flush=True)
     print("| settings | synthetic Q^AB/F | synthetic PSNR | layered Q^AB/F | layered PSNR | thin Q^AB/F | thin PSNR | strong Q^AB/F | strong PSNR | exposure map accuracy | grayscale Q^AB/F |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for combo in [None, *itertools.product(*values)]:
         settings = None if combo is None else replace(base, **dict(zip(keys, combo)))
-        (qs, ps, _), (ql, pl, _), (qt, pt, _), (qb, pb, _), (_, _, ae), (qg, _, _) = (
-            score_head(settings, cached[name]) for name in ("synthetic", "layered", "thin", "strong", "exposure", "grayscale")
-        )
         label = "direct" if settings is None else " ".join(f"{k}={getattr(settings, k)}" for k in keys) or "default"
-        print(f"| {label} | {qs:.4f} | {ps:.2f} | {ql:.4f} | {pl:.2f} | {qt:.4f} | {pt:.2f} | {qb:.4f} | {pb:.2f} | {ae:.4f} | {qg:.4f} |", flush=True)
+        row: list[float] = []
+        for spec, sets_out in cached.items():
+            (qs, ps, _), (ql, pl, _), (qt, pt, _), (qb, pb, _), (_, _, ae), (qg, _, _) = (
+                score_head(settings, sets_out[name]) for name in ("synthetic", "layered", "thin", "strong", "exposure", "grayscale")
+            )
+            which = f" ({spec})" if len(cached) > 1 else ""
+            print(f"| {label}{which} | {qs:.4f} | {ps:.2f} | {ql:.4f} | {pl:.2f} | {qt:.4f} | {pt:.2f} | {qb:.4f} | {pb:.2f} | {ae:.4f} | {qg:.4f} |", flush=True)
+            row += [ps, pl, pt, pb, ae, qg]
         if settings is not None:
             labels.append(label)
-            rows.append((ps, pl, pt, pb, ae, qg))
+            rows.append(tuple(row))
     if rows:
         ranks = mean_ranks(rows)
-        eligible = [i for i in range(len(rows)) if rows[i][-1] >= floor] or range(len(rows))
-        best = min(eligible, key=lambda i: (ranks[i], -rows[i][-1]))
-        print(f"\nbest mean rank over (synthetic PSNR, layered PSNR, thin PSNR, strong PSNR, exposure map accuracy, grayscale Q^AB/F) among grayscale Q^AB/F >= {floor:.4f}: "
+        grayscale = [[row[(g + 1) * len(CRITERIA) - 1] for g in range(len(cached))] for row in rows]
+        eligible = [i for i in range(len(rows)) if all(q >= floor for q, floor in zip(grayscale[i], floors.values()))] or range(len(rows))
+        best = min(eligible, key=lambda i: (ranks[i], -grayscale[i][0]))
+        under = f" under each of {len(cached)} generators" if len(cached) > 1 else ""
+        floor_text = ", ".join(f"{floor:.4f}" for floor in floors.values())
+        print(f"\nbest mean rank over ({', '.join(CRITERIA)}){under} among grayscale Q^AB/F >= {floor_text}: "
               f"{labels[best]} ({ranks[best]:.2f})")
 
 
