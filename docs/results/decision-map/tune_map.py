@@ -73,6 +73,7 @@ KODAK = CONF_DIR.parents[1] / "shared" / "data" / "photos" / "kodak"
 SEEDS = (1, 2, 3)
 GRAYSCALE_TOLERANCE = 0.001
 CRITERIA = ("synthetic PSNR", "layered PSNR", "thin PSNR", "strong PSNR", "exposure map accuracy", "grayscale Q^AB/F")
+"""What the rule ranks, per generator; grayscale last (the floor and the tie-break read it)."""
 EXPOSURE_GAINS = (0.95, 0.97, 1.03, 1.05)
 STRONG_SIGMA = (6.0, 10.0)
 
@@ -120,26 +121,26 @@ def tuning_sets(photos: str = "val", sigma: Sequence[float] | None = None) -> di
     recipe = data.source.held_out_recipe if sigma is None else replace(data.source.held_out_recipe, sigma=tuple(sigma))
     pool = {scene.name: scene.gt for scene in (data.val_scenes if photos == "val" else data.test_scenes)}  # each photo, all in focus
     names = list(pool)
+
+    def layered(recipe: DefocusRecipe) -> list[Scene]:
+        return [
+            layered_scene(name, pool[name], recipe, source, disk, seed)
+            for seed in SEEDS for source in ("region_competition", "blobs") for disk in (False, True) for name in names
+        ]
+
     sets = {
         "synthetic": [
             held_out_scene(name, pool[name], replace(recipe, disk=disk), seed)
             for seed in SEEDS for disk in (0.0, 1.0) for name in names
         ],
-        "layered": [
-            layered_scene(name, pool[name], recipe, source, disk, seed)
-            for seed in SEEDS for source in ("region_competition", "blobs") for disk in (False, True) for name in names
-        ],
+        "layered": layered(recipe),
         "thin": [
             layered_scene(name, pool[name], recipe, "bars", disk, seed, inverse)
             for seed in SEEDS for inverse in (False, True) for disk in (False, True) for name in names
         ],
     }
-    strong = replace(recipe, sigma=STRONG_SIGMA)
     return sets | {
-        "strong": [
-            layered_scene(name, pool[name], strong, source, disk, seed)
-            for seed in SEEDS for source in ("region_competition", "blobs") for disk in (False, True) for name in names
-        ],
+        "strong": layered(replace(recipe, sigma=STRONG_SIGMA)),
         "exposure": exposed([scene for scenes in sets.values() for scene in scenes]),
         "grayscale": list(PairFolder(GRAYSCALE)),
     }
@@ -220,20 +221,20 @@ def main() -> None:
     for combo in [None, *itertools.product(*values)]:
         settings = None if combo is None else replace(base, **dict(zip(keys, combo)))
         label = "direct" if settings is None else " ".join(f"{k}={getattr(settings, k)}" for k in keys) or "default"
-        row: list[float] = []
+        row: list[tuple[float, ...]] = []  # CRITERIA under each generator
         for spec, sets_out in cached.items():
             (qs, ps, _), (ql, pl, _), (qt, pt, _), (qb, pb, _), (_, _, ae), (qg, _, _) = (
                 score_head(settings, sets_out[name]) for name in ("synthetic", "layered", "thin", "strong", "exposure", "grayscale")
             )
             which = f" ({spec})" if len(cached) > 1 else ""
             print(f"| {label}{which} | {qs:.4f} | {ps:.2f} | {ql:.4f} | {pl:.2f} | {qt:.4f} | {pt:.2f} | {qb:.4f} | {pb:.2f} | {ae:.4f} | {qg:.4f} |", flush=True)
-            row += [ps, pl, pt, pb, ae, qg]
+            row.append((ps, pl, pt, pb, ae, qg))
         if settings is not None:
             labels.append(label)
-            rows.append(tuple(row))
+            rows.append(row)
     if rows:
-        ranks = mean_ranks(rows)
-        grayscale = [[row[(g + 1) * len(CRITERIA) - 1] for g in range(len(cached))] for row in rows]
+        ranks = mean_ranks([sum(row, ()) for row in rows])
+        grayscale = [[criteria[-1] for criteria in row] for row in rows]
         eligible = [i for i in range(len(rows)) if all(q >= floor for q, floor in zip(grayscale[i], floors.values()))] or range(len(rows))
         best = min(eligible, key=lambda i: (ranks[i], -grayscale[i][0]))
         under = f" under each of {len(cached)} generators" if len(cached) > 1 else ""
