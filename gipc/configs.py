@@ -8,8 +8,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-"""The config tree ``gipc/run.py`` composes (the checkout's ``conf/``)."""
+_PACKAGE = Path(__file__).resolve().parent
+CONF_DIR = next((d for d in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if d.is_dir()), _PACKAGE / "conf").resolve()
+"""The config tree ``gipc/run.py`` composes: the checkout's ``conf/``, which ``gipc/conf`` links to and
+an installed wheel carries as ``gipc/conf`` (a checkout without symbolic links falls back to ``conf/``)."""
 
 
 def conf_group(group: str, name: str = "gipc") -> dict[str, Any]:
