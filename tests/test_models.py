@@ -65,6 +65,16 @@ def test_discriminator_rejects_patch_sizes_not_divisible_by_16(bad):
         Discriminator(bad)
 
 
+@pytest.mark.parametrize(("size", "channels", "side"), [(40, (16, 32, 64), 5), (96, (8, 16, 32, 64, 128), 3)])
+def test_discriminator_halves_the_patch_once_per_conv(size, channels, side):
+    # Table 2's four convs need multiples of 16; three need 8, five need 32.
+    d = Discriminator(size, channels)
+    assert d(torch.rand(2, 1, size, size)).shape == (2, 1)
+    assert d.head.in_features == channels[-1] * side * side
+    with pytest.raises(ValueError, match=f"multiple of {2 ** len(channels)}"):
+        Discriminator(size + 2 ** len(channels) // 2, channels)
+
+
 @pytest.mark.parametrize("make", [Generator, lambda: Discriminator(32)], ids=["generator", "discriminator"])
 def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(make):
     # Both networks run LeakyReLU in place to save a buffer per block; that is only sound if no

@@ -214,7 +214,7 @@ def test_the_config_builds_the_networks_and_starts_g_from_the_shipped_weights_ou
     state = model.generator.state_dict()
     assert all(torch.equal(state[k], v) for k, v in shipped.items() if not k.startswith(last))
     assert not torch.equal(state[f"{last}weight"], shipped[f"{last}weight"])  # the other head's last layer starts fresh
-    assert model.discriminator.patch_size == 32 and model.hparams["generator"]["head"] == "weights"
+    assert model.discriminator.head.in_features == 128 * (32 // 16) ** 2 and model.hparams["generator"]["head"] == "weights"
     assert model.weights.lam == cfg.loss.lam  # the config's LossWeights object itself, not a dict
 
 

@@ -63,8 +63,8 @@ def refused(tmp_path: Path, capsys, *overrides: str) -> str:
 CASES = {
     "negative lambda": (["loss.lam=-1"], r"^bad model config: loss\.lam must be >= 0, got -1"),
     "negative adversarial weight": (["loss.l4=-0.5"], r"^bad model config: loss\.l4 must be >= 0, got -0\.5"),
-    "patch below 16": (["data.patch_size=8"], r"^bad data config: data\.patch_size must be an integer >= 16, got 8"),
-    "patch not a multiple of 16": (["data.patch_size=40"], r"^bad data config: data\.patch_size must be a multiple of 16 .*got 40"),
+    "patch below 16": (["data.patch_size=8"], r"^bad model config: data\.patch_size must be a positive multiple of 16 .*got 8"),
+    "patch not a multiple of 16": (["data.patch_size=40"], r"^bad model config: data\.patch_size must be a positive multiple of 16 .*got 40"),
     "batch size 0": (["data.batch_size=0"], r"^bad data config: data\.batch_size must be an integer >= 1, got 0"),
     "d steps below 1": (["model.d_steps_per_g_step=0"], r"^bad model config: model\.d_steps_per_g_step must be >= 1, got 0"),
     "bad divergence action": (["model.on_nonfinite=ignore"], r"^bad model config: model\.on_nonfinite must be stop, skip or reduce_lr"),

@@ -20,10 +20,6 @@ from gipc.data.samplers import EpochShuffle, FreshDraws, ResumableLoader
 from gipc.data.scene import Scene
 from gipc.errors import DataError
 
-DISCRIMINATOR_STRIDE = 16
-"""The discriminator halves the patch four times (Table 2), so patches must be multiples of 16."""
-
-
 class FusionDataModule(L.LightningDataModule):
     """Train on aligned Y patches of (A, B, GT); validate on a few held-out images, test on all of them.
 
@@ -47,12 +43,10 @@ class FusionDataModule(L.LightningDataModule):
         for name, value, low in (
             ("batch_size", batch_size, 1),
             ("batches_per_step", batches_per_step, 1),
-            ("patch_size", patch_size, DISCRIMINATOR_STRIDE),
+            ("patch_size", patch_size, 1),  # the discriminator checks the multiple its convs need
             ("num_workers", num_workers, 0),
         ):
             at_least(f"data.{name}", value, low)
-        if patch_size % DISCRIMINATOR_STRIDE:
-            raise DataError(f"data.patch_size must be a multiple of {DISCRIMINATOR_STRIDE} (the discriminator's down-sampling), got {patch_size}")
         if test_root is not None and not Path(test_root).is_dir():
             raise DataError(f"data.test_root {test_root} does not exist or is not a folder")
         self.source, self.batch_size, self.patch_size = source, batch_size, patch_size

@@ -5,9 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Four stride-2 convs halve the patch four times.
-DOWNSAMPLING = 16
-
 
 class Discriminator(nn.Module):
     """Scores a 1-channel image or Laplacian map with one unbounded number (LSGAN: no sigmoid).
@@ -18,9 +15,11 @@ class Discriminator(nn.Module):
 
     def __init__(self, patch_size: int = 80, channels: tuple[int, ...] = (16, 32, 64, 128), slope: float = 0.2) -> None:
         super().__init__()
-        if patch_size % DOWNSAMPLING or patch_size <= 0:
+        factor = 2 ** len(channels)  # each stride-2 conv halves the patch
+        if patch_size % factor or patch_size <= 0:
             raise ValueError(
-                f"discriminator patch_size must be a positive multiple of {DOWNSAMPLING} (four stride-2 convs), got {patch_size}"
+                f"data.patch_size must be a positive multiple of {factor} (the discriminator's {len(channels)} "
+                f"stride-2 convs halve it), got {patch_size}"
             )
         layers: list[nn.Module] = []
         in_ch = 1
@@ -31,9 +30,8 @@ class Discriminator(nn.Module):
             layers.append(nn.LeakyReLU(slope, inplace=True))  # as in the generator's blocks
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
-        side = patch_size // 2 ** len(channels)
+        side = patch_size // factor
         self.head = nn.Linear(in_ch * side * side, 1)
-        self.patch_size = patch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.flatten(self.features(x), 1))
