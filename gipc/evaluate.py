@@ -205,18 +205,24 @@ class _WithGT(Sequence[Scene]):
         return replace(scene, gt=_read_for(scene, self.files[scene.name], "ground-truth"))
 
 
+def fused_files(names: Sequence[str], folder: Path, method: str, allow_missing: bool | None = None) -> dict[str, Path]:
+    """A method's fused file for each scene of ``names``. A scene without one is an error unless
+    ``allow_missing`` (gipc-eval's flag; ``None``: the command has no such flag), then a warning; a
+    folder with none at all always is."""
+    files = match_stems(names, folder, FUSED_SUFFIXES, f"--fused {method}:")
+    missing = [n for n in names if n not in files]
+    if not files or missing and not allow_missing:
+        hint = ("name fused files <scene>.<ext> or <scene>-fused.<ext>" if not files
+                else "fuse them" + (", or pass --allow-missing to score the rest" if allow_missing is not None else ""))
+        raise _missing_error(missing, folder, f"--fused {method}:", hint)
+    if missing:
+        print(f"gipc-eval: warning: {method} has no image for {len(missing)} scene(s): {', '.join(missing)}", file=sys.stderr)
+    return files
+
+
 def plan_methods(names: Sequence[str], fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool) -> dict[str, FusedFor]:
     """Every method to score, file folders first, checked against the scenes before any scoring."""
-    methods: dict[str, FusedFor] = {}
-    for method, folder in fused.items():
-        files = match_stems(names, folder, FUSED_SUFFIXES, f"--fused {method}:")
-        missing = [n for n in names if n not in files]
-        if not files or missing and not allow_missing:
-            hint = "name fused files <scene>.<ext> or <scene>-fused.<ext>" if not files else "fuse them, or pass --allow-missing to score the rest"
-            raise _missing_error(missing, folder, f"--fused {method}:", hint)
-        if missing:
-            print(f"gipc-eval: warning: {method} has no image for {len(missing)} scene(s): {', '.join(missing)}", file=sys.stderr)
-        methods[method] = folder_method(files)
+    methods = {method: folder_method(fused_files(names, folder, method, allow_missing)) for method, folder in fused.items()}
     for name in baselines:
         if name in methods:
             raise EvalInputError(f"method name {name!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")

@@ -40,3 +40,18 @@ def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path, capsy
         main(["--sources", str(sources), "--out", str(out)])
     assert refused.value.code == 2
     assert "exists; choose a new file" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_a_method_without_one_scene_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources, fused = tmp_path / "sources", tmp_path / "fused"
+    for folder in (sources, fused):
+        folder.mkdir()
+    for scene in ("s1", "s2"):
+        for letter in "AB":
+            write_image(sources / f"{scene}-{letter}.png", torch.rand(1, 24, 24))
+    write_image(fused / "s1.png", torch.rand(1, 24, 24))  # s2 was never fused
+    out = tmp_path / "fig.png"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no image for 1 scene(s): s2" in err and "--allow-missing" not in err
+    assert not out.exists()

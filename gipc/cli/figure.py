@@ -12,16 +12,11 @@ from pathlib import Path
 
 from gipc.cli.common import Parser, doc_summary, guarded
 from gipc.data.sources import group_sources
-from gipc.evaluate import FUSED_SUFFIXES, match_stems
+from gipc.evaluate import fused_files, parse_fused
 from gipc.figures import comparison_figure
 from gipc.imaging import read_image, read_matching
 
 PROG = "gipc-figure"
-
-
-def _named_folder(value: str) -> tuple[str, Path]:
-    name, sep, folder = value.partition("=")
-    return (name, Path(folder)) if sep else (Path(value).name, Path(value))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +31,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         groups = group_sources(args.sources)
-        methods = [_named_folder(value) for value in args.fused]
-        fused = {name: match_stems([g for g, _ in groups], folder, FUSED_SUFFIXES, name) for name, folder in methods}
+        names = [g for g, _ in groups]
+        fused = {name: fused_files(names, folder, name) for name, folder in parse_fused(args.fused, None).items()}
         scenes = []
         for scene, paths in groups:
             panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
-            panels += [(name, read_image(fused[name][scene]).pixels) for name, _ in methods]
+            panels += [(name, read_image(files[scene]).pixels) for name, files in fused.items()]
             scenes.append((scene, panels))
         comparison_figure(scenes, args.out, args.crop)
         print(args.out)
