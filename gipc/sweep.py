@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from gipc.errors import UserError
 
 FINISHED = "metrics.csv"
-"""Written by the test stage when a run ends: a run dir holding it is done."""
+"""Written by the test stage when a run ends: a run dir holding it (and no ``FAILED``) is done."""
 FAILED = "FAILED"
 """Written when a run fails, with the error; removed when the run later succeeds."""
 RECORD = ".hydra"
@@ -49,10 +49,16 @@ def job_order(path: Path) -> tuple[object, ...]:
     return (str(path.parent), int(match.group(1)) if match else math.inf, path.name)
 
 
+def finished(run_dir: Path) -> bool:
+    """The run wrote its test table and did not fail after it (its W&B table, say): a crash after
+    the table leaves ``FAILED`` beside it, and such a run is not done."""
+    return (run_dir / FINISHED).is_file() and not (run_dir / FAILED).is_file()
+
+
 def resume_action(run_dir: Path) -> Literal["skip", "continue", "start"]:
     """What a resumed sweep does with one job: ``skip`` it (finished), ``continue`` it from its
     ``last.ckpt``, or ``start`` it (never started, or stopped before its first checkpoint)."""
-    if (run_dir / FINISHED).is_file():
+    if finished(run_dir):
         return "skip"
     return "continue" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "start"
 
@@ -77,7 +83,7 @@ def keep_record(resume: Any, output_dir: str) -> str | None:
 def job_log(resume: Any, output_dir: str, name: str) -> str:
     """The job's log file: the null device for a finished job that a resumed sweep skips (Hydra's
     launcher logs the next job's start into the current job's log), else ``<run dir>/<name>.log``."""
-    return os.devnull if resume_dir(resume) and (Path(output_dir) / FINISHED).is_file() else str(Path(output_dir) / f"{name}.log")
+    return os.devnull if resume_dir(resume) and finished(Path(output_dir)) else str(Path(output_dir) / f"{name}.log")
 
 
 def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:
@@ -132,10 +138,10 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
         dirs = sorted(p for p in sweep.glob(f"{num}_*") if p.is_dir())
         if not dirs:
             state = "not started"
-        elif (dirs[0] / FINISHED).is_file():
-            state = "done"
         elif (dirs[0] / FAILED).is_file():
             state = "failed (see its FAILED file)"
+        elif finished(dirs[0]):
+            state = "done"
         elif dirs[0] not in steps:
             state = "started, no config yet"
         elif steps[dirs[0]] is None:

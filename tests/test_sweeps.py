@@ -122,6 +122,17 @@ def test_a_resumed_sweep_skips_finished_jobs_continues_partial_ones_and_starts_t
     assert requeued()
 
 
+def test_a_job_that_failed_after_writing_its_table_is_continued_not_skipped(tmp_path):
+    # The test stage writes metrics.csv, then logs its W&B table; a crash there leaves FAILED beside it.
+    job = tmp_path / "0_a=1"
+    (job / "checkpoints").mkdir(parents=True)
+    (job / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (job / "metrics.csv").write_text("image,method\n")
+    (job / "FAILED").write_text("wandb: network error\n")
+    assert resume_action(job) == "continue"
+    assert job_log(str(tmp_path), str(job), "run") == str(job / "run.log")
+
+
 def test_resume_refuses_another_sweep_in_one_line(tmp_path):
     hydra = {"sweeper": {"_target_": "BasicSweeper", "params": {"seed": "1,2"}}, "overrides": {"task": ["loss.ratio=0.1,0.5", "logger=csv"]}}
     (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
