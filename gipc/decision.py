@@ -507,10 +507,8 @@ def blend(sources: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tenso
 
 
 def map_image(weights: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) in [0, 1] to save: A's weight for a pair (white: A in focus); for N sources the
-    weighted source index over N - 1 (black: the first source, white: the last)."""
+    """(B, 1, H, W) in [0, 1] to save: white where the first source is taken, black where the last is,
+    the sources between at even grey steps (for a pair, A's weight itself)."""
     count = weights.shape[1]
-    if count == 2:
-        return weights[:, :1]
-    index = torch.arange(count, dtype=weights.dtype, device=weights.device).view(1, count, 1, 1)
-    return (weights * index).sum(dim=1, keepdim=True) / (count - 1)
+    shade = torch.linspace(1, 0, count, dtype=weights.dtype, device=weights.device).view(1, count, 1, 1)
+    return (weights * shade).sum(dim=1, keepdim=True)

@@ -60,7 +60,7 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
 
     Checked before any fusion: no output replaces an input, the output folder is not the
     ``pairs`` folder nor holds it, and an existing output file or a non-empty output folder needs
-    ``overwrite``; the same for the ``maps`` folder, which gets ``<output stem>-map.png`` per job.
+    ``overwrite``; the same for the ``maps`` folder, which gets ``<output stem>-map.png`` per job (a ``-fused`` ending dropped from the stem).
     """
     out_is_file = bool(out.suffix) and not out.is_dir()
     if pairs is not None:

@@ -1,12 +1,12 @@
 """Inference-time composition of a luminance fuser: overlapping tiles (bounded memory) and sequences.
 
-A fuser maps two (B, C, H, W) images to one (B, C', H, W) image (SPEC 1.3: the network on Y).
+A fuser maps two (B, C, H, W) images to one (B, C', H, W) image (docs/paper.md: the network sees Y).
 The generator is fully convolutional with a small receptive field, so a tile's pixels are exact
 except near its edges, where the convolutions see zero padding instead of the neighbouring image.
 :func:`tiled` therefore gives zero weight to the outer quarter of every overlap and cross-fades
 the middle half linearly: with ``overlap // 4`` at least the receptive-field radius (8 for the
 paper's generator: 4 encoder and 4 decoder 3x3 convs), tiled and whole-image inference agree to
-float rounding everywhere, seams included (SPEC 1.7).
+float rounding everywhere, seams included.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def remember_last(fuse: Fuser) -> Fuser:
 
 
 def fuse_sequence(fuse: Fuser, images: list[torch.Tensor]) -> torch.Tensor:
-    """Fuse a focus sequence in turn (SPEC 1.6): ``F = fuse(I1, I2)``, then ``F = fuse(F, I3)``, ..."""
+    """Fuse a focus sequence in turn (docs/paper.md): ``F = fuse(I1, I2)``, then ``F = fuse(F, I3)``, ..."""
     if len(images) < 2:
         raise UserError(f"a fusion needs at least two sources, got {len(images)}")
     return reduce(fuse, images)

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         else:
             head = f"; a map head: {head_default}" if head_default != default else ""
             maps.add_argument(flag, type=type(default), help=f"default {default}{head}")
-    parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG, white = first source) into this new folder")
+    parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG: white = the first source, black = the last) into this new folder")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")

@@ -1,4 +1,4 @@
-"""Multi-focus pair synthesis (SPEC section 6, equations 18-19) and random decision maps.
+"""Multi-focus pair synthesis (docs/paper.md, equations 18-19) and random decision maps.
 
 Pure tensor functions: no file, Lightning or Hydra code, so the builder, the embedded set
 and the tests share one definition of how a pair is made.
