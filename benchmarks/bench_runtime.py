@@ -49,11 +49,11 @@ import torch
 from torch import nn
 
 from gipc.baselines import BASELINES
-from gipc.color import from_net, fuse_color, split_luma, to_net
+from gipc.color import from_net, fuse_color, luma, to_net
 from gipc.data.datasets import PairFolder
 from gipc.data.sources import group_sources
 from gipc.fuse import DEFAULT_OVERLAP, auto_tiled, fuse_images, plan_jobs, run_jobs
-from gipc.fusion import RULES, luma
+from gipc.fusion import RULES
 from gipc.imaging import read_matching, write_image
 from gipc.inference import InferencePath, choose_path, prepare
 from gipc.metrics import qabf
@@ -191,7 +191,7 @@ def label(path: InferencePath) -> str:
 
 def section_paths(generator: Generator, pairs: list, limit: int, macs: float, device: torch.device, sync: Callable[[], None]) -> None:
     print(f"\n== Network paths, seconds per pair (Y, Y -> Y), pairs 2..{limit + 1}; pair 1 is the warm-up ==")
-    luma = [tuple(to_net(split_luma(x)[0] if x.shape[1] == 3 else x).to(device) for x in pair) for pair in pairs[: limit + 1]]
+    luma = [tuple(to_net(luma(x)).to(device) for x in pair) for pair in pairs[: limit + 1]]
     height, width = luma[0][0].shape[-2:]
     flops = 2 * macs * height * width
     roofs = {dtype: matmul_gflops(device, dtype, sync) for dtype in (torch.float32, torch.bfloat16)}

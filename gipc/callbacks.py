@@ -14,7 +14,7 @@ import torch.distributed as dist
 from lightning.pytorch.loggers import WandbLogger
 
 from gipc.baselines import BASELINES
-from gipc.color import fuse_color, split_luma
+from gipc.color import fuse_color, luma
 from gipc.decision import MapSettings, map_image
 from gipc.errors import ConfigError
 from gipc.fusion import Fusion, map_settings
@@ -145,8 +145,7 @@ def image_panel(
     """
     images = [x for x in (a, b, fused, gt) if x is not None]
     stack = torch.stack(images).float()
-    luma = split_luma(stack)[0] if stack.shape[1] == 3 else stack
-    maps = gradient(luma, laplacian).abs()
+    maps = gradient(luma(stack), laplacian).abs()
     maps = (maps / maps.amax().clamp_min(torch.finfo(maps.dtype).tiny)).expand_as(stack)
     return torch.cat([torch.cat(list(stack), dim=2), torch.cat(list(maps), dim=2)], dim=1)
 

@@ -16,6 +16,12 @@ def split_luma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ycbcr[:, :1], ycbcr[:, 1:]
 
 
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """(*, 1, H, W) luminance of a gray or RGB image in [0, 1]: the Y of :func:`split_luma` to the bit,
+    computed alone (no chroma planes, 0.3 GiB less for a 4000x3000 pair); gray images are their own Y."""
+    return image if image.shape[-3] == 1 else kornia.color.rgb_to_y(image)
+
+
 def merge_luma(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`split_luma`, clamped to the displayable range."""
     return kornia.color.ycbcr_to_rgb(torch.cat([y, cbcr], dim=1)).clamp(0.0, 1.0)

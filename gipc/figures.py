@@ -17,18 +17,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gipc.color import split_luma
+from gipc.color import luma
 from gipc.files import atomic_path
-
-
-def _luma(image: torch.Tensor) -> torch.Tensor:
-    return split_luma(image[None])[0] if image.shape[0] == 3 else image[None]
 
 
 def decision_window(sources: Sequence[torch.Tensor], size: int) -> tuple[int, int]:
     """Top-left corner of the ``size`` x ``size`` window where the sources' local detail differs most:
     the spread across sources of their Laplacian energy, summed over the window."""
-    energy = torch.cat([kornia.filters.laplacian(_luma(s), 3).abs() for s in sources])
+    energy = torch.cat([kornia.filters.laplacian(luma(s)[None], 3).abs() for s in sources])
     spread = energy.max(0).values - energy.min(0).values
     height, width = spread.shape[-2:]
     size = min(size, height, width)

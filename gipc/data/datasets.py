@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gipc.color import split_luma
+from gipc.color import luma
 from gipc.data.scene import Scene
 from gipc.data.synthesis import DefocusRecipe, draw_pair
 from gipc.data.sources import files_by_stem, group_sources
@@ -65,7 +65,7 @@ class PairFolder(Sequence[Scene]):
         images = read_matching([*sources, *([gt] if gt is not None else [])])
         true_map = None
         if focus_map is not None:  # gray whatever the sources' kind, so read alone
-            true_map = _luma(read_image(focus_map).pixels)
+            true_map = luma(read_image(focus_map).pixels)
             if true_map.shape[1:] != images[0].pixels.shape[1:]:
                 raise DataError(f"{focus_map}: the decision map's size differs from the sources' {tuple(images[0].pixels.shape[1:])}")
         return Scene(name, images[0].pixels, images[1].pixels, images[2].pixels if gt is not None else None, true_map)
@@ -84,11 +84,6 @@ class SequenceFolder(Sequence[tuple[str, list[Image]]]):
     def __getitem__(self, index: int) -> tuple[str, list[Image]]:  # type: ignore[override]
         name, paths = self.entries[index]
         return name, read_matching(paths)
-
-
-def _luma(image: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) -> (1, H, W): the Y channel the generator fuses (gray images are their own Y)."""
-    return split_luma(image[None])[0][0] if image.shape[0] == 3 else image
 
 
 class PatchDataset(Dataset):
@@ -129,7 +124,7 @@ class PatchDataset(Dataset):
             if min(height, width) < patch_size:
                 raise DataError(f"image {scene.name!r} is {width}x{height}, smaller than the {patch_size}px patches; lower patch_size")
             self.names.append(scene.name)
-            self.images.append(torch.cat([_luma(scene.a), _luma(scene.b), _luma(scene.gt)]).float().contiguous())
+            self.images.append(torch.cat([luma(scene.a), luma(scene.b), luma(scene.gt)]).float().contiguous())
             counts.append(self.grid_count(height, width, patch_size, self.step))
             self.columns.append((width - patch_size) // self.step + 1)
         if not self.images:
@@ -229,7 +224,7 @@ class SynthesizedPatches(Dataset):
                     f"a {photo.shape[-1]}x{photo.shape[-2]} photo is smaller than a {patch_size}px patch plus its "
                     f"{recipe.margin}px blur margin; lower data.patch_size or the largest sigma"
                 )
-        self.photos = [_luma(photo).float().contiguous() for photo in photos]
+        self.photos = [luma(photo).float().contiguous() for photo in photos]
         self.area = torch.tensor([float(p.shape[-1] * p.shape[-2]) for p in self.photos])
         self.patch_size, self.recipe, self.length, self.seed, self.flips = patch_size, recipe, length, seed, flips
 

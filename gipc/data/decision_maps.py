@@ -20,15 +20,10 @@ from skimage.draw import line as skimage_line
 from skimage.morphology import disk
 from skimage.segmentation import morphological_chan_vese
 
-from gipc.color import split_luma
+from gipc.color import luma
 from gipc.data.synthesis import random_blobs
 from gipc.errors import DataError
 from gipc.imaging import read_image
-
-
-def luminance(image: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) RGB or gray in [0, 1] -> (H, W) luminance."""
-    return split_luma(image[None])[0][0, 0] if image.shape[0] == 3 else image[0]
 
 
 def _resize(plane: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -70,7 +65,7 @@ def region_competition(
     The segmentation runs at ``work_side`` pixels on the longest side for speed and the map is
     upsampled back. Deterministic: ``generator`` is unused.
     """
-    y = luminance(image)
+    y = luma(image)[0]
     height, width = y.shape
     scale = min(1.0, work_side / max(height, width))
     small = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -158,7 +153,7 @@ def from_file(
     """
     if path is None:
         raise DataError("the 'file' map source needs a mask file for each image (--mask-dir)")
-    mask = luminance(read_image(path).pixels)
+    mask = luma(read_image(path).pixels)[0]
     if resize and mask.shape != image.shape[-2:]:
         mask = _resize(mask, tuple(image.shape[-2:])).clamp(0.0, 1.0)
     if mask.shape != image.shape[-2:]:

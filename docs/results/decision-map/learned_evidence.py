@@ -27,7 +27,8 @@ from tune_map import KODAK, layered_scene, shipped_recipe_data, tuning_sets
 
 from gipc.data.scene import Scene, held_out_scene
 from gipc.decision import MapSettings, blend, compared_sources, decide, evidence, evidence_terms
-from gipc.fusion import default_rule, luma
+from gipc.color import luma
+from gipc.fusion import default_rule
 from gipc.imaging import read_image
 from gipc.inference import InferenceGenerator
 from gipc.metrics import map_accuracy, psnr, qabf

@@ -63,7 +63,8 @@ from gipc.data.decision_maps import make_map
 from gipc.data.scene import Scene, held_out_scene, scene_generator
 from gipc.data.synthesis import DefocusRecipe, defocus_spread, disk_blur, gaussian_blur, uniform
 from gipc.decision import MapSettings
-from gipc.fusion import Fusion, default_rule, luma
+from gipc.color import luma
+from gipc.fusion import Fusion, default_rule
 from gipc.inference import InferenceGenerator, prepare
 from gipc.metrics import map_accuracy, psnr, qabf
 from gipc.pretrained import load_generator, pretrained
