@@ -49,7 +49,7 @@ from typing import Sequence
 import yaml
 
 from gipc.errors import CompareError
-from gipc.files import atomic_path, write_text
+from gipc.files import atomic_path, replace_dir, write_text
 from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
 from gipc.sweep import job_order, progress, unfinished_runs
 
@@ -383,7 +383,7 @@ def compare(
         write_text(staging / "comparison.md", "\n".join(header + sections))
         for metric in metrics:
             plot_metric(spread_rows, metric, keys, x_key, staging / f"{_safe(metric)}.png", spread)
-        _replace_dir(staging, out)
+        replace_dir(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
@@ -391,15 +391,3 @@ def compare(
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def _replace_dir(staging: Path, out: Path) -> None:
-    """Move the finished ``staging`` folder to ``out``; an old ``out`` is removed only after that succeeds."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        old.rmdir()
-        out.rename(old)
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

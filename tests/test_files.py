@@ -1,11 +1,12 @@
 """Atomic output: whole files or nothing, normal permissions, no stray temp files."""
 
 import os
+from pathlib import Path
 
 import pytest
 
 from gipc.errors import OutputExistsError
-from gipc.files import atomic_path, check_output_folder, check_writable, sha256_file, write_text
+from gipc.files import atomic_path, check_output_folder, check_writable, replace_dir, sha256_file, write_text
 
 
 def test_failure_inside_the_block_leaves_neither_target_nor_temp(tmp_path):
@@ -70,3 +71,27 @@ def test_sha256_of_a_known_string(tmp_path):
     (tmp_path / "abc").write_bytes(b"abc")
     # FIPS 180-2 test vector.
     assert sha256_file(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_replace_dir_swaps_a_finished_folder_in_and_restores_the_old_one_if_that_fails(tmp_path, monkeypatch):
+    out, staging = tmp_path / "report", tmp_path / ".staging"
+    for folder, text in ((out, "old"), (staging, "new")):
+        folder.mkdir()
+        (folder / "table.md").write_text(text)
+    replace_dir(staging, out)
+    assert (out / "table.md").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+    staging.mkdir()
+    (staging / "table.md").write_text("newer")
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(src) == staging:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk full"):
+        replace_dir(staging, out)
+    assert (out / "table.md").read_text() == "new"  # the old folder is back, and nothing is left aside
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", "report"]

@@ -11,7 +11,6 @@ place at the end, so a failure or Ctrl-C leaves nothing half-written.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from gipc.data.scene import split_names, synthesize_scene
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
 from gipc.data.synthesis import blur_kernel_size, fit_longest_side
 from gipc.errors import DataError, OutputExistsError
-from gipc.files import check_output_folder, sha256_file, write_text
+from gipc.files import check_output_folder, replace_dir, sha256_file, write_text
 from gipc.imaging import read_image, write_image
 
 MANIFEST = "manifest.json"
@@ -100,17 +99,6 @@ def _check_out(out: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
     check_output_folder(out, overwrite, inputs)
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise OutputExistsError(f"refusing to replace {out}: it holds no {MANIFEST}, so it is not a gipc-build-data output")
-
-
-def _place(tmp: Path, out: Path) -> None:
-    """Swap the finished build into ``out``; an earlier build is removed only once the new one is there."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
 
 
 def build_dataset(
@@ -198,7 +186,7 @@ def build_dataset(
             "images": images,
         }
         write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _place(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
