@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gipc.color import fuse_color
 from gipc.imaging import write_image
 from gipc.inference import choose_path, prepare
 from gipc.metrics import psnr
@@ -58,12 +59,30 @@ def test_checkpoints_are_scored_under_the_rule_they_will_ship_with(tmp_path: Pat
     data = run_datamodule(run)
     checkpoint = sorted((run / "checkpoints").glob("*.ckpt"))[0]
     rows = {rule: score_checkpoints([checkpoint], data.val_scenes, data.val_scenes, rule=rule)[0] for rule in ("direct", "map")}
+
+    # direct: the plain nn.Module (no BatchNorm folding, channels_last, autocast or Fusion) on the Y planes in
+    # [-1, 1], chroma by the saturation rule. Selection runs choose_path("cpu"): bf16 autocast on a CPU with
+    # native bf16 (8-bit mantissa; measured 4e-4 dB off fp32 here, while the other checkpoint scores 0.15 dB
+    # away), fp32 elsewhere (float rounding only).
+    generator = load_generator(checkpoint).eval()
+
+    def raw_y(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return ((generator(ya * 2 - 1, yb * 2 - 1) + 1) / 2).clamp(0, 1)
+
+    by_hand = [float(psnr(fuse_color(raw_y, s.a[None], s.b[None]), s.gt[None])) for s in data.val_scenes]
+    tolerance = 1e-3 if choose_path("cpu").precision == "fp32" else 1e-2
+    assert rows["direct"]["val_PSNR"] == pytest.approx(sum(by_hand) / len(by_hand), abs=tolerance)
+
+    # map: every fused pixel is A's or B's (all three channels), both sources are used, and it scores those images.
     network = prepare(load_generator(checkpoint), choose_path("cpu"))
-    for rule, row in rows.items():  # the same as fusing each pair by hand under that rule
-        fused = [network.fusion(rule).fuse([s.a, s.b]) for s in data.val_scenes]
-        by_hand = sum(float(psnr(f[None], s.gt[None])) for f, s in zip(fused, data.val_scenes)) / len(fused)
-        assert row["val_PSNR"] == pytest.approx(by_hand, abs=1e-4)
-    assert rows["direct"]["val_PSNR"] != rows["map"]["val_PSNR"]
+    fused = [network.fusion("map").fuse([s.a, s.b]) for s in data.val_scenes]
+    for image, scene in zip(fused, data.val_scenes):
+        from_a, from_b = (image == scene.a).all(dim=0), (image == scene.b).all(dim=0)
+        assert (from_a | from_b).all() and from_a.any() and from_b.any()
+    scores = [float(psnr(f[None], s.gt[None])) for f, s in zip(fused, data.val_scenes)]
+    assert rows["map"]["val_PSNR"] == pytest.approx(sum(scores) / len(scores), abs=1e-6)
+    assert abs(rows["map"]["val_PSNR"] - rows["direct"]["val_PSNR"]) > 1.0
 
 
 @pytest.mark.parametrize("args, message", [
