@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,8 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}
+COMPILED_SHAPES = 4
+"""Input shapes an OpenVINO runner keeps compiled (a tiled image needs one: every tile has one size)."""
 """OpenVINO's INFERENCE_PRECISION_HINT for each inference precision it runs (fp16 is a GPU precision here)."""
 
 
@@ -105,20 +108,26 @@ def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) ->
 
     The model is compiled once per input shape (0.1-0.4 s; a folder of one camera's pairs, or the
     tiles of a large image, has one or a few): a static shape lets OpenVINO plan its buffers,
-    which a dynamic one does not (0.1 GiB less at the peak of a tiled 4000x3000 pair).
+    which a dynamic one does not (0.1 GiB less at the peak of a tiled 4000x3000 pair). The
+    ``COMPILED_SHAPES`` shapes used last stay compiled, so a folder of mixed sizes does not hold
+    every size's buffers at once.
     """
     import openvino as ov
 
     core, model = ov.Core(), _converted(net, graph)
     config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    requests: dict[tuple[tuple[int, ...], ...], ov.InferRequest] = {}
+    requests: OrderedDict[tuple[tuple[int, ...], ...], ov.InferRequest] = OrderedDict()
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         shape = (tuple(a.shape), tuple(b.shape))
-        if shape not in requests:
+        if shape in requests:
+            requests.move_to_end(shape)
+        else:
             static = model.clone()
             static.reshape({port: ov.PartialShape(list(dims)) for port, dims in zip(static.inputs, shape)})
             requests[shape] = core.compile_model(static, "CPU", config).create_infer_request()
+            if len(requests) > COMPILED_SHAPES:
+                requests.popitem(last=False)
         inputs = [np.ascontiguousarray(x.detach().float().cpu().numpy()) for x in (a, b)]
         return torch.from_numpy(requests[shape].infer(inputs)[0].copy())
 

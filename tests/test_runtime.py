@@ -108,3 +108,25 @@ def test_gipc_fuse_names_the_backend_and_writes_the_same_image_as_torch_to_round
     assert fuse_main([*sources, "--backend", "torch", "--precision", "fp32", "--rule", "direct", "--out", str(tmp_path / "torch.png")]) == 0
     ov, pt = (read_image(tmp_path / f"{name}.png").pixels.float() for name in ("ov", "torch"))
     assert (ov - pt).abs().max() <= 1 / 255 + 1e-6  # at most one 8-bit level apart
+
+
+def test_the_runner_keeps_the_shapes_used_last_compiled_and_recompiles_an_evicted_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import openvino as ov
+
+    compiled: list[tuple[int, ...]] = []
+    real = ov.Core.compile_model
+
+    def counting(core, model, *args, **kwargs):
+        compiled.append(tuple(model.inputs[0].get_shape()))
+        return real(core, model, *args, **kwargs)
+
+    monkeypatch.setattr(ov.Core, "compile_model", counting)
+    run = gipc.runtime.openvino_runner(fold_batchnorm(shipped_generator()), "forward", "fp32", 1)
+    sides = [16 + 8 * k for k in range(gipc.runtime.COMPILED_SHAPES + 1)]  # one size more than it keeps
+    first = run(torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16))
+    for side in sides[1:]:
+        run(torch.zeros(1, 1, side, side), torch.ones(1, 1, side, side))
+    run(torch.zeros(1, 1, sides[-1], sides[-1]), torch.ones(1, 1, sides[-1], sides[-1]))  # kept: no compile
+    assert [shape[-1] for shape in compiled] == sides
+    again = run(torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16))  # evicted: compiled again, same result
+    assert [shape[-1] for shape in compiled] == [*sides, 16] and torch.equal(first, again)
