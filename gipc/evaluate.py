@@ -32,6 +32,7 @@ from gipc.color import fuse_color
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
 from gipc.data.sources import image_files
+from gipc.configs import conf_group
 from gipc.errors import EvalInputError
 from gipc.imaging import read_image
 from gipc.metrics import gray255
@@ -40,7 +41,6 @@ from gipc.report import numeric_columns, score_batch, summarize
 FUSED_SUFFIXES = ("", "-fused", "_fused")
 GT_SUFFIXES = ("", "-gt", "_gt")
 MAP_SUFFIXES = ("", "-map", "_map")
-WANDB_PROJECT = "gipc-gan"
 
 Row = dict[str, Any]
 FusedFor = Callable[[Scene], torch.Tensor | None]
@@ -239,7 +239,8 @@ def log_wandb(rows: Sequence[Row], out: Path, mode: str, config: Mapping[str, An
     metrics = numeric_columns(rows)
     columns = ["image", "method", *metrics]
     means = [[method, *(stats.get(c, (None,))[0] for c in metrics)] for method, stats in summarize(rows, "method", metrics).items()]
-    run = wandb.init(project=WANDB_PROJECT, job_type="eval", mode=mode, dir=str(out), config=dict(config))
+    run = wandb.init(project=conf_group("logger", "wandb")["wandb"]["project"],  # the training runs' project
+                     job_type="eval", mode=mode, dir=str(out), config=dict(config))
     try:
         run.log({
             "eval/per_image": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows]),

@@ -72,7 +72,7 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     precision, reason = _precision(device, precision)
-    return InferencePath(device, precision, reason, *_backend(device, precision, backend))
+    return InferencePath(device, precision, reason, *_backend(device, backend))
 
 
 def _precision(device: torch.device, precision: str) -> tuple[str, str]:
@@ -91,7 +91,7 @@ def _precision(device: torch.device, precision: str) -> tuple[str, str]:
     return precision, "asked for"
 
 
-def _backend(device: torch.device, precision: str, backend: str) -> tuple[str, str]:
+def _backend(device: torch.device, backend: str) -> tuple[str, str]:
     """The runtime and, where it is not the one asked for or expected, why."""
     if backend == "auto":
         backend = os.environ.get("GIPC_BACKEND") or "auto"

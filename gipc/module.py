@@ -17,7 +17,7 @@ from gipc.color import fuse_color, from_net, to_net
 from gipc.errors import ConfigError, NonFiniteLossError
 from gipc.fusion import Fusion
 from gipc.inference import InferenceGenerator, choose_path, prepare
-from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradient
+from gipc.losses import LossWeights, discriminator_loss, generator_loss
 from gipc.models import Discriminator, Generator
 from gipc.tiling import remember_last
 
@@ -277,15 +277,11 @@ class GIPCGAN(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._evaluate(batch, batch_idx, "test")
 
-    def _log_metrics(self, stage: str) -> None:
+    def on_validation_epoch_end(self) -> None:
         if self.metrics is None:
             return
-        values = self.metrics.compute()
-        self.log_dict({f"{stage}/{k}": v.float() for k, v in values.items()}, sync_dist=False)
+        self.log_dict({f"val/{k}": v.float() for k, v in self.metrics.compute().items()}, sync_dist=False)
         self.metrics.reset()
 
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
 
-
-__all__ = ["GIPCGAN", "gradient"]
+__all__ = ["GIPCGAN"]
