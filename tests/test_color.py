@@ -1,0 +1,117 @@
+"""gipc.color against values derived by hand: BT.601 luma, JPEG's full-range CbCr, MFF-GAN's saturation rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gipc.color import from_net, fuse_chroma, fuse_color, luma, merge_luma, split_luma, to_net
+from gipc.errors import UserError
+
+BT601 = (0.299, 0.587, 0.114)
+
+
+def _pixel(*values: float) -> torch.Tensor:
+    """A (1, C, 1, 1) image of one pixel."""
+    return torch.tensor(values, dtype=torch.float64).view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("rgb", [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.2, 0.6, 0.9), (0.4, 0.4, 0.4)],
+                         ids=["red", "green", "blue", "mixed", "gray"])
+def test_split_luma_is_bt601_with_jpeg_chroma(rgb: tuple[float, float, float]) -> None:
+    """Y = 0.299 R + 0.587 G + 0.114 B; Cb = 0.5 + (B - Y) / 1.772, Cr = 0.5 + (R - Y) / 1.402 (kornia rounds
+    1/1.772 and 1/1.402 to 0.564 and 0.713: at most 3e-4 off over colour differences below 0.9)."""
+    r, g, b = rgb
+    y = sum(w * c for w, c in zip(BT601, rgb))
+    got_y, got_cbcr = split_luma(_pixel(*rgb))
+    assert float(got_y) == pytest.approx(y, abs=1e-9)
+    assert float(luma(_pixel(*rgb))) == pytest.approx(y, abs=1e-9)
+    assert got_cbcr.flatten().tolist() == pytest.approx([0.5 + (b - y) / 1.772, 0.5 + (r - y) / 1.402], abs=5e-4)
+
+
+def test_luma_of_a_gray_image_is_the_image() -> None:
+    gray = torch.rand(2, 1, 5, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(luma(gray), gray)
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    (0.7, 0.4, (0.7 * 0.2 + 0.4 * 0.1) / 0.3),  # 0.6: the source twice as far from neutral weighs twice as much
+    (0.1, 0.6, (0.1 * 0.4 + 0.6 * 0.1) / 0.5),  # 0.2
+    (0.5, 0.3, 0.3),  # a neutral source has no say
+    (0.2, 0.8, 0.5),  # equally saturated, opposite: they cancel
+    (0.9, 0.9, 0.9),
+    (0.5, 0.5, 0.5),  # both neutral: 0/0 is neutral, not NaN
+], ids=["twice-as-saturated", "four-times", "one-neutral", "opposite", "equal", "both-neutral"])
+def test_fuse_chroma_weighs_each_source_by_its_distance_from_neutral(a: float, b: float, expected: float) -> None:
+    cbcr_a = torch.full((1, 2, 2, 3), a)
+    fused = fuse_chroma(cbcr_a, torch.full((1, 2, 2, 3), b))
+    assert fused.shape == cbcr_a.shape
+    assert torch.allclose(fused, torch.full_like(fused, expected), atol=1e-6)
+
+
+def test_fuse_chroma_is_per_pixel_and_per_plane() -> None:
+    cbcr_a = torch.tensor([[[[0.7, 0.5]], [[0.5, 0.2]]]])  # Cb row, Cr row
+    cbcr_b = torch.tensor([[[[0.4, 0.5]], [[0.3, 0.8]]]])
+    assert fuse_chroma(cbcr_a, cbcr_b).flatten().tolist() == pytest.approx([0.6, 0.5, 0.3, 0.5], abs=1e-6)
+
+
+@pytest.mark.parametrize("ycbcr, rgb", [
+    ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # neutral chroma: gray at Y
+    ((0.299, 0.5 - 0.299 / 1.772, 0.5 + 0.701 / 1.402), (1.0, 0.0, 0.0)),  # split_luma's red back
+    # R = Y + (R - Y) = 0.9 + 0.701 clamps to 1; B - Y = 0; G = Y - 0.299 (R - Y) / 0.587 = 0.9 - 0.357
+    ((0.9, 0.5, 0.5 + 0.701 / 1.402), (1.0, 0.9 - 0.299 * 0.701 / 0.587, 0.9)),
+], ids=["neutral", "red", "clamped"])
+def test_merge_luma_by_hand(ycbcr: tuple[float, float, float], rgb: tuple[float, float, float]) -> None:
+    y, cb, cr = ycbcr
+    merged = merge_luma(_pixel(y), _pixel(cb, cr))
+    assert merged.flatten().tolist() == pytest.approx(rgb, abs=1e-3)
+
+
+def test_merge_luma_inverts_split_luma() -> None:
+    rgb = torch.rand(2, 3, 8, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.allclose(merge_luma(*split_luma(rgb)), rgb, atol=1e-6)
+
+
+@pytest.mark.parametrize("x, net", [(0.0, -1.0), (0.25, -0.5), (0.5, 0.0), (1.0, 1.0)])
+def test_network_range_by_hand(x: float, net: float) -> None:
+    assert float(to_net(torch.tensor(x))) == net and float(from_net(torch.tensor(net))) == x
+
+
+def test_from_net_clamps_to_the_image_range() -> None:
+    assert from_net(torch.tensor([-1.5, 1.2])).tolist() == [0.0, 1.0]
+
+
+def _take_a(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return ya
+
+
+def _take_b(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return yb
+
+
+@pytest.mark.parametrize("fuse_y, expected", [
+    (_take_a, (1.0, 0.0, 0.0)),  # A's luma and, B being neutral, A's chroma: red as it was
+    # B's luma 0.5 with red's colour differences (R - Y, B - Y) = (0.701, -0.299) and G - Y = -0.299:
+    # (1.201 clamped, 0.201, 0.201)
+    (_take_b, (1.0, 0.201, 0.201)),
+], ids=["luma-of-a", "luma-of-b"])
+def test_colour_fusion_keeps_the_saturated_sources_colour_on_the_fused_luma(fuse_y, expected) -> None:
+    red, gray = _pixel(1.0, 0.0, 0.0), _pixel(0.5, 0.5, 0.5)
+    assert fuse_color(fuse_y, red, gray).flatten().tolist() == pytest.approx(expected, abs=1e-3)
+
+
+def test_gray_sources_give_the_fused_luma() -> None:
+    """Neutral chroma on both sides: RGB gray in, R = G = B = the fused Y out; one-channel sources skip
+    colour and are only clamped."""
+    a, b = torch.full((1, 3, 2, 2), 0.2), torch.full((1, 3, 2, 2), 0.6)
+    assert torch.allclose(fuse_color(torch.maximum, a, b), torch.full((1, 3, 2, 2), 0.6), atol=1e-6)
+    assert fuse_color(lambda ya, yb: ya + yb + 0.5, a[:, :1], b[:, :1]).flatten().tolist() == [1.0] * 4
+
+
+@pytest.mark.parametrize("shape_a, shape_b, message", [
+    ((1, 3, 4, 4), (1, 3, 4, 5), r"sources differ in shape: \(1, 3, 4, 4\) vs \(1, 3, 4, 5\)"),
+    ((1, 2, 4, 4), (1, 2, 4, 4), "expected 1 .gray. or 3 .RGB. channels, got 2"),
+], ids=["shape", "channels"])
+def test_fuse_color_refuses_bad_sources(shape_a, shape_b, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        fuse_color(_take_a, torch.zeros(shape_a), torch.zeros(shape_b))
