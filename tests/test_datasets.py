@@ -99,16 +99,19 @@ def test_grid_length_is_the_closed_form(height: int, width: int, patch: int, str
 
 
 def test_patches_are_aligned_crops_of_the_luminance() -> None:
+    """16 px patches every 5 px: the 40x52 image has tops 0..20 (5 rows) x lefts 0..35 (8 columns) = 40
+    patches, row by row; the 36x36 one 5 x 5 = 25 from index 40 on."""
     scenes = [_scene("rgb", 40, 52), _scene("gray", 36, 36, seed=3, channels=1)]
     dataset = PatchDataset(scenes, 16, stride=5)
-    for index in (0, 7, len(dataset) // 2, len(dataset) - 1):
-        image, top, left = dataset.locate(index)
+    assert len(dataset) == 65
+    by_hand = {0: (0, 0, 0), 7: (0, 0, 35), 8: (0, 5, 0), 32: (0, 20, 0), 39: (0, 20, 35), 40: (1, 0, 0), 46: (1, 5, 5), 64: (1, 20, 20), -1: (1, 20, 20)}
+    for index, (image, top, left) in by_hand.items():
+        assert dataset.locate(index) == (image, top, left), index
         scene = scenes[image]
         item = dataset[index]
         for key, full in (("a", scene.a), ("b", scene.b), ("gt", scene.gt)):
             luma = split_luma(full[None])[0][0] if full.shape[0] == 3 else full
             torch.testing.assert_close(item[key], luma[:, top : top + 16, left : left + 16])
-    assert dataset.locate(len(dataset) - 1) == (1, 20, 20)  # the last grid cell of the last image
 
 
 def test_a_equals_gt_everywhere_when_the_map_is_all_focus() -> None:
