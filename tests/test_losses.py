@@ -66,13 +66,24 @@ def test_discriminator_loss_never_reaches_the_generator():
     assert fused.grad is None and scale.grad is not None
 
 
-def test_soft_labels_are_drawn_inside_their_ranges():
-    # With D = 0, each G adversarial term is l * a^2 with a ~ U(0.7, 1.2).
-    w = weights(real_label=(0.7, 1.2), lam=0.0, l1=1.0, l2=1.0)
+REAL, FAKE = (0.7, 1.2), (0.0, 0.3)
+
+
+@pytest.mark.parametrize("loss, bounds", [
+    (generator_loss, {"adv_int": REAL, "adv_gra": REAL}),
+    (discriminator_loss, {"fake_int": FAKE, "fake_gra": FAKE, "real_int": REAL, "real_gra": REAL}),
+], ids=["G", "D"])
+def test_soft_labels_are_drawn_inside_their_ranges(loss, bounds):
+    """With D = 0 and every weight 1, each adversarial term is label^2: 200 draws of U(low, high) stay inside
+    and come within 5% of the width of both ends (missing one end: 0.95^200 = 4e-5 for a fair draw)."""
+    w = weights(real_label=REAL, fake_label=FAKE, lam=0.0, l1=1.0, l2=1.0, l3=1.0, l4=1.0, l5=1.0, l6=1.0)
     zero_d = lambda x: torch.zeros(x.shape[0], 1)  # noqa: E731
     gen = torch.Generator().manual_seed(0)
-    labels = [math.sqrt(generator_loss(impulse(), impulse(), zero_d, w, gen)["adv_int"].item()) for _ in range(200)]
-    assert 0.7 <= min(labels) < 0.75 and 1.15 < max(labels) <= 1.2
+    draws = [loss(impulse(), impulse(), zero_d, w, gen) for _ in range(200)]
+    for term, (low, high) in bounds.items():
+        labels = [math.sqrt(terms[term].item()) for terms in draws]
+        margin = 0.05 * (high - low)
+        assert low - 1e-6 <= min(labels) < low + margin and high - margin < max(labels) <= high + 1e-6, term
 
 
 def test_zero_lambdas_skip_their_terms_exactly():
