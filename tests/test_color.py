@@ -21,7 +21,7 @@ def _pixel(*values: float) -> torch.Tensor:
 def test_split_luma_is_bt601_with_jpeg_chroma(rgb: tuple[float, float, float]) -> None:
     """Y = 0.299 R + 0.587 G + 0.114 B; Cb = 0.5 + (B - Y) / 1.772, Cr = 0.5 + (R - Y) / 1.402 (kornia rounds
     1/1.772 and 1/1.402 to 0.564 and 0.713: at most 3e-4 off over colour differences below 0.9)."""
-    r, g, b = rgb
+    r, _, b = rgb
     y = sum(w * c for w, c in zip(BT601, rgb))
     got_y, got_cbcr = split_luma(_pixel(*rgb))
     assert float(got_y) == pytest.approx(y, abs=1e-9)
