@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 import gipc.cli.fuse
 import gipc.inference
 from gipc.baselines import average
-from gipc.color import fuse_color, split_luma
+from gipc.color import fuse_color
 from gipc.errors import CheckpointError
 from gipc.fuse import fuse_images
 from gipc.cli.fuse import main
@@ -25,24 +25,28 @@ from gipc.imaging import read_image
 from gipc.inference import choose_path, network_fuser
 from gipc.models.generator import Generator
 from gipc.pretrained import load_generator
-from gipc.tiling import tiled
 
 from helpers import random_eval_generator, save_lightning_ckpt
 
 MEMORY_PROBE = """
-import resource, sys, torch
+import sys, torch
 from gipc.fuse import auto_tiled, fuse_images
 from gipc.inference import choose_path, network_fuser
 from gipc.models.generator import Generator
+
+def peak_kib():  # VmHWM: unlike ru_maxrss, which a child inherits from its parent across exec (pytest's own peak)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
 height, width, tile, overlap = (int(v) for v in sys.argv[1:])
 gen = Generator().eval()
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
 fuse_y = auto_tiled(network_fuser(gen), height * width, tile if tile >= 0 else None, overlap)
 fuse_images(fuse_y, [a[:, :16, :16], b[:, :16, :16]])  # warm up the conv kernels' workspaces
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 with torch.inference_mode():
     fuse_images(fuse_y, [a, b])
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB
+print(before, peak_kib())  # KiB
 """
 
 
@@ -88,48 +92,29 @@ def test_checkpoint_round_trip_gives_the_same_generator_in_eval_mode(tmp_path: P
         assert torch.equal(ours, theirs), name
 
 
-def test_missing_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"nope\.ckpt: no such checkpoint file"):
-        load_generator(tmp_path / "nope.ckpt")
+def _truncated(path: Path) -> None:
+    whole = save_lightning_ckpt(path.with_name("whole.ckpt"), random_eval_generator()).read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
 
 
-def test_random_bytes_are_not_a_checkpoint(tmp_path: Path) -> None:
-    path = tmp_path / "junk.ckpt"
-    path.write_bytes(os.urandom(2000))
-    with pytest.raises(CheckpointError, match=r"junk\.ckpt: not a readable PyTorch checkpoint"):
-        load_generator(path)
-
-
-def test_truncated_checkpoint(tmp_path: Path, ckpt: Path) -> None:
-    cut = tmp_path / "cut.ckpt"
-    cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"cut\.ckpt: not a readable PyTorch checkpoint"):
-        load_generator(cut)
-
-
-def test_checkpoint_of_another_model(tmp_path: Path) -> None:
-    path = tmp_path / "linear.ckpt"
-    torch.save({"state_dict": torch.nn.Linear(4, 2).state_dict()}, path)
-    with pytest.raises(CheckpointError, match=r"linear\.ckpt: holds no generator weights"):
-        load_generator(path)
-
-
-def test_bare_state_dict_is_not_a_lightning_checkpoint(tmp_path: Path) -> None:
-    path = tmp_path / "bare.pt"
-    torch.save(torch.nn.Linear(4, 2).state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"bare\.pt: not a Lightning checkpoint \(no state_dict\)"):
-        load_generator(path)
-
-
-def test_weights_of_another_shape(tmp_path: Path) -> None:
-    path = save_lightning_ckpt(tmp_path / "w8.ckpt", Generator(width=8))  # hyper-parameters claim the default width 16
-    with pytest.raises(CheckpointError, match=r"do not fit Generator\(\{\}\): 0 missing, 0 unexpected, \d+ of another shape"):
-        load_generator(path)
-
-
-def test_unknown_generator_settings(tmp_path: Path) -> None:
-    path = save_lightning_ckpt(tmp_path / "new.ckpt", Generator(), {"heads": 4})
-    with pytest.raises(CheckpointError, match=r"generator settings \{'heads': 4\} do not fit this version"):
+@pytest.mark.parametrize("name, make, message", [
+    ("nope.ckpt", lambda path: None, r"nope\.ckpt: no such checkpoint file"),
+    ("junk.ckpt", lambda path: path.write_bytes(os.urandom(2000)), r"junk\.ckpt: not a readable PyTorch checkpoint"),
+    ("cut.ckpt", _truncated, r"cut\.ckpt: not a readable PyTorch checkpoint"),
+    ("linear.ckpt", lambda path: torch.save({"state_dict": torch.nn.Linear(4, 2).state_dict()}, path),
+     r"linear\.ckpt: holds no generator weights"),
+    ("bare.pt", lambda path: torch.save(torch.nn.Linear(4, 2).state_dict(), path),
+     r"bare\.pt: not a Lightning checkpoint \(no state_dict\)"),
+    # width 8 weights under hyper-parameters that claim the default width 16
+    ("w8.ckpt", lambda path: save_lightning_ckpt(path, Generator(width=8)),
+     r"do not fit Generator\(\{\}\): 0 missing, 0 unexpected, \d+ of another shape"),
+    ("new.ckpt", lambda path: save_lightning_ckpt(path, Generator(), {"heads": 4}),
+     r"generator settings \{'heads': 4\} do not fit this version"),
+], ids=["missing", "random-bytes", "truncated", "another-model", "bare-state-dict", "another-shape", "unknown-settings"])
+def test_bad_checkpoints_are_refused_with_the_reason(tmp_path: Path, name: str, make, message: str) -> None:
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(CheckpointError, match=message):
         load_generator(path)
 
 
@@ -197,8 +182,16 @@ def test_triple_is_fused_in_turn(tmp_path: Path, lytro_triple: Path) -> None:
     names = [lytro_triple / f"lytro-02-{x}.jpg" for x in "ABC"]
     assert main(["--method", "average", *map(str, names), "--out", str(tmp_path / "o")]) == 0
     a, b, c = (read_image(p).pixels[None] for p in names)
+    out = read_image(tmp_path / "o" / "lytro-02-fused.png").pixels
     expected = fuse_color(average, fuse_color(average, a, b), c)[0]
-    assert (read_image(tmp_path / "o" / "lytro-02-fused.png").pixels - expected).abs().max() <= 0.5 / 255 + 1e-6
+    assert (out - expected).abs().max() <= 0.5 / 255 + 1e-6
+    # The luma by hand, BT.601: Y = Y_A / 4 + Y_B / 4 + Y_C / 2 (A, B first, then C). Written channels are rounded
+    # (half a level of Y); clamped output pixels, and the few the clamped A+B intermediate moved, may be off more.
+    bt601 = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(3, 1, 1)
+    y_a, y_b, y_c, y_out = ((image.squeeze(0).double() * bt601).sum(0) for image in (a, b, c, out))
+    unclamped = ((out > 0) & (out < 1)).all(0)
+    assert unclamped.float().mean() > 0.95
+    assert ((y_out - (y_a / 4 + y_b / 4 + y_c / 2)).abs()[unclamped] * 255).max() <= 1.0  # A, B, C equally: 12 levels off
 
 
 def test_size_mismatch_through_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -357,24 +350,6 @@ def test_network_keeps_a_gray_pair_gray(tmp_path: Path, grayscale_pairs: Path, c
 
 
 @pytest.mark.slow
-def test_tiled_generator_matches_whole_image_on_a_lytro_image(lytro_pairs: Path) -> None:
-    """Tile 128, overlap 32 (zero-weight margin 8 = the receptive radius): equal to float rounding."""
-    fuse_y = network_fuser(random_eval_generator())
-    ya, _ = split_luma(read_image(lytro_pairs / "lytro-03-A.jpg").pixels[None, :, 100:356, 100:356])
-    yb, _ = split_luma(read_image(lytro_pairs / "lytro-03-B.jpg").pixels[None, :, 100:356, 100:356])
-    whole = fuse_y(ya, yb)
-    assert whole.std() > 0.02  # a fuser with real spatial structure, not a constant
-    assert (tiled(fuse_y, 128, 32)(ya, yb) - whole).abs().max() < 1 / 255
-
-
-def test_too_small_an_overlap_shows_seams() -> None:
-    """Control for the test above: margin 16 // 4 = 4 < receptive radius 8 lets tile-edge padding leak in."""
-    fuse_y = network_fuser(random_eval_generator())
-    a, b = torch.rand(1, 1, 100, 100), torch.rand(1, 1, 100, 100)
-    assert (tiled(fuse_y, 56, 16)(a, b) - fuse_y(a, b)).abs().max() > 1 / 255
-
-
-@pytest.mark.slow
 def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, ckpt: Path) -> None:
     crop = tmp_path / "crop"
     crop.mkdir()
@@ -388,16 +363,24 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS from /proc (Linux)")
 def test_tiled_inference_bounds_memory() -> None:
-    """Peak RSS growth at 320x240 with 96-pixel tiles (measured: ~30 MB) stays far below whole inference (~175 MB).
+    """Peak RSS growth fusing 320x240 with 96-pixel tiles (measured: ~12 MB) is a fraction of the same
+    network on the whole image (~73 MB): a 96x96 tile holds 1/8 of the image's pixels.
 
     At 4000 x 3000 the command's automatic 512 tiles keep the whole process within 4 GiB (see docs).
     """
-    result = subprocess.run(
-        [sys.executable, "-c", MEMORY_PROBE, "240", "320", "96", "32"], capture_output=True, text=True, check=True, timeout=300
-    )
-    before_kib, after_kib = map(int, result.stdout.split())
-    assert (after_kib - before_kib) / 1024 < 80
+    probes = {  # two processes at once: each reads its own peak
+        tile: subprocess.Popen([sys.executable, "-c", MEMORY_PROBE, "240", "320", tile, "32"], stdout=subprocess.PIPE, text=True)
+        for tile in ("96", "0")
+    }
+    growth_mib = {}
+    for tile, probe in probes.items():
+        out, _ = probe.communicate(timeout=300)
+        assert probe.returncode == 0
+        before_kib, after_kib = map(int, out.split())
+        growth_mib[tile] = (after_kib - before_kib) / 1024
+    assert 3 * growth_mib["96"] < growth_mib["0"], growth_mib
 
 
 def test_fuse_images_needs_two_sources() -> None:

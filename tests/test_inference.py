@@ -103,10 +103,19 @@ def test_bf16_stays_within_45_db_of_fp32_on_a_lytro_pair(lytro_pairs: Path) -> N
     assert 45 < _psnr(bf16, fp32) < 100  # close, and really computed in bf16 (not equal to fp32)
 
 
-def test_tiles_run_on_the_inference_path() -> None:
-    """Tiling wraps the inference fuser: tiled bf16 matches whole-image bf16 as tiled fp32 matches fp32."""
-    gen = random_eval_generator(seed=3)
-    a, b = torch.rand(2, 1, 1, 150, 130)
-    for precision in ("fp32", "bf16"):
-        fuse_y = network_fuser(gen, choose_path("cpu", precision))
-        assert (tiled(fuse_y, 80, 32)(a, b) - fuse_y(a, b)).abs().max() < 1 / 255
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiled_inference_matches_whole_image(precision: str) -> None:
+    """Tile 80, overlap 32 (zero-weight margin 32 // 4 = 8 = the receptive radius) on 150x130, 3 x 2 tiles with
+    cut ones at the edges: the same as the whole image to float rounding, on either precision's path."""
+    fuse_y = network_fuser(random_eval_generator(seed=3), choose_path("cpu", precision))
+    a, b = torch.rand(2, 1, 1, 150, 130, generator=torch.Generator().manual_seed(0))
+    whole = fuse_y(a, b)
+    assert whole.std() > 0.02  # a fuser with real spatial structure, not a constant
+    assert (tiled(fuse_y, 80, 32)(a, b) - whole).abs().max() < 1 / 255
+
+
+def test_too_small_an_overlap_shows_seams() -> None:
+    """Control for the test above: margin 16 // 4 = 4 < receptive radius 8 lets tile-edge padding leak in."""
+    fuse_y = network_fuser(random_eval_generator())
+    a, b = torch.rand(2, 1, 1, 100, 100, generator=torch.Generator().manual_seed(0))
+    assert (tiled(fuse_y, 56, 16)(a, b) - fuse_y(a, b)).abs().max() > 1 / 255
