@@ -82,13 +82,21 @@ def test_recipe_rejects_bad_ranges() -> None:
 
 
 def test_items_depend_on_seed_and_index_only_and_never_run_out() -> None:
-    patches = SynthesizedPatches([_photo(0), _photo(1, (80, 64))], 16, RECIPE, length=10, seed=5)
-    first = patches[3]
-    assert all(torch.equal(first[k], patches[3][k]) for k in ("a", "b", "gt"))  # read again, same pair
-    assert not torch.equal(first["gt"], patches[4]["gt"])
-    assert patches[10_000]["a"].shape == (1, 16, 16)  # past len: a new, valid draw
-    other_seed = SynthesizedPatches([_photo(0), _photo(1, (80, 64))], 16, RECIPE, length=10, seed=6)
-    assert not torch.equal(first["a"], other_seed[3]["a"])
+    photos = [_photo(0), _photo(1, (80, 64))]
+    patches = SynthesizedPatches(photos, 16, RECIPE, length=10, seed=5)
+    order = [3, 4, 0, 10, 10_000]
+    items = {i: patches[i] for i in order}
+    fresh = SynthesizedPatches(photos, 16, RECIPE, length=10, seed=5)  # read in reverse: no state carried between reads
+    for i in reversed(order):
+        item = fresh[i]
+        assert all(torch.equal(items[i][k], item[k]) for k in ("a", "b", "gt")), i
+    assert items[10_000]["a"].shape == (1, 16, 16)  # past len: a valid draw...
+    for near in (0, 3, 4):  # ...and a new one, not index % len nor a repeat of another
+        assert not torch.equal(items[10_000]["gt"], items[near]["gt"]), near
+    assert not torch.equal(items[10]["gt"], items[0]["gt"])
+    assert not torch.equal(items[3]["gt"], items[4]["gt"])
+    other_seed = SynthesizedPatches(photos, 16, RECIPE, length=10, seed=6)
+    assert not torch.equal(items[3]["a"], other_seed[3]["a"])
 
 
 def test_colour_photos_train_on_luminance_and_small_photos_are_refused() -> None:
