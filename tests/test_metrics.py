@@ -389,5 +389,8 @@ def test_odd_sized_grayscale_pair_scores_finite_values_and_ranks_fusions(graysca
     scores = fusion_metrics(a, b, levels((a_int + b_int + 1) // 2))
     assert all(torch.isfinite(v).all() for v in scores.values())
     q_average, q_choose = _average_and_choose_max_qabf(a_int, b_int)
-    assert q_average == scores["QABF"].item()
     assert q_choose > q_average
+    # The toolbox's loops are too slow for the whole pair: an odd-sized 65x93 crop of it against the literal port.
+    a_crop, b_crop = a_int[100:165, 150:243], b_int[100:165, 150:243]
+    f_crop = (a_crop + b_crop + 1) // 2
+    assert qabf(levels(a_crop), levels(b_crop), levels(f_crop)).item() == pytest.approx(_qabf_reference(a_crop, b_crop, f_crop), abs=1e-12)
