@@ -144,11 +144,13 @@ def test_configs_instantiate(tmp_path: Path) -> None:
         default = compose("config", overrides=["logger=none"])
         module = instantiate(default.data, batches_per_step=3)
         assert isinstance(module, FusionDataModule) and isinstance(module.source, EmbeddedPairs)
-        assert module.batch_size * module.batches_per_step == default.data.batch_size * 3
+        # The default experiment (conf/experiment/quick.yaml) takes b = 8 and 48x48 patches over conf/data/embedded.yaml's
+        # 32 and 80, which keeps its 0 workers; the step's 3 batches as asked
+        assert (module.batch_size, module.patch_size, module.num_workers, module.batches_per_step) == (8, 48, 0, 3)
         folder = compose("config", overrides=["data=folder", f"data.source.root={tmp_path}", "logger=none"])
         module = instantiate(folder.data, batches_per_step=3)
         assert isinstance(module.source, FolderPairs) and module.source.root == str(tmp_path)
-        assert module.patch_size == folder.data.patch_size
+        assert (module.batch_size, module.patch_size, module.num_workers) == (8, 48, 0)  # data/folder.yaml: embedded's, under quick
         photos = compose("config", overrides=["data=photos", "data.source.photo_dirs=[]", "logger=none"])
         module = instantiate(photos.data)
         assert isinstance(module.source, SynthesizedPairs) and module.num_workers == 1
