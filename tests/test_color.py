@@ -29,6 +29,11 @@ def test_split_luma_is_bt601_with_jpeg_chroma(rgb: tuple[float, float, float]) -
     assert got_cbcr.flatten().tolist() == pytest.approx([0.5 + (b - y) / 1.772, 0.5 + (r - y) / 1.402], abs=5e-4)
 
 
+def test_luma_alone_is_split_lumas_y_to_the_bit() -> None:
+    rgb = torch.rand(2, 3, 33, 41, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(luma(rgb), split_luma(rgb)[0])
+
+
 def test_luma_of_a_gray_image_is_the_image() -> None:
     gray = torch.rand(2, 1, 5, 7, generator=torch.Generator().manual_seed(0))
     assert torch.equal(luma(gray), gray)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -17,9 +18,8 @@ from gipc.decision import (
     one_hot, place_seams, remove_small_regions, soften,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
-from gipc.color import split_luma
 from gipc.errors import UserError
-from gipc.fusion import Fusion, default_rule, luma, map_settings
+from gipc.fusion import Fusion, default_rule, map_settings
 from gipc.imaging import read_image
 from gipc.inference import prepare
 from gipc.metrics import map_accuracy, map_boundary_f
@@ -94,18 +94,6 @@ def test_evidence_is_the_weighted_sum_of_unit_free_terms() -> None:
     two = replace(settings, detail=(0, 0), closeness=(0.5, 2.0), focus=(0.0,))
     assert torch.allclose(evidence([fused, fused + 0.1], fused, two), 5 * expected, atol=1e-5)
     assert torch.allclose(evidence([fused, fused + 0.1], fused, replace(two, closeness=(0.0, 2.0))), 4 * expected, atol=1e-5)
-
-
-def test_the_maps_luminance_and_box_means_match_their_plain_definitions() -> None:
-    """luma is split_luma's Y bit for bit; box means over several channels, one size at a time (channels
-    in turn) or several sizes from shared tables, are kornia's box blur to float rounding."""
-    x = torch.rand(2, 3, 33, 41, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(luma(x), split_luma(x)[0])
-    sizes = (1, 7, 15)
-    for size, shared in zip(sizes, box_means(x, sizes)):
-        expected = kornia.filters.box_blur(x, size, border_type="replicate")
-        torch.testing.assert_close(box_mean(x, size), expected, atol=5e-7, rtol=0)
-        torch.testing.assert_close(shared, expected, atol=5e-7, rtol=0)
 
 
 def test_clean_up_removes_an_isolated_wrong_speck() -> None:
@@ -349,12 +337,30 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
     assert map_boundary_f(torch.ones(1, 1, 8, 8), torch.ones(1, 1, 8, 8)).item() == 1.0
 
 
-def test_bad_map_settings_are_refused() -> None:
-    for bad in ({"window": 4}, {"focus_window": 2}, {"clean": 0}, {"radius": -1}, {"min_region": 1.5}, {"eps": 0.0}, {"focus": -1.0}, {"closeness": -1.0}, {"focus": (1.0, 1.0)}, {"detail": (0, 3)}, {"closeness": 0.0, "focus": 0.0}, {"decisive": -0.5}, {"detail": 4}, {"detail": -1}, {"focus_window": "5,11"}, {"region_margin": -1.0}, {"seam": -1}, {"seam": 1.5}, {"seam_evidence": -0.1}):
-        with pytest.raises(ValueError, match="map"):
-            replace(HARD, **bad)
-    with pytest.raises(ValueError, match=r"^map focus needs one weight per focus window: got 2 for focus_window \[7\]$"):
-        replace(HARD, focus=(1.0, 1.0))
+@pytest.mark.parametrize("bad, message", [
+    ({"window": 4}, "map window must be an odd number of pixels >= 1, got 4"),
+    ({"focus_window": 2}, "map focus_window must be an odd number of pixels >= 1, got 2"),
+    ({"focus_window": "5,11"}, "map focus_window must be a number or a list of numbers, got '5,11'"),
+    ({"clean": 0}, "map clean must be an odd number of pixels >= 1, got 0"),
+    ({"radius": -1}, "map radius must be an integer >= 0 (0: hard map), got -1"),
+    ({"min_region": 1.5}, "map min_region must be a fraction of the image in [0, 1), got 1.5"),
+    ({"eps": 0.0}, "map eps must be > 0, got 0.0"),
+    ({"focus": -1.0}, "map focus weights must be >= 0, got [-1.0]"),
+    ({"closeness": -1.0}, "map closeness weights must be >= 0, got [-1.0]"),
+    ({"focus": (1.0, 1.0)}, "map focus needs one weight per focus window: got 2 for focus_window [7]"),
+    ({"detail": (0, 3)}, "map closeness needs one weight per detail size: got 1 for detail [0, 3]"),
+    ({"closeness": 0.0, "focus": 0.0}, "map closeness and focus weights are all 0: the map would have no evidence"),
+    ({"decisive": -0.5}, "map decisive must be an evidence margin >= 0 (inf: the vote decides every pixel), got -0.5"),
+    ({"detail": 4}, "map detail must be 0 (compare intensities) or an odd number of pixels, got 4"),
+    ({"detail": -1}, "map detail must be 0 (compare intensities) or an odd number of pixels, got -1"),
+    ({"region_margin": -1.0}, "map region_margin must be an evidence margin >= 0 (inf: every small region joins its surroundings), got -1.0"),
+    ({"seam": -1}, "map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got -1"),
+    ({"seam": 1.5}, "map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got 1.5"),
+    ({"seam_evidence": -0.1}, "map seam_evidence must be a weight >= 0, got -0.1"),
+], ids=["window-even", "focus_window-even", "focus_window-string", "clean-0", "radius-negative", "min_region-1.5", "eps-0", "focus-negative", "closeness-negative", "focus-count", "closeness-count", "no-evidence", "decisive-negative", "detail-even", "detail-negative", "region_margin-negative", "seam-negative", "seam-fraction", "seam_evidence-negative"])
+def test_bad_map_settings_are_refused(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        replace(HARD, **bad)
 
 
 def _png16(path: Path, pixels: torch.Tensor) -> Path:
@@ -436,15 +442,14 @@ def test_decide_and_blend_are_exact_for_hard_maps() -> None:
     assert torch.equal(torch.where(weights[:, :1] == 1, a, b), out)
 
 
-@pytest.mark.parametrize("size", [1, 3, 7, 15])
-def test_box_mean_equals_kornias_box_blur(size: int) -> None:
-    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(size))
-    torch.testing.assert_close(box_mean(x, size), kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6, rtol=0)
+SHARED_SIZES = (41, 1, 3, 7, 15)  # 41: wider than the image's 37 rows
 
 
-def test_box_means_of_several_sizes_from_one_table_equal_kornias_box_blur() -> None:
-    """One summed-area table padded for the largest window serves every smaller one, up to the image's size."""
+@pytest.mark.parametrize("table", ["single", "shared"])
+@pytest.mark.parametrize("size", [1, 3, 7, 15, 41])
+def test_box_mean_equals_kornias_box_blur(size: int, table: str) -> None:
+    """box_mean of one size, and box_means' sizes from one summed-area table padded for the largest window,
+    are kornia's box blur with replicated borders, every channel in turn, to float rounding."""
     x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
-    sizes = (41, 1, 5, 11)
-    for size, mean in zip(sizes, box_means(x, sizes), strict=True):
-        torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6, rtol=0)
+    mean = box_mean(x, size) if table == "single" else list(box_means(x, SHARED_SIZES))[SHARED_SIZES.index(size)]
+    torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6, rtol=0)
