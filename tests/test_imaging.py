@@ -30,27 +30,23 @@ def _rgb16_png(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match=r"nope\.png: no such file"):
-        read_image(tmp_path / "nope.png")
+def _truncated_16bit_rgb_png(path: Path) -> None:
+    full = _rgb16_png(path.with_name("full.png"), np.full((16, 16, 3), 40000, np.uint16))
+    path.write_bytes(full.read_bytes()[:60])
 
 
-def test_folder_is_not_an_image(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="is a folder, not an image"):
-        read_image(tmp_path)
-
-
-def test_text_file_is_not_an_image(tmp_path: Path) -> None:
-    path = tmp_path / "notes.png"
-    path.write_text("hello")
-    with pytest.raises(ImageError, match=r"notes\.png: not an image, or a corrupt one"):
-        read_image(path)
-
-
-def test_random_bytes_jpeg_is_corrupt(tmp_path: Path) -> None:
-    path = tmp_path / "noise.jpg"
-    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
-    with pytest.raises(ImageError, match=r"noise\.jpg: not an image, or a corrupt one"):
+@pytest.mark.parametrize("name, make, message", [
+    ("nope.png", lambda path: None, r"nope\.png: no such file"),
+    ("folder", lambda path: path.mkdir(), r"folder: is a folder, not an image"),
+    ("notes.png", lambda path: path.write_text("hello"), r"notes\.png: not an image, or a corrupt one"),
+    ("noise.jpg", lambda path: path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()),
+     r"noise\.jpg: not an image, or a corrupt one"),
+    ("cut.png", _truncated_16bit_rgb_png, r"cut\.png: truncated or corrupt image data"),
+], ids=["missing", "folder", "text-file", "random-bytes-jpeg", "truncated-16bit-png"])
+def test_unreadable_inputs_are_refused_with_the_reason(tmp_path: Path, name: str, make, message: str) -> None:
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(ImageError, match=message):
         read_image(path)
 
 
@@ -59,14 +55,6 @@ def test_truncated_jpeg_is_refused(tmp_path: Path, lytro_pairs: Path) -> None:
     path = tmp_path / "half.jpg"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match=r"half\.jpg: truncated or corrupt image data"):
-        read_image(path)
-
-
-def test_truncated_16bit_rgb_png_is_refused(tmp_path: Path) -> None:
-    full = _rgb16_png(tmp_path / "full.png", np.full((16, 16, 3), 40000, np.uint16))
-    path = tmp_path / "cut.png"
-    path.write_bytes(full.read_bytes()[:60])
-    with pytest.raises(ImageError, match=r"cut\.png: truncated or corrupt image data"):
         read_image(path)
 
 
@@ -140,27 +128,27 @@ def test_lytro_jpeg_reads_as_8bit_rgb(lytro_pairs: Path) -> None:
     assert torch.equal((image.pixels * 255).round().to(torch.uint8), torch.from_numpy(raw).permute(2, 0, 1))
 
 
-def test_16bit_gray_png_keeps_every_level(tmp_path: Path) -> None:
-    values = np.array([[0, 1, 257], [40000, 65534, 65535]], np.uint16)
-    image = read_image(_save(tmp_path / "g16.png", values))
-    assert image.bit_depth == 16 and image.pixels.shape == (1, 2, 3)
-    assert (image.pixels[0] * 65535).round().numpy().astype(np.uint16).tolist() == values.tolist()
+GRAY16 = np.array([[0, 1, 257], [40000, 65534, 65535]], np.uint16)
+RGB16 = np.array([[[1, 257, 65535], [2, 40000, 0]], [[3, 4, 5], [6, 7, 8]]], np.uint16)
 
 
-def test_16bit_rgb_png_keeps_every_level(tmp_path: Path) -> None:
-    """Pillow alone would cut these to 8 bits (1 and 257 would merge)."""
-    values = np.array([[[1, 257, 65535], [2, 40000, 0]], [[3, 4, 5], [6, 7, 8]]], np.uint16)
-    image = read_image(_rgb16_png(tmp_path / "rgb16.png", values))
-    assert image.bit_depth == 16 and image.pixels.shape == (3, 2, 2)
-    assert (image.pixels * 65535).round().permute(1, 2, 0).numpy().astype(np.uint16).tolist() == values.tolist()
+def _tiff(path: Path, array: np.ndarray) -> Path:
+    tifffile.imwrite(path, array, photometric="rgb")
+    return path
 
 
-def test_16bit_rgb_tiff_keeps_every_level(tmp_path: Path) -> None:
-    values = np.array([[[1, 257, 65535], [2, 40000, 0]], [[3, 4, 5], [6, 7, 8]]], np.uint16)
-    tifffile.imwrite(tmp_path / "rgb16.tif", values, photometric="rgb")
-    image = read_image(tmp_path / "rgb16.tif")
-    assert image.bit_depth == 16
-    assert (image.pixels * 65535).round().permute(1, 2, 0).numpy().astype(np.uint16).tolist() == values.tolist()
+@pytest.mark.parametrize("name, write, values", [
+    ("g16.png", _save, GRAY16),
+    ("rgb16.png", _rgb16_png, RGB16),  # Pillow alone would cut these to 8 bits (1 and 257 would merge)
+    ("rgb16.tif", _tiff, RGB16),
+], ids=["gray-png", "rgb-png", "rgb-tiff"])
+def test_16bit_files_keep_every_level(tmp_path: Path, name: str, write, values: np.ndarray) -> None:
+    """Files written by Pillow, pypng and tifffile, read back level for level."""
+    image = read_image(write(tmp_path / name, values))
+    gray = values.ndim == 2
+    assert image.bit_depth == 16 and image.pixels.shape == (1 if gray else 3, *values.shape[:2])
+    levels = (image.pixels * 65535).round().numpy().astype(np.uint16)
+    assert (levels[0] if gray else levels.transpose(1, 2, 0)).tolist() == values.tolist()
 
 
 @pytest.mark.parametrize(("channels", "suffix"), [(1, ".png"), (3, ".png"), (1, ".tif"), (3, ".tif")])
