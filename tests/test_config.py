@@ -52,20 +52,13 @@ def test_ablation_zeroes_exactly_the_named_lambdas(ablation, zeroed):
     assert all(lams[k] == full[k] for k in set(LAMBDAS) - zeroed)
 
 
-def test_ratio_knob_moves_generator_and_discriminator_together():
-    lams = loss_of("loss.ratio=0.25")
-    assert lams["l1"] == lams["l3"] == lams["l5"] == 0.25
-    assert lams["l2"] == lams["l4"] == lams["l6"] == 1.0
-
-
-def test_each_lambda_stays_overridable_beside_the_ratio():
-    lams = loss_of("loss.ratio=0.25", "loss.l3=0.5")
-    assert (lams["l1"], lams["l3"], lams["l5"]) == (0.25, 0.5, 0.25)
-
-
-def test_ablation_wins_over_the_ratio_knob():
-    lams = loss_of("loss.ratio=0.5", "ablation=without_int")
-    assert lams["l1"] == lams["l3"] == lams["l5"] == 0
+@pytest.mark.parametrize("overrides, expected", [
+    (["loss.ratio=0.25"], (0.25, 1.0, 0.25, 1.0, 0.25, 1.0)),  # G's l1 and D's l3, l5 move together
+    (["loss.ratio=0.25", "loss.l3=0.5"], (0.25, 1.0, 0.5, 1.0, 0.25, 1.0)),  # one lambda stays overridable beside it
+    (["loss.ratio=0.5", "ablation=without_int"], (0.0, 1.0, 0.0, 1.0, 0.0, 1.0)),  # the ablation wins
+], ids=["ratio", "ratio-and-one-lambda", "ablation-over-ratio"])
+def test_lambda_overrides(overrides: list[str], expected: tuple[float, ...]):
+    assert tuple(loss_of(*overrides)[k] for k in LAMBDAS) == expected
 
 
 def test_unknown_ablation_is_a_composition_error():
