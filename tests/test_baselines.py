@@ -16,7 +16,7 @@ from gipc.baselines.dwt import haar_analysis, haar_synthesis
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
 from gipc.baselines.rules import area_activity, choose_max_abs, fitting_levels, majority_filter
-from gipc.color import fuse_color, split_luma
+from gipc.color import fuse_color, luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
 from gipc.metrics import qabf
 
@@ -178,24 +178,22 @@ def test_laplacian_pyramid_reconstructs_odd_sizes_exactly() -> None:
     torch.testing.assert_close(laplacian_reconstruct(bands), x)
 
 
-@pytest.mark.parametrize("pair", ["01", "13"])
-def test_lytro_colour_fusion_is_sharper_than_averaging(lytro_pairs: Path, pair: str) -> None:
-    a, b = _load(lytro_pairs / f"lytro-{pair}-A.jpg"), _load(lytro_pairs / f"lytro-{pair}-B.jpg")
-    floor = _gradient_energy(split_luma(fuse_color(BASELINES["average"], a, b))[0])
-    for name in NON_AVERAGE:
-        fused = fuse_color(BASELINES[name], a, b)
+@pytest.mark.parametrize("folder, name, channels, factor", [
+    ("lytro_pairs", "lytro-01-{}.jpg", 3, 1.2),
+    ("lytro_pairs", "lytro-13-{}.jpg", 3, 1.2),
+    ("grayscale_pairs", "g05-{}.png", 1, 1.0),
+], ids=["lytro-01", "lytro-13", "gray-g05"])
+def test_real_pair_fusion_is_sharper_than_averaging(request: pytest.FixtureRequest, folder: str, name: str, channels: int, factor: float) -> None:
+    """Every focus-choosing baseline keeps more Sobel gradient in the fused luminance than averaging (on the
+    colour pairs a fifth more), through the colour path for RGB and directly for gray."""
+    root = request.getfixturevalue(folder)
+    a, b = (_load(root / name.format(letter)) for letter in "AB")
+    assert a.shape[1] == channels
+    floor = _gradient_energy(luma(fuse_color(BASELINES["average"], a, b)))
+    for method in NON_AVERAGE:
+        fused = fuse_color(BASELINES[method], a, b)
         assert fused.shape == a.shape
-        assert _gradient_energy(split_luma(fused)[0]) > 1.2 * floor, name
-
-
-def test_grayscale_pair_is_sharper_than_averaging(grayscale_pairs: Path) -> None:
-    a, b = _load(grayscale_pairs / "g05-A.png"), _load(grayscale_pairs / "g05-B.png")
-    assert a.shape == (1, 1, 176, 268)
-    floor = _gradient_energy(fuse_color(BASELINES["average"], a, b))
-    for name in NON_AVERAGE:
-        fused = fuse_color(BASELINES[name], a, b)
-        assert fused.shape == a.shape
-        assert _gradient_energy(fused) > floor, name
+        assert _gradient_energy(luma(fused)) > factor * floor, method
 
 
 @pytest.mark.slow
