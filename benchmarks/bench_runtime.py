@@ -50,6 +50,7 @@ from torch import nn
 
 from gipc.baselines import BASELINES
 from gipc.color import from_net, fuse_color, luma, to_net
+from gipc.configs import conf_group
 from gipc.data.datasets import PairFolder
 from gipc.data.sources import group_sources
 from gipc.fuse import DEFAULT_OVERLAP, auto_tiled, fuse_images, plan_jobs, run_jobs
@@ -79,6 +80,7 @@ T = TypeVar("T")
 MEMORY_PROBE = """
 import resource, sys, time, torch
 from dataclasses import replace
+from gipc.configs import conf_group
 from gipc.fuse import auto_tiled, fuse_images
 from gipc.inference import choose_path, prepare
 from gipc.models import Generator
@@ -86,13 +88,18 @@ device, precision, backend = sys.argv[1], sys.argv[2], sys.argv[6]
 height, width, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
-fusion = prepare(Generator().eval(), choose_path(device, precision, backend)).fusion()
+fusion = prepare(Generator(**conf_group("model")["generator"]).eval(), choose_path(device, precision, backend)).fusion()
 fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, None, {overlap}))
 start = time.perf_counter()
 with torch.inference_mode():
     fuse_images(fusion, [a, b])
 gpu = torch.cuda.max_memory_allocated() if device == "cuda" else 0
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, gpu, time.perf_counter() - start)
+try:  # VmHWM: ru_maxrss would carry the parent's peak across exec (subprocess spawns by vfork)
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+except OSError:
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak_kib, gpu, time.perf_counter() - start)
 """.replace("{overlap}", str(DEFAULT_OVERLAP))
 
 
@@ -162,7 +169,7 @@ def weights(ckpt: Path | None) -> tuple[Generator, str]:
     if shipped_weights_exist():
         return shipped_generator(), "the shipped weights"
     torch.manual_seed(0)
-    return Generator().eval(), "UNTRAINED weights (no --ckpt, no shipped model): accuracy figures mean little"
+    return Generator(**conf_group("model")["generator"]).eval(), "UNTRAINED weights (no --ckpt, no shipped model): accuracy figures mean little"
 
 
 def plain_fuser(generator: nn.Module) -> Fuser:
@@ -375,7 +382,8 @@ def main() -> int:
 
     torch.manual_seed(0)
     print("\n== Parameters (paper Table 4, millions: train / test) ==")
-    generator, discriminator = Generator().eval(), Discriminator(80)
+    model = conf_group("model")
+    generator, discriminator = Generator(**model["generator"]).eval(), Discriminator(80, **model["discriminator"])
     print(f"G (Table 1)          {parameters(generator):>9,}  = {parameters(generator) / 1e6:.4f} M")
     print(f"D (Table 2, 80x80)   {parameters(discriminator):>9,}  = {parameters(discriminator) / 1e6:.4f} M")
     for name, (train, test) in PAPER_TABLE4.items():

@@ -141,8 +141,9 @@ def plain_loop(loader: DataLoader, args: argparse.Namespace, sync: Callable[[], 
     clock = Clock(sync)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    generator, discriminator = Generator().to(device).train(), Discriminator(args.patch).to(device).train()
     weights, model = loss_weights(), conf_group("model")
+    generator = Generator(**model["generator"]).to(device).train()
+    discriminator = Discriminator(args.patch, **model["discriminator"]).to(device).train()
     opt_g = torch.optim.Adam(generator.parameters(), lr=model["lr"], betas=tuple(model["betas"]))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=model["lr"], betas=tuple(model["betas"]))
     schedulers = [LambdaLR(opt, lambda step: max(0.0, 1.0 - step / len(loader))) for opt in (opt_g, opt_d)]

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from gipc.configs import conf_group
 from gipc.errors import CheckpointError, ConfigError
 from gipc.files import atomic_path, check_writable
 from gipc.inference import InferenceGenerator, choose_path, prepare
@@ -71,9 +72,10 @@ def _generator_parts(path: Path, ckpt: Any) -> tuple[dict[str, Any], dict[str, t
 
 
 def _build(path: Path, kwargs: dict[str, Any], state: dict[str, torch.Tensor]) -> Generator:
-    """``Generator(**kwargs)`` holding ``state``, in eval mode; a one-line error when they do not fit."""
+    """``Generator(**kwargs)`` holding ``state``, in eval mode; a one-line error when they do not fit.
+    Settings a file does not name (older files name none) are ``conf/model``'s, Table 1's."""
     try:
-        generator = Generator(**kwargs)
+        generator = Generator(**{**conf_group("model")["generator"], **kwargs})
     except TypeError as err:
         raise CheckpointError(f"{path}: generator settings {kwargs} do not fit this version of gipc ({err})") from None
     expected = generator.state_dict()

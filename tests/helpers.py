@@ -61,24 +61,34 @@ def paper_weights(**over: object) -> LossWeights:
     return LossWeights(**{**conf_group("loss"), **over})
 
 
+def paper_generator(**over: object) -> Generator:
+    """Table 1's generator as conf/model/gipc.yaml sets it, with overrides (e.g. width=4 for speed)."""
+    return Generator(**{**conf_group("model")["generator"], **over})
+
+
+def paper_discriminator(patch_size: int, **over: object) -> Discriminator:
+    """Table 2's discriminator as conf/model/gipc.yaml sets it, for ``patch_size`` patches."""
+    return Discriminator(patch_size, **{**conf_group("model")["discriminator"], **over})
+
+
 def paper_model(generator: dict | None = None, init_generator: str | None = None, **over: object) -> GIPCGAN:
     """A GIPCGAN with conf/model/gipc.yaml's settings on PATCH-sized patches; ``generator`` entries
     override Table 1's (e.g. width=4 for speed), ``init_generator`` names its starting weights as
     ``model.init_generator`` does, ``over`` any other constructor argument."""
     model = conf_group("model")
     del model["init_generator"]
-    net = Generator(**{**model.pop("generator"), **(generator or {})})
+    del model["generator"], model["discriminator"]
+    net = paper_generator(**(generator or {}))
     if init_generator:
         start_from(net, init_generator)
-    discriminator = Discriminator(PATCH, **model.pop("discriminator"))
-    return GIPCGAN(**{"generator": net, "discriminator": discriminator, "loss": paper_weights(), **model, **over})
+    return GIPCGAN(**{"generator": net, "discriminator": paper_discriminator(PATCH), "loss": paper_weights(), **model, **over})
 
 
 def random_eval_generator(seed: int = 0, **kwargs: int) -> Generator:
     """Untrained generator in eval mode whose output varies strongly (default init gives a near-constant
     image), with BatchNorm statistics far from the identity so that folding them is a real test."""
     torch.manual_seed(seed)
-    gen = Generator(**kwargs).eval()
+    gen = paper_generator(**kwargs).eval()
     for module in gen.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight, a=0.2)
@@ -113,7 +123,7 @@ def run_dir_with_checkpoints(tmp_path: Path, batches_per_step: int = 1) -> Path:
     OmegaConf.save(OmegaConf.create({"data": data}), run / "config.yaml")
     for step, seed in ((100, 0), (200, 1)):
         torch.manual_seed(seed)
-        state = {f"generator.{k}": v for k, v in Generator(width=4).state_dict().items()}
+        state = {f"generator.{k}": v for k, v in paper_generator(width=4).state_dict().items()}
         torch.save({"state_dict": state, "hyper_parameters": {"generator": {"width": 4}}},
                    run / "checkpoints" / f"epoch000-step{step:07d}.ckpt")
     return run

@@ -23,9 +23,10 @@ from gipc.fusion import Fusion, default_rule, map_settings
 from gipc.imaging import read_image
 from gipc.inference import prepare
 from gipc.metrics import map_accuracy, map_boundary_f
-from gipc.models import Generator
 from gipc.pretrained import FORMAT
 from gipc.tiling import tiled
+
+from helpers import paper_generator
 
 HARD = MapSettings(window=7, match_exposure=False, detail=(0,), closeness=(1.0,), focus=(1.0,), focus_window=(7,), clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
 
@@ -254,7 +255,7 @@ def test_one_map_over_three_sources_picks_each_where_it_is_sharp() -> None:
 
 def test_tiled_network_gives_the_same_map_and_image_as_whole() -> None:
     torch.manual_seed(0)
-    network = prepare(Generator(width=4).eval(), None)
+    network = prepare(paper_generator(width=4).eval(), None)
     a, b, _ = _halves(channels=3, height=130, width=170)
     settings = default_rule()[1]  # as shipped: the exposure fit and the detail read the whole fused image
     whole = network.fusion("map", settings)([a, b])
@@ -266,15 +267,15 @@ def test_tiled_network_gives_the_same_map_and_image_as_whole() -> None:
 
 def test_weights_head_blends_the_sources_and_starts_from_an_image_generator() -> None:
     torch.manual_seed(1)
-    gen = Generator(width=4, head="weights").eval()
+    gen = paper_generator(width=4, head="weights").eval()
     a, b = torch.rand(1, 1, 20, 24) * 2 - 1, torch.rand(1, 1, 20, 24) * 2 - 1
     w = gen.weight(a, b)
     assert w.min() >= 0 and w.max() <= 1
     torch.testing.assert_close(gen(a, b), w * a + (1 - w) * b)
     with pytest.raises(ValueError, match="head"):
-        Generator(head="mask")
+        paper_generator(head="mask")
     with pytest.raises(ValueError, match="weights"):
-        Generator(width=4).weight(a, b)
+        paper_generator(width=4).weight(a, b)
 
 
 def test_a_map_heads_clean_up_judges_the_margin_of_its_weights() -> None:
@@ -315,7 +316,7 @@ def test_gipc_fuse_cleans_a_map_heads_weights_with_its_own_settings(tmp_path: Pa
     """Without flags a map head gets head_map's clean-up and an image generator map's; a flag given
     sets that one value for either."""
     file = tmp_path / "head.pt"
-    torch.save({"format": FORMAT, "generator": {"width": 4, "head": "weights"}, "state_dict": Generator(width=4, head="weights").state_dict()}, file)
+    torch.save({"format": FORMAT, "generator": {"width": 4, "head": "weights"}, "state_dict": paper_generator(width=4, head="weights").state_dict()}, file)
     args = ["a.png", "b.png", "--out", "f.png", "--backend", "torch"]
     head, image = default_rule("weights")[1], default_rule()[1]
     assert head != image

@@ -23,13 +23,13 @@ from gipc.fuse import fuse_images
 from gipc.cli.fuse import main
 from gipc.imaging import read_image
 from gipc.inference import choose_path, network_fuser
-from gipc.models.generator import Generator
 from gipc.pretrained import load_generator
 
-from helpers import random_eval_generator, save_lightning_ckpt
+from helpers import paper_generator, random_eval_generator, save_lightning_ckpt
 
 MEMORY_PROBE = """
 import sys, torch
+from gipc.configs import conf_group
 from gipc.fuse import auto_tiled, fuse_images
 from gipc.inference import choose_path, network_fuser
 from gipc.models.generator import Generator
@@ -39,7 +39,7 @@ def peak_kib():  # VmHWM: unlike ru_maxrss, which a child inherits from its pare
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 height, width, tile, overlap = (int(v) for v in sys.argv[1:])
-gen = Generator().eval()
+gen = Generator(**conf_group("model")["generator"]).eval()
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
 fuse_y = auto_tiled(network_fuser(gen), height * width, tile if tile >= 0 else None, overlap)
 fuse_images(fuse_y, [a[:, :16, :16], b[:, :16, :16]])  # warm up the conv kernels' workspaces
@@ -106,9 +106,9 @@ def _truncated(path: Path) -> None:
     ("bare.pt", lambda path: torch.save(torch.nn.Linear(4, 2).state_dict(), path),
      r"bare\.pt: not a Lightning checkpoint \(no state_dict\)"),
     # width 8 weights under hyper-parameters that claim the default width 16
-    ("w8.ckpt", lambda path: save_lightning_ckpt(path, Generator(width=8)),
+    ("w8.ckpt", lambda path: save_lightning_ckpt(path, paper_generator(width=8)),
      r"do not fit Generator\(\{\}\): 0 missing, 0 unexpected, \d+ of another shape"),
-    ("new.ckpt", lambda path: save_lightning_ckpt(path, Generator(), {"heads": 4}),
+    ("new.ckpt", lambda path: save_lightning_ckpt(path, paper_generator(), {"heads": 4}),
      r"generator settings \{'heads': 4\} do not fit this version"),
 ], ids=["missing", "random-bytes", "truncated", "another-model", "bare-state-dict", "another-shape", "unknown-settings"])
 def test_bad_checkpoints_are_refused_with_the_reason(tmp_path: Path, name: str, make, message: str) -> None:
@@ -313,7 +313,7 @@ def _copied_from(fused: torch.Tensor, sources: list[str]) -> list[torch.Tensor]:
 def test_network_fuses_a_lytro_pair_to_rgb(tmp_path: Path, lytro_pairs: Path) -> None:
     """Under a hard map (rule map, radius 0) every fused pixel is one source's RGB pixel, value for value,
     and both sources give some: neither the network's repainted image nor a channel mix-up passes."""
-    ckpt = save_lightning_ckpt(tmp_path / "untrained.ckpt", Generator())
+    ckpt = save_lightning_ckpt(tmp_path / "untrained.ckpt", paper_generator())
     sources = [str(lytro_pairs / "lytro-05-A.jpg"), str(lytro_pairs / "lytro-05-B.jpg")]
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "out"), "--rule", "map", "--radius", "0"]) == 0
     fused = PILImage.open(tmp_path / "out" / "lytro-05-fused.png")

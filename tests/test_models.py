@@ -5,7 +5,9 @@ import copy
 import pytest
 import torch
 
-from gipc.models import Discriminator, Generator
+from gipc.models import Generator
+
+from helpers import paper_discriminator, paper_generator
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -14,18 +16,18 @@ def n_params(module: torch.nn.Module) -> int:
 
 def test_generator_has_table1_parameter_count():
     # docs/paper.md section 2: 156,033 trainable parameters, counted by hand from Table 1.
-    assert n_params(Generator()) == 156_033
+    assert n_params(paper_generator()) == 156_033
 
 
 def test_discriminator_at_80x80_has_table2_parameter_count():
-    d = Discriminator(80)
+    d = paper_discriminator(80)
     assert n_params(d) == 100_801
     assert (d.head.in_features, d.head.out_features) == (3200, 1)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (37, 53), (80, 80)])
 def test_generator_keeps_any_size_and_stays_in_tanh_range(size):
-    g = Generator().eval()
+    g = paper_generator().eval()
     a, b = torch.rand(2, 1, *size) * 2 - 1, torch.rand(2, 1, *size) * 2 - 1
     out = g(a, b)
     assert out.shape == (2, 1, *size)
@@ -33,7 +35,7 @@ def test_generator_keeps_any_size_and_stays_in_tanh_range(size):
 
 
 def test_generator_paths_are_not_shared_and_exchange_information():
-    g = Generator().eval()
+    g = paper_generator().eval()
     assert g.enc_a[0][0].weight.data_ptr() != g.enc_b[0][0].weight.data_ptr()
     a, b = torch.zeros(1, 1, 9, 9), torch.zeros(1, 1, 9, 9)
     b2 = b.clone()
@@ -54,7 +56,7 @@ def test_generator_paths_are_not_shared_and_exchange_information():
 
 @pytest.mark.parametrize("size", [32, 48, 80, 96])
 def test_discriminator_scores_one_number_per_image(size):
-    d = Discriminator(size)
+    d = paper_discriminator(size)
     assert d(torch.rand(3, 1, size, size)).shape == (3, 1)
     assert d.head.in_features == 128 * (size // 16) ** 2
 
@@ -62,20 +64,20 @@ def test_discriminator_scores_one_number_per_image(size):
 @pytest.mark.parametrize("bad", [0, 40, 81])
 def test_discriminator_rejects_patch_sizes_not_divisible_by_16(bad):
     with pytest.raises(ValueError, match="multiple of 16"):
-        Discriminator(bad)
+        paper_discriminator(bad)
 
 
 @pytest.mark.parametrize(("size", "channels", "side"), [(40, (16, 32, 64), 5), (96, (8, 16, 32, 64, 128), 3)])
 def test_discriminator_halves_the_patch_once_per_conv(size, channels, side):
     # Table 2's four convs need multiples of 16; three need 8, five need 32.
-    d = Discriminator(size, channels)
+    d = paper_discriminator(size, channels=channels)
     assert d(torch.rand(2, 1, size, size)).shape == (2, 1)
     assert d.head.in_features == channels[-1] * side * side
     with pytest.raises(ValueError, match=f"multiple of {2 ** len(channels)}"):
-        Discriminator(size + 2 ** len(channels) // 2, channels)
+        paper_discriminator(size + 2 ** len(channels) // 2, channels=channels)
 
 
-@pytest.mark.parametrize("make", [Generator, lambda: Discriminator(32)], ids=["generator", "discriminator"])
+@pytest.mark.parametrize("make", [paper_generator, lambda: paper_discriminator(32)], ids=["generator", "discriminator"])
 def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(make):
     # Both networks run LeakyReLU in place to save a buffer per block; that is only sound if no
     # backward reads an activation's input. The same weights with out-of-place copies must agree exactly.

@@ -17,6 +17,8 @@ from gipc.metrics.qabf import qabf
 from gipc.models import Generator
 from gipc.pretrained import FORMAT, SHIPPED_WEIGHTS, pretrained
 
+from helpers import paper_generator
+
 MODEL_CARD = SHIPPED_WEIGHTS.parent / "MODEL_CARD.md"
 
 
@@ -36,7 +38,7 @@ def test_shipped_model_beats_averaging_on_a_real_pair_where_random_weights_do_no
     a, b = (image.pixels[None] for image in read_matching([lytro_pairs / "lytro-01-A.jpg", lytro_pairs / "lytro-01-B.jpg"]))
     fp32 = choose_path("cpu", "fp32")
     torch.manual_seed(0)
-    untrained = prepare(Generator().eval(), fp32)
+    untrained = prepare(paper_generator().eval(), fp32)
     score = {
         name: float(qabf(a, b, fuse_color(fuse_y, a, b))[0])
         for name, fuse_y in (("shipped", pretrained("cpu").fuse_y), ("average", average), ("untrained", untrained.fuse_y))

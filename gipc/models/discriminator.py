@@ -13,7 +13,8 @@ class Discriminator(nn.Module):
     constructor argument because the final Linear layer depends on it.
     """
 
-    def __init__(self, patch_size: int = 80, channels: tuple[int, ...] = (16, 32, 64, 128), slope: float = 0.2) -> None:
+    def __init__(self, patch_size: int, channels: tuple[int, ...], slope: float) -> None:
+        """Table 2's ``channels`` and LeakyReLU ``slope`` come from ``conf/model``, ``patch_size`` from ``conf/data``."""
         super().__init__()
         factor = 2 ** len(channels)  # each stride-2 conv halves the patch
         if patch_size % factor or patch_size <= 0:

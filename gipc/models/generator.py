@@ -13,7 +13,7 @@ Head = Literal["image", "weights"]
 HEADS: tuple[str, ...] = ("image", "weights")
 
 
-def conv_block(in_ch: int, out_ch: int, kernel: int = 3, norm: bool = True, slope: float = 0.2) -> nn.Sequential:
+def conv_block(in_ch: int, out_ch: int, slope: float, kernel: int = 3, norm: bool = True) -> nn.Sequential:
     """Conv (stride 1, SAME padding) + optional BatchNorm + LeakyReLU: the "block" of Tables 1 and 2.
 
     The LeakyReLU works in place: its input is a conv or BatchNorm output whose backward never reads
@@ -38,7 +38,8 @@ class Generator(nn.Module):
     sources rather than a repainting; the losses see that image as they see the paper's.
     """
 
-    def __init__(self, width: int = 16, encoder_blocks: int = 4, slope: float = 0.2, head: Head = "image") -> None:
+    def __init__(self, width: int, encoder_blocks: int, slope: float, head: Head = "image") -> None:
+        """Table 1's ``width``, ``encoder_blocks`` and LeakyReLU ``slope`` come from ``conf/model``."""
         super().__init__()
         if head not in HEADS:
             raise ConfigError(f"model.generator.head must be one of {', '.join(HEADS)}, got {head!r}")
