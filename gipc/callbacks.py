@@ -136,7 +136,7 @@ class TestReport(L.Callback):
 
 
 def image_panel(
-    a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None, laplacian: LaplacianKind = "8-neighbour"
+    a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None, laplacian: LaplacianKind
 ) -> torch.Tensor:
     """One (C, 2H, kW) picture: A, B, fused (and ground truth) on top, their Laplacian maps below.
 
@@ -186,7 +186,7 @@ class ImagePanels(L.Callback):
             return
         names = list(batch.get("name") or [f"{batch_idx}_{i}" for i in range(len(batch["a"]))])
         take = min(_real_count(outputs, names), self.max_images - len(self.panels))
-        laplacian = getattr(getattr(pl_module, "weights", None), "laplacian", "8-neighbour")
+        laplacian = pl_module.weights.laplacian  # the kernel the losses see (conf/loss)
         gt = batch.get("gt")
         for i in range(take):
             panel = image_panel(batch["a"][i], batch["b"][i], outputs["fused"][i], None if gt is None else gt[i], laplacian)

@@ -35,7 +35,7 @@ class LossWeights:
     l6: float
     real_label: tuple[float, float]
     fake_label: tuple[float, float]
-    laplacian: LaplacianKind = "8-neighbour"
+    laplacian: LaplacianKind
     #: The intensity : gradient knob ``conf/loss`` sets l1, l3, l5 from; kept for logging and grouping.
     ratio: float | None = None
 
@@ -52,7 +52,7 @@ class LossWeights:
             raise ConfigError(f"loss.laplacian must be '8-neighbour' or '4-neighbour', got {self.laplacian!r}")
 
 
-def gradient(x: torch.Tensor, kind: LaplacianKind = "8-neighbour") -> torch.Tensor:
+def gradient(x: torch.Tensor, kind: LaplacianKind) -> torch.Tensor:
     """Laplacian gradient map of a batch (B, 1, H, W).
 
     ``8-neighbour``: kornia's unnormalised 3x3 Laplacian (centre -8), reflect border.

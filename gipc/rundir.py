@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gipc.color import to_net
+from gipc.configs import conf_group
 from gipc.data.datamodule import FusionDataModule
 from gipc.data.pair_sets import EmbeddedPairs, FolderPairs, SynthesizedPairs
 from gipc.errors import DataError
@@ -32,12 +33,15 @@ def _arguments(cls: type) -> tuple[str, ...]:
 
 def upgrade_data_config(data: dict[str, Any]) -> dict[str, Any]:
     """A run's ``data`` config in today's layout: a flat one (runs made before ``data.source``, e.g. the
-    committed studies) has the keys its source takes moved under ``source`` and the keys no source of
-    its kind took dropped; a current one comes back as it is."""
+    committed studies) has the keys its source takes moved under ``source``, the keys no source of its
+    kind took dropped, and settings it predates taken from ``conf/data/source``; a current one comes
+    back as it is."""
     if "source" in data:
         return data
-    kind = FolderPairs if data.get("root") is not None else SynthesizedPairs if data.get("synthesis") is not None else EmbeddedPairs
-    source = {"_target_": f"{kind.__module__}.{kind.__qualname__}", **{k: data[k] for k in _arguments(kind) if k in data}}
+    kind, name = ((FolderPairs, "folder") if data.get("root") is not None
+                  else (SynthesizedPairs, "photos") if data.get("synthesis") is not None else (EmbeddedPairs, "embedded"))
+    source = {**conf_group("data/source", name), "_target_": f"{kind.__module__}.{kind.__qualname__}",
+              **{k: data[k] for k in _arguments(kind) if k in data}}
     return {k: data[k] for k in ("_target_", *_arguments(FusionDataModule)) if k in data} | {"source": source}
 
 

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from gipc.configs import conf_group
 from gipc.data.datamodule import FusionDataModule
 from gipc.data.pair_sets import EmbeddedPairs, FolderPairs, SynthesizedPairs
 from gipc.errors import DataError
@@ -20,10 +21,11 @@ from helpers import CONF
 
 # Small bundled photos with blob maps: the embedded set in about a second.
 SMALL = dict(photos=("text", "page", "moon", "cell", "brick"), max_side=96, test_fraction=0.4)
+EMBEDDED = conf_group("data/source", "embedded")  # what data.source=embedded builds
 
 
 def _module(test_root: str | None = None, batches_per_step: int = 1, seed: int = 1, **kwargs) -> FusionDataModule:
-    source = EmbeddedPairs(**{"patches_per_epoch": 60, **SMALL, **kwargs})
+    source = EmbeddedPairs(**{**EMBEDDED, "patches_per_epoch": 60, **SMALL, **kwargs})
     module = FusionDataModule(source, batch_size=4, patch_size=16, seed=seed, test_root=test_root, batches_per_step=batches_per_step)
     module.setup("fit")
     return module
@@ -112,14 +114,14 @@ def test_built_folder_source(tmp_path: Path) -> None:
 )
 def test_bad_arguments_fail_in_the_constructor(kwargs: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
-        FusionDataModule(**{"source": EmbeddedPairs(), "batch_size": 4, "patch_size": 16, **kwargs})
+        FusionDataModule(**{"source": EmbeddedPairs(**EMBEDDED), "batch_size": 4, "patch_size": 16, **kwargs})
 
 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: EmbeddedPairs(stride=0), r"data\.source\.stride must be an integer >= 1, got 0"),
-        (lambda: EmbeddedPairs(val_count=0), r"data\.source\.val_count must be"),
+        (lambda: EmbeddedPairs(**{**EMBEDDED, "stride": 0}), r"data\.source\.stride must be an integer >= 1, got 0"),
+        (lambda: EmbeddedPairs(**{**EMBEDDED, "val_count": 0}), r"data\.source\.val_count must be"),
         (lambda: FolderPairs(root="/no/such/data"), "no train/ folder; build one"),
         (lambda: SynthesizedPairs(synthesis={}, held_out_synthesis={}, patches_per_epoch=0), r"data\.source\.patches_per_epoch"),
         (lambda: SynthesizedPairs(synthesis={"sigma": [2, 1]}, held_out_synthesis={}, patches_per_epoch=8), r"bad data\.source\.synthesis"),

@@ -10,7 +10,7 @@ from gipc.losses import LossWeights, discriminator_loss, generator_loss, gradien
 
 def weights(**over) -> LossWeights:
     base = dict(lam=9.3, beta1=1.3, beta2=4.5, l1=0.1, l2=1.0, l3=0.1, l4=1.0, l5=0.1, l6=1.0,
-                real_label=(1.0, 1.0), fake_label=(0.0, 0.0))
+                real_label=(1.0, 1.0), fake_label=(0.0, 0.0), laplacian="8-neighbour")
     base.update(over)
     return LossWeights(**base)
 

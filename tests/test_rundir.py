@@ -26,11 +26,13 @@ def test_a_committed_study_config_upgrades_to_its_synthesized_source() -> None:
 
 
 def test_flat_embedded_and_folder_configs_pick_their_source() -> None:
+    # Settings a flat config predates come from conf/data/source (test_fraction 0.25, max_side 256, ...).
     embedded = upgrade_data_config({"batch_size": 2, "sigma": 3.0, "root": None, "synthesis": None, "photo_dirs": []})
-    assert embedded["source"] == {"_target_": "gipc.data.pair_sets.EmbeddedPairs", "sigma": 3.0}
-    assert instantiate(embedded["source"]) == EmbeddedPairs(sigma=3.0)
+    assert embedded["source"]["_target_"] == "gipc.data.pair_sets.EmbeddedPairs"
+    assert instantiate(embedded["source"]) == EmbeddedPairs(sigma=3.0, test_fraction=0.25, max_side=256)
     folder = upgrade_data_config({"root": "built", "stride": 8, "sigma": 2.0, "synthesis": None})
-    assert folder["source"] == {"_target_": "gipc.data.pair_sets.FolderPairs", "root": "built", "stride": 8}
+    assert folder["source"] == {"_target_": "gipc.data.pair_sets.FolderPairs", "root": "built", "stride": 8,
+                                "patches_per_epoch": None, "flips": False, "val_count": 2}
     assert upgrade_data_config(embedded) is embedded
 
 

@@ -103,13 +103,13 @@ def test_image_panel_stacks_images_over_shared_scale_laplacian_maps():
     sharp = torch.zeros(3, 8, 8)
     sharp[:, :, 4:] = 1.0  # a step edge
     blurred = sharp * 0.5 + 0.25  # same edge, half the contrast
-    panel = image_panel(sharp, blurred, sharp, sharp)
+    panel = image_panel(sharp, blurred, sharp, sharp, "8-neighbour")
     assert panel.shape == (3, 16, 32)
     assert torch.equal(panel[:, :8, 8:16], blurred)  # top row: the inputs as given
     maps = panel[0, 8:]
     assert maps.max() == 1.0 and maps[:, :8].max() == 1.0  # the sharp edge sets the common scale
     assert maps[:, 8:16].max() == pytest.approx(0.5)  # half the contrast, half the brightness
-    gray = image_panel(torch.rand(1, 5, 6), torch.rand(1, 5, 6), torch.rand(1, 5, 6), None)
+    gray = image_panel(torch.rand(1, 5, 6), torch.rand(1, 5, 6), torch.rand(1, 5, 6), None, "4-neighbour")
     assert gray.shape == (1, 10, 18)
 
 

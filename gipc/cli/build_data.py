@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from gipc.cli.common import Parser, guarded
-from gipc.data.build import DEFAULT_SIGMA, EMBEDDED_MAX_SIDE, MANIFEST, PAPER_TEST_FRACTION, build_dataset
+from gipc.data.build import EMBEDDED, MANIFEST, build_dataset
 from gipc.data.decision_maps import SOURCES
 
 PROG = "gipc-build-data"
@@ -31,11 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder (train/ and test/ with A/ B/ GT/ maps/)")
     parser.add_argument("--maps", choices=list(SOURCES), help="decision-map source (default: region_competition; embedded: per photo)")
     parser.add_argument("--mask-dir", type=Path, help="masks (--maps file) or depth images (--maps disparity), same stems as the photos")
-    parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Gaussian blur std in px (paper: unstated; default %(default)s)")
+    parser.add_argument("--sigma", type=float, default=EMBEDDED["sigma"], help="Gaussian blur std in px (paper: unstated; default %(default)s)")
     parser.add_argument("--soft", type=float, default=0.0, help="soften map boundaries by a Gaussian of this std in px (default: hard maps)")
-    parser.add_argument("--test-fraction", type=float, default=PAPER_TEST_FRACTION, help="held-out share (paper: 30/120 = %(default)s)")
+    parser.add_argument("--test-fraction", type=float, default=EMBEDDED["test_fraction"], help="held-out share (paper: 30/120 = %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the split and random maps (default %(default)s)")
-    parser.add_argument("--max-side", type=int, help="downscale photos to this longest side (default: keep; embedded: 256)")
+    parser.add_argument("--max-side", type=int, help=f"downscale photos to this longest side (default: keep; embedded: {EMBEDDED['max_side']})")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
     return parser
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             soft=args.soft,
             test_fraction=args.test_fraction,
             seed=args.seed,
-            max_side=EMBEDDED_MAX_SIDE if args.embedded and args.max_side is None else args.max_side,
+            max_side=EMBEDDED["max_side"] if args.embedded and args.max_side is None else args.max_side,
             overwrite=args.overwrite,
             progress=True,
         )

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from gipc.data.decision_maps import SOURCES
 from gipc.data.embedded import CATALOGUE, Photo, load_photo
 from gipc.data.scene import split_names, synthesize_scene
+from gipc.configs import conf_group
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
 from gipc.data.synthesis import blur_kernel_size, fit_longest_side
 from gipc.errors import DataError, OutputExistsError
@@ -30,12 +31,9 @@ from gipc.imaging import read_image, write_image
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-DEFAULT_SIGMA = 2.0
-"""Equations 18-19 blur std in pixels: the paper prints no value, this is our choice."""
-PAPER_TEST_FRACTION = 0.25
-"""Section 4.1: 30 of the 120 MFI-DRC images are held out for testing."""
-EMBEDDED_MAX_SIDE = 256
-"""``--embedded`` photos are downscaled to this by default, like ``conf/data/embedded.yaml``."""
+EMBEDDED = conf_group("data/source", "embedded")
+"""``conf/data/source/embedded.yaml``: its blur sigma (eq. 18-19), held-out share (section 4.1) and photo
+size are also gipc-build-data's defaults, so a built set and the embedded one match."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +104,9 @@ def build_dataset(
     source: str | Path | None = None,
     maps: str | None = None,
     mask_dir: str | Path | None = None,
-    sigma: float = DEFAULT_SIGMA,
+    sigma: float = EMBEDDED["sigma"],
     soft: float = 0.0,
-    test_fraction: float = PAPER_TEST_FRACTION,
+    test_fraction: float = EMBEDDED["test_fraction"],
     seed: int = 0,
     max_side: int | None = None,
     overwrite: bool = False,

@@ -80,9 +80,9 @@ def embedded_set(
     *,
     test_fraction: float,
     seed: int = 0,
-    sigma: float = 2.0,
+    sigma: float,
     soft: float = 0.0,
-    max_side: int = 256,
+    max_side: int,
     map_source: str | None = None,
     names: tuple[str, ...] | None = None,
 ) -> SyntheticSet:

@@ -80,10 +80,10 @@ class EmbeddedPairs(_Patches):
     ``soft`` in px, photos cut to ``max_side``, ``test_fraction`` held out, ``map_source`` forcing one
     decision-map source, ``photos`` a subset of its names."""
 
-    test_fraction: float = 0.25
-    sigma: float = 2.0
+    test_fraction: float
+    sigma: float
     soft: float = 0.0
-    max_side: int = 256
+    max_side: int
     map_source: str | None = None
     photos: Sequence[str] | None = None
 
