@@ -120,7 +120,7 @@ class RunCheckpoint(ModelCheckpoint):
       sbatch; submitit asks for SIGUSR2) the current batch finishes, ``last.ckpt`` is written, and
       the job is handed back: to the handler that was there before (submitit's requeues the job
       and exits), else ``scontrol requeue`` of ``$SLURM_JOB_ID`` and a clean stop. The requeued job
-      continues from ``last.ckpt`` (:mod:`gipc.sweep`).
+      continues from ``last.ckpt`` (:mod:`gipc.sweep`, :mod:`gipc.runstate`).
 
     Lightning counts every optimizer step as a train step: with ``t`` D steps per G step one batch
     is ``t + 1`` steps, so ``every_n_train_steps=3`` saves after every batch when ``t = 2``.

@@ -51,7 +51,7 @@ import yaml
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, write_text
 from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
-from gipc.sweep import job_order, progress, unfinished_runs
+from gipc.runstate import job_order, progress, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""

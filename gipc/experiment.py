@@ -24,7 +24,8 @@ from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.pretrained import start_from
-from gipc.sweep import FAILED, job_log, keep_record, requeued, resume_action, resume_dir
+from gipc.runstate import FAILED, resume_action
+from gipc.sweep import job_log, keep_record, requeued, resume_dir
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
 def run_experiment(cfg: DictConfig) -> float | None:
     """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
     output_dir = Path(cfg.paths.output_dir)
-    if (_multirun() and resume_dir(cfg.resume)) or requeued():  # gipc/sweep.py
+    if (_multirun() and resume_dir(cfg.resume)) or requeued():  # gipc/sweep.py, gipc/runstate.py
         action = resume_action(output_dir)
         job = f"job {HydraConfig.get().job.num}" if _multirun() else "run"
         print(f"{job}: {RESUME_NOTES[action]} ({output_dir})", file=sys.stderr)

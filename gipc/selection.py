@@ -22,7 +22,7 @@ from gipc.inference import choose_path, prepare
 from gipc.models.batchnorm import recalibrate_batchnorm
 from gipc.pretrained import load_generator
 from gipc.report import summarize
-from gipc.sweep import checkpoint_step
+from gipc.runstate import checkpoint_step
 
 Inputs = tuple[torch.Tensor, torch.Tensor]
 

@@ -26,7 +26,7 @@ from gipc.data.scene import Scene
 from gipc.errors import ConfigError, NonFiniteLossError
 from gipc.experiment import run_experiment
 from gipc.module import GIPCGAN
-from gipc.sweep import FAILED as FAILED_MARKER
+from gipc.runstate import FAILED as FAILED_MARKER
 from helpers import CONF, Patches, paper_model
 
 TINY = [

@@ -14,7 +14,7 @@ from gipc.metrics import psnr
 from gipc.pretrained import load_generator
 from gipc.rundir import run_datamodule
 from gipc.selection import mean_ranks, score_checkpoints
-from gipc.sweep import checkpoint_step
+from gipc.runstate import checkpoint_step
 from gipc.cli.select import main
 
 from helpers import run_dir_with_checkpoints

@@ -17,7 +17,8 @@ from hydra import compose, initialize_config_dir
 import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
 from gipc.compare import compare
 from gipc.errors import UserError
-from gipc.sweep import check_resume, job_log, keep_record, requeued, resume_action
+from gipc.runstate import resume_action
+from gipc.sweep import check_resume, job_log, keep_record, requeued
 from helpers import CONF, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.

@@ -17,7 +17,7 @@ from gipc.files import write_text
 from gipc.fusion import RULES, default_rule
 from gipc.rundir import run_datamodule, training_inputs
 from gipc.selection import score_checkpoints, table
-from gipc.sweep import checkpoint_step
+from gipc.runstate import checkpoint_step
 
 PROG = "gipc-select"
 
