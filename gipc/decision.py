@@ -38,7 +38,7 @@ only the network is tiled (:mod:`gipc.tiling`), and a tiled run gives the same m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Iterator, Sequence
 
@@ -57,20 +57,20 @@ from gipc.errors import UserError
 class MapSettings:
     """The map's knobs (``map`` of ``conf/fusion/default.yaml``): windows in pixels, ``min_region`` a fraction of the image."""
 
-    window: int
-    match_exposure: bool
-    detail: tuple[int, ...]
-    closeness: tuple[float, ...]
-    focus: tuple[float, ...]
-    focus_window: tuple[int, ...]
-    clean: int
-    decisive: float
-    min_region: float
-    region_margin: float
-    seam: int
-    seam_evidence: float
-    radius: int
-    eps: float
+    window: int = field(metadata={"help": "closeness window in px (1: per pixel)"})
+    match_exposure: bool = field(metadata={"help": "fit each source's global gain and offset to the network's image before comparing"})
+    detail: tuple[int, ...] = field(metadata={"help": "closeness terms: the local-mean window taken off before comparing, px (0: intensities as they are)"})
+    closeness: tuple[float, ...] = field(metadata={"help": "the closeness terms' weights, one per --detail"})
+    focus: tuple[float, ...] = field(metadata={"help": "the focus terms' weights, one per --focus-window"})
+    focus_window: tuple[int, ...] = field(metadata={"help": "the focus terms' sum-modified-Laplacian windows, px"})
+    clean: int = field(metadata={"help": "majority-vote window, px (1: no vote)"})
+    decisive: float = field(metadata={"help": "evidence margin from which a pixel keeps its source through the vote (inf: vote everywhere; 0: no vote)"})
+    min_region: float = field(metadata={"help": "regions under this share of the image join their surroundings (0: none)"})
+    region_margin: float = field(metadata={"help": "... only those whose mean evidence margin is under this (inf: all)"})
+    seam: int = field(metadata={"help": "px each boundary may move to where the sources differ least (0: stay)"})
+    seam_evidence: float = field(metadata={"help": "price, in the seam cut, of each unit of evidence margin a moved pixel overrides"})
+    radius: int = field(metadata={"help": "guided-filter radius softening the boundaries, px (0: hard boundaries)"})
+    eps: float = field(metadata={"help": "guided-filter eps (with --radius)"})
 
     def __post_init__(self) -> None:
         for name in ("detail", "closeness", "focus", "focus_window"):  # a config list, or one number for a one-term list

@@ -23,7 +23,7 @@ from gipc.decision import map_image
 from gipc.errors import FuseInputError
 from gipc.files import check_output_folder, check_writable
 from gipc.fusion import Fused, Fusion
-from gipc.imaging import Image, check_output_format, read_matching, write_image
+from gipc.imaging import Image, check_matching, check_output_format, read_header, read_matching, write_image
 from gipc.tiling import Fuser, tiled
 
 AUTO_TILE_PIXELS = 1024 * 1024
@@ -58,9 +58,11 @@ def auto_tiled(fuse_y: Fuser, pixels: int, tile: int | None, overlap: int) -> Fu
 def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: bool, maps: Path | None = None) -> list[Job]:
     """Jobs for explicit sources (``out`` a file, or a folder) or for a folder of groups (``out`` a folder).
 
-    Checked before any fusion: no output replaces an input, the output folder is not the
-    ``pairs`` folder nor holds it, and an existing output file or a non-empty output folder needs
-    ``overwrite``; the same for the ``maps`` folder, which gets ``<output stem>-map.png`` per job (a ``-fused`` ending dropped from the stem).
+    Checked before any fusion: every source's header (it exists and is an image, one kind and size
+    per job, no file twice), so a bad file in a folder stops the command before its first output; no
+    output replaces an input, the output folder is not the ``pairs`` folder nor holds it, and an
+    existing output file or a non-empty output folder needs ``overwrite``; the same for the ``maps``
+    folder, which gets ``<output stem>-map.png`` per job (a ``-fused`` ending dropped from the stem).
     """
     out_is_file = bool(out.suffix) and not out.is_dir()
     if pairs is not None:
@@ -84,6 +86,12 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
             raise FuseInputError(f"--save-maps {maps}: give a folder; each fusion's map is written into it")
         check_output_folder(maps, overwrite, [pairs] if pairs is not None else [])
         jobs = [replace(job, map_output=maps / f"{job.output.stem.removesuffix('-fused')}-map.png") for job in jobs]
+    for job in jobs:
+        resolved = [path.resolve() for path in job.sources]
+        twice = next((path for path, real in zip(job.sources, resolved) if resolved.count(real) > 1), None)
+        if twice is not None:
+            raise FuseInputError(f"{twice}: the same file is given twice as a source; give each source once")
+        check_matching([read_header(path) for path in job.sources])
     inputs = tuple(p for job in jobs for p in job.sources)
     outputs = [path for job in jobs for path in (job.output, job.map_output) if path is not None]
     if len({path.resolve() for path in outputs}) < len(outputs):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ MIN_SIDE = 2
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _TO_RGB_MODES = {"P", "CMYK", "YCbCr", "LAB", "HSV"}
 WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -45,21 +48,25 @@ class Image:
     def kind(self) -> str:
         return "grayscale" if self.pixels.shape[0] == 1 else "RGB"
 
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[1]
 
-def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
-    """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB, alpha is refused."""
-    path = Path(path)
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[2]
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[PILImage.Image]:
+    """``path`` opened by Pillow; every way it or the reading inside the block fails is one ImageError line."""
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
     try:
         with PILImage.open(path) as im:
-            if im.mode == "RGB" and _bits_per_sample(path, im) == 16:
-                array, bit_depth = _read_rgb16(path, im.format), 16
-            else:
-                im.load()
-                array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
+            yield im
     except ImageError:
         raise
     except PermissionError:
@@ -70,31 +77,75 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
         raise ImageError(f"{path}: too large to decode safely (over Pillow's pixel limit)") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as err:
         raise ImageError(f"{path}: truncated or corrupt image data ({err})") from None
-    height, width = array.shape[:2]
+
+
+def _check_side(path: Path, height: int, width: int, min_side: int) -> None:
     if min(height, width) < min_side:
         raise ImageError(f"{path}: {width}x{height} is too small to fuse (min {min_side}x{min_side})")
+
+
+def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
+    """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB, alpha is refused."""
+    path = Path(path)
+    with _opened(path) as im:
+        if im.mode == "RGB" and _bits_per_sample(path, im) == 16:
+            array, bit_depth = _read_rgb16(path, im.format), 16
+        else:
+            im.load()
+            array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
+    _check_side(path, *array.shape[:2], min_side)
     scale = float((1 << bit_depth) - 1)
     pixels = torch.from_numpy(array.astype(np.float32) / scale)
     pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1).contiguous()
     return Image(pixels, bit_depth, path)
 
 
-def read_matching(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Image]:
-    """Read sources of one scene: all must share H x W and be all gray or all RGB."""
-    if not paths:
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says, read without decoding its pixels."""
+
+    path: Path
+    kind: str
+    height: int
+    width: int
+
+
+def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
+    """The kind and size :func:`read_image` would give, from the header alone (a few ms for any size): a
+    missing, unreadable, transparent or too small file fails here, before any work on others starts.
+    Damage further into the pixel data shows only when they are decoded."""
+    path = Path(path)
+    with _opened(path) as im:
+        if im.mode in _ALPHA_MODES or "transparency" in im.info:
+            raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
+        kind = "RGB" if im.mode == "RGB" or im.mode in _TO_RGB_MODES else "grayscale"
+        width, height = im.size
+        # EXIF met before the pixel data (a JPEG's, say); Pillow would read a PNG's to its end for more
+        if "exif" in im.info and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter on reading
+            width, height = height, width
+    _check_side(path, height, width, min_side)
+    return Header(path, kind, height, width)
+
+
+def check_matching(items: list[Image] | list[Header]) -> None:
+    """Sources of one scene must share H x W and be all gray or all RGB."""
+    if not items:
         raise ImageError("no images given")
-    images = [read_image(p) for p in paths]
-    first = images[0]
-    for image in images[1:]:
-        if image.kind != first.kind:
+    first = items[0]
+    for item in items[1:]:
+        if item.kind != first.kind:
+            raise ImageError(f"{item.path} is {item.kind} but {first.path} is {first.kind}; convert them to one kind")
+        if (item.height, item.width) != (first.height, first.width):
             raise ImageError(
-                f"{image.path} is {image.kind} but {first.path} is {first.kind}; convert them to one kind"
-            )
-        if image.pixels.shape[1:] != first.pixels.shape[1:]:
-            raise ImageError(
-                f"{image.path} is {_size(image)} but {first.path} is {_size(first)}; "
+                f"{item.path} is {item.width}x{item.height} but {first.path} is {first.width}x{first.height}; "
                 "the sources must be registered images of one size"
             )
+
+
+def read_matching(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Image]:
+    """Read sources of one scene (:func:`check_matching`)."""
+    images = [read_image(p) for p in paths]
+    check_matching(images)
     return images
 
 
@@ -134,10 +185,6 @@ def check_output_format(path: Path) -> None:
     """Refuse an output file name whose format :func:`write_image` cannot write (before any work)."""
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
         raise ImageError(f"{path}: cannot write '{path.suffix}' files; use .png, .jpg or .tif")
-
-
-def _size(image: Image) -> str:
-    return f"{image.pixels.shape[2]}x{image.pixels.shape[1]}"
 
 
 def _bits_per_sample(path: Path, im: PILImage.Image) -> int:

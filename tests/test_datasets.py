@@ -51,7 +51,7 @@ def test_lytro_triples_are_sequences_not_pairs(lytro_triple: Path) -> None:
     name, images = sequences[0]
     assert name == "lytro-01" and len(images) == 3
     assert [im.path.name for im in images] == ["lytro-01-A.jpg", "lytro-01-B.jpg", "lytro-01-C.jpg"]
-    with pytest.raises(DataError, match="3 sources; read sequences with SequenceFolder"):
+    with pytest.raises(DataError, match="3 sources, and pair metrics take two"):
         PairFolder(lytro_triple)
 
 

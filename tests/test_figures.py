@@ -36,10 +36,25 @@ def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path, capsy
         assert written.mode == "P"  # a palette PNG, small enough to commit
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "fused", "sources"]  # no temp file left
     before = out.read_bytes()
+    capsys.readouterr()
+    assert main(["--sources", str(sources), "--out", str(out)]) == 2
+    assert "fig.png already exists; choose another name or pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(fused / "s1-fused.png"), "--overwrite"]) == 2
+    assert "it is one of the inputs" in capsys.readouterr().err  # not even --overwrite replaces an input
+    assert main(["--sources", str(sources), "--out", str(out), "--crop", "16", "--overwrite"]) == 0
+    assert out.read_bytes() != before  # replaced: one panel fewer
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--crop", "0"], "--crop 0: the zoomed crop needs at least 8 px a side"),
+    (["--crop", "-5"], "--crop -5: the zoomed crop needs at least 8 px a side"),
+    (["--out", "fig.jpg"], "--out fig.jpg: the figure is a PNG; name it <name>.png"),
+])
+def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
     with pytest.raises(SystemExit) as refused:
-        main(["--sources", str(sources), "--out", str(out)])
+        main(["--sources", str(tmp_path), "--out", "fig.png", *extra])
     assert refused.value.code == 2
-    assert "exists; choose a new file" in capsys.readouterr().err and out.read_bytes() == before
+    assert capsys.readouterr().err.strip() == f"gipc-figure: error: {message} (see --help)"
 
 
 def test_a_method_without_one_scene_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

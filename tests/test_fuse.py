@@ -21,7 +21,7 @@ from gipc.color import fuse_color
 from gipc.errors import CheckpointError
 from gipc.fuse import fuse_images
 from gipc.cli.fuse import main
-from gipc.imaging import read_image
+from gipc.imaging import read_image, write_image
 from gipc.inference import choose_path, network_fuser
 from gipc.pretrained import load_generator
 
@@ -72,11 +72,11 @@ def _three_pairs(tmp_path: Path, seed: int) -> Path:
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    """The one error line; the line before it, if any, may only be the header naming the rule."""
+    """The one error line; the line before it, if any, may only be the header naming the rule or method."""
     lines = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(lines) and len(lines) <= 2
     if len(lines) == 2:
-        assert lines[0].startswith("gipc-fuse: rule ")
+        assert lines[0].startswith(("gipc-fuse: rule ", "gipc-fuse: method "))
     return lines[-1]
 
 
@@ -254,15 +254,46 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
 
 
 def test_the_pipeline_finishes_and_keeps_every_output_before_a_corrupt_source(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Job 3's source is decoded while job 2 fuses and job 1 is encoded: its error still ends the run
-    only after outputs 1 and 2 are whole on disk, and nothing of job 3 exists."""
+    """Job 3's source is decoded while job 2 fuses and job 1 is encoded: damage past its header (which
+    the plan reads before any fusion) still ends the run only after outputs 1 and 2 are whole on
+    disk, and nothing of job 3 exists."""
     pairs = _three_pairs(tmp_path, seed=3)
-    (pairs / "p3-B.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature, then garbage
+    whole = (pairs / "p3-B.png").read_bytes()
+    (pairs / "p3-B.png").write_bytes(whole[:45])  # the signature and IHDR intact (33 bytes), the pixel data cut short
     out = tmp_path / "out"
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 2
-    assert "p3-B.png" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "p3-B.png: truncated or corrupt" in capsys.readouterr().err.strip().splitlines()[-1]
     assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png"]
     assert all(read_image(out / name).pixels.shape == (1, 8, 10) for name in ("p1-fused.png", "p2-fused.png"))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda pairs: (pairs / "p3-B.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), "p3-B.png: not an image, or a corrupt one"),
+        (lambda pairs: (pairs / "p3-B.png").unlink(), "p3-A.png: unpaired"),
+        (lambda pairs: write_image(pairs / "p3-B.png", torch.rand(1, 8, 12), overwrite=True), "p3-B.png is 12x8 but"),
+        (lambda pairs: write_image(pairs / "p3-B.png", torch.rand(3, 8, 10), overwrite=True), "p3-B.png is RGB but"),
+    ],
+    ids=["unreadable", "missing", "other size", "other kind"],
+)
+def test_a_bad_source_anywhere_in_a_folder_stops_before_the_network_loads_and_writes_nothing(
+    tmp_path: Path, damage, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = _three_pairs(tmp_path, seed=4)
+    damage(pairs)
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    assert main(["--ckpt", str(tmp_path / "never-loaded.ckpt"), "--pairs", str(pairs), "--out", str(out), "--save-maps", str(maps)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]  # no header line: the network was never loaded
+    assert not out.exists() and not maps.exists()
+
+
+def test_the_same_file_twice_is_refused(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = grayscale_pairs / "g10-A.png"
+    assert main(["--method", "average", str(source), str(source), "--out", str(tmp_path / "o.png")]) == 2
+    assert "g10-A.png: the same file is given twice as a source" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -294,6 +325,16 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--ckpt", "g.ckpt", "--method", "average", "a.png", "b.png", "--out", "o"])
     assert exit_info.value.code == 2
     assert _error_line(capsys) == "gipc-fuse: error: argument --method: not allowed with argument --ckpt (see --help)"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--method", "nope", "a.png", "b.png", "--out", "o"])
+    assert exit_info.value.code == 2
+    assert _error_line(capsys).startswith("gipc-fuse: error: argument --method: invalid choice: 'nope' (choose from 'average', 'dwt', 'gff',")
+
+
+def test_a_baseline_says_it_runs_no_network(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources = [str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png")]
+    assert main(["--method", "gff", *sources, "--out", str(tmp_path / "o.png")]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == "gipc-fuse: method gff (a classic baseline, no network): its own output"
 
 
 def test_one_source_is_not_enough(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image as PILImage
 
 from gipc.errors import ImageError, OutputExistsError
-from gipc.imaging import read_image, read_matching, write_image
+from gipc.imaging import check_matching, read_header, read_image, read_matching, write_image
 
 
 def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -273,3 +273,25 @@ def test_32bit_pixels_are_refused(tmp_path, mode, values, message):
     PILImage.fromarray(values.reshape(8, 8), mode=mode).save(path)
     with pytest.raises(ImageError, match=re.escape(message)):
         read_image(path)
+
+
+def test_the_header_gives_the_kind_and_size_decoding_gives(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    PILImage.fromarray(rng.integers(0, 256, (6, 9), dtype=np.uint8)).save(tmp_path / "gray.png")
+    PILImage.fromarray(rng.integers(0, 256, (6, 9), dtype=np.uint8)).convert("P").save(tmp_path / "palette.png")
+    png.from_array(rng.integers(0, 65536, (6, 27), dtype=np.uint16), "RGB;16").save(str(tmp_path / "rgb16.png"))
+    turned = PILImage.fromarray(rng.integers(0, 256, (6, 9, 3), dtype=np.uint8))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # displayed a quarter turn from how it is stored: 6 x 9 stored, 9 x 6 shown
+    turned.save(tmp_path / "turned.jpg", exif=exif)
+    expected = {"gray.png": ("grayscale", 6, 9), "palette.png": ("RGB", 6, 9), "rgb16.png": ("RGB", 6, 9), "turned.jpg": ("RGB", 9, 6)}
+    for name, (kind, height, width) in expected.items():
+        header, image = read_header(tmp_path / name), read_image(tmp_path / name)
+        assert (header.kind, header.height, header.width) == (image.kind, image.height, image.width) == (kind, height, width), name
+    PILImage.fromarray(rng.integers(0, 256, (6, 9, 4), dtype=np.uint8)).save(tmp_path / "alpha.png")
+    with pytest.raises(ImageError, match="alpha.png: has an alpha channel"):
+        read_header(tmp_path / "alpha.png")
+    with pytest.raises(ImageError, match="gray.png is grayscale but .*palette.png is RGB"):
+        check_matching([read_header(tmp_path / "palette.png"), read_header(tmp_path / "gray.png")])
+    with pytest.raises(ImageError, match="turned.jpg is 6x9 but .*rgb16.png is 9x6"):
+        check_matching([read_header(tmp_path / "rgb16.png"), read_header(tmp_path / "turned.jpg")])

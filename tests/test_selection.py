@@ -100,4 +100,4 @@ def test_help_describes_the_command_without_markup(capsys) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "score a run's checkpoints on held-out data and pick one" in out and "``" not in out
+    assert "Score a run's checkpoints on held-out data and pick one" in out and "``" not in out

@@ -84,7 +84,7 @@ def test_every_reader_groups_the_same_way(tmp_path: Path) -> None:
     _png(sub / "C" / "s0.png")
     _png(sub / "C" / "s1.png")
     assert [len(paths) for _, paths in SequenceFolder(sub).entries] == [3, 3]
-    with pytest.raises(DataError, match="has 3 sources; read sequences with SequenceFolder"):
+    with pytest.raises(DataError, match="has 3 sources, and pair metrics take two"):
         PairFolder(sub)
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from gipc.cli.common import Parser, guarded
+from gipc.cli.common import Parser, guarded, say
 from gipc.data.build import EMBEDDED, MANIFEST, build_dataset
 from gipc.data.decision_maps import SOURCES
 
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=True,
         )
         counts = manifest["counts"]
-        print(f"built {args.out}: {counts['train']} train / {counts['test']} test images; manifest {args.out / MANIFEST}")
+        say(PROG, f"wrote {counts['train']} train / {counts['test']} test images to {args.out} (manifest {args.out / MANIFEST})")
         return 0
 
     return guarded(PROG, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable, NoReturn
 
 from gipc.errors import UserError
@@ -18,7 +19,8 @@ class Parser(argparse.ArgumentParser):
 
 def doc_summary(doc: str) -> str:
     """A command module's first docstring line without its ````gipc-x``:`` label: the ``--help`` description."""
-    return doc.splitlines()[0].split(": ", 1)[1]
+    summary = doc.splitlines()[0].split(": ", 1)[1]
+    return summary[:1].upper() + summary[1:]
 
 
 def say(prog: str, message: str) -> None:
@@ -28,7 +30,9 @@ def say(prog: str, message: str) -> None:
 
 def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] = lambda: "interrupted; nothing written") -> int:
     """Run a command's ``body``: a :class:`UserError` or an OS refusal (a missing or unreadable
-    file) becomes one ``error:`` line and exit code 2, Ctrl-C one line and 130, no traceback."""
+    file) becomes one ``error:`` line and exit code 2, Ctrl-C one line and 130, no traceback; a
+    library's warning (MS-SSIM on small images, say) is one ``warning:`` line, not Python's two."""
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"{prog}: warning: {message}\n"
     try:
         return body()
     except UserError as err:

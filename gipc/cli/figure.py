@@ -10,13 +10,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gipc.cli.common import Parser, doc_summary, guarded
+from gipc.cli.common import Parser, doc_summary, guarded, say
 from gipc.data.sources import group_sources
 from gipc.evaluate import fused_files, parse_fused
+from gipc.files import check_writable
 from gipc.figures import comparison_figure
 from gipc.imaging import read_image, read_matching
 
 PROG = "gipc-figure"
+MIN_CROP = 8
+"""Smallest zoomed crop: under it the zoom shows no more than the whole panel."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,22 +27,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources")
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels")
+    parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels (default %(default)s; the image's side at most)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     args = parser.parse_args(argv)
-    if args.out.exists():
-        parser.error(f"{args.out} exists; choose a new file")
+    if args.crop < MIN_CROP:
+        parser.error(f"--crop {args.crop}: the zoomed crop needs at least {MIN_CROP} px a side")
+    if args.out.suffix.lower() != ".png":
+        parser.error(f"--out {args.out}: the figure is a PNG; name it <name>.png")
 
     def body() -> int:
         groups = group_sources(args.sources)
         names = [g for g, _ in groups]
         fused = {name: fused_files(names, folder, name) for name, folder in parse_fused(args.fused, None).items()}
+        inputs = tuple(p for _, paths in groups for p in paths) + tuple(p for files in fused.values() for p in files.values())
+        check_writable(args.out, args.overwrite, inputs)
         scenes = []
         for scene, paths in groups:
             panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
             panels += [(name, read_image(files[scene]).pixels) for name, files in fused.items()]
             scenes.append((scene, panels))
         comparison_figure(scenes, args.out, args.crop)
-        print(args.out)
+        say(PROG, f"wrote {args.out}")
         return 0
 
     return guarded(PROG, body)

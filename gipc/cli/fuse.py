@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, say
 from gipc.configs import conf_group
 from gipc.decision import MapSettings
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Fuse multi-focus images with GIPC-GAN or a classic baseline.")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--ckpt", type=Path, help="a run's Lightning checkpoint or a gipc-export file (default: the shipped model)")
-    model.add_argument("--method", help="classic baseline instead of the network (see gipc.baselines)")
+    model.add_argument("--method", choices=sorted(BASELINES), help="a classic baseline instead of the network")
     parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
     parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files or A/, B/ subfolders")
     parser.add_argument("--out", type=Path, required=True, help="output file, or a new folder")
@@ -46,15 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     for field in fields(MapSettings):  # default None: the network's head decides which default applies
         default, head_default = getattr(settings, field.name), getattr(head_settings, field.name)
         flag = f"--{field.name.replace('_', '-')}"
+        what = field.metadata["help"]
         if isinstance(default, bool):  # --match-exposure / --no-match-exposure
-            maps.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"default {default}")
+            maps.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{what} (default {default})")
         elif isinstance(default, tuple):  # one value per evidence term: --focus-window 5,11,21
             listed = ",".join(f"{v:g}" for v in default)
-            maps.add_argument(flag, type=_numbers(type(default[0])), metavar="V[,V...]", help=f"default {listed}")
+            maps.add_argument(flag, type=_numbers(type(default[0])), metavar="V[,V...]", help=f"{what} (default {listed})")
         else:
             head = f"; a map head: {head_default}" if head_default != default else ""
-            maps.add_argument(flag, type=type(default), help=f"default {default}{head}")
-    parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG: white = the first source, black = the last) into this new folder")
+            maps.add_argument(flag, type=type(default), help=f"{what} (default {default}{head})")
+    parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG: white = the first source, black = the last, even grey steps between) into this new folder")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
@@ -87,7 +89,8 @@ def _fusion(args: argparse.Namespace) -> Fusion:
         from gipc.baselines import get_baseline
 
         fusion = Fusion(get_baseline(args.method), args.rule or "direct", replace(default_rule()[1], **given))
-        say(PROG, f"{fusion.describe()}; method {args.method}")
+        own = "its own output" if fusion.rule == "direct" else fusion.describe()
+        say(PROG, f"method {args.method} (a classic baseline, no network): {own}")
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")

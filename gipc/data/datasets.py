@@ -36,7 +36,10 @@ class PairFolder(Sequence[Scene]):
         groups = group_sources(self.root)
         for scene, paths in groups:
             if len(paths) != 2:
-                raise DataError(f"scene {scene!r} in {self.root} has {len(paths)} sources; read sequences with SequenceFolder")
+                raise DataError(
+                    f"scene {scene!r} in {self.root} has {len(paths)} sources, and pair metrics take two: score "
+                    "pairs (gipc-fuse fuses focus sequences; from Python, SequenceFolder reads them)"
+                )
         extra = {sub: self._per_scene(sub, [scene for scene, _ in groups]) for sub in ("GT", "maps")}
         self.entries: list[tuple[str, tuple[Path, ...], Path | None, Path | None]] = [
             (scene, paths, *(files.get(scene) if files else None for files in extra.values())) for scene, paths in groups
