@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         for output in run_jobs(jobs, fusion, args.tile, args.overlap, args.overwrite):
             written.append(output)
         maps = f" and their maps to {args.save_maps}" if args.save_maps is not None else ""
-        say(PROG, f"wrote {len(written)} image(s) to {args.out}{maps}")
+        say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}")
         return 0
 
     return guarded(PROG, body, lambda: f"interrupted; {len(written)} of {len(jobs)} outputs written whole, no partial files")
