@@ -32,6 +32,9 @@ def test_experiment_full_is_the_papers_setting():
     assert tuple(w.real_label) == (0.7, 1.2) and tuple(w.fake_label) == (0.0, 0.3)
     assert cfg.model.d_steps_per_g_step == 2 and cfg.model.lr == 1e-4 and list(cfg.model.betas) == [0.5, 0.999]
     assert (cfg.data.patch_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (80, 32, 10)
+    # Section 4.1's data: a built MFI-DRC folder, cut into epochs of m = n / b G steps (Algorithm 1).
+    assert cfg.data.source._target_.endswith("FolderPairs") and cfg.data.source.root == "data/mfi-drc"
+    assert cfg.data.paper_epoch is True
 
 
 @pytest.mark.parametrize(

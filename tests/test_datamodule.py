@@ -15,6 +15,7 @@ from omegaconf.errors import MissingMandatoryValue
 from gipc.configs import conf_group
 from gipc.data.datamodule import FusionDataModule
 from gipc.data.pair_sets import EmbeddedPairs, FolderPairs, SynthesizedPairs
+from gipc.data.samplers import EpochShuffle, FreshDraws
 from gipc.errors import DataError
 from gipc.imaging import write_image
 from helpers import CONF
@@ -24,9 +25,10 @@ SMALL = dict(photos=("text", "page", "moon", "cell", "brick"), max_side=96, test
 EMBEDDED = conf_group("data/source", "embedded")  # what data.source=embedded builds
 
 
-def _module(test_root: str | None = None, batches_per_step: int = 1, seed: int = 1, **kwargs) -> FusionDataModule:
+def _module(test_root: str | None = None, batches_per_step: int = 1, seed: int = 1, paper_epoch: bool = False, **kwargs) -> FusionDataModule:
     source = EmbeddedPairs(**{**EMBEDDED, "patches_per_epoch": 60, **SMALL, **kwargs})
-    module = FusionDataModule(source, batch_size=4, patch_size=16, seed=seed, test_root=test_root, batches_per_step=batches_per_step)
+    module = FusionDataModule(source, batch_size=4, patch_size=16, seed=seed, test_root=test_root, batches_per_step=batches_per_step,
+                              paper_epoch=paper_epoch)
     module.setup("fit")
     return module
 
@@ -40,6 +42,24 @@ def test_train_batches_hold_a_sub_batch_per_d_and_g_step() -> None:
     for tensor in batch.values():
         assert tensor.shape == (12, 1, 16, 16) and tensor.dtype == torch.float32
         assert 0 <= tensor.min() and tensor.max() <= 1
+
+
+def test_a_paper_epoch_is_n_over_b_g_steps_each_patch_drawn_once_per_d_and_g_batch() -> None:
+    # Algorithm 1: m = n / b iterations, each of t = 2 D batches and one G batch of b patches.
+    loader = _module(batches_per_step=3, paper_epoch=True).train_dataloader()
+    assert len(loader) == 60 // 4  # n / b G steps, where one pass over the patches gives n / (3 b)
+    sampler = loader.sampler
+    sampler.set_epoch(2)
+    drawn = list(sampler)
+    assert sorted(drawn) == sorted(list(range(60)) * 3)  # every patch three times in the epoch
+    passes = [drawn[k * 60 : (k + 1) * 60] for k in range(3)]
+    assert len({tuple(p) for p in passes}) == 3  # each pass in its own order
+    one_pass = EpochShuffle(60, sampler.seed)
+    one_pass.set_epoch(2)
+    assert passes[0] == list(one_pass)  # the first pass is the one-pass epoch's order: old runs replay as they ran
+    fresh = FreshDraws(6, seed=0, passes=3)
+    fresh.set_epoch(1)
+    assert list(fresh) == list(range(18, 36))  # synthesized pairs: 18 new draws an epoch
 
 
 def test_same_seed_same_batches() -> None:

@@ -36,9 +36,12 @@ class FusionDataModule(L.LightningDataModule):
         seed: int = 0,
         test_root: str | None = None,
         batches_per_step: int = 1,
+        paper_epoch: bool = False,
     ) -> None:
         """``batch_size`` and ``patch_size`` come from ``conf/data`` (the paper's b = 32 and 80x80);
-        ``seed`` splits the source and draws its patches."""
+        ``seed`` splits the source and draws its patches. A loaded batch holds ``batches_per_step``
+        batches (the t D steps' and the G step's); with ``paper_epoch`` an epoch is Algorithm 1's
+        m = n / b G steps, so every patch is drawn ``batches_per_step`` times, else one pass over them."""
         super().__init__()
         for name, value, low in (
             ("batch_size", batch_size, 1),
@@ -51,6 +54,7 @@ class FusionDataModule(L.LightningDataModule):
             raise DataError(f"data.test_root {test_root} does not exist or is not a folder")
         self.source, self.batch_size, self.patch_size = source, batch_size, patch_size
         self.num_workers, self.seed, self.test_root, self.batches_per_step = num_workers, seed, test_root, batches_per_step
+        self.paper_epoch = paper_epoch
         self.split: Split | None = None
 
     @property
@@ -88,7 +92,9 @@ class FusionDataModule(L.LightningDataModule):
         return ResumableLoader(
             train,
             batch_size=self.batch_size * self.batches_per_step,
-            sampler=(FreshDraws if isinstance(train, SynthesizedPatches) else EpochShuffle)(len(train), self.seed),
+            sampler=(FreshDraws if isinstance(train, SynthesizedPatches) else EpochShuffle)(
+                len(train), self.seed, self.batches_per_step if self.paper_epoch else 1
+            ),
             drop_last=True,  # every batch must split into batches_per_step equal sub-batches
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

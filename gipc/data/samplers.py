@@ -14,30 +14,33 @@ class EpochShuffle(Sampler[int]):
 
     A torch ``RandomSampler`` draws each epoch's order from one running generator, so a run resumed
     at epoch 3 would replay epoch 0's order; here Lightning's ``set_epoch`` picks the order directly.
+    An epoch of ``passes`` passes hands out every index that many times, each pass in its own order.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, passes: int = 1) -> None:
+        self.size, self.seed, self.passes, self.epoch = size, seed, passes, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return self.size * self.passes
 
     def __iter__(self) -> Iterator[int]:
-        # SeedSequence mixes (seed, epoch) so that seed s at epoch e + 1 is not seed s + 1 at epoch e.
-        mixed = int(np.random.SeedSequence((self.seed, self.epoch)).generate_state(1, np.uint64)[0])
-        yield from torch.randperm(self.size, generator=torch.Generator().manual_seed(mixed)).tolist()
+        for again in range(self.passes):
+            # SeedSequence mixes (seed, epoch) so that seed s at epoch e + 1 is not seed s + 1 at epoch e.
+            key = (self.seed, self.epoch) if again == 0 else (self.seed, self.epoch, again)
+            mixed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0])
+            yield from torch.randperm(self.size, generator=torch.Generator().manual_seed(mixed)).tolist()
 
 
 class FreshDraws(EpochShuffle):
-    """Epoch ``e`` hands out the new indices ``e * size ... (e + 1) * size - 1``: with
+    """Epoch ``e`` hands out the new indices ``e * n ... (e + 1) * n - 1``, ``n = size * passes``: with
     :class:`~gipc.data.datasets.SynthesizedPatches` every epoch sees pairs never drawn before, and
     a resumed epoch draws what the uninterrupted one would have."""
 
     def __iter__(self) -> Iterator[int]:
-        yield from range(self.epoch * self.size, (self.epoch + 1) * self.size)
+        yield from range(self.epoch * len(self), (self.epoch + 1) * len(self))
 
 
 class ResumableLoader(DataLoader):
