@@ -87,6 +87,7 @@ from gipc.models import Generator
 device, precision, backend = sys.argv[1], sys.argv[2], sys.argv[6]
 height, width, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
+torch.manual_seed(0)  # the same weights and pair in every probe: the map's seam graph grows with the content
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
 fusion = prepare(Generator(**conf_group("model")["generator"]).eval(), choose_path(device, precision, backend)).fusion()
 fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, None, {overlap}))
@@ -198,8 +199,8 @@ def label(path: InferencePath) -> str:
 
 def section_paths(generator: Generator, pairs: list, limit: int, macs: float, device: torch.device, sync: Callable[[], None]) -> None:
     print(f"\n== Network paths, seconds per pair (Y, Y -> Y), pairs 2..{limit + 1}; pair 1 is the warm-up ==")
-    luma = [tuple(to_net(luma(x)).to(device) for x in pair) for pair in pairs[: limit + 1]]
-    height, width = luma[0][0].shape[-2:]
+    ys = [tuple(to_net(luma(x)).to(device) for x in pair) for pair in pairs[: limit + 1]]
+    height, width = ys[0][0].shape[-2:]
     flops = 2 * macs * height * width
     roofs = {dtype: matmul_gflops(device, dtype, sync) for dtype in (torch.float32, torch.bfloat16)}
     if device.type == "cuda":
@@ -214,9 +215,10 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
     base = 0.0
     print(f"{'path':<72} {'s / pair':>17} {'CPU-s':>7} {'GFLOP/s':>8} {'of matmul':>10} {'speed-up':>8} {'PSNR vs plain':>13} {'first call':>10}")
     for name, dtype, net in runs:
+        os.environ["GIPC_CACHE"] = tempfile.mkdtemp(prefix="gipc-bench-cache-")  # every OpenVINO row converts afresh
         with torch.no_grad():
-            first = timed(lambda: net(*luma[0]), sync)[0]  # warm-up: allocator, kernels; OpenVINO converts and compiles
-            times = [timed(lambda: net(ya, yb), sync) for ya, yb in luma[1:]]
+            first = timed(lambda: net(*ys[0]), sync)[0]  # warm-up: allocator, kernels; OpenVINO converts and compiles
+            times = [timed(lambda: net(ya, yb), sync) for ya, yb in ys[1:]]
         wall = [t[0] for t in times]
         cpu = statistics.fmean(t[1] for t in times)
         outputs = [from_net(t[2].float()).cpu() for t in times]
@@ -305,7 +307,8 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
         return out
 
     with tempfile.TemporaryDirectory() as out_dir:
-        ready.fuse_y(*torch.rand(2, 1, 1, 64, 64))  # warm-up
+        first = [to_net(luma(image.pixels[None])).to(device) for image in read_matching(groups[0][1])]
+        ready.fuse_y(*first[:2])  # warm-up at the pairs' own size: OpenVINO compiles per shape, CUDA plans per shape
         for stem, sources in groups:
             start = time.perf_counter()
             images = read_matching(sources)
@@ -377,7 +380,9 @@ def main() -> int:
     os.environ["GIPC_CACHE"] = tempfile.mkdtemp(prefix="gipc-bench-cache-")  # OpenVINO's first call converts, as on a fresh install
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+    where = (f"{torch.cuda.get_device_name()} (TF32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN convs "
+             f"{torch.backends.cudnn.allow_tf32}: the fp32 rows' convolutions run in TF32 where it is on)") if device.type == "cuda" \
+        else f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
     print(f"device: {where}; auto path: {choose_path(device).describe()}; load average at start {os.getloadavg()[0]:.2f}")
 
     torch.manual_seed(0)
@@ -405,6 +410,7 @@ def main() -> int:
     print(f"\n== Classic baselines (CPU, colour pipeline), seconds per pair over {args.baseline_limit} pairs ==")
     for name, fn in BASELINES.items():
         with torch.inference_mode():
+            fuse_color(fn, *pairs[0])  # warm-up: the first call of each is 1.5-2.3x slower
             seconds = [timed(lambda: fuse_color(fn, a, b), lambda: None)[0] for a, b in pairs[1 : args.baseline_limit + 1]]
         print(f"{name:<18} {mean_std(seconds)} s")
 

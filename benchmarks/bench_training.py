@@ -127,6 +127,7 @@ def lightning_loop(
     trainer = L.Trainer(
         accelerator=args.device, devices=1, max_epochs=1, logger=False, enable_checkpointing=False, precision=precision,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,  # the module's logging cost, as a run pays it
         callbacks=[StepClock(args.warmup, clock)],
     )
     trainer.fit(module, train_dataloaders=loader)
