@@ -293,7 +293,8 @@ def section_rules(
         added = ""
         if key != "network":
             added = (f"  adds {statistics.fmean(values) - network_seconds:.3f} s = {(statistics.fmean(values) - network_seconds) / network_seconds:.1%}"
-                     f" of the network; its own work inside each call: {statistics.fmean(own[key]):.1%} of the network there")
+                     f" of the network (unpaired: the swings of both); its own work inside each call: "
+                     f"{statistics.fmean(own[key]):.1%} ± {statistics.pstdev(own[key]):.1%} over the pairs (paired: the figure to read)")
         print(f"{key:<8} {mean_std(values)} s{added}")
 
 
