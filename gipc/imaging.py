@@ -118,7 +118,7 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
     with _opened(path) as im:
         if im.mode in _ALPHA_MODES or "transparency" in im.info:
             raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
-        kind = "RGB" if im.mode == "RGB" or im.mode in _TO_RGB_MODES else "grayscale"
+        kind = "grayscale" if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;") else "RGB"
         width, height = im.size
         # EXIF met before the pixel data (a JPEG's, say); Pillow would read a PNG's to its end for more
         if "exif" in im.info and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter on reading
