@@ -34,7 +34,7 @@ from gipc.data.scene import Scene
 from gipc.data.sources import image_files
 from gipc.configs import conf_group
 from gipc.errors import EvalInputError
-from gipc.imaging import read_image
+from gipc.imaging import read_header, read_image
 from gipc.metrics import gray255
 from gipc.report import numeric_columns, score_batch, summarize
 
@@ -116,12 +116,28 @@ def _missing_error(missing: Sequence[str], folder: Path, what: str, hint: str) -
     return EvalInputError(f"{what} folder {folder} has no image for {len(missing)} scene(s): {shown}; {hint}")
 
 
+def _check_size(path: Path, size: tuple[int, int], scene: str, want: tuple[int, int], what: str) -> None:
+    """``size`` and ``want`` as (height, width)."""
+    if size != want:
+        raise EvalInputError(
+            f"{path} is {size[1]}x{size[0]} but the sources of scene {scene!r} are {want[1]}x{want[0]}; "
+            f"{what} images must keep the sources' size"
+        )
+
+
+def check_sizes(pairs: PairFolder, files: Mapping[str, Path], what: str) -> None:
+    """Every file of ``files`` (by scene) has its scene's size, from the headers alone: a wrong one is
+    refused before any scoring starts."""
+    for scene, paths, *_ in pairs.entries:
+        if scene in files:
+            source, made = read_header(paths[0]), read_header(files[scene])
+            _check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
+
+
 def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:
     """Read ``path`` and check it has the size of the scene's sources."""
     image = read_image(path).pixels
-    if image.shape[1:] != scene.a.shape[1:]:
-        size, want = f"{image.shape[2]}x{image.shape[1]}", f"{scene.a.shape[2]}x{scene.a.shape[1]}"
-        raise EvalInputError(f"{path} is {size} but the sources of scene {scene.name!r} are {want}; {what} images must keep the sources' size")
+    _check_size(path, tuple(image.shape[1:]), scene.name, tuple(scene.a.shape[1:]), what)
     return image
 
 
@@ -147,8 +163,9 @@ def baseline_method(name: str) -> FusedFor:
     return fused_for
 
 
-def plan_maps(pairs: PairFolder, names: Sequence[str], values: Sequence[str], methods: Mapping[str, FusedFor]) -> dict[str, FusedFor]:
+def plan_maps(pairs: PairFolder, values: Sequence[str], methods: Mapping[str, FusedFor]) -> dict[str, FusedFor]:
     """``--maps NAME=DIR``: each named method's decision maps, one per scene, scored against the sources' ``maps/``."""
+    names = [name for name, *_ in pairs.entries]
     if values and not all(focus_map is not None for *_, focus_map in pairs.entries):
         raise EvalInputError(f"--maps: {pairs.root} has no maps/ folder of true decision maps (gipc-build-data writes one) to score them against")
     maps = {}
@@ -159,6 +176,7 @@ def plan_maps(pairs: PairFolder, names: Sequence[str], values: Sequence[str], me
         missing = [n for n in names if n not in files]
         if missing:
             raise _missing_error(missing, folder, f"--maps {method}:", "name maps <scene>-map.png, as gipc-fuse --save-maps writes them")
+        check_sizes(pairs, files, "decision-map")
         maps[method] = folder_method(files, "decision-map")
     return maps
 
@@ -188,6 +206,8 @@ def attach_gt(pairs: Sequence[Scene], gt_dir: Path) -> Sequence[Scene]:
     missing = [n for n in names if n not in files]
     if missing:
         raise _missing_error(missing, gt_dir, "ground-truth", "PSNR/SSIM need the all-in-focus image of every scene")
+    if isinstance(pairs, PairFolder):
+        check_sizes(pairs, files, "ground-truth")
     return _WithGT(pairs, files)
 
 
@@ -220,9 +240,14 @@ def fused_files(names: Sequence[str], folder: Path, method: str, allow_missing: 
     return files
 
 
-def plan_methods(names: Sequence[str], fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool) -> dict[str, FusedFor]:
-    """Every method to score, file folders first, checked against the scenes before any scoring."""
-    methods = {method: folder_method(fused_files(names, folder, method, allow_missing)) for method, folder in fused.items()}
+def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool) -> dict[str, FusedFor]:
+    """Every method to score, file folders first, checked against the scenes (names and sizes) before any scoring."""
+    names = [name for name, *_ in pairs.entries]
+    methods = {}
+    for method, folder in fused.items():
+        files = fused_files(names, folder, method, allow_missing)
+        check_sizes(pairs, files, "fused")
+        methods[method] = folder_method(files)
     for name in baselines:
         if name in methods:
             raise EvalInputError(f"method name {name!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")

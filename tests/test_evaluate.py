@@ -187,6 +187,22 @@ def test_size_mismatch_is_one_line_and_writes_nothing(scenes, tmp_path: Path, ca
     assert not out.exists()
 
 
+def test_sizes_are_checked_before_any_scoring_and_the_run_names_what_it_scores(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    sources, fused, arrays = scenes
+    gt = tmp_path / "gt"
+    for name, (a, _) in arrays.items():
+        _save(gt / f"{name}.png", a)
+    _save(gt / "s1.png", arrays["s1"][0][:-2])  # one ground truth two rows short
+    scored = []
+    monkeypatch.setattr("gipc.cli.evaluate.evaluate_pairs", lambda *args, **kwargs: scored.append(1) or [])
+    _assert_refused(capsys, ["--sources", str(sources), "--fused", str(fused), "--gt", str(gt)], f"s1.png is {SIZE}x{SIZE - 2}")
+    assert not scored  # refused from the headers, before the first pair was scored
+    _save(gt / "s1.png", arrays["s1"][0])
+    main(["--sources", str(sources), "--fused", f"ours={fused}", "--gt", str(gt), "--baselines", "average"])
+    assert capsys.readouterr().err.splitlines()[0] == "gipc-eval: scoring 2 pair(s) and ground truth: ours, average"
+    assert scored == [1]
+
+
 def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
     sources, fused, _ = scenes
     out = tmp_path / "out"

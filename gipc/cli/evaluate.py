@@ -57,8 +57,10 @@ def run(args: argparse.Namespace) -> list[Row]:
         if pairs.has_gt:
             raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
         pairs = attach_gt(pairs, args.gt)
-    methods = plan_methods(names, fused, baselines, args.allow_missing)
-    maps = plan_maps(folder, names, args.maps, methods)
+    methods = plan_methods(folder, fused, baselines, args.allow_missing)
+    maps = plan_maps(folder, args.maps, methods)
+    truth = " and ground truth" if args.gt is not None or folder.has_gt else ""
+    say(PROG, f"scoring {len(names)} pair(s){truth}: {', '.join(methods)}")
     return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps)
 
 
