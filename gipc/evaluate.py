@@ -131,7 +131,9 @@ def check_sizes(pairs: PairFolder, files: Mapping[str, Path], what: str) -> None
     for scene, paths, *_ in pairs.entries:
         if scene in files:
             source, made = read_header(paths[0]), read_header(files[scene])
-            _check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
+            if (made.height, made.width) != (source.height, source.width):  # decoded, as headers may not tell orientation
+                source, made = read_image(paths[0]), read_image(files[scene])
+                _check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
 
 
 def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:

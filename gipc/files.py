@@ -74,10 +74,10 @@ def replace_dir(staging: Path, out: Path) -> None:
     try:
         os.replace(staging, out)
     except BaseException:
-        os.replace(aside / out.name, out)
-        raise
-    finally:
+        os.replace(aside / out.name, out)  # if this fails too, the old folder stays in ``aside``, named by the error
         shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -23,7 +23,7 @@ from gipc.decision import map_image
 from gipc.errors import FuseInputError
 from gipc.files import check_output_folder, check_writable
 from gipc.fusion import Fused, Fusion
-from gipc.imaging import Image, check_matching, check_output_format, read_header, read_matching, write_image
+from gipc.imaging import Image, check_output_format, check_sources, read_matching, write_image
 from gipc.tiling import Fuser, tiled
 
 AUTO_TILE_PIXELS = 1024 * 1024
@@ -91,7 +91,7 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
         twice = next((path for path, real in zip(job.sources, resolved) if resolved.count(real) > 1), None)
         if twice is not None:
             raise FuseInputError(f"{twice}: the same file is given twice as a source; give each source once")
-        check_matching([read_header(path) for path in job.sources])
+        check_sources(job.sources)
     inputs = tuple(p for job in jobs for p in job.sources)
     outputs = [path for job in jobs for path in (job.output, job.map_output) if path is not None]
     if len({path.resolve() for path in outputs}) < len(outputs):

@@ -118,7 +118,11 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
     with _opened(path) as im:
         if im.mode in _ALPHA_MODES or "transparency" in im.info:
             raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
-        kind = "grayscale" if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;") else "RGB"
+        if im.mode == "F":
+            raise ImageError(f"{path}: unsupported pixel mode 'F'; save it as 8- or 16-bit gray or RGB")
+        if im.mode == "RGB" and im.format not in ("PNG", "TIFF") and _bits_per_sample(path, im) == 16:
+            raise ImageError(f"{path}: 16-bit RGB {im.format} is not supported; convert it to a 16-bit PNG or TIFF")
+        kind = "grayscale" if im.mode in ("1", "L", "I") or im.mode.startswith("I;") else "RGB"
         width, height = im.size
         # EXIF met before the pixel data (a JPEG's, say); Pillow would read a PNG's to its end for more
         if "exif" in im.info and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter on reading
@@ -140,6 +144,18 @@ def check_matching(items: list[Image] | list[Header]) -> None:
                 f"{item.path} is {item.width}x{item.height} but {first.path} is {first.width}x{first.height}; "
                 "the sources must be registered images of one size"
             )
+
+
+def check_sources(paths: list[str | Path] | tuple[str | Path, ...]) -> None:
+    """:func:`check_matching` from the headers alone where they agree; where they do not, from the
+    decoded images, since a header may not tell the orientation the decoder applies (an eXIf chunk
+    after a PNG's pixels, 16-bit files decoded without it), and only a real mismatch is refused."""
+    try:
+        check_matching([read_header(p) for p in paths])
+    except ImageError as err:
+        if "registered images of one size" not in str(err):
+            raise
+        check_matching([read_image(p) for p in paths])
 
 
 def read_matching(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Image]:

@@ -26,9 +26,9 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}
+"""OpenVINO's INFERENCE_PRECISION_HINT for each inference precision it runs (fp16 is a GPU precision here)."""
 COMPILED_SHAPES = 4
 """Input shapes an OpenVINO runner keeps compiled (a tiled image needs one: every tile has one size)."""
-"""OpenVINO's INFERENCE_PRECISION_HINT for each inference precision it runs (fp16 is a GPU precision here)."""
 
 
 def unavailable() -> str | None:

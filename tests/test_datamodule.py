@@ -153,7 +153,7 @@ def test_each_source_checks_its_own_options(make, message: str) -> None:
 
 
 def test_too_few_patches_for_one_step() -> None:
-    with pytest.raises(DataError, match="only 5 training patches but one step loads 12"):
+    with pytest.raises(DataError, match="only 5 training patches but an epoch needs at least 12"):
         _module(patches_per_epoch=5, batches_per_step=3)
 
 

@@ -95,3 +95,12 @@ def test_replace_dir_swaps_a_finished_folder_in_and_restores_the_old_one_if_that
         replace_dir(staging, out)
     assert (out / "table.md").read_text() == "new"  # the old folder is back, and nothing is left aside
     assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", "report"]
+
+    def both_fail(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", lambda src, dst: both_fail(src, dst) if Path(src) != out else real_replace(src, dst))
+    with pytest.raises(OSError, match="disk gone"):
+        replace_dir(staging, out)
+    (aside,) = tmp_path.glob(".report.old-*")  # the old folder could not go back: it is kept, not deleted
+    assert (aside / "report" / "table.md").read_text() == "new"

@@ -15,7 +15,7 @@ import torch
 from PIL import Image as PILImage
 
 from gipc.errors import ImageError, OutputExistsError
-from gipc.imaging import check_matching, read_header, read_image, read_matching, write_image
+from gipc.imaging import check_matching, check_sources, read_header, read_image, read_matching, write_image
 
 
 def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -295,3 +295,20 @@ def test_the_header_gives_the_kind_and_size_decoding_gives(tmp_path: Path) -> No
         check_matching([read_header(tmp_path / "palette.png"), read_header(tmp_path / "gray.png")])
     with pytest.raises(ImageError, match="turned.jpg is 6x9 but .*rgb16.png is 9x6"):
         check_matching([read_header(tmp_path / "rgb16.png"), read_header(tmp_path / "turned.jpg")])
+
+
+def test_sources_whose_headers_do_not_tell_their_orientation_are_checked_as_decoded(tmp_path: Path) -> None:
+    # A 16-bit gray TIFF with Orientation 6: Pillow's header turns its size, the 16-bit decode does not.
+    rng = np.random.default_rng(0)
+    for side in "AB":
+        tifffile.imwrite(tmp_path / f"s-{side}.tif", (rng.random((48, 64)) * 65535).astype(np.uint16),
+                         photometric="minisblack", extratags=[(274, "H", 1, 6, True)])
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, (rng.random((48, 64)) * 65535).astype(np.uint16), photometric="minisblack")
+    check_sources([tmp_path / "s-A.tif", plain])  # both decode to 48 x 64: accepted
+    tifffile.imwrite(tmp_path / "other.tif", (rng.random((48, 60)) * 65535).astype(np.uint16), photometric="minisblack")
+    with pytest.raises(ImageError, match="other.tif is 60x48 but"):
+        check_sources([tmp_path / "s-A.tif", tmp_path / "other.tif"])
+    tifffile.imwrite(tmp_path / "float.tif", rng.random((8, 8)).astype(np.float32))
+    with pytest.raises(ImageError, match="float.tif: unsupported pixel mode 'F'"):
+        read_header(tmp_path / "float.tif")  # refused before any work, as decoding would refuse it

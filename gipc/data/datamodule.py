@@ -79,11 +79,11 @@ class FusionDataModule(L.LightningDataModule):
         if self.split is not None:
             return
         split = self.source.split(self.patch_size, self.seed)
-        loaded = self.batch_size * self.batches_per_step
+        loaded = self.batch_size * (1 if self.paper_epoch else self.batches_per_step)  # a paper epoch draws each patch t + 1 times
         if len(split.train) < loaded:
             raise DataError(
-                f"only {len(split.train)} training patches but one step loads {loaded} "
-                f"(batch_size {self.batch_size} x {self.batches_per_step}); raise patches_per_epoch or lower batch_size"
+                f"only {len(split.train)} training patches but an epoch needs at least {loaded} "
+                f"(batch_size {self.batch_size}, {self.batches_per_step} batches per step); raise patches_per_epoch or lower batch_size"
             )
         self.split = split
 
