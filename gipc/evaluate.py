@@ -34,7 +34,7 @@ from gipc.data.scene import Scene
 from gipc.data.sources import image_files
 from gipc.configs import conf_group
 from gipc.errors import EvalInputError
-from gipc.imaging import read_header, read_image
+from gipc.imaging import read_image, sized
 from gipc.metrics import gray255
 from gipc.report import numeric_columns, score_batch, summarize
 
@@ -130,10 +130,8 @@ def check_sizes(pairs: PairFolder, files: Mapping[str, Path], what: str) -> None
     refused before any scoring starts."""
     for scene, paths, *_ in pairs.entries:
         if scene in files:
-            source, made = read_header(paths[0]), read_header(files[scene])
-            if (made.height, made.width) != (source.height, source.width):  # decoded, as headers may not tell orientation
-                source, made = read_image(paths[0]), read_image(files[scene])
-                _check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
+            source, made = sized([paths[0], files[scene]])
+            _check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
 
 
 def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:

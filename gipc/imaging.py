@@ -146,16 +146,19 @@ def check_matching(items: list[Image] | list[Header]) -> None:
             )
 
 
+def sized(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Header] | list[Image]:
+    """The headers of ``paths`` where their sizes agree; where they do not, the decoded images, since a
+    header may not tell the orientation the decoder applies (an eXIf chunk after a PNG's pixels,
+    16-bit files decoded without it): only a size the decoder gives is ever refused."""
+    headers = [read_header(p) for p in paths]
+    if len({(h.height, h.width) for h in headers}) <= 1:
+        return headers
+    return [read_image(p) for p in paths]
+
+
 def check_sources(paths: list[str | Path] | tuple[str | Path, ...]) -> None:
-    """:func:`check_matching` from the headers alone where they agree; where they do not, from the
-    decoded images, since a header may not tell the orientation the decoder applies (an eXIf chunk
-    after a PNG's pixels, 16-bit files decoded without it), and only a real mismatch is refused."""
-    try:
-        check_matching([read_header(p) for p in paths])
-    except ImageError as err:
-        if "registered images of one size" not in str(err):
-            raise
-        check_matching([read_image(p) for p in paths])
+    """:func:`check_matching` before any decoding where the headers suffice (:func:`sized`)."""
+    check_matching(sized(paths))
 
 
 def read_matching(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Image]:

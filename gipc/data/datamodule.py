@@ -79,7 +79,7 @@ class FusionDataModule(L.LightningDataModule):
         if self.split is not None:
             return
         split = self.source.split(self.patch_size, self.seed)
-        loaded = self.batch_size * (1 if self.paper_epoch else self.batches_per_step)  # a paper epoch draws each patch t + 1 times
+        loaded = self.batch_size * self.batches_per_step // self._passes  # a paper epoch draws each patch t + 1 times
         if len(split.train) < loaded:
             raise DataError(
                 f"only {len(split.train)} training patches but an epoch needs at least {loaded} "
@@ -93,7 +93,7 @@ class FusionDataModule(L.LightningDataModule):
             train,
             batch_size=self.batch_size * self.batches_per_step,
             sampler=(FreshDraws if isinstance(train, SynthesizedPatches) else EpochShuffle)(
-                len(train), self.seed, self.batches_per_step if self.paper_epoch else 1
+                len(train), self.seed, self._passes
             ),
             drop_last=True,  # every batch must split into batches_per_step equal sub-batches
             num_workers=self.num_workers,
@@ -102,6 +102,11 @@ class FusionDataModule(L.LightningDataModule):
             # Worker seeds come from here, not from the global RNG.
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    @property
+    def _passes(self) -> int:
+        """Passes over the training patches per epoch: one per D and G batch of a step in a paper epoch."""
+        return self.batches_per_step if self.paper_epoch else 1
 
     @property
     def on_cuda(self) -> bool:
