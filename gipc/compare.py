@@ -44,7 +44,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 
@@ -278,48 +278,57 @@ def plot_metric(
         size = (max(5.0, 1.1 * len(variants) + 2.0), max(3.6, 0.35 * sum(v.count(",") + 1 for v in variants) + 1.0))
     fig, ax = plt.subplots(figsize=size, layout="constrained")
     if x_key is not None:
-        others = [k for k in keys if k != x_key]
-        lines: dict[str, list[dict[str, object]]] = {}
-        for row in rows:
-            lines.setdefault(",".join(f"{k}={row[k]}" for k in others) or metric, []).append(row)
-        for name, members in lines.items():
-            stats = summarize(members, x_key, [metric])
-            points = sorted((float(x), s[metric]) for x, s in stats.items() if metric in s)
-            xs = [x for x, _ in points]
-            ax.errorbar(xs, [m for _, (m, _, _) in points], yerr=[sd for _, (_, sd, _) in points], marker="o", capsize=3, label=name)
-        ticks = sorted({float(str(r[x_key])) for r in rows})
-        if ticks[0] > 0 and ticks[-1] / ticks[0] >= 10:  # e.g. ratios 0.05 ... 1: even spacing per decade
-            ax.set_xscale("log")
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], minor=False)
-        ax.minorticks_off()
-        ax.set_xlabel(x_key)
-        if len(lines) > 1:
-            ax.legend(fontsize="small")
+        _plot_curves(ax, rows, metric, keys, x_key)
     else:
-        stats = summarize(rows, "variant", [metric])
-        names = [n for n, s in stats.items() if metric in s]
-        # One swept key: its values say it all; several: the full variant label.
-        labels = [(n.partition("=")[2] if len(keys) == 1 else "") or n for n in names]
-        means, stds = [stats[n][metric][0] for n in names], [stats[n][metric][1] for n in names]
-        if max(map(len, labels)) <= 16:
-            ax.errorbar(range(len(names)), means, yerr=stds, fmt="o", capsize=4)
-            ax.set_xlim(-0.5, len(names) - 0.5)
-            ax.set_xticks(range(len(names)), labels)
-            ax.set_xlabel(keys[0] if len(keys) == 1 else "variant")
-            ax.set_ylabel(metric)
-        else:  # long override lists read better as rows, one override per line
-            ax.errorbar(means, range(len(names)), xerr=stds, fmt="o", capsize=4)
-            ax.set_ylim(-0.5, len(names) - 0.5)
-            ax.set_yticks(range(len(names)), [label.replace(",", "\n") for label in labels], fontsize="small")
-            ax.invert_yaxis()
-            ax.set_xlabel(metric)
-    if x_key is not None:
-        ax.set_ylabel(metric)
+        _plot_points(ax, rows, metric, keys)
     ax.set_title(f"{metric} (mean ± std over {spread})")
     ax.grid(alpha=0.3)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def _plot_curves(ax: Any, rows: Sequence[Row], metric: str, keys: Sequence[str], x_key: str) -> None:
+    """One line over the numeric ``x_key`` per combination of the other varying keys."""
+    others = [k for k in keys if k != x_key]
+    lines: dict[str, list[Row]] = {}
+    for row in rows:
+        lines.setdefault(",".join(f"{k}={row[k]}" for k in others) or metric, []).append(row)
+    for name, members in lines.items():
+        stats = summarize(members, x_key, [metric])
+        points = sorted((float(x), s[metric]) for x, s in stats.items() if metric in s)
+        xs = [x for x, _ in points]
+        ax.errorbar(xs, [m for _, (m, _, _) in points], yerr=[sd for _, (_, sd, _) in points], marker="o", capsize=3, label=name)
+    ticks = sorted({float(str(r[x_key])) for r in rows})
+    if ticks[0] > 0 and ticks[-1] / ticks[0] >= 10:  # e.g. ratios 0.05 ... 1: even spacing per decade
+        ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks], minor=False)
+    ax.minorticks_off()
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(metric)
+    if len(lines) > 1:
+        ax.legend(fontsize="small")
+
+
+def _plot_points(ax: Any, rows: Sequence[Row], metric: str, keys: Sequence[str]) -> None:
+    """One point per variant: along x when the labels are short, else one row per variant."""
+    stats = summarize(rows, "variant", [metric])
+    names = [n for n, s in stats.items() if metric in s]
+    # One swept key: its values say it all; several: the full variant label.
+    labels = [(n.partition("=")[2] if len(keys) == 1 else "") or n for n in names]
+    means, stds = [stats[n][metric][0] for n in names], [stats[n][metric][1] for n in names]
+    if max(map(len, labels)) <= 16:
+        ax.errorbar(range(len(names)), means, yerr=stds, fmt="o", capsize=4)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_xticks(range(len(names)), labels)
+        ax.set_xlabel(keys[0] if len(keys) == 1 else "variant")
+        ax.set_ylabel(metric)
+    else:  # long override lists read better as rows, one override per line
+        ax.errorbar(means, range(len(names)), xerr=stds, fmt="o", capsize=4)
+        ax.set_ylim(-0.5, len(names) - 0.5)
+        ax.set_yticks(range(len(names)), [label.replace(",", "\n") for label in labels], fontsize="small")
+        ax.invert_yaxis()
+        ax.set_xlabel(metric)
 
 
 def compare(
@@ -354,18 +363,7 @@ def compare(
     tests = paired_tests(rows, reference, metrics) if reference is not None else []
     # Error bars show training noise when every variant has seeds to show it, else the spread over images.
     spread_rows, spread = (per_run, "seeds") if min(runs_per_variant) > 1 else (rows, "test images")
-    sections = []
-    if max(runs_per_variant) > 1:
-        sections += ["## Across seeds", "", "Mean ± std of the runs' own means (n = runs).", "", markdown_table(per_run, "variant", metrics)]
-    if reference is not None:
-        sections += [
-            f"## Paired test against `{reference}`",
-            "",
-            "Mean difference (variant − reference) and two-sided Wilcoxon signed-rank p-value over images paired by (image, seed).",
-            "",
-            paired_table(tests, metrics),
-        ]
-    sections += ["## Across images", "", "Mean ± std over every image of the variant's runs (n = images).", "", markdown_table(rows, "variant", metrics)]
+    sections = _sections(rows, per_run if max(runs_per_variant) > 1 else [], reference, tests, metrics)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -387,6 +385,25 @@ def compare(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _sections(
+    rows: Sequence[Row], per_run: Sequence[Row], reference: str | None, tests: Sequence[Row], metrics: Sequence[str]
+) -> list[str]:
+    """comparison.md's tables, as lines: across seeds (when ``per_run`` is given), the paired test
+    against ``reference`` (when given), across images."""
+    sections = []
+    if per_run:
+        sections += ["## Across seeds", "", "Mean ± std of the runs' own means (n = runs).", "", markdown_table(per_run, "variant", metrics)]
+    if reference is not None:
+        sections += [
+            f"## Paired test against `{reference}`",
+            "",
+            "Mean difference (variant − reference) and two-sided Wilcoxon signed-rank p-value over images paired by (image, seed).",
+            "",
+            paired_table(tests, metrics),
+        ]
+    return sections + ["## Across images", "", "Mean ± std over every image of the variant's runs (n = images).", "", markdown_table(rows, "variant", metrics)]
 
 
 def _safe(name: str) -> str:

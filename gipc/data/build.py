@@ -99,6 +99,43 @@ def _check_out(out: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
         raise OutputExistsError(f"refusing to replace {out}: it holds no {MANIFEST}, so it is not a gipc-build-data output")
 
 
+def _check_settings(maps: str | None, mask_path: Path | None, sigma: float, soft: float, max_side: int | None) -> None:
+    """One line for each setting gipc-build-data cannot use, before anything is read or written."""
+    if maps is not None and maps not in SOURCES:
+        raise DataError(f"unknown --maps {maps!r}; choose one of {', '.join(SOURCES)}")
+    if mask_path is not None and not mask_path.is_dir():
+        raise DataError(f"--mask-dir {mask_path} does not exist or is not a folder")
+    if maps == "file" and mask_path is None:
+        raise DataError("--maps file needs --mask-dir with one mask per photo")
+    if sigma <= 0 or soft < 0:
+        raise DataError(f"--sigma must be > 0 and --soft >= 0 (got {sigma}, {soft})")
+    if max_side is not None and max_side < 16:
+        raise DataError(f"--max-side must be >= 16, got {max_side}")
+
+
+def _write_scene(root: Path, item: Source, split: str, seed: int, sigma: float, soft: float) -> dict[str, Any]:
+    """Synthesize one photo's pair (eq. 18-19), write its A, B, GT and map PNGs under ``root/split``,
+    and return its manifest entry with a sha256 per file."""
+    photo, bit_depth = item.load()
+    made = synthesize_scene(item.name, photo.image, photo.map_source, seed, sigma, soft, **photo.map_options)
+    files = {}
+    images = {"A": (made.a, bit_depth), "B": (made.b, bit_depth), "GT": (made.gt, bit_depth), "maps": (made.focus_map, 8)}
+    for sub, (pixels, depth) in images.items():
+        relative = f"{split}/{sub}/{item.name}.png"
+        write_image(root / relative, pixels, bit_depth=depth)
+        files[relative] = sha256_file(root / relative)
+    return {
+        "name": item.name,
+        "split": split,
+        "map_source": photo.map_source,
+        "map_file": item.map_file,
+        "foreground_fraction": round(float(made.focus_map.mean()), 6),
+        "size": list(photo.image.shape[-2:]),
+        "bit_depth": bit_depth,
+        "files": files,
+    }
+
+
 def build_dataset(
     out: str | Path,
     source: str | Path | None = None,
@@ -121,16 +158,7 @@ def build_dataset(
     """
     out = Path(out)
     mask_path = Path(mask_dir) if mask_dir is not None else None
-    if maps is not None and maps not in SOURCES:
-        raise DataError(f"unknown --maps {maps!r}; choose one of {', '.join(SOURCES)}")
-    if mask_path is not None and not mask_path.is_dir():
-        raise DataError(f"--mask-dir {mask_path} does not exist or is not a folder")
-    if maps == "file" and mask_path is None:
-        raise DataError("--maps file needs --mask-dir with one mask per photo")
-    if sigma <= 0 or soft < 0:
-        raise DataError(f"--sigma must be > 0 and --soft >= 0 (got {sigma}, {soft})")
-    if max_side is not None and max_side < 16:
-        raise DataError(f"--max-side must be >= 16, got {max_side}")
+    _check_settings(maps, mask_path, sigma, soft, max_side)
     inputs = [Path(p) for p in (source, mask_dir) if p is not None]
     _check_out(out, overwrite, inputs)
     if source is None:
@@ -143,32 +171,8 @@ def build_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        images = []
-        for item in tqdm(sources, desc=f"building {out}", unit="image", disable=not progress):
-            photo, bit_depth = item.load()
-            made = synthesize_scene(item.name, photo.image, photo.map_source, seed, sigma, soft, **photo.map_options)
-            files = {}
-            for sub, pixels, depth in (
-                ("A", made.a, bit_depth),
-                ("B", made.b, bit_depth),
-                ("GT", made.gt, bit_depth),
-                ("maps", made.focus_map, 8),
-            ):
-                relative = f"{split[item.name]}/{sub}/{item.name}.png"
-                write_image(tmp / relative, pixels, bit_depth=depth)
-                files[relative] = sha256_file(tmp / relative)
-            images.append(
-                {
-                    "name": item.name,
-                    "split": split[item.name],
-                    "map_source": photo.map_source,
-                    "map_file": item.map_file,
-                    "foreground_fraction": round(float(made.focus_map.mean()), 6),
-                    "size": list(photo.image.shape[-2:]),
-                    "bit_depth": bit_depth,
-                    "files": files,
-                }
-            )
+        progress_bar = tqdm(sources, desc=f"building {out}", unit="image", disable=not progress)
+        images = [_write_scene(tmp, item, split[item.name], seed, sigma, soft) for item in progress_bar]
         manifest = {
             "format": MANIFEST_FORMAT,
             "source": "embedded (scikit-image photos)" if source is None else str(source),
