@@ -84,14 +84,18 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
 
 
 def read_overrides(run_dir: Path) -> dict[str, str]:
-    """``key -> value`` of the run's command-line overrides (``+``/``++`` prefixes dropped); {} if unrecorded."""
+    """``key -> value`` of the run's command-line overrides (``+``/``++`` prefixes dropped); {} if unrecorded.
+
+    ``resume`` says how a job was launched, not what it is: a job that a resumed sweep started
+    first records it, its siblings do not, and the same arm must stay one variant."""
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return {}
     overrides: dict[str, str] = {}
     for item in yaml.safe_load(path.read_text()) or []:
         key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+")] = value
+        if key.lstrip("+~") != "resume":
+            overrides[key.lstrip("+")] = value
     return overrides
 
 

@@ -113,6 +113,18 @@ def test_two_varying_keys_one_numeric_gives_a_line_per_other_value(tmp_path):
     assert "| ablation=without_int,loss.ratio=0.5 | 1 |" in (out / "comparison.md").read_text()
 
 
+def test_a_job_first_started_by_a_resumed_sweep_is_the_same_arm_as_its_siblings(tmp_path):
+    # What `-m ablation=none,without_int resume=<sweep>` leaves: job 1 never ran before the kill, so its
+    # record carries resume=; job 0 kept the record of the first launch.
+    sweep = tmp_path / "sweep"
+    make_run(sweep, "0_ablation=none", ["ablation=none", "logger=csv"], [("x", "gipc", 0.6, 7.0)])
+    make_run(sweep, "1_ablation=without_int", ["ablation=without_int", "logger=csv", f"resume={sweep}"], [("x", "gipc", 0.5, 7.0)])
+    runs, _ = collect([sweep])
+    assert varying_keys(runs) == ["ablation"]
+    md = (compare([sweep], reference="ablation=none") / "comparison.md").read_text()
+    assert "| ablation=without_int | 1 | 0.5000 ± 0.0000 |" in md and "resume" not in md
+
+
 def test_run_dirs_found_in_job_order_not_name_order(tmp_path):
     for num in (10, 2, 0):
         make_run(tmp_path, f"{num}_a", [f"x={num}"], [("i", "gipc", 0.1, 0.1)])
