@@ -127,9 +127,30 @@ def check_resume(sweep: Path, hydra: dict[str, Any]) -> None:
             raise UserError(f"resume={sweep}: its {what} were {then}, this command's are {now}; resume with the sweep's own command")
 
 
+def check_resume_run(run: Path) -> None:
+    """Refuse ``resume=<run dir>`` of a single run when there is nothing to continue, before Hydra makes
+    that dir its run dir (a mistyped path would otherwise become a new dir holding only a FAILED)."""
+    last = run / "checkpoints" / "last.ckpt"
+    if not run.is_dir():
+        raise UserError(f"resume={run}: no such run dir")
+    if not last.is_file():
+        raise UserError(f"nothing to resume: {last} does not exist; pass resume=<the run dir to resume>")
+
+
 class ResumeSweep(Callback):
     """Hydra callback (``conf/hydra/default.yaml``): a ``-m ... resume=<sweep dir>`` whose sweep differs from
-    the recorded one ends in one line and exit code 2 before the sweeper rewrites ``multirun.yaml``."""
+    the recorded one ends in one line and exit code 2 before the sweeper rewrites ``multirun.yaml``; a single
+    run's ``resume=<run dir>`` with nothing to continue ends the same way before anything is written."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        resume = config.get("resume")
+        if not resume_dir(resume) or requeued():
+            return
+        try:
+            check_resume_run(Path(resume))
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         resume = config.get("resume")

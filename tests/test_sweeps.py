@@ -146,6 +146,15 @@ def test_resume_refuses_another_sweep_in_one_line(tmp_path):
         check_resume(tmp_path / "gone", hydra)
 
 
+def test_resuming_a_run_dir_with_nothing_to_continue_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for given, message in (("outputs/typo", "error: resume=outputs/typo: no such run dir"),
+                           ("empty", "error: nothing to resume: empty/checkpoints/last.ckpt does not exist; pass resume=<the run dir to resume>")):
+        result = run_gipc(tmp_path, "logger=none", f"resume={given}", check=False)
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [message], result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["empty"]  # no typo'd run dir, no .hydra or FAILED in the other
+
+
 # ---------------------------------------------------------------- real sweeps
 @pytest.mark.slow
 def test_ablation_multirun_saves_each_jobs_lambdas_and_compares(tmp_path):
