@@ -161,7 +161,10 @@ def _mark_failed(output_dir: Path, message: str) -> None:
 
 def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     old_checkpoints = _old_checkpoints(cfg, output_dir)
-    seed = L.seed_everything(cfg.seed, workers=True)
+    try:
+        seed = L.seed_everything(cfg.seed, workers=True)
+    except ValueError as exc:
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}") from exc
     ckpt_path = resolve_ckpt(cfg, output_dir)
     d_steps = cfg.model.d_steps_per_g_step  # a bad value is left for the model to name
     datamodule = _build(cfg.data, "data", batches_per_step=d_steps + 1 if isinstance(d_steps, int) and d_steps >= 1 else 1)

@@ -40,7 +40,7 @@ class LossWeights:
     ratio: float | None = None
 
     def __post_init__(self) -> None:
-        for f in fields(self):
+        for f in sorted(fields(self), key=lambda f: f.name != "ratio"):  # ratio first: l1, l3, l5 are copies of it
             value = getattr(self, f.name)
             if isinstance(value, float | int) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"loss.{f.name} must be >= 0, got {value}")

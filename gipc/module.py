@@ -60,6 +60,10 @@ class GIPCGAN(L.LightningModule):
             raise ConfigError(f"model.on_nonfinite must be stop, skip or reduce_lr, got {on_nonfinite!r}")
         if not 0.0 <= content_warmup <= 1.0:
             raise ConfigError(f"model.content_warmup must be a fraction of the run in [0, 1], got {content_warmup}")
+        if not lr > 0:
+            raise ConfigError(f"model.lr must be > 0, got {lr}")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ConfigError(f"model.betas must be two values in [0, 1), got {list(betas)}")
         self.save_hyperparameters(ignore=["generator", "discriminator", "loss", "metrics"])
         # Recorded as plain dicts, so checkpoints load with torch.load(weights_only=True) and a checkpoint
         # alone rebuilds its generator (gipc.pretrained.load_generator).
