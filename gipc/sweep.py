@@ -41,8 +41,9 @@ def requeued() -> bool:
 def keep_record(resume: Any, output_dir: str) -> str | None:
     """``hydra.output_subdir`` of a job: None (Hydra writes nothing) when resuming a job whose record
     is already there, so a finished job's files keep their bytes and times and a continued job keeps
-    the overrides that made it; ``.hydra`` otherwise."""
-    return None if resume_dir(resume) and (Path(output_dir) / RECORD).is_dir() else RECORD
+    the overrides that made it; ``.hydra`` otherwise, also for a record cut short by a kill (Hydra
+    writes ``overrides.yaml``, which names the job's arm for ``gipc-compare``, last)."""
+    return None if resume_dir(resume) and (Path(output_dir) / RECORD / "overrides.yaml").is_file() else RECORD
 
 
 def job_log(resume: Any, output_dir: str, name: str) -> str:

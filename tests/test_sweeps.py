@@ -109,6 +109,7 @@ def test_a_resumed_sweep_skips_finished_jobs_continues_partial_ones_and_starts_t
         (job / "checkpoints").mkdir(parents=True)
         (job / "checkpoints" / "last.ckpt").write_bytes(b"")
         (job / ".hydra").mkdir()
+        (job / ".hydra" / "overrides.yaml").write_text("- a=1\n")
     (finished / "metrics.csv").write_text("")
     assert [resume_action(j) for j in (finished, partial, fresh)] == ["skip", "continue", "start"]
     # Hydra rewrites no record and logs nowhere for a finished job; a fresh job gets both.
@@ -121,6 +122,17 @@ def test_a_resumed_sweep_skips_finished_jobs_continues_partial_ones_and_starts_t
     assert not requeued()
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert requeued()
+
+
+def test_a_record_cut_short_by_a_kill_is_written_again_by_the_resumed_sweep(tmp_path):
+    # Hydra writes .hydra/config.yaml, hydra.yaml, then overrides.yaml: a kill between them left a job whose
+    # record the resume kept as it was, without the overrides that name its arm in gipc-compare ("default").
+    job = tmp_path / "0_ablation=none"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text("seed: 42\n")
+    assert keep_record(str(tmp_path), str(job)) == ".hydra"
+    (job / ".hydra" / "overrides.yaml").write_text("- ablation=none\n")
+    assert keep_record(str(tmp_path), str(job)) is None
 
 
 def test_a_job_that_failed_after_writing_its_table_is_continued_not_skipped(tmp_path):
