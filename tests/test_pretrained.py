@@ -108,6 +108,11 @@ def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.Captu
     assert not torch.allclose(load_generator(ckpt).enc_a[0][1].running_mean, by_hand, atol=1e-3)
     assert export_main([str(ckpt), str(tmp_path / "x.pt"), "--recalibrate-bn", "2", "--run-dir", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    # An exported generator lies in no run dir: the error says to name the run, not that an unnamed dir lacks a config.
+    assert export_main([str(out), str(tmp_path / "x.pt"), "--recalibrate-bn", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"gipc-export: error: {out} is not in a run's checkpoints/ folder; name the run whose training data --recalibrate-bn draws with --run-dir"
+    )
     # An existing output is refused first: the bad --run-dir is never read.
     assert export_main([str(ckpt), str(out), "--recalibrate-bn", "2", "--run-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().endswith(f"{out} already exists; choose another name or pass --overwrite (overwrite=True from Python)")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gipc.cli.common import Parser, guarded, say
+from gipc.errors import DataError
 from gipc.files import check_writable
 from gipc.pretrained import FORMAT, export_generator
 
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.recalibrate_bn > 0:
             from gipc.rundir import run_datamodule, run_dir_of, training_inputs  # Lightning and Hydra, only when asked
 
-            calibration = training_inputs(run_datamodule(args.run_dir or run_dir_of(args.ckpt)), args.recalibrate_bn)
+            run_dir = args.run_dir or run_dir_of(args.ckpt)
+            if args.run_dir is None and not (run_dir / "config.yaml").is_file():
+                raise DataError(f"{args.ckpt} is not in a run's checkpoints/ folder; name the run whose training data "
+                                "--recalibrate-bn draws with --run-dir")
+            calibration = training_inputs(run_datamodule(run_dir), args.recalibrate_bn)
         out = export_generator(args.ckpt, args.out, args.overwrite, calibration)
         recalibrated = f", BatchNorm re-estimated on {args.recalibrate_bn} training batches" if calibration is not None else ""
         say(PROG, f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {FORMAT}{recalibrated})")
