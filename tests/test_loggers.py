@@ -1,0 +1,51 @@
+"""The CSV logger of ``logger=csv``: a resumed run keeps the rows its earlier launch logged."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger
+
+from gipc.loggers import ResumableCSVLogger
+
+
+def launch(logger_class: type[CSVLogger], root: Path, rows: dict[int, dict[str, float]]) -> None:
+    """One launch of a run: a new logger on the run dir logs ``rows`` (step -> values) and saves."""
+    logger = logger_class(str(root), name="csv", version="")
+    for step, values in rows.items():
+        logger.log_metrics(values, step=step)
+    logger.save()
+
+
+def read(root: Path) -> list[dict[str, str]]:
+    with open(root / "csv" / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_resumed_launch_keeps_rows_before_its_first_step_and_replaces_the_replayed_ones(tmp_path):
+    # Killed after logging steps 0-5 with its last checkpoint at step 3: the resume replays 3-5 and goes on.
+    launch(ResumableCSVLogger, tmp_path, {step: {"g_loss": float(step)} for step in range(6)})
+    launch(ResumableCSVLogger, tmp_path, {step: {"g_loss": 10.0 + step, "lr": 0.5} for step in range(3, 8)})
+    rows = read(tmp_path)
+    assert [(r["step"], r["g_loss"], r["lr"]) for r in rows] == [
+        ("0", "0.0", ""),
+        ("1", "1.0", ""),
+        ("2", "2.0", ""),
+        *((str(s), f"{10.0 + s}", "0.5") for s in range(3, 8)),
+    ]
+
+
+def test_lightnings_own_logger_loses_the_earlier_launch_which_is_why_gipc_has_its_own(tmp_path):
+    launch(CSVLogger, tmp_path, {step: {"g_loss": float(step)} for step in range(6)})
+    with pytest.warns(UserWarning, match="will be deleted"):
+        launch(CSVLogger, tmp_path, {step: {"g_loss": 1.0} for step in range(3, 8)})
+    assert [r["step"] for r in read(tmp_path)] == ["3", "4", "5", "6", "7"]
+
+
+def test_a_first_launch_writes_what_lightnings_logger_writes(tmp_path):
+    rows = {0: {"a": 1.0}, 5: {"a": 2.0, "b": 3.0}}
+    launch(ResumableCSVLogger, tmp_path / "ours", rows)
+    launch(CSVLogger, tmp_path / "lightning", rows)
+    assert (tmp_path / "ours" / "csv" / "metrics.csv").read_bytes() == (tmp_path / "lightning" / "csv" / "metrics.csv").read_bytes()
