@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -17,6 +18,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.checkpointing import AtomicCheckpointIO
@@ -122,6 +124,8 @@ def run_experiment(cfg: DictConfig) -> float | None:
         kept = f"the last good checkpoint, kept: {last}" if last.is_file() else "no checkpoint was written yet"
         _mark_failed(output_dir, f"training diverged: {exc}; {kept}")
         _exit(1, exc, f"training diverged: {exc}; {kept}")
+    except SIGTERMException as exc:  # Lightning's SystemExit with no code: the shell would read exit code 0, success
+        _exit_on_sigterm(exc, output_dir)
     except SystemExit:  # a requeue hand-back (submitit exits after it), or an exit already reported
         raise
     except BaseException as exc:
@@ -144,6 +148,19 @@ def _exit(code: int, exc: BaseException, message: str) -> NoReturn:
     if _multirun():
         raise exc
     sys.exit(code)
+
+
+def _exit_on_sigterm(exc: BaseException, output_dir: Path) -> NoReturn:
+    """A SIGTERM (``kill``, ``timeout``, a scheduler) stops the run, or the whole multirun, like a kill:
+    one line naming how to continue, no ``FAILED`` (nothing is wrong with the run), exit code 143."""
+    if _multirun():
+        how = f"continue the sweep with the same command plus resume={HydraConfig.get().sweep.dir}"
+    elif (output_dir / "checkpoints" / "last.ckpt").is_file():
+        how = f"continue with the same command plus resume={output_dir}"
+    else:
+        how = "no checkpoint was written yet; run it again"
+    print(f"error: stopped by SIGTERM; {how}", file=sys.stderr)
+    raise SystemExit(128 + signal.SIGTERM) from exc
 
 
 def _finish_wandb() -> None:

@@ -263,3 +263,24 @@ def test_a_killed_sweep_resumes_in_its_dir(tmp_path):
     assert got["global_step"] == want["global_step"] == STEPS_PER_BATCH * BATCHES
     for name, value in want["state_dict"].items():
         torch.testing.assert_close(got["state_dict"][name], value, atol=1e-6, rtol=0, msg=name)
+
+
+def test_a_sigterm_ends_the_run_with_exit_code_143_and_how_to_continue(tmp_path, monkeypatch, capsys):
+    # Lightning ends a fit on SIGTERM with SystemExit(): exit code 0, nothing said, as if the run had succeeded.
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    from omegaconf import OmegaConf
+
+    import gipc.experiment
+
+    def stopped(cfg, output_dir):
+        (output_dir / "checkpoints").mkdir(parents=True)
+        (output_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+        raise SIGTERMException
+
+    monkeypatch.setattr(gipc.experiment, "_run", stopped)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False})
+    with pytest.raises(SystemExit) as stop:
+        gipc.experiment.run_experiment(cfg)
+    assert stop.value.code == 143 and not (tmp_path / "FAILED").exists()
+    assert capsys.readouterr().err.splitlines() == [f"error: stopped by SIGTERM; continue with the same command plus resume={tmp_path}"]
