@@ -51,7 +51,7 @@ import yaml
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, write_text
 from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
-from gipc.runstate import job_order, progress, unfinished_runs
+from gipc.runstate import FAILED, job_order, progress, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
@@ -131,6 +131,9 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
     methods = [m.strip() for m in method.split(",") if m.strip()]
     runs, skipped = [], []
     for run_dir in find_run_dirs(paths):
+        if (run_dir / FAILED).is_file():  # as --status and a resumed sweep see it: not done
+            skipped.append(f"{run_dir}: failed after writing its table (see its FAILED file); resume it to finish")
+            continue
         table = run_dir / metrics
         for name in methods:
             rows = read_rows(table, name) if table.is_file() else []
@@ -143,7 +146,7 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
                 skipped.append(f"{run_dir}: no {metrics} (not scored on that set yet)")
                 break
     for path in paths:
-        for failed in sorted(path.rglob("FAILED")):
+        for failed in sorted(path.rglob(FAILED)):
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
         skipped += [f"{run}: not finished ({progress(step)})" for run, step in unfinished_runs(path)]

@@ -147,12 +147,16 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     unstarted = tmp_path / "4_ablation=paper_without_int"
     unstarted.mkdir()
     (unstarted / "config.yaml").write_text("seed: 42\n")
+    late = make_run(tmp_path, "5_ablation=paper_without_gra", ["ablation=paper_without_gra"], [("x", "gipc", 0.9, 1.0)])
+    (late / "FAILED").write_text("W&B table upload failed\n")  # crashed after its table: --status says failed
     out = compare([tmp_path])
     err = capsys.readouterr().err
     assert (out / "comparison.csv").is_file()
     assert f"skipped {failed}: failed (see its FAILED file), no metrics" in err.splitlines()
     assert f"skipped {killed}: not finished (last checkpoint at step 600)" in err.splitlines()
     assert f"skipped {unstarted}: not finished (no checkpoint yet)" in err.splitlines()
+    assert f"skipped {late}: failed after writing its table (see its FAILED file); resume it to finish" in err.splitlines()
+    assert "paper_without_gra" not in (out / "comparison.md").read_text()
     out2 = compare([a, b], tmp_path / "pair")
     assert "| ablation=without_int | 1 | 0.4000 ± 0.0000 |" in (out2 / "comparison.md").read_text()
 
