@@ -51,7 +51,7 @@ import yaml
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, write_text
 from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
-from gipc.runstate import FAILED, job_order, progress, unfinished_runs
+from gipc.runstate import FAILED, job_order, progress, running, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
@@ -149,7 +149,7 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
         for failed in sorted(path.rglob(FAILED)):
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
-        skipped += [f"{run}: not finished ({progress(step)})" for run, step in unfinished_runs(path)]
+        skipped += [f"{run}: not finished ({'running now, ' * running(run)}{progress(step)})" for run, step in unfinished_runs(path)]
     if not runs:
         where = ", ".join(str(p) for p in paths)
         raise CompareError(

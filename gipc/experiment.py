@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,7 +27,7 @@ from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.pretrained import start_from
-from gipc.runstate import FAILED, resume_action
+from gipc.runstate import FAILED, resume_action, training_lock
 from gipc.sweep import job_log, keep_record, requeued, resume_dir
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,10 @@ def run_experiment(cfg: DictConfig) -> float | None:
             return None
         cfg.resume = action == "continue"
     try:
-        result = _run(cfg, output_dir)
+        # Rank zero only: the other ranks of a DDP run (Lightning's per-device processes, torchrun,
+        # Slurm tasks) train in the same run dir as its parts.
+        with training_lock(output_dir) if rank_zero_only.rank == 0 else nullcontext():
+            result = _run(cfg, output_dir)
     except RunDirError as exc:
         _exit(2, exc, str(exc))
     except UserError as exc:  # the message is the whole story: one line, exit 2, no traceback

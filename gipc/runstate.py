@@ -1,4 +1,4 @@
-"""A run dir's state on disk: finished, failed, partial (how far) or never started.
+"""A run dir's state on disk: finished, failed, running now, partial (how far) or never started.
 
 Read without Hydra by the tools that look at runs after the fact (``gipc-compare``, ``gipc-select``)
 and by a resumed sweep (:mod:`gipc.sweep`), which skips, continues or starts each job by it.
@@ -7,14 +7,27 @@ and by a resumed sweep (:mod:`gipc.sweep`), which skips, continues or starts eac
 from __future__ import annotations
 
 import math
+import os
 import re
+import socket
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
+
+from gipc.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None  # type: ignore[assignment]
 
 FINISHED = "metrics.csv"
 """Written by the test stage when a run ends: a run dir holding it (and no ``FAILED``) is done."""
 FAILED = "FAILED"
 """Written when a run fails, with the error; removed when the run later succeeds."""
+LOCK = ".lock"
+"""Locked (``flock``) by the process that trains in the run dir, and released by the OS when that
+process ends however it ends (SIGKILL included), so a lock held means the run is live."""
 _STEP = re.compile(r"step(\d+)")
 
 
@@ -63,3 +76,54 @@ def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:
 
 def progress(step: int | None) -> str:
     return "no checkpoint yet" if step is None else f"last checkpoint at step {step}"
+
+
+def running(run_dir: Path) -> bool:
+    """A live process trains in the run dir now (it holds :data:`LOCK`); False where files cannot be locked."""
+    path = run_dir / LOCK
+    if fcntl is None or not path.is_file():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:  # a file system without locks: cannot tell
+            return False
+    return False
+
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run dir's :data:`LOCK` while the block trains in it; refuse when a live process holds it
+    (a job an earlier launcher left running, the same run started twice), since two trainers would
+    write over each other's checkpoints. The file is removed when the block ends."""
+    if fcntl is None:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    while True:
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirError(f"{run_dir} is being trained by {holder} now; wait for it to end or stop it, then resume") from None
+        except OSError:  # a file system without locks (some NFS mounts): train unlocked
+            handle.close()
+            yield
+            return
+        if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()  # its holder removed the file between our open and our lock: lock the new one
+    try:
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # still locked here, so no process can hold the file being removed
+        handle.close()

@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, finished, progress, unfinished_runs
+from gipc.runstate import FAILED, finished, progress, running, unfinished_runs
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -81,13 +81,15 @@ def sweep_jobs(sweep: Path) -> list[list[str]]:
 
 
 def sweep_status(sweep: Path) -> list[dict[str, str]]:
-    """One row per job of the sweep: its number, overrides and state (done, failed, partial at step N, started, not started)."""
+    """One row per job of the sweep: its number, overrides and state (done, failed, running now, partial at step N, started, not started)."""
     steps = dict(unfinished_runs(sweep))
     rows = []
     for num, job in enumerate(sweep_jobs(sweep)):
         dirs = sorted(p for p in sweep.glob(f"{num}_*") if p.is_dir())
         if not dirs:
             state = "not started"
+        elif running(dirs[0]):
+            state = "running now" if steps.get(dirs[0]) is None else f"running now, {progress(steps[dirs[0]])}"
         elif (dirs[0] / FAILED).is_file():
             state = "failed (see its FAILED file)"
         elif finished(dirs[0]):

@@ -8,6 +8,10 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +19,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
+from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
-from gipc.errors import UserError
-from gipc.runstate import resume_action
+from gipc.errors import RunDirError, UserError
+from gipc.runstate import resume_action, running, training_lock
 from gipc.sweep import check_resume, job_log, keep_record, requeued
 from helpers import CONF, run_gipc
 
@@ -165,6 +170,56 @@ def test_resuming_a_run_dir_with_nothing_to_continue_is_one_line_and_writes_noth
         result = run_gipc(tmp_path, "logger=none", f"resume={given}", check=False)
         assert result.returncode == 2 and result.stderr.strip().splitlines() == [message], result.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["empty"]  # no typo'd run dir, no .hydra or FAILED in the other
+
+
+def _hold_lock(run_dir: Path) -> subprocess.Popen:
+    """A process that takes the run dir's training lock and then trains forever (sleeps)."""
+    code = "import sys, time; from pathlib import Path; from gipc.runstate import training_lock\n" \
+           "with training_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_job_a_live_process_trains_is_running_refused_and_free_once_that_process_is_killed(tmp_path, capsys):
+    # The orphan a killed launcher can leave: a job still training while the sweep is resumed.
+    sweep = tmp_path / "sweep"
+    job = sweep / "0_ablation=none"
+    (job / "checkpoints").mkdir(parents=True)
+    (job / "config.yaml").write_text("seed: 1\n")
+    (job / "checkpoints" / "epoch000-step0000300.ckpt").write_bytes(b"")
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: ['ablation=none', 'logger=csv']\n")
+    assert not running(job)
+    holder = _hold_lock(job)
+    try:
+        assert running(job)
+        with pytest.raises(RunDirError, match=rf"{job} is being trained by pid {holder.pid} on .* now; wait for it"):
+            with training_lock(job):
+                pass
+        assert compare_main([str(sweep), "--status"]) == 0
+        assert capsys.readouterr().out.splitlines()[2] == "| 0 | ablation=none logger=csv | running now, last checkpoint at step 300 |"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert not running(job)  # the OS released the lock with the process, though no code ran to release it
+    with training_lock(job):  # free again: this process takes it, and a probe sees it held
+        assert running(job)
+    assert not running(job)
+
+
+def test_a_second_run_in_a_run_dir_in_training_is_refused_in_one_line_without_failed(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    holder = _hold_lock(run_dir)
+    try:
+        result = run_gipc(tmp_path, "logger=none", f"resume={run_dir}", check=False)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"error: {run_dir} is being trained by pid {holder.pid} on {socket.gethostname()} now; wait for it to end or stop it, then resume"
+    assert not (run_dir / "FAILED").exists()
 
 
 # ---------------------------------------------------------------- real sweeps
