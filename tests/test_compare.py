@@ -386,11 +386,19 @@ def test_status_lists_every_job_of_the_sweep_as_done_failed_partial_or_not_start
     (sweep / "2_ablation=none" / "FAILED").write_text("boom\n")
     main([str(sweep), "--status"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2:] == [
+    jobs = [
         "| 0 | seed=1 ablation=none logger=csv | done |",
         "| 1 | seed=1 ablation=without_int logger=csv | partial: last checkpoint at step 300 |",
         "| 2 | seed=2 ablation=none logger=csv | failed (see its FAILED file) |",
         "| 3 | seed=2 ablation=without_int logger=csv | not started |",
     ]
+    assert lines[2:] == jobs
+    other = tmp_path / "other"
+    make_run(other, "0_ablation=none", ["ablation=none"], [("x", "gipc", 0.5, 7.0)])
+    (other / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: ['ablation=none']\n")
+    main([str(sweep), str(other), "--status"])
+    lines = capsys.readouterr().out.splitlines()
+    header = ["| job | overrides | state |", "|---|---|---|"]
+    assert lines == [str(sweep), *header, *jobs, "", str(other), *header, "| 0 | ablation=none | done |"]
     (sweep / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n")
     assert main([str(sweep), "--status"]) == 2 and "basic sweeps only" in capsys.readouterr().err

@@ -42,13 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ignore", nargs="*", default=list(DEFAULT_IGNORE), help="override keys that do not make a variant (default: seed)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--status", action="store_true", help="only list the sweep's jobs as done, failed, partial or not started")
+    parser.add_argument("--status", action="store_true", help="only list each sweep's jobs as done, running now, failed, partial or not started")
     args = parser.parse_args(argv)
 
     def body() -> int:
         if args.status:
-            rows = [row for path in args.paths for row in sweep_status(path)]
-            print("| job | overrides | state |\n|---|---|---|\n" + "".join(f"| {r['job']} | {r['overrides']} | {r['state']} |\n" for r in rows), end="")
+            tables = [(path, sweep_status(path)) for path in args.paths]  # every sweep checked before any output
+            for i, (path, rows) in enumerate(tables):
+                heading = f"{chr(10) * bool(i)}{path}\n" if len(tables) > 1 else ""  # one table per sweep, named
+                print(heading + "| job | overrides | state |\n|---|---|---|\n" + "".join(f"| {r['job']} | {r['overrides']} | {r['state']} |\n" for r in rows), end="")
             return 0
         out = compare(args.paths, args.out, args.method, args.ignore, args.overwrite, args.reference, args.metrics)
         print((out / "comparison.md").read_text())
