@@ -38,18 +38,23 @@ def requeued() -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
+def _continuing(resume: Any) -> bool:
+    """This launch continues jobs that ran before: a resumed run or sweep, or a Slurm requeue."""
+    return resume_dir(resume) or requeued()
+
+
 def keep_record(resume: Any, output_dir: str) -> str | None:
-    """``hydra.output_subdir`` of a job: None (Hydra writes nothing) when resuming a job whose record
+    """``hydra.output_subdir`` of a job: None (Hydra writes nothing) when continuing a job whose record
     is already there, so a finished job's files keep their bytes and times and a continued job keeps
     the overrides that made it; ``.hydra`` otherwise, also for a record cut short by a kill (Hydra
     writes ``overrides.yaml``, which names the job's arm for ``gipc-compare``, last)."""
-    return None if resume_dir(resume) and (Path(output_dir) / RECORD / "overrides.yaml").is_file() else RECORD
+    return None if _continuing(resume) and (Path(output_dir) / RECORD / "overrides.yaml").is_file() else RECORD
 
 
 def job_log(resume: Any, output_dir: str, name: str) -> str:
-    """The job's log file: the null device for a finished job that a resumed sweep skips (Hydra's
+    """The job's log file: the null device for a finished job that a resumed sweep or a requeue skips (Hydra's
     launcher logs the next job's start into the current job's log), else ``<run dir>/<name>.log``."""
-    return os.devnull if resume_dir(resume) and finished(Path(output_dir)) else str(Path(output_dir) / f"{name}.log")
+    return os.devnull if _continuing(resume) and finished(Path(output_dir)) else str(Path(output_dir) / f"{name}.log")
 
 
 def _record(sweep: Path) -> dict[str, Any]:

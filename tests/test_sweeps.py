@@ -127,6 +127,9 @@ def test_a_resumed_sweep_skips_finished_jobs_continues_partial_ones_and_starts_t
     assert not requeued()
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert requeued()
+    # A requeued Slurm job continues too (its config says no resume): a finished one is left as it was.
+    assert keep_record(False, str(finished)) is None and job_log(False, str(finished), "run") == os.devnull
+    assert keep_record(False, str(fresh)) == ".hydra" and job_log(False, str(partial), "run") == str(partial / "run.log")
 
 
 def test_a_record_cut_short_by_a_kill_is_written_again_by_the_resumed_sweep(tmp_path):
