@@ -165,6 +165,8 @@ class ResumeSweep(Callback):
         if not resume_dir(resume):
             return
         try:
+            if Path(config.hydra.sweep.dir).resolve() != Path(resume).resolve():
+                raise UserError(f"resume={resume} but hydra.sweep.dir={config.hydra.sweep.dir}: the jobs would run elsewhere; drop hydra.sweep.dir")
             check_resume(Path(resume), OmegaConf.to_container(config.hydra, resolve=False))
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)

@@ -175,6 +175,14 @@ def test_resuming_a_run_dir_with_nothing_to_continue_is_one_line_and_writes_noth
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["empty"]  # no typo'd run dir, no .hydra or FAILED in the other
 
 
+def test_resuming_a_sweep_into_another_sweep_dir_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "sweep").mkdir()
+    result = run_gipc(tmp_path, "-m", "loss.ratio=0.1,0.5", "logger=none", "resume=sweep", "hydra.sweep.dir=elsewhere", check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == "error: resume=sweep but hydra.sweep.dir=elsewhere: the jobs would run elsewhere; drop hydra.sweep.dir"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["sweep"]
+
+
 def _hold_lock(run_dir: Path) -> subprocess.Popen:
     """A process that takes the run dir's training lock and then trains forever (sleeps)."""
     code = "import sys, time; from pathlib import Path; from gipc.runstate import training_lock\n" \
