@@ -117,6 +117,16 @@ def test_a_failure_midway_leaves_nothing(photos, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
 
 
+def test_max_side_scales_a_mask_of_the_photo_size_and_refuses_another(photos, tmp_path: Path) -> None:
+    source, masks = photos  # 32 x 40 photos and masks
+    build_dataset(tmp_path / "ok", source, maps="file", mask_dir=masks, max_side=20)
+    assert read_image(tmp_path / "ok" / "train" / "maps" / "p0.png").pixels.shape == (1, 16, 20)
+    write_image(masks / "p3.png", torch.zeros(1, 40, 32), overwrite=True)  # another image's mask, turned
+    for max_side in (20, 64):  # downscaled, or a max side the photos are already under
+        with pytest.raises(DataError, match="p3.png is .*resize the mask"):
+            build_dataset(tmp_path / f"out{max_side}", source, maps="file", mask_dir=masks, max_side=max_side)
+
+
 def test_input_errors(photos, tmp_path: Path) -> None:
     source, masks = photos
     with pytest.raises(DataError, match="needs --mask-dir"):

@@ -85,7 +85,7 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
 def _with_map_file(photo: Photo, maps: str, path: Path, max_side: int | None) -> Photo:
     """Attach a mask file (``file``) or a depth/disparity image (``disparity``) to a photo."""
     if maps == "file":
-        return Photo(photo.name, photo.image, "file", {"path": path, "resize": max_side is not None})
+        return Photo(photo.name, photo.image, "file", {"path": path, "max_side": max_side})
     if maps == "disparity":
         depth = fit_longest_side(read_image(path).pixels[:1], max_side, nearest=True)[0]
         return Photo(photo.name, photo.image, "disparity", {"depth": depth})

@@ -21,7 +21,7 @@ from skimage.morphology import disk
 from skimage.segmentation import morphological_chan_vese
 
 from gipc.color import luma
-from gipc.data.synthesis import random_blobs
+from gipc.data.synthesis import fitted_size, random_blobs
 from gipc.errors import DataError
 from gipc.imaging import read_image
 
@@ -144,17 +144,18 @@ def from_file(
     generator: torch.Generator | None = None,
     path: str | Path | None = None,
     threshold: float | None = 0.5,
-    resize: bool = False,
+    max_side: int | None = None,
 ) -> torch.Tensor:
     """A mask image from disk (white = A in focus); ``threshold=None`` keeps a grey mask soft.
 
-    ``resize`` scales the mask to the image, for builds that downscale the photos; otherwise a
-    mask of another size is an error (it most likely belongs to another image).
+    ``max_side``: the photo was downscaled to this longest side, so a mask of the photo's
+    original size is scaled the same way. A mask of any other size is an error (it most likely
+    belongs to another image).
     """
     if path is None:
         raise DataError("the 'file' map source needs a mask file for each image (--mask-dir)")
     mask = luma(read_image(path).pixels)[0]
-    if resize and mask.shape != image.shape[-2:]:
+    if mask.shape != image.shape[-2:] and fitted_size(*mask.shape, max_side) == tuple(image.shape[-2:]):
         mask = _resize(mask, tuple(image.shape[-2:])).clamp(0.0, 1.0)
     if mask.shape != image.shape[-2:]:
         raise DataError(f"mask {path} is {tuple(mask.shape)} but its image is {tuple(image.shape[-2:])}; resize the mask to match")

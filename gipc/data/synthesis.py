@@ -145,17 +145,23 @@ def random_blobs(
     return (field > cut).float()
 
 
+def fitted_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """The (H, W) :func:`fit_longest_side` gives an image of ``height`` x ``width``."""
+    if max_side is None or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def fit_longest_side(image: torch.Tensor, max_side: int | None, nearest: bool = False) -> torch.Tensor:
     """Downscale a (C, H, W) image so its longest side is at most ``max_side`` (never upscale).
 
     Antialiased bilinear for photos; ``nearest`` for depth maps, where averaging would invent
     depths across object edges and spread infinite (occluded) values.
     """
-    height, width = image.shape[-2:]
-    if max_side is None or max(height, width) <= max_side:
+    size = fitted_size(*image.shape[-2:], max_side)
+    if size == tuple(image.shape[-2:]):
         return image
-    scale = max_side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
     if nearest:
         return F.interpolate(image[None], size=size, mode="nearest-exact")[0]
     return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
