@@ -150,3 +150,28 @@ def test_command_line_embedded_and_one_line_errors(tmp_path: Path, capsys) -> No
     assert main(["--embedded", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gipc-build-data: error: output folder") and "\n" not in err
+
+
+def test_unusable_inputs_are_one_line_before_the_build_starts(photos, tmp_path: Path, capsys) -> None:
+    source, masks = photos
+    (source / "notes.png").write_text("not an image")
+    cases = [
+        ([], "notes.png: not an image"),
+        (["--maps", "disparity"], "--maps disparity needs --mask-dir with one depth image per photo"),
+        (["--maps", "blobs", "--mask-dir", str(masks)], "--mask-dir is only used by --maps file or --maps disparity, not blobs"),
+        (["--mask-dir", str(masks)], "--mask-dir is only used by --maps file or --maps disparity, not region_competition"),
+    ]
+    for extra, message in cases:
+        capsys.readouterr()
+        assert main(["--source", str(source), "--out", str(tmp_path / "out"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gipc-build-data: error: ") and err.count("\n") == 1 and message in err, err  # no progress bar
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
+
+
+def test_an_error_midway_is_its_own_line_after_the_progress_bar(photos, tmp_path: Path, capsys) -> None:
+    source, masks = photos
+    write_image(masks / "p3.png", torch.zeros(1, 31, 40), overwrite=True)  # wrong size: fails on the 4th photo
+    assert main(["--source", str(source), "--out", str(tmp_path / "out"), "--maps", "file", "--mask-dir", str(masks)]) == 2
+    last = capsys.readouterr().err.rstrip("\n").split("\n")[-1]
+    assert last.startswith("gipc-build-data: error: mask ") and "p3.png" in last

@@ -27,7 +27,7 @@ from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
 from gipc.data.synthesis import blur_kernel_size, fit_longest_side
 from gipc.errors import DataError, OutputExistsError
 from gipc.files import check_output_folder, replace_dir, sha256_file, write_text
-from gipc.imaging import read_image, write_image
+from gipc.imaging import read_header, read_image, write_image
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -70,6 +70,8 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
         missing = sorted(set(photos) - set(masks))
         if missing:
             raise DataError(f"--maps {maps} needs a file per photo in --mask-dir {mask_dir}; none for {', '.join(missing[:5])}")
+    for path in [*photos.values(), *(masks[name] for name in photos if name in masks)]:
+        read_header(path)  # a file that is no image fails here, before the build starts
 
     def loader(name: str) -> Callable[[], tuple[Photo, int]]:
         def load() -> tuple[Photo, int]:
@@ -99,14 +101,19 @@ def _check_out(out: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
         raise OutputExistsError(f"refusing to replace {out}: it holds no {MANIFEST}, so it is not a gipc-build-data output")
 
 
-def _check_settings(maps: str | None, mask_path: Path | None, sigma: float, soft: float, max_side: int | None) -> None:
+def _check_settings(
+    maps: str | None, mask_path: Path | None, sigma: float, soft: float, max_side: int | None, embedded: bool
+) -> None:
     """One line for each setting gipc-build-data cannot use, before anything is read or written."""
     if maps is not None and maps not in SOURCES:
         raise DataError(f"unknown --maps {maps!r}; choose one of {', '.join(SOURCES)}")
     if mask_path is not None and not mask_path.is_dir():
         raise DataError(f"--mask-dir {mask_path} does not exist or is not a folder")
-    if maps == "file" and mask_path is None:
-        raise DataError("--maps file needs --mask-dir with one mask per photo")
+    if mask_path is None and (maps == "file" or (maps == "disparity" and not embedded)):
+        raise DataError(f"--maps {maps} needs --mask-dir with one {'mask' if maps == 'file' else 'depth image'} per photo")
+    used = maps or (None if embedded else "region_competition")  # the embedded set's default takes masks as file maps
+    if mask_path is not None and used not in (None, "file", "disparity"):
+        raise DataError(f"--mask-dir is only used by --maps file or --maps disparity, not {used}")
     if sigma <= 0 or soft < 0:
         raise DataError(f"--sigma must be > 0 and --soft >= 0 (got {sigma}, {soft})")
     if max_side is not None and max_side < 16:
@@ -158,7 +165,7 @@ def build_dataset(
     """
     out = Path(out)
     mask_path = Path(mask_dir) if mask_dir is not None else None
-    _check_settings(maps, mask_path, sigma, soft, max_side)
+    _check_settings(maps, mask_path, sigma, soft, max_side, embedded=source is None)
     inputs = [Path(p) for p in (source, mask_dir) if p is not None]
     _check_out(out, overwrite, inputs)
     if source is None:
@@ -171,8 +178,8 @@ def build_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        progress_bar = tqdm(sources, desc=f"building {out}", unit="image", disable=not progress)
-        images = [_write_scene(tmp, item, split[item.name], seed, sigma, soft) for item in progress_bar]
+        with tqdm(sources, desc=f"building {out}", unit="image", disable=not progress) as progress_bar:  # closed before an error line
+            images = [_write_scene(tmp, item, split[item.name], seed, sigma, soft) for item in progress_bar]
         manifest = {
             "format": MANIFEST_FORMAT,
             "source": "embedded (scikit-image photos)" if source is None else str(source),
