@@ -288,3 +288,19 @@ def test_maps_are_scored_against_the_true_maps(tmp_path: Path, capsys: pytest.Ca
     (sources / "maps").rmdir()
     assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"ours={maps}"]) == 2
     assert "no maps/ folder of true decision maps" in capsys.readouterr().err
+
+
+def test_gt_may_name_the_sources_own_gt_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources, fused = tmp_path / "set", tmp_path / "fused"
+    _pair_set_with_true_maps(sources)
+    (sources / "GT").mkdir()
+    fused.mkdir()
+    for name in ("s1", "s2"):
+        _save(sources / "GT" / f"{name}.png", np.full((12, 20), 100, dtype=np.uint8))
+        _save(fused / f"{name}-fused.png", np.full((12, 20), 110, dtype=np.uint8))
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--gt", str(sources / "GT")]) == 0  # a built set's test split
+    assert "| ours | 2 |" in capsys.readouterr().out
+    other = tmp_path / "gt"
+    other.mkdir()
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--gt", str(other)]) == 2
+    assert "has its own GT/ folder" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     folder = PairFolder(args.sources)
     pairs: Sequence[Scene] = folder
     names = [name for name, *_ in folder.entries]
-    if args.gt is not None:
+    if args.gt is not None and args.gt.resolve() != (args.sources / "GT").resolve():  # that one is read anyway
         if pairs.has_gt:
             raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
         pairs = attach_gt(pairs, args.gt)
