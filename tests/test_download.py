@@ -144,3 +144,13 @@ def test_unsafe_zip_and_unknown_link(tmp_path: Path) -> None:
     assert not (tmp_path / "evil.txt").exists() and list(dest.iterdir()) == []
     with pytest.raises(DownloadError, match="no direct download link is known for lytro; .* pass --url"):
         download("lytro", dest, progress=False)
+
+
+def test_ctrl_c_says_the_download_resumes(tmp_path: Path, capsys, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gipc.cli.download.download", interrupted)
+    assert main(["mfi-whu", "--dest", str(tmp_path), "--url", "http://127.0.0.1:9/x.zip"]) == 130
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err and "nothing written" not in err  # the .part file is kept

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.name}: {path}" + (f" ({note})" if note else ""))
         return 0
 
-    return guarded(PROG, body)
+    return guarded(PROG, body, lambda: f"interrupted; the partial download stays in {args.dest}, run the same command again to resume")
 
 
 if __name__ == "__main__":
