@@ -90,9 +90,13 @@ def test_a_non_zip_archive_is_kept_whole_for_the_user(tmp_path: Path, capsys) ->
     archive.write_bytes(b"not a zip")
     dest = tmp_path / "data"
     kept = download("mfi-whu", dest, url=archive.as_uri(), progress=False)
-    assert kept == dest / "mfi-whu.gz" and kept.read_bytes() == b"not a zip"
-    assert sorted(p.name for p in dest.iterdir()) == ["mfi-whu.gz"]  # no .part left, nothing unpacked
+    assert kept == dest / "mfi-whu.tar.gz" and kept.read_bytes() == b"not a zip"  # named as what it is, not .gz
+    assert sorted(p.name for p in dest.iterdir()) == ["mfi-whu.tar.gz"]  # no .part left, nothing unpacked
     assert f"{kept} is not a zip archive; unpack it by hand" in capsys.readouterr().out
+    kept.write_bytes(b"unpacked by hand and edited")
+    with pytest.raises(DownloadError, match="mfi-whu.tar.gz already exists"):  # a rerun never replaces it
+        download("mfi-whu", dest, url=archive.as_uri(), progress=False)
+    assert kept.read_bytes() == b"unpacked by hand and edited"
 
 
 def test_http_download_prints_an_unpinned_digest(server: str, tmp_path: Path, capsys) -> None:

@@ -13,6 +13,7 @@ import shutil
 import socket
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -105,6 +106,14 @@ def _extract_zip(archive: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _archive_suffix(url: str) -> str:
+    """The archive type a URL names: ``.tar.gz`` whole (not ``.gz``), ``.zip``; ``.bin`` when it names none."""
+    suffixes = PurePosixPath(urllib.parse.urlsplit(url).path).suffixes
+    if len(suffixes) >= 2 and suffixes[-2].lower() == ".tar":
+        return "".join(suffixes[-2:])
+    return suffixes[-1] if suffixes else ".bin"
+
+
 def download(
     name: str,
     dest: str | Path,
@@ -128,8 +137,10 @@ def download(
     expected = (sha256 or remote.sha256 or "").lower() or None
     dest = Path(dest)
     target = dest / name
-    if target.exists():
-        raise DownloadError(f"{target} already exists; delete it or choose another --dest")
+    kept = dest / (name + _archive_suffix(url))  # where an archive that is not a zip is kept whole
+    for path in (target, *([kept] if kept.suffix != ".zip" else [])):
+        if path.exists():
+            raise DownloadError(f"{path} already exists; delete it or choose another --dest")
     dest.mkdir(parents=True, exist_ok=True)
     part = dest / f".{name}.part"
     fetch(url, part, timeout, progress)
@@ -145,7 +156,6 @@ def download(
         finally:
             part.unlink()  # unpacked, or unusable: a rerun must fetch it afresh
         return target
-    kept = target.with_name(name + (Path(url.split("?")[0]).suffix or ".bin"))
     os.replace(part, kept)
     print(f"{kept} is not a zip archive; unpack it by hand")
     return kept
