@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +177,26 @@ def test_an_error_midway_is_its_own_line_after_the_progress_bar(photos, tmp_path
     assert main(["--source", str(source), "--out", str(tmp_path / "out"), "--maps", "file", "--mask-dir", str(masks)]) == 2
     last = capsys.readouterr().err.rstrip("\n").split("\n")[-1]
     assert last.startswith("gipc-build-data: error: mask ") and "p3.png" in last
+
+
+def test_sigterm_midway_leaves_nothing(photos, tmp_path: Path) -> None:
+    source, _ = photos
+    script = (  # SIGTERM the build from inside as it writes its 3rd image, as `kill` or `timeout` would
+        "import os, signal, sys\n"
+        "import gipc.data.build as build\n"
+        "from gipc.cli.build_data import main\n"
+        "write, calls = build._write_scene, []\n"
+        "def killed(*args):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return write(*args)\n"
+        "build._write_scene = killed\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "--source", str(source), "--out", str(tmp_path / "out"), "--maps", "blobs"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 143 and "interrupted; nothing written" in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]  # no hidden half-built folder

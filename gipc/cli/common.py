@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import warnings
 from typing import Callable, NoReturn
 
@@ -28,11 +30,22 @@ def say(prog: str, message: str) -> None:
     print(f"{prog}: {message}", file=sys.stderr)
 
 
+class _Terminated(KeyboardInterrupt):
+    """A SIGTERM, raised like Ctrl-C so the same clean-up runs (hidden build folders, temp files)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] = lambda: "interrupted; nothing written") -> int:
     """Run a command's ``body``: a :class:`UserError` or an OS refusal (a missing or unreadable
-    file) becomes one ``error:`` line and exit code 2, Ctrl-C one line and 130, no traceback; a
-    library's warning (MS-SSIM on small images, say) is one ``warning:`` line, not Python's two."""
+    file) becomes one ``error:`` line and exit code 2, Ctrl-C one line and 130, a SIGTERM (``kill``,
+    ``timeout``) the same line and 143, after the same clean-up, no traceback; a library's warning
+    (MS-SSIM on small images, say) is one ``warning:`` line, not Python's two."""
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"{prog}: warning: {message}\n"
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return body()
     except UserError as err:
@@ -40,7 +53,10 @@ def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] =
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         say(prog, f"error: {where}{err.strerror or err}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         say(prog, interrupted())
-        return 130
+        return 128 + signal.SIGTERM if isinstance(err, _Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 2
