@@ -137,6 +137,16 @@ def test_bad_arguments_fail_in_the_constructor(kwargs: dict, message: str) -> No
         FusionDataModule(**{"source": EmbeddedPairs(**EMBEDDED), "batch_size": 4, "patch_size": 16, **kwargs})
 
 
+def test_a_photo_folder_given_as_a_built_set_is_told_how_to_use_its_photos(tmp_path) -> None:
+    (tmp_path / "kodim01.png").write_bytes(b"")
+    with pytest.raises(DataError) as error:
+        FolderPairs(root=str(tmp_path))
+    assert str(error.value) == (
+        f"data.source.root {tmp_path}: no train/ folder; it is no gipc-build-data set; build one from its photos with "
+        f"`gipc-build-data --source {tmp_path} --out NEW_DIR`, or train on them with data=photos 'data.source.photo_dirs=[{tmp_path}]'"
+    )
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -103,9 +103,15 @@ class FolderPairs(_Patches):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        root = Path(self.root)
         for sub in ("train", "test"):
-            if not (Path(self.root) / sub).is_dir():
-                raise DataError(f"data.source.root {self.root}: no {sub}/ folder; build one with `gipc-build-data --out {self.root} ...`")
+            if not (root / sub).is_dir():
+                if root.is_dir() and any(root.iterdir()):  # a folder of something else, photos perhaps
+                    how = (f"it is no gipc-build-data set; build one from its photos with `gipc-build-data --source {root} "
+                           f"--out NEW_DIR`, or train on them with data=photos 'data.source.photo_dirs=[{root}]'")
+                else:
+                    how = f"build one with `gipc-build-data --out {root} ...`"
+                raise DataError(f"data.source.root {root}: no {sub}/ folder; {how}")
 
     def split(self, patch_size: int, seed: int) -> Split:
         train, test = PairFolder(Path(self.root) / "train"), PairFolder(Path(self.root) / "test")
