@@ -171,6 +171,14 @@ def test_unusable_inputs_are_one_line_before_the_build_starts(photos, tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
 
 
+def test_embedded_with_masks_named_after_none_of_its_photos_is_refused(photos, tmp_path: Path, capsys) -> None:
+    _, masks = photos  # p0.png ... : no embedded photo has those names, so the build would use none
+    assert main(["--embedded", "--out", str(tmp_path / "out"), "--maps", "file", "--mask-dir", str(masks)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--mask-dir {masks} has no file named after an embedded photo (astronaut, " in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_error_midway_is_its_own_line_after_the_progress_bar(photos, tmp_path: Path, capsys) -> None:
     source, masks = photos
     write_image(masks / "p3.png", torch.zeros(1, 31, 40), overwrite=True)  # wrong size: fails on the 4th photo

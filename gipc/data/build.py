@@ -47,6 +47,8 @@ class Source:
 
 def _embedded_sources(maps: str | None, mask_dir: Path | None, max_side: int | None) -> list[Source]:
     masks = files_by_stem(mask_dir) if mask_dir else {}
+    if mask_dir and not set(masks) & set(CATALOGUE):
+        raise DataError(f"--mask-dir {mask_dir} has no file named after an embedded photo ({', '.join(CATALOGUE)}), so none would be used")
 
     def loader(name: str) -> Callable[[], tuple[Photo, int]]:
         def load() -> tuple[Photo, int]:
