@@ -150,11 +150,25 @@ def test_unsafe_zip_and_unknown_link(tmp_path: Path) -> None:
         download("lytro", dest, progress=False)
 
 
-def test_ctrl_c_says_the_download_resumes(tmp_path: Path, capsys, monkeypatch) -> None:
-    def interrupted(*args, **kwargs):
+def test_ctrl_c_says_the_download_resumes_while_its_part_file_is_there(tmp_path: Path, capsys, monkeypatch) -> None:
+    archive = tmp_path / "x.zip"
+    archive.write_bytes(ARCHIVE)
+    dest = tmp_path / "data"
+
+    def stopped_while_unpacking(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("gipc.cli.download.download", interrupted)
-    assert main(["mfi-whu", "--dest", str(tmp_path), "--url", "http://127.0.0.1:9/x.zip"]) == 130
-    err = capsys.readouterr().err
-    assert "run the same command again to resume" in err and "nothing written" not in err  # the .part file is kept
+    monkeypatch.setattr("gipc.data.download._extract_zip", stopped_while_unpacking)
+    argv = ["mfi-whu", "--dest", str(dest), "--url", archive.as_uri()]
+    assert main(argv) == 130 and not (dest / ".mfi-whu.part").exists()  # unusable once unpacking began: deleted
+    assert capsys.readouterr().err.splitlines()[-1] == "gipc-download: interrupted; nothing written"
+
+    def stopped_while_fetching(url, part, *args):
+        part.write_bytes(ARCHIVE[:10])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gipc.data.download.fetch", stopped_while_fetching)
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"gipc-download: interrupted; the partial download stays in {dest / '.mfi-whu.part'}, run the same command again to resume"
+    )

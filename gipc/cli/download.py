@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from gipc.cli.common import Parser, guarded
-from gipc.data.download import REGISTRY, download
+from gipc.data.download import REGISTRY, download, part_path
 
 PROG = "gipc-download"
 
@@ -32,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.name}: {path}" + (f" ({note})" if note else ""))
         return 0
 
-    return guarded(PROG, body, lambda: f"interrupted; the partial download stays in {args.dest}, run the same command again to resume")
+    def interrupted() -> str:
+        part = part_path(args.dest, args.name)  # gone when stopped before the transfer or while unpacking
+        return f"interrupted; the partial download stays in {part}, run the same command again to resume" if part.exists() else "interrupted; nothing written"
+
+    return guarded(PROG, body, interrupted)
 
 
 if __name__ == "__main__":

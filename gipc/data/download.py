@@ -114,6 +114,11 @@ def _archive_suffix(url: str) -> str:
     return suffixes[-1] if suffixes else ".bin"
 
 
+def part_path(dest: str | Path, name: str) -> Path:
+    """Where the archive of ``name`` streams to, and stays for a rerun to resume when the transfer stops."""
+    return Path(dest) / f".{name}.part"
+
+
 def download(
     name: str,
     dest: str | Path,
@@ -142,7 +147,7 @@ def download(
         if path.exists():
             raise DownloadError(f"{path} already exists; delete it or choose another --dest")
     dest.mkdir(parents=True, exist_ok=True)
-    part = dest / f".{name}.part"
+    part = part_path(dest, name)
     fetch(url, part, timeout, progress)
     digest = sha256_file(part)
     if expected is not None and digest != expected:
