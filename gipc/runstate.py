@@ -114,11 +114,13 @@ def training_lock(run_dir: Path) -> Iterator[None]:
             raise RunDirError(f"{run_dir} is being trained by {holder} now; wait for it to end or stop it, then resume") from None
         except OSError:  # a file system without locks (some NFS mounts): train unlocked
             handle.close()
-            yield
-            return
+            break  # yield below, outside this handler: a failed run's error would otherwise read as raised while handling it
         if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
             break
         handle.close()  # its holder removed the file between our open and our lock: lock the new one
+    if handle.closed:  # unlocked
+        yield
+        return
     try:
         handle.truncate(0)
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

@@ -6,6 +6,7 @@ Each sweep runs ``python gipc/run.py -m ...`` in a temp dir with tiny data (one 
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
+import gipc.runstate
 from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
@@ -231,6 +233,18 @@ def test_a_second_run_in_a_run_dir_in_training_is_refused_in_one_line_without_fa
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == f"error: {run_dir} is being trained by pid {holder.pid} on {socket.gethostname()} now; wait for it to end or stop it, then resume"
     assert not (run_dir / "FAILED").exists()
+
+
+def test_on_a_file_system_without_locks_a_run_trains_unlocked_and_its_error_stays_its_own(tmp_path, monkeypatch):
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(gipc.runstate.fcntl, "flock", no_locks)
+    with pytest.raises(ValueError) as failed:
+        with training_lock(tmp_path):
+            raise ValueError("diverged")
+    # Not "During handling of the above exception (No locks available), another exception occurred" in FAILED.
+    assert failed.value.__context__ is None
 
 
 # ---------------------------------------------------------------- real sweeps
