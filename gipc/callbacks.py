@@ -68,7 +68,7 @@ class TestReport(L.Callback):
         self.shipped = shipped
         # per generator head, built here so that a bad value stops the run before it trains; the test
         # stage scores every rule, but a misspelt fusion.rule must not pass unnoticed either
-        if fusion is not None and fusion.get("rule") not in RULES:
+        if fusion is not None and "rule" in fusion and fusion["rule"] not in RULES:
             raise UserError(f"fusion.rule must be one of {', '.join(RULES)}, got {fusion.get('rule')!r}")
         self.map_settings: dict[str, MapSettings] | None = None if fusion is None else {head: map_settings(fusion, head) for head in HEADS}
         self.fusions: dict[str, Fusion] = {}

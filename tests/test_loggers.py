@@ -11,9 +11,12 @@ from lightning.pytorch.loggers import CSVLogger
 from gipc.loggers import ResumableCSVLogger
 
 
-def launch(logger_class: type[CSVLogger], root: Path, rows: dict[int, dict[str, float]]) -> None:
-    """One launch of a run: a new logger on the run dir logs ``rows`` (step -> values) and saves."""
+def launch(logger_class: type[CSVLogger], root: Path, rows: dict[int, dict[str, float]], continues: bool = False) -> None:
+    """One launch of a run: a new logger on the run dir logs ``rows`` (step -> values) and saves;
+    ``continues``: the launch resumes from a checkpoint, as gipc.experiment tells the logger."""
     logger = logger_class(str(root), name="csv", version="")
+    if continues:
+        logger.keep_earlier_rows = True
     for step, values in rows.items():
         logger.log_metrics(values, step=step)
     logger.save()
@@ -27,7 +30,7 @@ def read(root: Path) -> list[dict[str, str]]:
 def test_a_resumed_launch_keeps_rows_before_its_first_step_and_replaces_the_replayed_ones(tmp_path):
     # Killed after logging steps 0-5 with its last checkpoint at step 3: the resume replays 3-5 and goes on.
     launch(ResumableCSVLogger, tmp_path, {step: {"g_loss": float(step)} for step in range(6)})
-    launch(ResumableCSVLogger, tmp_path, {step: {"g_loss": 10.0 + step, "lr": 0.5} for step in range(3, 8)})
+    launch(ResumableCSVLogger, tmp_path, {step: {"g_loss": 10.0 + step, "lr": 0.5} for step in range(3, 8)}, continues=True)
     rows = read(tmp_path)
     assert [(r["step"], r["g_loss"], r["lr"]) for r in rows] == [
         ("0", "0.0", ""),
@@ -35,6 +38,14 @@ def test_a_resumed_launch_keeps_rows_before_its_first_step_and_replaces_the_repl
         ("2", "2.0", ""),
         *((str(s), f"{10.0 + s}", "0.5") for s in range(3, 8)),
     ]
+
+
+def test_a_run_that_starts_over_replaces_the_earlier_rows(tmp_path):
+    # overwrite=true after a run that logged every 5 steps; the new one logs every 10 from step 0
+    launch(ResumableCSVLogger, tmp_path, {step: {"g_loss": 100.0 + step} for step in (4, 9, 14, 19)})
+    with pytest.warns(UserWarning, match="will be deleted"):
+        launch(ResumableCSVLogger, tmp_path, {step: {"g_loss": float(step)} for step in (9, 19)})
+    assert [(r["step"], r["g_loss"]) for r in read(tmp_path)] == [("9", "9.0"), ("19", "19.0")]
 
 
 def test_lightnings_own_logger_loses_the_earlier_launch_which_is_why_gipc_has_its_own(tmp_path):
