@@ -107,6 +107,7 @@ def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
 def run_experiment(cfg: DictConfig) -> float | None:
     """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
     output_dir = Path(cfg.paths.output_dir)
+    resuming = bool(cfg.resume) or cfg.get("ckpt_path") == "last"  # as launched: a resumed sweep's jobs set their own below
     if (_multirun() and resume_dir(cfg.resume)) or requeued():  # gipc/sweep.py, gipc/runstate.py
         action = resume_action(output_dir)
         job = f"job {HydraConfig.get().job.num}" if _multirun() else "run"
@@ -130,7 +131,7 @@ def run_experiment(cfg: DictConfig) -> float | None:
         _mark_failed(output_dir, f"training diverged: {exc}; {kept}")
         _exit(1, exc, f"training diverged: {exc}; {kept}")
     except SIGTERMException as exc:  # Lightning's SystemExit with no code: the shell would read exit code 0, success
-        _exit_on_sigterm(exc, output_dir)
+        _exit_on_sigterm(exc, output_dir, resuming)
     except SystemExit:  # a requeue hand-back (submitit exits after it), or an exit already reported
         raise
     except BaseException as exc:
@@ -155,13 +156,15 @@ def _exit(code: int, exc: BaseException, message: str) -> NoReturn:
     sys.exit(code)
 
 
-def _exit_on_sigterm(exc: BaseException, output_dir: Path) -> NoReturn:
+def _exit_on_sigterm(exc: BaseException, output_dir: Path, resuming: bool) -> NoReturn:
     """A SIGTERM (``kill``, ``timeout``, a scheduler) stops the run, or the whole multirun, like a kill:
-    one line naming how to continue, no ``FAILED`` (nothing is wrong with the run), exit code 143."""
+    one line naming how to continue, no ``FAILED`` (nothing is wrong with the run), exit code 143.
+    ``resuming``: the command already resumes, so running it again continues."""
+    again = "continue with the same command" + ("" if resuming else " plus resume={}")
     if _multirun():
-        how = f"continue the sweep with the same command plus resume={HydraConfig.get().sweep.dir}"
+        how = again.replace("continue", "continue the sweep").format(HydraConfig.get().sweep.dir)
     elif (output_dir / "checkpoints" / "last.ckpt").is_file():
-        how = f"continue with the same command plus resume={output_dir}"
+        how = again.format(output_dir)
     else:
         how = "no checkpoint was written yet; run it again"
     print(f"error: stopped by SIGTERM; {how}", file=sys.stderr)

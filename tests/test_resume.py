@@ -273,7 +273,7 @@ def test_a_sigterm_ends_the_run_with_exit_code_143_and_how_to_continue(tmp_path,
     import gipc.experiment
 
     def stopped(cfg, output_dir):
-        (output_dir / "checkpoints").mkdir(parents=True)
+        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (output_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
         raise SIGTERMException
 
@@ -284,3 +284,7 @@ def test_a_sigterm_ends_the_run_with_exit_code_143_and_how_to_continue(tmp_path,
         gipc.experiment.run_experiment(cfg)
     assert stop.value.code == 143 and not (tmp_path / "FAILED").exists()
     assert capsys.readouterr().err.splitlines() == [f"error: stopped by SIGTERM; continue with the same command plus resume={tmp_path}"]
+    # stopped again after that resume: the command already says resume=, so it is simply run again
+    with pytest.raises(SystemExit) as stop:
+        gipc.experiment.run_experiment(OmegaConf.merge(cfg, {"resume": str(tmp_path)}))
+    assert capsys.readouterr().err.splitlines() == ["error: stopped by SIGTERM; continue with the same command"]
