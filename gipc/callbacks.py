@@ -124,9 +124,10 @@ class TestReport(L.Callback):
         if not rows:
             return
         # The run's test metrics (test/QABF, ...) are these rows' means: the test set is scored once, here.
+        # Every rank holds all rows, so sync_dist's mean leaves the means as they are (and keeps Lightning quiet).
         own = [r for r in rows if r["method"] == MODEL_NAME]
         pl_module.log_dict({f"test/{k}": statistics.fmean(float(r[k]) for r in own if r.get(k) is not None)
-                            for k in numeric_columns(own) if any(r.get(k) is not None for r in own)}, sync_dist=False)
+                            for k in numeric_columns(own) if any(r.get(k) is not None for r in own)}, sync_dist=True)
         if not trainer.is_global_zero:
             return
         order = [MODEL_NAME, MODEL_NAME + MAP_SUFFIX, SHIPPED_NAME, SHIPPED_NAME + MAP_SUFFIX]

@@ -284,7 +284,9 @@ class GIPCGAN(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.metrics is None:
             return
-        self.log_dict({f"val/{k}": v.float() for k, v in self.metrics.compute().items()}, sync_dist=False)
+        # compute() has already reduced the metrics over the ranks, so each rank holds the same values and
+        # sync_dist's mean leaves them as they are; without it Lightning warns once per metric under DDP.
+        self.log_dict({f"val/{k}": v.float() for k, v in self.metrics.compute().items()}, sync_dist=True)
         self.metrics.reset()
 
 
