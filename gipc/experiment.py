@@ -26,7 +26,7 @@ from gipc.checkpointing import AtomicCheckpointIO
 from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
-from gipc.loggers import ResumableCSVLogger
+from gipc.loggers import continue_run
 from gipc.pretrained import start_from
 from gipc.runstate import FAILED, resume_action, training_lock
 from gipc.sweep import job_log, keep_record, requeued, resume_dir
@@ -195,9 +195,6 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     datamodule = _build(cfg.data, "data", batches_per_step=d_steps + 1 if isinstance(d_steps, int) and d_steps >= 1 else 1)
     model = build_model(cfg.model, seed)
     loggers = _named(cfg.get("logger"), "logger")
-    for logger in loggers:
-        if isinstance(logger, ResumableCSVLogger):  # a run that continues keeps its earlier rows
-            logger.keep_earlier_rows = ckpt_path is not None
     callbacks = _named(cfg.get("callbacks"), "callbacks")
     trainer: L.Trainer = _build(
         cfg.trainer,
@@ -208,6 +205,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
     )
     _check_launch(trainer)
+    continue_run(loggers, output_dir, continues=ckpt_path is not None)  # the config is sound: nothing written before
 
     if trainer.is_global_zero:
         for path in old_checkpoints:  # overwrite=true, and the config is sound

@@ -1,21 +1,33 @@
-"""A CSV logger that a resumed run appends to (``conf/logger/csv.yaml``).
+"""Loggers that go on with a resumed run instead of starting a second record of it.
 
 Lightning's ``CSVLogger`` deletes ``metrics.csv`` when its writer starts in a folder that holds one,
 so ``resume=<run dir>`` with ``logger=csv`` kept only the rows logged after the resume. Here, when
-the run continues from a checkpoint (``keep_earlier_rows``, set by :mod:`gipc.experiment`), the
+the run continues from a checkpoint (``keep_earlier_rows``, set by :func:`continue_run`), the
 rows of earlier launches stay, up to the step the resumed run starts logging from: rows a killed
 launch wrote after its last checkpoint are replayed by the resumed one, so those are replaced. A
 run that starts over (``overwrite=true``, or a run killed before its first checkpoint and started
 again) replaces the file, as Lightning's does.
+
+W&B gives every launch a new run unless it is told the run's id: :func:`continue_run` keeps one id
+per run dir (``wandb/gipc-run-id``) for the launches that continue it.
 """
 
 from __future__ import annotations
 
 import csv
+import secrets
+from pathlib import Path
+from typing import Sequence
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
+
+from gipc.files import write_text
+
+WANDB_RUN_ID = "wandb/gipc-run-id"
+"""The run dir's W&B run id, kept for the launches that continue the run."""
 
 
 def _step(row: dict[str, str]) -> float:
@@ -63,3 +75,26 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = ResumableWriter(self.log_dir, self.keep_earlier_rows)
         return self._experiment
+
+
+def wandb_run_id(run_dir: Path, continues: bool) -> str:
+    """The W&B id of the run in ``run_dir``: the recorded one when the launch continues the run, else a
+    new one (recorded by rank zero), so a run started over is a new W&B run."""
+    path = run_dir / WANDB_RUN_ID
+    if continues and path.is_file():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)
+    if rank_zero_only.rank == 0:
+        write_text(path, run_id + "\n")
+    return run_id
+
+
+def continue_run(loggers: Sequence[Logger], run_dir: Path, continues: bool) -> None:
+    """Tell the run's loggers, before they log anything, whether this launch continues the run from a
+    checkpoint: the CSV file keeps its rows, and W&B resumes the same run (online it goes on; offline,
+    ``wandb sync`` uploads the launches' folders as that one run). A user's own ``id=`` is left alone."""
+    for logger in loggers:
+        if isinstance(logger, ResumableCSVLogger):
+            logger.keep_earlier_rows = continues
+        elif isinstance(logger, WandbLogger) and logger._wandb_init.get("id") is None:
+            logger._wandb_init["id"] = logger._id = wandb_run_id(run_dir, continues)

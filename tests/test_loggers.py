@@ -1,4 +1,4 @@
-"""The CSV logger of ``logger=csv``: a resumed run keeps the rows its earlier launch logged."""
+"""Loggers of a resumed run: the CSV file keeps the rows its earlier launch logged, W&B keeps the run's id."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import csv
 from pathlib import Path
 
 import pytest
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from gipc.loggers import ResumableCSVLogger
+from gipc.loggers import WANDB_RUN_ID, ResumableCSVLogger, continue_run
 
 
 def launch(logger_class: type[CSVLogger], root: Path, rows: dict[int, dict[str, float]], continues: bool = False) -> None:
@@ -60,3 +60,17 @@ def test_a_first_launch_writes_what_lightnings_logger_writes(tmp_path):
     launch(ResumableCSVLogger, tmp_path / "ours", rows)
     launch(CSVLogger, tmp_path / "lightning", rows)
     assert (tmp_path / "ours" / "csv" / "metrics.csv").read_bytes() == (tmp_path / "lightning" / "csv" / "metrics.csv").read_bytes()
+
+
+def test_a_run_keeps_one_wandb_id_across_launches_that_continue_it_and_gets_a_new_one_when_it_starts_over(tmp_path):
+    def launch(continues: bool, **kwargs) -> str:
+        logger = WandbLogger(save_dir=str(tmp_path), offline=True, **kwargs)
+        continue_run([logger], tmp_path, continues)
+        return logger.version  # the id wandb.init will be given
+
+    first = launch(continues=False)
+    assert len(first) == 8 and (tmp_path / WANDB_RUN_ID).read_text() == first + "\n"
+    assert launch(continues=True) == launch(continues=True) == first  # resumed, resumed again
+    restarted = launch(continues=False)  # overwrite=true
+    assert restarted != first and launch(continues=True) == restarted
+    assert launch(continues=True, id="mine") == "mine"  # a user's own id= is kept

@@ -56,12 +56,13 @@ def item_key(item) -> str:
 
 @pytest.mark.slow
 def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
-    run_gipc(
-        tmp_path, "ablation=without_int", "loss.ratio=0.2", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+    args = (
+        "ablation=without_int", "loss.ratio=0.2", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
         "trainer.limit_val_batches=2", "trainer.limit_test_batches=1", "trainer.log_every_n_steps=1",
         "data.patch_size=16", "data.batch_size=2", "data.source.max_side=64", "data.source.val_count=2",
         "callbacks.test_report.baselines=[]", "callbacks.test_report.shipped=false",  # one row: the model's
     )
+    run_gipc(tmp_path, *args)
     (run_dir,) = (tmp_path / "outputs" / "quick" / "runs").iterdir()
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     records = wandb_records(next(offline.glob("run-*.wandb")))
@@ -96,6 +97,13 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
     report = (run_dir / "metrics.csv").read_text().splitlines()
     qabf = float(report[1].split(",")[report[0].split(",").index("QABF")])
     assert float(summary["test/QABF"]) == pytest.approx(qabf, abs=1e-6)
+
+    # Resumed for one more epoch: the same W&B run (one id), so `wandb sync` uploads both launches as one.
+    run_gipc(tmp_path, *args[:2], "trainer.max_epochs=2", *args[3:], f"resume={run_dir}")
+    launches = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(launches) == 2
+    ids = {next(r.run for r in wandb_records(next(p.glob("run-*.wandb"))) if r.WhichOneof("record_type") == "run").run_id for p in launches}
+    assert ids == {(run_dir / "wandb" / "gipc-run-id").read_text().strip()}
 
 
 # ----------------------------------------------------------------- image panels, in process
