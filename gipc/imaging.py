@@ -65,7 +65,9 @@ def _opened(path: Path) -> Iterator[PILImage.Image]:
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
     try:
-        with PILImage.open(path) as im:
+        # from a file object: Pillow then decodes rather than memory-maps uncompressed pixels, whose
+        # quarter turn by an EXIF orientation it garbles (a gray TIFF's, Pillow 13)
+        with open(path, "rb") as file, PILImage.open(file) as im:
             yield im
     except ImageError:
         raise
@@ -88,8 +90,9 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
     """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB, alpha is refused."""
     path = Path(path)
     with _opened(path) as im:
-        if im.mode == "RGB" and _bits_per_sample(path, im) == 16:
-            array, bit_depth = _read_rgb16(path, im.format), 16
+        orientation = _orientation(im)
+        if im.mode == "RGB" and _bits_per_sample(path, im) == 16:  # pypng and tifffile give the stored pixels
+            array, bit_depth = _oriented(_read_rgb16(path, im.format), orientation), 16
         else:
             im.load()
             array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
@@ -148,8 +151,8 @@ def check_matching(items: list[Image] | list[Header]) -> None:
 
 def sized(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Header] | list[Image]:
     """The headers of ``paths`` where their sizes agree; where they do not, the decoded images, since a
-    header may not tell the orientation the decoder applies (an eXIf chunk after a PNG's pixels,
-    16-bit files decoded without it): only a size the decoder gives is ever refused."""
+    header may not tell the orientation the decoder applies (an eXIf chunk after a PNG's pixels):
+    only a size the decoder gives is ever refused."""
     headers = [read_header(p) for p in paths]
     if len({(h.height, h.width) for h in headers}) <= 1:
         return headers
@@ -204,6 +207,28 @@ def check_output_format(path: Path) -> None:
     """Refuse an output file name whose format :func:`write_image` cannot write (before any work)."""
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
         raise ImageError(f"{path}: cannot write '{path.suffix}' files; use .png, .jpg or .tif")
+
+
+def _orientation(im: PILImage.Image) -> int:
+    """The EXIF orientation of the stored pixels, read before decoding them (a PNG's only from an eXIf
+    chunk before its pixel data, as :func:`read_header` reads it)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return im.getexif().get(EXIF_ORIENTATION, 1)
+
+
+def _oriented(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored (H, W[, C]) pixels turned upright by their EXIF orientation, as ``ImageOps.exif_transpose`` turns them."""
+    turn = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a.swapaxes(0, 1), 2),
+        8: lambda a: np.rot90(a, 1),
+    }.get(orientation)
+    return np.ascontiguousarray(turn(array)) if turn else array
 
 
 def _bits_per_sample(path: Path, im: PILImage.Image) -> int:

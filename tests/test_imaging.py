@@ -119,6 +119,27 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert torch.equal((image.pixels * 255).round().to(torch.uint8), expected)
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("kind", ["gray8", "gray16", "rgb16"])
+def test_tiff_orientation_is_applied_at_every_depth(tmp_path: Path, kind: str, orientation: int) -> None:
+    """A TIFF's orientation tag turns it upright like a JPEG's EXIF: 16-bit RGB (decoded by tifffile) and
+    gray ones (Pillow memory-maps those and garbled their quarter turn) as 8-bit RGB ones always were."""
+    upright = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    upright = upright[..., 0] if kind.startswith("gray") else upright
+    upright = upright.astype(np.uint16) * 257 + 1 if kind.endswith("16") else upright
+    stored = {3: np.rot90(upright, 2), 6: np.rot90(upright, 1), 8: np.rot90(upright, -1)}[orientation]
+    path = tmp_path / "turned.tif"
+    photometric = "rgb" if stored.ndim == 3 else "minisblack"
+    tifffile.imwrite(path, np.ascontiguousarray(stored), photometric=photometric, extratags=[(274, "H", 1, orientation, True)])
+    image = read_image(path)
+    scale = (1 << image.bit_depth) - 1
+    decoded = (image.pixels * scale).round().permute(1, 2, 0).numpy().astype(upright.dtype)
+    assert image.bit_depth == (16 if kind.endswith("16") else 8)
+    assert np.array_equal(decoded[..., 0] if upright.ndim == 2 else decoded, upright)
+    header = read_header(path)
+    assert (header.height, header.width) == upright.shape[:2]
+
+
 def test_lytro_jpeg_reads_as_8bit_rgb(lytro_pairs: Path) -> None:
     image = read_image(lytro_pairs / "lytro-01-A.jpg")
     assert image.pixels.shape == (3, 520, 520) and image.pixels.dtype == torch.float32
@@ -298,10 +319,10 @@ def test_the_header_gives_the_kind_and_size_decoding_gives(tmp_path: Path) -> No
 
 
 def test_sources_whose_headers_do_not_tell_their_orientation_are_checked_as_decoded(tmp_path: Path) -> None:
-    # A 16-bit gray TIFF with Orientation 6: Pillow's header turns its size, the 16-bit decode does not.
+    # A 16-bit gray TIFF with Orientation 6, stored 48 wide and 64 high: upright 64 x 48, header and decode alike.
     rng = np.random.default_rng(0)
     for side in "AB":
-        tifffile.imwrite(tmp_path / f"s-{side}.tif", (rng.random((48, 64)) * 65535).astype(np.uint16),
+        tifffile.imwrite(tmp_path / f"s-{side}.tif", (rng.random((64, 48)) * 65535).astype(np.uint16),
                          photometric="minisblack", extratags=[(274, "H", 1, 6, True)])
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, (rng.random((48, 64)) * 65535).astype(np.uint16), photometric="minisblack")
