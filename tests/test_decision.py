@@ -391,7 +391,11 @@ def test_save_maps_writes_one_map_per_pair_and_refuses_to_overwrite(tmp_path: Pa
     out, maps = tmp_path / "fused", tmp_path / "maps"
     args = ["--pairs", str(pairs), "--out", str(out), "--save-maps", str(maps), "--rule", "map"]
     assert fuse_main(args) == 0
-    assert capsys.readouterr().err.splitlines()[0].startswith("gipc-fuse: rule map")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("gipc-fuse: rule map") and err[-1] == f"gipc-fuse: wrote 2 images to {out} and their maps to {maps}"
+    one = ["--out", str(tmp_path / "one.png"), "--save-maps", str(tmp_path / "one-map"), "--rule", "map"]
+    assert fuse_main([str(pairs / "p1-A.png"), str(pairs / "p1-B.png"), *one]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"gipc-fuse: wrote {tmp_path / 'one.png'} and its map to {tmp_path / 'one-map'}"
     written = sorted(p.name for p in maps.iterdir())
     assert written == ["p1-map.png", "p2-map.png"]
     decision = read_image(maps / "p1-map.png")

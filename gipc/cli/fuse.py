@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         fusion = _fusion(args)
         for output in run_jobs(jobs, fusion, args.tile, args.overlap, args.overwrite):
             written.append(output)
-        maps = f" and their maps to {args.save_maps}" if args.save_maps is not None else ""
+        maps = f" and {'its map' if len(written) == 1 else 'their maps'} to {args.save_maps}" if args.save_maps is not None else ""
         say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}")
         return 0
 
