@@ -16,8 +16,8 @@ from lightning.pytorch.loggers import WandbLogger
 from gipc.baselines import BASELINES
 from gipc.color import fuse_color, luma
 from gipc.decision import MapSettings, map_image
-from gipc.errors import ConfigError, UserError
-from gipc.fusion import RULES, Fusion, map_settings
+from gipc.errors import ConfigError
+from gipc.fusion import Fusion, check_rule, map_settings
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
 from gipc.models.generator import HEADS
@@ -68,8 +68,8 @@ class TestReport(L.Callback):
         self.shipped = shipped
         # per generator head, built here so that a bad value stops the run before it trains; the test
         # stage scores every rule, but a misspelt fusion.rule must not pass unnoticed either
-        if fusion is not None and "rule" in fusion and fusion["rule"] not in RULES:
-            raise UserError(f"fusion.rule must be one of {', '.join(RULES)}, got {fusion.get('rule')!r}")
+        if fusion is not None and "rule" in fusion:
+            check_rule(fusion["rule"], "fusion.rule")
         self.map_settings: dict[str, MapSettings] | None = None if fusion is None else {head: map_settings(fusion, head) for head in HEADS}
         self.fusions: dict[str, Fusion] = {}
         self.rows: list[dict[str, Any]] = []

@@ -27,6 +27,12 @@ from gipc.tiling import Fuser, fuse_sequence
 RULES: tuple[str, ...] = ("direct", "map")
 
 
+def check_rule(rule: str, name: str = "fusion rule") -> None:
+    """Refuse a rule that is not one of :data:`RULES`, naming it as the caller knows it (``name``)."""
+    if rule not in RULES:
+        raise UserError(f"{name} must be one of {', '.join(RULES)}, got {rule!r}")
+
+
 def map_settings(config: Mapping[str, Any], head: str = "image") -> MapSettings:
     """The map settings of a ``fusion`` config for a network with ``head``: ``map``, and for a map
     head's weights ``head_map`` over it (their margin, ``|2w - 1|``, is not in the evidence's units,
@@ -75,8 +81,7 @@ class Fusion:
     head: str = "image"
 
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise UserError(f"fusion rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        check_rule(self.rule)
         if self.rule == "map" and self.settings is None:
             raise UserError("the map rule needs map settings")
 
