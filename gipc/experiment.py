@@ -72,6 +72,11 @@ def _named(group: DictConfig | None, what: str) -> list[Any]:
     return [_build(node, f"{what}.{name}") for name, node in (group or {}).items() if node and "_target_" in node]
 
 
+def _resumes(cfg: DictConfig) -> bool:
+    """The command continues its run dir's own ``last.ckpt``: ``resume=true``, ``resume=<run dir>`` or ``ckpt_path=last``."""
+    return bool(cfg.resume) or cfg.get("ckpt_path") == "last"
+
+
 def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
     """``ckpt_path=PATH``, or ``ckpt_path=last`` / ``resume=true`` / ``resume=<run dir>`` (which Hydra
     made this run's dir): this run dir's ``checkpoints/last.ckpt``."""
@@ -80,7 +85,7 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
         if not path.is_file():
             raise ConfigError(f"ckpt_path {path} does not exist")
         return str(path)
-    if cfg.ckpt_path == "last" or cfg.resume:
+    if _resumes(cfg):
         last = output_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise ConfigError(
@@ -93,7 +98,7 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
 def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
     """An earlier run's checkpoints that a fresh training run here would mix with its own: refused unless
     ``overwrite=true`` (they are then deleted once the config has been checked)."""
-    if not cfg.train or cfg.resume or cfg.ckpt_path == "last":
+    if not cfg.train or _resumes(cfg):
         return []
     old = sorted((output_dir / "checkpoints").glob("*.ckpt"))
     if old and not cfg.overwrite:
@@ -107,7 +112,7 @@ def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
 def run_experiment(cfg: DictConfig) -> float | None:
     """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
     output_dir = Path(cfg.paths.output_dir)
-    resuming = bool(cfg.resume) or cfg.get("ckpt_path") == "last"  # as launched: a resumed sweep's jobs set their own below
+    resuming = _resumes(cfg)  # as launched: a resumed sweep's jobs set their own below
     if (_multirun() and resume_dir(cfg.resume)) or requeued():  # gipc/sweep.py, gipc/runstate.py
         action = resume_action(output_dir)
         job = f"job {HydraConfig.get().job.num}" if _multirun() else "run"
@@ -160,11 +165,13 @@ def _exit_on_sigterm(exc: BaseException, output_dir: Path, resuming: bool) -> No
     """A SIGTERM (``kill``, ``timeout``, a scheduler) stops the run, or the whole multirun, like a kill:
     one line naming how to continue, no ``FAILED`` (nothing is wrong with the run), exit code 143.
     ``resuming``: the command already resumes, so running it again continues."""
-    again = "continue with the same command" + ("" if resuming else " plus resume={}")
+    def again(target: object) -> str:
+        return "with the same command" + ("" if resuming else f" plus resume={target}")
+
     if _multirun():
-        how = again.replace("continue", "continue the sweep").format(HydraConfig.get().sweep.dir)
+        how = f"continue the sweep {again(HydraConfig.get().sweep.dir)}"
     elif (output_dir / "checkpoints" / "last.ckpt").is_file():
-        how = again.format(output_dir)
+        how = f"continue {again(output_dir)}"
     else:
         how = "no checkpoint was written yet; run it again"
     print(f"error: stopped by SIGTERM; {how}", file=sys.stderr)
