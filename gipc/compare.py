@@ -51,7 +51,7 @@ import yaml
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, write_text
 from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
-from gipc.runstate import FAILED, job_order, progress, running, unfinished_runs
+from gipc.runstate import FAILED, job_order, launch_override, progress, running, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
@@ -84,17 +84,15 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
 
 
 def read_overrides(run_dir: Path) -> dict[str, str]:
-    """``key -> value`` of the run's command-line overrides (``+``/``++`` prefixes dropped); {} if unrecorded.
-
-    ``resume`` says how a job was launched, not what it is: a job that a resumed sweep started
-    first records it, its siblings do not, and the same arm must stay one variant."""
+    """``key -> value`` of the run's command-line overrides (``+``/``++`` prefixes dropped, ``resume``
+    left out: :func:`~gipc.runstate.launch_override`); {} if unrecorded."""
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return {}
     overrides: dict[str, str] = {}
-    for item in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(item).partition("=")
-        if key.lstrip("+~") != "resume":
+    for item in map(str, yaml.safe_load(path.read_text()) or []):
+        if not launch_override(item):
+            key, _, value = item.partition("=")
             overrides[key.lstrip("+")] = value
     return overrides
 

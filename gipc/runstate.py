@@ -29,6 +29,13 @@ LOCK = ".lock"
 """Locked (``flock``) by the process that trains in the run dir, and released by the OS when that
 process ends however it ends (SIGKILL included), so a lock held means the run is live."""
 _STEP = re.compile(r"step(\d+)")
+_LAUNCH = re.compile(r"[+~]*resume(=|$)")
+
+
+def launch_override(item: str) -> bool:
+    """An override that says how a job was launched, not what it is: ``resume=`` (any ``+``/``~`` prefix).
+    A job a resumed sweep starts first records it, its siblings do not; sweeps and arms leave it out."""
+    return _LAUNCH.match(item) is not None
 
 
 def checkpoint_step(path: Path) -> int:

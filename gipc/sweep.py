@@ -12,7 +12,6 @@ a job never started starts.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, finished, progress, running, unfinished_runs
+from gipc.runstate import FAILED, finished, launch_override, progress, running, unfinished_runs
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -112,7 +111,7 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
 def _task_overrides(hydra: dict[str, Any]) -> list[str]:
     """The command line's overrides that define the sweep (all but ``resume``)."""
     task = (hydra.get("overrides") or {}).get("task") or []
-    return [o for o in task if not re.match(r"[+~]*resume=", o)]
+    return [o for o in task if not launch_override(o)]
 
 
 def check_resume(sweep: Path, hydra: dict[str, Any]) -> None:

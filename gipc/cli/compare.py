@@ -49,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.status:
             tables = [(path, sweep_status(path)) for path in args.paths]  # every sweep checked before any output
             for i, (path, rows) in enumerate(tables):
-                heading = f"{chr(10) * bool(i)}{path}\n" if len(tables) > 1 else ""  # one table per sweep, named
-                print(heading + "| job | overrides | state |\n|---|---|---|\n" + "".join(f"| {r['job']} | {r['overrides']} | {r['state']} |\n" for r in rows), end="")
+                if len(tables) > 1:  # one table per sweep, headed by its dir
+                    print(("\n" if i else "") + str(path))
+                print("| job | overrides | state |\n|---|---|---|\n" + "".join(f"| {r['job']} | {r['overrides']} | {r['state']} |\n" for r in rows), end="")
             return 0
         out = compare(args.paths, args.out, args.method, args.ignore, args.overwrite, args.reference, args.metrics)
         print((out / "comparison.md").read_text())
