@@ -38,9 +38,7 @@ import csv
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +47,7 @@ from typing import Any, Sequence
 import yaml
 
 from gipc.errors import CompareError
-from gipc.files import atomic_path, replace_dir, write_text
+from gipc.files import atomic_path, replace_dir, staging_dir, write_text
 from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
 from gipc.runstate import FAILED, job_order, launch_override, progress, running, unfinished_runs
 
@@ -370,9 +368,7 @@ def compare(
     spread_rows, spread = (per_run, "seeds") if min(runs_per_variant) > 1 else (rows, "test images")
     sections = _sections(rows, per_run if max(runs_per_variant) > 1 else [], reference, tests, metrics)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staging_dir(out) as staging:
         write_text(staging / "comparison.csv", csv_text(rows))
         write_text(staging / "runs.csv", csv_text(per_run))
         if tests:
@@ -387,8 +383,6 @@ def compare(
         for metric in metrics:
             plot_metric(spread_rows, metric, keys, x_key, staging / f"{_safe(metric)}.png", spread)
         replace_dir(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from gipc.errors import OutputExistsError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: nothing is locked, and no leftover is removed
+    fcntl = None  # type: ignore[assignment]
+
+SETTLE_S = 2.0
+"""A leftover younger than this is left alone: its writer may have made it and not locked it yet."""
 
 
 def check_writable(path: Path, overwrite: bool = False, protected: tuple[Path, ...] = ()) -> None:
@@ -42,19 +52,82 @@ def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Pat
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    A crash, a full disk or Ctrl-C inside the block leaves no partial ``path`` behind.
+    A crash, a full disk or Ctrl-C inside the block leaves no partial ``path`` behind, and the
+    temporary file that a ``kill -9`` leaves is removed by the next write of ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
+    prefix, suffix = f".{path.name}.", ".tmp" + path.suffix
+    remove_leftovers(path.parent, prefix, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     tmp_path = Path(tmp)
     try:
+        _lock(fd)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask like open() would
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextmanager
+def staging_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``out`` (``.NAME.staging-*``) to build ``out`` in; the block
+    moves it into place (:func:`replace_dir`) when it is whole. Whatever is left of it is removed
+    when the block ends, however it ends; the folder a ``kill -9`` leaves is removed by the next
+    build of ``out``. The folder is locked while the block runs, so a live build's is never touched."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{out.name}.staging-"
+    remove_leftovers(out.parent, prefix)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
+    fd = os.open(staging, os.O_RDONLY)
+    try:
+        _lock(fd)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_leftovers(folder: Path, prefix: str, suffix: str = "") -> list[Path]:
+    """Remove the temporary files and folders in ``folder`` named ``prefix*suffix`` whose writer is
+    gone: no process holds their lock (the OS drops it when a process ends, SIGKILL included).
+    Where files cannot be locked, nothing is removed. Returns what was removed."""
+    removed = []
+    for path in folder.glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
+        if _abandoned(path):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _lock(fd: int) -> None:
+    """Hold an exclusive lock on an open file or folder until ``fd`` closes; not where locks fail."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a file system without locks: the leftover check then removes nothing
+            pass
+
+
+def _abandoned(path: Path) -> bool:
+    if fcntl is None:
+        return False
+    try:
+        if time.time() - path.lstat().st_mtime < SETTLE_S:
+            return False
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a live writer, or a file system without locks
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _umask() -> int:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -22,6 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+
+from gipc.files import staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,10 @@ def _converted(net: nn.Module, graph: str):  # -> openvino.Model
         model = ov.convert_model(_Graph(net, graph).eval(), example_input=(example, example),
                                  input=[ov.PartialShape([-1, 1, -1, -1])] * 2)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".convert.", dir=path.parent))
-        try:
+        with staging_dir(path) as staging:
             ov.save_model(model, staging / path.name, compress_to_fp16=False)  # the weights stay fp32
             (staging / path.name).with_suffix(".bin").replace(path.with_suffix(".bin"))
             (staging / path.name).replace(path)  # the .xml last: it marks the entry complete
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     except OSError as err:
         log.warning("cannot keep the converted model in %s (%s); converting again next time", path.parent, err)
     return model

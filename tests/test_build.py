@@ -208,3 +208,30 @@ def test_sigterm_midway_leaves_nothing(photos, tmp_path: Path) -> None:
     )
     assert done.returncode == 143 and "interrupted; nothing written" in done.stderr, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]  # no hidden half-built folder
+
+
+def test_the_folder_a_sigkill_leaves_goes_with_the_next_build(photos, tmp_path: Path, monkeypatch) -> None:
+    source, _ = photos
+    script = (  # SIGKILL the build from inside as it writes its 3rd image: nothing of it can clean up
+        "import os, signal, sys\n"
+        "import gipc.data.build as build\n"
+        "from gipc.cli.build_data import main\n"
+        "write, calls = build._write_scene, []\n"
+        "def killed(*args):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return write(*args)\n"
+        "build._write_scene = killed\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "--source", str(source), "--out", str(tmp_path / "out"), "--maps", "blobs"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == -9
+    (left,) = tmp_path.glob(".out.staging-*")
+    assert len(list(left.rglob("*.png"))) == 8  # two scenes of four images each, written before the kill
+    monkeypatch.setattr("gipc.files.SETTLE_S", 0.0)  # the leftover is seconds old, not minutes
+    build_dataset(tmp_path / "out", source, maps="blobs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "out", "photos"]

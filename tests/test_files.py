@@ -1,12 +1,25 @@
-"""Atomic output: whole files or nothing, normal permissions, no stray temp files."""
+"""Atomic output: whole files or nothing, normal permissions, no stray temp files (a SIGKILL's included)."""
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gipc.errors import OutputExistsError
-from gipc.files import atomic_path, check_output_folder, check_writable, replace_dir, sha256_file, write_text
+from gipc.files import (
+    SETTLE_S,
+    atomic_path,
+    check_output_folder,
+    check_writable,
+    remove_leftovers,
+    replace_dir,
+    sha256_file,
+    staging_dir,
+    write_text,
+)
 
 
 def test_failure_inside_the_block_leaves_neither_target_nor_temp(tmp_path):
@@ -104,3 +117,47 @@ def test_replace_dir_swaps_a_finished_folder_in_and_restores_the_old_one_if_that
         replace_dir(staging, out)
     (aside,) = tmp_path.glob(".report.old-*")  # the old folder could not go back: it is kept, not deleted
     assert (aside / "report" / "table.md").read_text() == "new"
+
+
+_HOLD = (  # enters the block in a child process, says where, then waits to be killed
+    "import sys, time\n"
+    "from gipc.files import atomic_path, staging_dir\n"
+    "with {cm}(sys.argv[1]) as path:\n"
+    "    (path / 'half.png' if path.is_dir() else path).write_text('half')\n"
+    "    print(path, flush=True)\n"
+    "    time.sleep(60)\n"
+)
+
+
+def _holder(cm: str, target: Path) -> tuple[subprocess.Popen, Path]:
+    child = subprocess.Popen([sys.executable, "-c", _HOLD.format(cm=cm), str(target)], stdout=subprocess.PIPE, text=True)
+    return child, Path(child.stdout.readline().strip())
+
+
+@pytest.mark.parametrize("cm", ["staging_dir", "atomic_path"])
+def test_what_a_sigkill_leaves_goes_with_the_next_write_and_a_live_writer_keeps_its_own(tmp_path, monkeypatch, cm):
+    monkeypatch.setattr("gipc.files.SETTLE_S", 0.0)
+    target = tmp_path / "out.png"
+    dead, left = _holder(cm, target)
+    dead.kill()
+    dead.wait()
+    live, kept = _holder(cm, target)
+    try:
+        assert left.exists() and left.name.startswith(".out.png.")  # the dead one's, not yet removed
+        write_text(tmp_path / "other.png", "x")  # another output's write leaves it
+        assert left.exists()
+        with (staging_dir if cm == "staging_dir" else atomic_path)(target):
+            assert not left.exists() and kept.exists()
+    finally:
+        live.kill()
+        live.wait()
+    written = ["out.png"] if cm == "atomic_path" else []  # the staging block moved nothing into place
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["other.png", kept.name, *written])
+
+
+def test_a_leftover_seconds_old_is_left_for_its_writer_to_lock(tmp_path):
+    (tmp_path / ".out.staging-abc").mkdir()
+    assert remove_leftovers(tmp_path, ".out.staging-") == []
+    old = time.time() - SETTLE_S - 1
+    os.utime(tmp_path / ".out.staging-abc", (old, old))
+    assert remove_leftovers(tmp_path, ".out.staging-") == [tmp_path / ".out.staging-abc"]

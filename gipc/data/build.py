@@ -11,8 +11,6 @@ place at the end, so a failure or Ctrl-C leaves nothing half-written.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,7 +24,7 @@ from gipc.configs import conf_group
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
 from gipc.data.synthesis import blur_kernel_size, fit_longest_side
 from gipc.errors import DataError, OutputExistsError
-from gipc.files import check_output_folder, replace_dir, sha256_file, write_text
+from gipc.files import check_output_folder, replace_dir, sha256_file, staging_dir, write_text
 from gipc.imaging import read_header, read_image, write_image
 
 MANIFEST = "manifest.json"
@@ -177,9 +175,7 @@ def build_dataset(
     train, test = split_names([s.name for s in sources], test_fraction, seed)
     split = {**{n: "train" for n in train}, **{n: "test" for n in test}}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    try:
+    with staging_dir(out) as tmp:
         with tqdm(sources, desc=f"building {out}", unit="image", disable=not progress) as progress_bar:  # closed before an error line
             images = [_write_scene(tmp, item, split[item.name], seed, sigma, soft) for item in progress_bar]
         manifest = {
@@ -198,6 +194,4 @@ def build_dataset(
         }
         write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return manifest

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
 import socket
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from gipc.errors import DownloadError
-from gipc.files import sha256_file
+from gipc.files import sha256_file, staging_dir
 
 CHUNK = 1 << 16
 
@@ -91,19 +89,16 @@ def fetch(url: str, part: Path, timeout: float = 30.0, progress: bool = True) ->
 
 def _extract_zip(archive: Path, target: Path) -> None:
     """Unpack into a hidden sibling folder, then rename it to ``target``; refuse paths leaving it."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with staging_dir(target) as tmp, zipfile.ZipFile(archive) as zf:
             for member in zf.namelist():
                 path = PurePosixPath(member)
                 if path.is_absolute() or ".." in path.parts:
                     raise DownloadError(f"{archive} holds an unsafe path {member!r}; not extracting it")
             zf.extractall(tmp)
-        os.replace(tmp, target)
+            os.replace(tmp, target)
     except zipfile.BadZipFile:
         raise DownloadError(f"{archive} is not a valid zip archive") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _archive_suffix(url: str) -> str:
