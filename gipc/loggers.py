@@ -9,7 +9,9 @@ run that starts over (``overwrite=true``, or a run killed before its first check
 again) replaces the file, as Lightning's does.
 
 W&B gives every launch a new run unless it is told the run's id: :func:`continue_run` keeps one id
-per run dir (``wandb/gipc-run-id``) for the launches that continue it.
+per run dir (``wandb/gipc-run-id``) for the launches that continue it. Lightning's ``WandbLogger``
+always passes ``anonymous``, a setting wandb no longer uses and warns about in every run;
+:class:`QuietWandbLogger` leaves it out.
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = ResumableWriter(self.log_dir, self.keep_earlier_rows)
         return self._experiment
+
+
+class QuietWandbLogger(WandbLogger):
+    """Lightning's W&B logger without the ``anonymous=None`` it passes to ``wandb.init`` whatever the
+    user set, for which wandb prints a deprecation warning in every run."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            del self._wandb_init["anonymous"]
 
 
 def wandb_run_id(run_dir: Path, continues: bool) -> str:

@@ -62,7 +62,8 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
         "data.patch_size=16", "data.batch_size=2", "data.source.max_side=64", "data.source.val_count=2",
         "callbacks.test_report.baselines=[]", "callbacks.test_report.shipped=false",  # one row: the model's
     )
-    run_gipc(tmp_path, *args)
+    done = run_gipc(tmp_path, *args, env={"WANDB_SILENT": "false"})
+    assert "wandb: WARNING" not in done.stdout + done.stderr  # Lightning's anonymous=None is left out
     (run_dir,) = (tmp_path / "outputs" / "quick" / "runs").iterdir()
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     records = wandb_records(next(offline.glob("run-*.wandb")))
