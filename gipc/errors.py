@@ -20,6 +20,10 @@ class RunDirError(ConfigError):
     """The run dir holds an earlier run's checkpoints; that run is left exactly as it was (no FAILED marker)."""
 
 
+class LoggerError(UserError):
+    """A logger that cannot start its run: W&B online without a login, or without its server."""
+
+
 class DataError(UserError):
     """A bad data folder, file or option."""
 

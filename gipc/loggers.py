@@ -11,21 +11,24 @@ again) replaces the file, as Lightning's does.
 W&B gives every launch a new run unless it is told the run's id: :func:`continue_run` keeps one id
 per run dir (``wandb/gipc-run-id``) for the launches that continue it. Lightning's ``WandbLogger``
 always passes ``anonymous``, a setting wandb no longer uses and warns about in every run;
-:class:`QuietWandbLogger` leaves it out.
+:class:`QuietWandbLogger` leaves it out, and says in one line why W&B cannot start a run (online
+without ``wandb login``, its server out of reach) instead of a traceback.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import secrets
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
+from gipc.errors import LoggerError
 from gipc.files import write_text
 
 WANDB_RUN_ID = "wandb/gipc-run-id"
@@ -81,12 +84,26 @@ class ResumableCSVLogger(CSVLogger):
 
 class QuietWandbLogger(WandbLogger):
     """Lightning's W&B logger without the ``anonymous=None`` it passes to ``wandb.init`` whatever the
-    user set, for which wandb prints a deprecation warning in every run."""
+    user set, for which wandb prints a deprecation warning in every run, and with wandb's own errors
+    on starting a run as one line (:class:`LoggerError`)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             del self._wandb_init["anonymous"]
+
+    @property
+    def experiment(self) -> Any:
+        try:
+            return super().experiment
+        except Exception as exc:
+            import wandb.errors
+
+            if not isinstance(exc, wandb.errors.Error):
+                raise
+            offline = self._offline or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
+            hint = "" if offline else "; logger.wandb.offline=true (the default) logs without an account, for `wandb sync` to upload later"
+            raise LoggerError(f"W&B cannot start the run: {' '.join(str(exc).split()).rstrip('.')}{hint}") from None
 
 
 def wandb_run_id(run_dir: Path, continues: bool) -> str:

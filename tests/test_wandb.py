@@ -108,6 +108,17 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
 
 
 # ----------------------------------------------------------------- image panels, in process
+def test_online_without_a_login_is_one_line_naming_wandb_login_and_the_offline_default(tmp_path):
+    env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_CONFIG_DIR": str(tmp_path / "cfg")}
+    done = run_gipc(tmp_path, "logger.wandb.offline=false", "trainer.max_epochs=1", env=env, check=False)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith("error: W&B cannot start the run: ") and "wandb login" in last and "logger.wandb.offline=true" in last
+    (run_dir,) = (tmp_path / "outputs" / "quick" / "runs").iterdir()
+    assert (run_dir / "FAILED").read_text().strip() == last.removeprefix("error: ")
+    assert not (run_dir / "checkpoints").exists()  # it stopped before training
+
+
 def test_image_panel_stacks_images_over_shared_scale_laplacian_maps():
     sharp = torch.zeros(3, 8, 8)
     sharp[:, :, 4:] = 1.0  # a step edge
