@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import traceback
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,6 +33,26 @@ from gipc.runstate import FAILED, resume_action, training_lock
 from gipc.sweep import job_log, keep_record, requeued, resume_dir
 
 log = logging.getLogger(__name__)
+
+LIBRARY_NOISE = (
+    "Precision bf16-mixed is not supported by the model summary",  # the summary shows fp32 sizes, as it says
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # inside Lightning under this torch; nothing to act on
+)
+"""Library warnings that every run printed and that say nothing about the run; left out of its output."""
+
+
+def _advert(record: logging.LogRecord) -> bool:
+    """False for Lightning's line that advertises its cloud logger in every run."""
+    return not record.getMessage().startswith("💡 Tip")
+
+
+def quiet_library_noise() -> None:
+    """Leave :data:`LIBRARY_NOISE` and Lightning's advert out of a run's output."""
+    for message in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _advert not in rank_zero.filters:
+        rank_zero.addFilter(_advert)
 
 
 def job_dirname(overrides: str, limit: int = 150) -> str:
@@ -111,6 +132,7 @@ def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
 
 def run_experiment(cfg: DictConfig) -> float | None:
     """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
+    quiet_library_noise()
     output_dir = Path(cfg.paths.output_dir)
     resuming = _resumes(cfg)  # as launched: a resumed sweep's jobs set their own below
     if (_multirun() and resume_dir(cfg.resume)) or requeued():  # gipc/sweep.py, gipc/runstate.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -64,6 +65,8 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
     )
     done = run_gipc(tmp_path, *args, env={"WANDB_SILENT": "false"})
     assert "wandb: WARNING" not in done.stdout + done.stderr  # Lightning's anonymous=None is left out
+    # and what every run printed that says nothing about the run (gipc.experiment.quiet_library_noise)
+    assert not re.search(r"Tip: |model summary|LeafSpec", done.stdout + done.stderr)
     (run_dir,) = (tmp_path / "outputs" / "quick" / "runs").iterdir()
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     records = wandb_records(next(offline.glob("run-*.wandb")))
