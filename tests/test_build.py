@@ -187,9 +187,10 @@ def test_an_error_midway_is_its_own_line_after_the_progress_bar(photos, tmp_path
     assert last.startswith("gipc-build-data: error: mask ") and "p3.png" in last
 
 
-def test_sigterm_midway_leaves_nothing(photos, tmp_path: Path) -> None:
-    source, _ = photos
-    script = (  # SIGTERM the build from inside as it writes its 3rd image, as `kill` or `timeout` would
+def _killed_at_the_third_image(source: Path, out: Path, signal_name: str) -> subprocess.CompletedProcess:
+    """gipc-build-data in a child process that sends itself ``signal_name`` as it writes its 3rd image,
+    as `kill`, `timeout` or `kill -9` would."""
+    script = (
         "import os, signal, sys\n"
         "import gipc.data.build as build\n"
         "from gipc.cli.build_data import main\n"
@@ -197,41 +198,30 @@ def test_sigterm_midway_leaves_nothing(photos, tmp_path: Path) -> None:
         "def killed(*args):\n"
         "    calls.append(1)\n"
         "    if len(calls) == 3:\n"
-        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"        os.kill(os.getpid(), signal.{signal_name})\n"
         "    return write(*args)\n"
         "build._write_scene = killed\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, "--source", str(source), "--out", str(tmp_path / "out"), "--maps", "blobs"],
+    return subprocess.run(
+        [sys.executable, "-c", script, "--source", str(source), "--out", str(out), "--maps", "blobs"],
         capture_output=True, text=True, timeout=120,
     )
+
+
+def test_sigterm_midway_leaves_nothing(photos, tmp_path: Path) -> None:
+    source, _ = photos
+    done = _killed_at_the_third_image(source, tmp_path / "out", "SIGTERM")
     assert done.returncode == 143 and "interrupted; nothing written" in done.stderr, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]  # no hidden half-built folder
 
 
 def test_the_folder_a_sigkill_leaves_goes_with_the_next_build(photos, tmp_path: Path, monkeypatch) -> None:
     source, _ = photos
-    script = (  # SIGKILL the build from inside as it writes its 3rd image: nothing of it can clean up
-        "import os, signal, sys\n"
-        "import gipc.data.build as build\n"
-        "from gipc.cli.build_data import main\n"
-        "write, calls = build._write_scene, []\n"
-        "def killed(*args):\n"
-        "    calls.append(1)\n"
-        "    if len(calls) == 3:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    return write(*args)\n"
-        "build._write_scene = killed\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, "--source", str(source), "--out", str(tmp_path / "out"), "--maps", "blobs"],
-        capture_output=True, text=True, timeout=120,
-    )
+    done = _killed_at_the_third_image(source, tmp_path / "out", "SIGKILL")  # nothing of it can clean up
     assert done.returncode == -9
     (left,) = tmp_path.glob(".out.staging-*")
     assert len(list(left.rglob("*.png"))) == 8  # two scenes of four images each, written before the kill
-    monkeypatch.setattr("gipc.files.SETTLE_S", 0.0)  # the leftover is seconds old, not minutes
+    monkeypatch.setattr("gipc.files.SETTLE_S", 0.0)  # the leftover may be younger than the 2 s a writer has to lock it
     build_dataset(tmp_path / "out", source, maps="blobs")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "out", "photos"]

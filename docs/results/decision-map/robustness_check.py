@@ -1,7 +1,7 @@
 """How the default map rule and the classics hold up under what the tuning sets lack: sensor noise,
 misregistration and focus breathing.
 
-    python docs/results/decision-map/robustness_check.py [--noise 0 0.005 0.01 0.02] [--shift 0.5 1 2 3] [--scale 1.005 1.01] [--gain 0.8 1.2] [--sigma 1 2]
+    python docs/results/decision-map/robustness_check.py [--noise 0 0.005 0.01 0.02] [--shift 0.5 1 2 3] [--scale 1.005 1.01] [--gain 0.8 1.2] [--resize 0.5 2] [--sigma 1 2]
 
 The pairs are the synthetic, layered and thin sets of ``tune_map.py`` made from the recipe's
 five *test* photos. ``--noise``: each source gets its own Gaussian noise of that standard deviation
@@ -9,7 +9,10 @@ five *test* photos. ``--noise``: each source gets its own Gaussian noise of that
 ``--shift``: source B moves by that many pixels right and half as many down (bilinear, sub-pixel
 allowed), as in hand-held pairs. ``--scale``: B is magnified by that factor about the centre, as a
 lens that breathes while it refocuses. ``--gain``: B's exposure scaled by that factor (clipped to
-[0, 1]), as in photos taken one after another under changing light. These leave no single ground truth (each source's
+[0, 1]), as in photos taken one after another under changing light. ``--resize``: the whole pair,
+its ground truth and true map resized by that factor (bicubic up, area down), as the same scenes
+taken with a sensor of more or fewer pixels: objects, blur and every structure grow or shrink in
+pixels while the map's windows stay as set; the truth still holds. Warps and gains leave no single ground truth (each source's
 focused part sits in its own frame), so they are scored by Q^AB/F and by map accuracy against the
 true map in A's frame, after cropping a margin every warp leaves valid. No setting is chosen here:
 the check reads only pairs that were held out. ``--sigma LO HI`` builds the pairs with a defocus
@@ -36,6 +39,7 @@ CLASSICS = ("laplacian_energy", "gff", "laplacian_pyramid")
 MARGIN = 8  # px cropped from every side of warped pairs: more than any warp here moves a border pixel
 
 Change = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+Frame = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Condition(NamedTuple):
@@ -45,6 +49,8 @@ class Condition(NamedTuple):
     value: float
     apply: Change
     keeps_truth: bool
+    frame: Frame = lambda x: x
+    """Done to the sources, the ground truth and the true map alike, before ``apply``."""
 
 
 def noisy(sigma: float) -> Condition:
@@ -81,6 +87,15 @@ def exposed(gain: float) -> Condition:
     return Condition("B's gain", gain, apply, keeps_truth=False)
 
 
+def resized(factor: float) -> Condition:
+    def frame(x: torch.Tensor) -> torch.Tensor:
+        size = [round(side * factor) for side in x.shape[-2:]]
+        mode = {"mode": "bicubic", "align_corners": False} if factor > 1 else {"mode": "area"}
+        return F.interpolate(x, size=size, **mode).clamp(0.0, 1.0)
+
+    return Condition("resize", factor, lambda a, b, noise: (a, b), keeps_truth=True, frame=frame)
+
+
 def crop(x: torch.Tensor) -> torch.Tensor:
     return x[..., MARGIN:-MARGIN, MARGIN:-MARGIN]
 
@@ -91,28 +106,30 @@ def main() -> None:
     parser.add_argument("--shift", type=float, nargs="*", default=[], help="B's shift in pixels (right; half as much down)")
     parser.add_argument("--scale", type=float, nargs="*", default=[], help="B's magnification about the centre")
     parser.add_argument("--gain", type=float, nargs="*", default=[], help="B's exposure gain")
+    parser.add_argument("--resize", type=float, nargs="*", default=[], help="the whole pair's size factor")
     parser.add_argument("--sigma", type=float, nargs=2, metavar=("LO", "HI"), help="the defocus blur's sigma range (px) instead of the recipe's")
     args = parser.parse_args()
     network = pretrained()
     fusion, direct = network.fusion(), network.fusion("direct")
     sets = tuning_sets("test", args.sigma)
     scenes = sets["synthetic"] + sets["layered"] + sets["thin"]
-    conditions = [noisy(s) for s in args.noise] + [shifted(p) for p in args.shift] + [scaled(f) for f in args.scale] + [exposed(g) for g in args.gain]
+    conditions = [noisy(s) for s in args.noise] + [shifted(p) for p in args.shift] + [scaled(f) for f in args.scale] + [exposed(g) for g in args.gain] + [resized(f) for f in args.resize]
     blur = "the held-out recipe's blur" if args.sigma is None else f"blur sigma {args.sigma[0]:g}-{args.sigma[1]:g} px"
     print(f"{len(scenes)} pairs (test photos, {blur}); {fusion.describe()}")
     print("| condition | map PSNR | map accuracy | map Q^AB/F | direct Q^AB/F | "
           + " | ".join(f"{c} PSNR" for c in CLASSICS) + " | " + " | ".join(f"{c} Q^AB/F" for c in CLASSICS) + " |")
     print("|---" * (5 + 2 * len(CLASSICS)) + "|")
-    for name, value, apply, keeps_truth in conditions:
+    for name, value, apply, keeps_truth, frame in conditions:
         noise = torch.Generator().manual_seed(0)
         scores: dict[str, list[float]] = {}
         with torch.inference_mode():
             for scene in scenes:
-                a, b = apply(scene.a[None], scene.b[None], noise)
+                a, b, truth, focus_map = (frame(x[None]) for x in (scene.a, scene.b, scene.gt, scene.focus_map))
+                a, b = apply(a, b, noise)
                 fused = fusion([a, b])
                 outputs = {"map": fused.image, "direct": direct([a, b]).image}
                 outputs |= {c: fuse_color(BASELINES[c], a, b) for c in CLASSICS}
-                truth, focus_map, weights = scene.gt[None], scene.focus_map[None], fused.weights[:, :1]
+                weights = fused.weights[:, :1]
                 if not keeps_truth:  # each source in its own frame or exposure: Q^AB/F and accuracy on the cropped pair
                     a, b, truth, focus_map, weights = map(crop, (a, b, truth, focus_map, weights))
                     outputs = {key: crop(image) for key, image in outputs.items()}
