@@ -10,6 +10,7 @@ import math
 import os
 import re
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Literal
@@ -28,6 +29,8 @@ FAILED = "FAILED"
 LOCK = ".lock"
 """Locked (``flock``) by the process that trains in the run dir, and released by the OS when that
 process ends however it ends (SIGKILL included), so a lock held means the run is live."""
+PROBE_WAIT_S = 1.0
+"""How long a launch waits for the lock before it refuses: :func:`running` holds it for an instant."""
 _STEP = re.compile(r"step(\d+)")
 _LAUNCH = re.compile(r"[+~]*resume(=|$)")
 
@@ -110,11 +113,16 @@ def training_lock(run_dir: Path) -> Iterator[None]:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
+    deadline = time.monotonic() + PROBE_WAIT_S
     while True:
         handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if time.monotonic() < deadline:  # perhaps a status probe (``gipc-compare --status``), not a trainer
+                handle.close()
+                time.sleep(0.02)
+                continue
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()

@@ -24,7 +24,7 @@ import gipc.runstate
 from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
-from gipc.runstate import resume_action, running, training_lock
+from gipc.runstate import LOCK, resume_action, running, training_lock
 from gipc.sweep import check_resume, job_log, keep_record, requeued
 from helpers import CONF, run_gipc
 
@@ -218,6 +218,18 @@ def test_a_job_a_live_process_trains_is_running_refused_and_free_once_that_proce
     with training_lock(job):  # free again: this process takes it, and a probe sees it held
         assert running(job)
     assert not running(job)
+
+
+def test_a_launch_waits_out_a_status_probe_holding_the_lock(tmp_path):
+    # gipc-compare --status (gipc.runstate.running) holds the lock for an instant; here for 0.3 s.
+    code = "import fcntl, sys, time\nwith open(sys.argv[1]) as f:\n" \
+           "    fcntl.flock(f, fcntl.LOCK_SH); print('probing', flush=True); time.sleep(0.3)\n"
+    (tmp_path / LOCK).write_text("")
+    probe = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / LOCK)], stdout=subprocess.PIPE, text=True)
+    assert probe.stdout.readline().strip() == "probing"
+    with training_lock(tmp_path):  # not "being trained by another process now"
+        assert running(tmp_path)
+    probe.wait()
 
 
 def test_a_second_run_in_a_run_dir_in_training_is_refused_in_one_line_without_failed(tmp_path):
