@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Callable, Sequence
 
 import kornia
 import torch
 
 from gipc.errors import UserError
+
+
+RANGE_SLACK = 0.5 / 255.0
+"""Half a grey level: anything further outside [0, 1] is a wrong-range input, not rounding noise."""
+
+
+def outside_unit_range(*images: torch.Tensor) -> str | None:
+    """Where ``images`` leave [0, 1] (NaN included), in words for an error line; None where they do not."""
+    low = min(float(image.min()) for image in images)
+    high = max(float(image.max()) for image in images)
+    if low >= -RANGE_SLACK and high <= 1.0 + RANGE_SLACK:
+        return None
+    if math.isnan(low) or math.isnan(high):
+        return "NaN values"
+    return f"values in [{low:.4g}, {high:.4g}]; divide 0..255 images by 255 and map [-1, 1] network outputs with gipc.color.from_net"
+
+
+def check_fusion_sources(images: Sequence[torch.Tensor], shape: str = "(B, C, H, W)") -> None:
+    """Sources a fusion can take, else one line on what is wrong: a Python caller's mistakes (numpy
+    arrays, 0..255 values, a missing or extra batch axis) would otherwise surface deep in the network."""
+    if len(images) < 2:
+        raise UserError(f"a fusion needs at least two sources, got {len(images)}")
+    for image in images:
+        if not isinstance(image, torch.Tensor):
+            raise UserError(
+                f"sources must be torch tensors {shape}, got {type(image).__name__}; "
+                "an 8-bit (H, W, C) array x becomes one with torch.from_numpy(x).permute(2, 0, 1) / 255"
+            )
+        if image.ndim != shape.count(",") + 1:
+            raise UserError(f"sources must be shaped {shape}, got {tuple(image.shape)}")
+        if not image.is_floating_point():
+            raise UserError(f"sources must be float tensors in [0, 1], got {image.dtype}; divide 8-bit ones by 255")
+    for image in images[1:]:
+        if image.shape != images[0].shape:
+            raise UserError(f"sources differ in shape: {tuple(images[0].shape)} vs {tuple(image.shape)}")
+    if images[0].shape[-3] not in (1, 3):
+        raise UserError(f"expected 1 (gray) or 3 (RGB) channels, got {images[0].shape[-3]}")
+    if problem := outside_unit_range(*images):
+        raise UserError(f"sources must lie in [0, 1], got {problem}")
 
 
 def split_luma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +95,9 @@ def fuse_color(fuse_y: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: 
     ``fuse_y`` maps two (B, 1, H, W) images in [0, 1] to one (the network, a tiled network or a
     classic baseline); RGB goes through YCbCr with :func:`fuse_chroma`, gray skips the colour steps.
     """
-    if a.shape != b.shape:
-        raise UserError(f"sources differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    check_fusion_sources([a, b])
     if a.shape[1] == 1:
         return fuse_y(a, b).clamp(0.0, 1.0)
-    if a.shape[1] != 3:
-        raise UserError(f"expected 1 (gray) or 3 (RGB) channels, got {a.shape[1]}")
     y_a, c_a = split_luma(a)
     y_b, c_b = split_luma(b)
     return merge_luma(fuse_y(y_a, y_b), fuse_chroma(c_a, c_b))

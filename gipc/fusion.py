@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from gipc.color import fuse_color, luma
+from gipc.color import check_fusion_sources, fuse_color, luma
 from gipc.configs import conf_group
 from gipc.decision import MapSettings, blend, compared_sources, decide, evidence, head_scores
 from gipc.errors import UserError
@@ -57,16 +57,6 @@ class Fused:
 
     image: torch.Tensor
     weights: torch.Tensor | None = None
-
-
-def _check(images: Sequence[torch.Tensor]) -> None:
-    if len(images) < 2:
-        raise UserError(f"a fusion needs at least two sources, got {len(images)}")
-    for image in images[1:]:
-        if image.shape != images[0].shape:
-            raise UserError(f"sources differ in shape: {tuple(images[0].shape)} vs {tuple(image.shape)}")
-    if images[0].shape[1] not in (1, 3):
-        raise UserError(f"expected 1 (gray) or 3 (RGB) channels, got {images[0].shape[1]}")
 
 
 @dataclass(frozen=True)
@@ -115,11 +105,12 @@ class Fusion:
 
     def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""
+        check_fusion_sources(images, "(C, H, W)")
         return self([image.unsqueeze(0) for image in images]).image[0]
 
     def __call__(self, images: Sequence[torch.Tensor]) -> Fused:
         """Fuse (B, C, H, W) sources in [0, 1], in focus order."""
-        _check(images)
+        check_fusion_sources(images)
         if self.head == "weights":
             return self._weighted(images)
         if self.rule == "direct":

@@ -18,7 +18,7 @@ import gipc.cli.fuse
 import gipc.inference
 from gipc.baselines import average
 from gipc.color import fuse_color
-from gipc.errors import CheckpointError
+from gipc.errors import CheckpointError, UserError
 from gipc.fuse import fuse_images
 from gipc.cli.fuse import main
 from gipc.imaging import read_image, write_image
@@ -424,9 +424,23 @@ def test_tiled_inference_bounds_memory() -> None:
     assert 3 * growth_mib["96"] < growth_mib["0"], growth_mib
 
 
-def test_fuse_images_needs_two_sources() -> None:
-    with pytest.raises(ValueError, match="at least two sources"):
-        fuse_images(lambda a, b: a, [torch.zeros(1, 4, 4)])
+_GRAY = torch.full((1, 4, 4), 0.5)
+
+
+@pytest.mark.parametrize("sources, message", [
+    ([_GRAY], r"a fusion needs at least two sources, got 1"),
+    ([_GRAY.numpy(), _GRAY.numpy()], r"sources must be torch tensors \(C, H, W\), got ndarray; .* torch\.from_numpy\(x\)\.permute\(2, 0, 1\) / 255"),
+    ([_GRAY[None], _GRAY[None]], r"sources must be shaped \(C, H, W\), got \(1, 1, 4, 4\)"),
+    ([(_GRAY * 255).byte(), (_GRAY * 255).byte()], r"sources must be float tensors in \[0, 1\], got torch\.uint8; divide 8-bit ones by 255"),
+    ([_GRAY * 255, _GRAY], r"sources must lie in \[0, 1\], got values in \[0\.5, 127\.5\]; divide 0\.\.255 images by 255"),
+    ([_GRAY * float("nan"), _GRAY], r"sources must lie in \[0, 1\], got NaN values"),
+    ([_GRAY, torch.full((1, 4, 5), 0.5)], r"sources differ in shape: \(1, 4, 4\) vs \(1, 4, 5\)"),
+], ids=["one", "numpy", "batched", "uint8", "0-255", "nan", "sizes"])
+def test_the_python_api_refuses_sources_it_cannot_fuse_in_one_line(sources, message: str) -> None:
+    # What a Python caller gets from fusion.fuse (README) instead of an error deep inside the network.
+    with pytest.raises(UserError, match=message):
+        fuse_images(lambda a, b: torch.maximum(a, b), sources)
+    assert torch.equal(fuse_images(lambda a, b: torch.maximum(a, b), [_GRAY, _GRAY * 0.5]), _GRAY)  # and fuses these
 
 
 def test_unwritable_output_format_is_refused_before_fusing(tmp_path: Path, ckpt: Path, grayscale_pairs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,14 +7,12 @@ scoring the same integers is what makes our numbers comparable with the publishe
 from __future__ import annotations
 
 import torch
+
+from gipc.color import outside_unit_range
 from gipc.errors import MetricInputError
 
 #: Matlab ``rgb2gray`` weights (the exact doubles Matlab uses, not the rounded Rec. 601 ones).
 RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
-
-# Half a grey level: anything further outside [0, 1] is a wrong-range input, not rounding noise.
-_RANGE_SLACK = 0.5 / 255.0
-
 
 def _matlab_round(x: torch.Tensor) -> torch.Tensor:
     """Round half away from zero like Matlab (``torch.round`` rounds half to even); inputs are >= 0."""
@@ -31,12 +29,8 @@ def gray255(image: torch.Tensor) -> torch.Tensor:
         raise MetricInputError(f"expected images shaped (N, C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
     if not image.is_floating_point():
         raise MetricInputError(f"expected float images in [0, 1], got dtype {image.dtype}")
-    low, high = torch.aminmax(image)
-    if not (low >= -_RANGE_SLACK and high <= 1.0 + _RANGE_SLACK):  # written so that NaN fails too
-        raise MetricInputError(
-            f"expected images in [0, 1], got values in [{low.item():.4g}, {high.item():.4g}]; "
-            "divide 0..255 images by 255 and map [-1, 1] network outputs with gipc.color.from_net"
-        )
+    if problem := outside_unit_range(image):
+        raise MetricInputError(f"expected images in [0, 1], got {problem}")
     levels = _matlab_round(image.to(torch.float64).clamp(0.0, 1.0) * 255.0)
     if levels.shape[1] == 1:
         return levels
