@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from gipc.fuse import DEFAULT_OVERLAP, Job, fuse_job, plan_jobs, run_jobs, write_outputs
+from gipc.fuse import Job, fuse_job, plan_jobs, run_jobs, write_outputs
 from gipc.fusion import Fusion
 from gipc.imaging import read_matching
 from gipc.pretrained import pretrained
@@ -30,7 +30,7 @@ def sequential(jobs: list[Job], fusion: Fusion) -> Iterator[Path]:
     """The loop before the pipeline: decode, fuse, encode, one job after another."""
     for job in jobs:
         images = read_matching(job.sources)
-        write_outputs(job, images, fuse_job(images, fusion, None, DEFAULT_OVERLAP), False)
+        write_outputs(job, images, fuse_job(images, fusion), False)
         yield job.output
 
 
@@ -38,7 +38,7 @@ def timed(loop: str, folder: Path, fusion: Fusion) -> float:
     with tempfile.TemporaryDirectory() as out:
         jobs = plan_jobs([], folder, Path(out) / "fused", False)
         start = time.perf_counter()
-        for _ in run_jobs(jobs, fusion, None, DEFAULT_OVERLAP, False) if loop == "pipelined" else sequential(jobs, fusion):
+        for _ in run_jobs(jobs, fusion, False) if loop == "pipelined" else sequential(jobs, fusion):
             pass
         return time.perf_counter() - start
 

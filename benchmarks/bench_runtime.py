@@ -53,14 +53,14 @@ from gipc.color import from_net, fuse_color, luma, to_net
 from gipc.configs import conf_group
 from gipc.data.datasets import PairFolder
 from gipc.data.sources import group_sources
-from gipc.fuse import DEFAULT_OVERLAP, auto_tiled, fuse_images, plan_jobs, run_jobs
+from gipc.fuse import fuse_images, plan_jobs, run_jobs
 from gipc.fusion import RULES
 from gipc.imaging import read_matching, write_image
 from gipc.inference import InferencePath, choose_path, prepare
 from gipc.metrics import qabf
 from gipc.models import Discriminator, Generator
 from gipc.pretrained import load_generator, shipped_generator, shipped_weights_exist
-from gipc.tiling import Fuser
+from gipc.tiling import DEFAULT_OVERLAP, Fuser
 
 PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lytro" / "pairs"
 TABLE1_MACS_PER_PIXEL = 155_056
@@ -79,9 +79,8 @@ PAPER_TABLE4 = {"GIPC-GAN": (0.4151, 0.0404), "MFF-GAN / ACGAN": (0.4099, 0.0382
 T = TypeVar("T")
 MEMORY_PROBE = """
 import resource, sys, time, torch
-from dataclasses import replace
 from gipc.configs import conf_group
-from gipc.fuse import auto_tiled, fuse_images
+from gipc.fuse import fuse_images
 from gipc.inference import choose_path, prepare
 from gipc.models import Generator
 device, precision, backend = sys.argv[1], sys.argv[2], sys.argv[6]
@@ -89,8 +88,7 @@ height, width, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)  # the same weights and pair in every probe: the map's seam graph grows with the content
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
-fusion = prepare(Generator(**conf_group("model")["generator"]).eval(), choose_path(device, precision, backend)).fusion()
-fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, None, {overlap}))
+fusion = prepare(Generator(**conf_group("model")["generator"]).eval(), choose_path(device, precision, backend)).fusion(overlap={overlap})  # tiles above 1 MP
 start = time.perf_counter()
 with torch.inference_mode():
     fuse_images(fusion, [a, b])
@@ -328,7 +326,7 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
             start = time.perf_counter()
             with torch.inference_mode():
                 pixels = [image.pixels for image in images]
-                fused = fuse_images(replace(fusion, net=auto_tiled(network, pixels[0][0].numel(), None, DEFAULT_OVERLAP)), pixels)
+                fused = fuse_images(replace(fusion, net=network), pixels)
             spent["colour and rule"] += time.perf_counter() - start
             start = time.perf_counter()
             write_image(Path(out_dir) / f"{stem}-fused.png", fused, images[0].bit_depth)
@@ -346,7 +344,7 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
     print("  ".join(f"{k} {v:.2f} ({v / total:.0%})" for k, v in spent.items()) + f"  total {total:.2f} s, {total / len(groups):.3f} s per group")
     with tempfile.TemporaryDirectory() as out_dir:  # the same folder through gipc-fuse's pipelined loop
         start = time.perf_counter()
-        for _ in run_jobs(plan_jobs([], folder, Path(out_dir) / "fused", False), fusion, None, DEFAULT_OVERLAP, False):
+        for _ in run_jobs(plan_jobs([], folder, Path(out_dir) / "fused", False), fusion, False):
             pass
         pipelined = time.perf_counter() - start
     print(f"gipc-fuse's pipelined loop (decode and encode in a thread beside the network): {pipelined:.2f} s, "

@@ -24,14 +24,7 @@ from gipc.errors import FuseInputError
 from gipc.files import check_output_folder, check_writable
 from gipc.fusion import Fused, Fusion
 from gipc.imaging import Image, check_output_format, check_sources, read_matching, write_image
-from gipc.tiling import Fuser, tiled
-
-AUTO_TILE_PIXELS = 1024 * 1024
-"""Above this many pixels the network runs tiled: untiled it needs about 2 KB per pixel."""
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
-"""overlap // 4 = 16 covers the generator's receptive radius (8) twice, so tiling is exact."""
-
+from gipc.tiling import Fuser
 
 @dataclass(frozen=True)
 class Job:
@@ -46,13 +39,6 @@ def fuse_images(fuse: Fusion | Fuser, images: list[torch.Tensor]) -> torch.Tenso
     """Fuse (C, H, W) sources in [0, 1]: under a :class:`~gipc.fusion.Fusion`'s rule, or a plain luminance
     fuser's direct output (in turn for a sequence, colour through YCbCr)."""
     return (fuse if isinstance(fuse, Fusion) else Fusion(fuse)).fuse(images)
-
-
-def auto_tiled(fuse_y: Fuser, pixels: int, tile: int | None, overlap: int) -> Fuser:
-    """``fuse_y`` tiled by ``tile`` (0: never), or by :data:`DEFAULT_TILE` above :data:`AUTO_TILE_PIXELS` when None."""
-    if tile is None:
-        tile = DEFAULT_TILE if pixels > AUTO_TILE_PIXELS else 0
-    return tiled(fuse_y, tile, overlap) if tile else fuse_y
 
 
 def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: bool, maps: Path | None = None) -> list[Job]:
@@ -101,12 +87,10 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
     return jobs
 
 
-def fuse_job(images: list[Image], fusion: Fusion, tile: int | None, overlap: int) -> Fused:
-    """One job's decoded sources fused, through tiles where the image is large (:func:`auto_tiled`)."""
-    height, width = images[0].pixels.shape[1:]
-    tiled_fusion = replace(fusion, net=auto_tiled(fusion.net, height * width, tile, overlap))
+def fuse_job(images: list[Image], fusion: Fusion) -> Fused:
+    """One job's decoded sources fused (a network through tiles where the image is large: ``fusion.tile``)."""
     with torch.inference_mode():
-        return tiled_fusion([image.pixels.unsqueeze(0) for image in images])
+        return fusion([image.pixels.unsqueeze(0) for image in images])
 
 
 def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
@@ -116,7 +100,7 @@ def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, 
         write_image(job.map_output, map_image(fused.weights)[0], 8, overwrite=overwrite, protected=inputs)
 
 
-def run_jobs(jobs: list[Job], fusion: Fusion, tile: int | None, overlap: int, overwrite: bool) -> Iterator[Path]:
+def run_jobs(jobs: list[Job], fusion: Fusion, overwrite: bool) -> Iterator[Path]:
     """Fuse and write each job (and its map), yielding each output once it is complete on disk.
 
     A folder runs as a pipeline: while the network fuses job i, a worker thread decodes job i + 1
@@ -139,7 +123,7 @@ def run_jobs(jobs: list[Job], fusion: Fusion, tile: int | None, overlap: int, ov
             try:
                 images = reading.result()
                 reading = io.submit(read_matching, jobs[i + 1].sources) if i + 1 < len(jobs) else None
-                fused = fuse_job(images, fusion, tile, overlap)
+                fused = fuse_job(images, fusion)
             except BaseException:
                 if reading is not None:
                     reading.cancel()

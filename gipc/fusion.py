@@ -22,7 +22,7 @@ from gipc.color import check_fusion_sources, fuse_color, luma
 from gipc.configs import conf_group
 from gipc.decision import MapSettings, blend, compared_sources, decide, evidence, head_scores
 from gipc.errors import UserError
-from gipc.tiling import Fuser, fuse_sequence
+from gipc.tiling import DEFAULT_OVERLAP, Fuser, auto_tiled, check_tiling, fuse_sequence
 
 RULES: tuple[str, ...] = ("direct", "map")
 
@@ -63,15 +63,21 @@ class Fused:
 class Fusion:
     """``net`` under ``rule``: for ``head="image"`` a luminance fuser (:data:`gipc.tiling.Fuser`), for
     ``head="weights"`` a fuser returning A's weight in [0, 1]; ``settings`` are the map's (``map`` rule;
-    for a head, in the units of its weights' margin: :func:`map_settings`)."""
+    for a head, in the units of its weights' margin: :func:`map_settings`). ``tile``: the net sees
+    tiles of that size (0: whole images, for nets whose tiles are not exact, such as the classic
+    baselines; None: tiles of :data:`gipc.tiling.DEFAULT_TILE` above
+    :data:`gipc.tiling.AUTO_TILE_PIXELS`, what a network gets from :meth:`InferenceGenerator.fusion`)."""
 
     net: Fuser
     rule: str = "direct"
     settings: MapSettings | None = None
     head: str = "image"
+    tile: int | None = 0
+    overlap: int = DEFAULT_OVERLAP
 
     def __post_init__(self) -> None:
         check_rule(self.rule)
+        check_tiling(self.tile, self.overlap)
         if self.rule == "map" and self.settings is None:
             raise UserError("the map rule needs map settings")
 
@@ -111,23 +117,24 @@ class Fusion:
     def __call__(self, images: Sequence[torch.Tensor]) -> Fused:
         """Fuse (B, C, H, W) sources in [0, 1], in focus order."""
         check_fusion_sources(images)
+        net = auto_tiled(self.net, images[0].shape[-2] * images[0].shape[-1], self.tile, self.overlap)
         if self.head == "weights":
-            return self._weighted(images)
+            return self._weighted(net, images)
         if self.rule == "direct":
-            return Fused(fuse_sequence(lambda a, b: fuse_color(self.net, a, b), list(images)))
+            return Fused(fuse_sequence(lambda a, b: fuse_color(net, a, b), list(images)))
         # One map over all N sources: each pixel from the source closest to the network's fused sequence.
         ys = [luma(image) for image in images]
-        fused_y = reduce(self.net, ys)
+        fused_y = reduce(net, ys)
         compared = compared_sources(ys, fused_y, self.settings)
         weights = decide(evidence(ys, fused_y, self.settings, compared), fused_y, self.settings, compared)
         return Fused(blend(images, weights).clamp(0.0, 1.0), weights)
 
-    def _weighted(self, images: Sequence[torch.Tensor]) -> Fused:
-        """A weights head, in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""
+    def _weighted(self, net: Fuser, images: Sequence[torch.Tensor]) -> Fused:
+        """A weights head (``net``), in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""
         fused, weights = images[0], None
         for image in images[1:]:
             ya, yb = luma(fused), luma(image)
-            w = self.net(ya, yb)
+            w = net(ya, yb)
             pair = head_scores(w)
             if self.rule == "map":
                 guide = w * ya + (1.0 - w) * yb

@@ -20,6 +20,12 @@ from gipc.errors import UserError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+AUTO_TILE_PIXELS = 1024 * 1024
+"""Above this many pixels a network runs tiled: untiled it needs about 2 KB per pixel."""
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 64
+"""overlap // 4 = 16 covers the generator's receptive radius (8) twice, so tiling is exact."""
+
 
 def axis_weights(size: int, tile: int, overlap: int) -> list[tuple[int, torch.Tensor]]:
     """Start and blending weights of each tile along one axis of length ``size``; weights sum to 1.
@@ -47,6 +53,21 @@ def axis_weights(size: int, tile: int, overlap: int) -> list[tuple[int, torch.Te
     for start, weight in zip(starts, raw):
         total[start : start + tile] += weight
     return [(start, (weight / total[start : start + tile]).float()) for start, weight in zip(starts, raw)]
+
+
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """``tile``: None (automatic), 0 (never) or a size above ``overlap``."""
+    if tile is not None and (tile < 0 or tile and not 0 <= overlap < tile):
+        raise UserError(f"tile {tile} with overlap {overlap}: need tile >= 0 and 0 <= overlap < tile")
+
+
+def auto_tiled(fuse: Fuser, pixels: int, tile: int | None, overlap: int) -> Fuser:
+    """``fuse`` for images of ``pixels`` pixels, tiled by ``tile`` (0: never), or by :data:`DEFAULT_TILE`
+    above :data:`AUTO_TILE_PIXELS` when None. Only for fusers whose tiles are exact (a network, see
+    the module docstring); a classic baseline's windows and pyramids span the whole image."""
+    if tile is None:
+        tile = DEFAULT_TILE if pixels > AUTO_TILE_PIXELS else 0
+    return tiled(fuse, tile, overlap) if tile else fuse
 
 
 def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:

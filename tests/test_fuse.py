@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,17 @@ import png
 import pytest
 import torch
 from PIL import Image as PILImage
+from PIL import ImageFilter
 
 import gipc.cli.fuse
 import gipc.inference
-from gipc.baselines import average
+from gipc.baselines import BASELINES, average
 from gipc.color import fuse_color
 from gipc.errors import CheckpointError, UserError
 from gipc.fuse import fuse_images
 from gipc.cli.fuse import main
 from gipc.imaging import read_image, write_image
-from gipc.inference import choose_path, network_fuser
+from gipc.inference import choose_path, network_fuser, prepare
 from gipc.pretrained import load_generator
 
 from helpers import paper_generator, random_eval_generator, save_lightning_ckpt
@@ -30,8 +32,9 @@ from helpers import paper_generator, random_eval_generator, save_lightning_ckpt
 MEMORY_PROBE = """
 import sys, torch
 from gipc.configs import conf_group
-from gipc.fuse import auto_tiled, fuse_images
+from gipc.fuse import fuse_images
 from gipc.inference import choose_path, network_fuser
+from gipc.tiling import auto_tiled
 from gipc.models.generator import Generator
 
 def peak_kib():  # VmHWM: unlike ru_maxrss, which a child inherits from its parent across exec (pytest's own peak)
@@ -146,6 +149,27 @@ def test_baseline_on_a_gray_pair_writes_their_mean(tmp_path: Path, grayscale_pai
     expected = (np.asarray(PILImage.open(a), float) + np.asarray(PILImage.open(b), float)) / 2
     assert out.dtype == np.uint8 and out.shape == expected.shape == (234, 322)
     assert np.abs(out - expected).max() <= 0.5
+
+
+def test_a_baseline_fuses_a_large_pair_whole_not_in_the_networks_tiles(tmp_path: Path) -> None:
+    # Above 1 MP gipc-fuse tiles the network; a pyramid tiled would differ near the tiles' seams.
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (1100, 1000)).astype(np.uint8)
+    b = np.asarray(PILImage.fromarray(a).filter(ImageFilter.GaussianBlur(3)))
+    out = tmp_path / "f.png"
+    assert main(["--method", "laplacian_pyramid", str(_gray(tmp_path / "a.png", a)), str(_gray(tmp_path / "b.png", b)), "--out", str(out)]) == 0
+    whole = fuse_color(BASELINES["laplacian_pyramid"], *(torch.from_numpy(x / 255.0).float()[None, None] for x in (a, b)))
+    assert np.abs(read_image(out).pixels[0].double().numpy() - whole[0, 0].double().numpy()).max() * 255 <= 0.5 + 1e-3
+
+
+def test_the_python_apis_network_fusion_runs_a_large_photo_in_tiles() -> None:
+    # pretrained().fusion().fuse(...) on a 12 MP photo would need about 24 GB untiled (2 KB per pixel).
+    fusion = prepare(random_eval_generator(), choose_path("cpu", "fp32", "torch")).fusion("direct")
+    seen: list[tuple[int, ...]] = []
+    counted = replace(fusion, net=lambda a, b: seen.append(tuple(a.shape[-2:])) or fusion.net(a, b))
+    a, b = torch.rand(2, 1, 1100, 1000, generator=torch.Generator().manual_seed(0))
+    assert counted.fuse([a, b]).shape == (1, 1100, 1000)
+    assert len(seen) == 9 and max(seen) == (512, 512)
 
 
 def test_16bit_sources_give_a_16bit_output(tmp_path: Path) -> None:
@@ -299,7 +323,7 @@ def test_the_same_file_twice_is_refused(tmp_path: Path, grayscale_pairs: Path, c
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--tile", "64", "--overlap", "64"], "need tile >= 0 and 0 <= overlap < tile"),
+        (["--tile", "64", "--overlap", "64"], "tile 64 with overlap 64: need tile >= 0 and 0 <= overlap < tile"),
         (["--tile", "-1"], "need tile >= 0"),
         (["--method", "average", "--tile", "256"], "--tile applies to the network only"),
         (["--method", "average", "--precision", "bf16"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),

@@ -10,7 +10,7 @@ import torch
 
 from gipc.decision import MapSettings
 from gipc.fusion import Fusion
-from gipc.tiling import axis_weights, fuse_sequence, remember_last, tiled
+from gipc.tiling import DEFAULT_TILE, axis_weights, fuse_sequence, remember_last, tiled
 
 
 @pytest.mark.parametrize(("size", "tile", "overlap"), [(1000, 512, 64), (600, 256, 32), (100, 30, 8), (513, 512, 64), (7, 4, 1)])
@@ -118,3 +118,21 @@ def test_remember_last_runs_the_network_once_for_the_direct_and_map_rules() -> N
     calls.clear()
     Fusion(shared, "direct")([b, a])  # other inputs: the network runs again
     assert len(calls) == 1
+
+
+def test_a_network_fusion_tiles_a_large_image_and_a_plain_fusion_sees_it_whole() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def net(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # exact in tiles, like the network
+        seen.append(tuple(a.shape[-2:]))
+        return torch.maximum(a, b)
+
+    a, b = torch.rand(2, 1, 1, 1100, 1000, generator=torch.Generator().manual_seed(0))
+    whole = Fusion(net)([a, b]).image  # tile 0: baselines, whose windows span the image
+    assert seen == [(1100, 1000)]
+    seen.clear()
+    tiles = Fusion(net, tile=None)([a, b]).image  # what InferenceGenerator.fusion() builds: 1.1 MP > 1 MP
+    assert max(seen) <= (DEFAULT_TILE, DEFAULT_TILE) and len(seen) == 9 and torch.allclose(tiles, whole, atol=1e-6)
+    seen.clear()
+    Fusion(net, tile=None)([a[..., :1000, :1000], b[..., :1000, :1000]])  # 1 MP: whole
+    assert seen == [(1000, 1000)]

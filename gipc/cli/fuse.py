@@ -24,10 +24,11 @@ from gipc.cli.common import Parser, guarded, say
 from gipc.configs import conf_group
 from gipc.decision import MapSettings
 from gipc.errors import FuseInputError
-from gipc.fuse import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE, Job, plan_jobs, run_jobs
+from gipc.fuse import Job, plan_jobs, run_jobs
 from gipc.fusion import RULES, Fusion, default_rule, map_settings
 from gipc.inference import BACKENDS, PRECISIONS, choose_path, prepare
 from gipc.pretrained import load_generator, shipped_generator
+from gipc.tiling import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling
 
 PROG = "gipc-fuse"
 
@@ -96,7 +97,7 @@ def _fusion(args: argparse.Namespace) -> Fusion:
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
         path = choose_path(None if args.device == "auto" else args.device, args.precision, args.backend)
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
-        fusion = network.fusion(args.rule, replace(default_rule(network.head)[1], **given))
+        fusion = network.fusion(args.rule, replace(default_rule(network.head)[1], **given), args.tile, args.overlap)
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
         raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")
@@ -110,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     jobs: list[Job] = []
 
     def body() -> int:
-        if args.tile is not None and (args.tile < 0 or args.tile and not 0 <= args.overlap < args.tile):
-            raise FuseInputError(f"--tile {args.tile} --overlap {args.overlap}: need tile >= 0 and 0 <= overlap < tile")
+        check_tiling(args.tile, args.overlap)  # before the network loads
         jobs.extend(plan_jobs(args.sources, args.pairs, args.out, args.overwrite, args.save_maps))
         fusion = _fusion(args)
-        for output in run_jobs(jobs, fusion, args.tile, args.overlap, args.overwrite):
+        for output in run_jobs(jobs, fusion, args.overwrite):
             written.append(output)
         maps = f" and {'its map' if len(written) == 1 else 'their maps'} to {args.save_maps}" if args.save_maps is not None else ""
         say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}")
