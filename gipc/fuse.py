@@ -26,6 +26,7 @@ from gipc.fusion import Fused, Fusion
 from gipc.imaging import Image, check_output_format, check_sources, read_matching, write_image
 from gipc.tiling import Fuser
 
+
 @dataclass(frozen=True)
 class Job:
     """One fusion: sources in focus order into ``output`` (and its decision map into ``map_output``)."""
