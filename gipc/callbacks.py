@@ -85,11 +85,12 @@ class TestReport(L.Callback):
         self.fusions = {}
         for name, network in networks.items():
             direct = network.fusion("direct")
-            shared = own.net if name == MODEL_NAME and own is not None else remember_last(direct.net)
+            # One pass per batch, whole-image outputs remembered (tiles, above 1 MP, inside it).
+            shared = own.net if name == MODEL_NAME and own is not None else remember_last(direct.sized_net)
             if name != MODEL_NAME:
-                self.fusions[name] = replace(direct, net=shared)
+                self.fusions[name] = replace(direct, net=shared, tile=0)
             if self.map_settings is not None:
-                self.fusions[name + MAP_SUFFIX] = replace(network.fusion("map", self.map_settings[network.head]), net=shared)
+                self.fusions[name + MAP_SUFFIX] = replace(network.fusion("map", self.map_settings[network.head]), net=shared, tile=0)
 
     @torch.inference_mode()
     def on_test_batch_end(

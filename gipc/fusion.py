@@ -22,7 +22,7 @@ from gipc.color import check_fusion_sources, fuse_color, luma
 from gipc.configs import conf_group
 from gipc.decision import MapSettings, blend, compared_sources, decide, evidence, head_scores
 from gipc.errors import UserError
-from gipc.tiling import DEFAULT_OVERLAP, Fuser, auto_tiled, check_tiling, fuse_sequence
+from gipc.tiling import DEFAULT_OVERLAP, Fuser, auto_tiling, check_tiling, fuse_sequence
 
 RULES: tuple[str, ...] = ("direct", "map")
 
@@ -109,6 +109,12 @@ class Fusion:
         seams = f", seams moved up to {s.seam} px to where the sources agree" if s.seam else ""
         return f"rule map ({source}; {vote}, {regions}{seams}, " + (f"guided filter r {s.radius} eps {s.eps:g})" if s.radius else "hard boundaries)")
 
+    @property
+    def sized_net(self) -> Fuser:
+        """``net`` tiled as ``tile`` says for each call's size: what the rule runs. Wrap this, not ``net``,
+        to share one pass between rules (:func:`gipc.tiling.remember_last`), and set ``tile=0`` beside it."""
+        return auto_tiling(self.net, self.tile, self.overlap)
+
     def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""
         check_fusion_sources(images, "(C, H, W)")
@@ -117,7 +123,7 @@ class Fusion:
     def __call__(self, images: Sequence[torch.Tensor]) -> Fused:
         """Fuse (B, C, H, W) sources in [0, 1], in focus order."""
         check_fusion_sources(images)
-        net = auto_tiled(self.net, images[0].shape[-2] * images[0].shape[-1], self.tile, self.overlap)
+        net = self.sized_net
         if self.head == "weights":
             return self._weighted(net, images)
         if self.rule == "direct":

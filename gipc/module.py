@@ -244,7 +244,7 @@ class GIPCGAN(L.LightningModule):
         object.__setattr__(self, "test_network", network)
         # The test report's map rule feeds the network the same pair: remember_last lets it reuse this pass.
         direct = network.fusion("direct")
-        object.__setattr__(self, "test_fusion", replace(direct, net=remember_last(direct.net)))
+        object.__setattr__(self, "test_fusion", replace(direct, net=remember_last(direct.sized_net), tile=0))
         self.print(f"test: generator on {network.path.describe()}")
 
     def on_test_end(self) -> None:

@@ -70,6 +70,13 @@ def auto_tiled(fuse: Fuser, pixels: int, tile: int | None, overlap: int) -> Fuse
     return tiled(fuse, tile, overlap) if tile else fuse
 
 
+def auto_tiling(fuse: Fuser, tile: int | None, overlap: int) -> Fuser:
+    """``fuse`` tiled per call as :func:`auto_tiled` decides for that call's image size."""
+    if tile == 0:
+        return fuse
+    return lambda a, b: auto_tiled(fuse, a.shape[-2] * a.shape[-1], tile, overlap)(a, b)
+
+
 def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:
     """Wrap ``fuse`` so it sees at most ``tile`` x ``tile`` pixels at a time, tiles blended by :func:`axis_weights`.
 

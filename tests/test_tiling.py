@@ -5,11 +5,13 @@ The generator itself against whole-image inference: tests/test_fuse.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from gipc.decision import MapSettings
-from gipc.fusion import Fusion
+from gipc.fusion import Fusion, default_rule
 from gipc.tiling import DEFAULT_TILE, axis_weights, fuse_sequence, remember_last, tiled
 
 
@@ -136,3 +138,19 @@ def test_a_network_fusion_tiles_a_large_image_and_a_plain_fusion_sees_it_whole()
     seen.clear()
     Fusion(net, tile=None)([a[..., :1000, :1000], b[..., :1000, :1000]])  # 1 MP: whole
     assert seen == [(1000, 1000)]
+
+
+def test_rules_sharing_a_tiled_networks_pass_run_it_once_on_a_large_image() -> None:
+    """The test report's direct and map rows of a 1.1 MP test image: one tiled pass (9 tiles), not two."""
+    calls = []
+
+    def network(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.maximum(a, b)
+
+    a, b = torch.rand(2, 1, 1, 1100, 1000, generator=torch.Generator().manual_seed(0))
+    direct = Fusion(network, tile=None)
+    shared = remember_last(direct.sized_net)
+    image = replace(direct, net=shared, tile=0)([a, b]).image
+    replace(direct, net=shared, tile=0, rule="map", settings=default_rule()[1])([a, b])
+    assert len(calls) == 9 and torch.allclose(image, torch.maximum(a, b))
