@@ -18,6 +18,7 @@ from typing import Iterator
 import torch
 from tqdm import tqdm
 
+from gipc.align import align
 from gipc.data.sources import SOURCE_NAME, group_sources
 from gipc.decision import map_image
 from gipc.errors import FuseInputError
@@ -88,10 +89,14 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
     return jobs
 
 
-def fuse_job(images: list[Image], fusion: Fusion) -> Fused:
-    """One job's decoded sources fused (a network through tiles where the image is large: ``fusion.tile``)."""
+def fuse_job(images: list[Image], fusion: Fusion, align_model: str | None = None) -> Fused:
+    """One job's decoded sources fused (a network through tiles where the image is large: ``fusion.tile``),
+    first registered onto the first source and cropped to their common area when ``align_model`` is given."""
+    pixels = [image.pixels for image in images]
+    if align_model is not None:
+        pixels = align(pixels, align_model)
     with torch.inference_mode():
-        return fusion([image.pixels.unsqueeze(0) for image in images])
+        return fusion([p.unsqueeze(0) for p in pixels])
 
 
 def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
@@ -101,7 +106,7 @@ def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, 
         write_image(job.map_output, map_image(fused.weights)[0], 8, overwrite=overwrite, protected=inputs)
 
 
-def run_jobs(jobs: list[Job], fusion: Fusion, overwrite: bool) -> Iterator[Path]:
+def run_jobs(jobs: list[Job], fusion: Fusion, overwrite: bool, align_model: str | None = None) -> Iterator[Path]:
     """Fuse and write each job (and its map), yielding each output once it is complete on disk.
 
     A folder runs as a pipeline: while the network fuses job i, a worker thread decodes job i + 1
@@ -124,7 +129,7 @@ def run_jobs(jobs: list[Job], fusion: Fusion, overwrite: bool) -> Iterator[Path]
             try:
                 images = reading.result()
                 reading = io.submit(read_matching, jobs[i + 1].sources) if i + 1 < len(jobs) else None
-                fused = fuse_job(images, fusion)
+                fused = fuse_job(images, fusion, align_model)
             except BaseException:
                 if reading is not None:
                     reading.cancel()

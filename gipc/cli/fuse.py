@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from gipc.align import MODELS as ALIGN_MODELS
 from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, say
 from gipc.configs import conf_group
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
             head = f"; a map head: {head_default}" if head_default != default else ""
             maps.add_argument(flag, type=type(default), help=f"{what} (default {default}{head})")
     parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG: white = the first source, black = the last, even grey steps between) into this new folder")
+    parser.add_argument("--align", action="store_true",
+                        help="register each source onto the first before fusing (hand-held brackets, focus breathing) "
+                             "and crop to the area all cover")
+    parser.add_argument("--align-model", choices=ALIGN_MODELS, default=ALIGN_MODELS[0],
+                        help="the transform --align fits: similarity (shift, rotation, scale; default) or homography")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
@@ -114,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         check_tiling(args.tile, args.overlap)  # before the network loads
         jobs.extend(plan_jobs(args.sources, args.pairs, args.out, args.overwrite, args.save_maps))
         fusion = _fusion(args)
-        for output in run_jobs(jobs, fusion, args.overwrite):
+        if args.align:
+            say(PROG, f"each source registered onto the first ({args.align_model}) and all cropped to the area they share")
+        for output in run_jobs(jobs, fusion, args.overwrite, args.align_model if args.align else None):
             written.append(output)
         maps = f" and {'its map' if len(written) == 1 else 'their maps'} to {args.save_maps}" if args.save_maps is not None else ""
         say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}")

@@ -1,0 +1,105 @@
+"""Registering hand-held focus brackets before fusion: each source warped onto the first one's frame.
+
+A decision map copies each pixel from one source, so it needs the sources registered: hand-held
+shots move between frames, and a lens that refocuses magnifies slightly (focus breathing). Each
+source's transform onto the first is estimated by :class:`kornia.geometry.ImageRegistrator`
+(gradient descent on a coarse-to-fine pyramid) on blurred luminance, where defocus matters less
+than position, at a working size of at most :data:`WORK_SIDE` px (kornia's models are in
+normalised coordinates, so the estimate holds at any size), then applied at full size. The
+outputs are cropped to a rectangle that every warped source covers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import kornia
+import torch
+import torch.nn.functional as F
+from kornia.geometry import ImageRegistrator
+
+from gipc.color import check_fusion_sources, luma
+from gipc.errors import UserError
+
+MODELS: tuple[str, ...] = ("similarity", "homography")
+"""``similarity``: shift, rotation and scale (hand-held shots, focus breathing); ``homography``: any plane-to-plane view change."""
+WORK_SIDE = 1024
+"""Longest side the transform is estimated at (in seconds, not minutes, for a 12 MP bracket)."""
+BLUR_SIGMA = 2.0
+"""Gaussian blur (px at the working size) of both luminances before registering: evens out their focus."""
+MAX_MOVE = 0.1
+"""A transform that moves a corner by more than this share of the image's diagonal is refused as a failed registration."""
+
+
+def _working(y: torch.Tensor) -> torch.Tensor:
+    scale = WORK_SIDE / max(y.shape[-2:])
+    if scale < 1:
+        y = F.interpolate(y, scale_factor=scale, mode="area")
+    radius = math.ceil(3 * BLUR_SIGMA)
+    return kornia.filters.gaussian_blur2d(y, (2 * radius + 1,) * 2, (BLUR_SIGMA, BLUR_SIGMA))
+
+
+def corner_moves(model: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(4, 2) pixel displacements of the image corners under a normalised (1, 3, 3) transform."""
+    corners = torch.tensor([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], dtype=model.dtype).T
+    moved = model[0] @ corners
+    moved = moved[:2] / moved[2]
+    return ((moved - corners[:2]) * torch.tensor([[width / 2], [height / 2]], dtype=model.dtype)).T
+
+
+def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity") -> torch.Tensor:
+    """The normalised (1, 3, 3) transform that warps ``moving`` onto ``fixed`` ((1, C, H, W) images in [0, 1])."""
+    if model not in MODELS:
+        raise UserError(f"alignment model must be one of {', '.join(MODELS)}, got {model!r}")
+    registrator = ImageRegistrator(model, loss_fn=F.mse_loss, pyramid_levels=4, lr=3e-3, num_iterations=300, tolerance=1e-6)
+    with torch.inference_mode(False), torch.enable_grad():
+        return registrator.register(_working(luma(moving).float()), _working(luma(fixed).float())).detach()
+
+
+def align(images: Sequence[torch.Tensor], model: str = "similarity") -> list[torch.Tensor]:
+    """(C, H, W) sources in [0, 1] -> the same sources registered onto the first and cropped to the
+    area they all cover (every output one size, at most a few per cent smaller than the sources)."""
+    warped, (top, bottom, left, right) = register(images, model)
+    return [image[:, top:bottom, left:right] for image in warped]
+
+
+def register(images: Sequence[torch.Tensor], model: str = "similarity") -> tuple[list[torch.Tensor], tuple[int, int, int, int]]:
+    """(C, H, W) sources -> each warped onto the first's frame (uncovered pixels 0), and the box
+    (top, bottom, left, right; ends exclusive) of that frame that every warped source covers."""
+    check_fusion_sources(images, "(C, H, W)")
+    height, width = images[0].shape[-2:]
+    first = images[0][None]
+    warper = kornia.geometry.HomographyWarper(height, width, normalized_coordinates=True)
+    warped, covered = [first], torch.ones(1, 1, height, width)
+    for k, image in enumerate(images[1:], start=2):
+        transform = estimate(image[None], first, model)
+        moved = float(corner_moves(transform, height, width).norm(dim=1).max())
+        if moved > MAX_MOVE * math.hypot(height, width):
+            raise UserError(
+                f"cannot align source {k} to source 1: the estimate moves a corner by {moved:.0f} px "
+                "(the sources may show different scenes); fuse without --align"
+            )
+        transform = transform.to(image.device)
+        warped.append(warper(image[None].float(), transform).clamp(0.0, 1.0).to(image.dtype))
+        covered = covered * warper(torch.ones(1, 1, height, width, device=image.device), transform).cpu()
+    box = _inner_box(covered[0, 0] > 0.999)
+    top, bottom, left, right = box
+    if (bottom - top) * (right - left) < height * width / 2:
+        raise UserError("the aligned sources share less than half the frame; fuse without --align")
+    return [image[0] for image in warped], box
+
+
+def _inner_box(valid: torch.Tensor) -> tuple[int, int, int, int]:
+    """A large axis-aligned box (top, bottom, left, right; ends exclusive) inside the ``valid`` pixels:
+    the frame shrunk from whichever side holds the most invalid pixels until none is left."""
+    top, bottom, left, right = 0, valid.shape[0], 0, valid.shape[1]
+    while bottom > top and right > left:
+        box = valid[top:bottom, left:right]
+        sides = {"top": box[0], "bottom": box[-1], "left": box[:, 0], "right": box[:, -1]}
+        invalid = {side: int((~edge).sum()) for side, edge in sides.items()}
+        worst = max(invalid, key=invalid.get)
+        if invalid[worst] == 0:
+            break
+        top, bottom, left, right = top + (worst == "top"), bottom - (worst == "bottom"), left + (worst == "left"), right - (worst == "right")
+    return top, bottom, left, right
