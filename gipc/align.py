@@ -52,9 +52,10 @@ def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity
     """The normalised (1, 3, 3) transform that warps ``moving`` onto ``fixed`` ((1, C, H, W) images in [0, 1])."""
     if model not in MODELS:
         raise UserError(f"alignment model must be one of {', '.join(MODELS)}, got {model!r}")
-    registrator = ImageRegistrator(model, loss_fn=F.mse_loss, pyramid_levels=4, lr=3e-3, num_iterations=300, tolerance=1e-6)
-    with torch.inference_mode(False), torch.enable_grad():
-        return registrator.register(_working(luma(moving).float()), _working(luma(fixed).float())).detach()
+    with torch.inference_mode(False), torch.enable_grad():  # the fit is gradient descent, even under a caller's inference mode
+        registrator = ImageRegistrator(model, loss_fn=F.mse_loss, pyramid_levels=4, lr=3e-3, num_iterations=300, tolerance=1e-6)
+        moving, fixed = (_working(luma(image).float()).clone() for image in (moving, fixed))  # clone: no inference tensors in autograd
+        return registrator.register(moving, fixed).detach()
 
 
 def align(images: Sequence[torch.Tensor], model: str = "similarity") -> list[torch.Tensor]:

@@ -95,3 +95,11 @@ def test_gipc_fuse_align_writes_the_moved_bracket_fused_without_ghosts(tmp_path:
         for y in range(256 - image.shape[1] + 1) for x in range(256 - image.shape[2] + 1)
     )
     assert best(aligned) > best(as_is) + 3.0 and math.isfinite(best(aligned))
+
+
+def test_align_fits_its_transform_under_a_callers_inference_mode_too() -> None:
+    a, b = _bracket()
+    expected = align([a, _moved(b)])
+    with torch.inference_mode():  # as gipc-fuse and the test stage call it
+        got = align([a.clone(), _moved(b)])
+    assert all(torch.equal(x, y) for x, y in zip(expected, got))
