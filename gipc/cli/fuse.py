@@ -60,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
             maps.add_argument(flag, type=type(default), help=f"{what} (default {default}{head})")
     parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG: white = the first source, black = the last, even grey steps between) into this new folder")
     parser.add_argument("--align", action="store_true",
-                        help="register each source onto the first before fusing (hand-held brackets, focus breathing) "
-                             "and crop to the area all cover")
+                        help="register each source onto the first before fusing and crop to the area all cover: for "
+                             "brackets that move between shots (hand-held, focus breathing); registered pairs fuse better without it")
     parser.add_argument("--align-model", choices=ALIGN_MODELS, default=ALIGN_MODELS[0],
                         help="the transform --align fits: similarity (shift, rotation, scale; default) or homography")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
