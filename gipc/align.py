@@ -30,6 +30,8 @@ BLUR_SIGMA = 2.0
 """Gaussian blur (px at the working size) of both luminances before registering: evens out their focus."""
 MAX_MOVE = 0.1
 """A transform that moves a corner by more than this share of the image's diagonal is refused as a failed registration."""
+MIN_MOVE = 0.5
+"""A transform that moves no corner by this many pixels is taken as none: resampling would only soften the source."""
 
 
 def _working(y: torch.Tensor) -> torch.Tensor:
@@ -81,6 +83,9 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> tuple
                 f"cannot align source {k} to source 1: the estimate moves a corner by {moved:.0f} px "
                 "(the sources may show different scenes); fuse without --align"
             )
+        if moved < MIN_MOVE:  # registered already
+            warped.append(image[None])
+            continue
         transform = transform.to(image.device)
         warped.append(warper(image[None].float(), transform).clamp(0.0, 1.0).to(image.dtype))
         covered = covered * warper(torch.ones(1, 1, height, width, device=image.device), transform).cpu()
