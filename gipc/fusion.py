@@ -118,11 +118,15 @@ class Fusion:
     def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""
         check_fusion_sources(images, "(C, H, W)")
-        return self([image.unsqueeze(0) for image in images]).image[0]
+        return self._fuse([image.unsqueeze(0) for image in images]).image[0]
 
     def __call__(self, images: Sequence[torch.Tensor]) -> Fused:
         """Fuse (B, C, H, W) sources in [0, 1], in focus order."""
         check_fusion_sources(images)
+        return self._fuse(images)
+
+    def _fuse(self, images: Sequence[torch.Tensor]) -> Fused:
+        """:meth:`__call__` on sources already checked."""
         net = self.sized_net
         if self.head == "weights":
             return self._weighted(net, images)

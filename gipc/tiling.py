@@ -61,20 +61,14 @@ def check_tiling(tile: int | None, overlap: int) -> None:
         raise UserError(f"tile {tile} with overlap {overlap}: need tile >= 0 and 0 <= overlap < tile")
 
 
-def auto_tiled(fuse: Fuser, pixels: int, tile: int | None, overlap: int) -> Fuser:
-    """``fuse`` for images of ``pixels`` pixels, tiled by ``tile`` (0: never), or by :data:`DEFAULT_TILE`
-    above :data:`AUTO_TILE_PIXELS` when None. Only for fusers whose tiles are exact (a network, see
-    the module docstring); a classic baseline's windows and pyramids span the whole image."""
-    if tile is None:
-        tile = DEFAULT_TILE if pixels > AUTO_TILE_PIXELS else 0
-    return tiled(fuse, tile, overlap) if tile else fuse
-
-
 def auto_tiling(fuse: Fuser, tile: int | None, overlap: int) -> Fuser:
-    """``fuse`` tiled per call as :func:`auto_tiled` decides for that call's image size."""
-    if tile == 0:
-        return fuse
-    return lambda a, b: auto_tiled(fuse, a.shape[-2] * a.shape[-1], tile, overlap)(a, b)
+    """``fuse`` tiled by ``tile`` (0: never), or, when None, by :data:`DEFAULT_TILE` for each call on an
+    image above :data:`AUTO_TILE_PIXELS`. Only for fusers whose tiles are exact (a network, see the
+    module docstring); a classic baseline's windows and pyramids span the whole image."""
+    if tile is not None:
+        return tiled(fuse, tile, overlap) if tile else fuse
+    large = tiled(fuse, DEFAULT_TILE, overlap)
+    return lambda a, b: (large if a.shape[-2] * a.shape[-1] > AUTO_TILE_PIXELS else fuse)(a, b)
 
 
 def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:

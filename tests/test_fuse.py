@@ -34,7 +34,7 @@ import sys, torch
 from gipc.configs import conf_group
 from gipc.fuse import fuse_images
 from gipc.inference import choose_path, network_fuser
-from gipc.tiling import auto_tiled
+from gipc.tiling import auto_tiling
 from gipc.models.generator import Generator
 
 def peak_kib():  # VmHWM: unlike ru_maxrss, which a child inherits from its parent across exec (pytest's own peak)
@@ -44,7 +44,7 @@ def peak_kib():  # VmHWM: unlike ru_maxrss, which a child inherits from its pare
 height, width, tile, overlap = (int(v) for v in sys.argv[1:])
 gen = Generator(**conf_group("model")["generator"]).eval()
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
-fuse_y = auto_tiled(network_fuser(gen), height * width, tile if tile >= 0 else None, overlap)
+fuse_y = auto_tiling(network_fuser(gen), tile if tile >= 0 else None, overlap)
 fuse_images(fuse_y, [a[:, :16, :16], b[:, :16, :16]])  # warm up the conv kernels' workspaces
 before = peak_kib()
 with torch.inference_mode():

@@ -136,7 +136,7 @@ def main() -> None:
                 a, b = apply(a, b, noise)
                 if aligned:  # registered onto A, all cropped to the box both cover: no other crop below
                     (a, b), (top, bottom, left, right) = register([a[0], b[0]])
-                    a, b, truth, focus_map = (x[None, ..., top:bottom, left:right] if x.ndim == 3 else x[..., top:bottom, left:right] for x in (a, b, truth, focus_map))
+                    a, b, truth, focus_map = (x[..., top:bottom, left:right] for x in (a[None], b[None], truth, focus_map))
                 fused = fusion([a, b])
                 outputs = {"map": fused.image, "direct": direct([a, b]).image}
                 outputs |= {c: fuse_color(BASELINES[c], a, b) for c in CLASSICS}
