@@ -77,6 +77,14 @@ def test_same_command_rebuilds_the_same_bytes(photos, tmp_path: Path) -> None:
     assert _digests(tmp_path / "three") != first
 
 
+def test_a_folder_build_records_the_map_source_it_used(photos, tmp_path: Path) -> None:
+    source, _ = photos
+    manifest = build_dataset(tmp_path / "out", source, sigma=SIGMA)  # no maps given: the folder default
+    assert manifest["maps"] == "region_competition"
+    assert {image["map_source"] for image in manifest["images"]} == {"region_competition"}
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["maps"] == "region_competition"
+
+
 def test_splits_do_not_overlap_and_train_on_the_build(photos, tmp_path: Path) -> None:
     source, _ = photos
     manifest = build_dataset(tmp_path / "out", source, maps="blobs", test_fraction=0.34, seed=1)

@@ -171,7 +171,8 @@ def build_dataset(
     if source is None:
         sources = _embedded_sources(maps, mask_path, max_side)
     else:
-        sources = _folder_sources(Path(source), maps or "region_competition", mask_path, max_side)
+        maps = maps or "region_competition"  # recorded as used: a manifest names its folder build's maps
+        sources = _folder_sources(Path(source), maps, mask_path, max_side)
     train, test = split_names([s.name for s in sources], test_fraction, seed)
     split = {**{n: "train" for n in train}, **{n: "test" for n in test}}
 
