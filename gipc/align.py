@@ -7,6 +7,11 @@ source's transform onto the first is estimated by :class:`kornia.geometry.ImageR
 than position, at a working size of at most :data:`WORK_SIDE` px (kornia's models are in
 normalised coordinates, so the estimate holds at any size), then applied at full size. The
 outputs are cropped to a rectangle that every warped source covers.
+
+Blurred luminance can also be matched by a transform that mimics defocus (a defocused object
+spreads, as if magnified), so a fit is kept only if it also brings the unblurred edges closer:
+:func:`gradient_correlation` of the sources at the working size must rise over leaving the source as
+it is.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ MIN_MOVE = 0.5
 """A transform that moves no corner by this many pixels is taken as none: resampling would only soften the source."""
 
 
-def _working(y: torch.Tensor) -> torch.Tensor:
+def _working(y: torch.Tensor, blur: bool = True) -> torch.Tensor:
     scale = WORK_SIDE / max(y.shape[-2:])
     if scale < 1:
         y = F.interpolate(y, scale_factor=scale, mode="area")
+    if not blur:
+        return y
     radius = math.ceil(3 * BLUR_SIGMA)
     return kornia.filters.gaussian_blur2d(y, (2 * radius + 1,) * 2, (BLUR_SIGMA, BLUR_SIGMA))
 
@@ -48,6 +55,25 @@ def corner_moves(model: torch.Tensor, height: int, width: int) -> torch.Tensor:
     moved = model[0] @ corners
     moved = moved[:2] / moved[2]
     return ((moved - corners[:2]) * torch.tensor([[width / 2], [height / 2]], dtype=model.dtype)).T
+
+
+def gradient_correlation(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Normalised correlation of the (B, 1, H, W) images' gradient fields over ``mask``: 1 where
+    every edge lies at the same place with the same direction, whatever the edges' strength (a
+    defocused copy of an edge still points the same way)."""
+    ga, gb = (kornia.filters.spatial_gradient(x)[:, 0] * mask[:, :, None] for x in (a, b))
+    return (ga * gb).sum() / ((ga**2).sum() * (gb**2).sum()).sqrt().clamp_min(1e-12)
+
+
+def improves_edges(moving: torch.Tensor, fixed: torch.Tensor, transform: torch.Tensor) -> bool:
+    """Whether ``transform`` (normalised, (1, 3, 3)) brings ``moving``'s unblurred edges closer to
+    ``fixed``'s than no transform does ((1, C, H, W) images), both scored on the pixels it covers."""
+    moving, fixed = (_working(luma(image).float(), blur=False) for image in (moving, fixed))
+    warper = kornia.geometry.HomographyWarper(*fixed.shape[-2:], normalized_coordinates=True)
+    transform = transform.to(fixed.device)
+    covered = (warper(torch.ones_like(moving), transform) > 0.999).float()
+    covered = -F.max_pool2d(-covered, 3, stride=1, padding=1)  # no gradient across the edge of the covered area
+    return bool(gradient_correlation(warper(moving, transform), fixed, covered) > gradient_correlation(moving, fixed, covered))
 
 
 def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity") -> torch.Tensor:
@@ -83,7 +109,7 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> tuple
                 f"cannot align source {k} to source 1: the estimate moves a corner by {moved:.0f} px "
                 "(the sources may show different scenes); fuse without --align"
             )
-        if moved < MIN_MOVE:  # registered already
+        if moved < MIN_MOVE or not improves_edges(image[None], first, transform):  # registered already
             warped.append(image[None])
             continue
         transform = transform.to(image.device)

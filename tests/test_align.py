@@ -1,5 +1,6 @@
 """Registering a hand-held bracket: a known shift, turn and magnification undone, a registered pair
-left as it is, failures refused in one line, and ``gipc-fuse --align`` end to end."""
+left as it is (also when the fit would move it without bringing its edges closer), failures refused
+in one line, and ``gipc-fuse --align`` end to end."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import skimage.data
 import torch
 
 import gipc.align
+import gipc.color
 from gipc.align import align, corner_moves
 from gipc.cli.fuse import main
 from gipc.errors import UserError
@@ -61,6 +63,26 @@ def test_a_registered_pair_stays_as_it_is() -> None:
     assert float(corner_moves(gipc.align.estimate(b[None], a[None]), 256, 256).norm(dim=1).max()) < gipc.align.MIN_MOVE
     aligned_a, aligned_b = align([a, b])  # not resampled: a fraction of a pixel would only soften B
     assert torch.equal(aligned_a, a) and torch.equal(aligned_b, b)
+
+
+def test_a_fit_that_does_not_bring_the_edges_closer_is_not_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _bracket()
+    magnify = torch.tensor([[[1.02, 0.0, 0.0], [0.0, 1.02, 0.0], [0.0, 0.0, 1.0]]])  # 2.6 px at the corners: how a fit to blurred light mimics defocus spread
+    assert not gipc.align.improves_edges(b[None], a[None], magnify)
+    monkeypatch.setattr(gipc.align, "estimate", lambda moving, fixed, model: magnify)
+    aligned_a, aligned_b = align([a, b])
+    assert torch.equal(aligned_a, a) and torch.equal(aligned_b, b)
+
+
+def test_gradient_correlation_reads_where_edges_are_not_how_strong() -> None:
+    a, _ = _bracket()
+    y = gipc.color.luma(a[None])
+    everywhere = torch.ones_like(y)
+    assert float(gipc.align.gradient_correlation(y, y, everywhere)) == pytest.approx(1.0)
+    assert float(gipc.align.gradient_correlation(y, 0.3 * y + 0.2, everywhere)) == pytest.approx(1.0)  # contrast and tone do not count
+    assert float(gipc.align.gradient_correlation(y, -y, everywhere)) == pytest.approx(-1.0)
+    shifted = torch.roll(y, 3, dims=-1)
+    assert float(gipc.align.gradient_correlation(y, shifted, everywhere)) < 0.6
 
 
 def test_the_corners_of_a_shift_move_by_the_shift() -> None:
