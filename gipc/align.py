@@ -17,7 +17,7 @@ it is.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import kornia
 import torch
@@ -86,21 +86,44 @@ def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity
         return registrator.register(moving, fixed).detach()
 
 
-def align(images: Sequence[torch.Tensor], model: str = "similarity") -> list[torch.Tensor]:
+class Registration(NamedTuple):
+    """Sources registered onto the first one's frame."""
+
+    images: list[torch.Tensor]
+    """(C, H, W) each, warped onto the first's frame (uncovered pixels 0)."""
+    box: tuple[int, int, int, int]
+    """(top, bottom, left, right; ends exclusive): the part of the frame every warped source covers."""
+    moves: list[float | None]
+    """Per source after the first: how far its warp moves a corner (px), ``None`` where it was left as it is."""
+
+    def describe(self) -> str:
+        """One line: what was done to each source, and the size kept."""
+        top, bottom, left, right = self.box
+        height, width = self.images[0].shape[-2:]
+        done = [f"source {k} {'left as it is' if move is None else f'moved by up to {move:.1f} px'}" for k, move in enumerate(self.moves, start=2)]
+        kept = "the whole frame kept" if (bottom - top, right - left) == (height, width) else f"cropped to {right - left}x{bottom - top} of {width}x{height}"
+        return f"{', '.join(done)}; {kept}"
+
+
+def align(images: Sequence[torch.Tensor], model: str = "similarity", report: Callable[[str], None] | None = None) -> list[torch.Tensor]:
     """(C, H, W) sources in [0, 1] -> the same sources registered onto the first and cropped to the
-    area they all cover (every output one size, at most a few per cent smaller than the sources)."""
-    warped, (top, bottom, left, right) = register(images, model)
-    return [image[:, top:bottom, left:right] for image in warped]
+    area they all cover (every output one size, at most a few per cent smaller than the sources);
+    ``report`` gets :meth:`Registration.describe`'s line."""
+    registration = register(images, model)
+    if report is not None:
+        report(registration.describe())
+    top, bottom, left, right = registration.box
+    return [image[:, top:bottom, left:right] for image in registration.images]
 
 
-def register(images: Sequence[torch.Tensor], model: str = "similarity") -> tuple[list[torch.Tensor], tuple[int, int, int, int]]:
-    """(C, H, W) sources -> each warped onto the first's frame (uncovered pixels 0), and the box
-    (top, bottom, left, right; ends exclusive) of that frame that every warped source covers."""
+def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Registration:
+    """(C, H, W) sources -> each warped onto the first's frame, and the box of that frame that every
+    warped source covers."""
     check_fusion_sources(images, "(C, H, W)")
     height, width = images[0].shape[-2:]
     first = images[0][None]
     warper = kornia.geometry.HomographyWarper(height, width, normalized_coordinates=True)
-    warped, covered = [first], torch.ones(1, 1, height, width)
+    warped, covered, moves = [first], torch.ones(1, 1, height, width), []
     for k, image in enumerate(images[1:], start=2):
         transform = estimate(image[None], first, model)
         moved = float(corner_moves(transform, height, width).norm(dim=1).max())
@@ -111,7 +134,9 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> tuple
             )
         if moved < MIN_MOVE or not improves_edges(image[None], first, transform):  # registered already
             warped.append(image[None])
+            moves.append(None)
             continue
+        moves.append(moved)
         transform = transform.to(image.device)
         warped.append(warper(image[None].float(), transform).clamp(0.0, 1.0).to(image.dtype))
         covered = covered * warper(torch.ones(1, 1, height, width, device=image.device), transform).cpu()
@@ -119,7 +144,7 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> tuple
     top, bottom, left, right = box
     if (bottom - top) * (right - left) < height * width / 2:
         raise UserError("the aligned sources share less than half the frame; fuse without --align")
-    return [image[0] for image in warped], box
+    return Registration([image[0] for image in warped], box, moves)
 
 
 def _inner_box(valid: torch.Tensor) -> tuple[int, int, int, int]:

@@ -13,7 +13,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from gipc.align import align
 from gipc.data.sources import SOURCE_NAME, group_sources
 from gipc.decision import map_image
-from gipc.errors import FuseInputError
+from gipc.errors import FuseInputError, UserError
 from gipc.files import check_output_folder, check_writable
 from gipc.fusion import Fused, Fusion
 from gipc.imaging import Image, check_output_format, check_sources, read_matching, write_image
@@ -89,12 +89,18 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
     return jobs
 
 
-def fuse_job(images: list[Image], fusion: Fusion, align_model: str | None = None) -> Fused:
+def fuse_job(
+    images: list[Image], fusion: Fusion, align_model: str | None = None, report: Callable[[str], None] | None = None
+) -> Fused:
     """One job's decoded sources fused (a network through tiles where the image is large: ``fusion.tile``),
-    first registered onto the first source and cropped to their common area when ``align_model`` is given."""
+    first registered onto the first source and cropped to their common area when ``align_model`` is
+    given (``report`` gets a line on what registering did)."""
     pixels = [image.pixels for image in images]
     if align_model is not None:
-        pixels = align(pixels, align_model)
+        try:
+            pixels = align(pixels, align_model, report)
+        except UserError as error:  # name the pair: in a folder of pairs "source 2" alone says too little
+            raise type(error)(f"{', '.join(str(image.path) for image in images)}: {error}") from None
     with torch.inference_mode():
         return fusion([p.unsqueeze(0) for p in pixels])
 
@@ -106,8 +112,11 @@ def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, 
         write_image(job.map_output, map_image(fused.weights)[0], 8, overwrite=overwrite, protected=inputs)
 
 
-def run_jobs(jobs: list[Job], fusion: Fusion, overwrite: bool, align_model: str | None = None) -> Iterator[Path]:
-    """Fuse and write each job (and its map), yielding each output once it is complete on disk.
+def run_jobs(
+    jobs: list[Job], fusion: Fusion, overwrite: bool, align_model: str | None = None, report: Callable[[Job, str], None] | None = None
+) -> Iterator[Path]:
+    """Fuse and write each job (and its map), yielding each output once it is complete on disk;
+    ``report`` gets each job's line on what registering its sources did (``align_model`` given).
 
     A folder runs as a pipeline: while the network fuses job i, a worker thread decodes job i + 1
     and encodes job i - 1 (Pillow and zlib release the GIL), so the network sets the pace. Outputs
@@ -129,7 +138,7 @@ def run_jobs(jobs: list[Job], fusion: Fusion, overwrite: bool, align_model: str 
             try:
                 images = reading.result()
                 reading = io.submit(read_matching, jobs[i + 1].sources) if i + 1 < len(jobs) else None
-                fused = fuse_job(images, fusion, align_model)
+                fused = fuse_job(images, fusion, align_model, None if report is None else lambda line: report(job, line))
             except BaseException:
                 if reading is not None:
                     reading.cancel()

@@ -5,6 +5,7 @@ in one line, and ``gipc-fuse --align`` end to end."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import kornia
@@ -61,8 +62,10 @@ def test_a_moved_source_is_put_back_onto_the_first_and_both_are_cropped_alike() 
 def test_a_registered_pair_stays_as_it_is() -> None:
     a, b = _bracket()
     assert float(corner_moves(gipc.align.estimate(b[None], a[None]), 256, 256).norm(dim=1).max()) < gipc.align.MIN_MOVE
-    aligned_a, aligned_b = align([a, b])  # not resampled: a fraction of a pixel would only soften B
+    said: list[str] = []
+    aligned_a, aligned_b = align([a, b], report=said.append)  # not resampled: a fraction of a pixel would only soften B
     assert torch.equal(aligned_a, a) and torch.equal(aligned_b, b)
+    assert said == ["source 2 left as it is; the whole frame kept"]
 
 
 def test_a_fit_that_does_not_bring_the_edges_closer_is_not_applied(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,7 +93,7 @@ def test_the_corners_of_a_shift_move_by_the_shift() -> None:
     assert corner_moves(shift, 200, 300).flatten().tolist() == pytest.approx([15.0, -5.0] * 4)
 
 
-def test_a_registration_that_runs_away_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_registration_that_runs_away_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = _bracket()
     with pytest.raises(UserError, match="alignment model must be one of similarity, homography, got 'affine'"):
         gipc.align.estimate(a[None], b[None], "affine")
@@ -98,9 +101,15 @@ def test_a_registration_that_runs_away_is_refused_in_one_line(monkeypatch: pytes
     monkeypatch.setattr(gipc.align, "estimate", lambda moving, fixed, model: runaway)
     with pytest.raises(UserError, match=r"^cannot align source 2 to source 1: the estimate moves a corner by 77 px .*; fuse without --align$"):
         align([a, b])
+    write_image(tmp_path / "a.png", a)
+    write_image(tmp_path / "b.png", b)
+    assert main([str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--align", "--out", str(tmp_path / "f.png")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # the pair named: in a folder of pairs "source 2" alone says too little
+    assert error == f"gipc-fuse: error: {tmp_path / 'a.png'}, {tmp_path / 'b.png'}: cannot align source 2 to source 1: the estimate moves a corner by 77 px (the sources may show different scenes); fuse without --align"
+    assert not (tmp_path / "f.png").exists()
 
 
-def test_gipc_fuse_align_writes_the_moved_bracket_fused_without_ghosts(tmp_path: Path) -> None:
+def test_gipc_fuse_align_writes_the_moved_bracket_fused_without_ghosts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = _bracket()
     write_image(tmp_path / "a.png", a)
     write_image(tmp_path / "b.png", _moved(b))
@@ -108,6 +117,9 @@ def test_gipc_fuse_align_writes_the_moved_bracket_fused_without_ghosts(tmp_path:
     assert main([str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(tmp_path / "as-is.png")]) == 0
     aligned, as_is = read_image(tmp_path / "aligned.png").pixels, read_image(tmp_path / "as-is.png").pixels
     h, w = aligned.shape[-2:]
+    report = re.search(r"^gipc-fuse: aligned\.png: source 2 moved by up to ([0-9.]+) px; cropped to (\d+)x(\d+) of 256x256$", capsys.readouterr().err, re.M)
+    assert report is not None and (int(report[2]), int(report[3])) == (w, h)
+    assert 5.0 < float(report[1]) < 12.0  # the corners of _moved: a 5.8 px shift plus 1.5 % of 181 px and a 0.6 degree turn
     assert h < 256 and w < 256 and as_is.shape[-2:] == (256, 256)
     photo = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1).float()[None] / 255
     truth = torch.nn.functional.interpolate(photo, size=(256, 256), mode="area")[0]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 from gipc.align import MODELS as ALIGN_MODELS
 from gipc.baselines import BASELINES
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write each fusion's decision map (8-bit PNG: white = the first source, black = the last, even grey steps between) into this new folder")
     parser.add_argument("--align", action="store_true",
                         help="register each source onto the first before fusing and crop to the area all cover: for "
-                             "brackets that move between shots (hand-held, focus breathing); registered pairs fuse better without it")
+                             "brackets that move between shots (hand-held, focus breathing); a line per output says how far each source "
+                             "moved; registered pairs fuse better without it")
     parser.add_argument("--align-model", choices=ALIGN_MODELS, default=ALIGN_MODELS[0],
                         help="the transform --align fits: similarity (shift, rotation, scale; default) or homography")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
@@ -110,6 +112,11 @@ def _fusion(args: argparse.Namespace) -> Fusion:
     return fusion
 
 
+def _say_aligned(job: Job, line: str) -> None:
+    """What --align did to one job's sources, between the progress bar's updates."""
+    tqdm.write(f"{PROG}: {job.output.name}: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``gipc-fuse``: 0 on success, 2 on a user error, 130 when interrupted."""
     args = _parser().parse_args(argv)
@@ -121,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs.extend(plan_jobs(args.sources, args.pairs, args.out, args.overwrite, args.save_maps))
         fusion = _fusion(args)
         if args.align:
-            say(PROG, f"each source registered onto the first ({args.align_model}) and all cropped to the area they share")
-        for output in run_jobs(jobs, fusion, args.overwrite, args.align_model if args.align else None):
+            say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
+        for output in run_jobs(jobs, fusion, args.overwrite, args.align_model if args.align else None, _say_aligned):
             written.append(output)
         maps = f" and {'its map' if len(written) == 1 else 'their maps'} to {args.save_maps}" if args.save_maps is not None else ""
         say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}")

@@ -135,7 +135,7 @@ def main() -> None:
                 a, b, truth, focus_map = (frame(x[None]) for x in (scene.a, scene.b, scene.gt, scene.focus_map))
                 a, b = apply(a, b, noise)
                 if aligned:  # registered onto A, all cropped to the box both cover: no other crop below
-                    (a, b), (top, bottom, left, right) = register([a[0], b[0]])
+                    (a, b), (top, bottom, left, right), _ = register([a[0], b[0]])
                     a, b, truth, focus_map = (x[..., top:bottom, left:right] for x in (a[None], b[None], truth, focus_map))
                 fused = fusion([a, b])
                 outputs = {"map": fused.image, "direct": direct([a, b]).image}
