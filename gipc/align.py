@@ -132,7 +132,7 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Regis
                 f"cannot align source {k} to source 1: the estimate moves a corner by {moved:.0f} px "
                 "(the sources may show different scenes); fuse without --align"
             )
-        if moved < MIN_MOVE or not improves_edges(image[None], first, transform):  # registered already
+        if moved < MIN_MOVE or not improves_edges(image[None], first, transform):  # registered already, or a fit to defocus
             warped.append(image[None])
             moves.append(None)
             continue
