@@ -1,0 +1,96 @@
+"""How the default map rule and the classics fuse focus sequences of three, where the tuning sets
+hold pairs only.
+
+    python docs/results/decision-map/sequence_check.py
+
+Each held-out test photo of the shipped recipe becomes layered scenes of three depths: a near layer
+(a ``region_competition`` or ``blobs`` map, as in ``tune_map.py``'s layered set), the rest split into
+a middle and a far layer by a second ``blobs`` map. Source k is sharp on layer k; a layer d steps
+away from it is blurred by d times one sigma drawn from the held-out recipe (Gaussian or disk), and
+each nearer layer's blur spreads over the layers behind it (back-to-front compositing, as
+:func:`gipc.data.synthesis.defocus_spread` does for two). Three seeds, both map sources and both
+blur kernels: 60 sequences. The network fuses all three at once under the map rule (one map over
+all, as ``gipc-fuse near mid far``), in turn under the direct rule; the classics fuse in turn.
+Scored by PSNR against the photo and by the map's accuracy against the true layer of each pixel.
+No setting is chosen here.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from tune_map import SEEDS, shipped_recipe_data
+
+from gipc.baselines import BASELINES
+from gipc.data.decision_maps import make_map
+from gipc.data.scene import scene_generator
+from gipc.data.synthesis import DefocusRecipe, disk_blur, gaussian_blur, uniform
+from gipc.fuse import fuse_images
+from gipc.metrics import psnr
+from gipc.pretrained import pretrained
+
+CLASSICS = ("laplacian_energy", "gff", "laplacian_pyramid")
+LAYERS = 3
+
+
+def layer_masks(name: str, image: torch.Tensor, recipe: DefocusRecipe, map_source: str, seed: int) -> list[torch.Tensor]:
+    """(1, H, W) hard masks of the near, middle and far layers; they partition the frame."""
+    generator = scene_generator(seed, f"{name}:{map_source}:sequence")
+
+    def blob_size() -> dict[str, int]:
+        return {"blob_size": int(torch.randint(recipe.blob_size[0], recipe.blob_size[1] + 1, (), generator=generator))}
+
+    near = (make_map(map_source, image, generator, **(blob_size() if map_source == "blobs" else {})) > 0.5).float()
+    split = (make_map("blobs", image, generator, **blob_size()) > 0.5).float()
+    return [near, (1 - near) * split, (1 - near) * (1 - split)]
+
+
+def sequence(image: torch.Tensor, masks: list[torch.Tensor], sigma: float, disk: bool) -> list[torch.Tensor]:
+    """The (C, H, W) sources, source k sharp on layer k: composited far to near, each layer blurred by
+    sigma per depth step from k, a blurred layer's coverage blurred alike (its spread)."""
+    blur = disk_blur if disk else gaussian_blur
+    sources = []
+    for k in range(LAYERS):
+        out = blur(image[None], sigma * (LAYERS - 1 - k))[0]  # the far layer fills the frame behind the nearer ones
+        for j in reversed(range(LAYERS - 1)):
+            over, cover = (blur(x[None], sigma * abs(k - j))[0] for x in (masks[j] * image, masks[j]))
+            out = over + (1 - cover) * out
+        sources.append(out.clamp(0.0, 1.0))
+    return sources
+
+
+def main() -> None:
+    data = shipped_recipe_data()
+    recipe = data.source.held_out_recipe
+    network = pretrained()
+    fusion, direct = network.fusion(), network.fusion("direct")
+    scores: dict[str, list[float]] = {}
+    with torch.inference_mode():
+        for seed in SEEDS:
+            for map_source in ("region_competition", "blobs"):
+                for disk in (False, True):
+                    for scene in data.test_scenes:
+                        image = scene.gt
+                        masks = layer_masks(scene.name, image, recipe, map_source, seed)
+                        sigma = uniform(recipe.sigma, scene_generator(seed, f"{scene.name}:{map_source}:sigma"))
+                        sources = sequence(image, masks, sigma, disk)
+                        fused = fusion([source[None] for source in sources])
+                        layer = sum(k * mask for k, mask in enumerate(masks))[0]
+                        scores.setdefault("accuracy", []).append(float((fused.weights[0].argmax(0) == layer).float().mean()))
+                        outputs = {"map": fused.image[0], "direct": direct.fuse(sources)}
+                        outputs |= {c: fuse_images(BASELINES[c], sources) for c in CLASSICS}
+                        for key, output in outputs.items():
+                            scores.setdefault(key, []).append(float(psnr(output[None], image[None])))
+    mean = {key: statistics.fmean(values) for key, values in scores.items()}
+    count = len(scores["map"])
+    print(f"{count} sequences of {LAYERS} (test photos, the held-out recipe's blur); {fusion.describe()}")
+    print("| map PSNR | map accuracy | direct PSNR | " + " | ".join(f"{c} PSNR" for c in CLASSICS) + " |")
+    print("|---" * (3 + len(CLASSICS)) + "|")
+    print(f"| {mean['map']:.2f} | {mean['accuracy']:.4f} | {mean['direct']:.2f} | " + " | ".join(f"{mean[c]:.2f}" for c in CLASSICS) + " |")
+    above = ", ".join(f"{c} {sum(m > o for m, o in zip(scores['map'], scores[c]))}" for c in CLASSICS)
+    print(f"sequences where the map's PSNR is above: {above} (of {count})")
+
+
+if __name__ == "__main__":
+    main()
