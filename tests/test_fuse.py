@@ -24,7 +24,7 @@ from gipc.errors import CheckpointError, UserError
 from gipc.fuse import fuse_images
 from gipc.cli.fuse import main
 from gipc.imaging import read_image, write_image
-from gipc.inference import choose_path, network_fuser, prepare
+from gipc.inference import choose_path, prepare
 from gipc.pretrained import load_generator
 
 from helpers import paper_generator, random_eval_generator, save_lightning_ckpt
@@ -409,20 +409,27 @@ def test_network_keeps_a_gray_pair_gray(tmp_path: Path, grayscale_pairs: Path, c
     fused = PILImage.open(out)
     assert fused.mode == "L" and fused.size == (268, 176)
     a, b = (read_image(path).pixels[None] for path in sources)
-    with torch.no_grad():
-        expected = fuse_color(network_fuser(load_generator(ckpt), choose_path("cpu", "fp32", "torch")), a, b)[0, 0]
+    with torch.no_grad():  # the generator itself, on the paper's [-1, 1] range: no inference wrapper in between
+        expected = ((load_generator(ckpt)(2 * a - 1, 2 * b - 1) + 1) / 2).clamp(0, 1)[0, 0]
     assert np.abs(np.asarray(fused, float) / 255 - expected.numpy()).max() <= 0.5 / 255 + 1e-5
+    assert np.abs(np.asarray(fused, float) / 255 - ((a + b) / 2)[0, 0].numpy()).max() > 0.05  # not a plain average
 
 
 @pytest.mark.slow
-def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, ckpt: Path) -> None:
+def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     crop = tmp_path / "crop"
     crop.mkdir()
     for letter in "AB":
         PILImage.open(lytro_pairs / f"lytro-07-{letter}.jpg").crop((0, 0, 150, 130)).save(crop / f"c-{letter}.png")
     sources = [str(crop / "c-A.png"), str(crop / "c-B.png")]
+    seen: list[tuple[int, ...]] = []  # the sizes the network is run on: whole, then 80 px tiles
+    network = gipc.inference.InferenceGenerator.fuse_y
+    monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: seen.append(tuple(ya.shape[-2:])) or network(self, ya, yb))
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "whole.png"), "--tile", "0"]) == 0
+    assert seen == [(130, 150)]
+    seen.clear()
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "tiled.png"), "--tile", "80", "--overlap", "32"]) == 0
+    assert len(seen) > 1 and all(max(size) <= 80 for size in seen)
     whole, tiles = read_image(tmp_path / "whole.png").pixels, read_image(tmp_path / "tiled.png").pixels
     assert whole.std() > 0.02 and (whole - tiles).abs().max() <= 1 / 255 + 1e-6
 

@@ -11,6 +11,7 @@ import numpy as np
 import png
 import pytest
 import tifffile
+import skimage.data
 import torch
 from PIL import Image as PILImage
 
@@ -190,10 +191,14 @@ def test_8bit_png_round_trip_is_exact(tmp_path: Path, channels: int) -> None:
     assert back.bit_depth == 8 and torch.equal((back.pixels * 255).round().long(), levels)
 
 
-def test_jpeg_output_is_high_quality(tmp_path: Path, lytro_pairs: Path) -> None:
-    source = read_image(lytro_pairs / "lytro-02-A.jpg").pixels
+def test_jpeg_output_is_high_quality(tmp_path: Path) -> None:
+    """Quality 95 without chroma subsampling. On a photo that was never a JPEG (Pillow, measured): mean
+    error 1.25 levels, largest 13; quality 95 with 4:2:0 chroma 1.54 / 20, quality 90 1.76 / 19,
+    Pillow's default (75, 4:2:0) 2.85 / 50."""
+    source = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1).float() / 255
     write_image(tmp_path / "o.jpg", source)
-    assert (read_image(tmp_path / "o.jpg").pixels - source).abs().mean() < 1.5 / 255
+    error = (read_image(tmp_path / "o.jpg").pixels - source).abs() * 255
+    assert float(error.mean()) < 1.4 and float(error.max()) < 16
 
 
 def test_out_of_range_pixels_are_clamped(tmp_path: Path) -> None:
