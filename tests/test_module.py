@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import hydra.utils
 import lightning as L
 import pytest
 import torch
@@ -13,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch.utils.data import DataLoader
 
+import gipc.module
 from gipc.errors import NonFiniteLossError
 from gipc.module import GIPCGAN
 from gipc.experiment import build_model
@@ -146,19 +148,51 @@ def test_content_warmup_trains_g_alone_on_whole_batches_then_the_full_objective(
     model = make(2, content_warmup=0.5)
     g_batch_sizes: list[int] = []
     model.generator.register_forward_hook(lambda m, args, out: g_batch_sizes.append(out.shape[0]))
+    d_calls: list[int] = []
+    model.discriminator.register_forward_hook(lambda m, args, out: d_calls.append(1))
     d_before: list[torch.Tensor] = []
+    d_calls_per_batch: list[int] = []
 
     class AfterWarmup(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            d_calls_per_batch.append(len(d_calls) - sum(d_calls_per_batch))
             if batch_idx == 1:
                 d_before.append(_flat(module.discriminator))
 
     initial_d = _flat(model.discriminator)
     trainer(tmp_path, callbacks=[AfterWarmup()]).fit(model, loader(4, 2, 2))
     assert torch.equal(d_before[0], initial_d)  # the warm-up never touched D
+    assert d_calls_per_batch[:2] == [0, 0] and all(calls > 0 for calls in d_calls_per_batch[2:])  # nor even ran it
     # Two warm-up G steps on all 6 patches, then per batch two D steps (no grad) and a G step on 2 each.
     assert g_batch_sizes == [6, 6, 2, 2, 2, 2, 2, 2]
     assert (model.progress.g_steps, model.progress.d_steps) == (4, 4)
+
+
+@pytest.mark.parametrize(
+    "ablation, g_adversarial, d_adversarial",
+    [  # section 4.2 and conf/ablation: (l1, l2) weigh G's intensity and gradient terms, (l3, l4, l5, l6) D's
+        ("none", (0.1, 1.0), (0.1, 1.0, 0.1, 1.0)),
+        ("without_int", (0.0, 1.0), (0.0, 1.0, 0.0, 1.0)),
+        ("without_gra", (0.1, 0.0), (0.1, 0.0, 0.1, 0.0)),
+    ],
+)
+def test_each_step_optimises_the_configured_objective(tmp_path, monkeypatch, ablation, g_adversarial, d_adversarial):
+    """The weights each G and D step hands the losses are the composed config's, an ablation's zeros
+    included, and both Adams use section 4.2's betas (0.5, 0.999)."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"ablation={ablation}"])
+    weights = hydra.utils.instantiate(cfg.loss)
+    seen: dict[str, list] = {"G": [], "D": []}
+    for net, name in (("G", "generator_loss"), ("D", "discriminator_loss")):
+        loss = getattr(gipc.module, name)
+        monkeypatch.setattr(gipc.module, name, lambda *args, net=net, loss=loss: seen[net].append(args[3]) or loss(*args))
+    model = make(2, loss=weights)
+    trainer(tmp_path).fit(model, loader(3, 2, 2))
+    assert len(seen["G"]) == 3 and len(seen["D"]) == 6  # two D steps per G step, an ablation's too
+    assert all((w.lam, w.beta1, w.beta2) == (9.3, 1.3, 4.5) for w in seen["G"] + seen["D"])  # eq. 10-12
+    assert all((w.l1, w.l2) == pytest.approx(g_adversarial) for w in seen["G"])
+    assert all((w.l3, w.l4, w.l5, w.l6) == pytest.approx(d_adversarial) for w in seen["D"])
+    assert [opt.param_groups[0]["betas"] for opt in model.optimizers()] == [(0.5, 0.999)] * 2
 
 
 def test_content_only_ablation_never_runs_the_discriminator(tmp_path):

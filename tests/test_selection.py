@@ -54,6 +54,34 @@ def test_select_scores_every_checkpoint_and_records_the_pick(tmp_path: Path, cap
     assert recalibrated.count("step0000200") == 2 and recalibrated != stale  # scored with other BN statistics
 
 
+def test_select_ranks_higher_scores_first_and_scores_the_validation_scenes(tmp_path: Path) -> None:
+    run = run_dir_with_checkpoints(tmp_path)
+    # A third, later checkpoint whose generator paints black (output conv zeroed, bias -5: tanh -> -1): under the
+    # direct rule it is worst on both ranked columns (Q^AB/F near 0: no edges), so only a ranking upside down picks it.
+    state = torch.load(run / "checkpoints" / "epoch000-step0000200.ckpt", weights_only=True)
+    state["state_dict"]["generator.decoder.3.weight"].zero_()
+    state["state_dict"]["generator.decoder.3.bias"].fill_(-5.0)
+    torch.save(state, run / "checkpoints" / "epoch000-step0000300.ckpt")
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for letter in "AB":
+        write_image(pairs / f"x-{letter}.png", torch.rand(1, 40, 40, generator=torch.Generator().manual_seed(ord(letter))))
+    assert main([str(run), "--pairs", str(pairs), "--rule", "direct"]) == 0
+    record = (run / "selection.md").read_text()
+    rows = {row[0].removesuffix(" **(picked)**"): row for row in (
+        [cell.strip() for cell in line.strip("|").split("|")] for line in record.splitlines() if line.startswith("| epoch"))}
+    black = rows["epoch000-step0000300.ckpt"]
+    assert all(float(black[col]) < float(row[col]) for row in rows.values() if row is not black for col in (2, 4))  # PSNR, Q^AB/F
+    assert "(picked)" not in black[0] and record.count("(picked)") == 1
+    # The val PSNR column is the mean over the run's validation scenes (never its test scenes), computed by hand.
+    data = run_datamodule(run)
+    generator = load_generator(run / "checkpoints" / "epoch000-step0000100.ckpt").eval()
+    with torch.no_grad():
+        by_hand = [float(psnr(fuse_color(lambda ya, yb: ((generator(ya * 2 - 1, yb * 2 - 1) + 1) / 2).clamp(0, 1), s.a[None], s.b[None]), s.gt[None]))
+                   for s in data.val_scenes]
+    assert float(rows["epoch000-step0000100.ckpt"][2]) == pytest.approx(sum(by_hand) / len(by_hand), abs=0.02)
+
+
 def test_checkpoints_are_scored_under_the_rule_they_will_ship_with(tmp_path: Path) -> None:
     run = run_dir_with_checkpoints(tmp_path)
     data = run_datamodule(run)
