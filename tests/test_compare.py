@@ -256,6 +256,13 @@ def test_seed_statistics_are_the_mean_and_std_of_the_runs_means(seeded_study):
     assert {r["seed"] for r in read_csv(out / "comparison.csv")} == {"1", "2"}
 
 
+def test_wilcoxon_drops_zero_differences_and_is_exact_for_few_pairs() -> None:
+    # Zeros dropped (Wilcoxon's own rule): 1, 2, -3, 4, 5 rank 1..5, W+ = 12, W- = 3, statistic min = 3.
+    # Exact null for n = 5: 5 of the 32 sign patterns give W- <= 3 ({}, {1}, {2}, {3}, {1, 2}), so p = 2 * 5/32.
+    assert module.wilcoxon([0.0, 0.0, 1.0, 2.0, -3.0, 4.0, 5.0]) == (3.0, pytest.approx(0.3125))
+    assert module.wilcoxon([0.0, 0.0]) == (0.0, 1.0) and all(map(math.isnan, module.wilcoxon([])))
+
+
 def test_paired_wilcoxon_against_the_reference_by_image_and_seed(seeded_study):
     out = compare([seeded_study], reference="ablation=none")
     paired = {(r["variant"], r["metric"]): r for r in read_csv(out / "paired.csv")}

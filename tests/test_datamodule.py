@@ -68,6 +68,14 @@ def test_same_seed_same_batches() -> None:
     assert all(torch.equal(first[k], again[k]) for k in first)
     other = next(iter(_module(seed=6).train_dataloader()))  # and the seed is not ignored
     assert not torch.equal(first["gt"], other["gt"])
+    # The patch order itself follows the seed (not only the split and the patches' places): data.seed's shuffle.
+    assert list(_module(seed=5).train_dataloader().sampler) == list(EpochShuffle(60, 5)) != list(EpochShuffle(60, 6))
+
+
+def test_a_batch_that_cannot_fill_every_sub_batch_is_dropped() -> None:
+    loader = _module(batches_per_step=3, patches_per_epoch=61).train_dataloader()
+    sizes = [batch["a"].shape[0] for batch in loader]
+    assert sizes == [12] * 5  # 61 patches: five batches of 3 x 4, the 61st patch left for the next epoch
 
 
 def test_batches_are_pinned_only_for_a_cuda_trainer() -> None:
@@ -87,6 +95,7 @@ def test_val_uses_a_few_held_out_images_and_test_all_of_them() -> None:
     assert len(val) == 1 and len(test) == 2
     held = {b["name"][0] for b in test}
     assert len(module.train_set.names) == 3 and held.isdisjoint(module.train_set.names)
+    assert {b["name"][0] for b in val} <= held  # validation reads held-out photos, never training ones
     assert held | set(module.train_set.names) == set(SMALL["photos"])
     item = test[0]
     assert set(item) == {"a", "b", "gt", "focus_map", "name"}

@@ -139,6 +139,19 @@ def test_gray_fused_of_rgb_sources_scores_its_luminance(tmp_path: Path) -> None:
         assert rows[0][name] == pytest.approx(rows[1][name], abs=1e-12), name
 
 
+def test_rgb_fused_of_gray_sources_scores_its_luminance(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    a, b = _smooth_gray(rng), _smooth_gray(rng)
+    rgb = np.stack([_smooth_gray(rng) for _ in range(3)], axis=-1)  # three different channels: red alone is not the luminance
+    weights = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])  # Matlab's rgb2gray
+    gray = np.floor((rgb.astype(np.float64) * weights).sum(-1) + 0.5).astype(np.uint8)
+    fused = {"rgb": _save(tmp_path / "rgb.png", rgb), "gray": _save(tmp_path / "gray.png", gray)}
+    scene = Scene("s", *(torch.from_numpy(x / 255.0).float()[None] for x in (a, b)))
+    rows = evaluate_pairs([scene], {name: folder_method({"s": path}) for name, path in fused.items()})
+    for name in METRIC_NAMES:
+        assert rows[0][name] == pytest.approx(rows[1][name], abs=1e-12), name
+
+
 def test_ground_truth_adds_psnr_and_ssim(scenes, tmp_path: Path) -> None:
     sources, fused, arrays = scenes
     gt = tmp_path / "gt"
