@@ -94,15 +94,20 @@ def _take_b(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return yb
 
 
-@pytest.mark.parametrize("fuse_y, expected", [
-    (_take_a, (1.0, 0.0, 0.0)),  # A's luma and, B being neutral, A's chroma: red as it was
-    # B's luma 0.5 with red's colour differences (R - Y, B - Y) = (0.701, -0.299) and G - Y = -0.299:
-    # (1.201 clamped, 0.201, 0.201)
-    (_take_b, (1.0, 0.201, 0.201)),
-], ids=["luma-of-a", "luma-of-b"])
-def test_colour_fusion_keeps_the_saturated_sources_colour_on_the_fused_luma(fuse_y, expected) -> None:
-    red, gray = _pixel(1.0, 0.0, 0.0), _pixel(0.5, 0.5, 0.5)
-    assert fuse_color(fuse_y, red, gray).flatten().tolist() == pytest.approx(expected, abs=1e-3)
+RED, GRAY = _pixel(1.0, 0.0, 0.0), _pixel(0.5, 0.5, 0.5)
+# Red's chroma on gray's luma 0.5: red's colour differences (R - Y, B - Y) = (0.701, -0.299) and G - Y = -0.299
+# give (1.201 clamped, 0.201, 0.201).
+RED_ON_GRAY = (1.0, 0.201, 0.201)
+
+
+@pytest.mark.parametrize("fuse_y, a, b, expected", [
+    (_take_a, RED, GRAY, (1.0, 0.0, 0.0)),  # A's luma and, B being neutral, A's chroma: red as it was
+    (_take_b, RED, GRAY, RED_ON_GRAY),
+    (_take_a, GRAY, RED, RED_ON_GRAY),  # A neutral (weight |0.5 - 0.5| = 0): B's chroma wins
+    (_take_b, GRAY, RED, (1.0, 0.0, 0.0)),
+], ids=["red-gray-luma-of-a", "red-gray-luma-of-b", "gray-red-luma-of-a", "gray-red-luma-of-b"])
+def test_colour_fusion_keeps_the_saturated_sources_colour_on_the_fused_luma(fuse_y, a, b, expected) -> None:
+    assert fuse_color(fuse_y, a, b).flatten().tolist() == pytest.approx(expected, abs=1e-3)
 
 
 def test_gray_sources_give_the_fused_luma() -> None:

@@ -20,9 +20,11 @@ def mean_scorer(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=(1, 2, 3)).unsqueeze(1)
 
 
-def impulse(n: int = 5) -> torch.Tensor:
+def impulse(n: int = 5, at: tuple[int, int] | None = None) -> torch.Tensor:
+    """A one at ``at`` (the centre by default) in an n x n zero image."""
+    i, j = at or (n // 2, n // 2)
     x = torch.zeros(1, 1, n, n)
-    x[..., n // 2, n // 2] = 1.0
+    x[..., i, j] = 1.0
     return x
 
 
@@ -33,29 +35,61 @@ def test_laplacian_kernels_on_an_impulse():
     assert g4[2, 2] == -4 and g4[1, 2] == g4[2, 1] == 1 and g4[1, 1] == 0 and g4.abs().sum() == 8
 
 
-@pytest.mark.parametrize("kind, grad_sq", [("8-neighbour", 72.0), ("4-neighbour", 20.0)])
-def test_generator_loss_by_hand(kind, grad_sq):
-    # F: one bright pixel in a 5x5 zero image, I: zeros, D = image mean, labels a1 = a2 = 1.
-    # D(F) = 1/25, D(grad F) = 0 (a Laplacian sums to 0); mean (F - I)^2 = 1/25; mean (grad F)^2 = grad_sq / 25.
-    terms = generator_loss(impulse(), torch.zeros(1, 1, 5, 5), mean_scorer, weights(laplacian=kind))
+@pytest.mark.parametrize("kind, at, corner", [
+    # Reflect mirrors row 1 onto row -1 and column 1 onto column -1: the impulse's images at (-1, 1), (1, -1)
+    # and (-1, -1) add to the top row and left column (zero padding would give the plain kernel there).
+    ("8-neighbour", (1, 1), [[4, 2, 2], [2, -8, 1], [2, 1, 1]]),
+    # Zero padding: the plain kernel (reflect would make (0, 1) and (1, 0) 2).
+    ("4-neighbour", (1, 1), [[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+    # Reflect's row -1 is row 1, zero here: the kernel cut by the border (replicate would make (0, 0) -5).
+    ("8-neighbour", (0, 0), [[-8, 1, 0], [1, 1, 0], [0, 0, 0]]),
+    ("4-neighbour", (0, 0), [[-4, 1, 0], [1, 0, 0], [0, 0, 0]]),
+], ids=["8-reflect-(1,1)", "4-zero-(1,1)", "8-reflect-(0,0)", "4-zero-(0,0)"])
+def test_laplacian_borders_on_a_corner_impulse(kind: str, at: tuple[int, int], corner: list[list[int]]) -> None:
+    expected = torch.zeros(5, 5)
+    expected[:3, :3] = torch.tensor(corner, dtype=torch.float32)
+    assert torch.equal(gradient(impulse(at=at), kind)[0, 0], expected)
+
+
+# F: a one at the corner (0, 0) of a 5x5 zero image, I = F / 2, so F - I = I and grad I = grad F / 2.
+# grad F at the corner is the kernel cut by the border (see above): 8-neighbour -8 and three 1s
+# (sum -5, squares 67), 4-neighbour -4 and two 1s (sum -2, squares 18); D = image mean.
+CORNER_F, CORNER_I = impulse(at=(0, 0)), impulse(at=(0, 0)) / 2
+GRAD_SUM, GRAD_SQ = {"8-neighbour": -5.0, "4-neighbour": -2.0}, {"8-neighbour": 67.0, "4-neighbour": 18.0}
+
+
+@pytest.mark.parametrize("kind", GRAD_SUM)
+def test_generator_loss_by_hand(kind: str) -> None:
+    grad_sum, grad_sq = GRAD_SUM[kind], GRAD_SQ[kind]
+    # Labels a1 = a2 = 1; D(F) = 1/25, D(grad F) = grad_sum / 25; mean (F - I)^2 = (1/2)^2 / 25;
+    # mean (grad F - grad I)^2 = (1/2)^2 grad_sq / 25.
+    terms = generator_loss(CORNER_F, CORNER_I, mean_scorer, weights(laplacian=kind))
     expected = {
         "adv_int": 0.1 * (1 / 25 - 1) ** 2,
-        "adv_gra": 1.0 * (0 - 1) ** 2,
-        "content_int": 9.3 * 1.3 / 25,
-        "content_gra": 9.3 * 4.5 * grad_sq / 25,
+        "adv_gra": 1.0 * (grad_sum / 25 - 1) ** 2,
+        "content_int": 9.3 * 1.3 * 0.25 / 25,
+        "content_gra": 9.3 * 4.5 * 0.25 * grad_sq / 25,
     }
     for name, value in expected.items():
         assert terms[name].item() == pytest.approx(value, rel=1e-6), name
     assert terms["total"].item() == pytest.approx(sum(expected.values()), rel=1e-6)
 
 
-def test_discriminator_loss_by_hand():
-    # Fake labels b = 0, real labels c = 1; D(F) = 1/25, D(grad F) = D(I) = D(grad I) = 0.
-    terms = discriminator_loss(impulse(), torch.zeros(1, 1, 5, 5), mean_scorer, weights())
-    expected = {"fake_int": 0.1 / 625, "fake_gra": 0.0, "real_int": 0.1, "real_gra": 1.0}
+@pytest.mark.parametrize("kind", GRAD_SUM)
+def test_discriminator_loss_by_hand(kind: str) -> None:
+    grad_sum = GRAD_SUM[kind]
+    # Fake labels b = 0, real labels c = 1; D(F) = 1/25, D(grad F) = grad_sum / 25, D(I) = (1/2) / 25,
+    # D(grad I) = grad_sum / 50.
+    terms = discriminator_loss(CORNER_F, CORNER_I, mean_scorer, weights(laplacian=kind))
+    expected = {
+        "fake_int": 0.1 * (1 / 25) ** 2,
+        "fake_gra": 1.0 * (grad_sum / 25) ** 2,
+        "real_int": 0.1 * (0.5 / 25 - 1) ** 2,
+        "real_gra": 1.0 * (grad_sum / 50 - 1) ** 2,
+    }
     for name, value in expected.items():
-        assert terms[name].item() == pytest.approx(value, rel=1e-6, abs=1e-9), name
-    assert terms["total"].item() == pytest.approx(1.1 + 0.1 / 625, rel=1e-6)
+        assert terms[name].item() == pytest.approx(value, rel=1e-6), name
+    assert terms["total"].item() == pytest.approx(sum(expected.values()), rel=1e-6)
 
 
 def test_discriminator_loss_never_reaches_the_generator():
