@@ -10,10 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchmetrics.functional.image import (
-    multiscale_structural_similarity_index_measure,
-    structural_similarity_index_measure,
-)
+from skimage.metrics import structural_similarity
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from gipc.metrics import (
     METRIC_NAMES,
@@ -72,12 +70,28 @@ def test_gray255_rounds_half_away_from_zero_like_matlab() -> None:
     assert gray255(x).flatten().tolist() == [3.0, 4.0, 255.0]
 
 
+def test_gray255_uses_matlabs_exact_weights_not_the_rounded_ones() -> None:
+    # Red 189: Matlab's 0.298936021293775 * 189 = 56.4989 -> 56; the rounded 0.299 * 189 = 56.511 would give 57.
+    assert gray255(levels(np.array([[[189, 0, 0]]]))).item() == 56.0
+
+
+def test_gray255_clamps_values_within_the_tolerated_half_level() -> None:
+    # Half a grey level outside [0, 1] is tolerated; 255.5 would round to 256 without the clamp to [0, 1].
+    edge = torch.tensor([1 + 0.5 / 255, 1 + 0.4 / 255, -0.5 / 255], dtype=torch.float64).view(1, 1, 1, 3)
+    assert gray255(edge).flatten().tolist() == [255.0, 255.0, 0.0]
+    # RGB red at the edge: level 255 -> 0.298936 * 255 = 76.2 -> 76 (level 256 would give 76.5 -> 77).
+    assert gray255(torch.tensor([1 + 0.5 / 255, 0.0, 0.0], dtype=torch.float64).view(1, 3, 1, 1)).item() == 76.0
+
+
 @pytest.mark.parametrize(
     ("image", "message"),
     [
         (torch.full((1, 1, 8, 8), 200.0), r"\[0, 1\]"),  # 0..255 passed by mistake
         (torch.full((1, 1, 8, 8), -1.0), "from_net"),  # network range
         (torch.full((1, 1, 8, 8), float("nan")), r"\[0, 1\]"),
+        # Just outside the tolerated half grey level either side (gipc.color.RANGE_SLACK).
+        (torch.full((1, 1, 8, 8), 1 + 0.6 / 255), r"\[0, 1\]"),
+        (torch.full((1, 1, 8, 8), -0.6 / 255), r"\[0, 1\]"),
         (torch.zeros(1, 2, 8, 8), "C = 1 or 3"),
         (torch.zeros(8, 8), "C = 1 or 3"),
         (torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "float"),
@@ -105,6 +119,12 @@ def test_entropy_of_four_equal_levels_is_two_bits_and_flat_is_zero() -> None:
     four = np.repeat(np.array([[0, 1, 2, 3]]), 5, axis=0) * 60
     assert entropy(levels(four)).item() == pytest.approx(2.0, abs=1e-12)
     assert entropy(levels(np.full((5, 5), 9))).item() == 0.0
+
+
+def test_entropy_has_one_bin_per_grey_level() -> None:
+    # Levels 0..3 equally often: log2(4) = 2 bits; each of the 256 levels once: log2(256) = 8 bits.
+    assert entropy(levels(np.tile(np.arange(4), (3, 1)))).item() == pytest.approx(2.0, abs=1e-12)
+    assert entropy(levels(np.arange(256).reshape(16, 16))).item() == pytest.approx(8.0, abs=1e-12)
 
 
 def test_spatial_frequency_of_a_ramp_by_hand() -> None:
@@ -247,14 +267,38 @@ def test_five_scale_msssim_is_torchmetrics_with_wangs_weights() -> None:
     assert torch.allclose(msssim(x, y), expected, rtol=0, atol=1e-5)
 
 
-def test_one_scale_msssim_is_ssim_and_fewer_scales_warn() -> None:
-    x, y = (gray255(textured(s, (1, 1, 15, 15))) for s in (8, 9))
+def _skimage_ssim(x: torch.Tensor, y: torch.Tensor) -> float:
+    """scikit-image's SSIM of two (1, 1, H, W) luminances with torchmetrics' conventions.
+
+    Gaussian sigma 1.5 truncated at 3.5 sigma (11 taps), population covariances, K1 0.01, K2 0.03.
+    torchmetrics averages the SSIM map over every pixel, border windows reading a torch "reflect"
+    padding, where skimage keeps only windows inside the image: padding by 5 the same way first
+    makes skimage's inside windows exactly torchmetrics' map.
+    """
+    pad = [np.pad(t[0, 0].numpy(), 5, mode="reflect") for t in (x, y)]
+    return structural_similarity(*pad, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+
+
+def test_fusion_msssim_averages_the_scores_against_both_sources() -> None:
+    a = textured(8, (1, 1, 180, 180))
+    fused = 0.5 * a + 0.25  # correlated with A, but not A
+    # B = F, so MS-SSIM(B, F) = 1 and the score is (1 + MS-SSIM(A, F)) / 2; MS-SSIM(A, F) is torchmetrics'
+    # 5-scale default with Wang's weights (float64, so within 1e-5 of msssim's float32).
+    m_af = multiscale_structural_similarity_index_measure(gray255(a), gray255(fused), data_range=255.0).item()
+    assert 0.5 < m_af < 0.95
+    assert fusion_msssim(a, fused, fused).item() == pytest.approx((1 + m_af) / 2, abs=1e-5)
+
+
+def test_one_scale_msssim_is_renormalised_ssim_and_fewer_scales_warn() -> None:
+    a = textured(8, (1, 1, 15, 15))
+    x, y = gray255(a), gray255(0.5 * a + 0.25)  # correlated: SSIM about 0.8, not clamped to 0
     _warn_fewer_scales.cache_clear()
     with pytest.warns(UserWarning, match="1 of Wang's 5 scales"):
-        got = msssim(x, y)
-    # Weights renormalised to Wang's total 1.0001, so one scale is SSIM ** 1.0001.
-    ssim_value = structural_similarity_index_measure(x, y, data_range=255.0, reduction="none")
-    assert torch.allclose(got, ssim_value.clamp_min(0) ** 1.0001, rtol=0, atol=1e-5)
+        got = msssim(x, y).item()
+    # Weights renormalised to Wang's total 0.0448 + 0.2856 + 0.3001 + 0.2363 + 0.1333 = 1.0001: one scale is SSIM ** 1.0001.
+    ssim_value = _skimage_ssim(x, y)
+    assert ssim_value > 0.5
+    assert got == pytest.approx(ssim_value**1.0001, abs=1e-5)
 
 
 # ---------------------------------------------------------------- PSNR / SSIM against ground truth
@@ -267,6 +311,12 @@ def test_reference_psnr_and_ssim_by_hand() -> None:
     # On flat images SSIM is C1 / (mu_x^2 + mu_y^2 + C1) with C1 = (K1 * 255)^2, K1 = 0.01: it pins K1 and the range.
     c1 = (0.01 * 255) ** 2
     assert ssim(fused, gt).item() == pytest.approx(c1 / (100 + c1), abs=1e-9)
+
+
+def test_reference_ssim_matches_scikit_image_on_a_textured_pair() -> None:
+    gt = textured(20)
+    fused = (gt + textured(21)) / 2  # SSIM about 0.68: sigma, K2 and the window all move it
+    assert ssim(fused, gt).item() == pytest.approx(_skimage_ssim(gray255(fused), gray255(gt)), abs=1e-10)
 
 
 # ---------------------------------------------------------------- the collection
@@ -305,15 +355,18 @@ def test_forward_returns_the_batch_means_and_keeps_accumulating() -> None:
 
 
 def test_members_with_equal_first_states_are_not_merged() -> None:
-    # A black first batch gives SF = SD = 0 for both; merged compute groups would then share one state.
-    metrics = FusionMetrics()
+    # A black first batch gives EN = SF = SD = CC = 0; compute groups, formed on the collection's first
+    # update (the with-gt path), would then merge those members into one shared state.
+    metrics = FusionMetrics(with_reference=True)
     a, b = textured(0, (1, 1, 24, 24)), textured(1, (1, 1, 24, 24))
-    black = torch.zeros_like(a)
-    metrics.update(a, b, black)
-    metrics.update(a, b, a)
+    metrics.update(a, b, torch.zeros_like(a), gt=b)
+    metrics.update(a, b, a, gt=b)
     result = metrics.compute()
-    assert result["SF"].item() == pytest.approx(spatial_frequency(a).item() / 2, abs=1e-12)
-    assert result["SD"].item() == pytest.approx(standard_deviation(a).item() / 2, abs=1e-12)
+    # By hand on A's levels: SF divides the squared differences by M*N; SD is numpy's population SD; means over 2 images.
+    y = (a[0, 0] * 255).numpy()
+    sf = math.sqrt(((np.diff(y, axis=1) ** 2).sum() + (np.diff(y, axis=0) ** 2).sum()) / y.size)
+    assert result["SF"].item() == pytest.approx(sf / 2, abs=1e-12)
+    assert result["SD"].item() == pytest.approx(np.std(y) / 2, abs=1e-12)
 
 
 def test_without_reference_keys_are_the_six_and_pairs_without_gt_skip_the_reference() -> None:
