@@ -41,6 +41,14 @@ def test_auto_takes_bf16_only_on_a_cpu_with_native_bf16(
     assert path.describe() == f"cpu, {precision} ({reason}), torch, channels_last, BatchNorm folded"
 
 
+@pytest.mark.parametrize(("bf16", "precision", "reason"), [(True, "bf16", "auto: GPU has bf16"), (False, "fp16", "auto: GPU lacks bf16")])
+def test_auto_takes_bf16_on_a_gpu_that_has_it_else_fp16(bf16: bool, precision: str, reason: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gipc.hardware.native_bf16 asks torch.cuda.is_bf16_supported (no emulation) about a GPU; the reasons are _precision's."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    path = choose_path("cuda")
+    assert (path.device, path.precision, path.reason, path.backend) == (torch.device("cuda"), precision, reason, "torch")
+
+
 def test_asked_for_precisions_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     assert choose_path("cpu", "fp32").dtype == torch.float32
@@ -89,7 +97,16 @@ def test_the_network_is_stored_channels_last() -> None:
 
 def test_prepare_defaults_to_the_auto_path_of_the_generators_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU present: a CPU generator still fuses on the CPU
     assert prepare(random_eval_generator()).path == choose_path("cpu", "auto")
+
+
+def test_the_bf16_path_returns_float32() -> None:
+    """Autocast leaves the network's output in bf16; InferenceGenerator's contract is float32 on every path."""
+    ready = prepare(random_eval_generator(), choose_path("cpu", "bf16"))
+    a, b = torch.rand(2, 1, 1, 24, 20, generator=torch.Generator().manual_seed(0))
+    assert ready.path.dtype == torch.bfloat16
+    assert ready(a * 2 - 1, b * 2 - 1).dtype == torch.float32 and ready.fuse_y(a, b).dtype == torch.float32
 
 
 def test_bf16_stays_within_45_db_of_fp32_on_a_lytro_pair(lytro_pairs: Path) -> None:

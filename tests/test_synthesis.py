@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from skimage.segmentation import morphological_chan_vese
 
 from gipc.data.decision_maps import bars, blobs, disparity, from_file, make_map, region_competition
 from gipc.data.embedded import CATALOGUE, embedded_set, load_photo
@@ -100,6 +101,20 @@ def test_defocus_spread_is_eq_18_19_away_from_the_boundary_and_halos_the_far_lay
     assert b[0, 0, 16, 24].item() == pytest.approx(halo, abs=1e-6) and halo > 0.3
 
 
+def test_defocus_spread_far_layer_beside_the_boundary_is_the_blurred_near_layer_over_its_uncovered_share() -> None:
+    """Eq. B = blur(F I) + (1 - blur(F)) I on a textured photo, each blur by scipy (kornia 'reflect' is scipy 'mirror',
+    +-3 sigma is truncate=3): columns 22..25 straddle the edge at 24, where blur(F) is neither 0 nor 1."""
+    image = _image(3, (1, 1, 32, 48))
+    focus = (torch.arange(48) < 24).float().expand(1, 1, 32, 48)
+    _, b = defocus_spread(image, focus, lambda x: gaussian_blur(x, 1.0))
+    blur = lambda x: torch.from_numpy(ndimage.gaussian_filter(x[0, 0].double().numpy(), 1.0, mode="mirror", truncate=3.0))  # noqa: E731
+    covered = blur(focus)
+    w = [math.exp(-(k**2) / 2) for k in range(4)]  # the 7-tap Gaussian of sigma 1
+    assert covered[16, 24].item() == pytest.approx((w[1] + w[2] + w[3]) / (w[0] + 2 * (w[1] + w[2] + w[3])))  # about 0.30
+    expected = blur(focus * image) + (1 - covered) * image[0, 0].double()
+    torch.testing.assert_close(b[0, 0, :, 22:26].double(), expected[:, 22:26], atol=1e-5, rtol=0)
+
+
 def test_blur_keeps_a_constant_image_and_rejects_bad_sizes() -> None:
     flat = torch.full((1, 1, 20, 20), 0.3)
     torch.testing.assert_close(gaussian_blur(flat, 3.0), flat)
@@ -164,6 +179,19 @@ def test_region_competition_finds_the_central_object(inverted: bool) -> None:
     assert iou > 0.9
 
 
+def test_region_competition_keeps_the_phase_nearer_the_centre_when_chan_vese_labels_the_background() -> None:
+    """A small object right of the centre of a 24x72 image (no resizing below 96 px): Chan-Vese's initial disk lies in
+    the background, so with smoothing 1 its phase 1 grows over the background within 80 iterations and the object is
+    phase 0. The object (mean distance from the centre about 0.25) lies nearer the centre than the background (0.38)."""
+    rows, cols = torch.meshgrid(torch.arange(24), torch.arange(72), indexing="ij")
+    obj = ((rows - 11.5) ** 2 + (cols - 53.5) ** 2 < 5**2).float()
+    image = 0.7 * obj + 0.15 + 0.05 * _image(5, (24, 72))
+    phase = morphological_chan_vese(image.double().numpy(), 80, init_level_set="disk", smoothing=1)
+    assert (phase == 1 - obj.numpy()).mean() > 0.97  # control: the raw phase is the background
+    found = region_competition(image.expand(3, -1, -1), iterations=80, smoothing=1)[0]
+    assert (found * obj).sum() / ((found + obj) > 0).sum() > 0.9
+
+
 def test_disparity_threshold_closed_form() -> None:
     depth = torch.arange(40.0).reshape(4, 10)
     depth[0, 0] = float("inf")  # an occlusion: never in focus
@@ -220,6 +248,19 @@ def test_synthesize_scene_blobs_map_and_gt() -> None:
     torch.testing.assert_close(made.a[~inside], blurred[~inside])
     torch.testing.assert_close(made.b[~inside], image[~inside])
     torch.testing.assert_close(made.b[inside], blurred[inside])
+
+
+def test_synthesize_scene_softens_the_map_and_mixes_by_it() -> None:
+    """soft=2: the hard (soft=0) map of the same seed under a Gaussian of std 2 px, as scipy computes it (reflect
+    padding is scipy 'mirror', +-3 sigma truncate=3); fractional at the boundary, and eq. 18 mixes by it."""
+    image = _image(9, (3, 64, 64))
+    hard = synthesize_scene("x", image, "blobs", seed=1, sigma=1.0, soft=0.0, blob_size=16).focus_map
+    made = synthesize_scene("x", image, "blobs", seed=1, sigma=1.0, soft=2.0, blob_size=16)
+    expected = torch.from_numpy(ndimage.gaussian_filter(hard[0].double().numpy(), 2.0, mode="mirror", truncate=3.0)).clamp(0, 1)
+    torch.testing.assert_close(made.focus_map[0].double(), expected, atol=1e-5, rtol=0)
+    assert ((made.focus_map > 0.05) & (made.focus_map < 0.95)).float().mean() > 0.05  # a band of partial focus
+    blurred = gaussian_blur(image[None], 1.0)[0]
+    torch.testing.assert_close(made.a, made.focus_map * image + (1 - made.focus_map) * blurred)
 
 
 def test_embedded_photos_are_bundled_and_downscaled() -> None:

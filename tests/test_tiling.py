@@ -154,3 +154,18 @@ def test_rules_sharing_a_tiled_networks_pass_run_it_once_on_a_large_image() -> N
     image = replace(direct, net=shared, tile=0)([a, b]).image
     replace(direct, net=shared, tile=0, rule="map", settings=default_rule()[1])([a, b])
     assert len(calls) == 9 and torch.allclose(image, torch.maximum(a, b))
+
+
+def test_remember_last_reruns_when_either_input_changes() -> None:
+    """Only a call whose inputs both equal the previous call's is served from memory: (a, b), then (a, c) with
+    the first input unchanged, then (d, c) with the second unchanged, each run the network; (d, c) again does not."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def network(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls.append((x, y))
+        return x - y  # not symmetric, so a stale output shows
+
+    a, b, c, d = torch.rand(4, 1, 1, 6, 5, generator=torch.Generator().manual_seed(0))
+    shared = remember_last(network)
+    for x, y, runs in ((a, b, 1), (a, c, 2), (d, c, 3), (d, c, 3)):
+        assert torch.equal(shared(x, y), x - y) and len(calls) == runs
