@@ -34,8 +34,8 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Sequence[torch.Ten
     if first is None:
         raise ValueError("recalibrate_batchnorm needs at least one batch")
     norms = [m for m in model.modules() if isinstance(m, _NORMS) and m.track_running_stats]
-    saved = [(m.momentum, m.training) for m in norms]
-    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    modes = {m: m.training for m in model.modules()}  # each module's own: model.train(mode) would set them all alike
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
@@ -46,8 +46,8 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Sequence[torch.Ten
             model(*inputs)
             count += 1
     finally:
-        for m, (momentum, training) in zip(norms, saved):
+        for m, momentum in zip(norms, momenta):
             m.momentum = momentum
-            m.train(training)
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
     return count
