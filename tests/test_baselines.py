@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
 from skimage import data
 
 from gipc.baselines import BASELINES, get_baseline
 from gipc.baselines.dwt import haar_analysis, haar_synthesis
+from gipc.baselines.gff import _normalized
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
-from gipc.baselines.rules import area_activity, choose_max_abs, fitting_levels, majority_filter
+from gipc.baselines.rules import area_activity, choose_max_abs, fitting_levels, majority_filter, pad_even
 from gipc.color import fuse_color, luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
 from gipc.metrics import qabf
@@ -48,6 +50,11 @@ def half_blurred(camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     right = torch.zeros_like(camera)
     right[..., 64:] = 1.0
     return right * camera + (1 - right) * blurred, (1 - right) * camera + right * blurred
+
+
+def _majority(pick: np.ndarray, size: int) -> np.ndarray:
+    """Consistency verification with scipy: the ``size`` x ``size`` vote over the last two axes of a binary map, edges replicated."""
+    return ndimage.uniform_filter(pick.astype(np.float64), (*[1] * (pick.ndim - 2), size, size), mode="nearest") > 0.5
 
 
 def test_registry_names_the_five_methods() -> None:
@@ -205,3 +212,93 @@ def test_lytro_01_qabf_beats_averaging(lytro_pairs: Path) -> None:
     scores = dict(zip(BASELINES, qabf(a.expand(n, -1, -1, -1), b.expand(n, -1, -1, -1), fused).tolist()))
     for name in NON_AVERAGE:
         assert scores[name] > scores["average"] + 0.05, (name, scores)
+
+
+def test_pad_even_replicates_the_last_row_and_column() -> None:
+    x = torch.tensor([[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]])
+    expected = torch.tensor([[[[1.0, 2.0, 3.0, 3.0], [4.0, 5.0, 6.0, 6.0], [7.0, 8.0, 9.0, 9.0], [7.0, 8.0, 9.0, 9.0]]]])
+    torch.testing.assert_close(pad_even(x), expected)
+
+
+def test_laplacian_energy_decision_matches_scipy(half_blurred: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """SML over 5x5, then an 11x11 majority vote: the module's defaults, rebuilt with numpy and scipy."""
+    a, b = (x.double() for x in half_blurred)
+
+    def sml(x: torch.Tensor) -> np.ndarray:
+        p = np.pad(x[0, 0].numpy(), 1, mode="edge")
+        ml = np.abs(p[1:-1, :-2] - 2 * p[1:-1, 1:-1] + p[1:-1, 2:]) + np.abs(p[:-2, 1:-1] - 2 * p[1:-1, 1:-1] + p[2:, 1:-1])
+        return ndimage.uniform_filter(ml, 5, mode="nearest")
+
+    expected = _majority(sml(a) >= sml(b), 11)
+    decision = laplacian_energy_decision(a, b)
+    np.testing.assert_array_equal(decision[0, 0].numpy(), expected)
+    torch.testing.assert_close(BASELINES["laplacian_energy"](a, b), torch.where(decision > 0, a, b))
+
+
+def test_laplacian_pyramid_fuses_four_bands_by_choose_max_and_averages_the_base(half_blurred: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Burt & Kolczynski's rule on the module's decomposition (itself checked above): 4 detail bands
+    choose-max, the 8x8 base band averaged."""
+    a, b = (x.double() for x in half_blurred)
+    bands_a, bands_b = laplacian_decompose(a, 4), laplacian_decompose(b, 4)
+    assert bands_a[-1].shape[-2:] == (8, 8)
+    fused = [torch.where(da.abs() >= db.abs(), da, db) for da, db in zip(bands_a[:-1], bands_b[:-1])]
+    expected = laplacian_reconstruct([*fused, (bands_a[-1] + bands_b[-1]) / 2]).clamp(0, 1)
+    torch.testing.assert_close(BASELINES["laplacian_pyramid"](a, b), expected)
+
+
+def test_dwt_follows_li_manjunath_mitra_with_scipy_filters(half_blurred: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """4 Haar levels (128 -> 8 px), each detail band: 3x3 max-magnitude activity, choose-max, 3x3 majority vote;
+    approximation averaged. The Haar steps are the module's (checked by hand above), the rule is scipy's."""
+    sources = [x.double() for x in half_blurred]
+    a, b = sources
+    details = []
+    for _ in range(4):
+        a, det_a = haar_analysis(a)
+        b, det_b = haar_analysis(b)
+        act_a, act_b = (ndimage.maximum_filter(d.abs().numpy(), size=(1, 1, 3, 3), mode="nearest") for d in (det_a, det_b))
+        details.append(torch.where(torch.from_numpy(_majority(act_a >= act_b, 3)), det_a, det_b))
+    expected = (a + b) / 2
+    for det in reversed(details):
+        expected = haar_synthesis(expected, det)
+    torch.testing.assert_close(BASELINES["dwt"](*sources), expected.clamp(0, 1))
+
+
+def _gff_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Li, Kang & Hu 2013 in numpy/scipy with the paper's parameters: 31x31 mean base layer, 4-neighbour
+    Laplacian saliency smoothed by an 11x11 Gaussian of sigma 5, guided filters r1 = 45, eps1 = 0.3
+    (base) and r2 = 7, eps2 = 1e-6 (detail), each source guiding its own map; edges replicated."""
+
+    def box(x: np.ndarray, r: int) -> np.ndarray:
+        return ndimage.uniform_filter(x, 2 * r + 1, mode="nearest")
+
+    def guided(i: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray:  # He, Sun & Tang 2013, algorithm 1
+        mean_i, mean_p = box(i, r), box(p, r)
+        slope = (box(i * p, r) - mean_i * mean_p) / (box(i * i, r) - mean_i**2 + eps)
+        return box(slope, r) * i + box(mean_p - slope * mean_i, r)
+
+    def saliency(x: np.ndarray) -> np.ndarray:
+        high = np.abs(ndimage.convolve(x, np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float), mode="nearest"))
+        return ndimage.gaussian_filter(high, 5.0, truncate=1.0, mode="nearest")  # radius 5: 11 taps
+
+    pick = (saliency(a) >= saliency(b)).astype(np.float64)
+
+    def weight(r: int, eps: float) -> np.ndarray:
+        w_a, w_b = guided(a, pick, r, eps).clip(0), guided(b, 1 - pick, r, eps).clip(0)
+        return w_a / (w_a + w_b)
+
+    base_a, base_b = box(a, 15), box(b, 15)
+    w_base, w_detail = weight(45, 0.3), weight(7, 1e-6)
+    fused = w_base * base_a + (1 - w_base) * base_b + w_detail * (a - base_a) + (1 - w_detail) * (b - base_b)
+    return fused.clip(0, 1)
+
+
+def test_gff_matches_the_paper_rebuilt_in_scipy(half_blurred: tuple[torch.Tensor, torch.Tensor]) -> None:
+    a, b = (x.double() for x in half_blurred)
+    expected = _gff_reference(a[0, 0].numpy(), b[0, 0].numpy())
+    np.testing.assert_allclose(BASELINES["gff"](a, b)[0, 0].numpy(), expected, rtol=0, atol=1e-9)
+
+
+def test_gff_weight_share_clamps_overshoot_and_splits_where_both_vanish() -> None:
+    w_a, w_b = torch.tensor([0.2, -0.1, 0.0, -0.2]), torch.tensor([0.6, 0.3, 0.0, -0.1])
+    # 0.2 / 0.8; a negative weight counts as 0; nothing left on either side: half each.
+    torch.testing.assert_close(_normalized(w_a, w_b), torch.tensor([0.25, 0.0, 0.5, 0.5]))

@@ -30,6 +30,7 @@ def test_statistics_are_the_equal_mean_over_batches_by_hand() -> None:
     model = _Norm().eval()
     model.norm.running_mean.fill_(7.0)  # stale statistics, as training leaves them
     model.norm.running_var.fill_(9.0)
+    model.norm.num_batches_tracked.fill_(500)  # momentum=None averages over this count unless it restarts at 0
     batches = [(torch.tensor([0.0, 2.0]).view(2, 1, 1, 1),), (torch.tensor([4.0, 4.0, 10.0]).view(3, 1, 1, 1),)]
     assert recalibrate_batchnorm(model, batches) == 2
     # Batch means 1 and 6 -> 3.5; unbiased variances 2 and 12 -> 7.
@@ -37,6 +38,23 @@ def test_statistics_are_the_equal_mean_over_batches_by_hand() -> None:
     assert model.norm.running_var.item() == pytest.approx(7.0)
     assert model.norm.momentum == 0.3 and not model.training and not model.norm.training
     assert model.conv.weight.item() == 1.0 and model.norm.weight.item() == 1.0 and model.norm.bias.item() == 0.0
+
+
+@pytest.mark.parametrize(("norm", "shape"), [(nn.BatchNorm1d, (-1, 1)), (nn.BatchNorm3d, (-1, 1, 1, 1, 1))])
+def test_every_batchnorm_kind_is_recalibrated(norm: type[nn.Module], shape: tuple[int, ...]) -> None:
+    model = norm(1, momentum=0.3).eval()
+    batches = [(torch.tensor([0.0, 2.0]).view(shape),), (torch.tensor([4.0, 4.0, 10.0]).view(shape),)]
+    recalibrate_batchnorm(model, batches)
+    # The by-hand batches above: means 1 and 6, unbiased variances 2 and 12.
+    assert model.running_mean.item() == pytest.approx(3.5) and model.running_var.item() == pytest.approx(7.0)
+
+
+def test_a_failing_batch_still_restores_momentum_and_mode() -> None:
+    model = _Norm().eval()
+    batches = [(torch.zeros(2, 1, 1, 1),), (torch.zeros(2, 3, 1, 1),)]  # the second has 3 channels: the conv fails
+    with pytest.raises(RuntimeError):
+        recalibrate_batchnorm(model, batches)
+    assert model.norm.momentum == 0.3 and not model.training and not model.norm.training
 
 
 def test_no_batches_is_an_error_and_leaves_the_statistics() -> None:
@@ -73,3 +91,11 @@ def test_training_inputs_are_the_runs_patches_in_the_networks_range(tmp_path) ->
         assert a.shape == b.shape == (data.batch_size, 1, data.patch_size, data.patch_size)
         assert torch.equal(a, loaded["a"][part] * 2 - 1) and torch.equal(b, loaded["b"][part] * 2 - 1)
         assert a.min() >= -1 and a.max() <= 1 and a.min() < 0 < a.max()
+
+
+def test_recalibration_gives_each_module_its_own_mode_back() -> None:
+    """A BatchNorm frozen in eval inside a model in training mode stays frozen (model.train() would unfreeze it)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).train()
+    model[1].eval()
+    recalibrate_batchnorm(model, [(torch.rand(2, 1, 8, 8),)])
+    assert [m.training for m in model.modules()] == [True, True, False]

@@ -1,5 +1,6 @@
 """Atomic output: whole files or nothing, normal permissions, no stray temp files (a SIGKILL's included)."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -41,20 +42,47 @@ def test_an_existing_file_survives_a_failed_rewrite(tmp_path):
     assert target.read_text() == "good" and list(tmp_path.iterdir()) == [target]
 
 
-def test_written_files_follow_the_umask(tmp_path):
-    old = os.umask(0o022)
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
     try:
         write_text(tmp_path / "a.txt", "x")
     finally:
         os.umask(old)
-    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == mode  # open()'s 0o666 less the umask
+
+
+def test_write_text_that_fails_midway_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    write_text(target, "good")
+    with pytest.raises(UnicodeEncodeError):
+        write_text(target, "\udcff")  # a lone surrogate: UTF-8 cannot encode it, after the file was opened
+    assert target.read_text() == "good" and list(tmp_path.iterdir()) == [target]
+
+
+def test_a_write_makes_the_missing_folders(tmp_path: Path) -> None:
+    write_text(tmp_path / "new" / "deep" / "a.txt", "x")
+    assert (tmp_path / "new" / "deep" / "a.txt").read_text() == "x"
+
+
+def test_only_this_outputs_leftovers_go_even_with_glob_characters_in_its_name(tmp_path: Path) -> None:
+    old = time.time() - SETTLE_S - 1
+    names = [".a[1].png.x1.tmp.png", ".a1.png.x2.tmp.png", ".a[1].png.bak"]  # ours; another output's; a user's file
+    for name in names:
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (old, old))
+    write_text(tmp_path / "a[1].png", "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a[1].png", *names[1:]])
 
 
 def test_check_writable_protects_inputs_and_existing_outputs(tmp_path):
     src = tmp_path / "a.png"
     src.write_bytes(b"x")
-    with pytest.raises(OutputExistsError, match="one of the inputs"):
-        check_writable(tmp_path / "." / "a.png", overwrite=True, protected=(src,))
+    (tmp_path / "link.png").symlink_to(src)
+    (tmp_path / "sub").mkdir()
+    for alias in (tmp_path / "sub" / ".." / "a.png", tmp_path / "link.png"):  # the same file by another name
+        with pytest.raises(OutputExistsError, match="one of the inputs"):
+            check_writable(alias, overwrite=True, protected=(src,))
     with pytest.raises(OutputExistsError, match="already exists"):
         check_writable(src)
     check_writable(src, overwrite=True)
@@ -80,10 +108,18 @@ def test_output_folder_new_or_empty_and_apart_from_the_inputs(tmp_path):
     check_output_folder(tmp_path / "empty", overwrite=True)
 
 
-def test_sha256_of_a_known_string(tmp_path):
+def test_sha256_of_known_strings(tmp_path: Path) -> None:
+    # FIPS 180-2 test vectors: "abc" and one million "a".
     (tmp_path / "abc").write_bytes(b"abc")
-    # FIPS 180-2 test vector.
     assert sha256_file(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    (tmp_path / "a").write_bytes(b"a" * 1_000_000)
+    assert sha256_file(tmp_path / "a") == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+
+
+def test_sha256_of_a_file_of_several_blocks_is_that_of_its_whole_content(tmp_path: Path) -> None:
+    content = os.urandom(3 * (1 << 20) + 7)
+    (tmp_path / "big").write_bytes(content)
+    assert sha256_file(tmp_path / "big") == hashlib.sha256(content).hexdigest()
 
 
 def test_replace_dir_swaps_a_finished_folder_in_and_restores_the_old_one_if_that_fails(tmp_path, monkeypatch):

@@ -30,8 +30,21 @@ def test_groups_by_name_in_focus_order(tmp_path: Path) -> None:
     ]
 
 
+def test_groups_sort_by_name_not_by_file_name(tmp_path: Path) -> None:
+    # "x 2-A.png" sorts before "x-A.png" (a space before "-"), but the name "x" before "x 2"; a name may hold "-".
+    _touch(tmp_path, "x 2-A.png", "x 2-B.png", "x-A.png", "x-B.png", "lytro-01-A.jpg", "lytro-01-B.jpg")
+    assert [name for name, _ in group_sources(tmp_path)] == ["lytro-01", "x", "x 2"]
+
+
+def test_only_files_are_images(tmp_path: Path) -> None:
+    _touch(tmp_path, "x-A.png", "x-B.png", "x-C.png/inside.txt")  # a folder named like an image is no source
+    assert [p.name for p in image_files(tmp_path)] == ["x-A.png", "x-B.png"]
+    assert group_sources(tmp_path) == [("x", (tmp_path / "x-A.png", tmp_path / "x-B.png"))]
+
+
 def test_groups_by_subfolder_and_gt_is_no_source(tmp_path: Path) -> None:
-    _touch(tmp_path, "A/x.png", "B/x.png", "A/y.jpg", "B/y.png", "GT/x.png", "GT/y.png")
+    # gipc-build-data writes A/ B/ GT/ maps/: only folders named by one capital letter hold sources.
+    _touch(tmp_path, "A/x.png", "B/x.png", "A/y.jpg", "B/y.png", "GT/x.png", "GT/y.png", "maps/x.png", "maps/y.png")
     assert group_sources(tmp_path) == [
         ("x", (tmp_path / "A/x.png", tmp_path / "B/x.png")),
         ("y", (tmp_path / "A/y.jpg", tmp_path / "B/y.png")),
@@ -52,6 +65,7 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
         (["A/x.png", "B/y.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
         (["A/x.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
         (["x-A.png", "x-B.png", "holiday.png"], r"holiday\.png: cannot tell its partner; name sources <name>-A"),
+        (["x-A.png", "x-b.png"], r"x-b\.png: cannot tell its partner"),  # focus letters are capitals
         (["x-A.png", "x-A.jpg", "x-B.png"], r"x-A\.jpg and .*x-A\.png: two files for one image; keep one"),
         (["A/x.png", "A/x.jpg", "B/x.png"], r"A/x\.jpg and .*A/x\.png: two files for one image; keep one"),
     ],
