@@ -85,6 +85,27 @@ def test_file_url_with_pinned_digest(tmp_path: Path) -> None:
         download("mfi-whu", dest, url=archive.as_uri(), progress=False)
 
 
+def test_a_stale_part_is_replaced_when_the_source_sends_the_whole_file(tmp_path: Path) -> None:
+    # file:// ignores Range and sends everything, so the part file must be rewritten, not appended to.
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(ARCHIVE)
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / ".mfi-whu.part").write_bytes(b"stale bytes of an earlier try")
+    download("mfi-whu", dest, url=archive.as_uri(), sha256=DIGEST, progress=False)
+    _extracted(dest)
+
+
+def test_cli_accepts_an_uppercase_digest_and_prints_the_folder_with_the_sets_note(tmp_path: Path, capsys) -> None:
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(ARCHIVE)
+    dest = tmp_path / "data"
+    assert main(["mfi-whu", "--dest", str(dest), "--url", archive.as_uri(), "--sha256", DIGEST.upper()]) == 0  # hex is case-blind
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith(f"mfi-whu: {dest / 'mfi-whu'} (") and "full_clear/" in last  # the registry's note on MFI-WHU
+    _extracted(dest)
+
+
 def test_a_non_zip_archive_is_kept_whole_for_the_user(tmp_path: Path, capsys) -> None:
     archive = tmp_path / "set.tar.gz"
     archive.write_bytes(b"not a zip")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from gipc.figures import decision_window
+from gipc.figures import comparison_figure, decision_window
 from gipc.cli.figure import main
 from gipc.imaging import write_image
 
@@ -20,6 +21,35 @@ def test_crop_window_lands_where_only_one_source_has_detail() -> None:
     top, left = decision_window([detailed, flat], 32)
     assert 70 - 32 < top <= 70 and 20 - 32 < left <= 20  # the window overlaps the textured square
     assert top + 32 > 70 and left + 32 > 20
+
+
+def test_crop_window_ignores_detail_that_every_source_shares() -> None:
+    # The window is where the sources *differ* in detail: strong texture both share is no choice to make.
+    texture = torch.rand(1, 30, 30, generator=torch.Generator().manual_seed(1))
+    a = torch.full((1, 120, 160), 0.5)
+    a[:, 0:30, 0:30] = texture
+    b = a.clone()
+    b[:, 80:110, 110:140] = 0.5 + 0.3 * (texture - 0.5)  # weaker texture, in b only
+    top, left = decision_window([a, b], 32)
+    assert 80 - 32 < top <= 80 and 110 - 32 < left <= 110
+
+
+def test_figure_panels_are_in_order_with_the_crop_outlined_and_zoomed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    figures: list = []
+    monkeypatch.setattr("matplotlib.pyplot.close", figures.append)  # keep the figure to inspect it
+    flat = torch.full((1, 40, 48), 0.5)
+    detailed = flat.clone()
+    detailed[:, 10:26, 24:40] = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(0))
+    fused = torch.rand(1, 40, 48, generator=torch.Generator().manual_seed(2))
+    comparison_figure([("s1", [("source A", flat), ("source B", detailed), ("ours", fused)])], tmp_path / "f.png", crop=16)
+    axes = figures[0].axes  # row-major: 3 whole panels, then their 3 crops
+    assert [ax.get_title() for ax in axes[:3]] == ["s1: source A", "source B", "ours"]  # the scene named on the first panel
+    for whole, zoom, image in zip(axes[:3], axes[3:], (flat, detailed, fused)):
+        (rect,) = whole.patches
+        left, top = rect.get_xy()
+        assert (rect.get_width(), rect.get_height()) == (16, 16)
+        assert 10 - 16 < top <= 10 and 24 - 16 < left <= 24  # outlines the square only source B has detail in
+        assert np.array_equal(np.asarray(zoom.images[0].get_array()), image[0, int(top) : int(top) + 16, int(left) : int(left) + 16].numpy())
 
 
 def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

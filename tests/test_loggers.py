@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from gipc.loggers import WANDB_RUN_ID, ResumableCSVLogger, continue_run
+from gipc.errors import LoggerError
+from gipc.loggers import WANDB_RUN_ID, QuietWandbLogger, ResumableCSVLogger, continue_run
 
 
 def launch(logger_class: type[CSVLogger], root: Path, rows: dict[int, dict[str, float]], continues: bool = False) -> None:
@@ -74,3 +75,33 @@ def test_a_run_keeps_one_wandb_id_across_launches_that_continue_it_and_gets_a_ne
     restarted = launch(continues=False)  # overwrite=true
     assert restarted != first and launch(continues=True) == restarted
     assert launch(continues=True, id="mine") == "mine"  # a user's own id= is kept
+
+
+@pytest.mark.parametrize("continues", [True, False])
+def test_continue_run_tells_the_csv_logger_whether_to_keep_earlier_rows(tmp_path: Path, continues: bool) -> None:
+    logger = ResumableCSVLogger(str(tmp_path))
+    logger.keep_earlier_rows = not continues  # whatever it held before, the launch decides
+    continue_run([logger], tmp_path, continues)
+    assert logger.keep_earlier_rows is continues
+
+
+def test_quiet_wandb_logger_leaves_anonymous_out_and_keeps_the_users_settings(tmp_path: Path) -> None:
+    # anonymous=None is what Lightning passes whatever the user set; wandb warns about it.
+    logger = QuietWandbLogger(save_dir=str(tmp_path), offline=True, project="p")
+    assert "anonymous" not in logger._wandb_init and logger._wandb_init["project"] == "p"
+
+
+@pytest.mark.parametrize(("offline", "hinted"), [(True, False), (False, True)])
+def test_a_wandb_start_error_is_one_line_with_a_hint_only_online(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool, hinted: bool) -> None:
+    import wandb.errors
+
+    def refuse(self: WandbLogger) -> None:
+        raise wandb.errors.Error("api key not configured\n  (no-tty).")
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(WandbLogger, "experiment", property(refuse))
+    with pytest.raises(LoggerError) as refused:
+        QuietWandbLogger(save_dir=str(tmp_path), offline=offline).experiment
+    message = str(refused.value)  # wandb's text with its whitespace collapsed and final full stop dropped
+    assert message.startswith("W&B cannot start the run: api key not configured (no-tty)")
+    assert ("logger.wandb.offline=true" in message) is hinted

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gipc.data.pair_sets import EmbeddedPairs, SynthesizedPairs
-from gipc.rundir import run_datamodule, upgrade_data_config
+from gipc.errors import DataError
+from gipc.rundir import run_datamodule, run_dir_of, upgrade_data_config
 from helpers import REPO, run_dir_with_checkpoints
 
 
@@ -48,3 +50,13 @@ def test_an_old_run_dir_rebuilds_the_same_pairs_as_a_new_one(tmp_path: Path) -> 
     assert [s.name for s in old.val_scenes] == [s.name for s in new.val_scenes]
     assert all(torch.equal(a.a, b.a) for a, b in zip(old.val_scenes, new.val_scenes))
     assert torch.equal(old.train_set[3]["a"], new.train_set[3]["a"])
+
+
+def test_a_checkpoint_belongs_to_the_folder_above_its_checkpoints_folder(tmp_path: Path) -> None:
+    # Lightning writes <run>/checkpoints/<name>.ckpt
+    assert run_dir_of(tmp_path / "run" / "checkpoints" / "last.ckpt") == tmp_path / "run"
+
+
+def test_a_folder_without_config_is_refused_as_not_a_run_dir(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no config.yaml; is it a gipc run dir"):
+        run_datamodule(tmp_path)
