@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 from torch.utils.data import Dataset
 
 from gipc.configs import CONF_DIR, conf_group
@@ -64,6 +66,18 @@ def paper_weights(**over: object) -> LossWeights:
 def paper_generator(**over: object) -> Generator:
     """Table 1's generator as conf/model/gipc.yaml sets it, with overrides (e.g. width=4 for speed)."""
     return Generator(**{**conf_group("model")["generator"], **over})
+
+
+def fuser_by_hand(generator: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``generator`` as a [0, 1] luminance fuser written out from the paper's [-1, 1] convention, with
+    no inference wrapper (BatchNorm folding, autocast, tiling) in between: the expectation that
+    gipc's own fusion paths are checked against."""
+
+    def fuse(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return ((generator(ya * 2 - 1, yb * 2 - 1) + 1) / 2).clamp(0, 1)
+
+    return fuse
 
 
 def paper_discriminator(patch_size: int, **over: object) -> Discriminator:

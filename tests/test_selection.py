@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 import torch
 
 from gipc.color import fuse_color
+from gipc.data.scene import Scene
 from gipc.imaging import write_image
 from gipc.inference import choose_path, prepare
 from gipc.metrics import psnr
@@ -17,7 +20,14 @@ from gipc.selection import mean_ranks, score_checkpoints
 from gipc.runstate import checkpoint_step
 from gipc.cli.select import main
 
-from helpers import run_dir_with_checkpoints
+from helpers import fuser_by_hand, run_dir_with_checkpoints
+
+
+def _val_psnr_by_hand(checkpoint: Path, scenes: Sequence[Scene]) -> float:
+    """Mean PSNR of the checkpoint's direct output over ``scenes``: the plain generator on the Y planes
+    (helpers.fuser_by_hand), chroma by the saturation rule."""
+    fuse = fuser_by_hand(load_generator(checkpoint).eval())
+    return statistics.fmean(float(psnr(fuse_color(fuse, s.a[None], s.b[None]), s.gt[None])) for s in scenes)
 
 
 def test_mean_ranks_by_hand() -> None:
@@ -74,12 +84,8 @@ def test_select_ranks_higher_scores_first_and_scores_the_validation_scenes(tmp_p
     assert all(float(black[col]) < float(row[col]) for row in rows.values() if row is not black for col in (2, 4))  # PSNR, Q^AB/F
     assert "(picked)" not in black[0] and record.count("(picked)") == 1
     # The val PSNR column is the mean over the run's validation scenes (never its test scenes), computed by hand.
-    data = run_datamodule(run)
-    generator = load_generator(run / "checkpoints" / "epoch000-step0000100.ckpt").eval()
-    with torch.no_grad():
-        by_hand = [float(psnr(fuse_color(lambda ya, yb: ((generator(ya * 2 - 1, yb * 2 - 1) + 1) / 2).clamp(0, 1), s.a[None], s.b[None]), s.gt[None]))
-                   for s in data.val_scenes]
-    assert float(rows["epoch000-step0000100.ckpt"][2]) == pytest.approx(sum(by_hand) / len(by_hand), abs=0.02)
+    by_hand = _val_psnr_by_hand(run / "checkpoints" / "epoch000-step0000100.ckpt", run_datamodule(run).val_scenes)
+    assert float(rows["epoch000-step0000100.ckpt"][2]) == pytest.approx(by_hand, abs=0.02)
 
 
 def test_checkpoints_are_scored_under_the_rule_they_will_ship_with(tmp_path: Path) -> None:
@@ -92,15 +98,8 @@ def test_checkpoints_are_scored_under_the_rule_they_will_ship_with(tmp_path: Pat
     # [-1, 1], chroma by the saturation rule. Selection runs choose_path("cpu"): bf16 autocast on a CPU with
     # native bf16 (8-bit mantissa; measured 4e-4 dB off fp32 here, while the other checkpoint scores 0.15 dB
     # away), fp32 elsewhere (float rounding only).
-    generator = load_generator(checkpoint).eval()
-
-    def raw_y(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return ((generator(ya * 2 - 1, yb * 2 - 1) + 1) / 2).clamp(0, 1)
-
-    by_hand = [float(psnr(fuse_color(raw_y, s.a[None], s.b[None]), s.gt[None])) for s in data.val_scenes]
     tolerance = 1e-3 if choose_path("cpu").precision == "fp32" else 1e-2
-    assert rows["direct"]["val_PSNR"] == pytest.approx(sum(by_hand) / len(by_hand), abs=tolerance)
+    assert rows["direct"]["val_PSNR"] == pytest.approx(_val_psnr_by_hand(checkpoint, data.val_scenes), abs=tolerance)
 
     # map: every fused pixel is A's or B's (all three channels), both sources are used, and it scores those images.
     network = prepare(load_generator(checkpoint), choose_path("cpu"))
