@@ -20,7 +20,8 @@ from __future__ import annotations
 import statistics
 
 import torch
-from tune_map import SEEDS, shipped_recipe_data
+from robustness_check import CLASSICS
+from tune_map import SEEDS, map_options, shipped_recipe_data
 
 from gipc.baselines import BASELINES
 from gipc.data.decision_maps import make_map
@@ -30,19 +31,14 @@ from gipc.fuse import fuse_images
 from gipc.metrics import psnr
 from gipc.pretrained import pretrained
 
-CLASSICS = ("laplacian_energy", "gff", "laplacian_pyramid")
 LAYERS = 3
 
 
 def layer_masks(name: str, image: torch.Tensor, recipe: DefocusRecipe, map_source: str, seed: int) -> list[torch.Tensor]:
     """(1, H, W) hard masks of the near, middle and far layers; they partition the frame."""
     generator = scene_generator(seed, f"{name}:{map_source}:sequence")
-
-    def blob_size() -> dict[str, int]:
-        return {"blob_size": int(torch.randint(recipe.blob_size[0], recipe.blob_size[1] + 1, (), generator=generator))}
-
-    near = (make_map(map_source, image, generator, **(blob_size() if map_source == "blobs" else {})) > 0.5).float()
-    split = (make_map("blobs", image, generator, **blob_size()) > 0.5).float()
+    near = (make_map(map_source, image, generator, **map_options(map_source, recipe, generator)) > 0.5).float()
+    split = (make_map("blobs", image, generator, **map_options("blobs", recipe, generator)) > 0.5).float()
     return [near, (1 - near) * split, (1 - near) * (1 - split)]
 
 

@@ -79,14 +79,20 @@ EXPOSURE_GAINS = (0.95, 0.97, 1.03, 1.05)
 STRONG_SIGMA = (6.0, 10.0)
 
 
+def map_options(map_source: str, recipe: DefocusRecipe, generator: torch.Generator) -> dict[str, int]:
+    """``make_map``'s options for ``map_source``: a blob size drawn from the recipe's range for ``blobs``."""
+    if map_source != "blobs":
+        return {}
+    return {"blob_size": int(torch.randint(recipe.blob_size[0], recipe.blob_size[1] + 1, (), generator=generator))}
+
+
 def layered_scene(
     name: str, image: torch.Tensor, recipe: DefocusRecipe, map_source: str, disk: bool, seed: int, inverse: bool = False
 ) -> Scene:
     """A held-out pair with a hard map (``inverse``: its complement is the near layer) and the defocus
     spread of real pairs (sigma drawn from ``recipe``)."""
     generator = scene_generator(seed, f"{name}:{map_source}")
-    options = {"blob_size": int(torch.randint(recipe.blob_size[0], recipe.blob_size[1] + 1, (), generator=generator))} if map_source == "blobs" else {}
-    focus_map = make_map(map_source, image, generator, **options)
+    focus_map = make_map(map_source, image, generator, **map_options(map_source, recipe, generator))
     focus_map = 1.0 - focus_map if inverse else focus_map
     blur = partial(disk_blur if disk else gaussian_blur, sigma=uniform(recipe.sigma, generator))
     a, b = defocus_spread(image[None], focus_map[None], blur)
