@@ -14,8 +14,8 @@ import yaml
 import kornia
 
 from gipc.decision import (
-    MapSettings, best_source, blend, box_mean, box_means, closeness_scores, decide, detail, evidence, majority, map_image, margin, match_exposure,
-    one_hot, place_seams, remove_small_regions, soften,
+    MapSettings, best_source, blend, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
+    match_exposure, one_hot, place_seams, remove_small_regions, soften,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
 from gipc.errors import UserError
@@ -81,20 +81,56 @@ def test_focus_evidence_decides_where_the_fused_image_cannot() -> None:
     truth = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
     assert map_accuracy(blind.eq(0).float(), truth) < 0.75  # ties up to float rounding: a coin toss
     assert seeing[0, 0, :, :25].eq(0).all() and seeing[0, 0, :, 39:].eq(1).all()
+    # the focus term reads the sources as they are: neither the fused image nor an exposure fit to it changes it
+    focus_only = replace(HARD, closeness=0.0)
+    assert torch.equal(evidence([a, b], undecided, replace(focus_only, match_exposure=True)), evidence([a, b], a, focus_only))
 
 
 def test_evidence_is_the_weighted_sum_of_unit_free_terms() -> None:
     """By hand: A equals the fused image, B is it plus 0.1. The closeness is 0 for A and -0.01 for B,
     mean magnitude 0.005 over both: -2 in units, -1 at weight 0.5, -5 for two such terms at 0.5 and
-    2; flat sources have no focus (a term of zeros stays zero), and a term of weight 0 is skipped."""
+    2; flat sources have no focus and no detail (a term of zeros stays zero), and a term of weight 0 is skipped."""
     fused = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     flat_a, flat_b = torch.full_like(fused, 0.4), torch.full_like(fused, 0.5)
     expected = torch.cat([torch.zeros_like(fused), -torch.ones_like(fused)], dim=1)
     settings = replace(HARD, window=1, detail=(0,), closeness=(0.5,), focus=(3.0,), focus_window=(5,))
     assert torch.allclose(evidence([flat_a, flat_b], flat_a, settings), expected)  # fused = A, flat: the focus term is 0
+    # each weight goes with its own detail size: the 3 px detail of an offset is 0, so only the intensities' 0.5 counts
+    assert torch.equal(evidence([flat_a, flat_b], flat_a, replace(settings, detail=(0, 3), closeness=(0.5, 2.0))), evidence([flat_a, flat_b], flat_a, settings))
     two = replace(settings, detail=(0, 0), closeness=(0.5, 2.0), focus=(0.0,))
     assert torch.allclose(evidence([fused, fused + 0.1], fused, two), 5 * expected, atol=1e-5)
     assert torch.allclose(evidence([fused, fused + 0.1], fused, replace(two, closeness=(0.0, 2.0))), 4 * expected, atol=1e-5)
+
+
+def test_the_closeness_window_spreads_a_difference_over_its_box_in_each_images_own_units() -> None:
+    """B differs from the fused image at one pixel, by 0.3 in the first image of a batch and 0.6 in the second:
+    a 3 px window spreads the square over the 3x3 box around it (0.09 / 9 = 0.01), and the image's mean
+    magnitude over both sources (9 x 0.01 / 162) makes that -18 in units, whatever the difference's size."""
+    fused = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0))
+    b = fused.clone()
+    b[0, 0, 4, 4] += 0.3
+    b[1, 0, 4, 4] += 0.6
+    expected = torch.zeros(2, 2, 9, 9)
+    expected[:, 1, 3:6, 3:6] = -18.0
+    settings = replace(HARD, window=3, detail=(0,), closeness=(1.0,), focus=(0.0,))
+    torch.testing.assert_close(evidence([fused, b], fused, settings), expected, atol=1e-3, rtol=0)
+
+
+def test_the_best_source_takes_the_highest_score_and_ties_go_to_the_earlier_source() -> None:
+    scores = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 2.0, 0.5, 1.0], [0.0, 2.0, 1.0, 3.0]]).reshape(1, 3, 1, 4)  # pixels: 1 1 0, 0 2 2, 1 .5 1, 0 1 3
+    assert best_source(scores).flatten().tolist() == [0, 1, 0, 2]
+
+
+def test_a_margin_exactly_decisive_keeps_its_source_through_the_vote() -> None:
+    """A field leaning to A by 0.25 around a 3x3 speck for B by 0.5: a 7 px vote gives the speck to A unless
+    its margin is at or above ``decisive``."""
+    scores = torch.zeros(1, 2, 20, 20)
+    scores[:, 0] = 0.25
+    scores[:, 0, 8:11, 8:11] = 0.0
+    scores[:, 1, 8:11, 8:11] = 0.5
+    margins = margin(scores)
+    assert torch.equal(consistent(scores, margins, 7, 0.5), best_source(scores))
+    assert consistent(scores, margins, 7, 0.501).eq(0).all()
 
 
 def test_clean_up_removes_an_isolated_wrong_speck() -> None:
@@ -133,6 +169,31 @@ def test_only_small_regions_without_evidence_join_their_surroundings_under_regio
     assert torch.equal(three, labels3)
 
 
+def test_small_regions_by_size_8_connectivity_mean_margin_and_their_borders_majority() -> None:
+    """40 x 40 px at min_region 0.01 (16 px): a region of 15 px joins its surroundings; one of 16 stays, as
+    do two 3x3 blocks touching at a corner (one region of 18) and a 3x3 block whose mean margin equals
+    region_margin (only those under it join). Of three sources, a speck takes the source that holds
+    most of its border (9 of 16 pixels), not the one it meets first."""
+    labels = torch.zeros(1, 1, 40, 40, dtype=torch.uint8)
+    labels[..., 30:] = 1
+    labels[..., 2:6, 2:6] = 1  # 16 px
+    labels[..., 2:5, 10:15] = 1  # 15 px
+    labels[..., 10:13, 2:5] = 1  # 9 + 9 px, corners (12, 4) and (13, 5) touching
+    labels[..., 13:16, 5:8] = 1
+    labels[..., 20:23, 2:5] = 1  # 9 px, mean margin 1
+    margins = torch.zeros(1, 1, 40, 40)
+    margins[..., 20:23, 2:5] = 1.0
+    expected = labels.clone()
+    expected[..., 2:5, 10:15] = 0
+    assert torch.equal(remove_small_regions(labels, 2, 0.01, margins, region_margin=1.0), expected)
+    labels3 = torch.ones(1, 1, 40, 60, dtype=torch.uint8)
+    labels3[..., 30:] = 2
+    labels3[..., 10:13, 29:32] = 0  # its border: columns 28 and 29 of source 1, 30 to 32 of source 2
+    expected3 = labels3.clone()
+    expected3[..., 10:13, 29:32] = 2
+    assert torch.equal(remove_small_regions(labels3, 3, 0.01), expected3)
+
+
 def _columns(labels: list[int], height: int = 12) -> torch.Tensor:
     """The (1, 1, height, W) label image of a map whose column x holds source ``labels[x]``."""
     return torch.tensor(labels, dtype=torch.uint8).expand(1, 1, height, len(labels))
@@ -153,6 +214,11 @@ def test_a_seam_moves_within_its_reach_to_where_the_sources_agree() -> None:
     assert torch.equal(place_seams(voted, [a, b], margins, 2, 0.001), voted)
     assert torch.equal(place_seams(voted, [a, b], margins, 4, 1.0), voted)  # 4 px x 1.0 > the 0.2 saved per row
     assert torch.equal(place_seams(voted, [a, b], margins, 0, 0.001), voted)
+    # decide runs the same step with the map's seam and seam_evidence, on the margin of its scores (here 1)
+    scores = torch.cat([voted.eq(0), voted.eq(1)], dim=1).float() - 0.5
+    seams = replace(HARD, clean=1, seam=4)
+    assert torch.equal(decide(scores, b, replace(seams, seam_evidence=0.001), [a, b]), one_hot(_columns([0] * 29 + [1] * 11), 2, torch.float32))
+    assert torch.equal(decide(scores, b, replace(seams, seam_evidence=1.0), [a, b]), one_hot(voted, 2, torch.float32))
 
 
 def test_seams_of_three_sources_each_move_to_where_their_two_sources_agree() -> None:
@@ -185,18 +251,18 @@ def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decis
     assert torch.equal(decide(scores, sharp, replace(HARD, decisive=0.0)), one_hot(best_source(scores), 2, scores.dtype))  # margin 0: no vote
 
 
-def test_the_focus_measure_has_its_own_window() -> None:
+@pytest.mark.parametrize(("focus_window", "focus", "chosen_source"), [((3,), 1.0, 0), ((3, 21), (1.0, 0.0), 0), ((21,), 1.0, 1), ((3, 21), (0.0, 1.0), 1)])
+def test_the_focus_measure_has_its_own_window(focus_window: tuple[int, ...], focus: float | tuple[float, ...], chosen_source: int) -> None:
     """A 5 px stripe sharp in A across a field sharp in B, the fused image halfway between them (closeness
-    is blind): a 3 px focus window sees the stripe; a 21 px one, mostly the field around it, gives it to B."""
+    is blind): a 3 px focus window sees the stripe; a 21 px one, mostly the field around it, gives it to B;
+    of two windows, the one whose weight is not 0 decides."""
     sharp = _texture(1, 48, 64)
     blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
     stripe = torch.zeros(1, 1, 48, 64)
     stripe[..., 30:35] = 1
     a, b = stripe * sharp + (1 - stripe) * blurred, stripe * blurred + (1 - stripe) * sharp
-    narrow = best_source(evidence([a, b], (a + b) / 2, replace(HARD, window=21, focus_window=3)))
-    wide = best_source(evidence([a, b], (a + b) / 2, replace(HARD, window=3, focus_window=21)))
-    assert narrow[0, 0, :, 31:34].eq(0).all() and narrow[0, 0, :, :24].eq(1).all()
-    assert wide[0, 0, :, 31:34].eq(1).all()
+    chosen = best_source(evidence([a, b], (a + b) / 2, replace(HARD, focus_window=focus_window, focus=focus)))
+    assert chosen[0, 0, :, 31:34].eq(chosen_source).all() and chosen[0, 0, :, :24].eq(1).all()
 
 
 def test_a_source_at_another_exposure_still_gets_its_sharp_half() -> None:
@@ -221,6 +287,8 @@ def test_exposure_matching_and_detail_undo_a_gain_and_an_offset() -> None:
     torch.testing.assert_close(match_exposure([0.8 * x + 0.05, x], x), [x, x], atol=1e-6, rtol=0)
     torch.testing.assert_close(detail(x + 0.2, 7), detail(x, 7), atol=1e-6, rtol=0)
     assert detail(torch.full((1, 1, 9, 9), 0.3), 5).abs().max() < 1e-6
+    # a source whose detail runs against the fused image's is not turned upside down: its gain stops at 0, leaving the mean
+    torch.testing.assert_close(match_exposure([1 - x], x)[0], torch.full_like(x, x.mean().item()), atol=1e-6, rtol=0)
 
 
 def test_margin_is_the_gap_between_the_two_best_scores() -> None:
@@ -237,6 +305,31 @@ def test_soften_changes_only_pixels_near_a_boundary() -> None:
     columns = changed.any(dim=0).nonzero().flatten()
     assert len(columns) and columns.min() >= 32 - 2 * 3 - 4 and columns.max() <= 32 + 2 * 3 + 4
     torch.testing.assert_close(soft.sum(dim=1), torch.ones(1, 48, 64))
+    # a guide whose edges the map does not follow (a ramp) makes the filter overshoot 0 and 1 by some per cent: clamped
+    ramp = torch.linspace(0, 1, 16).expand(1, 1, 16, 16)
+    steep = soften(one_hot((torch.arange(16) >= 8).to(torch.uint8).expand(1, 1, 16, 16), 2, torch.float32), ramp, radius=2, eps=1e-4)
+    assert steep.min() == 0 and steep.max() == 1 and torch.allclose(steep.sum(dim=1), torch.ones(1, 16, 16))
+
+
+def _box2(weights: torch.Tensor, radius: int) -> torch.Tensor:
+    """A box blur of a box blur, 2 * radius + 1 px each: the guided filter where the guide is flat (He et al. 2013: a = 0, b = mean p)."""
+    box = lambda x: kornia.filters.box_blur(x, 2 * radius + 1, border_type="replicate")  # noqa: E731
+    return box(box(weights))
+
+
+def test_soft_weights_are_the_hard_map_guided_by_the_fused_image_with_the_maps_radius_and_eps() -> None:
+    """A network that returns grey gives a flat guide: the soft weights are the hard map's double box blur.
+    An eps far above the guide's variance makes any guide flat; a small one lets the texture through."""
+    a, b, sharp = _halves(channels=1)
+    grey = lambda ya, yb: torch.full_like(ya, 0.5)  # noqa: E731
+    focus_only = replace(HARD, closeness=0.0)  # the evidence then does not read the fused image
+    hard = Fusion(grey, "map", focus_only)([a, b]).weights
+    assert 0.4 < hard[:, 0].mean() < 0.6
+    torch.testing.assert_close(Fusion(grey, "map", replace(focus_only, radius=3))([a, b]).weights, _box2(hard, 3), atol=1e-6, rtol=0)
+    scores = evidence([a, b], sharp, HARD)
+    blurred = _box2(decide(scores, sharp, HARD), 2)
+    torch.testing.assert_close(decide(scores, sharp, replace(HARD, radius=2, eps=1e9)), blurred, atol=1e-6, rtol=0)
+    assert (decide(scores, sharp, replace(HARD, radius=2, eps=1e-3)) - blurred).abs().max() > 0.1
 
 
 def test_one_map_over_three_sources_picks_each_where_it_is_sharp() -> None:
@@ -251,6 +344,28 @@ def test_one_map_over_three_sources_picks_each_where_it_is_sharp() -> None:
     assert torch.equal(picked[:, 65:85], torch.full((30, 20), 2))
     shades = map_image(fused.weights)[0, 0]  # white: the first source, black: the last, grey between
     assert [shades[:, c:c + 20].unique().tolist() for c in (5, 35, 65)] == [[1.0], [0.5], [0.0]]
+
+
+def test_a_sequences_map_compares_each_source_with_the_networks_fusion_of_all_in_turn() -> None:
+    """A network that returns its second input fuses a sequence into the last source: every pixel is then
+    closest to it, and the fused image is its copy in full colour."""
+    sources = [_texture(3, 16, 20, seed) for seed in range(3)]
+    fused = Fusion(lambda f, y: y, "map", replace(HARD, focus=0.0))(sources)
+    assert fused.weights[:, 2].eq(1).all() and torch.equal(fused.image, sources[2])
+
+
+def test_a_map_heads_weights_over_a_sequence_scale_the_earlier_sources_by_each_step() -> None:
+    """A head that gives the fused image so far 0.75 at each step: F = 0.75 (0.75 I1 + 0.25 I2) + 0.25 I3,
+    weights 0.5625, 0.1875 and 0.25; with I = 1, 0, 0.5 that is 0.6875."""
+    sources = [torch.full((1, 1, 4, 5), value) for value in (1.0, 0.0, 0.5)]
+    fused = Fusion(lambda ya, yb: torch.full_like(ya, 0.75), head="weights")(sources)
+    torch.testing.assert_close(fused.weights, torch.tensor([0.5625, 0.1875, 0.25]).view(1, 3, 1, 1).expand(1, 3, 4, 5))
+    torch.testing.assert_close(fused.image, torch.full((1, 1, 4, 5), 0.6875))
+
+
+def test_the_map_rule_needs_map_settings() -> None:
+    with pytest.raises(ValueError, match="^the map rule needs map settings$"):
+        Fusion(lambda ya, yb: ya, "map")
 
 
 def test_tiled_network_gives_the_same_map_and_image_as_whole() -> None:
@@ -301,6 +416,16 @@ def test_a_map_heads_clean_up_judges_the_margin_of_its_weights() -> None:
     assert torch.equal(Fusion(head, "map", replace(HARD, clean=1), head="weights")([a, b]).weights[:, :1], (w > 0.5).float())
 
 
+def test_a_map_heads_soft_weights_follow_its_own_fused_image() -> None:
+    """A map head's guide is its blend w A + (1 - w) B: here flat grey (A is grey where w = 1, B where w = 0),
+    so the soft weights are the hard map's double box blur, though each source alone is textured."""
+    texture = _texture(1, 24, 32)
+    left = (torch.arange(32) < 16).float().expand(1, 1, 24, 32)
+    a, b = left * 0.5 + (1 - left) * texture, left * texture + (1 - left) * 0.5
+    fused = Fusion(lambda ya, yb: left, "map", replace(HARD, radius=2), head="weights")([a, b])
+    torch.testing.assert_close(fused.weights, _box2(torch.cat([left, 1 - left], dim=1), 2), atol=1e-6, rtol=0)
+
+
 def test_a_map_heads_settings_are_head_map_over_map() -> None:
     """conf/fusion/default.yaml, read here without gipc: ``head_map``'s keys replace ``map``'s for a
     weights head only; an unknown key is refused in one line."""
@@ -345,6 +470,9 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
     ({"clean": 0}, "map clean must be an odd number of pixels >= 1, got 0"),
     ({"radius": -1}, "map radius must be an integer >= 0 (0: hard map), got -1"),
     ({"min_region": 1.5}, "map min_region must be a fraction of the image in [0, 1), got 1.5"),
+    ({"min_region": 1.0}, "map min_region must be a fraction of the image in [0, 1), got 1.0"),
+    ({"radius": 1.5}, "map radius must be an integer >= 0 (0: hard map), got 1.5"),
+    ({"region_margin": float("nan")}, "map region_margin must be an evidence margin >= 0 (inf: every small region joins its surroundings), got nan"),
     ({"eps": 0.0}, "map eps must be > 0, got 0.0"),
     ({"focus": -1.0}, "map focus weights must be >= 0, got [-1.0]"),
     ({"closeness": -1.0}, "map closeness weights must be >= 0, got [-1.0]"),
@@ -358,7 +486,7 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
     ({"seam": -1}, "map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got -1"),
     ({"seam": 1.5}, "map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got 1.5"),
     ({"seam_evidence": -0.1}, "map seam_evidence must be a weight >= 0, got -0.1"),
-], ids=["window-even", "focus_window-even", "focus_window-string", "clean-0", "radius-negative", "min_region-1.5", "eps-0", "focus-negative", "closeness-negative", "focus-count", "closeness-count", "no-evidence", "decisive-negative", "detail-even", "detail-negative", "region_margin-negative", "seam-negative", "seam-fraction", "seam_evidence-negative"])
+], ids=["window-even", "focus_window-even", "focus_window-string", "clean-0", "radius-negative", "min_region-1.5", "min_region-1", "radius-fraction", "region_margin-nan", "eps-0", "focus-negative", "closeness-negative", "focus-count", "closeness-count", "no-evidence", "decisive-negative", "detail-even", "detail-negative", "region_margin-negative", "seam-negative", "seam-fraction", "seam_evidence-negative"])
 def test_bad_map_settings_are_refused(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         replace(HARD, **bad)

@@ -12,7 +12,7 @@ import torch
 
 from gipc.decision import MapSettings
 from gipc.fusion import Fusion, default_rule
-from gipc.tiling import DEFAULT_TILE, axis_weights, fuse_sequence, remember_last, tiled
+from gipc.tiling import DEFAULT_TILE, auto_tiling, axis_weights, fuse_sequence, remember_last, tiled
 
 
 @pytest.mark.parametrize(("size", "tile", "overlap"), [(1000, 512, 64), (600, 256, 32), (100, 30, 8), (513, 512, 64), (7, 4, 1)])
@@ -46,17 +46,19 @@ def test_image_within_one_tile_goes_through_whole() -> None:
     assert calls == [(2, 1, 40, 50)]
 
 
-def test_tiles_never_exceed_the_tile_size() -> None:
+@pytest.mark.parametrize(("height", "width", "tiles"), [(150, 97, 3 * 2), (40, 150, 1 * 3), (150, 40, 3 * 1)])
+def test_tiles_never_exceed_the_tile_size(height: int, width: int, tiles: int) -> None:
+    """Tiles of 64 advancing by 48: 97 px take 2, 150 px 3; a side within one tile (40) still tiles the other."""
     seen: list[tuple[int, int]] = []
 
     def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         seen.append(tuple(a.shape[-2:]))
         return (a + b) / 2
 
-    a, b = torch.rand(1, 1, 150, 97), torch.rand(1, 1, 150, 97)
+    a, b = torch.rand(1, 1, height, width), torch.rand(1, 1, height, width)
     out = tiled(fuse, 64, 16)(a, b)
     assert torch.allclose(out, (a + b) / 2, atol=1e-6)
-    assert max(max(s) for s in seen) == 64 and len(seen) == 3 * 2
+    assert max(max(s) for s in seen) == 64 and len(seen) == tiles
 
 
 def test_constant_per_tile_fuser_blends_to_a_partition_of_unity() -> None:
@@ -88,6 +90,20 @@ def test_garbage_within_the_margin_never_reaches_the_result() -> None:
 def test_bad_tiling_is_refused(tile: int, overlap: int) -> None:
     with pytest.raises(ValueError, match="need tile >= 1 and 0 <= overlap < tile"):
         tiled(lambda a, b: a, tile, overlap)
+
+
+@pytest.mark.parametrize("height", [40, 100])
+def test_tiling_refuses_sources_of_different_shapes_in_one_line(height: int) -> None:
+    """Within one tile (40 rows) as beyond it (100): one source a column wider is named, not cut to fit."""
+    a, b = torch.rand(1, 1, height, 50), torch.rand(1, 1, height, 51)
+    with pytest.raises(ValueError, match=rf"^sources differ in shape: \(1, 1, {height}, 50\) vs \(1, 1, {height}, 51\)$"):
+        tiled(lambda x, y: x, 64, 16)(a, b)
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(-1, 16), (32, 32), (32, -1)])
+def test_a_fusion_refuses_bad_tiling_when_built_not_when_first_used(tile: int, overlap: int) -> None:
+    with pytest.raises(ValueError, match=rf"^tile {tile} with overlap {overlap}: need tile >= 0 and 0 <= overlap < tile$"):
+        Fusion(lambda a, b: a, tile=tile, overlap=overlap)
 
 
 def test_sequence_fuses_left_to_right() -> None:
@@ -138,6 +154,21 @@ def test_a_network_fusion_tiles_a_large_image_and_a_plain_fusion_sees_it_whole()
     seen.clear()
     Fusion(net, tile=None)([a[..., :1000, :1000], b[..., :1000, :1000]])  # 1 MP: whole
     assert seen == [(1000, 1000)]
+
+
+@pytest.mark.parametrize(("size", "overlap", "starts"), [(1024, 64, [0]), (1025, 64, [0, 448, 513]), (1025, 200, [0, 312, 513])])
+def test_automatic_tiling_starts_above_a_megapixel_with_the_overlap_asked_for(size: int, overlap: int, starts: list[int]) -> None:
+    """1024 x 1024 px (exactly 1 MP) go through whole; one row and column more, in 512 px tiles advancing by
+    512 - overlap, the last aligned to the end: each tile's first pixel says where it starts."""
+    seen: list[tuple[int, int]] = []
+
+    def net(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        seen.append((int(a[0, 0, 0, 0]), int(b[0, 0, 0, 0])))
+        return a
+
+    rows = torch.arange(float(size))[:, None].expand(1, 1, size, size)
+    assert torch.allclose(auto_tiling(net, None, overlap)(rows, rows.transpose(-1, -2)), rows)
+    assert seen == [(y, x) for y in starts for x in starts]
 
 
 def test_rules_sharing_a_tiled_networks_pass_run_it_once_on_a_large_image() -> None:
