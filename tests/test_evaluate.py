@@ -110,6 +110,14 @@ def test_several_folders_and_baselines_make_one_table(scenes, tmp_path: Path) ->
     assert [line.split("|")[1].strip() for line in table[2:]] == ["ours", "copy_b", "average"]
 
 
+def test_a_folder_whose_name_holds_an_equals_sign_is_a_folder_named_by_itself(scenes, tmp_path: Path) -> None:
+    sources, fused, _ = scenes
+    odd = fused.rename(tmp_path / "lr=0.1")
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", str(odd), "--out", str(out)]) == 0
+    assert [r["method"] for r in _rows(out / "metrics.csv")] == ["lr=0.1", "lr=0.1"]
+
+
 def test_matching_rule(tmp_path: Path) -> None:
     gray = np.zeros((4, 4), np.uint8)
     for name in ("lytro-01-fused.png", "LYTRO-02.jpg", "lytro-03_fused.tif", "unrelated.png"):
@@ -190,6 +198,7 @@ def test_missing_fused_image_is_one_line_and_writes_nothing(scenes, tmp_path: Pa
     assert not out.exists()
     assert main(["--sources", str(sources), "--fused", str(fused), "--allow-missing", "--out", str(out)]) == 0
     assert [r["image"] for r in _rows(out / "metrics.csv")] == ["s1"]
+    assert "gipc-eval: warning: fused has no image for 1 scene(s): s2\n" in capsys.readouterr().err
 
 
 def test_size_mismatch_is_one_line_and_writes_nothing(scenes, tmp_path: Path, capsys) -> None:
@@ -234,11 +243,21 @@ def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
         (["--fused", "x=/nonexistent/folder"], "does not exist"),
         ([], "nothing to score"),
         (["--baselines", "average", "--wandb"], "--wandb keeps its run under --out"),
+        (["--fused", "ours={fused}", "--fused", "ours={fused}"], "two --fused folders are both called 'ours'; name them: --fused NAME=DIR"),
+        (["--fused", "ours={fused}", "--method", "mine"], "--fused ours={fused} already names its method; drop --method mine"),
+        (["--method", "mine", "--baselines", "average"], "--method names one --fused DIR"),
+        (["--fused", "{empty}", "--allow-missing"], "no image for 2 scene(s): s1, s2; name fused files <scene>.<ext> or <scene>-fused.<ext>"),
+        (["--fused", "{fused}", "--out", "{fused}", "--overwrite"], "output folder {fused} holds the input {fused}"),
     ],
+    ids=["unknown-baseline", "missing-folder", "nothing", "wandb-without-out", "one-name-twice", "named-twice", "method-without-folder",
+         "empty-folder", "out-is-an-input"],
 )
-def test_bad_options_are_one_line(scenes, capsys, extra: list[str], fragment: str) -> None:
-    sources, _, _ = scenes
-    _assert_refused(capsys, ["--sources", str(sources), *extra], fragment)
+def test_bad_options_are_one_line(scenes, tmp_path: Path, capsys, extra: list[str], fragment: str) -> None:
+    sources, fused, _ = scenes
+    (tmp_path / "empty").mkdir()
+    paths = {"fused": fused, "empty": tmp_path / "empty"}
+    _assert_refused(capsys, ["--sources", str(sources), *(arg.format(**paths) for arg in extra)], fragment.format(**paths))
+    assert sorted(p.name for p in fused.iterdir()) == ["S2.png", "s1-fused.png"]  # nothing written among the inputs
 
 
 @pytest.mark.slow
@@ -264,6 +283,24 @@ def test_wandb_offline_run_holds_the_per_image_table(scenes, tmp_path: Path) -> 
     rows = _rows(out / "metrics.csv")
     assert logged["columns"] == list(rows[0])
     assert [[str(v) for v in row] for row in logged["data"]] == [list(r.values()) for r in rows]
+    (table,) = out.glob("wandb/offline-run-*/files/media/table/eval/mean_*.table.json")
+    means = json.loads(table.read_text())
+    metrics = list(rows[0])[2:]
+    assert means["columns"] == ["method", *metrics]
+    assert means["data"] == [["ours", *(pytest.approx(np.mean([float(r[m]) for r in rows]), abs=1e-12) for m in metrics)]]
+
+
+def test_a_failed_wandb_upload_exits_2_after_writing_the_tables(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    sources, fused, _ = scenes
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr("gipc.cli.evaluate.log_wandb", offline)
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", str(fused), "--out", str(out), "--wandb", "online"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "gipc-eval: error: W&B logging failed (RuntimeError: no network); the tables were written"
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics.md"]
 
 
 def _pair_set_with_true_maps(root: Path) -> None:
@@ -286,16 +323,23 @@ def test_maps_are_scored_against_the_true_maps(tmp_path: Path, capsys: pytest.Ca
     maps.mkdir()
     for name in ("s1", "s2"):
         _save(fused / f"{name}-fused.png", np.full((12, 20), 128, dtype=np.uint8))
-    predicted = np.zeros((12, 20), dtype=np.uint8)
-    predicted[:, :11] = 255  # one column too many: 12 of 240 pixels wrong, boundary within 2 px
-    _save(maps / "s1-map.png", predicted)
-    _save(maps / "s2-map.png", 255 - predicted)  # inverted: 12 right of 240
+    near, far = np.zeros((12, 20), dtype=np.uint8), np.zeros((12, 20), dtype=np.uint8)
+    near[:, :11] = 255  # one column too many: 12 of 240 pixels wrong, boundary within 2 px
+    far[:, :13] = 255  # three too many: 36 wrong
+    _save(maps / "s1-map.png", near)
+    _save(maps / "s2-map.png", 255 - far)  # inverted: 36 right of 240
     assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"ours={maps}", "--out", str(tmp_path / "out")]) == 0
     rows = {r["image"]: r for r in csv.DictReader(open(tmp_path / "out" / "metrics.csv"))}
     assert float(rows["s1"]["MAP_ACC"]) == pytest.approx(1 - 12 / 240) and float(rows["s1"]["MAP_BF"]) == 1.0
-    assert float(rows["s2"]["MAP_ACC"]) == pytest.approx(12 / 240)
+    # The true boundary is columns 9 and 10, the predicted one 12 and 13: of each, the column 2 px from the other is right.
+    assert float(rows["s2"]["MAP_ACC"]) == pytest.approx(36 / 240) and float(rows["s2"]["MAP_BF"]) == pytest.approx(0.5)
     capsys.readouterr()
-    # maps for a set without true maps, or for a method that is not scored: one line, exit 2
+    # maps of a method that is not scored, maps missing a scene, a set without true maps: one line, exit 2
+    _assert_refused(capsys, ["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"theirs={maps}"],
+                    "--maps theirs=...: no method 'theirs' to attach them to; name a --fused method")
+    (maps / "s2-map.png").unlink()
+    _assert_refused(capsys, ["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"ours={maps}"],
+                    f"--maps ours: folder {maps} has no image for 1 scene(s): s2; name maps <scene>-map.png")
     (sources / "maps" / "s1.png").unlink()
     (sources / "maps" / "s2.png").unlink()
     (sources / "maps").rmdir()
@@ -311,8 +355,12 @@ def test_gt_may_name_the_sources_own_gt_folder(tmp_path: Path, capsys: pytest.Ca
     for name in ("s1", "s2"):
         _save(sources / "GT" / f"{name}.png", np.full((12, 20), 100, dtype=np.uint8))
         _save(fused / f"{name}-fused.png", np.full((12, 20), 110, dtype=np.uint8))
-    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--gt", str(sources / "GT")]) == 0  # a built set's test split
-    assert "| ours | 2 |" in capsys.readouterr().out
+    psnr = f"{10 * math.log10(255**2 / 10**2):.4f} ± 0.0000"  # every pixel 10 levels off
+    for gt in ([], ["--gt", str(sources / "GT")]):  # a built set's test split: read with or without --gt
+        assert main(["--sources", str(sources), "--fused", f"ours={fused}", *gt]) == 0
+        printed = capsys.readouterr()
+        assert printed.err.splitlines()[0] == "gipc-eval: scoring 2 pair(s) and ground truth: ours"
+        assert "| ours | 2 |" in printed.out and psnr in printed.out
     other = tmp_path / "gt"
     other.mkdir()
     assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--gt", str(other)]) == 2

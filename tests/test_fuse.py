@@ -238,6 +238,18 @@ def test_non_empty_output_folder_needs_overwrite(tmp_path: Path, grayscale_pairs
     assert sorted(p.name for p in out.iterdir()) == ["g10-fused.png", "keep.txt"]
 
 
+def test_an_existing_output_file_is_replaced_only_with_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _gray(tmp_path / "a.png", np.full((4, 4), 10, np.uint8))
+    b = _gray(tmp_path / "b.png", np.full((4, 4), 200, np.uint8))
+    out = _gray(tmp_path / "f.png", np.zeros((4, 4), np.uint8))
+    args = ["--method", "average", str(a), str(b), "--out", str(out)]
+    assert main(args) == 2
+    assert f"{out} already exists; choose another name or pass --overwrite" in _error_line(capsys)
+    assert np.asarray(PILImage.open(out)).max() == 0
+    assert main([*args, "--overwrite"]) == 0
+    assert (np.asarray(PILImage.open(out)) == 105).all()  # (10 + 200) / 2
+
+
 def test_an_input_is_never_the_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = _gray(tmp_path / "a.png", np.full((4, 4), 10, np.uint8))
     b = _gray(tmp_path / "b.png", np.full((4, 4), 200, np.uint8))
@@ -326,7 +338,9 @@ def test_the_same_file_twice_is_refused(tmp_path: Path, grayscale_pairs: Path, c
         (["--tile", "64", "--overlap", "64"], "tile 64 with overlap 64: need tile >= 0 and 0 <= overlap < tile"),
         (["--tile", "-1"], "need tile >= 0"),
         (["--method", "average", "--tile", "256"], "--tile applies to the network only"),
+        (["--method", "average", "--tile", "0"], "--tile applies to the network only"),
         (["--method", "average", "--precision", "bf16"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
+        (["--method", "average", "--backend", "torch"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
         (["--device", "cpu", "--precision", "fp16"], "precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU"),
     ],
 )
@@ -359,6 +373,47 @@ def test_a_baseline_says_it_runs_no_network(tmp_path: Path, grayscale_pairs: Pat
     sources = [str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png")]
     assert main(["--method", "gff", *sources, "--out", str(tmp_path / "o.png")]) == 0
     assert capsys.readouterr().err.splitlines()[0] == "gipc-fuse: method gff (a classic baseline, no network): its own output"
+
+
+def test_a_baseline_under_the_map_rule_takes_the_map_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default map is hard (radius 0): every pixel one source's; ``--radius`` softens its boundaries."""
+    texture = np.random.default_rng(0).integers(0, 256, (48, 64)).astype(np.uint8)
+    blurred = np.asarray(PILImage.fromarray(texture).filter(ImageFilter.GaussianBlur(2)))
+    halves = [np.where(np.arange(64) < 32, sharp, soft) for sharp, soft in ((texture, blurred), (blurred, texture))]
+    sources = [str(_gray(tmp_path / f"s-{letter}.png", half)) for letter, half in zip("AB", halves)]  # A sharp on the left, B on the right
+    assert main(["--method", "average", *sources, "--rule", "map", "--out", str(tmp_path / "hard.png")]) == 0
+    assert capsys.readouterr().err.splitlines()[0].startswith("gipc-fuse: method average (a classic baseline, no network): rule map (")
+    assert main(["--method", "average", *sources, "--rule", "map", "--radius", "4", "--out", str(tmp_path / "soft.png")]) == 0
+    hard, soft = (torch.stack(_copied_from(read_image(tmp_path / name).pixels, sources)).any(dim=0) for name in ("hard.png", "soft.png"))
+    assert hard.all() and not soft.all()
+
+
+def test_the_first_line_names_the_rule_the_checkpoint_and_the_inference_path(
+    tmp_path: Path, ckpt: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sources = [str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png")]
+    argv = ["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "f.png"), "--device", "cpu", "--precision", "bf16", "--backend", "torch"]
+    assert main([*argv, "--rule", "direct"]) == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(f"gipc-fuse: rule direct (the network's own output); network {ckpt}; cpu, bf16 (asked for")
+    assert first.endswith("), torch, channels_last, BatchNorm folded")
+
+
+def test_a_map_heads_direct_output_saves_its_weights_as_the_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A map head makes a map under either rule: --save-maps needs no --rule map for it."""
+    gen = random_eval_generator(width=4, head="weights")
+    ckpt = save_lightning_ckpt(tmp_path / "head.ckpt", gen, {"width": 4, "head": "weights"})
+    rng = np.random.default_rng(1)
+    sources = [str(_gray(tmp_path / f"s-{letter}.png", rng.integers(0, 256, (12, 16)).astype(np.uint8))) for letter in "AB"]
+    out, maps = tmp_path / "f.png", tmp_path / "maps"
+    argv = ["--ckpt", str(ckpt), *sources, "--rule", "direct", "--out", str(out), "--save-maps", str(maps), "--precision", "fp32", "--backend", "torch"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err.splitlines()[0].startswith("gipc-fuse: rule direct (the map head's weights); network")
+    a, b = (read_image(path).pixels[0] for path in sources)
+    with torch.no_grad():
+        w = gen.weight(a[None, None] * 2 - 1, b[None, None] * 2 - 1)[0, 0]
+    assert (read_image(maps / "f-map.png").pixels[0] - w).abs().max() <= 0.5 / 255 + 1e-5  # white: A's weight 1
+    assert (read_image(out).pixels[0] - (w * a + (1 - w) * b)).abs().max() <= 0.5 / 255 + 1e-5
 
 
 def test_one_source_is_not_enough(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -428,7 +483,7 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     assert seen == [(130, 150)]
     seen.clear()
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "tiled.png"), "--tile", "80", "--overlap", "32"]) == 0
-    assert len(seen) > 1 and all(max(size) <= 80 for size in seen)
+    assert seen == [(80, 80)] * 9  # tiles every 80 - 32 = 48 px, the last one flush with the edge: rows 0, 48, 50, columns 0, 48, 70
     whole, tiles = read_image(tmp_path / "whole.png").pixels, read_image(tmp_path / "tiled.png").pixels
     assert whole.std() > 0.02 and (whole - tiles).abs().max() <= 1 / 255 + 1e-6
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,10 +125,76 @@ def test_the_runner_keeps_the_shapes_used_last_compiled_and_recompiles_an_evicte
     monkeypatch.setattr(ov.Core, "compile_model", counting)
     run = gipc.runtime.openvino_runner(fold_batchnorm(shipped_generator()), "forward", "fp32", 1)
     sides = [16 + 8 * k for k in range(gipc.runtime.COMPILED_SHAPES + 1)]  # one size more than it keeps
-    first = run(torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16))
-    for side in sides[1:]:
-        run(torch.zeros(1, 1, side, side), torch.ones(1, 1, side, side))
-    run(torch.zeros(1, 1, sides[-1], sides[-1]), torch.ones(1, 1, sides[-1], sides[-1]))  # kept: no compile
-    assert [shape[-1] for shape in compiled] == sides
-    again = run(torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16))  # evicted: compiled again, same result
-    assert [shape[-1] for shape in compiled] == [*sides, 16] and torch.equal(first, again)
+    zeros, ones = ({side: torch.full((1, 1, side, side), value) for side in sides} for value in (0.0, 1.0))
+    first = {side: run(zeros[side], ones[side]) for side in sides[:-1]}  # as many as it keeps
+    kept = first[sides[0]].clone()
+    swapped = run(ones[sides[0]], zeros[sides[0]])  # used last now; its shape's next result leaves the earlier one alone
+    assert not torch.equal(swapped, kept) and torch.equal(first[sides[0]], kept)
+    run(zeros[sides[-1]], ones[sides[-1]])  # one more: the least recently used shape, sides[1], makes room
+    run(zeros[sides[0]], ones[sides[0]])  # kept: no compile
+    again = run(zeros[sides[1]], ones[sides[1]])  # evicted: compiled again, same result
+    assert [shape[-1] for shape in compiled] == [*sides, sides[1]] and torch.equal(first[sides[1]], again)
+
+
+@pytest.mark.parametrize("precision, hint", [("fp32", "f32"), ("bf16", "bf16")])
+def test_openvino_compiles_in_the_paths_precision_on_torchs_threads_for_latency(precision: str, hint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openvino as ov
+
+    calls: list[tuple] = []
+    real = ov.Core.compile_model
+
+    def recording(core, model, *args):
+        calls.append(args)
+        return real(core, model, *args)
+
+    monkeypatch.setattr(ov.Core, "compile_model", recording)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # what the process runs torch on
+    network = prepare(shipped_generator(), choose_path("cpu", precision, "openvino"))
+    network(torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16))
+    assert network.path.backend == "openvino"
+    assert calls == [("CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 3, "PERFORMANCE_HINT": "LATENCY"})]
+
+
+def test_converted_models_live_in_gipc_cache_else_xdg_cache_home_else_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIPC_CACHE", str(tmp_path / "gipc"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert gipc.runtime.cache_dir() == tmp_path / "gipc"
+    monkeypatch.setenv("GIPC_CACHE", "")  # set but empty: as if unset
+    assert gipc.runtime.cache_dir() == tmp_path / "xdg" / "gipc"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert gipc.runtime.cache_dir() == tmp_path / "home" / ".cache" / "gipc"
+
+
+def test_a_cache_entry_belongs_to_one_set_of_weights_and_one_graph() -> None:
+    net = shipped_generator()
+    same, nudged = copy.deepcopy(net), copy.deepcopy(net)
+    with torch.no_grad():
+        next(nudged.parameters()).view(-1)[0] += 1e-6  # one weight of about 156 000
+    key = gipc.runtime._fingerprint
+    assert key(same, "forward") == key(net, "forward")
+    assert len({key(net, "forward"), key(net, "weight"), key(nudged, "forward")}) == 3
+
+
+def test_a_later_runner_reads_the_cache_and_a_damaged_entry_is_converted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import openvino as ov
+
+    net = fold_batchnorm(shipped_generator())
+    a, b = torch.rand(1, 1, 16, 16) * 2 - 1, torch.rand(1, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        expected = net(a, b)
+    gipc.runtime.openvino_runner(net, "forward", "fp32", 1)  # converted once per session (conftest's cache), by the first test to run it
+    entry = gipc.runtime.cache_dir() / "openvino" / f"{gipc.runtime._fingerprint(net, 'forward')}.xml"
+    pristine = tmp_path / "pristine.xml"
+    shutil.copy(entry, pristine)
+    shutil.copy(entry.with_suffix(".bin"), pristine.with_suffix(".bin"))
+    conversions: list[int] = []
+    monkeypatch.setattr(ov, "convert_model", lambda *args, **kwargs: conversions.append(1) or ov.Core().read_model(pristine))
+    torch.testing.assert_close(gipc.runtime.openvino_runner(net, "forward", "fp32", 1)(a, b), expected, atol=1e-5, rtol=0)
+    assert conversions == []  # read from the cache
+    entry.write_text("damaged")
+    torch.testing.assert_close(gipc.runtime.openvino_runner(net, "forward", "fp32", 1)(a, b), expected, atol=1e-5, rtol=0)
+    assert conversions == [1] and f"ignoring the cached model {entry}" in caplog.text
+    assert entry.read_bytes() == pristine.read_bytes()  # and kept whole again

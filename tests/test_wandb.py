@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -130,8 +131,16 @@ def test_image_panel_stacks_images_over_shared_scale_laplacian_maps():
     assert panel.shape == (3, 16, 32)
     assert torch.equal(panel[:, :8, 8:16], blurred)  # top row: the inputs as given
     maps = panel[0, 8:]
-    assert maps.max() == 1.0 and maps[:, :8].max() == 1.0  # the sharp edge sets the common scale
-    assert maps[:, 8:16].max() == pytest.approx(0.5)  # half the contrast, half the brightness
+    edge = torch.zeros(8, 8)
+    edge[:, 3:5] = 1.0  # |Laplacian| is as bright on the dark side of the step as on the light side
+    assert torch.equal(maps[:, :8], edge)  # the sharp edge sets the common scale
+    torch.testing.assert_close(maps[:, 8:16], edge / 2)  # half the contrast, half the brightness
+    green = torch.zeros(3, 8, 8)
+    green[1, :, 4:] = 1.0  # an edge in the green channel alone
+    grey = sharp * 0.587  # the same edge in luminance (BT.601: green weighs 0.587)
+    maps = image_panel(green, grey, grey, None, "8-neighbour")[:, 8:]
+    torch.testing.assert_close(maps[:, :, :8], maps[:, :, 8:16])
+    assert maps.max() == 1.0
     gray = image_panel(torch.rand(1, 5, 6), torch.rand(1, 5, 6), torch.rand(1, 5, 6), None, "4-neighbour")
     assert gray.shape == (1, 10, 18)
 
@@ -141,14 +150,49 @@ def test_image_panels_log_only_to_wandb_every_n_epochs(tmp_path):
     csv_logger = CSVLogger(str(tmp_path))
     callback = ImagePanels(every_n_epochs=2)
 
-    def trainer(epoch: int, loggers: list) -> SimpleNamespace:
-        return SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=epoch, loggers=loggers)
+    def trainer(epoch: int, loggers: list, sanity_checking: bool = False, is_global_zero: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(sanity_checking=sanity_checking, is_global_zero=is_global_zero, current_epoch=epoch, loggers=loggers)
 
     assert callback._loggers(trainer(1, [csv_logger, wandb_logger])) == [wandb_logger]  # 2nd epoch
     assert callback._loggers(trainer(0, [csv_logger, wandb_logger])) == []
     assert callback._loggers(trainer(1, [csv_logger])) == []
-    with pytest.raises(ValueError, match="every_n_epochs"):
-        ImagePanels(every_n_epochs=0)
+    assert callback._loggers(trainer(1, [wandb_logger], sanity_checking=True)) == []  # Lightning's check before training
+    assert callback._loggers(trainer(1, [wandb_logger], is_global_zero=False)) == []  # rank zero logs
+
+
+@pytest.mark.parametrize("setting, value", [("every_n_epochs", 0), ("max_images", 0), ("max_images", 1.5)])
+def test_image_panels_refuse_a_setting_below_one_or_not_whole(setting: str, value) -> None:
+    with pytest.raises(ValueError, match=rf"^callbacks\.image_panels\.{setting} must be an integer >= 1, got {value}$"):
+        ImagePanels(**{setting: value})
+
+
+def test_image_panels_log_the_real_images_first_panels_in_8_bits_with_their_captions(tmp_path, monkeypatch):
+    logger = WandbLogger(offline=True, save_dir=str(tmp_path))
+    logged: list[dict] = []
+    monkeypatch.setattr(logger, "log_image", lambda **kwargs: logged.append(kwargs))
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=0, global_step=7, loggers=[logger])
+    module = SimpleNamespace(weights=SimpleNamespace(laplacian="8-neighbour"))
+    levels = torch.randint(0, 255, (4, 3, 1, 4, 6), generator=torch.Generator().manual_seed(0))
+    a, b, fused, gt = (levels + 0.6) / 255  # 8-bit levels 0.6 above a whole one: rounding gives the next
+    fused[0, 0, 0, 0] = 1.2  # out of range: shown white
+    callback = ImagePanels(max_images=3)
+    callback.on_validation_epoch_start(trainer, module)
+    # The third image is DDP padding (outputs["real"] 2); the next batch, without ground truth, fills the third panel.
+    callback.on_validation_batch_end(trainer, module, {"fused": fused, "real": 2}, {"a": a, "b": b, "gt": gt, "name": ["x", "y", "pad"]}, 0)
+    callback.on_validation_batch_end(trainer, module, {"fused": fused}, {"a": a, "b": b, "name": ["z", "u", "v"]}, 1)
+    callback.on_validation_epoch_end(trainer, module)
+    assert [entry["key"] for entry in logged] == ["val/panels/x", "val/panels/y", "val/panels/z"]
+    assert [entry["caption"] for entry in logged] == [
+        ["x: A | B | fused | GT (Laplacian below)"], ["y: A | B | fused | GT (Laplacian below)"], ["z: A | B | fused (Laplacian below)"]]
+    assert all(entry["step"] == 7 for entry in logged)
+    expected = (levels + 1).to(torch.uint8)
+    expected[2, 0, 0, 0, 0] = 255
+    for i, entry in enumerate(logged):
+        (panel,) = entry["images"]
+        shown = expected[:, i, 0] if i < 2 else expected[:3, 0, 0]  # z is the first image of its batch
+        assert panel.dtype == np.uint8 and panel.shape == (8, 6 * len(shown))
+        assert np.array_equal(panel[:4], np.concatenate(list(shown.numpy()), axis=1))
+        assert panel[4:].max() == 255  # the Laplacian maps, scaled to their maximum
 
 
 # ----------------------------------------------------------------- W&B sweeps
