@@ -41,6 +41,17 @@ def _moved(image: torch.Tensor) -> torch.Tensor:
     return kornia.geometry.warp_affine(image[None], m, (h, w), padding_mode="reflection")[0]
 
 
+def _shift(x: float = 0.0, y: float = 0.0) -> torch.Tensor:
+    """The normalised transform that samples each pixel (x, y) half-widths and half-heights away: content moves by (-x, -y)."""
+    return torch.tensor([[[1.0, 0.0, x], [0.0, 1.0, y], [0.0, 0.0, 1.0]]])
+
+
+def _fitted(monkeypatch: pytest.MonkeyPatch, transform: torch.Tensor) -> None:
+    """Every registration fits ``transform`` and finds that it brings the edges closer."""
+    monkeypatch.setattr(gipc.align, "estimate", lambda moving, fixed, model: transform)
+    monkeypatch.setattr(gipc.align, "improves_edges", lambda moving, fixed, transform: True)
+
+
 def _place(frame: torch.Tensor, crop: torch.Tensor) -> tuple[int, int]:
     """Where ``crop`` (C, h, w) sits in ``frame`` (C, H, W): the top and left of the window it equals."""
     h, w = crop.shape[-2:]
@@ -77,6 +88,17 @@ def test_a_fit_that_does_not_bring_the_edges_closer_is_not_applied(monkeypatch: 
     assert torch.equal(aligned_a, a) and torch.equal(aligned_b, b)
 
 
+def test_a_fit_is_judged_by_the_unblurred_edges() -> None:
+    """A 2 px shift puts a smooth blob back in place but turns a fine 4 px checkerboard over it into its negative:
+    the blob's edges come closer, the checkerboard's (the strongest edges, gone under the fit's blur) go farther."""
+    rows, cols = torch.meshgrid(torch.arange(96), torch.arange(96), indexing="ij")
+    blob = lambda x: 0.6 * torch.exp(-((cols - x) ** 2 + (rows - 48) ** 2) / (2 * 12.0**2)).expand(1, 3, 96, 96)  # noqa: E731
+    checker = 0.3 * ((cols // 2 + rows // 2) % 2).float()
+    back = _shift(x=4 / 95)  # 2 px: 2 / 95 of the half width between the outer pixel centres
+    assert gipc.align.improves_edges(blob(50), blob(48), back)  # control: the blob alone is registered by it
+    assert not gipc.align.improves_edges(blob(50) + checker, blob(48) + checker, back)
+
+
 def test_gradient_correlation_reads_where_edges_are_not_how_strong() -> None:
     a, _ = _bracket()
     y = gipc.color.luma(a[None])
@@ -86,11 +108,19 @@ def test_gradient_correlation_reads_where_edges_are_not_how_strong() -> None:
     assert float(gipc.align.gradient_correlation(y, -y, everywhere)) == pytest.approx(-1.0)
     shifted = torch.roll(y, 3, dims=-1)
     assert float(gipc.align.gradient_correlation(y, shifted, everywhere)) < 0.6
+    other_right = torch.cat([y[..., :128], torch.rand(1, 1, 256, 128, generator=torch.Generator().manual_seed(0))], dim=-1)
+    left = (torch.arange(256) < 126).float().expand_as(y)  # the gradient of column 126 and right of it sees the other half
+    assert float(gipc.align.gradient_correlation(y, other_right, left)) == pytest.approx(1.0)  # only the mask counts
+    assert float(gipc.align.gradient_correlation(y, other_right, everywhere)) < 0.9
 
 
-def test_the_corners_of_a_shift_move_by_the_shift() -> None:
-    shift = torch.tensor([[[1.0, 0.0, 0.1], [0.0, 1.0, -0.05], [0.0, 0.0, 1.0]]])  # normalised: 2 units per frame
-    assert corner_moves(shift, 200, 300).flatten().tolist() == pytest.approx([15.0, -5.0] * 4)
+@pytest.mark.parametrize("model, moves", [
+    ([[1.0, 0.0, 0.1], [0.0, 1.0, -0.05], [0.0, 0.0, 1.0]], [15.0, -5.0] * 4),  # a shift, normalised: 2 units per frame
+    # perspective: (x, y) -> (x, y) / (x / 4 + 1), so the left corners go to (-4/3, -+4/3), the right ones to (0.8, -+0.8)
+    ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.25, 0.0, 1.0]], [-50.0, -100 / 3, -30.0, 20.0, -50.0, 100 / 3, -30.0, -20.0]),
+], ids=["shift", "perspective"])
+def test_the_corners_move_as_the_transform_takes_them(model: list[list[float]], moves: list[float]) -> None:
+    assert corner_moves(torch.tensor([model]), 200, 300).flatten().tolist() == pytest.approx(moves)
 
 
 def test_a_registration_that_runs_away_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,6 +137,42 @@ def test_a_registration_that_runs_away_is_refused_in_one_line(monkeypatch: pytes
     error = capsys.readouterr().err.strip().splitlines()[-1]  # the pair named: in a folder of pairs "source 2" alone says too little
     assert error == f"gipc-fuse: error: {tmp_path / 'a.png'}, {tmp_path / 'b.png'}: cannot align source 2 to source 1: the estimate moves a corner by 77 px (the sources may show different scenes); fuse without --align"
     assert not (tmp_path / "f.png").exists()
+
+
+@pytest.mark.parametrize("shift, refused", [(0.28, False), (0.29, True)], ids=["35.8px", "37.1px"])
+def test_a_fit_is_refused_only_past_a_tenth_of_the_diagonal(monkeypatch: pytest.MonkeyPatch, shift: float, refused: bool) -> None:
+    """256 x 256: a tenth of the 362 px diagonal is 36.2 px (a tenth of a side would be 25.6)."""
+    image = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(0))
+    _fitted(monkeypatch, _shift(x=shift))
+    said: list[str] = []
+    if refused:
+        with pytest.raises(UserError, match="the estimate moves a corner by 37 px"):
+            align([image, image])
+    else:
+        align([image, image], report=said.append)
+        assert said[0].startswith("source 2 moved by up to 35.8 px; cropped to ")
+
+
+@pytest.mark.parametrize("shift, refused", [(0.9, False), (1.25, True)], ids=["28.8px", "40px"])
+def test_sources_that_would_share_under_half_the_frame_are_refused(monkeypatch: pytest.MonkeyPatch, shift: float, refused: bool) -> None:
+    """A 512 x 64 frame: a vertical move under a tenth of its 516 px diagonal can still leave under half its 64 rows."""
+    image = torch.rand(1, 64, 512, generator=torch.Generator().manual_seed(0))
+    _fitted(monkeypatch, _shift(y=shift))
+    if refused:  # 40 px: 24 rows of 64 left
+        with pytest.raises(UserError, match="^the aligned sources share less than half the frame; fuse without --align$"):
+            align([image, image])
+    else:  # 28.8 px: 35 rows left
+        assert align([image, image])[0].shape == (1, 35, 512)
+
+
+def test_the_crop_keeps_only_pixels_every_warped_source_covers_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flat grey source moved by 2.5 px: two columns of its frame uncovered and one half covered (half grey, half
+    the black outside it) are all cut, and only grey is left."""
+    grey = torch.full((1, 64, 64), 0.5)
+    _fitted(monkeypatch, _shift(x=2.5 * 2 / 63))
+    aligned_a, aligned_b = align([grey, grey])
+    assert aligned_b.shape == aligned_a.shape == (1, 64, 61)
+    torch.testing.assert_close(aligned_b, torch.full_like(aligned_b, 0.5))
 
 
 def test_gipc_fuse_align_writes_the_moved_bracket_fused_without_ghosts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

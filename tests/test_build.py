@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,24 @@ def test_known_map_gives_image_where_focused_and_blur_elsewhere(photos, tmp_path
     assert entry["map_source"] == "file" and entry["map_file"] == "p0.png" and entry["foreground_fraction"] == 0.5
 
 
+def test_16bit_photos_build_16bit_pairs_level_for_level_and_8bit_maps(tmp_path: Path) -> None:
+    """A gray and an RGB 16-bit photo: GT keeps every level, A the photo's levels where its map is 1, B where it is 0."""
+    source = tmp_path / "photos"
+    photos = {f"p{c}": torch.randint(0, 65536, (c, 32, 40), generator=torch.Generator().manual_seed(c)) for c in (1, 3)}
+    for name, levels in photos.items():
+        write_image(source / f"{name}.png", levels / 65535, bit_depth=16)
+    manifest = build_dataset(tmp_path / "out", source, maps="blobs", sigma=SIGMA)
+    assert sorted(entry["name"] for entry in manifest["images"]) == sorted(photos)
+    for entry in manifest["images"]:
+        out, levels = tmp_path / "out" / entry["split"], photos[entry["name"]]
+        read = {sub: read_image(out / sub / f"{entry['name']}.png") for sub in ("A", "B", "GT", "maps")}
+        assert entry["bit_depth"] == 16 and [image.bit_depth for image in read.values()] == [16, 16, 16, 8]
+        a, b, gt = ((read[sub].pixels.double() * 65535).round().long() for sub in ("A", "B", "GT"))
+        focus = read["maps"].pixels[0] == 1
+        assert 0 < focus.float().mean() < 1
+        assert torch.equal(gt, levels) and torch.equal(a[:, focus], levels[:, focus]) and torch.equal(b[:, ~focus], levels[:, ~focus])
+
+
 def test_same_command_rebuilds_the_same_bytes(photos, tmp_path: Path) -> None:
     source, _ = photos
     options = dict(maps="blobs", sigma=SIGMA, soft=1.0, seed=3)
@@ -96,6 +115,9 @@ def test_splits_do_not_overlap_and_train_on_the_build(photos, tmp_path: Path) ->
     module.setup("fit")
     assert len(module.train_set) == 4 * (3 * 4)  # 32x40 with 16px patches every 8 px
     assert sorted(b["name"][0] for b in module.test_dataloader()) == sorted(names["test"])
+    shutil.rmtree(tmp_path / "out" / "test" / "GT")
+    with pytest.raises(DataError, match=r"test has no GT/ folder; a built data set needs ground truth$"):
+        FolderPairs(root=str(tmp_path / "out")).split(16, seed=0)
 
 
 def test_non_empty_out_is_refused_and_left_alone(photos, tmp_path: Path) -> None:
@@ -127,14 +149,23 @@ def test_a_failure_midway_leaves_nothing(photos, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
 
 
-def test_max_side_scales_a_mask_of_the_photo_size_and_refuses_another(photos, tmp_path: Path) -> None:
+@pytest.mark.parametrize("maps, refusal", [
+    ("file", "p3.png is .*resize the mask"),
+    ("disparity", r"depth map \(\d+, \d+\) does not match image \(\d+, \d+\)"),  # the mask read as a depth image
+], ids=["file", "disparity"])
+def test_max_side_scales_a_mask_of_the_photo_size_and_refuses_another(photos, tmp_path: Path, maps: str, refusal: str) -> None:
     source, masks = photos  # 32 x 40 photos and masks
-    build_dataset(tmp_path / "ok", source, maps="file", mask_dir=masks, max_side=20)
-    assert read_image(tmp_path / "ok" / "train" / "maps" / "p0.png").pixels.shape == (1, 16, 20)
+    near = torch.zeros(1, 32, 40)
+    near[..., :12] = 1.0  # 30 % of the frame: a depth cut at the median lies in the far part, not at the boundary
+    write_image(masks / "p0.png", near, overwrite=True)
+    build_dataset(tmp_path / "ok", source, maps=maps, mask_dir=masks, max_side=20)
+    halved = torch.zeros(1, 16, 20)
+    halved[..., :6] = 1.0  # the left 6 columns exactly: no mask column half in focus, no depth invented between near and far
+    assert torch.equal(read_image(tmp_path / "ok" / "train" / "maps" / "p0.png").pixels, halved)
     write_image(masks / "p3.png", torch.zeros(1, 40, 32), overwrite=True)  # another image's mask, turned
     for max_side in (20, 64):  # downscaled, or a max side the photos are already under
-        with pytest.raises(DataError, match="p3.png is .*resize the mask"):
-            build_dataset(tmp_path / f"out{max_side}", source, maps="file", mask_dir=masks, max_side=max_side)
+        with pytest.raises(DataError, match=refusal):
+            build_dataset(tmp_path / f"out{max_side}", source, maps=maps, mask_dir=masks, max_side=max_side)
 
 
 def test_input_errors(photos, tmp_path: Path) -> None:
@@ -170,12 +201,23 @@ def test_unusable_inputs_are_one_line_before_the_build_starts(photos, tmp_path: 
         (["--maps", "disparity"], "--maps disparity needs --mask-dir with one depth image per photo"),
         (["--maps", "blobs", "--mask-dir", str(masks)], "--mask-dir is only used by --maps file or --maps disparity, not blobs"),
         (["--mask-dir", str(masks)], "--mask-dir is only used by --maps file or --maps disparity, not region_competition"),
+        (["--sigma", "0"], "--sigma must be > 0 and --soft >= 0 (got 0.0, 0.0)"),
+        (["--sigma", "1.5", "--soft", "-1"], "--sigma must be > 0 and --soft >= 0 (got 1.5, -1.0)"),
+        (["--max-side", "15"], "--max-side must be >= 16, got 15"),
     ]
     for extra, message in cases:
         capsys.readouterr()
         assert main(["--source", str(source), "--out", str(tmp_path / "out"), *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("gipc-build-data: error: ") and err.count("\n") == 1 and message in err, err  # no progress bar
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
+
+
+def test_a_mask_that_is_no_image_is_one_line_before_the_build_starts(photos, tmp_path: Path, capsys) -> None:
+    source, masks = photos
+    (masks / "p3.png").write_text("not an image")
+    assert main(["--source", str(source), "--out", str(tmp_path / "out"), "--maps", "file", "--mask-dir", str(masks)]) == 2
+    assert capsys.readouterr().err == f"gipc-build-data: error: {masks / 'p3.png'}: not an image, or a corrupt one\n"  # no progress bar
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
 
 

@@ -51,6 +51,15 @@ def test_unreadable_inputs_are_refused_with_the_reason(tmp_path: Path, name: str
         read_image(path)
 
 
+def test_an_image_over_pillows_pixel_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow raises its own DecompressionBombError past twice MAX_IMAGE_PIXELS: one ImageError line instead."""
+    path = _save(tmp_path / "huge.png", np.zeros((8, 8), np.uint8))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 16)  # 64 pixels > 2 x 16
+    for read in (read_image, read_header):
+        with pytest.raises(ImageError, match=r"huge\.png: too large to decode safely \(over Pillow's pixel limit\)$"):
+            read(path)
+
+
 def test_truncated_jpeg_is_refused(tmp_path: Path, lytro_pairs: Path) -> None:
     data = (lytro_pairs / "lytro-01-A.jpg").read_bytes()
     path = tmp_path / "half.jpg"
@@ -70,8 +79,9 @@ def test_alpha_channel_is_refused(tmp_path: Path, mode: str) -> None:
 def test_palette_with_transparency_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pal.png"
     PILImage.new("P", (4, 4)).save(path, transparency=0)
-    with pytest.raises(ImageError, match="has an alpha channel"):
-        read_image(path)
+    for read in (read_image, read_header):  # the header refuses it too, before any work on other sources
+        with pytest.raises(ImageError, match=r"pal\.png: has an alpha channel"):
+            read(path)
 
 
 def test_palette_becomes_rgb_with_its_colours(tmp_path: Path) -> None:
@@ -120,15 +130,20 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert torch.equal((image.pixels * 255).round().to(torch.uint8), expected)
 
 
-@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
 @pytest.mark.parametrize("kind", ["gray8", "gray16", "rgb16"])
 def test_tiff_orientation_is_applied_at_every_depth(tmp_path: Path, kind: str, orientation: int) -> None:
     """A TIFF's orientation tag turns it upright like a JPEG's EXIF: 16-bit RGB (decoded by tifffile) and
-    gray ones (Pillow memory-maps those and garbled their quarter turn) as 8-bit RGB ones always were."""
+    gray ones (Pillow memory-maps those and garbled their quarter turn) as 8-bit RGB ones always were.
+    Stored as EXIF defines each tag: 2 mirrored left-right, 4 top-bottom, 5 transposed (mirrored about the
+    main diagonal), 7 transversed (about the other diagonal), 3, 6 and 8 turned."""
     upright = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)
     upright = upright[..., 0] if kind.startswith("gray") else upright
     upright = upright.astype(np.uint16) * 257 + 1 if kind.endswith("16") else upright
-    stored = {3: np.rot90(upright, 2), 6: np.rot90(upright, 1), 8: np.rot90(upright, -1)}[orientation]
+    stored = {
+        2: upright[:, ::-1], 3: np.rot90(upright, 2), 4: upright[::-1], 5: upright.swapaxes(0, 1),
+        6: np.rot90(upright, 1), 7: upright[::-1, ::-1].swapaxes(0, 1), 8: np.rot90(upright, -1),
+    }[orientation]
     path = tmp_path / "turned.tif"
     photometric = "rgb" if stored.ndim == 3 else "minisblack"
     tifffile.imwrite(path, np.ascontiguousarray(stored), photometric=photometric, extratags=[(274, "H", 1, orientation, True)])
@@ -191,6 +206,14 @@ def test_8bit_png_round_trip_is_exact(tmp_path: Path, channels: int) -> None:
     assert back.bit_depth == 8 and torch.equal((back.pixels * 255).round().long(), levels)
 
 
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_pixels_between_levels_are_written_as_the_nearest_level(tmp_path: Path, bit_depth: int) -> None:
+    top = (1 << bit_depth) - 1
+    levels = torch.tensor([[[0.4, 0.6, 99.4], [99.6, top - 0.6, top - 0.4]]])
+    write_image(tmp_path / "o.png", levels / top, bit_depth=bit_depth)
+    assert (read_image(tmp_path / "o.png").pixels * top).round().flatten().tolist() == [0, 1, 99, 100, top - 1, top]
+
+
 def test_jpeg_output_is_high_quality(tmp_path: Path) -> None:
     """Quality 95 without chroma subsampling. On a photo that was never a JPEG (Pillow, measured): mean
     error 1.25 levels, largest 13; quality 95 with 4:2:0 chroma 1.54 / 20, quality 90 1.76 / 19,
@@ -209,6 +232,18 @@ def test_out_of_range_pixels_are_clamped(tmp_path: Path) -> None:
 def test_16bit_jpeg_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="JPEG holds 8 bits only"):
         write_image(tmp_path / "o.jpg", torch.zeros(3, 2, 2), bit_depth=16)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape, bit_depth, message", [
+    ((3, 2, 2), 12, r"o\.png: bit depth must be 8 or 16, got 12"),
+    ((4, 2, 2), 8, r"o\.png: expected \(C, H, W\) pixels with C = 1 or 3, got \(4, 2, 2\)"),
+    ((2, 2, 2), 16, r"o\.png: expected \(C, H, W\) pixels with C = 1 or 3, got \(2, 2, 2\)"),
+    ((2, 2), 8, r"o\.png: expected \(C, H, W\) pixels with C = 1 or 3, got \(2, 2\)"),
+], ids=["12-bit", "4-channels", "2-channels", "no-channel-axis"])
+def test_pixels_no_format_holds_are_refused_and_nothing_is_written(tmp_path: Path, shape: tuple[int, ...], bit_depth: int, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        write_image(tmp_path / "o.png", torch.zeros(shape), bit_depth=bit_depth)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -255,11 +290,15 @@ def test_matching_sources_read_together(grayscale_pairs: Path) -> None:
     assert not torch.equal(images[0].pixels, images[1].pixels)
 
 
-def test_size_mismatch_names_both_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("b_shape, b_size", [((4, 5), "5x4"), ((3, 6), "6x3")], ids=["width", "height"])
+def test_size_mismatch_names_both_files(tmp_path: Path, b_shape: tuple[int, int], b_size: str) -> None:
     a = _save(tmp_path / "a.png", np.zeros((4, 6), np.uint8))
-    b = _save(tmp_path / "b.png", np.zeros((4, 5), np.uint8))
-    with pytest.raises(ImageError, match=r"b\.png is 5x4 but .*a\.png is 6x4; the sources must be registered"):
+    b = _save(tmp_path / "b.png", np.zeros(b_shape, np.uint8))
+    message = rf"b\.png is {b_size} but .*a\.png is 6x4; the sources must be registered"
+    with pytest.raises(ImageError, match=message):
         read_matching([a, b])
+    with pytest.raises(ImageError, match=message):
+        check_sources([a, b])  # from the headers alone
 
 
 def test_gray_rgb_mix_names_both_files(tmp_path: Path) -> None:
@@ -277,8 +316,9 @@ def test_no_sources_is_an_error() -> None:
 def test_16bit_rgb_ppm_is_refused_rather_than_cut_to_8_bits(tmp_path: Path) -> None:
     path = tmp_path / "deep.ppm"
     path.write_bytes(b"P6 3 2 65535\n" + np.arange(18, dtype=">u2").tobytes())
-    with pytest.raises(ImageError, match=r"deep\.ppm: 16-bit RGB PPM is not supported; convert it to a 16-bit PNG or TIFF"):
-        read_image(path)
+    for read in (read_image, read_header):  # the header refuses it too, before any work on other sources
+        with pytest.raises(ImageError, match=r"deep\.ppm: 16-bit RGB PPM is not supported; convert it to a 16-bit PNG or TIFF"):
+            read(path)
 
 
 def test_8bit_ppm_reads(tmp_path: Path) -> None:

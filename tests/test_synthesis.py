@@ -13,7 +13,9 @@ from skimage.segmentation import morphological_chan_vese
 from gipc.data.decision_maps import bars, blobs, disparity, from_file, make_map, region_competition
 from gipc.data.embedded import CATALOGUE, embedded_set, load_photo
 from gipc.data.scene import scene_generator, split_names, synthesize_scene
-from gipc.data.synthesis import blur_kernel_size, defocus_spread, disk_blur, disk_kernel, gaussian_blur, random_blobs, soften, synthesize_pair
+from gipc.data.synthesis import (
+    blur_kernel_size, defocus_spread, disk_blur, disk_kernel, fit_longest_side, gaussian_blur, random_blobs, soften, synthesize_pair,
+)
 from gipc.errors import DataError
 from gipc.imaging import write_image
 
@@ -76,6 +78,25 @@ def test_pair_is_image_where_focused_and_blur_elsewhere() -> None:
     torch.testing.assert_close(b[..., 20:], image[..., 20:])
 
 
+def test_pair_by_hand_on_a_point_with_a_soft_boundary() -> None:
+    """Eq. 18-19 with a 3-tap kernel of sigma 1, taps (e^-1/2, 1, e^-1/2) / (1 + 2 e^-1/2), on a point of light at (3, 3)
+    whose column the map holds at F = 0.25 (1 to its left, 0 to its right)."""
+    point = torch.zeros(1, 1, 7, 7)
+    point[..., 3, 3] = 1.0
+    focus = torch.tensor([1.0, 1.0, 1.0, 0.25, 0.0, 0.0, 0.0]).expand(1, 1, 7, 7)
+    a, b = synthesize_pair(point, focus, sigma=1.0, kernel_size=3)
+    centre, side = 1 / (1 + 2 * math.exp(-0.5)), math.exp(-0.5) / (1 + 2 * math.exp(-0.5))
+    by_hand = {  # (row, column): (A, B)
+        (3, 3): (0.25 + 0.75 * centre**2, 0.25 * centre**2 + 0.75),  # the point, a quarter in focus in A
+        (2, 3): (0.75 * centre * side, 0.25 * centre * side),  # its blur above it, mixed alike
+        (3, 4): (centre * side, 0.0),  # right of it: blurred in A, sharp (dark) in B
+        (3, 2): (0.0, centre * side),  # left of it: sharp in A, blurred in B
+        (3, 5): (0.0, 0.0),  # two pixels away: beyond the 3-tap kernel
+    }
+    for (row, col), expected in by_hand.items():
+        assert (a[0, 0, row, col].item(), b[0, 0, row, col].item()) == pytest.approx(expected, abs=1e-6), (row, col)
+
+
 def test_pair_sums_to_image_plus_blur_for_any_soft_map() -> None:
     """Adding eq. 18 and eq. 19 cancels F: A + B = I + blur(I)."""
     image, focus = _image(1), _image(2, (1, 1, 40, 48))
@@ -120,6 +141,14 @@ def test_blur_keeps_a_constant_image_and_rejects_bad_sizes() -> None:
     torch.testing.assert_close(gaussian_blur(flat, 3.0), flat)
     with pytest.raises(ValueError, match="too large"):
         gaussian_blur(torch.rand(1, 1, 5, 5), 3.0)
+    # sigma 1: a 7x7 kernel, whose 3 px of reflect padding need 4 px: a 3 px side is refused in one line, 4 px is blurred
+    with pytest.raises(ValueError, match=r"^blur kernel 7x7 \(sigma 1.0\) is too large for a 3x40 image; use a smaller sigma or a larger image$"):
+        gaussian_blur(torch.rand(1, 1, 3, 40), 1.0)
+    four = _image(shape=(1, 1, 4, 40))
+    ref = ndimage.gaussian_filter(four[0, 0].double().numpy(), 1.0, mode="mirror", truncate=3.0)
+    np.testing.assert_allclose(gaussian_blur(four, 1.0)[0, 0].numpy(), ref, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected image \(B,C,H,W\) and map \(B,1,H,W\)"):
+        synthesize_pair(flat, torch.ones(1, 3, 20, 20), 1.0)  # one map for every channel, not one per channel
     with pytest.raises(ValueError, match="odd"):
         gaussian_blur(flat, 1.0, kernel_size=4)
     with pytest.raises(ValueError, match="differ"):
@@ -136,6 +165,15 @@ def test_soften_blurs_only_near_the_boundary_and_stays_antisymmetric() -> None:
     torch.testing.assert_close(row[26:], torch.ones(14))
     assert 0 < row[19] < 0.5 < row[20] < 1
     torch.testing.assert_close(row[19] + row[20], torch.tensor(1.0))  # blurred step is point-symmetric
+
+
+def test_soften_fits_its_kernel_to_a_map_smaller_than_it() -> None:
+    """Width 2 wants a 13-tap kernel; a 6 px map's reflect padding holds 5 px, so 11 taps (+-2.5 sigma, scipy's
+    truncate=2.5, kornia 'reflect' is scipy 'mirror')."""
+    mask = torch.zeros(1, 6, 6)
+    mask[..., 3:] = 1.0
+    expected = ndimage.gaussian_filter(mask[0].double().numpy(), 2.0, mode="mirror", truncate=2.5)
+    np.testing.assert_allclose(soften(mask, 2.0)[0].numpy(), expected, atol=1e-6)
 
 
 def test_random_blobs_area_binary_and_seeded() -> None:
@@ -200,8 +238,15 @@ def test_disparity_threshold_closed_form() -> None:
     assert near.flatten()[:21].sum() == 0 and near.flatten()[21:].all()
     far = disparity(image, depth=depth, nearer_is_larger=False)[0]
     assert far.sum() == 20 and far.flatten()[1:21].all()
+    nearest_quarter = disparity(image, depth=depth, quantile=0.25)[0]  # round(0.25 * 39) = 10: the cut is 10
+    assert nearest_quarter.flatten()[:11].sum() == 0 and nearest_quarter.flatten()[11:].all()
     with pytest.raises(DataError, match="needs a depth"):
         disparity(image)
+    for quantile in (0.0, 1.0):
+        with pytest.raises(DataError, match=rf"^disparity quantile must be in \(0, 1\), got {quantile}$"):
+            disparity(image, depth=depth, quantile=quantile)
+    with pytest.raises(DataError, match=r"^depth map \(4, 9\) does not match image \(4, 10\)$"):
+        disparity(image, depth=depth[:, :9])
 
 
 def test_file_source_reads_and_thresholds_a_mask(tmp_path) -> None:
@@ -261,6 +306,15 @@ def test_synthesize_scene_softens_the_map_and_mixes_by_it() -> None:
     assert ((made.focus_map > 0.05) & (made.focus_map < 0.95)).float().mean() > 0.05  # a band of partial focus
     blurred = gaussian_blur(image[None], 1.0)[0]
     torch.testing.assert_close(made.a, made.focus_map * image + (1 - made.focus_map) * blurred)
+
+
+def test_fit_longest_side_rounds_to_the_nearest_size_and_averages_what_it_shrinks() -> None:
+    assert fit_longest_side(torch.rand(3, 55, 70), 20).shape == (3, 16, 20)  # 55 * 20 / 70 = 15.7
+    assert fit_longest_side(torch.rand(3, 70, 55), 20).shape == (3, 20, 16)
+    stripes = (torch.arange(60) % 2).float().expand(1, 60, 60)  # one-pixel stripes, three per output pixel
+    assert (fit_longest_side(stripes, 20) - 0.5).abs().max() < 0.06  # their grey, not every third stripe
+    depth = (torch.arange(60) // 30).float().expand(1, 60, 60)
+    assert set(fit_longest_side(depth, 20, nearest=True).unique().tolist()) == {0.0, 1.0}  # nearest: no depth in between
 
 
 def test_embedded_photos_are_bundled_and_downscaled() -> None:

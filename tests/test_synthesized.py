@@ -74,11 +74,17 @@ def test_disk_share_picks_the_kernel_and_zero_keeps_the_gaussian_stream() -> Non
         DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16), disk=1.5)
 
 
-def test_recipe_rejects_bad_ranges() -> None:
-    with pytest.raises(ValueError, match="sigma must be a range"):
-        DefocusRecipe(sigma=(3.0, 1.0), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16))
-    with pytest.raises(ValueError, match="fraction must lie inside"):
-        DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.0, 0.8), blob_size=(8, 16))
+@pytest.mark.parametrize("bad, message", [
+    ({"sigma": (3.0, 1.0)}, r"sigma must be a range \[low, high\] with 0.0 <= low <= high, got \[3.0, 1.0\]"),
+    ({"sigma": (-1.0, 1.0)}, r"sigma must be a range \[low, high\] with 0.0 <= low <= high, got \[-1.0, 1.0\]"),
+    ({"soft": (-0.5, 1.0)}, r"soft must be a range \[low, high\] with 0.0 <= low <= high, got \[-0.5, 1.0\]"),
+    ({"blob_size": (0, 16)}, r"blob_size must be a range \[low, high\] with 1 <= low <= high, got \[0, 16\]"),
+    ({"fraction": (0.0, 0.8)}, r"fraction must lie inside \(0, 1\), got \[0.0, 0.8\]"),
+    ({"fraction": (0.2, 1.0)}, r"fraction must lie inside \(0, 1\), got \[0.2, 1.0\]"),
+], ids=["sigma-reversed", "sigma-negative", "soft-negative", "blob-size-0", "fraction-0", "fraction-1"])
+def test_recipe_rejects_bad_ranges(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DefocusRecipe(**{"sigma": (1, 2), "soft": (0, 1), "fraction": (0.2, 0.8), "blob_size": (8, 16), **bad})
 
 
 def test_items_depend_on_seed_and_index_only_and_never_run_out() -> None:
@@ -155,6 +161,27 @@ def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Pat
                                 test_fraction=0.4, val_count=4)
     with pytest.raises(DataError, match="4 held-out photos cannot give 4 for validation and some for test"):
         FusionDataModule(too_many, batch_size=2, patch_size=16).setup("fit")
+
+
+def test_held_out_pairs_follow_their_own_recipe_and_training_patches_flip_only_when_asked(tmp_path: Path) -> None:
+    """Held-out maps drawn with soft = 0 are hard though training draws soft ones; with flips off every training
+    patch's GT is an upright crop of a training photo."""
+    root = tmp_path / "gray"
+    root.mkdir()
+    for i in range(10):
+        write_image(root / f"p{i}.png", _photo(i, (40, 48)))
+    soft, hard = {**SMALL, "soft": [1.0, 2.0]}, {**SMALL, "soft": [0.0, 0.0]}
+    source = SynthesizedPairs(soft, hard, patches_per_epoch=8, embedded_photos=False, photo_dirs=[str(root)], test_fraction=0.4,
+                              val_count=2, flips=False)
+    split, pool = source.split(16, seed=0), source.pool()
+    for scene in [*split.val, *split.test]:
+        assert set(scene.focus_map.unique().tolist()) == {0.0, 1.0}, scene.name
+    held = {scene.name for scene in [*split.val, *split.test]}
+    for i in range(8):
+        gt = split.train[i]["gt"][0]
+        found = [name for name, photo in pool.items() for y, x in (photo[0, :-15, :-15] == gt[0, 0]).nonzero().tolist()
+                 if torch.equal(photo[0, y : y + 16, x : x + 16], gt)]  # the crops whose top left pixel is GT's, compared whole
+        assert len(found) == 1 and found[0] not in held, i
 
 
 def test_spread_pairs_carry_a_halo_in_either_source() -> None:
