@@ -221,6 +221,22 @@ def test_a_mask_that_is_no_image_is_one_line_before_the_build_starts(photos, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
 
 
+@pytest.mark.parametrize(("size", "extra", "message"), [
+    ((40, 6), [], "40x6 is too small for --sigma 2, whose 13 px blur needs a shorter side over 6 px"),  # 2 * ceil(3 * 2) + 1 = 13
+    ((400, 20), ["--max-side", "64"], "64x3 (after --max-side 64) is too small for --sigma 2, whose 13 px blur needs a shorter side over 6 px"),
+    ((40, 5), ["--sigma", "1.5"], "40x5 is too small for --sigma 1.5, whose 11 px blur needs a shorter side over 5 px"),
+], ids=["photo", "after-max-side", "sigma"])
+def test_a_photo_too_small_to_blur_is_one_line_before_the_build_starts(
+    photos, tmp_path: Path, capsys, size: tuple[int, int], extra: list[str], message: str
+) -> None:
+    source, _ = photos
+    width, height = size
+    write_image(source / "p9.png", torch.rand(3, height, width))
+    assert main(["--source", str(source), "--out", str(tmp_path / "out"), "--maps", "blobs", *extra]) == 2
+    assert capsys.readouterr().err == f"gipc-build-data: error: {source / 'p9.png'}: {message}; use a smaller --sigma or a larger photo\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "photos"]
+
+
 def test_embedded_with_masks_named_after_none_of_its_photos_is_refused(photos, tmp_path: Path, capsys) -> None:
     _, masks = photos  # p0.png ... : no embedded photo has those names, so the build would use none
     assert main(["--embedded", "--out", str(tmp_path / "out"), "--maps", "file", "--mask-dir", str(masks)]) == 2

@@ -142,7 +142,7 @@ def test_blur_keeps_a_constant_image_and_rejects_bad_sizes() -> None:
     with pytest.raises(ValueError, match="too large"):
         gaussian_blur(torch.rand(1, 1, 5, 5), 3.0)
     # sigma 1: a 7x7 kernel, whose 3 px of reflect padding need 4 px: a 3 px side is refused in one line, 4 px is blurred
-    with pytest.raises(ValueError, match=r"^blur kernel 7x7 \(sigma 1.0\) is too large for a 3x40 image; use a smaller sigma or a larger image$"):
+    with pytest.raises(ValueError, match=r"^blur kernel 7x7 \(sigma 1.0\) is too large for a 40x3 image; use a smaller sigma or a larger image$"):
         gaussian_blur(torch.rand(1, 1, 3, 40), 1.0)
     four = _image(shape=(1, 1, 4, 40))
     ref = ndimage.gaussian_filter(four[0, 0].double().numpy(), 1.0, mode="mirror", truncate=3.0)

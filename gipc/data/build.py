@@ -22,10 +22,10 @@ from gipc.data.embedded import CATALOGUE, Photo, load_photo
 from gipc.data.scene import split_names, synthesize_scene
 from gipc.configs import conf_group
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
-from gipc.data.synthesis import blur_kernel_size, fit_longest_side
+from gipc.data.synthesis import blur_kernel_size, fit_longest_side, fits, fitted_size
 from gipc.errors import DataError, OutputExistsError
 from gipc.files import check_output_folder, replace_dir, sha256_file, staging_dir, write_text
-from gipc.imaging import read_header, read_image, write_image
+from gipc.imaging import Header, read_header, read_image, write_image
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -59,7 +59,7 @@ def _embedded_sources(maps: str | None, mask_dir: Path | None, max_side: int | N
     return [Source(name, loader(name), masks[name].name if name in masks else None) for name in CATALOGUE]
 
 
-def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: int | None) -> list[Source]:
+def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: int | None, sigma: float) -> list[Source]:
     if not folder.is_dir():
         raise DataError(f"--source {folder} does not exist or is not a folder")
     photos = files_by_stem(folder)
@@ -70,8 +70,12 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
         missing = sorted(set(photos) - set(masks))
         if missing:
             raise DataError(f"--maps {maps} needs a file per photo in --mask-dir {mask_dir}; none for {', '.join(missing[:5])}")
-    for path in [*photos.values(), *(masks[name] for name in photos if name in masks)]:
-        read_header(path)  # a file that is no image fails here, before the build starts
+    # a file that is no image, or a photo too small to blur, fails here, before the build starts
+    for path in photos.values():
+        _check_blur_fits(read_header(path), max_side, sigma)
+    for name in photos:
+        if name in masks:
+            read_header(masks[name])
 
     def loader(name: str) -> Callable[[], tuple[Photo, int]]:
         def load() -> tuple[Photo, int]:
@@ -82,6 +86,17 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
         return load
 
     return [Source(name, loader(name), masks[name].name if name in masks else None) for name in photos]
+
+
+def _check_blur_fits(header: Header, max_side: int | None, sigma: float) -> None:
+    """Refuse a photo, by name, that the blur of eq. 18-19 cannot cover: its shorter side, after
+    ``max_side``, within the kernel's half width."""
+    height, width = fitted_size(header.height, header.width, max_side)
+    size = blur_kernel_size(sigma)
+    if not fits(height, width, size):
+        scaled = f" (after --max-side {max_side})" if (height, width) != (header.height, header.width) else ""
+        raise DataError(f"{header.path}: {width}x{height}{scaled} is too small for --sigma {sigma:g}, whose {size} px blur needs "
+                        f"a shorter side over {size // 2} px; use a smaller --sigma or a larger photo")
 
 
 def _with_map_file(photo: Photo, maps: str, path: Path, max_side: int | None) -> Photo:
@@ -172,7 +187,7 @@ def build_dataset(
         sources = _embedded_sources(maps, mask_path, max_side)
     else:
         maps = maps or "region_competition"  # recorded as used: a manifest names its folder build's maps
-        sources = _folder_sources(Path(source), maps, mask_path, max_side)
+        sources = _folder_sources(Path(source), maps, mask_path, max_side, sigma)
     train, test = split_names([s.name for s in sources], test_fraction, seed)
     split = {**{n: "train" for n in train}, **{n: "test" for n in test}}
 

@@ -15,6 +15,8 @@ import kornia
 import torch
 import torch.nn.functional as F
 
+from gipc.errors import DataError
+
 
 def blur_kernel_size(sigma: float) -> int:
     """Odd Gaussian support covering +-3 sigma (99.7% of the mass); the paper prints no kernel size."""
@@ -26,11 +28,16 @@ def _check_sigma(sigma: float) -> None:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
 
 
+def fits(height: int, width: int, size: int) -> bool:
+    """Whether a ``size`` px kernel can blur a ``height`` x ``width`` image: reflect padding needs
+    the kernel's half width below the image's shorter side."""
+    return size // 2 < min(height, width)
+
+
 def _check_fits(image: torch.Tensor, size: int, what: str) -> None:
-    """Reflect padding needs the kernel's half width below the image's shorter side."""
     height, width = image.shape[-2:]
-    if size // 2 >= min(height, width):
-        raise ValueError(f"{what} is too large for a {height}x{width} image; use a smaller sigma or a larger image")
+    if not fits(height, width, size):
+        raise DataError(f"{what} is too large for a {width}x{height} image; use a smaller sigma or a larger image")
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
