@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from PIL import Image
 from scipy.stats import wilcoxon
 
 import gipc.compare as module
-from gipc.compare import collect, compare, find_run_dirs, numeric_key, paired_tests, varying_keys
+from gipc.compare import collect, compare, find_run_dirs, numeric_key, paired_table, paired_tests, varying_keys
 from gipc.cli.compare import main
 from gipc.errors import CompareError
 
@@ -98,6 +99,7 @@ def test_ratio_sweep_is_a_numeric_curve_and_seeds_pool(tmp_path):
     assert "| loss.ratio=1.0 | 2 | 0.3000 ± 0.0000 |" in md
     assert [r["loss.ratio"] for r in read_csv(out / "comparison.csv")][::2] == ["0.05", "0.1", "1.0"]
     assert varying_keys(runs, ignore=()) == ["loss.ratio", "seed"]
+    assert numeric_key(runs, ["loss.ratio", "seed"]) is None  # two numeric keys: no one x axis, a point per variant
 
 
 def test_two_varying_keys_one_numeric_gives_a_line_per_other_value(tmp_path):
@@ -123,6 +125,17 @@ def test_a_job_first_started_by_a_resumed_sweep_is_the_same_arm_as_its_siblings(
     assert varying_keys(runs) == ["ablation"]
     md = (compare([sweep], reference="ablation=none") / "comparison.md").read_text()
     assert "| ablation=without_int | 1 | 0.5000 ± 0.0000 |" in md and "resume" not in md
+
+
+def test_added_overrides_are_named_by_their_key_and_image_names_stay_text(tmp_path):
+    sweep = tmp_path / "sweep"
+    for num, value in enumerate(("1", "2")):
+        make_run(sweep, f"{num}_x", [f"+loss.extra={value}", "++trainer.x=3"], [("01", "gipc", 0.5, 7.0), ("10", "gipc", 0.6, 7.0)])
+    out = compare([sweep])
+    assert [(r["variant"], r["image"]) for r in read_csv(out / "comparison.csv")] == [
+        ("loss.extra=1", "01"), ("loss.extra=1", "10"), ("loss.extra=2", "01"), ("loss.extra=2", "10")
+    ]
+    assert (out / "comparison.md").read_text().splitlines()[2] == "Overrides shared by every run: `trainer.x=3`"
 
 
 def test_run_dirs_found_in_job_order_not_name_order(tmp_path):
@@ -159,6 +172,7 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     assert "paper_without_gra" not in (out / "comparison.md").read_text()
     out2 = compare([a, b], tmp_path / "pair")
     assert "| ablation=without_int | 1 | 0.4000 ± 0.0000 |" in (out2 / "comparison.md").read_text()
+    assert "| default | 1 | 0.2000 ± 0.0000 |" in (compare([a], tmp_path / "one") / "comparison.md").read_text()  # nothing varies
 
 
 def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path, capsys):
@@ -250,6 +264,7 @@ def test_seed_statistics_are_the_mean_and_std_of_the_runs_means(seeded_study):
     std = math.sqrt(sum((v - 0.55) ** 2 for v in values) / 6)
     assert table_line(md, "Across images", "ablation=none") == f"| ablation=none | 6 | 0.5500 ± {std:.4f} | 7.0000 ± 0.0000 |"
     assert "Paired test" not in md and not (out / "paired.csv").exists()
+    assert md.splitlines()[2] == "No override is shared by every run."  # the seeds differ: seed=1 is not shared
     runs = read_csv(out / "runs.csv")
     assert [(r["variant"], r["seed"]) for r in runs][:2] == [("ablation=none", "1"), ("ablation=without_int", "1")]
     assert math.isclose(float(runs[4]["QABF"]), 0.55) and "image" not in runs[0]
@@ -302,6 +317,21 @@ def test_pairs_are_image_and_seed_and_unmatched_images_drop_out():
     assert paired_tests(rows[:2], "ref", ["Q"]) == []  # the reference alone: nothing to test
 
 
+def test_a_missing_value_drops_its_pair_and_a_variant_without_pairs_shows_blank_cells():
+    reference, arm = [0.50, 0.60, 0.70, 0.40, 0.55], [0.52, math.nan, 0.73, 0.44, 0.56]  # NaN: undefined on that image
+    rows = [{"variant": variant, "image": f"i{i}", "seed": seed, "Q": q}
+            for variant, seed, values in (("ref", 1, reference), ("arm", 1, arm), ("other", 2, reference)) for i, q in enumerate(values)]
+    results = paired_tests(rows, "ref", ["Q"])
+    tested, untested = results
+    # Four pairs left, +0.02, +0.04, +0.03, +0.01: all positive, W = 0, exact two-sided p = 2 / 2^4.
+    assert (tested["variant"], tested["pairs"], tested["statistic"]) == ("arm", 4, 0.0)
+    assert math.isclose(tested["p_value"], 2 / 16) and math.isclose(tested["mean_difference"], 0.025)
+    # "other" ran at seed 2 only, which the reference never did: nothing to pair, nothing to report.
+    assert (untested["variant"], untested["pairs"]) == ("other", 0)
+    assert all(math.isnan(untested[k]) for k in ("mean_difference", "statistic", "p_value"))
+    assert paired_table(results, ["Q"]).splitlines()[2:] == ["| arm | 4 | +0.0250 (p=0.125) |", "| other | 0 |  |"]
+
+
 def test_reference_errors_are_one_line_and_write_nothing(seeded_study, capsys):
     assert main([str(seeded_study), "--reference", "none"]) == 2
     err = capsys.readouterr().err.strip()
@@ -321,6 +351,11 @@ def test_charts_show_the_spread_across_seeds_when_every_variant_has_seeds(seeded
     drawn.clear()
     compare([ablation_sweep])  # one run per arm: the spread over its images
     assert drawn == [(6, "test images"), (6, "test images")]
+    drawn.clear()
+    shutil.rmtree(seeded_study / "5_ablation=without_gra")  # one arm with one seed: its images, for every arm
+    md = (compare([seeded_study], overwrite=True) / "comparison.md").read_text()
+    assert drawn == [(15, "test images"), (15, "test images")]
+    assert table_line(md, "Across seeds", "ablation=without_gra").startswith("| ablation=without_gra | 1 | ")  # the others still have seeds
 
 
 def test_arm_chart_spans_the_values_so_small_differences_show(tmp_path, monkeypatch):
@@ -360,6 +395,9 @@ def test_another_table_of_the_run_dirs_such_as_lytro_scores(seeded_study, capsys
     rows = read_csv(out / "comparison.csv")
     assert len(rows) == 5 and {r["image"] for r in rows} == {"lytro-01"}
     assert "table `lytro/metrics.csv`" in (out / "comparison.md").read_text().splitlines()[0]
+    both = compare([seeded_study], seeded_study / "both", method="gipc,gff", metrics_table="lytro/metrics.csv")
+    assert capsys.readouterr().err.count(f"{jobs[-1]}: no lytro/metrics.csv") == 1  # once per run dir, not per method
+    assert len(read_csv(both / "comparison.csv")) == 10
 
 
 def test_several_methods_of_one_run_become_paired_variants(tmp_path):
@@ -409,3 +447,16 @@ def test_status_lists_every_job_of_the_sweep_as_done_failed_partial_or_not_start
     assert lines == [str(sweep), *header, *jobs, "", str(other), *header, "| 0 | ablation=none | done |"]
     (sweep / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n")
     assert main([str(sweep), "--status"]) == 2 and "basic sweeps only" in capsys.readouterr().err
+
+
+def test_status_tells_job_1_from_job_10_and_names_the_states_before_a_first_checkpoint(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: ['a=0,1,2,3,4,5,6,7,8,9,10']\n")
+    (sweep / "0_a=0" / ".hydra").mkdir(parents=True)  # killed while Hydra wrote its record
+    (sweep / "2_a=2").mkdir()
+    (sweep / "2_a=2" / "config.yaml").write_text("seed: 42\n")  # killed before its first checkpoint
+    make_run(sweep, "10_a=10", ["a=10"], [("x", "gipc", 0.5, 7.0)])  # job 1 never started
+    assert main([str(sweep), "--status"]) == 0
+    states = {0: "started, no config yet", 2: "no checkpoint yet", 10: "done"}
+    assert capsys.readouterr().out.splitlines()[2:] == [f"| {n} | a={n} | {states.get(n, 'not started')} |" for n in range(11)]

@@ -3,12 +3,15 @@ checkpoint callback's guarantees, and the pieces that make a resumed run exact (
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
 import re
 import signal
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -19,7 +22,7 @@ from lightning.fabric.plugins.io import torch_io
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
-from gipc.checkpointing import AtomicCheckpointIO, RunCheckpoint
+from gipc.checkpointing import AtomicCheckpointIO, RunCheckpoint, TrainingProgress
 from gipc.data.samplers import EpochShuffle, ResumableLoader
 from gipc.data.datasets import PatchDataset
 from gipc.data.scene import Scene
@@ -124,8 +127,6 @@ def test_overwrite_deletes_old_checkpoints_only_once_the_config_is_sound(tmp_pat
 # ---------------------------------------------------------------------------- atomic saves
 def _half_written(checkpoint: dict, filepath) -> None:
     """A save killed halfway: the first half of the bytes reach the file, then the process dies."""
-    import io
-
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     with open(filepath, "wb") as f:
@@ -221,9 +222,25 @@ def test_without_submitit_the_warning_signal_requeues_through_scontrol(tmp_path,
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 6
 
 
-def test_requeue_signal_must_name_a_signal() -> None:
+def test_requeue_signal_must_name_a_signal_or_be_off() -> None:
     with pytest.raises(ConfigError, match="requeue_signal must name a signal such as SIGUSR2, got 'USR9'"):
         RunCheckpoint(requeue_signal="USR9")
+    off, before = RunCheckpoint(requeue_signal=None), signal.getsignal(signal.SIGUSR2)  # conf: null = off
+    off.on_train_start(None, None)
+    assert off.requeue_signal is None and signal.getsignal(signal.SIGUSR2) is before
+
+
+@pytest.mark.parametrize("rank_zero, requeues", [(True, [["scontrol", "requeue", "4242"]]), (False, [])])
+def test_a_hand_back_without_submitit_stops_every_rank_and_requeues_the_job_once(monkeypatch, rank_zero, requeues):
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda args: calls.append(args) or 0)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    trainer = SimpleNamespace(global_step=6, is_global_zero=rank_zero, should_stop=False)
+    checkpoint = RunCheckpoint()
+    checkpoint._hand_back(trainer)
+    assert trainer.should_stop and checkpoint.handed_back
+    assert calls == requeues  # rank zero alone asks Slurm: one requeue per job, not one per rank
 
 
 @pytest.mark.slow
@@ -313,6 +330,26 @@ def test_flipped_patches_do_not_depend_on_the_global_rng():
     again = PatchDataset([Scene("s", gt, 1 - gt, gt)], 16, stride=8, flips=True, seed=5)
     assert all(torch.equal(again[i]["a"], x) for i, x in enumerate(first))
     assert len(set(dataset.flip_codes.tolist())) == 4
+
+
+def test_a_resumed_fit_takes_over_the_counters_the_lr_scale_and_every_random_stream():
+    saved = TrainingProgress(seed=3)
+    saved.d_steps, saved.g_steps, saved.lr_scale = 8, 4, 0.25
+    torch.rand(2, generator=saved.label_rng)
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    buffer = io.BytesIO()
+    torch.save(saved.state_dict(), buffer)  # as the checkpoint holds it
+
+    def draws(progress: TrainingProgress) -> tuple:
+        return torch.rand(3, generator=progress.label_rng).tolist(), random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    expected = draws(saved)  # what the uninterrupted run draws next
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)  # a new process has drawn otherwise
+    resumed = TrainingProgress(seed=99)
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True), resuming=True)
+    assert (resumed.d_steps, resumed.g_steps, resumed.lr_scale) == (8, 4, 0.25)
+    assert draws(resumed) == expected
 
 
 def test_the_module_pickles_for_ddp_spawn_with_its_label_stream_and_counters():

@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
 import gipc.runstate
 from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
-from gipc.runstate import LOCK, resume_action, running, training_lock
-from gipc.sweep import check_resume, job_log, keep_record, requeued
+from gipc.runstate import LOCK, launch_override, resume_action, running, training_lock, unfinished_runs
+from gipc.sweep import ResumeSweep, check_resume, job_log, keep_record, requeued
 from helpers import CONF, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
@@ -111,14 +112,17 @@ def test_slurm_jobs_ask_for_the_warning_signal_the_checkpoint_answers_and_requeu
 
 
 def test_a_resumed_sweep_skips_finished_jobs_continues_partial_ones_and_starts_the_rest(tmp_path, monkeypatch):
-    finished, partial, fresh = (tmp_path / name for name in ("0_a=1", "1_a=2", "2_a=3"))
+    finished, partial, fresh, cut = (tmp_path / name for name in ("0_a=1", "1_a=2", "2_a=3", "3_a=4"))
     for job in (finished, partial):
         (job / "checkpoints").mkdir(parents=True)
         (job / "checkpoints" / "last.ckpt").write_bytes(b"")
         (job / ".hydra").mkdir()
         (job / ".hydra" / "overrides.yaml").write_text("- a=1\n")
     (finished / "metrics.csv").write_text("")
-    assert [resume_action(j) for j in (finished, partial, fresh)] == ["skip", "continue", "start"]
+    # Killed during its first save: the atomic write left its temp file, no whole checkpoint to continue from.
+    (cut / "checkpoints").mkdir(parents=True)
+    (cut / "checkpoints" / ".last.ckpt.k1l2.tmp.ckpt").write_bytes(b"half")
+    assert [resume_action(j) for j in (finished, partial, fresh, cut)] == ["skip", "continue", "start", "start"]
     # Hydra rewrites no record and logs nowhere for a finished job; a fresh job gets both.
     sweep = str(tmp_path)
     assert keep_record(sweep, str(finished)) is None and keep_record(sweep, str(partial)) is None
@@ -145,6 +149,29 @@ def test_a_record_cut_short_by_a_kill_is_written_again_by_the_resumed_sweep(tmp_
     assert keep_record(str(tmp_path), str(job)) is None
 
 
+def test_unfinished_runs_are_the_started_jobs_neither_done_nor_failed_never_their_hydra_records(tmp_path):
+    done, failed, partial = (tmp_path / name for name in ("0_a=1", "1_a=2", "2_a=3"))
+    for job in (done, failed, partial):
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "config.yaml").write_text("seed: 1\n")  # Hydra's record of every job, beside the run's own
+        (job / "config.yaml").write_text("seed: 1\n")
+    (done / "metrics.csv").write_text("image,method\n")
+    (failed / "FAILED").write_text("boom\n")
+    (partial / "checkpoints").mkdir()
+    for name in ("epoch000-step0000300.ckpt", "last.ckpt"):
+        (partial / "checkpoints" / name).write_bytes(b"")
+    assert unfinished_runs(tmp_path) == [(partial, 300)]
+
+
+@pytest.mark.parametrize(
+    "item, launch",
+    [("resume=outputs/quick/multiruns/x", True), ("+resume=x", True), ("++resume=x", True), ("~resume", True),
+     ("resumed=1", False), ("resume_from=x", False), ("callbacks.resume=x", False)],
+)
+def test_only_resume_itself_is_an_override_of_how_a_job_was_launched(item, launch):
+    assert launch_override(item) is launch
+
+
 def test_a_job_that_failed_after_writing_its_table_is_continued_not_skipped(tmp_path):
     # The test stage writes metrics.csv, then logs its W&B table; a crash there leaves FAILED beside it.
     job = tmp_path / "0_a=1"
@@ -166,6 +193,20 @@ def test_resume_refuses_another_sweep_in_one_line(tmp_path):
         check_resume(tmp_path, {**hydra, "sweeper": {"_target_": "BasicSweeper", "params": {"seed": "1,2,3"}}})
     with pytest.raises(UserError, match="no such sweep dir"):
         check_resume(tmp_path / "gone", hydra)
+    optuna = tmp_path / "optuna"  # the same parameters, once chosen by Optuna: not this basic sweep
+    optuna.mkdir()
+    (optuna / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {**hydra, "sweeper": {**hydra["sweeper"], "_target_": "OptunaSweeper"}}}))
+    with pytest.raises(UserError, match="its sweeper were OptunaSweeper, this command's are BasicSweeper"):
+        check_resume(optuna, hydra)
+
+
+def test_a_resume_may_spell_the_sweep_dir_relative_where_hydra_spells_it_absolute(tmp_path, monkeypatch, capsys):
+    hydra = {"sweeper": {"_target_": "BasicSweeper", "params": {}}, "overrides": {"task": ["loss.ratio=0.1,0.5", "resume=sweep"]}}
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
+    monkeypatch.chdir(tmp_path)
+    ResumeSweep().on_multirun_start(OmegaConf.create({"resume": "sweep", "hydra": {**hydra, "sweep": {"dir": str(tmp_path / "sweep")}}}))
+    assert capsys.readouterr().err.startswith("resuming the sweep in sweep: finished jobs are skipped")
 
 
 def test_resuming_a_run_dir_with_nothing_to_continue_is_one_line_and_writes_nothing(tmp_path):
@@ -245,6 +286,13 @@ def test_a_second_run_in_a_run_dir_in_training_is_refused_in_one_line_without_fa
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == f"error: {run_dir} is being trained by pid {holder.pid} on {socket.gethostname()} now; wait for it to end or stop it, then resume"
     assert not (run_dir / "FAILED").exists()
+
+
+def test_the_lock_file_a_killed_trainer_left_is_taken_over_and_removed_when_training_ends(tmp_path):
+    (tmp_path / LOCK).write_text("pid 1 on gone-host\n")  # SIGKILL leaves the file; the OS dropped its lock
+    with training_lock(tmp_path):
+        assert (tmp_path / LOCK).read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
+    assert not (tmp_path / LOCK).exists()
 
 
 def test_on_a_file_system_without_locks_a_run_trains_unlocked_and_its_error_stays_its_own(tmp_path, monkeypatch):
