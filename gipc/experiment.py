@@ -142,6 +142,7 @@ def run_experiment(cfg: DictConfig) -> float | None:
         if action == "skip":
             return None
         cfg.resume = action == "continue"
+        cfg.overwrite = cfg.overwrite or action == "start"  # stopped before a whole last.ckpt: what its first save left goes
     try:
         # Rank zero only: the other ranks of a DDP run (Lightning's per-device processes, torchrun,
         # Slurm tasks) train in the same run dir as its parts.

@@ -48,8 +48,22 @@ def checkpoint_step(path: Path) -> int:
 
 
 def last_step(run_dir: Path) -> int | None:
-    """The highest step among the run's step-named checkpoints (None: no checkpoint yet)."""
-    return max((checkpoint_step(p) for p in (run_dir / "checkpoints").glob("*.ckpt") if checkpoint_step(p) >= 0), default=None)
+    """How far the run's checkpoints got (None: no checkpoint yet): the highest step in their names,
+    else the step ``last.ckpt`` holds (a Slurm hand-back can write it before the first step-named one)."""
+    steps = [checkpoint_step(p) for p in (run_dir / "checkpoints").glob("[!.]*.ckpt")]  # not an atomic save's hidden temp file
+    if any(step >= 0 for step in steps):
+        return max(steps)
+    return _saved_step(run_dir / "checkpoints" / "last.ckpt") if steps else None
+
+
+def _saved_step(path: Path) -> int | None:
+    """The global step a Lightning checkpoint holds (None: unreadable)."""
+    import torch  # only here: the rest of this module reads the run dir without it
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    except Exception:  # noqa: BLE001 - a status line, not a resume: an unreadable file is "no checkpoint"
+        return None
 
 
 def job_order(path: Path) -> tuple[object, ...]:

@@ -138,6 +138,20 @@ def test_a_resumed_sweep_skips_finished_jobs_continues_partial_ones_and_starts_t
     assert keep_record(False, str(fresh)) == ".hydra" and job_log(False, str(partial), "run") == str(partial / "run.log")
 
 
+def test_a_requeued_run_killed_in_its_first_save_starts_over_and_clears_what_that_save_left(tmp_path):
+    """Killed before a whole last.ckpt: the atomic write's hidden temp file, and a step checkpoint whose
+    last.ckpt never came, are no run to continue; the requeued job trains from scratch in their place."""
+    run_dir = tmp_path / "outputs" / "cut"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    leftovers = [run_dir / "checkpoints" / name for name in (".last.ckpt.k1l2.tmp.ckpt", "epoch000-step0000003.ckpt")]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    result = run_gipc(tmp_path, *TINY, "logger=csv", "hydra.run.dir=outputs/cut", env={"SLURM_RESTART_COUNT": "1"})
+    assert f"run: starts ({run_dir})" in result.stderr
+    assert not any(path.exists() for path in leftovers)
+    assert resume_action(run_dir) == "skip"  # trained and tested: its table is written
+
+
 def test_a_record_cut_short_by_a_kill_is_written_again_by_the_resumed_sweep(tmp_path):
     # Hydra writes .hydra/config.yaml, hydra.yaml, then overrides.yaml: a kill between them left a job whose
     # record the resume kept as it was, without the overrides that name its arm in gipc-compare ("default").
@@ -161,6 +175,21 @@ def test_unfinished_runs_are_the_started_jobs_neither_done_nor_failed_never_thei
     for name in ("epoch000-step0000300.ckpt", "last.ckpt"):
         (partial / "checkpoints" / name).write_bytes(b"")
     assert unfinished_runs(tmp_path) == [(partial, 300)]
+
+
+def test_how_far_a_run_got_counts_a_last_ckpt_alone_by_its_step_and_never_a_half_written_save(tmp_path):
+    """A Slurm hand-back can write last.ckpt before any step-named checkpoint: its own global step says how far
+    the run got. An atomic save's hidden temp file is no checkpoint; a damaged last.ckpt says nothing."""
+    import torch
+
+    handed_back, cut, damaged = (tmp_path / name for name in ("0_a=1", "1_a=2", "2_a=3"))
+    for job in (handed_back, cut, damaged):
+        (job / "checkpoints").mkdir(parents=True)
+        (job / "config.yaml").write_text("seed: 1\n")
+    torch.save({"global_step": 120, "state_dict": {}}, handed_back / "checkpoints" / "last.ckpt")
+    (cut / "checkpoints" / ".epoch000-step0000300.ckpt.k1l2.tmp.ckpt").write_bytes(b"half")
+    (damaged / "checkpoints" / "last.ckpt").write_bytes(b"half")
+    assert unfinished_runs(tmp_path) == [(handed_back, 120), (cut, None), (damaged, None)]
 
 
 @pytest.mark.parametrize(
