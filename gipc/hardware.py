@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "avx_ne_convert"})
-"""CPU flags with native bf16 dot products; without them oneDNN emulates bf16, slower than fp32."""
+"""CPU flags with which oneDNN computes bf16 natively (AVX512-BF16 and AMX dot products, AVX-NE-CONVERT's
+conversions on AVX2-VNNI-2 cores); without them it emulates bf16, slower than fp32."""
 
 
 @functools.cache

@@ -17,12 +17,12 @@ from gipc.metrics import fusion_metrics, map_scores
 Row = Mapping[str, object]
 
 
-def numeric_columns(rows: Sequence[Row], exclude: Sequence[str] = ()) -> list[str]:
+def numeric_columns(rows: Sequence[Row]) -> list[str]:
     """Columns holding numbers in every row that has them, in first-seen order."""
     seen: dict[str, None] = {}
     for row in rows:
         for key, value in row.items():
-            if key not in exclude and isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int | float) and not isinstance(value, bool):
                 seen.setdefault(key)
     return list(seen)
 

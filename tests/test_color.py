@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gipc.color import from_net, fuse_chroma, fuse_color, luma, merge_luma, split_luma, to_net
+from gipc.color import check_fusion_sources, from_net, fuse_chroma, fuse_color, luma, merge_luma, split_luma, to_net
 from gipc.errors import UserError
 
 BT601 = (0.299, 0.587, 0.114)
@@ -26,6 +26,7 @@ def test_split_luma_is_bt601_with_jpeg_chroma(rgb: tuple[float, float, float]) -
     got_y, got_cbcr = split_luma(_pixel(*rgb))
     assert float(got_y) == pytest.approx(y, abs=1e-9)
     assert float(luma(_pixel(*rgb))) == pytest.approx(y, abs=1e-9)
+    assert float(luma(_pixel(*rgb)[0])) == pytest.approx(y, abs=1e-9)  # (C, H, W), no batch axis
     assert got_cbcr.flatten().tolist() == pytest.approx([0.5 + (b - y) / 1.772, 0.5 + (r - y) / 1.402], abs=5e-4)
 
 
@@ -34,8 +35,9 @@ def test_luma_alone_is_split_lumas_y_to_the_bit() -> None:
     assert torch.equal(luma(rgb), split_luma(rgb)[0])
 
 
-def test_luma_of_a_gray_image_is_the_image() -> None:
-    gray = torch.rand(2, 1, 5, 7, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("shape", [(2, 1, 5, 7), (1, 5, 7)], ids=["batch", "one-image"])
+def test_luma_of_a_gray_image_is_the_image(shape: tuple[int, ...]) -> None:
+    gray = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     assert torch.equal(luma(gray), gray)
 
 
@@ -116,6 +118,39 @@ def test_gray_sources_give_the_fused_luma() -> None:
     a, b = torch.full((1, 3, 2, 2), 0.2), torch.full((1, 3, 2, 2), 0.6)
     assert torch.allclose(fuse_color(torch.maximum, a, b), torch.full((1, 3, 2, 2), 0.6), atol=1e-6)
     assert fuse_color(lambda ya, yb: ya + yb + 0.5, a[:, :1], b[:, :1]).flatten().tolist() == [1.0] * 4
+
+
+@pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
+def test_a_16_bit_source_fused_with_itself_keeps_every_level(channels: int) -> None:
+    """16-bit sources arrive as float32 levels / 65535 (gipc.imaging.read_image). Fused with itself, one comes
+    back to the level: two equal chromas are that chroma however close to neutral (a pixel one level off gray
+    is 1e-5 from it, where an 8-bit-sized epsilon would pull it to gray), and Y -> RGB undoes RGB -> Y."""
+    g = torch.Generator().manual_seed(0)
+    gray = torch.randint(0, 65536, (1, 1, 16, 16), generator=g)
+    near_gray = (gray + torch.randint(-2, 3, (1, channels, 16, 16), generator=g)).clamp(0, 65535)
+    levels = torch.cat([near_gray, torch.randint(0, 65536, (1, channels, 16, 16), generator=g)], dim=-1)
+    image = levels.float() / 65535
+    assert torch.equal((fuse_color(_take_a, image, image) * 65535).round().long(), levels)
+
+
+def _straying(by: float) -> list[torch.Tensor]:
+    """Two mid-gray RGB sources, one pixel of A ``by`` above 1 and one of B ``by`` below 0."""
+    a, b = torch.full((2, 1, 3, 2, 2), 0.5)
+    a[..., 0, 0], b[..., 1, 1] = 1 + by, -by
+    return [a, b]
+
+
+def test_sources_may_stray_half_a_grey_level_outside_0_1_and_no_further() -> None:
+    """Resampling (alignment, interpolation) leaves values a hair outside [0, 1]: up to half an 8-bit grey level
+    is rounding noise, further out a wrong-range input (0..255, or the network's [-1, 1])."""
+    assert fuse_color(_take_a, *_straying(0.4 / 255)).shape == (1, 3, 2, 2)
+    with pytest.raises(UserError, match=r"^sources must lie in \[0, 1\], got values in \[-0\.002353, 1\.002\]; divide 0\.\.255 images by 255"):
+        fuse_color(_take_a, *_straying(0.6 / 255))
+
+
+def test_a_fusion_needs_two_sources() -> None:
+    with pytest.raises(UserError, match=r"^a fusion needs at least two sources, got 1$"):
+        check_fusion_sources([torch.zeros(1, 3, 4, 4)])
 
 
 @pytest.mark.parametrize("shape_a, shape_b, message", [

@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
+from torch import nn
 
+from gipc.experiment import build_model
 from gipc.losses import LossWeights
 from helpers import CONF, REPO
 
@@ -30,11 +34,33 @@ def test_experiment_full_is_the_papers_setting():
     assert (w.lam, w.beta1, w.beta2) == (9.3, 1.3, 4.5)
     assert (w.l1, w.l2, w.l3, w.l4, w.l5, w.l6) == (0.1, 1.0, 0.1, 1.0, 0.1, 1.0)
     assert tuple(w.real_label) == (0.7, 1.2) and tuple(w.fake_label) == (0.0, 0.3)
+    assert w.laplacian == "8-neighbour"  # docs/paper.md section 4: kornia's unnormalised kernel, centre -8
     assert cfg.model.d_steps_per_g_step == 2 and cfg.model.lr == 1e-4 and list(cfg.model.betas) == [0.5, 0.999]
     assert (cfg.data.patch_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (80, 32, 10)
     # Section 4.1's data: a built MFI-DRC folder, cut into epochs of m = n / b G steps (Algorithm 1).
     assert cfg.data.source._target_.endswith("FolderPairs") and cfg.data.source.root == "data/mfi-drc"
     assert cfg.data.paper_epoch is True
+
+
+def test_the_papers_numbers_reach_the_networks_and_optimisers_a_run_builds():
+    """experiment=full built as gipc/run.py builds it (gipc.experiment.build_model): Table 1's generator and
+    Table 2's discriminator at 80x80 (parameter counts of docs/paper.md sections 2-3, LeakyReLU 0.2 throughout),
+    eq. 9-17's weights in the module, t = 2, and one Adam per network with section 4.2's settings."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=full"])
+    model = build_model(cfg.model, seed=0)
+    for net, params, slopes in ((model.generator, 156_033, 12), (model.discriminator, 100_801, 4)):
+        assert sum(p.numel() for p in net.parameters()) == params
+        assert [m.negative_slope for m in net.modules() if isinstance(m, nn.LeakyReLU)] == [0.2] * slopes
+    assert [m.out_channels for m in model.discriminator.modules() if isinstance(m, nn.Conv2d)] == [16, 32, 64, 128]
+    w = model.weights
+    assert (w.lam, w.beta1, w.beta2, w.l1, w.l2, w.l3, w.l4, w.l5, w.l6) == (9.3, 1.3, 4.5, 0.1, 1.0, 0.1, 1.0, 0.1, 1.0)
+    assert model.hparams.d_steps_per_g_step == 2
+    model.trainer = L.Trainer(max_steps=10, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    optimisers, _ = model.configure_optimizers()
+    for opt, params in zip(optimisers, (156_033, 100_801)):  # G's Adam, then D's
+        assert isinstance(opt, torch.optim.Adam) and (opt.defaults["lr"], opt.defaults["betas"]) == (1e-4, (0.5, 0.999))
+        assert sum(p.numel() for group in opt.param_groups for p in group["params"]) == params
 
 
 @pytest.mark.parametrize(

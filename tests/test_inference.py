@@ -28,6 +28,7 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     [
         ({"avx512_bf16", "avx512f"}, "bf16", "auto: CPU has avx512_bf16"),
         ({"amx_bf16", "amx_tile", "avx512_bf16"}, "bf16", "auto: CPU has amx_bf16, avx512_bf16"),
+        ({"avx2", "avx_ne_convert", "avx_vnni"}, "bf16", "auto: CPU has avx_ne_convert"),
         ({"avx2", "avx512f"}, "fp32", "auto: CPU has no native bf16"),
         (set(), "fp32", "auto: CPU has no native bf16"),
     ],
@@ -41,12 +42,49 @@ def test_auto_takes_bf16_only_on_a_cpu_with_native_bf16(
     assert path.describe() == f"cpu, {precision} ({reason}), torch, channels_last, BatchNorm folded"
 
 
-@pytest.mark.parametrize(("bf16", "precision", "reason"), [(True, "bf16", "auto: GPU has bf16"), (False, "fp16", "auto: GPU lacks bf16")])
-def test_auto_takes_bf16_on_a_gpu_that_has_it_else_fp16(bf16: bool, precision: str, reason: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """gipc.hardware.native_bf16 asks torch.cuda.is_bf16_supported (no emulation) about a GPU; the reasons are _precision's."""
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
-    path = choose_path("cuda")
-    assert (path.device, path.precision, path.reason, path.backend) == (torch.device("cuda"), precision, reason, "torch")
+@pytest.mark.parametrize(("native", "precision", "reason"), [(True, "bf16", "auto: GPU has bf16"), (False, "fp16", "auto: GPU lacks bf16")])
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_auto_takes_bf16_on_a_gpu_that_has_it_else_fp16(
+    native: bool, precision: str, reason: str, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gipc.hardware.native_bf16 asks torch.cuda.is_bf16_supported about a GPU, emulation not counted: torch
+    emulates bf16 on GPUs before compute capability 8 (say so with its default), slower than fp16 there."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native or including_emulation)
+    path = choose_path(device)
+    assert (path.device, path.precision, path.reason, path.backend) == (torch.device(device), precision, reason, "torch")
+
+
+def test_a_torch_without_onednn_has_no_native_bf16_on_any_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU's bf16 instructions are reached through oneDNN; a torch built without it would emulate bf16."""
+    monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert choose_path("cpu").reason == "auto: CPU has no native bf16"
+    assert gipc.hardware.auto_precision("cpu") == "32-true"
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+flags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile
+bugs\t\t: spectre_v1
+
+processor\t: 1
+flags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile
+"""
+
+
+@pytest.mark.parametrize(("text", "flags"), [
+    (CPUINFO, {"fpu", "sse2", "avx512f", "avx512_bf16", "amx_tile"}),
+    ("processor\t: 0\nFeatures\t: fp asimd bf16\n", set()),  # an ARM CPU's: none of the x86 flags
+    (None, set()),  # no /proc/cpuinfo (macOS, Windows)
+], ids=["x86", "arm", "none"])
+def test_cpu_flags_are_read_from_proc_cpuinfo_at_run_time(
+    text: str | None, flags: set[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    if text is not None:
+        cpuinfo.write_text(text)
+    monkeypatch.setattr(gipc.hardware, "Path", lambda name: cpuinfo if name == "/proc/cpuinfo" else Path(name))
+    assert gipc.hardware.cpu_flags.__wrapped__() == flags  # the cached function reads the file once per process
 
 
 def test_asked_for_precisions_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import re
 from pathlib import Path
 
 import lightning as L
@@ -15,18 +16,18 @@ import yaml
 import gipc.pretrained
 from gipc import callbacks
 from gipc.decision import MapSettings
-from gipc.errors import CheckpointError
+from gipc.errors import CheckpointError, UserError
 from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
 from gipc.fusion import map_settings
 from gipc.inference import InferenceGenerator, choose_path, prepare
 from gipc.metrics import fusion_metrics, map_boundary_f
 from gipc.module import GIPCGAN
-from gipc.pretrained import FORMAT, export_generator, load_generator, pretrained
+from gipc.pretrained import FORMAT, export_generator, load_generator, pretrained, start_from
 from gipc.cli.export import main as export_main
 from gipc.rundir import run_datamodule, training_inputs
 
-from helpers import CONF, Patches, conf_group, paper_model, random_eval_generator, run_dir_with_checkpoints
+from helpers import CONF, Patches, conf_group, paper_generator, paper_model, random_eval_generator, run_dir_with_checkpoints
 
 
 def _lightning_checkpoint(path: Path) -> tuple[Path, GIPCGAN]:
@@ -89,6 +90,12 @@ def test_export_command(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], capsys: 
         f"gipc-export: error: {out} already exists; choose another name or pass --overwrite (overwrite=True from Python)"
     )
     assert export_main([str(ckpt), str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert export_main([str(ckpt), str(ckpt), "--overwrite"]) == 2  # --overwrite never reaches the run's own checkpoint
+    assert capsys.readouterr().err.strip() == f"gipc-export: error: refusing to write {ckpt}: it is one of the inputs"
+    with pytest.raises(UserError, match=rf"^refusing to write {re.escape(str(ckpt))}: it is one of the inputs$"):
+        export_generator(ckpt, ckpt, overwrite=True)  # the library's own guard, for Python callers
+    assert any(k.startswith("discriminator.") for k in torch.load(ckpt, weights_only=True)["state_dict"])
     assert export_main([str(tmp_path / "none.ckpt"), str(tmp_path / "x.pt")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"gipc-export: error: {tmp_path / 'none.ckpt'}: no such checkpoint file")
     assert not (tmp_path / "x.pt").exists()
@@ -121,19 +128,52 @@ def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.Captu
 # --- loading ----------------------------------------------------------------------------------------
 
 
+def _needs_unpickling(path: Path) -> Path:
+    """A generator checkpoint that also pickles an object, as older gipc versions saved them."""
+    state = {f"generator.{k}": v for k, v in random_eval_generator(seed=4).state_dict().items()}
+    torch.save({"state_dict": state, "datamodule_hyper_parameters": argparse.Namespace(root="data")}, path)
+    return path
+
+
 def test_a_checkpoint_that_needs_unpickling_loads_with_a_warning_unless_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    generator = random_eval_generator(seed=4)
-    path = tmp_path / "old.ckpt"
-    state = {f"generator.{k}": v for k, v in generator.state_dict().items()}
-    torch.save({"state_dict": state, "datamodule_hyper_parameters": argparse.Namespace(root="data")}, path)
+    path = _needs_unpickling(tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match=r"old\.ckpt: needs argparse\.Namespace to load, which torch\.load\(weights_only=True\) refuses"):
         load_generator(path, allow_pickle=False)
     with caplog.at_level(logging.WARNING, logger="gipc.pretrained"):
         loaded = load_generator(path)
     assert "old.ckpt: holds argparse.Namespace, so it cannot load with torch.load(weights_only=True)" in caplog.text
-    assert all(torch.equal(v, generator.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert all(torch.equal(v, random_eval_generator(seed=4).state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+@pytest.mark.parametrize("load", [
+    lambda path, monkeypatch: monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", path) or pretrained(device="cpu"),
+    lambda path, monkeypatch: start_from(paper_generator(), path),  # model.init_generator=<file>
+], ids=["shipped", "init-generator"])
+def test_weights_that_need_unpickling_are_refused_where_gipc_picks_the_file_itself(
+    load, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an explicit --ckpt / load_generator may run a file's code (with a warning); the shipped weights
+    and a fine-tune's starting weights load weights-only or not at all."""
+    path = _needs_unpickling(tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        load(path, monkeypatch)
+    assert str(info.value) == f"{path}: needs argparse.Namespace to load, which torch.load(weights_only=True) refuses"
+
+
+@pytest.mark.parametrize("change, counts, example", [
+    (lambda state: state.pop("decoder.3.bias"), "1 missing, 0 unexpected, 0 of another shape", "decoder.3.bias"),
+    (lambda state: state.update({"decoder.4.weight": torch.zeros(1)}), "0 missing, 1 unexpected, 0 of another shape", "decoder.4.weight"),
+], ids=["missing", "unexpected"])
+def test_weights_that_lack_or_add_a_layer_are_refused_in_one_line(tmp_path: Path, change, counts: str, example: str) -> None:
+    state = paper_generator().state_dict()
+    change(state)
+    path = tmp_path / "g.ckpt"
+    torch.save({"state_dict": {f"generator.{k}": v for k, v in state.items()}, "hyper_parameters": {"generator": {}}}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path)
+    assert str(info.value) == f"{path}: generator weights do not fit Generator({{}}): {counts} (e.g. {example})"
 
 
 def test_a_generator_file_of_another_format_version(tmp_path: Path) -> None:
@@ -160,6 +200,8 @@ def test_pretrained_is_the_shipped_generator_ready_to_fuse(shipped: Path) -> Non
     ready = pretrained(device="cpu", precision="fp32")
     assert isinstance(ready, InferenceGenerator) and ready.path.precision == "fp32"
     assert pretrained(device="cpu", precision="bf16").path.precision == "bf16"
+    with pytest.raises(UserError, match=r"^backend must be one of auto, torch, openvino, got 'tpu'$"):
+        pretrained(device="cpu", backend="tpu")
     a, b = torch.rand(2, 1, 1, 48, 40) * 2 - 1
     with torch.no_grad():
         expected = random_eval_generator(seed=5)(a, b)

@@ -42,13 +42,14 @@ def test_cpu_study_is_the_cpu_recipe_with_fewer_batches_and_a_shorter_warmup():
         "task_name", "tags", "data.source.patches_per_epoch", "trainer.max_epochs", "callbacks.test_report.baselines",
         "model.content_warmup",
     }
-    cfg = composed("experiment=cpu_study")
-    assert 0 < cfg.model.content_warmup < composed("experiment=cpu").model.content_warmup  # the arms differ for longer
-    loaded = cfg.data.batch_size * (cfg.model.d_steps_per_g_step + 1)
-    assert cfg.data.source.patches_per_epoch % loaded == 0  # no patch drawn and dropped at an epoch's end
-    batches = cfg.trainer.max_epochs * cfg.data.source.patches_per_epoch // loaded
-    cpu_cfg = composed("experiment=cpu")
-    assert batches < cpu_cfg.trainer.max_epochs * cpu_cfg.data.source.patches_per_epoch // loaded
+    # docs/experiments.md: 600 loaded batches of 3 x 16 patches instead of experiment=cpu's 7200, the first
+    # 180 content-only (then 420 of 2 D steps and 1 G step) instead of 60%; no patch drawn and dropped at an epoch's end.
+    for experiment, batches, content_only in (("cpu_study", 600, 180), ("cpu", 7200, 4320)):
+        cfg = composed(f"experiment={experiment}")
+        loaded = cfg.data.batch_size * (cfg.model.d_steps_per_g_step + 1)
+        assert loaded == 48 and cfg.data.source.patches_per_epoch % loaded == 0
+        assert cfg.trainer.max_epochs * cfg.data.source.patches_per_epoch // loaded == batches
+        assert round(cfg.model.content_warmup * batches) == content_only
 
 
 def jobs(preset: str) -> list[dict[str, str]]:
@@ -77,3 +78,4 @@ def test_study_presets_run_every_arm_at_seed_1_before_seed_2(preset, key, arms):
         elif job[key] == "content_only":
             assert not any(lams.values())
         assert cfg.seed == 1 and cfg.task_name == "cpu_study"
+
