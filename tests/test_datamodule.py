@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import pytest
+import skimage.data
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -14,8 +16,9 @@ from omegaconf.errors import MissingMandatoryValue
 
 from gipc.configs import conf_group
 from gipc.data.datamodule import FusionDataModule
+from gipc.data.embedded import CATALOGUE, load_photo
 from gipc.data.pair_sets import EmbeddedPairs, FolderPairs, SynthesizedPairs
-from gipc.data.samplers import EpochShuffle, FreshDraws
+from gipc.data.samplers import EpochShuffle, FreshDraws, ResumableLoader
 from gipc.errors import DataError
 from gipc.imaging import write_image
 from helpers import CONF
@@ -54,6 +57,9 @@ def test_a_paper_epoch_is_n_over_b_g_steps_each_patch_drawn_once_per_d_and_g_bat
     assert sorted(drawn) == sorted(list(range(60)) * 3)  # every patch three times in the epoch
     passes = [drawn[k * 60 : (k + 1) * 60] for k in range(3)]
     assert len({tuple(p) for p in passes}) == 3  # each pass in its own order
+    sampler.set_epoch(3)
+    later = list(sampler)
+    assert {tuple(p) for p in passes}.isdisjoint(tuple(later[k * 60 : (k + 1) * 60]) for k in range(3))  # and the next epoch's own
     one_pass = EpochShuffle(60, sampler.seed)
     one_pass.set_epoch(2)
     assert passes[0] == list(one_pass)  # the first pass is the one-pass epoch's order: old runs replay as they ran
@@ -70,6 +76,30 @@ def test_same_seed_same_batches() -> None:
     assert not torch.equal(first["gt"], other["gt"])
     # The patch order itself follows the seed (not only the split and the patches' places): data.seed's shuffle.
     assert list(_module(seed=5).train_dataloader().sampler) == list(EpochShuffle(60, 5)) != list(EpochShuffle(60, 6))
+
+
+def test_a_train_loader_killed_twice_in_an_epoch_finishes_it_as_the_uninterrupted_one() -> None:
+    module = _module()  # 60 patches in batches of 4: 15 an epoch
+
+    def start(state: dict[str, int] | None, epoch: int) -> tuple[ResumableLoader, Iterator[dict]]:
+        loader = module.train_dataloader()  # a new process: a new loader and sampler
+        if state is not None:
+            loader.load_state_dict(state)
+        loader.sampler.set_epoch(epoch)  # as Lightning does: the state, then the epoch, then the batches
+        return loader, iter(loader)
+
+    full = [batch["gt"] for batch in start(None, 1)[1]]
+    first, batches = start(None, 1)
+    for _ in range(4):
+        next(batches)
+    second, batches = start(first.state_dict(), 1)
+    for _ in range(3):
+        next(batches)
+    assert second.state_dict() == {"epoch": 1, "batches": 7}
+    rest = [batch["gt"] for batch in start(second.state_dict(), 1)[1]]
+    assert len(rest) == 15 - 7 and all(torch.equal(got, want) for got, want in zip(rest, full[7:]))
+    # A checkpoint at the end of epoch 1 resumes in epoch 2, which skips nothing.
+    assert len(list(start({"epoch": 1, "batches": 15}, 2)[1])) == 15
 
 
 def test_a_batch_that_cannot_fill_every_sub_batch_is_dropped() -> None:
@@ -103,6 +133,46 @@ def test_val_uses_a_few_held_out_images_and_test_all_of_them() -> None:
     # the true map made the pair: A equals the ground truth where the map is 1 (eq. 18)
     inside = item["focus_map"].expand_as(item["a"]) == 1
     assert inside.any() and torch.equal(item["a"][inside], item["gt"][inside])
+
+
+def test_the_embedded_photos_are_the_documented_ones_read_as_shipped() -> None:
+    """docs/data.md: scikit-image's 17 bundled photos, region competition for those with a subject, the stereo
+    disparity for the motorcycle, random blobs for textures and documents."""
+    subjects = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "retina")
+    textures = ("moon", "immunohistochemistry", "hubble_deep_field", "gravel", "brick", "grass", "page", "text", "cell")
+    expected = {**dict.fromkeys(subjects, "region_competition"), **dict.fromkeys(textures, "blobs"), "motorcycle_left": "disparity"}
+    assert {name: source for name, (_, source) in CATALOGUE.items()} == expected
+    assert torch.equal(load_photo("text", None).image, torch.from_numpy(skimage.data.text()).float()[None] / 255)
+    _, _, disparity = skimage.data.stereo_motorcycle()
+    depth = load_photo("motorcycle_left", 128).map_options["depth"]
+    assert depth.shape == (86, 128) and torch.isin(depth, torch.from_numpy(disparity)).all()  # downscaled, never interpolated
+
+
+@pytest.mark.parametrize(
+    ("photos", "test_fraction", "held_out"),
+    [
+        (SMALL["photos"], 0.4, 2),
+        (("text", "page", "moon", "cell", "brick", "gravel", "grass"), 0.25, 2),  # 1.75 photos: the nearest count
+        (("text", "page"), 0.9, 1),  # 1.8, but one photo is left to train on
+    ],
+)
+def test_the_embedded_split_holds_out_the_nearest_count_of_photos_the_seed_picks(photos: tuple, test_fraction: float, held_out: int) -> None:
+    source = EmbeddedPairs(**{**EMBEDDED, **SMALL, "max_side": 48, "photos": photos, "test_fraction": test_fraction})
+    held = []
+    for seed in (1, 2):
+        split = source.split(16, seed)
+        names = {scene.name for scene in split.test}
+        assert len(names) == held_out and names.isdisjoint(split.train.names) and names | set(split.train.names) == set(photos)
+        held.append(names)
+    assert held[0] != held[1]  # another seed, other photos held out
+
+
+@pytest.mark.parametrize("soft", [0.0, 2.0])
+def test_embedded_soft_blurs_the_maps_edges(soft: float) -> None:
+    """data.source.soft: a Gaussian of that std across the map's edges; 0 keeps the hard maps DRC gives (docs/data.md)."""
+    split = EmbeddedPairs(**{**EMBEDDED, **SMALL, "max_side": 48, "soft": soft}).split(16, 0)
+    partial = [bool(((scene.focus_map > 0) & (scene.focus_map < 1)).any()) for scene in split.test]
+    assert partial == [soft > 0] * len(split.test)
 
 
 def test_lytro_test_root_replaces_held_out_images(lytro_pairs: Path) -> None:
@@ -162,6 +232,8 @@ def test_a_photo_folder_given_as_a_built_set_is_told_how_to_use_its_photos(tmp_p
         (lambda: EmbeddedPairs(**{**EMBEDDED, "stride": 0}), r"data\.source\.stride must be an integer >= 1, got 0"),
         (lambda: EmbeddedPairs(**{**EMBEDDED, "val_count": 0}), r"data\.source\.val_count must be"),
         (lambda: FolderPairs(root="/no/such/data"), "no train/ folder; build one"),
+        (lambda: EmbeddedPairs(**{**EMBEDDED, **SMALL, "photos": ("text", "page", "text")}).split(16, 0), "image names must be unique"),
+        (lambda: EmbeddedPairs(**{**EMBEDDED, **SMALL, "map_source": "disparity"}).split(16, 0), r"embedded photo '\w+' has no disparity map"),
         (lambda: SynthesizedPairs(synthesis={}, held_out_synthesis={}, patches_per_epoch=0), r"data\.source\.patches_per_epoch"),
         (lambda: SynthesizedPairs(synthesis={"sigma": [2, 1]}, held_out_synthesis={}, patches_per_epoch=8), r"bad data\.source\.synthesis"),
     ],

@@ -9,9 +9,9 @@ import torch
 
 from gipc.color import split_luma
 from gipc.data import datasets
-from gipc.data.datasets import PairFolder, PatchDataset, SequenceFolder, WholeImageDataset
+from gipc.data.datasets import PairFolder, PatchDataset, SequenceFolder, SynthesizedPatches, WholeImageDataset
 from gipc.data.scene import Scene
-from gipc.data.synthesis import synthesize_pair
+from gipc.data.synthesis import DefocusRecipe, synthesize_pair
 from gipc.errors import DataError, ImageError
 from gipc.imaging import read_matching, write_image
 
@@ -90,7 +90,18 @@ def test_missing_folder_and_size_mismatch(tmp_path: Path) -> None:
         PairFolder(tmp_path)[0]
 
 
-@pytest.mark.parametrize(("height", "width", "patch", "stride"), [(64, 64, 32, 32), (70, 95, 32, 7), (33, 48, 32, 1)])
+def test_a_true_map_is_read_gray_and_must_have_the_sources_size(tmp_path: Path) -> None:
+    for name in ("A/x.png", "B/x.png", "A/y.png", "B/y.png"):
+        write_image(tmp_path / name, torch.zeros(3, 8, 8))
+    write_image(tmp_path / "maps" / "x.png", torch.ones(3, 8, 8))  # a white colour mask: A in focus everywhere
+    write_image(tmp_path / "maps" / "y.png", torch.ones(1, 8, 9))
+    folder = PairFolder(tmp_path)
+    assert torch.equal(folder[0].focus_map, torch.ones(1, 8, 8))
+    with pytest.raises(DataError, match=r"maps/y\.png: the decision map's size differs from the sources' \(8, 8\)"):
+        folder[1]
+
+
+@pytest.mark.parametrize(("height", "width", "patch", "stride"), [(64, 64, 32, 32), (70, 95, 32, 7), (33, 48, 32, 1), (32, 48, 32, 8)])
 def test_grid_length_is_the_closed_form(height: int, width: int, patch: int, stride: int) -> None:
     scenes = [_scene("a", height, width), _scene("b", width, height, seed=2)]
     expected = 2 * ((height - patch) // stride + 1) * ((width - patch) // stride + 1)
@@ -134,6 +145,8 @@ def test_random_crops_are_seeded_and_cover_the_images() -> None:
     assert {s[0] for s in spots} == {0, 1}
     assert all(0 <= top <= scenes[i].a.shape[1] - 16 and 0 <= left <= scenes[i].a.shape[2] - 16 for i, top, left in spots)
     assert len(set(spots)) > 300  # drawn over every pixel position, not a coarse grid
+    edge = PatchDataset([_scene("e", 16, 18)], 16, count=30, seed=0)
+    assert {edge.locate(i) for i in range(30)} == {(0, 0, 0), (0, 0, 1), (0, 0, 2)}  # the last position too
     assert len(PatchDataset(scenes, 16)) == 13 * 13 + 25 * 8  # default: as many as a stride-2 (16 / 8) grid
 
 
@@ -145,21 +158,21 @@ def test_grid_subset_is_a_seeded_subset_of_the_grid() -> None:
     assert len(subset) == 20 and len(set(spots)) == 20 and set(spots) <= full
 
 
-def test_flips_move_a_b_and_gt_together() -> None:
-    gt = _rand(1, 32, 32, seed=6)
+def test_flips_move_a_b_and_gt_together_in_all_four_orientations() -> None:
+    gt = _rand(1, 64, 64, seed=6)
     dataset = PatchDataset([Scene("s", gt, 1 - gt, gt)], 16, stride=16, flips=True)
     torch.manual_seed(0)
-    flipped = 0
+    seen = set()
     for _ in range(20):
         for i in range(len(dataset)):
             item = dataset[i]
             _, top, left = dataset.locate(i)
             crop = gt[:, top : top + 16, left : left + 16]
-            assert any(torch.equal(item["a"], crop.flip(d) if d else crop) for d in ([], [1], [2], [1, 2]))
+            (dims,) = [d for d in ((), (1,), (2,), (1, 2)) if torch.equal(item["a"], crop.flip(d) if d else crop)]
             torch.testing.assert_close(item["b"], 1 - item["a"])
             assert torch.equal(item["gt"], item["a"])
-            flipped += not torch.equal(item["a"], crop)
-    assert flipped > 0
+            seen.add(dims)
+    assert seen == {(), (1,), (2,), (1, 2)}  # as is, upside down, mirrored, both
 
 
 def test_paper_scale_grid_indexes_without_materialising_patches() -> None:
@@ -177,6 +190,15 @@ def test_paper_scale_grid_indexes_without_materialising_patches() -> None:
     assert item["a"].untyped_storage().data_ptr() == dataset.images[89].untyped_storage().data_ptr()  # a view
     with pytest.raises(IndexError):
         dataset[184_885]
+
+
+def test_synthesized_patches_pick_photos_in_proportion_to_their_area(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every region of the pool equally likely: a photo of three times the area gives three in four draws."""
+    monkeypatch.setattr(datasets, "draw_pair", lambda photo, *args: {"a": photo, "b": photo, "gt": photo})  # the photo drawn
+    recipe = DefocusRecipe(sigma=(1.0, 2.0), soft=(0.0, 0.0), fraction=(0.3, 0.7), blob_size=(8, 16))
+    patches = SynthesizedPatches([torch.zeros(1, 40, 120), torch.zeros(1, 40, 40)], 16, recipe, length=1000, seed=0)
+    small = sum(patches[i]["gt"].shape[-1] == 40 for i in range(len(patches)))
+    assert 200 < small < 300  # 250 expected, sd 14
 
 
 def test_patch_dataset_errors() -> None:

@@ -1,15 +1,22 @@
-"""Loggers of a resumed run: the CSV file keeps the rows its earlier launch logged, W&B keeps the run's id."""
+"""Loggers of a resumed run: the CSV file keeps the rows its earlier launch logged, W&B keeps the run's id;
+and what each launch of gipc.experiment fits from, tests and tells its loggers."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+import lightning as L
 import pytest
+import yaml
+from hydra import compose, initialize_config_dir
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from gipc.errors import LoggerError
+from gipc.experiment import run_experiment
 from gipc.loggers import WANDB_RUN_ID, QuietWandbLogger, ResumableCSVLogger, continue_run
+from gipc.runstate import FAILED
+from helpers import CONF
 
 
 def launch(logger_class: type[CSVLogger], root: Path, rows: dict[int, dict[str, float]], continues: bool = False) -> None:
@@ -105,3 +112,65 @@ def test_a_wandb_start_error_is_one_line_with_a_hint_only_online(tmp_path: Path,
     message = str(refused.value)  # wandb's text with its whitespace collapsed and final full stop dropped
     assert message.startswith("W&B cannot start the run: api key not configured (no-tty)")
     assert ("logger.wandb.offline=true" in message) is hinted
+
+
+def run(run_dir: Path, *overrides: str, logger: str = "csv") -> None:
+    """One launch of ``python gipc/run.py`` into ``run_dir``, in process (W&B's run named here: no Hydra job names it)."""
+    named = ["logger.wandb.name=launch", "logger.wandb.group=tests", "logger.wandb.tags=[]"] if logger == "wandb" else []
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"logger={logger}", *named, "test=false", "seed=7", f"paths.output_dir={run_dir}", *overrides])
+    run_experiment(cfg)
+
+
+LAST = "checkpoints/last.ckpt"
+NOT_CALLED = "not called"
+LAUNCHES = {
+    # overrides: (the checkpoint fit starts from, the one test scores, whether the loggers continue the run)
+    "a new run, test=false": ([], None, NOT_CALLED, False),
+    "a new run and its test": (["test=true"], None, None, False),  # the test scores the weights fit ends with
+    "resume=true": (["resume=true"], LAST, NOT_CALLED, True),
+    "ckpt_path=last": (["ckpt_path=last"], LAST, NOT_CALLED, True),  # = resume=true (conf/config.yaml)
+    "overwrite=true": (["overwrite=true"], None, NOT_CALLED, False),
+    # a run dir with checkpoints takes a test-only launch (it trains nothing to mix with them)
+    "a test of the run's checkpoint": (["train=false", "test=true", "ckpt_path={run}/" + LAST], NOT_CALLED, LAST, True),
+}
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_what_a_launch_fits_from_tests_and_tells_its_loggers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launch: str) -> None:
+    overrides, fit_from, test_from, continues = LAUNCHES[launch]
+    if not launch.startswith("a new run"):  # an earlier launch left its checkpoint
+        (tmp_path / LAST).parent.mkdir()
+        (tmp_path / LAST).write_bytes(b"")
+    calls = {}
+
+    def stage(name: str):
+        def called(trainer: L.Trainer, model, datamodule=None, ckpt_path=None) -> None:
+            (logger,) = trainer.loggers
+            calls[name] = (ckpt_path, logger.keep_earlier_rows, model.progress.label_rng.initial_seed())
+
+        return called
+
+    monkeypatch.setattr(L.Trainer, "fit", stage("fit"))
+    monkeypatch.setattr(L.Trainer, "test", stage("test"))
+    run(tmp_path, *(override.format(run=tmp_path) for override in overrides))
+    where = {None: None, LAST: str(tmp_path / LAST)}
+    expected = {name: (where[given], continues, 7) for name, given in (("fit", fit_from), ("test", test_from)) if given != NOT_CALLED}
+    assert calls == expected  # seed=7 seeds the model's soft labels too
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["data"]["seed"] == 7  # the config as it ran, resolved
+
+
+def test_a_launch_that_fails_leaves_its_traceback_in_failed_and_a_refused_one_no_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def crash(*args, **kwargs) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(L.Trainer, "fit", crash)
+    with pytest.raises(RuntimeError):
+        run(tmp_path / "crashed")
+    failed = (tmp_path / "crashed" / FAILED).read_text()
+    assert failed.startswith("Traceback") and failed.rstrip().endswith("\nRuntimeError: out of memory")
+    # A config refused once its loggers are made (the trainer's): one line, and no W&B run id for a run that never ran.
+    with pytest.raises(SystemExit):
+        run(tmp_path / "refused", "trainer.precision=bogus", logger="wandb")
+    assert capsys.readouterr().err.startswith("error: bad trainer config: Precision 'bogus' is invalid")
+    assert sorted(p.name for p in (tmp_path / "refused").iterdir()) == [FAILED]

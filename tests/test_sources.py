@@ -1,13 +1,18 @@
-"""One grouping of source files and one suffix set, the same for gipc-fuse, gipc-eval and the loaders."""
+"""One grouping of source files and one suffix set, the same for gipc-fuse, gipc-eval and the loaders; one way every command ends."""
 
 from __future__ import annotations
 
+import os
+import signal
+import warnings
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from gipc.cli.common import guarded
 from gipc.data.datasets import PairFolder, SequenceFolder
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files
 from gipc.errors import DataError
@@ -121,6 +126,38 @@ def test_one_suffix_set_every_command_reads(tmp_path: Path) -> None:
     assert read_image(fused / "w-fused.png").pixels.shape == (3, 12, 16)
     assert eval_main(["--sources", str(pairs), "--fused", str(fused), "--out", str(tmp_path / "scores")]) == 0
     assert (tmp_path / "scores" / "metrics.csv").read_text().count("\n") == 4  # header + one row per scene
+
+
+def _raise(error: BaseException) -> NoReturn:
+    raise error
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "said"),
+    [
+        (lambda: 0, 0, ""),
+        (lambda: _raise(DataError("x-A.png: unpaired")), 2, "gipc-x: error: x-A.png: unpaired\n"),
+        (lambda: _raise(FileNotFoundError(2, "No such file or directory", "/data/x-A.png")), 2, "gipc-x: error: /data/x-A.png: No such file or directory\n"),
+        (lambda: os.kill(os.getpid(), signal.SIGTERM), 143, "gipc-x: interrupted; nothing written\n"),
+    ],
+    ids=["finished", "user error", "refused by the OS", "SIGTERM"],
+)
+def test_every_command_ends_in_one_line_and_gives_back_the_callers_sigterm_handler(
+    body: Callable[[], int], code: int, said: str, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What gipc-fuse, gipc-eval and the other commands share (gipc.cli.common.guarded), also when called from Python."""
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # guarded sets the command's own; pytest's back after
+
+    def callers(signum: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGTERM, callers)
+    try:
+        assert guarded("gipc-x", body) == code
+        assert signal.getsignal(signal.SIGTERM) is callers
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert capsys.readouterr().err == said
 
 
 def _png(path: Path, mode: str = "L") -> None:
