@@ -233,6 +233,7 @@ def test_a_photo_folder_given_as_a_built_set_is_told_how_to_use_its_photos(tmp_p
         (lambda: EmbeddedPairs(**{**EMBEDDED, "val_count": 0}), r"data\.source\.val_count must be"),
         (lambda: FolderPairs(root="/no/such/data"), "no train/ folder; build one"),
         (lambda: EmbeddedPairs(**{**EMBEDDED, **SMALL, "photos": ("text", "page", "text")}).split(16, 0), "image names must be unique"),
+        (lambda: EmbeddedPairs(**{**EMBEDDED, **SMALL, "photos": []}).split(16, 0), r"^no embedded photos chosen \(data\.source\.photos=\[\]\); name some"),
         (lambda: EmbeddedPairs(**{**EMBEDDED, **SMALL, "map_source": "disparity"}).split(16, 0), r"embedded photo '\w+' has no disparity map"),
         (lambda: SynthesizedPairs(synthesis={}, held_out_synthesis={}, patches_per_epoch=0), r"data\.source\.patches_per_epoch"),
         (lambda: SynthesizedPairs(synthesis={"sigma": [2, 1]}, held_out_synthesis={}, patches_per_epoch=8), r"bad data\.source\.synthesis"),

@@ -142,11 +142,11 @@ def _raise(error: BaseException) -> NoReturn:
     ],
     ids=["finished", "user error", "refused by the OS", "SIGTERM"],
 )
-def test_every_command_ends_in_one_line_and_gives_back_the_callers_sigterm_handler(
-    body: Callable[[], int], code: int, said: str, capsys, monkeypatch: pytest.MonkeyPatch
+def test_every_command_ends_in_one_line_and_gives_back_the_callers_sigterm_handler_and_warning_format(
+    body: Callable[[], int], code: int, said: str, capsys
 ) -> None:
     """What gipc-fuse, gipc-eval and the other commands share (gipc.cli.common.guarded), also when called from Python."""
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # guarded sets the command's own; pytest's back after
+    formatwarning = warnings.formatwarning
 
     def callers(signum: int, frame: object) -> None:
         pass
@@ -154,7 +154,7 @@ def test_every_command_ends_in_one_line_and_gives_back_the_callers_sigterm_handl
     previous = signal.signal(signal.SIGTERM, callers)
     try:
         assert guarded("gipc-x", body) == code
-        assert signal.getsignal(signal.SIGTERM) is callers
+        assert signal.getsignal(signal.SIGTERM) is callers and warnings.formatwarning is formatwarning
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert capsys.readouterr().err == said

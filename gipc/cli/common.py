@@ -42,7 +42,9 @@ def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] =
     """Run a command's ``body``: a :class:`UserError` or an OS refusal (a missing or unreadable
     file) becomes one ``error:`` line and exit code 2, Ctrl-C one line and 130, a SIGTERM (``kill``,
     ``timeout``) the same line and 143, after the same clean-up, no traceback; a library's warning
-    (MS-SSIM on small images, say) is one ``warning:`` line, not Python's two."""
+    (MS-SSIM on small images, say) is one ``warning:`` line, not Python's two. The process's
+    SIGTERM handler and warning format are the caller's again afterwards."""
+    formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"{prog}: warning: {message}\n"
     main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
@@ -57,6 +59,7 @@ def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] =
         say(prog, interrupted())
         return 128 + signal.SIGTERM if isinstance(err, _Terminated) else 130
     finally:
+        warnings.formatwarning = formatwarning  # a Python caller's own warnings read as before
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
     return 2

@@ -95,7 +95,9 @@ def embedded_set(
     """
     if max_side < 16:
         raise DataError(f"max_side must be >= 16, got {max_side}")
-    chosen = names or tuple(CATALOGUE)
+    chosen = tuple(CATALOGUE) if names is None else names
+    if not chosen:
+        raise DataError("no embedded photos chosen (data.source.photos=[]); name some of them, or leave it null for every photo")
     train_names, test_names = split_names(chosen, test_fraction, seed)
 
     def make(name: str) -> Scene:
