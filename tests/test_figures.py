@@ -71,13 +71,37 @@ def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path, capsy
     assert "fig.png already exists; choose another name or pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
     assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(fused / "s1-fused.png"), "--overwrite"]) == 2
     assert "it is one of the inputs" in capsys.readouterr().err  # not even --overwrite replaces an input
+    assert main(["--sources", str(sources), "--out", str(sources / "s1-A.png"), "--overwrite"]) == 2
+    assert "it is one of the inputs" in capsys.readouterr().err  # a source neither
     assert main(["--sources", str(sources), "--out", str(out), "--crop", "16", "--overwrite"]) == 0
     assert out.read_bytes() != before  # replaced: one panel fewer
+
+
+@pytest.mark.parametrize(("extra", "size"), [([], 96), (["--crop", "8"], 8)], ids=["default", "smallest"])
+def test_the_command_lays_out_sources_then_methods_as_given(
+    extra: list[str], size: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures: list = []
+    monkeypatch.setattr("matplotlib.pyplot.close", figures.append)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    for letter in "ABC":
+        write_image(sources / f"s1-{letter}.png", torch.rand(1, 100, 110, generator=torch.Generator().manual_seed(ord(letter))))
+    methods = {"zeta": tmp_path / "zeta", "alpha": tmp_path / "alpha"}  # not in alphabetical order
+    for folder in methods.values():
+        folder.mkdir()
+        write_image(folder / "s1.png", torch.rand(1, 100, 110))
+    fused = [f"--fused={name}={folder}" for name, folder in methods.items()]
+    assert main(["--sources", str(sources), *fused, "--out", str(tmp_path / "fig.PNG"), *extra]) == 0  # any case of .png
+    axes = figures[0].axes
+    assert [ax.get_title() for ax in axes[:5]] == ["s1: source A", "source B", "source C", "zeta", "alpha"]
+    assert all((ax.patches[0].get_width(), ax.patches[0].get_height()) == (size, size) for ax in axes[:5])
 
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--crop", "0"], "--crop 0: the zoomed crop needs at least 8 px a side"),
     (["--crop", "-5"], "--crop -5: the zoomed crop needs at least 8 px a side"),
+    (["--crop", "7"], "--crop 7: the zoomed crop needs at least 8 px a side"),
     (["--out", "fig.jpg"], "--out fig.jpg: the figure is a PNG; name it <name>.png"),
 ])
 def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 from torch import nn
 
 import gipc.hardware
+import gipc.runtime
 from gipc.color import split_luma
+from gipc.errors import UserError
+from gipc.fusion import default_rule
 from gipc.imaging import read_image
 from gipc.inference import choose_path, fold_batchnorm, network_fuser, prepare
-from gipc.tiling import tiled
+from gipc.tiling import DEFAULT_OVERLAP, tiled
 
-from helpers import random_eval_generator
+from helpers import fuser_by_hand, random_eval_generator
 
 
 def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -123,6 +127,7 @@ def test_folded_fp32_equals_the_generator_to_1e5() -> None:
     ready = prepare(gen, choose_path("cpu", "fp32"))
     fused = ready(a, b)
     assert fused.dtype == torch.float32 and fused.shape == expected.shape
+    assert not fused.requires_grad  # inference keeps no autograd graph (memory), though the weights require grad
     assert (fused - expected).abs().max() < 1e-5
     assert expected.std() > 0.05  # a function with real structure, not a constant
 
@@ -137,6 +142,11 @@ def test_prepare_defaults_to_the_auto_path_of_the_generators_device(monkeypatch:
     monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU present: a CPU generator still fuses on the CPU
     assert prepare(random_eval_generator()).path == choose_path("cpu", "auto")
+
+
+def test_prepare_takes_the_device_of_the_generator() -> None:
+    with pytest.raises(UserError, match="^device must be cpu or cuda, got meta$"):
+        prepare(random_eval_generator(width=4).to("meta"))
 
 
 def test_the_bf16_path_returns_float32() -> None:
@@ -174,3 +184,83 @@ def test_too_small_an_overlap_shows_seams() -> None:
     fuse_y = network_fuser(random_eval_generator())
     a, b = torch.rand(2, 1, 1, 100, 100, generator=torch.Generator().manual_seed(0))
     assert (tiled(fuse_y, 56, 16)(a, b) - fuse_y(a, b)).abs().max() > 1 / 255
+
+
+def test_fold_batchnorm_folds_a_pair_that_ends_a_sequential() -> None:
+    """Any Conv2d -> BatchNorm2d pair of a Sequential, the last one too (the generator's blocks end in LeakyReLU)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3)).eval()
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 1, 9, 7)
+    folded = fold_batchnorm(net)
+    assert [type(m) for m in folded] == [nn.Conv2d, nn.Identity]
+    with torch.no_grad():
+        assert (folded(x) - net(x)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("head", ["image", "weights"])
+def test_the_luminance_fusers_map_0_1_to_the_networks_minus_1_1(head: str) -> None:
+    """fuse_y and weight_y take luminance in [0, 1]; the network sees 2 y - 1, the paper's convention, and
+    the image comes back as (out + 1) / 2 (a map head's weight is already in [0, 1])."""
+    gen = random_eval_generator(seed=4, width=4, head=head)
+    ready = prepare(gen, choose_path("cpu", "fp32"))
+    ya, yb = torch.rand(2, 1, 1, 20, 18, generator=torch.Generator().manual_seed(5))
+    assert ready.head == head
+    with torch.no_grad():
+        assert (ready.fuse_y(ya, yb) - fuser_by_hand(gen)(ya, yb)).abs().max() < 1e-5
+        if head == "weights":
+            expected = gen.weight(ya * 2 - 1, yb * 2 - 1)
+            assert expected.std() > 0.01 and (ready.weight_y(ya, yb) - expected).abs().max() < 1e-5
+
+
+class _Headless(nn.Module):
+    """A generator-like network with no ``head`` attribute: an image head, as the paper's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([a, b], 1))
+
+
+@pytest.mark.parametrize(("net", "head"), [(_Headless, "image"), (lambda: random_eval_generator(width=4, head="weights"), "weights")])
+def test_fusion_defaults_to_the_configured_rule_and_settings_of_the_head(net: Callable[[], nn.Module], head: str) -> None:
+    ready = prepare(net(), choose_path("cpu", "fp32"))
+    rule, settings = default_rule(head)
+    assert ready.head == head
+    default = ready.fusion()
+    assert (default.rule, default.settings, default.head) == (rule, settings, head)
+    assert default.net == (ready.weight_y if head == "weights" else ready.fuse_y)
+    assert ready.fusion("map").settings == settings  # a rule named without settings gets the configured ones
+    assert ready.fusion("direct").settings is None
+    assert (default.tile, default.overlap) == (None, DEFAULT_OVERLAP)  # None: tiles only above AUTO_TILE_PIXELS
+    tiles = ready.fusion("direct", tile=64, overlap=16)
+    assert (tiles.tile, tiles.overlap) == (64, 16)
+
+
+@pytest.mark.parametrize(("kwargs", "env", "unavailable", "message"), [
+    ({"device": "meta"}, None, None, "device must be cpu or cuda, got meta"),
+    ({"device": "cpu", "backend": "onnx"}, None, None, "backend must be one of auto, torch, openvino, got 'onnx'"),
+    ({"device": "cpu"}, "onnx", None, "GIPC_BACKEND must be one of auto, torch, openvino, got 'onnx'"),
+    ({"device": "cuda", "backend": "openvino"}, None, None, "backend openvino runs on the CPU; use --backend torch (or auto) on a GPU"),
+    ({"device": "cpu", "backend": "openvino"}, None, "no openvino here", "backend openvino: no openvino here; use --backend torch"),
+], ids=["device", "backend", "env", "openvino-on-gpu", "openvino-missing"])
+def test_a_path_that_cannot_run_is_refused_in_one_line(
+    kwargs: dict, env: str | None, unavailable: str | None, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIPC_BACKEND", env or "auto")
+    monkeypatch.setattr(gipc.runtime, "unavailable", lambda: unavailable)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    with pytest.raises(UserError) as refused:
+        choose_path(**kwargs)
+    assert str(refused.value) == message
+
+
+def test_auto_falls_back_to_torch_where_openvino_does_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIPC_BACKEND", "auto")
+    monkeypatch.setattr(gipc.runtime, "unavailable", lambda: "no openvino here")
+    path = choose_path("cpu", "fp32")
+    assert (path.backend, path.backend_reason) == ("torch", "OpenVINO unavailable: no openvino here")
+    assert path.describe() == "cpu, fp32 (asked for), torch, channels_last (OpenVINO unavailable: no openvino here), BatchNorm folded"

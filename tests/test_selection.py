@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from gipc.color import fuse_color
+from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
+from gipc.fusion import default_rule
 from gipc.imaging import write_image
 from gipc.inference import choose_path, prepare
 from gipc.metrics import psnr
@@ -56,10 +58,11 @@ def test_select_scores_every_checkpoint_and_records_the_pick(tmp_path: Path, cap
     best = min(rows, key=lambda row: (float(row[-1]), -int(row[1])))
     assert best[0].endswith("**(picked)**")
     assert record.splitlines()[0].endswith(f"picked: {best[0].removesuffix(' **(picked)**')}")
-    assert main([str(run), "--pairs", str(pairs), "--min-step", "150"]) == 0
+    assert record.startswith(f"Checkpoints scored by `gipc-select` under rule {default_rule()[0]};")  # the rule gipc-fuse ships
+    assert main([str(run), "--pairs", str(pairs), "--min-step", "200"]) == 0  # at or after: step 200 stays
     assert "step0000100" not in (run / "selection.md").read_text()
     stale = (run / "selection.md").read_text()
-    assert main([str(run), "--pairs", str(pairs), "--min-step", "150", "--recalibrate-bn", "2"]) == 0
+    assert main([str(run), "--pairs", str(pairs), "--min-step", "200", "--recalibrate-bn", "2"]) == 0
     recalibrated = (run / "selection.md").read_text()
     assert recalibrated.count("step0000200") == 2 and recalibrated != stale  # scored with other BN statistics
 
@@ -110,6 +113,22 @@ def test_checkpoints_are_scored_under_the_rule_they_will_ship_with(tmp_path: Pat
     scores = [float(psnr(f[None], s.gt[None])) for f, s in zip(fused, data.val_scenes)]
     assert rows["map"]["val_PSNR"] == pytest.approx(sum(scores) / len(scores), abs=1e-6)
     assert abs(rows["map"]["val_PSNR"] - rows["direct"]["val_PSNR"]) > 1.0
+
+
+def test_every_pairs_folder_is_scored(tmp_path: Path) -> None:
+    """--pairs is repeatable: the Q^AB/F column is the mean over the pairs of every folder (one pair each here)."""
+    run = run_dir_with_checkpoints(tmp_path)
+    folders = [tmp_path / "pairs1", tmp_path / "pairs2"]
+    for seed, folder in enumerate(folders):
+        folder.mkdir()
+        for i, letter in enumerate("AB"):
+            write_image(folder / f"x-{letter}.png", torch.rand(1, 40, 40, generator=torch.Generator().manual_seed(2 * seed + i)))
+    assert main([str(run), "--pairs", str(folders[0]), "--pairs", str(folders[1]), "--min-step", "200", "--rule", "direct"]) == 0
+    (row,) = [line.split("|") for line in (run / "selection.md").read_text().splitlines() if line.startswith("| epoch")]
+    checkpoint, val = run / "checkpoints" / "epoch000-step0000200.ckpt", run_datamodule(run).val_scenes
+    each = [score_checkpoints([checkpoint], val, list(PairFolder(f)), rule="direct")[0]["pairs_QABF"] for f in folders]
+    assert abs(each[0] - each[1]) > 1e-3  # the folders score apart, so dropping either shows
+    assert float(row[5]) == pytest.approx(sum(each) / 2, abs=1e-4)
 
 
 @pytest.mark.parametrize("args, message", [
