@@ -398,6 +398,9 @@ def test_another_table_of_the_run_dirs_such_as_lytro_scores(seeded_study, capsys
     both = compare([seeded_study], seeded_study / "both", method="gipc,gff", metrics_table="lytro/metrics.csv")
     assert capsys.readouterr().err.count(f"{jobs[-1]}: no lytro/metrics.csv") == 1  # once per run dir, not per method
     assert len(read_csv(both / "comparison.csv")) == 10
+    capsys.readouterr()
+    assert main([str(seeded_study), "--metrics", "lytro/metrics.csv", "--out", str(seeded_study / "command")]) == 0  # the same from the command
+    assert {r["image"] for r in read_csv(seeded_study / "command" / "comparison.csv")} == {"lytro-01"}
 
 
 def test_several_methods_of_one_run_become_paired_variants(tmp_path):
