@@ -48,16 +48,17 @@ def checkpoint_step(path: Path) -> int:
 
 
 def last_step(run_dir: Path) -> int | None:
-    """How far the run's checkpoints got (None: no checkpoint yet): the highest step in their names,
-    else the step ``last.ckpt`` holds (a Slurm hand-back can write it before the first step-named one)."""
-    steps = [checkpoint_step(p) for p in (run_dir / "checkpoints").glob("[!.]*.ckpt")]  # not an atomic save's hidden temp file
-    if any(step >= 0 for step in steps):
-        return max(steps)
-    return _saved_step(run_dir / "checkpoints" / "last.ckpt") if steps else None
+    """How far the run's checkpoints got (None: no checkpoint yet): the step its ``last.ckpt`` holds,
+    where a resume continues (a Slurm hand-back can write it between step-named saves, or before the
+    first), else the highest step in their names (never an atomic save's hidden temp file)."""
+    saved = _saved_step(run_dir / "checkpoints" / "last.ckpt")
+    if saved is not None:
+        return saved
+    return max((checkpoint_step(p) for p in (run_dir / "checkpoints").glob("[!.]*.ckpt") if checkpoint_step(p) >= 0), default=None)
 
 
 def _saved_step(path: Path) -> int | None:
-    """The global step a Lightning checkpoint holds (None: unreadable)."""
+    """The global step a Lightning checkpoint holds (None: missing or unreadable)."""
     import torch  # only here: the rest of this module reads the run dir without it
 
     try:

@@ -177,9 +177,10 @@ def test_unfinished_runs_are_the_started_jobs_neither_done_nor_failed_never_thei
     assert unfinished_runs(tmp_path) == [(partial, 300)]
 
 
-def test_how_far_a_run_got_counts_a_last_ckpt_alone_by_its_step_and_never_a_half_written_save(tmp_path):
-    """A Slurm hand-back can write last.ckpt before any step-named checkpoint: its own global step says how far
-    the run got. An atomic save's hidden temp file is no checkpoint; a damaged last.ckpt says nothing."""
+def test_how_far_a_run_got_is_the_step_its_last_ckpt_holds_and_never_a_half_written_save(tmp_path):
+    """A Slurm hand-back can write last.ckpt between step-named checkpoints or before the first: its own global
+    step says how far the run got (where a resume continues). An atomic save's hidden temp file is no
+    checkpoint; a damaged last.ckpt says nothing, so the step-named ones speak."""
     import torch
 
     handed_back, cut, damaged = (tmp_path / name for name in ("0_a=1", "1_a=2", "2_a=3"))
@@ -187,9 +188,11 @@ def test_how_far_a_run_got_counts_a_last_ckpt_alone_by_its_step_and_never_a_half
         (job / "checkpoints").mkdir(parents=True)
         (job / "config.yaml").write_text("seed: 1\n")
     torch.save({"global_step": 120, "state_dict": {}}, handed_back / "checkpoints" / "last.ckpt")
+    (handed_back / "checkpoints" / "epoch000-step0000100.ckpt").write_bytes(b"")
     (cut / "checkpoints" / ".epoch000-step0000300.ckpt.k1l2.tmp.ckpt").write_bytes(b"half")
     (damaged / "checkpoints" / "last.ckpt").write_bytes(b"half")
-    assert unfinished_runs(tmp_path) == [(handed_back, 120), (cut, None), (damaged, None)]
+    (damaged / "checkpoints" / "epoch000-step0000200.ckpt").write_bytes(b"")
+    assert unfinished_runs(tmp_path) == [(handed_back, 120), (cut, None), (damaged, 200)]
 
 
 @pytest.mark.parametrize(
