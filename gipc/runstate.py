@@ -58,11 +58,12 @@ def last_step(run_dir: Path) -> int | None:
 
 
 def _saved_step(path: Path) -> int | None:
-    """The global step a Lightning checkpoint holds (None: missing or unreadable)."""
+    """The global step a Lightning checkpoint holds (None: missing, unreadable, or needing code to load:
+    a status line never unpickles, as gipc's own checkpoints load with ``weights_only=True``)."""
     import torch  # only here: the rest of this module reads the run dir without it
 
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
     except Exception:  # noqa: BLE001 - a status line, not a resume: an unreadable file is "no checkpoint"
         return None
 
