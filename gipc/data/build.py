@@ -71,9 +71,8 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
         if missing:
             raise DataError(f"--maps {maps} needs a file per photo in --mask-dir {mask_dir}; none for {', '.join(missing[:5])}")
     # a file that is no image, or a photo too small to blur, fails here, before the build starts
-    for path in photos.values():
+    for name, path in photos.items():
         _check_blur_fits(read_header(path), max_side, sigma)
-    for name in photos:
         if name in masks:
             read_header(masks[name])
 
