@@ -2,7 +2,7 @@
 (the ``gipc-eval`` command is :mod:`gipc.cli.evaluate`).
 
 Sources are a pair folder as the data package reads it (``<scene>-A.*``/``<scene>-B.*``, or ``A/`` +
-``B/`` [+ ``GT/``] subfolders). A fused image belongs to scene ``S`` when its stem is ``S``,
+``B/`` [+ ``GT/``] subfolders, and the public sets' layouts: :mod:`gipc.data.sources`). A fused image belongs to scene ``S`` when its stem is ``S``,
 ``S-fused`` or ``S_fused``, compared case-insensitively, in any image format (``lytro-01-fused.png``
 as ``gipc-fuse`` writes it, ``lytro-01.png``, ``LYTRO-01.jpg``...); two candidates for one scene are
 an error, files matching no scene are ignored. Ground truth from ``--gt DIR`` matches stems

@@ -10,6 +10,7 @@ from typing import Callable, NoReturn
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image as PILImage
 
 from gipc.cli.common import guarded
@@ -56,6 +57,31 @@ def test_groups_by_subfolder_and_gt_is_no_source(tmp_path: Path) -> None:
     ]
 
 
+def test_public_sets_layouts(tmp_path: Path) -> None:
+    """The layouts public pair sets ship in group as gipc's own do, in focus order, ground truth left out."""
+    _touch(tmp_path / "whu", "source_1/1.jpg", "source_2/1.jpg", "source_1/10.jpg", "source_2/10.jpg", "full_clear/1.jpg", "full_clear/10.jpg")
+    assert group_sources(tmp_path / "whu") == [
+        ("1", (tmp_path / "whu/source_1/1.jpg", tmp_path / "whu/source_2/1.jpg")),
+        ("10", (tmp_path / "whu/source_1/10.jpg", tmp_path / "whu/source_2/10.jpg")),
+    ]
+    _touch(tmp_path / "nf", "FAR/x.png", "NEAR/x.png", "GT/x.png")  # near first whatever the sort order of the names
+    assert group_sources(tmp_path / "nf") == [("x", (tmp_path / "nf/NEAR/x.png", tmp_path / "nf/FAR/x.png"))]
+    _touch(tmp_path / "digits", "2/x.png", "1/x.png", "3/x.png")
+    assert group_sources(tmp_path / "digits") == [("x", tuple(tmp_path / f"digits/{n}/x.png" for n in "123"))]
+    _touch(tmp_path / "mffw", "MFFW_01_A.jpg", "MFFW_01_B.jpg", "c_02_2.tif", "c_02_1.tif", "lytro-03-B.jpg", "lytro-03-A.jpg")
+    assert group_sources(tmp_path / "mffw") == [
+        ("MFFW_01", (tmp_path / "mffw/MFFW_01_A.jpg", tmp_path / "mffw/MFFW_01_B.jpg")),
+        ("c_02", (tmp_path / "mffw/c_02_1.tif", tmp_path / "mffw/c_02_2.tif")),
+        ("lytro-03", (tmp_path / "mffw/lytro-03-A.jpg", tmp_path / "mffw/lytro-03-B.jpg")),
+    ]
+
+
+def test_only_source_folders_hold_sources(tmp_path: Path) -> None:
+    # lower-case letters, 0 and names that only start like a source folder are no source folders
+    _touch(tmp_path, "A/x.png", "B/x.png", "c/x.png", "0/x.png", "source_1_old/x.png", "nearby/x.png", "maps/x.png")
+    assert group_sources(tmp_path) == [("x", (tmp_path / "A/x.png", tmp_path / "B/x.png"))]
+
+
 def test_sequences_in_subfolders(tmp_path: Path) -> None:
     _touch(tmp_path, "A/x.png", "B/x.png", "C/x.png")
     assert group_sources(tmp_path) == [("x", (tmp_path / "A/x.png", tmp_path / "B/x.png", tmp_path / "C/x.png"))]
@@ -64,14 +90,20 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ([], r"no images found \(.png, .*\); expected <name>-A/<name>-B files or A/ and B/ subfolders"),
+        ([], r"no images found \(.png, .*\); expected <name>-A/<name>-B files \(or _A/_B, .*\) or A/ and B/ subfolders \(or 1/ 2/, source_1/ source_2/, near/ far/\)"),
         (["p-A.png", "p-B.png", "q-A.png"], r"q-A\.png: unpaired, .*q-B\.\* is missing"),
         (["s-A.png", "s-C.png"], r"s-A\.png, .*s-C\.png: unpaired, .*s-B\.\* is missing"),
         (["A/x.png", "B/y.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
         (["A/x.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
-        (["x-A.png", "x-B.png", "holiday.png"], r"holiday\.png: cannot tell its partner; name sources <name>-A"),
+        (["x-A.png", "x-B.png", "holiday.png"], r"holiday\.png: cannot tell its partner; expected <name>-A/<name>-B files"),
         (["x-A.png", "x-b.png"], r"x-b\.png: cannot tell its partner"),  # focus letters are capitals
         (["x-A.png", "x-A.jpg", "x-B.png"], r"x-A\.jpg and .*x-A\.png: two files for one image; keep one"),
+        (["x-A.png", "x_1.png", "x-B.png"], r"x-A\.png and .*x_1\.png: two files for one image; keep one"),  # A and 1: both the first
+        (["x_1.png", "x_3.png"], r"x_1\.png, .*x_3\.png: unpaired, .*x_2\.\* is missing"),  # the partner in the files' own style
+        (["x_A.png"], r"x_A\.png: unpaired, .*x_B\.\* is missing"),
+        (["source_1/x.jpg"], r"source_1/x\.jpg: unpaired, .*source_2/x\.\* is missing"),
+        (["near/x.jpg"], r"near/x\.jpg: unpaired, .*far/x\.\* is missing"),
+        (["A/x.png", "source_1/x.png", "B/x.png"], r"A and .*source_1 both hold source 1 of each scene; keep one"),
         (["A/x.png", "A/x.jpg", "B/x.png"], r"A/x\.jpg and .*A/x\.png: two files for one image; keep one"),
     ],
 )
@@ -126,6 +158,24 @@ def test_one_suffix_set_every_command_reads(tmp_path: Path) -> None:
     assert read_image(fused / "w-fused.png").pixels.shape == (3, 12, 16)
     assert eval_main(["--sources", str(pairs), "--fused", str(fused), "--out", str(tmp_path / "scores")]) == 0
     assert (tmp_path / "scores" / "metrics.csv").read_text().count("\n") == 4  # header + one row per scene
+
+
+def test_a_public_set_as_it_unpacks(tmp_path: Path) -> None:
+    """MFI-WHU's layout (source_1/, source_2/, full_clear/ of n.jpg) goes through gipc-fuse and gipc-eval unchanged."""
+    whu = tmp_path / "MFI-WHU"
+    for n in ("1", "2"):
+        for sub in ("source_1", "source_2", "full_clear"):
+            _png(whu / sub / f"{n}.png", mode="RGB")
+    fused = tmp_path / "fused"
+    assert fuse_main(["--method", "average", "--pairs", str(whu), "--out", str(fused)]) == 0
+    assert sorted(p.name for p in fused.iterdir()) == ["1-fused.png", "2-fused.png"]
+    a, b = (read_image(whu / sub / "2.png").pixels for sub in ("source_1", "source_2"))
+    expected = ((a + b) / 2 * 255).round() / 255
+    assert torch.allclose(read_image(fused / "2-fused.png").pixels, expected, atol=1 / 255 + 1e-6)
+    scores = tmp_path / "scores"
+    assert eval_main(["--sources", str(whu), "--gt", str(whu / "full_clear"), "--fused", str(fused), "--out", str(scores)]) == 0
+    header, *rows = (scores / "metrics.csv").read_text().splitlines()
+    assert "psnr" in header.lower() and len(rows) == 2
 
 
 def _raise(error: BaseException) -> NoReturn:

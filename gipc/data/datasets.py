@@ -1,7 +1,7 @@
 """Folder readers (pairs, focus sequences) and the two torch datasets: training patches and whole images.
 
 Folders are grouped by :func:`gipc.data.sources.group_sources` (``A/``, ``B/`` subfolders or
-``<scene>-A``, ``<scene>-B`` names); a paired folder may also hold ``GT/``, one all-in-focus
+``<scene>-A``, ``<scene>-B`` names, and the public sets' layouts); a paired folder may also hold ``GT/``, one all-in-focus
 image per scene with the same stem (what ``gipc-build-data`` writes).
 """
 
