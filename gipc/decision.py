@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import Iterator, Sequence
 
+import cv2
 import kornia
 import maxflow
 import numpy as np
@@ -121,13 +122,35 @@ def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
-    """:func:`box_mean` at each of ``sizes`` in turn, from one summed-area table (float64) per
-    channel: the cost does not grow with a size, each size past the first costs four shifted reads
-    of the tables, and each mean is made only when asked for; five times faster than kornia's box
-    blur on a 520x520 pair at sizes 7 and 15. A 4000x3000 channel's table takes 0.1 GiB: for one
-    size the channels take turns, for several every channel's table is held until the last."""
+    """:func:`box_mean` at each of ``sizes`` in turn, each mean made only when asked for; not differentiable.
+
+    On the CPU in float32 (the map's case), OpenCV's box filter: running sums in double, whose cost
+    does not grow with a size, the same values as the tables below to the last bit on the pairs
+    measured, and 2-4x faster than them (benchmarks/README.md). Elsewhere (a GPU, float64) one
+    summed-area table (float64) per channel: each size past the first costs four shifted reads of
+    the tables. A 4000x3000 channel's table takes 0.1 GiB: for one size the channels take turns, for
+    several every channel's table is held until the last."""
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        yield from _opencv_box_means(x, sizes)
+    else:
+        yield from _table_box_means(x, sizes)
+
+
+def _opencv_box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
+    planes = x.detach().contiguous().numpy().reshape(-1, *x.shape[-2:])
+    for size in sizes:
+        if size == 1:
+            yield x.clone()  # callers change the result in place
+            continue
+        means = np.empty_like(planes)
+        for plane, mean in zip(planes, means):
+            cv2.blur(plane, (size, size), dst=mean, borderType=cv2.BORDER_REPLICATE)
+        yield torch.from_numpy(means).view(x.shape)
+
+
+def _table_box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
     if len(sizes) == 1 and x.shape[1] > 1:
-        yield torch.cat([box_mean(x[:, i : i + 1], sizes[0]) for i in range(x.shape[1])], dim=1)
+        yield torch.cat([next(_table_box_means(x[:, i : i + 1], sizes)) for i in range(x.shape[1])], dim=1)
         return
     pad = max(sizes, default=1) // 2 + 1  # one more than the widest window needs: the table then needs no row of zeros
     height, width = x.shape[-2:]
@@ -150,11 +173,12 @@ def box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
 
 def closeness_scores(sources: Sequence[torch.Tensor], fused: torch.Tensor, window: int) -> torch.Tensor:
     """(B, N, H, W): minus each source's mean squared difference to ``fused`` in a ``window`` box (higher: closer)."""
-    return _closeness([source - fused for source in sources], window)
+    return _closeness(torch.cat(list(sources), dim=1).sub_(fused), window)
 
 
-def _closeness(differences: Sequence[torch.Tensor], window: int) -> torch.Tensor:
-    squares = torch.cat([difference.square() for difference in differences], dim=1)
+def _closeness(differences: torch.Tensor, window: int) -> torch.Tensor:
+    """:func:`closeness_scores` of (B, N, H, W) ``differences`` (source less fused), which it overwrites."""
+    squares = differences.square_()
     return (box_mean(squares, window) if window > 1 else squares).neg_()
 
 
@@ -183,12 +207,13 @@ def detail(image: torch.Tensor, size: int) -> torch.Tensor:
 
 def focus_measure(sources: Sequence[torch.Tensor]) -> torch.Tensor:
     """(B, N, H, W): each source's modified Laplacian, whose box mean is the sum-modified-Laplacian (higher: sharper)."""
-    return torch.cat([modified_laplacian(source) for source in sources], dim=1)
+    return modified_laplacian(torch.cat(list(sources), dim=1))
 
 
 def _unit(scores: torch.Tensor) -> torch.Tensor:
-    """``scores`` over their mean magnitude per image (in place), so that two kinds of evidence can be added."""
-    return scores.div_(scores.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny))
+    """``scores`` of one sign (closeness <= 0, focus >= 0) over their mean magnitude per image (in place),
+    so that two kinds of evidence can be added; for one sign that is the mean's magnitude, to the bit."""
+    return scores.div_(scores.mean(dim=(1, 2, 3), keepdim=True).abs_().clamp_min(torch.finfo(scores.dtype).tiny))
 
 
 def compared_sources(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> list[torch.Tensor]:
@@ -224,13 +249,13 @@ def evidence_terms(
 
 def _closeness_terms(fused: torch.Tensor, compared: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[torch.Tensor]:
     # detail(source) - detail(fused) = detail(source - fused): the local means of one difference per source
-    differences = [source - fused for source in compared]
+    differences = torch.cat(list(compared), dim=1).sub_(fused)
     terms = [(size, weight) for size, weight in zip(settings.detail, settings.closeness) if weight]
-    sizes = [size for size, _ in terms if size]
-    local = zip(*(box_means(difference, sizes) for difference in differences))  # each size's local means, when asked for
+    local = box_means(differences, [size for size, _ in terms if size])  # each size's local means, when asked for
     for size, weight in terms:
-        pair = [difference - mean for difference, mean in zip(differences, next(local))] if size else differences
-        yield _unit(_closeness(pair, settings.window)).mul_(weight)
+        # d - mean, written over the mean: -(mean - d) is the same float
+        detailed = next(local).sub_(differences).neg_() if size else differences.clone()
+        yield _unit(_closeness(detailed, settings.window)).mul_(weight)
 
 
 def _focus_terms(sources: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[torch.Tensor]:
@@ -322,25 +347,21 @@ def remove_small_regions(
     changed = False
     for image, strength in zip(images, strengths):
         for source in range(count):
-            regions, found = ndimage.label(image == source, structure=eight)
-            if not found:
-                continue
-            numbers, flat = np.arange(1, found + 1), regions.ravel()
-            sizes = np.bincount(flat, minlength=found + 1)[1:]
-            small = sizes < limit
-            if strength is not None and small.any():  # mean margin under region_margin (bincount: ndimage.mean takes 4x as long)
-                small &= np.bincount(flat, strength.ravel(), found + 1)[1:] < region_margin * sizes
-            if not small.any():
-                continue
-            if count == 2:  # a region of one source is bordered by the other alone: no vote to count
-                image[np.concatenate(([False], small))[regions]] = 1 - source
-                changed = True
-                continue
-            boxes = ndimage.find_objects(regions)
-            for region in numbers[small]:
-                rows, cols = boxes[region - 1]
-                box = (slice(max(rows.start - 1, 0), rows.stop + 1), slice(max(cols.start - 1, 0), cols.stop + 1))
+            # OpenCV's labelling gives each region's size and bounding box in one pass (3-4x scipy's label and bincount)
+            _, regions, stats, _ = cv2.connectedComponentsWithStats((image == source).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+            for region in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < limit) + 1:
+                left, top, box_width, box_height, size = stats[region]
+                if count == 2:  # a region of one source is bordered by the other alone: no vote to count
+                    box = (slice(top, top + box_height), slice(left, left + box_width))
+                else:  # one pixel more around it: its border
+                    box = (slice(max(top - 1, 0), top + box_height + 1), slice(max(left - 1, 0), left + box_width + 1))
                 inside = regions[box] == region
+                if strength is not None and strength[box][inside].sum(dtype=np.float64) >= region_margin * size:
+                    continue  # the evidence backs it
+                if count == 2:
+                    image[box][inside] = 1 - source
+                    changed = True
+                    continue
                 border = ndimage.binary_dilation(inside, structure=eight) & ~inside
                 votes = np.bincount(image[box][border], minlength=count)
                 votes[source] = -1

@@ -137,7 +137,7 @@ class Fusion:
         fused_y = reduce(net, ys)
         compared = compared_sources(ys, fused_y, self.settings)
         weights = decide(evidence(ys, fused_y, self.settings, compared), fused_y, self.settings, compared)
-        return Fused(blend(images, weights).clamp(0.0, 1.0), weights)
+        return Fused(blend(images, weights).clamp_(0.0, 1.0), weights)
 
     def _weighted(self, net: Fuser, images: Sequence[torch.Tensor]) -> Fused:
         """A weights head (``net``), in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""

@@ -578,11 +578,23 @@ def test_decide_and_blend_are_exact_for_hard_maps() -> None:
 SHARED_SIZES = (41, 1, 3, 7, 15)  # 41: wider than the image's 37 rows
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["opencv", "tables"])
 @pytest.mark.parametrize("table", ["single", "shared"])
 @pytest.mark.parametrize("size", [1, 3, 7, 15, 41])
-def test_box_mean_equals_kornias_box_blur(size: int, table: str) -> None:
-    """box_mean of one size, and box_means' sizes from one summed-area table padded for the largest window,
-    are kornia's box blur with replicated borders, every channel in turn, to float rounding."""
-    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+def test_box_mean_equals_kornias_box_blur(size: int, table: str, dtype: torch.dtype) -> None:
+    """box_mean of one size, and box_means' sizes at once (float32 on the CPU: OpenCV's box filter;
+    float64: summed-area tables padded for the largest window), are kornia's box blur with replicated
+    borders, every channel in turn, to float rounding, in the input's dtype."""
+    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0), dtype=dtype)
     mean = box_mean(x, size) if table == "single" else list(box_means(x, SHARED_SIZES))[SHARED_SIZES.index(size)]
-    torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6, rtol=0)
+    assert mean.dtype == dtype and mean.shape == x.shape
+    torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
+def test_both_box_filters_agree_on_a_photo_sized_image() -> None:
+    """OpenCV's float32 box filter and the float64 tables rounded to float32 give the same means, to one
+    float32 step, over a 520 x 520 image at the map's window sizes."""
+    x = torch.rand(1, 2, 520, 520, generator=torch.Generator().manual_seed(1))
+    sizes = (5, 11, 21, 31, 61)
+    for fast, exact in zip(box_means(x, sizes), box_means(x.double(), sizes)):
+        torch.testing.assert_close(fast, exact.float(), atol=6e-8, rtol=0)
