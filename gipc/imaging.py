@@ -87,12 +87,14 @@ def _check_side(path: Path, height: int, width: int, min_side: int) -> None:
 
 
 def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
-    """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB, alpha is refused."""
+    """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB; an alpha channel is dropped
+    where every pixel is opaque (nothing is lost) and refused where one is not."""
     path = Path(path)
     with _opened(path) as im:
         orientation = _orientation(im)
-        if im.mode == "RGB" and _bits_per_sample(path, im) == 16:  # pypng and tifffile give the stored pixels
-            array, bit_depth = _oriented(_read_rgb16(path, im.format), orientation), 16
+        deep = (im.mode == "RGB" or _has_alpha(im)) and _bits_per_sample(path, im) == 16
+        if deep:  # Pillow would cut these to 8 bits; pypng and tifffile give the stored pixels
+            array, bit_depth = _oriented(_read_deep(path, im.format), orientation), 16
         else:
             im.load()
             array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
@@ -115,12 +117,16 @@ class Header:
 
 def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
     """The kind and size :func:`read_image` would give, from the header alone (a few ms for any size): a
-    missing, unreadable, transparent or too small file fails here, before any work on others starts.
-    Damage further into the pixel data shows only when they are decoded."""
+    missing, unreadable, transparent or too small file fails here, before any work on others starts
+    (an image with an alpha channel is decoded for it). Damage further into the pixel data shows
+    only when they are decoded."""
     path = Path(path)
     with _opened(path) as im:
-        if im.mode in _ALPHA_MODES or "transparency" in im.info:
-            raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
+        transparent = _has_alpha(im)
+    if transparent:  # only the pixels tell whether it is opaque: decoded here, as the rest of the header
+        image = read_image(path, min_side)
+        return Header(path, image.kind, image.height, image.width)
+    with _opened(path) as im:
         if im.mode == "F":
             raise ImageError(f"{path}: unsupported pixel mode 'F'; save it as 8- or 16-bit gray or RGB")
         if im.mode == "RGB" and im.format not in ("PNG", "TIFF") and _bits_per_sample(path, im) == 16:
@@ -247,33 +253,61 @@ def _bits_per_sample(path: Path, im: PILImage.Image) -> int:
     return 8
 
 
-def _read_rgb16(path: Path, fmt: str | None) -> np.ndarray:
-    """Decode a 16-bit RGB PNG or TIFF to (H, W, 3) uint16."""
+def _read_deep(path: Path, fmt: str | None) -> np.ndarray:
+    """Decode a 16-bit PNG or TIFF, RGB or with an alpha channel, to (H, W, 3) or (H, W) uint16."""
     if fmt == "TIFF":
         import tifffile
 
         array = tifffile.imread(path)
+        if array.ndim == 3 and array.shape[2] in (2, 4):  # gray or RGB, then alpha
+            array = _opaque_16(path, array)
     elif fmt == "PNG":
         import png
 
         try:
-            width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-            if info["alpha"]:
-                raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
-            array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, 3)
+            width, height, rows, info = png.Reader(filename=str(path)).asDirect()  # a tRNS colour key becomes alpha
+            array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
         except png.Error as err:
             raise ImageError(f"{path}: truncated or corrupt image data ({err})") from None
+        if info["alpha"]:
+            array = _opaque_16(path, array)
+        elif array.shape[2] == 1:
+            array = array[..., 0]
     else:
         raise ImageError(f"{path}: 16-bit RGB {fmt} is not supported; convert it to a 16-bit PNG or TIFF")
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint16:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or array.dtype != np.uint16:
         raise ImageError(f"{path}: unsupported 16-bit layout {array.shape} {array.dtype}; save it as 16-bit RGB PNG")
     return array
 
 
+def _has_alpha(im: PILImage.Image) -> bool:
+    return im.mode in _ALPHA_MODES or "transparency" in im.info
+
+
+def _transparent(path: Path) -> ImageError:
+    return ImageError(f"{path}: has transparent pixels; flatten it onto a background first")
+
+
+def _opaque_16(path: Path, array: np.ndarray) -> np.ndarray:
+    """(H, W, C + 1) uint16 with alpha last -> (H, W, C) or (H, W), refused unless every pixel is opaque."""
+    if array[..., -1].min() < 65535:
+        raise _transparent(path)
+    colour = array[..., :-1]
+    return colour[..., 0] if colour.shape[2] == 1 else colour
+
+
+def _opaque(path: Path, im: PILImage.Image) -> PILImage.Image:
+    """``im`` without its alpha channel or colour key, refused unless every pixel is opaque (then nothing is lost)."""
+    if im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+        raise _transparent(path)
+    gray = im.mode in ("L", "LA", "La") or im.mode.startswith("I")
+    return im.convert("L") if gray and im.mode != "L" else im.convert("RGB") if not gray else im
+
+
 def _pil_array(path: Path, im: PILImage.Image) -> tuple[np.ndarray, int]:
     """Pillow image -> (H, W) or (H, W, 3) uint8/uint16 array and its bit depth."""
-    if im.mode in _ALPHA_MODES or "transparency" in im.info:
-        raise ImageError(f"{path}: has an alpha channel; flatten it onto a background first")
+    if _has_alpha(im):
+        im = _opaque(path, im)
     if im.mode in _TO_RGB_MODES:
         im = im.convert("RGB")
     elif im.mode == "1":

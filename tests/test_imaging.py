@@ -69,10 +69,10 @@ def test_truncated_jpeg_is_refused(tmp_path: Path, lytro_pairs: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
-def test_alpha_channel_is_refused(tmp_path: Path, mode: str) -> None:
+def test_transparent_pixels_are_refused(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "alpha.png"
-    PILImage.new(mode, (4, 4)).save(path)
-    with pytest.raises(ImageError, match=r"alpha\.png: has an alpha channel; flatten it onto a background first"):
+    PILImage.new(mode, (4, 4)).save(path)  # alpha 0 everywhere
+    with pytest.raises(ImageError, match=r"alpha\.png: has transparent pixels; flatten it onto a background first"):
         read_image(path)
 
 
@@ -80,8 +80,45 @@ def test_palette_with_transparency_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pal.png"
     PILImage.new("P", (4, 4)).save(path, transparency=0)
     for read in (read_image, read_header):  # the header refuses it too, before any work on other sources
-        with pytest.raises(ImageError, match=r"pal\.png: has an alpha channel"):
+        with pytest.raises(ImageError, match=r"pal\.png: has transparent pixels"):
             read(path)
+
+
+def test_an_opaque_alpha_channel_is_dropped(tmp_path: Path) -> None:
+    """Screenshots and editors save opaque images with alpha: every pixel at full alpha loses nothing
+    when the channel goes, so such files read as the RGB or gray image they show; one pixel short of
+    opaque is refused, at 8 and 16 bits."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    PILImage.fromarray(np.dstack([rgb, np.full((5, 7), 255, np.uint8)])).save(tmp_path / "rgba.png")
+    PILImage.fromarray(np.dstack([rgb[..., 0], np.full((5, 7), 255, np.uint8)]), mode="LA").save(tmp_path / "la.png")
+    pal = PILImage.fromarray(rgb).convert("P")
+    unused = next(i for i in range(256) if i not in set(np.asarray(pal).ravel().tolist()))
+    pal.save(tmp_path / "key.png", transparency=unused)  # a colour key no pixel holds
+    for name, expected in (("rgba", rgb), ("la", rgb[..., 0]), ("key", np.asarray(pal.convert("RGB")))):
+        image = read_image(tmp_path / f"{name}.png")
+        got = (image.pixels * 255).round().byte().numpy()
+        assert image.bit_depth == 8 and np.array_equal(got[0] if expected.ndim == 2 else got.transpose(1, 2, 0), expected)
+        header = read_header(tmp_path / f"{name}.png")
+        assert (header.kind, header.height, header.width) == (image.kind, 5, 7)
+    deep = rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    opaque = np.dstack([deep, np.full((5, 7), 65535, np.uint16)])
+    png.from_array(opaque.reshape(5, 28), "RGBA;16").save(str(tmp_path / "rgba16.png"))
+    png.from_array(opaque[..., 2:].reshape(5, 14), "LA;16").save(str(tmp_path / "la16.png"))
+    tifffile.imwrite(tmp_path / "rgba16.tif", opaque, photometric="rgb", extrasamples=["unassalpha"])
+    for name, expected in (("rgba16.png", deep), ("la16.png", deep[..., 2]), ("rgba16.tif", deep)):
+        image = read_image(tmp_path / name)
+        assert image.bit_depth == 16 and read_header(tmp_path / name).kind == image.kind
+        got = (image.pixels.double() * 65535).round().long().numpy()
+        assert np.array_equal(got[0] if expected.ndim == 2 else got.transpose(1, 2, 0), expected)
+    opaque[4, 6, 3] = 65534
+    png.from_array(opaque.reshape(5, 28), "RGBA;16").save(str(tmp_path / "almost16.png"))
+    rgba = np.dstack([rgb, np.full((5, 7), 255, np.uint8)])
+    rgba[0, 0, 3] = 254
+    PILImage.fromarray(rgba).save(tmp_path / "almost.png")
+    for name in ("almost16.png", "almost.png"):
+        with pytest.raises(ImageError, match=rf"{name.replace('.', '[.]')}: has transparent pixels"):
+            read_header(tmp_path / name)
 
 
 def test_palette_becomes_rgb_with_its_colours(tmp_path: Path) -> None:
@@ -355,7 +392,7 @@ def test_the_header_gives_the_kind_and_size_decoding_gives(tmp_path: Path) -> No
         header, image = read_header(tmp_path / name), read_image(tmp_path / name)
         assert (header.kind, header.height, header.width) == (image.kind, image.height, image.width) == (kind, height, width), name
     PILImage.fromarray(rng.integers(0, 256, (6, 9, 4), dtype=np.uint8)).save(tmp_path / "alpha.png")
-    with pytest.raises(ImageError, match="alpha.png: has an alpha channel"):
+    with pytest.raises(ImageError, match="alpha.png: has transparent pixels"):
         read_header(tmp_path / "alpha.png")
     with pytest.raises(ImageError, match="gray.png is grayscale but .*palette.png is RGB"):
         check_matching([read_header(tmp_path / "palette.png"), read_header(tmp_path / "gray.png")])
