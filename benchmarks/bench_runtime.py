@@ -19,7 +19,8 @@ Prints, from one process on one machine:
   rule (colour conversion, chroma) and the map rule (decision map, clean-up, blend), seconds per
   pair and as a fraction of the network's own time, in the same run (each the median of
   ``--rule-repeats`` runs per pair, taken in turn), and each rule's own work timed inside its
-  calls (the call less the network it ran) as a fraction of that network;
+  calls (the call less the network it ran) as a fraction of that network; then the map rule's
+  steps (exposure match, evidence, vote, regions, seams, blend) in ms per pair;
 * the end-to-end split of fusing the Lytro set as ``gipc-fuse`` does (decode, network, colour
   conversion and rule, encode) on the default path and rule, one step after the other, then the
   same folder through ``gipc-fuse``'s pipelined loop;
@@ -41,13 +42,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch import nn
 
+import gipc.decision
+import gipc.fusion
 from gipc.baselines import BASELINES
 from gipc.color import from_net, fuse_color, luma, to_net
 from gipc.configs import conf_group
@@ -242,6 +246,45 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
           "first call: the warm-up pair (OpenVINO's includes converting into an empty cache and compiling)")
 
 
+MAP_STEPS = (
+    ("luma", gipc.fusion, "luma"),
+    ("exposure match", gipc.fusion, "compared_sources"),
+    ("evidence", gipc.fusion, "evidence"),
+    ("choose and vote", gipc.decision, "consistent"),
+    ("regions", gipc.decision, "remove_small_regions"),
+    ("seams", gipc.decision, "place_seams"),
+    ("blend", gipc.fusion, "blend"),
+)
+"""The map rule's steps: (name, the module the rule calls it from, the function there)."""
+
+
+@contextmanager
+def step_clock(sync: Callable[[], None]) -> Iterator[dict[str, float]]:
+    """Seconds spent in each of :data:`MAP_STEPS` while the block runs: each step function is wrapped
+    where the rule looks it up, and put back after."""
+    spent = dict.fromkeys((name for name, _, _ in MAP_STEPS), 0.0)
+    originals = [(module, attr, getattr(module, attr)) for _, module, attr in MAP_STEPS]
+
+    def clocked(name: str, step: Callable) -> Callable:
+        def run(*args, **kwargs):
+            sync()
+            start = time.perf_counter()
+            out = step(*args, **kwargs)
+            sync()
+            spent[name] += time.perf_counter() - start
+            return out
+
+        return run
+
+    for (name, _, _), (module, attr, step) in zip(MAP_STEPS, originals):
+        setattr(module, attr, clocked(name, step))
+    try:
+        yield spent
+    finally:
+        for module, attr, step in originals:
+            setattr(module, attr, step)
+
+
 def section_rules(
     generator: Generator, pairs: list, limit: int, device: torch.device, sync: Callable[[], None], repeats: int
 ) -> None:
@@ -294,6 +337,18 @@ def section_rules(
                      f" of the network (unpaired: the swings of both); its own work inside each call: "
                      f"{statistics.fmean(own[key]):.1%} ± {statistics.pstdev(own[key]):.1%} over the pairs (paired: the figure to read)")
         print(f"{key:<8} {mean_std(values)} s{added}")
+    calls = 0
+    with torch.inference_mode(), step_clock(sync) as spent:  # the map's steps, on the same pairs again
+        for a, b in pairs[1 : limit + 1]:
+            a, b = a.to(device), b.to(device)
+            for _ in range(repeats):
+                inner = 0.0
+                seconds = timed(lambda: rules["map"]([a, b]), sync)[0]
+                spent["other"] = spent.get("other", 0.0) + seconds - inner
+                calls += 1
+    spent["other"] -= sum(value for key, value in spent.items() if key != "other")
+    steps = " · ".join(f"{name} {1000 * value / calls:.1f}" for name, value in spent.items())
+    print(f"map's steps inside each call, ms per pair: {steps} (clocked separately, each step synchronised)")
 
 
 def section_end_to_end(generator: Generator, folder: Path, device: torch.device) -> None:

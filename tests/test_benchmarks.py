@@ -3,6 +3,7 @@ benchmarks/README.md; nothing here times anything): a refactor of the library mu
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gipc.imaging import write_image
+from gipc.imaging import read_image, write_image
+from gipc.pretrained import pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +40,7 @@ def _run(script: str, *args: str) -> str:
 def test_bench_runtime_runs_every_section(tiny_pairs: Path) -> None:
     out = _run("bench_runtime.py", "--pairs", str(tiny_pairs), "--limit", "1", "--baseline-limit", "1", "--rule-repeats", "1",
                "--memory-side", "96x80", "--threads", "1")
-    for section in ("== Parameters", "== Network paths", "== Fusion rules", "== End to end", "== Peak memory", "== Classic baselines"):
+    for section in ("== Parameters", "== Network paths", "== Fusion rules", "map's steps inside each call", "== End to end", "== Peak memory", "== Classic baselines"):
         assert section in out, f"{section} missing:\n{out[-2000:]}"
     assert "156,033" in out  # G's parameters, Table 1 by hand (tests/test_models.py)
 
@@ -50,3 +52,18 @@ def test_bench_pipeline_and_training_run(tiny_pairs: Path) -> None:
 
 def test_bench_metrics_runs(lytro_pairs: Path) -> None:
     assert "QABF" in _run("bench_metrics.py", "--repeat", "1", "--threads", "1")
+
+
+def test_the_map_step_clock_times_every_step_and_puts_them_back(tiny_pairs: Path) -> None:
+    """Every step of the map rule is reached through the names the clock wraps (a step renamed or
+    moved would read 0 ms), and the library is left as it was."""
+    spec = importlib.util.spec_from_file_location("bench_runtime", ROOT / "benchmarks" / "bench_runtime.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = [getattr(module, attr) for _, module, attr in bench.MAP_STEPS]
+    fusion = pretrained().fusion()
+    a, b = (read_image(tiny_pairs / f"lytro-01-{x}.png").pixels[None] for x in "AB")
+    with bench.step_clock(lambda: None) as spent:
+        fusion([a, b])
+    assert set(spent) == {name for name, _, _ in bench.MAP_STEPS} and all(seconds > 0 for seconds in spent.values()), spent
+    assert [getattr(module, attr) for _, module, attr in bench.MAP_STEPS] == before
