@@ -173,12 +173,7 @@ def _table_box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Te
 
 def closeness_scores(sources: Sequence[torch.Tensor], fused: torch.Tensor, window: int) -> torch.Tensor:
     """(B, N, H, W): minus each source's mean squared difference to ``fused`` in a ``window`` box (higher: closer)."""
-    return _closeness(torch.cat(list(sources), dim=1).sub_(fused), window)
-
-
-def _closeness(differences: torch.Tensor, window: int) -> torch.Tensor:
-    """:func:`closeness_scores` of (B, N, H, W) ``differences`` (source less fused), which it overwrites."""
-    squares = differences.square_()
+    squares = torch.cat(list(sources), dim=1).sub_(fused).square_()
     return (box_mean(squares, window) if window > 1 else squares).neg_()
 
 
@@ -211,9 +206,9 @@ def focus_measure(sources: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def _unit(scores: torch.Tensor) -> torch.Tensor:
-    """``scores`` of one sign (closeness <= 0, focus >= 0) over their mean magnitude per image (in place),
-    so that two kinds of evidence can be added; for one sign that is the mean's magnitude, to the bit."""
-    return scores.div_(scores.mean(dim=(1, 2, 3), keepdim=True).abs_().clamp_min(torch.finfo(scores.dtype).tiny))
+    """Non-negative ``scores`` (squared differences, focus measures) over their mean per image (in
+    place), so that two kinds of evidence can be added."""
+    return scores.div_(scores.mean(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny))
 
 
 def compared_sources(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> list[torch.Tensor]:
@@ -253,9 +248,10 @@ def _closeness_terms(fused: torch.Tensor, compared: Sequence[torch.Tensor], sett
     terms = [(size, weight) for size, weight in zip(settings.detail, settings.closeness) if weight]
     local = box_means(differences, [size for size, _ in terms if size])  # each size's local means, when asked for
     for size, weight in terms:
-        # d - mean, written over the mean: -(mean - d) is the same float
-        detailed = next(local).sub_(differences).neg_() if size else differences.clone()
-        yield _unit(_closeness(detailed, settings.window)).mul_(weight)
+        # (mean - d)^2, written over the mean, is (d - mean)^2 to the bit; the sign of minus the
+        # squares moves onto the weight, which gives the same floats as negating them first
+        squares = (next(local).sub_(differences) if size else differences.clone()).square_()
+        yield _unit(box_mean(squares, settings.window) if settings.window > 1 else squares).mul_(-weight)
 
 
 def _focus_terms(sources: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[torch.Tensor]:
