@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pillow_heif
 import torch
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
@@ -26,6 +27,8 @@ from gipc.files import atomic_path, check_writable
 
 # A truncated JPEG must fail loudly rather than come back half grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Phones' HEIC/HEIF photos open in Pillow, turned upright (their EXIF orientation is then 1), 8 bits
+pillow_heif.register_heif_opener()
 
 MIN_SIDE = 2
 """Smallest height/width accepted: 3x3 filters with reflect padding (Laplacian, baselines) need 2."""

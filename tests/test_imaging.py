@@ -36,6 +36,12 @@ def _truncated_16bit_rgb_png(path: Path) -> None:
     path.write_bytes(full.read_bytes()[:60])
 
 
+def _truncated_heic(path: Path) -> None:
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(path, quality=80)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
 @pytest.mark.parametrize("name, make, message", [
     ("nope.png", lambda path: None, r"nope\.png: no such file"),
     ("folder", lambda path: path.mkdir(), r"folder: is a folder, not an image"),
@@ -43,7 +49,8 @@ def _truncated_16bit_rgb_png(path: Path) -> None:
     ("noise.jpg", lambda path: path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()),
      r"noise\.jpg: not an image, or a corrupt one"),
     ("cut.png", _truncated_16bit_rgb_png, r"cut\.png: truncated or corrupt image data"),
-], ids=["missing", "folder", "text-file", "random-bytes-jpeg", "truncated-16bit-png"])
+    ("cut.heic", _truncated_heic, r"cut\.heic: truncated or corrupt image data"),
+], ids=["missing", "folder", "text-file", "random-bytes-jpeg", "truncated-16bit-png", "truncated-heic"])
 def test_unreadable_inputs_are_refused_with_the_reason(tmp_path: Path, name: str, make, message: str) -> None:
     path = tmp_path / name
     make(path)
@@ -165,6 +172,27 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     image = read_image(tmp_path / "rot.jpg")
     assert image.pixels.shape == (3, 32, 16)
     assert torch.equal((image.pixels * 255).round().to(torch.uint8), expected)
+
+
+def test_heic_photos_are_read_upright(tmp_path: Path) -> None:
+    """Phones save HEIC: gray and RGB ones decode to the pixels stored (lossless HEVC, 4:4:4 chroma: RGB
+    within one step of the YCbCr round trip), and one whose EXIF says turn 90 degrees clockwise comes
+    out turned, as a JPEG does; its header gives the same kind and size."""
+    stored = np.random.default_rng(5).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    PILImage.fromarray(stored).save(tmp_path / "rgb.heic", quality=-1, chroma=444)
+    PILImage.fromarray(stored[..., 0]).save(tmp_path / "gray.heif", quality=-1)
+    turned = PILImage.fromarray(stored)
+    exif = turned.getexif()
+    exif[0x0112] = 6
+    turned.save(tmp_path / "turned.heic", quality=-1, chroma=444, exif=exif.tobytes())
+    upright = np.rot90(stored, k=-1)  # clockwise
+    for name, kind, expected in (("rgb.heic", "RGB", stored), ("gray.heif", "grayscale", stored[..., :1]), ("turned.heic", "RGB", upright)):
+        image = read_image(tmp_path / name)
+        got = (image.pixels * 255).round().permute(1, 2, 0).numpy().astype(int)
+        assert image.bit_depth == 8 and image.kind == kind and got.shape == expected.shape, name
+        assert np.abs(got - expected).max() <= (0 if kind == "grayscale" else 1), name
+        header = read_header(tmp_path / name)
+        assert (header.kind, header.height, header.width) == (kind, *expected.shape[:2]), name
 
 
 @pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])

@@ -140,8 +140,8 @@ def test_every_reader_groups_the_same_way(tmp_path: Path) -> None:
 
 
 def test_one_suffix_set_every_command_reads(tmp_path: Path) -> None:
-    """A .webp/.ppm/.pgm pair is read by gipc-fuse, the loaders and gipc-eval alike; other files are ignored."""
-    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm"} == set(IMAGE_SUFFIXES)
+    """A .webp/.ppm/.pgm/.heic pair is read by gipc-fuse, the loaders and gipc-eval alike; other files are ignored."""
+    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".heic", ".heif"} == set(IMAGE_SUFFIXES)
     pairs = tmp_path / "pairs"
     _png(pairs / "w-A.webp", mode="RGB")
     _png(pairs / "w-B.webp", mode="RGB")
@@ -149,15 +149,18 @@ def test_one_suffix_set_every_command_reads(tmp_path: Path) -> None:
     _png(pairs / "p-B.ppm", mode="RGB")
     _png(pairs / "g-A.PGM")
     _png(pairs / "g-B.pgm")
+    for letter in "AB":  # a phone's HEIC photos
+        PILImage.fromarray(np.full((12, 16, 3), 40 if letter == "A" else 200, np.uint8)).save(pairs / f"h-{letter}.heic", quality=-1)
     (pairs / "notes.txt").write_text("not an image")
-    assert [p.name for p in image_files(pairs)] == ["g-A.PGM", "g-B.pgm", "p-A.ppm", "p-B.ppm", "w-A.webp", "w-B.webp"]
-    assert set(files_by_stem(pairs)) == {"g-A", "g-B", "p-A", "p-B", "w-A", "w-B"}
-    assert [scene.name for scene in PairFolder(pairs)] == ["g", "p", "w"]
+    assert [p.name for p in image_files(pairs)] == ["g-A.PGM", "g-B.pgm", "h-A.heic", "h-B.heic", "p-A.ppm", "p-B.ppm", "w-A.webp", "w-B.webp"]
+    assert set(files_by_stem(pairs)) == {"g-A", "g-B", "h-A", "h-B", "p-A", "p-B", "w-A", "w-B"}
+    assert [scene.name for scene in PairFolder(pairs)] == ["g", "h", "p", "w"]
     fused = tmp_path / "fused"
     assert fuse_main(["--method", "average", "--pairs", str(pairs), "--out", str(fused)]) == 0
     assert read_image(fused / "w-fused.png").pixels.shape == (3, 12, 16)
+    assert torch.allclose(read_image(fused / "h-fused.png").pixels, torch.full((3, 12, 16), 120 / 255), atol=2 / 255)  # (40 + 200) / 2
     assert eval_main(["--sources", str(pairs), "--fused", str(fused), "--out", str(tmp_path / "scores")]) == 0
-    assert (tmp_path / "scores" / "metrics.csv").read_text().count("\n") == 4  # header + one row per scene
+    assert (tmp_path / "scores" / "metrics.csv").read_text().count("\n") == 5  # header + one row per scene
 
 
 def test_a_public_set_as_it_unpacks(tmp_path: Path) -> None:

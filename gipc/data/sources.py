@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gipc.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".heic", ".heif")
 """Everything :func:`gipc.imaging.read_image` decodes; other files in a folder are ignored."""
 SOURCE_NAME = re.compile(r"^(?P<name>.+)(?P<sep>[-_])(?P<mark>[A-Z]|[1-9])$")
 """A source's stem in one folder: group name, separator and focus mark (a capital letter, or a digit from 1)."""
