@@ -68,6 +68,13 @@ def test_public_sets_layouts(tmp_path: Path) -> None:
     assert group_sources(tmp_path / "nf") == [("x", (tmp_path / "nf/NEAR/x.png", tmp_path / "nf/FAR/x.png"))]
     _touch(tmp_path / "digits", "2/x.png", "1/x.png", "3/x.png")
     assert group_sources(tmp_path / "digits") == [("x", tuple(tmp_path / f"digits/{n}/x.png" for n in "123"))]
+    _touch(tmp_path / "realmff", "imageA/709_A.png", "imageB/709_B.png", "imageA/710_A.png", "imageB/710_B.png", "Fusion/709_F.png")
+    assert group_sources(tmp_path / "realmff") == [  # each file named by its scene and its folder's mark
+        ("709", (tmp_path / "realmff/imageA/709_A.png", tmp_path / "realmff/imageB/709_B.png")),
+        ("710", (tmp_path / "realmff/imageA/710_A.png", tmp_path / "realmff/imageB/710_B.png")),
+    ]
+    _touch(tmp_path / "plan", "sourceA/plan_A.png", "sourceB/plan_A.png")  # a scene whose name ends like a mark, alike in both
+    assert group_sources(tmp_path / "plan") == [("plan_A", (tmp_path / "plan/sourceA/plan_A.png", tmp_path / "plan/sourceB/plan_A.png"))]
     _touch(tmp_path / "mffw", "MFFW_01_A.jpg", "MFFW_01_B.jpg", "c_02_2.tif", "c_02_1.tif", "lytro-03-B.jpg", "lytro-03-A.jpg")
     assert group_sources(tmp_path / "mffw") == [
         ("MFFW_01", (tmp_path / "mffw/MFFW_01_A.jpg", tmp_path / "mffw/MFFW_01_B.jpg")),
@@ -78,7 +85,7 @@ def test_public_sets_layouts(tmp_path: Path) -> None:
 
 def test_only_source_folders_hold_sources(tmp_path: Path) -> None:
     # lower-case letters, 0 and names that only start like a source folder are no source folders
-    _touch(tmp_path, "A/x.png", "B/x.png", "c/x.png", "0/x.png", "source_1_old/x.png", "nearby/x.png", "maps/x.png")
+    _touch(tmp_path, "A/x.png", "B/x.png", "c/x.png", "0/x.png", "source_1_old/x.png", "nearby/x.png", "maps/x.png", "imagec/x.png", "images/x.png")
     assert group_sources(tmp_path) == [("x", (tmp_path / "A/x.png", tmp_path / "B/x.png"))]
 
 
@@ -90,7 +97,7 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ([], r"no images found \(.png, .*\); expected <name>-A/<name>-B files \(or _A/_B, .*\) or A/ and B/ subfolders \(or 1/ 2/, source_1/ source_2/, near/ far/\)"),
+        ([], r"no images found \(.png, .*\); expected <name>-A/<name>-B files \(or _A/_B, .*\) or A/ and B/ subfolders \(or 1/ 2/, source_1/ source_2/, imageA/ imageB/, near/ far/\)"),
         (["p-A.png", "p-B.png", "q-A.png"], r"q-A\.png: unpaired, .*q-B\.\* is missing"),
         (["s-A.png", "s-C.png"], r"s-A\.png, .*s-C\.png: unpaired, .*s-B\.\* is missing"),
         (["A/x.png", "B/y.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
@@ -103,6 +110,7 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
         (["x_A.png"], r"x_A\.png: unpaired, .*x_B\.\* is missing"),
         (["source_1/x.jpg"], r"source_1/x\.jpg: unpaired, .*source_2/x\.\* is missing"),
         (["near/x.jpg"], r"near/x\.jpg: unpaired, .*far/x\.\* is missing"),
+        (["imageA/709_A.png", "imageB/709_B.png", "imageA/710_A.png"], r"imageA/710_A\.png: unpaired, .*imageB/710_B\.\* is missing"),
         (["A/x.png", "source_1/x.png", "B/x.png"], r"A and .*source_1 both hold source 1 of each scene; keep one"),
         (["A/x.png", "A/x.jpg", "B/x.png"], r"A/x\.jpg and .*A/x\.png: two files for one image; keep one"),
     ],

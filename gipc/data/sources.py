@@ -4,9 +4,11 @@ Every command that reads images from a folder (``gipc-fuse --pairs``, ``gipc-eva
 ``gipc-build-data``, the training data loaders) goes through here, so they all accept the same
 files and the same layouts, those of gipc and of the public pair sets:
 
-* subfolders holding one file per scene with the same stem, one subfolder per source in focus
-  order: ``A/``, ``B/`` [, ``C/`` ...] (what ``gipc-build-data`` writes), ``1/``, ``2/`` ...,
-  ``source_1/``, ``source_2/`` ... (MFI-WHU) or ``near/``, ``far/``; other subfolders (``GT/``,
+* one subfolder per source, in focus order: ``A/``, ``B/`` [, ``C/`` ...] (what ``gipc-build-data``
+  writes), ``1/``, ``2/`` ..., the same after ``source``, ``image`` or ``img`` (``source_1/``,
+  ``source_2/``: MFI-WHU; ``imageA/``, ``imageB/``: Real-MFF), or ``near/``, ``far/``; each holds
+  one file per scene, named by the scene alike in every folder, or by the scene and the folder's
+  own mark in every file (``imageA/709_A.png``, ``imageB/709_B.png``); other subfolders (``GT/``,
   ``full_clear/``, ``maps/``) hold no sources;
 * names in one folder: ``<name>-A.<ext>``, ``<name>-B.<ext>`` [, ``<name>-C.<ext>`` ...] (Lytro),
   with ``_`` for ``-`` (``<name>_A``, MFFW) or digits for letters (``<name>-1``, ``<name>_2``).
@@ -24,37 +26,36 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".p
 """Everything :func:`gipc.imaging.read_image` decodes; other files in a folder are ignored."""
 SOURCE_NAME = re.compile(r"^(?P<name>.+)(?P<sep>[-_])(?P<mark>[A-Z]|[1-9])$")
 """A source's stem in one folder: group name, separator and focus mark (a capital letter, or a digit from 1)."""
-SOURCE_FOLDER = re.compile(r"^(?:(?P<letter>[A-Z])|(?:(?P<prefix>source_?))?(?P<digit>[1-9])|(?P<near>near)|(?P<far>far))$", re.IGNORECASE)
-"""A subfolder holding one source per scene; ``GT/`` and any other name hold none."""
+SOURCE_FOLDER = re.compile(r"^(?:(?P<prefix>(?:source|image|img)[-_]?)?(?P<mark>[a-z]|[1-9])|(?P<near>near)|(?P<far>far))$", re.IGNORECASE)
+"""A subfolder holding one source per scene (its mark a capital letter or a digit); any other holds none."""
 LAYOUTS = (
-    "<name>-A/<name>-B files (or _A/_B, -1/-2, _1/_2) or A/ and B/ subfolders (or 1/ 2/, source_1/ source_2/, near/ far/)"
+    "<name>-A/<name>-B files (or _A/_B, -1/-2, _1/_2) or A/ and B/ subfolders (or 1/ 2/, source_1/ source_2/, imageA/ imageB/, near/ far/)"
 )
 """The layouts :func:`group_sources` reads, for messages."""
 
 
 def focus_position(mark: str) -> int:
-    """0 for the first source (``A``, ``1``), 1 for the second, ...: a file's mark or a folder's letter or digit."""
+    """0 for the first source (``A``, ``1``), 1 for the second, ...: a file's or a folder's mark."""
     return int(mark) - 1 if mark.isdigit() else ord(mark) - ord("A")
 
 
 def folder_position(name: str) -> int | None:
     """Where a subfolder's source stands in focus order (``near`` first), or None for a folder of no sources."""
     match = SOURCE_FOLDER.match(name)
-    if match is None or (match["letter"] is not None and not match["letter"].isupper()):
+    if match is None or (match["mark"] is not None and match["mark"].islower()):
         return None
     if match["near"] or match["far"]:
         return 0 if match["near"] else 1
-    return focus_position(match["letter"] or match["digit"])
+    return focus_position(match["mark"])
 
 
 def _sibling(example: str, position: int) -> str:
     """The name the ``position``-th source folder or mark takes in the style of ``example`` (for messages)."""
     match = SOURCE_FOLDER.match(example)
-    if match is not None and match["digit"]:
-        return f"{match['prefix'] or ''}{position + 1}"
-    if match is not None and (match["near"] or match["far"]) and position < 2:
-        return ("near", "far")[position]
-    return chr(ord("A") + position)
+    if match is None or match["near"] or match["far"]:
+        return ("near", "far")[position] if match is not None and position < 2 else chr(ord("A") + position)
+    mark = str(position + 1) if match["mark"].isdigit() else chr(ord("A") + position)
+    return f"{match['prefix'] or ''}{mark}"
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -86,10 +87,16 @@ def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
             if position in subfolders:
                 raise DataError(f"{subfolders[position]} and {sub} both hold source {position + 1} of each scene; keep one")
             subfolders[position] = sub
-    for position, sub in subfolders.items():
-        for stem, image in files_by_stem(sub).items():
-            by_name[stem][position] = image
-    example: dict[str, str] = {}  # a group's first file name: the style its missing partner is named in
+    stems = {position: files_by_stem(sub) for position, sub in subfolders.items()}
+    # every file named by its scene and its folder's mark (imageA/709_A, imageB/709_B): the scene is 709
+    marked = bool(stems) and all(_mark_of(stem) == position for position, files in stems.items() for stem in files)
+    example: dict[str, str] = {}  # a group's first mark: the style its missing partner is named in
+    for position, files in stems.items():
+        for stem, image in files.items():
+            match = SOURCE_NAME.match(stem) if marked else None
+            by_name[match["name"] if match else stem][position] = image
+            if match:
+                example.setdefault(match["name"], match["sep"] + match["mark"])
     if not subfolders:
         for image in image_files(folder):
             match = SOURCE_NAME.match(image.stem)
@@ -104,15 +111,20 @@ def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
         missing = [position for position in range(max(len(sources), 2)) if position not in sources]
         if missing:
             found = ", ".join(str(p) for _, p in sorted(sources.items()))
-            if subfolders:
-                first = next(iter(subfolders.values())).name
-                partner = folder / _sibling(first, missing[0]) / f"{name}.*"
-            else:
+            stem = name
+            if name in example:  # the partner's own mark, in the style of the one found
                 sep, mark = example[name][0], example[name][1:]
-                partner = folder / f"{name}{sep}{_sibling('1' if mark.isdigit() else 'A', missing[0])}.*"
+                stem = f"{name}{sep}{_sibling('1' if mark.isdigit() else 'A', missing[0])}"
+            partner = folder / (_sibling(next(iter(subfolders.values())).name, missing[0]) + "/" if subfolders else "") / f"{stem}.*"
             raise DataError(f"{found}: unpaired, {partner} is missing")
         groups.append((name, tuple(sources[position] for position in range(len(sources)))))
     return groups
+
+
+def _mark_of(stem: str) -> int | None:
+    """The focus position a stem's own mark gives (``709_B``: 1), None without one."""
+    match = SOURCE_NAME.match(stem)
+    return None if match is None else focus_position(match["mark"])
 
 
 def _add(files: dict, key: str | int, path: Path) -> None:
