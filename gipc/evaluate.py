@@ -6,7 +6,7 @@ Sources are a pair folder as the data package reads it (``<scene>-A.*``/``<scene
 ``S-fused`` or ``S_fused``, compared case-insensitively, in any image format (``lytro-01-fused.png``
 as ``gipc-fuse`` writes it, ``lytro-01.png``, ``LYTRO-01.jpg``...); two candidates for one scene are
 an error, files matching no scene are ignored. Ground truth from ``--gt DIR`` matches stems
-``S``, ``S-gt`` or ``S_gt`` the same way; a method's decision maps (``--maps NAME=DIR``, stems ``S``,
+``S``, ``S-gt``, ``S_gt``, ``S-F`` or ``S_F`` (Real-MFF) the same way; a method's decision maps (``--maps NAME=DIR``, stems ``S``,
 ``S-map`` or ``S_map``, as ``gipc-fuse --save-maps`` writes them) are scored against the true maps
 of a built set's ``maps/`` folder (accuracy ``MAP_ACC``, boundary F-score ``MAP_BF``). Metrics are computed on the luminance (docs/paper.md section 7),
 so a gray fused image of RGB sources is scored as it is.
@@ -39,7 +39,7 @@ from gipc.metrics import gray255
 from gipc.report import numeric_columns, score_batch, summarize
 
 FUSED_SUFFIXES = ("", "-fused", "_fused")
-GT_SUFFIXES = ("", "-gt", "_gt")
+GT_SUFFIXES = ("", "-gt", "_gt", "-f", "_f")  # _F: Real-MFF's all-in-focus images
 MAP_SUFFIXES = ("", "-map", "_map")
 
 Row = dict[str, Any]

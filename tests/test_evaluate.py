@@ -160,11 +160,12 @@ def test_rgb_fused_of_gray_sources_scores_its_luminance(tmp_path: Path) -> None:
         assert rows[0][name] == pytest.approx(rows[1][name], abs=1e-12), name
 
 
-def test_ground_truth_adds_psnr_and_ssim(scenes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", ["-GT", "_F"])  # gipc's, Real-MFF's
+def test_ground_truth_adds_psnr_and_ssim(scenes, tmp_path: Path, suffix: str) -> None:
     sources, fused, arrays = scenes
     gt = tmp_path / "gt"
     for name, (a, b) in arrays.items():
-        _save(gt / f"{name}-GT.png", b)  # F = A against "ground truth" B: a known MSE
+        _save(gt / f"{name}{suffix}.png", b)  # F = A against "ground truth" B: a known MSE
     out = tmp_path / "out"
     assert main(["--sources", str(sources), "--fused", str(fused), "--method", "ours", "--gt", str(gt), "--out", str(out)]) == 0
     for row in _rows(out / "metrics.csv"):

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="folder of fused images named <scene>[-fused].<ext>; repeat for several methods")
     parser.add_argument("--method", help="name of the single --fused folder's method in the tables (default: the folder's name)")
     parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse and score here, e.g. average,gff")
-    parser.add_argument("--gt", type=Path, help="folder of all-in-focus images named <scene>[-gt].<ext>: adds PSNR and SSIM")
+    parser.add_argument("--gt", type=Path, help="folder of all-in-focus images named <scene>[-gt or _F].<ext>: adds PSNR and SSIM")
     parser.add_argument("--maps", action="append", default=[], metavar="NAME=DIR",
                         help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
