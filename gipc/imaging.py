@@ -303,8 +303,9 @@ def _opaque(path: Path, im: PILImage.Image) -> PILImage.Image:
     """``im`` without its alpha channel or colour key, refused unless every pixel is opaque (then nothing is lost)."""
     if im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
         raise _transparent(path)
-    gray = im.mode in ("L", "LA", "La") or im.mode.startswith("I")
-    return im.convert("L") if gray and im.mode != "L" else im.convert("RGB") if not gray else im
+    if im.mode == "L" or im.mode.startswith("I"):  # gray with a colour key: its pixels are the image
+        return im
+    return im.convert("L" if im.mode in ("LA", "La") else "RGB")
 
 
 def _pil_array(path: Path, im: PILImage.Image) -> tuple[np.ndarray, int]:

@@ -102,7 +102,9 @@ def test_an_opaque_alpha_channel_is_dropped(tmp_path: Path) -> None:
     pal = PILImage.fromarray(rgb).convert("P")
     unused = next(i for i in range(256) if i not in set(np.asarray(pal).ravel().tolist()))
     pal.save(tmp_path / "key.png", transparency=unused)  # a colour key no pixel holds
-    for name, expected in (("rgba", rgb), ("la", rgb[..., 0]), ("key", np.asarray(pal.convert("RGB")))):
+    gray = rgb[..., 1] // 2 * 2  # even levels only: the key 1 is held by no pixel
+    PILImage.fromarray(gray).save(tmp_path / "graykey.png", transparency=1)
+    for name, expected in (("rgba", rgb), ("la", rgb[..., 0]), ("key", np.asarray(pal.convert("RGB"))), ("graykey", gray)):
         image = read_image(tmp_path / f"{name}.png")
         got = (image.pixels * 255).round().byte().numpy()
         assert image.bit_depth == 8 and np.array_equal(got[0] if expected.ndim == 2 else got.transpose(1, 2, 0), expected)
