@@ -19,8 +19,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import TypeVar
 
 from gipc.errors import DataError
+
+K = TypeVar("K", str, int)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".heic", ".heif")
 """Everything :func:`gipc.imaging.read_image` decodes; other files in a folder are ignored."""
@@ -127,7 +130,8 @@ def _mark_of(stem: str) -> int | None:
     return None if match is None else focus_position(match["mark"])
 
 
-def _add(files: dict, key: str | int, path: Path) -> None:
+def _add(files: dict[K, Path], key: K, path: Path) -> None:
+    """``files[key] = path``, refusing a second file for one key."""
     if key in files:
         raise DataError(f"{files[key]} and {path}: two files for one image; keep one")
     files[key] = path
