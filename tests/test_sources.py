@@ -111,6 +111,7 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
         (["source_1/x.jpg"], r"source_1/x\.jpg: unpaired, .*source_2/x\.\* is missing"),
         (["near/x.jpg"], r"near/x\.jpg: unpaired, .*far/x\.\* is missing"),
         (["imageA/709_A.png", "imageB/709_B.png", "imageA/710_A.png"], r"imageA/710_A\.png: unpaired, .*imageB/710_B\.\* is missing"),
+        (["imageA/x_A.png", "imageA/x-A.png", "imageB/x_B.png"], r"x-A\.png and .*x_A\.png: two files for one image; keep one"),  # one scene once
         (["A/x.png", "source_1/x.png", "B/x.png"], r"A and .*source_1 both hold source 1 of each scene; keep one"),
         (["A/x.png", "A/x.jpg", "B/x.png"], r"A/x\.jpg and .*A/x\.png: two files for one image; keep one"),
     ],

@@ -90,23 +90,22 @@ def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
             if position in subfolders:
                 raise DataError(f"{subfolders[position]} and {sub} both hold source {position + 1} of each scene; keep one")
             subfolders[position] = sub
-    stems = {position: files_by_stem(sub) for position, sub in subfolders.items()}
-    # every file named by its scene and its folder's mark (imageA/709_A, imageB/709_B): the scene is 709
-    marked = bool(stems) and all(_mark_of(stem) == position for position, files in stems.items() for stem in files)
+    if subfolders:
+        stems = {position: files_by_stem(sub) for position, sub in subfolders.items()}
+        # every file named by its scene and its folder's mark (imageA/709_A, imageB/709_B): the scene is 709
+        marked = all(_mark_of(stem) == position for position, files in stems.items() for stem in files)
+        entries = [(stem, position if not marked else None, image) for position, files in stems.items() for stem, image in files.items()]
+    else:
+        entries = [(image.stem, None, image) for image in image_files(folder)]
     example: dict[str, str] = {}  # a group's first mark: the style its missing partner is named in
-    for position, files in stems.items():
-        for stem, image in files.items():
-            match = SOURCE_NAME.match(stem) if marked else None
-            by_name[match["name"] if match else stem][position] = image
-            if match:
-                example.setdefault(match["name"], match["sep"] + match["mark"])
-    if not subfolders:
-        for image in image_files(folder):
-            match = SOURCE_NAME.match(image.stem)
-            if match is None:
-                raise DataError(f"{image}: cannot tell its partner; expected {LAYOUTS}")
-            _add(by_name[match["name"]], focus_position(match["mark"]), image)
-            example.setdefault(match["name"], match["sep"] + match["mark"])
+    for stem, position, image in entries:  # position None: the stem's own mark tells it
+        match = SOURCE_NAME.match(stem) if position is None else None
+        if position is None and match is None:
+            raise DataError(f"{image}: cannot tell its partner; expected {LAYOUTS}")
+        name = stem if match is None else match["name"]
+        _add(by_name[name], position if match is None else focus_position(match["mark"]), image)
+        if match is not None:
+            example.setdefault(name, match["sep"] + match["mark"])
     if not by_name:
         raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)}); expected {LAYOUTS}")
     groups = []
