@@ -125,11 +125,9 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
     only when they are decoded."""
     path = Path(path)
     with _opened(path) as im:
-        transparent = _has_alpha(im)
-    if transparent:  # only the pixels tell whether it is opaque: decoded here, as the rest of the header
-        image = read_image(path, min_side)
-        return Header(path, image.kind, image.height, image.width)
-    with _opened(path) as im:
+        if _has_alpha(im):  # only the pixels tell whether it is opaque: decoded here, as the rest of the header
+            image = read_image(path, min_side)
+            return Header(path, image.kind, image.height, image.width)
         if im.mode == "F":
             raise ImageError(f"{path}: unsupported pixel mode 'F'; save it as 8- or 16-bit gray or RGB")
         if im.mode == "RGB" and im.format not in ("PNG", "TIFF") and _bits_per_sample(path, im) == 16:
@@ -274,10 +272,10 @@ def _read_deep(path: Path, fmt: str | None) -> np.ndarray:
             raise ImageError(f"{path}: truncated or corrupt image data ({err})") from None
         if info["alpha"]:
             array = _opaque_16(path, array)
-        elif array.shape[2] == 1:
-            array = array[..., 0]
     else:
         raise ImageError(f"{path}: 16-bit RGB {fmt} is not supported; convert it to a 16-bit PNG or TIFF")
+    if array.ndim == 3 and array.shape[2] == 1:  # gray
+        array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or array.dtype != np.uint16:
         raise ImageError(f"{path}: unsupported 16-bit layout {array.shape} {array.dtype}; save it as 16-bit RGB PNG")
     return array
@@ -292,11 +290,10 @@ def _transparent(path: Path) -> ImageError:
 
 
 def _opaque_16(path: Path, array: np.ndarray) -> np.ndarray:
-    """(H, W, C + 1) uint16 with alpha last -> (H, W, C) or (H, W), refused unless every pixel is opaque."""
+    """(H, W, C + 1) uint16 with alpha last -> (H, W, C), refused unless every pixel is opaque."""
     if array[..., -1].min() < 65535:
         raise _transparent(path)
-    colour = array[..., :-1]
-    return colour[..., 0] if colour.shape[2] == 1 else colour
+    return array[..., :-1]
 
 
 def _opaque(path: Path, im: PILImage.Image) -> PILImage.Image:
