@@ -337,16 +337,15 @@ def section_rules(
                      f" of the network (unpaired: the swings of both); its own work inside each call: "
                      f"{statistics.fmean(own[key]):.1%} ± {statistics.pstdev(own[key]):.1%} over the pairs (paired: the figure to read)")
         print(f"{key:<8} {mean_std(values)} s{added}")
-    calls = 0
+    calls, own_work = 0, 0.0
     with torch.inference_mode(), step_clock(sync) as spent:  # the map's steps, on the same pairs again
         for a, b in pairs[1 : limit + 1]:
             a, b = a.to(device), b.to(device)
             for _ in range(repeats):
                 inner = 0.0
-                seconds = timed(lambda: rules["map"]([a, b]), sync)[0]
-                spent["other"] = spent.get("other", 0.0) + seconds - inner
+                own_work += timed(lambda: rules["map"]([a, b]), sync)[0] - inner
                 calls += 1
-    spent["other"] -= sum(value for key, value in spent.items() if key != "other")
+    spent["other"] = own_work - sum(spent.values())
     steps = " · ".join(f"{name} {1000 * value / calls:.1f}" for name, value in spent.items())
     print(f"map's steps inside each call, ms per pair: {steps} (clocked separately, each step synchronised)")
 

@@ -208,6 +208,10 @@ class DefocusRecipe:
         (the Gaussian's +-3 sigma also covers the disk's radius of 2 sigma)."""
         return blur_kernel_size(self.sigma[1]) // 2
 
+    def draw_blob_size(self, generator: torch.Generator) -> int:
+        """One blob size in px, uniform over the integers of ``blob_size``."""
+        return int(torch.randint(self.blob_size[0], self.blob_size[1] + 1, (), generator=generator))
+
     def blurrer(self, sigma: float, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
         """A defocus of ``sigma``: a pillbox for a ``disk`` share of the draws, else a Gaussian.
         With ``disk = 0`` nothing is drawn, so Gaussian-only recipes keep their random streams."""
@@ -228,7 +232,7 @@ def uniform(bounds: tuple[float, float], generator: torch.Generator) -> float:
 
 def draw_focus_map(height: int, width: int, recipe: DefocusRecipe, generator: torch.Generator) -> torch.Tensor:
     """A (1, H, W) decision map: random blobs of a drawn size and foreground share, softened by a drawn width."""
-    blob = int(torch.randint(recipe.blob_size[0], recipe.blob_size[1] + 1, (), generator=generator))
+    blob = recipe.draw_blob_size(generator)
     mask = random_blobs(height, width, generator, blob_size=blob, fraction=uniform(recipe.fraction, generator))
     return soften(mask, uniform(recipe.soft, generator))
 

@@ -83,7 +83,7 @@ def map_options(map_source: str, recipe: DefocusRecipe, generator: torch.Generat
     """``make_map``'s options for ``map_source``: a blob size drawn from the recipe's range for ``blobs``."""
     if map_source != "blobs":
         return {}
-    return {"blob_size": int(torch.randint(recipe.blob_size[0], recipe.blob_size[1] + 1, (), generator=generator))}
+    return {"blob_size": recipe.draw_blob_size(generator)}
 
 
 def layered_scene(
