@@ -140,6 +140,14 @@ def test_modified_laplacian_equals_the_1_minus2_1_convolutions_with_replicated_b
     torch.testing.assert_close(modified_laplacian(x), (dx.abs() + dy.abs()).reshape(2, 3, 17, 23))
 
 
+def test_modified_laplacian_on_the_cpu_gives_the_shifted_views_bits() -> None:
+    # float32 on the CPU takes OpenCV's filters; a tensor that needs gradients takes torch's shifted views
+    x = torch.rand(2, 3, 31, 17, generator=torch.Generator().manual_seed(1))
+    fast = modified_laplacian(x[:, :, 3:, 1:])  # a non-contiguous view
+    reference = modified_laplacian(x[:, :, 3:, 1:].clone().requires_grad_()).detach()
+    assert torch.equal(fast, reference)
+
+
 def test_choose_max_abs_keeps_the_larger_magnitude() -> None:
     a, b = torch.tensor([0.5, -0.9, 0.1, -0.3]), torch.tensor([-0.7, 0.2, 0.1, 0.3])
     torch.testing.assert_close(choose_max_abs(a, b), torch.tensor([-0.7, -0.9, 0.1, -0.3]))

@@ -7,25 +7,43 @@ verification by majority filtering of the binary decision map as in Li, Manjunat
 
 from __future__ import annotations
 
+import cv2
 import kornia
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gipc.baselines.inputs import check_odd, check_pair
 from gipc.baselines.rules import majority_filter
 
+_SECOND_DIFFERENCE = np.array([[1.0, -2.0, 1.0]], dtype=np.float32)
 
 
 def modified_laplacian(x: torch.Tensor) -> torch.Tensor:
     """``|d2I/dx2| + |d2I/dy2|`` per pixel, borders replicated (unlike the Laplacian, the two terms cannot cancel).
 
-    The second differences ``I(x-1) - 2 I(x) + I(x+1)`` are taken from shifted views: the same values
-    as the [1, -2, 1] convolution, 40x faster on two channels than kornia's filter2d."""
+    On the CPU in float32, OpenCV's [1, -2, 1] filters: the same values to the bit as the shifted
+    views below, 5x faster on two 520x520 planes. Elsewhere the second differences
+    ``I(x-1) - 2 I(x) + I(x+1)`` are taken from shifted views: 40x faster on two channels than
+    kornia's filter2d."""
+    if x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad:
+        planes = x.contiguous().numpy().reshape(-1, *x.shape[-2:])
+        out = np.empty_like(planes)
+        for plane, second in zip(planes, out):
+            _opencv_modified_laplacian(plane, second)
+        return torch.from_numpy(out).view(x.shape)
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     centre = padded[..., 1:-1, 1:-1]
     dx = padded[..., 1:-1, :-2] - 2 * centre + padded[..., 1:-1, 2:]
     dy = padded[..., :-2, 1:-1] - 2 * centre + padded[..., 2:, 1:-1]
     return dx.abs_() + dy.abs_()
+
+
+def _opencv_modified_laplacian(plane: np.ndarray, out: np.ndarray) -> None:
+    cv2.filter2D(plane, cv2.CV_32F, _SECOND_DIFFERENCE, dst=out, borderType=cv2.BORDER_REPLICATE)
+    across = cv2.filter2D(plane, cv2.CV_32F, _SECOND_DIFFERENCE.T, borderType=cv2.BORDER_REPLICATE)
+    np.abs(out, out=out)
+    out += np.abs(across, out=across)
 
 
 def sum_modified_laplacian(x: torch.Tensor, window: int = 5) -> torch.Tensor:
