@@ -274,7 +274,8 @@ def best_source(scores: torch.Tensor) -> torch.Tensor:
     best, index = scores[:, :1], torch.zeros_like(scores[:, :1], dtype=torch.uint8)
     for i in range(1, scores.shape[1]):
         better = scores[:, i : i + 1] > best
-        best = torch.where(better, scores[:, i : i + 1], best)
+        if i + 1 < scores.shape[1]:  # the last source's comparison needs no new maximum
+            best = torch.where(better, scores[:, i : i + 1], best)
         index.masked_fill_(better, i)
     return index
 
@@ -290,10 +291,23 @@ def majority(labels: torch.Tensor, count: int, size: int) -> torch.Tensor:
     is the median filter)."""
     if size <= 1:
         return labels
-    # Votes counted in whole pixels, so that the last source's, the rest, is exact: one box mean fewer.
-    area = size * size
-    votes = box_mean(one_hot(labels, count - 1, torch.float32), size).mul_(area).round_()
-    return best_source(torch.cat([votes, area - votes.sum(dim=1, keepdim=True)], dim=1))
+    # Votes counted in whole pixels, so that the last source's, the rest, is exact: one box filter fewer.
+    votes = box_counts(one_hot(labels, count - 1, torch.uint8), size)
+    return best_source(torch.cat([votes, size * size - votes.sum(dim=1, keepdim=True, dtype=torch.int32)], dim=1))
+
+
+def box_counts(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) int32: how many pixels of a ``size`` x ``size`` window are set in a 0/1 uint8
+    ``mask``, borders replicated. On the CPU, OpenCV's integer box filter (exact, 4x faster than a
+    float box mean); elsewhere a box mean times the window's area, rounded (exact for any window
+    under 2^12 px wide)."""
+    if mask.device.type != "cpu":
+        return box_mean(mask.float(), size).mul_(size * size).round_().int()
+    planes = mask.contiguous().numpy().reshape(-1, *mask.shape[-2:])
+    counts = np.empty(planes.shape, dtype=np.int32)
+    for plane, count in zip(planes, counts):
+        cv2.boxFilter(plane, cv2.CV_32S, (size, size), dst=count, normalize=False, borderType=cv2.BORDER_REPLICATE)
+    return torch.from_numpy(counts).view(mask.shape)
 
 
 def margin(scores: torch.Tensor) -> torch.Tensor:

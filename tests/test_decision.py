@@ -14,7 +14,7 @@ import yaml
 import kornia
 
 from gipc.decision import (
-    MapSettings, best_source, blend, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
+    MapSettings, best_source, blend, box_counts, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
     match_exposure, one_hot, place_seams, remove_small_regions, soften,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
@@ -589,6 +589,16 @@ def test_box_mean_equals_kornias_box_blur(size: int, table: str, dtype: torch.dt
     mean = box_mean(x, size) if table == "single" else list(box_means(x, SHARED_SIZES))[SHARED_SIZES.index(size)]
     assert mean.dtype == dtype and mean.shape == x.shape
     torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("size", [1, 3, 15, 41])
+def test_box_counts_are_the_set_pixels_of_each_window_with_replicated_borders(size: int) -> None:
+    """The vote's counts, exact integers: a brute-force count over a replicate-padded mask."""
+    mask = (torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(2)) > 0.6).to(torch.uint8)
+    padded = torch.nn.functional.pad(mask.double(), (size // 2,) * 4, mode="replicate")
+    expected = torch.nn.functional.avg_pool2d(padded, size, stride=1, divisor_override=1).int()
+    counts = box_counts(mask, size)
+    assert counts.dtype == torch.int32 and torch.equal(counts, expected)
 
 
 def test_both_box_filters_agree_on_a_photo_sized_image() -> None:
