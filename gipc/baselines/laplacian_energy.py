@@ -23,7 +23,7 @@ def modified_laplacian(x: torch.Tensor) -> torch.Tensor:
     """``|d2I/dx2| + |d2I/dy2|`` per pixel, borders replicated (unlike the Laplacian, the two terms cannot cancel).
 
     On the CPU in float32, OpenCV's [1, -2, 1] filters: the same values to the bit as the shifted
-    views below, 5x faster on two 520x520 planes. Elsewhere the second differences
+    views below, 4.6x faster on two 520x520 planes (4.2x on two 4000x3000). Elsewhere the second differences
     ``I(x-1) - 2 I(x) + I(x+1)`` are taken from shifted views: 40x faster on two channels than
     kornia's filter2d."""
     if x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad:
