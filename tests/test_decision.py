@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import fields, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ import kornia
 
 from gipc.decision import (
     MapSettings, best_source, blend, box_counts, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
-    match_exposure, one_hot, place_seams, remove_small_regions, soften,
+    match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
 from gipc.errors import UserError
@@ -589,6 +590,15 @@ def test_box_mean_equals_kornias_box_blur(size: int, table: str, dtype: torch.dt
     mean = box_mean(x, size) if table == "single" else list(box_means(x, SHARED_SIZES))[SHARED_SIZES.index(size)]
     assert mean.dtype == dtype and mean.shape == x.shape
     torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["opencv", "torch"])
+def test_plane_means_are_each_planes_exact_mean_in_float64(dtype: torch.dtype) -> None:
+    x = torch.rand(2, 3, 41, 60, generator=torch.Generator().manual_seed(3), dtype=dtype)[..., 2:, 5:]  # a non-contiguous view
+    means = plane_means(x)
+    exact = torch.tensor([math.fsum(plane.double().flatten().tolist()) / plane.numel() for plane in x.reshape(-1, 39, 55)], dtype=torch.float64)
+    assert means.dtype == torch.float64 and means.shape == (2, 3, 1, 1)
+    torch.testing.assert_close(means.flatten(), exact, rtol=1e-9 if dtype == torch.float32 else 1e-15, atol=0)  # float32's step: 6e-8
 
 
 @pytest.mark.parametrize("size", [1, 3, 15, 41])
