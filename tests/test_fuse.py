@@ -144,7 +144,7 @@ def test_cli_empty_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_baseline_on_a_gray_pair_writes_their_mean(tmp_path: Path, grayscale_pairs: Path) -> None:
     a, b = grayscale_pairs / "g09-A.png", grayscale_pairs / "g09-B.png"
-    assert main(["--method", "average", str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    assert main(["--method", "average", str(a), str(b), "-o", str(tmp_path / "out")]) == 0  # -o: --out's short form
     out = np.asarray(PILImage.open(tmp_path / "out" / "g09-fused.png"))
     expected = (np.asarray(PILImage.open(a), float) + np.asarray(PILImage.open(b), float)) / 2
     assert out.dtype == np.uint8 and out.shape == expected.shape == (234, 322)

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     origin = parser.add_mutually_exclusive_group(required=True)
     origin.add_argument("--source", type=Path, help="folder of all-in-focus photos (e.g. MFI-WHU full_clear/)")
     origin.add_argument("--embedded", action="store_true", help="use scikit-image's bundled photos (no download)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (train/ and test/ with A/ B/ GT/ maps/)")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output folder (train/ and test/ with A/ B/ GT/ maps/)")
     parser.add_argument("--maps", choices=list(SOURCES), help="decision-map source (default: region_competition; embedded: per photo)")
     parser.add_argument("--mask-dir", type=Path, help="masks (--maps file) or depth images (--maps disparity), same stems as the photos")
     parser.add_argument("--sigma", type=float, default=EMBEDDED["sigma"], help="Gaussian blur std in px (paper: unstated; default %(default)s)")

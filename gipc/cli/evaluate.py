@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--maps", action="append", default=[], metavar="NAME=DIR",
                         help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
-    parser.add_argument("--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
+    parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
     parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"],

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--method", choices=sorted(BASELINES), help="a classic baseline instead of the network")
     parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
     parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files (or _A, -1, _1) or A/, B/ subfolders (or 1/, source_1/, imageA/, near/ far/)")
-    parser.add_argument("--out", type=Path, required=True, help="output file, or a new folder")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output file, or a new folder")
     parser.add_argument("--rule", choices=RULES, help=f"direct: the network's own image (the paper's); map: each pixel copied from the source a decision map picks (default: {rule} for networks, direct for --method)")
     maps = parser.add_argument_group("decision map (--rule map; defaults from conf/fusion/default.yaml, a map head's from its head_map)")
     for field in fields(MapSettings):  # default None: the network's head decides which default applies
