@@ -72,13 +72,13 @@ def fuse_chroma(cbcr_a: torch.Tensor, cbcr_b: torch.Tensor) -> torch.Tensor:
 
     ``C = (C_A |C_A - 0.5| + C_B |C_B - 0.5|) / (|C_A - 0.5| + |C_B - 0.5|)``, 0.5 where both are neutral.
     """
-    # In place where a temporary can be reused: the same float operations as the formula, 1.6-2.5x faster
-    # on a 520x520 pair than with a new tensor for each (fresh memory is the cost, not the arithmetic).
+    # In place where a temporary is not needed again, by the formula or by autograd: the same float
+    # operations, 1.2-3x faster on a Lytro pair than with a new tensor for each (fresh memory is the
+    # cost, not the arithmetic).
     wa = (cbcr_a - 0.5).abs_()
     wb = (cbcr_b - 0.5).abs_()
-    fused = (cbcr_a * wa).add_(cbcr_b * wb)
-    den = wa.add_(wb)
-    fused.div_(den.clamp_min(torch.finfo(den.dtype).tiny))
+    den = wa + wb
+    fused = (cbcr_a * wa).add_(cbcr_b * wb) / den.clamp_min(torch.finfo(den.dtype).tiny)
     return fused.masked_fill_(den <= 0, 0.5)  # sources are checked for NaN, so den <= 0 is "not den > 0"
 
 

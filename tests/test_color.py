@@ -62,6 +62,28 @@ def test_fuse_chroma_is_per_pixel_and_per_plane() -> None:
     assert fuse_chroma(cbcr_a, cbcr_b).flatten().tolist() == pytest.approx([0.6, 0.5, 0.3, 0.5], abs=1e-6)
 
 
+def test_colour_fusion_passes_gradients_to_luminance_and_chroma() -> None:
+    # A pure function others may train through: in-place steps must not break autograd. Expected
+    # gradients: d/dC_A of (C_A w_A + C_B w_B) / (w_A + w_B), w = |C - 0.5|, by hand; Y passes 1 per
+    # output channel where nothing clamps (R, G, B all move with Y).
+    cbcr_a = torch.tensor([[[[0.7]], [[0.6]]]], requires_grad=True)
+    cbcr_b = torch.tensor([[[[0.4]], [[0.55]]]])
+    y = torch.tensor([[[[0.5]]]], requires_grad=True)
+    merge_luma(y * 1.0, fuse_chroma(cbcr_a, cbcr_b)).sum().backward()
+
+    def d_fused_d_a(a: float, b: float) -> float:  # quotient rule, a and b above 0.5 or below as given
+        wa, wb = abs(a - 0.5), abs(b - 0.5)
+        sign = 1.0 if a > 0.5 else -1.0
+        return ((wa + a * sign) * (wa + wb) - (a * wa + b * wb) * sign) / (wa + wb) ** 2
+
+    # dR/dCr = 1 / 0.713, dB/dCb = 1 / 0.564, dG/dCr and dG/dCb from Y's weights (kornia's exact inverse)
+    to_r, to_b = 1 / 0.713, 1 / 0.564
+    from_cr, from_cb = 0.299 / 0.587 * to_r, 0.114 / 0.587 * to_b
+    expected = [(to_b - from_cb) * d_fused_d_a(0.7, 0.4), (to_r - from_cr) * d_fused_d_a(0.6, 0.55)]
+    assert cbcr_a.grad.flatten().tolist() == pytest.approx(expected, rel=1e-4)
+    assert y.grad.item() == pytest.approx(3.0)
+
+
 @pytest.mark.parametrize("ycbcr, rgb", [
     ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # neutral chroma: gray at Y
     ((0.299, 0.5 - 0.299 / 1.772, 0.5 + 0.701 / 1.402), (1.0, 0.0, 0.0)),  # split_luma's red back
