@@ -601,6 +601,16 @@ def test_plane_means_are_each_planes_exact_mean_in_float64(dtype: torch.dtype) -
     torch.testing.assert_close(means.flatten(), exact, rtol=1e-9 if dtype == torch.float32 else 1e-15, atol=0)  # float32's step: 6e-8
 
 
+def test_exposure_matching_passes_gradients() -> None:
+    """With gradients the means are torch's: matched = (s - mean s) * gain + mean f, d(sum)/d f = n * (1/n) = 1 per matched pixel."""
+    source = torch.rand(1, 1, 9, 11, generator=torch.Generator().manual_seed(4))
+    fused = torch.rand(1, 1, 9, 11, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    (matched,) = match_exposure([source], fused)
+    matched.sum().backward()
+    # sum(matched) = n * mean(f) + gain * sum(s - mean s) = n * mean(f): the gain's terms cancel
+    torch.testing.assert_close(fused.grad, torch.ones_like(fused), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("size", [1, 3, 15, 41])
 def test_box_counts_are_the_set_pixels_of_each_window_with_replicated_borders(size: int) -> None:
     """The vote's counts, exact integers: a brute-force count over a replicate-padded mask."""
