@@ -315,12 +315,17 @@ def box_counts(mask: torch.Tensor, size: int) -> torch.Tensor:
     count stays under 2^22, so for any window under 2048 px wide: each float32 rounding is off by at
     most 2^-24 of the count)."""
     if mask.device.type != "cpu":
-        return box_mean(mask.float(), size).mul_(size * size).round_().int()
+        return _rounded_counts(mask, size)
     planes = mask.contiguous().numpy().reshape(-1, *mask.shape[-2:])
     counts = np.empty(planes.shape, dtype=np.int32)
     for plane, count in zip(planes, counts):
         cv2.boxFilter(plane, cv2.CV_32S, (size, size), dst=count, normalize=False, borderType=cv2.BORDER_REPLICATE)
     return torch.from_numpy(counts).view(mask.shape)
+
+
+def _rounded_counts(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`box_counts` off the CPU: a float32 box mean times the area, rounded."""
+    return box_mean(mask.float(), size).mul_(size * size).round_().int()
 
 
 def margin(scores: torch.Tensor) -> torch.Tensor:

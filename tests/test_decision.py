@@ -16,7 +16,7 @@ import kornia
 
 from gipc.decision import (
     MapSettings, best_source, blend, box_counts, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
-    match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften,
+    match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften, _rounded_counts,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
 from gipc.errors import UserError
@@ -619,6 +619,8 @@ def test_box_counts_are_the_set_pixels_of_each_window_with_replicated_borders(si
     expected = torch.nn.functional.avg_pool2d(padded, size, stride=1, divisor_override=1).int()
     counts = box_counts(mask, size)
     assert counts.dtype == torch.int32 and torch.equal(counts, expected)
+    # the GPU's path, run here on the CPU: float32 means (OpenCV's here, summed-area tables there) times the area
+    assert torch.equal(_rounded_counts(mask, size), expected)
 
 
 def test_both_box_filters_agree_on_a_photo_sized_image() -> None:
