@@ -194,8 +194,9 @@ def match_exposure(sources: Sequence[torch.Tensor], fused: torch.Tensor) -> list
     """Each source under the global gain and offset (least squares over the image) that best fit it to ``fused``.
 
     Photos taken one after another differ in exposure by a few per cent; compared as they are, the
-    source whose exposure lies nearer the fused image's wins flat areas whatever their focus. Sums
-    accumulate in float64 (a 12 MP image), the images stay in their own precision."""
+    source whose exposure lies nearer the fused image's wins flat areas whatever their focus. The
+    means are taken in float64 precision (:func:`plane_means`: a 12 MP image), the images stay in
+    their own precision."""
     target_mean = plane_means(fused)
     matched = []
     for source in sources:
