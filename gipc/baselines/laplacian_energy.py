@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from gipc.baselines.inputs import check_odd, check_pair
 from gipc.baselines.rules import majority_filter
+from gipc.planes import each_plane, opencv_takes
 
 _SECOND_DIFFERENCE = np.array([[1.0, -2.0, 1.0]], dtype=np.float32)
 
@@ -26,12 +27,8 @@ def modified_laplacian(x: torch.Tensor) -> torch.Tensor:
     bit as the shifted views below, 4.6x faster on two 520x520 planes (4.2x on two 4000x3000).
     Elsewhere the second differences ``I(x-1) - 2 I(x) + I(x+1)`` are taken from shifted views: 40x
     faster on two channels than kornia's filter2d."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad:
-        planes = x.contiguous().numpy().reshape(-1, *x.shape[-2:])
-        out = np.empty_like(planes)
-        for plane, second in zip(planes, out):
-            _opencv_modified_laplacian(plane, second)
-        return torch.from_numpy(out).view(x.shape)
+    if opencv_takes(x):
+        return each_plane(x, _opencv_modified_laplacian)
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     centre = padded[..., 1:-1, 1:-1]
     dx = padded[..., 1:-1, :-2] - 2 * centre + padded[..., 1:-1, 2:]
