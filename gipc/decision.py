@@ -372,25 +372,27 @@ def remove_small_regions(
         for source in range(count):
             # OpenCV's labelling gives each region's size and bounding box in one pass (3-4x scipy's label and bincount)
             _, regions, stats, _ = cv2.connectedComponentsWithStats((image == source).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-            for region in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < limit) + 1:
-                left, top, box_width, box_height, size = stats[region]
-                if count == 2:  # a region of one source is bordered by the other alone: no vote to count
-                    box = (slice(top, top + box_height), slice(left, left + box_width))
-                else:  # one pixel more around it: its border
-                    box = (slice(max(top - 1, 0), top + box_height + 1), slice(max(left - 1, 0), left + box_width + 1))
+            sizes = stats[:, cv2.CC_STAT_AREA]
+            joins = sizes < limit
+            joins[0] = False  # the other sources' pixels
+            if not joins.any():
+                continue
+            pixels = np.flatnonzero(np.take(joins, regions))  # the small regions' pixels, a small part of the image
+            if strength is not None:  # the evidence backs a region whose margins sum to region_margin per pixel
+                joins &= np.bincount(regions.ravel()[pixels], strength.ravel()[pixels], sizes.size) < region_margin * sizes
+            changed = True
+            if count == 2:  # a region of one source is bordered by the other alone: no vote to count
+                image.ravel()[pixels[np.take(joins, regions.ravel()[pixels])]] = 1 - source
+                continue
+            for region in np.flatnonzero(joins):  # in turn: each region's border holds the sources the earlier ones took
+                left, top, box_width, box_height, _ = stats[region]
+                box = (slice(max(top - 1, 0), top + box_height + 1), slice(max(left - 1, 0), left + box_width + 1))  # and its border
                 inside = regions[box] == region
-                if strength is not None and strength[box][inside].sum(dtype=np.float64) >= region_margin * size:
-                    continue  # the evidence backs it
-                if count == 2:
-                    image[box][inside] = 1 - source
-                    changed = True
-                    continue
                 border = ndimage.binary_dilation(inside, structure=eight) & ~inside
                 votes = np.bincount(image[box][border], minlength=count)
                 votes[source] = -1
                 if votes.max() > 0:
                     image[box][inside] = votes.argmax()
-                    changed = True
     return torch.from_numpy(images)[:, None].to(labels.device) if changed else labels
 
 
