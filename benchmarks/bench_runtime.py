@@ -64,7 +64,7 @@ from gipc.inference import InferencePath, choose_path, prepare
 from gipc.metrics import qabf
 from gipc.models import Discriminator, Generator
 from gipc.pretrained import load_generator, shipped_generator, shipped_weights_exist
-from gipc.tiling import DEFAULT_OVERLAP, Fuser
+from gipc.tiling import DEFAULT_TILE, Fuser, exact_overlap
 
 PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lytro" / "pairs"
 TABLE1_MACS_PER_PIXEL = 155_056
@@ -92,7 +92,7 @@ height, width, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)  # the same weights and pair in every probe: the map's seam graph grows with the content
 a, b = torch.rand(3, height, width), torch.rand(3, height, width)
-fusion = prepare(Generator(**conf_group("model")["generator"]).eval(), choose_path(device, precision, backend)).fusion(overlap={overlap})  # tiles above 1 MP
+fusion = prepare(Generator(**conf_group("model")["generator"]).eval(), choose_path(device, precision, backend)).fusion()  # tiles above 1 MP
 start = time.perf_counter()
 with torch.inference_mode():
     fuse_images(fusion, [a, b])
@@ -103,7 +103,7 @@ try:  # VmHWM: ru_maxrss would carry the parent's peak across exec (subprocess s
 except OSError:
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(peak_kib, gpu, time.perf_counter() - start)
-""".replace("{overlap}", str(DEFAULT_OVERLAP))
+"""
 
 
 def parameters(module: nn.Module) -> int:
@@ -413,7 +413,8 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
 
 def section_memory(device: torch.device, side: tuple[int, int], threads: int) -> None:
     width, height = side
-    print(f"\n== Peak memory of one {width}x{height} RGB pair fused in 512 px tiles (overlap {DEFAULT_OVERLAP}), a fresh process per path ==")
+    overlap = exact_overlap(Generator(**conf_group("model")["generator"]).receptive_radius)
+    print(f"\n== Peak memory of one {width}x{height} RGB pair fused in {DEFAULT_TILE} px tiles (overlap {overlap}), a fresh process per path ==")
     for path in inference_paths(device):
         result = subprocess.run(
             [sys.executable, "-c", MEMORY_PROBE, device.type, path.precision, str(height), str(width), str(threads), path.backend],

@@ -28,7 +28,7 @@ from gipc.errors import UserError
 from gipc.fusion import Fusion, default_rule
 from gipc import runtime
 from gipc.hardware import native_bf16
-from gipc.tiling import DEFAULT_OVERLAP, Fuser
+from gipc.tiling import DEFAULT_OVERLAP, Fuser, exact_overlap
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +182,24 @@ class InferenceGenerator(nn.Module):
     def head(self) -> str:
         return getattr(self.net, "head", "image")
 
-    def fusion(self, rule: str | None = None, settings: MapSettings | None = None, tile: int | None = None, overlap: int = DEFAULT_OVERLAP) -> Fusion:
+    @property
+    def overlap(self) -> int:
+        """The tile overlap that fuses exactly with the fewest extra pixels: :func:`~gipc.tiling.exact_overlap`
+        of the network's receptive radius, :data:`~gipc.tiling.DEFAULT_OVERLAP` for a network that does not say it."""
+        radius = getattr(self.net, "receptive_radius", None)
+        return DEFAULT_OVERLAP if radius is None else exact_overlap(radius)
+
+    def fusion(
+        self, rule: str | None = None, settings: MapSettings | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> Fusion:
         """This network under ``rule`` with the map ``settings`` (None: ``conf/fusion/default.yaml``'s, read only then),
-        in tiles of ``tile`` px (None: above :data:`~gipc.tiling.AUTO_TILE_PIXELS`, so a large photo fits in memory)."""
+        in tiles of ``tile`` px (None: above :data:`~gipc.tiling.AUTO_TILE_PIXELS`, so a large photo fits in memory)
+        that overlap by ``overlap`` px (None: :attr:`overlap`)."""
         if rule is None or (settings is None and rule != "direct"):
             default, default_settings = default_rule(self.head)
             rule, settings = rule or default, settings or default_settings
-        return Fusion(self.weight_y if self.head == "weights" else self.fuse_y, rule, settings, self.head, tile, overlap)
+        net = self.weight_y if self.head == "weights" else self.fuse_y
+        return Fusion(net, rule, settings, self.head, tile, self.overlap if overlap is None else overlap)
 
 
 def prepare(generator: nn.Module, path: InferencePath | None = None) -> InferenceGenerator:

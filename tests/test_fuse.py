@@ -169,7 +169,9 @@ def test_the_python_apis_network_fusion_runs_a_large_photo_in_tiles() -> None:
     counted = replace(fusion, net=lambda a, b: seen.append(tuple(a.shape[-2:])) or fusion.net(a, b))
     a, b = torch.rand(2, 1, 1100, 1000, generator=torch.Generator().manual_seed(0))
     assert counted.fuse([a, b]).shape == (1, 1100, 1000)
-    assert len(seen) == 9 and max(seen) == (512, 512)
+    # 3 x 3 tiles of up to 512 px overlapping by the generator's 32: ceil((1100 - 32) / 3) + 32 = 388 by
+    # ceil((1000 - 32) / 3) + 32 = 355, each rounded up to a multiple of 16
+    assert len(seen) == 9 and set(seen) == {(400, 368)}
 
 
 def test_16bit_sources_give_a_16bit_output(tmp_path: Path) -> None:
@@ -336,7 +338,8 @@ def test_the_same_file_twice_is_refused(tmp_path: Path, grayscale_pairs: Path, c
     ("extra", "message"),
     [
         (["--tile", "64", "--overlap", "64"], "tile 64 with overlap 64: need tile >= 0 and 0 <= overlap < tile"),
-        (["--tile", "-1"], "need tile >= 0"),
+        (["--tile", "-1"], "tile -1: need tile >= 0 and 0 <= overlap < tile"),
+        (["--tile", "16"], "tile 16 with overlap 32: need tile >= 0 and 0 <= overlap < tile"),  # the generator's own overlap
         (["--method", "average", "--tile", "256"], "--tile applies to the network only"),
         (["--method", "average", "--tile", "0"], "--tile applies to the network only"),
         (["--method", "average", "--precision", "bf16"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
@@ -483,7 +486,9 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     assert seen == [(130, 150)]
     seen.clear()
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "tiled.png"), "--tile", "80", "--overlap", "32"]) == 0
-    assert seen == [(80, 80)] * 9  # tiles every 80 - 32 = 48 px, the last one flush with the edge: rows 0, 48, 50, columns 0, 48, 70
+    # 80 px tiles advancing by 80 - 32 = 48 need 3 each way; as short as 3 allow, ceil((130 - 32) / 3) + 32 = 65
+    # rows and ceil((150 - 32) / 3) + 32 = 72 columns, are 80 px rounded up to a multiple of 16: rows 0, 48, 50, columns 0, 48, 70
+    assert seen == [(80, 80)] * 9
     whole, tiles = read_image(tmp_path / "whole.png").pixels, read_image(tmp_path / "tiled.png").pixels
     assert whole.std() > 0.02 and (whole - tiles).abs().max() <= 1 / 255 + 1e-6
 

@@ -179,6 +179,32 @@ def test_tiled_inference_matches_whole_image(precision: str) -> None:
     assert (tiled(fuse_y, 80, 32)(a, b) - whole).abs().max() < 1 / 255
 
 
+@pytest.mark.parametrize("encoder_blocks", [4, 6])
+def test_the_receptive_radius_is_how_far_an_input_pixel_reaches(encoder_blocks: int) -> None:
+    """One input pixel changed in the middle of a 41x41 pair moves the output exactly within the
+    radius the generator states (Table 1's 4 encoder blocks: 4 + 4 decoder 3x3 convs = 8 px), in fp64."""
+    gen = random_eval_generator(seed=6, width=4, encoder_blocks=encoder_blocks).double()
+    a, b = torch.rand(2, 1, 1, 41, 41, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    moved = a.clone()
+    moved[..., 20, 20] += 0.5
+    with torch.no_grad():
+        changed = (gen(moved, b) != gen(a, b))[0, 0].nonzero()
+    reach = int((changed - 20).abs().max())
+    assert gen.receptive_radius == reach == encoder_blocks + 4
+
+
+def test_a_deeper_generator_tiles_exactly_with_its_own_overlap() -> None:
+    """6 encoder blocks: radius 10, so its fusions overlap tiles by 40 px and match the whole image,
+    where the paper generator's 32 would leave seams."""
+    ready = prepare(random_eval_generator(seed=7, width=4, encoder_blocks=6), choose_path("cpu", "fp32"))
+    a, b = torch.rand(2, 1, 1, 150, 130, generator=torch.Generator().manual_seed(0))
+    whole = ready.fuse_y(a, b)
+    fusion = ready.fusion("direct", tile=96)
+    assert fusion.overlap == ready.overlap == 40
+    assert (fusion.sized_net(a, b) - whole).abs().max() < 1e-6  # float rounding
+    assert (tiled(ready.fuse_y, 96, 32)(a, b) - whole).abs().max() > 1e-5  # measured 2e-4: 2 px of the edges' padding leak in
+
+
 def test_too_small_an_overlap_shows_seams() -> None:
     """Control for the test above: margin 16 // 4 = 4 < receptive radius 8 lets tile-edge padding leak in."""
     fuse_y = network_fuser(random_eval_generator())
@@ -235,7 +261,8 @@ def test_fusion_defaults_to_the_configured_rule_and_settings_of_the_head(net: Ca
     assert default.net == (ready.weight_y if head == "weights" else ready.fuse_y)
     assert ready.fusion("map").settings == settings  # a rule named without settings gets the configured ones
     assert ready.fusion("direct").settings is None
-    assert (default.tile, default.overlap) == (None, DEFAULT_OVERLAP)  # None: tiles only above AUTO_TILE_PIXELS
+    # None: tiles only above AUTO_TILE_PIXELS; a generator's overlap is 4x its receptive radius, 8 px for Table 1's
+    assert (default.tile, default.overlap) == (None, DEFAULT_OVERLAP if net is _Headless else 32)
     tiles = ready.fusion("direct", tile=64, overlap=16)
     assert (tiles.tile, tiles.overlap) == (64, 16)
 

@@ -12,18 +12,32 @@ import torch
 
 from gipc.decision import MapSettings
 from gipc.fusion import Fusion, default_rule
-from gipc.tiling import DEFAULT_TILE, auto_tiling, axis_weights, fuse_sequence, remember_last, tiled
+from gipc.tiling import DEFAULT_TILE, TILE_ALIGN, auto_tiling, axis_weights, fuse_sequence, remember_last, tiled
 
 
 @pytest.mark.parametrize(("size", "tile", "overlap"), [(1000, 512, 64), (600, 256, 32), (100, 30, 8), (513, 512, 64), (7, 4, 1)])
 def test_axis_weights_sum_to_one_and_cover_the_axis(size: int, tile: int, overlap: int) -> None:
+    """As few tiles as tiles of ``tile`` advancing by ``tile - overlap`` need (one if the axis fits), all of one
+    length, at most ``tile``, a multiple of TILE_ALIGN below it."""
     spans = axis_weights(size, tile, overlap)
+    length = len(spans[0][1])
+    assert len(spans) == (1 if size <= tile else -(-(size - overlap) // (tile - overlap)))
     total = torch.zeros(size, dtype=torch.float64)
     for start, weight in spans:
-        assert len(weight) == tile and 0 <= start <= size - tile
+        assert len(weight) == length <= tile and 0 <= start <= size - length
+        assert length in (size, tile) or length % TILE_ALIGN == 0
         assert weight.min() >= 0
-        total[start : start + tile] += weight.double()
+        total[start : start + length] += weight.double()
     assert torch.allclose(total, torch.ones(size, dtype=torch.float64), atol=1e-6)
+
+
+def test_tiles_are_as_short_as_their_count_allows() -> None:
+    """4000 px in tiles of up to 512 overlapping by 32: 9 tiles (8 advancing by 480 reach 3872 px), each
+    ceil(3968 / 9) + 32 = 473 px long rounded up to 480 (a multiple of 16), advancing by 448, the last at
+    4000 - 480: 4320 px computed, not 9 x 512 = 4608."""
+    spans = axis_weights(4000, 512, 32)
+    assert [start for start, _ in spans] == [448 * i for i in range(8)] + [3520]
+    assert {len(weight) for _, weight in spans} == {480}
 
 
 def test_axis_weights_by_hand() -> None:
@@ -48,7 +62,7 @@ def test_image_within_one_tile_goes_through_whole() -> None:
 
 @pytest.mark.parametrize(("height", "width", "tiles"), [(150, 97, 3 * 2), (40, 150, 1 * 3), (150, 40, 3 * 1)])
 def test_tiles_never_exceed_the_tile_size(height: int, width: int, tiles: int) -> None:
-    """Tiles of 64 advancing by 48: 97 px take 2, 150 px 3; a side within one tile (40) still tiles the other."""
+    """Tiles of up to 64 overlapping by 16: 97 px take 2 (of 57), 150 px 3 (of 61); a side within one tile (40) still tiles the other."""
     seen: list[tuple[int, int]] = []
 
     def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -58,7 +72,7 @@ def test_tiles_never_exceed_the_tile_size(height: int, width: int, tiles: int) -
     a, b = torch.rand(1, 1, height, width), torch.rand(1, 1, height, width)
     out = tiled(fuse, 64, 16)(a, b)
     assert torch.allclose(out, (a + b) / 2, atol=1e-6)
-    assert max(max(s) for s in seen) == 64 and len(seen) == tiles
+    assert max(max(s) for s in seen) <= 64 and len(set(seen)) == 1 and len(seen) == tiles
 
 
 def test_constant_per_tile_fuser_blends_to_a_partition_of_unity() -> None:
@@ -156,10 +170,11 @@ def test_a_network_fusion_tiles_a_large_image_and_a_plain_fusion_sees_it_whole()
     assert seen == [(1000, 1000)]
 
 
-@pytest.mark.parametrize(("size", "overlap", "starts"), [(1024, 64, [0]), (1025, 64, [0, 448, 513]), (1025, 200, [0, 312, 513])])
+@pytest.mark.parametrize(("size", "overlap", "starts"), [(1024, 64, [0]), (1025, 64, [0, 336, 625]), (1025, 200, [0, 280, 545])])
 def test_automatic_tiling_starts_above_a_megapixel_with_the_overlap_asked_for(size: int, overlap: int, starts: list[int]) -> None:
-    """1024 x 1024 px (exactly 1 MP) go through whole; one row and column more, in 512 px tiles advancing by
-    512 - overlap, the last aligned to the end: each tile's first pixel says where it starts."""
+    """1024 x 1024 px (exactly 1 MP) go through whole; one row and column more, in the 3 tiles that 512 px
+    tiles advancing by 512 - overlap need, each ceil((1025 - overlap) / 3) + overlap long (385, 475 px)
+    rounded up to a multiple of 16 (400, 480), the last aligned to the end: each tile's first pixel says where it starts."""
     seen: list[tuple[int, int]] = []
 
     def net(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from gipc.fuse import Job, plan_jobs, run_jobs
 from gipc.fusion import RULES, Fusion, default_rule, map_settings
 from gipc.inference import BACKENDS, PRECISIONS, choose_path, prepare
 from gipc.pretrained import load_generator, shipped_generator
-from gipc.tiling import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling
+from gipc.tiling import AUTO_TILE_PIXELS, DEFAULT_TILE, check_tiling
 
 PROG = "gipc-fuse"
 
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--align-model", choices=ALIGN_MODELS, default=ALIGN_MODELS[0],
                         help="the transform --align fits: similarity (shift, rotation, scale; default) or homography")
     parser.add_argument("--tile", type=int, help=f"tile size for the network; 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default %(default)s)")
+    parser.add_argument("--overlap", type=int, help="tile overlap in pixels (default: 4x the network's receptive radius, the least that tiles exactly: 32 for the paper's generator)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="network precision; auto: bf16 where the hardware computes it natively (default)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="runtime of the network; auto: OpenVINO on a CPU where it loads, else torch (default)")

@@ -60,6 +60,14 @@ class Generator(nn.Module):
             nn.Tanh() if head == "image" else nn.Sigmoid(),
         )
 
+    @property
+    def receptive_radius(self) -> int:
+        """How far (px) from an output pixel the inputs it depends on lie: each conv on the longest path
+        (one encoder, the feature conv, the decoder) adds ``kernel // 2``. Tiles that overlap by 4x this
+        fuse exactly (:func:`gipc.tiling.exact_overlap`)."""
+        path = [*self.enc_a, self.feature, self.decoder]
+        return sum(conv.kernel_size[0] // 2 for part in path for conv in part.modules() if isinstance(conv, nn.Conv2d))
+
     def output_layer(self) -> str:
         """The state-dict prefix of the last conv, the one layer whose meaning depends on the head."""
         return f"decoder.{len(self.decoder) - 2}."
