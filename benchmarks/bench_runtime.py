@@ -24,7 +24,7 @@ Prints, from one process on one machine:
 * the end-to-end split of fusing the Lytro set as ``gipc-fuse`` does (decode, network, colour
   conversion and rule, encode) on the default path and rule, one step after the other, then the
   same folder through ``gipc-fuse``'s pipelined loop;
-* the peak memory of a 4000x3000 RGB pair fused in 512 px tiles on each ``gipc.inference`` path
+* the peak memory of a 4000x3000 RGB pair fused in tiles (of at most 512 px) on each ``gipc.inference`` path
   under the default rule, each in a fresh process;
 * the classic baselines' seconds per pair, and the paper's Table 3 for reference.
 
@@ -414,7 +414,7 @@ def section_end_to_end(generator: Generator, folder: Path, device: torch.device)
 def section_memory(device: torch.device, side: tuple[int, int], threads: int) -> None:
     width, height = side
     overlap = exact_overlap(Generator(**conf_group("model")["generator"]).receptive_radius)
-    print(f"\n== Peak memory of one {width}x{height} RGB pair fused in {DEFAULT_TILE} px tiles (overlap {overlap}), a fresh process per path ==")
+    print(f"\n== Peak memory of one {width}x{height} RGB pair fused in tiles of at most {DEFAULT_TILE} px (overlap {overlap}), a fresh process per path ==")
     for path in inference_paths(device):
         result = subprocess.run(
             [sys.executable, "-c", MEMORY_PROBE, device.type, path.precision, str(height), str(width), str(threads), path.backend],
