@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -28,7 +29,11 @@ log = logging.getLogger(__name__)
 HINTS = {"fp32": "f32", "bf16": "bf16"}
 """OpenVINO's INFERENCE_PRECISION_HINT for each inference precision it runs (fp16 is a GPU precision here)."""
 COMPILED_SHAPES = 4
-"""Input shapes an OpenVINO runner keeps compiled (a tiled image needs one: every tile has one size)."""
+"""Input shapes an OpenVINO runner keeps compiled at most (a tiled image needs one: every tile has one size)."""
+COMPILED_PIXELS = 600_000
+"""... and input pixels: a compiled shape's buffers grow with its pixels. Two 520x520 shapes fit, or two
+large images' tile shapes (4 tile shapes of 12-16 MP photos held 0.4 GiB more than 1, 2 shapes 0.1 GiB:
+benchmarks/README.md)."""
 
 
 def unavailable() -> str | None:
@@ -104,9 +109,9 @@ def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) ->
 
     The model is compiled once per input shape (0.1-0.4 s; a folder of one camera's pairs, or the
     tiles of a large image, has one or a few): a static shape lets OpenVINO plan its buffers,
-    which a dynamic one does not (0.1 GiB less at the peak of a tiled 4000x3000 pair). The
-    ``COMPILED_SHAPES`` shapes used last stay compiled, so a folder of mixed sizes does not hold
-    every size's buffers at once.
+    which a dynamic one does not (0.1 GiB less at the peak of a tiled 4000x3000 pair). The shapes
+    used last stay compiled, up to ``COMPILED_SHAPES`` of them and ``COMPILED_PIXELS`` input pixels
+    (the newest always), so a folder of mixed sizes does not hold every size's buffers at once.
     """
     import openvino as ov
 
@@ -122,7 +127,7 @@ def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) ->
             static = model.clone()
             static.reshape({port: ov.PartialShape(list(dims)) for port, dims in zip(static.inputs, shape)})
             requests[shape] = core.compile_model(static, "CPU", config).create_infer_request()
-            if len(requests) > COMPILED_SHAPES:
+            while len(requests) > COMPILED_SHAPES or len(requests) > 1 and sum(math.prod(key[0]) for key in requests) > COMPILED_PIXELS:
                 requests.popitem(last=False)
         inputs = [np.ascontiguousarray(x.detach().float().cpu().numpy()) for x in (a, b)]
         return torch.from_numpy(requests[shape].infer(inputs)[0].copy())

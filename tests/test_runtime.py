@@ -136,6 +136,26 @@ def test_the_runner_keeps_the_shapes_used_last_compiled_and_recompiles_an_evicte
     assert [shape[-1] for shape in compiled] == [*sides, sides[1]] and torch.equal(first[sides[1]], again)
 
 
+def test_the_runner_keeps_no_more_input_pixels_compiled_than_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget of 3000 px: 24^2 + 32^2 = 1600 fit, 40^2 more (3200) pushes out the oldest, 24^2; a
+    shape above the budget alone still runs, and stays until the next."""
+    import openvino as ov
+
+    compiled: list[int] = []
+    real = ov.Core.compile_model
+
+    def counting(core, model, *args, **kwargs):
+        compiled.append(model.inputs[0].get_shape()[-1])
+        return real(core, model, *args, **kwargs)
+
+    monkeypatch.setattr(ov.Core, "compile_model", counting)
+    monkeypatch.setattr(gipc.runtime, "COMPILED_PIXELS", 3000)
+    run = gipc.runtime.openvino_runner(fold_batchnorm(shipped_generator()), "forward", "fp32", 1)
+    for side in (24, 32, 40, 32, 24, 60, 60, 24):  # 32 kept after 40; 24 compiled again; 60^2 = 3600 alone, then 24 again
+        run(*torch.zeros(2, 1, 1, side, side))
+    assert compiled == [24, 32, 40, 24, 60, 24]
+
+
 @pytest.mark.parametrize("precision, hint", [("fp32", "f32"), ("bf16", "bf16")])
 def test_openvino_compiles_in_the_paths_precision_on_torchs_threads_for_latency(precision: str, hint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import openvino as ov
