@@ -47,9 +47,9 @@ def axis_weights(size: int, tile: int, overlap: int) -> list[tuple[int, torch.Te
     As few tiles as ``tile`` px need, each as short as that count allows, rounded up to a multiple of
     :data:`TILE_ALIGN` (every pixel a tile adds past the axis is network time: 4000 px in 512 px tiles
     overlapping by 32 take 9 tiles of 480 px), all of one length, so a compiled network sees one
-    shape. They advance by that length less ``overlap``; the last one is aligned to the end. At an edge shared with another tile the first
-    ``overlap // 4`` pixels get weight 0 and the next ``overlap - 2 * (overlap // 4)`` ramp linearly
-    up; edges on the image border keep weight 1.
+    shape. They advance by that length less ``overlap``; the last one is aligned to the end. At an
+    edge shared with another tile the first ``overlap // 4`` pixels get weight 0 and the next
+    ``overlap - 2 * (overlap // 4)`` ramp linearly up; edges on the image border keep weight 1.
     """
     if size <= tile:
         return [(0, torch.ones(size))]
