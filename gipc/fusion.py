@@ -64,9 +64,10 @@ class Fusion:
     """``net`` under ``rule``: for ``head="image"`` a luminance fuser (:data:`gipc.tiling.Fuser`), for
     ``head="weights"`` a fuser returning A's weight in [0, 1]; ``settings`` are the map's (``map`` rule;
     for a head, in the units of its weights' margin: :func:`map_settings`). ``tile``: the net sees
-    tiles of that size (0: whole images, for nets whose tiles are not exact, such as the classic
-    baselines; None: tiles of :data:`gipc.tiling.DEFAULT_TILE` above
-    :data:`gipc.tiling.AUTO_TILE_PIXELS`, what a network gets from :meth:`InferenceGenerator.fusion`)."""
+    tiles of at most that size, overlapping by ``overlap`` (0: whole images, for nets whose tiles are
+    not exact, such as the classic baselines; None: tiles of at most :data:`gipc.tiling.DEFAULT_TILE`
+    above :data:`gipc.tiling.AUTO_TILE_PIXELS`, what a network gets from :meth:`InferenceGenerator.fusion`,
+    with the overlap its receptive field needs)."""
 
     net: Fuser
     rule: str = "direct"
