@@ -14,6 +14,7 @@ import torch
 import yaml
 import kornia
 
+import gipc.decision
 from gipc.decision import (
     MapSettings, best_source, blend, box_counts, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
     match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften, _rounded_counts,
@@ -233,6 +234,21 @@ def test_seams_of_three_sources_each_move_to_where_their_two_sources_agree() -> 
     voted = _columns([0] * 12 + [1] * 18 + [2] * 10)
     moved = place_seams(voted, [s0, s1, s2], torch.ones(1, 1, 12, 40), 4, 0.001)
     assert torch.equal(moved, _columns([0] * 15 + [1] * 11 + [2] * 14))
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_seam_step_priced_in_small_chunks_cuts_as_in_one(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph's pairs are priced a chunk of nodes at a time; chunks of 5 nodes, which cut through
+    every row and leave every downward pair's head in a later chunk, give the map of one chunk, on
+    blobs of 2 and 3 sources (seams moved: the test is not empty)."""
+    g = torch.Generator().manual_seed(count)
+    blobs = torch.nn.functional.interpolate(torch.rand(1, count, 6, 8, generator=g), size=(36, 48), mode="bilinear")
+    labels = blobs.argmax(dim=1, keepdim=True).to(torch.uint8)
+    sources = [_texture(1, 36, 48, seed) for seed in range(count)]
+    margins = torch.rand(1, 1, 36, 48, generator=g)
+    whole = place_seams(labels, sources, margins, 3, 0.05)
+    monkeypatch.setattr(gipc.decision, "_CHUNK", 5)
+    assert torch.equal(place_seams(labels, sources, margins, 3, 0.05), whole) and not torch.equal(whole, labels)
 
 
 def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decisive() -> None:
