@@ -22,7 +22,7 @@ from gipc.color import check_fusion_sources, fuse_color, luma
 from gipc.configs import conf_group
 from gipc.decision import MapSettings, blend, compared_sources, decide, evidence, head_scores
 from gipc.errors import UserError
-from gipc.tiling import DEFAULT_OVERLAP, Fuser, auto_tiling, check_tiling, fuse_sequence
+from gipc.tiling import DEFAULT_OVERLAP, Fuser, Progress, auto_tiling, check_tiling, fuse_sequence
 
 RULES: tuple[str, ...] = ("direct", "map")
 
@@ -75,6 +75,8 @@ class Fusion:
     head: str = "image"
     tile: int | None = 0
     overlap: int = DEFAULT_OVERLAP
+    progress: Progress | None = None
+    """Wraps a tiled image's tiles for a progress display (:func:`gipc.tiling.tiled`); None: silent."""
 
     def __post_init__(self) -> None:
         check_rule(self.rule)
@@ -114,7 +116,7 @@ class Fusion:
     def sized_net(self) -> Fuser:
         """``net`` tiled as ``tile`` says for each call's size: what the rule runs. Wrap this, not ``net``,
         to share one pass between rules (:func:`gipc.tiling.remember_last`), and set ``tile=0`` beside it."""
-        return auto_tiling(self.net, self.tile, self.overlap)
+        return auto_tiling(self.net, self.tile, self.overlap, self.progress)
 
     def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""

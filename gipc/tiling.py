@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 from functools import reduce
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
 from gipc.errors import UserError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Progress = Callable[[list, int], Iterable]
+"""Wraps a tiled image's list of tiles and their count for a progress display (``tqdm``'s call fits)."""
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Above this many pixels a network runs tiled: untiled it needs about 2 KB per pixel."""
@@ -81,21 +83,22 @@ def check_tiling(tile: int | None, overlap: int | None) -> None:
         raise UserError(f"tile {tile}{given}: need tile >= 0 and 0 <= overlap < tile")
 
 
-def auto_tiling(fuse: Fuser, tile: int | None, overlap: int) -> Fuser:
+def auto_tiling(fuse: Fuser, tile: int | None, overlap: int, progress: Progress | None = None) -> Fuser:
     """``fuse`` tiled by ``tile`` (0: never), or, when None, by :data:`DEFAULT_TILE` for each call on an
-    image above :data:`AUTO_TILE_PIXELS`. Only for fusers whose tiles are exact (a network, see the
-    module docstring); a classic baseline's windows and pyramids span the whole image."""
+    image above :data:`AUTO_TILE_PIXELS` (``progress``: as :func:`tiled`'s). Only for fusers whose tiles
+    are exact (a network, see the module docstring); a classic baseline's windows and pyramids span the whole image."""
     if tile is not None:
-        return tiled(fuse, tile, overlap) if tile else fuse
-    large = tiled(fuse, DEFAULT_TILE, overlap)
+        return tiled(fuse, tile, overlap, progress) if tile else fuse
+    large = tiled(fuse, DEFAULT_TILE, overlap, progress)
     return lambda a, b: (large if a.shape[-2] * a.shape[-1] > AUTO_TILE_PIXELS else fuse)(a, b)
 
 
-def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:
+def tiled(fuse: Fuser, tile: int, overlap: int, progress: Progress | None = None) -> Fuser:
     """Wrap ``fuse`` so it sees at most ``tile`` x ``tile`` pixels at a time, tiles blended by :func:`axis_weights`.
 
     Images no larger than a tile go through whole. The result is assembled on the inputs' device,
     so ``fuse`` may run each tile elsewhere (a GPU) and only one tile's activations exist at once.
+    ``progress`` wraps each tiled image's tiles (a 48 MP pair takes a few hundred: a bar for them).
     """
     if tile < 1 or not 0 <= overlap < tile:
         raise UserError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
@@ -107,13 +110,13 @@ def tiled(fuse: Fuser, tile: int, overlap: int) -> Fuser:
         if height <= tile and width <= tile:
             return fuse(a, b)
         out: torch.Tensor | None = None
-        for y0, wy in axis_weights(height, tile, overlap):
-            for x0, wx in axis_weights(width, tile, overlap):
-                window = (..., slice(y0, y0 + len(wy)), slice(x0, x0 + len(wx)))
-                part = fuse(a[window], b[window]).to(a.device)
-                if out is None:
-                    out = torch.zeros(*part.shape[:-2], height, width, dtype=part.dtype, device=a.device)
-                out[window] += part * (wy[:, None] * wx[None, :]).to(part)
+        tiles = [(y0, wy, x0, wx) for y0, wy in axis_weights(height, tile, overlap) for x0, wx in axis_weights(width, tile, overlap)]
+        for y0, wy, x0, wx in tiles if progress is None else progress(tiles, len(tiles)):
+            window = (..., slice(y0, y0 + len(wy)), slice(x0, x0 + len(wx)))
+            part = fuse(a[window], b[window]).to(a.device)
+            if out is None:
+                out = torch.zeros(*part.shape[:-2], height, width, dtype=part.dtype, device=a.device)
+            out[window] += part * (wy[:, None] * wx[None, :]).to(part)
         assert out is not None
         return out
 

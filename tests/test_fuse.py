@@ -482,13 +482,16 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     seen: list[tuple[int, ...]] = []  # the sizes the network is run on: whole, then 80 px tiles
     network = gipc.inference.InferenceGenerator.fuse_y
     monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: seen.append(tuple(ya.shape[-2:])) or network(self, ya, yb))
+    bars: list[tuple[str, int]] = []  # the command's bar over a tiled image's tiles
+    monkeypatch.setattr(gipc.cli.fuse, "tqdm", lambda tiles, total, desc, **kwargs: bars.append((desc, total)) or tiles)
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "whole.png"), "--tile", "0"]) == 0
-    assert seen == [(130, 150)]
+    assert seen == [(130, 150)] and bars == []
     seen.clear()
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "tiled.png"), "--tile", "80", "--overlap", "32"]) == 0
     # 80 px tiles advancing by 80 - 32 = 48 need 3 each way; as short as 3 allow, ceil((130 - 32) / 3) + 32 = 65
     # rows and ceil((150 - 32) / 3) + 32 = 72 columns, are 80 px rounded up to a multiple of 16: rows 0, 48, 50, columns 0, 48, 70
     assert seen == [(80, 80)] * 9
+    assert bars == [("network tiles", 9)]
     whole, tiles = read_image(tmp_path / "whole.png").pixels, read_image(tmp_path / "tiled.png").pixels
     assert whole.std() > 0.02 and (whole - tiles).abs().max() <= 1 / 255 + 1e-6
 

@@ -75,6 +75,26 @@ def test_tiles_never_exceed_the_tile_size(height: int, width: int, tiles: int) -
     assert max(max(s) for s in seen) <= 64 and len(set(seen)) == 1 and len(seen) == tiles
 
 
+def test_progress_wraps_each_tiled_images_tiles_and_changes_nothing() -> None:
+    """150 x 97 px in tiles of up to 64 overlapping by 16: 3 x 2 tiles go through ``progress``, one by one;
+    an image within one tile goes through whole, with no progress shown."""
+    shown: list[int] = []
+    counted: list[int] = []
+
+    def progress(tiles: list, count: int):
+        shown.append(count)
+        for tile in tiles:
+            counted.append(1)
+            yield tile
+
+    a, b = torch.rand(2, 1, 1, 150, 97, generator=torch.Generator().manual_seed(3))
+    average = lambda x, y: (x + y) / 2  # noqa: E731
+    assert torch.equal(tiled(average, 64, 16, progress)(a, b), tiled(average, 64, 16)(a, b))
+    assert shown == [6] and len(counted) == 6
+    tiled(average, 64, 16, progress)(a[..., :40, :50], b[..., :40, :50])
+    assert shown == [6]
+
+
 def test_constant_per_tile_fuser_blends_to_a_partition_of_unity() -> None:
     """A fuser returning ones shows the blending weights sum to 1 at every pixel, in 2-D."""
     out = tiled(lambda a, b: torch.ones_like(a), 32, 12)(torch.rand(1, 1, 75, 90), torch.rand(1, 1, 75, 90))

@@ -15,7 +15,7 @@ import argparse
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from tqdm import tqdm
@@ -105,11 +105,17 @@ def _fusion(args: argparse.Namespace) -> Fusion:
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
         path = choose_path(None if args.device == "auto" else args.device, args.precision, args.backend)
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
-        fusion = network.fusion(args.rule, replace(default_rule(network.head)[1], **given), args.tile, args.overlap)
+        fusion = replace(network.fusion(args.rule, replace(default_rule(network.head)[1], **given), args.tile, args.overlap), progress=_tile_bar)
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
         raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")
     return fusion
+
+
+def _tile_bar(tiles: list, count: int) -> Iterable:
+    """A bar over a large image's tiles, under the folder's, gone once the image is fused: a 48 MP pair
+    spends half a minute in the network."""
+    return tqdm(tiles, total=count, desc="network tiles", unit="tile", leave=False, file=sys.stderr)
 
 
 def _say_aligned(job: Job, line: str) -> None:
