@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 import kornia
 
 import gipc.decision
+import gipc.planes
 from gipc.decision import (
     MapSettings, best_source, blend, box_counts, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
     match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften, _rounded_counts,
@@ -615,6 +617,26 @@ def test_plane_means_are_each_planes_exact_mean_in_float64(dtype: torch.dtype) -
     exact = torch.tensor([math.fsum(plane.double().flatten().tolist()) / plane.numel() for plane in x.reshape(-1, 39, 55)], dtype=torch.float64)
     assert means.dtype == torch.float64 and means.shape == (2, 3, 1, 1)
     torch.testing.assert_close(means.flatten(), exact, rtol=1e-9 if dtype == torch.float32 else 1e-15, atol=0)  # float32's step: 6e-8
+
+
+def test_large_planes_are_filtered_on_several_threads_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planes from PARALLEL_PIXELS on go through OpenCV on torch's threads at once: the box means of
+    the 6 planes of a (2, 3, 37, 53) tensor come out the same as one plane after another, and the
+    filter ran outside the calling thread."""
+    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(6))
+    one_by_one = box_mean(x, 7)
+    callers: set[str] = set()
+    blur = gipc.decision.cv2.blur
+
+    def recording(*args, **kwargs):
+        callers.add(threading.current_thread().name)
+        return blur(*args, **kwargs)
+
+    monkeypatch.setattr(gipc.planes, "PARALLEL_PIXELS", 37 * 53)
+    monkeypatch.setattr(gipc.decision.cv2, "blur", recording)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on the 2-core CI machine, whatever this one has
+    assert torch.equal(box_mean(x, 7), one_by_one)
+    assert callers and all(name.startswith("gipc-planes") for name in callers)
 
 
 def test_exposure_matching_passes_gradients() -> None:
