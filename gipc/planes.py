@@ -1,7 +1,8 @@
 """OpenCV's filters on the (H, W) planes of CPU tensors: the decision map's fast path on CPUs.
 
 OpenCV filters one 2-D array at a time and keeps no gradients, so a (B, C, H, W) tensor goes
-through it plane by plane, and only where nothing needs its gradients.
+through it plane by plane (large planes several at once, on torch's threads), and only where
+nothing needs its gradients.
 """
 
 from __future__ import annotations
