@@ -98,7 +98,7 @@ def tiled(fuse: Fuser, tile: int, overlap: int, progress: Progress | None = None
 
     Images no larger than a tile go through whole. The result is assembled on the inputs' device,
     so ``fuse`` may run each tile elsewhere (a GPU) and only one tile's activations exist at once.
-    ``progress`` wraps each tiled image's tiles (a 48 MP pair takes a few hundred: a bar for them).
+    ``progress`` wraps each tiled image's tiles (an 8000x6000 pair takes 221: a bar for them).
     """
     if tile < 1 or not 0 <= overlap < tile:
         raise UserError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
