@@ -378,11 +378,12 @@ def remove_small_regions(
             if not joins.any():
                 continue
             pixels = np.flatnonzero(np.take(joins, regions))  # the small regions' pixels, a small part of the image
+            owners = regions.ravel()[pixels]
             if strength is not None:  # the evidence backs a region whose margins sum to region_margin per pixel
-                joins &= np.bincount(regions.ravel()[pixels], strength.ravel()[pixels], sizes.size) < region_margin * sizes
+                joins &= np.bincount(owners, strength.ravel()[pixels], sizes.size) < region_margin * sizes
             changed = True
             if count == 2:  # a region of one source is bordered by the other alone: no vote to count
-                image.ravel()[pixels[np.take(joins, regions.ravel()[pixels])]] = 1 - source
+                image.ravel()[pixels[np.take(joins, owners)]] = 1 - source
                 continue
             for region in np.flatnonzero(joins):  # in turn: each region's border holds the sources the earlier ones took
                 left, top, box_width, box_height, _ = stats[region]
