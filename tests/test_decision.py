@@ -12,6 +12,7 @@ import numpy as np
 import png
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 import kornia
 
@@ -123,6 +124,25 @@ def test_the_closeness_window_spreads_a_difference_over_its_box_in_each_images_o
 def test_the_best_source_takes_the_highest_score_and_ties_go_to_the_earlier_source() -> None:
     scores = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 2.0, 0.5, 1.0], [0.0, 2.0, 1.0, 3.0]]).reshape(1, 3, 1, 4)  # pixels: 1 1 0, 0 2 2, 1 .5 1, 0 1 3
     assert best_source(scores).flatten().tolist() == [0, 1, 0, 2]
+
+
+def test_a_pair_takes_the_higher_score_and_ties_go_to_a() -> None:
+    scores = torch.tensor([[0.5, 0.2, -1.0, 0.0], [0.5, 0.3, -2.0, -0.0]]).reshape(1, 2, 1, 4)
+    assert best_source(scores).flatten().tolist() == [0, 1, 0, 0]
+    assert best_source(scores).dtype == torch.uint8
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_vote_takes_what_most_pixels_of_the_window_hold(count: int) -> None:
+    """Counted pixel by pixel over the replicated border, against the vote's box filters."""
+    labels = torch.randint(0, count, (1, 1, 12, 15), generator=torch.Generator().manual_seed(count), dtype=torch.uint8)
+    padded = F.pad(labels.float(), (2, 2, 2, 2), mode="replicate")[0, 0].long()
+    expected = torch.zeros_like(labels)
+    for row in range(12):
+        for col in range(15):
+            votes = torch.bincount(padded[row : row + 5, col : col + 5].flatten(), minlength=count)
+            expected[0, 0, row, col] = int(votes.argmax())  # 25 votes: ties only among 3 sources, to the earlier
+    assert torch.equal(majority(labels, count, 5), expected)
 
 
 def test_a_margin_exactly_decisive_keeps_its_source_through_the_vote() -> None:
