@@ -114,7 +114,7 @@ def test_folding_removes_batchnorm_and_leaves_the_original_alone() -> None:
 
 def test_folded_fp32_equals_the_generator_to_1e5() -> None:
     gen = random_eval_generator(seed=1)
-    a, b = torch.rand(2, 1, 1, 72, 60) * 2 - 1
+    a, b = torch.rand(2, 1, 1, 72, 60, generator=torch.Generator().manual_seed(1)) * 2 - 1  # seeded: one input every run (200 draws: 1.7e-6 to 2.8e-6 off the module)
     dropped = copy.deepcopy(gen)  # control: BatchNorm dropped instead of folded changes the output
     for block in dropped.modules():
         if isinstance(block, nn.Sequential):
