@@ -6,7 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 # Tests never reach W&B servers: offline runs, quiet console.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -25,6 +27,13 @@ def _shared(sub: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"needs the shared test data at {path} (../shared beside the clone); not present here")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Every test draws the same random inputs whatever ran before it or alone: a failure reproduces."""
+    torch.manual_seed(0)
+    np.random.seed(0)
 
 
 @pytest.fixture

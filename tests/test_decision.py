@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from scipy import ndimage
 import kornia
 
 import gipc.decision
@@ -271,6 +272,24 @@ def test_the_seam_step_priced_in_small_chunks_cuts_as_in_one(count: int, monkeyp
     whole = place_seams(labels, sources, margins, 3, 0.05)
     monkeypatch.setattr(gipc.decision, "_CHUNK", 5)
     assert torch.equal(place_seams(labels, sources, margins, 3, 0.05), whole) and not torch.equal(whole, labels)
+
+
+@pytest.mark.parametrize("reach", [1, 2, 3, 6])
+def test_the_seam_band_holds_the_pixels_within_reach_of_another_source(reach: int) -> None:
+    """Against scipy's chessboard distance to the pixels that have a 4-neighbour of another source,
+    on blobs that touch the image's borders and corners."""
+    g = torch.Generator().manual_seed(reach)
+    blobs = torch.nn.functional.interpolate(torch.rand(1, 3, 5, 7, generator=g), size=(30, 41), mode="bilinear")
+    image = blobs.argmax(dim=1)[0].to(torch.uint8).numpy()
+    image[0, 0] = image[-1, -1] = 3  # lone corner pixels
+    padded = np.pad(image, 1, mode="edge")
+    edge = np.zeros(image.shape, dtype=bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        edge |= padded[dy : dy + 30, dx : dx + 41] != image
+    distance = ndimage.distance_transform_cdt(~edge, metric="chessboard")
+    free, near = gipc.decision._bands(image, reach)
+    assert np.array_equal(free, distance <= reach - 1) and np.array_equal(near, distance <= reach)
+    assert 0 < free.sum() < near.sum() < image.size
 
 
 def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decisive() -> None:
