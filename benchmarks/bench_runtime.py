@@ -35,6 +35,7 @@ untrained generator (runtime does not depend on the weights; accuracy figures th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import statistics
@@ -199,6 +200,8 @@ def inference_paths(device: torch.device) -> list[InferencePath]:
     precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
     backends = ["torch"] + (["openvino"] if device.type == "cpu" and choose_path(device, backend="auto").backend == "openvino" else [])
     paths = [choose_path(device, p, b) for b in backends for p in precisions]
+    if "openvino" in backends and importlib.util.find_spec("nncf"):
+        paths.append(choose_path(device, "int8", "openvino"))
     return [auto, *(p for p in paths if (p.backend, p.precision) != (auto.backend, auto.precision))]
 
 
@@ -216,11 +219,11 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
     if device.type == "cuda":
         roofs[torch.float16] = matmul_gflops(device, torch.float16, sync)
     plain = generator.to(device).eval()
-    runs: list[tuple[str, torch.dtype, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
+    runs: list[tuple[str, torch.dtype | None, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
         ("plain module: fp32, NCHW, BatchNorm separate (before gipc.inference)", torch.float32, plain)
     ]
     for path in inference_paths(device):
-        runs.append((label(path), path.dtype, prepare(generator, path)))
+        runs.append((label(path), None if path.precision == "int8" else path.dtype, prepare(generator, path)))  # int8: no matmul roof measured
     reference: list[torch.Tensor] = []
     base = 0.0
     print(f"{'path':<72} {'s / pair':>17} {'CPU-s':>7} {'GFLOP/s':>8} {'of matmul':>10} {'speed-up':>8} {'PSNR vs plain':>13} {'first call':>10}")
@@ -239,7 +242,7 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
             reference, base = outputs, statistics.fmean(wall)
         achieved = flops / statistics.fmean(wall) / 1e9
         quality = f"{min(psnr(out, ref) for out, ref in zip(outputs, reference)):.1f} dB" if net is not plain else "reference"
-        print(f"{name:<72} {mean_std(wall):>17} {cpu:>7.3f} {achieved:>8.1f} {achieved / roofs[dtype]:>10.1%} "
+        print(f"{name:<72} {mean_std(wall):>17} {cpu:>7.3f} {achieved:>8.1f} {f'{achieved / roofs[dtype]:.1%}' if dtype else '-':>10} "
               f"{base / statistics.fmean(wall):>7.2f}x {quality:>13} {first:>9.2f}s")
     print("same-run matmul 2048^3: " + ", ".join(f"{str(d).removeprefix('torch.')} {g:.1f} GFLOP/s" for d, g in roofs.items()))
     print(f"GFLOP/s = 2 x {macs:,.0f} MACs x {height}x{width} / s; PSNR: the worst pair, against the plain module's output; "

@@ -25,6 +25,16 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+NATIVE_INT8_FLAGS = frozenset({"amx_int8", "avx512_vnni", "avx_vnni"})
+"""CPU flags with which OpenVINO's int8 convolutions use int8 dot products (AMX tiles, AVX512-VNNI, AVX-VNNI)."""
+
+
+def native_int8() -> str | None:
+    """Why int8 convolutions are fast on this CPU, as a phrase for the first output line, or None."""
+    flags = sorted(NATIVE_INT8_FLAGS & cpu_flags())
+    return f"CPU has {', '.join(flags)}" if flags else None
+
+
 def native_bf16(device: torch.device | str) -> str | None:
     """Why bf16 compute is native (so faster than fp32) on ``device``, as a phrase for the log, or None.
 

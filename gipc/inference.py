@@ -26,14 +26,15 @@ from gipc.color import from_net, to_net
 from gipc.decision import MapSettings
 from gipc.errors import UserError
 from gipc.fusion import Fusion, default_rule
-from gipc import runtime
-from gipc.hardware import native_bf16
+from gipc import quantization, runtime
+from gipc.hardware import native_bf16, native_int8
 from gipc.tiling import DEFAULT_OVERLAP, Fuser, exact_overlap
 
 log = logging.getLogger(__name__)
 
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+"""The dtype torch hands the network in; int8 runs inside OpenVINO (:mod:`gipc.quantization`), its inputs float32."""
 BACKENDS: tuple[str, ...] = ("auto", "torch", "openvino")
 """``auto``: OpenVINO on a CPU where it loads (:mod:`gipc.runtime`), torch on GPUs and where it does not;
 ``$GIPC_BACKEND`` sets what ``auto`` means for a process (the test suite runs torch by default)."""
@@ -64,7 +65,9 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
 
     ``auto`` takes bf16 where the hardware computes it natively (a CPU with AMX or AVX512-BF16, a
     GPU of compute capability 8 or later), fp16 on older GPUs, fp32 on other CPUs. An explicit
-    ``bf16`` runs anywhere (emulated where not native); ``fp16`` runs on CUDA only.
+    ``bf16`` runs anywhere (emulated where not native); ``fp16`` runs on CUDA only; ``int8`` (never
+    chosen by ``auto``: its output lies further from fp32's) runs through OpenVINO on CPUs, with NNCF
+    installed (:mod:`gipc.quantization`).
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -72,7 +75,12 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     precision, reason = _precision(device, precision)
-    return InferencePath(device, precision, reason, *_backend(device, backend))
+    path = InferencePath(device, precision, reason, *_backend(device, backend))
+    if precision == "int8":
+        if path.backend != "openvino":
+            raise UserError(f"precision int8 runs through OpenVINO ({path.backend_reason or 'backend torch asked for'}); use bf16 or fp32 with torch")
+        quantization.check_available()
+    return path
 
 
 def _precision(device: torch.device, precision: str) -> tuple[str, str]:
@@ -80,6 +88,11 @@ def _precision(device: torch.device, precision: str) -> tuple[str, str]:
         raise UserError(f"device must be cpu or cuda, got {device}")
     if precision == "fp16" and device.type == "cpu":
         raise UserError("precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise UserError("precision int8 runs on CPUs only; use fp16 or bf16 on a GPU")
+        fast = native_int8()
+        return "int8", f"asked for; {fast}" if fast else "asked for; this CPU has no int8 dot products, expect it no faster than fp32"
     native = native_bf16(device)
     if precision == "auto":
         if native:

@@ -163,6 +163,6 @@ def pretrained(device: str | torch.device | None = None, precision: str = "auto"
     is the network alone as a :data:`gipc.tiling.Fuser`.
 
     ``device`` None takes CUDA when available, else the CPU; ``precision`` is ``auto``, ``fp32``,
-    ``bf16`` or ``fp16``; ``backend`` ``auto``, ``torch`` or ``openvino`` (see :func:`gipc.inference.choose_path`).
+    ``bf16``, ``fp16`` or ``int8``; ``backend`` ``auto``, ``torch`` or ``openvino`` (see :func:`gipc.inference.choose_path`).
     """
     return prepare(shipped_generator(), choose_path(device, precision, backend))

@@ -22,12 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from gipc import quantization
 from gipc.files import staging_dir
+from gipc.hardware import native_bf16
 
 log = logging.getLogger(__name__)
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}
-"""OpenVINO's INFERENCE_PRECISION_HINT for each inference precision it runs (fp16 is a GPU precision here)."""
+"""OpenVINO's INFERENCE_PRECISION_HINT for each inference precision it runs (fp16 is a GPU precision here);
+an int8 model's float layers run in bf16 where the CPU computes it natively, else in fp32 (:func:`hint`)."""
 COMPILED_SHAPES = 4
 """Input shapes an OpenVINO runner keeps compiled at most (a tiled image needs one: every tile has one size)."""
 COMPILED_PIXELS = 600_000
@@ -79,21 +82,29 @@ class _Graph(nn.Module):
         return graph_of(self.net, self.graph)(a, b)
 
 
-def _converted(net: nn.Module, graph: str):  # -> openvino.Model
-    """The OpenVINO model of ``net``'s ``graph``, from the cache when it holds one (written whole or not at all)."""
+def hint(precision: str) -> str:
+    """The INFERENCE_PRECISION_HINT a model of ``precision`` compiles with."""
+    if precision == "int8":
+        return HINTS["bf16"] if native_bf16("cpu") else HINTS["fp32"]
+    return HINTS[precision]
+
+
+def _converted(net: nn.Module, graph: str, precision: str = "fp32"):  # -> openvino.Model
+    """The OpenVINO model of ``net``'s ``graph`` (for ``int8``, quantized: :mod:`gipc.quantization`),
+    from the cache when it holds one (written whole or not at all)."""
     import openvino as ov
 
-    path = cache_dir() / "openvino" / f"{_fingerprint(net, graph)}.xml"
+    if precision == "int8":
+        key, build = f"{graph}:int8:{quantization.recipe()}", lambda: quantization.quantize(_converted(net, graph))
+    else:
+        key, build = graph, lambda: _traced(net, graph)
+    path = cache_dir() / "openvino" / f"{_fingerprint(net, key)}.xml"
     if path.is_file():
         try:
             return ov.Core().read_model(path)
-        except Exception as err:  # a damaged cache entry: convert again
+        except Exception as err:  # a damaged cache entry: build it again
             log.warning("ignoring the cached model %s (%s)", path, err)
-    # Tracing needs plain fp32 autograd-free mode: inside a test stage (inference mode, bf16 autocast) it fails.
-    with torch.inference_mode(False), torch.no_grad(), torch.autocast("cpu", enabled=False):
-        example = torch.zeros(1, 1, 64, 64)
-        model = ov.convert_model(_Graph(net, graph).eval(), example_input=(example, example),
-                                 input=[ov.PartialShape([-1, 1, -1, -1])] * 2)
+    model = build()
     try:
         with staging_dir(path) as staging:
             ov.save_model(model, staging / path.name, compress_to_fp16=False)  # the weights stay fp32
@@ -102,6 +113,16 @@ def _converted(net: nn.Module, graph: str):  # -> openvino.Model
     except OSError as err:
         log.warning("cannot keep the converted model in %s (%s); converting again next time", path.parent, err)
     return model
+
+
+def _traced(net: nn.Module, graph: str):  # -> openvino.Model
+    """``net``'s ``graph`` converted to OpenVINO, with dynamic batch, height and width."""
+    import openvino as ov
+
+    # Tracing needs plain fp32 autograd-free mode: inside a test stage (inference mode, bf16 autocast) it fails.
+    with torch.inference_mode(False), torch.no_grad(), torch.autocast("cpu", enabled=False):
+        example = torch.zeros(1, 1, 64, 64)
+        return ov.convert_model(_Graph(net, graph).eval(), example_input=(example, example), input=[ov.PartialShape([-1, 1, -1, -1])] * 2)
 
 
 def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -115,8 +136,8 @@ def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) ->
     """
     import openvino as ov
 
-    core, model = ov.Core(), _converted(net, graph)
-    config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    core, model = ov.Core(), _converted(net, graph, precision)
+    config = {"INFERENCE_PRECISION_HINT": hint(precision), "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
     requests: OrderedDict[tuple[tuple[int, ...], ...], ov.InferRequest] = OrderedDict()
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

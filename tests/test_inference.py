@@ -98,7 +98,7 @@ def test_asked_for_precisions_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert forced.dtype == torch.bfloat16 and "no native bf16, expect it slower than fp32" in forced.reason
     with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
         choose_path("cpu", "fp16")
-    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, got 'fp8'"):
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, int8, got 'fp8'"):
         choose_path("cpu", "fp8")
 
 
