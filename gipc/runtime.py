@@ -10,6 +10,7 @@ path on an AMD CPU with AVX512-BF16 (benchmarks/README.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -46,6 +47,15 @@ def unavailable() -> str | None:
     except Exception as err:  # ImportError, or a broken native library
         return f"openvino cannot be imported ({type(err).__name__}: {err})"
     return None
+
+
+@functools.cache
+def core():  # -> openvino.Core
+    """The process's one OpenVINO Core. With a Core per runner, once two runners' Cores were freed the
+    next signal with a Python handler (Slurm's SIGUSR2 in a training run) ended the process in a segfault."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def cache_dir() -> Path:
@@ -101,7 +111,7 @@ def _converted(net: nn.Module, graph: str, precision: str = "fp32"):  # -> openv
     path = cache_dir() / "openvino" / f"{_fingerprint(net, key)}.xml"
     if path.is_file():
         try:
-            return ov.Core().read_model(path)
+            return core().read_model(path)
         except Exception as err:  # a damaged cache entry: build it again
             log.warning("ignoring the cached model %s (%s)", path, err)
     model = build()
@@ -136,7 +146,7 @@ def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) ->
     """
     import openvino as ov
 
-    core, model = ov.Core(), _converted(net, graph, precision)
+    model = _converted(net, graph, precision)
     config = {"INFERENCE_PRECISION_HINT": hint(precision), "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
     requests: OrderedDict[tuple[tuple[int, ...], ...], ov.InferRequest] = OrderedDict()
 
@@ -147,7 +157,7 @@ def openvino_runner(net: nn.Module, graph: str, precision: str, threads: int) ->
         else:
             static = model.clone()
             static.reshape({port: ov.PartialShape(list(dims)) for port, dims in zip(static.inputs, shape)})
-            requests[shape] = core.compile_model(static, "CPU", config).create_infer_request()
+            requests[shape] = core().compile_model(static, "CPU", config).create_infer_request()
             while len(requests) > COMPILED_SHAPES or len(requests) > 1 and sum(math.prod(key[0]) for key in requests) > COMPILED_PIXELS:
                 requests.popitem(last=False)
         inputs = [np.ascontiguousarray(x.detach().float().cpu().numpy()) for x in (a, b)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,29 @@ def test_openvino_compiles_in_the_paths_precision_on_torchs_threads_for_latency(
     network(torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16))
     assert network.path.backend == "openvino"
     assert calls == [("CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 3, "PERFORMANCE_HINT": "LATENCY"})]
+
+
+def test_a_signal_after_runners_are_freed_reaches_its_python_handler(tmp_path: Path) -> None:
+    """Two networks, each run before the next is made, then freed, then SIGUSR2 (Slurm's warning) to a Python handler: with a Core
+    per runner this process died in a segfault (exit -11); one Core per process lets the handler run."""
+    code = f"""
+import gc, os, signal, torch
+os.environ["GIPC_CACHE"] = {str(tmp_path)!r}
+from gipc.inference import choose_path, prepare
+from gipc.pretrained import shipped_generator
+x = torch.zeros(1, 1, 64, 64)
+generator = shipped_generator().eval()
+first = prepare(generator, choose_path("cpu", "fp32", "openvino"))
+first(x, x)
+second = prepare(generator, choose_path("cpu", "fp32", "openvino"))
+second(x, x)
+del first, second
+gc.collect()
+signal.signal(signal.SIGUSR2, lambda signum, frame: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR2)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (0, "handled\n"), done.stderr[-2000:]
 
 
 def test_converted_models_live_in_gipc_cache_else_xdg_cache_home_else_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
