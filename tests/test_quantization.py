@@ -93,3 +93,9 @@ def test_int8_is_quantized_once_stays_near_fp32_and_picks_the_same_pixels(tmp_pa
     monkeypatch.setattr(gipc.quantization, "quantize", lambda model: pytest.fail("quantized again"))
     again = prepare(generator, choose_path("cpu", "int8", "openvino"))
     torch.testing.assert_close(again(ya, yb), out)  # read from the cache
+
+
+@pytest.mark.parametrize(("flags", "hint"), [({"amx_bf16", "amx_int8"}, "bf16"), ({"avx512_vnni"}, "f32")])
+def test_an_int8_models_float_layers_run_in_bf16_only_where_the_cpu_computes_it(flags: set[str], hint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gipc.hardware, "cpu_flags", lambda: frozenset(flags))
+    assert gipc.runtime.hint("int8") == hint and gipc.runtime.hint("fp32") == "f32" and gipc.runtime.hint("bf16") == "bf16"
