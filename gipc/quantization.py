@@ -12,8 +12,8 @@ never picks int8: its output lies further from fp32's than bf16's does (benchmar
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import importlib.util
+import logging
 
 import numpy as np
 
