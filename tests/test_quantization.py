@@ -19,6 +19,7 @@ from gipc.decision import best_source
 from gipc.errors import UserError
 from gipc.inference import choose_path, fold_batchnorm, prepare
 from gipc.pretrained import shipped_generator
+from gipc.tiling import tiled
 
 pytestmark = pytest.mark.skipif(gipc.runtime.unavailable() is not None, reason=f"{gipc.runtime.unavailable()}")
 
@@ -91,6 +92,9 @@ def test_int8_is_quantized_once_stays_near_fp32_and_picks_the_same_pixels(tmp_pa
     ops = ov.Core().read_model(xml).get_ordered_ops()
     int8_weights = [op for op in ops if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
     assert len(int8_weights) == 13 - 3  # Table 1's 13 convolutions but the float layers
+    large = [torch.nn.functional.interpolate(y, size=(400, 560), mode="bicubic") for y in (ya, yb)]
+    whole = quick(*large)
+    assert (tiled(quick, 256, quick.overlap)(*large) - whole).abs().max() < 1e-5  # static ranges: tiles as exact as bf16's
     monkeypatch.setattr(gipc.quantization, "quantize", lambda model: pytest.fail("quantized again"))
     again = prepare(generator, choose_path("cpu", "int8", "openvino"))
     torch.testing.assert_close(again(ya, yb), out)  # read from the cache
