@@ -20,8 +20,8 @@ import torch
 from gipc.errors import UserError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Progress = Callable[[list, int], Iterable]
-"""Wraps a tiled image's list of tiles and their count for a progress display (``tqdm``'s call fits)."""
+Progress = Callable[[list], Iterable]
+"""Wraps a tiled image's list of tiles for a progress display (``tqdm`` fits: it counts the list)."""
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Above this many pixels a network runs tiled: untiled it needs about 2 KB per pixel."""
@@ -110,8 +110,9 @@ def tiled(fuse: Fuser, tile: int, overlap: int, progress: Progress | None = None
         if height <= tile and width <= tile:
             return fuse(a, b)
         out: torch.Tensor | None = None
-        tiles = [(y0, wy, x0, wx) for y0, wy in axis_weights(height, tile, overlap) for x0, wx in axis_weights(width, tile, overlap)]
-        for y0, wy, x0, wx in tiles if progress is None else progress(tiles, len(tiles)):
+        columns = axis_weights(width, tile, overlap)
+        tiles = [(y0, wy, x0, wx) for y0, wy in axis_weights(height, tile, overlap) for x0, wx in columns]
+        for y0, wy, x0, wx in tiles if progress is None else progress(tiles):
             window = (..., slice(y0, y0 + len(wy)), slice(x0, x0 + len(wx)))
             part = fuse(a[window], b[window]).to(a.device)
             if out is None:

@@ -483,7 +483,7 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     network = gipc.inference.InferenceGenerator.fuse_y
     monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: seen.append(tuple(ya.shape[-2:])) or network(self, ya, yb))
     bars: list[tuple[str, int]] = []  # the command's bar over a tiled image's tiles
-    monkeypatch.setattr(gipc.cli.fuse, "tqdm", lambda tiles, total, desc, **kwargs: bars.append((desc, total)) or tiles)
+    monkeypatch.setattr(gipc.cli.fuse, "tqdm", lambda tiles, desc, **kwargs: bars.append((desc, len(tiles))) or tiles)
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "whole.png"), "--tile", "0"]) == 0
     assert seen == [(130, 150)] and bars == []
     seen.clear()

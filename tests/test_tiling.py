@@ -81,8 +81,8 @@ def test_progress_wraps_each_tiled_images_tiles_and_changes_nothing() -> None:
     shown: list[int] = []
     counted: list[int] = []
 
-    def progress(tiles: list, count: int):
-        shown.append(count)
+    def progress(tiles: list):
+        shown.append(len(tiles))
         for tile in tiles:
             counted.append(1)
             yield tile

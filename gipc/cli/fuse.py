@@ -114,10 +114,10 @@ def _fusion(args: argparse.Namespace) -> Fusion:
     return fusion
 
 
-def _tile_bar(tiles: list, count: int) -> Iterable:
+def _tile_bar(tiles: list) -> Iterable:
     """A bar over a large image's tiles, under the folder's, gone once the image is fused: a 12 MP pair
     spends 3 s in its 63 tiles on two cores, a 48 MP pair over 200 tiles."""
-    return tqdm(tiles, total=count, desc="network tiles", unit="tile", leave=False, file=sys.stderr)
+    return tqdm(tiles, desc="network tiles", unit="tile", leave=False, file=sys.stderr)
 
 
 def _say_aligned(job: Job, line: str) -> None:
