@@ -141,3 +141,8 @@ def run_dir_with_checkpoints(tmp_path: Path, batches_per_step: int = 1) -> Path:
         torch.save({"state_dict": state, "hyper_parameters": {"generator": {"width": 4}}},
                    run / "checkpoints" / f"epoch000-step{step:07d}.ckpt")
     return run
+
+
+def net_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR of network outputs in [-1, 1] (peak-to-peak 2)."""
+    return float(10 * torch.log10(4.0 / ((x - y) ** 2).mean()))

@@ -21,12 +21,9 @@ from gipc.inference import choose_path, fold_batchnorm, prepare
 from gipc.pretrained import shipped_generator
 from gipc.tiling import tiled
 
+from helpers import net_psnr
+
 pytestmark = pytest.mark.skipif(gipc.runtime.unavailable() is not None, reason=f"{gipc.runtime.unavailable()}")
-
-
-def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR of network outputs in [-1, 1] (peak-to-peak 2)."""
-    return float(10 * torch.log10(4.0 / ((x - y) ** 2).mean()))
 
 
 def test_int8_is_refused_in_one_line_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -81,7 +78,7 @@ def test_int8_is_quantized_once_stays_near_fp32_and_picks_the_same_pixels(tmp_pa
         a, b = scene.a[None], scene.b[None]
         ya, yb = to_net(luma(a)), to_net(luma(b))
         out, exact = quick(ya, yb), reference(ya, yb)
-        assert 40.0 < _psnr(out, exact) < 60.0  # quantized: near fp32, but not fp32 to rounding
+        assert 40.0 < net_psnr(out, exact) < 60.0  # quantized: near fp32, but not fp32 to rounding
         fused = [network.fusion("map")([a, b]) for network in (quick, reference)]
         matters = (luma(a) - luma(b)).abs()[0, 0] >= 1 / 255
         same = (best_source(fused[0].weights) == best_source(fused[1].weights))[0, 0]

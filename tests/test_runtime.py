@@ -23,12 +23,9 @@ from gipc.inference import choose_path, fold_batchnorm, prepare
 from gipc.metrics import psnr
 from gipc.pretrained import shipped_generator
 
+from helpers import net_psnr
+
 pytestmark = pytest.mark.skipif(gipc.runtime.unavailable() is not None, reason=f"{gipc.runtime.unavailable()}")
-
-
-def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR of network outputs in [-1, 1] (peak-to-peak 2)."""
-    return float(10 * torch.log10(4.0 / ((x - y) ** 2).mean()))
 
 
 def test_auto_takes_openvino_on_a_cpu_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,8 +85,8 @@ def test_openvino_stays_within_45_db_of_the_fp32_module_and_picks_the_same_pixel
         ya, yb = to_net(luma(a)), to_net(luma(b))
         with torch.no_grad():
             reference = generator(ya, yb)
-        assert _psnr(exact(ya, yb), reference) > 80.0  # fp32 OpenVINO: the same function to float rounding
-        assert _psnr(fast(ya, yb), reference) > 45.0
+        assert net_psnr(exact(ya, yb), reference) > 80.0  # fp32 OpenVINO: the same function to float rounding
+        assert net_psnr(fast(ya, yb), reference) > 45.0
         fused = [fusion([a, b]) for fusion in (fast.fusion("map"), prepare(generator, choose_path("cpu", "fp32", "torch")).fusion("map"))]
         # The same source wherever the choice shows: where the sources differ by an 8-bit step or more
         # (in flat areas where they are equal the choice is a coin toss that does not change the image).
