@@ -546,8 +546,8 @@ def blend(sources: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tenso
     if weights.shape[1] != len(sources):
         raise UserError(f"{weights.shape[1]} weight maps for {len(sources)} sources")
     fused = sources[0] * weights[:, :1]
-    for i, source in enumerate(sources[1:], start=1):
-        fused = fused + source * weights[:, i : i + 1]
+    for i, source in enumerate(sources[1:], start=1):  # in place: a 12 MP RGB pair's product is 0.14 GiB
+        fused.addcmul_(source, weights[:, i : i + 1])
     return fused
 
 
