@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from gipc.errors import OutputExistsError
+from gipc.errors import OutputExistsError, UserError
 
 try:
     import fcntl
@@ -24,12 +24,29 @@ SETTLE_S = 2.0
 
 
 def check_writable(path: Path, overwrite: bool = False, protected: tuple[Path, ...] = ()) -> None:
-    """Refuse to write over an input file, or over an existing output unless ``overwrite``."""
+    """Refuse to write over an input file, over an existing output unless ``overwrite``, or where no
+    file can be made (:func:`check_creatable`)."""
     resolved = path.resolve()
     if any(resolved == p.resolve() for p in protected):
         raise OutputExistsError(f"refusing to write {path}: it is one of the inputs")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; choose another name or pass --overwrite (overwrite=True from Python)")
+    check_creatable(path.parent)
+
+
+def check_creatable(folder: Path) -> None:
+    """Refuse a ``folder`` to write into whose nearest existing part (itself or a parent) is a file,
+    or takes no new file (read-only, not ours, a file system such as /proc): found by making and
+    removing a file there, which no permission bit read as root would tell, so that a command says
+    so before its work, not after it."""
+    ancestor = next(part for part in (folder, *folder.parents) if part.exists())  # a relative path ends at "."
+    if not ancestor.is_dir():
+        raise UserError(f"cannot write into {folder}: {ancestor} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write into {folder}: no new file can be made in {ancestor} ({error.strerror})") from None
 
 
 def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> None:
@@ -46,6 +63,7 @@ def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Pat
             raise OutputExistsError(f"output folder {out} holds the input {path}; choose a folder outside the inputs")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder {out} is not empty; choose a new folder or pass --overwrite")
+    check_creatable(out)
 
 
 @contextmanager

@@ -541,3 +541,31 @@ def test_unwritable_output_format_is_refused_before_fusing(tmp_path: Path, ckpt:
     sources = [str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png")]
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "f.gif")]) == 2
     assert _error_line(capsys) == f"gipc-fuse: error: {tmp_path / 'f.gif'}: cannot write '.gif' files; use .png, .jpg or .tif"
+
+
+def _unwritable_places(tmp_path: Path) -> list[tuple[Path, str]]:
+    """Output paths no file can be made at, each with what the error line must say: under a file,
+    always; in /proc (Linux), where even root makes none; in a read-only folder, unless root."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    places = [(blocker / "sub" / "f.png", f"{blocker} is a file, not a folder")]
+    if Path("/proc/self").is_dir():
+        places.append((Path("/proc/gipc-test/f.png"), "no new file can be made in /proc"))
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        places.append((locked / "f.png", f"no new file can be made in {locked}"))
+    return places
+
+
+def test_an_output_place_that_takes_no_file_is_refused_before_fusing(
+    tmp_path: Path, ckpt: Path, grayscale_pairs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(gipc.cli.fuse, "load_generator", lambda path: pytest.fail("fused before checking the output"))
+    sources = [str(grayscale_pairs / "g10-A.png"), str(grayscale_pairs / "g10-B.png")]
+    for out, message in _unwritable_places(tmp_path):
+        for args in (["--out", str(out)], ["--out", str(out.parent)], ["--out", str(tmp_path / "ok"), "--save-maps", str(out.parent)]):
+            assert main(["--ckpt", str(ckpt), *sources, *args]) == 2
+            line = _error_line(capsys)
+            assert line.startswith("gipc-fuse: error: cannot write into ") and message in line, line
+    assert not (tmp_path / "ok").exists()
