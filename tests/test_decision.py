@@ -70,6 +70,35 @@ def test_halves_give_a_map_of_one_left_zero_right_and_copy_the_sources_exactly()
     assert map_accuracy(w_a, (torch.arange(64) < 32).float().expand(1, 1, 48, 64)) > 0.95
 
 
+def _degenerate_sources() -> dict[str, list[torch.Tensor]]:
+    """Sources the shipped settings' windows do not fit (smaller than the 61 px vote, one pixel of
+    margin), or that give no evidence at all (flat, identical, black)."""
+    g = torch.Generator().manual_seed(5)
+    noise = [torch.rand(1, 3, h, w, generator=g) for h, w in ((2, 2), (3, 5), (2, 90), (90, 2), (63, 70))]
+    flat = torch.full((1, 1, 20, 20), 0.5)
+    same = torch.rand(1, 3, 30, 40, generator=g)
+    return {
+        **{f"noise {tuple(x.shape[-2:])}": [x, torch.rand(x.shape, generator=g)] for x in noise},
+        "flat": [flat, flat.clone()],
+        "identical": [same, same.clone()],
+        "black and white": [torch.zeros(1, 3, 20, 20), torch.ones(1, 3, 20, 20)],
+        "zeros": [torch.zeros(1, 1, 9, 9), torch.zeros(1, 1, 9, 9)],
+        "three 4x4": [torch.rand(1, 3, 4, 4, generator=g) for _ in range(3)],
+        "five 40x33 gray": [torch.rand(1, 1, 40, 33, generator=g) for _ in range(5)],
+    }
+
+
+@pytest.mark.parametrize("case", list(_degenerate_sources()))
+def test_the_shipped_map_copies_each_pixel_from_one_source_even_where_its_windows_do_not_fit(case: str) -> None:
+    images = _degenerate_sources()[case]
+    fused = Fusion(lambda ya, yb: (ya + yb) / 2, "map", default_rule()[1])(images)
+    assert fused.image.shape == images[0].shape
+    assert set(fused.weights.unique().tolist()) <= {0.0, 1.0} and torch.equal(fused.weights.sum(1), torch.ones_like(fused.weights[:, 0]))
+    chosen = fused.weights.argmax(1, keepdim=True)  # (1, 1, H, W): the one source each pixel copies
+    expected = torch.stack(images).gather(0, chosen[None].expand(1, *images[0].shape))[0]
+    assert torch.equal(fused.image, expected)
+
+
 def test_the_direct_rule_repaints_and_the_map_rule_does_not() -> None:
     a, b, sharp = _halves(channels=1)
     net = _repainting_fuser(sharp)
