@@ -139,7 +139,9 @@ class Fusion:
         ys = [luma(image) for image in images]
         fused_y = reduce(net, ys)
         compared = compared_sources(ys, fused_y, self.settings)
-        weights = decide(evidence(ys, fused_y, self.settings, compared), fused_y, self.settings, compared)
+        scores = evidence(ys, fused_y, self.settings, compared)
+        del ys  # the compared copies stand in for them from here: a 12 MP pair's peak is the seam step's
+        weights = decide(scores, fused_y, self.settings, compared)
         return Fused(blend(images, weights).clamp_(0.0, 1.0), weights)
 
     def _weighted(self, net: Fuser, images: Sequence[torch.Tensor]) -> Fused:
