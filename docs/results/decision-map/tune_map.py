@@ -24,7 +24,8 @@ Tuning sets, none of them Lytro (which is never read here):
 - ``grayscale``: the 10 classic grayscale pairs (Q^AB/F; no ground truth).
 
 ``--photos test`` builds the synthetic, layered and thin sets from the recipe's five *test* photos
-instead, to confirm a choice on pairs it was not made on.
+instead, to confirm a choice on pairs it was not made on. ``--precision`` runs the networks as
+``gipc-fuse --precision`` does (``int8``: benchmarks/README.md).
 
 The shipped generator (or ``--ckpt``'s) fuses each pair once (default inference path); every
 grid point re-runs only the map. With several generators (``--ckpt shipped outputs/quick/runs/<time>/checkpoints/last.ckpt``)
@@ -65,7 +66,7 @@ from gipc.data.synthesis import DefocusRecipe, defocus_spread, disk_blur, gaussi
 from gipc.decision import MapSettings
 from gipc.color import luma
 from gipc.fusion import Fusion, default_rule
-from gipc.inference import InferenceGenerator, prepare
+from gipc.inference import PRECISIONS, InferenceGenerator, choose_path, prepare
 from gipc.metrics import map_accuracy, psnr, qabf
 from gipc.pretrained import load_generator, pretrained
 
@@ -191,9 +192,10 @@ def parse(text: str, default: object) -> object:
     return kind(text)
 
 
-def load_network(spec: str) -> InferenceGenerator:
-    """``shipped``: the generator gipc ships; otherwise a run's checkpoint or a gipc-export file."""
-    return pretrained() if spec == "shipped" else prepare(load_generator(Path(spec)))
+def load_network(spec: str, precision: str = "auto") -> InferenceGenerator:
+    """``shipped``: the generator gipc ships; otherwise a run's checkpoint or a gipc-export file; on
+    the default inference path at ``precision`` (as ``gipc-fuse --precision``)."""
+    return pretrained(precision=precision) if spec == "shipped" else prepare(load_generator(Path(spec)), choose_path(None, precision))
 
 
 def main() -> None:
@@ -204,8 +206,9 @@ def main() -> None:
     parser.add_argument("--ckpt", nargs="+", default=["shipped"], metavar="GENERATOR",
                         help="generators to score the map under: 'shipped' (default), a run's checkpoint or a gipc-export file; "
                              "several are ranked together (one head kind; a map head's weights are cleaned with its head_map settings)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="the networks' precision, as gipc-fuse's (default: auto)")
     args = parser.parse_args()
-    networks = {spec: load_network(spec) for spec in args.ckpt}
+    networks = {spec: load_network(spec, args.precision) for spec in args.ckpt}
     heads = {network.head for network in networks.values()}
     if len(heads) > 1:
         raise SystemExit("tune_map.py: --ckpt takes generators of one head kind (image or weights), got both")
