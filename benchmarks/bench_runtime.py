@@ -35,7 +35,6 @@ untrained generator (runtime does not depend on the weights; accuracy figures th
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import resource
 import statistics
@@ -53,6 +52,7 @@ from torch import nn
 
 import gipc.decision
 import gipc.fusion
+import gipc.quantization
 from gipc.baselines import BASELINES
 from gipc.color import from_net, fuse_color, luma, to_net
 from gipc.configs import conf_group
@@ -200,7 +200,7 @@ def inference_paths(device: torch.device) -> list[InferencePath]:
     precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
     backends = ["torch"] + (["openvino"] if device.type == "cpu" and choose_path(device, backend="auto").backend == "openvino" else [])
     paths = [choose_path(device, p, b) for b in backends for p in precisions]
-    if "openvino" in backends and importlib.util.find_spec("nncf"):
+    if "openvino" in backends and gipc.quantization.available():
         paths.append(choose_path(device, "int8", "openvino"))
     return [auto, *(p for p in paths if (p.backend, p.precision) != (auto.backend, auto.precision))]
 

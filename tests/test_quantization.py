@@ -65,7 +65,7 @@ def test_calibration_pairs_are_the_training_splits_both_ways_and_never_a_held_ou
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason=f"needs NNCF, an optional dependency: {gipc.quantization.INSTALL}")
+@pytest.mark.skipif(not gipc.quantization.available(), reason=f"needs NNCF, an optional dependency: {gipc.quantization.INSTALL}")
 def test_int8_is_quantized_once_stays_near_fp32_and_picks_the_same_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On held-out embedded scenes (never calibrated on): 48-49 dB from the fp32 module was measured on
     the grayscale pairs, bf16's 63-67 dB; the map picks the same source nearly everywhere."""
