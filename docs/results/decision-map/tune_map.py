@@ -68,7 +68,7 @@ from gipc.color import luma
 from gipc.fusion import Fusion, default_rule
 from gipc.inference import PRECISIONS, InferenceGenerator, choose_path, prepare
 from gipc.metrics import map_accuracy, psnr, qabf
-from gipc.pretrained import load_generator, pretrained
+from gipc.pretrained import load_generator, shipped_generator
 
 GRAYSCALE = CONF_DIR.parents[1] / "shared" / "data" / "grayscale"
 KODAK = CONF_DIR.parents[1] / "shared" / "data" / "photos" / "kodak"
@@ -195,7 +195,7 @@ def parse(text: str, default: object) -> object:
 def load_network(spec: str, precision: str = "auto") -> InferenceGenerator:
     """``shipped``: the generator gipc ships; otherwise a run's checkpoint or a gipc-export file; on
     the default inference path at ``precision`` (as ``gipc-fuse --precision``)."""
-    return pretrained(precision=precision) if spec == "shipped" else prepare(load_generator(Path(spec)), choose_path(None, precision))
+    return prepare(shipped_generator() if spec == "shipped" else load_generator(Path(spec)), choose_path(None, precision))
 
 
 def main() -> None:
