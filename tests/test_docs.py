@@ -1,0 +1,98 @@
+"""The commands the README and the docs show are commands the code takes: each ``python gipc/run.py``
+line composes under Hydra with every value it sweeps, and each ``gipc-*`` flag is one its ``--help`` lists."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shlex
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from helpers import CONF, REPO
+
+DOCS = sorted([REPO / "README.md", *REPO.glob("docs/**/*.md"), *REPO.glob("*/README.md"), *REPO.glob("gipc/**/*.md")])
+RUN = "python gipc/run.py"
+SHELL = {"&&", "||", ";", "|", "&", ">", ">>", "2>&1"}  # where a shell line's next command or redirection starts
+COMMANDS = {entry.name: entry for entry in entry_points(group="console_scripts") if entry.name.startswith("gipc-")}
+
+
+def _lines(path: Path) -> list[str]:
+    """``path``'s lines, a line that ends in a backslash joined to the next (a shell command over several)."""
+    return path.read_text().replace("\\\n", " ").splitlines()
+
+
+def _commands(prefix: str) -> list[tuple[str, str]]:
+    """(where, words after ``prefix``) of each command in the docs that starts with ``prefix``:
+    inside an inline code span, up to its end; on a code line, up to a comment or the next shell command."""
+    found = []
+    for path in DOCS:
+        for number, line in enumerate(_lines(path), start=1):
+            for span in re.findall(r"`([^`]*)`", line) if "`" in line else [line]:
+                for start in (m.end() for m in re.finditer(re.escape(prefix) + r"(?=\s|$)", span)):
+                    try:
+                        words = shlex.split(span[start:], comments=True)
+                    except ValueError:  # an unclosed quote: prose, not a command
+                        continue
+                    cut = next((i for i, word in enumerate(words) if word in SHELL), len(words))
+                    found.append((f"{path.relative_to(REPO)}:{number}", words[:cut]))
+    return found
+
+
+def _placeholder(words: list[str]) -> bool:
+    """A command written with a stand-in (``<run dir>``, ``...``) that only a reader can fill in."""
+    return any("<" in word or "..." in word for word in words)
+
+
+RUNS = [(where, words) for where, words in _commands(RUN) if not _placeholder(words)]
+FLAGS = [(where, name, words) for name in COMMANDS for where, words in _commands(name)]
+
+
+def test_the_docs_show_commands_of_each_kind():
+    """The extraction itself finds what the README shows, so the tests below cannot pass on nothing."""
+    assert ("README.md", ["-m", "ablation=none,without_int,without_gra"]) in [(w.split(":")[0], words) for w, words in RUNS]
+    assert {"gipc-fuse", "gipc-eval", "gipc-compare"} <= {name for _, name, _ in FLAGS}
+    assert len(RUNS) >= 20
+
+
+def _expanded(overrides: list[str]) -> list[list[str]]:
+    """Every run a sweep's overrides make (``a=1,2 b=x,y``: four), as plain ``key=value`` lists."""
+    choices = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
+        choices.append([f"{key}={value}" for value in values])
+    return [list(run) for run in itertools.product(*choices)]
+
+
+@pytest.mark.parametrize(("where", "words"), RUNS, ids=[f"{where} {' '.join(words)}"[:100] for where, words in RUNS])
+def test_each_run_command_in_the_docs_composes(where: str, words: list[str]) -> None:
+    overrides = [word for word in words if word != "-m"]
+    assert all(not word.startswith("-") for word in overrides), f"{where}: a flag gipc/run.py does not take"
+    runs = _expanded(overrides) if "-m" in words else [overrides]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        for run in runs:
+            cfg = compose("config", overrides=run, return_hydra_config=True)  # an unknown key or option raises
+            for override in run:
+                key, value = override.split("=", 1)
+                if key in cfg.hydra.runtime.choices:
+                    assert cfg.hydra.runtime.choices[key] == value, (where, override)
+
+
+def _help_flags(name: str, capsys: pytest.CaptureFixture[str]) -> set[str]:
+    with pytest.raises(SystemExit) as exit_:
+        COMMANDS[name].load()(["--help"])
+    assert exit_.value.code == 0
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("name", sorted({name for _, name, _ in FLAGS}))
+def test_each_flag_the_docs_give_a_command_is_one_it_takes(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    known = _help_flags(name, capsys)
+    used = {(where, word.split("=", 1)[0]) for where, command, words in FLAGS if command == name for word in words if word.startswith("--")}
+    assert used, f"no {name} flag found in the docs"
+    assert not [(where, flag) for where, flag in sorted(used) if flag not in known], f"{name} --help lists {sorted(known)}"
