@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 
 import hydra.utils
 import lightning as L
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
 import gipc.module
 from gipc.errors import NonFiniteLossError
@@ -271,3 +273,18 @@ def test_model_summary_counts_the_generators_flops_of_table_1():
     summary = ModelSummary(model)
     assert summary.total_flops == 2 * 155_056 * 64 * 64
     assert model.training  # the summary's forward ran in eval mode and put the mode back
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_each_image_counts_once_where_ddp_pads_an_uneven_split(stage: str) -> None:
+    """5 images on 2 ranks in batches of 2: DistributedSampler gives rank 0 images 0, 2, 4 and rank 1
+    images 1, 3 and a repeat of image 0. Counted by hand: rank 0's batches hold 2 and 1 real images,
+    rank 1's 2 and then none, 5 in all."""
+    model = make()
+    counts = {}
+    for rank in (0, 1):
+        sampler = DistributedSampler(range(5), num_replicas=2, rank=rank, shuffle=False)
+        batches = DataLoader(range(5), batch_size=2, sampler=sampler)
+        model._trainer = SimpleNamespace(**{f"{stage}_dataloaders": batches})
+        counts[rank] = [model._real_samples(stage, index, len(batch)) for index, batch in enumerate(batches)]
+    assert counts == {0: [2, 1], 1: [2, 0]}
