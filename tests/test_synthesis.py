@@ -336,3 +336,21 @@ def test_embedded_set_split_and_equations() -> None:
         torch.testing.assert_close(scene.a, scene.focus_map * scene.gt + (1 - scene.focus_map) * blurred)
         assert 0.05 < scene.focus_map.mean() < 0.95
     assert embedded_set(seed=3, sigma=1.5, max_side=96, test_fraction=0.34, names=("text", "page", "coins")) is built
+
+
+def test_random_blobs_boundaries_scale_inversely_with_blob_size_and_are_round() -> None:
+    """Blobs twice as large have half the boundary per area: the share of pixels whose right (or lower)
+    neighbour differs halves with each doubling of ``blob_size``; and blobs are as tall as wide, so both
+    shares are alike (means over 6 seeds, within 15 %)."""
+
+    def boundary(size: int) -> tuple[float, float]:
+        maps = [random_blobs(192, 256, torch.Generator().manual_seed(seed), blob_size=size)[0] for seed in range(6)]
+        across = sum(float((m[:, 1:] != m[:, :-1]).float().mean()) for m in maps)
+        down = sum(float((m[1:] != m[:-1]).float().mean()) for m in maps)
+        return across, down
+
+    shares = [boundary(size) for size in (8, 16, 32)]
+    for across, down in shares:
+        assert across / down == pytest.approx(1.0, rel=0.15)
+    totals = [sum(pair) for pair in shares]
+    assert totals[0] / totals[1] == pytest.approx(2.0, rel=0.15) and totals[1] / totals[2] == pytest.approx(2.0, rel=0.15)
