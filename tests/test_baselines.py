@@ -161,6 +161,13 @@ def test_area_activity_is_the_largest_magnitude_in_the_window() -> None:
     expected[:2, 3:] = 0.3  # within one pixel of the corner spike
     expected[1:4, 1:4] = 0.8  # the 3x3 block around the centre spike wins over the corner's 0.3
     torch.testing.assert_close(area_activity(x, 3)[0, 0], expected)
+    wide = torch.full((5, 5), 0.8)  # a 5x5 window around any pixel of the 5x5 image reaches the centre spike
+    torch.testing.assert_close(area_activity(x, 5)[0, 0], wide)
+    corner = torch.zeros(1, 1, 7, 7)
+    corner[0, 0, 0, 0] = 1.0
+    reach = torch.zeros(7, 7)
+    reach[:3, :3] = 1.0  # a 5x5 window reaches 2 px
+    torch.testing.assert_close(area_activity(corner, 5)[0, 0], reach)
 
 
 def test_majority_filter_removes_isolated_decisions_and_keeps_regions() -> None:
