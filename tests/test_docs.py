@@ -1,5 +1,6 @@
 """The commands the README and the docs show are commands the code takes: each ``python gipc/run.py``
-line composes under Hydra with every value it sweeps, and each ``gipc-*`` flag is one its ``--help`` lists."""
+line composes under Hydra with every value it sweeps, each ``gipc-*`` flag is one its ``--help`` lists,
+and the README's tables name every installed command and every config group and option."""
 
 from __future__ import annotations
 
@@ -96,3 +97,24 @@ def test_each_flag_the_docs_give_a_command_is_one_it_takes(name: str, capsys: py
     used = {(where, word.split("=", 1)[0]) for where, command, words in FLAGS if command == name for word in words if word.startswith("--")}
     assert used, f"no {name} flag found in the docs"
     assert not [(where, flag) for where, flag in sorted(used) if flag not in known], f"{name} --help lists {sorted(known)}"
+
+
+def _readme_table(first_column: str) -> dict[str, str]:
+    """The README's table rows whose first cell is a code span matching ``first_column``: {name: rest of the row}."""
+    rows = re.findall(r"^\| `([^`]+)` \|(.*)$", (REPO / "README.md").read_text(), re.M)
+    return {name: rest for name, rest in rows if re.fullmatch(first_column, name)}
+
+
+def test_the_readme_lists_every_command_the_package_installs():
+    assert set(_readme_table(r"gipc-[a-z-]+")) == set(COMMANDS)
+
+
+def test_the_readmes_config_table_lists_every_group_with_its_options():
+    """Every config group of conf/ a user picks from (not Hydra's own settings, nor the output paths),
+    with exactly the options its folder holds."""
+    table = _readme_table(r"[a-z_]+")
+    groups = {path.name for path in CONF.iterdir() if path.is_dir()} - {"hydra", "paths"}
+    assert set(table) == groups
+    for group, rest in table.items():
+        options = set(re.findall(r"`([a-z0-9_]+)`", rest.split("|")[0]))
+        assert options == {path.stem for path in (CONF / group).glob("*.yaml")}, group
