@@ -202,6 +202,18 @@ def test_missing_fused_image_is_one_line_and_writes_nothing(scenes, tmp_path: Pa
     assert "gipc-eval: warning: fused has no image for 1 scene(s): s2\n" in capsys.readouterr().err
 
 
+def test_many_missing_fused_images_are_counted_and_the_first_eight_named(tmp_path: Path, capsys) -> None:
+    """11 scenes, one fused: the line names 10 missing, lists the first 8 in order and says 2 more."""
+    image = _smooth_gray(np.random.default_rng(1))
+    for index in range(11):
+        _save(tmp_path / "src" / f"s{index:02d}-A.png", image)
+        _save(tmp_path / "src" / f"s{index:02d}-B.png", image)
+    _save(tmp_path / "fused" / "s05.png", image)
+    listed = ", ".join(f"s{index:02d}" for index in (0, 1, 2, 3, 4, 6, 7, 8))
+    argv = ["--sources", str(tmp_path / "src"), "--fused", str(tmp_path / "fused"), "--out", str(tmp_path / "out")]
+    _assert_refused(capsys, argv, f"no image for 10 scene(s): {listed} and 2 more;")
+
+
 def test_size_mismatch_is_one_line_and_writes_nothing(scenes, tmp_path: Path, capsys) -> None:
     sources, fused, arrays = scenes
     _save(fused / "S2.png", arrays["s2"][0][:, :-3])

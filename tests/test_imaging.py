@@ -176,6 +176,18 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert torch.equal((image.pixels * 255).round().to(torch.uint8), expected)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpegs_header_gives_the_size_its_pixels_are_read_at(tmp_path: Path, orientation: int) -> None:
+    """The header (read without decoding, to plan a folder) and the decoded image agree on H x W under
+    every EXIF orientation: 5-8 turn a 16 x 24 photo a quarter, 1-4 leave it as stored."""
+    im = PILImage.fromarray(np.random.default_rng(orientation).integers(0, 256, (16, 24, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(tmp_path / "photo.jpg", exif=exif)
+    header, image = read_header(tmp_path / "photo.jpg"), read_image(tmp_path / "photo.jpg")
+    assert (header.height, header.width) == tuple(image.pixels.shape[-2:]) == ((24, 16) if orientation >= 5 else (16, 24))
+
+
 def test_heic_photos_are_read_upright(tmp_path: Path) -> None:
     """Phones save HEIC: gray and RGB ones decode to the pixels stored (lossless HEVC, 4:4:4 chroma: RGB
     within one step of the YCbCr round trip), and one whose EXIF says turn 90 degrees clockwise comes
