@@ -217,12 +217,14 @@ def test_region_competition_finds_the_central_object(inverted: bool) -> None:
     assert iou > 0.9
 
 
-def test_region_competition_keeps_the_phase_nearer_the_centre_when_chan_vese_labels_the_background() -> None:
-    """A small object right of the centre of a 24x72 image (no resizing below 96 px): Chan-Vese's initial disk lies in
-    the background, so with smoothing 1 its phase 1 grows over the background within 80 iterations and the object is
-    phase 0. The object (mean distance from the centre about 0.25) lies nearer the centre than the background (0.38)."""
+@pytest.mark.parametrize("column", [53.5, 17.5], ids=["right", "left"])
+def test_region_competition_keeps_the_phase_nearer_the_centre_when_chan_vese_labels_the_background(column: float) -> None:
+    """A small object right (or, mirrored, left) of the centre of a 24x72 image (no resizing below 96 px): Chan-Vese's
+    initial disk lies in the background, so with smoothing 1 its phase 1 grows over the background within 80 iterations
+    and the object is phase 0. The object (mean distance from the centre about 0.25) lies nearer the centre than the
+    background (0.38), on either side."""
     rows, cols = torch.meshgrid(torch.arange(24), torch.arange(72), indexing="ij")
-    obj = ((rows - 11.5) ** 2 + (cols - 53.5) ** 2 < 5**2).float()
+    obj = ((rows - 11.5) ** 2 + (cols - column) ** 2 < 5**2).float()
     image = 0.7 * obj + 0.15 + 0.05 * _image(5, (24, 72))
     phase = morphological_chan_vese(image.double().numpy(), 80, init_level_set="disk", smoothing=1)
     assert (phase == 1 - obj.numpy()).mean() > 0.97  # control: the raw phase is the background
