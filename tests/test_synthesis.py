@@ -273,6 +273,7 @@ def test_split_is_seeded_disjoint_and_order_free() -> None:
     assert split_names(list(reversed(names)), 0.25, seed=7) == (train, test)
     assert split_names(names, 0.25, seed=8)[1] != test
     assert split_names(["x", "y"], 0.1, seed=0)[1] != []  # never an empty test set from >= 2 images
+    assert split_names(names, 0.0, seed=0) == (sorted(names), [])  # unless none is asked for: train on all
     with pytest.raises(DataError):
         split_names(names, 1.0, seed=0)
 
