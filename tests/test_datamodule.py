@@ -245,8 +245,10 @@ def test_each_source_checks_its_own_options(make, message: str) -> None:
 
 
 def test_too_few_patches_for_one_step() -> None:
-    with pytest.raises(DataError, match="only 5 training patches but an epoch needs at least 12"):
-        _module(patches_per_epoch=5, batches_per_step=3)
+    """A step of 3 batches of 4 draws 12 patches: 11 are refused, exactly 12 make one step."""
+    with pytest.raises(DataError, match="only 11 training patches but an epoch needs at least 12"):
+        _module(patches_per_epoch=11, batches_per_step=3)
+    assert len(_module(patches_per_epoch=12, batches_per_step=3).train_dataloader()) == 1
 
 
 def test_configs_instantiate(tmp_path: Path) -> None:
