@@ -22,17 +22,26 @@ SHELL = {"&&", "||", ";", "|", "&", ">", ">>", "2>&1"}  # where a shell line's n
 COMMANDS = {entry.name: entry for entry in entry_points(group="console_scripts") if entry.name.startswith("gipc-")}
 
 
-def _lines(path: Path) -> list[str]:
-    """``path``'s lines, a line that ends in a backslash joined to the next (a shell command over several)."""
-    return path.read_text().replace("\\\n", " ").splitlines()
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """``path``'s lines with their numbers, a line that ends in a backslash joined to the next (a shell
+    command over several) and numbered as its first."""
+    joined: list[tuple[int, str]] = []
+    carry = None
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        start, text = carry if carry is not None else (number, "")
+        text += line
+        carry = (start, text[:-1] + " ") if line.endswith("\\") else None
+        if carry is None:
+            joined.append((start, text))
+    return joined
 
 
-def _commands(prefix: str) -> list[tuple[str, str]]:
+def _commands(prefix: str) -> list[tuple[str, list[str]]]:
     """(where, words after ``prefix``) of each command in the docs that starts with ``prefix``:
     inside an inline code span, up to its end; on a code line, up to a comment or the next shell command."""
     found = []
     for path in DOCS:
-        for number, line in enumerate(_lines(path), start=1):
+        for number, line in _lines(path):
             for span in re.findall(r"`([^`]*)`", line) if "`" in line else [line]:
                 for start in (m.end() for m in re.finditer(re.escape(prefix) + r"(?=\s|$)", span)):
                     try:
