@@ -363,7 +363,7 @@ def test_matching_sources_read_together(grayscale_pairs: Path) -> None:
     images = read_matching(paths)
     assert [image.path for image in images] == paths
     for image, path in zip(images, paths, strict=True):
-        raw = torch.from_numpy(np.asarray(PILImage.open(path).convert("L")))
+        raw = torch.from_numpy(np.array(PILImage.open(path).convert("L")))  # a writable copy: torch warns on a read-only array
         assert image.pixels.shape == (1, *raw.shape) and image.bit_depth == 8
         assert torch.equal((image.pixels[0] * 255).round().to(torch.uint8), raw)
     assert not torch.equal(images[0].pixels, images[1].pixels)
