@@ -1,4 +1,5 @@
-"""Train, test and report one GIPC-GAN experiment: ``python gipc/run.py [overrides]``.
+"""Train, test and report one GIPC-GAN experiment: ``python gipc/run.py [overrides]`` in a checkout,
+``python -m gipc.run [overrides]`` anywhere gipc is installed.
 
 With no arguments this runs ``experiment=quick`` on the embedded data set. Everything a run
 writes lands in its Hydra run dir; see the README for the config groups.
@@ -17,10 +18,13 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from gipc.configs import CONF_DIR  # noqa: E402
 from gipc.experiment import run_experiment  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# The package's own config tree, not a path beside this file: an installed wheel carries it as
+# gipc/conf and nothing beside the package, so ``python -m gipc.run`` trains from a wheel too.
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric an Optuna sweep optimises."""
     return run_experiment(cfg)

@@ -56,3 +56,21 @@ def test_gipc_fuse_reads_its_defaults_from_the_installed_package(wheel: Path, tm
     package, conf = run.stdout.splitlines()[0].split()
     assert Path(package) == site / "gipc" and Path(conf) == site / "gipc" / "conf"
     assert "--rule" in run.stdout
+
+
+def test_training_composes_from_the_installed_package_alone(wheel: Path, tmp_path: Path) -> None:
+    """``python -m gipc.run`` from a wheel, outside any checkout: the config tree is the package's own
+    (a path beside ``run.py``, ``../conf``, is no file of the wheel)."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = subprocess.run(
+        [sys.executable, "-m", "gipc.run", "--info", "searchpath"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"file://{site / 'gipc' / 'conf'}" in run.stdout
+    job = subprocess.run(
+        [sys.executable, "-m", "gipc.run", "--cfg", "job", "experiment=full"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert job.returncode == 0, job.stderr
+    assert "task_name: full" in job.stdout
