@@ -118,6 +118,14 @@ def test_the_readme_lists_every_command_the_package_installs():
     assert set(_readme_table(r"gipc-[a-z-]+")) == set(COMMANDS)
 
 
+def test_run_help_names_every_command_the_package_installs():
+    """``python gipc/run.py --help`` ends by naming the other commands: exactly the installed ones."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        help_ = compose("config", return_hydra_config=True).hydra.help
+    assert help_.app_name == "gipc" and "resume=<run or sweep dir>" in help_.header
+    assert set(re.findall(r"gipc-[a-z-]+[a-z]", help_.footer)) == set(COMMANDS)
+
+
 def test_the_readmes_config_table_lists_every_group_with_its_options():
     """Every config group of conf/ a user picks from (not Hydra's own settings, nor the output paths),
     with exactly the options its folder holds."""
