@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -226,6 +227,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     model = build_model(cfg.model, seed)
     loggers = _named(cfg.get("logger"), "logger")
     callbacks = _named(cfg.get("callbacks"), "callbacks")
+    check_trainer(cfg.trainer)
     trainer: L.Trainer = _build(
         cfg.trainer,
         "trainer",
@@ -280,8 +282,36 @@ def resolve_precision(precision: str | int, accelerator: str) -> str | int:
     return chosen
 
 
+TRAINER_COUNTS = {
+    "max_epochs": -1, "min_epochs": 0, "max_steps": -1, "min_steps": 0, "log_every_n_steps": 1,
+    "check_val_every_n_epoch": 1, "num_sanity_val_steps": -1, "num_nodes": 1,
+}
+"""The trainer's integer settings and their least values (-1: no limit, every batch)."""
+
+
+def check_trainer(node: DictConfig) -> None:
+    """Counts and batch limits of a trainer config, which Lightning's Trainer takes unchecked and then
+    fails on deep inside fit (a string, validation every 0 epochs): refused in one line first."""
+    for key, least in TRAINER_COUNTS.items():
+        value = node.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ConfigError(f"bad trainer config: trainer.{key} must be an integer >= {least}, got {value!r}")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = node.get(key)
+        count_or_share = isinstance(value, int) and value >= 0 or isinstance(value, float) and 0.0 <= value <= 1.0
+        if value is not None and (isinstance(value, bool) or not count_or_share):
+            raise ConfigError(f"bad trainer config: trainer.{key} must be a number of batches (an integer >= 0) or a share in [0.0, 1.0], got {value!r}")
+
+
 def _check_launch(trainer: L.Trainer) -> None:
-    """DDP's default launch re-runs the command line once per device, which a local multirun (-m) cannot do."""
+    """DDP must be told that each of Algorithm 1's alternating steps leaves the other network's weights
+    unused (``trainer=ddp`` does); its default launch re-runs the command line once per device, which
+    a local multirun (-m) cannot do."""
+    if isinstance(trainer.strategy, DDPStrategy) and not trainer.strategy._ddp_kwargs.get("find_unused_parameters"):
+        raise ConfigError(
+            "training under DDP needs trainer=ddp: each of the alternating D and G steps "
+            f"leaves the other network's weights unused, which DDP must be told (trainer=ddp trainer.devices={trainer.num_devices})"
+        )
     if _multirun() and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
         raise ConfigError(
             "trainer=ddp in a multirun: add trainer.strategy.start_method=spawn for local sweeps, "

@@ -82,6 +82,12 @@ CASES = {
     "nothing to resume": (["resume=true"], r"^nothing to resume: .*checkpoints/last\.ckpt does not exist"),
     "missing ckpt_path": (["ckpt_path=/nonexistent/x.ckpt"], r"^ckpt_path /nonexistent/x\.ckpt does not exist"),
     "last.ckpt as a symlink": (["callbacks.model_checkpoint.save_last=link"], r"save_last=link would make last\.ckpt a symlink"),
+    # Lightning's Trainer takes these and fails deep inside fit
+    "epochs not a number": (["trainer.max_epochs=ten"], r"^bad trainer config: trainer\.max_epochs must be an integer >= -1, got 'ten'$"),
+    "validation every 0 epochs": (["trainer.check_val_every_n_epoch=0"], r"^bad trainer config: trainer\.check_val_every_n_epoch must be an integer >= 1, got 0$"),
+    "batch share above 1": (["trainer.limit_train_batches=1.5"], r"^bad trainer config: trainer\.limit_train_batches must be .* a share in \[0\.0, 1\.0\], got 1\.5$"),
+    # strategy=ddp on one device, not devices=2: a regression must not re-run pytest as DDP's second rank
+    "DDP without trainer=ddp": (["trainer.accelerator=cpu", "trainer.strategy=ddp", "trainer.devices=1"], r"^training under DDP needs trainer=ddp: .*\(trainer=ddp trainer\.devices=1\)$"),
 }
 
 
