@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python gipc/run.py` puts gipc/ itself first on sys.path: drop it so that modules such as
-# gipc/metrics or gipc/evaluate.py cannot shadow top-level packages of the same name.
+# `python gipc/run.py` puts gipc/ itself first on sys.path, where modules such as gipc/metrics or
+# gipc/evaluate.py would shadow top-level packages of the same name. The checkout goes there
+# instead: the script runs its own checkout's code and configs, whichever gipc is installed.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

@@ -1,4 +1,5 @@
-"""The project as a wheel, not a checkout: what ``pip install .`` gives a user."""
+"""The project as a wheel, not a checkout: what ``pip install .`` gives a user; and a checkout's
+``gipc/run.py`` runs that checkout, whichever gipc is installed."""
 
 from __future__ import annotations
 
@@ -74,3 +75,15 @@ def test_training_composes_from_the_installed_package_alone(wheel: Path, tmp_pat
     )
     assert job.returncode == 0, job.stderr
     assert "task_name: full" in job.stdout
+
+
+def test_a_checkouts_run_py_composes_that_checkouts_configs_with_its_code(tmp_path: Path) -> None:
+    """``python <checkout>/gipc/run.py`` with another gipc installed (this suite's): the configs Hydra
+    searches are the script's checkout's, which ``gipc.configs`` places beside the code it imported."""
+    other = tmp_path / "checkout"
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "gipc", other / "gipc", symlinks=True, ignore=skip)  # gipc/conf links to ../conf
+    shutil.copytree(ROOT / "conf", other / "conf", ignore=skip)
+    run = subprocess.run([sys.executable, str(other / "gipc" / "run.py"), "--info", "searchpath"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"file://{other / 'conf'} " in run.stdout
