@@ -43,9 +43,15 @@ def test_the_wheel_carries_every_config_file(wheel: Path) -> None:
     assert {"gipc/weights/gipc-cpu.pt", "gipc/weights/MODEL_CARD.md"} <= names
 
 
-def test_gipc_fuse_reads_its_defaults_from_the_installed_package(wheel: Path, tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
+@pytest.fixture
+def site(wheel: Path, tmp_path: Path) -> Path:
+    """The wheel unpacked as an installed package would lie in site-packages (put it on PYTHONPATH)."""
+    path = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(path)
+    return path
+
+
+def test_gipc_fuse_reads_its_defaults_from_the_installed_package(site: Path, tmp_path: Path) -> None:
     probe = (
         "import gipc, gipc.configs as c, pathlib, sys;"
         "print(pathlib.Path(gipc.__file__).parent, c.CONF_DIR);"
@@ -59,22 +65,16 @@ def test_gipc_fuse_reads_its_defaults_from_the_installed_package(wheel: Path, tm
     assert "--rule" in run.stdout
 
 
-def test_training_composes_from_the_installed_package_alone(wheel: Path, tmp_path: Path) -> None:
+def test_training_composes_from_the_installed_package_alone(site: Path, tmp_path: Path) -> None:
     """``python -m gipc.run`` from a wheel, outside any checkout: the config tree is the package's own
-    (a path beside ``run.py``, ``../conf``, is no file of the wheel)."""
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
+    (a path beside ``run.py``, ``../conf``, is no file of the wheel), and it composes."""
     env = {**os.environ, "PYTHONPATH": str(site)}
     run = subprocess.run(
-        [sys.executable, "-m", "gipc.run", "--info", "searchpath"], capture_output=True, text=True, cwd=tmp_path, env=env
+        [sys.executable, "-m", "gipc.run", "--info", "all", "experiment=full"], capture_output=True, text=True, cwd=tmp_path, env=env
     )
     assert run.returncode == 0, run.stderr
-    assert f"file://{site / 'gipc' / 'conf'}" in run.stdout
-    job = subprocess.run(
-        [sys.executable, "-m", "gipc.run", "--cfg", "job", "experiment=full"], capture_output=True, text=True, cwd=tmp_path, env=env
-    )
-    assert job.returncode == 0, job.stderr
-    assert "task_name: full" in job.stdout
+    assert f"file://{site / 'gipc' / 'conf'} " in run.stdout  # Hydra's search path
+    assert "\ntask_name: full\n" in run.stdout  # the composed config
 
 
 def test_a_checkouts_run_py_composes_that_checkouts_configs_with_its_code(tmp_path: Path) -> None:
