@@ -492,7 +492,10 @@ def _expand(
     keep = np.where(current != chosen, leave, 0.0)  # cost of x = 0 (keep)
     take = np.where(chosen != alpha, leave, 0.0)  # cost of x = 1 (take alpha)
     take[~free.ravel()[pixels] & (current != alpha)] = _FIXED  # a fixed pixel keeps its source
-    own, other = np.take_along_axis(values, current[None].astype(np.intp), 0)[0], values[alpha]  # each node's value under its label and alpha
+    if len(values) == 2:  # a seam between the two sources costs |A - B| at each end, whichever side takes which
+        difference = np.abs(values[0] - values[1])
+    else:
+        own, other = np.take_along_axis(values, current[None].astype(np.intp), 0)[0], values[alpha]  # each node's value under its label and alpha
     pairs = np.count_nonzero(near[:, 1:] & near[:, :-1]) + np.count_nonzero(near[1:] & near[:-1])
     graph = maxflow.Graph[float](pixels.size, pairs)  # sized up front: 4x faster to fill than grown edge by edge
     graph.add_nodes(pixels.size)
@@ -505,12 +508,16 @@ def _expand(
             local = np.flatnonzero(head >= 0)  # node pairs (tail, tail + step)
             tail, head = local + start, head[local]
             lt, lh = current[tail], current[head]
-            # values across the pair: each end under its own label, the other end's and alpha
-            t_own, t_alpha, t_theirs = own[tail], other[tail], values[lh, tail]
-            h_own, h_alpha, h_theirs = own[head], other[head], values[lt, head]
-            a = np.where(lt != lh, (np.abs(t_own - t_theirs) + np.abs(h_theirs - h_own)) / 2 + SEAM_STEP, 0.0)  # both keep
-            b = np.where(lt != alpha, (np.abs(t_own - t_alpha) + np.abs(h_theirs - h_alpha)) / 2 + SEAM_STEP, 0.0)  # head takes alpha
-            c = np.where(alpha != lh, (np.abs(t_alpha - t_theirs) + np.abs(h_alpha - h_own)) / 2 + SEAM_STEP, 0.0)  # tail takes alpha
+            if len(values) == 2:  # the same floats as below: |x - y| is |y - x| to the bit
+                seam = (difference[tail] + difference[head]) / 2 + SEAM_STEP
+                a, b, c = (np.where(cut, seam, 0.0) for cut in (lt != lh, lt != alpha, alpha != lh))
+            else:
+                # values across the pair: each end under its own label, the other end's and alpha
+                t_own, t_alpha, t_theirs = own[tail], other[tail], values[lh, tail]
+                h_own, h_alpha, h_theirs = own[head], other[head], values[lt, head]
+                a = np.where(lt != lh, (np.abs(t_own - t_theirs) + np.abs(h_theirs - h_own)) / 2 + SEAM_STEP, 0.0)  # both keep
+                b = np.where(lt != alpha, (np.abs(t_own - t_alpha) + np.abs(h_theirs - h_alpha)) / 2 + SEAM_STEP, 0.0)  # head takes alpha
+                c = np.where(alpha != lh, (np.abs(t_alpha - t_theirs) + np.abs(h_alpha - h_own)) / 2 + SEAM_STEP, 0.0)  # tail takes alpha
             # E(x_t, x_h) = A + (C - A) x_t - C x_h + (B + C - A) (1 - x_t) x_h, submodular (the seam cost is a metric)
             as_tail[tail], as_head[head] = c - a, c
             graph.add_edges(tail, head, np.maximum(b + c - a, 0.0), np.zeros(tail.size))
