@@ -493,9 +493,9 @@ def _expand(
     take = np.where(chosen != alpha, leave, 0.0)  # cost of x = 1 (take alpha)
     take[~free.ravel()[pixels] & (current != alpha)] = _FIXED  # a fixed pixel keeps its source
     if len(values) == 2:  # a seam between the two sources costs |A - B| at each end, whichever side takes which
-        difference = np.abs(values[0] - values[1])
-    else:
-        own, other = np.take_along_axis(values, current[None].astype(np.intp), 0)[0], values[alpha]  # each node's value under its label and alpha
+        difference, own, other = np.abs(values[0] - values[1]), None, None
+    else:  # each node's value under its label and under alpha
+        difference, own, other = None, np.take_along_axis(values, current[None].astype(np.intp), 0)[0], values[alpha]
     pairs = np.count_nonzero(near[:, 1:] & near[:, :-1]) + np.count_nonzero(near[1:] & near[:-1])
     graph = maxflow.Graph[float](pixels.size, pairs)  # sized up front: 4x faster to fill than grown edge by edge
     graph.add_nodes(pixels.size)
@@ -508,7 +508,7 @@ def _expand(
             local = np.flatnonzero(head >= 0)  # node pairs (tail, tail + step)
             tail, head = local + start, head[local]
             lt, lh = current[tail], current[head]
-            if len(values) == 2:  # the same floats as below: |x - y| is |y - x| to the bit
+            if difference is not None:  # the same floats as below: |x - y| is |y - x| to the bit
                 seam = (difference[tail] + difference[head]) / 2 + SEAM_STEP
                 a, b, c = (np.where(cut, seam, 0.0) for cut in (lt != lh, lt != alpha, alpha != lh))
             else:
