@@ -272,6 +272,27 @@ def test_disk_full_through_the_command(tmp_path: Path, grayscale_pairs: Path, mo
     assert list(out.iterdir()) == []
 
 
+def test_running_out_of_memory_is_one_line_and_keeps_the_outputs_before_it(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = _three_pairs(tmp_path, seed=2)
+    calls = []
+
+    def too_large_on_second_pair(self: object, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            torch.empty(1 << 60, dtype=torch.uint8)  # an allocation no machine can make: torch's allocator refuses it
+        return (a + b) / 2
+
+    monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", too_large_on_second_pair)
+    out = tmp_path / "out"
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert last_line.startswith("gipc-fuse: error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate ")
+    assert last_line.endswith("); fewer or smaller images at once need less")
+    assert [p.name for p in out.iterdir()] == ["p1-fused.png"]
+
+
 def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     pairs = _three_pairs(tmp_path, seed=2)
     calls = []

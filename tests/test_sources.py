@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from gipc.cli.common import guarded
+from gipc.cli.common import guarded, out_of_memory
 from gipc.data.datasets import PairFolder, SequenceFolder
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files
 from gipc.errors import DataError
@@ -220,6 +220,27 @@ def test_every_command_ends_in_one_line_and_gives_back_the_callers_sigterm_handl
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert capsys.readouterr().err == said
+
+
+def test_a_failed_allocation_is_one_line_and_any_other_error_stays_a_traceback(capsys) -> None:
+    """numpy's MemoryError, torch's allocator and CUDA's out-of-memory error each end a command in one
+    line (its size, without torch's C++ source location); a RuntimeError of another kind is a bug and
+    keeps its traceback."""
+    assert guarded("gipc-x", lambda: np.empty(1 << 62, dtype=np.uint8)) == 2
+    assert capsys.readouterr().err == (
+        "gipc-x: error: out of memory (Unable to allocate 4.00 EiB for an array with shape (4611686018427387904,) and data type uint8); "
+        "fewer or smaller images at once need less\n"
+    )
+    assert guarded("gipc-x", lambda: torch.empty(1 << 60, dtype=torch.uint8)) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("gipc-x: error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate 1152921504606846976 bytes")
+    assert said.count("\n") == 1 and "enforce fail" not in said
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has 1.5 GiB free")) == (
+        "CUDA out of memory. Tried to allocate 2.00 GiB."
+    )
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        guarded("gipc-x", lambda: _raise(RuntimeError("shape mismatch")))
+    assert capsys.readouterr().err == ""
 
 
 def _png(path: Path, mode: str = "L") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -38,12 +39,27 @@ def _terminate(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory", "Insufficient memory")
+"""What torch's CPU allocator, CUDA and OpenCV say when an allocation fails (numpy raises MemoryError)."""
+
+
+def out_of_memory(err: Exception) -> str | None:
+    """A failed allocation's own words, on one line (numpy's size and shape, torch's bytes), or None
+    for any other error."""
+    if not isinstance(err, MemoryError) and not any(words in str(err) for words in _OUT_OF_MEMORY):
+        return None
+    lines = str(err).strip().splitlines()
+    return re.sub(r"^\[enforce fail at [^]]*\] [^.]*\. ", "", lines[0]) if lines else type(err).__name__
+
+
 def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] = lambda: "interrupted; nothing written") -> int:
-    """Run a command's ``body``: a :class:`UserError` or an OS refusal (a missing or unreadable
-    file) becomes one ``error:`` line and exit code 2, Ctrl-C one line and 130, a SIGTERM (``kill``,
-    ``timeout``) the same line and 143, after the same clean-up, no traceback; a library's warning
-    (MS-SSIM on small images, say) is one ``warning:`` line, not Python's two. The process's
-    SIGTERM handler and warning format are the caller's again afterwards."""
+    """Run a command's ``body``: a :class:`UserError`, an OS refusal (a missing or unreadable file)
+    or a failed allocation (a focus stack too large for the memory) becomes one ``error:`` line and
+    exit code 2, Ctrl-C one line and 130, a SIGTERM (``kill``, ``timeout``) the same line and 143,
+    after the same clean-up, no traceback; a library's warning (MS-SSIM on small images, say) is one
+    ``warning:`` line, not Python's two. The process's SIGTERM handler and warning format are the
+    caller's again afterwards. Outputs are written whole or not at all (:mod:`gipc.files`), so an
+    error leaves none half-written."""
     formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"{prog}: warning: {message}\n"
     main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
@@ -55,6 +71,11 @@ def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] =
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         say(prog, f"error: {where}{err.strerror or err}")
+    except Exception as err:
+        what = out_of_memory(err)
+        if what is None:
+            raise
+        say(prog, f"error: out of memory ({what}); fewer or smaller images at once need less")
     except KeyboardInterrupt as err:
         say(prog, interrupted())
         return 128 + signal.SIGTERM if isinstance(err, _Terminated) else 130
