@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -223,8 +224,8 @@ def test_every_command_ends_in_one_line_and_gives_back_the_callers_sigterm_handl
 
 
 def test_a_failed_allocation_is_one_line_and_any_other_error_stays_a_traceback(capsys) -> None:
-    """numpy's MemoryError, torch's allocator and CUDA's out-of-memory error each end a command in one
-    line (its size, without torch's C++ source location); a RuntimeError of another kind is a bug and
+    """numpy's MemoryError, torch's allocator, CUDA's out-of-memory error and OpenCV's each end a command
+    in one line (its size, without torch's or OpenCV's C++ source location); a RuntimeError of another kind is a bug and
     keeps its traceback."""
     assert guarded("gipc-x", lambda: np.empty(1 << 62, dtype=np.uint8)) == 2
     assert capsys.readouterr().err == (
@@ -237,6 +238,10 @@ def test_a_failed_allocation_is_one_line_and_any_other_error_stays_a_traceback(c
     assert said.count("\n") == 1 and "enforce fail" not in said
     assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has 1.5 GiB free")) == (
         "CUDA out of memory. Tried to allocate 2.00 GiB."
+    )
+    assert guarded("gipc-x", lambda: cv2.resize(np.zeros((2, 2), np.uint8), (1 << 20, 1 << 20))) == 2  # a 1 TiB image
+    assert capsys.readouterr().err == (
+        "gipc-x: error: out of memory (Failed to allocate 1099511627776 bytes in function 'OutOfMemoryError'); fewer or smaller images at once need less\n"
     )
     with pytest.raises(RuntimeError, match="shape mismatch"):
         guarded("gipc-x", lambda: _raise(RuntimeError("shape mismatch")))

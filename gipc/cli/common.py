@@ -42,6 +42,9 @@ def _terminate(signum: int, frame: object) -> None:
 _OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory", "Insufficient memory")
 """What torch's CPU allocator, CUDA and OpenCV say when an allocation fails (numpy raises MemoryError)."""
 
+_SOURCE_LOCATION = r"^(\[enforce fail at [^]]*\] [^.]*\. |OpenCV\([^)]*\) \S+: error: \(-?\d+:[^)]*\) )"
+"""Where in their C++ sources torch's and OpenCV's errors arose: no help to a user."""
+
 
 def out_of_memory(err: Exception) -> str | None:
     """A failed allocation's own words, on one line (numpy's size and shape, torch's bytes), or None
@@ -49,7 +52,8 @@ def out_of_memory(err: Exception) -> str | None:
     if not isinstance(err, MemoryError) and not any(words in str(err) for words in _OUT_OF_MEMORY):
         return None
     lines = str(err).strip().splitlines()
-    return re.sub(r"^\[enforce fail at [^]]*\] [^.]*\. ", "", lines[0]) if lines else type(err).__name__
+    return re.sub(_SOURCE_LOCATION, "", lines[0]) if lines else type(err).__name__
+
 
 
 def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] = lambda: "interrupted; nothing written") -> int:
