@@ -7,6 +7,8 @@ only say which layer refused; their messages name the file or value and what to 
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(ValueError):
     """Bad input (a file, folder, option or config value), told in one line the user can act on."""
@@ -70,3 +72,19 @@ class OutputExistsError(FileExistsError, UserError):
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged: a loss term became NaN or inf (not a user error: the run is marked FAILED)."""
+
+
+_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory", "Insufficient memory")
+"""What torch's CPU allocator, CUDA and OpenCV say when an allocation fails (numpy raises MemoryError)."""
+
+_SOURCE_LOCATION = r"^(\[enforce fail at [^]]*\] [^.]*\. |OpenCV\([^)]*\) \S+: error: \(-?\d+:[^)]*\) )"
+"""Where in their C++ sources torch's and OpenCV's errors arose: no help to a user."""
+
+
+def out_of_memory(err: Exception) -> str | None:
+    """A failed allocation's own words, on one line (numpy's size and shape, torch's bytes), or None
+    for any other error."""
+    if not isinstance(err, MemoryError) and not any(words in str(err) for words in _OUT_OF_MEMORY):
+        return None
+    lines = str(err).strip().splitlines()
+    return re.sub(_SOURCE_LOCATION, "", lines[0]) if lines else type(err).__name__

@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.checkpointing import AtomicCheckpointIO
-from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError
+from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError, out_of_memory
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
@@ -86,7 +86,9 @@ def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
         cause: BaseException = exc
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
             cause = cause.__cause__
-        raise ConfigError(f"bad {what} config: {' '.join(str(cause).split())}") from cause
+        memory = out_of_memory(cause) if isinstance(cause, Exception) else None
+        said = f"out of memory ({memory})" if memory is not None else " ".join(str(cause).split())
+        raise ConfigError(f"bad {what} config: {said}") from cause
 
 
 def _named(group: DictConfig | None, what: str) -> list[Any]:
@@ -155,21 +157,31 @@ def run_experiment(cfg: DictConfig) -> float | None:
         _mark_failed(output_dir, str(exc))
         _exit(2, exc, str(exc))
     except NonFiniteLossError as exc:
-        last = output_dir / "checkpoints" / "last.ckpt"
-        kept = f"the last good checkpoint, kept: {last}" if last.is_file() else "no checkpoint was written yet"
-        _mark_failed(output_dir, f"training diverged: {exc}; {kept}")
-        _exit(1, exc, f"training diverged: {exc}; {kept}")
+        message = f"training diverged: {exc}; {_kept(output_dir)}"
+        _mark_failed(output_dir, message)
+        _exit(1, exc, message)
     except SIGTERMException as exc:  # Lightning's SystemExit with no code: the shell would read exit code 0, success
         _exit_on_sigterm(exc, output_dir, resuming)
     except SystemExit:  # a requeue hand-back (submitit exits after it), or an exit already reported
         raise
     except BaseException as exc:
+        memory = out_of_memory(exc) if isinstance(exc, Exception) else None
+        if memory is not None:  # a resource, not a bug: one line naming the knobs, no traceback
+            message = f"out of memory ({memory}); a smaller data.batch_size or data.patch_size needs less; {_kept(output_dir)}"
+            _mark_failed(output_dir, message)
+            _exit(1, exc, message)
         _mark_failed(output_dir, "".join(traceback.format_exception(exc)))
         raise
     finally:
         _finish_wandb()
     (output_dir / FAILED).unlink(missing_ok=True)
     return result
+
+
+def _kept(output_dir: Path) -> str:
+    """What a failed run leaves to continue from, in words."""
+    last = output_dir / "checkpoints" / "last.ckpt"
+    return f"the last good checkpoint, kept: {last}" if last.is_file() else "no checkpoint was written yet"
 
 
 def _multirun() -> bool:

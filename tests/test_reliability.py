@@ -86,6 +86,8 @@ CASES = {
     "epochs not a number": (["trainer.max_epochs=ten"], r"^bad trainer config: trainer\.max_epochs must be an integer >= -1, got 'ten'$"),
     "validation every 0 epochs": (["trainer.check_val_every_n_epoch=0"], r"^bad trainer config: trainer\.check_val_every_n_epoch must be an integer >= 1, got 0$"),
     "batch share above 1": (["trainer.limit_train_batches=1.5"], r"^bad trainer config: trainer\.limit_train_batches must be .* a share in \[0\.0, 1\.0\], got 1\.5$"),
+    # a width no machine's memory holds: torch's allocator refuses it while the generator is built
+    "generator too large for memory": (["model.generator.width=100000"], r"^bad model\.generator config: out of memory \(DefaultCPUAllocator: can't allocate memory: you tried to allocate \d+ bytes"),
     # strategy=ddp on one device, not devices=2: a regression must not re-run pytest as DDP's second rank
     "DDP without trainer=ddp": (["trainer.accelerator=cpu", "trainer.strategy=ddp", "trainer.devices=1"], r"^training under DDP needs trainer=ddp: .*\(trainer=ddp trainer\.devices=1\)$"),
 }
@@ -291,6 +293,27 @@ def test_a_nan_batch_is_skipped_or_halves_the_learning_rates(tmp_path, monkeypat
 
 
 # ------------------------------------------------------------------------ exact-resume pieces
+def test_running_out_of_memory_in_training_is_one_line_exit_1_and_a_failed_marker(tmp_path, monkeypatch, capsys):
+    """A batch too large for the memory is no bug: one line naming the knobs, the FAILED marker holding
+    it, no traceback (a GPU's out-of-memory error reads the same way)."""
+
+    def too_large(self, batch, batch_idx):
+        torch.empty(1 << 60, dtype=torch.uint8)  # no machine's memory: torch's allocator refuses it
+
+    monkeypatch.setattr(GIPCGAN, "training_step", too_large)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path)
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, errors
+    assert re.fullmatch(
+        r"error: out of memory \(DefaultCPUAllocator: can't allocate memory: you tried to allocate \d+ bytes\. Error code 12 \(Cannot allocate memory\)\); "
+        r"a smaller data\.batch_size or data\.patch_size needs less; no checkpoint was written yet",
+        errors[0],
+    ), errors
+    assert (tmp_path / FAILED_MARKER).read_text().strip() == errors[0].removeprefix("error: ")
+
+
 def test_epoch_shuffle_depends_only_on_seed_and_epoch():
     def order(seed: int, epoch: int, before: int = 0) -> list[int]:
         sampler = EpochShuffle(50, seed)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import threading
 import warnings
 from typing import Callable, NoReturn
 
-from gipc.errors import UserError
+from gipc.errors import UserError, out_of_memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,23 +36,6 @@ class _Terminated(KeyboardInterrupt):
 
 def _terminate(signum: int, frame: object) -> None:
     raise _Terminated
-
-
-_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory", "Insufficient memory")
-"""What torch's CPU allocator, CUDA and OpenCV say when an allocation fails (numpy raises MemoryError)."""
-
-_SOURCE_LOCATION = r"^(\[enforce fail at [^]]*\] [^.]*\. |OpenCV\([^)]*\) \S+: error: \(-?\d+:[^)]*\) )"
-"""Where in their C++ sources torch's and OpenCV's errors arose: no help to a user."""
-
-
-def out_of_memory(err: Exception) -> str | None:
-    """A failed allocation's own words, on one line (numpy's size and shape, torch's bytes), or None
-    for any other error."""
-    if not isinstance(err, MemoryError) and not any(words in str(err) for words in _OUT_OF_MEMORY):
-        return None
-    lines = str(err).strip().splitlines()
-    return re.sub(_SOURCE_LOCATION, "", lines[0]) if lines else type(err).__name__
-
 
 
 def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] = lambda: "interrupted; nothing written") -> int:
