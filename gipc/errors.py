@@ -3,6 +3,7 @@
 Bad input a user can fix derives from :class:`UserError`: each command catches that one type and
 prints its message as a single ``error:`` line with exit code 2, no traceback. The subclasses
 only say which layer refused; their messages name the file or value and what to do.
+:func:`out_of_memory` tells an allocation the system refused, which is no bug either, from the rest.
 """
 
 from __future__ import annotations
