@@ -82,10 +82,10 @@ _SOURCE_LOCATION = r"^(\[enforce fail at [^]]*\] [^.]*\. |OpenCV\([^)]*\) \S+: e
 """Where in their C++ sources torch's and OpenCV's errors arose: no help to a user."""
 
 
-def out_of_memory(err: Exception) -> str | None:
-    """A failed allocation's own words, on one line (numpy's size and shape, torch's bytes), or None
-    for any other error."""
+def out_of_memory(err: BaseException) -> str | None:
+    """``out of memory (<the failed allocation's own words>)`` on one line (numpy's size and shape,
+    torch's bytes), or None for any other error."""
     if not isinstance(err, MemoryError) and not any(words in str(err) for words in _OUT_OF_MEMORY):
         return None
     lines = str(err).strip().splitlines()
-    return re.sub(_SOURCE_LOCATION, "", lines[0]) if lines else type(err).__name__
+    return f"out of memory ({re.sub(_SOURCE_LOCATION, '', lines[0]) if lines else type(err).__name__})"

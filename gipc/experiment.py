@@ -86,9 +86,7 @@ def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
         cause: BaseException = exc
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
             cause = cause.__cause__
-        memory = out_of_memory(cause) if isinstance(cause, Exception) else None
-        said = f"out of memory ({memory})" if memory is not None else " ".join(str(cause).split())
-        raise ConfigError(f"bad {what} config: {said}") from cause
+        raise ConfigError(f"bad {what} config: {out_of_memory(cause) or ' '.join(str(cause).split())}") from cause
 
 
 def _named(group: DictConfig | None, what: str) -> list[Any]:
@@ -165,9 +163,9 @@ def run_experiment(cfg: DictConfig) -> float | None:
     except SystemExit:  # a requeue hand-back (submitit exits after it), or an exit already reported
         raise
     except BaseException as exc:
-        memory = out_of_memory(exc) if isinstance(exc, Exception) else None
+        memory = out_of_memory(exc)
         if memory is not None:  # a resource, not a bug: one line naming the knobs, no traceback
-            message = f"out of memory ({memory}); a smaller data.batch_size or data.patch_size needs less; {_kept(output_dir)}"
+            message = f"{memory}; a smaller data.batch_size or data.patch_size needs less; {_kept(output_dir)}"
             _mark_failed(output_dir, message)
             _exit(1, exc, message)
         _mark_failed(output_dir, "".join(traceback.format_exception(exc)))

@@ -292,7 +292,6 @@ def test_a_nan_batch_is_skipped_or_halves_the_learning_rates(tmp_path, monkeypat
     assert Lr.lrs == pytest.approx([1e-4 * 2 / 3, 1e-4 / 3 * scale, 0.0])
 
 
-# ------------------------------------------------------------------------ exact-resume pieces
 def test_running_out_of_memory_in_training_is_one_line_exit_1_and_a_failed_marker(tmp_path, monkeypatch, capsys):
     """A batch too large for the memory is no bug: one line naming the knobs, the FAILED marker holding
     it, no traceback (a GPU's out-of-memory error reads the same way)."""
@@ -314,6 +313,7 @@ def test_running_out_of_memory_in_training_is_one_line_exit_1_and_a_failed_marke
     assert (tmp_path / FAILED_MARKER).read_text().strip() == errors[0].removeprefix("error: ")
 
 
+# ------------------------------------------------------------------------ exact-resume pieces
 def test_epoch_shuffle_depends_only_on_seed_and_epoch():
     def order(seed: int, epoch: int, before: int = 0) -> list[int]:
         sampler = EpochShuffle(50, seed)

@@ -237,7 +237,7 @@ def test_a_failed_allocation_is_one_line_and_any_other_error_stays_a_traceback(c
     assert said.startswith("gipc-x: error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate 1152921504606846976 bytes")
     assert said.count("\n") == 1 and "enforce fail" not in said
     assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has 1.5 GiB free")) == (
-        "CUDA out of memory. Tried to allocate 2.00 GiB."
+        "out of memory (CUDA out of memory. Tried to allocate 2.00 GiB.)"
     )
     assert guarded("gipc-x", lambda: cv2.resize(np.zeros((2, 2), np.uint8), (1 << 20, 1 << 20))) == 2  # a 1 TiB image
     assert capsys.readouterr().err == (

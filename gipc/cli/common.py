@@ -61,7 +61,7 @@ def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] =
         what = out_of_memory(err)
         if what is None:
             raise
-        say(prog, f"error: out of memory ({what}); fewer or smaller images at once need less")
+        say(prog, f"error: {what}; fewer or smaller images at once need less")
     except KeyboardInterrupt as err:
         say(prog, interrupted())
         return 128 + signal.SIGTERM if isinstance(err, _Terminated) else 130
