@@ -170,6 +170,17 @@ def test_sources_may_stray_half_a_grey_level_outside_0_1_and_no_further() -> Non
         fuse_color(_take_a, *_straying(0.6 / 255))
 
 
+@pytest.mark.parametrize("value, shown", [
+    (1 + 0.6 / 255, r"\[0\.5, 1\.002\]"),  # too bright alone: 0..255 values scaled wrongly
+    (-0.6 / 255, r"\[-0\.002353, 0\.5\]"),  # too dark alone: the network's [-1, 1] range
+], ids=["above", "below"])
+def test_one_side_out_of_range_is_enough_to_refuse(value: float, shown: str) -> None:
+    a, b = torch.full((2, 1, 3, 2, 2), 0.5)
+    a[..., 0, 0] = value
+    with pytest.raises(UserError, match=rf"^sources must lie in \[0, 1\], got values in {shown}"):
+        fuse_color(_take_a, a, b)
+
+
 def test_a_fusion_needs_two_sources() -> None:
     with pytest.raises(UserError, match=r"^a fusion needs at least two sources, got 1$"):
         check_fusion_sources([torch.zeros(1, 3, 4, 4)])
