@@ -757,7 +757,7 @@ def test_the_seam_cut_of_a_pair_costs_the_least_an_exhaustive_search_finds() -> 
     of the pixels within reach 1 (every one of 2^k, k <= 16) costs less than the cut's, by an energy
     written apart from the graph; pixels out of reach keep their source."""
     moved = 0
-    for seed in range(6):
+    for seed in range(24):  # 6 let a graph that wired pixels outside the band to a node of it pass (seed 10 shows it)
         rng = np.random.default_rng(seed)
         height, width = 6, 8
         columns = rng.integers(3, 5, size=height)  # the boundary's column in each row
@@ -775,4 +775,4 @@ def test_the_seam_cut_of_a_pair_costs_the_least_an_exhaustive_search_finds() -> 
         best = _seam_energies(stack, labels, a, b, margins, weight).min()
         assert _seam_energies(cut[None], labels, a, b, margins, weight)[0] == pytest.approx(best, abs=1e-5), seed
         moved += not np.array_equal(cut, labels)
-    assert moved >= 3  # the cut moved pixels on most of the pairs: the search had work to check
+    assert moved >= 12  # the cut moved pixels on most of the pairs: the search had work to check
