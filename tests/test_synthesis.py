@@ -136,6 +136,16 @@ def test_defocus_spread_far_layer_beside_the_boundary_is_the_blurred_near_layer_
     torch.testing.assert_close(b[0, 0, :, 22:26].double(), expected[:, 22:26], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("blur", [gaussian_blur, disk_blur], ids=["gaussian", "disk"])
+def test_sigma_zero_is_no_blur_and_a_negative_one_is_refused(blur) -> None:
+    """A recipe's range may start at 0 (in focus): the image comes back as it is, even one too small for any kernel."""
+    image = _image(shape=(1, 1, 2, 3))
+    out = blur(image, 0.0)
+    assert torch.equal(out, image) and out is not image
+    with pytest.raises(ValueError, match=r"^sigma must be >= 0, got -0.5$"):
+        blur(image, -0.5)
+
+
 def test_blur_keeps_a_constant_image_and_rejects_bad_sizes() -> None:
     flat = torch.full((1, 1, 20, 20), 0.3)
     torch.testing.assert_close(gaussian_blur(flat, 3.0), flat)

@@ -202,3 +202,18 @@ def test_spread_pairs_carry_a_halo_in_either_source() -> None:
     assert halo_in == {"a", "b"}
     with pytest.raises(ValueError, match="spread must be a share"):
         DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16), spread=-0.1)
+
+
+def test_a_spread_share_makes_that_share_of_the_pairs_by_defocus_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """spread = 0.25: of 400 pairs about a quarter come from defocus_spread (binomial sd 8.7 pairs: 100 +- 35
+    is over 4 sd), the rest by eq. 18-19."""
+    import gipc.data.synthesis as synthesis
+
+    spread_calls = []
+    original = synthesis.defocus_spread
+    monkeypatch.setattr(synthesis, "defocus_spread", lambda *args: spread_calls.append(1) or original(*args))
+    quarter = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, spread=0.25)
+    generator, photo = torch.Generator().manual_seed(0), _photo(size=(40, 40))
+    for _ in range(400):
+        draw_pair(photo, 8, quarter, generator, flips=False)
+    assert 65 <= len(spread_calls) <= 135
