@@ -738,18 +738,30 @@ def test_both_box_filters_agree_on_a_photo_sized_image() -> None:
         torch.testing.assert_close(fast, exact.float(), atol=6e-8, rtol=0)
 
 
-def _seam_energies(stack: np.ndarray, original: np.ndarray, a: np.ndarray, b: np.ndarray, margins: np.ndarray, weight: float) -> np.ndarray:
-    """The energy place_seams' docstring names, of each of a stack of pair labellings (K, H, W), written
-    apart from its graph: for each 4-neighbour pair of different sources the sources' mean difference
-    at its two pixels plus the step; for each pixel that left ``original``, ``weight`` times its margin."""
-    difference = np.abs(a.astype(np.float64) - b)
+def _seam_energies(stack: np.ndarray, original: np.ndarray, sources: np.ndarray, margins: np.ndarray, weight: float) -> np.ndarray:
+    """The energy place_seams' docstring names, of each of a stack of labellings (K, H, W) of ``sources``
+    (N, H, W), written apart from its graph: for each 4-neighbour pair of different sources p and q,
+    the mean over its two pixels of |source p - source q| there, plus the step; for each pixel that
+    left ``original``, ``weight`` times its margin."""
+    sources = sources.astype(np.float64)[None]  # (1, N, H, W)
     energy = weight * (margins * (stack != original)).sum(axis=(1, 2))
     for axis in (1, 2):
         tail, head = (slice(None),) * axis + (slice(None, -1),), (slice(None),) * axis + (slice(1, None),)
-        cut = stack[tail] != stack[head]
-        step = (difference[tail[1:]] + difference[head[1:]]) / 2 + gipc.decision.SEAM_STEP
-        energy += (cut * step).sum(axis=(1, 2))
+        p, q = stack[tail][:, None].astype(np.intp), stack[head][:, None].astype(np.intp)  # (K, 1, h, w)
+        step = sum(  # |p - q| at the pair's tail pixel and at its head pixel
+            np.abs(np.take_along_axis(at, p, 1) - np.take_along_axis(at, q, 1))[:, 0]
+            for at in (sources[(slice(None),) + tail], sources[(slice(None),) + head])
+        ) / 2 + gipc.decision.SEAM_STEP
+        energy += ((p != q)[:, 0] * step).sum(axis=(1, 2))
     return energy
+
+
+def _every_move(image: np.ndarray, free: np.ndarray, alpha: int | None = None) -> np.ndarray:
+    """(2^k, H, W): ``image`` with each of its k ``free`` pixels kept or changed (to ``alpha``; for a pair, to the other source)."""
+    bits = ((np.arange(2 ** free.sum())[:, None] >> np.arange(free.sum())) & 1).astype(bool)
+    stack = np.repeat(image[None], len(bits), axis=0)
+    stack[:, free] = np.where(bits, 1 - image[free] if alpha is None else alpha, image[free])
+    return stack
 
 
 def test_the_seam_cut_of_a_pair_costs_the_least_an_exhaustive_search_finds() -> None:
@@ -769,10 +781,36 @@ def test_the_seam_cut_of_a_pair_costs_the_least_an_exhaustive_search_finds() -> 
                           torch.from_numpy(margins)[None, None], 1, weight)[0, 0].numpy()
         free = gipc.decision._bands(labels, 1)[0]
         assert free.sum() <= 16 and np.array_equal(cut[~free], labels[~free])
-        bits = (np.arange(2 ** free.sum())[:, None] >> np.arange(free.sum())) & 1  # every labelling of the free pixels
-        stack = np.repeat(labels[None], len(bits), axis=0)
-        stack[:, free] = bits
-        best = _seam_energies(stack, labels, a, b, margins, weight).min()
-        assert _seam_energies(cut[None], labels, a, b, margins, weight)[0] == pytest.approx(best, abs=1e-5), seed
+        best = _seam_energies(_every_move(labels, free), labels, np.stack([a, b]), margins, weight).min()  # every labelling of the free pixels
+        assert _seam_energies(cut[None], labels, np.stack([a, b]), margins, weight)[0] == pytest.approx(best, abs=1e-5), seed
         moved += not np.array_equal(cut, labels)
     assert moved >= 12  # the cut moved pixels on most of the pairs: the search had work to check
+
+
+def test_each_expansion_among_three_sources_costs_the_least_of_its_moves() -> None:
+    """For N sources each alpha-expansion is exact over its own moves (every free pixel keeps its label or
+    takes alpha): on two jagged boundaries among three random sources, no such move of the pixels within
+    reach 1 (every one of 2^k, k <= 12) costs less than the expansion's, by the energy written apart
+    from the graph, whose seams between two sources read both at both ends."""
+    moved = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        height, width = 3, 9
+        columns = np.stack([rng.integers(2, 4, size=height), rng.integers(5, 7, size=height)])  # each boundary's column per row
+        labels = (np.arange(width)[None, :] >= columns[:, :, None]).sum(axis=0).astype(np.uint8)
+        sources = rng.random((3, height, width), dtype=np.float32)
+        margins = rng.random((height, width), dtype=np.float32)
+        weight = (0.02, 0.3)[seed % 2]
+        free, near = gipc.decision._bands(labels, 1)
+        assert free.sum() <= 12
+        pixels = np.flatnonzero(near)
+        values = np.stack([source.ravel()[pixels] for source in sources])
+        image = labels.copy()
+        image[free] = 0  # as place_seams starts
+        for alpha in (1, 2):
+            before = image.copy()
+            gipc.decision._expand(image, labels, alpha, free, near, pixels, values, margins, weight)
+            best = _seam_energies(_every_move(before, free, alpha), labels, sources, margins, weight).min()
+            assert _seam_energies(image[None], labels, sources, margins, weight)[0] == pytest.approx(best, abs=1e-5), (seed, alpha)
+        moved += not np.array_equal(image, labels)
+    assert moved >= 4  # the expansions moved pixels on most of the images: the search had work to check
