@@ -226,7 +226,7 @@ def test_only_small_regions_without_evidence_join_their_surroundings_under_regio
 def test_small_regions_by_size_8_connectivity_mean_margin_and_their_borders_majority() -> None:
     """40 x 40 px at min_region 0.01 (16 px): a region of 15 px joins its surroundings; one of 16 stays, as
     do two 3x3 blocks touching at a corner (one region of 18) and a 3x3 block whose mean margin equals
-    region_margin (only those under it join). Of three sources, a speck takes the source that holds
+    region_margin (only those under it join, as one of mean margin 0.5 does). Of three sources, a speck takes the source that holds
     most of its border (9 of 16 pixels), not the one it meets first."""
     labels = torch.zeros(1, 1, 40, 40, dtype=torch.uint8)
     labels[..., 30:] = 1
@@ -235,10 +235,13 @@ def test_small_regions_by_size_8_connectivity_mean_margin_and_their_borders_majo
     labels[..., 10:13, 2:5] = 1  # 9 + 9 px, corners (12, 4) and (13, 5) touching
     labels[..., 13:16, 5:8] = 1
     labels[..., 20:23, 2:5] = 1  # 9 px, mean margin 1
+    labels[..., 26:29, 10:13] = 1  # 9 px, mean margin 0.5: under region_margin, so it joins
     margins = torch.zeros(1, 1, 40, 40)
     margins[..., 20:23, 2:5] = 1.0
+    margins[..., 26:29, 10:13] = 0.5
     expected = labels.clone()
     expected[..., 2:5, 10:15] = 0
+    expected[..., 26:29, 10:13] = 0
     assert torch.equal(remove_small_regions(labels, 2, 0.01, margins, region_margin=1.0), expected)
     labels3 = torch.ones(1, 1, 40, 60, dtype=torch.uint8)
     labels3[..., 30:] = 2
@@ -577,6 +580,16 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 def test_bad_map_settings_are_refused(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         replace(HARD, **bad)
+
+
+@pytest.mark.parametrize("edge", [
+    {"seam": 0}, {"seam_evidence": 0.0}, {"radius": 0}, {"min_region": 0.0}, {"region_margin": 0.0}, {"region_margin": math.inf},
+    {"decisive": 0.0}, {"decisive": math.inf}, {"clean": 1}, {"detail": 0}, {"closeness": 0.0},
+], ids=lambda edge: "-".join(f"{k}-{v}" for k, v in edge.items()))
+def test_the_edges_of_each_settings_range_are_accepted(edge: dict) -> None:
+    """The documented ends (0: a step off, inf: everywhere, 1 px: no vote) are settings, not errors."""
+    settings = replace(HARD, **edge)  # no error
+    assert {k: getattr(settings, k) for k in edge} == {k: (v,) if k in ("detail", "closeness") else v for k, v in edge.items()}
 
 
 def _png16(path: Path, pixels: torch.Tensor) -> Path:
