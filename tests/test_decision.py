@@ -642,6 +642,15 @@ def test_save_maps_needs_a_map_rule(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "f.png").exists() and not (tmp_path / "m").exists()
 
 
+def test_save_maps_wants_a_folder_not_a_file_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, _ = _halves(channels=1)
+    pa, pb = _png16(tmp_path / "s-A.png", a), _png16(tmp_path / "s-B.png", b)
+    maps = tmp_path / "map.png"
+    assert fuse_main([str(pa), str(pb), "--out", str(tmp_path / "f.png"), "--rule", "map", "--save-maps", str(maps)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"gipc-fuse: error: --save-maps {maps}: give a folder; each fusion's map is written into it"
+    assert not (tmp_path / "f.png").exists() and not maps.exists()
+
+
 def test_every_map_setting_is_a_gipc_fuse_flag_and_a_switch_turns_both_ways() -> None:
     parse = fuse_parser().parse_args
     default = parse(["a.png", "b.png", "--out", "f.png"])
