@@ -71,6 +71,7 @@ def _opened(path: Path) -> Iterator[PILImage.Image]:
         # from a file object: Pillow then decodes rather than memory-maps uncompressed pixels, whose
         # quarter turn by an EXIF orientation it garbles (a gray TIFF's, Pillow 13)
         with open(path, "rb") as file, PILImage.open(file) as im:
+            _check_one_image(path, im)
             yield im
     except ImageError:
         raise
@@ -82,6 +83,26 @@ def _opened(path: Path) -> Iterator[PILImage.Image]:
         raise ImageError(f"{path}: too large to decode safely (over Pillow's pixel limit)") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as err:
         raise ImageError(f"{path}: truncated or corrupt image data ({err})") from None
+
+
+def _check_one_image(path: Path, im: PILImage.Image) -> None:
+    """A file of several images of one size (a multi-page TIFF, an animated GIF, PNG or WebP) holds a
+    stack, not one source: its first image alone would be fused without a word. Smaller ones (a TIFF's
+    reduced-resolution pages, a camera JPEG's preview) are copies of the first and pass."""
+    count = getattr(im, "n_frames", 1)
+    if count < 2:
+        return
+    first, sizes = im.size, []
+    try:
+        for index in range(1, count):
+            im.seek(index)
+            sizes.append(im.size)
+    finally:
+        im.seek(0)
+    if first in sizes:
+        raise ImageError(
+            f"{path}: holds {1 + sizes.count(first)} images of one size (pages or frames); gipc fuses one image per file: save each as its own file"
+        )
 
 
 def _check_side(path: Path, height: int, width: int, min_side: int) -> None:
@@ -259,7 +280,11 @@ def _read_deep(path: Path, fmt: str | None) -> np.ndarray:
     if fmt == "TIFF":
         import tifffile
 
-        array = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tiff:  # the first page: _check_one_image passed any others as previews
+            page = tiff.pages[0]
+            array = page.asarray()
+            if array.ndim == 3 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:  # each channel a plane of its own
+                array = np.moveaxis(array, 0, -1)
         if array.ndim == 3 and array.shape[2] in (2, 4):  # gray or RGB, then alpha
             array = _opaque_16(path, array)
     elif fmt == "PNG":

@@ -253,6 +253,39 @@ def _tiff(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def _frames(path: Path, sizes: list[tuple[int, int]]) -> Path:
+    """A file of one random RGB image per (width, height), the first first, as Pillow saves several."""
+    rng = np.random.default_rng(0)
+    frames = [PILImage.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)) for w, h in sizes]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    return path
+
+
+@pytest.mark.parametrize("name", ["stack.tif", "stack.gif", "stack.png"], ids=["multi-page-tiff", "animated-gif", "animated-png"])
+def test_a_file_of_several_images_of_one_size_is_refused(tmp_path: Path, name: str) -> None:
+    """A focus stack saved as one file would otherwise be read as its first image alone, without a word."""
+    path = _frames(tmp_path / name, [(8, 6)] * 3)
+    message = rf"^{re.escape(str(path))}: holds 3 images of one size \(pages or frames\); gipc fuses one image per file: save each as its own file$"
+    for read in (read_image, read_header):
+        with pytest.raises(ImageError, match=message):
+            read(path)
+
+
+def test_a_tiffs_smaller_pages_are_previews_of_its_first(tmp_path: Path) -> None:
+    path = _frames(tmp_path / "preview.tif", [(8, 6), (4, 3)])
+    first = torch.from_numpy(np.array(PILImage.open(path))).permute(2, 0, 1).float() / 255
+    assert torch.equal(read_image(path).pixels, first) and read_header(path).width == 8
+
+
+def test_a_16bit_tiff_with_a_plane_per_channel_reads_as_rgb(tmp_path: Path) -> None:
+    """Planar configuration 2 stores R, G and B as planes one after another; the pixels are those of RGB16."""
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, np.moveaxis(RGB16, -1, 0), photometric="rgb", planarconfig="separate")
+    image = read_image(path)
+    assert image.bit_depth == 16
+    assert np.array_equal((image.pixels.permute(1, 2, 0).numpy() * 65535).round().astype(np.uint16), RGB16)
+
+
 @pytest.mark.parametrize("name, write, values", [
     ("g16.png", _save, GRAY16),
     ("rgb16.png", _rgb16_png, RGB16),  # Pillow alone would cut these to 8 bits (1 and 257 would merge)
