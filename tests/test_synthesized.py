@@ -33,6 +33,12 @@ def test_sigma_is_drawn_inside_its_range_and_spread_over_it() -> None:
     assert sigmas.min() < 1.5 and sigmas.max() > 4.5  # uniform over the range, not a point
 
 
+def test_blob_sizes_are_drawn_from_every_integer_of_their_range_and_no_other() -> None:
+    recipe = DefocusRecipe(sigma=(1.0, 2.0), soft=(0.0, 1.0), fraction=(0.3, 0.7), blob_size=(8, 10))
+    generator = torch.Generator().manual_seed(0)
+    assert {recipe.draw_blob_size(generator) for _ in range(200)} == {8, 9, 10}
+
+
 def test_hard_map_pair_is_sharp_or_blurred_pixel_by_pixel() -> None:
     """Eq. 18-19 with soft = 0: at every pixel one source equals GT and the other the blurred photo,
     blurred with the photo's own pixels around the patch (the margin), not padding."""
