@@ -228,6 +228,13 @@ def test_size_mismatch_through_the_command(tmp_path: Path, capsys: pytest.Captur
     assert not (tmp_path / "out").exists()
 
 
+def test_sources_into_a_folder_are_named_for_the_first_source(tmp_path: Path) -> None:
+    """Without a focus mark (-A, _1) to strip, the output takes the first source's whole stem."""
+    near, far = (_gray(tmp_path / f"{name}.png", np.full((5, 6), value, np.uint8)) for name, value in (("near", 10), ("far", 200)))
+    assert main(["--method", "average", str(near), str(far), "--out", str(tmp_path / "out")]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["near-fused.png"]
+
+
 def test_non_empty_output_folder_needs_overwrite(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     out.mkdir()
