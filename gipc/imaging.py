@@ -1,7 +1,7 @@
 """Reading and writing source and fused images, refusing anything that would fuse wrongly.
 
-Every way an input can be unusable (missing, not an image, truncated, transparent, too small,
-mismatched with its partner) ends in one :class:`ImageError` line naming the file, and 16-bit
+Every way an input can be unusable (missing, not an image, truncated, transparent, several images
+in one file, too small, mismatched with its partner) ends in one :class:`ImageError` line naming the file, and 16-bit
 sources keep their 16 bits: Pillow alone silently cuts 16-bit RGB to 8 bits, so those go through
 pypng (PNG) or tifffile (TIFF).
 """
