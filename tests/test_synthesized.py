@@ -223,3 +223,17 @@ def test_a_spread_share_makes_that_share_of_the_pairs_by_defocus_spread(monkeypa
     for _ in range(400):
         draw_pair(photo, 8, quarter, generator, flips=False)
     assert 65 <= len(spread_calls) <= 135
+
+
+def test_spread_zero_draws_no_coin_so_older_recipes_keep_their_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for disk: any share above 0 draws one number to choose the pair's recipe, a share of 0 none."""
+    draws = []
+    rand = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *args, **kwargs: draws.append(1) or rand(*args, **kwargs))
+    counts = []
+    for share in (0.0, 1e-9):  # 1e-9: the coin is drawn, and (almost surely) says eq. 18-19 as 0 does
+        recipe = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, spread=share)
+        draws.clear()
+        draw_pair(_photo(size=(40, 40)), 8, recipe, torch.Generator().manual_seed(0), flips=False)
+        counts.append(len(draws))
+    assert counts[1] == counts[0] + 1
