@@ -18,7 +18,7 @@ RANGE_SLACK = 0.5 / 255.0
 def outside_unit_range(*images: torch.Tensor) -> str | None:
     """Where ``images`` leave [0, 1] (NaN included), in words for an error line; None where they do not."""
     ranges = [torch.aminmax(image) for image in images]  # one pass over each image
-    low, high = min(float(r.min) for r in ranges), max(float(r.max) for r in ranges)
+    low, high = min(float(r.min) for r in ranges) + 0.0, max(float(r.max) for r in ranges)  # + 0.0: -0.0 reads 0, not -0
     if low >= -RANGE_SLACK and high <= 1.0 + RANGE_SLACK:
         return None
     if math.isnan(low) or math.isnan(high):

@@ -181,6 +181,15 @@ def test_one_side_out_of_range_is_enough_to_refuse(value: float, shown: str) -> 
         fuse_color(_take_a, a, b)
 
 
+def test_a_negative_zero_is_in_range_and_reads_0_in_the_line() -> None:
+    a, b = torch.full((2, 1, 3, 2, 2), 0.5)
+    b[..., 1, 1] = -0.0  # what negating a black image gives
+    assert fuse_color(_take_a, a, b).shape == (1, 3, 2, 2)
+    a[..., 0, 0] = 1 + 0.6 / 255
+    with pytest.raises(UserError, match=r"^sources must lie in \[0, 1\], got values in \[0, 1\.002\];"):
+        fuse_color(_take_a, a, b)
+
+
 def test_a_fusion_needs_two_sources() -> None:
     with pytest.raises(UserError, match=r"^a fusion needs at least two sources, got 1$"):
         check_fusion_sources([torch.zeros(1, 3, 4, 4)])
