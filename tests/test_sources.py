@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from gipc.cli.common import guarded, out_of_memory
+from gipc.cli.common import guarded
 from gipc.data.datasets import PairFolder, SequenceFolder
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files
-from gipc.errors import DataError
+from gipc.errors import DataError, out_of_memory
 from gipc.cli.evaluate import main as eval_main
 from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image

@@ -3,11 +3,13 @@ fresh indices every epoch, the photo pool and the held-out split of data=photos.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+import gipc.data.synthesis as synthesis
 from gipc.data.datamodule import FusionDataModule
 from gipc.data.pair_sets import SynthesizedPairs
 from gipc.data.samplers import FreshDraws
@@ -34,7 +36,7 @@ def test_sigma_is_drawn_inside_its_range_and_spread_over_it() -> None:
 
 
 def test_blob_sizes_are_drawn_from_every_integer_of_their_range_and_no_other() -> None:
-    recipe = DefocusRecipe(sigma=(1.0, 2.0), soft=(0.0, 1.0), fraction=(0.3, 0.7), blob_size=(8, 10))
+    recipe = replace(HARD, blob_size=(8, 10))
     generator = torch.Generator().manual_seed(0)
     assert {recipe.draw_blob_size(generator) for _ in range(200)} == {8, 9, 10}
 
@@ -63,7 +65,7 @@ def test_disk_share_picks_the_kernel_and_zero_keeps_the_gaussian_stream() -> Non
     photo = _photo(size=(40, 40))
     side = 16 + 2 * HARD.margin
     inner = slice(HARD.margin, HARD.margin + 16)
-    disk = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, disk=1.0)
+    disk = replace(HARD, disk=1.0)
     pair = draw_pair(photo[:, :side, :side], 16, disk, torch.Generator().manual_seed(3), flips=False)
     a_sharp = (pair["a"] - pair["gt"]).abs() < 1e-6
     blurred = torch.where(a_sharp, pair["b"], pair["a"])
@@ -74,7 +76,7 @@ def test_disk_share_picks_the_kernel_and_zero_keeps_the_gaussian_stream() -> Non
     before = generator.get_state()
     torch.testing.assert_close(RECIPE.blur(image, 2.0, generator), gaussian_blur(image, 2.0), atol=0, rtol=0)
     assert torch.equal(generator.get_state(), before)  # nothing drawn
-    DefocusRecipe(sigma=RECIPE.sigma, soft=RECIPE.soft, fraction=RECIPE.fraction, blob_size=RECIPE.blob_size, disk=0.5).blur(image, 2.0, generator)
+    replace(RECIPE, disk=0.5).blur(image, 2.0, generator)
     assert not torch.equal(generator.get_state(), before)  # a share in (0, 1] draws the kernel
     with pytest.raises(ValueError, match="disk must be a share"):
         DefocusRecipe(sigma=(1, 2), soft=(0, 1), fraction=(0.2, 0.8), blob_size=(8, 16), disk=1.5)
@@ -197,7 +199,7 @@ def test_spread_pairs_carry_a_halo_in_either_source() -> None:
     photo = _photo(size=(40, 40))
     side = 16 + 2 * HARD.margin
     inner = slice(HARD.margin, HARD.margin + 16)
-    spread = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, spread=1.0)
+    spread = replace(HARD, spread=1.0)
     halo_in = set()
     for seed in range(12):
         pair = draw_pair(photo[:, :side, :side], 16, spread, torch.Generator().manual_seed(seed), flips=False)
@@ -213,12 +215,10 @@ def test_spread_pairs_carry_a_halo_in_either_source() -> None:
 def test_a_spread_share_makes_that_share_of_the_pairs_by_defocus_spread(monkeypatch: pytest.MonkeyPatch) -> None:
     """spread = 0.25: of 400 pairs about a quarter come from defocus_spread (binomial sd 8.7 pairs: 100 +- 35
     is over 4 sd), the rest by eq. 18-19."""
-    import gipc.data.synthesis as synthesis
-
     spread_calls = []
     original = synthesis.defocus_spread
     monkeypatch.setattr(synthesis, "defocus_spread", lambda *args: spread_calls.append(1) or original(*args))
-    quarter = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, spread=0.25)
+    quarter = replace(HARD, spread=0.25)
     generator, photo = torch.Generator().manual_seed(0), _photo(size=(40, 40))
     for _ in range(400):
         draw_pair(photo, 8, quarter, generator, flips=False)
@@ -232,7 +232,7 @@ def test_spread_zero_draws_no_coin_so_older_recipes_keep_their_pairs(monkeypatch
     monkeypatch.setattr(torch, "rand", lambda *args, **kwargs: draws.append(1) or rand(*args, **kwargs))
     counts = []
     for share in (0.0, 1e-9):  # 1e-9: the coin is drawn, and (almost surely) says eq. 18-19 as 0 does
-        recipe = DefocusRecipe(sigma=HARD.sigma, soft=HARD.soft, fraction=HARD.fraction, blob_size=HARD.blob_size, spread=share)
+        recipe = replace(HARD, spread=share)
         draws.clear()
         draw_pair(_photo(size=(40, 40)), 8, recipe, torch.Generator().manual_seed(0), flips=False)
         counts.append(len(draws))
