@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from gipc.baselines import BASELINES
 from gipc.color import fuse_color, luma
-from gipc.decision import MapSettings, map_image
+from gipc.decision import MapSettings
 from gipc.errors import ConfigError
 from gipc.fusion import Fusion, check_rule, map_settings
 from gipc.imaging import write_image
@@ -106,8 +106,8 @@ class TestReport(L.Callback):
         for name, fusion in self.fusions.items():
             result = fusion([a, b])
             fused[name] = result.image
-            if result.weights is not None:
-                maps[name] = map_image(result.weights)
+            if (shades := result.map_image()) is not None:
+                maps[name] = shades
         fused.update({name: fuse_color(BASELINES[name], a, b) for name in self.baselines})
         for i, image_name in enumerate(names):
             write_image(self.out_dir / self.image_dir / f"{image_name}.png", fused[MODEL_NAME][i].float().cpu(), overwrite=True)

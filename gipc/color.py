@@ -39,15 +39,26 @@ def check_fusion_sources(images: Sequence[torch.Tensor], shape: str = "(B, C, H,
             )
         if image.ndim != shape.count(",") + 1:
             raise UserError(f"sources must be shaped {shape}, got {tuple(image.shape)}")
-        if not image.is_floating_point():
-            raise UserError(f"sources must be float tensors in [0, 1], got {image.dtype}; divide 8-bit ones by 255")
+        if not image.is_floating_point() and image.dtype not in STORED_SCALES:
+            raise UserError(f"sources must be float tensors in [0, 1] or uint8/uint16 ones as stored, got {image.dtype}")
     for image in images[1:]:
         if image.shape != images[0].shape:
             raise UserError(f"sources differ in shape: {tuple(images[0].shape)} vs {tuple(image.shape)}")
     if images[0].shape[-3] not in (1, 3):
         raise UserError(f"expected 1 (gray) or 3 (RGB) channels, got {images[0].shape[-3]}")
-    if problem := outside_unit_range(*images):
+    floats = [image for image in images if image.is_floating_point()]  # stored integers lie in range
+    if floats and (problem := outside_unit_range(*floats)):
         raise UserError(f"sources must lie in [0, 1], got {problem}")
+
+
+STORED_SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
+"""The largest value of each integer type an image is stored in."""
+
+
+def unit_range(image: torch.Tensor) -> torch.Tensor:
+    """A stored 8- or 16-bit image as float32 in [0, 1] (value / 255 or / 65535: the floats a decoder
+    gives, to the bit); a float image as it is."""
+    return image if image.is_floating_point() else image.float().div_(STORED_SCALES[image.dtype])
 
 
 def split_luma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,6 +33,9 @@ the choice and drop the repainting:
 All functions take and return (B, ., H, W) tensors: N sources' luminance (B, 1, H, W) in [0, 1]
 and weights (B, N, H, W) that sum to 1. The map works on whole images: its filters are cheap, so
 only the network is tiled (:mod:`gipc.tiling`), and a tiled run gives the same map as a whole one.
+Every step but the units of step 1 works one source at a time, so a focus stack's map can be made
+with one source's planes in memory at a time (:func:`choose_each`, :func:`clean`,
+:func:`copy_sources`), the same map to the bit.
 """
 
 from __future__ import annotations
@@ -213,10 +216,18 @@ def focus_measure(sources: Sequence[torch.Tensor]) -> torch.Tensor:
     return modified_laplacian(torch.cat(list(sources), dim=1))
 
 
+def unit_scale(means: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, 1, 1): a term's mean magnitude over every source and pixel, from each source's float64
+    mean (:func:`plane_means`) summed in source order: the same number whether the sources came
+    at once or one at a time (:func:`choose_each`)."""
+    return (reduce(torch.add, means) / len(means)).to(dtype).clamp_min(torch.finfo(dtype).tiny)
+
+
 def _unit(scores: torch.Tensor) -> torch.Tensor:
     """Non-negative ``scores`` (squared differences, focus measures) over their mean per image (in
     place), so that two kinds of evidence can be added."""
-    return scores.div_(scores.mean(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny))
+    means = plane_means(scores)
+    return scores.div_(unit_scale([means[:, i : i + 1] for i in range(scores.shape[1])], scores.dtype))
 
 
 def compared_sources(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> list[torch.Tensor]:
@@ -246,11 +257,20 @@ def evidence_terms(
 ) -> Iterator[torch.Tensor]:
     """:func:`evidence`'s weighted terms (B, N, H, W), closeness first, one at a time (a 12 MP pair's
     term takes 0.1 GiB); with weights of 1, the features a fit of the weights reads."""
+    for term, weight in _raw_terms(sources, fused, compared, settings):
+        yield _unit(term).mul_(weight)
+
+
+def _raw_terms(
+    sources: Sequence[torch.Tensor], fused: torch.Tensor, compared: Sequence[torch.Tensor], settings: MapSettings
+) -> Iterator[tuple[torch.Tensor, float]]:
+    """Each term of :func:`evidence_terms` before its unit (B, N, H, W; for one source alone, that
+    source's plane of it to the bit: every step works plane by plane) and its signed weight."""
     yield from _closeness_terms(fused, compared, settings)
     yield from _focus_terms(sources, settings)
 
 
-def _closeness_terms(fused: torch.Tensor, compared: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[torch.Tensor]:
+def _closeness_terms(fused: torch.Tensor, compared: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[tuple[torch.Tensor, float]]:
     # detail(source) - detail(fused) = detail(source - fused): the local means of one difference per source
     differences = torch.cat(list(compared), dim=1).sub_(fused)
     terms = [(size, weight) for size, weight in zip(settings.detail, settings.closeness) if weight]
@@ -259,15 +279,37 @@ def _closeness_terms(fused: torch.Tensor, compared: Sequence[torch.Tensor], sett
         # (mean - d)^2, written over the mean, is (d - mean)^2 to the bit; the sign of minus the
         # squares moves onto the weight, which gives the same floats as negating them first
         squares = (next(local).sub_(differences) if size else differences.clone()).square_()
-        yield _unit(box_mean(squares, settings.window) if settings.window > 1 else squares).mul_(-weight)
+        yield (box_mean(squares, settings.window) if settings.window > 1 else squares), -weight
 
 
-def _focus_terms(sources: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[torch.Tensor]:
+def _focus_terms(sources: Sequence[torch.Tensor], settings: MapSettings) -> Iterator[tuple[torch.Tensor, float]]:
     terms = [(window, weight) for window, weight in zip(settings.focus_window, settings.focus) if weight]
     if terms:
         focus = box_means(focus_measure(sources), [window for window, _ in terms])
         for (_, weight), scores in zip(terms, focus):
-            yield _unit(scores).mul_(weight)
+            yield scores, weight
+
+
+def choose_each(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`best_source` and :func:`margin` of :func:`evidence`, to the bit, with one source's
+    evidence in memory at a time instead of N: a focus stack's map then needs a few planes whatever
+    its length.
+
+    ``sources`` (B, 1, H, W) each may be made when read (a long stack's are): each is read twice,
+    once for the terms' units (a term's unit is its mean over every source, :func:`unit_scale`) and
+    once for the scores."""
+
+    def terms(i: int) -> Iterator[tuple[torch.Tensor, float]]:
+        source = sources[i]
+        return _raw_terms([source], fused, compared_sources([source], fused, settings), settings)
+
+    count = len(sources)
+    means = [[plane_means(term) for term, _ in terms(i)] for i in range(count)]  # each source's, term by term
+    scales = [unit_scale(each, fused.dtype) for each in zip(*means)]  # each term's, over the sources
+    leader = Leader(runner_up=True)
+    for i in range(count):
+        leader.add(reduce(torch.Tensor.add_, (term.div_(scale).mul_(weight) for (term, weight), scale in zip(terms(i), scales))))
+    return leader.index, leader.margin
 
 
 def head_scores(weight_a: torch.Tensor) -> torch.Tensor:
@@ -275,19 +317,47 @@ def head_scores(weight_a: torch.Tensor) -> torch.Tensor:
     return torch.cat([weight_a, 1.0 - weight_a], dim=1)
 
 
+class Leader:
+    """The best of scores (B, 1, H, W) that come one source at a time: its source's ``index`` (uint8;
+    a tie goes to the earlier source) and, with ``runner_up``, the ``margin`` over the second best
+    (:func:`margin`'s floats). Elementwise work only: over N channels, several times faster than
+    argmax, whose elements lie H * W apart in memory."""
+
+    def __init__(self, runner_up: bool = False) -> None:
+        self.runner_up = runner_up
+        self.count = 0
+        self.index: torch.Tensor | None = None
+        self.best: torch.Tensor | None = None
+        self.second: torch.Tensor | None = None
+
+    def add(self, score: torch.Tensor, last: bool = False) -> None:
+        """The next source's score; ``last``: no later score will need the best's value."""
+        if self.best is None:
+            self.best, self.index = score, torch.zeros_like(score, dtype=torch.uint8)
+            if self.runner_up:
+                self.second = torch.full_like(score, -math.inf)
+        else:
+            better = score > self.best
+            self.index.masked_fill_(better, self.count)
+            if self.runner_up:
+                self.second = torch.where(better, self.best, torch.maximum(self.second, score))
+            if self.runner_up or not last:
+                self.best = torch.where(better, score, self.best)
+        self.count += 1
+
+    @property
+    def margin(self) -> torch.Tensor:
+        return self.best - self.second
+
+
 def best_source(scores: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) uint8: the index of the best-scoring source per pixel; ties go to the earlier source."""
     if scores.shape[1] == 2:  # one comparison: 2.6x faster than the running maximum below
         return (scores[:, 1:] > scores[:, :1]).view(torch.uint8)
-    # A running maximum over the N channels: elementwise work only, several times faster than argmax
-    # over the channel dimension, whose elements lie H * W apart in memory.
-    best, index = scores[:, :1], torch.zeros_like(scores[:, :1], dtype=torch.uint8)
-    for i in range(1, scores.shape[1]):
-        better = scores[:, i : i + 1] > best
-        if i + 1 < scores.shape[1]:  # the last source's comparison needs no new maximum
-            best = torch.where(better, scores[:, i : i + 1], best)
-        index.masked_fill_(better, i)
-    return index
+    leader = Leader()
+    for i in range(scores.shape[1]):
+        leader.add(scores[:, i : i + 1], last=i + 1 == scores.shape[1])
+    return leader.index
 
 
 def one_hot(index: torch.Tensor, count: int, dtype: torch.dtype) -> torch.Tensor:
@@ -302,10 +372,17 @@ def majority(labels: torch.Tensor, count: int, size: int) -> torch.Tensor:
     if size <= 1:
         return labels
     # Votes counted in whole pixels, so that the last source's, the rest, is exact: one box filter fewer.
-    votes = box_counts(one_hot(labels, count - 1, torch.uint8), size)
+    votes = box_counts((labels == 0).view(torch.uint8), size)
     if count == 2:  # the second source wins where the first holds under half of the window's pixels
         return (votes < (size * size + 1) // 2).view(torch.uint8)
-    return best_source(torch.cat([votes, size * size - votes.sum(dim=1, keepdim=True, dtype=torch.int32)], dim=1))
+    leader, total = Leader(), votes.clone()
+    leader.add(votes)
+    for source in range(1, count - 1):  # one source's counts at a time: a long stack's vote takes a few planes
+        votes = box_counts((labels == source).view(torch.uint8), size)
+        total += votes
+        leader.add(votes)
+    leader.add(total.neg_().add_(size * size), last=True)
+    return leader.index
 
 
 def box_counts(mask: torch.Tensor, size: int) -> torch.Tensor:
@@ -337,14 +414,13 @@ def margin(scores: torch.Tensor) -> torch.Tensor:
     return top[:, :1] - top[:, 1:]
 
 
-def consistent(scores: torch.Tensor, margins: torch.Tensor, size: int, decisive: float) -> torch.Tensor:
-    """A label image (B, 1, H, W): the best source where the evidence is ``decisive`` (``margins``,
-    :func:`margin` of ``scores``, at or above it), elsewhere the majority vote of a ``size`` window
-    over the best sources (``inf``: vote everywhere)."""
-    best = best_source(scores)
+def consistent(best: torch.Tensor, margins: torch.Tensor, count: int, size: int, decisive: float) -> torch.Tensor:
+    """A label image (B, 1, H, W) of ``count`` sources: the ``best`` source (:func:`best_source`)
+    where the evidence is ``decisive`` (``margins``, :func:`margin`, at or above it), elsewhere the
+    majority vote of a ``size`` window over the best sources (``inf``: vote everywhere)."""
     if size <= 1 or decisive == 0.0:  # every margin is >= 0: every pixel is decisive
         return best
-    voted = majority(best, scores.shape[1], size)
+    voted = majority(best, count, size)
     if decisive == math.inf:
         return voted
     return torch.where(margins >= decisive, best, voted)
@@ -437,19 +513,24 @@ def place_seams(
     if reach == 0 or count < 2:
         return labels
     images = labels[:, 0].cpu().numpy().copy()  # changed in place
-    planes = [source[:, 0].float().cpu().numpy() for source in sources]  # (B, H, W) each; float32 CPU ones are views
     strengths = margins[:, 0].float().cpu().numpy()
-    for index, (image, strength) in enumerate(zip(images, strengths)):
-        free, near = _bands(image, reach)
-        if not free.any():
+    bands = [_bands(image, reach) for image in images]
+    nodes = [np.flatnonzero(near) if free.any() else None for free, near in bands]  # each graph's pixels
+    # each source's value at each node, gathered once and each source read once (a stack's may be made
+    # when read): a 12 MP pair's band held 1.5 M of its 12 M pixels
+    values: list[list[np.ndarray]] = [[] for _ in images]
+    for source in sources:
+        plane = source[:, 0].float().cpu().numpy()  # (B, H, W); a float32 CPU one is a view
+        for gathered, pixels, each in zip(values, nodes, plane):
+            if pixels is not None:
+                gathered.append(each.ravel()[pixels])
+    for image, strength, (free, near), pixels, gathered in zip(images, strengths, bands, nodes, values):
+        if pixels is None:
             continue
-        pixels = np.flatnonzero(near)  # the graph's nodes
-        # each source's value at each node, gathered once: a 12 MP pair's band held 1.5 M of its 12 M pixels
-        values = np.stack([plane[index].ravel()[pixels] for plane in planes])
-        original = image.copy()
+        original, stacked = image.copy(), np.stack(gathered)
         image[free] = 0
         for alpha in range(1, count):
-            _expand(image, original, alpha, free, near, pixels, values, strength, evidence_weight)
+            _expand(image, original, alpha, free, near, pixels, stacked, strength, evidence_weight)
     return torch.from_numpy(images)[:, None].to(labels.device)
 
 
@@ -552,14 +633,23 @@ def decide(
     """Steps 2-4 of the module docstring: scores -> labels -> cleaned -> softened weights (B, N, H, W);
     the seam step needs the sources' luminance as the evidence compared them (:func:`compared_sources`)."""
     count = scores.shape[1]
-    margins = margin(scores)  # the vote, the region and the seam step judge the same evidence
-    labels = consistent(scores, margins, settings.clean, settings.decisive)
+    labels = clean(best_source(scores), margin(scores), count, settings, compared)
+    return soften(one_hot(labels, count, scores.dtype), guide, settings.radius, settings.eps)
+
+
+def clean(
+    best: torch.Tensor, margins: torch.Tensor, count: int, settings: MapSettings, compared: Sequence[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Step 3 of the module docstring on the ``best`` labels of ``count`` sources and their evidence
+    ``margins``: the vote, the small regions and the seams, which judge the same evidence (the seams
+    read ``compared``, each source once)."""
+    labels = consistent(best, margins, count, settings.clean, settings.decisive)
     labels = remove_small_regions(labels, count, settings.min_region, margins, settings.region_margin)
     if settings.seam:
         if compared is None:
             raise ValueError("the seam step needs the sources")
         labels = place_seams(labels, compared, margins, settings.seam, settings.seam_evidence)
-    return soften(one_hot(labels, count, scores.dtype), guide, settings.radius, settings.eps)
+    return labels
 
 
 def blend(sources: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
@@ -567,14 +657,32 @@ def blend(sources: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tenso
     if weights.shape[1] != len(sources):
         raise UserError(f"{weights.shape[1]} weight maps for {len(sources)} sources")
     fused = sources[0] * weights[:, :1]
-    for i, source in enumerate(sources[1:], start=1):  # in place: a 12 MP RGB pair's product is 0.14 GiB
-        fused.addcmul_(source, weights[:, i : i + 1])
+    for i in range(1, len(sources)):  # in place: a 12 MP RGB pair's product is 0.14 GiB
+        fused.addcmul_(sources[i], weights[:, i : i + 1])
     return fused
+
+
+def copy_sources(sources: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """:func:`blend` under the hard weights of ``labels`` (B, 1, H, W), to the bit, each source read
+    once: each pixel copied from the source its label names."""
+    fused = sources[0].clone()
+    for i in range(1, len(sources)):
+        torch.where(labels == i, sources[i], fused, out=fused)
+    return fused
+
+
+def shades(count: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+    """(count,) grey levels of a saved map: white for the first source, black for the last, even steps between."""
+    return torch.linspace(1, 0, count, dtype=dtype, device=device)
 
 
 def map_image(weights: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) in [0, 1] to save: white where the first source is taken, black where the last is,
     the sources between at even grey steps (for a pair, A's weight itself)."""
     count = weights.shape[1]
-    shade = torch.linspace(1, 0, count, dtype=weights.dtype, device=weights.device).view(1, count, 1, 1)
-    return (weights * shade).sum(dim=1, keepdim=True)
+    return (weights * shades(count, weights.dtype, weights.device).view(1, count, 1, 1)).sum(dim=1, keepdim=True)
+
+
+def label_image(labels: torch.Tensor, count: int) -> torch.Tensor:
+    """:func:`map_image` of a hard map's ``labels`` (B, 1, H, W) of ``count`` sources, to the bit."""
+    return shades(count, device=labels.device)[labels.long()]

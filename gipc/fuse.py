@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from gipc.align import align
 from gipc.data.sources import SOURCE_NAME, group_sources
-from gipc.decision import map_image
 from gipc.errors import FuseInputError, UserError
 from gipc.files import check_output_folder, check_writable
 from gipc.fusion import Fused, Fusion
@@ -95,10 +94,10 @@ def fuse_job(
     """One job's decoded sources fused (a network through tiles where the image is large: ``fusion.tile``),
     first registered onto the first source and cropped to their common area when ``align_model`` is
     given (``report`` gets a line on what registering did)."""
-    pixels = [image.pixels for image in images]
+    pixels = [image.stored for image in images]  # 8 or 16 bits a value until fused: a long stack's frames take 1-2 bytes, not 4
     if align_model is not None:
         try:
-            pixels = align(pixels, align_model, report)
+            pixels = align([image.pixels for image in images], align_model, report)
         except UserError as error:  # name the pair: in a folder of pairs "source 2" alone says too little
             raise type(error)(f"{', '.join(str(image.path) for image in images)}: {error}") from None
     with torch.inference_mode():
@@ -108,8 +107,8 @@ def fuse_job(
 def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     """The fused image at the sources' deepest bit depth (and its 8-bit map), never over one of ``inputs``."""
     write_image(job.output, fused.image[0], max(image.bit_depth for image in images), overwrite=overwrite, protected=inputs)
-    if job.map_output is not None and fused.weights is not None:
-        write_image(job.map_output, map_image(fused.weights)[0], 8, overwrite=overwrite, protected=inputs)
+    if job.map_output is not None and (shades := fused.map_image()) is not None:
+        write_image(job.map_output, shades[0], 8, overwrite=overwrite, protected=inputs)
 
 
 def run_jobs(

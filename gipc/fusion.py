@@ -14,13 +14,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import reduce
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from gipc.color import check_fusion_sources, fuse_color, luma
+from gipc.color import check_fusion_sources, fuse_color, luma, unit_range
 from gipc.configs import conf_group
-from gipc.decision import MapSettings, blend, compared_sources, decide, evidence, head_scores
+from gipc.decision import (
+    MapSettings, blend, choose_each, clean, compared_sources, copy_sources, decide, evidence, head_scores, label_image, map_image, one_hot, soften,
+)
 from gipc.errors import UserError
 from gipc.tiling import DEFAULT_OVERLAP, Fuser, Progress, auto_tiling, check_tiling, fuse_sequence
 
@@ -53,10 +55,41 @@ def default_rule(head: str = "image") -> tuple[str, MapSettings]:
 
 @dataclass(frozen=True)
 class Fused:
-    """A fused (B, C, H, W) image and, under a map rule, the weights (B, N, H, W) that blended it."""
+    """A fused (B, C, H, W) image and, under a map rule, what blended it: ``soft`` weights (B, N, H, W),
+    or for a hard map of ``count`` sources its ``labels`` (B, 1, H, W) uint8, one byte a pixel
+    however many sources there are (:attr:`weights` makes the weights from them when asked)."""
 
     image: torch.Tensor
-    weights: torch.Tensor | None = None
+    soft: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    count: int = 0
+
+    @property
+    def weights(self) -> torch.Tensor | None:
+        """(B, N, H, W) weights that sum to 1 at each pixel; None for the direct rule of an image head."""
+        return one_hot(self.labels, self.count, self.image.dtype) if self.labels is not None else self.soft
+
+    def map_image(self) -> torch.Tensor | None:
+        """(B, 1, H, W) in [0, 1], the map to save (:func:`gipc.decision.map_image`)."""
+        if self.labels is not None:
+            return label_image(self.labels, self.count)
+        return None if self.soft is None else map_image(self.soft)
+
+
+class Each(Sequence[torch.Tensor]):
+    """``make(i)`` for each i < ``count``, made anew each time it is read: a long stack's sources, or
+    what is computed from them, one at a time."""
+
+    def __init__(self, count: int, make: Callable[[int], torch.Tensor]) -> None:
+        self.count, self.make = count, make
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> torch.Tensor:  # type: ignore[override]  # no slices
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.make(index)
 
 
 @dataclass(frozen=True)
@@ -119,30 +152,51 @@ class Fusion:
         return auto_tiling(self.net, self.tile, self.overlap, self.progress)
 
     def fuse(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Fuse (C, H, W) sources in [0, 1] into one (C, H, W) image."""
+        """Fuse (C, H, W) sources into one (C, H, W) image in [0, 1]: float32 in [0, 1], or uint8/uint16
+        as stored (:func:`gipc.color.unit_range`), which a long focus stack holds in a quarter or half
+        of the memory."""
         check_fusion_sources(images, "(C, H, W)")
         return self._fuse([image.unsqueeze(0) for image in images]).image[0]
 
     def __call__(self, images: Sequence[torch.Tensor]) -> Fused:
-        """Fuse (B, C, H, W) sources in [0, 1], in focus order."""
+        """Fuse (B, C, H, W) sources (as :meth:`fuse` takes them), in focus order."""
         check_fusion_sources(images)
         return self._fuse(images)
 
     def _fuse(self, images: Sequence[torch.Tensor]) -> Fused:
         """:meth:`__call__` on sources already checked."""
         net = self.sized_net
+        sources = Each(len(images), lambda i: unit_range(images[i]))  # float32 when read: stored frames stay 1-2 bytes a value
         if self.head == "weights":
-            return self._weighted(net, images)
+            return self._weighted(net, list(sources))
         if self.rule == "direct":
-            return Fused(fuse_sequence(lambda a, b: fuse_color(net, a, b), list(images)))
-        # One map over all N sources: each pixel from the source closest to the network's fused sequence.
-        ys = [luma(image) for image in images]
+            return Fused(fuse_sequence(lambda a, b: fuse_color(net, a, b), sources))
+        if len(sources) > 2:
+            return self._stack(net, sources)
+        # One map over both sources: each pixel from the source closest to the network's fused image.
+        ys = list(map(luma, sources))  # stored sources' float copies live only until blended
         fused_y = reduce(net, ys)
         compared = compared_sources(ys, fused_y, self.settings)
         scores = evidence(ys, fused_y, self.settings, compared)
         del ys  # the compared copies stand in for them from here: a 12 MP pair's peak is the seam step's
         weights = decide(scores, fused_y, self.settings, compared)
-        return Fused(blend(images, weights).clamp_(0.0, 1.0), weights)
+        return Fused(blend(sources, weights).clamp_(0.0, 1.0), weights)
+
+    def _stack(self, net: Fuser, sources: Sequence[torch.Tensor]) -> Fused:
+        """One map over N > 2 ``sources`` (float32 made when read), the whole-tensor map's to the bit,
+        with one source's work in memory at a time: each source's luminance and evidence are made
+        again when read (five times in all) rather than held, so that past the stored frames a long
+        stack takes a few planes whatever its length (benchmarks/README.md)."""
+        count, settings = len(sources), self.settings
+        ys = Each(count, lambda i: luma(sources[i]))
+        fused_y = reduce(net, ys)
+        compared = Each(count, lambda i: compared_sources([ys[i]], fused_y, settings)[0])
+        best, margins = choose_each(ys, fused_y, settings)
+        labels = clean(best, margins, count, settings, compared)
+        if settings.radius:
+            weights = soften(one_hot(labels, count, fused_y.dtype), fused_y, settings.radius, settings.eps)
+            return Fused(blend(sources, weights).clamp_(0.0, 1.0), weights)
+        return Fused(copy_sources(sources, labels).clamp_(0.0, 1.0), labels=labels, count=count)
 
     def _weighted(self, net: Fuser, images: Sequence[torch.Tensor]) -> Fused:
         """A weights head (``net``), in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""

@@ -22,6 +22,7 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
+from gipc.color import unit_range
 from gipc.errors import ImageError
 from gipc.files import atomic_path, check_writable
 
@@ -41,23 +42,29 @@ EXIF_ORIENTATION = 0x0112
 
 @dataclass(frozen=True)
 class Image:
-    """A decoded image: ``pixels`` (C, H, W) float32 in [0, 1], C = 1 (gray) or 3 (RGB)."""
+    """A decoded image: ``stored`` (C, H, W), C = 1 (gray) or 3 (RGB), uint8 or uint16 as in the file
+    (a quarter or half of float32's memory: a long focus stack is held this way while it is fused)."""
 
-    pixels: torch.Tensor
+    stored: torch.Tensor
     bit_depth: int
     path: Path | None = None
 
     @property
+    def pixels(self) -> torch.Tensor:
+        """(C, H, W) float32 in [0, 1], made anew at each read."""
+        return unit_range(self.stored)
+
+    @property
     def kind(self) -> str:
-        return "grayscale" if self.pixels.shape[0] == 1 else "RGB"
+        return "grayscale" if self.stored.shape[0] == 1 else "RGB"
 
     @property
     def height(self) -> int:
-        return self.pixels.shape[1]
+        return self.stored.shape[1]
 
     @property
     def width(self) -> int:
-        return self.pixels.shape[2]
+        return self.stored.shape[2]
 
 
 @contextmanager
@@ -123,10 +130,8 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
             im.load()
             array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
     _check_side(path, *array.shape[:2], min_side)
-    scale = float((1 << bit_depth) - 1)
-    pixels = torch.from_numpy(array.astype(np.float32) / scale)
-    pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1).contiguous()
-    return Image(pixels, bit_depth, path)
+    stored = torch.from_numpy(np.require(array, np.uint16 if bit_depth == 16 else np.uint8, ["C", "W"]))  # Pillow's arrays are read-only
+    return Image(stored.unsqueeze(0) if stored.ndim == 2 else stored.permute(2, 0, 1).contiguous(), bit_depth, path)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from functools import reduce
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -141,7 +141,7 @@ def remember_last(fuse: Fuser) -> Fuser:
     return fuse_once
 
 
-def fuse_sequence(fuse: Fuser, images: list[torch.Tensor]) -> torch.Tensor:
+def fuse_sequence(fuse: Fuser, images: Sequence[torch.Tensor]) -> torch.Tensor:
     """Fuse a focus sequence in turn (docs/paper.md): ``F = fuse(I1, I2)``, then ``F = fuse(F, I3)``, ..."""
     if len(images) < 2:
         raise UserError(f"a fusion needs at least two sources, got {len(images)}")

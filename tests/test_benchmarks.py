@@ -50,6 +50,11 @@ def test_bench_pipeline_and_training_run(tiny_pairs: Path) -> None:
     assert "patches/s" in _run("bench_training.py", "--patch", "16", "--batch", "2", "--steps", "4", "--warmup", "1", "--threads", "1")
 
 
+def test_bench_stack_runs() -> None:
+    out = _run("bench_stack.py", "--frames", "2", "3", "--size", "96x64")
+    assert out.count(" s, peak ") == 4 and "bytes per pixel per frame (2 -> 3 frames)" in out, out
+
+
 def test_bench_metrics_runs(lytro_pairs: Path) -> None:
     assert "QABF" in _run("bench_metrics.py", "--repeat", "1", "--threads", "1")
 

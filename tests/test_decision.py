@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import png
+from PIL import Image as PILImage
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,12 +21,13 @@ import kornia
 import gipc.decision
 import gipc.planes
 from gipc.decision import (
-    MapSettings, best_source, blend, box_counts, box_mean, box_means, closeness_scores, consistent, decide, detail, evidence, majority, map_image, margin,
-    match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften, _rounded_counts,
+    MapSettings, best_source, blend, box_counts, box_mean, box_means, choose_each, closeness_scores, compared_sources, consistent, decide, detail, evidence,
+    majority, map_image, margin, match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften, _rounded_counts,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
+from gipc.color import luma
 from gipc.errors import UserError
-from gipc.fusion import Fusion, default_rule, map_settings
+from gipc.fusion import Each, Fusion, default_rule, map_settings
 from gipc.imaging import read_image
 from gipc.inference import prepare
 from gipc.metrics import map_accuracy, map_boundary_f
@@ -162,7 +164,7 @@ def test_a_pair_takes_the_higher_score_and_ties_go_to_a() -> None:
     assert best_source(scores).dtype == torch.uint8
 
 
-@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize("count", [2, 3, 5])
 def test_the_vote_takes_what_most_pixels_of_the_window_hold(count: int) -> None:
     """Counted pixel by pixel over the replicated border, against the vote's box filters."""
     labels = torch.randint(0, count, (1, 1, 12, 15), generator=torch.Generator().manual_seed(count), dtype=torch.uint8)
@@ -182,9 +184,9 @@ def test_a_margin_exactly_decisive_keeps_its_source_through_the_vote() -> None:
     scores[:, 0] = 0.25
     scores[:, 0, 8:11, 8:11] = 0.0
     scores[:, 1, 8:11, 8:11] = 0.5
-    margins = margin(scores)
-    assert torch.equal(consistent(scores, margins, 7, 0.5), best_source(scores))
-    assert consistent(scores, margins, 7, 0.501).eq(0).all()
+    best, margins = best_source(scores), margin(scores)
+    assert torch.equal(consistent(best, margins, 2, 7, 0.5), best)
+    assert consistent(best, margins, 2, 7, 0.501).eq(0).all()
 
 
 def test_clean_up_removes_an_isolated_wrong_speck() -> None:
@@ -444,6 +446,79 @@ def test_a_sequences_map_compares_each_source_with_the_networks_fusion_of_all_in
     assert fused.weights[:, 2].eq(1).all() and torch.equal(fused.image, sources[2])
 
 
+def _stack(count: int, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` RGB frames of one textured scene, frame k sharp in the k-th of ``count`` vertical bands,
+    blurred by 1.5 px per band away from it (as benchmarks/bench_stack.py makes them)."""
+    sharp = _texture(3, 40, 23 * count, seed)
+    band = torch.arange(23 * count) // 23
+    frames = []
+    for k in range(count):
+        frame = sharp.clone()
+        for other in range(count):
+            if other != k:
+                sigma = 1.5 * abs(other - k)
+                blurred = kornia.filters.gaussian_blur2d(sharp, (2 * math.ceil(3 * sigma) + 1,) * 2, (sigma, sigma), border_type="reflect")
+                frame[..., band == other] = blurred[..., band == other]
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_choosing_one_source_at_a_time_gives_the_best_source_and_margin_of_the_whole_evidence(count: int) -> None:
+    """The stack's evidence, to the bit, with each source read exactly twice (once for the units, once for the scores)."""
+    settings = default_rule()[1]
+    ys = [frame.mean(dim=1, keepdim=True) for frame in _stack(count)]
+    fused = torch.stack(ys).amax(dim=0)  # any fused image: the terms compare the sources with it
+    reads = [0] * count
+
+    def read(i: int) -> torch.Tensor:
+        reads[i] += 1
+        return ys[i].clone()  # a source made anew: the stack path's sources are
+
+    best, margins = choose_each(Each(count, read), fused, settings)
+    scores = evidence(ys, fused, settings)
+    assert torch.equal(best, best_source(scores)) and torch.equal(margins, margin(scores))
+    assert reads == [2] * count
+    assert 0 < margins.min() and len(best.unique()) == count  # every source wins somewhere, no ties
+
+
+@pytest.mark.parametrize("change", [{}, {"radius": 2}, {"decisive": math.inf, "min_region": 0.05, "region_margin": math.inf}], ids=["default", "soft", "vote-all"])
+@pytest.mark.parametrize("count", [3, 4])
+def test_a_stacks_map_one_source_at_a_time_is_the_whole_tensor_map_to_the_bit(count: int, change: dict) -> None:
+    """The map rule fuses N > 2 sources without holding N planes of evidence; what it gives must be what
+    the whole-tensor functions (evidence, decide, blend) give together, image, weights and saved map."""
+    settings = replace(default_rule()[1], **change)
+    frames = _stack(count)
+    net = lambda a, b: torch.maximum(a, b)  # noqa: E731  # a stand-in network that fuses in turn
+    fused = Fusion(net, "map", settings)(frames)
+    ys = [luma(frame) for frame in frames]
+    fused_y = ys[0]
+    for y in ys[1:]:
+        fused_y = net(fused_y, y)
+    compared = compared_sources(ys, fused_y, settings)
+    scores = evidence(ys, fused_y, settings, compared)
+    weights = decide(scores, fused_y, settings, compared)
+    assert torch.equal(fused.weights, weights) and torch.equal(fused.image, blend(frames, weights).clamp(0, 1))
+    assert torch.equal(fused.map_image(), map_image(weights))
+    assert not torch.equal(weights.argmax(dim=1, keepdim=True).byte(), best_source(scores))  # the clean-up changed the map
+    if not settings.radius:
+        assert fused.labels is not None and fused.soft is None  # one byte a pixel, not N weights
+
+
+@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize("rule", ["map", "direct"])
+def test_stored_8_and_16_bit_sources_fuse_as_their_values_over_255_or_65535(count: int, rule: str) -> None:
+    """gipc-fuse hands the frames over as stored (uint8, uint16), a quarter or half of float32's memory."""
+    frames = _stack(count)
+    fusion = Fusion(lambda a, b: torch.maximum(a, b), rule, default_rule()[1])
+    for dtype, top in ((torch.uint8, 255), (torch.uint16, 65535)):
+        stored = [(frame * top).round().to(torch.int32).to(dtype) for frame in frames]
+        as_floats = fusion([s.to(torch.int32).float() / top for s in stored])
+        assert torch.equal(fusion(stored).image, as_floats.image)
+        if rule == "map":
+            assert torch.equal(fusion(stored).weights, as_floats.weights)
+
+
 def test_a_map_heads_weights_over_a_sequence_scale_the_earlier_sources_by_each_step() -> None:
     """A head that gives the fused image so far 0.75 at each step: F = 0.75 (0.75 I1 + 0.25 I2) + 0.25 I3,
     weights 0.5625, 0.1875 and 0.25; with I = 1, 0, 0.5 that is 0.6875."""
@@ -632,6 +707,24 @@ def test_save_maps_writes_one_map_per_pair_and_refuses_to_overwrite(tmp_path: Pa
     assert fuse_main(["--pairs", str(pairs), "--out", str(tmp_path / "fused2"), "--save-maps", str(maps)]) == 2
     assert "not empty" in capsys.readouterr().err and (maps / "p1-map.png").read_bytes() == before
     assert not (tmp_path / "fused2").exists()
+
+
+def test_a_stack_of_8_bit_files_is_copied_from_its_frames_and_its_map_has_a_grey_per_frame(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """gipc-fuse on four frames, each sharp in its own band: every output pixel is its map's frame's pixel,
+    bit for bit, and the saved map shades the frames 255, 170, 85 and 0 (white the first, black the last)."""
+    frames = [(frame * 255).round().byte()[0] for frame in _stack(4)]
+    paths = []
+    for k, frame in enumerate(frames):
+        paths.append(tmp_path / f"frame{k}.png")
+        PILImage.fromarray(frame.permute(1, 2, 0).numpy()).save(paths[-1])
+    assert fuse_main([*map(str, paths), "--out", str(tmp_path / "out"), "--save-maps", str(tmp_path / "maps")]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"gipc-fuse: wrote {tmp_path / 'out' / 'frame0-fused.png'} and its map to {tmp_path / 'maps'}"
+    fused = torch.from_numpy(np.array(PILImage.open(tmp_path / "out" / "frame0-fused.png"))).permute(2, 0, 1)
+    shades = torch.from_numpy(np.array(PILImage.open(tmp_path / "maps" / "frame0-map.png")))
+    assert set(shades.unique().tolist()) == {255, 170, 85, 0}
+    chosen = torch.stack(frames).gather(0, (3 - shades.long() // 85).expand(1, 3, *shades.shape))[0]
+    assert torch.equal(fused, chosen)
+    assert [int(shades[:, 23 * k + 11].float().mean().round()) for k in range(4)] == [255, 170, 85, 0]  # each band's centre from its frame
 
 
 def test_save_maps_needs_a_map_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -298,6 +298,7 @@ def test_16bit_files_keep_every_level(tmp_path: Path, name: str, write, values: 
     assert image.bit_depth == 16 and image.pixels.shape == (1 if gray else 3, *values.shape[:2])
     levels = (image.pixels * 65535).round().numpy().astype(np.uint16)
     assert (levels[0] if gray else levels.transpose(1, 2, 0)).tolist() == values.tolist()
+    assert image.stored.dtype == torch.uint16 and image.stored.numpy().tolist() == levels.tolist()  # held as stored, 2 bytes a value
 
 
 @pytest.mark.parametrize(("channels", "suffix"), [(1, ".png"), (3, ".png"), (1, ".tif"), (3, ".tif")])
@@ -316,6 +317,8 @@ def test_8bit_png_round_trip_is_exact(tmp_path: Path, channels: int) -> None:
     write_image(tmp_path / "o.png", levels.float() / 255)
     back = read_image(tmp_path / "o.png")
     assert back.bit_depth == 8 and torch.equal((back.pixels * 255).round().long(), levels)
+    assert back.stored.dtype == torch.uint8 and torch.equal(back.stored.long(), levels)  # held as stored, 1 byte a value
+    assert torch.equal(back.pixels, torch.from_numpy(back.stored.numpy().astype(np.float32) / np.float32(255)))  # the decoder's floats, made when read
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])

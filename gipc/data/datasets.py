@@ -69,8 +69,8 @@ class PairFolder(Sequence[Scene]):
         true_map = None
         if focus_map is not None:  # gray whatever the sources' kind, so read alone
             true_map = luma(read_image(focus_map).pixels)
-            if true_map.shape[1:] != images[0].pixels.shape[1:]:
-                raise DataError(f"{focus_map}: the decision map's size differs from the sources' {tuple(images[0].pixels.shape[1:])}")
+            if true_map.shape[1:] != images[0].stored.shape[1:]:
+                raise DataError(f"{focus_map}: the decision map's size differs from the sources' {tuple(images[0].stored.shape[1:])}")
         return Scene(name, images[0].pixels, images[1].pixels, images[2].pixels if gt is not None else None, true_map)
 
 
