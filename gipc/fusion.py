@@ -6,7 +6,10 @@ focus is and drops its repainting: a decision map (:mod:`gipc.decision`) picks e
 source, in full colour. A generator with the weights head (``Generator(head="weights")``) gives a
 map itself: ``direct`` blends with its weights as they are, ``map`` cleans and softens them first.
 
-A :class:`Fusion` is built once (network, rule, map settings) and called per image set.
+A :class:`Fusion` is built once (network, rule, map settings) and called per image set. Sources may
+come as decoded (uint8, uint16: a quarter or half of float32's memory), each made float only when
+read; over N > 2 sources the map holds one source's work at a time, so a long focus stack needs its
+decoded frames and a few planes.
 """
 
 from __future__ import annotations
