@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import reduce
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import torch
 
@@ -113,6 +113,9 @@ class Fusion:
     overlap: int = DEFAULT_OVERLAP
     progress: Progress | None = None
     """Wraps a tiled image's tiles for a progress display (:func:`gipc.tiling.tiled`); None: silent."""
+    steps: Progress | None = None
+    """Wraps the sources of a sequence of three or more as the network fuses them in turn, for a
+    progress display (a stack of 30 frames of 12 MP takes minutes); None: silent."""
 
     def __post_init__(self) -> None:
         check_rule(self.rule)
@@ -173,7 +176,7 @@ class Fusion:
         if self.head == "weights":
             return self._weighted(net, list(sources))
         if self.rule == "direct":
-            return Fused(fuse_sequence(lambda a, b: fuse_color(net, a, b), sources))
+            return Fused(fuse_sequence(lambda a, b: fuse_color(net, a, b), self._in_turn(sources)))
         if len(sources) > 2:
             return self._stack(net, sources)
         # One map over both sources: each pixel from the source closest to the network's fused image.
@@ -192,7 +195,7 @@ class Fusion:
         stack takes a few planes whatever its length (benchmarks/README.md)."""
         count, settings = len(sources), self.settings
         ys = Each(count, lambda i: luma(sources[i]))
-        fused_y = reduce(net, ys)
+        fused_y = reduce(net, self._in_turn(ys))
         compared = Each(count, lambda i: compared_sources([ys[i]], fused_y, settings)[0])
         best, margins = choose_each(ys, fused_y, settings)
         labels = clean(best, margins, count, settings, compared)
@@ -200,6 +203,10 @@ class Fusion:
             weights = soften(one_hot(labels, count, fused_y.dtype), fused_y, settings.radius, settings.eps)
             return Fused(blend(sources, weights).clamp_(0.0, 1.0), weights)
         return Fused(copy_sources(sources, labels).clamp_(0.0, 1.0), labels=labels, count=count)
+
+    def _in_turn(self, sources: Sequence[torch.Tensor]) -> Collection[torch.Tensor]:
+        """``sources`` as the network takes them in turn, through :attr:`steps` for three or more."""
+        return sources if self.steps is None or len(sources) < 3 else self.steps(sources)
 
     def _weighted(self, net: Fuser, images: Sequence[torch.Tensor]) -> Fused:
         """A weights head (``net``), in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import math
 from functools import reduce
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 
 from gipc.errors import UserError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Progress = Callable[[list], Iterable]
-"""Wraps a tiled image's list of tiles for a progress display (``tqdm`` fits: it counts the list)."""
+Progress = Callable[[Sequence], Collection]
+"""Wraps a sequence (a tiled image's tiles, a stack's sources) for a progress display, keeping its
+length (``tqdm`` fits: it counts the sequence)."""
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Above this many pixels a network runs tiled: untiled it needs about 2 KB per pixel."""
@@ -141,7 +142,7 @@ def remember_last(fuse: Fuser) -> Fuser:
     return fuse_once
 
 
-def fuse_sequence(fuse: Fuser, images: Sequence[torch.Tensor]) -> torch.Tensor:
+def fuse_sequence(fuse: Fuser, images: Collection[torch.Tensor]) -> torch.Tensor:
     """Fuse a focus sequence in turn (docs/paper.md): ``F = fuse(I1, I2)``, then ``F = fuse(F, I3)``, ..."""
     if len(images) < 2:
         raise UserError(f"a fusion needs at least two sources, got {len(images)}")

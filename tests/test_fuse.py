@@ -560,6 +560,23 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     assert whole.std() > 0.02 and (whole - tiles).abs().max() <= 1 / 255 + 1e-6
 
 
+@pytest.mark.parametrize("rule", ["map", "direct"])
+def test_a_stacks_frames_get_a_bar_as_the_network_fuses_them_in_turn(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, rule: str) -> None:
+    """Four frames: one bar over the four, as many network calls as steps (three); a pair: no bar."""
+    rng = np.random.default_rng(3)
+    frames = [str(_gray(tmp_path / f"f{k}.png", rng.integers(0, 256, (24, 32)).astype(np.uint8))) for k in range(4)]
+    bars: list[tuple[str, int]] = []
+    monkeypatch.setattr(gipc.cli.fuse, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    calls = []
+    network = gipc.inference.InferenceGenerator.fuse_y
+    monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: calls.append(1) or network(self, ya, yb))
+    assert main(["--ckpt", str(ckpt), *frames, "--out", str(tmp_path / "stack.png"), "--rule", rule]) == 0
+    assert bars == [("network, frame by frame", 4)] and len(calls) == 3
+    bars.clear()
+    assert main(["--ckpt", str(ckpt), *frames[:2], "--out", str(tmp_path / "pair.png"), "--rule", rule]) == 0
+    assert bars == []
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS from /proc (Linux)")
 def test_tiled_inference_bounds_memory() -> None:
