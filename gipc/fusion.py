@@ -190,9 +190,9 @@ class Fusion:
 
     def _stack(self, net: Fuser, sources: Sequence[torch.Tensor]) -> Fused:
         """One map over N > 2 ``sources`` (float32 made when read), the whole-tensor map's to the bit,
-        with one source's work in memory at a time: each source's luminance and evidence are made
-        again when read (five times in all) rather than held, so that past the stored frames a long
-        stack takes a few planes whatever its length (benchmarks/README.md)."""
+        with one source's work in memory at a time: each source's float copy, luminance and evidence
+        are made again when read (five, four and two times) rather than held, so that past the stored
+        frames a long stack takes a few planes whatever its length (benchmarks/README.md)."""
         count, settings = len(sources), self.settings
         ys = Each(count, lambda i: luma(sources[i]))
         fused_y = reduce(net, self._in_turn(ys))
