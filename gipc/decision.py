@@ -306,7 +306,7 @@ def choose_each(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: 
     count = len(sources)
     means = [[plane_means(term) for term, _ in terms(i)] for i in range(count)]  # each source's, term by term
     scales = [unit_scale(each, fused.dtype) for each in zip(*means)]  # each term's, over the sources
-    leader = Leader(runner_up=True)
+    leader = Leader(count, runner_up=True)
     for i in range(count):
         leader.add(reduce(torch.Tensor.add_, (term.div_(scale).mul_(weight) for (term, weight), scale in zip(terms(i), scales))))
     return leader.index, leader.margin
@@ -317,14 +317,20 @@ def head_scores(weight_a: torch.Tensor) -> torch.Tensor:
     return torch.cat([weight_a, 1.0 - weight_a], dim=1)
 
 
-class Leader:
-    """The best of scores (B, 1, H, W) that come one source at a time: its source's ``index`` (uint8;
-    a tie goes to the earlier source) and, with ``runner_up``, the ``margin`` over the second best
-    (:func:`margin`'s floats). Elementwise work only: over N channels, several times faster than
-    argmax, whose elements lie H * W apart in memory."""
+def label_dtype(count: int) -> torch.dtype:
+    """The integer type of a label image of ``count`` sources: uint8 up to 256 (a pixel a byte), wider
+    for the longest stacks (a microscope's may hold hundreds of frames)."""
+    return torch.uint8 if count <= 256 else torch.int16 if count <= 32768 else torch.int32
 
-    def __init__(self, runner_up: bool = False) -> None:
-        self.runner_up = runner_up
+
+class Leader:
+    """The best of scores (B, 1, H, W) that come one source at a time from ``count`` sources: its
+    source's ``index`` (:func:`label_dtype`; a tie goes to the earlier source) and, with
+    ``runner_up``, the ``margin`` over the second best (:func:`margin`'s floats). Elementwise work
+    only: over N channels, several times faster than argmax, whose elements lie H * W apart in memory."""
+
+    def __init__(self, count: int, runner_up: bool = False) -> None:
+        self.dtype, self.runner_up = label_dtype(count), runner_up
         self.count = 0
         self.index: torch.Tensor | None = None
         self.best: torch.Tensor | None = None
@@ -333,7 +339,7 @@ class Leader:
     def add(self, score: torch.Tensor, last: bool = False) -> None:
         """The next source's score; ``last``: no later score will need the best's value."""
         if self.best is None:
-            self.best, self.index = score, torch.zeros_like(score, dtype=torch.uint8)
+            self.best, self.index = score, torch.zeros_like(score, dtype=self.dtype)
             if self.runner_up:
                 self.second = torch.full_like(score, -math.inf)
         else:
@@ -351,10 +357,10 @@ class Leader:
 
 
 def best_source(scores: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) uint8: the index of the best-scoring source per pixel; ties go to the earlier source."""
+    """(B, 1, H, W) (:func:`label_dtype`): the index of the best-scoring source per pixel; ties go to the earlier source."""
     if scores.shape[1] == 2:  # one comparison: 2.6x faster than the running maximum below
         return (scores[:, 1:] > scores[:, :1]).view(torch.uint8)
-    leader = Leader()
+    leader = Leader(scores.shape[1])
     for i in range(scores.shape[1]):
         leader.add(scores[:, i : i + 1], last=i + 1 == scores.shape[1])
     return leader.index
@@ -375,7 +381,7 @@ def majority(labels: torch.Tensor, count: int, size: int) -> torch.Tensor:
     votes = box_counts((labels == 0).view(torch.uint8), size)
     if count == 2:  # the second source wins where the first holds under half of the window's pixels
         return (votes < (size * size + 1) // 2).view(torch.uint8)
-    leader, total = Leader(), votes.clone()
+    leader, total = Leader(count), votes.clone()
     leader.add(votes)
     for source in range(1, count - 1):  # one source's counts at a time: a long stack's vote takes a few planes
         votes = box_counts((labels == source).view(torch.uint8), size)

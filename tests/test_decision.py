@@ -505,6 +505,24 @@ def test_a_stacks_map_one_source_at_a_time_is_the_whole_tensor_map_to_the_bit(co
         assert fused.labels is not None and fused.soft is None  # one byte a pixel, not N weights
 
 
+def test_a_stack_of_300_frames_gets_labels_past_255_and_the_whole_tensor_map() -> None:
+    """A microscope's stack may hold hundreds of frames: labels outgrow a byte (uint8 stopped at 256,
+    with a traceback) and must still be the whole-tensor map's, seams and regions included."""
+    count = 300
+    texture = torch.rand(1, 1, 12, count, generator=torch.Generator().manual_seed(5))
+    frames = [torch.where(torch.arange(count) == k, texture, 0.5) for k in range(count)]  # frame k: detail in column k alone: labels spread over the frames
+    settings = replace(default_rule()[1], clean=1)  # no vote: each column may keep its frame
+    fused = Fusion(lambda a, b: torch.maximum(a, b), "map", settings)(frames)
+    fused_y = frames[0]
+    for frame in frames[1:]:
+        fused_y = torch.maximum(fused_y, frame)
+    compared = compared_sources(frames, fused_y, settings)
+    weights = decide(evidence(frames, fused_y, settings, compared), fused_y, settings, compared)
+    assert fused.labels.dtype == torch.int16 and int(fused.labels.max()) > 255
+    assert torch.equal(fused.weights, weights) and torch.equal(fused.image, blend(frames, weights))
+    assert torch.equal(best_source(torch.arange(count, 0, -1.0).roll(280).view(1, count, 1, 1)), torch.full((1, 1, 1, 1), 280, dtype=torch.int16))
+
+
 @pytest.mark.parametrize("count", [2, 3])
 @pytest.mark.parametrize("rule", ["map", "direct"])
 def test_stored_8_and_16_bit_sources_fuse_as_their_values_over_255_or_65535(count: int, rule: str) -> None:
