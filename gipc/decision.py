@@ -522,6 +522,8 @@ def place_seams(
     strengths = margins[:, 0].float().cpu().numpy()
     bands = [_bands(image, reach) for image in images]
     nodes = [np.flatnonzero(near) if free.any() else None for free, near in bands]  # each graph's pixels
+    if all(pixels is None for pixels in nodes):  # one source everywhere: no seam to place, no source to read
+        return labels
     # each source's value at each node, gathered once and each source read once (a stack's may be made
     # when read): a 12 MP pair's band held 1.5 M of its 12 M pixels
     values: list[list[np.ndarray]] = [[] for _ in images]

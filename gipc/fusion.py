@@ -56,6 +56,11 @@ def default_rule(head: str = "image") -> tuple[str, MapSettings]:
     return config["rule"], map_settings(config, head)
 
 
+Steps = Callable[[Sequence, str], Collection]
+"""Wraps a sequence that a step (named by the string) goes through one item at a time, for a progress
+display, keeping its length (``tqdm`` fits)."""
+
+
 @dataclass(frozen=True)
 class Fused:
     """A fused (B, C, H, W) image and, under a map rule, what blended it: ``soft`` weights (B, N, H, W),
@@ -113,9 +118,9 @@ class Fusion:
     overlap: int = DEFAULT_OVERLAP
     progress: Progress | None = None
     """Wraps a tiled image's tiles for a progress display (:func:`gipc.tiling.tiled`); None: silent."""
-    steps: Progress | None = None
-    """Wraps the sources of a sequence of three or more as the network fuses them in turn, for a
-    progress display (a stack of 30 frames of 12 MP takes minutes); None: silent."""
+    steps: Steps | None = None
+    """Wraps what a sequence of three or more goes through frame by frame (the network in turn, the
+    map's passes) for a progress display: a stack of 30 frames of 12 MP takes minutes; None: silent."""
 
     def __post_init__(self) -> None:
         check_rule(self.rule)
@@ -196,17 +201,26 @@ class Fusion:
         count, settings = len(sources), self.settings
         ys = Each(count, lambda i: luma(sources[i]))
         fused_y = reduce(net, self._in_turn(ys))
-        compared = Each(count, lambda i: compared_sources([ys[i]], fused_y, settings)[0])
-        best, margins = choose_each(ys, fused_y, settings)
+        passes = 3 if settings.seam else 2  # the units, the scores, the seams
+        ticks = iter(self._in_turn(range(passes * count), f"decision map, {passes} passes over the frames"))
+
+        def read(i: int) -> torch.Tensor:
+            next(ticks, None)  # the map reads one more frame: the bar moves
+            return ys[i]
+
+        compared = Each(count, lambda i: compared_sources([read(i)], fused_y, settings)[0])
+        best, margins = choose_each(Each(count, read), fused_y, settings)
         labels = clean(best, margins, count, settings, compared)
+        for _ in ticks:  # the passes are done: the bar closes
+            pass
         if settings.radius:
             weights = soften(one_hot(labels, count, fused_y.dtype), fused_y, settings.radius, settings.eps)
             return Fused(blend(sources, weights).clamp_(0.0, 1.0), weights)
         return Fused(copy_sources(sources, labels).clamp_(0.0, 1.0), labels=labels, count=count)
 
-    def _in_turn(self, sources: Sequence[torch.Tensor]) -> Collection[torch.Tensor]:
-        """``sources`` as the network takes them in turn, through :attr:`steps` for three or more."""
-        return sources if self.steps is None or len(sources) < 3 else self.steps(sources)
+    def _in_turn(self, items: Sequence, what: str = "network, frame by frame") -> Collection:
+        """``items`` of a sequence of three or more as ``what`` goes through them, through :attr:`steps`."""
+        return items if self.steps is None or len(items) < 3 else self.steps(items, what)
 
     def _weighted(self, net: Fuser, images: Sequence[torch.Tensor]) -> Fused:
         """A weights head (``net``), in turn: F = w F + (1 - w) I_k, the earlier sources' weights scaled by w."""

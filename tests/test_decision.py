@@ -280,6 +280,13 @@ def test_a_seam_moves_within_its_reach_to_where_the_sources_agree() -> None:
     assert torch.equal(decide(scores, b, replace(seams, seam_evidence=1.0), [a, b]), one_hot(voted, 2, torch.float32))
 
 
+def test_a_map_of_one_source_has_no_seam_to_place_and_reads_no_source() -> None:
+    """A stack's sources are made when read (minutes for a long one): where no boundary exists, none is made."""
+    labels = torch.full((1, 1, 8, 9), 2, dtype=torch.uint8)
+    unread = Each(3, lambda i: pytest.fail(f"source {i} read"))
+    assert torch.equal(place_seams(labels, unread, torch.ones(1, 1, 8, 9), 3, 0.1), labels)
+
+
 def test_seams_of_three_sources_each_move_to_where_their_two_sources_agree() -> None:
     """Sources 0 and 1 agree from column 14 on, 1 and 2 up to column 26: the 0 | 1 boundary (11 | 12)
     moves to 14 | 15 and the 1 | 2 boundary (29 | 30) to 25 | 26, the first places where a seam costs

@@ -562,7 +562,8 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
 
 @pytest.mark.parametrize("rule", ["map", "direct"])
 def test_a_stacks_frames_get_a_bar_as_the_network_fuses_them_in_turn(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, rule: str) -> None:
-    """Four frames: one bar over the four, as many network calls as steps (three); a pair: no bar."""
+    """Four frames: a bar over the four as the network fuses them (three calls), then, under the map
+    rule, one over the map's three passes over them; a pair: no bar."""
     rng = np.random.default_rng(3)
     frames = [str(_gray(tmp_path / f"f{k}.png", rng.integers(0, 256, (24, 32)).astype(np.uint8))) for k in range(4)]
     bars: list[tuple[str, int]] = []
@@ -571,7 +572,8 @@ def test_a_stacks_frames_get_a_bar_as_the_network_fuses_them_in_turn(tmp_path: P
     network = gipc.inference.InferenceGenerator.fuse_y
     monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: calls.append(1) or network(self, ya, yb))
     assert main(["--ckpt", str(ckpt), *frames, "--out", str(tmp_path / "stack.png"), "--rule", rule]) == 0
-    assert bars == [("network, frame by frame", 4)] and len(calls) == 3
+    maps = [("decision map, 3 passes over the frames", 12)] if rule == "map" else []
+    assert bars == [("network, frame by frame", 4), *maps] and len(calls) == 3
     bars.clear()
     assert main(["--ckpt", str(ckpt), *frames[:2], "--out", str(tmp_path / "pair.png"), "--rule", rule]) == 0
     assert bars == []

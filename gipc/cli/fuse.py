@@ -120,10 +120,10 @@ def _tile_bar(tiles: Sequence) -> Collection:
     return tqdm(tiles, desc="network tiles", unit="tile", leave=False, file=sys.stderr)
 
 
-def _frame_bar(frames: Sequence) -> Collection:
-    """A bar over a focus stack's frames as the network fuses them in turn, gone once the stack is
-    fused: 30 frames of 12 MP take 4 min on two cores."""
-    return tqdm(frames, desc="network, frame by frame", unit="frame", leave=False, file=sys.stderr)
+def _frame_bar(frames: Sequence, what: str) -> Collection:
+    """A bar over a focus stack's frames as ``what`` (the network in turn, the map's passes) goes
+    through them, gone once done: 30 frames of 12 MP take 4 min on two cores."""
+    return tqdm(frames, desc=what, unit="frame", leave=False, file=sys.stderr)
 
 
 def _say_aligned(job: Job, line: str) -> None:
