@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry import ImageRegistrator
 
-from gipc.color import check_fusion_sources, luma
+from gipc.color import check_fusion_sources, luma, unit_range
 from gipc.errors import UserError
 
 MODELS: tuple[str, ...] = ("similarity", "homography")
@@ -106,9 +106,10 @@ class Registration(NamedTuple):
 
 
 def align(images: Sequence[torch.Tensor], model: str = "similarity", report: Callable[[str], None] | None = None) -> list[torch.Tensor]:
-    """(C, H, W) sources in [0, 1] -> the same sources registered onto the first and cropped to the
-    area they all cover (every output one size, at most a few per cent smaller than the sources);
-    ``report`` gets :meth:`Registration.describe`'s line."""
+    """(C, H, W) sources (float32 in [0, 1], or uint8/uint16 as decoded, each made float in turn) ->
+    the same sources, float, registered onto the first and cropped to the area they all cover (every
+    output one size, at most a few per cent smaller than the sources); ``report`` gets
+    :meth:`Registration.describe`'s line."""
     registration = register(images, model)
     if report is not None:
         report(registration.describe())
@@ -121,10 +122,11 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Regis
     warped source covers."""
     check_fusion_sources(images, "(C, H, W)")
     height, width = images[0].shape[-2:]
-    first = images[0][None]
+    first = unit_range(images[0])[None]
     warper = kornia.geometry.HomographyWarper(height, width, normalized_coordinates=True)
     warped, covered, moves = [first], torch.ones(1, 1, height, width), []
-    for k, image in enumerate(images[1:], start=2):
+    for k, stored in enumerate(images[1:], start=2):
+        image = unit_range(stored)  # float one source at a time: a long stack's are not all held twice
         transform = estimate(image[None], first, model)
         moved = float(corner_moves(transform, height, width).norm(dim=1).max())
         if moved > MAX_MOVE * math.hypot(height, width):

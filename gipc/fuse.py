@@ -97,7 +97,7 @@ def fuse_job(
     pixels = [image.stored for image in images]  # 8 or 16 bits a value until fused: a long stack's frames take 1-2 bytes, not 4
     if align_model is not None:
         try:
-            pixels = align([image.pixels for image in images], align_model, report)
+            pixels = align(pixels, align_model, report)
         except UserError as error:  # name the pair: in a folder of pairs "source 2" alone says too little
             raise type(error)(f"{', '.join(str(image.path) for image in images)}: {error}") from None
     with torch.inference_mode():

@@ -70,6 +70,15 @@ def test_a_moved_source_is_put_back_onto_the_first_and_both_are_cropped_alike() 
     assert float(psnr(_moved(b)[None, :, top : top + h, left : left + w], unmoved)) < 22.0  # what alignment undid
 
 
+def test_sources_as_decoded_align_as_their_floats() -> None:
+    """gipc-fuse --align hands over 8-bit frames as decoded, made float one at a time: the same output."""
+    a, b = _bracket()
+    stored = [(image * 255).round().byte() for image in (a, _moved(b))]
+    as_floats = align([image.float() / 255 for image in stored])
+    as_decoded = align(stored)
+    assert all(out.dtype == torch.float32 and torch.equal(out, ref) for out, ref in zip(as_decoded, as_floats))
+
+
 def test_a_registered_pair_stays_as_it_is() -> None:
     a, b = _bracket()
     assert float(corner_moves(gipc.align.estimate(b[None], a[None]), 256, 256).norm(dim=1).max()) < gipc.align.MIN_MOVE
