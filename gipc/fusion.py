@@ -24,7 +24,8 @@ import torch
 from gipc.color import check_fusion_sources, fuse_color, luma, unit_range
 from gipc.configs import conf_group
 from gipc.decision import (
-    MapSettings, blend, choose_each, clean, compared_sources, copy_sources, decide, evidence, head_scores, label_image, map_image, one_hot, soften,
+    MapSettings, best_source, blend, choose_each, clean, compared_sources, copy_sources, decide, evidence, head_scores, label_image, map_image, margin,
+    one_hot, soften,
 )
 from gipc.errors import UserError
 from gipc.tiling import DEFAULT_OVERLAP, Fuser, Progress, auto_tiling, check_tiling, fuse_sequence
@@ -64,8 +65,8 @@ display, keeping its length (``tqdm`` fits)."""
 @dataclass(frozen=True)
 class Fused:
     """A fused (B, C, H, W) image and, under a map rule, what blended it: ``soft`` weights (B, N, H, W),
-    or for a hard map of ``count`` sources its ``labels`` (B, 1, H, W) uint8, one byte a pixel
-    however many sources there are (:attr:`weights` makes the weights from them when asked)."""
+    or for a hard map of ``count`` sources its ``labels`` (B, 1, H, W, :func:`gipc.decision.label_dtype`:
+    one byte a pixel up to 256 sources; :attr:`weights` makes the weights from them when asked)."""
 
     image: torch.Tensor
     soft: torch.Tensor | None = None
@@ -190,8 +191,9 @@ class Fusion:
         compared = compared_sources(ys, fused_y, self.settings)
         scores = evidence(ys, fused_y, self.settings, compared)
         del ys  # the compared copies stand in for them from here: a 12 MP pair's peak is the seam step's
-        weights = decide(scores, fused_y, self.settings, compared)
-        return Fused(blend(sources, weights).clamp_(0.0, 1.0), weights)
+        best, margins = best_source(scores), margin(scores)
+        del scores
+        return self._copied(sources, clean(best, margins, 2, self.settings, compared), fused_y)
 
     def _stack(self, net: Fuser, sources: Sequence[torch.Tensor]) -> Fused:
         """One map over N > 2 ``sources`` (float32 made when read), the whole-tensor map's to the bit,
@@ -213,8 +215,15 @@ class Fusion:
         labels = clean(best, margins, count, settings, compared)
         for _ in ticks:  # the passes are done: the bar closes
             pass
+        return self._copied(sources, labels, fused_y)
+
+    def _copied(self, sources: Sequence[torch.Tensor], labels: torch.Tensor, guide: torch.Tensor) -> Fused:
+        """Each pixel copied from the source its label names, kept as labels (one byte a pixel); or,
+        with a guided-filter radius, blended under the labels' weights softened along ``guide``'s edges
+        (:func:`gipc.decision.decide`'s last step)."""
+        count, settings = len(sources), self.settings
         if settings.radius:
-            weights = soften(one_hot(labels, count, fused_y.dtype), fused_y, settings.radius, settings.eps)
+            weights = soften(one_hot(labels, count, guide.dtype), guide, settings.radius, settings.eps)
             return Fused(blend(sources, weights).clamp_(0.0, 1.0), weights)
         return Fused(copy_sources(sources, labels).clamp_(0.0, 1.0), labels=labels, count=count)
 

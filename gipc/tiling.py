@@ -21,8 +21,7 @@ from gipc.errors import UserError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Progress = Callable[[Sequence], Collection]
-"""Wraps a sequence (a tiled image's tiles, a stack's sources) for a progress display, keeping its
-length (``tqdm`` fits: it counts the sequence)."""
+"""Wraps a tiled image's tiles for a progress display, keeping their count (``tqdm`` fits)."""
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Above this many pixels a network runs tiled: untiled it needs about 2 KB per pixel."""
