@@ -253,12 +253,15 @@ MAP_STEPS = (
     ("luma", gipc.fusion, "luma"),
     ("exposure match", gipc.fusion, "compared_sources"),
     ("evidence", gipc.fusion, "evidence"),
+    ("choose and vote", gipc.fusion, "best_source"),
     ("choose and vote", gipc.decision, "consistent"),
     ("regions", gipc.decision, "remove_small_regions"),
     ("seams", gipc.decision, "place_seams"),
+    ("blend", gipc.fusion, "copy_sources"),
     ("blend", gipc.fusion, "blend"),
 )
-"""The map rule's steps: (name, the module the rule calls it from, the function there)."""
+"""The map rule's steps: (name, the module the rule calls it from, the function there); a name may
+cover several functions (a hard map is copied, a soft one blended)."""
 
 
 @contextmanager
