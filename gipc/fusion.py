@@ -183,10 +183,11 @@ class Fusion:
             return self._weighted(net, list(sources))
         if self.rule == "direct":
             return Fused(fuse_sequence(lambda a, b: fuse_color(net, a, b), self._in_turn(sources)))
+        ys = Each(len(images), lambda i: luma(images[i]))  # from a stored frame without its float copy
         if len(sources) > 2:
-            return self._stack(net, sources)
+            return self._stack(net, sources, ys)
         # One map over both sources: each pixel from the source closest to the network's fused image.
-        ys = list(map(luma, sources))  # stored sources' float copies live only until blended
+        ys = list(ys)
         fused_y = reduce(net, ys)
         compared = compared_sources(ys, fused_y, self.settings)
         scores = evidence(ys, fused_y, self.settings, compared)
@@ -195,13 +196,13 @@ class Fusion:
         del scores
         return self._copied(sources, clean(best, margins, 2, self.settings, compared), fused_y)
 
-    def _stack(self, net: Fuser, sources: Sequence[torch.Tensor]) -> Fused:
-        """One map over N > 2 ``sources`` (float32 made when read), the whole-tensor map's to the bit,
-        with one source's work in memory at a time: each source's float copy, luminance and evidence
-        are made again when read (five, four and two times) rather than held, so that past the stored
-        frames a long stack takes a few planes whatever its length (benchmarks/README.md)."""
+    def _stack(self, net: Fuser, sources: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> Fused:
+        """One map over N > 2 ``sources`` and their luminance ``ys`` (float32 made when read), the whole-tensor map's to the bit,
+        with one source's work in memory at a time: each source's luminance and evidence are made
+        again when read (four and two times; its float copy once, to be copied from) rather than held,
+        so that past the stored frames a long stack takes a few planes whatever its length
+        (benchmarks/README.md)."""
         count, settings = len(sources), self.settings
-        ys = Each(count, lambda i: luma(sources[i]))
         fused_y = reduce(net, self._in_turn(ys))
         passes = 3 if settings.seam else 2  # the units, the scores, the seams
         ticks = iter(self._in_turn(range(passes * count), f"decision map, {passes} passes over the frames"))

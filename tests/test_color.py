@@ -35,6 +35,18 @@ def test_luma_alone_is_split_lumas_y_to_the_bit() -> None:
     assert torch.equal(luma(rgb), split_luma(rgb)[0])
 
 
+@pytest.mark.parametrize("dtype, top", [(torch.uint8, 255), (torch.uint16, 65535)])
+def test_luma_of_a_stored_image_is_the_luma_of_its_floats_to_the_bit(dtype: torch.dtype, top: int) -> None:
+    """Straight from a decoded frame (no float copy of its three channels): the Y kornia gives for the
+    floats a decoder gives, value / 255 or / 65535; a gray frame's Y is those floats."""
+    stored = torch.randint(0, top + 1, (2, 3, 33, 41), generator=torch.Generator().manual_seed(2)).to(dtype)
+    floats = stored.double().div(top).float()
+    assert torch.equal(luma(stored), split_luma(floats)[0])
+    assert luma(stored).dtype == torch.float32 and stored.dtype == dtype  # the frame is left as it was
+    assert torch.equal(luma(stored[:, :1]), floats[:, :1])
+    assert float(luma(torch.tensor([top, 0, 0], dtype=dtype).view(1, 3, 1, 1))) == pytest.approx(BT601[0], abs=1e-7)
+
+
 @pytest.mark.parametrize("shape", [(2, 1, 5, 7), (1, 5, 7)], ids=["batch", "one-image"])
 def test_luma_of_a_gray_image_is_the_image(shape: tuple[int, ...]) -> None:
     gray = torch.rand(*shape, generator=torch.Generator().manual_seed(0))

@@ -253,6 +253,55 @@ def test_small_regions_by_size_8_connectivity_mean_margin_and_their_borders_majo
     assert torch.equal(remove_small_regions(labels3, 3, 0.01), expected3)
 
 
+def test_a_speck_whose_border_two_sources_hold_equally_takes_the_lower_one() -> None:
+    """A 2x2 speck of source 0 has a border of 12 pixels: 6 of source 2 on its left, 6 of source 1
+    on its right. A tie goes to the lower source, whichever side it lies on."""
+    labels = torch.full((1, 1, 40, 60), 2, dtype=torch.uint8)
+    labels[..., 31:] = 1
+    labels[..., 10:12, 30:32] = 0  # border: rows 9-12 x columns 29-32, columns 29-30 of source 2
+    cleaned = remove_small_regions(labels, 3, 0.01)
+    expected = labels.clone()
+    expected[..., 10:12, 30:32] = 1
+    assert torch.equal(cleaned, expected)
+
+
+def _border_majority_by_region(labels: torch.Tensor, count: int, min_region: float, margins: torch.Tensor, region_margin: float) -> torch.Tensor:
+    """remove_small_regions of one (1, 1, H, W) label image written out a region at a time: each
+    small region's border made by dilating its own mask (scipy's, not the OpenCV the code uses), its
+    sources counted, in turn."""
+    image, strength = labels[0, 0].numpy().copy(), margins[0, 0].numpy()
+    limit = min_region * image.size
+    eight = np.ones((3, 3), dtype=bool)
+    for source in range(count):
+        regions, number = ndimage.label(image == source, structure=eight)
+        for region in range(1, number + 1):
+            inside = regions == region
+            if inside.sum() >= limit or strength[inside].mean() >= region_margin:
+                continue
+            border = ndimage.binary_dilation(inside, structure=eight) & ~inside
+            votes = np.bincount(image[border], minlength=count)
+            votes[source] = -1
+            if votes.max() > 0:
+                image[inside] = votes.argmax()
+    return torch.from_numpy(image)[None, None]
+
+
+@pytest.mark.parametrize("count", [3, 4, 6])
+def test_small_regions_of_a_stack_take_the_majority_of_their_borders_as_a_region_by_region_pass_does(count: int) -> None:
+    """Blocks of ``count`` sources strewn with specks (hundreds of small regions, many touching
+    several sources): the same labels as handing each region over in turn."""
+    generator = torch.Generator().manual_seed(count)
+    blocks = torch.randint(0, count, (1, 1, 8, 10), generator=generator, dtype=torch.uint8)
+    labels = blocks.repeat_interleave(9, dim=2).repeat_interleave(9, dim=3)[..., :70, :85].contiguous()
+    specks = torch.rand(labels.shape, generator=generator) < 0.15
+    labels[specks] = torch.randint(0, count, (int(specks.sum()),), generator=generator, dtype=torch.uint8)
+    margins = torch.rand(labels.shape, generator=generator)
+    for region_margin in (math.inf, 0.6):
+        expected = _border_majority_by_region(labels, count, 0.01, margins, region_margin)
+        assert not torch.equal(expected, labels)
+        assert torch.equal(remove_small_regions(labels, count, 0.01, margins, region_margin), expected)
+
+
 def _columns(labels: list[int], height: int = 12) -> torch.Tensor:
     """The (1, 1, height, W) label image of a map whose column x holds source ``labels[x]``."""
     return torch.tensor(labels, dtype=torch.uint8).expand(1, 1, height, len(labels))
