@@ -199,11 +199,36 @@ def match_exposure(sources: Sequence[torch.Tensor], fused: torch.Tensor) -> list
     matched = []
     for source in sources:
         centred = source - plane_means(source).to(source.dtype)
-        variance = plane_means(centred.square())
-        covariance = plane_means(centred * fused)  # centred has mean 0
-        gain = (covariance / variance.clamp_min(1e-12)).clamp_min(0.0)
-        matched.append(centred * gain.to(source.dtype) + target_mean.to(source.dtype))
+        matched.append(centred * _gain(centred, fused).to(source.dtype) + target_mean.to(source.dtype))
     return matched
+
+
+def _gain(centred: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, 1) float64: the least-squares gain of a source less its mean onto ``fused``, at least 0."""
+    variance = plane_means(centred.square())
+    covariance = plane_means(centred * fused)  # centred has mean 0
+    return (covariance / variance.clamp_min(1e-12)).clamp_min(0.0)
+
+
+class Compared:
+    """:func:`compared_sources` one source at a time, named by its index: each source's exposure fit
+    (two numbers a plane) is made on its first read and kept, so that a stack's map, which compares
+    each source three times (the units, the scores, the seams), fits each once. The same floats as
+    :func:`match_exposure`."""
+
+    def __init__(self, fused: torch.Tensor, settings: MapSettings) -> None:
+        self.fused, self.match = fused, settings.match_exposure
+        self.target = plane_means(fused) if self.match else None
+        self.fits: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, index: int, source: torch.Tensor) -> torch.Tensor:
+        if not self.match:
+            return source
+        if index not in self.fits:
+            mean = plane_means(source).to(source.dtype)
+            self.fits[index] = mean, _gain(source - mean, self.fused).to(source.dtype)
+        mean, gain = self.fits[index]
+        return (source - mean).mul_(gain).add_(self.target.to(source.dtype))
 
 
 def detail(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -290,18 +315,21 @@ def _focus_terms(sources: Sequence[torch.Tensor], settings: MapSettings) -> Iter
             yield scores, weight
 
 
-def choose_each(sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings) -> tuple[torch.Tensor, torch.Tensor]:
+def choose_each(
+    sources: Sequence[torch.Tensor], fused: torch.Tensor, settings: MapSettings, compare: Compared | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`best_source` and :func:`margin` of :func:`evidence`, to the bit, with one source's
     evidence in memory at a time instead of N: a focus stack's map then needs a few planes whatever
     its length.
 
     ``sources`` (B, 1, H, W) each may be made when read (a long stack's are): each is read twice,
     once for the terms' units (a term's unit is its mean over every source, :func:`unit_scale`) and
-    once for the scores."""
+    once for the scores; ``compare`` (:class:`Compared`) may carry their exposure fits on to the seams."""
+    compare = Compared(fused, settings) if compare is None else compare
 
     def terms(i: int) -> Iterator[tuple[torch.Tensor, float]]:
         source = sources[i]
-        return _raw_terms([source], fused, compared_sources([source], fused, settings), settings)
+        return _raw_terms([source], fused, [compare(i, source)], settings)
 
     count = len(sources)
     means = [[plane_means(term) for term, _ in terms(i)] for i in range(count)]  # each source's, term by term

@@ -24,7 +24,7 @@ import torch
 from gipc.color import check_fusion_sources, fuse_color, luma, unit_range
 from gipc.configs import conf_group
 from gipc.decision import (
-    MapSettings, best_source, blend, choose_each, clean, compared_sources, copy_sources, decide, evidence, head_scores, label_image, map_image, margin,
+    Compared, MapSettings, best_source, blend, choose_each, clean, compared_sources, copy_sources, decide, evidence, head_scores, label_image, map_image, margin,
     one_hot, soften,
 )
 from gipc.errors import UserError
@@ -211,8 +211,9 @@ class Fusion:
             next(ticks, None)  # the map reads one more frame: the bar moves
             return ys[i]
 
-        compared = Each(count, lambda i: compared_sources([read(i)], fused_y, settings)[0])
-        best, margins = choose_each(Each(count, read), fused_y, settings)
+        compare = Compared(fused_y, settings)  # each source's exposure fit, made once
+        compared = Each(count, lambda i: compare(i, read(i)))
+        best, margins = choose_each(Each(count, read), fused_y, settings, compare)
         labels = clean(best, margins, count, settings, compared)
         for _ in ticks:  # the passes are done: the bar closes
             pass

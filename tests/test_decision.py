@@ -21,7 +21,7 @@ import kornia
 import gipc.decision
 import gipc.planes
 from gipc.decision import (
-    MapSettings, best_source, blend, box_counts, box_mean, box_means, choose_each, closeness_scores, compared_sources, consistent, decide, detail, evidence,
+    Compared, MapSettings, best_source, blend, box_counts, box_mean, box_means, choose_each, closeness_scores, compared_sources, consistent, decide, detail, evidence,
     majority, map_image, margin, match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften, _rounded_counts,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
@@ -904,6 +904,23 @@ def test_exposure_matching_passes_gradients() -> None:
     matched.sum().backward()
     # sum(matched) = n * mean(f) + gain * sum(s - mean s) = n * mean(f): the gain's terms cancel
     torch.testing.assert_close(fused.grad, torch.ones_like(fused), rtol=1e-4, atol=1e-5)
+
+
+def test_compared_one_source_at_a_time_fits_each_source_once_to_match_exposures_floats() -> None:
+    """A stack's map compares each source three times and fits its exposure on the first: the same
+    floats as match_exposure, and a later read of that index under the fit kept (a source twice as
+    bright is then scaled by the first one's gain: 2 s - mean s, times the gain, plus mean f)."""
+    generator = torch.Generator().manual_seed(6)
+    fused = torch.rand(1, 1, 23, 31, generator=generator)
+    sources = [0.7 * fused + 0.1 + 0.05 * torch.rand(1, 1, 23, 31, generator=generator) for _ in range(3)]
+    compare = Compared(fused, replace(HARD, match_exposure=True))
+    for index in (2, 0, 1, 2):
+        assert torch.equal(compare(index, sources[index]), match_exposure([sources[index]], fused)[0])
+    (mean, gain), target = compare.fits[1], fused.mean()
+    assert float(gain) == pytest.approx(1 / 0.7, rel=0.05)
+    torch.testing.assert_close(compare(1, 2 * sources[1]), (2 * sources[1] - mean) * gain + target, rtol=0, atol=1e-6)
+    assert not torch.allclose(compare(1, 2 * sources[1]), match_exposure([2 * sources[1]], fused)[0], atol=1e-3)
+    assert Compared(fused, HARD)(0, sources[0]) is sources[0]  # no exposure matching: the source itself
 
 
 @pytest.mark.parametrize("size", [1, 3, 15, 41])
