@@ -74,8 +74,8 @@ def luma(image: torch.Tensor) -> torch.Tensor:
 
     kornia's ``rgb_to_y`` (``0.299 r + 0.587 g + 0.114 b``) is redone here in the same float
     operations, two planes at a time instead of five new ones, and from a stored image one channel's
-    floats at a time: on a fresh 12 MP plane the page faults of kornia's temporaries cost more
-    than its arithmetic (58 ms against 20 ms, benchmarks/README.md)."""
+    floats at a time: on fresh 12 MP planes the page faults of kornia's temporaries cost more than
+    its arithmetic (a uint8 frame's Y: 37 ms against 105 ms through float RGB, benchmarks/README.md)."""
     if image.shape[-3] == 1:
         return unit_range(image)
     r, g, b = (image[..., c : c + 1, :, :] for c in range(3))
