@@ -3,11 +3,14 @@
 Every way an input can be unusable (missing, not an image, truncated, transparent, several images
 in one file, too small, mismatched with its partner) ends in one :class:`ImageError` line naming the file, and 16-bit
 sources keep their 16 bits: Pillow alone silently cuts 16-bit RGB to 8 bits, so those go through
-pypng (PNG) or tifffile (TIFF).
+pypng (PNG) or tifffile (TIFF). A colour profile (ICC) goes with the pixels: a phone's Display P3
+photo fused and written without its profile shows duller colours in every viewer that reads the
+file as sRGB.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import zlib
@@ -48,6 +51,8 @@ class Image:
     stored: torch.Tensor
     bit_depth: int
     path: Path | None = None
+    icc: bytes | None = None
+    """The colour profile (ICC) the file embeds; None: none (the values are then read as sRGB)."""
 
     @property
     def pixels(self) -> torch.Tensor:
@@ -129,9 +134,15 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
         else:
             im.load()
             array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
+        icc = _profile(im)
     _check_side(path, *array.shape[:2], min_side)
     stored = torch.from_numpy(np.require(array, np.uint16 if bit_depth == 16 else np.uint8, ["C", "W"]))  # Pillow's arrays are read-only
-    return Image(stored.unsqueeze(0) if stored.ndim == 2 else stored.permute(2, 0, 1).contiguous(), bit_depth, path)
+    return Image(stored.unsqueeze(0) if stored.ndim == 2 else stored.permute(2, 0, 1).contiguous(), bit_depth, path, icc)
+
+
+def _profile(im: PILImage.Image) -> bytes | None:
+    """The ICC profile Pillow found in the header (a PNG's iCCP, a JPEG's APP2, a TIFF's tag, a HEIC's)."""
+    return im.info.get("icc_profile") or None
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,7 @@ class Header:
     kind: str
     height: int
     width: int
+    icc: bytes | None = None
 
 
 def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
@@ -153,7 +165,7 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
     with _opened(path) as im:
         if _has_alpha(im):  # only the pixels tell whether it is opaque: decoded here, as the rest of the header
             image = read_image(path, min_side)
-            return Header(path, image.kind, image.height, image.width)
+            return Header(path, image.kind, image.height, image.width, image.icc)
         if im.mode == "F":
             raise ImageError(f"{path}: unsupported pixel mode 'F'; save it as 8- or 16-bit gray or RGB")
         if im.mode == "RGB" and im.format not in ("PNG", "TIFF") and _bits_per_sample(path, im) == 16:
@@ -163,12 +175,14 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
         # EXIF met before the pixel data (a JPEG's, say); Pillow would read a PNG's to its end for more
         if "exif" in im.info and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter on reading
             width, height = height, width
+        icc = _profile(im)
     _check_side(path, height, width, min_side)
-    return Header(path, kind, height, width)
+    return Header(path, kind, height, width, icc)
 
 
 def check_matching(items: list[Image] | list[Header]) -> None:
-    """Sources of one scene must share H x W and be all gray or all RGB."""
+    """Sources of one scene must share H x W, be all gray or all RGB, and not embed two different
+    colour profiles (their pixels' values would mean different colours; one without a profile passes)."""
     if not items:
         raise ImageError("no images given")
     first = items[0]
@@ -180,6 +194,18 @@ def check_matching(items: list[Image] | list[Header]) -> None:
                 f"{item.path} is {item.width}x{item.height} but {first.path} is {first.width}x{first.height}; "
                 "the sources must be registered images of one size"
             )
+    profiled = [item for item in items if item.icc is not None]
+    for item in profiled[1:]:
+        if item.icc != profiled[0].icc:
+            raise ImageError(
+                f"{item.path} embeds another colour profile (ICC) than {profiled[0].path}; "
+                "convert the sources to one colour space (or strip the profile of those already in it)"
+            )
+
+
+def profile(items: list[Image] | list[Header]) -> bytes | None:
+    """The colour profile sources of one scene embed (:func:`check_matching`: at most one), for their fused image."""
+    return next((item.icc for item in items if item.icc is not None), None)
 
 
 def sized(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Header] | list[Image]:
@@ -210,8 +236,10 @@ def write_image(
     bit_depth: int = 8,
     overwrite: bool = False,
     protected: tuple[Path, ...] = (),
+    icc: bytes | None = None,
 ) -> None:
-    """Write (C, H, W) pixels in [0, 1] atomically: PNG (8/16-bit), JPEG (8-bit, quality 95) or TIFF.
+    """Write (C, H, W) pixels in [0, 1] atomically: PNG (8/16-bit), JPEG (8-bit, quality 95) or TIFF,
+    with the colour profile ``icc`` embedded where given.
 
     Never replaces a ``protected`` file (the inputs), nor an existing one unless ``overwrite``.
     """
@@ -231,7 +259,7 @@ def write_image(
     array = array[..., 0] if array.shape[2] == 1 else array
     try:
         with atomic_path(path) as tmp:
-            _encode(tmp, suffix, array)
+            _encode(tmp, suffix, array, icc)
     except OSError as err:
         raise ImageError(f"cannot write {path}: {err.strerror or err}") from None
 
@@ -358,18 +386,28 @@ PNG_COMPRESSION = 1
 default 6's 75 ms, for files 6.5 % larger (411 against 386 KiB; benchmarks/README.md)."""
 
 
-def _encode(tmp: Path, suffix: str, array: np.ndarray) -> None:
-    """Write ``array`` (H, W[, 3]) uint8/uint16 to ``tmp`` in the format of ``suffix``."""
+def _encode(tmp: Path, suffix: str, array: np.ndarray, icc: bytes | None = None) -> None:
+    """Write ``array`` (H, W[, 3]) uint8/uint16 to ``tmp`` in the format of ``suffix``, with the colour profile ``icc``."""
+    embedded = {} if icc is None else {"icc_profile": icc}
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(tmp, array, photometric="rgb" if array.ndim == 3 else "minisblack")
+        tifffile.imwrite(tmp, array, photometric="rgb" if array.ndim == 3 else "minisblack", iccprofile=icc)
     elif array.dtype == np.uint16 and array.ndim == 3:
         import png
 
         height, width = array.shape[:2]
-        png.from_array(array.reshape(height, width * 3), "RGB;16", info={"compression": PNG_COMPRESSION}).save(str(tmp))
+        image = png.from_array(array.reshape(height, width * 3), "RGB;16", info={"compression": PNG_COMPRESSION})
+        if icc is None:
+            image.save(str(tmp))
+            return
+        encoded = io.BytesIO()
+        image.write(encoded)
+        chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
+        chunks.insert(1, (b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))  # after IHDR: name, compression method 0
+        with open(tmp, "wb") as file:
+            png.write_chunks(file, chunks)
     elif suffix == ".png":
-        PILImage.fromarray(array).save(tmp, format="PNG", compress_level=PNG_COMPRESSION)
+        PILImage.fromarray(array).save(tmp, format="PNG", compress_level=PNG_COMPRESSION, **embedded)
     else:
-        PILImage.fromarray(array).save(tmp, format="JPEG", quality=95, subsampling=0)
+        PILImage.fromarray(array).save(tmp, format="JPEG", quality=95, subsampling=0, **embedded)

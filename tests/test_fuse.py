@@ -14,7 +14,7 @@ import png
 import pytest
 import torch
 from PIL import Image as PILImage
-from PIL import ImageFilter
+from PIL import ImageCms, ImageFilter
 
 import gipc.cli.fuse
 import gipc.inference
@@ -237,6 +237,53 @@ def test_16bit_rgb_sources_keep_16_bits(tmp_path: Path) -> None:
     expected = fuse_color(average, *sources)[0].permute(1, 2, 0).numpy() * 65535
     assert np.abs(out - expected).max() <= 1.0  # float32 arithmetic, then rounding
     assert (out % 257 != 0).mean() > 0.9  # 8-bit levels scaled up would all be multiples of 257
+
+
+def _profiles() -> tuple[bytes, bytes]:
+    """Two real ICC profiles of different bytes: sRGB's and CIE XYZ's, as littlecms makes them."""
+    return tuple(ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes() for space in ("sRGB", "XYZ"))
+
+
+@pytest.mark.parametrize("suffix, bits", [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8), (".tif", 16)])
+def test_the_fused_image_embeds_the_sources_colour_profile(tmp_path: Path, suffix: str, bits: int) -> None:
+    """A phone's Display P3 photo written without its profile reads as sRGB in every viewer: duller.
+    The sources' profile goes to the fused file in every format written (one source without a
+    profile takes the other's); the map, not a photo, carries none."""
+    icc, _ = _profiles()
+    rng = np.random.default_rng(7)
+    paths = []
+    for name, embedded in (("a", icc), ("b", None)):
+        path = tmp_path / f"{name}.png"
+        if bits == 16:
+            png.from_array(rng.integers(0, 65536, (6, 15)).astype(np.uint16), "RGB;16").save(str(path))
+            if embedded:  # pypng writes no iCCP: a 16-bit source with a profile comes from gipc's own writer
+                write_image(path, read_image(path).pixels, 16, overwrite=True, icc=embedded)
+        else:
+            PILImage.fromarray(rng.integers(0, 256, (6, 5, 3)).astype(np.uint8)).save(path, **({"icc_profile": embedded} if embedded else {}))
+        paths.append(str(path))
+    assert read_image(paths[0]).icc == icc and read_image(paths[1]).icc is None
+    out = tmp_path / f"fused{suffix}"
+    assert main([*paths, "--out", str(out), "--save-maps", str(tmp_path / "maps")]) == 0  # the shipped model, the map rule
+    with PILImage.open(out) as im:
+        assert im.info.get("icc_profile") == icc
+    assert read_image(out).icc == icc and read_image(out).bit_depth == (bits if suffix != ".jpg" else 8)
+    (saved_map,) = (tmp_path / "maps").iterdir()
+    assert read_image(saved_map).icc is None
+
+
+def test_sources_with_two_colour_profiles_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Their values mean different colours: copying pixels from both would mix two colour spaces."""
+    srgb, xyz = _profiles()
+    paths = []
+    for name, icc in (("a", srgb), ("b", xyz)):
+        PILImage.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / f"{name}.jpg", icc_profile=icc)
+        paths.append(str(tmp_path / f"{name}.jpg"))
+    assert main([*paths, "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.splitlines() == [  # the only line: from the headers, before the network loads
+        f"gipc-fuse: error: {paths[1]} embeds another colour profile (ICC) than {paths[0]}; "
+        "convert the sources to one colour space (or strip the profile of those already in it)"
+    ]
+    assert not (tmp_path / "out").exists()
 
 
 def test_triple_is_fused_in_turn(tmp_path: Path, lytro_triple: Path) -> None:
