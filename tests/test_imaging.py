@@ -14,6 +14,7 @@ import tifffile
 import skimage.data
 import torch
 from PIL import Image as PILImage
+from PIL import ImageCms
 
 from gipc.errors import ImageError, OutputExistsError
 from gipc.imaging import check_matching, check_sources, read_header, read_image, read_matching, write_image
@@ -186,6 +187,18 @@ def test_a_jpegs_header_gives_the_size_its_pixels_are_read_at(tmp_path: Path, or
     im.save(tmp_path / "photo.jpg", exif=exif)
     header, image = read_header(tmp_path / "photo.jpg"), read_image(tmp_path / "photo.jpg")
     assert (header.height, header.width) == tuple(image.pixels.shape[-2:]) == ((24, 16) if orientation >= 5 else (16, 24))
+
+
+@pytest.mark.parametrize("name", ["photo.png", "photo.jpg", "photo.tif", "photo.heic", "gray.png"])
+def test_the_colour_profile_a_source_embeds_is_read_with_its_pixels_and_its_header(tmp_path: Path, name: str) -> None:
+    """A phone's HEIC carries Display P3, a camera's JPEG or TIFF Adobe RGB: the profile goes with the
+    pixels (to the fused file, :func:`gipc.fuse.write_outputs`); a file without one reads None."""
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    pixels = np.random.default_rng(3).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    PILImage.fromarray(pixels[..., 0] if name.startswith("gray") else pixels).save(tmp_path / name, icc_profile=icc)
+    assert read_image(tmp_path / name).icc == read_header(tmp_path / name).icc == icc
+    PILImage.fromarray(pixels).save(tmp_path / f"plain{Path(name).suffix}")
+    assert read_image(tmp_path / f"plain{Path(name).suffix}").icc is read_header(tmp_path / f"plain{Path(name).suffix}").icc is None
 
 
 def test_heic_photos_are_read_upright(tmp_path: Path) -> None:
