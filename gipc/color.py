@@ -78,6 +78,8 @@ def luma(image: torch.Tensor) -> torch.Tensor:
     its arithmetic (a uint8 frame's Y: 37 ms against 105 ms through float RGB, benchmarks/README.md)."""
     if image.shape[-3] == 1:
         return unit_range(image)
+    if image.ndim < 3 or image.shape[-3] != 3:
+        raise ValueError(f"luma takes (*, 1, H, W) gray or (*, 3, H, W) RGB images, got {tuple(image.shape)}")
     r, g, b = (image[..., c : c + 1, :, :] for c in range(3))
     if image.is_floating_point():
         y = torch.mul(r, 0.299).add_(torch.mul(g, 0.587))

@@ -47,6 +47,13 @@ def test_luma_of_a_stored_image_is_the_luma_of_its_floats_to_the_bit(dtype: torc
     assert float(luma(torch.tensor([top, 0, 0], dtype=dtype).view(1, 3, 1, 1))) == pytest.approx(BT601[0], abs=1e-7)
 
 
+@pytest.mark.parametrize("channels", [2, 4])
+def test_luma_refuses_images_neither_gray_nor_rgb(channels: int) -> None:
+    """An RGBA image is not read as its first three channels (kornia's rgb_to_y refused it too)."""
+    with pytest.raises(ValueError, match=rf"luma takes .* got \(1, {channels}, 5, 7\)"):
+        luma(torch.rand(1, channels, 5, 7))
+
+
 @pytest.mark.parametrize("shape", [(2, 1, 5, 7), (1, 5, 7)], ids=["batch", "one-image"])
 def test_luma_of_a_gray_image_is_the_image(shape: tuple[int, ...]) -> None:
     gray = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
