@@ -210,7 +210,10 @@ def label(path: InferencePath) -> str:
     return f"{path.precision}, folded, {runtime}{' [auto]' if path.reason.startswith('auto') else ''}"
 
 
-def section_paths(generator: Generator, pairs: list, limit: int, macs: float, device: torch.device, sync: Callable[[], None]) -> None:
+def section_paths(
+    generator: Generator, pairs: list, limit: int, macs: float, device: torch.device, sync: Callable[[], None]
+) -> dict[str, float]:
+    """Every network path on the same pairs; returns each ``gipc.inference`` path's mean seconds per pair, by label."""
     print(f"\n== Network paths, seconds per pair (Y, Y -> Y), pairs 2..{limit + 1}; pair 1 is the warm-up ==")
     ys = [tuple(to_net(luma(x)).to(device) for x in pair) for pair in pairs[: limit + 1]]
     height, width = ys[0][0].shape[-2:]
@@ -247,6 +250,7 @@ def section_paths(generator: Generator, pairs: list, limit: int, macs: float, de
     print("same-run matmul 2048^3: " + ", ".join(f"{str(d).removeprefix('torch.')} {g:.1f} GFLOP/s" for d, g in roofs.items()))
     print(f"GFLOP/s = 2 x {macs:,.0f} MACs x {height}x{width} / s; PSNR: the worst pair, against the plain module's output; "
           "first call: the warm-up pair (OpenVINO's includes converting into an empty cache and compiling)")
+    return {name: statistics.fmean(t[0] for t in times) for (name, _, net), times in zip(runs, zip(*timings)) if net is not plain}
 
 
 MAP_STEPS = (
@@ -293,7 +297,7 @@ def step_clock(sync: Callable[[], None]) -> Iterator[dict[str, float]]:
 
 def section_rules(
     generator: Generator, pairs: list, limit: int, device: torch.device, sync: Callable[[], None], repeats: int
-) -> None:
+) -> float:
     """Network alone, then each rule around it, on the same pairs in one loop: the rules' cost as a share of the network's.
 
     Each pair runs all of them ``repeats`` times in turn and keeps each one's median: on a shared VM a
@@ -354,6 +358,16 @@ def section_rules(
     spent["other"] = own_work - sum(spent.values())
     steps = " · ".join(f"{name} {1000 * value / calls:.1f}" for name, value in spent.items())
     print(f"map's steps inside each call, ms per pair: {steps} (clocked separately, each step synchronised)")
+    return own_work / calls
+
+
+def section_map_shares(map_seconds: float, paths: dict[str, float]) -> None:
+    """The map rule's own work against every network path's time: the share a CPU whose network runs
+    faster would see (on an AMX Xeon bf16 ran 2-3x as fast as on the AVX512-BF16 AMD VMs, benchmarks/README.md),
+    read off the faster paths this one has (int8)."""
+    print(f"\n== The map rule's own work ({1000 * map_seconds:.1f} ms per pair, the rules section) against each network path ==")
+    for name, seconds in paths.items():
+        print(f"{name:<72} {seconds:.4f} s / pair: the map adds {map_seconds / seconds:.1%}")
 
 
 def section_end_to_end(generator: Generator, folder: Path, device: torch.device) -> None:
@@ -471,8 +485,8 @@ def main() -> int:
     generator, source = weights(args.ckpt)
     pairs, note = load_pairs(args.pairs, max(args.limit, args.baseline_limit) + 1)
     print(f"\nInputs: {note}; {source}")
-    section_paths(generator, pairs, args.limit, macs, device, sync)
-    section_rules(generator, pairs, args.limit, device, sync, args.rule_repeats)
+    paths = section_paths(generator, pairs, args.limit, macs, device, sync)
+    section_map_shares(section_rules(generator, pairs, args.limit, device, sync, args.rule_repeats), paths)
     section_end_to_end(generator, args.pairs, device)
     if not args.no_memory:
         width, height = (int(v) for v in args.memory_side.split("x"))

@@ -40,9 +40,12 @@ def _run(script: str, *args: str) -> str:
 def test_bench_runtime_runs_every_section(tiny_pairs: Path) -> None:
     out = _run("bench_runtime.py", "--pairs", str(tiny_pairs), "--limit", "1", "--baseline-limit", "1", "--rule-repeats", "1",
                "--memory-side", "96x80", "--threads", "1")
-    for section in ("== Parameters", "== Network paths", "== Fusion rules", "map's steps inside each call", "== End to end", "== Peak memory", "== Classic baselines"):
+    for section in ("== Parameters", "== Network paths", "== Fusion rules", "map's steps inside each call", "== The map rule's own work",
+                    "== End to end", "== Peak memory", "== Classic baselines"):
         assert section in out, f"{section} missing:\n{out[-2000:]}"
     assert "156,033" in out  # G's parameters, Table 1 by hand (tests/test_models.py)
+    shares = out.split("== The map rule's own work")[1].split("\n== ")[0]
+    assert shares.count("the map adds") == out.split("== Network paths")[1].split("same-run matmul")[0].count("folded")  # every gipc.inference path
 
 
 def test_bench_pipeline_and_training_run(tiny_pairs: Path) -> None:
