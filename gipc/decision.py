@@ -198,16 +198,19 @@ def match_exposure(sources: Sequence[torch.Tensor], fused: torch.Tensor) -> list
     target_mean = plane_means(fused)
     matched = []
     for source in sources:
-        centred = source - plane_means(source).to(source.dtype)
-        matched.append(centred * _gain(centred, fused).to(source.dtype) + target_mean.to(source.dtype))
+        _, gain, centred = _fit(source, fused)
+        matched.append(centred * gain + target_mean.to(source.dtype))
     return matched
 
 
-def _gain(centred: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-    """(B, C, 1, 1) float64: the least-squares gain of a source less its mean onto ``fused``, at least 0."""
+def _fit(source: torch.Tensor, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``source``'s plane means and least-squares gain onto ``fused`` (at least 0), both (B, C, 1, 1)
+    in its dtype, and the source less its means (centred, which the fit reads)."""
+    mean = plane_means(source).to(source.dtype)
+    centred = source - mean
     variance = plane_means(centred.square())
     covariance = plane_means(centred * fused)  # centred has mean 0
-    return (covariance / variance.clamp_min(1e-12)).clamp_min(0.0)
+    return mean, (covariance / variance.clamp_min(1e-12)).clamp_min(0.0).to(source.dtype), centred
 
 
 class Compared:
@@ -224,11 +227,13 @@ class Compared:
     def __call__(self, index: int, source: torch.Tensor) -> torch.Tensor:
         if not self.match:
             return source
-        if index not in self.fits:
-            mean = plane_means(source).to(source.dtype)
-            self.fits[index] = mean, _gain(source - mean, self.fused).to(source.dtype)
-        mean, gain = self.fits[index]
-        return (source - mean).mul_(gain).add_(self.target.to(source.dtype))
+        if index in self.fits:
+            mean, gain = self.fits[index]
+            centred = source - mean
+        else:
+            mean, gain, centred = _fit(source, self.fused)
+            self.fits[index] = mean, gain
+        return centred.mul_(gain).add_(self.target.to(source.dtype))
 
 
 def detail(image: torch.Tensor, size: int) -> torch.Tensor:
