@@ -55,10 +55,12 @@ STORED_SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
 """The largest value of each integer type an image is stored in."""
 
 
-def unit_range(image: torch.Tensor) -> torch.Tensor:
+def unit_range(image: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """A stored 8- or 16-bit image as float32 in [0, 1] (value / 255 or / 65535: the floats a decoder
-    gives, to the bit); a float image as it is."""
-    return image if image.is_floating_point() else image.float().div_(STORED_SCALES[image.dtype])
+    gives, to the bit), written into ``out`` (float32, ``image``'s shape) where given; a float image as it is."""
+    if image.is_floating_point():
+        return image
+    return (image.float() if out is None else out.copy_(image)).div_(STORED_SCALES[image.dtype])
 
 
 def split_luma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +88,7 @@ def luma(image: torch.Tensor) -> torch.Tensor:
         return y.add_(torch.mul(b, 0.114))
     y, term = unit_range(r).mul_(0.299), unit_range(g).mul_(0.587)
     y.add_(term)
-    return y.add_(term.copy_(b).div_(STORED_SCALES[image.dtype]).mul_(0.114))
+    return y.add_(unit_range(b, out=term).mul_(0.114))
 
 
 def merge_luma(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
