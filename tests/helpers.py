@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from omegaconf import OmegaConf
 from torch import nn
+from PIL import ImageCms
 from torch.utils.data import Dataset
 
 from gipc.configs import CONF_DIR, conf_group
@@ -146,3 +147,8 @@ def run_dir_with_checkpoints(tmp_path: Path, batches_per_step: int = 1) -> Path:
 def net_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR of network outputs in [-1, 1] (peak-to-peak 2)."""
     return float(10 * torch.log10(4.0 / ((x - y) ** 2).mean()))
+
+
+def icc_profiles() -> tuple[bytes, bytes]:
+    """Two real ICC profiles of different bytes: sRGB's and CIE XYZ's, as littlecms makes them."""
+    return tuple(ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes() for space in ("sRGB", "XYZ"))

@@ -14,7 +14,7 @@ import png
 import pytest
 import torch
 from PIL import Image as PILImage
-from PIL import ImageCms, ImageFilter
+from PIL import ImageFilter
 
 import gipc.cli.fuse
 import gipc.inference
@@ -27,7 +27,7 @@ from gipc.imaging import read_image, write_image
 from gipc.inference import choose_path, prepare
 from gipc.pretrained import load_generator
 
-from helpers import fuser_by_hand, paper_generator, random_eval_generator, save_lightning_ckpt
+from helpers import fuser_by_hand, icc_profiles, paper_generator, random_eval_generator, save_lightning_ckpt
 
 PEAK_KIB = """
 def peak_kib():  # VmHWM: unlike ru_maxrss, which a child inherits from its parent across exec (pytest's own peak)
@@ -239,17 +239,12 @@ def test_16bit_rgb_sources_keep_16_bits(tmp_path: Path) -> None:
     assert (out % 257 != 0).mean() > 0.9  # 8-bit levels scaled up would all be multiples of 257
 
 
-def _profiles() -> tuple[bytes, bytes]:
-    """Two real ICC profiles of different bytes: sRGB's and CIE XYZ's, as littlecms makes them."""
-    return tuple(ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes() for space in ("sRGB", "XYZ"))
-
-
 @pytest.mark.parametrize("suffix, bits", [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8), (".tif", 16)])
 def test_the_fused_image_embeds_the_sources_colour_profile(tmp_path: Path, suffix: str, bits: int) -> None:
     """A phone's Display P3 photo written without its profile reads as sRGB in every viewer: duller.
     The sources' profile goes to the fused file in every format written (one source without a
     profile takes the other's); the map, not a photo, carries none."""
-    icc, _ = _profiles()
+    icc, _ = icc_profiles()
     rng = np.random.default_rng(7)
     paths = []
     for name, embedded in (("a", icc), ("b", None)):
@@ -273,7 +268,7 @@ def test_the_fused_image_embeds_the_sources_colour_profile(tmp_path: Path, suffi
 
 def test_sources_with_two_colour_profiles_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Their values mean different colours: copying pixels from both would mix two colour spaces."""
-    srgb, xyz = _profiles()
+    srgb, xyz = icc_profiles()
     paths = []
     for name, icc in (("a", srgb), ("b", xyz)):
         PILImage.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / f"{name}.jpg", icc_profile=icc)

@@ -14,10 +14,11 @@ import tifffile
 import skimage.data
 import torch
 from PIL import Image as PILImage
-from PIL import ImageCms
 
 from gipc.errors import ImageError, OutputExistsError
 from gipc.imaging import check_matching, check_sources, read_header, read_image, read_matching, write_image
+
+from helpers import icc_profiles
 
 
 def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -193,7 +194,7 @@ def test_a_jpegs_header_gives_the_size_its_pixels_are_read_at(tmp_path: Path, or
 def test_the_colour_profile_a_source_embeds_is_read_with_its_pixels_and_its_header(tmp_path: Path, name: str) -> None:
     """A phone's HEIC carries Display P3, a camera's JPEG or TIFF Adobe RGB: the profile goes with the
     pixels (to the fused file, :func:`gipc.fuse.write_outputs`); a file without one reads None."""
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc, _ = icc_profiles()
     pixels = np.random.default_rng(3).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     PILImage.fromarray(pixels[..., 0] if name.startswith("gray") else pixels).save(tmp_path / name, icc_profile=icc)
     assert read_image(tmp_path / name).icc == read_header(tmp_path / name).icc == icc
