@@ -237,8 +237,11 @@ def section_paths(
             firsts.append(timed(lambda: net(*ys[0]), sync)[0])  # warm-up: allocator, kernels; OpenVINO converts and compiles
         # The paths take turns on each pair, so a change in the machine's load falls on all of them alike.
         timings = [[timed(lambda: net(ya, yb), sync) for _, _, net in runs] for ya, yb in ys[1:]]
+    seconds: dict[str, float] = {}  # each gipc.inference path's, for the map's shares
     for (name, dtype, net), first, times in zip(runs, firsts, zip(*timings)):
         wall = [t[0] for t in times]
+        if net is not plain:
+            seconds[name] = statistics.fmean(wall)
         cpu = statistics.fmean(t[1] for t in times)
         outputs = [from_net(t[2].float()).cpu() for t in times]
         if not reference:
@@ -250,7 +253,7 @@ def section_paths(
     print("same-run matmul 2048^3: " + ", ".join(f"{str(d).removeprefix('torch.')} {g:.1f} GFLOP/s" for d, g in roofs.items()))
     print(f"GFLOP/s = 2 x {macs:,.0f} MACs x {height}x{width} / s; PSNR: the worst pair, against the plain module's output; "
           "first call: the warm-up pair (OpenVINO's includes converting into an empty cache and compiling)")
-    return {name: statistics.fmean(t[0] for t in times) for (name, _, net), times in zip(runs, zip(*timings)) if net is not plain}
+    return seconds
 
 
 MAP_STEPS = (
