@@ -23,7 +23,7 @@ from gipc.data.sources import SOURCE_NAME, group_sources
 from gipc.errors import FuseInputError, UserError
 from gipc.files import check_output_folder, check_writable
 from gipc.fusion import Fused, Fusion
-from gipc.imaging import Image, check_output_format, check_sources, profile, read_matching, write_image
+from gipc.imaging import Image, check_output_format, check_sources, first_exif, profile, read_matching, write_image
 from gipc.tiling import Fuser
 
 
@@ -105,9 +105,12 @@ def fuse_job(
 
 
 def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
-    """The fused image at the sources' deepest bit depth and in their colour profile (and its 8-bit
-    map), never over one of ``inputs``."""
-    write_image(job.output, fused.image[0], max(image.bit_depth for image in images), overwrite=overwrite, protected=inputs, icc=profile(images))
+    """The fused image at the sources' deepest bit depth, in their colour profile and with the first
+    one's EXIF (and its 8-bit map, with neither), never over one of ``inputs``."""
+    write_image(
+        job.output, fused.image[0], max(image.bit_depth for image in images), overwrite=overwrite, protected=inputs,
+        icc=profile(images), exif=first_exif(images),
+    )
     if job.map_output is not None and (shades := fused.map_image()) is not None:
         write_image(job.map_output, shades[0], 8, overwrite=overwrite, protected=inputs)
 

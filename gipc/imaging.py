@@ -5,7 +5,7 @@ in one file, too small, mismatched with its partner) ends in one :class:`ImageEr
 sources keep their 16 bits: Pillow alone silently cuts 16-bit RGB to 8 bits, so those go through
 pypng (PNG) or tifffile (TIFF). A colour profile (ICC) goes with the pixels: a phone's Display P3
 photo fused and written without its profile shows duller colours in every viewer that reads the
-file as sRGB.
+file as sRGB. The first source's EXIF (camera, lens, exposure, date) goes with them too (:mod:`gipc.exif`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
+from gipc import exif as exif_block
 from gipc.color import unit_range
 from gipc.errors import ImageError
 from gipc.files import atomic_path, check_writable
@@ -53,6 +54,8 @@ class Image:
     path: Path | None = None
     icc: bytes | None = None
     """The colour profile (ICC) the file embeds; None: none (the values are then read as sRGB)."""
+    exif: bytes | None = None
+    """The EXIF block (a TIFF structure) a JPEG, PNG, WebP or HEIC file holds, as stored; None: none."""
 
     @property
     def pixels(self) -> torch.Tensor:
@@ -134,10 +137,10 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
         else:
             im.load()
             array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
-        icc = _profile(im)
+        icc, exif = _profile(im), exif_block.tiff_block(im.info.get("exif"))
     _check_side(path, *array.shape[:2], min_side)
     stored = torch.from_numpy(np.require(array, np.uint16 if bit_depth == 16 else np.uint8, ["C", "W"]))  # Pillow's arrays are read-only
-    return Image(stored.unsqueeze(0) if stored.ndim == 2 else stored.permute(2, 0, 1).contiguous(), bit_depth, path, icc)
+    return Image(stored.unsqueeze(0) if stored.ndim == 2 else stored.permute(2, 0, 1).contiguous(), bit_depth, path, icc, exif)
 
 
 def _profile(im: PILImage.Image) -> bytes | None:
@@ -208,6 +211,12 @@ def profile(items: list[Image] | list[Header]) -> bytes | None:
     return next((item.icc for item in items if item.icc is not None), None)
 
 
+def first_exif(images: list[Image]) -> bytes | None:
+    """The EXIF block of the first of ``images`` that holds one, for their fused image (a focus stack's
+    frames differ only in focus and time: the first frame's, as focus-stacking tools keep it)."""
+    return next((image.exif for image in images if image.exif is not None), None)
+
+
 def sized(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Header] | list[Image]:
     """The headers of ``paths`` where their sizes agree; where they do not, the decoded images, since a
     header may not tell the orientation the decoder applies (an eXIf chunk after a PNG's pixels):
@@ -237,9 +246,11 @@ def write_image(
     overwrite: bool = False,
     protected: tuple[Path, ...] = (),
     icc: bytes | None = None,
+    exif: bytes | None = None,
 ) -> None:
     """Write (C, H, W) pixels in [0, 1] atomically: PNG (8/16-bit), JPEG (8-bit, quality 95) or TIFF,
-    with the colour profile ``icc`` embedded where given.
+    with the colour profile ``icc`` embedded where given, and into a PNG or JPEG the EXIF block
+    ``exif`` made the written image's (:func:`gipc.exif.for_output`; a JPEG holds 64 KiB of it at most).
 
     Never replaces a ``protected`` file (the inputs), nor an existing one unless ``overwrite``.
     """
@@ -257,9 +268,13 @@ def write_image(
     scaled = pixels.detach().float().cpu().clamp(0.0, 1.0) * float((1 << bit_depth) - 1)
     array = scaled.round().permute(1, 2, 0).numpy().astype(dtype)
     array = array[..., 0] if array.shape[2] == 1 else array
+    if exif is not None:
+        exif = exif_block.for_output(exif, array.shape[1], array.shape[0])
+        if suffix in (".jpg", ".jpeg") and exif is not None and len(exif) > exif_block.JPEG_LIMIT:
+            exif = None
     try:
         with atomic_path(path) as tmp:
-            _encode(tmp, suffix, array, icc)
+            _encode(tmp, suffix, array, icc, exif)
     except OSError as err:
         raise ImageError(f"cannot write {path}: {err.strerror or err}") from None
 
@@ -386,9 +401,12 @@ PNG_COMPRESSION = 1
 default 6's 75 ms, for files 6.5 % larger (411 against 386 KiB; benchmarks/README.md)."""
 
 
-def _encode(tmp: Path, suffix: str, array: np.ndarray, icc: bytes | None = None) -> None:
-    """Write ``array`` (H, W[, 3]) uint8/uint16 to ``tmp`` in the format of ``suffix``, with the colour profile ``icc``."""
+def _encode(tmp: Path, suffix: str, array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> None:
+    """Write ``array`` (H, W[, 3]) uint8/uint16 to ``tmp`` in the format of ``suffix``, with the colour
+    profile ``icc`` and, into a PNG or JPEG, the EXIF block ``exif`` (a TIFF structure)."""
     embedded = {} if icc is None else {"icc_profile": icc}
+    if exif is not None:
+        embedded["exif"] = exif_block.PREFIX + exif
     if suffix in (".tif", ".tiff"):
         import tifffile
 
@@ -398,13 +416,16 @@ def _encode(tmp: Path, suffix: str, array: np.ndarray, icc: bytes | None = None)
 
         height, width = array.shape[:2]
         image = png.from_array(array.reshape(height, width * 3), "RGB;16", info={"compression": PNG_COMPRESSION})
-        if icc is None:
+        if icc is None and exif is None:
             image.save(str(tmp))
             return
         encoded = io.BytesIO()
         image.write(encoded)
         chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
-        chunks.insert(1, (b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))  # after IHDR: name, compression method 0
+        if exif is not None:
+            chunks.insert(1, (b"eXIf", exif))  # before the pixel data, where readers look for it
+        if icc is not None:
+            chunks.insert(1, (b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))  # after IHDR: name, compression method 0
         with open(tmp, "wb") as file:
             png.write_chunks(file, chunks)
     elif suffix == ".png":

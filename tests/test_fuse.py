@@ -266,6 +266,40 @@ def test_the_fused_image_embeds_the_sources_colour_profile(tmp_path: Path, suffi
     assert read_image(saved_map).icc is None
 
 
+@pytest.mark.parametrize("suffix, bits", [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8)])
+def test_the_fused_image_keeps_the_first_sources_exif_upright(tmp_path: Path, suffix: str, bits: int) -> None:
+    """Camera, lens, exposure and date go with the fused photo (the first source's, as focus-stacking
+    tools keep the first frame's), saying orientation 1: its pixels are written upright, and a
+    viewer that turned them again by the source's orientation would show them on their side. TIFF
+    outputs carry none (tifffile writes no EXIF IFD); the map carries none."""
+    rng = np.random.default_rng(11)
+    paths = []
+    for name, make in (("a", "First"), ("b", "Second")):
+        im = PILImage.fromarray(rng.integers(0, 256, (6, 10, 3)).astype(np.uint8))
+        exif = im.getexif()
+        exif[0x010F], exif[0x0112] = make, 6  # stored on its side: turn a quarter clockwise to view
+        exif.get_ifd(0x8769).update({0x9003: "2026:12:06 10:00:00", 0xA002: 10, 0xA003: 6})
+        path = tmp_path / f"{name}.jpg"
+        im.save(path, exif=exif, quality=95)
+        if bits == 16:  # a 16-bit source with EXIF: gipc's own writer gives one
+            path = tmp_path / f"{name}.png"
+            write_image(path, read_image(tmp_path / f"{name}.jpg").pixels, 16, exif=read_image(tmp_path / f"{name}.jpg").exif)
+        paths.append(str(path))
+    assert read_image(paths[0]).pixels.shape == (3, 10, 6)  # turned upright on reading
+    out = tmp_path / f"fused{suffix}"
+    assert main([*paths, "--out", str(out), "--save-maps", str(tmp_path / "maps")]) == 0
+    assert read_image(out).pixels.shape == (3, 10, 6) and read_image(out).bit_depth == bits
+    with PILImage.open(out) as im:
+        exif = im.getexif()
+        if suffix == ".tif":
+            assert "exif" not in im.info and 0x010F not in exif
+        else:
+            assert (exif[0x010F], exif[0x0112]) == ("First", 1)
+            assert exif.get_ifd(0x8769) == {0x9003: "2026:12:06 10:00:00", 0xA002: 6, 0xA003: 10}  # the fused image's size
+    (saved_map,) = (tmp_path / "maps").iterdir()
+    assert read_image(saved_map).exif is None
+
+
 def test_sources_with_two_colour_profiles_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Their values mean different colours: copying pixels from both would mix two colour spaces."""
     srgb, xyz = icc_profiles()

@@ -202,6 +202,36 @@ def test_the_colour_profile_a_source_embeds_is_read_with_its_pixels_and_its_head
     assert read_image(tmp_path / f"plain{Path(name).suffix}").icc is read_header(tmp_path / f"plain{Path(name).suffix}").icc is None
 
 
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "photo.webp", "photo.heic"])
+def test_the_exif_block_a_source_holds_is_read_with_its_pixels(tmp_path: Path, name: str) -> None:
+    """Each decoder hands EXIF over in its own way (JPEG's, PNG's and HEIC's after an ``Exif`` prefix,
+    WebP's without): every one reads as the same camera's block; a file without one reads None."""
+    pixels = np.random.default_rng(4).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    exif = PILImage.Exif()
+    exif[0x010F] = "Camera"
+    PILImage.fromarray(pixels).save(tmp_path / name, exif=exif.tobytes())
+    block = read_image(tmp_path / name).exif
+    loaded = PILImage.Exif()
+    loaded.load(block)
+    assert block[:4] in (b"II*\x00", b"MM\x00*") and loaded[0x010F] == "Camera"
+    PILImage.fromarray(pixels).save(tmp_path / f"plain{Path(name).suffix}")
+    assert read_image(tmp_path / f"plain{Path(name).suffix}").exif is None
+
+
+def test_an_exif_block_a_jpeg_cannot_hold_goes_only_to_a_png(tmp_path: Path) -> None:
+    """A JPEG's APP1 segment holds 64 KiB; a PNG's (or HEIC's) block may be longer. Such a block is
+    left out of a JPEG, whose pixels are written all the same, and kept whole in a PNG."""
+    exif = PILImage.Exif()
+    exif[0x010F] = "Camera"
+    exif[0x9286] = "x" * 70_000  # a user comment longer than a JPEG segment
+    block = exif.tobytes()[6:]
+    pixels = torch.rand(3, 4, 5)
+    write_image(tmp_path / "out.jpg", pixels, exif=block)
+    write_image(tmp_path / "out.png", pixels, exif=block)
+    assert read_image(tmp_path / "out.jpg").exif is None and read_image(tmp_path / "out.jpg").pixels.shape == (3, 4, 5)
+    assert read_image(tmp_path / "out.png").exif == block
+
+
 def test_heic_photos_are_read_upright(tmp_path: Path) -> None:
     """Phones save HEIC: gray and RGB ones decode to the pixels stored (lossless HEVC, 4:4:4 chroma: RGB
     within one step of the YCbCr round trip), and one whose EXIF says turn 90 degrees clockwise comes
