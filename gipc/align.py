@@ -22,9 +22,10 @@ from typing import Callable, NamedTuple, Sequence
 import kornia
 import torch
 import torch.nn.functional as F
-from kornia.geometry import ImageRegistrator
+from kornia.geometry import ImageRegistrator, create_meshgrid
+from kornia.geometry.transform import warp_grid
 
-from gipc.color import check_fusion_sources, luma, unit_range
+from gipc.color import check_fusion_sources, luma, stored_as, unit_range
 from gipc.errors import UserError
 
 MODELS: tuple[str, ...] = ("similarity", "homography")
@@ -37,6 +38,8 @@ MAX_MOVE = 0.1
 """A transform that moves a corner by more than this share of the image's diagonal is refused as a failed registration."""
 MIN_MOVE = 0.5
 """A transform that moves no corner by this many pixels is taken as none: resampling would only soften the source."""
+WARP_ROWS = 256
+"""Rows warped at once: a whole 12 MP frame's sampling grids and float output took 0.6 GiB more."""
 
 
 def _working(y: torch.Tensor, blur: bool = True) -> torch.Tensor:
@@ -107,8 +110,8 @@ class Registration(NamedTuple):
 
 def align(images: Sequence[torch.Tensor], model: str = "similarity", report: Callable[[str], None] | None = None) -> list[torch.Tensor]:
     """(C, H, W) sources (float32 in [0, 1], or uint8/uint16 as decoded, each made float in turn) ->
-    the same sources, float, registered onto the first and cropped to the area they all cover (every
-    output one size, at most a few per cent smaller than the sources); ``report`` gets
+    the same sources in their own type, registered onto the first and cropped to the area they all
+    cover (every output one size, at most a few per cent smaller than the sources); ``report`` gets
     :meth:`Registration.describe`'s line."""
     registration = register(images, model)
     if report is not None:
@@ -119,34 +122,53 @@ def align(images: Sequence[torch.Tensor], model: str = "similarity", report: Cal
 
 def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Registration:
     """(C, H, W) sources -> each warped onto the first's frame, and the box of that frame that every
-    warped source covers."""
+    warped source covers. A warped 8- or 16-bit source is rounded back to its type (half a step at
+    most, which writing the fused file would round anyway): a long stack's frames stay 1-2 bytes a
+    value, not 4."""
     check_fusion_sources(images, "(C, H, W)")
     height, width = images[0].shape[-2:]
-    first = unit_range(images[0])[None]
-    warper = kornia.geometry.HomographyWarper(height, width, normalized_coordinates=True)
-    warped, covered, moves = [first], torch.ones(1, 1, height, width), []
+    first, grid = images[0][None], None
+    warped, covered, moves = [first], torch.ones(height, width, dtype=torch.bool), []
     for k, stored in enumerate(images[1:], start=2):
-        image = unit_range(stored)  # float one source at a time: a long stack's are not all held twice
-        transform = estimate(image[None], first, model)
+        transform = estimate(stored[None], first, model)
         moved = float(corner_moves(transform, height, width).norm(dim=1).max())
         if moved > MAX_MOVE * math.hypot(height, width):
             raise UserError(
                 f"cannot align source {k} to source 1: the estimate moves a corner by {moved:.0f} px "
                 "(the sources may show different scenes); fuse without --align"
             )
-        if moved < MIN_MOVE or not improves_edges(image[None], first, transform):  # registered already, or a fit to defocus
-            warped.append(image[None])
+        if moved < MIN_MOVE or not improves_edges(stored[None], first, transform):  # registered already, or a fit to defocus
+            warped.append(stored[None])
             moves.append(None)
             continue
         moves.append(moved)
-        transform = transform.to(image.device)
-        warped.append(warper(image[None].float(), transform).clamp(0.0, 1.0).to(image.dtype))
-        covered = covered * warper(torch.ones(1, 1, height, width, device=image.device), transform).cpu()
-    box = _inner_box(covered[0, 0] > 0.999)
+        if grid is None:  # the frame's sampling points, made once for every source
+            grid = create_meshgrid(height, width, normalized_coordinates=True, device=stored.device, align_corners=False)
+        image, inside = warp(stored, transform.to(stored.device), grid)
+        warped.append(image[None])
+        covered &= inside.cpu()
+    box = _inner_box(covered)
     top, bottom, left, right = box
     if (bottom - top) * (right - left) < height * width / 2:
         raise UserError("the aligned sources share less than half the frame; fuse without --align")
     return Registration([image[0] for image in warped], box, moves)
+
+
+def warp(image: torch.Tensor, transform: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (C, H, W) source (float, or 8/16-bit made float) under a normalised (1, 3, 3) ``transform``
+    onto ``grid`` (kornia's normalised (1, H, W, 2) meshgrid of the frame), in the source's type, and
+    where it covers the frame fully ((H, W) bool): ``kornia.geometry.HomographyWarper``'s values
+    (bilinear, zeros outside, the coverage its warp of ones above 0.999), :data:`WARP_ROWS` rows at a time."""
+    source = unit_range(image)[None].float()
+    ones = torch.ones(1, 1, 1, 1, dtype=source.dtype, device=source.device).expand(1, 1, *source.shape[-2:])
+    out = torch.empty_like(image)
+    inside = torch.empty(image.shape[-2:], dtype=torch.bool, device=image.device)
+    for top in range(0, image.shape[-2], WARP_ROWS):
+        rows = slice(top, top + WARP_ROWS)
+        points = warp_grid(grid[:, rows], transform.to(source.dtype))
+        out[:, rows] = stored_as(F.grid_sample(source, points, align_corners=False).clamp_(0.0, 1.0)[0], image.dtype)
+        inside[rows] = F.grid_sample(ones, points, align_corners=False)[0, 0] > 0.999
+    return out, inside
 
 
 def _inner_box(valid: torch.Tensor) -> tuple[int, int, int, int]:

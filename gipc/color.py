@@ -63,6 +63,14 @@ def unit_range(image: torch.Tensor, out: torch.Tensor | None = None) -> torch.Te
     return (image.float() if out is None else out.copy_(image)).div_(STORED_SCALES[image.dtype])
 
 
+def stored_as(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`unit_range`'s inverse: a float image in [0, 1] as ``dtype``, an 8- or 16-bit type
+    rounded to its nearest step (as a written file rounds it), a float type as it is."""
+    if dtype.is_floating_point:
+        return image.to(dtype)
+    return image.mul(STORED_SCALES[dtype]).round_().to(dtype)
+
+
 def split_luma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 3, H, W) RGB in [0, 1] -> Y (B, 1, H, W) and CbCr (B, 2, H, W), chroma centred on 0.5."""
     ycbcr = kornia.color.rgb_to_ycbcr(rgb)

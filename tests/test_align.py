@@ -70,13 +70,37 @@ def test_a_moved_source_is_put_back_onto_the_first_and_both_are_cropped_alike() 
     assert float(psnr(_moved(b)[None, :, top : top + h, left : left + w], unmoved)) < 22.0  # what alignment undid
 
 
-def test_sources_as_decoded_align_as_their_floats() -> None:
-    """gipc-fuse --align hands over 8-bit frames as decoded, made float one at a time: the same output."""
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+def test_sources_as_decoded_align_as_their_floats_and_stay_in_their_type(dtype: torch.dtype) -> None:
+    """gipc-fuse --align hands over frames as decoded, made float one at a time, and gets them back
+    in their type (a 12 MP frame: 36 MB in 8 bits against 144 MB in float32): the floats' output
+    rounded to the nearest step, as writing the fused file rounds it."""
+    scale = 255 if dtype == torch.uint8 else 65535
     a, b = _bracket()
-    stored = [(image * 255).round().byte() for image in (a, _moved(b))]
-    as_floats = align([image.float() / 255 for image in stored])
+    stored = [(image * scale).round().to(dtype) for image in (a, _moved(b))]
+    as_floats = align([image.float() / scale for image in stored])
     as_decoded = align(stored)
-    assert all(out.dtype == torch.float32 and torch.equal(out, ref) for out, ref in zip(as_decoded, as_floats))
+    assert all(out.dtype == dtype for out in as_decoded)
+    assert torch.equal(as_decoded[0].float() / scale, as_floats[0])  # the first frame is only cropped
+    assert torch.equal(as_decoded[1], (as_floats[1] * scale).round().to(dtype))
+    assert not torch.equal(as_decoded[1], stored[1][:, : as_decoded[1].shape[1], : as_decoded[1].shape[2]])  # B was moved back
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+def test_a_source_warped_rows_at_a_time_is_kornias_whole_warp_to_the_bit(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """Warping a strip of rows at a time (a 12 MP frame's grids and float output: 0.6 GiB at once)
+    changes no value: each row's sampling points are the whole grid's."""
+    monkeypatch.setattr(gipc.align, "WARP_ROWS", 7)  # 61 rows: 8 strips, the last one short
+    image = torch.rand(3, 61, 45)
+    image = image if dtype == torch.float32 else (image * 255).round().to(dtype)
+    transform = torch.tensor([[[1.01, 0.02, 0.013], [-0.015, 0.995, -0.02], [0.001, -0.002, 1.0]]])
+    grid = kornia.geometry.create_meshgrid(61, 45, normalized_coordinates=True, align_corners=False)
+    warped, inside = gipc.align.warp(image, transform, grid)
+    warper = kornia.geometry.HomographyWarper(61, 45, normalized_coordinates=True)
+    expected = warper(gipc.color.unit_range(image)[None], transform).clamp(0.0, 1.0)[0]
+    assert torch.equal(warped, expected if dtype == torch.float32 else (expected * 255).round().to(dtype))
+    assert torch.equal(inside, warper(torch.ones(1, 1, 61, 45), transform)[0, 0] > 0.999)
+    assert 0 < int((~inside).sum()) < 61 * 45 // 4  # the warp uncovers a border, not the frame
 
 
 def test_a_registered_pair_stays_as_it_is() -> None:

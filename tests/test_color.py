@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gipc.color import check_fusion_sources, from_net, fuse_chroma, fuse_color, luma, merge_luma, split_luma, to_net
+from gipc.color import check_fusion_sources, from_net, fuse_chroma, fuse_color, luma, merge_luma, split_luma, stored_as, to_net, unit_range
 from gipc.errors import UserError
 
 BT601 = (0.299, 0.587, 0.114)
@@ -45,6 +45,15 @@ def test_luma_of_a_stored_image_is_the_luma_of_its_floats_to_the_bit(dtype: torc
     assert luma(stored).dtype == torch.float32 and stored.dtype == dtype  # the frame is left as it was
     assert torch.equal(luma(stored[:, :1]), floats[:, :1])
     assert float(luma(torch.tensor([top, 0, 0], dtype=dtype).view(1, 3, 1, 1))) == pytest.approx(BT601[0], abs=1e-7)
+
+
+@pytest.mark.parametrize("dtype, top", [(torch.uint8, 255), (torch.uint16, 65535)])
+def test_stored_as_gives_every_stored_level_back_and_rounds_to_the_nearest(dtype: torch.dtype, top: int) -> None:
+    levels = torch.arange(top + 1).to(dtype)
+    assert torch.equal(stored_as(unit_range(levels), dtype), levels)
+    between = torch.tensor([0.4, 0.6, 254.4, 254.6]) / 255  # in 8-bit steps
+    assert stored_as(between, torch.uint8).tolist() == [0, 1, 254, 255]
+    assert torch.equal(stored_as(between, torch.float64), between.double())
 
 
 @pytest.mark.parametrize("channels", [2, 4])
