@@ -78,7 +78,7 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
         twice = next((path for path, real in zip(job.sources, resolved) if resolved.count(real) > 1), None)
         if twice is not None:
             raise FuseInputError(f"{twice}: the same file is given twice as a source; give each source once")
-        check_sources(job.sources)
+        check_output_format(job.output, max(item.bit_depth for item in check_sources(job.sources)))  # 16-bit sources into a JPEG: before any work
     inputs = tuple(p for job in jobs for p in job.sources)
     outputs = [path for job in jobs for path in (job.output, job.map_output) if path is not None]
     if len({path.resolve() for path in outputs}) < len(outputs):

@@ -157,6 +157,7 @@ class Header:
     height: int
     width: int
     icc: bytes | None = None
+    bit_depth: int = 8
 
 
 def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
@@ -168,7 +169,7 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
     with _opened(path) as im:
         if _has_alpha(im):  # only the pixels tell whether it is opaque: decoded here, as the rest of the header
             image = read_image(path, min_side)
-            return Header(path, image.kind, image.height, image.width, image.icc)
+            return Header(path, image.kind, image.height, image.width, image.icc, image.bit_depth)
         if im.mode == "F":
             raise ImageError(f"{path}: unsupported pixel mode 'F'; save it as 8- or 16-bit gray or RGB")
         if im.mode == "RGB" and im.format not in ("PNG", "TIFF") and _bits_per_sample(path, im) == 16:
@@ -179,8 +180,9 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
         if "exif" in im.info and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter on reading
             width, height = height, width
         icc = _profile(im)
+        deep = im.mode == "I" or im.mode.startswith("I;16") or (im.mode == "RGB" and _bits_per_sample(path, im) == 16)
     _check_side(path, height, width, min_side)
-    return Header(path, kind, height, width, icc)
+    return Header(path, kind, height, width, icc, 16 if deep else 8)
 
 
 def check_matching(items: list[Image] | list[Header]) -> None:
@@ -227,9 +229,11 @@ def sized(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Header] | li
     return [read_image(p) for p in paths]
 
 
-def check_sources(paths: list[str | Path] | tuple[str | Path, ...]) -> None:
-    """:func:`check_matching` before any decoding where the headers suffice (:func:`sized`)."""
-    check_matching(sized(paths))
+def check_sources(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Header] | list[Image]:
+    """:func:`check_matching` before any decoding where the headers suffice (:func:`sized`); the headers (or images) read."""
+    items = sized(paths)
+    check_matching(items)
+    return items
 
 
 def read_matching(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Image]:
@@ -256,11 +260,7 @@ def write_image(
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    check_output_format(path)
-    if bit_depth not in (8, 16):
-        raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
-    if suffix in (".jpg", ".jpeg") and bit_depth == 16:
-        raise ImageError(f"{path}: JPEG holds 8 bits only; write a .png to keep 16-bit sources' depth")
+    check_output_format(path, bit_depth)
     if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
         raise ImageError(f"{path}: expected (C, H, W) pixels with C = 1 or 3, got {tuple(pixels.shape)}")
     check_writable(path, overwrite, protected)
@@ -279,10 +279,15 @@ def write_image(
         raise ImageError(f"cannot write {path}: {err.strerror or err}") from None
 
 
-def check_output_format(path: Path) -> None:
-    """Refuse an output file name whose format :func:`write_image` cannot write (before any work)."""
+def check_output_format(path: Path, bit_depth: int = 8) -> None:
+    """Refuse an output file name whose format :func:`write_image` cannot write, or cannot write at
+    ``bit_depth`` (before any work)."""
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
         raise ImageError(f"{path}: cannot write '{path.suffix}' files; use .png, .jpg or .tif")
+    if bit_depth not in (8, 16):
+        raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
+    if path.suffix.lower() in (".jpg", ".jpeg") and bit_depth == 16:
+        raise ImageError(f"{path}: JPEG holds 8 bits only; write a .png to keep 16-bit sources' depth")
 
 
 def _orientation(im: PILImage.Image) -> int:

@@ -300,6 +300,19 @@ def test_the_fused_image_keeps_the_first_sources_exif_upright(tmp_path: Path, su
     assert read_image(saved_map).exif is None
 
 
+def test_16bit_sources_into_a_jpeg_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A JPEG holds 8 bits: the headers tell, so a long 16-bit stack is not fused first and then refused."""
+    paths = []
+    for name in "ab":
+        png.from_array(np.random.default_rng(2).integers(0, 65536, (6, 15)).astype(np.uint16), "RGB;16").save(str(tmp_path / f"{name}.png"))
+        paths.append(str(tmp_path / f"{name}.png"))
+    assert main([*paths, "--out", str(tmp_path / "fused.jpg")]) == 2
+    assert capsys.readouterr().err.splitlines() == [  # the only line: before the network loads
+        f"gipc-fuse: error: {tmp_path / 'fused.jpg'}: JPEG holds 8 bits only; write a .png to keep 16-bit sources' depth"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+
+
 def test_sources_with_two_colour_profiles_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Their values mean different colours: copying pixels from both would mix two colour spaces."""
     srgb, xyz = icc_profiles()

@@ -336,10 +336,11 @@ def test_a_16bit_tiff_with_a_plane_per_channel_reads_as_rgb(tmp_path: Path) -> N
     ("rgb16.tif", _tiff, RGB16),
 ], ids=["gray-png", "rgb-png", "rgb-tiff"])
 def test_16bit_files_keep_every_level(tmp_path: Path, name: str, write, values: np.ndarray) -> None:
-    """Files written by Pillow, pypng and tifffile, read back level for level."""
+    """Files written by Pillow, pypng and tifffile, read back level for level; their headers say 16
+    bits already (a 16-bit stack meant for a JPEG is refused before any work)."""
     image = read_image(write(tmp_path / name, values))
     gray = values.ndim == 2
-    assert image.bit_depth == 16 and image.pixels.shape == (1 if gray else 3, *values.shape[:2])
+    assert image.bit_depth == read_header(tmp_path / name).bit_depth == 16 and image.pixels.shape == (1 if gray else 3, *values.shape[:2])
     levels = (image.pixels * 65535).round().numpy().astype(np.uint16)
     assert (levels[0] if gray else levels.transpose(1, 2, 0)).tolist() == values.tolist()
     assert image.stored.dtype == torch.uint16 and image.stored.numpy().tolist() == levels.tolist()  # held as stored, 2 bytes a value
@@ -513,6 +514,7 @@ def test_the_header_gives_the_kind_and_size_decoding_gives(tmp_path: Path) -> No
     for name, (kind, height, width) in expected.items():
         header, image = read_header(tmp_path / name), read_image(tmp_path / name)
         assert (header.kind, header.height, header.width) == (image.kind, image.height, image.width) == (kind, height, width), name
+        assert header.bit_depth == image.bit_depth == (16 if name == "rgb16.png" else 8), name
     PILImage.fromarray(rng.integers(0, 256, (6, 9, 4), dtype=np.uint8)).save(tmp_path / "alpha.png")
     with pytest.raises(ImageError, match="alpha.png: has transparent pixels"):
         read_header(tmp_path / "alpha.png")
