@@ -42,8 +42,11 @@ def fuse_images(fuse: Fusion | Fuser, images: list[torch.Tensor]) -> torch.Tenso
     return (fuse if isinstance(fuse, Fusion) else Fusion(fuse)).fuse(images)
 
 
-def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: bool, maps: Path | None = None) -> list[Job]:
-    """Jobs for explicit sources (``out`` a file, or a folder) or for a folder of groups (``out`` a folder).
+def plan_jobs(
+    sources: list[Path], pairs: Path | None, out: Path, overwrite: bool, maps: Path | None = None, suffix: str | None = None
+) -> list[Job]:
+    """Jobs for explicit sources (``out`` a file, or a folder) or for a folder of groups (``out`` a
+    folder, each output ``<name>-fused`` + ``suffix``, default ``.png``; a file names its own format).
 
     Checked before any fusion: every source's header (it exists and is an image, one kind and size
     per job, no file twice), so a bad file in a folder stops the command before its first output; no
@@ -52,12 +55,15 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
     folder, which gets ``<output stem>-map.png`` per job (a ``-fused`` ending dropped from the stem).
     """
     out_is_file = bool(out.suffix) and not out.is_dir()
+    if out_is_file and suffix is not None:
+        raise FuseInputError(f"{out}: a file's suffix names its format; give --format with an output folder")
+    suffix = suffix or ".png"
     if pairs is not None:
         if sources:
             raise FuseInputError("give either source files or --pairs DIR, not both")
         if out_is_file:
             raise FuseInputError(f"{out}: --pairs writes one image per group; give an output folder")
-        jobs = [Job(group, out / f"{name}-fused.png") for name, group in group_sources(pairs)]
+        jobs = [Job(group, out / f"{name}-fused{suffix}") for name, group in group_sources(pairs)]
     elif len(sources) < 2:
         raise FuseInputError("give two or more source images (in focus order), or --pairs DIR")
     elif out_is_file:
@@ -65,7 +71,7 @@ def plan_jobs(sources: list[Path], pairs: Path | None, out: Path, overwrite: boo
         jobs = [Job(tuple(sources), out)]
     else:
         match = SOURCE_NAME.match(sources[0].stem)
-        jobs = [Job(tuple(sources), out / f"{match['name'] if match else sources[0].stem}-fused.png")]
+        jobs = [Job(tuple(sources), out / f"{match['name'] if match else sources[0].stem}-fused{suffix}")]
     if not out_is_file:
         check_output_folder(out, overwrite, [pairs] if pairs is not None else [])
     if maps is not None:

@@ -187,6 +187,24 @@ def test_baseline_on_a_gray_pair_writes_their_mean(tmp_path: Path, grayscale_pai
     assert np.abs(out - expected).max() <= 0.5
 
 
+@pytest.mark.parametrize("fmt", ["jpg", "tif"])
+def test_a_folders_outputs_take_the_format_asked_for(tmp_path: Path, grayscale_pairs: Path, fmt: str) -> None:
+    """A photographer's folder of JPEG stacks may want JPEGs back: --format names the outputs'
+    format; the same pixels as the PNG (to JPEG's loss)."""
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for name in ("g09-A.png", "g09-B.png", "g10-A.png", "g10-B.png"):
+        (pairs / name).write_bytes((grayscale_pairs / name).read_bytes())
+    assert main(["--method", "average", "--pairs", str(pairs), "--out", str(tmp_path / "png")]) == 0
+    assert main(["--method", "average", "--pairs", str(pairs), "--out", str(tmp_path / fmt), "--format", fmt]) == 0
+    assert sorted(p.name for p in (tmp_path / fmt).iterdir()) == [f"g09-fused.{fmt}", f"g10-fused.{fmt}"]
+    for name in ("g09", "g10"):
+        with PILImage.open(tmp_path / fmt / f"{name}-fused.{fmt}") as im:
+            assert im.format == {"jpg": "JPEG", "tif": "TIFF"}[fmt]
+        difference = read_image(tmp_path / fmt / f"{name}-fused.{fmt}").pixels - read_image(tmp_path / "png" / f"{name}-fused.png").pixels
+        assert float(difference.abs().max()) * 255 <= (0.0 if fmt == "tif" else 16.0)  # quality 95
+
+
 def test_a_baseline_fuses_a_large_pair_whole_not_in_the_networks_tiles(tmp_path: Path) -> None:
     # Above 1 MP gipc-fuse tiles the network; a pyramid tiled would differ near the tiles' seams.
     rng = np.random.default_rng(0)
@@ -498,6 +516,7 @@ def test_the_same_file_twice_is_refused(tmp_path: Path, grayscale_pairs: Path, c
         (["--method", "average", "--precision", "bf16"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
         (["--method", "average", "--backend", "torch"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
         (["--device", "cpu", "--precision", "fp16"], "precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU"),
+        (["--format", "jpg", "--out", "o.png"], "o.png: a file's suffix names its format; give --format with an output folder"),
     ],
 )
 def test_bad_options_exit_2(tmp_path: Path, ckpt: Path, grayscale_pairs: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

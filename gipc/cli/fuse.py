@@ -5,6 +5,7 @@
     gipc-fuse --ckpt model.ckpt --pairs DIR --out NEW_DIR      # a run's checkpoint or a gipc-export file
     gipc-fuse --method gff --pairs DIR --out NEW_DIR           # a classic baseline
     gipc-fuse --pairs DIR --out NEW_DIR --save-maps MAPS_DIR   # + each fusion's decision map
+    gipc-fuse --pairs DIR --out NEW_DIR --format jpg           # the outputs as JPEG (or tif; default png)
 
 The work itself is :mod:`gipc.fuse`; this module parses, reports and picks the exit code.
 """
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
     parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files (or _A, -1, _1) or A/, B/ subfolders (or 1/, source_1/, imageA/, near/ far/)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output file, or a new folder")
+    parser.add_argument("--format", choices=("png", "jpg", "tif"), help="format of the images written into an --out folder (default png; JPEG at quality 95, 8 bits only)")
     parser.add_argument("--rule", choices=RULES, help=f"direct: the network's own image (the paper's); map: each pixel copied from the source a decision map picks (default: {rule} for networks, direct for --method)")
     maps = parser.add_argument_group("decision map (--rule map; defaults from conf/fusion/default.yaml, a map head's from its head_map)")
     for field in fields(MapSettings):  # default None: the network's head decides which default applies
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         check_tiling(args.tile, args.overlap)  # before the network loads
-        jobs.extend(plan_jobs(args.sources, args.pairs, args.out, args.overwrite, args.save_maps))
+        jobs.extend(plan_jobs(args.sources, args.pairs, args.out, args.overwrite, args.save_maps, args.format and f".{args.format}"))
         fusion = _fusion(args)
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
