@@ -25,9 +25,9 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
-from gipc import exif as exif_block
 from gipc.color import unit_range
 from gipc.errors import ImageError
+from gipc.exif import JPEG_LIMIT, PREFIX, for_output, tiff_block
 from gipc.files import atomic_path, check_writable
 
 # A truncated JPEG must fail loudly rather than come back half grey.
@@ -137,7 +137,7 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
         else:
             im.load()
             array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
-        icc, exif = _profile(im), exif_block.tiff_block(im.info.get("exif"))
+        icc, exif = _profile(im), tiff_block(im.info.get("exif"))
     _check_side(path, *array.shape[:2], min_side)
     stored = torch.from_numpy(np.require(array, np.uint16 if bit_depth == 16 else np.uint8, ["C", "W"]))  # Pillow's arrays are read-only
     return Image(stored.unsqueeze(0) if stored.ndim == 2 else stored.permute(2, 0, 1).contiguous(), bit_depth, path, icc, exif)
@@ -269,8 +269,8 @@ def write_image(
     array = scaled.round().permute(1, 2, 0).numpy().astype(dtype)
     array = array[..., 0] if array.shape[2] == 1 else array
     if exif is not None:
-        exif = exif_block.for_output(exif, array.shape[1], array.shape[0])
-        if suffix in (".jpg", ".jpeg") and exif is not None and len(exif) > exif_block.JPEG_LIMIT:
+        exif = for_output(exif, array.shape[1], array.shape[0])
+        if suffix in (".jpg", ".jpeg") and exif is not None and len(exif) > JPEG_LIMIT:
             exif = None
     try:
         with atomic_path(path) as tmp:
@@ -411,7 +411,7 @@ def _encode(tmp: Path, suffix: str, array: np.ndarray, icc: bytes | None = None,
     profile ``icc`` and, into a PNG or JPEG, the EXIF block ``exif`` (a TIFF structure)."""
     embedded = {} if icc is None else {"icc_profile": icc}
     if exif is not None:
-        embedded["exif"] = exif_block.PREFIX + exif
+        embedded["exif"] = PREFIX + exif
     if suffix in (".tif", ".tiff"):
         import tifffile
 
