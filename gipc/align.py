@@ -93,7 +93,7 @@ class Registration(NamedTuple):
     """Sources registered onto the first one's frame."""
 
     images: list[torch.Tensor]
-    """(C, H, W) each, warped onto the first's frame (uncovered pixels 0)."""
+    """(C, H, W) each in its source's type, warped onto the first's frame (uncovered pixels 0)."""
     box: tuple[int, int, int, int]
     """(top, bottom, left, right; ends exclusive): the part of the frame every warped source covers."""
     moves: list[float | None]
