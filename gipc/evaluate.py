@@ -48,14 +48,19 @@ FusedFor = Callable[[Scene], torch.Tensor | None]
 
 
 def evaluate_pairs(
-    pairs: Iterable[Scene], fused_by_method: Mapping[str, FusedFor], progress: bool = False, maps_by_method: Mapping[str, FusedFor] = {}
+    pairs: Iterable[Scene],
+    fused_by_method: Mapping[str, FusedFor],
+    progress: bool = False,
+    maps_by_method: Mapping[str, FusedFor] = {},
+    extra: Sequence[str] = (),
 ) -> list[Row]:
     """Score every method on every scene (with its ``gt`` when the scene has one).
 
     Scenes are read one at a time, so memory holds one scene whatever the set's size. Rows come
     grouped by method in the order given, then by scene; a method with no image for a scene
     (``None``) simply has no row for it. A method's decision maps (``maps_by_method``: A's weight,
-    (1, H, W)) are scored against the scene's true ``focus_map``.
+    (1, H, W)) are scored against the scene's true ``focus_map``; the ``extra`` metrics
+    (:data:`gipc.metrics.EXTRA_NAMES`) are scored too.
     """
     rows: list[Row] = []
     pairs = pairs if isinstance(pairs, Sequence) else list(pairs)
@@ -70,7 +75,7 @@ def evaluate_pairs(
             gt = None if scene.gt is None else _as_kind(scene.gt, scene.a.shape[0])[None]
             maps = {method: _as_kind(image, 1)[None] for method, map_for in maps_by_method.items() if (image := map_for(scene)) is not None}
             true_map = None if scene.focus_map is None else scene.focus_map[None]
-            rows += score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map)
+            rows += score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map, extra)
             bar.update()
     order = {method: i for i, method in enumerate(fused_by_method)}
     return sorted(rows, key=lambda row: order[row["method"]])  # stable: scenes keep their order

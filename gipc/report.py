@@ -85,16 +85,18 @@ def score_batch(
     gt: torch.Tensor | None = None,
     maps_by_method: Mapping[str, torch.Tensor] = {},
     true_map: torch.Tensor | None = None,
+    extra: Sequence[str] = (),
 ) -> list[dict[str, object]]:
     """Rows ``{"image", "method", EN, ..., [PSNR, SSIM], [MAP_ACC, MAP_BF]}`` of one (N, C, H, W) batch, per method then image.
 
     The per-image form of :func:`gipc.metrics.fusion_metrics` that both this command and
     training's test report tabulate with :func:`gipc.report.write_report`; a method with a decision
-    map (A's weight, (N, 1, H, W)) in ``maps_by_method`` is also scored against ``true_map``.
+    map (A's weight, (N, 1, H, W)) in ``maps_by_method`` is also scored against ``true_map``; the
+    ``extra`` metrics (:data:`gipc.metrics.EXTRA_NAMES`) come after the image metrics.
     """
     rows = []
     for method, fused in fused_by_method.items():
-        values = fusion_metrics(a, b, fused, gt)
+        values = fusion_metrics(a, b, fused, gt, extra)
         if true_map is not None and method in maps_by_method:
             values |= map_scores(maps_by_method[method], true_map)
         rows += [{"image": name, "method": method, **{k: float(v[i]) for k, v in values.items()}} for i, name in enumerate(names)]

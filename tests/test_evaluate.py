@@ -20,7 +20,7 @@ from gipc.evaluate import evaluate_pairs, folder_method, match_stems
 from gipc.cli.evaluate import main
 from gipc.data.scene import Scene
 from gipc.imaging import read_image
-from gipc.metrics import METRIC_NAMES, fusion_metrics
+from gipc.metrics import METRIC_NAMES, fusion_metrics, qmi, qy
 
 SIZE = 48
 # 48 px images get 3 of MS-SSIM's 5 scales; the warning says so once, which is expected here.
@@ -87,6 +87,21 @@ def test_scores_equal_direct_metrics_and_closed_forms(scenes, tmp_path: Path) ->
         values = np.array([float(r[name]) for r in rows])
         assert f"{values.mean():.4f} ± {values.std():.4f}" in table
     assert "| ours | 2 |" in table
+
+
+def test_extra_metrics_add_their_columns_after_the_six(scenes, tmp_path: Path) -> None:
+    """F = A copies one source whole: Q_MI = 2 (1/2 + MI(B, A) / (H(B) + H(A))) and each row equals
+    the functions' own scores."""
+    sources, fused, arrays = scenes
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--extra-metrics", "QMI, QY", "--out", str(out)]) == 0
+    rows = _rows(out / "metrics.csv")
+    assert list(rows[0]) == ["image", "method", *METRIC_NAMES, "QMI", "QY"]
+    for row in rows:
+        a, b = (_tensor(x) for x in arrays[row["image"]])
+        assert float(row["QMI"]) == pytest.approx(qmi(a, b, a).item(), abs=1e-12) and float(row["QMI"]) > 1.0
+        assert float(row["QY"]) == pytest.approx(qy(a, b, a).item(), abs=1e-12)
+    assert "| method | n | EN | SF | SD | CC | QABF | MSSSIM | QMI | QY |" in (out / "metrics.md").read_text()
 
 
 def test_several_folders_and_baselines_make_one_table(scenes, tmp_path: Path) -> None:
@@ -261,9 +276,10 @@ def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
         (["--method", "mine", "--baselines", "average"], "--method names one --fused DIR"),
         (["--fused", "{empty}", "--allow-missing"], "no image for 2 scene(s): s1, s2; name fused files <scene>.<ext> or <scene>-fused.<ext>"),
         (["--fused", "{fused}", "--out", "{fused}", "--overwrite"], "output folder {fused} holds the input {fused}"),
+        (["--fused", "{fused}", "--extra-metrics", "QY,QCB"], "--extra-metrics: no metric QCB; choose from QMI, QY"),
     ],
     ids=["unknown-baseline", "missing-folder", "nothing", "wandb-without-out", "one-name-twice", "named-twice", "method-without-folder",
-         "empty-folder", "out-is-an-input"],
+         "empty-folder", "out-is-an-input", "unknown-extra-metric"],
 )
 def test_bad_options_are_one_line(scenes, tmp_path: Path, capsys, extra: list[str], fragment: str) -> None:
     sources, fused, _ = scenes

@@ -15,6 +15,7 @@ from skimage.metrics import structural_similarity
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from gipc.metrics import (
+    EXTRA_NAMES,
     METRIC_NAMES,
     QABF,
     REFERENCE_NAMES,
@@ -29,6 +30,8 @@ from gipc.metrics import (
     msssim_scales,
     psnr,
     qabf,
+    qmi,
+    qy,
     spatial_frequency,
     ssim,
     standard_deviation,
@@ -239,6 +242,89 @@ def test_qabf_constants_are_keyword_arguments_and_checked_on_construction() -> N
     assert metric.compute().item() == pytest.approx(base / 2, rel=1e-12)
     with pytest.raises(TypeError):
         QABF(gama_g=1.0)
+
+
+def test_qmi_by_hand_one_bit_shared_and_nothing_shared() -> None:
+    """F = A, a half-black half-white A (1 bit) and a flat B: MI(A, F) = 1 over H(A) + H(F) = 2, and
+    the flat B shares nothing, its term counted 0: Q_MI = 2 (1/2 + 0) = 1."""
+    half = np.zeros((6, 8))
+    half[:, 4:] = 255
+    assert qmi(levels(half), levels(np.full((6, 8), 40)), levels(half)).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_qmi_by_hand_four_levels_read_through_two() -> None:
+    """A holds 4 equally common levels (2 bits); F = B keeps which half each pixel lies in (1 bit):
+    MI(A, F) = 1, MI(B, F) = 1, so Q_MI = 2 (1 / (2 + 1) + 1 / (1 + 1)) = 5/3."""
+    four = np.repeat(np.array([[0, 1, 2, 3]]), 5, axis=0) * 85
+    two = np.where(four > 100, 255, 0)
+    assert qmi(levels(four), levels(two), levels(two)).item() == pytest.approx(5 / 3, abs=1e-12)
+
+
+def test_qmi_reads_levels_not_values_each_image_stretched_to_its_own_range() -> None:
+    """Mutual information sees which levels go together, not which they are: an inverted F, or a
+    source of half the contrast (stretched back to 0..255 first, as the toolbox's normalize1 does),
+    scores the same; identical images score the maximum, 2."""
+    a, b = textured(1, (1, 1, 20, 24)), textured(2, (1, 1, 20, 24))
+    even = torch.floor(a * 255 / 2) * 2 / 255  # even levels: halving them is exact
+    assert qmi(even, b, 1 - even).item() == pytest.approx(qmi(even, b, even).item(), abs=1e-12)
+    assert qmi(even / 2 + 0.25, b, even).item() == pytest.approx(qmi(even, b, even).item(), abs=1e-12)
+    assert qmi(a, a, a).item() == pytest.approx(2.0, abs=1e-12)
+
+
+def _yang_by_hand(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """Q_Y of 7 x 7 integer images (one window) written out with sums: Yang et al.'s rule on SSIM of a
+    Gaussian window (sigma 1.5) with constants 2e-16."""
+    r = np.arange(7) - 3
+    w = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.5**2))
+    w /= w.sum()
+
+    def stats(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+        mx, my = (w * x).sum(), (w * y).sum()
+        vx, vy, cxy = (w * (x - mx) ** 2).sum(), (w * (y - my) ** 2).sum(), (w * (x - mx) * (y - my)).sum()
+        return (2 * mx * my + 2e-16) * (2 * cxy + 2e-16) / ((mx**2 + my**2 + 2e-16) * (vx + vy + 2e-16)), vx, vy
+
+    s_ab, v_a, v_b = stats(a, b)
+    s_af, s_bf = stats(a, f)[0], stats(b, f)[0]
+    if s_ab >= 0.75:
+        return v_a / (v_a + v_b) * s_af + v_b / (v_a + v_b) * s_bf
+    return max(s_af, s_bf)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_qy_of_one_window_is_yangs_rule_written_out(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(40, 200, (7, 7)).astype(float)
+    b = np.clip(a + rng.integers(-12, 13, (7, 7)), 0, 255) if seed else rng.integers(0, 256, (7, 7)).astype(float)  # alike, or not
+    f = np.clip(a + rng.integers(-30, 31, (7, 7)), 0, 255)
+    assert qy(levels(a), levels(b), levels(f)).item() == pytest.approx(_yang_by_hand(a, b, f), rel=1e-9)
+
+
+def test_qy_of_flat_windows_is_what_exact_arithmetic_gives() -> None:
+    """Saturated areas: the toolbox's one-pass variance leaves rounding where a flat window has none
+    and scores ratios of rounding errors (10^5 on Lytro pairs). Exactly: two flat windows of one
+    level are alike (SSIM 1), weighed half and half; a flat F against a textured source keeps
+    nothing of its structure (SSIM 0)."""
+    flat, textured_a = np.full((9, 9), 255.0), np.random.default_rng(3).integers(0, 256, (9, 9)).astype(float)
+    assert qy(levels(flat), levels(flat), levels(flat)).item() == pytest.approx(1.0, abs=1e-12)
+    darker = np.full((9, 9), 254.0)  # alike in structure, the luminance term 2 * 255 * 254 / (255^2 + 254^2)
+    assert qy(levels(flat), levels(darker), levels(flat)).item() == pytest.approx(0.5 + 0.5 * 2 * 255 * 254 / (255**2 + 254**2), abs=1e-12)
+    assert qy(levels(textured_a), levels(flat), levels(flat)).item() == pytest.approx(1.0, abs=1e-12)  # not alike: the better, B's
+    assert abs(qy(levels(textured_a), levels(textured_a), levels(flat)).item()) < 1e-9
+
+
+def test_qy_refuses_images_smaller_than_its_window() -> None:
+    with pytest.raises(MetricInputError, match="Q_Y needs images of at least 7x7 px, got 6x9"):
+        qy(*(levels(np.zeros((6, 9))) for _ in range(3)))
+
+
+def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> None:
+    a, b = textured(4), textured(5)
+    assert tuple(fusion_metrics(a, b, a)) == METRIC_NAMES
+    scores = fusion_metrics(a, b, a, extra=EXTRA_NAMES)
+    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QY")
+    assert float(scores["QMI"][0]) == qmi(a, b, a).item() and float(scores["QY"][0]) == qy(a, b, a).item()
+    with pytest.raises(MetricInputError, match="no extra metric QCB; choose from QMI, QY"):
+        fusion_metrics(a, b, a, extra=["QCB"])
 
 
 # ---------------------------------------------------------------- MS-SSIM

@@ -17,6 +17,7 @@ from gipc.data.scene import Scene
 from gipc.errors import EvalInputError
 from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods
 from gipc.files import check_output_folder
+from gipc.metrics import EXTRA_NAMES
 from gipc.report import Row, markdown_table, numeric_columns, write_report
 
 PROG = "gipc-eval"
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--maps", action="append", default=[], metavar="NAME=DIR",
                         help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
+    parser.add_argument("--extra-metrics", default="", metavar="NAME[,NAME]",
+                        help=f"also score these metrics of the MFIF survey's tables: {', '.join(EXTRA_NAMES)} "
+                             "(Q_MI: normalised mutual information, 0..2; Q_Y: Yang's SSIM-based, 0..1)")
     parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
@@ -46,6 +50,10 @@ def run(args: argparse.Namespace) -> list[Row]:
     if args.wandb and args.out is None:
         raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
     fused = parse_fused(args.fused, args.method)
+    extra = [name.strip() for name in args.extra_metrics.split(",") if name.strip()]
+    unknown = [name for name in extra if name not in EXTRA_NAMES]
+    if unknown:
+        raise EvalInputError(f"--extra-metrics: no metric {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)}")
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
     if args.out is not None:
         inputs = [args.sources, *fused.values(), *([args.gt] if args.gt else []), *parse_fused(args.maps, None, "--maps").values()]
@@ -61,7 +69,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     maps = plan_maps(folder, args.maps, methods)
     truth = " and ground truth" if args.gt is not None or folder.has_gt else ""
     say(PROG, f"scoring {len(names)} pair(s){truth}: {', '.join(methods)}")
-    return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps)
+    return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps, extra=extra)
 
 
 def main(argv: list[str] | None = None) -> int:

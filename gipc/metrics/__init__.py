@@ -5,18 +5,21 @@ All score the 0..255 integer luminance that the MFIF benchmark toolbox scores (s
 
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
-from gipc.metrics.collection import METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, fusion_metrics
+from gipc.metrics.collection import EXTRA_NAMES, METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, fusion_metrics
 from gipc.metrics.decision_map import map_accuracy, map_boundary_f, map_scores
 from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient, pearson
 from gipc.metrics.entropy import Entropy, entropy
 from gipc.metrics.luminance import gray255
 from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim, msssim, msssim_scales
 from gipc.metrics.qabf import QABF, qabf
+from gipc.metrics.qmi import QMI, qmi
+from gipc.metrics.qy import QY, qy
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
 from gipc.metrics.spatial_frequency import SpatialFrequency, spatial_frequency
 from gipc.metrics.standard_deviation import StandardDeviation, standard_deviation
 
 __all__ = [
+    "EXTRA_NAMES",
     "METRIC_NAMES",
     "REFERENCE_NAMES",
     "CorrelationCoefficient",
@@ -26,6 +29,8 @@ __all__ = [
     "MetricInputError",
     "PerImageMean",
     "QABF",
+    "QMI",
+    "QY",
     "ReferencePSNR",
     "ReferenceSSIM",
     "SpatialFrequency",
@@ -43,6 +48,8 @@ __all__ = [
     "pearson",
     "psnr",
     "qabf",
+    "qmi",
+    "qy",
     "spatial_frequency",
     "ssim",
     "standard_deviation",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torchmetrics import MetricCollection
 
+from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.correlation import CorrelationCoefficient
 from gipc.metrics.entropy import Entropy
 from gipc.metrics.msssim import FusionMSSSIM
 from gipc.metrics.qabf import QABF
+from gipc.metrics.qmi import QMI
+from gipc.metrics.qy import QY
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM
 from gipc.metrics.spatial_frequency import SpatialFrequency
 from gipc.metrics.standard_deviation import StandardDeviation
@@ -25,8 +30,12 @@ METRICS: dict[str, type[PerImageMean]] = {
     "MSSSIM": FusionMSSSIM,
 }
 REFERENCE_METRICS: dict[str, type[PerImageMean]] = {"PSNR": ReferencePSNR, "SSIM": ReferenceSSIM}
+#: Further no-reference metrics of the MFIF survey's tables (Liu et al. 2020), scored on request
+#: (``gipc-eval --extra-metrics``): normalised mutual information and Yang's SSIM-based metric.
+EXTRA_METRICS: dict[str, type[PerImageMean]] = {"QMI": QMI, "QY": QY}
 METRIC_NAMES = tuple(METRICS)
 REFERENCE_NAMES = tuple(REFERENCE_METRICS)
+EXTRA_NAMES = tuple(EXTRA_METRICS)
 
 
 class FusionMetrics(MetricCollection):
@@ -60,13 +69,17 @@ class FusionMetrics(MetricCollection):
         return {name: metric.compute() for name, metric in self.items(keep_base=True) if metric.update_called}
 
 
-_SCORERS = {name: metric() for name, metric in (METRICS | REFERENCE_METRICS).items()}
+_SCORERS = {name: metric() for name, metric in (METRICS | REFERENCE_METRICS | EXTRA_METRICS).items()}
 """One instance of each metric for :func:`fusion_metrics`: ``per_image`` reads no state."""
 
 
 def fusion_metrics(
-    a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None = None
+    a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None = None, extra: Sequence[str] = ()
 ) -> dict[str, torch.Tensor]:
-    """Per-image scores ``{name: (N,) float64}`` of one batch: the six metrics, + PSNR and SSIM given ``gt``."""
-    names = METRIC_NAMES + (REFERENCE_NAMES if gt is not None else ())
+    """Per-image scores ``{name: (N,) float64}`` of one batch: the six metrics, + PSNR and SSIM given
+    ``gt``, + the ``extra`` ones asked for (:data:`EXTRA_NAMES`)."""
+    unknown = [name for name in extra if name not in EXTRA_METRICS]
+    if unknown:
+        raise MetricInputError(f"no extra metric {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)}")
+    names = METRIC_NAMES + (REFERENCE_NAMES if gt is not None else ()) + tuple(extra)
     return {name: _SCORERS[name].per_image(a, b, fused, gt) for name in names}

@@ -14,7 +14,7 @@ from gipc.errors import MetricInputError
 #: Matlab ``rgb2gray`` weights (the exact doubles Matlab uses, not the rounded Rec. 601 ones).
 RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
-def _matlab_round(x: torch.Tensor) -> torch.Tensor:
+def matlab_round(x: torch.Tensor) -> torch.Tensor:
     """Round half away from zero like Matlab (``torch.round`` rounds half to even); inputs are >= 0."""
     return torch.floor(x + 0.5)
 
@@ -31,11 +31,11 @@ def gray255(image: torch.Tensor) -> torch.Tensor:
         raise MetricInputError(f"expected float images in [0, 1], got dtype {image.dtype}")
     if problem := outside_unit_range(image):
         raise MetricInputError(f"expected images in [0, 1], got {problem}")
-    levels = _matlab_round(image.to(torch.float64).clamp(0.0, 1.0) * 255.0)
+    levels = matlab_round(image.to(torch.float64).clamp(0.0, 1.0) * 255.0)
     if levels.shape[1] == 1:
         return levels
     weights = torch.tensor(RGB2GRAY, dtype=torch.float64, device=image.device).view(1, 3, 1, 1)
-    return _matlab_round((levels * weights).sum(dim=1, keepdim=True)).clamp(0.0, 255.0)
+    return matlab_round((levels * weights).sum(dim=1, keepdim=True)).clamp(0.0, 255.0)
 
 
 def gray255_same(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
