@@ -30,6 +30,7 @@ from gipc.metrics import (
     msssim_scales,
     psnr,
     qabf,
+    qcb,
     qmi,
     qy,
     spatial_frequency,
@@ -317,14 +318,60 @@ def test_qy_refuses_images_smaller_than_its_window() -> None:
         qy(*(levels(np.zeros((6, 9))) for _ in range(3)))
 
 
+def _chen_blum_port(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """metricChenBlum.m line by line in numpy and scipy, on (H, W) 0..255 integer images."""
+    from scipy.signal import correlate2d
+
+    def normalize1(x: np.ndarray) -> np.ndarray:
+        low, high = x.min(), x.max()
+        return x if low == high == 0 else np.floor((x - low) / (high - low) * 255 + 0.5)
+
+    hang, lie = a.shape
+    u, v = np.meshgrid((np.arange(lie) - lie // 2) * (2 / lie), (np.arange(hang) - hang // 2) * (2 / hang))  # freqspace(..., 'meshgrid')
+    r = np.hypot(lie / 30 * u, hang / 30 * v)
+    sd = np.exp(-((r / 15.3870) ** 2)) - 0.7622 * np.exp(-((r / 1.3456) ** 2))
+    x, y = np.meshgrid(np.arange(-15, 16), np.arange(-15, 16))
+
+    def gaussian(sigma: float) -> np.ndarray:
+        return np.exp(-(x * x + y * y) / (2 * sigma * sigma)) / (2 * np.pi * sigma * sigma)
+
+    def masked(im: np.ndarray) -> np.ndarray:
+        filtered = np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(im)) * sd))
+        c = np.abs(correlate2d(filtered, gaussian(2), mode="same") / correlate2d(filtered, gaussian(4), mode="same") - 1)
+        return c**3 / (c**2 + 1e-4)
+
+    c1, c2, cf = (masked(normalize1(im.astype(float))) for im in (a, b, f))
+    q1, q2 = np.where(c1 < cf, c1 / cf, cf / c1), np.where(c2 < cf, c2 / cf, cf / c2)
+    return float(np.mean(c1 * c1 / (c1 * c1 + c2 * c2) * q1 + c2 * c2 / (c1 * c1 + c2 * c2) * q2))
+
+
+@pytest.mark.parametrize("shape", [(37, 45), (40, 32)])
+def test_qcb_matches_a_line_by_line_port_of_the_toolbox(shape: tuple[int, int]) -> None:
+    """Odd and even sides (Matlab's freqspace grid is asymmetric for even ones: the filtered image is complex)."""
+    rng = np.random.default_rng(sum(shape))
+    scene = np.asarray(Image.fromarray(rng.integers(0, 256, (shape[0] // 4, shape[1] // 4)).astype(np.uint8)).resize(shape[::-1], Image.BICUBIC), dtype=float)
+    a = np.where(np.arange(shape[1]) < shape[1] // 2, scene, np.asarray(Image.fromarray(scene.astype(np.uint8)).resize((8, 8)).resize(shape[::-1]), dtype=float))
+    b = np.where(np.arange(shape[1]) >= shape[1] // 2, scene, np.round(scene * 0.5 + 60))
+    f = np.round((a + b) / 2)
+    assert qcb(levels(a), levels(b), levels(f)).item() == pytest.approx(_chen_blum_port(a, b, f), rel=1e-10)
+
+
+def test_qcb_is_one_for_a_copy_of_identical_sources_and_zero_for_a_flat_fusion() -> None:
+    a, b = textured(6, (1, 1, 33, 40)), textured(7, (1, 1, 33, 40))
+    assert qcb(a, a, a).item() == pytest.approx(1.0, abs=1e-12)
+    assert qcb(a, b, torch.full_like(a, 0.5)).item() == 0.0  # no contrast kept, not 0 / 0
+    assert 0.0 < qcb(a, b, (a + b) / 2).item() < qcb(a, b, a).item() < 1.0
+
+
 def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> None:
     a, b = textured(4), textured(5)
     assert tuple(fusion_metrics(a, b, a)) == METRIC_NAMES
     scores = fusion_metrics(a, b, a, extra=EXTRA_NAMES)
-    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QY")
+    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QY", "QCB")
     assert float(scores["QMI"][0]) == qmi(a, b, a).item() and float(scores["QY"][0]) == qy(a, b, a).item()
-    with pytest.raises(MetricInputError, match="no extra metric QCB; choose from QMI, QY"):
-        fusion_metrics(a, b, a, extra=["QCB"])
+    assert float(scores["QCB"][0]) == qcb(a, b, a).item()
+    with pytest.raises(MetricInputError, match="no extra metric QP; choose from QMI, QY, QCB"):
+        fusion_metrics(a, b, a, extra=["QP"])
 
 
 # ---------------------------------------------------------------- MS-SSIM

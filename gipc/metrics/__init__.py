@@ -12,6 +12,7 @@ from gipc.metrics.entropy import Entropy, entropy
 from gipc.metrics.luminance import gray255
 from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim, msssim, msssim_scales
 from gipc.metrics.qabf import QABF, qabf
+from gipc.metrics.qcb import QCB, qcb
 from gipc.metrics.qmi import QMI, qmi
 from gipc.metrics.qy import QY, qy
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
@@ -29,6 +30,7 @@ __all__ = [
     "MetricInputError",
     "PerImageMean",
     "QABF",
+    "QCB",
     "QMI",
     "QY",
     "ReferencePSNR",
@@ -48,6 +50,7 @@ __all__ = [
     "pearson",
     "psnr",
     "qabf",
+    "qcb",
     "qmi",
     "qy",
     "spatial_frequency",
