@@ -32,6 +32,7 @@ from gipc.metrics import (
     qabf,
     qcb,
     qmi,
+    qncie,
     qy,
     spatial_frequency,
     ssim,
@@ -272,6 +273,31 @@ def test_qmi_reads_levels_not_values_each_image_stretched_to_its_own_range() -> 
     assert qmi(a, a, a).item() == pytest.approx(2.0, abs=1e-12)
 
 
+def _halves() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left/right halves, top/bottom halves and their exclusive or: each pair independent, 1 bit each."""
+    rows, columns = np.indices((8, 8))
+    a, b = (columns >= 4) * 255, (rows >= 4) * 255
+    return a, b, (a != b) * 255
+
+
+def test_qncie_of_three_unrelated_images_is_one_less_log_3_over_log_256() -> None:
+    """No pair shares information: R = I, each eigenvalue a third, Q_NCIE = 1 - log 3 / log 256."""
+    a, b, xor = _halves()
+    assert qncie(levels(a), levels(b), levels(xor)).item() == pytest.approx(1 - math.log(3) / math.log(256), abs=1e-12)
+
+
+def test_qncie_by_hand_when_f_copies_a_one_bit_source() -> None:
+    """F = A (1 bit, so NCC(A, F) = 1/8), B unrelated to both: R's eigenvalues are 1 and 1 +- 1/8."""
+    a, b, _ = _halves()
+    expected = 1 + sum(r / 3 * math.log(r / 3, 256) for r in (1.0, 1.125, 0.875))
+    assert qncie(levels(a), levels(b), levels(a)).item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_qncie_of_identical_images_holding_every_level_equally_is_one() -> None:
+    every = levels(np.arange(256).repeat(4).reshape(32, 32))
+    assert qncie(every, every, every).item() == pytest.approx(1.0, abs=1e-12)
+
+
 def _yang_by_hand(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     """Q_Y of 7 x 7 integer images (one window) written out with sums: Yang et al.'s rule on SSIM of a
     Gaussian window (sigma 1.5) with constants 2e-16."""
@@ -367,10 +393,10 @@ def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> No
     a, b = textured(4), textured(5)
     assert tuple(fusion_metrics(a, b, a)) == METRIC_NAMES
     scores = fusion_metrics(a, b, a, extra=EXTRA_NAMES)
-    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QY", "QCB")
-    assert float(scores["QMI"][0]) == qmi(a, b, a).item() and float(scores["QY"][0]) == qy(a, b, a).item()
-    assert float(scores["QCB"][0]) == qcb(a, b, a).item()
-    with pytest.raises(MetricInputError, match="no extra metric QP; choose from QMI, QY, QCB"):
+    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QNCIE", "QY", "QCB")
+    for name, metric in (("QMI", qmi), ("QNCIE", qncie), ("QY", qy), ("QCB", qcb)):
+        assert float(scores[name][0]) == metric(a, b, a).item(), name
+    with pytest.raises(MetricInputError, match="no extra metric QP; choose from QMI, QNCIE, QY, QCB"):
         fusion_metrics(a, b, a, extra=["QP"])
 
 

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
     parser.add_argument("--extra-metrics", default="", metavar="NAME[,NAME]",
                         help=f"also score these metrics of the MFIF survey's tables: {', '.join(EXTRA_NAMES)} "
-                             "(Q_MI: normalised mutual information, 0..2; Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
+                             "(Q_MI: normalised mutual information, 0..2; Q_NCIE: nonlinear correlation information entropy, 0..1; "
+                             "Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
     parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")

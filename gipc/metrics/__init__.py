@@ -14,6 +14,7 @@ from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim, msssim, msssim_scal
 from gipc.metrics.qabf import QABF, qabf
 from gipc.metrics.qcb import QCB, qcb
 from gipc.metrics.qmi import QMI, qmi
+from gipc.metrics.qncie import QNCIE, qncie
 from gipc.metrics.qy import QY, qy
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
 from gipc.metrics.spatial_frequency import SpatialFrequency, spatial_frequency
@@ -32,6 +33,7 @@ __all__ = [
     "QABF",
     "QCB",
     "QMI",
+    "QNCIE",
     "QY",
     "ReferencePSNR",
     "ReferenceSSIM",
@@ -52,6 +54,7 @@ __all__ = [
     "qabf",
     "qcb",
     "qmi",
+    "qncie",
     "qy",
     "spatial_frequency",
     "ssim",
