@@ -33,6 +33,7 @@ from gipc.metrics import (
     qcb,
     qmi,
     qncie,
+    qsf,
     qy,
     spatial_frequency,
     ssim,
@@ -298,6 +299,23 @@ def test_qncie_of_identical_images_holding_every_level_equally_is_one() -> None:
     assert qncie(every, every, every).item() == pytest.approx(1.0, abs=1e-12)
 
 
+def test_qsf_by_hand_on_2x2_images() -> None:
+    """A = [[0, 10], [0, 10]] changes along rows, B = [[0, 0], [20, 20]] along columns, F = A. Squared
+    differences (rows, columns, main and secondary diagonal): F 200, 0, 100, 100; the reference, the
+    larger of A's and B's at each place, 200, 800, 400, 400; diagonals weigh sqrt(2) / 2."""
+    a, b = np.array([[0, 10], [0, 10]]), np.array([[0, 0], [20, 20]])
+    w = math.sqrt(2) / 2
+    expected = math.sqrt((200 + w * 200) / (1000 + w * 800)) - 1
+    assert qsf(levels(a), levels(b), levels(a)).item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_qsf_is_zero_for_the_sources_larger_differences_and_minus_one_for_a_flat_fusion() -> None:
+    """F = A where B is flat holds every difference the reference holds: 0. A flat F holds none: -1."""
+    a = textured(8, (1, 1, 16, 20))
+    assert qsf(a, torch.full_like(a, 0.3), a).item() == pytest.approx(0.0, abs=1e-12)
+    assert qsf(a, textured(9, (1, 1, 16, 20)), torch.full_like(a, 0.3)).item() == pytest.approx(-1.0, abs=1e-12)
+
+
 def _yang_by_hand(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     """Q_Y of 7 x 7 integer images (one window) written out with sums: Yang et al.'s rule on SSIM of a
     Gaussian window (sigma 1.5) with constants 2e-16."""
@@ -393,10 +411,10 @@ def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> No
     a, b = textured(4), textured(5)
     assert tuple(fusion_metrics(a, b, a)) == METRIC_NAMES
     scores = fusion_metrics(a, b, a, extra=EXTRA_NAMES)
-    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QNCIE", "QY", "QCB")
-    for name, metric in (("QMI", qmi), ("QNCIE", qncie), ("QY", qy), ("QCB", qcb)):
+    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QNCIE", "QSF", "QY", "QCB")
+    for name, metric in (("QMI", qmi), ("QNCIE", qncie), ("QSF", qsf), ("QY", qy), ("QCB", qcb)):
         assert float(scores[name][0]) == metric(a, b, a).item(), name
-    with pytest.raises(MetricInputError, match="no extra metric QP; choose from QMI, QNCIE, QY, QCB"):
+    with pytest.raises(MetricInputError, match="no extra metric QP; choose from QMI, QNCIE, QSF, QY, QCB"):
         fusion_metrics(a, b, a, extra=["QP"])
 
 

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra-metrics", default="", metavar="NAME[,NAME]",
                         help=f"also score these metrics of the MFIF survey's tables: {', '.join(EXTRA_NAMES)} "
                              "(Q_MI: normalised mutual information, 0..2; Q_NCIE: nonlinear correlation information entropy, 0..1; "
+                             "Q_SF: extended spatial frequency against the sources', 0 best; "
                              "Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
     parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")

@@ -15,6 +15,7 @@ from gipc.metrics.qabf import QABF, qabf
 from gipc.metrics.qcb import QCB, qcb
 from gipc.metrics.qmi import QMI, qmi
 from gipc.metrics.qncie import QNCIE, qncie
+from gipc.metrics.qsf import QSF, qsf
 from gipc.metrics.qy import QY, qy
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
 from gipc.metrics.spatial_frequency import SpatialFrequency, spatial_frequency
@@ -34,6 +35,7 @@ __all__ = [
     "QCB",
     "QMI",
     "QNCIE",
+    "QSF",
     "QY",
     "ReferencePSNR",
     "ReferenceSSIM",
@@ -55,6 +57,7 @@ __all__ = [
     "qcb",
     "qmi",
     "qncie",
+    "qsf",
     "qy",
     "spatial_frequency",
     "ssim",

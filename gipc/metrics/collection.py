@@ -16,6 +16,7 @@ from gipc.metrics.qabf import QABF
 from gipc.metrics.qcb import QCB
 from gipc.metrics.qmi import QMI
 from gipc.metrics.qncie import QNCIE
+from gipc.metrics.qsf import QSF
 from gipc.metrics.qy import QY
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM
 from gipc.metrics.spatial_frequency import SpatialFrequency
@@ -34,8 +35,9 @@ METRICS: dict[str, type[PerImageMean]] = {
 REFERENCE_METRICS: dict[str, type[PerImageMean]] = {"PSNR": ReferencePSNR, "SSIM": ReferenceSSIM}
 #: Further no-reference metrics of the MFIF survey's tables (Liu et al. 2020), scored on request
 #: (``gipc-eval --extra-metrics``): normalised mutual information, nonlinear correlation
-#: information entropy, Yang's SSIM-based metric and Chen and Blum's perceptual one.
-EXTRA_METRICS: dict[str, type[PerImageMean]] = {"QMI": QMI, "QNCIE": QNCIE, "QY": QY, "QCB": QCB}
+#: information entropy, extended spatial frequency (0 best), Yang's SSIM-based metric and Chen and
+#: Blum's perceptual one.
+EXTRA_METRICS: dict[str, type[PerImageMean]] = {"QMI": QMI, "QNCIE": QNCIE, "QSF": QSF, "QY": QY, "QCB": QCB}
 METRIC_NAMES = tuple(METRICS)
 REFERENCE_NAMES = tuple(REFERENCE_METRICS)
 EXTRA_NAMES = tuple(EXTRA_METRICS)
