@@ -44,3 +44,10 @@ class PerImageMean(Metric):
     def compute(self) -> torch.Tensor:
         """Mean score over all images (float64)."""
         return self.total / self.count
+
+
+def ratio(numerator: torch.Tensor, denominator: torch.Tensor, where_zero: float) -> torch.Tensor:
+    """``numerator / denominator``, and ``where_zero`` where the denominator is 0: the value a metric
+    gives where the toolbox divides 0 by 0 (flat images), rather than NaN."""
+    zero = denominator == 0
+    return torch.where(zero, where_zero, numerator / torch.where(zero, 1.0, denominator))

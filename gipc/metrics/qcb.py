@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gipc.metrics.base import PerImageMean
+from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
 from gipc.metrics.qmi import stretched
 
@@ -66,22 +66,15 @@ def masked_contrast(y: torch.Tensor) -> torch.Tensor:
     spectrum = torch.fft.fftshift(torch.fft.fft2(y), dim=(-2, -1)) * sensitivity(*y.shape[-2:], y.dtype, y.device)
     filtered = torch.fft.ifft2(torch.fft.ifftshift(spectrum, dim=(-2, -1)))
     narrow, wide = (_blur(filtered, _gaussian(sigma, y.dtype, y.device)) for sigma in SIGMAS)
-    contrast = torch.where(wide == 0, 0.0, (narrow / torch.where(wide == 0, 1.0, wide) - 1).abs())
+    contrast = (ratio(narrow, wide, 1.0) - 1).abs()  # a flat image's blurs are 0: contrast 0
     return contrast**P / (contrast**Q + Z)
-
-
-def _kept(source: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-    """The smaller masked contrast over the larger; 1 where both are 0."""
-    larger = torch.maximum(source, fused)
-    return torch.where(larger == 0, 1.0, torch.minimum(source, fused) / torch.where(larger == 0, 1.0, larger))
 
 
 def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     """Per-image Q_CB (N,) in [0, 1] of (N, C, H, W) images in [0, 1]."""
     ca, cb, cf = (masked_contrast(stretched(y)) for y in gray255_same(a, b, fused))
-    kept_a, kept_b = (_kept(c, cf) for c in (ca, cb))
-    both = ca * ca + cb * cb
-    weight_a = torch.where(both == 0, 0.5, ca * ca / torch.where(both == 0, 1.0, both))
+    kept_a, kept_b = (ratio(torch.minimum(c, cf), torch.maximum(c, cf), 1.0) for c in (ca, cb))  # 1: no contrast to keep
+    weight_a = ratio(ca * ca, ca * ca + cb * cb, 0.5)
     return (weight_a * kept_a + (1 - weight_a) * kept_b).mean(dim=(1, 2, 3))
 
 

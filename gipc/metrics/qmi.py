@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from gipc.metrics.base import PerImageMean
+from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same, matlab_round
 
 LEVELS = 256
@@ -49,8 +49,7 @@ def qmi(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(ya.shape[0], dtype=torch.float64, device=ya.device)
     for source in (ya, yb):
         shared, h_source, h_fused = mutual_information(source, yf)
-        entropies = h_source + h_fused
-        total += torch.where(entropies > 0, shared / torch.where(entropies > 0, entropies, 1.0), 0.0)
+        total += ratio(shared, h_source + h_fused, 0.0)
     return 2.0 * total
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from gipc.errors import MetricInputError
-from gipc.metrics.base import PerImageMean
+from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
 
 WINDOW, SIGMA = 7, 1.5  # Matlab's fspecial('gaussian', 7, 1.5)
@@ -57,8 +57,7 @@ def qy(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
         raise MetricInputError(f"Q_Y needs images of at least {WINDOW}x{WINDOW} px, got {ya.shape[-2]}x{ya.shape[-1]}")
     alike, var_a, var_b = ssim_maps(ya, yb)
     ssim_a, ssim_b = ssim_maps(ya, yf)[0], ssim_maps(yb, yf)[0]
-    both = var_a + var_b
-    weight = torch.where(both != 0, var_a / torch.where(both != 0, both, 1.0), 0.5)
+    weight = ratio(var_a, var_a + var_b, 0.5)
     q = torch.where(alike >= ALIKE, weight * ssim_a + (1 - weight) * ssim_b, torch.maximum(ssim_a, ssim_b))
     return q.mean(dim=(1, 2, 3))
 
