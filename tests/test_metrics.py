@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from skimage.metrics import structural_similarity
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, structural_similarity_index_measure
 
 from gipc.metrics import (
     EXTRA_NAMES,
@@ -39,7 +39,8 @@ from gipc.metrics import (
     ssim,
     standard_deviation,
 )
-from gipc.metrics.msssim import _warn_fewer_scales
+from gipc.metrics.msssim import _gaussian_taps, _warn_fewer_scales
+from gipc.metrics.windows import convolved_sums, window_sums
 
 # Q^AB/F constants of the MFIF toolbox (metricXydeas.m), restated here so the tests check the defaults.
 GAMMA_G, K_G, SIGMA_G = 0.9994, -15.0, 0.5
@@ -441,8 +442,26 @@ def test_msssim_of_an_image_with_itself_is_one_at_every_scale_count(side: int) -
 def test_five_scale_msssim_is_torchmetrics_with_wangs_weights() -> None:
     x, y = (gray255(textured(s, (1, 1, 180, 190))) for s in (8, 9))
     expected = multiscale_structural_similarity_index_measure(x, y, data_range=255.0, reduction="none")
-    # msssim convolves in float32 for speed: within 1e-5 of the float64 reference.
-    assert torch.allclose(msssim(x, y), expected, rtol=0, atol=1e-5)
+    # The same float64 arithmetic, the window as two passes and summed in another order.
+    assert torch.allclose(msssim(x, y), expected, rtol=0, atol=1e-8)
+
+
+def test_reference_ssim_is_torchmetrics_ssim() -> None:
+    """The same map, averaged the same way (its borders over a reflected image), in float64."""
+    fused, gt = textured(11, (2, 1, 40, 57)), textured(12, (2, 1, 40, 57)) * 0.5 + 0.2
+    expected = structural_similarity_index_measure(gray255(fused), gray255(gt), data_range=255.0, reduction="none")
+    assert torch.allclose(ssim(fused, gt), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("border", ["reflect", "zeros", "valid"])
+def test_window_sums_are_the_same_on_and_off_the_cpu(border: str) -> None:
+    """On the CPU OpenCV's separable filter; elsewhere (a GPU's training loop) torch's padding and
+    convolutions: one map, to float64 rounding."""
+    x = gray255(textured(10, (2, 1, 37, 52)))
+    taps = _gaussian_taps(torch.float64, x.device)
+    on_cpu, through_torch = window_sums(x, taps, border), convolved_sums(x, taps, border)
+    assert on_cpu.shape == through_torch.shape == ((2, 1, 27, 42) if border == "valid" else (2, 1, 37, 52))
+    assert torch.allclose(on_cpu, through_torch, rtol=0, atol=1e-10)
 
 
 def _skimage_ssim(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -461,14 +480,14 @@ def test_fusion_msssim_averages_the_scores_against_both_sources() -> None:
     a = textured(8, (1, 1, 180, 180))
     fused = 0.5 * a + 0.25  # correlated with A, but not A
     # B = F, so MS-SSIM(B, F) = 1 and the score is (1 + MS-SSIM(A, F)) / 2; MS-SSIM(A, F) is torchmetrics'
-    # 5-scale default with Wang's weights (float64, so within 1e-5 of msssim's float32).
+    # 5-scale default with Wang's weights, in float64 as msssim computes it.
     m_af = multiscale_structural_similarity_index_measure(gray255(a), gray255(fused), data_range=255.0).item()
     assert 0.5 < m_af < 0.95
     _warn_fewer_scales.cache_clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 180 px hold all 5 scales: no warning about fewer
         got = fusion_msssim(a, fused, fused).item()
-    assert got == pytest.approx((1 + m_af) / 2, abs=1e-5)
+    assert got == pytest.approx((1 + m_af) / 2, abs=1e-9)
 
 
 def test_one_scale_msssim_is_renormalised_ssim_and_fewer_scales_warn() -> None:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
 from gipc.metrics.qmi import stretched
+from gipc.metrics.windows import window_sums
 
 F0, F1, A = 15.3870, 1.3456, 0.7622  # the contrast sensitivity function's difference of Gaussians
 SCALE = 30  # frequencies scaled by the image's side over this (the toolbox's "DoG1")
@@ -55,10 +55,8 @@ def _gaussian(sigma: float, dtype: torch.dtype, device: torch.device) -> torch.T
 
 def _blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """``filter2(G, x, 'same')`` of a complex (N, 1, H, W) image with the separable Gaussian ``G`` of
-    ``taps``: zero padding, rows then columns (31 x fewer products than the 2-D kernel), the real
-    and imaginary parts apart."""
-    rows, columns = taps.view(1, 1, -1, 1), taps.view(1, 1, 1, -1)
-    return torch.complex(*(F.conv2d(F.conv2d(part, rows, padding=(REACH, 0)), columns, padding=(0, REACH)) for part in (x.real, x.imag)))
+    ``taps``: zero padding, the real and imaginary parts apart."""
+    return torch.complex(*(window_sums(part.contiguous(), taps, "zeros") for part in (x.real, x.imag)))
 
 
 def masked_contrast(y: torch.Tensor) -> torch.Tensor:

@@ -18,11 +18,11 @@ flat window with any other. Where both sources are flat the weight, 0 / 0, is 1/
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
+from gipc.metrics.windows import window_sums
 
 WINDOW, SIGMA = 7, 1.5  # Matlab's fspecial('gaussian', 7, 1.5)
 CONSTANT = 2e-16  # C1 = C2 of the toolbox's SSIM
@@ -31,18 +31,21 @@ FLAT = 1e-6
 """A local variance under this is a flat window's rounding error (a window of 0..255 integers that is not flat has one of at least 1e-3)."""
 
 
-def gaussian_window(dtype: torch.dtype = torch.float64, device: torch.device | None = None) -> torch.Tensor:
-    """(1, 1, 7, 7) Gaussian of sigma 1.5 summing to 1 (``fspecial('gaussian', 7, 1.5)``)."""
+def gaussian_taps(dtype: torch.dtype = torch.float64, device: torch.device | None = None) -> torch.Tensor:
+    """(7,) taps summing to 1 whose outer product is Matlab's ``fspecial('gaussian', 7, 1.5)``."""
     r = torch.arange(WINDOW, dtype=dtype, device=device) - WINDOW // 2
-    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * SIGMA**2))
-    return (g / g.sum()).view(1, 1, WINDOW, WINDOW)
+    g = torch.exp(-(r**2) / (2 * SIGMA**2))
+    return g / g.sum()
 
 
 def ssim_maps(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 'valid' SSIM map of (N, 1, H, W) 0..255 integer images and each one's local variance there
     (a flat window's exactly 0)."""
-    window = gaussian_window(x.dtype, x.device)
-    mean = lambda z: F.conv2d(z, window)  # noqa: E731  (correlation with a symmetric window: filter2's)
+    taps = gaussian_taps(x.dtype, x.device)
+
+    def mean(z: torch.Tensor) -> torch.Tensor:
+        return window_sums(z, taps, "valid")
+
     mu_x, mu_y = mean(x), mean(y)
     var_x, var_y = (torch.where(var.abs() < FLAT, 0.0, var) for var in (mean(x * x) - mu_x**2, mean(y * y) - mu_y**2))
     covariance = torch.where((var_x == 0) | (var_y == 0), 0.0, mean(x * y) - mu_x * mu_y)

@@ -6,11 +6,12 @@ Both use the same 0..255 integer luminance as the no-reference metrics, with dat
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.luminance import gray255_same
+from gipc.metrics.msssim import ssim_means
 
 
 def psnr(fused: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -24,9 +25,11 @@ def ssim(fused: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
     torchmetrics' convention: the SSIM map is averaged over every pixel, the windows at the borders
     over a mirrored image, where Wang's ssim.m and scikit-image keep only windows inside the image
-    (1.7e-3 apart on a 32 px test image; the gap shrinks as images grow)."""
+    (1.7e-3 apart on a 32 px test image; the gap shrinks as images grow). Computed as MS-SSIM's
+    finest scale is (:func:`gipc.metrics.msssim.ssim_means`): a 12 MP pair in about a tenth of the
+    memory torchmetrics' own function takes."""
     yf, yg = gray255_same(fused, gt)
-    return structural_similarity_index_measure(yf, yg, data_range=255.0, reduction="none")
+    return ssim_means(yf, yg)[0]
 
 
 def _require(gt: torch.Tensor | None, name: str) -> torch.Tensor:
