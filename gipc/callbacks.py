@@ -20,6 +20,7 @@ from gipc.errors import ConfigError
 from gipc.fusion import Fusion, check_rule, map_settings
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
+from gipc.metrics import EXTRA_NAMES
 from gipc.models.generator import HEADS
 from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
@@ -45,7 +46,8 @@ class TestReport(L.Callback):
     Rows ``gipc`` and ``gipc-shipped`` are the paper's direct output; with ``fusion`` (the config
     group: its ``map`` settings, ``head_map`` over them for a map head) each network also fuses
     under the map rule (rows ``<name>+map``, images in ``fused-map/``), and where the test pairs
-    know their true decision map its accuracy and boundary F-score are scored.
+    know their true decision map its accuracy and boundary F-score are scored. ``extra_metrics``
+    (:data:`gipc.metrics.EXTRA_NAMES`) adds the MFIF survey's further metrics to every row.
 
     The run's own rows give its logged test metrics (``test/QABF``, ...), so the test set is scored
     once. Each rank writes the images it fused; the metric rows are gathered and rank zero writes
@@ -61,7 +63,12 @@ class TestReport(L.Callback):
         image_dir: str = "fused",
         shipped: bool = True,
         fusion: Mapping[str, Any] | None = None,
+        extra_metrics: Sequence[str] = (),
     ) -> None:
+        unknown = [name for name in extra_metrics if name not in EXTRA_NAMES]
+        if unknown:  # before the run trains
+            raise ConfigError(f"callbacks.test_report.extra_metrics: no metric {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)}")
+        self.extra_metrics = list(extra_metrics)
         self.out_dir = Path(out_dir)
         self.baselines = list(baselines)
         self.image_dir = image_dir
@@ -114,7 +121,7 @@ class TestReport(L.Callback):
             if MODEL_NAME + MAP_SUFFIX in fused:
                 write_image(self.out_dir / f"{self.image_dir}-map" / f"{image_name}.png",
                             fused[MODEL_NAME + MAP_SUFFIX][i].float().cpu(), overwrite=True)
-        self.rows += score_batch(names, a, b, fused, gt, maps, true_map)
+        self.rows += score_batch(names, a, b, fused, gt, maps, true_map, self.extra_metrics)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows, self.fusions = self.rows, {}  # the fusions hold their last batch

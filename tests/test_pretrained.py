@@ -16,12 +16,14 @@ import yaml
 import gipc.pretrained
 from gipc import callbacks
 from gipc.decision import MapSettings
-from gipc.errors import CheckpointError, UserError
+from gipc.baselines import BASELINES
+from gipc.color import fuse_color
+from gipc.errors import CheckpointError, ConfigError, UserError
 from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
 from gipc.fusion import map_settings
 from gipc.inference import InferenceGenerator, choose_path, prepare
-from gipc.metrics import fusion_metrics, map_boundary_f
+from gipc.metrics import fusion_metrics, map_boundary_f, qmi, qy
 from gipc.module import GIPCGAN
 from gipc.pretrained import FORMAT, export_generator, load_generator, pretrained, start_from
 from gipc.cli.export import main as export_main
@@ -270,6 +272,28 @@ def test_the_test_report_scores_the_shipped_model_only_when_installed(
         for name, scores in expected.items():
             assert {k: float(theirs[name][k]) for k in scores} == pytest.approx(scores, rel=1e-6, abs=1e-9), name
             assert any(float(own[name][k]) != pytest.approx(v, rel=0.05) for k, v in scores.items()), name
+
+
+def test_the_test_report_scores_the_extra_metrics_asked_for_and_refuses_unknown_ones(
+    tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
+    with pytest.raises(ConfigError, match="callbacks.test_report.extra_metrics: no metric QP; choose from QMI, QNCIE, QSF, QY, QCB"):
+        callbacks.TestReport(str(tmp_path / "bad"), extra_metrics=["QY", "QP"])
+    report = callbacks.TestReport(str(tmp_path / "run"), baselines=["average"], extra_metrics=["QMI", "QY"])
+    trainer = L.Trainer(callbacks=[report], logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    loader = torch.utils.data.DataLoader(_Named(3), batch_size=2)
+    logged = trainer.test(run_ckpt[1], dataloaders=loader, verbose=False)[0]
+    with open(tmp_path / "run" / "metrics.csv") as table:
+        rows = list(csv.DictReader(table))
+    for batch in loader:  # the baseline's rows: its image scored by the metrics' own functions
+        fused = fuse_color(BASELINES["average"], batch["a"], batch["b"])
+        for i, name in enumerate(batch["name"]):
+            (row,) = [r for r in rows if r["method"] == "average" and r["image"] == name]
+            assert float(row["QMI"]) == pytest.approx(qmi(batch["a"][i : i + 1], batch["b"][i : i + 1], fused[i : i + 1]).item(), abs=1e-12)
+            assert float(row["QY"]) == pytest.approx(qy(batch["a"][i : i + 1], batch["b"][i : i + 1], fused[i : i + 1]).item(), abs=1e-12)
+    own = [float(r["QY"]) for r in rows if r["method"] == "gipc"]
+    assert logged["test/QY"] == pytest.approx(sum(own) / len(own), rel=1e-6) and "test/QCB" not in logged
 
 
 class _WithTrueMaps(_Named):
