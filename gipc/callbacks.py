@@ -20,7 +20,7 @@ from gipc.errors import ConfigError
 from gipc.fusion import Fusion, check_rule, map_settings
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
-from gipc.metrics import EXTRA_NAMES
+from gipc.metrics import unknown_extra
 from gipc.models.generator import HEADS
 from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
@@ -65,9 +65,8 @@ class TestReport(L.Callback):
         fusion: Mapping[str, Any] | None = None,
         extra_metrics: Sequence[str] = (),
     ) -> None:
-        unknown = [name for name in extra_metrics if name not in EXTRA_NAMES]
-        if unknown:  # before the run trains
-            raise ConfigError(f"callbacks.test_report.extra_metrics: no metric {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)}")
+        if problem := unknown_extra(extra_metrics):  # before the run trains
+            raise ConfigError(f"callbacks.test_report.extra_metrics: {problem}")
         self.extra_metrics = list(extra_metrics)
         self.out_dir = Path(out_dir)
         self.baselines = list(baselines)

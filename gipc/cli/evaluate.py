@@ -17,7 +17,7 @@ from gipc.data.scene import Scene
 from gipc.errors import EvalInputError
 from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods
 from gipc.files import check_output_folder
-from gipc.metrics import EXTRA_NAMES
+from gipc.metrics import EXTRA_NAMES, unknown_extra
 from gipc.report import Row, markdown_table, numeric_columns, write_report
 
 PROG = "gipc-eval"
@@ -53,9 +53,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
     fused = parse_fused(args.fused, args.method)
     extra = [name.strip() for name in args.extra_metrics.split(",") if name.strip()]
-    unknown = [name for name in extra if name not in EXTRA_NAMES]
-    if unknown:
-        raise EvalInputError(f"--extra-metrics: no metric {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)}")
+    if problem := unknown_extra(extra):
+        raise EvalInputError(f"--extra-metrics: {problem}")
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
     if args.out is not None:
         inputs = [args.sources, *fused.values(), *([args.gt] if args.gt else []), *parse_fused(args.maps, None, "--maps").values()]

@@ -74,6 +74,14 @@ class FusionMetrics(MetricCollection):
         return {name: metric.compute() for name, metric in self.items(keep_base=True) if metric.update_called}
 
 
+def unknown_extra(names: Sequence[str], what: str = "metric") -> str | None:
+    """What is wrong with a list of extra metric names, in words (``no metric QP; choose from ...``,
+    ``what`` naming them); None where every name is one of :data:`EXTRA_NAMES`. Each caller prefixes
+    its own setting."""
+    unknown = [name for name in names if name not in EXTRA_METRICS]
+    return f"no {what} {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)}" if unknown else None
+
+
 _SCORERS = {name: metric() for name, metric in (METRICS | REFERENCE_METRICS | EXTRA_METRICS).items()}
 """One instance of each metric for :func:`fusion_metrics`: ``per_image`` reads no state."""
 
@@ -83,8 +91,7 @@ def fusion_metrics(
 ) -> dict[str, torch.Tensor]:
     """Per-image scores ``{name: (N,) float64}`` of one batch: the six metrics, + PSNR and SSIM given
     ``gt``, + the ``extra`` ones asked for (:data:`EXTRA_NAMES`)."""
-    unknown = [name for name in extra if name not in EXTRA_METRICS]
-    if unknown:
-        raise MetricInputError(f"no extra metric {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)}")
+    if problem := unknown_extra(extra, "extra metric"):
+        raise MetricInputError(problem)
     names = METRIC_NAMES + (REFERENCE_NAMES if gt is not None else ()) + tuple(extra)
     return {name: _SCORERS[name].per_image(a, b, fused, gt) for name in names}
