@@ -39,8 +39,8 @@ from gipc.metrics import (
     ssim,
     standard_deviation,
 )
-from gipc.metrics.msssim import _gaussian_taps, _warn_fewer_scales
-from gipc.metrics.windows import convolved_sums, window_sums
+from gipc.metrics.msssim import _warn_fewer_scales
+from gipc.metrics.windows import convolved_sums, gaussian_taps, window_sums
 
 # Q^AB/F constants of the MFIF toolbox (metricXydeas.m), restated here so the tests check the defaults.
 GAMMA_G, K_G, SIGMA_G = 0.9994, -15.0, 0.5
@@ -458,7 +458,7 @@ def test_window_sums_are_the_same_on_and_off_the_cpu(border: str) -> None:
     """On the CPU OpenCV's separable filter; elsewhere (a GPU's training loop) torch's padding and
     convolutions: one map, to float64 rounding."""
     x = gray255(textured(10, (2, 1, 37, 52)))
-    taps = _gaussian_taps(torch.float64, x.device)
+    taps = gaussian_taps(11, 1.5, torch.float64, x.device)
     on_cpu, through_torch = window_sums(x, taps, border), convolved_sums(x, taps, border)
     assert on_cpu.shape == through_torch.shape == ((2, 1, 27, 42) if border == "valid" else (2, 1, 37, 52))
     assert torch.allclose(on_cpu, through_torch, rtol=0, atol=1e-10)

@@ -11,7 +11,7 @@ from torchmetrics.utilities import rank_zero_warn
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.luminance import gray255_same
-from gipc.metrics.windows import window_sums
+from gipc.metrics.windows import gaussian_taps, window_sums
 
 #: Wang, Simoncelli and Bovik (2003) scale weights, finest first.
 WANG_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -44,19 +44,12 @@ def _warn_fewer_scales(scales: int) -> None:
     )
 
 
-def _gaussian_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The 11 taps (sigma 1.5, summing to 1) whose outer product is SSIM's window."""
-    x = torch.arange(_WINDOW, dtype=dtype, device=device) - _WINDOW // 2
-    taps = torch.exp(-((x / _SIGMA) ** 2) / 2)
-    return taps / taps.sum()
-
-
 def ssim_means(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image (N,) of two (N, 1, H, W) float64 luminances on the 0..255 scale: the mean SSIM over
     the whole map (torchmetrics' ``structural_similarity_index_measure``: the borders' windows over
     a reflected image) and the mean contrast-structure term over the map's inside (the part MS-SSIM
     reads at its finer scales)."""
-    taps = _gaussian_taps(x.dtype, x.device)
+    taps = gaussian_taps(_WINDOW, _SIGMA, x.dtype, x.device)
     pad = _WINDOW // 2
     c1, c2 = (_K1 * _RANGE) ** 2, (_K2 * _RANGE) ** 2
     mu_x, mu_y = window_sums(x, taps, "reflect"), window_sums(y, taps, "reflect")
@@ -100,7 +93,7 @@ def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         similarity, contrast = ssim_means(x, y)
         terms.append((similarity if scale == scales - 1 else contrast).relu())
         x, y = F.avg_pool2d(x, (2, 2)), F.avg_pool2d(y, (2, 2))
-    return torch.stack(terms).pow(torch.tensor(betas, dtype=x.dtype, device=x.device).view(-1, 1)).prod(dim=0).double()
+    return torch.stack(terms).pow(torch.tensor(betas, dtype=x.dtype, device=x.device).view(-1, 1)).prod(dim=0)
 
 
 def fusion_msssim(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
-from gipc.metrics.windows import window_sums
+from gipc.metrics.windows import gaussian_taps, window_sums
 
 WINDOW, SIGMA = 7, 1.5  # Matlab's fspecial('gaussian', 7, 1.5)
 CONSTANT = 2e-16  # C1 = C2 of the toolbox's SSIM
@@ -31,26 +31,20 @@ FLAT = 1e-6
 """A local variance under this is a flat window's rounding error (a window of 0..255 integers that is not flat has one of at least 1e-3)."""
 
 
-def gaussian_taps(dtype: torch.dtype = torch.float64, device: torch.device | None = None) -> torch.Tensor:
-    """(7,) taps summing to 1 whose outer product is Matlab's ``fspecial('gaussian', 7, 1.5)``."""
-    r = torch.arange(WINDOW, dtype=dtype, device=device) - WINDOW // 2
-    g = torch.exp(-(r**2) / (2 * SIGMA**2))
-    return g / g.sum()
+def _local(y: torch.Tensor, taps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 'valid' local mean and variance of (N, 1, H, W) 0..255 integer luminance (a flat window's exactly 0)."""
+    mean = window_sums(y, taps, "valid")
+    variance = window_sums(y * y, taps, "valid") - mean**2
+    return mean, torch.where(variance.abs() < FLAT, 0.0, variance)
 
 
-def ssim_maps(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The 'valid' SSIM map of (N, 1, H, W) 0..255 integer images and each one's local variance there
-    (a flat window's exactly 0)."""
-    taps = gaussian_taps(x.dtype, x.device)
-
-    def mean(z: torch.Tensor) -> torch.Tensor:
-        return window_sums(z, taps, "valid")
-
-    mu_x, mu_y = mean(x), mean(y)
-    var_x, var_y = (torch.where(var.abs() < FLAT, 0.0, var) for var in (mean(x * x) - mu_x**2, mean(y * y) - mu_y**2))
-    covariance = torch.where((var_x == 0) | (var_y == 0), 0.0, mean(x * y) - mu_x * mu_y)
-    ssim = (2 * mu_x * mu_y + CONSTANT) * (2 * covariance + CONSTANT) / ((mu_x**2 + mu_y**2 + CONSTANT) * (var_x + var_y + CONSTANT))
-    return ssim, var_x, var_y
+def _ssim(
+    x: torch.Tensor, y: torch.Tensor, local_x: tuple[torch.Tensor, torch.Tensor], local_y: tuple[torch.Tensor, torch.Tensor], taps: torch.Tensor
+) -> torch.Tensor:
+    """The 'valid' SSIM map of two images whose :func:`_local` statistics are given."""
+    (mu_x, var_x), (mu_y, var_y) = local_x, local_y
+    covariance = torch.where((var_x == 0) | (var_y == 0), 0.0, window_sums(x * y, taps, "valid") - mu_x * mu_y)
+    return (2 * mu_x * mu_y + CONSTANT) * (2 * covariance + CONSTANT) / ((mu_x**2 + mu_y**2 + CONSTANT) * (var_x + var_y + CONSTANT))
 
 
 def qy(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
@@ -58,8 +52,11 @@ def qy(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     ya, yb, yf = gray255_same(a, b, fused)
     if min(ya.shape[-2:]) < WINDOW:
         raise MetricInputError(f"Q_Y needs images of at least {WINDOW}x{WINDOW} px, got {ya.shape[-2]}x{ya.shape[-1]}")
-    alike, var_a, var_b = ssim_maps(ya, yb)
-    ssim_a, ssim_b = ssim_maps(ya, yf)[0], ssim_maps(yb, yf)[0]
+    taps = gaussian_taps(WINDOW, SIGMA, ya.dtype, ya.device)
+    local_a, local_b, local_f = (_local(y, taps) for y in (ya, yb, yf))  # each image's once: three maps read them
+    alike = _ssim(ya, yb, local_a, local_b, taps)
+    ssim_a, ssim_b = _ssim(ya, yf, local_a, local_f, taps), _ssim(yb, yf, local_b, local_f, taps)
+    var_a, var_b = local_a[1], local_b[1]
     weight = ratio(var_a, var_a + var_b, 0.5)
     q = torch.where(alike >= ALIKE, weight * ssim_a + (1 - weight) * ssim_b, torch.maximum(ssim_a, ssim_b))
     return q.mean(dim=(1, 2, 3))

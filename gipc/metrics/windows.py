@@ -25,6 +25,14 @@ inside the image (``filter2(..., 'valid')``), the output smaller by the taps les
 _OPENCV_BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "zeros": cv2.BORDER_CONSTANT, "valid": cv2.BORDER_REFLECT_101}
 
 
+def gaussian_taps(size: int, sigma: float, dtype: torch.dtype = torch.float64, device: torch.device | None = None) -> torch.Tensor:
+    """(size,) Gaussian taps summing to 1, whose outer product is the normalised 2-D window (SSIM's,
+    Matlab's ``fspecial('gaussian', size, sigma)``)."""
+    x = torch.arange(size, dtype=dtype, device=device) - size // 2
+    taps = torch.exp(-((x / sigma) ** 2) / 2)
+    return taps / taps.sum()
+
+
 def window_sums(x: torch.Tensor, taps: torch.Tensor, border: Border) -> torch.Tensor:
     """``x`` (N, 1, H, W) correlated with the separable window ``outer(taps, taps)`` (odd length)."""
     if x.device.type != "cpu":
