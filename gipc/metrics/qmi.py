@@ -10,11 +10,10 @@ holds information to share).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from gipc.metrics.base import PerImageMean, ratio
+from gipc.metrics.entropy import bits
 from gipc.metrics.luminance import gray255_same, matlab_round
 
 LEVELS = 256
@@ -24,11 +23,7 @@ def stretched(y: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) 0..255 luminance, each image stretched to 0..255 and rounded (``normalize1.m``)."""
     low = y.amin(dim=(1, 2, 3), keepdim=True)
     span = y.amax(dim=(1, 2, 3), keepdim=True) - low
-    return matlab_round((y - low) / torch.where(span > 0, span, 1.0) * (LEVELS - 1))
-
-
-def _bits(p: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    return -torch.special.xlogy(p, p).sum(dim=dims) / math.log(2.0)
+    return matlab_round(ratio(y - low, span, 0.0) * (LEVELS - 1))
 
 
 def mutual_information(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,8 +33,8 @@ def mutual_information(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
     pairs = (x.flatten(1).long() * LEVELS + y.flatten(1).long()) + LEVELS * LEVELS * torch.arange(n, device=x.device).unsqueeze(1)
     joint = torch.bincount(pairs.flatten(), minlength=n * LEVELS * LEVELS).view(n, LEVELS, LEVELS).to(torch.float64)
     joint /= joint.sum(dim=(1, 2), keepdim=True)
-    h_x, h_y = _bits(joint.sum(dim=2), (1,)), _bits(joint.sum(dim=1), (1,))
-    return h_x + h_y - _bits(joint, (1, 2)), h_x, h_y
+    h_x, h_y = bits(joint.sum(dim=2), (1,)), bits(joint.sum(dim=1), (1,))
+    return h_x + h_y - bits(joint, (1, 2)), h_x, h_y
 
 
 def qmi(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
