@@ -25,7 +25,7 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
-from gipc.color import unit_range
+from gipc.color import stored_as, unit_range
 from gipc.errors import ImageError
 from gipc.exif import JPEG_LIMIT, PREFIX, for_output, tiff_block
 from gipc.files import atomic_path, check_writable
@@ -172,7 +172,8 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
             return Header(path, image.kind, image.height, image.width, image.icc, image.bit_depth)
         if im.mode == "F":
             raise ImageError(f"{path}: unsupported pixel mode 'F'; save it as 8- or 16-bit gray or RGB")
-        if im.mode == "RGB" and im.format not in ("PNG", "TIFF") and _bits_per_sample(path, im) == 16:
+        rgb_bits = _bits_per_sample(path, im) if im.mode == "RGB" else 8
+        if rgb_bits == 16 and im.format not in ("PNG", "TIFF"):
             raise ImageError(f"{path}: 16-bit RGB {im.format} is not supported; convert it to a 16-bit PNG or TIFF")
         kind = "grayscale" if im.mode in ("1", "L", "I") or im.mode.startswith("I;") else "RGB"
         width, height = im.size
@@ -180,7 +181,7 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
         if "exif" in im.info and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter on reading
             width, height = height, width
         icc = _profile(im)
-        deep = im.mode == "I" or im.mode.startswith("I;16") or (im.mode == "RGB" and _bits_per_sample(path, im) == 16)
+        deep = im.mode == "I" or im.mode.startswith("I;16") or rgb_bits == 16
     _check_side(path, height, width, min_side)
     return Header(path, kind, height, width, icc, 16 if deep else 8)
 
@@ -264,9 +265,8 @@ def write_image(
     if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
         raise ImageError(f"{path}: expected (C, H, W) pixels with C = 1 or 3, got {tuple(pixels.shape)}")
     check_writable(path, overwrite, protected)
-    dtype = np.uint16 if bit_depth == 16 else np.uint8
-    scaled = pixels.detach().float().cpu().clamp(0.0, 1.0) * float((1 << bit_depth) - 1)
-    array = scaled.round().permute(1, 2, 0).numpy().astype(dtype)
+    stored = stored_as(pixels.detach().float().cpu().clamp(0.0, 1.0), torch.uint16 if bit_depth == 16 else torch.uint8)
+    array = stored.permute(1, 2, 0).numpy()
     array = array[..., 0] if array.shape[2] == 1 else array
     if exif is not None:
         exif = for_output(exif, array.shape[1], array.shape[0])
