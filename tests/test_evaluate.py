@@ -276,7 +276,7 @@ def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
         (["--method", "mine", "--baselines", "average"], "--method names one --fused DIR"),
         (["--fused", "{empty}", "--allow-missing"], "no image for 2 scene(s): s1, s2; name fused files <scene>.<ext> or <scene>-fused.<ext>"),
         (["--fused", "{fused}", "--out", "{fused}", "--overwrite"], "output folder {fused} holds the input {fused}"),
-        (["--fused", "{fused}", "--extra-metrics", "QY,QP"], "--extra-metrics: no metric QP; choose from QMI, QNCIE, QSF, QY, QCB"),
+        (["--fused", "{fused}", "--extra-metrics", "QY,QS"], "--extra-metrics: no metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB"),
     ],
     ids=["unknown-baseline", "missing-folder", "nothing", "wandb-without-out", "one-name-twice", "named-twice", "method-without-folder",
          "empty-folder", "out-is-an-input", "unknown-extra-metric"],

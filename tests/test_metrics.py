@@ -31,8 +31,10 @@ from gipc.metrics import (
     psnr,
     qabf,
     qcb,
+    qm,
     qmi,
     qncie,
+    qp,
     qsf,
     qy,
     spatial_frequency,
@@ -40,6 +42,7 @@ from gipc.metrics import (
     standard_deviation,
 )
 from gipc.metrics.msssim import _warn_fewer_scales
+from gipc.metrics.phase_congruency import matlab_median, phase_congruency
 from gipc.metrics.windows import convolved_sums, gaussian_taps, window_sums
 
 # Q^AB/F constants of the MFIF toolbox (metricXydeas.m), restated here so the tests check the defaults.
@@ -408,15 +411,227 @@ def test_qcb_is_one_for_a_copy_of_identical_sources_and_zero_for_a_flat_fusion()
     assert 0.0 < qcb(a, b, (a + b) / 2).item() < qcb(a, b, a).item() < 1.0
 
 
+def _pww_port(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """metricPWW.m line by line, with matlabPyrTools' buildWpyr(im, 2, 'haar') as its Matlab
+    fallback computes it: corrDn flips the filter, rconv2 pads with reflected copies (reflect1) and
+    convolves ('valid'), then samples from START by STEP up to the image's size."""
+    from scipy.signal import convolve2d
+
+    def rconv2(large: np.ndarray, small: np.ndarray) -> np.ndarray:
+        sy, sx = small.shape
+        ly, lx = large.shape
+        sy2, sx2 = (sy - 1) // 2, (sx - 1) // 2
+        rows = np.concatenate([large[sy - sy2 - 1:0:-1] if sy - sy2 > 1 else large[:0], large, large[ly - 2:ly - sy2 - 2:-1] if sy2 else large[:0]])
+        padded = np.concatenate([rows[:, sx - sx2 - 1:0:-1] if sx - sx2 > 1 else rows[:, :0], rows, rows[:, lx - 2:lx - sx2 - 2:-1] if sx2 else rows[:, :0]], axis=1)
+        return convolve2d(padded, small, mode="valid")
+
+    def corr_dn(im: np.ndarray, filt: np.ndarray, step: tuple[int, int], start: tuple[int, int]) -> np.ndarray:
+        return rconv2(im, filt[::-1, ::-1])[start[0] - 1::step[0], start[1] - 1::step[1]]
+
+    lo_f = np.array([[1.0], [1.0]]) / np.sqrt(2)  # namedFilter('haar')
+    hi_f = np.array([[-1.0], [1.0]]) / np.sqrt(2)  # modulateFlip: lfilt(ind) .* (-1).^(ind - sz2)
+
+    def bands(im: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        out = []
+        for _ in range(2):
+            lo, hi = corr_dn(im, lo_f, (2, 1), (2, 1)), corr_dn(im, hi_f, (2, 1), (2, 1))
+            out.append((corr_dn(hi, lo_f.T, (1, 2), (1, 2)), corr_dn(lo, hi_f.T, (1, 2), (1, 2)), corr_dn(hi, hi_f.T, (1, 2), (1, 2))))
+            im = corr_dn(lo, lo_f.T, (1, 2), (1, 2))
+        return out
+
+    q = []
+    for (h1, v1, d1), (h2, v2, d2), (hf, vf, df) in zip(bands(a.astype(float)), bands(b.astype(float)), bands(f.astype(float))):
+        w1, w2 = h1 * h1 + v1 * v1 + d1 * d1, h2 * h2 + v2 * v2 + d2 * d2
+        ep1 = np.exp(-abs(h1 - hf)) + np.exp(-abs(v1 - vf)) + np.exp(-abs(d1 - df))
+        ep2 = np.exp(-abs(h2 - hf)) + np.exp(-abs(v2 - vf)) + np.exp(-abs(d2 - df))
+        q.append((ep1 * w1 + ep2 * w2).sum() / (w1 + w2).sum())
+    return float(q[0] ** (2 / 3) * q[1] ** (1 / 3))
+
+
+def _focus_pair(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smooth random scene, A sharp on the left half and blurred on the right, B the reverse and
+    darker, F their rounded mean: integer images with edges, flat areas and both kinds of fusion error."""
+    rng = np.random.default_rng(sum(shape))
+    scene = np.asarray(Image.fromarray(rng.integers(0, 256, (shape[0] // 4, shape[1] // 4)).astype(np.uint8)).resize(shape[::-1], Image.BICUBIC), dtype=float)
+    blurred = np.asarray(Image.fromarray(scene.astype(np.uint8)).resize((8, 8)).resize(shape[::-1]), dtype=float)
+    left = np.arange(shape[1]) < shape[1] // 2
+    a = np.where(left, scene, blurred)
+    b = np.where(left, np.round(blurred * 0.5 + 60), np.round(scene * 0.5 + 60))
+    return a, b, np.round((a + b) / 2)
+
+
+@pytest.mark.parametrize("shape", [(37, 45), (40, 32)])
+def test_qm_matches_a_line_by_line_port_of_the_toolbox(shape: tuple[int, int]) -> None:
+    """Odd and even sides: the toolbox's sampling drops an odd last row or column at each level."""
+    a, b, f = _focus_pair(shape)
+    assert qm(levels(a), levels(b), levels(f)).item() == pytest.approx(_pww_port(a, b, f), rel=1e-12)
+
+
+def test_qm_is_three_where_f_keeps_every_detail_whatever_its_brightness() -> None:
+    """EP is 3 where F's detail coefficients equal a source's; Haar details are blind to an offset.
+    A flat B holds no detail and weighs nothing; F = (A + B) / 2 halves A's details and scores less."""
+    a = textured(10, (1, 1, 24, 28)) * 0.8
+    flat = torch.full_like(a, 0.4)
+    assert qm(a, a, a).item() == pytest.approx(3.0, abs=1e-12)
+    assert qm(a, flat, a + 40 / 255).item() == pytest.approx(3.0, abs=1e-12)
+    assert qm(a, flat, (a + flat) / 2).item() < qm(a, flat, a).item()
+    assert qm(flat, flat, a).item() == 3.0  # no detail in either source: nothing to lose (0 / 0 in the toolbox)
+
+
+def test_qm_refuses_images_too_small_for_two_levels() -> None:
+    with pytest.raises(MetricInputError, match="Q_M needs images of at least 4x4 px, got 3x9"):
+        qm(*(levels(np.zeros((3, 9))) for _ in range(3)))
+
+
+def _zhao_port(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """metricZhao.m (pc_assessFusion, myphasecong3, correlation_coeffcient) line by line in numpy and
+    scipy, on (H, W) 0..255 integer images."""
+    from scipy.signal import correlate2d
+
+    def lowpassfilter(rows: int, cols: int) -> np.ndarray:
+        x = (np.ones((rows, 1)) * np.arange(1, cols + 1) - (cols // 2 + 1)) / cols
+        y = (np.arange(1, rows + 1)[:, None] * np.ones((1, cols)) - (rows // 2 + 1)) / rows
+        return np.fft.fftshift(1.0 / (1.0 + (np.sqrt(x**2 + y**2) / 0.45) ** 30))
+
+    def myphasecong3(im: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        nscale, norient, eps = 4, 6, 1e-4
+        rows, cols = im.shape
+        imagefft = np.fft.fft2(im)
+        xrange = np.arange(-(cols - 1) / 2, (cols - 1) / 2 + 1) / (cols - 1) if cols % 2 else np.arange(-cols / 2, cols / 2) / cols
+        yrange = np.arange(-(rows - 1) / 2, (rows - 1) / 2 + 1) / (rows - 1) if rows % 2 else np.arange(-rows / 2, rows / 2) / rows
+        x, y = np.meshgrid(xrange, yrange)
+        radius = np.sqrt(x**2 + y**2)
+        radius[rows // 2, cols // 2] = 1
+        theta = np.fft.ifftshift(np.arctan2(-y, x))
+        radius = np.fft.ifftshift(radius)
+        sintheta, costheta = np.sin(theta), np.cos(theta)
+        lp = lowpassfilter(rows, cols)
+        log_gabor = []
+        for s in range(nscale):
+            fo = 1.0 / (3 * 2.1**s)
+            g = np.exp(-(np.log(radius / fo) ** 2) / (2 * np.log(0.55) ** 2)) * lp
+            g[0, 0] = 0
+            log_gabor.append(g)
+        spread = []
+        for o in range(norient):
+            angl = o * np.pi / norient
+            ds, dc = sintheta * np.cos(angl) - costheta * np.sin(angl), costheta * np.cos(angl) + sintheta * np.sin(angl)
+            spread.append(np.exp(-np.abs(np.arctan2(ds, dc)) ** 2 / (2 * (np.pi / norient / 1.2) ** 2)))
+        total_energy, total_sum_an = np.zeros((rows, cols)), np.zeros((rows, cols))
+        covx2, covy2, covxy = np.zeros((rows, cols)), np.zeros((rows, cols)), np.zeros((rows, cols))
+        for o in range(norient):
+            angl = o * np.pi / norient
+            sum_e, sum_o, sum_an, energy = (np.zeros((rows, cols)) for _ in range(4))
+            eo, ifft_filters = [], []
+            for s in range(nscale):
+                filt = log_gabor[s] * spread[o]
+                ifft_filters.append(np.real(np.fft.ifft2(filt)) * np.sqrt(rows * cols))
+                eo.append(np.fft.ifft2(imagefft * filt))
+                an = np.abs(eo[s])
+                sum_an, sum_e, sum_o = sum_an + an, sum_e + eo[s].real, sum_o + eo[s].imag
+                if s == 0:
+                    em_n, max_an = (filt**2).sum(), an
+                else:
+                    max_an = np.maximum(max_an, an)
+            x_energy = np.sqrt(sum_e**2 + sum_o**2) + eps
+            mean_e, mean_o = sum_e / x_energy, sum_o / x_energy
+            for s in range(nscale):
+                e, od = eo[s].real, eo[s].imag
+                energy = energy + e * mean_e + od * mean_o - np.abs(e * mean_o - od * mean_e)
+            noise_power = -np.median(np.abs(eo[0]) ** 2) / np.log(0.5) / em_n
+            est_sum_an2 = sum(fi**2 for fi in ifft_filters).sum()
+            est_sum_ai_aj = sum(ifft_filters[i] * ifft_filters[j] for i in range(nscale - 1) for j in range(i + 1, nscale)).sum()
+            tau = np.sqrt((2 * noise_power * est_sum_an2 + 4 * noise_power * est_sum_ai_aj) / 2)
+            t = (tau * np.sqrt(np.pi / 2) + 2.0 * np.sqrt((2 - np.pi / 2) * tau**2)) / 1.7
+            energy = np.maximum(energy - t, 0)
+            weight = 1.0 / (1 + np.exp((0.5 - sum_an / (max_an + eps) / nscale) * 10))
+            total_sum_an, total_energy = total_sum_an + sum_an, total_energy + weight * energy
+            pc = weight * energy / sum_an
+            covx, covy = pc * np.cos(angl), pc * np.sin(angl)
+            covx2, covy2, covxy = covx2 + covx**2, covy2 + covy**2, covxy + covx * covy
+        covx2, covy2, covxy = covx2 / (norient / 2), covy2 / (norient / 2), covxy / norient
+        denom = np.sqrt(covxy**2 + (covx2 - covy2) ** 2) + eps
+        return total_energy / (total_sum_an + eps), (covy2 + covx2 + denom) / 2, (covy2 + covx2 - denom) / 2
+
+    r = np.arange(11) - 5
+    window = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.5**2))
+    window /= window.sum()
+
+    def filter2(x: np.ndarray) -> np.ndarray:
+        return correlate2d(x, window, mode="same")
+
+    def correlation_coeffcient(im1, im2, im_max, imf, mask1, mask2, mask3) -> float:
+        res = []
+        for im, mask in ((im1, mask1), (im2, mask2), (im_max, mask3)):
+            im = mask * im
+            mu, muf = filter2(im), filter2(imf)
+            sigma_sq, sigmaf_sq, sigmaf = filter2(im * im) - mu * mu, filter2(imf * imf) - muf * muf, filter2(im * imf) - mu * muf
+            res.append(np.where(mask, (sigmaf + 1e-4) / (np.sqrt(np.abs(sigma_sq * sigmaf_sq)) + 1e-4), 0))
+        return float(np.max(res, axis=0).sum() / mask3.sum())
+
+    (pc1, big1, small1), (pc2, big2, small2), (pcf, bigf, smallf) = (myphasecong3(im.astype(float)) for im in (a, b, f))
+    mask = pc1 > pc2
+    masks = (pc1 > 0.1, pc2 > 0.1, np.where(mask, pc1, pc2) > 0.1)
+    return (
+        correlation_coeffcient(pc1, pc2, np.where(mask, pc1, pc2), pcf, *masks)
+        * correlation_coeffcient(big1, big2, np.where(mask, big1, big2), bigf, *masks)
+        * correlation_coeffcient(small1, small2, np.where(mask, small1, small2), smallf, *masks)
+    )
+
+
+@pytest.mark.parametrize("shape", [(37, 45), (40, 32)])
+def test_qp_matches_a_line_by_line_port_of_the_toolbox(shape: tuple[int, int]) -> None:
+    """Odd and even sides (the frequency grid and the low pass's centre differ between them)."""
+    a, b, f = _focus_pair(shape)
+    assert qp(levels(a), levels(b), levels(f)).item() == pytest.approx(_zhao_port(a, b, f), rel=1e-10)
+
+
+def test_phase_congruency_marks_edges_whatever_their_contrast() -> None:
+    """A bright bar (the filtering is circular, so a bar, not a step that would wrap): PC is 0..1,
+    highest on the two columns either side of each edge and the same for any height of the bar (it
+    measures phase, not amplitude, up to the noise threshold); the maximum moment is never below the
+    minimum one and peaks there too; a flat image has no feature."""
+    bar = torch.zeros(48, 64, dtype=torch.float64)
+    bar[:, 16:48] = 1.0
+    pc, maximum, minimum = phase_congruency(bar * 200)
+    assert 0.0 <= pc.min() and pc.max() <= 1.0
+    assert set(pc[24].argsort(descending=True)[:4].tolist()) == {15, 16, 47, 48}
+    assert pc[24, 16] > 0.6 > 0.1 > pc[24, 20]
+    assert torch.allclose(phase_congruency(bar * 40)[0], pc, atol=1e-3)
+    assert (maximum >= minimum).all()
+    assert set(maximum[24].argsort(descending=True)[:4].tolist()) == {15, 16, 47, 48}
+    flat, *_ = phase_congruency(torch.full((20, 24), 100.0, dtype=torch.float64))
+    assert flat.abs().max() == 0.0
+
+
+@pytest.mark.parametrize(("values", "median"), [([3, 1, 2], 2), ([4, 1, 3, 2], 2.5), ([2, 1, 3, 2], 2), ([5, 5, 5, 5], 5), ([1, 9], 5)])
+def test_matlab_median_takes_the_mean_of_the_two_middle_values(values: list[float], median: float) -> None:
+    assert matlab_median(torch.tensor(values, dtype=torch.float64)).item() == median
+
+
+def test_qp_prefers_the_sharp_halves_and_needs_no_feature_to_score() -> None:
+    """F that copies each source's sharp half keeps more of the sources' features than their mean
+    or the blurred halves, but a flat F scores higher still (docs/paper.md); where neither source
+    has a feature there is nothing to lose (0 / 0 in the toolbox): 1."""
+    a, b, mean = _focus_pair((48, 64))
+    left = np.arange(64) < 32
+    sharp, blurred = np.where(left, a, b), np.where(left, b, a)
+    scores = [qp(levels(a), levels(b), levels(f)).item() for f in (sharp, mean, blurred)]
+    assert scores[0] > scores[1] > scores[2]
+    assert qp(levels(a), levels(b), levels(np.full_like(a, 90))).item() > 0.99 > scores[0]  # the constants' C / C: read Q_P beside others
+    flat = levels(np.full((20, 24), 90))
+    assert qp(flat, flat, levels(np.random.default_rng(0).integers(0, 256, (20, 24)))).item() == 1.0
+
+
 def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> None:
     a, b = textured(4), textured(5)
     assert tuple(fusion_metrics(a, b, a)) == METRIC_NAMES
     scores = fusion_metrics(a, b, a, extra=EXTRA_NAMES)
-    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QNCIE", "QSF", "QY", "QCB")
-    for name, metric in (("QMI", qmi), ("QNCIE", qncie), ("QSF", qsf), ("QY", qy), ("QCB", qcb)):
+    assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QNCIE", "QM", "QSF", "QP", "QY", "QCB")
+    for name, metric in (("QMI", qmi), ("QNCIE", qncie), ("QM", qm), ("QSF", qsf), ("QP", qp), ("QY", qy), ("QCB", qcb)):
         assert float(scores[name][0]) == metric(a, b, a).item(), name
-    with pytest.raises(MetricInputError, match="no extra metric QP; choose from QMI, QNCIE, QSF, QY, QCB"):
-        fusion_metrics(a, b, a, extra=["QP"])
+    with pytest.raises(MetricInputError, match="no extra metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB"):
+        fusion_metrics(a, b, a, extra=["QS"])
 
 
 # ---------------------------------------------------------------- MS-SSIM

@@ -13,8 +13,10 @@ from gipc.metrics.luminance import gray255
 from gipc.metrics.msssim import FusionMSSSIM, fusion_msssim, msssim, msssim_scales
 from gipc.metrics.qabf import QABF, qabf
 from gipc.metrics.qcb import QCB, qcb
+from gipc.metrics.qm import QM, qm
 from gipc.metrics.qmi import QMI, qmi
 from gipc.metrics.qncie import QNCIE, qncie
+from gipc.metrics.qp import QP, qp
 from gipc.metrics.qsf import QSF, qsf
 from gipc.metrics.qy import QY, qy
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM, psnr, ssim
@@ -33,8 +35,10 @@ __all__ = [
     "PerImageMean",
     "QABF",
     "QCB",
+    "QM",
     "QMI",
     "QNCIE",
+    "QP",
     "QSF",
     "QY",
     "ReferencePSNR",
@@ -55,8 +59,10 @@ __all__ = [
     "psnr",
     "qabf",
     "qcb",
+    "qm",
     "qmi",
     "qncie",
+    "qp",
     "qsf",
     "qy",
     "spatial_frequency",

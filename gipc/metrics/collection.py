@@ -14,8 +14,10 @@ from gipc.metrics.entropy import Entropy
 from gipc.metrics.msssim import FusionMSSSIM
 from gipc.metrics.qabf import QABF
 from gipc.metrics.qcb import QCB
+from gipc.metrics.qm import QM
 from gipc.metrics.qmi import QMI
 from gipc.metrics.qncie import QNCIE
+from gipc.metrics.qp import QP
 from gipc.metrics.qsf import QSF
 from gipc.metrics.qy import QY
 from gipc.metrics.reference import ReferencePSNR, ReferenceSSIM
@@ -34,10 +36,11 @@ METRICS: dict[str, type[PerImageMean]] = {
 }
 REFERENCE_METRICS: dict[str, type[PerImageMean]] = {"PSNR": ReferencePSNR, "SSIM": ReferenceSSIM}
 #: Further no-reference metrics of the MFIF survey's tables (Liu et al. 2020), scored on request
-#: (``gipc-eval --extra-metrics``): normalised mutual information, nonlinear correlation
-#: information entropy, extended spatial frequency (0 best), Yang's SSIM-based metric and Chen and
-#: Blum's perceptual one.
-EXTRA_METRICS: dict[str, type[PerImageMean]] = {"QMI": QMI, "QNCIE": QNCIE, "QSF": QSF, "QY": QY, "QCB": QCB}
+#: (``gipc-eval --extra-metrics``), in the survey's order: normalised mutual information, nonlinear
+#: correlation information entropy, multiscale edge preservation (0..3), extended spatial frequency
+#: (0 best), phase congruency, Yang's SSIM-based metric and Chen and Blum's perceptual one. With
+#: Q^AB/F (the survey's Q_G) they are its eight.
+EXTRA_METRICS: dict[str, type[PerImageMean]] = {"QMI": QMI, "QNCIE": QNCIE, "QM": QM, "QSF": QSF, "QP": QP, "QY": QY, "QCB": QCB}
 METRIC_NAMES = tuple(METRICS)
 REFERENCE_NAMES = tuple(REFERENCE_METRICS)
 EXTRA_NAMES = tuple(EXTRA_METRICS)
