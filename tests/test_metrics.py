@@ -604,6 +604,11 @@ def test_phase_congruency_marks_edges_whatever_their_contrast() -> None:
     assert flat.abs().max() == 0.0
 
 
+def test_qp_refuses_images_with_a_side_of_one_pixel() -> None:
+    with pytest.raises(MetricInputError, match="Q_P needs images of at least 2x2 px, got 1x9"):
+        qp(*(levels(np.zeros((1, 9))) for _ in range(3)))
+
+
 @pytest.mark.parametrize(("values", "median"), [([3, 1, 2], 2), ([4, 1, 3, 2], 2.5), ([2, 1, 3, 2], 2), ([5, 5, 5, 5], 5), ([1, 9], 5)])
 def test_matlab_median_takes_the_mean_of_the_two_middle_values(values: list[float], median: float) -> None:
     assert matlab_median(torch.tensor(values, dtype=torch.float64)).item() == median

@@ -21,6 +21,7 @@ from functools import reduce
 
 import torch
 
+from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
 from gipc.metrics.phase_congruency import LogGabor, phase_congruency
@@ -48,8 +49,10 @@ def _preserved(maps: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def qp(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-    """Per-image Q_P (N,) of (N, C, H, W) images in [0, 1]."""
+    """Per-image Q_P (N,) of (N, C, H, W) images in [0, 1] (at least 2 x 2 px)."""
     ya, yb, yf = gray255_same(a, b, fused)
+    if min(ya.shape[-2:]) < 2:  # the frequency grid of an odd side n is divided by n - 1
+        raise MetricInputError(f"Q_P needs images of at least 2x2 px, got {ya.shape[-2]}x{ya.shape[-1]}")
     filters = LogGabor(*ya.shape[-2:], ya.device)
     (pc_a, max_a, min_a), (pc_b, max_b, min_b), (pc_f, max_f, min_f) = (
         tuple(torch.stack(maps).unsqueeze(1) for maps in zip(*(phase_congruency(image, filters) for image in y[:, 0]))) for y in (ya, yb, yf)
