@@ -61,10 +61,11 @@ def qp(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     pc_max = torch.where(a_higher, pc_a, pc_b)
     masks = (pc_a > FEATURE, pc_b > FEATURE, pc_max > FEATURE)
     taps = gaussian_taps(WINDOW, SIGMA, ya.dtype, ya.device)
-    score = torch.ones(ya.shape[0], dtype=torch.float64, device=ya.device)
-    for feature_a, feature_b, feature_f in ((pc_a, pc_b, pc_f), (max_a, max_b, max_f), (min_a, min_b, min_f)):
-        score = score * _preserved((feature_a, feature_b, torch.where(a_higher, feature_a, feature_b), feature_f), masks, taps)
-    return score
+    pc, maximum, minimum = (
+        _preserved((feature_a, feature_b, torch.where(a_higher, feature_a, feature_b), feature_f), masks, taps)
+        for feature_a, feature_b, feature_f in ((pc_a, pc_b, pc_f), (max_a, max_b, max_f), (min_a, min_b, min_f))
+    )
+    return pc * maximum * minimum
 
 
 class QP(PerImageMean):
