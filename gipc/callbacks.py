@@ -20,7 +20,7 @@ from gipc.errors import ConfigError
 from gipc.fusion import Fusion, check_rule, map_settings
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
-from gipc.metrics import unknown_extra
+from gipc.metrics import extra_names, unknown_extra
 from gipc.models.generator import HEADS
 from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
@@ -65,9 +65,9 @@ class TestReport(L.Callback):
         fusion: Mapping[str, Any] | None = None,
         extra_metrics: Sequence[str] = (),
     ) -> None:
-        if problem := unknown_extra(extra_metrics):  # before the run trains
+        self.extra_metrics = extra_names(extra_metrics)
+        if problem := unknown_extra(self.extra_metrics):  # before the run trains
             raise ConfigError(f"callbacks.test_report.extra_metrics: {problem}")
-        self.extra_metrics = list(extra_metrics)
         self.out_dir = Path(out_dir)
         self.baselines = list(baselines)
         self.image_dir = image_dir

@@ -104,6 +104,13 @@ def test_extra_metrics_add_their_columns_after_the_six(scenes, tmp_path: Path) -
     assert "| method | n | EN | SF | SD | CC | QABF | MSSSIM | QMI | QY |" in (out / "metrics.md").read_text()
 
 
+def test_extra_metrics_all_adds_the_surveys_seven(scenes, tmp_path: Path) -> None:
+    sources, fused, _ = scenes
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--extra-metrics", "all", "--out", str(out)]) == 0
+    assert list(_rows(out / "metrics.csv")[0]) == ["image", "method", *METRIC_NAMES, "QMI", "QNCIE", "QM", "QSF", "QP", "QY", "QCB"]
+
+
 def test_several_folders_and_baselines_make_one_table(scenes, tmp_path: Path) -> None:
     sources, fused, arrays = scenes
     other = tmp_path / "other"
@@ -276,7 +283,7 @@ def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
         (["--method", "mine", "--baselines", "average"], "--method names one --fused DIR"),
         (["--fused", "{empty}", "--allow-missing"], "no image for 2 scene(s): s1, s2; name fused files <scene>.<ext> or <scene>-fused.<ext>"),
         (["--fused", "{fused}", "--out", "{fused}", "--overwrite"], "output folder {fused} holds the input {fused}"),
-        (["--fused", "{fused}", "--extra-metrics", "QY,QS"], "--extra-metrics: no metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB"),
+        (["--fused", "{fused}", "--extra-metrics", "QY,QS"], "--extra-metrics: no metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB or all"),
     ],
     ids=["unknown-baseline", "missing-folder", "nothing", "wandb-without-out", "one-name-twice", "named-twice", "method-without-folder",
          "empty-folder", "out-is-an-input", "unknown-extra-metric"],

@@ -23,6 +23,7 @@ from gipc.metrics import (
     MetricInputError,
     correlation_coefficient,
     entropy,
+    extra_names,
     fusion_metrics,
     fusion_msssim,
     gray255,
@@ -635,8 +636,16 @@ def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> No
     assert tuple(scores) == METRIC_NAMES + EXTRA_NAMES == METRIC_NAMES + ("QMI", "QNCIE", "QM", "QSF", "QP", "QY", "QCB")
     for name, metric in (("QMI", qmi), ("QNCIE", qncie), ("QM", qm), ("QSF", qsf), ("QP", qp), ("QY", qy), ("QCB", qcb)):
         assert float(scores[name][0]) == metric(a, b, a).item(), name
-    with pytest.raises(MetricInputError, match="no extra metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB"):
+    with pytest.raises(MetricInputError, match="no extra metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB or all"):
         fusion_metrics(a, b, a, extra=["QS"])
+
+
+def test_all_stands_for_every_extra_metric_each_once_in_the_order_asked() -> None:
+    assert extra_names(["all"]) == list(EXTRA_NAMES)
+    assert extra_names(["QY", "all", "QMI"]) == ["QY", "QMI", "QNCIE", "QM", "QSF", "QP", "QCB"]
+    assert extra_names(["QS", "QS"]) == ["QS"]  # left for unknown_extra to refuse
+    a, b = textured(4), textured(5)
+    assert tuple(fusion_metrics(a, b, a, extra=["all"])) == METRIC_NAMES + EXTRA_NAMES
 
 
 # ---------------------------------------------------------------- MS-SSIM

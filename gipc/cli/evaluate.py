@@ -17,7 +17,7 @@ from gipc.data.scene import Scene
 from gipc.errors import EvalInputError
 from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods
 from gipc.files import check_output_folder
-from gipc.metrics import EXTRA_NAMES, unknown_extra
+from gipc.metrics import EXTRA_NAMES, extra_names, unknown_extra
 from gipc.report import Row, markdown_table, numeric_columns, write_report
 
 PROG = "gipc-eval"
@@ -35,10 +35,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
     parser.add_argument("--extra-metrics", default="", metavar="NAME[,NAME]",
-                        help=f"also score these metrics of the MFIF survey's tables: {', '.join(EXTRA_NAMES)} "
+                        help=f"also score these metrics of the MFIF survey's tables, or all of them: {', '.join(EXTRA_NAMES)} "
                              "(Q_MI: normalised mutual information, 0..2; Q_NCIE: nonlinear correlation information entropy, 0..1; "
-                             "Q_SF: extended spatial frequency against the sources', 0 best; "
-                             "Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
+                             "Q_M: multiscale edge preservation, 0..3; Q_SF: extended spatial frequency against the sources', 0 best; "
+                             "Q_P: phase congruency, 0..1, the slowest; Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
     parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     if args.wandb and args.out is None:
         raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
     fused = parse_fused(args.fused, args.method)
-    extra = [name.strip() for name in args.extra_metrics.split(",") if name.strip()]
+    extra = extra_names(name.strip() for name in args.extra_metrics.split(",") if name.strip())
     if problem := unknown_extra(extra):
         raise EvalInputError(f"--extra-metrics: {problem}")
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
