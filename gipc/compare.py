@@ -1,6 +1,7 @@
 """Comparing finished runs (the ``gipc-compare`` command is :mod:`gipc.cli.compare`).
 
-Every run dir (one holding ``config.yaml`` and ``metrics.csv``) found under the given paths
+Every run dir (one holding ``config.yaml`` and ``metrics.csv``) found under the given paths, and
+every ``gipc-eval`` output folder given as a path (``metrics.csv`` without ``config.yaml``),
 contributes the per-image rows of one method (the model, ``gipc``, by default; several comma-separated
 methods, e.g. the fusion rules ``gipc,gipc+map``, each become a variant ``method=<name>``) from one table
 (``--metrics``: the test stage's ``metrics.csv``, or e.g. ``lytro/metrics.csv`` that ``gipc-eval``
@@ -68,11 +69,16 @@ class Run:
 
 
 def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
-    """Run dirs at or under ``paths`` (hidden dirs such as ``.submitit`` skipped), in sweep job order."""
+    """Run dirs at or under ``paths`` (hidden dirs such as ``.submitit`` skipped), in sweep job order;
+    a path given that holds ``metrics.csv`` but no ``config.yaml`` (``gipc-eval --out``'s folder)
+    counts as one run of no overrides and no seed, whose methods ``--method`` makes the variants."""
     found: dict[Path, None] = {}
     for path in paths:
         if not path.is_dir():
-            raise CompareError(f"{path} is not a directory; give a multirun dir or run dirs")
+            raise CompareError(f"{path} is not a directory; give a multirun dir, run dirs or a gipc-eval folder")
+        if (path / "metrics.csv").is_file() and not (path / "config.yaml").is_file():
+            found.setdefault(path)
+            continue
         for csv_path in sorted(path.rglob("metrics.csv")):
             run = csv_path.parent
             hidden = any(part.startswith(".") for part in run.relative_to(path).parts)
@@ -96,8 +102,9 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
 
 
 def read_seed(run_dir: Path) -> object:
-    """The seed the run trained with, from its resolved ``config.yaml`` (None if it names none)."""
-    return (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("seed")
+    """The seed the run trained with, from its resolved ``config.yaml`` (None if it names none or has none)."""
+    config = run_dir / "config.yaml"
+    return (yaml.safe_load(config.read_text()) or {}).get("seed") if config.is_file() else None
 
 
 def _number(text: str) -> object:
@@ -150,7 +157,7 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
         where = ", ".join(str(p) for p in paths)
         raise CompareError(
             f"no finished runs under {where}: a run dir holds config.yaml and metrics.csv, "
-            f"written when its test stage ends (method {method!r} in {metrics})"
+            f"written when its test stage ends, a gipc-eval folder metrics.csv (method {method!r} in {metrics})"
         )
     return runs, skipped
 

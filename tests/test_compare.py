@@ -175,6 +175,22 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     assert "| default | 1 | 0.2000 ± 0.0000 |" in (compare([a], tmp_path / "one") / "comparison.md").read_text()  # nothing varies
 
 
+def test_a_gipc_eval_folder_given_as_a_path_compares_its_methods_paired_by_image(tmp_path):
+    """gipc-eval's --out folder holds metrics.csv without config.yaml: its methods become the
+    variants, paired by image. Five images, every one higher under "ours": the exact two-sided p of
+    Wilcoxon's test is 2 / 2^5. A table under a run dir (run/lytro/metrics.csv) stays out of a sweep."""
+    scored = tmp_path / "lytro-eval"
+    q_theirs = [0.70, 0.72, 0.68, 0.75, 0.71]
+    write_metrics(scored / "metrics.csv", [(f"p{k}", method, q + bonus, 7.0) for k, q in enumerate(q_theirs) for method, bonus in (("ours", 0.01 * (k + 1)), ("theirs", 0.0))])
+    assert main([str(scored), "--method", "ours,theirs", "--reference", "method=theirs"]) == 0
+    (row,) = [r for r in read_csv(scored / "comparison" / "paired.csv") if r["metric"] == "QABF"]
+    assert row["variant"] == "method=ours" and int(row["pairs"]) == 5
+    assert float(row["mean_difference"]) == pytest.approx(0.03) and float(row["p_value"]) == pytest.approx(2 / 2**5)
+    run = make_run(tmp_path / "sweep", "0_seed=1", ["seed=1"], [("x", "gipc", 0.6, 7.0)])
+    write_metrics(run / "lytro" / "metrics.csv", [("x", "gipc", 0.1, 7.0)])
+    assert find_run_dirs([tmp_path / "sweep"]) == [run]
+
+
 def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CompareError, match="no finished runs"):
