@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
     parser.add_argument("--extra-metrics", default="", metavar="NAME[,NAME]",
-                        help=f"also score these metrics of the MFIF survey's tables, or all of them: {', '.join(EXTRA_NAMES)} "
+                        help=f"also score these metrics of the MFIF survey's tables: {', '.join(EXTRA_NAMES)}, or all "
                              "(Q_MI: normalised mutual information, 0..2; Q_NCIE: nonlinear correlation information entropy, 0..1; "
                              "Q_M: multiscale edge preservation, 0..3; Q_SF: extended spatial frequency against the sources', 0 best; "
                              "Q_P: phase congruency, 0..1, the slowest; Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
