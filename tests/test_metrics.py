@@ -605,6 +605,15 @@ def test_phase_congruency_marks_edges_whatever_their_contrast() -> None:
     assert flat.abs().max() == 0.0
 
 
+@pytest.mark.parametrize("metric", [qm, qp], ids=["QM", "QP"])
+def test_qm_and_qp_score_a_batch_as_each_image_alone(metric) -> None:
+    """The test report scores batches: each image's score must not depend on its neighbours."""
+    pairs = [_focus_pair((40, 32)), tuple(np.flipud(x).copy() for x in _focus_pair((40, 32)))]
+    a, b, f = (torch.cat([levels(pair[k]) for pair in pairs]) for k in range(3))
+    alone = [metric(levels(pair[0]), levels(pair[1]), levels(pair[2])).item() for pair in pairs]
+    assert metric(a, b, f).tolist() == pytest.approx(alone, rel=1e-12)
+
+
 def test_qp_refuses_images_with_a_side_of_one_pixel() -> None:
     with pytest.raises(MetricInputError, match="Q_P needs images of at least 2x2 px, got 1x9"):
         qp(*(levels(np.zeros((1, 9))) for _ in range(3)))
