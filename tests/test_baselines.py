@@ -15,9 +15,11 @@ from skimage import data
 from gipc.baselines import BASELINES, get_baseline
 from gipc.baselines.dwt import haar_analysis, haar_synthesis
 from gipc.baselines.gff import _normalized
+from gipc.baselines.gfdf import focus as gfdf_focus
+from gipc.baselines.gfdf import gfdf_map
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
-from gipc.baselines.rules import area_activity, choose_max_abs, fitting_levels, majority_filter, pad_even
+from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, guided_filter, majority_filter, pad_even, window_mean
 from gipc.color import fuse_color, luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
 from gipc.metrics import qabf
@@ -57,8 +59,8 @@ def _majority(pick: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter(pick.astype(np.float64), (*[1] * (pick.ndim - 2), size, size), mode="nearest") > 0.5
 
 
-def test_registry_names_the_five_methods() -> None:
-    assert list(BASELINES) == ["average", "laplacian_energy", "laplacian_pyramid", "gff", "dwt"]
+def test_registry_names_the_six_methods() -> None:
+    assert list(BASELINES) == ["average", "laplacian_energy", "laplacian_pyramid", "gff", "dwt", "gfdf"]
     assert get_baseline("gff") is BASELINES["gff"]
 
 
@@ -317,3 +319,88 @@ def test_gff_weight_share_clamps_overshoot_and_splits_where_both_vanish() -> Non
     w_a, w_b = torch.tensor([0.2, -0.1, 0.0, -0.2]), torch.tensor([0.6, 0.3, 0.0, -0.1])
     # 0.2 / 0.8; a negative weight counts as 0; nothing left on either side: half each.
     torch.testing.assert_close(_normalized(w_a, w_b), torch.tensor([0.25, 0.0, 0.5, 0.5]))
+
+
+def _gfdf_release(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Qiu et al.'s Matlab release (main.m, guidedfilter_LKH.m, boxfilter.m) line by line in numpy and
+    scipy, on (H, W) luminance: the cumulative-sum box filter, bwareaopen as 8-connected labelling."""
+
+    def boxfilter(x: np.ndarray, r: int) -> np.ndarray:
+        hei, wid = x.shape
+        out = np.zeros_like(x)
+        cum = np.cumsum(x, axis=0)
+        out[: r + 1] = cum[r : 2 * r + 1]
+        out[r + 1 : hei - r] = cum[2 * r + 1 :] - cum[: hei - 2 * r - 1]
+        out[hei - r :] = cum[hei - 1] - cum[hei - 2 * r - 1 : hei - r - 1]
+        cum = np.cumsum(out, axis=1)
+        out[:, : r + 1] = cum[:, r : 2 * r + 1]
+        out[:, r + 1 : wid - r] = cum[:, 2 * r + 1 :] - cum[:, : wid - 2 * r - 1]
+        out[:, wid - r :] = cum[:, [wid - 1]] - cum[:, wid - 2 * r - 1 : wid - r - 1]
+        return out
+
+    def guidedfilter(i: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray:
+        n = boxfilter(np.ones_like(i), r)
+        mean_i, mean_p = boxfilter(i, r) / n, boxfilter(p, r) / n
+        cov_ip = boxfilter(i * p, r) / n - mean_i * mean_p
+        var_i = boxfilter(i * i, r) / n - mean_i * mean_i
+        slope = cov_ip / (var_i + eps)
+        return boxfilter(slope, r) / n * i + boxfilter(mean_p - slope * mean_i, r) / n
+
+    def bwareaopen(mask: np.ndarray, area: int) -> np.ndarray:
+        labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+        sizes = np.bincount(labels.ravel())
+        return (sizes >= area)[labels] & mask
+
+    sm_a = np.abs(a - ndimage.uniform_filter(a, 7, mode="nearest"))  # imfilter(fspecial('average', 7), 'replicate')
+    sm_b = np.abs(b - ndimage.uniform_filter(b, 7, mode="nearest"))
+    wmap = guidedfilter(a, sm_a, 5, 0.3) > guidedfilter(b, sm_b, 5, 0.3)
+    area = int(np.ceil(0.01 * a.size))
+    wmap = ~bwareaopen(~bwareaopen(wmap, area), area)
+    gmap = guidedfilter(wmap * a + ~wmap * b, wmap.astype(np.float64), 5, 0.3)
+    return gmap * a + (1 - gmap) * b
+
+
+def test_gfdf_matches_the_authors_release_rebuilt_in_numpy(half_blurred: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """On the half-blurred pair and on a pair with a speck of B's focus inside A's half (the release's
+    small-region removal must take it back); the fused values agree where the release's are in [0, 1]."""
+    a, b = (x.double() for x in half_blurred)
+    speck = b.clone()
+    speck[..., 30:36, 90:96] = a[..., 30:36, 90:96] + 0.3 * torch.sin(torch.arange(6.0, dtype=torch.float64))  # sharper than A there
+    for first, second in ((a, b), (a, speck.clamp(0, 1))):
+        expected = _gfdf_release(first[0, 0].numpy(), second[0, 0].numpy())
+        np.testing.assert_allclose(BASELINES["gfdf"](first, second)[0, 0].numpy(), expected.clip(0, 1), rtol=0, atol=1e-12)
+
+
+def test_gfdf_map_takes_the_sharp_half_and_drops_a_small_speck() -> None:
+    """A 256 x 256 scene, A sharp on the right, B on the left; a 2 x 2 checker in B inside A's half
+    wins the raw map over a few hundred pixels (the guided filter spreads it), under 1 % of the
+    image (655 px), so the map gives them back to A."""
+    camera = torch.from_numpy(data.camera()).double()[None, None] / 255.0
+    camera = torch.nn.functional.interpolate(camera, size=(256, 256), mode="area")
+    blurred = kornia.filters.gaussian_blur2d(camera, (9, 9), (2.0, 2.0), border_type="reflect")
+    right = (torch.arange(256) >= 128).double()
+    a, b = right * camera + (1 - right) * blurred, (1 - right) * camera + right * blurred
+    take_a = gfdf_map(a, b)
+    assert take_a[..., 8:-8, 140:-8].all() and not take_a[..., 8:-8, 8:116].any()
+    speck = b.clone()
+    speck[..., 60:62, 180:182] = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    raw = guided_filter(speck, gfdf_focus(speck), 5, 0.3) > guided_filter(a, gfdf_focus(a), 5, 0.3)
+    assert 100 < raw[..., 40:84, 160:204].sum() < 655  # B's speck wins before the clean-up ...
+    assert gfdf_map(a, speck)[..., 8:-8, 140:-8].all()  # ... and is gone after it
+
+
+def test_window_mean_averages_only_the_pixels_inside_the_image() -> None:
+    """At a corner a radius-1 window holds 4 of its 9 pixels: their mean, not a padded one."""
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    means = window_mean(x, 1)
+    assert means[0, 0, 0, 0].item() == pytest.approx((0 + 1 + 4 + 5) / 4)
+    assert means[0, 0, 1, 1].item() == pytest.approx(5.0)  # inside: the plain 3 x 3 mean
+
+
+def test_area_open_keeps_regions_from_the_given_size() -> None:
+    mask = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    mask[..., 0, 0] = True  # 1 pixel
+    mask[..., 2:4, 2:4] = True  # 4 pixels
+    mask[..., 4, 4] = True  # touches the square diagonally: one 8-connected region of 5
+    assert area_open(mask, 5).sum() == 5 and not area_open(mask, 5)[..., 0, 0]
+    assert area_open(mask, 6).sum() == 0

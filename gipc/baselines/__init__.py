@@ -12,6 +12,7 @@ import torch
 from gipc.baselines.average import average
 from gipc.baselines.dwt import dwt
 from gipc.baselines.gff import gff
+from gipc.baselines.gfdf import gfdf
 from gipc.baselines.laplacian_energy import laplacian_energy
 from gipc.baselines.laplacian_pyramid import laplacian_pyramid
 from gipc.errors import BaselineInputError, UnknownBaselineError
@@ -24,6 +25,7 @@ BASELINES: dict[str, Fuser] = {
     "laplacian_pyramid": laplacian_pyramid,
     "gff": gff,
     "dwt": dwt,
+    "gfdf": gfdf,
 }
 
 
