@@ -68,6 +68,8 @@ class TestReport(L.Callback):
         self.extra_metrics = extra_names(extra_metrics)
         if problem := unknown_extra(self.extra_metrics):  # before the run trains
             raise ConfigError(f"callbacks.test_report.extra_metrics: {problem}")
+        if unknown := [name for name in baselines if name not in BASELINES]:  # before the run trains, too
+            raise ConfigError(f"callbacks.test_report.baselines: no baseline {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
         self.out_dir = Path(out_dir)
         self.baselines = list(baselines)
         self.image_dir = image_dir

@@ -77,6 +77,8 @@ CASES = {
     "d steps below 1": (["model.d_steps_per_g_step=0"], r"^bad model config: model\.d_steps_per_g_step must be >= 1, got 0"),
     "bad divergence action": (["model.on_nonfinite=ignore"], r"^bad model config: model\.on_nonfinite must be stop, skip or reduce_lr"),
     "misspelt fusion rule": (["fusion.rule=mapp"], r"^bad callbacks\.test_report config: fusion\.rule must be one of direct, map, got .mapp."),
+    "unknown baseline": (["callbacks.test_report.baselines=[gff,nope]"], r"^bad callbacks\.test_report config: callbacks\.test_report\.baselines: no baseline nope; choose from average, "),
+    "unknown extra metric": (["callbacks.test_report.extra_metrics=[QS]"], r"^bad callbacks\.test_report config: callbacks\.test_report\.extra_metrics: no metric QS; choose from QMI, "),
     "missing data dir": (["data=folder", "data.source.root=/nonexistent/mfi-drc"], r"^bad data config: data\.source\.root /nonexistent/mfi-drc: no train/ folder"),
     "misspelt key added with +": (["+data.batchsize=2"], r"^bad data config: .*unexpected keyword argument 'batchsize'"),
     "nothing to resume": (["resume=true"], r"^nothing to resume: .*checkpoints/last\.ckpt does not exist"),
