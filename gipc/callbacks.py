@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import WandbLogger
 
-from gipc.baselines import BASELINES
+from gipc.baselines import BASELINES, baseline_names
 from gipc.color import fuse_color, luma
 from gipc.decision import MapSettings
 from gipc.errors import ConfigError
@@ -68,10 +68,11 @@ class TestReport(L.Callback):
         self.extra_metrics = extra_names(extra_metrics)
         if problem := unknown_extra(self.extra_metrics):  # before the run trains
             raise ConfigError(f"callbacks.test_report.extra_metrics: {problem}")
+        baselines = baseline_names(baselines)
         if unknown := [name for name in baselines if name not in BASELINES]:  # before the run trains, too
-            raise ConfigError(f"callbacks.test_report.baselines: no baseline {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+            raise ConfigError(f"callbacks.test_report.baselines: no baseline {', '.join(unknown)}; choose from {', '.join(BASELINES)} or all")
         self.out_dir = Path(out_dir)
-        self.baselines = list(baselines)
+        self.baselines = baselines
         self.image_dir = image_dir
         self.shipped = shipped
         # per generator head, built here so that a bad value stops the run before it trains; the test

@@ -13,7 +13,7 @@ import torch
 from PIL import Image as PILImage
 from scipy import ndimage
 
-from gipc.baselines import average
+from gipc.baselines import BASELINES, average
 from gipc.color import fuse_color
 from gipc.errors import EvalInputError
 from gipc.evaluate import evaluate_pairs, folder_method, match_stems
@@ -109,6 +109,14 @@ def test_extra_metrics_all_adds_the_surveys_seven(scenes, tmp_path: Path) -> Non
     out = tmp_path / "out"
     assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--extra-metrics", "all", "--out", str(out)]) == 0
     assert list(_rows(out / "metrics.csv")[0]) == ["image", "method", *METRIC_NAMES, "QMI", "QNCIE", "QM", "QSF", "QP", "QY", "QCB"]
+
+
+def test_baselines_all_scores_every_classic_once(scenes, tmp_path: Path) -> None:
+    sources, _, _ = scenes
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--baselines", "gff,all", "--out", str(out)]) == 0
+    methods = list(dict.fromkeys(row["method"] for row in _rows(out / "metrics.csv")))
+    assert sorted(methods) == sorted(BASELINES) and methods[0] == "gff"
 
 
 def test_several_folders_and_baselines_make_one_table(scenes, tmp_path: Path) -> None:

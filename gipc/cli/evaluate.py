@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from gipc.baselines import baseline_names
 from gipc.cli.common import Parser, guarded, say
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR",
                         help="folder of fused images named <scene>[-fused].<ext>; repeat for several methods")
     parser.add_argument("--method", help="name of the single --fused folder's method in the tables (default: the folder's name)")
-    parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse and score here, e.g. average,gff")
+    parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse and score here, e.g. average,gff, or all")
     parser.add_argument("--gt", type=Path, help="folder of all-in-focus images named <scene>[-gt or _F].<ext>: adds PSNR and SSIM")
     parser.add_argument("--maps", action="append", default=[], metavar="NAME=DIR",
                         help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     extra = extra_names(name.strip() for name in args.extra_metrics.split(",") if name.strip())
     if problem := unknown_extra(extra):
         raise EvalInputError(f"--extra-metrics: {problem}")
-    baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
+    baselines = baseline_names(name.strip() for name in args.baselines.split(",") if name.strip())
     if args.out is not None:
         inputs = [args.sources, *fused.values(), *([args.gt] if args.gt else []), *parse_fused(args.maps, None, "--maps").values()]
         check_output_folder(args.out, args.overwrite, inputs)
