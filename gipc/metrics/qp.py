@@ -32,19 +32,28 @@ WINDOW, SIGMA = 11, 1.5  # the local correlation's window, fspecial('gaussian', 
 CONSTANT = 1e-4  # C1 = C2 = C3
 
 
-def _correlation(source: torch.Tensor, fused: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """``(cov + C) / (sqrt|var_S var_F| + C)`` of two (N, 1, H, W) maps in the Gaussian window."""
-    mean_s, mean_f = window_sums(source, taps, "zeros"), window_sums(fused, taps, "zeros")
-    var_s = window_sums(source * source, taps, "zeros") - mean_s**2
-    var_f = window_sums(fused * fused, taps, "zeros") - mean_f**2
+def _moments(x: torch.Tensor, taps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The local mean and variance (one-pass, as the toolbox's) of an (N, 1, H, W) map in the Gaussian window."""
+    mean = window_sums(x, taps, "zeros")
+    return mean, window_sums(x * x, taps, "zeros") - mean**2
+
+
+def _correlation(source: torch.Tensor, fused: torch.Tensor, fused_moments: tuple[torch.Tensor, torch.Tensor], taps: torch.Tensor) -> torch.Tensor:
+    """``(cov + C) / (sqrt|var_S var_F| + C)`` of two (N, 1, H, W) maps in the Gaussian window, F's
+    :func:`_moments` given."""
+    (mean_s, var_s), (mean_f, var_f) = _moments(source, taps), fused_moments
     cov = window_sums(source * fused, taps, "zeros") - mean_s * mean_f
     return (cov + CONSTANT) / (torch.sqrt((var_s * var_f).abs()) + CONSTANT)
 
 
 def _preserved(maps: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], masks: tuple[torch.Tensor, ...], taps: torch.Tensor) -> torch.Tensor:
-    """One feature map's score (N,): ``correlation_coeffcient`` of the toolbox."""
+    """One feature map's score (N,): ``correlation_coeffcient`` of the toolbox (F's moments made once for the three sources)."""
     *sources, fused = maps
-    best = reduce(torch.maximum, (torch.where(mask, _correlation(torch.where(mask, source, 0.0), fused, taps), 0.0) for source, mask in zip(sources, masks)))
+    fused_moments = _moments(fused, taps)
+    best = reduce(
+        torch.maximum,
+        (torch.where(mask, _correlation(torch.where(mask, source, 0.0), fused, fused_moments, taps), 0.0) for source, mask in zip(sources, masks)),
+    )
     return ratio(best.sum(dim=(1, 2, 3)), masks[-1].sum(dim=(1, 2, 3)).to(best.dtype), 1.0)
 
 
