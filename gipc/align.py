@@ -160,12 +160,13 @@ def warp(image: torch.Tensor, transform: torch.Tensor, grid: torch.Tensor) -> tu
     where it covers the frame fully ((H, W) bool): ``kornia.geometry.HomographyWarper``'s values
     (bilinear, zeros outside, the coverage its warp of ones above 0.999), :data:`WARP_ROWS` rows at a time."""
     source = unit_range(image)[None].float()
+    transform = transform.to(source.dtype)
     ones = torch.ones(1, 1, 1, 1, dtype=source.dtype, device=source.device).expand(1, 1, *source.shape[-2:])
     out = torch.empty_like(image)
     inside = torch.empty(image.shape[-2:], dtype=torch.bool, device=image.device)
     for top in range(0, image.shape[-2], WARP_ROWS):
         rows = slice(top, top + WARP_ROWS)
-        points = warp_grid(grid[:, rows], transform.to(source.dtype))
+        points = warp_grid(grid[:, rows], transform)
         out[:, rows] = stored_as(F.grid_sample(source, points, align_corners=False).clamp_(0.0, 1.0)[0], image.dtype)
         inside[rows] = F.grid_sample(ones, points, align_corners=False)[0, 0] > 0.999
     return out, inside
