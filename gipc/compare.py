@@ -27,7 +27,8 @@ Std is the population std, as everywhere in gipc (with two seeds, mean ± std sp
 two runs' means). Writes, to a new folder (default ``<dir>/comparison``), atomically:
 ``comparison.csv`` (every image row with its run, seed, variant and swept values), ``runs.csv``
 (each run's means), ``paired.csv`` (with ``--reference``: one row per variant and metric with
-its pairs, mean difference, statistic and p-value), ``comparison.md`` (the tables) and
+its pairs, mean difference, statistic and p-value), ``comparison.md`` (the tables), ``comparison.tex``
+(the means over images as a paper's LaTeX table, the best of each metric in bold) and
 ``<metric>.png`` per metric: a line over the swept value when one numeric key varies (e.g.
 ``loss.ratio``), else one point per variant (e.g. the ablation), with std error bars across seeds
 when every variant has several runs, else across images. Works offline from the run dirs alone.
@@ -49,7 +50,7 @@ import yaml
 
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, staging_dir, write_text
-from gipc.report import Row, csv_text, markdown_table, numeric_columns, summarize
+from gipc.report import Row, csv_text, latex_table, markdown_table, numeric_columns, summarize
 from gipc.runstate import FAILED, job_order, launch_override, progress, running, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
@@ -387,6 +388,7 @@ def compare(
             "",
         ]
         write_text(staging / "comparison.md", "\n".join(header + sections))
+        write_text(staging / "comparison.tex", latex_table(rows, "variant", metrics))
         for metric in metrics:
             plot_metric(spread_rows, metric, keys, x_key, staging / f"{_safe(metric)}.png", spread)
         replace_dir(staging, out)

@@ -12,7 +12,8 @@ of a built set's ``maps/`` folder (accuracy ``MAP_ACC``, boundary F-score ``MAP_
 so a gray fused image of RGB sources is scored as it is.
 
 The tables are the ones training's test step writes (``gipc.report``): ``metrics.csv``, one row
-per image and method, and ``metrics.md``, mean +- std per method, written into ``--out`` (a new
+per image and method, ``metrics.md``, mean +- std per method, and ``metrics.tex``, the means as
+a paper's LaTeX table (the best of each metric in bold, the second underlined), written into ``--out`` (a new
 or empty folder; ``--overwrite`` to reuse one) once every score is in, so a failed or
 interrupted run leaves nothing. Without ``--out`` the table is only printed. ``--wandb`` also
 logs both tables to a W&B run under ``--out`` (offline unless ``--wandb online``).

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import torch
 
 from gipc.files import write_text
-from gipc.metrics import fusion_metrics, map_scores
+from gipc.metrics import fusion_metrics, goal, map_scores, symbol
 
 Row = Mapping[str, object]
 
@@ -56,6 +56,62 @@ def markdown_table(rows: Sequence[Row], group: str, columns: Sequence[str], digi
     return "\n".join(lines) + "\n"
 
 
+def latex_table(rows: Sequence[Row], group: str, columns: Sequence[str], digits: int = 4) -> str:
+    """Means per group as a LaTeX tabular (booktabs), as fusion papers print their tables: one row
+    per group, a column per metric headed by its symbol and direction, the best mean of each metric
+    column in bold and the second best underlined (ranked as printed, so equal figures share a mark)."""
+    stats = summarize(rows, group, columns)
+    printed = {c: {g: f"{cols[c][0]:.{digits}f}" for g, cols in stats.items() if c in cols} for c in columns}
+    marks = {c: _marks(printed[c], goal(c)) for c in columns}
+    header = [_escape(group)] + [f"{symbol(c) or _escape(c)}{_direction(goal(c))}" for c in columns]
+    lines = [
+        f"% mean over the images of each {_escape(group)}; best of each column in bold, second underlined; needs \\usepackage{{booktabs}}",
+        "\\begin{tabular}{l" + "r" * len(columns) + "}",
+        "\\toprule",
+        " & ".join(header) + r" \\",
+        "\\midrule",
+    ]
+    for name in stats:
+        cells = [marks[c].get(name, "{}").format(_number(printed[c][name])) if name in printed[c] else "--" for c in columns]
+        lines.append(" & ".join([_escape(name), *cells]) + r" \\")
+    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
+
+
+def _marks(printed: Mapping[str, str], target: str | float | None) -> dict[str, str]:
+    """``{group: format}`` for the best (bold) and second best (underlined) of one column; no marks
+    for a column that is no metric or where fewer than two figures differ."""
+    if target is None:
+        return {}
+    def rank(text: str) -> float:
+        value = float(text)
+        return value if target == "max" else -value if target == "min" else -abs(value - float(target))
+    ranked = sorted({rank(text) for text in printed.values()}, reverse=True)
+    if len(ranked) < 2:
+        return {}
+    styles = {ranked[0]: r"\textbf{{{}}}"} | ({ranked[1]: r"\underline{{{}}}"} if len(ranked) > 2 else {})
+    return {g: styles[rank(text)] for g, text in printed.items() if rank(text) in styles}
+
+
+def _direction(target: str | float | None) -> str:
+    """A metric column's direction as its header shows it: up, down, or the value it is best at."""
+    if isinstance(target, float):
+        return f" $\\to {target:g}$"
+    return {"max": r" $\uparrow$", "min": r" $\downarrow$", None: ""}[target]
+
+
+def _number(text: str) -> str:
+    """A printed figure in LaTeX: a minus sign, not a hyphen."""
+    return f"$-${text[1:]}" if text.startswith("-") else text
+
+
+_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def _escape(text: str) -> str:
+    """Plain text (a method or variant name) safe inside a LaTeX table."""
+    return "".join(_SPECIAL.get(c, c) for c in text)
+
+
 def csv_text(rows: Sequence[Row]) -> str:
     """Rows as CSV text with the union of their keys as header."""
     header: dict[str, None] = {}
@@ -68,13 +124,15 @@ def csv_text(rows: Sequence[Row]) -> str:
     return buffer.getvalue()
 
 
-def write_report(rows: Sequence[Row], out_dir: str | Path, group: str, stem: str = "metrics") -> tuple[Path, Path]:
-    """Write ``<stem>.csv`` (every row) and ``<stem>.md`` (mean +- std per group), atomically."""
+def write_report(rows: Sequence[Row], out_dir: str | Path, group: str, stem: str = "metrics") -> list[Path]:
+    """Write ``<stem>.csv`` (every row), ``<stem>.md`` (mean +- std per group) and ``<stem>.tex``
+    (the means as a paper's table), each atomically; returns their paths."""
     out_dir = Path(out_dir)
-    csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
-    write_text(csv_path, csv_text(rows))
-    write_text(md_path, markdown_table(rows, group, numeric_columns(rows)))
-    return csv_path, md_path
+    columns = numeric_columns(rows)
+    texts = {"csv": csv_text(rows), "md": markdown_table(rows, group, columns), "tex": latex_table(rows, group, columns)}
+    for suffix, text in texts.items():
+        write_text(out_dir / f"{stem}.{suffix}", text)
+    return [out_dir / f"{stem}.{suffix}" for suffix in texts]
 
 
 def score_batch(

@@ -79,6 +79,13 @@ def test_ablation_sweep_table_has_one_row_per_variant_with_hand_computed_means(a
     for metric in ("QABF", "EN"):
         with Image.open(out / f"{metric}.png") as png:
             assert png.format == "PNG" and png.size[0] > 100
+    # the paper's table: Q^AB/F 0.7 best, 0.6 second; EN equal in every variant, so unmarked
+    tex = (out / "comparison.tex").read_text().splitlines()
+    assert tex[tex.index("\\midrule") + 1 : tex.index("\\bottomrule")] == [
+        r"ablation=none & \textbf{0.7000} & 7.2500 \\",
+        r"ablation=without\_int & \underline{0.6000} & 7.2500 \\",
+        r"ablation=without\_gra & 0.4000 & 7.2500 \\",
+    ]
 
 
 def test_ratio_sweep_is_a_numeric_curve_and_seeds_pool(tmp_path):

@@ -276,7 +276,7 @@ def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
     _assert_refused(capsys, argv, "is not empty")
     assert sorted(p.name for p in out.iterdir()) == ["keep.png"]
     assert main([*argv, "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["keep.png", "metrics.csv", "metrics.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.png", "metrics.csv", "metrics.md", "metrics.tex"]
 
 
 @pytest.mark.parametrize(
@@ -344,7 +344,7 @@ def test_a_failed_wandb_upload_exits_2_after_writing_the_tables(scenes, tmp_path
     out = tmp_path / "out"
     assert main(["--sources", str(sources), "--fused", str(fused), "--out", str(out), "--wandb", "online"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == "gipc-eval: error: W&B logging failed (RuntimeError: no network); the tables were written"
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics.md", "metrics.tex"]
 
 
 def _pair_set_with_true_maps(root: Path) -> None:

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(Q_MI: normalised mutual information, 0..2; Q_NCIE: nonlinear correlation information entropy, 0..1; "
                              "Q_M: multiscale edge preservation, 0..3; Q_SF: extended spatial frequency against the sources', 0 best; "
                              "Q_P: phase congruency, 0..1, the slowest; Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
-    parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv and metrics.md (default: print the table only)")
+    parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv, metrics.md and metrics.tex (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
     parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"],
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(rows, "method", numeric_columns(rows)), end="")
         if args.out is None:
             return 0
-        csv_path, md_path = write_report(rows, args.out, group="method")
-        say(PROG, f"wrote {csv_path} and {md_path}")
+        paths = write_report(rows, args.out, group="method")
+        say(PROG, f"wrote {', '.join(path.name for path in paths)} in {args.out}")
         if args.wandb:
             config = {"sources": str(args.sources), "fused": args.fused, "baselines": args.baselines, "gt": args.gt and str(args.gt)}
             try:

@@ -5,7 +5,7 @@ All score the 0..255 integer luminance that the MFIF benchmark toolbox scores (s
 
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
-from gipc.metrics.collection import EXTRA_NAMES, METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, extra_names, fusion_metrics, unknown_extra
+from gipc.metrics.collection import EXTRA_NAMES, METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, extra_names, fusion_metrics, goal, symbol, unknown_extra
 from gipc.metrics.decision_map import map_accuracy, map_boundary_f, map_scores
 from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient, pearson
 from gipc.metrics.entropy import Entropy, entropy
@@ -50,6 +50,7 @@ __all__ = [
     "extra_names",
     "fusion_metrics",
     "fusion_msssim",
+    "goal",
     "gray255",
     "map_accuracy",
     "map_boundary_f",
@@ -68,6 +69,7 @@ __all__ = [
     "qy",
     "spatial_frequency",
     "ssim",
+    "symbol",
     "standard_deviation",
     "unknown_extra",
 ]

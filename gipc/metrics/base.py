@@ -17,12 +17,21 @@ class PerImageMean(Metric):
     Subclasses only say how to score one batch in :meth:`per_image`.
     """
 
-    higher_is_better = True
+    higher_is_better: bool | None = True
     is_differentiable = False
     full_state_update = False
+    symbol: str
+    """The metric's name as papers print it, in LaTeX (``$Q^{AB/F}$``), for tables of results."""
+    best_at: float | None
+    """Where the score is best when neither higher nor lower is (Q_SF: 0); tables rank by the distance to it."""
 
     total: torch.Tensor
     count: torch.Tensor
+
+    def __init_subclass__(cls, symbol: str = "", best_at: float | None = None, **kwargs: Any) -> None:
+        """``class QSF(PerImageMean, symbol=r"$Q_{SF}$", best_at=0.0)``: each metric says how tables print and rank it."""
+        super().__init_subclass__(**kwargs)
+        cls.symbol, cls.best_at = symbol, best_at
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -10,6 +10,7 @@ from torchmetrics import MetricCollection
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.correlation import CorrelationCoefficient
+from gipc.metrics.decision_map import MAP_SYMBOLS
 from gipc.metrics.entropy import Entropy
 from gipc.metrics.msssim import FusionMSSSIM
 from gipc.metrics.qabf import QABF
@@ -94,6 +95,27 @@ def unknown_extra(names: Sequence[str], what: str = "metric") -> str | None:
 
 _SCORERS = {name: metric() for name, metric in (METRICS | REFERENCE_METRICS | EXTRA_METRICS).items()}
 """One instance of each metric for :func:`fusion_metrics`: ``per_image`` reads no state."""
+
+
+def goal(name: str) -> str | float | None:
+    """Where the report column ``name`` is best, for tables that mark the best method: ``"max"``,
+    ``"min"`` or a value (Q_SF: 0.0); None for a column that is no metric."""
+    if name in MAP_SYMBOLS:
+        return "max"
+    metric = _SCORERS.get(name)
+    if metric is None:
+        return None
+    if metric.best_at is not None:
+        return metric.best_at
+    return "max" if metric.higher_is_better else "min"
+
+
+def symbol(name: str) -> str | None:
+    """The report column ``name`` as papers print it, in LaTeX (``$Q^{AB/F}$``); None for a column that is no metric."""
+    if name in MAP_SYMBOLS:
+        return MAP_SYMBOLS[name]
+    metric = _SCORERS.get(name)
+    return None if metric is None else metric.symbol or name
 
 
 def fusion_metrics(

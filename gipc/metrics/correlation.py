@@ -26,7 +26,7 @@ def correlation_coefficient(a: torch.Tensor, b: torch.Tensor, fused: torch.Tenso
     return (pearson(ya, yf) + pearson(yb, yf)) / 2.0
 
 
-class CorrelationCoefficient(PerImageMean):
+class CorrelationCoefficient(PerImageMean, symbol="CC"):
     """Mean CC of fused images against both sources."""
 
     def per_image(

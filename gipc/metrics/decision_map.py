@@ -50,6 +50,10 @@ def map_boundary_f(decision: torch.Tensor, true_map: torch.Tensor, tolerance: in
     return torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), torch.zeros_like(precision))
 
 
+MAP_SYMBOLS = {"MAP_ACC": "Map acc.", "MAP_BF": "Map $F_b$"}
+"""The report's map columns (both higher is better) and their names as tables print them, in LaTeX."""
+
+
 def map_scores(decision: torch.Tensor, true_map: torch.Tensor) -> dict[str, torch.Tensor]:
     """``{"MAP_ACC", "MAP_BF"}`` per image: the report's columns for a method that makes a map."""
     return {"MAP_ACC": map_accuracy(decision, true_map), "MAP_BF": map_boundary_f(decision, true_map)}

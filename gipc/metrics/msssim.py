@@ -102,7 +102,7 @@ def fusion_msssim(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torc
     return (msssim(yf, ya) + msssim(yf, yb)) / 2.0
 
 
-class FusionMSSSIM(PerImageMean):
+class FusionMSSSIM(PerImageMean, symbol="MS-SSIM"):
     """Mean MS-SSIM of fused images against both sources.
 
     Images under 176 px (e.g. 80x80 validation patches) get fewer scales: the first k of Wang et

@@ -78,7 +78,7 @@ def qabf(
     return (q_a * w_a + q_b * w_b).sum(dim=(1, 2, 3)) / (w_a + w_b).sum(dim=(1, 2, 3))
 
 
-class QABF(PerImageMean):
+class QABF(PerImageMean, symbol=r"$Q^{AB/F}$"):
     """Mean Q^AB/F (Xydeas-Petrovic), matching the MFIF benchmark toolbox; keyword arguments as :func:`qabf`."""
 
     def __init__(self, **params: float) -> None:

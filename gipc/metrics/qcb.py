@@ -76,7 +76,7 @@ def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return (weight_a * kept_a + (1 - weight_a) * kept_b).mean(dim=(1, 2, 3))
 
 
-class QCB(PerImageMean):
+class QCB(PerImageMean, symbol=r"$Q_{CB}$"):
     """Mean Q_CB (Chen and Blum 2009), matching the MFIF benchmark toolbox."""
 
     def per_image(

@@ -67,7 +67,7 @@ def qm(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return score
 
 
-class QM(PerImageMean):
+class QM(PerImageMean, symbol=r"$Q_{M}$"):
     """Mean Q_M (Wang and Liu 2008), matching the MFIF benchmark toolbox; 0..3."""
 
     def per_image(

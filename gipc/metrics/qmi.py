@@ -48,7 +48,7 @@ def qmi(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return 2.0 * total
 
 
-class QMI(PerImageMean):
+class QMI(PerImageMean, symbol=r"$Q_{MI}$"):
     """Mean Q_MI (Hossny et al. 2008), matching the MFIF benchmark toolbox."""
 
     def per_image(

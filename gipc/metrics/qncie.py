@@ -39,7 +39,7 @@ def qncie(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor
     return 1.0 + (torch.special.xlogy(share, share) / math.log(LEVELS)).sum(dim=-1)
 
 
-class QNCIE(PerImageMean):
+class QNCIE(PerImageMean, symbol=r"$Q_{NCIE}$"):
     """Mean Q_NCIE (Wang et al.), matching the MFIF benchmark toolbox."""
 
     def per_image(

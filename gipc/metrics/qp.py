@@ -77,7 +77,7 @@ def qp(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return pc * maximum * minimum
 
 
-class QP(PerImageMean):
+class QP(PerImageMean, symbol=r"$Q_{P}$"):
     """Mean Q_P (Zhao et al. 2007), matching the MFIF benchmark toolbox; 1 at best."""
 
     def per_image(

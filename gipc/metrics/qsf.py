@@ -41,7 +41,7 @@ def qsf(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return (_frequency(_differences(yf), pixels) - sf_r) / sf_r
 
 
-class QSF(PerImageMean):
+class QSF(PerImageMean, symbol=r"$Q_{SF}$", best_at=0.0):
     """Mean Q_SF (Zheng et al. 2007), matching the MFIF benchmark toolbox; 0 is best, not the highest."""
 
     higher_is_better = None

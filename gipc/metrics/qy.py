@@ -62,7 +62,7 @@ def qy(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return q.mean(dim=(1, 2, 3))
 
 
-class QY(PerImageMean):
+class QY(PerImageMean, symbol=r"$Q_{Y}$"):
     """Mean Q_Y (Yang et al. 2008), matching the MFIF benchmark toolbox."""
 
     def per_image(
