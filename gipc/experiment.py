@@ -335,7 +335,7 @@ def _print_summary(trainer: L.Trainer, output_dir: Path) -> None:
     ckpt = trainer.checkpoint_callback
     if ckpt is not None and getattr(ckpt, "last_model_path", ""):
         lines.append(f"checkpoint: {ckpt.last_model_path}")
-    for name in ("fused", "metrics.csv", "metrics.md", "config.yaml"):
+    for name in ("fused", "metrics.csv", "metrics.md", "metrics.tex", "config.yaml"):
         if (output_dir / name).exists():
             lines.append(f"{name}: {output_dir / name}")
     if (output_dir / "metrics.md").exists():
