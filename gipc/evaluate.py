@@ -122,8 +122,8 @@ def _missing_error(missing: Sequence[str], folder: Path, what: str, hint: str) -
     return EvalInputError(f"{what} folder {folder} has no image for {len(missing)} scene(s): {shown}; {hint}")
 
 
-def _check_size(path: Path, size: tuple[int, int], scene: str, want: tuple[int, int], what: str) -> None:
-    """``size`` and ``want`` as (height, width)."""
+def check_size(path: Path, size: tuple[int, int], scene: str, want: tuple[int, int], what: str) -> None:
+    """Refuse ``path`` in one line unless its ``size`` is its scene's, ``want`` (both (height, width))."""
     if size != want:
         raise EvalInputError(
             f"{path} is {size[1]}x{size[0]} but the sources of scene {scene!r} are {want[1]}x{want[0]}; "
@@ -137,13 +137,13 @@ def check_sizes(pairs: PairFolder, files: Mapping[str, Path], what: str) -> None
     for scene, paths, *_ in pairs.entries:
         if scene in files:
             source, made = sized([paths[0], files[scene]])
-            _check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
+            check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
 
 
 def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:
     """Read ``path`` and check it has the size of the scene's sources."""
     image = read_image(path).pixels
-    _check_size(path, tuple(image.shape[1:]), scene.name, tuple(scene.a.shape[1:]), what)
+    check_size(path, tuple(image.shape[1:]), scene.name, tuple(scene.a.shape[1:]), what)
     return image
 
 

@@ -3,7 +3,10 @@ each (the ``gipc-figure`` command is :mod:`gipc.cli.figure`).
 
 One row of whole images and one row of crops per scene. The crop is the ``--crop``-pixel window
 where the sources differ most in detail (local Laplacian energy), the place where a fusion method
-has to choose, and it is outlined on the whole images.
+has to choose, and it is outlined on the whole images. With ``difference`` a third row shows what
+each image changed of the first source, |Y - Y_A| (the difference images of fusion papers): a
+method that copies is black wherever it took source A and shows |B - A| where it took B; one that
+repaints leaves a trace everywhere.
 """
 
 from __future__ import annotations
@@ -34,28 +37,51 @@ def decision_window(sources: Sequence[torch.Tensor], size: int) -> tuple[int, in
     return min(row * stride, height - size), min(col * stride, width - size)
 
 
+DIFFERENCE_SCALE_QUANTILE = 0.99
+"""The difference row's white: this quantile of |B - A| in each scene, so every method of a scene
+shares one scale and a few saturated pixels do not make the rest black."""
+
+
+def differences(images: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
+    """Each image's |Y - Y_A| (H, W) against the first, and the scene's display scale (the
+    :data:`DIFFERENCE_SCALE_QUANTILE` of the second's, at least one 8-bit step)."""
+    reference = luma(images[0])[0]
+    shown = [(luma(image)[0] - reference).abs() for image in images]
+    sample = shown[1].flatten()[:: max(1, shown[1].numel() // 1_000_000)]  # torch.quantile takes at most 16 M values
+    return shown, max(float(torch.quantile(sample, DIFFERENCE_SCALE_QUANTILE)), 1 / 255)
+
+
 def comparison_figure(
-    scenes: Sequence[tuple[str, list[tuple[str, torch.Tensor]]]], out: Path, crop: int = 96, panel_inches: float = 2.0
+    scenes: Sequence[tuple[str, list[tuple[str, torch.Tensor]]]],
+    out: Path,
+    crop: int = 96,
+    panel_inches: float = 2.0,
+    difference: bool = False,
 ) -> Path:
-    """Write a PNG: per scene, ``(label, image)`` panels in a row and their crops below, atomically."""
+    """Write a PNG: per scene, ``(label, image)`` panels in a row and their crops below (sources
+    first, labelled ``source ...``), and with ``difference`` each panel's |Y - Y_A| under them, atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    columns = max(len(panels) for _, panels in scenes)
-    fig, axes = plt.subplots(2 * len(scenes), columns, figsize=(panel_inches * columns, 2 * panel_inches * len(scenes)), squeeze=False)
+    columns, rows = max(len(panels) for _, panels in scenes), 3 if difference else 2
+    fig, axes = plt.subplots(rows * len(scenes), columns, figsize=(panel_inches * columns, rows * panel_inches * len(scenes)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
     for row, (name, panels) in enumerate(scenes):
         sources = [image for label, image in panels if label.startswith("source")]
         top, left = decision_window(sources, crop)
         size = min(crop, *panels[0][1].shape[-2:])
-        for col in range(columns):
-            whole, zoom = axes[2 * row, col], axes[2 * row + 1, col]
-            for ax in (whole, zoom):
-                ax.set_axis_off()
-            if col >= len(panels):
-                continue
+        if difference:
+            shown, scale = differences([image for _, image in panels])
+            for col in range(1, len(panels)):  # the first source's own difference is 0 everywhere
+                ax = axes[rows * row + 2, col]
+                ax.imshow(shown[col].numpy(), cmap="gray", vmin=0, vmax=scale, interpolation="lanczos")
+                ax.set_title(f"|{panels[col][0]} - source A|", fontsize=8)
+        for col in range(min(columns, len(panels))):
+            whole, zoom = axes[rows * row, col], axes[rows * row + 1, col]
             label, image = panels[col]
             gray = image.shape[0] == 1
             pixels = image[0] if gray else image.permute(1, 2, 0)

@@ -1,4 +1,5 @@
-"""Comparison figures: the crop lands where the sources differ in detail; the figure is written whole."""
+"""Comparison figures: the crop lands where the sources differ in detail; difference images are |Y - Y_A| on one
+scale a scene; the figure is written whole."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gipc.figures import comparison_figure, decision_window
+from gipc.figures import DIFFERENCE_SCALE_QUANTILE, comparison_figure, decision_window, differences
 from gipc.cli.figure import main
 from gipc.imaging import write_image
 
@@ -124,3 +125,49 @@ def test_a_method_without_one_scene_is_refused_in_one_line(tmp_path: Path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "has no image for 1 scene(s): s2" in err and "--allow-missing" not in err
     assert not out.exists()
+
+
+def test_difference_images_are_zero_where_a_method_copied_source_a() -> None:
+    """A copy of A on the left and of B on the right differs from A by |B - A| on the right alone;
+    the scale is the 0.99 quantile of |B - A| (here 0.4 on half the pixels, 0 on the rest: 0.4);
+    an RGB image is compared through its luminance (a gray 0.3 is Y 0.3)."""
+    a = torch.zeros(1, 8, 10)
+    b = torch.full((1, 8, 10), 0.4)
+    copy = torch.cat([a[..., :5], b[..., 5:]], dim=-1)
+    rgb = torch.full((3, 8, 10), 0.3)
+    (of_a, of_b, of_copy, of_rgb), scale = differences([a, b, copy, rgb])
+    assert torch.equal(of_a, torch.zeros(8, 10)) and torch.allclose(of_b, torch.full((8, 10), 0.4))
+    assert torch.equal(of_copy[:, :5], torch.zeros(8, 5)) and torch.equal(of_copy[:, 5:], of_b[:, 5:])
+    assert torch.allclose(of_rgb, torch.full((8, 10), 0.3), atol=1e-6)
+    assert DIFFERENCE_SCALE_QUANTILE == 0.99 and scale == pytest.approx(0.4)
+    assert differences([a, a.clone()])[1] == pytest.approx(1 / 255)  # identical sources: one 8-bit step, not 0
+
+
+def test_figure_difference_row_shows_each_image_against_source_a(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    figures: list = []
+    monkeypatch.setattr("matplotlib.pyplot.close", figures.append)
+    g = torch.Generator().manual_seed(3)
+    a, b, fused = (torch.rand(1, 40, 48, generator=g) for _ in range(3))
+    comparison_figure([("s1", [("source A", a), ("source B", b), ("ours", fused)])], tmp_path / "f.png", crop=16, difference=True)
+    axes = figures[0].axes  # row-major: 3 whole panels, 3 crops, 3 differences
+    assert len(axes) == 9 and not axes[6].images  # nothing under source A: it is the reference
+    assert [ax.get_title() for ax in axes[7:]] == ["|source B - source A|", "|ours - source A|"]
+    for ax, image in zip(axes[7:], (b, fused)):
+        assert np.allclose(np.asarray(ax.images[0].get_array()), (image - a).abs()[0].numpy())
+        assert ax.images[0].get_clim() == axes[7].images[0].get_clim()  # one scale for the scene
+
+
+def test_a_fused_image_of_another_size_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources, fused = tmp_path / "sources", tmp_path / "fused"
+    for folder in (sources, fused):
+        folder.mkdir()
+    for letter in "AB":
+        write_image(sources / f"s1-{letter}.png", torch.rand(1, 24, 30))
+    write_image(fused / "s1.png", torch.rand(1, 24, 24))
+    out = tmp_path / "fig.png"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--difference"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"gipc-figure: error: {fused / 's1.png'} is 24x24 but the sources of scene 's1' are 30x24; fused images must keep the sources' size"
+    assert not out.exists()
+    write_image(fused / "s1.png", torch.rand(1, 24, 30), overwrite=True)
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--difference"]) == 0 and out.is_file()

@@ -1,6 +1,7 @@
 """``gipc-figure``: each scene's sources and fused results side by side, with a zoomed crop of each.
 
     gipc-figure --sources path/to/lytro/triple --fused gipc=DIR --fused laplacian_energy=DIR2 --out fig.png
+    gipc-figure --sources pairs/ --fused gipc=DIR --difference --out fig.png   # + each image's |Y - Y_A|
 
 The figure is :func:`gipc.figures.comparison_figure`.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from gipc.cli.common import Parser, doc_summary, guarded, say
 from gipc.data.sources import group_sources
-from gipc.evaluate import fused_files, parse_fused
+from gipc.evaluate import check_size, fused_files, parse_fused
 from gipc.files import check_writable
 from gipc.figures import comparison_figure
 from gipc.imaging import read_image, read_matching
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels (default %(default)s; the image's side at most)")
+    parser.add_argument("--difference", action="store_true",
+                        help="a third row per scene: what each image changed of source A, |Y - Y_A| (black where a method copied A)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     args = parser.parse_args(argv)
     if args.crop < MIN_CROP:
@@ -44,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         scenes = []
         for scene, paths in groups:
             panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
-            panels += [(name, read_image(files[scene]).pixels) for name, files in fused.items()]
+            for name, files in fused.items():
+                image = read_image(files[scene]).pixels
+                check_size(files[scene], tuple(image.shape[1:]), scene, tuple(panels[0][1].shape[1:]), "fused")
+                panels.append((name, image))
             scenes.append((scene, panels))
-        comparison_figure(scenes, args.out, args.crop)
+        comparison_figure(scenes, args.out, args.crop, difference=args.difference)
         say(PROG, f"wrote {args.out}")
         return 0
 
