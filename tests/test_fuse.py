@@ -541,7 +541,7 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--method", "nope", "a.png", "b.png", "--out", "o"])
     assert exit_info.value.code == 2
-    assert _error_line(capsys).startswith("gipc-fuse: error: argument --method: invalid choice: 'nope' (choose from 'average', 'dwt', 'gfdf', 'gff',")
+    assert _error_line(capsys).startswith("gipc-fuse: error: argument --method: invalid choice: 'nope' (choose from 'average', 'dsift', 'dwt', 'gfdf', 'gff',")
 
 
 def test_a_baseline_says_it_runs_no_network(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 import torch
 
 from gipc.baselines.average import average
+from gipc.baselines.dsift import dsift
 from gipc.baselines.dwt import dwt
 from gipc.baselines.gff import gff
 from gipc.baselines.gfdf import gfdf
@@ -26,6 +27,7 @@ BASELINES: dict[str, Fuser] = {
     "gff": gff,
     "dwt": dwt,
     "gfdf": gfdf,
+    "dsift": dsift,
 }
 
 
@@ -49,6 +51,7 @@ __all__ = [
     "UnknownBaselineError",
     "baseline_names",
     "average",
+    "dsift",
     "dwt",
     "get_baseline",
     "gff",
