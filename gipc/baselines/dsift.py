@@ -30,8 +30,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
-from scipy.ndimage import correlate, correlate1d
+from scipy.ndimage import correlate
 
 from gipc.baselines.inputs import check_pair
 from gipc.baselines.rules import area_open
@@ -39,7 +38,6 @@ from gipc.errors import BaselineInputError
 
 ANGLES = 8  # orientation planes
 BINS = 4  # spatial bins a side: 4 x 4 x 8 = 128 values
-SHARPNESS = 9  # the power that narrows each orientation's response (odd)
 DESCRIPTOR_BYTES = 128 * 8  # a float64 descriptor
 STRIPE_BYTES = 32 * 2**20  # descriptors held at once for the matching, per source
 
@@ -71,17 +69,26 @@ def orientation_planes(image: np.ndarray, patch: int) -> np.ndarray:
     vertical, horizontal = correlate(image, gx, mode="constant"), correlate(image, gy, mode="constant")
     magnitude = np.sqrt(vertical**2 + horizontal**2)
     theta = np.arctan2(horizontal, vertical)
+    del vertical, horizontal
     cos, sin = np.cos(theta), np.sin(theta)
-    # conv2(w, w', X, 'same') with an even window: a correlation with the reversed window, one pixel early
-    window = _bin_window(patch)[::-1]
+    del theta
+    # conv2(w, w', X, 'same') with an even window: a correlation with the reversed window whose
+    # element patch / 2 - 1 sits on the output pixel (OpenCV's threads; float64 as scipy's)
+    window = np.ascontiguousarray(_bin_window(patch)[::-1])
+    anchor = patch // 2 - 1
     planes = np.empty((ANGLES, *image.shape))
+    response, power = np.empty_like(cos), np.empty_like(cos)
     for index in range(ANGLES):
         angle = index * 2 * math.pi / ANGLES
-        response = (cos * math.cos(angle) + sin * math.sin(angle)) ** SHARPNESS
-        plane = response * (response > 0) * magnitude
-        for axis in (0, 1):
-            plane = correlate1d(plane, window, axis=axis, mode="constant", origin=-1)
-        planes[index] = plane
+        np.multiply(cos, math.cos(angle), out=response)
+        response += sin * math.sin(angle)
+        np.maximum(response, 0.0, out=response)  # the power is odd: its sign is the response's
+        np.multiply(response, response, out=power)  # r^9 as (((r^2)^2)^2) r: 4 products, not pow
+        power *= power
+        power *= power
+        response *= power
+        response *= magnitude
+        planes[index] = cv2.sepFilter2D(response, cv2.CV_64F, window, window, anchor=(anchor, anchor), borderType=cv2.BORDER_CONSTANT)
     return planes
 
 
@@ -120,23 +127,24 @@ def initial_maps(s1: np.ndarray, s2: np.ndarray, block: int, area: int, certain:
     """The release's ``generate_initmap``: for each source, the pixels where more than ``certain`` of the
     ``block`` x ``block`` blocks over them (every placement inside the image) sum more activity in it,
     without regions or holes under ``area`` pixels."""
-    maps = []
     height, width = s1.shape
     if height < block or width < block:
         return np.zeros(s1.shape, bool), np.zeros(s1.shape, bool)
-    sums = [sliding_window_view(s, (block, block)).sum(axis=(2, 3)) for s in (s1, s2)]
-    covered = _blocks_over(np.ones_like(sums[0]), block)
+    sums = [_window_sums(s, block) for s in (s1, s2)]  # one per block placement
+    covered = _window_sums(np.pad(np.ones_like(sums[0]), block - 1), block)
+    maps = []
     for own, other in ((sums[0], sums[1]), (sums[1], sums[0])):
-        chosen = torch.from_numpy(_blocks_over((own > other).astype(np.float64), block) / covered > certain)[None, None]
-        chosen = ~area_open(~area_open(chosen, area), area)
-        maps.append(chosen[0, 0].numpy())
+        wins = _window_sums(np.pad((own > other).astype(np.float64), block - 1), block)  # blocks over each pixel it won
+        chosen = torch.from_numpy(wins / covered > certain)[None, None]
+        maps.append((~area_open(~area_open(chosen, area), area))[0, 0].numpy())
     return maps[0], maps[1]
 
 
-def _blocks_over(per_block: np.ndarray, block: int) -> np.ndarray:
-    """(H, W) sum of ``per_block`` (one value per block placement) over the placements covering each pixel."""
-    padded = np.pad(per_block, block - 1)
-    return sliding_window_view(padded, (block, block)).sum(axis=(2, 3))
+def _window_sums(x: np.ndarray, size: int) -> np.ndarray:
+    """Sums over every ``size`` x ``size`` window inside ``x`` ('valid'), by the same shifted adds at
+    every place, so equal windows give equal sums (a running sum would not)."""
+    rows = sum(x[k : x.shape[0] - size + 1 + k] for k in range(size))
+    return sum(rows[:, k : x.shape[1] - size + 1 + k] for k in range(size))
 
 
 def spatial_frequency(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, radius: int) -> np.ndarray:
@@ -156,6 +164,12 @@ def _stripes(height: int, width: int, reach: int) -> Iterator[tuple[int, int]]:
     rows = max(16, STRIPE_BYTES // (width * DESCRIPTOR_BYTES) - 2 * reach)
     for start in range(0, height, rows):
         yield start, min(height, start + rows)
+
+
+def _squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise squared distances of two (P, 128) arrays: 0 exactly between equal descriptors."""
+    x = x - y
+    return np.einsum("ij,ij->i", x, x)
 
 
 def refine(
@@ -180,17 +194,20 @@ def refine(
         if ys.size == 0:
             continue
         ys = ys + start
-        # descriptors only where a match may look: the undecided pixels' neighbourhoods, each pixel's once
-        near = np.zeros((height, width), np.uint8)
-        near[ys, xs] = 1
+        # descriptors only where a match may look: the undecided pixels' neighbourhoods, each pixel's
+        # once, on the stripe's rows and the ``radius`` rows either side
+        top = max(0, start - radius)
+        near = np.zeros((min(height, stop + radius) - top, width), np.uint8)
+        near[ys - top, xs] = 1
         near = cv2.dilate(near, np.ones((2 * radius + 1,) * 2, np.uint8))
         rows, cols = np.nonzero(near)
-        index = np.full((height, width), -1, dtype=np.int64)
+        index = np.full(near.shape, -1, dtype=np.int64)
         index[rows, cols] = np.arange(rows.size)
-        d1, d2 = (normalise(descriptors(p, patch, rows, cols)) for p in planes)
-        own1, own2 = d1[index[ys, xs]], d2[index[ys, xs]]
-        far1 = np.stack([((d2[index[ys + dy, xs + dx]] - own1) ** 2).sum(axis=-1) for dy, dx in shifts], axis=1)
-        far2 = np.stack([((d1[index[ys + dy, xs + dx]] - own2) ** 2).sum(axis=-1) for dy, dx in shifts], axis=1)
+        d1, d2 = (normalise(descriptors(p, patch, rows + top, cols)) for p in planes)
+        here = index[ys - top, xs]
+        own1, own2 = d1[here], d2[here]
+        far1 = np.stack([_squared_distances(d2[index[ys - top + dy, xs + dx]], own1) for dy, dx in shifts], axis=1)
+        far2 = np.stack([_squared_distances(d1[index[ys - top + dy, xs + dx]], own2) for dy, dx in shifts], axis=1)
         match1, match2 = (np.array(shifts)[np.argmin(far, axis=1)] for far in (far1, far2))
         y12, x12 = ys + match1[:, 0], xs + match1[:, 1]  # where source B best resembles A's pixel
         y21, x21 = ys + match2[:, 0], xs + match2[:, 1]
