@@ -38,7 +38,7 @@ from gipc.errors import BaselineInputError
 
 ANGLES = 8  # orientation planes
 BINS = 4  # spatial bins a side: 4 x 4 x 8 = 128 values
-DESCRIPTOR_BYTES = 128 * 8  # a float64 descriptor
+DESCRIPTOR_BYTES = BINS * BINS * ANGLES * 8  # a float64 descriptor
 STRIPE_BYTES = 32 * 2**20  # descriptors held at once for the matching, per source
 
 
@@ -112,13 +112,13 @@ def activity(planes: np.ndarray, patch: int, shape: tuple[int, int]) -> np.ndarr
     return sum(total[dy : dy + height, dx : dx + width] for dy, dx in _bin_offsets(patch))
 
 
-def normalise(descriptors: np.ndarray) -> np.ndarray:
+def normalise(vectors: np.ndarray) -> np.ndarray:
     """The release's ``DSIFTNormalization`` (after Lowe): descriptors of norm above 1 go to unit length,
     are clipped at 0.2 and renormalised; the others stay as they are."""
-    norms = np.sqrt((descriptors**2).sum(axis=-1, keepdims=True))
+    norms = np.sqrt((vectors**2).sum(axis=-1, keepdims=True))
     large = norms[..., 0] > 1
-    unit = np.minimum(descriptors[large] / norms[large], 0.2)
-    out = descriptors.copy()
+    unit = np.minimum(vectors[large] / norms[large], 0.2)
+    out = vectors.copy()
     out[large] = unit / np.sqrt((unit**2).sum(axis=-1, keepdims=True))
     return out
 
