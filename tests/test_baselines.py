@@ -20,7 +20,7 @@ from gipc.baselines.gfdf import focus as gfdf_focus
 from gipc.baselines.gfdf import gfdf_map
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
-from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, guided_filter, majority_filter, pad_even, window_mean
+from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, guided_filter, majority_filter, pad_even, window_mean, without_small_areas
 from gipc.color import fuse_color, luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
 from gipc.metrics import qabf
@@ -322,6 +322,12 @@ def test_gff_weight_share_clamps_overshoot_and_splits_where_both_vanish() -> Non
     torch.testing.assert_close(_normalized(w_a, w_b), torch.tensor([0.25, 0.0, 0.5, 0.5]))
 
 
+def _bwareaopen(mask: np.ndarray, area: int) -> np.ndarray:
+    """Matlab's ``bwareaopen`` as 8-connected labelling in scipy: the regions of ``area`` pixels or more."""
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    return (np.bincount(labels.ravel()) >= area)[labels] & mask
+
+
 def _gfdf_release(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Qiu et al.'s Matlab release (main.m, guidedfilter_LKH.m, boxfilter.m) line by line in numpy and
     scipy, on (H, W) luminance: the cumulative-sum box filter, bwareaopen as 8-connected labelling."""
@@ -347,16 +353,11 @@ def _gfdf_release(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         slope = cov_ip / (var_i + eps)
         return boxfilter(slope, r) / n * i + boxfilter(mean_p - slope * mean_i, r) / n
 
-    def bwareaopen(mask: np.ndarray, area: int) -> np.ndarray:
-        labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
-        sizes = np.bincount(labels.ravel())
-        return (sizes >= area)[labels] & mask
-
     sm_a = np.abs(a - ndimage.uniform_filter(a, 7, mode="nearest"))  # imfilter(fspecial('average', 7), 'replicate')
     sm_b = np.abs(b - ndimage.uniform_filter(b, 7, mode="nearest"))
     wmap = guidedfilter(a, sm_a, 5, 0.3) > guidedfilter(b, sm_b, 5, 0.3)
     area = int(np.ceil(0.01 * a.size))
-    wmap = ~bwareaopen(~bwareaopen(wmap, area), area)
+    wmap = ~_bwareaopen(~_bwareaopen(wmap, area), area)
     gmap = guidedfilter(wmap * a + ~wmap * b, wmap.astype(np.float64), 5, 0.3)
     return gmap * a + (1 - gmap) * b
 
@@ -435,10 +436,6 @@ def _dsift_release(a: np.ndarray, b: np.ndarray, scale: int = 48, blocksize: int
             sift[:, :, n * 8 : n * 8 + 8] = orientation[np.ix_(rows, cols)]
         return sift
 
-    def bwareaopen(mask: np.ndarray, area: int) -> np.ndarray:
-        labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
-        return (np.bincount(labels.ravel()) >= area)[labels] & mask
-
     def generate_initmap(d1: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s1, s2 = d1.sum(axis=2), d2.sum(axis=2)
         h, w = s1.shape
@@ -454,7 +451,7 @@ def _dsift_release(a: np.ndarray, b: np.ndarray, scale: int = 48, blocksize: int
         maps = []
         for score in (score1, score2):
             init = score / cnt > 0.99
-            maps.append(~bwareaopen(~bwareaopen(init, 3600), 3600))
+            maps.append(~_bwareaopen(~_bwareaopen(init, 3600), 3600))
         return maps[0], maps[1]
 
     def normalization(sift: np.ndarray) -> np.ndarray:
@@ -530,6 +527,21 @@ def test_window_mean_averages_only_the_pixels_inside_the_image() -> None:
     means = window_mean(x, 1)
     assert means[0, 0, 0, 0].item() == pytest.approx((0 + 1 + 4 + 5) / 4)
     assert means[0, 0, 1, 1].item() == pytest.approx(5.0)  # inside: the plain 3 x 3 mean
+
+
+def test_without_small_areas_drops_small_regions_then_fills_small_holes() -> None:
+    """At 10 px a 4-px speck goes, a 4-px hole in the large region is filled, a 36-px hole and the
+    region stay (bwareaopen, then on the complement), as two scipy passes give it."""
+    mask = np.zeros((20, 30), bool)
+    mask[1:3, 1:3] = True  # speck
+    mask[5:15, 5:25] = True
+    mask[8:10, 8:10] = False  # small hole
+    mask[7:13, 14:20] = False  # large hole, enclosed
+    expected = ~_bwareaopen(~_bwareaopen(mask, 10), 10)
+    assert not expected[1:3, 1:3].any() and expected[8:10, 8:10].all() and not expected[7:13, 14:20].any()
+    assert expected[5:15, 5:14].all()
+    got = without_small_areas(torch.from_numpy(mask)[None, None], 10)[0, 0].numpy()
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_area_open_keeps_regions_from_the_given_size() -> None:

@@ -33,23 +33,23 @@ import torch
 from scipy.ndimage import correlate
 
 from gipc.baselines.inputs import check_pair
-from gipc.baselines.rules import area_open
+from gipc.baselines.rules import without_small_areas
 from gipc.errors import BaselineInputError
+from gipc.metrics.windows import gaussian_taps
 
 ANGLES = 8  # orientation planes
 BINS = 4  # spatial bins a side: 4 x 4 x 8 = 128 values
+GRADIENT_SIGMA = 1.0  # the release's sigmaGuassian: the Gaussian whose gradient gives the edges
 DESCRIPTOR_BYTES = BINS * BINS * ANGLES * 8  # a float64 descriptor
 STRIPE_BYTES = 32 * 2**20  # descriptors held at once for the matching, per source
 
 
-def _gradient_filters(sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _gradient_filters() -> tuple[np.ndarray, np.ndarray]:
     """The release's ``genDeltaGaussian``: Matlab's ``gradient`` of ``fspecial('gaussian', 4 ceil(sigma) + 1,
-    sigma)`` along x and y, each scaled to an absolute sum of 2."""
-    half = 2 * math.ceil(sigma)
-    x = np.arange(-half, half + 1, dtype=np.float64)
-    g = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
-    g[g < np.finfo(np.float64).eps * g.max()] = 0
-    g /= g.sum()
+    sigma)`` along x and y, each scaled to an absolute sum of 2 (no tap of this window falls under
+    fspecial's cut at eps times the largest)."""
+    taps = gaussian_taps(4 * math.ceil(GRADIENT_SIGMA) + 1, GRADIENT_SIGMA).numpy()
+    g = np.outer(taps, taps)
     gx, gy = np.gradient(g, axis=1), np.gradient(g, axis=0)
     return gx * 2 / np.abs(gx).sum(), gy * 2 / np.abs(gy).sum()
 
@@ -136,7 +136,7 @@ def initial_maps(s1: np.ndarray, s2: np.ndarray, block: int, area: int, certain:
     for own, other in ((sums[0], sums[1]), (sums[1], sums[0])):
         wins = _window_sums(np.pad((own > other).astype(np.float64), block - 1), block)  # blocks over each pixel it won
         chosen = torch.from_numpy(wins / covered > certain)[None, None]
-        maps.append((~area_open(~area_open(chosen, area), area))[0, 0].numpy())
+        maps.append(without_small_areas(chosen, area)[0, 0].numpy())
     return maps[0], maps[1]
 
 

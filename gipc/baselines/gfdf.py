@@ -19,7 +19,7 @@ import kornia
 import torch
 
 from gipc.baselines.inputs import check_odd, check_pair
-from gipc.baselines.rules import area_open, guided_filter
+from gipc.baselines.rules import guided_filter, without_small_areas
 
 
 def focus(x: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -32,9 +32,7 @@ def gfdf_map(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5,
     check_pair(a, b)
     check_odd("window", window)
     take_a = guided_filter(a, focus(a, window), radius, eps) > guided_filter(b, focus(b, window), radius, eps)
-    area = math.ceil(min_region * a.shape[-2] * a.shape[-1])
-    take_a = area_open(take_a, area)
-    return ~area_open(~take_a, area)
+    return without_small_areas(take_a, math.ceil(min_region * a.shape[-2] * a.shape[-1]))
 
 
 def gfdf(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5, eps: float = 0.3, min_region: float = 0.01) -> torch.Tensor:

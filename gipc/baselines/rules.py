@@ -62,3 +62,9 @@ def area_open(mask: torch.Tensor, area: int) -> torch.Tensor:
         large[0] = False  # outside the mask
         kept.append(large[regions])
     return torch.from_numpy(np.stack(kept))[:, None].to(mask.device)
+
+
+def without_small_areas(mask: torch.Tensor, area: int) -> torch.Tensor:
+    """``bwareaopen`` of a (N, 1, H, W) bool mask, then of what is left outside it: its regions and
+    then its holes of fewer than ``area`` pixels go (the clean-up of GFDF's and DSIFT's releases)."""
+    return ~area_open(~area_open(mask, area), area)
