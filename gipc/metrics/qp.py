@@ -25,23 +25,17 @@ from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
 from gipc.metrics.phase_congruency import LogGabor, phase_congruency
-from gipc.metrics.windows import gaussian_taps, window_sums
+from gipc.metrics.windows import gaussian_taps, local_moments, window_sums
 
 FEATURE = 0.1  # fea_threshold: the PC above which a pixel holds a feature
 WINDOW, SIGMA = 11, 1.5  # the local correlation's window, fspecial('gaussian', 11, 1.5)
 CONSTANT = 1e-4  # C1 = C2 = C3
 
 
-def _moments(x: torch.Tensor, taps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The local mean and variance (one-pass, as the toolbox's) of an (N, 1, H, W) map in the Gaussian window."""
-    mean = window_sums(x, taps, "zeros")
-    return mean, window_sums(x * x, taps, "zeros") - mean**2
-
-
 def _correlation(source: torch.Tensor, fused: torch.Tensor, fused_moments: tuple[torch.Tensor, torch.Tensor], taps: torch.Tensor) -> torch.Tensor:
-    """``(cov + C) / (sqrt|var_S var_F| + C)`` of two (N, 1, H, W) maps in the Gaussian window, F's
-    :func:`_moments` given."""
-    (mean_s, var_s), (mean_f, var_f) = _moments(source, taps), fused_moments
+    """``(cov + C) / (sqrt|var_S var_F| + C)`` of two (N, 1, H, W) maps in the Gaussian window (zero
+    padding), F's :func:`~gipc.metrics.windows.local_moments` given."""
+    (mean_s, var_s), (mean_f, var_f) = local_moments(source, taps, "zeros"), fused_moments
     cov = window_sums(source * fused, taps, "zeros") - mean_s * mean_f
     return (cov + CONSTANT) / (torch.sqrt((var_s * var_f).abs()) + CONSTANT)
 
@@ -49,7 +43,7 @@ def _correlation(source: torch.Tensor, fused: torch.Tensor, fused_moments: tuple
 def _preserved(maps: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], masks: tuple[torch.Tensor, ...], taps: torch.Tensor) -> torch.Tensor:
     """One feature map's score (N,): ``correlation_coeffcient`` of the toolbox (F's moments made once for the three sources)."""
     *sources, fused = maps
-    fused_moments = _moments(fused, taps)
+    fused_moments = local_moments(fused, taps, "zeros")
     best = reduce(
         torch.maximum,
         (torch.where(mask, _correlation(torch.where(mask, source, 0.0), fused, fused_moments, taps), 0.0) for source, mask in zip(sources, masks)),

@@ -22,7 +22,7 @@ import torch
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
-from gipc.metrics.windows import gaussian_taps, window_sums
+from gipc.metrics.windows import gaussian_taps, local_moments, window_sums
 
 WINDOW, SIGMA = 7, 1.5  # Matlab's fspecial('gaussian', 7, 1.5)
 CONSTANT = 2e-16  # C1 = C2 of the toolbox's SSIM
@@ -33,8 +33,7 @@ FLAT = 1e-6
 
 def _local(y: torch.Tensor, taps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The 'valid' local mean and variance of (N, 1, H, W) 0..255 integer luminance (a flat window's exactly 0)."""
-    mean = window_sums(y, taps, "valid")
-    variance = window_sums(y * y, taps, "valid") - mean**2
+    mean, variance = local_moments(y, taps, "valid")
     return mean, torch.where(variance.abs() < FLAT, 0.0, variance)
 
 

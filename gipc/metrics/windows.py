@@ -46,6 +46,13 @@ def window_sums(x: torch.Tensor, taps: torch.Tensor, border: Border) -> torch.Te
     return out
 
 
+def local_moments(x: torch.Tensor, taps: torch.Tensor, border: Border) -> tuple[torch.Tensor, torch.Tensor]:
+    """The local mean and variance of ``x`` (N, 1, H, W) in the window of ``taps``, the variance in
+    one pass, ``E[x^2] - E[x]^2``, as the toolbox's metrics compute it."""
+    mean = window_sums(x, taps, border)
+    return mean, window_sums(x * x, taps, border) - mean**2
+
+
 def convolved_sums(x: torch.Tensor, taps: torch.Tensor, border: Border) -> torch.Tensor:
     """:func:`window_sums` through torch: padding, then the taps down the columns and along the rows."""
     reach = taps.numel() // 2
