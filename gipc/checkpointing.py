@@ -11,7 +11,7 @@ import subprocess
 import threading
 import warnings
 from types import FrameType
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import lightning as L
 import numpy as np
@@ -126,7 +126,7 @@ class RunCheckpoint(ModelCheckpoint):
     is ``t + 1`` steps, so ``every_n_train_steps=3`` saves after every batch when ``t = 2``.
     """
 
-    def __init__(self, *args: Any, save_last: bool | None = True, requeue_signal: str | None = "SIGUSR2", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, save_last: bool | Literal["link"] | None = True, requeue_signal: str | None = "SIGUSR2", **kwargs: Any) -> None:
         if save_last == "link":
             raise ConfigError("callbacks.model_checkpoint.save_last=link would make last.ckpt a symlink; use true")
         if requeue_signal is not None and not isinstance(getattr(signal, str(requeue_signal), None), signal.Signals):

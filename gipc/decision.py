@@ -41,7 +41,7 @@ with one source's planes in memory at a time (:func:`choose_each`, :func:`clean`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import reduce
 from typing import Iterator, Sequence
 
@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from gipc.baselines.laplacian_energy import modified_laplacian
 from gipc.errors import UserError
 from gipc.planes import each_plane, opencv_takes, planes
+from gipc.typecheck import check_values, hints
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,12 @@ class MapSettings:
         for size in self.detail:
             if not isinstance(size, int) or size < 0 or (size and size % 2 == 0):
                 raise UserError(f"map detail must be 0 (compare intensities) or an odd number of pixels, got {size!r}")
+        if not isinstance(self.seam, int) or self.seam < 0:
+            raise UserError(f"map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got {self.seam!r}")
+        if not isinstance(self.radius, int) or self.radius < 0:
+            raise UserError(f"map radius must be an integer >= 0 (0: hard map), got {self.radius!r}")
+        # the sizes above say what they must be in their own words; the rest are weights and flags
+        check_values(hints(MapSettings), {f.name: getattr(self, f.name) for f in fields(self)}, "map ")
         for weights_name, sizes_name, what in (("closeness", "detail", "detail size"), ("focus", "focus_window", "focus window")):
             weights, sizes = getattr(self, weights_name), getattr(self, sizes_name)
             if len(weights) != len(sizes):
@@ -97,12 +104,8 @@ class MapSettings:
                 raise UserError(f"map {weights_name} weights must be >= 0, got {list(weights)}")
         if not any(w > 0.0 for w in self.closeness + self.focus):
             raise UserError("map closeness and focus weights are all 0: the map would have no evidence")
-        if not isinstance(self.seam, int) or self.seam < 0:
-            raise UserError(f"map seam must be an integer >= 0 (pixels a boundary may move; 0: where the vote left it), got {self.seam!r}")
         if not self.seam_evidence >= 0.0:
             raise UserError(f"map seam_evidence must be a weight >= 0, got {self.seam_evidence!r}")
-        if not isinstance(self.radius, int) or self.radius < 0:
-            raise UserError(f"map radius must be an integer >= 0 (0: hard map), got {self.radius!r}")
         if not 0.0 <= self.min_region < 1.0:
             raise UserError(f"map min_region must be a fraction of the image in [0, 1), got {self.min_region!r}")
         if not self.region_margin >= 0.0:

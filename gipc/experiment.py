@@ -32,6 +32,7 @@ from gipc.loggers import continue_run
 from gipc.pretrained import start_from
 from gipc.runstate import FAILED, resume_action, training_lock
 from gipc.sweep import job_log, keep_record, requeued, resume_dir
+from gipc.typecheck import check_node, check_values
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,19 @@ RESUME_NOTES = {"skip": "finished before, skipped", "continue": "continues from 
 
 
 
+def _check(values: Any, what: str, key: str) -> None:
+    """``values`` (a node resolved to plain values, its keys named ``key``) against what they build
+    (:func:`gipc.typecheck.check_node`): a value of the wrong kind is one line, ``bad <what> config: ...``."""
+    try:
+        check_node(values, key)
+    except ConfigError as exc:
+        raise ConfigError(f"bad {what} config: {exc}") from None
+
+
 def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
-    """Instantiate ``node``, turning any constructor error (also of a nested target) into a one-line ConfigError."""
+    """Instantiate ``node``, its values checked first (:func:`_check`), turning any constructor error
+    (also of a nested target) into a one-line ConfigError."""
+    _check(OmegaConf.to_container(node, resolve=True), what, what)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:
@@ -225,7 +237,12 @@ def _mark_failed(output_dir: Path, message: str) -> None:
     write_text(output_dir / FAILED, message + "\n")
 
 
+RUN_KEYS: dict[str, Any] = {"seed": int, "train": bool, "test": bool, "overwrite": bool, "resume": bool | str, "ckpt_path": str | None}
+"""The run's own keys of ``conf/config.yaml`` and what each takes (``overwrite=yes`` must not delete checkpoints)."""
+
+
 def _run(cfg: DictConfig, output_dir: Path) -> float | None:
+    check_values(RUN_KEYS, {key: cfg.get(key) for key in RUN_KEYS}, "")
     old_checkpoints = _old_checkpoints(cfg, output_dir)
     try:
         seed = L.seed_everything(cfg.seed, workers=True)
@@ -277,6 +294,7 @@ def build_model(node: DictConfig, seed: int) -> Any:
     generator = _build(OmegaConf.create(settings.pop("generator")), "model.generator")
     if init:
         start_from(generator, init)
+    _check(settings["loss"], "model", "loss")  # conf/loss, which the model interpolates: its keys named as they are set
     return _build(OmegaConf.create(settings), "model", generator=generator, seed=seed, _convert_="all")
 
 

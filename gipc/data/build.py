@@ -22,7 +22,7 @@ from gipc.data.embedded import CATALOGUE, Photo, load_photo
 from gipc.data.scene import split_names, synthesize_scene
 from gipc.configs import conf_group
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem
-from gipc.data.synthesis import blur_kernel_size, fit_longest_side, fits, fitted_size
+from gipc.data.synthesis import SMALLEST_SIDE, blur_kernel_size, fit_longest_side, fits, fitted_size
 from gipc.errors import DataError, OutputExistsError
 from gipc.files import check_output_folder, replace_dir, sha256_file, staging_dir, write_text
 from gipc.imaging import Header, read_header, read_image, write_image
@@ -130,8 +130,8 @@ def _check_settings(
         raise DataError(f"--mask-dir is only used by --maps file or --maps disparity, not {used}")
     if sigma <= 0 or soft < 0:
         raise DataError(f"--sigma must be > 0 and --soft >= 0 (got {sigma}, {soft})")
-    if max_side is not None and max_side < 16:
-        raise DataError(f"--max-side must be >= 16, got {max_side}")
+    if max_side is not None and max_side < SMALLEST_SIDE:
+        raise DataError(f"--max-side must be >= {SMALLEST_SIDE}, got {max_side}")
 
 
 def _write_scene(root: Path, item: Source, split: str, seed: int, sigma: float, soft: float) -> dict[str, Any]:

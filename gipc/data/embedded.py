@@ -17,7 +17,7 @@ import skimage.data
 import torch
 
 from gipc.data.scene import Scene, split_names, synthesize_scene
-from gipc.data.synthesis import fit_longest_side
+from gipc.data.synthesis import SMALLEST_SIDE, fit_longest_side
 from gipc.errors import DataError
 
 
@@ -93,8 +93,8 @@ def embedded_set(
     Memoised per argument set (a fit and a test in one process build it once): treat the
     tensors as read-only.
     """
-    if max_side < 16:
-        raise DataError(f"max_side must be >= 16, got {max_side}")
+    if max_side < SMALLEST_SIDE:
+        raise DataError(f"max_side must be >= {SMALLEST_SIDE}, got {max_side}")
     chosen = tuple(CATALOGUE) if names is None else names
     if not chosen:
         raise DataError("no embedded photos chosen (data.source.photos=[]); name some of them, or leave it null for every photo")

@@ -23,8 +23,9 @@ from gipc.data.datasets import PairFolder, PatchDataset, SynthesizedPatches
 from gipc.data.embedded import embedded_set
 from gipc.data.photos import photo_pool
 from gipc.data.scene import Scene, held_out_scene, split_names
-from gipc.data.synthesis import DefocusRecipe
+from gipc.data.synthesis import SMALLEST_SIDE, DefocusRecipe
 from gipc.errors import DataError
+from gipc.typecheck import check_values, hints
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ def at_least(key: str, value: int | None, low: int, optional: bool = False) -> N
     """The one check of the data config's counts: ``value`` an integer >= ``low`` (or None when ``optional``)."""
     if not (optional and value is None) and (not isinstance(value, int) or value < low):
         raise DataError(f"{key} must be an integer >= {low}, got {value!r}")
+
+
+def check_share(key: str, value: float) -> None:
+    """A held-out share of the photos: in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise DataError(f"{key} must be a share in [0, 1), got {value!r}")
 
 
 def _first(scenes: Sequence[Scene], count: int) -> Sequence[Scene]:
@@ -86,6 +93,14 @@ class EmbeddedPairs(_Patches):
     max_side: int
     map_source: str | None = None
     photos: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("sigma", "soft"):
+            if not getattr(self, key) >= 0.0:
+                raise DataError(f"data.source.{key} must be >= 0 (px), got {getattr(self, key)!r}")
+        at_least("data.source.max_side", self.max_side, SMALLEST_SIDE)
+        check_share("data.source.test_fraction", self.test_fraction)
 
     def split(self, patch_size: int, seed: int) -> Split:
         built = embedded_set(
@@ -145,6 +160,10 @@ class SynthesizedPairs:
     ) -> None:
         at_least("data.source.patches_per_epoch", patches_per_epoch, 1)
         at_least("data.source.val_count", val_count, 1)
+        at_least("data.source.max_side", max_side, SMALLEST_SIDE, optional=True)
+        check_share("data.source.test_fraction", test_fraction)
+        for key, recipe in (("synthesis", synthesis), ("held_out_synthesis", held_out_synthesis)):
+            check_values(hints(DefocusRecipe), recipe, f"data.source.{key}.")
         try:
             self.recipe, self.held_out_recipe = DefocusRecipe(**synthesis), DefocusRecipe(**held_out_synthesis)
         except (TypeError, ValueError) as err:

@@ -160,6 +160,10 @@ def fitted_size(height: int, width: int, max_side: int | None) -> tuple[int, int
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+SMALLEST_SIDE = 16
+"""The least ``max_side`` a photo may be cut to: one patch of the discriminator's smallest size."""
+
+
 def fit_longest_side(image: torch.Tensor, max_side: int | None, nearest: bool = False) -> torch.Tensor:
     """Downscale a (C, H, W) image so its longest side is at most ``max_side`` (never upscale).
 

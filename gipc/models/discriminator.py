@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gipc.errors import ConfigError
+from gipc.models.generator import check_slope
+
 
 class Discriminator(nn.Module):
     """Scores a 1-channel image or Laplacian map with one unbounded number (LSGAN: no sigmoid).
@@ -16,6 +19,9 @@ class Discriminator(nn.Module):
     def __init__(self, patch_size: int, channels: tuple[int, ...], slope: float) -> None:
         """Table 2's ``channels`` and LeakyReLU ``slope`` come from ``conf/model``, ``patch_size`` from ``conf/data``."""
         super().__init__()
+        if not channels or min(channels) < 1:
+            raise ConfigError(f"model.discriminator.channels must be one or more widths >= 1, got {list(channels)}")
+        check_slope("model.discriminator.slope", slope)
         factor = 2 ** len(channels)  # each stride-2 conv halves the patch
         if patch_size % factor or patch_size <= 0:
             raise ValueError(

@@ -13,6 +13,12 @@ Head = Literal["image", "weights"]
 HEADS: tuple[str, ...] = ("image", "weights")
 
 
+def check_slope(key: str, slope: float) -> None:
+    """A LeakyReLU slope the in-place blocks can train with: PyTorch refuses a negative one's backward."""
+    if not slope >= 0:
+        raise ConfigError(f"{key} must be >= 0 (the LeakyReLU's slope for negative inputs), got {slope}")
+
+
 def conv_block(in_ch: int, out_ch: int, slope: float, kernel: int = 3, norm: bool = True) -> nn.Sequential:
     """Conv (stride 1, SAME padding) + optional BatchNorm + LeakyReLU: the "block" of Tables 1 and 2.
 
@@ -43,6 +49,10 @@ class Generator(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise ConfigError(f"model.generator.head must be one of {', '.join(HEADS)}, got {head!r}")
+        for name, value in (("width", width), ("encoder_blocks", encoder_blocks)):
+            if value < 1:
+                raise ConfigError(f"model.generator.{name} must be >= 1, got {value}")
+        check_slope("model.generator.slope", slope)
         self.head = head
         self.settings = {"width": width, "encoder_blocks": encoder_blocks, "slope": slope, "head": head}
         """The constructor's arguments, saved beside the weights so that a file rebuilds this network."""
