@@ -129,6 +129,41 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
     return None
 
 
+RESUMED_SETTINGS = ("seed", "model", "loss", "data")
+"""What a resumed run must share with the run it continues (what is trained, how, on what): the
+trainer, the loggers and the callbacks may change (more epochs, another logger)."""
+NOT_COMPARED = ("data.num_workers", "model.loss.")
+"""Keys under those that may differ or are compared elsewhere: loader processes; the model's copy of ``loss``."""
+
+
+def check_resumed_settings(cfg: DictConfig, output_dir: Path) -> None:
+    """A run continued under other settings than its ``config.yaml`` records would train on as another
+    run from the checkpoint's state, unannounced: refused, naming the first differences. Keys that
+    file lacks (written by an older gipc) are not compared."""
+    saved = output_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old, new = _flat(OmegaConf.to_container(OmegaConf.load(saved))), _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = [
+        f"{key} {old[key]!r} -> {new.get(key)!r}"
+        for key in old
+        if key.split(".")[0] in RESUMED_SETTINGS and not key.startswith(NOT_COMPARED) and new.get(key) != old[key]
+    ]
+    if changed:
+        shown = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "")
+        raise RunDirError(  # no FAILED marker: the run it would continue is sound
+            f"resume: {output_dir} was trained with other settings ({shown}); continue it with its own overrides "
+            "(its config.yaml), or train a new run without resume"
+        )
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys (``data.source.sigma``); lists and empty mappings stay values."""
+    if isinstance(node, dict) and node:
+        return {key: value for name, child in node.items() for key, value in _flat(child, f"{prefix}.{name}" if prefix else str(name)).items()}
+    return {prefix: node}
+
+
 def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
     """An earlier run's checkpoints that a fresh training run here would mix with its own: refused unless
     ``overwrite=true`` (they are then deleted once the config has been checked)."""
@@ -249,6 +284,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     except ValueError as exc:
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}") from exc
     ckpt_path = resolve_ckpt(cfg, output_dir)
+    if ckpt_path is not None and _resumes(cfg):
+        check_resumed_settings(cfg, output_dir)
     d_steps = cfg.model.d_steps_per_g_step  # a bad value is left for the model to name
     datamodule = _build(cfg.data, "data", batches_per_step=d_steps + 1 if isinstance(d_steps, int) and d_steps >= 1 else 1)
     model = build_model(cfg.model, seed)

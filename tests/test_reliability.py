@@ -157,6 +157,18 @@ def test_overwrite_deletes_old_checkpoints_only_once_the_config_is_sound(tmp_pat
     assert not old.exists() and (tmp_path / "config.yaml").exists() and not (tmp_path / FAILED_MARKER).exists()
 
 
+def test_resuming_under_other_training_settings_is_refused_and_leaves_the_run_untouched(tmp_path, capsys):
+    run(tmp_path)
+    kept = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    error = refused(tmp_path, capsys, "resume=true", "loss.lam=5", "data.source.sigma=3")
+    assert error.startswith(f"resume: {tmp_path} was trained with other settings (") and "or train a new run without resume" in error
+    assert "loss.lam 9.3 -> 5" in error and "data.source.sigma 2.0 -> 3" in error and "model.loss" not in error
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == kept  # no FAILED marker either
+    steps = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    run(tmp_path, "resume=true", "trainer.max_epochs=10", "data.num_workers=0")  # the trainer may change
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] > steps
+
+
 # ---------------------------------------------------------------------------- atomic saves
 def _half_written(checkpoint: dict, filepath) -> None:
     """A save killed halfway: the first half of the bytes reach the file, then the process dies."""
