@@ -516,6 +516,8 @@ def test_the_same_file_twice_is_refused(tmp_path: Path, grayscale_pairs: Path, c
         (["--method", "average", "--precision", "bf16"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
         (["--method", "average", "--backend", "torch"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),
         (["--device", "cpu", "--precision", "fp16"], "precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU"),
+        (["--rule", "direct", "--clean", "15"], "--clean: the decision map's settings, and this rule makes no map: add --rule map, or leave them out"),
+        (["--method", "average", "--focus", "0.5", "--no-match-exposure"], "--match-exposure, --focus: the decision map's settings, and this rule makes no map"),
         (["--format", "jpg", "--out", "o.png"], "o.png: a file's suffix names its format; give --format with an output folder"),
     ],
 )

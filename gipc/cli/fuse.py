@@ -94,6 +94,9 @@ def _numbers(kind: type) -> Callable[[str], tuple]:
 def _fusion(args: argparse.Namespace) -> Fusion:
     """The fusion the arguments ask for; its first output line names the rule and the network's path."""
     given = {field.name: getattr(args, field.name) for field in fields(MapSettings) if getattr(args, field.name) is not None}
+    if given and (args.rule == "direct" or (args.method is not None and args.rule is None)):  # they would go unused
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise FuseInputError(f"{flags}: the decision map's settings, and this rule makes no map: add --rule map, or leave them out")
     if args.method is not None:
         if args.tile is not None:
             raise FuseInputError("--tile applies to the network only; baselines fuse whole images")
