@@ -36,6 +36,12 @@ class Job:
     map_output: Path | None = None
 
 
+def pending(jobs: list[Job]) -> list[Job]:
+    """The jobs an earlier run of the same command left unfinished: an output (the image, its map)
+    missing. Outputs are written whole or not at all (:mod:`gipc.files`), so one that exists is done."""
+    return [job for job in jobs if not all(path.is_file() for path in (job.output, job.map_output) if path is not None)]
+
+
 def fuse_images(fuse: Fusion | Fuser, images: list[torch.Tensor]) -> torch.Tensor:
     """Fuse (C, H, W) sources in [0, 1]: under a :class:`~gipc.fusion.Fusion`'s rule, or a plain luminance
     fuser's direct output (in turn for a sequence, colour through YCbCr)."""

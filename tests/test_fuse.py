@@ -457,9 +457,18 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
     out = tmp_path / "out"
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 130
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
-    assert last_line == "gipc-fuse: interrupted; 1 of 3 outputs written whole, no partial files"
+    assert last_line == "gipc-fuse: interrupted; 1 of 3 outputs written whole, no partial files; the same command with --skip-existing fuses the rest"
     assert [p.name for p in out.iterdir()] == ["p1-fused.png"]
     assert read_image(out / "p1-fused.png").pixels.shape == (1, 8, 10)
+    first = _stamped(out / "p1-fused.png")
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"gipc-fuse: wrote 2 images to {out} (1 already there)"
+    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png", "p3-fused.png"]
+    assert _stamped(out / "p1-fused.png") == first and len(calls) == 4  # p1 neither fused nor written again
+
+
+def _stamped(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
 
 
 def test_the_pipeline_finishes_and_keeps_every_output_before_a_corrupt_source(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -471,9 +480,34 @@ def test_the_pipeline_finishes_and_keeps_every_output_before_a_corrupt_source(tm
     (pairs / "p3-B.png").write_bytes(whole[:45])  # the signature and IHDR intact (33 bytes), the pixel data cut short
     out = tmp_path / "out"
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 2
-    assert "p3-B.png: truncated or corrupt" in capsys.readouterr().err.strip().splitlines()[-1]
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "p3-B.png: truncated or corrupt" in last_line
+    assert last_line.endswith("; 2 of 3 outputs written whole; the same command with --skip-existing fuses the rest once that is fixed")
     assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png"]
     assert all(read_image(out / name).pixels.shape == (1, 8, 10) for name in ("p1-fused.png", "p2-fused.png"))
+    kept = {name: _stamped(out / name) for name in ("p1-fused.png", "p2-fused.png")}
+    (pairs / "p3-B.png").write_bytes(whole)
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png", "p3-fused.png"]
+    assert {name: _stamped(out / name) for name in kept} == kept
+    capsys.readouterr()
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "gipc-fuse: nothing to fuse: all 3 outputs are already there"
+
+
+def test_skip_existing_redoes_a_group_whose_map_is_missing_and_refuses_overwrite_beside_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs, out, maps = _three_pairs(tmp_path, seed=4), tmp_path / "out", tmp_path / "maps"
+    command = ["--method", "average", "--rule", "map", "--pairs", str(pairs), "--out", str(out), "--save-maps", str(maps)]
+    assert main(command) == 0
+    kept = {path: _stamped(path) for path in (out / "p1-fused.png", maps / "p1-map.png", out / "p3-fused.png", maps / "p3-map.png")}
+    (maps / "p2-map.png").unlink()  # killed between the image and its map
+    capsys.readouterr()
+    assert main([*command, "--skip-existing"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"gipc-fuse: wrote {out / 'p2-fused.png'} and its map to {maps} (2 already there)"
+    assert (maps / "p2-map.png").is_file() and {path: _stamped(path) for path in kept} == kept
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal
+        main([*command, "--skip-existing", "--overwrite"])
+    assert refused.value.code == 2 and "argument --overwrite: not allowed with argument --skip-existing" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,8 @@ from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, say
 from gipc.configs import conf_group
 from gipc.decision import MapSettings
-from gipc.errors import FuseInputError
-from gipc.fuse import Job, plan_jobs, run_jobs
+from gipc.errors import FuseInputError, UserError
+from gipc.fuse import Job, pending, plan_jobs, run_jobs
 from gipc.fusion import RULES, Fusion, default_rule, map_settings
 from gipc.inference import BACKENDS, PRECISIONS, choose_path, prepare
 from gipc.pretrained import load_generator, shipped_generator
@@ -75,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                         "int8: CPUs, through OpenVINO, 1.55x bf16's speed on a CPU with AMX, "
                         "quantized once with NNCF (pip install 'gipc[int8]')")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="runtime of the network; auto: OpenVINO on a CPU where it loads, else torch (default)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="in an --out folder an interrupted or failed run of the same command left, fuse only the "
+                               "groups whose outputs (and maps) are missing")
     return parser
 
 
@@ -141,20 +145,35 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     written: list[Path] = []
     jobs: list[Job] = []
+    rest = "; the same command with --skip-existing fuses the rest"
 
     def body() -> int:
         check_tiling(args.tile, args.overlap)  # before the network loads
-        jobs.extend(plan_jobs(args.sources, args.pairs, args.out, args.overwrite, args.save_maps, args.format and f".{args.format}"))
+        replace_any = args.overwrite or args.skip_existing  # what --skip-existing redoes is a job's own partial output
+        planned = plan_jobs(args.sources, args.pairs, args.out, replace_any, args.save_maps, args.format and f".{args.format}")
+        jobs.extend(pending(planned) if args.skip_existing else planned)
+        done = f" ({len(planned) - len(jobs)} already there)" if len(jobs) < len(planned) else ""
+        if not jobs:
+            say(PROG, f"nothing to fuse: {'all ' + str(len(planned)) + ' outputs are' if len(planned) > 1 else 'the output is'} already there")
+            return 0
         fusion = _fusion(args)
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
-        for output in run_jobs(jobs, fusion, args.overwrite, args.align_model if args.align else None, _say_aligned):
-            written.append(output)
+        try:
+            for output in run_jobs(jobs, fusion, replace_any, args.align_model if args.align else None, _say_aligned):
+                written.append(output)
+        except UserError as err:  # an unreadable source halfway through a folder: say how to go on once it is fixed
+            if not written:
+                raise
+            raise FuseInputError(f"{err}; {len(written)} of {len(jobs)} outputs written whole{rest} once that is fixed") from None
         maps = f" and {'its map' if len(written) == 1 else 'their maps'} to {args.save_maps}" if args.save_maps is not None else ""
-        say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}")
+        say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}{done}")
         return 0
 
-    return guarded(PROG, body, lambda: f"interrupted; {len(written)} of {len(jobs)} outputs written whole, no partial files")
+    def interrupted() -> str:
+        return f"interrupted; {len(written)} of {len(jobs)} outputs written whole, no partial files{rest if len(jobs) > 1 else ''}"
+
+    return guarded(PROG, body, interrupted)
 
 
 if __name__ == "__main__":
