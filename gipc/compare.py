@@ -117,12 +117,16 @@ def _number(text: str) -> object:
 
 def read_rows(table: Path, method: str) -> list[dict[str, object]]:
     """The rows of ``method`` in a metrics table (``metrics.csv`` of a run or of gipc-eval), numbers as floats."""
+    return [
+        {key: value if key in ("image", "method") else _number(value) for key, value in row.items()}
+        for row in _rows(table)
+        if row.get("method") == method
+    ]
+
+
+def _rows(table: Path) -> list[dict[str, str]]:
     with open(table, newline="") as handle:
-        return [
-            {key: value if key in ("image", "method") else _number(value) for key, value in row.items()}
-            for row in csv.DictReader(handle)
-            if row.get("method") == method
-        ]
+        return list(csv.DictReader(handle))
 
 
 def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_METRICS) -> tuple[list[Run], list[str]]:
@@ -154,6 +158,10 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
         skipped += [f"{run}: not finished ({'running now, ' * running(run)}{progress(step)})" for run, step in unfinished_runs(path)]
+    tables = [run_dir / metrics for run_dir in find_run_dirs(paths) if (run_dir / metrics).is_file()]
+    there = {row.get("method") for table in tables for row in _rows(table)}
+    if tables and (absent := [name for name in methods if name not in there]):  # a misspelt name, not a run still to score
+        raise CompareError(f"--method {','.join(absent)}: no {metrics} here has rows of it; the methods there: {', '.join(sorted(map(str, there)))}")
     if not runs:
         where = ", ".join(str(p) for p in paths)
         raise CompareError(

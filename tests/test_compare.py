@@ -426,6 +426,15 @@ def test_another_table_of_the_run_dirs_such_as_lytro_scores(seeded_study, capsys
     assert {r["image"] for r in read_csv(seeded_study / "command" / "comparison.csv")} == {"lytro-01"}
 
 
+def test_a_method_no_table_has_is_one_line_naming_the_methods_there(tmp_path, capsys):
+    """A misspelt method is not a run still to be scored: refused, not left out of the comparison."""
+    scored = tmp_path / "eval"
+    write_metrics(scored / "metrics.csv", [("p1", "ours", 0.7, 7.0), ("p1", "gff", 0.6, 7.0)])
+    assert main([str(scored), "--method", "ours,gfff"]) == 2
+    assert capsys.readouterr().err.strip() == "gipc-compare: error: --method gfff: no metrics.csv here has rows of it; the methods there: gff, ours"
+    assert sorted(p.name for p in scored.iterdir()) == ["metrics.csv"]
+
+
 def test_several_methods_of_one_run_become_paired_variants(tmp_path):
     """The fusion rules of one run (rows gipc and gipc+map) compared as arms, paired by (image, seed)."""
     study = tmp_path / "rules"

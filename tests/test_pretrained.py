@@ -122,6 +122,11 @@ def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.Captu
     assert capsys.readouterr().err.strip() == (
         f"gipc-export: error: {out} is not in a run's checkpoints/ folder; name the run whose training data --recalibrate-bn draws with --run-dir"
     )
+    # A negative count would have exported without re-estimating anything.
+    with pytest.raises(SystemExit) as refused:
+        export_main([str(ckpt), str(tmp_path / "x.pt"), "--recalibrate-bn", "-2"])
+    assert refused.value.code == 2 and not (tmp_path / "x.pt").exists()
+    assert capsys.readouterr().err.strip() == "gipc-export: error: argument --recalibrate-bn: expected a whole number >= 0, got -2 (see --help)"
     # An existing output is refused first: the bad --run-dir is never read.
     assert export_main([str(ckpt), str(out), "--recalibrate-bn", "2", "--run-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().endswith(f"{out} already exists; choose another name or pass --overwrite (overwrite=True from Python)")

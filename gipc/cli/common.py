@@ -19,6 +19,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (a batch count, a step), refused in argparse's own line otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
 def doc_summary(doc: str) -> str:
     """A command module's first docstring line without its ````gipc-x``:`` label: the ``--help`` description."""
     summary = doc.splitlines()[0].split(": ", 1)[1]

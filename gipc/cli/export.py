@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gipc.cli.common import Parser, guarded, say
+from gipc.cli.common import Parser, count, guarded, say
 from gipc.errors import DataError
 from gipc.files import check_writable
 from gipc.pretrained import FORMAT, export_generator
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ckpt", type=Path, help="Lightning checkpoint of a GIPC-GAN run (or an exported generator)")
     parser.add_argument("out", type=Path, help="output file, e.g. gipc/weights/gipc-cpu.pt")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+    parser.add_argument("--recalibrate-bn", type=count, default=0, metavar="N",
                         help="re-estimate BatchNorm statistics on N training batches of the checkpoint's run first")
     parser.add_argument("--run-dir", type=Path, help="the run whose training data --recalibrate-bn draws (default: the checkpoint's)")
     args = parser.parse_args(argv)

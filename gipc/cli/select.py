@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gipc.cli.common import Parser, doc_summary, guarded
+from gipc.cli.common import Parser, count, doc_summary, guarded
 from gipc.data.datasets import PairFolder
 from gipc.errors import DataError
 from gipc.files import write_text
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a training run dir (holds config.yaml and checkpoints/)")
     parser.add_argument("--pairs", type=Path, action="append", default=[], required=True,
                         help="a folder of real pairs without ground truth, scored with Q^AB/F (repeatable); never the test set")
-    parser.add_argument("--min-step", type=int, default=0, help="only checkpoints at or after this global step")
-    parser.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+    parser.add_argument("--min-step", type=count, default=0, help="only checkpoints at or after this global step")
+    parser.add_argument("--recalibrate-bn", type=count, default=0, metavar="N",
                         help="score each checkpoint with BatchNorm statistics re-estimated on N training batches (as gipc-export --recalibrate-bn N)")
     rule, _ = default_rule()
     parser.add_argument("--rule", choices=RULES, default=rule,
