@@ -13,14 +13,15 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import WandbLogger
 
-from gipc.baselines import BASELINES, baseline_names
+from gipc.baselines import BASELINES
+from gipc.choices import expand, unknown
 from gipc.color import fuse_color, luma
 from gipc.decision import MapSettings
 from gipc.errors import ConfigError
 from gipc.fusion import Fusion, check_rule, map_settings
 from gipc.imaging import write_image
 from gipc.losses import LaplacianKind, gradient
-from gipc.metrics import extra_names, unknown_extra
+from gipc.metrics import EXTRA_NAMES
 from gipc.models.generator import HEADS
 from gipc.pretrained import pretrained, shipped_weights_exist
 from gipc.report import numeric_columns, score_batch, write_report
@@ -65,12 +66,12 @@ class TestReport(L.Callback):
         fusion: Mapping[str, Any] | None = None,
         extra_metrics: Sequence[str] = (),
     ) -> None:
-        self.extra_metrics = extra_names(extra_metrics)
-        if problem := unknown_extra(self.extra_metrics):  # before the run trains
+        self.extra_metrics = expand(extra_metrics, EXTRA_NAMES)
+        if problem := unknown(self.extra_metrics, EXTRA_NAMES, "metric"):  # before the run trains
             raise ConfigError(f"callbacks.test_report.extra_metrics: {problem}")
-        baselines = baseline_names(baselines)
-        if unknown := [name for name in baselines if name not in BASELINES]:  # before the run trains, too
-            raise ConfigError(f"callbacks.test_report.baselines: no baseline {', '.join(unknown)}; choose from {', '.join(BASELINES)} or all")
+        baselines = expand(baselines, BASELINES)
+        if problem := unknown(baselines, BASELINES, "baseline"):  # before the run trains, too
+            raise ConfigError(f"callbacks.test_report.baselines: {problem}")
         self.out_dir = Path(out_dir)
         self.baselines = baselines
         self.image_dir = image_dir

@@ -282,7 +282,7 @@ def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        (["--baselines", "average,nope"], "unknown baseline method 'nope'"),
+        (["--baselines", "average,nope"], "--baselines: no baseline nope; choose from average, laplacian_energy, "),
         (["--fused", "x=/nonexistent/folder"], "does not exist"),
         ([], "nothing to score"),
         (["--baselines", "average", "--wandb"], "--wandb keeps its run under --out"),

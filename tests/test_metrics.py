@@ -14,6 +14,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, structural_similarity_index_measure
 
+from gipc.choices import expand, unknown
 from gipc.metrics import (
     EXTRA_NAMES,
     METRIC_NAMES,
@@ -23,7 +24,6 @@ from gipc.metrics import (
     MetricInputError,
     correlation_coefficient,
     entropy,
-    extra_names,
     fusion_metrics,
     fusion_msssim,
     gray255,
@@ -650,9 +650,11 @@ def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> No
 
 
 def test_all_stands_for_every_extra_metric_each_once_in_the_order_asked() -> None:
-    assert extra_names(["all"]) == list(EXTRA_NAMES)
-    assert extra_names(["QY", "all", "QMI"]) == ["QY", "QMI", "QNCIE", "QM", "QSF", "QP", "QCB"]
-    assert extra_names(["QS", "QS"]) == ["QS"]  # left for unknown_extra to refuse
+    assert expand(["all"], EXTRA_NAMES) == list(EXTRA_NAMES)
+    assert expand(["QY", "all", "QMI"], EXTRA_NAMES) == ["QY", "QMI", "QNCIE", "QM", "QSF", "QP", "QCB"]
+    assert expand(["QS", "QS"], EXTRA_NAMES) == ["QS"]  # left for unknown to refuse
+    assert unknown(["QY", "QS", "QZ"], EXTRA_NAMES, "metric") == "no metric QS, QZ; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB or all"
+    assert unknown(["QY"], EXTRA_NAMES, "metric") is None
     a, b = textured(4), textured(5)
     assert tuple(fusion_metrics(a, b, a, extra=["all"])) == METRIC_NAMES + EXTRA_NAMES
 

@@ -5,7 +5,7 @@ Colour images go through :func:`gipc.color.fuse_color` with any of these as the 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 
@@ -31,12 +31,6 @@ BASELINES: dict[str, Fuser] = {
 }
 
 
-def baseline_names(names: Iterable[str]) -> list[str]:
-    """Baseline names as asked for, ``all`` standing for every one of :data:`BASELINES` (each name kept
-    once, in the order first asked); unknown names are left for :func:`get_baseline` to refuse."""
-    return list(dict.fromkeys(name for asked in names for name in (BASELINES if asked == "all" else (asked,))))
-
-
 def get_baseline(name: str) -> Fuser:
     """The baseline registered as ``name``, or one clear error listing the valid names."""
     if name not in BASELINES:
@@ -49,7 +43,6 @@ __all__ = [
     "BaselineInputError",
     "Fuser",
     "UnknownBaselineError",
-    "baseline_names",
     "average",
     "dsift",
     "dwt",

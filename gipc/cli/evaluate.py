@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from gipc.baselines import baseline_names
+from gipc.baselines import BASELINES
+from gipc.choices import expand, unknown
 from gipc.cli.common import Parser, guarded, say
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
 from gipc.errors import EvalInputError
 from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods
 from gipc.files import check_output_folder
-from gipc.metrics import EXTRA_NAMES, extra_names, unknown_extra
+from gipc.metrics import EXTRA_NAMES
 from gipc.report import Row, markdown_table, numeric_columns, write_report
 
 PROG = "gipc-eval"
@@ -53,10 +54,12 @@ def run(args: argparse.Namespace) -> list[Row]:
     if args.wandb and args.out is None:
         raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
     fused = parse_fused(args.fused, args.method)
-    extra = extra_names(name.strip() for name in args.extra_metrics.split(",") if name.strip())
-    if problem := unknown_extra(extra):
+    extra = expand((name.strip() for name in args.extra_metrics.split(",") if name.strip()), EXTRA_NAMES)
+    if problem := unknown(extra, EXTRA_NAMES, "metric"):
         raise EvalInputError(f"--extra-metrics: {problem}")
-    baselines = baseline_names(name.strip() for name in args.baselines.split(",") if name.strip())
+    baselines = expand((name.strip() for name in args.baselines.split(",") if name.strip()), BASELINES)
+    if problem := unknown(baselines, BASELINES, "baseline"):
+        raise EvalInputError(f"--baselines: {problem}")
     if args.out is not None:
         inputs = [args.sources, *fused.values(), *([args.gt] if args.gt else []), *parse_fused(args.maps, None, "--maps").values()]
         check_output_folder(args.out, args.overwrite, inputs)

@@ -5,7 +5,7 @@ All score the 0..255 integer luminance that the MFIF benchmark toolbox scores (s
 
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
-from gipc.metrics.collection import EXTRA_NAMES, METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, extra_names, fusion_metrics, goal, symbol, unknown_extra
+from gipc.metrics.collection import EXTRA_NAMES, METRIC_NAMES, REFERENCE_NAMES, FusionMetrics, fusion_metrics, goal, symbol
 from gipc.metrics.decision_map import map_accuracy, map_boundary_f, map_scores
 from gipc.metrics.correlation import CorrelationCoefficient, correlation_coefficient, pearson
 from gipc.metrics.entropy import Entropy, entropy
@@ -47,7 +47,6 @@ __all__ = [
     "StandardDeviation",
     "correlation_coefficient",
     "entropy",
-    "extra_names",
     "fusion_metrics",
     "fusion_msssim",
     "goal",
@@ -71,5 +70,4 @@ __all__ = [
     "ssim",
     "symbol",
     "standard_deviation",
-    "unknown_extra",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torchmetrics import MetricCollection
 
+from gipc.choices import expand, unknown
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.correlation import CorrelationCoefficient
@@ -78,21 +79,6 @@ class FusionMetrics(MetricCollection):
         return {name: metric.compute() for name, metric in self.items(keep_base=True) if metric.update_called}
 
 
-def extra_names(names: Iterable[str]) -> list[str]:
-    """Extra metric names as asked for, ``all`` standing for every one of :data:`EXTRA_NAMES` (each
-    name kept once, in the order first asked)."""
-    expanded = (name for asked in names for name in (EXTRA_NAMES if asked == "all" else (asked,)))
-    return list(dict.fromkeys(expanded))
-
-
-def unknown_extra(names: Sequence[str], what: str = "metric") -> str | None:
-    """What is wrong with a list of extra metric names, in words (``no metric QP; choose from ...``,
-    ``what`` naming them); None where every name is one of :data:`EXTRA_NAMES`. Each caller prefixes
-    its own setting."""
-    unknown = [name for name in names if name not in EXTRA_METRICS]
-    return f"no {what} {', '.join(unknown)}; choose from {', '.join(EXTRA_NAMES)} or all" if unknown else None
-
-
 _SCORERS = {name: metric() for name, metric in (METRICS | REFERENCE_METRICS | EXTRA_METRICS).items()}
 """One instance of each metric for :func:`fusion_metrics`: ``per_image`` reads no state."""
 
@@ -123,8 +109,8 @@ def fusion_metrics(
 ) -> dict[str, torch.Tensor]:
     """Per-image scores ``{name: (N,) float64}`` of one batch: the six metrics, + PSNR and SSIM given
     ``gt``, + the ``extra`` ones asked for (:data:`EXTRA_NAMES`, or ``all``)."""
-    extra = extra_names(extra)
-    if problem := unknown_extra(extra, "extra metric"):
+    extra = expand(extra, EXTRA_NAMES)
+    if problem := unknown(extra, EXTRA_NAMES, "extra metric"):
         raise MetricInputError(problem)
     names = METRIC_NAMES + (REFERENCE_NAMES if gt is not None else ()) + tuple(extra)
     return {name: _SCORERS[name].per_image(a, b, fused, gt) for name in names}
