@@ -273,7 +273,8 @@ def _mark_failed(output_dir: Path, message: str) -> None:
 
 
 RUN_KEYS: dict[str, Any] = {"seed": int, "train": bool, "test": bool, "overwrite": bool, "resume": bool | str, "ckpt_path": str | None}
-"""The run's own keys of ``conf/config.yaml`` and what each takes (``overwrite=yes`` must not delete checkpoints)."""
+"""The run's own keys of ``conf/config.yaml`` and what each takes (``overwrite=yes`` must not delete checkpoints;
+the seed splits and draws the data too, so it cannot be null)."""
 
 
 def _run(cfg: DictConfig, output_dir: Path) -> float | None:
@@ -281,8 +282,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     old_checkpoints = _old_checkpoints(cfg, output_dir)
     try:
         seed = L.seed_everything(cfg.seed, workers=True)
-    except ValueError as exc:
-        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}") from exc
+    except ValueError as exc:  # outside numpy's seeds
+        raise ConfigError(f"seed must be in [0, 4294967295] (numpy's seeds), got {cfg.seed!r}") from exc
     ckpt_path = resolve_ckpt(cfg, output_dir)
     if ckpt_path is not None and _resumes(cfg):
         check_resumed_settings(cfg, output_dir)
