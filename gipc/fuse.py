@@ -128,10 +128,17 @@ def write_outputs(job: Job, images: list[Image], fused: Fused, overwrite: bool, 
 
 
 def run_jobs(
-    jobs: list[Job], fusion: Fusion, overwrite: bool, align_model: str | None = None, report: Callable[[Job, str], None] | None = None
+    jobs: list[Job],
+    fusion: Fusion,
+    overwrite: bool,
+    align_model: str | None = None,
+    report: Callable[[Job, str], None] | None = None,
+    failed: Callable[[Job, UserError], None] | None = None,
 ) -> Iterator[Path]:
     """Fuse and write each job (and its map), yielding each output once it is complete on disk;
     ``report`` gets each job's line on what registering its sources did (``align_model`` given).
+    With ``failed``, a job whose sources cannot be decoded or fused (a :class:`UserError`) goes to it
+    and the others go on; without, that error ends the run.
 
     A folder runs as a pipeline: while the network fuses job i, a worker thread decodes job i + 1
     and encodes job i - 1 (Pillow and zlib release the GIL), so the network sets the pace. Outputs
@@ -151,10 +158,15 @@ def run_jobs(
         reading = io.submit(read_matching, jobs[0].sources) if jobs else None
         for i, job in enumerate(tqdm(jobs, desc="fusing", unit="image", disable=len(jobs) < 2, file=sys.stderr)):
             try:
-                images = reading.result()
-                reading = io.submit(read_matching, jobs[i + 1].sources) if i + 1 < len(jobs) else None
+                try:
+                    images = reading.result()
+                finally:  # the next job's sources are read whatever became of this one's
+                    reading = io.submit(read_matching, jobs[i + 1].sources) if i + 1 < len(jobs) else None
                 fused = fuse_job(images, fusion, align_model, None if report is None else lambda line: report(job, line))
-            except BaseException:
+            except BaseException as err:
+                if failed is not None and isinstance(err, UserError):
+                    failed(job, err)
+                    continue
                 if reading is not None:
                     reading.cancel()
                 yield from written()

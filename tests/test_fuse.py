@@ -495,6 +495,28 @@ def test_the_pipeline_finishes_and_keeps_every_output_before_a_corrupt_source(tm
     assert capsys.readouterr().err.strip().splitlines()[-1] == "gipc-fuse: nothing to fuse: all 3 outputs are already there"
 
 
+def test_keep_going_fuses_past_damaged_groups_names_them_and_exits_2(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Damage past the header of p1 and p2 (found only when decoded): with --keep-going p3 is still
+    fused, each damaged group is named, and the last line counts them; --skip-existing then fuses
+    just those once they are whole again."""
+    pairs = _three_pairs(tmp_path, seed=5)
+    whole = {name: (pairs / name).read_bytes() for name in ("p1-A.png", "p2-B.png")}
+    for name, data in whole.items():
+        (pairs / name).write_bytes(data[:45])
+    out = tmp_path / "out"
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--keep-going"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines if line.startswith("gipc-fuse: skipped ")] == ["skipped p1-fused.png", "skipped p2-fused.png"]
+    assert lines[-1].startswith(f"gipc-fuse: error: 2 of 3 groups could not be fused (p1-fused.png: {pairs / 'p1-A.png'}: truncated or corrupt")
+    assert lines[-1].endswith("; 1 more named above); 1 output written whole; the same command with --skip-existing fuses the rest once they are fixed")
+    assert [p.name for p in out.iterdir()] == ["p3-fused.png"]
+    kept = _stamped(out / "p3-fused.png")
+    for name, data in whole.items():
+        (pairs / name).write_bytes(data)
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing", "--keep-going"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png", "p3-fused.png"] and _stamped(out / "p3-fused.png") == kept
+
+
 def test_skip_existing_redoes_a_group_whose_map_is_missing_and_refuses_overwrite_beside_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pairs, out, maps = _three_pairs(tmp_path, seed=4), tmp_path / "out", tmp_path / "maps"
     command = ["--method", "average", "--rule", "map", "--pairs", str(pairs), "--out", str(out), "--save-maps", str(maps)]

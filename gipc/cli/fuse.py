@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     existing.add_argument("--skip-existing", action="store_true",
                           help="in an --out folder an interrupted or failed run of the same command left, fuse only the "
                                "groups whose outputs (and maps) are missing")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="fuse a folder's other groups past one whose pixel data cannot be decoded or fused (each named "
+                             "as it fails, exit code 2 at the end); a missing, unreadable or mismatched file still stops "
+                             "the command before any work")
     return parser
 
 
@@ -145,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     written: list[Path] = []
     jobs: list[Job] = []
+    skipped: list[tuple[Job, UserError]] = []
     rest = "; the same command with --skip-existing fuses the rest"
+
+    def skip(job: Job, err: UserError) -> None:
+        skipped.append((job, err))
+        tqdm.write(f"{PROG}: skipped {job.output.name}: {err}", file=sys.stderr)
 
     def body() -> int:
         check_tiling(args.tile, args.overlap)  # before the network loads
@@ -160,12 +169,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
         try:
-            for output in run_jobs(jobs, fusion, replace_any, args.align_model if args.align else None, _say_aligned):
+            for output in run_jobs(jobs, fusion, replace_any, args.align_model if args.align else None, _say_aligned, skip if args.keep_going else None):
                 written.append(output)
         except UserError as err:  # an unreadable source halfway through a folder: say how to go on once it is fixed
             if not written:
                 raise
             raise FuseInputError(f"{err}; {len(written)} of {len(jobs)} outputs written whole{rest} once that is fixed") from None
+        if skipped:
+            (job, err), more = skipped[0], len(skipped) - 1
+            raise FuseInputError(
+                f"{len(skipped)} of {len(jobs)} groups could not be fused ({job.output.name}: {err}{f'; {more} more named above' if more else ''}); "
+                f"{len(written)} output{'' if len(written) == 1 else 's'} written whole{rest} once {'they are' if more else 'it is'} fixed"
+            )
         maps = f" and {'its map' if len(written) == 1 else 'their maps'} to {args.save_maps}" if args.save_maps is not None else ""
         say(PROG, f"wrote {written[0] if len(written) == 1 else f'{len(written)} images to {args.out}'}{maps}{done}")
         return 0
