@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
         try:
-            for output in run_jobs(jobs, fusion, replace_any, args.align_model if args.align else None, _say_aligned, skip if args.keep_going else None):
+            for output in run_jobs(jobs, fusion, replace_any, args.align_model if args.align else None, _say_aligned, skip if args.keep_going and len(jobs) > 1 else None):
                 written.append(output)
         except UserError as err:  # an unreadable source halfway through a folder: say how to go on once it is fixed
             if not written:
