@@ -44,7 +44,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -115,18 +115,19 @@ def _number(text: str) -> object:
         return text
 
 
-def read_rows(table: Path, method: str) -> list[dict[str, object]]:
-    """The rows of ``method`` in a metrics table (``metrics.csv`` of a run or of gipc-eval), numbers as floats."""
-    return [
-        {key: value if key in ("image", "method") else _number(value) for key, value in row.items()}
-        for row in _rows(table)
-        if row.get("method") == method
-    ]
-
-
-def _rows(table: Path) -> list[dict[str, str]]:
+def read_table(table: Path) -> list[dict[str, str]]:
+    """A metrics table's rows (``metrics.csv`` of a run or of gipc-eval), as the file holds them."""
     with open(table, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def method_rows(rows: Sequence[Mapping[str, str]], method: str) -> list[dict[str, object]]:
+    """The rows of ``method`` in a table's rows, numbers as floats."""
+    return [
+        {key: value if key in ("image", "method") else _number(value) for key, value in row.items()}
+        for row in rows
+        if row.get("method") == method
+    ]
 
 
 def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_METRICS) -> tuple[list[Run], list[str]]:
@@ -138,29 +139,33 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
     """
     methods = [m.strip() for m in method.split(",") if m.strip()]
     runs, skipped = [], []
+    there: set[str | None] = set()  # the methods of every table read, failed runs' too
+    read_any = False
     for run_dir in find_run_dirs(paths):
+        table = run_dir / metrics
+        table_rows = read_table(table) if table.is_file() else None
+        if table_rows is not None:
+            read_any = True
+            there.update(row.get("method") for row in table_rows)
         if (run_dir / FAILED).is_file():  # as --status and a resumed sweep see it: not done
             skipped.append(f"{run_dir}: failed after writing its table (see its FAILED file); resume it to finish")
             continue
-        table = run_dir / metrics
+        if table_rows is None:
+            skipped.append(f"{run_dir}: no {metrics} (not scored on that set yet)")
+            continue
         for name in methods:
-            rows = read_rows(table, name) if table.is_file() else []
+            rows = method_rows(table_rows, name)
             tag = {"method": name} if len(methods) > 1 else {}
             if rows:
                 runs.append(Run(run_dir, {**read_overrides(run_dir), **tag}, read_seed(run_dir), rows))
-            elif table.is_file():
-                skipped.append(f"{run_dir}: no rows of method {name!r} in {metrics}")
             else:
-                skipped.append(f"{run_dir}: no {metrics} (not scored on that set yet)")
-                break
+                skipped.append(f"{run_dir}: no rows of method {name!r} in {metrics}")
     for path in paths:
         for failed in sorted(path.rglob(FAILED)):
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
         skipped += [f"{run}: not finished ({'running now, ' * running(run)}{progress(step)})" for run, step in unfinished_runs(path)]
-    tables = [run_dir / metrics for run_dir in find_run_dirs(paths) if (run_dir / metrics).is_file()]
-    there = {row.get("method") for table in tables for row in _rows(table)}
-    if tables and (absent := [name for name in methods if name not in there]):  # a misspelt name, not a run still to score
+    if read_any and (absent := [name for name in methods if name not in there]):  # a misspelt name, not a run still to score
         raise CompareError(f"--method {','.join(absent)}: no {metrics} here has rows of it; the methods there: {', '.join(sorted(map(str, there)))}")
     if not runs:
         where = ", ".join(str(p) for p in paths)
