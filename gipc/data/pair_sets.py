@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, Subset
 from gipc.data.datasets import PairFolder, PatchDataset, SynthesizedPatches
 from gipc.data.embedded import embedded_set
 from gipc.data.photos import photo_pool
-from gipc.data.scene import Scene, held_out_scene, split_names
+from gipc.data.scene import Scene, check_share, held_out_scene, split_names
 from gipc.data.synthesis import SMALLEST_SIDE, DefocusRecipe
 from gipc.errors import DataError
 from gipc.typecheck import check_values, hints
@@ -46,12 +46,6 @@ def at_least(key: str, value: int | None, low: int, optional: bool = False) -> N
     """The one check of the data config's counts: ``value`` an integer >= ``low`` (or None when ``optional``)."""
     if not (optional and value is None) and (not isinstance(value, int) or value < low):
         raise DataError(f"{key} must be an integer >= {low}, got {value!r}")
-
-
-def check_share(key: str, value: float) -> None:
-    """A held-out share of the photos: in [0, 1)."""
-    if not 0.0 <= value < 1.0:
-        raise DataError(f"{key} must be a share in [0, 1), got {value!r}")
 
 
 def _first(scenes: Sequence[Scene], count: int) -> Sequence[Scene]:

@@ -43,14 +43,19 @@ def synthesize_scene(
     return Scene(name, a[0], b[0], image, focus_map)
 
 
+def check_share(key: str, value: float) -> None:
+    """A held-out share of the photos: in [0, 1) (``key`` names the setting in the message)."""
+    if not 0.0 <= value < 1.0:
+        raise DataError(f"{key} must be a share in [0, 1), got {value!r}")
+
+
 def split_names(names: Sequence[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Seeded split into (train, test), both sorted; the paper holds out 30 of 120 (0.25).
 
     The permutation is drawn over the sorted names, so the split depends on the set of names and
     the seed only, not on directory listing order.
     """
-    if not 0.0 <= test_fraction < 1.0:
-        raise DataError(f"test fraction must be in [0, 1), got {test_fraction}")
+    check_share("test fraction", test_fraction)
     ordered = sorted(set(names))
     if len(ordered) != len(names):
         raise DataError("image names must be unique")
