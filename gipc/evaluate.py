@@ -14,15 +14,16 @@ so a gray fused image of RGB sources is scored as it is.
 The tables are the ones training's test step writes (``gipc.report``): ``metrics.csv``, one row
 per image and method, ``metrics.md``, mean +- std per method, and ``metrics.tex``, the means as
 a paper's LaTeX table (the best of each metric in bold, the second underlined), written into ``--out`` (a new
-or empty folder; ``--overwrite`` to reuse one) once every score is in, so a failed or
-interrupted run leaves nothing. Without ``--out`` the table is only printed. ``--wandb`` also
+or empty folder; ``--overwrite`` to reuse one) once every score is in. Until then each pair's rows
+are kept there as they come (:mod:`gipc.journal`), so that a failed or interrupted run goes on with
+``--resume`` instead of starting again. Without ``--out`` the table is only printed. ``--wandb`` also
 logs both tables to a W&B run under ``--out`` (offline unless ``--wandb online``).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -54,6 +55,8 @@ def evaluate_pairs(
     progress: bool = False,
     maps_by_method: Mapping[str, FusedFor] = {},
     extra: Sequence[str] = (),
+    done: Mapping[int, Sequence[Row]] = {},
+    scored: Callable[[int, list[Row]], None] | None = None,
 ) -> list[Row]:
     """Score every method on every scene (with its ``gt`` when the scene has one).
 
@@ -61,13 +64,19 @@ def evaluate_pairs(
     grouped by method in the order given, then by scene; a method with no image for a scene
     (``None``) simply has no row for it. A method's decision maps (``maps_by_method``: A's weight,
     (1, H, W)) are scored against the scene's true ``focus_map``; the ``extra`` metrics
-    (:data:`gipc.metrics.EXTRA_NAMES`) are scored too.
+    (:data:`gipc.metrics.EXTRA_NAMES`) are scored too. ``done`` holds the rows of scenes (by index)
+    scored before, by an interrupted run: they are not read again; ``scored(index, rows)`` is told
+    each scene's rows as they come (:mod:`gipc.journal` keeps them).
     """
     rows: list[Row] = []
     pairs = pairs if isinstance(pairs, Sequence) else list(pairs)
-    quiet = True if not progress or len(pairs) < 2 else None  # None: tqdm shows the bar on a terminal only
-    with tqdm(total=len(pairs), desc="scoring", unit="pair", disable=quiet, file=sys.stderr) as bar:
-        for scene in pairs:
+    quiet = True if not progress or len(pairs) - len(done) < 2 else None  # None: tqdm shows the bar on a terminal only
+    with tqdm(total=len(pairs), initial=len(done), desc="scoring", unit="pair", disable=quiet, file=sys.stderr) as bar:
+        for index in range(len(pairs)):
+            if index in done:
+                rows += done[index]
+                continue
+            scene = pairs[index]
             fused = {}
             for method, fused_for in fused_by_method.items():
                 image = fused_for(scene)
@@ -76,7 +85,10 @@ def evaluate_pairs(
             gt = None if scene.gt is None else _as_kind(scene.gt, scene.a.shape[0])[None]
             maps = {method: _as_kind(image, 1)[None] for method, map_for in maps_by_method.items() if (image := map_for(scene)) is not None}
             true_map = None if scene.focus_map is None else scene.focus_map[None]
-            rows += score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map, extra)
+            new = score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map, extra)
+            if scored is not None:
+                scored(index, new)
+            rows += new
             bar.update()
     order = {method: i for i, method in enumerate(fused_by_method)}
     return sorted(rows, key=lambda row: order[row["method"]])  # stable: scenes keep their order
@@ -147,13 +159,16 @@ def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:
     return image
 
 
-def folder_method(files: Mapping[str, Path], what: str = "fused") -> FusedFor:
-    """A method whose fused images (or decision maps) are files, by scene name (see :func:`match_stems`)."""
+@dataclass(frozen=True)
+class FolderMethod:
+    """A method whose fused images (or decision maps, ``what``) are ``files``, by scene name (see
+    :func:`match_stems`): a :data:`FusedFor` that can say which file it reads."""
 
-    def fused_for(scene: Scene) -> torch.Tensor | None:
-        return _read_for(scene, files[scene.name], what) if scene.name in files else None
+    files: Mapping[str, Path]
+    what: str = "fused"
 
-    return fused_for
+    def __call__(self, scene: Scene) -> torch.Tensor | None:
+        return _read_for(scene, self.files[scene.name], self.what) if scene.name in self.files else None
 
 
 def baseline_method(name: str) -> FusedFor:
@@ -183,7 +198,7 @@ def plan_maps(pairs: PairFolder, values: Sequence[str], methods: Mapping[str, Fu
         if missing:
             raise _missing_error(missing, folder, f"--maps {method}:", "name maps <scene>-map.png, as gipc-fuse --save-maps writes them")
         check_sizes(pairs, files, "decision-map")
-        maps[method] = folder_method(files, "decision-map")
+        maps[method] = FolderMethod(files, "decision-map")
     return maps
 
 
@@ -205,7 +220,7 @@ def parse_fused(values: Sequence[str], method: str | None, flag: str = "--fused"
     return folders
 
 
-def attach_gt(pairs: Sequence[Scene], gt_dir: Path) -> Sequence[Scene]:
+def attach_gt(pairs: Sequence[Scene], gt_dir: Path) -> WithGroundTruth:
     """``pairs`` with ground truth read lazily from ``gt_dir``; every scene must have one."""
     names = [name for name, *_ in pairs.entries] if isinstance(pairs, PairFolder) else [s.name for s in pairs]
     files = match_stems(names, gt_dir, GT_SUFFIXES, "ground-truth")
@@ -214,10 +229,10 @@ def attach_gt(pairs: Sequence[Scene], gt_dir: Path) -> Sequence[Scene]:
         raise _missing_error(missing, gt_dir, "ground-truth", "PSNR/SSIM need the all-in-focus image of every scene")
     if isinstance(pairs, PairFolder):
         check_sizes(pairs, files, "ground-truth")
-    return _WithGT(pairs, files)
+    return WithGroundTruth(pairs, files)
 
 
-class _WithGT(Sequence[Scene]):
+class WithGroundTruth(Sequence[Scene]):
     """Scenes of a pair folder with their ground truth from another folder, read when a scene is."""
 
     def __init__(self, pairs: Sequence[Scene], files: Mapping[str, Path]) -> None:
@@ -253,7 +268,7 @@ def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequen
     for method, folder in fused.items():
         files = fused_files(names, folder, method, allow_missing)
         check_sizes(pairs, files, "fused")
-        methods[method] = folder_method(files)
+        methods[method] = FolderMethod(files)
     for name in baselines:
         if name in methods:
             raise EvalInputError(f"method name {name!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
@@ -261,6 +276,17 @@ def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequen
     if not methods:
         raise EvalInputError("nothing to score: give --fused DIR and/or --baselines NAMES")
     return methods
+
+
+def scene_files(folder: PairFolder, pairs: Sequence[Scene], methods: Mapping[str, FusedFor], maps: Mapping[str, FusedFor]) -> dict[str, list[Path]]:
+    """Every file scoring a scene reads, by scene: its sources, ground truth and true map, and each
+    file method's fused image and decision map (what an interrupted run's kept scores stand on)."""
+    truths = pairs.files if isinstance(pairs, WithGroundTruth) else {}
+    folders = [method.files for method in [*methods.values(), *maps.values()] if isinstance(method, FolderMethod)]
+    return {
+        name: [path for path in (*sources, gt, focus_map, truths.get(name), *(files.get(name) for files in folders)) if path is not None]
+        for name, sources, gt, focus_map in folder.entries
+    }
 
 
 def log_wandb(rows: Sequence[Row], out: Path, mode: str, config: Mapping[str, Any]) -> str:

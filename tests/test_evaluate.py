@@ -16,7 +16,7 @@ from scipy import ndimage
 from gipc.baselines import BASELINES, average
 from gipc.color import fuse_color
 from gipc.errors import EvalInputError
-from gipc.evaluate import evaluate_pairs, folder_method, match_stems
+from gipc.evaluate import FolderMethod, evaluate_pairs, match_stems
 from gipc.cli.evaluate import main
 from gipc.data.scene import Scene
 from gipc.imaging import read_image
@@ -172,7 +172,7 @@ def test_gray_fused_of_rgb_sources_scores_its_luminance(tmp_path: Path) -> None:
     weights = torch.tensor([0.298936021293775, 0.587043074451121, 0.114020904255103], dtype=torch.float64)
     _save(gray, torch.floor((luma * weights[:, None, None]).sum(0) + 0.5).numpy().astype(np.uint8))
     scene = Scene("s", *(torch.from_numpy(x / 255.0).float().permute(2, 0, 1) for x in (a, b)))
-    rows = evaluate_pairs([scene], {"rgb": folder_method({"s": rgb}), "gray": folder_method({"s": gray})})
+    rows = evaluate_pairs([scene], {"rgb": FolderMethod({"s": rgb}), "gray": FolderMethod({"s": gray})})
     for name in METRIC_NAMES:
         assert rows[0][name] == pytest.approx(rows[1][name], abs=1e-12), name
 
@@ -185,7 +185,7 @@ def test_rgb_fused_of_gray_sources_scores_its_luminance(tmp_path: Path) -> None:
     gray = np.floor((rgb.astype(np.float64) * weights).sum(-1) + 0.5).astype(np.uint8)
     fused = {"rgb": _save(tmp_path / "rgb.png", rgb), "gray": _save(tmp_path / "gray.png", gray)}
     scene = Scene("s", *(torch.from_numpy(x / 255.0).float()[None] for x in (a, b)))
-    rows = evaluate_pairs([scene], {name: folder_method({"s": path}) for name, path in fused.items()})
+    rows = evaluate_pairs([scene], {name: FolderMethod({"s": path}) for name, path in fused.items()})
     for name in METRIC_NAMES:
         assert rows[0][name] == pytest.approx(rows[1][name], abs=1e-12), name
 
@@ -277,6 +277,108 @@ def test_non_empty_out_needs_overwrite(scenes, tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["keep.png"]
     assert main([*argv, "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["keep.png", "metrics.csv", "metrics.md", "metrics.tex"]
+
+
+def _scored_scenes(monkeypatch, stop_at: int | None = None) -> list[str]:
+    """The scenes scored from here on, by name; with ``stop_at``, Ctrl-C as that many have been."""
+    import gipc.evaluate
+    from gipc.report import score_batch as score
+
+    names: list[str] = []
+
+    def counted(scene_names, *args, **kwargs):
+        if stop_at is not None and len(names) == stop_at:
+            raise KeyboardInterrupt
+        names.extend(scene_names)
+        return score(scene_names, *args, **kwargs)
+
+    monkeypatch.setattr(gipc.evaluate, "score_batch", counted)
+    return names
+
+
+def _tables(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_an_interrupted_run_keeps_its_scores_and_resume_scores_only_the_rest(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    sources, fused, _ = scenes
+    argv = ["--sources", str(sources), "--fused", str(fused), "--baselines", "average", "--out", str(tmp_path / "whole")]
+    assert main(argv) == 0
+    whole = _tables(tmp_path / "whole")
+    assert sorted(whole) == ["metrics.csv", "metrics.md", "metrics.tex"]  # the journal goes once the tables are written
+    out = tmp_path / "out"
+    argv[-1] = str(out)
+    scored = _scored_scenes(monkeypatch, stop_at=1)
+    capsys.readouterr()
+    assert main(argv) == 130
+    journal = out / "metrics.partial.jsonl"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"gipc-eval: interrupted; the scores of 1 of 2 pairs are kept in {journal}; the same command with --resume scores the rest"
+    )
+    assert scored == ["s1"] and [p.name for p in out.iterdir()] == [journal.name]
+    _assert_refused(capsys, argv, f"{out} holds an interrupted run of gipc-eval (metrics.partial.jsonl); add --resume to go on with it")
+    scored = _scored_scenes(monkeypatch)
+    assert main([*argv, "--resume"]) == 0
+    assert scored == ["s2"]  # s1 is neither read nor scored again
+    assert "scoring 1 of 2 pair(s) (the rest scored before): fused, average" in capsys.readouterr().err
+    assert _tables(out) == whole  # the same floats, to the byte, as one uninterrupted run
+
+
+def test_resume_scores_again_a_pair_whose_files_changed(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    sources, fused, arrays = scenes
+    out = tmp_path / "out"
+    argv = ["--sources", str(sources), "--fused", str(fused), "--out", str(out)]
+    _scored_scenes(monkeypatch, stop_at=1)
+    assert main(argv) == 130
+    _save(fused / "s1-fused.png", arrays["s1"][1])  # s1's fused image made again (now B) after the interruption
+    scored = _scored_scenes(monkeypatch)
+    assert main([*argv, "--resume"]) == 0
+    assert scored == ["s1", "s2"]
+    assert "scoring 2 of 2 pair(s) (the rest scored before; 1 of the pairs scored before changed since, scored again)" in capsys.readouterr().err
+    assert main([*argv[:-1], str(tmp_path / "fresh")]) == 0
+    assert _tables(out) == _tables(tmp_path / "fresh")
+
+
+def test_a_failure_halfway_keeps_the_scores_before_it(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    sources, fused, arrays = scenes
+    good = (fused / "S2.png").read_bytes()
+    (fused / "S2.png").write_bytes(good[: len(good) // 2])  # its header reads, its pixels do not
+    out = tmp_path / "out"
+    argv = ["--sources", str(sources), "--fused", str(fused), "--out", str(out)]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"gipc-eval: error: {fused / 'S2.png'}: truncated") and last.endswith(
+        f"the scores of 1 of 2 pairs are kept in {out / 'metrics.partial.jsonl'}; the same command with --resume scores the rest once that is fixed"
+    )
+    (fused / "S2.png").write_bytes(good)
+    scored = _scored_scenes(monkeypatch)
+    assert main([*argv, "--resume"]) == 0 and scored == ["s2"]
+
+
+def test_resume_needs_its_own_run_and_settings(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    sources, fused, _ = scenes
+    out = tmp_path / "out"
+    argv = ["--sources", str(sources), "--fused", str(fused), "--out", str(out)]
+    _assert_refused(capsys, [*argv, "--resume"], f"nothing to go on with: {out} holds no interrupted work (metrics.partial.jsonl)")
+    _assert_refused(capsys, [*argv, "--resume", "--overwrite"], "--resume goes on in the --out folder of the run it continues, without --overwrite")
+    _scored_scenes(monkeypatch, stop_at=1)
+    assert main(argv) == 130
+    capsys.readouterr()
+    _assert_refused(capsys, [*argv, "--resume", "--baselines", "average"],
+                    "was started with other settings (--baselines was not given, now average); give them again, or --overwrite to start afresh")
+    scored = _scored_scenes(monkeypatch)
+    assert main([*argv, "--overwrite"]) == 0 and scored == ["s1", "s2"]  # afresh
+
+
+def test_an_interrupt_before_any_pair_is_scored_writes_nothing(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    sources, fused, _ = scenes
+    made, given = tmp_path / "made", tmp_path / "given"
+    given.mkdir()
+    _scored_scenes(monkeypatch, stop_at=0)
+    for out in (made, given):
+        assert main(["--sources", str(sources), "--fused", str(fused), "--out", str(out)]) == 130
+        assert capsys.readouterr().err.splitlines()[-1] == "gipc-eval: interrupted; nothing written"
+    assert not made.exists() and list(given.iterdir()) == []  # a folder the user made stays
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ against their sources, and optionally ground truth and decision maps. The scorin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -16,13 +17,16 @@ from gipc.choices import expand, unknown
 from gipc.cli.common import Parser, guarded, say
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
-from gipc.errors import EvalInputError
-from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods
+from gipc.errors import EvalInputError, OutputExistsError, UserError
+from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods, scene_files
 from gipc.files import check_output_folder
+from gipc.journal import Journal, file_states, read_journal
 from gipc.metrics import EXTRA_NAMES
 from gipc.report import Row, markdown_table, numeric_columns, write_report
 
 PROG = "gipc-eval"
+JOURNAL = "metrics.partial.jsonl"
+"""In ``--out`` while a run scores: each pair's rows as they come (:mod:`gipc.journal`), gone once the tables are written."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,50 +47,118 @@ def _parser() -> argparse.ArgumentParser:
                              "Q_P: phase congruency, 0..1, the slowest; Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
     parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv, metrics.md and metrics.tex (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"go on with an interrupted or failed run in --out: the pairs it scored (kept in {JOURNAL}) are not scored again")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
     parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"],
                         help="also log the tables to W&B (offline unless 'online'; needs --out)")
     return parser
 
 
-def run(args: argparse.Namespace) -> list[Row]:
-    """Check everything that can be checked up front, then score; writes nothing itself."""
-    if args.wandb and args.out is None:
-        raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
-    fused = parse_fused(args.fused, args.method)
-    extra = expand((name.strip() for name in args.extra_metrics.split(",") if name.strip()), EXTRA_NAMES)
-    if problem := unknown(extra, EXTRA_NAMES, "metric"):
-        raise EvalInputError(f"--extra-metrics: {problem}")
-    baselines = expand((name.strip() for name in args.baselines.split(",") if name.strip()), BASELINES)
-    if problem := unknown(baselines, BASELINES, "baseline"):
-        raise EvalInputError(f"--baselines: {problem}")
-    if args.out is not None:
-        inputs = [args.sources, *fused.values(), *([args.gt] if args.gt else []), *parse_fused(args.maps, None, "--maps").values()]
-        check_output_folder(args.out, args.overwrite, inputs)
-    folder = PairFolder(args.sources)
-    pairs: Sequence[Scene] = folder
-    names = [name for name, *_ in folder.entries]
-    if args.gt is not None and args.gt.resolve() != (args.sources / "GT").resolve():  # that one is read anyway
-        if pairs.has_gt:
-            raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
-        pairs = attach_gt(pairs, args.gt)
-    methods = plan_methods(folder, fused, baselines, args.allow_missing)
-    maps = plan_maps(folder, args.maps, methods)
-    truth = " and ground truth" if args.gt is not None or folder.has_gt else ""
-    say(PROG, f"scoring {len(names)} pair(s){truth}: {', '.join(methods)}")
-    return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps, extra=extra)
+class Scoring:
+    """One ``gipc-eval`` run: what it was asked, and (with ``--out``) the journal of the pairs scored so far."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.pairs_total = args, 0
+        self.journal: Journal | None = None
+        self.made_out = False  # whether the run made --out (for the journal): an interrupted run with nothing kept takes it away
+
+    def run(self) -> list[Row]:
+        """Check everything that can be checked up front, then score; writes nothing but the journal."""
+        args = self.args
+        if args.wandb and args.out is None:
+            raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
+        if args.resume and (args.out is None or args.overwrite):
+            raise EvalInputError("--resume goes on in the --out folder of the run it continues, without --overwrite")
+        fused = parse_fused(args.fused, args.method)
+        extra = expand((name.strip() for name in args.extra_metrics.split(",") if name.strip()), EXTRA_NAMES)
+        if problem := unknown(extra, EXTRA_NAMES, "metric"):
+            raise EvalInputError(f"--extra-metrics: {problem}")
+        baselines = expand((name.strip() for name in args.baselines.split(",") if name.strip()), BASELINES)
+        if problem := unknown(baselines, BASELINES, "baseline"):
+            raise EvalInputError(f"--baselines: {problem}")
+        maps_dirs = parse_fused(args.maps, None, "--maps")
+        if args.out is not None:
+            self._check_out([args.sources, *fused.values(), *([args.gt] if args.gt else []), *maps_dirs.values()])
+        folder = PairFolder(args.sources)
+        pairs: Sequence[Scene] = folder
+        names = [name for name, *_ in folder.entries]
+        if args.gt is not None and args.gt.resolve() != (args.sources / "GT").resolve():  # that one is read anyway
+            if pairs.has_gt:
+                raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
+            pairs = attach_gt(pairs, args.gt)
+        methods = plan_methods(folder, fused, baselines, args.allow_missing)
+        maps = plan_maps(folder, args.maps, methods)
+        self.pairs_total = len(names)
+        done: dict[int, list[Row]] = {}
+        again = ""
+        record = None
+        if args.out is not None:
+            header = {  # what the kept scores were scored with; their files are checked pair by pair
+                "--sources": args.sources.resolve(),
+                "--fused": {name: path.resolve() for name, path in fused.items()},
+                "--baselines": baselines,
+                "--extra-metrics": extra,
+                "--gt": args.gt and args.gt.resolve(),
+                "--maps": {name: path.resolve() for name, path in maps_dirs.items()},
+                "--allow-missing": args.allow_missing,
+            }
+            path, self.made_out = args.out / JOURNAL, not args.out.exists()
+            self.journal = journal = Journal.resume(path, header) if args.resume else Journal.start(path, header)
+            files = scene_files(folder, pairs, methods, maps)
+            states = {name: file_states(files[name]) for name in journal.entries if name in files}
+            done = {names.index(name): kept["rows"] for name, kept in journal.entries.items() if name in states and kept.get("files") == states[name]}
+            if changed := len(journal.entries) - len(done):
+                again = f"; {changed} of the pairs scored before changed since, scored again"
+            record = lambda index, rows: journal.add(names[index], {"files": file_states(files[names[index]]), "rows": rows})  # noqa: E731
+        truth = " and ground truth" if args.gt is not None or folder.has_gt else ""
+        left = f"{len(names) - len(done)} of {len(names)} pair(s) (the rest scored before{again})" if done or again else f"{len(names)} pair(s)"
+        say(PROG, f"scoring {left}{truth}: {', '.join(methods)}")
+        return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps, extra=extra, done=done, scored=record)
+
+    def _check_out(self, inputs: Sequence[Path]) -> None:
+        """The output folder as :func:`check_output_folder` wants it; one holding an interrupted run
+        wants ``--resume`` (or ``--overwrite``), and ``--resume`` wants one."""
+        out = self.args.out
+        if self.args.resume:
+            check_output_folder(out, True, inputs)
+            read_journal(out / JOURNAL)  # refused here, before any reading, if there is nothing to go on with
+        elif (out / JOURNAL).is_file() and not self.args.overwrite:
+            raise OutputExistsError(f"{out} holds an interrupted run of gipc-eval ({JOURNAL}); add --resume to go on with it, or --overwrite to start afresh")
+        else:
+            check_output_folder(out, self.args.overwrite, inputs)
+
+    def kept(self) -> str:
+        """What an interrupted or failed run leaves to go on with, in words ("" for nothing)."""
+        if self.journal is None:
+            return ""
+        if not self.journal.entries:  # nothing scored: nothing kept, nothing written
+            self.journal.remove()
+            if self.made_out:
+                with contextlib.suppress(OSError):
+                    self.args.out.rmdir()
+            return ""
+        count = len(self.journal.entries)
+        return f"the scores of {count} of {self.pairs_total} pairs are kept in {self.journal.path}; the same command with --resume scores the rest"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``gipc-eval``: 0 on success, 2 on a user error, 130 when interrupted."""
     args = _parser().parse_args(argv)
+    scoring = Scoring(args)
 
     def body() -> int:
-        rows = run(args)
+        try:
+            rows = scoring.run()
+        except UserError as err:
+            if kept := scoring.kept():
+                raise EvalInputError(f"{err}; {kept} once that is fixed") from None
+            raise
         print(markdown_table(rows, "method", numeric_columns(rows)), end="")
         if args.out is None:
             return 0
         paths = write_report(rows, args.out, group="method")
+        scoring.journal.remove()
         say(PROG, f"wrote {', '.join(path.name for path in paths)} in {args.out}")
         if args.wandb:
             config = {"sources": str(args.sources), "fused": args.fused, "baselines": args.baselines, "gt": args.gt and str(args.gt)}
@@ -97,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         return 0
 
-    return guarded(PROG, body)
+    def interrupted() -> str:
+        kept = scoring.kept()
+        return f"interrupted; {kept}" if kept else "interrupted; nothing written"
+
+    return guarded(PROG, body, interrupted)
 
 
 if __name__ == "__main__":
