@@ -50,7 +50,7 @@ import yaml
 
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, staging_dir, write_text
-from gipc.report import Row, csv_text, latex_table, markdown_table, numeric_columns, summarize
+from gipc.report import PARTIAL, Row, csv_text, latex_table, markdown_table, numeric_columns, summarize
 from gipc.runstate import FAILED, job_order, launch_override, progress, running, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
@@ -167,11 +167,14 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
         skipped += [f"{run}: not finished ({'running now, ' * running(run)}{progress(step)})" for run, step in unfinished_runs(path)]
     if read_any and (absent := [name for name in methods if name not in there]):  # a misspelt name, not a run still to score
         raise CompareError(f"--method {','.join(absent)}: no {metrics} here has rows of it; the methods there: {', '.join(sorted(map(str, there)))}")
+    interrupted = [journal.parent for path in paths for journal in sorted(path.rglob(PARTIAL))]
+    skipped += [f"{folder}: an interrupted gipc-eval ({PARTIAL}); its own command plus --resume finishes it" for folder in interrupted]
     if not runs:
         where = ", ".join(str(p) for p in paths)
+        resume = f"; {interrupted[0]} holds an interrupted gipc-eval: its own command plus --resume finishes it" if interrupted else ""
         raise CompareError(
             f"no finished runs under {where}: a run dir holds config.yaml and metrics.csv, "
-            f"written when its test stage ends, a gipc-eval folder metrics.csv (method {method!r} in {metrics})"
+            f"written when its test stage ends, a gipc-eval folder metrics.csv (method {method!r} in {metrics}){resume}"
         )
     return runs, skipped
 

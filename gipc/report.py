@@ -124,6 +124,11 @@ def csv_text(rows: Sequence[Row]) -> str:
     return buffer.getvalue()
 
 
+PARTIAL = "metrics.partial.jsonl"
+"""Beside a ``gipc-eval`` folder's tables until they are written: each pair's rows as they were scored
+(:mod:`gipc.journal`), which ``gipc-eval --resume`` goes on from."""
+
+
 def write_report(rows: Sequence[Row], out_dir: str | Path, group: str, stem: str = "metrics") -> list[Path]:
     """Write ``<stem>.csv`` (every row), ``<stem>.md`` (mean +- std per group) and ``<stem>.tex``
     (the means as a paper's table), each atomically; returns their paths."""

@@ -210,6 +210,16 @@ def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no comparison folder, no staging leftovers
 
 
+def test_an_interrupted_gipc_eval_folder_is_named_with_how_to_finish_it(tmp_path):
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "metrics.partial.jsonl").write_text('{"header": {}}\n')  # what an interrupted gipc-eval --out leaves
+    with pytest.raises(CompareError, match=rf"; {folder} holds an interrupted gipc-eval: its own command plus --resume finishes it$"):
+        compare([folder])
+    write_metrics(folder / "metrics.csv", [("x", "gipc", 0.6, 7.0)])  # an earlier run's tables, now being redone with --overwrite
+    assert any(note == f"{folder}: an interrupted gipc-eval (metrics.partial.jsonl); its own command plus --resume finishes it" for note in collect([folder])[1])
+
+
 def test_existing_output_is_refused_unless_overwrite_and_replaced_whole(ablation_sweep):
     out = compare([ablation_sweep])
     (out / "stale.txt").write_text("old\n")

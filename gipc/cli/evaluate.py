@@ -22,11 +22,9 @@ from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, pla
 from gipc.files import check_output_folder
 from gipc.journal import Journal, file_states, read_journal
 from gipc.metrics import EXTRA_NAMES
-from gipc.report import Row, markdown_table, numeric_columns, write_report
+from gipc.report import PARTIAL, Row, markdown_table, numeric_columns, write_report
 
 PROG = "gipc-eval"
-JOURNAL = "metrics.partial.jsonl"
-"""In ``--out`` while a run scores: each pair's rows as they come (:mod:`gipc.journal`), gone once the tables are written."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", type=Path, help="new folder for metrics.csv, metrics.md and metrics.tex (default: print the table only)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder, replacing its tables")
     parser.add_argument("--resume", action="store_true",
-                        help=f"go on with an interrupted or failed run in --out: the pairs it scored (kept in {JOURNAL}) are not scored again")
+                        help=f"go on with an interrupted or failed run in --out: the pairs it scored (kept in {PARTIAL}) are not scored again")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
     parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"],
                         help="also log the tables to W&B (offline unless 'online'; needs --out)")
@@ -103,7 +101,7 @@ class Scoring:
                 "--maps": {name: path.resolve() for name, path in maps_dirs.items()},
                 "--allow-missing": args.allow_missing,
             }
-            path, self.made_out = args.out / JOURNAL, not args.out.exists()
+            path, self.made_out = args.out / PARTIAL, not args.out.exists()
             self.journal = journal = Journal.resume(path, header) if args.resume else Journal.start(path, header)
             files = scene_files(folder, pairs, methods, maps)
             states = {name: file_states(files[name]) for name in journal.entries if name in files}
@@ -122,9 +120,9 @@ class Scoring:
         out = self.args.out
         if self.args.resume:
             check_output_folder(out, True, inputs)
-            read_journal(out / JOURNAL)  # refused here, before any reading, if there is nothing to go on with
-        elif (out / JOURNAL).is_file() and not self.args.overwrite:
-            raise OutputExistsError(f"{out} holds an interrupted run of gipc-eval ({JOURNAL}); add --resume to go on with it, or --overwrite to start afresh")
+            read_journal(out / PARTIAL)  # refused here, before any reading, if there is nothing to go on with
+        elif (out / PARTIAL).is_file() and not self.args.overwrite:
+            raise OutputExistsError(f"{out} holds an interrupted run of gipc-eval ({PARTIAL}); add --resume to go on with it, or --overwrite to start afresh")
         else:
             check_output_folder(out, self.args.overwrite, inputs)
 
