@@ -44,7 +44,7 @@ class Journal:
         if kept.header != header:
             changed = [key for key in dict.fromkeys([*kept.header, *header]) if kept.header.get(key) != header.get(key)]
             said = "; ".join(f"{key} was {_words(kept.header.get(key))}, now {_words(header.get(key))}" for key in changed)
-            raise JournalError(f"{path} was started with other settings ({said}); give them again, or --overwrite to start afresh")
+            raise JournalError(f"{path} was started with other settings ({said}); give the same settings, or start afresh (--overwrite instead of --resume)")
         with open(path, "rb+") as file:  # a line cut short by a kill goes, so that the next piece starts a line of its own
             file.truncate(file.read().rfind(b"\n") + 1)
         return kept
@@ -72,7 +72,7 @@ def read_journal(path: Path) -> Journal:
         header = records[0]["header"]
         entries = {record["key"]: record["value"] for record in records[1:]}
     except (ValueError, LookupError, TypeError):
-        raise JournalError(f"{path} is damaged; --overwrite starts afresh") from None
+        raise JournalError(f"{path} is damaged; start afresh (--overwrite instead of --resume)") from None
     return Journal(path, header, entries)
 
 

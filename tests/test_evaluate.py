@@ -365,7 +365,7 @@ def test_resume_needs_its_own_run_and_settings(scenes, tmp_path: Path, capsys, m
     assert main(argv) == 130
     capsys.readouterr()
     _assert_refused(capsys, [*argv, "--resume", "--baselines", "average"],
-                    "was started with other settings (--baselines was not given, now average); give them again, or --overwrite to start afresh")
+                    "was started with other settings (--baselines was not given, now average); give the same settings, or start afresh (--overwrite instead of --resume)")
     scored = _scored_scenes(monkeypatch)
     assert main([*argv, "--overwrite"]) == 0 and scored == ["s1", "s2"]  # afresh
 

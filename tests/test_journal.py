@@ -36,7 +36,7 @@ def test_a_line_cut_short_by_a_kill_is_the_unfinished_piece_and_is_dropped(tmp_p
     assert read_journal(path).entries == {"a": [1.0], "b": [2.0]}
     with open(path, "a", encoding="utf-8") as file:
         file.write("not json\n")  # a whole line that is no piece: damage, named, not a silent loss
-    with pytest.raises(JournalError, match="work.jsonl is damaged; --overwrite starts afresh"):
+    with pytest.raises(JournalError, match=r"work.jsonl is damaged; start afresh \(--overwrite instead of --resume\)"):
         read_journal(path)
 
 
