@@ -822,3 +822,12 @@ def test_an_output_place_that_takes_no_file_is_refused_before_fusing(
             line = _error_line(capsys)
             assert line.startswith("gipc-fuse: error: cannot write into ") and message in line, line
     assert not (tmp_path / "ok").exists()
+
+
+def test_gipc_fuse_starts_without_the_training_and_metrics_libraries() -> None:
+    """Every gipc-fuse pays its imports: the metrics' torchmetrics (with scipy.signal) and Lightning
+    cost 1.1-1.4 s of a 3.4 s single-pair fusion (benchmarks/README.md) and fuse nothing."""
+    heavy = ("torchmetrics", "lightning", "scipy.signal", "scipy.ndimage", "gipc.metrics")
+    code = f"import sys, gipc.cli.fuse; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

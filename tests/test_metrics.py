@@ -44,7 +44,7 @@ from gipc.metrics import (
 )
 from gipc.metrics.msssim import _warn_fewer_scales
 from gipc.metrics.phase_congruency import matlab_median, phase_congruency
-from gipc.metrics.windows import convolved_sums, gaussian_taps, window_sums
+from gipc.windows import convolved_sums, gaussian_taps, window_sums
 
 # Q^AB/F constants of the MFIF toolbox (metricXydeas.m), restated here so the tests check the defaults.
 GAMMA_G, K_G, SIGMA_G = 0.9994, -15.0, 0.5

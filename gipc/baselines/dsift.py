@@ -30,12 +30,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 import torch
-from scipy.ndimage import correlate
 
 from gipc.baselines.inputs import check_pair
 from gipc.baselines.rules import without_small_areas
 from gipc.errors import BaselineInputError
-from gipc.metrics.windows import gaussian_taps
+from gipc.windows import gaussian_taps
 
 ANGLES = 8  # orientation planes
 BINS = 4  # spatial bins a side: 4 x 4 x 8 = 128 values
@@ -64,6 +63,8 @@ def _bin_window(patch: int) -> np.ndarray:
 def orientation_planes(image: np.ndarray, patch: int) -> np.ndarray:
     """(8, H, W) pooled orientation planes of a (H, W) image, as ``DenseSIFT`` makes them before it
     samples its bins (zero padding as ``filter2``/``conv2`` 'same')."""
+    from scipy.ndimage import correlate  # here, not at the top: every gipc-fuse imports the baselines, few run this one
+
     image = image / (image.max() or 1.0)  # a black image stays 0 (the release divides 0 by 0)
     gx, gy = _gradient_filters()
     vertical, horizontal = correlate(image, gx, mode="constant"), correlate(image, gy, mode="constant")

@@ -11,7 +11,7 @@ from torchmetrics.utilities import rank_zero_warn
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean
 from gipc.metrics.luminance import gray255_same
-from gipc.metrics.windows import gaussian_taps, window_sums
+from gipc.windows import gaussian_taps, window_sums
 
 #: Wang, Simoncelli and Bovik (2003) scale weights, finest first.
 WANG_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)

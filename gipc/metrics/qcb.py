@@ -25,7 +25,7 @@ import torch
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
 from gipc.metrics.qmi import stretched
-from gipc.metrics.windows import window_sums
+from gipc.windows import window_sums
 
 F0, F1, A = 15.3870, 1.3456, 0.7622  # the contrast sensitivity function's difference of Gaussians
 SCALE = 30  # frequencies scaled by the image's side over this (the toolbox's "DoG1")

@@ -25,7 +25,7 @@ from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
 from gipc.metrics.phase_congruency import LogGabor, phase_congruency
-from gipc.metrics.windows import gaussian_taps, local_moments, window_sums
+from gipc.windows import gaussian_taps, local_moments, window_sums
 
 FEATURE = 0.1  # fea_threshold: the PC above which a pixel holds a feature
 WINDOW, SIGMA = 11, 1.5  # the local correlation's window, fspecial('gaussian', 11, 1.5)
@@ -34,7 +34,7 @@ CONSTANT = 1e-4  # C1 = C2 = C3
 
 def _correlation(source: torch.Tensor, fused: torch.Tensor, fused_moments: tuple[torch.Tensor, torch.Tensor], taps: torch.Tensor) -> torch.Tensor:
     """``(cov + C) / (sqrt|var_S var_F| + C)`` of two (N, 1, H, W) maps in the Gaussian window (zero
-    padding), F's :func:`~gipc.metrics.windows.local_moments` given."""
+    padding), F's :func:`~gipc.windows.local_moments` given."""
     (mean_s, var_s), (mean_f, var_f) = local_moments(source, taps, "zeros"), fused_moments
     cov = window_sums(source * fused, taps, "zeros") - mean_s * mean_f
     return (cov + CONSTANT) / (torch.sqrt((var_s * var_f).abs()) + CONSTANT)

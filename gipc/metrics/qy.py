@@ -22,7 +22,7 @@ import torch
 from gipc.errors import MetricInputError
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.luminance import gray255_same
-from gipc.metrics.windows import gaussian_taps, local_moments, window_sums
+from gipc.windows import gaussian_taps, local_moments, window_sums
 
 WINDOW, SIGMA = 7, 1.5  # Matlab's fspecial('gaussian', 7, 1.5)
 CONSTANT = 2e-16  # C1 = C2 of the toolbox's SSIM

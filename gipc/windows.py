@@ -1,5 +1,6 @@
-"""Separable window filters of the metrics (SSIM's Gaussian window, Q_Y's, Q_CB's blurs) on
-(N, 1, H, W) float64 planes.
+"""Separable window filters of the metrics (SSIM's Gaussian window, Q_Y's, Q_CB's blurs) and of the
+dsift baseline's gradients, on (N, 1, H, W) float64 planes. Outside :mod:`gipc.metrics`, whose
+import loads torchmetrics (1 s of every ``gipc-fuse`` start, which imports the baselines).
 
 On the CPU OpenCV's separable filter: a 12 MP float64 plane through 11 taps in 0.1 s, where torch's
 convolution took 0.9 s and unfolded the plane once per tap (11 planes of memory; a 12 MP pair's
