@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from gipc.baselines import BASELINES
 from gipc.choices import expand, unknown
@@ -90,7 +90,7 @@ class Scoring:
         self.pairs_total = len(names)
         done: dict[int, list[Row]] = {}
         again = ""
-        record = None
+        record: Callable[[int, list[Row]], None] | None = None
         if args.out is not None:
             header = {  # what the kept scores were scored with; their files are checked pair by pair
                 "--sources": args.sources.resolve(),
@@ -108,7 +108,10 @@ class Scoring:
             done = {names.index(name): kept["rows"] for name, kept in journal.entries.items() if name in states and kept.get("files") == states[name]}
             if changed := len(journal.entries) - len(done):
                 again = f"; {changed} of the pairs scored before changed since, scored again"
-            record = lambda index, rows: journal.add(names[index], {"files": file_states(files[names[index]]), "rows": rows})  # noqa: E731
+
+            def record(index: int, rows: list[Row]) -> None:  # each pair's rows, with the files they stand on
+                journal.add(names[index], {"files": file_states(files[names[index]]), "rows": rows})
+
         truth = " and ground truth" if args.gt is not None or folder.has_gt else ""
         left = f"{len(names) - len(done)} of {len(names)} pair(s) (the rest scored before{again})" if done or again else f"{len(names)} pair(s)"
         say(PROG, f"scoring {left}{truth}: {', '.join(methods)}")
