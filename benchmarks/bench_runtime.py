@@ -448,6 +448,24 @@ def section_memory(device: torch.device, side: tuple[int, int], threads: int) ->
         print(f"{label(path):<40} peak RSS {int(rss_kib) / 2**20:.2f} GiB{gpu}, {float(seconds):.1f} s")
 
 
+STARTUP_IMPORTS = {"torch": "import torch", "gipc-fuse": "import gipc.cli.fuse"}
+"""What a process imports before it can fuse: torch alone (the floor), then gipc-fuse's module (torch and all)."""
+
+
+def section_startup(repeats: int = 3) -> None:
+    """Seconds to import torch and gipc-fuse's module in fresh interpreters, alternating, medians: every
+    ``gipc-fuse`` pays the second before its first pixel (a single pair's fusion takes a tenth of it)."""
+    print(f"\n== Start-up: a fresh interpreter's imports, seconds (median of {repeats}, alternating) ==")
+    seconds: dict[str, list[float]] = {name: [] for name in STARTUP_IMPORTS}
+    for _ in range(repeats):
+        for name, code in STARTUP_IMPORTS.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            seconds[name].append(time.perf_counter() - start)
+    floor, fuse = (statistics.median(seconds[name]) for name in STARTUP_IMPORTS)
+    print(f"import torch {floor:.2f} s; import gipc.cli.fuse {fuse:.2f} s: gipc's own imports add {fuse - floor:.2f} s ({fuse / floor:.2f}x torch's)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=PAIRS, help="pair folder (default: the shared Lytro pairs)")
@@ -488,6 +506,7 @@ def main() -> int:
     generator, source = weights(args.ckpt)
     pairs, note = load_pairs(args.pairs, max(args.limit, args.baseline_limit) + 1)
     print(f"\nInputs: {note}; {source}")
+    section_startup()
     paths = section_paths(generator, pairs, args.limit, macs, device, sync)
     section_map_shares(section_rules(generator, pairs, args.limit, device, sync, args.rule_repeats), paths)
     section_end_to_end(generator, args.pairs, device)

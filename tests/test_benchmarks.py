@@ -40,7 +40,7 @@ def _run(script: str, *args: str) -> str:
 def test_bench_runtime_runs_every_section(tiny_pairs: Path) -> None:
     out = _run("bench_runtime.py", "--pairs", str(tiny_pairs), "--limit", "1", "--baseline-limit", "1", "--rule-repeats", "1",
                "--memory-side", "96x80", "--threads", "1")
-    for section in ("== Parameters", "== Network paths", "== Fusion rules", "map's steps inside each call", "== The map rule's own work",
+    for section in ("== Parameters", "== Start-up", "== Network paths", "== Fusion rules", "map's steps inside each call", "== The map rule's own work",
                     "== End to end", "== Peak memory", "== Classic baselines"):
         assert section in out, f"{section} missing:\n{out[-2000:]}"
     assert "156,033" in out  # G's parameters, Table 1 by hand (tests/test_models.py)
