@@ -3,12 +3,16 @@
 Bad input a user can fix derives from :class:`UserError`: each command catches that one type and
 prints its message as a single ``error:`` line with exit code 2, no traceback. The subclasses
 only say which layer refused; their messages name the file or value and what to do.
-:func:`out_of_memory` tells an allocation the system refused, which is no bug either, from the rest.
+:func:`out_of_memory` tells an allocation the system refused, which is no bug either, from the rest;
+:func:`one_line_warnings` makes a library's warning read like the errors, one line.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class UserError(ValueError):
@@ -89,3 +93,17 @@ def out_of_memory(err: BaseException) -> str | None:
         return None
     lines = str(err).strip().splitlines()
     return f"out of memory ({re.sub(_SOURCE_LOCATION, '', lines[0]) if lines else type(err).__name__})"
+
+
+@contextmanager
+def one_line_warnings(prefix: str = "") -> Iterator[None]:
+    """While the block runs, a warning (MS-SSIM on small images, say) prints as one ``[prefix: ]warning:
+    <message>`` line, not as Python's two with a path into the library that raised it; the caller's
+    format again after, so a Python caller's own warnings read as before."""
+    formatwarning = warnings.formatwarning
+    lead = f"{prefix}: " if prefix else ""
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"{lead}warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = formatwarning

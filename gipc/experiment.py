@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.checkpointing import AtomicCheckpointIO
-from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError, out_of_memory
+from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError, one_line_warnings, out_of_memory
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
@@ -179,7 +179,13 @@ def _old_checkpoints(cfg: DictConfig, output_dir: Path) -> list[Path]:
 
 
 def run_experiment(cfg: DictConfig) -> float | None:
-    """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line."""
+    """Run one experiment; on failure leave a ``FAILED`` marker in the run dir and exit with one line.
+    A library's warning is one ``warning:`` line too."""
+    with one_line_warnings():
+        return _run_experiment(cfg)
+
+
+def _run_experiment(cfg: DictConfig) -> float | None:
     quiet_library_noise()
     output_dir = Path(cfg.paths.output_dir)
     resuming = _resumes(cfg)  # as launched: a resumed sweep's jobs set their own below

@@ -10,6 +10,7 @@ import random
 import re
 import signal
 import subprocess
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -60,6 +61,18 @@ def refused(tmp_path: Path, capsys, *overrides: str) -> str:
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: "), errors
     return errors[0].removeprefix("error: ")
+
+
+def test_a_runs_library_warnings_read_as_one_line_and_the_callers_format_comes_back(tmp_path: Path, monkeypatch) -> None:
+    """MS-SSIM's warning on the embedded set's small test images printed as Python's two lines, a path
+    into torchmetrics first; during a run every warning is one ``warning:`` line, like its errors."""
+    import gipc.experiment
+
+    formatwarning = warnings.formatwarning
+    seen = []
+    monkeypatch.setattr(gipc.experiment, "_run", lambda cfg, out: seen.append(warnings.formatwarning("careful", UserWarning, "/site/x.py", 4)))
+    run(tmp_path)
+    assert seen == ["warning: careful\n"] and warnings.formatwarning is formatwarning
 
 
 # ------------------------------------------------------------------------- config validation

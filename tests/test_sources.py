@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -202,8 +203,9 @@ def _raise(error: BaseException) -> NoReturn:
         (lambda: _raise(DataError("x-A.png: unpaired")), 2, "gipc-x: error: x-A.png: unpaired\n"),
         (lambda: _raise(FileNotFoundError(2, "No such file or directory", "/data/x-A.png")), 2, "gipc-x: error: /data/x-A.png: No such file or directory\n"),
         (lambda: os.kill(os.getpid(), signal.SIGTERM), 143, "gipc-x: interrupted; nothing written\n"),
+        (lambda: print(warnings.formatwarning("careful", UserWarning, "/site/x.py", 4), end="", file=sys.stderr) or 0, 0, "gipc-x: warning: careful\n"),
     ],
-    ids=["finished", "user error", "refused by the OS", "SIGTERM"],
+    ids=["finished", "user error", "refused by the OS", "SIGTERM", "a library's warning"],
 )
 def test_every_command_ends_in_one_line_and_gives_back_the_callers_sigterm_handler_and_warning_format(
     body: Callable[[], int], code: int, said: str, capsys

@@ -6,10 +6,9 @@ import argparse
 import signal
 import sys
 import threading
-import warnings
 from typing import Callable, NoReturn
 
-from gipc.errors import UserError, out_of_memory
+from gipc.errors import UserError, one_line_warnings, out_of_memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,12 +56,11 @@ def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] =
     ``warning:`` line, not Python's two. The process's SIGTERM handler and warning format are the
     caller's again afterwards. Outputs are written whole or not at all (:mod:`gipc.files`), so an
     error leaves none half-written."""
-    formatwarning = warnings.formatwarning
-    warnings.formatwarning = lambda message, *_args, **_kwargs: f"{prog}: warning: {message}\n"
     main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        return body()
+        with one_line_warnings(prog):
+            return body()
     except UserError as err:
         say(prog, f"error: {err}")
     except OSError as err:
@@ -77,7 +75,6 @@ def guarded(prog: str, body: Callable[[], int], interrupted: Callable[[], str] =
         say(prog, interrupted())
         return 128 + signal.SIGTERM if isinstance(err, _Terminated) else 130
     finally:
-        warnings.formatwarning = formatwarning  # a Python caller's own warnings read as before
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
     return 2
