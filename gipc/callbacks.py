@@ -119,12 +119,17 @@ class TestReport(L.Callback):
             if (shades := result.map_image()) is not None:
                 maps[name] = shades
         fused.update({name: fuse_color(BASELINES[name], a, b) for name in self.baselines})
+        direct, mapped = self.image_dirs
         for i, image_name in enumerate(names):
-            write_image(self.out_dir / self.image_dir / f"{image_name}.png", fused[MODEL_NAME][i].float().cpu(), overwrite=True)
+            write_image(self.out_dir / direct / f"{image_name}.png", fused[MODEL_NAME][i].float().cpu(), overwrite=True)
             if MODEL_NAME + MAP_SUFFIX in fused:
-                write_image(self.out_dir / f"{self.image_dir}-map" / f"{image_name}.png",
-                            fused[MODEL_NAME + MAP_SUFFIX][i].float().cpu(), overwrite=True)
+                write_image(self.out_dir / mapped / f"{image_name}.png", fused[MODEL_NAME + MAP_SUFFIX][i].float().cpu(), overwrite=True)
         self.rows += score_batch(names, a, b, fused, gt, maps, true_map, self.extra_metrics)
+
+    @property
+    def image_dirs(self) -> tuple[str, str]:
+        """The folders (in the run dir) of the run's test images under the paper's rule and under the map rule."""
+        return self.image_dir, f"{self.image_dir}-map"
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows, self.fusions = self.rows, {}  # the fusions hold their last batch

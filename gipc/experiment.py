@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from gipc.callbacks import TestReport
 from gipc.checkpointing import AtomicCheckpointIO
 from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError, one_line_warnings, out_of_memory
 from gipc.files import write_text
@@ -397,7 +398,8 @@ def _print_summary(trainer: L.Trainer, output_dir: Path) -> None:
     ckpt = trainer.checkpoint_callback
     if ckpt is not None and getattr(ckpt, "last_model_path", ""):
         lines.append(f"checkpoint: {ckpt.last_model_path}")
-    for name in ("fused", "metrics.csv", "metrics.md", "metrics.tex", "config.yaml"):
+    images = [folder for callback in trainer.callbacks if isinstance(callback, TestReport) for folder in callback.image_dirs]
+    for name in (*images, "metrics.csv", "metrics.md", "metrics.tex", "config.yaml"):
         if (output_dir / name).exists():
             lines.append(f"{name}: {output_dir / name}")
     if (output_dir / "metrics.md").exists():

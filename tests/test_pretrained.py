@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+import gipc.experiment
 import gipc.pretrained
 from gipc import callbacks
 from gipc.decision import MapSettings
@@ -316,7 +317,7 @@ class _WithTrueMaps(_Named):
 
 
 def test_the_test_report_adds_the_map_rule_and_scores_maps_where_the_truth_is_known(
-    tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(gipc.pretrained, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
     passes = []
@@ -332,6 +333,9 @@ def test_the_test_report_adds_the_map_rule_and_scores_maps_where_the_truth_is_kn
     assert [r["method"] for r in rows] == ["gipc"] * 3 + ["gipc+map"] * 3
     assert all(r["MAP_ACC"] == "" for r in rows[:3])  # the direct output has no map
     assert sorted(p.name for p in (tmp_path / "run" / "fused-map").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    gipc.experiment._print_summary(trainer, tmp_path / "run")  # what a run prints last names both image folders
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("fused")] == [f"fused: {tmp_path / 'run' / 'fused'}", f"fused-map: {tmp_path / 'run' / 'fused-map'}"]
     # The scores are those of the map fused by hand on the module's test path, A's weight against the true
     # map: accuracy the share of pixels on the same side of 0.5, the boundary F-score map_boundary_f's
     # (checked by hand in tests/test_decision.py). The untrained network's maps are far from a coin toss
