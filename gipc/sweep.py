@@ -171,3 +171,22 @@ class ResumeSweep(Callback):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         print(f"resuming the sweep in {resume}: finished jobs are skipped, partial ones continue from last.ckpt", file=sys.stderr)
+
+
+class SweepSummary(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): a sweep's last line says where its jobs are, how
+    many ended well and the command that compares them (and, where some did not, how to go on)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        if not sweep.is_dir():  # no job was launched
+            return
+        if not _is_basic({"sweeper": {"_target_": config.hydra.sweeper.get("_target_", "")}}):  # Optuna: trials chosen as they ran
+            print(f"sweep dir: {sweep}; compare its trials: gipc-compare {sweep}")
+            return
+        states = [row["state"] for row in sweep_status(sweep)]
+        done = states.count("done")
+        line = f"sweep dir: {sweep}: {done} of {len(states)} jobs done; compare them: gipc-compare {sweep}"
+        if done < len(states):
+            line += f"; the others: gipc-compare {sweep} --status, and the same command plus resume={sweep} goes on with them"
+        print(line)

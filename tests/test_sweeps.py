@@ -342,8 +342,9 @@ def test_on_a_file_system_without_locks_a_run_trains_unlocked_and_its_error_stay
 # ---------------------------------------------------------------- real sweeps
 @pytest.mark.slow
 def test_ablation_multirun_saves_each_jobs_lambdas_and_compares(tmp_path):
-    run_gipc(tmp_path, "-m", "hparams_search=ablation", "logger=wandb", *TINY)
+    done = run_gipc(tmp_path, "-m", "hparams_search=ablation", "logger=wandb", *TINY)
     sweep = sweep_dir(tmp_path)
+    assert done.stdout.splitlines()[-1] == f"sweep dir: {sweep.relative_to(tmp_path)}: 3 of 3 jobs done; compare them: gipc-compare {sweep.relative_to(tmp_path)}"
     jobs = job_dirs(sweep)
     assert [j.name.split(",")[0] for j in jobs] == ["0_ablation=none", "1_ablation=without_int", "2_ablation=without_gra"]
     zeroed = [{k for k in LAMBDAS if saved(j)["loss"][k] == 0} for j in jobs]
@@ -394,11 +395,13 @@ def test_a_parallel_sweep_resumes_on_joblib_running_only_the_missing_job(tmp_pat
 
 @pytest.mark.slow
 def test_optuna_trials_in_parallel_on_joblib(tmp_path):
-    run_gipc(
+    done = run_gipc(
         tmp_path, "-m", "hparams_search=optuna", "hydra/launcher=local_parallel",
         "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "logger=csv", *TINY,
     )
     sweep = sweep_dir(tmp_path)
+    where = sweep.relative_to(tmp_path)
+    assert done.stdout.splitlines()[-1] == f"sweep dir: {where}; compare its trials: gipc-compare {where}"
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == {"loss.lam", "loss.beta1", "loss.beta2"}
     assert 0.0 < result["best_value"] <= 1.0  # a Q^AB/F
