@@ -50,6 +50,9 @@ def test_select_scores_every_checkpoint_and_records_the_pick(tmp_path: Path, cap
     for letter in "AB":
         write_image(pairs / f"x-{letter}.png", torch.rand(1, 40, 40, generator=torch.Generator().manual_seed(ord(letter))))
     assert main([str(run), "--pairs", str(pairs)]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"gipc-select: scoring 2 checkpoint(s) under rule {default_rule()[0]}: 1 held-out synthetic pair(s) (PSNR, SSIM) and 1 pair(s) of {pairs} (Q^AB/F)"
+    )
     record = (run / "selection.md").read_text()
     assert "epoch000-step0000100.ckpt" in record and "epoch000-step0000200.ckpt" in record
     assert record.count("(picked)") == 1

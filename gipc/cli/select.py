@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gipc.cli.common import Parser, count, doc_summary, guarded
+from gipc.cli.common import Parser, count, doc_summary, guarded, say
 from gipc.data.datasets import PairFolder
 from gipc.errors import DataError
 from gipc.files import write_text
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         data = run_datamodule(args.run_dir)
         calibration = list(training_inputs(data, args.recalibrate_bn))
         pairs = [scene for folder in args.pairs for scene in PairFolder(folder)]
-        print(f"rule {args.rule}", flush=True)
+        say(PROG, f"scoring {len(checkpoints)} checkpoint(s) under rule {args.rule}: {len(data.val_scenes)} held-out synthetic pair(s) "
+                  f"(PSNR, SSIM) and {len(pairs)} pair(s) of {', '.join(map(str, args.pairs))} (Q^AB/F)")
         rows = score_checkpoints(checkpoints, data.val_scenes, pairs, calibration, args.rule)
         pick = min(rows, key=lambda row: (row["mean_rank"], -row["step"]))["checkpoint"]  # ties: the later one
         text = table(rows, str(pick))
