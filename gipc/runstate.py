@@ -51,13 +51,13 @@ def last_step(run_dir: Path) -> int | None:
     """How far the run's checkpoints got (None: no checkpoint yet): the step its ``last.ckpt`` holds,
     where a resume continues (a Slurm hand-back can write it between step-named saves, or before the
     first), else the highest step in their names (never an atomic save's hidden temp file)."""
-    saved = _saved_step(run_dir / "checkpoints" / "last.ckpt")
+    saved = saved_step(run_dir / "checkpoints" / "last.ckpt")
     if saved is not None:
         return saved
     return max((checkpoint_step(p) for p in (run_dir / "checkpoints").glob("[!.]*.ckpt") if checkpoint_step(p) >= 0), default=None)
 
 
-def _saved_step(path: Path) -> int | None:
+def saved_step(path: Path) -> int | None:
     """The global step a Lightning checkpoint holds (None: missing, unreadable, or needing code to load:
     a status line never unpickles, as gipc's own checkpoints load with ``weights_only=True``)."""
     import torch  # only here: the rest of this module reads the run dir without it

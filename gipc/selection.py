@@ -1,7 +1,8 @@
 """Checkpoint selection: score a run's checkpoints on held-out data and pick one, never on the test
 set (the ``gipc-select`` command is :mod:`gipc.cli.select`).
 
-Each checkpoint of ``<run>/checkpoints`` fuses, under the fusion rule its weights will ship with
+Each checkpoint of ``<run>/checkpoints`` (the step-named snapshots, and ``last.ckpt`` where training
+ended past the last of them: :func:`candidates`) fuses, under the fusion rule its weights will ship with
 (``conf/fusion/default.yaml``'s unless told otherwise), the run's validation pairs (the held-out
 synthetic pairs its data config builds, with ground truth: PSNR, SSIM) and every pair folder given
 with ``--pairs`` (real pairs without ground truth: Q^AB/F). The pick is the best mean rank over the two
@@ -22,7 +23,7 @@ from gipc.inference import choose_path, prepare
 from gipc.models.batchnorm import recalibrate_batchnorm
 from gipc.pretrained import load_generator
 from gipc.report import summarize
-from gipc.runstate import checkpoint_step
+from gipc.runstate import checkpoint_step, saved_step
 
 Inputs = tuple[torch.Tensor, torch.Tensor]
 
@@ -50,6 +51,23 @@ def mean_ranks(rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> l
     return [r / len(columns) for r in ranks]
 
 
+def candidates(run_dir: Path, min_step: int = 0) -> list[Path]:
+    """The run's checkpoints at or after ``min_step``, by step: the step-named snapshots, and ``last.ckpt``
+    where it holds weights none of them has (training ends between two snapshots: its final weights)."""
+    folder = run_dir / "checkpoints"
+    named = sorted((p for p in folder.glob("[!.]*.ckpt") if checkpoint_step(p) >= 0), key=checkpoint_step)
+    last = saved_step(folder / "last.ckpt")
+    if last is not None and last not in {checkpoint_step(p) for p in named}:
+        named.append(folder / "last.ckpt")
+    return [p for p in named if step_of(p) >= min_step]
+
+
+def step_of(checkpoint: Path) -> int:
+    """A checkpoint's global step: in its name, or (``last.ckpt``) in its contents."""
+    step = checkpoint_step(checkpoint)
+    return step if step >= 0 else saved_step(checkpoint) or 0
+
+
 def score_checkpoints(
     checkpoints: Sequence[Path], val: Sequence[Scene], pairs: Sequence[Scene], calibration: Sequence[Inputs] = (),
     rule: str | None = None,
@@ -62,7 +80,7 @@ def score_checkpoints(
         pair_means = summarize(evaluate_pairs(pairs, method), "method", ["QABF"])[checkpoint.name]
         row: dict[str, float | str] = {
             "checkpoint": checkpoint.name,
-            "step": float(checkpoint_step(checkpoint)),
+            "step": float(step_of(checkpoint)),
             "val_PSNR": val_means["PSNR"][0],
             "val_SSIM": val_means["SSIM"][0],
             "pairs_QABF": pair_means["QABF"][0],

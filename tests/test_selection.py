@@ -18,7 +18,7 @@ from gipc.inference import choose_path, prepare
 from gipc.metrics import psnr
 from gipc.pretrained import load_generator
 from gipc.rundir import run_datamodule
-from gipc.selection import mean_ranks, score_checkpoints
+from gipc.selection import candidates, mean_ranks, score_checkpoints
 from gipc.runstate import checkpoint_step
 from gipc.cli.select import main
 
@@ -134,9 +134,28 @@ def test_every_pairs_folder_is_scored(tmp_path: Path) -> None:
     assert float(row[5]) == pytest.approx(sum(each) / 2, abs=1e-4)
 
 
+def test_the_final_weights_in_last_ckpt_are_a_candidate_unless_a_snapshot_holds_them(tmp_path: Path) -> None:
+    """Training that ends between two snapshots keeps its final weights in last.ckpt alone: they are scored
+    too, at the step the file holds; a last.ckpt written at a snapshot's step is that snapshot, scored once."""
+    run = run_dir_with_checkpoints(tmp_path)
+    snapshot = torch.load(run / "checkpoints" / "epoch000-step0000200.ckpt", weights_only=True)
+    torch.save({**snapshot, "global_step": 200}, run / "checkpoints" / "last.ckpt")
+    assert [p.name for p in candidates(run)] == ["epoch000-step0000100.ckpt", "epoch000-step0000200.ckpt"]
+    torch.save({**snapshot, "global_step": 250}, run / "checkpoints" / "last.ckpt")  # trained on past the last snapshot
+    assert [p.name for p in candidates(run)] == ["epoch000-step0000100.ckpt", "epoch000-step0000200.ckpt", "last.ckpt"]
+    assert [p.name for p in candidates(run, min_step=201)] == ["last.ckpt"]
+    pairs = tmp_path / "pairs"
+    for letter in "AB":
+        write_image(pairs / f"x-{letter}.png", torch.rand(1, 40, 40, generator=torch.Generator().manual_seed(ord(letter))))
+    assert main([str(run), "--pairs", str(pairs), "--min-step", "150"]) == 0
+    rows = [line for line in (run / "selection.md").read_text().splitlines() if line.startswith("| epoch") or line.startswith("| last")]
+    assert [row.split(" | ")[0].removesuffix(" **(picked)**") for row in rows] == ["| epoch000-step0000200.ckpt", "| last.ckpt"]
+    assert rows[1].split(" | ")[1] == "250"
+
+
 @pytest.mark.parametrize("args, message", [
     (["{tmp}/missing", "--pairs", "{tmp}"], "no such run dir"),
-    (["{tmp}", "--pairs", "{tmp}"], "holds no step-named checkpoint"),
+    (["{tmp}", "--pairs", "{tmp}"], "checkpoints holds no checkpoint at or after step 0"),
 ])
 def test_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], message: str) -> None:
     assert main([a.format(tmp=tmp_path) for a in args]) == 2

@@ -16,8 +16,7 @@ from gipc.errors import DataError
 from gipc.files import write_text
 from gipc.fusion import RULES, default_rule
 from gipc.rundir import run_datamodule, training_inputs
-from gipc.selection import score_checkpoints, table
-from gipc.runstate import checkpoint_step
+from gipc.selection import candidates, score_checkpoints, table
 
 PROG = "gipc-select"
 
@@ -38,12 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if not args.run_dir.is_dir():
             raise DataError(f"{args.run_dir}: no such run dir")
-        checkpoints = sorted(
-            (p for p in (args.run_dir / "checkpoints").glob("*.ckpt") if checkpoint_step(p) >= args.min_step),
-            key=checkpoint_step,
-        )
+        checkpoints = candidates(args.run_dir, args.min_step)
         if not checkpoints:
-            raise DataError(f"{args.run_dir}/checkpoints holds no step-named checkpoint at or after step {args.min_step}")
+            raise DataError(f"{args.run_dir}/checkpoints holds no checkpoint at or after step {args.min_step}")
         data = run_datamodule(args.run_dir)
         calibration = list(training_inputs(data, args.recalibrate_bn))
         pairs = [scene for folder in args.pairs for scene in PairFolder(folder)]
