@@ -55,11 +55,11 @@ def candidates(run_dir: Path, min_step: int = 0) -> list[Path]:
     """The run's checkpoints at or after ``min_step``, by step: the step-named snapshots, and ``last.ckpt``
     where it holds weights none of them has (training ends between two snapshots: its final weights)."""
     folder = run_dir / "checkpoints"
-    named = sorted((p for p in folder.glob("[!.]*.ckpt") if checkpoint_step(p) >= 0), key=checkpoint_step)
-    last = saved_step(folder / "last.ckpt")
-    if last is not None and last not in {checkpoint_step(p) for p in named}:
-        named.append(folder / "last.ckpt")
-    return [p for p in named if step_of(p) >= min_step]
+    steps = {p: checkpoint_step(p) for p in sorted(folder.glob("[!.]*.ckpt"), key=checkpoint_step) if checkpoint_step(p) >= 0}
+    last = saved_step(folder / "last.ckpt")  # read once: its step is in the file, not the name
+    if last is not None and last not in steps.values():
+        steps[folder / "last.ckpt"] = last
+    return [p for p, step in steps.items() if step >= min_step]
 
 
 def step_of(checkpoint: Path) -> int:
