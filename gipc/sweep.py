@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 from hydra.experimental.callback import Callback
@@ -63,7 +63,7 @@ def _record(sweep: Path) -> dict[str, Any]:
     return (yaml.safe_load(record.read_text()) or {}).get("hydra") or {}
 
 
-def _is_basic(hydra: dict[str, Any]) -> bool:
+def _is_basic(hydra: Mapping[str, Any]) -> bool:
     return "BasicSweeper" in str((hydra.get("sweeper") or {}).get("_target_", "BasicSweeper"))
 
 
@@ -181,7 +181,7 @@ class SweepSummary(Callback):
         sweep = Path(config.hydra.sweep.dir)
         if not sweep.is_dir():  # no job was launched
             return
-        if not _is_basic({"sweeper": {"_target_": config.hydra.sweeper.get("_target_", "")}}):  # Optuna: trials chosen as they ran
+        if not _is_basic(config.hydra):  # Optuna: trials chosen as they ran
             print(f"sweep dir: {sweep}; compare its trials: gipc-compare {sweep}")
             return
         states = [row["state"] for row in sweep_status(sweep)]
