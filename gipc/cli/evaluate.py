@@ -105,7 +105,8 @@ class Scoring:
             self.journal = journal = Journal.resume(path, header) if args.resume else Journal.start(path, header)
             files = scene_files(folder, pairs, methods, maps)
             states = {name: file_states(files[name]) for name in journal.entries if name in files}
-            done = {names.index(name): kept["rows"] for name, kept in journal.entries.items() if name in states and kept.get("files") == states[name]}
+            index = {name: i for i, name in enumerate(names)}
+            done = {index[name]: kept["rows"] for name, kept in journal.entries.items() if name in states and kept.get("files") == states[name]}
             if changed := len(journal.entries) - len(done):
                 again = f"; {changed} of the pairs scored before changed since, scored again"
 
@@ -130,7 +131,8 @@ class Scoring:
             check_output_folder(out, self.args.overwrite, inputs)
 
     def kept(self) -> str:
-        """What an interrupted or failed run leaves to go on with, in words ("" for nothing)."""
+        """What an interrupted or failed run leaves to go on with, in words; "" for nothing, and then
+        the empty journal (and a folder made for it alone) is taken away: nothing written."""
         if self.journal is None:
             return ""
         if not self.journal.entries:  # nothing scored: nothing kept, nothing written
