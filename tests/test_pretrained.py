@@ -104,6 +104,24 @@ def test_export_command(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], capsys: 
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_export_takes_its_output_as_o_too(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o OUT`` as every other gipc command takes it, the same file as the positional form; neither or both: one line."""
+    ckpt, _ = run_ckpt
+    positional, flagged = tmp_path / "positional.pt", tmp_path / "flagged.pt"
+    assert export_main([str(ckpt), str(positional)]) == 0 and export_main([str(ckpt), "-o", str(flagged)]) == 0
+    one, other = (torch.load(path, weights_only=True) for path in (positional, flagged))  # the zip names its folder after the file
+    assert one.keys() == other.keys() and all(torch.equal(one["state_dict"][k], v) for k, v in other["state_dict"].items())
+    capsys.readouterr()
+    for argv in ([str(ckpt)], [str(ckpt), str(tmp_path / "x.pt"), "--out", str(tmp_path / "y.pt")]):
+        with pytest.raises(SystemExit) as stop:
+            export_main(argv)
+        assert stop.value.code == 2
+        assert capsys.readouterr().err == (
+            "gipc-export: error: name the output file once: gipc-export CKPT OUT, or gipc-export CKPT -o OUT (see --help)\n"
+        )
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
 def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The first BatchNorm's running mean becomes the mean of its conv's output over the run's training patches."""
     run = run_dir_with_checkpoints(tmp_path)

@@ -1,6 +1,6 @@
 """``gipc-export``: write the generator of a gipc checkpoint alone (weights only, ``torch.load(weights_only=True)``).
 
-    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt [--recalibrate-bn 100]
+    gipc-export outputs/<task>/runs/<run>/checkpoints/last.ckpt gipc/weights/gipc-cpu.pt [--recalibrate-bn 100]   (or -o OUT)
 
 The format and the loader are :mod:`gipc.pretrained`.
 """
@@ -22,12 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``gipc-export``: 0 on success, 2 on a bad checkpoint or an output it must not replace."""
     parser = Parser(prog=PROG, description="Write the generator of a gipc checkpoint alone (weights only).")
     parser.add_argument("ckpt", type=Path, help="Lightning checkpoint of a GIPC-GAN run (or an exported generator)")
-    parser.add_argument("out", type=Path, help="output file, e.g. gipc/weights/gipc-cpu.pt")
+    parser.add_argument("out", type=Path, nargs="?", help="output file, e.g. gipc/weights/gipc-cpu.pt (or -o/--out)")
+    parser.add_argument("-o", "--out", type=Path, dest="out_flag", metavar="OUT", help="the output file, given as a flag as the other gipc commands take it")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--recalibrate-bn", type=count, default=0, metavar="N",
                         help="re-estimate BatchNorm statistics on N training batches of the checkpoint's run first")
     parser.add_argument("--run-dir", type=Path, help="the run whose training data --recalibrate-bn draws (default: the checkpoint's)")
     args = parser.parse_args(argv)
+    if (args.out is None) == (args.out_flag is None):
+        parser.error("name the output file once: gipc-export CKPT OUT, or gipc-export CKPT -o OUT")
+    args.out = args.out or args.out_flag
 
     def body() -> int:
         calibration = None
