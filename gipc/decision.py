@@ -19,10 +19,10 @@ the choice and drop the repainting:
    (:func:`majority`) for the pixels whose evidence is not ``decisive`` (:func:`margin`: a thin
    structure in focus keeps its source where the vote would erase it), then regions smaller than
    ``min_region`` of the image whose mean margin is under ``region_margin`` join their
-   surroundings (:func:`remove_small_regions`: a flat patch, where the sources agree and the
+   surroundings (:func:`gipc.regions.remove_small_regions`: a flat patch, where the sources agree and the
    evidence is noise, follows the object around it; a small region the evidence backs stays);
    then each boundary moves, by up to ``seam`` px, onto the seam where the sources differ least
-   (:func:`place_seams`, a graph cut: a seam is an edge neither source has, as strong as their
+   (:func:`gipc.seams.place_seams`, a graph cut: a seam is an edge neither source has, as strong as their
    difference there; ``seam_evidence`` prices the evidence of each pixel moved);
 4. **soften** (off by default): a guided filter on the fused luminance (:func:`soften`, ``radius``,
    ``eps``) lets the weights follow image edges across a boundary; pixels farther than
@@ -47,7 +47,6 @@ from typing import Iterator, Sequence
 
 import cv2
 import kornia
-import maxflow
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -55,6 +54,8 @@ import torch.nn.functional as F
 from gipc.baselines.laplacian_energy import modified_laplacian
 from gipc.errors import UserError
 from gipc.planes import each_plane, opencv_takes, planes
+from gipc.regions import remove_small_regions
+from gipc.seams import place_seams
 from gipc.typecheck import check_values, hints
 
 
@@ -466,232 +467,6 @@ def consistent(best: torch.Tensor, margins: torch.Tensor, count: int, size: int,
     if decisive == math.inf:
         return voted
     return torch.where(margins >= decisive, best, voted)
-
-
-def remove_small_regions(
-    labels: torch.Tensor, count: int, min_region: float, margins: torch.Tensor | None = None, region_margin: float = math.inf
-) -> torch.Tensor:
-    """Regions (8-connected) of a (B, 1, H, W) label image of ``count`` sources that are smaller than
-    ``min_region`` of the image take their surroundings' source, those whose mean of ``margins``
-    (B, 1, H, W) is under ``region_margin`` only.
-
-    Liu et al. 2017 remove regions under 1 % of the image: a blurred-out speck of texture cannot be
-    in focus alone. Measured on the held-out pairs, most such regions are flat patches, where the
-    sources agree and the evidence is noise, but some are thin structures in focus, which the
-    evidence backs: ``region_margin`` keeps those. A region is handed to the source that most of its
-    one-pixel border holds.
-    """
-    batch, _, height, width = labels.shape
-    limit = min_region * height * width
-    if limit < 1 or count < 2 or region_margin == 0.0:
-        return labels
-    images = labels[:, 0].cpu().numpy().copy()  # changed in place
-    strengths = [None] * batch if margins is None or region_margin == math.inf else margins[:, 0].float().cpu().numpy()
-    changed = False
-    for image, strength in zip(images, strengths):
-        for source in range(count):
-            regions, sizes = _regions(image == source)
-            joins = sizes < limit
-            joins[0] = False  # the other sources' pixels
-            if not joins.any():
-                continue
-            pixels = np.flatnonzero(np.take(joins, regions))  # the small regions' pixels, a small part of the image
-            owners = regions.ravel()[pixels]
-            if strength is not None:  # the evidence backs a region whose margins sum to region_margin per pixel
-                joins &= np.bincount(owners, strength.ravel()[pixels], sizes.size) < region_margin * sizes
-            changed = True
-            if count == 2:  # a region of one source is bordered by the other alone: no vote to count
-                image.ravel()[pixels[np.take(joins, owners)]] = 1 - source
-                continue
-            # Two regions of one source never touch (they would be one), so no region's border holds
-            # another's pixels: the regions may take their borders' majorities all at once.
-            majority = _border_majorities(image, regions, pixels, owners, sizes.size)
-            taken = np.where(joins & (majority >= 0), majority, source)
-            image.ravel()[pixels] = taken[owners]
-    return torch.from_numpy(images)[:, None].to(labels.device) if changed else labels
-
-
-def _regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 8-connected regions of a bool ``mask`` (label 0: outside it) and their sizes: OpenCV's
-    labelling (0.1 ms per 520x520 mask) and torch's count of the int32 labels as they are (0.12 ms;
-    numpy's converts them to int64 first, 0.32 ms), faster than OpenCV's labelling with statistics
-    (0.8 ms, benchmarks/README.md)."""
-    count, regions = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    return regions, torch.bincount(torch.from_numpy(regions).view(-1), minlength=count).numpy()
-
-
-_NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-
-
-def _border_majorities(image: np.ndarray, regions: np.ndarray, pixels: np.ndarray, owners: np.ndarray, size: int) -> np.ndarray:
-    """(``size``,): for each region of one source's mask (``regions``; ``pixels`` the flat indices of
-    those asked about, ``owners`` their regions) the source most pixels of its one-pixel border hold
-    (its 8-neighbours outside it, each once; ties to the lower source), -1 for the others.
-
-    Counted in sorted runs, without a (regions, sources) table: a 12 MP focus stack's map can hold
-    10^5 specks and hundreds of sources."""
-    height, width = image.shape
-    rows, columns = np.divmod(pixels, width)
-    edges = []  # (region, border pixel) as one int64 key
-    for dy, dx in _NEIGHBOURS:
-        y, x = rows + dy, columns + dx
-        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-        neighbour = y[inside] * width + x[inside]
-        outside = regions.ravel()[neighbour] == 0  # not the region itself: the same source's pixels next to it are in it
-        edges.append(owners[inside][outside].astype(np.int64) * image.size + neighbour[outside])
-    keys = _distinct(np.sort(np.concatenate(edges)))
-    region, border = np.divmod(keys, image.size)  # each border pixel once per region
-    sources = int(image.max()) + 1
-    votes = np.sort(region * sources + image.ravel()[border])
-    starts = np.flatnonzero(_firsts(votes))
-    counts = np.diff(np.append(starts, votes.size))  # the pixels of each (region, source) in the border
-    region, source = np.divmod(votes[starts], sources)
-    first = _firsts(region)
-    group = np.cumsum(first) - 1
-    top = np.flatnonzero(counts == np.maximum.reduceat(counts, np.flatnonzero(first))[group])
-    top = top[_firsts(group[top])]  # each region's first most-held source: sorted by source, the lowest
-    majority = np.full(size, -1, dtype=np.int64)
-    majority[region[top]] = source[top]
-    return majority
-
-
-def _firsts(ordered: np.ndarray) -> np.ndarray:
-    """bool: where a sorted array's value differs from the one before it (the first element: True)."""
-    return np.concatenate(([True], ordered[1:] != ordered[:-1])) if ordered.size else np.zeros(0, dtype=bool)
-
-
-def _distinct(ordered: np.ndarray) -> np.ndarray:
-    """A sorted array's distinct values. ``np.unique`` hashes since numpy 2.3: 6.8 s for 8 M int64
-    keys against 0.05 s for their sort."""
-    return ordered[_firsts(ordered)]
-
-
-SEAM_STEP = 1e-3
-"""What each pixel edge of a seam costs beyond the sources' difference there (intensities in [0, 1]):
-among seams through identical sources, the shortest."""
-_FIXED = 1e9  # a cost no labelling of the band comes near: seams cost under 1 + SEAM_STEP per pixel edge
-_CHUNK = 1 << 16  # graph nodes whose pairs are priced at once: a 12 MP band's arrays at once took 190 B per node
-
-
-def place_seams(
-    labels: torch.Tensor, sources: Sequence[torch.Tensor], margins: torch.Tensor, reach: int, evidence_weight: float
-) -> torch.Tensor:
-    """Each boundary of a (B, 1, H, W) label image moves, by up to ``reach`` px, onto the seam where
-    the sources differ least.
-
-    A seam between two sources is an edge the fused image has and neither source has, as strong as
-    the sources' difference across it (Kwatra et al. 2003's seam cost): at a depth edge, the near
-    object's blur spreads over the far one in the source focused far, and the seam that avoids that
-    halo lies where it fades. The pixels within ``reach`` of a boundary take the labelling that
-    minimises the seams' cost (on the sources' luminance ``sources``, (B, 1, H, W) each) plus
-    ``evidence_weight`` times the evidence ``margins`` of each pixel that leaves its source; the
-    others stay. A graph cut, exact for a pair; for N sources one sweep of alpha-expansions
-    (Boykov et al. 2001).
-    """
-    count = len(sources)
-    if reach == 0 or count < 2:
-        return labels
-    images = labels[:, 0].cpu().numpy().copy()  # changed in place
-    strengths = margins[:, 0].float().cpu().numpy()
-    bands = [_bands(image, reach) for image in images]
-    nodes = [np.flatnonzero(near) if free.any() else None for free, near in bands]  # each graph's pixels
-    if all(pixels is None for pixels in nodes):  # one source everywhere: no seam to place, no source to read
-        return labels
-    # each source's value at each node, gathered once and each source read once (a stack's may be made
-    # when read): a 12 MP pair's band held 1.5 M of its 12 M pixels
-    values: list[list[np.ndarray]] = [[] for _ in images]
-    for source in sources:
-        plane = source[:, 0].float().cpu().numpy()  # (B, H, W); a float32 CPU one is a view
-        for gathered, pixels, each in zip(values, nodes, plane):
-            if pixels is not None:
-                gathered.append(each.ravel()[pixels])
-    for image, strength, (free, near), pixels, gathered in zip(images, strengths, bands, nodes, values):
-        if pixels is None:
-            continue
-        original, stacked = image.copy(), np.stack(gathered)
-        image[free] = 0
-        for alpha in range(1, count):
-            _expand(image, original, alpha, free, near, pixels, stacked, strength, evidence_weight)
-    return torch.from_numpy(images)[:, None].to(labels.device)
-
-
-def _bands(image: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) bool: the pixels within ``reach`` px (chessboard) of another source, and those within
-    ``reach + 1``, which add the fixed pixels around them."""
-    edge = np.zeros(image.shape, dtype=np.uint8)  # pixels with a 4-neighbour of another source: reach 1
-    across, down = image[:, 1:] != image[:, :-1], image[1:, :] != image[:-1, :]
-    edge[:, 1:] |= across
-    edge[:, :-1] |= across
-    edge[1:, :] |= down
-    edge[:-1, :] |= down
-    # chessboard growth is a square dilation: OpenCV's, 1.6x faster than shifted ORs at 520x520 and 12 MP
-    free, near = (cv2.dilate(edge, np.ones((2 * grow + 1,) * 2, np.uint8)) for grow in (reach - 1, reach))
-    return free.view(bool), near.view(bool)
-
-
-def _expand(
-    labels: np.ndarray,
-    original: np.ndarray,
-    alpha: int,
-    free: np.ndarray,
-    near: np.ndarray,
-    pixels: np.ndarray,
-    values: np.ndarray,
-    margins: np.ndarray,
-    evidence_weight: float,
-) -> None:
-    """One alpha-expansion in place: each ``free`` pixel keeps its label or takes ``alpha``, whichever
-    labelling costs least (seams between 4-neighbours; ``evidence_weight`` times its margin where a
-    pixel leaves ``original``). The graph holds the ``near`` pixels (flat indices ``pixels``, the
-    sources' values there ``values``, (N, nodes)): the free ones and the fixed ones around them,
-    which cannot take ``alpha`` unless they hold it."""
-    flat = labels.ravel()
-    width, size = labels.shape[1], flat.size
-    node = np.full(size, -1, dtype=np.int32)  # each near pixel's node in the graph
-    node[pixels] = np.arange(pixels.size, dtype=np.int32)
-    current, chosen = flat[pixels], original.ravel()[pixels]  # the label now and the one the earlier steps chose
-    leave = evidence_weight * margins.ravel()[pixels].astype(np.float64)
-    keep = np.where(current != chosen, leave, 0.0)  # cost of x = 0 (keep)
-    take = np.where(chosen != alpha, leave, 0.0)  # cost of x = 1 (take alpha)
-    take[~free.ravel()[pixels] & (current != alpha)] = _FIXED  # a fixed pixel keeps its source
-    if len(values) == 2:  # a seam between the two sources costs |A - B| at each end, whichever side takes which
-        difference, own, other = np.abs(values[0] - values[1]), None, None
-    else:  # each node's value under its label and under alpha
-        difference, own, other = None, np.take_along_axis(values, current[None].astype(np.intp), 0)[0], values[alpha]
-    pairs = np.count_nonzero(near[:, 1:] & near[:, :-1]) + np.count_nonzero(near[1:] & near[:-1])
-    graph = maxflow.Graph[float](pixels.size, pairs)  # sized up front: 4x faster to fill than grown edge by edge
-    graph.add_nodes(pixels.size)
-    for step in (1, width):  # right, then down
-        as_tail, as_head = np.zeros(pixels.size), np.zeros(pixels.size)  # each node is one pair's tail and one's head at most
-        for start in range(0, pixels.size, _CHUNK):  # a chunk of nodes at a time: the pairs' arrays stay small
-            chunk = pixels[start : start + _CHUNK]
-            inside = chunk % width < width - 1 if step == 1 else chunk < size - width
-            head = np.where(inside, node[np.minimum(chunk + step, size - 1)], -1)
-            local = np.flatnonzero(head >= 0)  # node pairs (tail, tail + step)
-            tail, head = local + start, head[local]
-            lt, lh = current[tail], current[head]
-            if difference is not None:  # the same floats as below: |x - y| is |y - x| to the bit
-                seam = (difference[tail] + difference[head]) / 2 + SEAM_STEP
-                a, b, c = (np.where(cut, seam, 0.0) for cut in (lt != lh, lt != alpha, alpha != lh))
-            else:
-                # values across the pair: each end under its own label, the other end's and alpha
-                t_own, t_alpha, t_theirs = own[tail], other[tail], values[lh, tail]
-                h_own, h_alpha, h_theirs = own[head], other[head], values[lt, head]
-                a = np.where(lt != lh, (np.abs(t_own - t_theirs) + np.abs(h_theirs - h_own)) / 2 + SEAM_STEP, 0.0)  # both keep
-                b = np.where(lt != alpha, (np.abs(t_own - t_alpha) + np.abs(h_theirs - h_alpha)) / 2 + SEAM_STEP, 0.0)  # head takes alpha
-                c = np.where(alpha != lh, (np.abs(t_alpha - t_theirs) + np.abs(h_alpha - h_own)) / 2 + SEAM_STEP, 0.0)  # tail takes alpha
-            # E(x_t, x_h) = A + (C - A) x_t - C x_h + (B + C - A) (1 - x_t) x_h, submodular (the seam cost is a metric)
-            as_tail[tail], as_head[head] = c - a, c
-            graph.add_edges(tail, head, np.maximum(b + c - a, 0.0), np.zeros(tail.size))
-        take += as_tail - as_head
-    del as_tail, as_head, leave  # a 12 MP band's arrays: 0.1 GiB each
-    low = np.minimum(keep, take)
-    take -= low
-    keep -= low
-    everyone = np.arange(pixels.size)
-    graph.add_grid_tedges(everyone, take, keep)
-    graph.maxflow()
-    flat[pixels[graph.get_grid_segments(everyone)]] = alpha
 
 
 def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -> torch.Tensor:

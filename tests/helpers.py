@@ -15,6 +15,7 @@ from PIL import ImageCms
 from torch.utils.data import Dataset
 
 from gipc.configs import CONF_DIR, conf_group
+from gipc.decision import MapSettings
 from gipc.imaging import write_image
 from gipc.losses import LossWeights
 from gipc.module import GIPCGAN
@@ -152,3 +153,13 @@ def net_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 def icc_profiles() -> tuple[bytes, bytes]:
     """Two real ICC profiles of different bytes: sRGB's and CIE XYZ's, as littlecms makes them."""
     return tuple(ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes() for space in ("sRGB", "XYZ"))
+
+
+def texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A detailed image in [0.1, 0.9]: blur removes most of its content, so focus is easy to see."""
+    g = torch.Generator().manual_seed(seed)
+    return 0.1 + 0.8 * torch.rand(1, channels, height, width, generator=g)
+
+
+HARD_MAP = MapSettings(window=7, match_exposure=False, detail=(0,), closeness=(1.0,), focus=(1.0,), focus_window=(7,), clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
+"""A decision map without the default's refinements: one closeness and one focus term, a plain 15 px vote, no regions, seams or softening."""

@@ -15,14 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from scipy import ndimage
 import kornia
 
 import gipc.decision
 import gipc.planes
 from gipc.decision import (
     Compared, MapSettings, best_source, blend, box_counts, box_mean, box_means, choose_each, closeness_scores, compared_sources, consistent, decide, detail, evidence,
-    majority, map_image, margin, match_exposure, one_hot, place_seams, plane_means, remove_small_regions, soften, _rounded_counts,
+    majority, map_image, margin, match_exposure, one_hot, plane_means, soften, _rounded_counts,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
 from gipc.color import luma
@@ -32,22 +31,15 @@ from gipc.imaging import read_image
 from gipc.inference import prepare
 from gipc.metrics import map_accuracy, map_boundary_f
 from gipc.pretrained import FORMAT
+from gipc.regions import remove_small_regions
 from gipc.tiling import tiled
 
-from helpers import paper_generator
-
-HARD = MapSettings(window=7, match_exposure=False, detail=(0,), closeness=(1.0,), focus=(1.0,), focus_window=(7,), clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
-
-
-def _texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
-    """A detailed image in [0.1, 0.9]: blur removes most of its content, so focus is easy to see."""
-    g = torch.Generator().manual_seed(seed)
-    return 0.1 + 0.8 * torch.rand(1, channels, height, width, generator=g)
+from helpers import HARD_MAP, paper_generator, texture
 
 
 def _halves(channels: int = 3, height: int = 48, width: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(A, B, all-in-focus): A sharp on the left half, B on the right, the rest blurred."""
-    sharp = _texture(channels, height, width)
+    sharp = texture(channels, height, width)
     blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
     left = torch.zeros(1, 1, height, width)
     left[..., : width // 2] = 1
@@ -61,7 +53,7 @@ def _repainting_fuser(sharp_y: torch.Tensor):
 
 def test_halves_give_a_map_of_one_left_zero_right_and_copy_the_sources_exactly() -> None:
     a, b, sharp = _halves()
-    fusion = Fusion(_repainting_fuser(kornia.color.rgb_to_ycbcr(sharp)[:, :1]), "map", HARD)
+    fusion = Fusion(_repainting_fuser(kornia.color.rgb_to_ycbcr(sharp)[:, :1]), "map", HARD_MAP)
     fused = fusion([a, b])
     margin = 7 // 2 + 15 // 2 + 1  # the closeness window and the majority window reach across the seam
     w_a = fused.weights[:, :1]
@@ -104,7 +96,7 @@ def test_the_shipped_map_copies_each_pixel_from_one_source_even_where_its_window
 def test_the_direct_rule_repaints_and_the_map_rule_does_not() -> None:
     a, b, sharp = _halves(channels=1)
     net = _repainting_fuser(sharp)
-    direct, mapped = Fusion(net)([a, b]).image, Fusion(net, "map", HARD)([a, b]).image
+    direct, mapped = Fusion(net)([a, b]).image, Fusion(net, "map", HARD_MAP)([a, b]).image
     assert (direct - sharp).abs().mean() > 0.01  # the tone shift
     assert (mapped - sharp).abs()[..., :20].max() == 0  # copied from A, where A is the sharp one
 
@@ -113,13 +105,13 @@ def test_focus_evidence_decides_where_the_fused_image_cannot() -> None:
     """A fused image halfway between the sources says nothing; the sources' own focus then picks the sharp half."""
     a, b, _ = _halves(channels=1)
     undecided = (a + b) / 2
-    blind = best_source(evidence([a, b], undecided, replace(HARD, focus=0.0)))
-    seeing = best_source(evidence([a, b], undecided, HARD))
+    blind = best_source(evidence([a, b], undecided, replace(HARD_MAP, focus=0.0)))
+    seeing = best_source(evidence([a, b], undecided, HARD_MAP))
     truth = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
     assert map_accuracy(blind.eq(0).float(), truth) < 0.75  # ties up to float rounding: a coin toss
     assert seeing[0, 0, :, :25].eq(0).all() and seeing[0, 0, :, 39:].eq(1).all()
     # the focus term reads the sources as they are: neither the fused image nor an exposure fit to it changes it
-    focus_only = replace(HARD, closeness=0.0)
+    focus_only = replace(HARD_MAP, closeness=0.0)
     assert torch.equal(evidence([a, b], undecided, replace(focus_only, match_exposure=True)), evidence([a, b], a, focus_only))
 
 
@@ -130,7 +122,7 @@ def test_evidence_is_the_weighted_sum_of_unit_free_terms() -> None:
     fused = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     flat_a, flat_b = torch.full_like(fused, 0.4), torch.full_like(fused, 0.5)
     expected = torch.cat([torch.zeros_like(fused), -torch.ones_like(fused)], dim=1)
-    settings = replace(HARD, window=1, detail=(0,), closeness=(0.5,), focus=(3.0,), focus_window=(5,))
+    settings = replace(HARD_MAP, window=1, detail=(0,), closeness=(0.5,), focus=(3.0,), focus_window=(5,))
     assert torch.allclose(evidence([flat_a, flat_b], flat_a, settings), expected)  # fused = A, flat: the focus term is 0
     # each weight goes with its own detail size: the 3 px detail of an offset is 0, so only the intensities' 0.5 counts
     assert torch.equal(evidence([flat_a, flat_b], flat_a, replace(settings, detail=(0, 3), closeness=(0.5, 2.0))), evidence([flat_a, flat_b], flat_a, settings))
@@ -149,7 +141,7 @@ def test_the_closeness_window_spreads_a_difference_over_its_box_in_each_images_o
     b[1, 0, 4, 4] += 0.6
     expected = torch.zeros(2, 2, 9, 9)
     expected[:, 1, 3:6, 3:6] = -18.0
-    settings = replace(HARD, window=3, detail=(0,), closeness=(1.0,), focus=(0.0,))
+    settings = replace(HARD_MAP, window=3, detail=(0,), closeness=(1.0,), focus=(0.0,))
     torch.testing.assert_close(evidence([fused, b], fused, settings), expected, atol=1e-3, rtol=0)
 
 
@@ -199,204 +191,21 @@ def test_clean_up_removes_an_isolated_wrong_speck() -> None:
     assert labels[0, 0, 8:11, 5:8].eq(1).all()  # the input is left as it was
 
 
-def test_only_small_regions_without_evidence_join_their_surroundings_under_region_margin() -> None:
-    """A flat patch (margin 0) and a backed speck (margin 2), both under 1 % of a 40x40 map, and a speck
-    in a corner (its bounding box at the image's edge): region_margin 1 returns the flat ones to A, inf all."""
-    labels = torch.zeros(1, 1, 40, 40, dtype=torch.uint8)
-    labels[..., 30:] = 1
-    labels[..., 8:11, 5:8] = 1  # flat patch
-    labels[..., 20:23, 5:8] = 1  # backed by its evidence
-    labels[..., :2, :2] = 1  # flat, in the corner
-    margins = torch.zeros(1, 1, 40, 40)
-    margins[..., 20:23, 5:8] = 2.0
-    kept = remove_small_regions(labels, 2, 0.01, margins, region_margin=1.0)
-    assert kept[0, 0, 8:11, 5:8].eq(0).all() and kept[0, 0, :2, :2].eq(0).all()  # the flat ones went back to A
-    assert kept[0, 0, 20:23, 5:8].eq(1).all()  # the backed speck stays B's
-    assert torch.equal(kept[..., 25:], labels[..., 25:])  # B's half (30 % of the map) is not small
-    every = remove_small_regions(labels, 2, 0.01, margins, region_margin=float("inf"))
-    assert torch.equal(every, remove_small_regions(labels, 2, 0.01)) and every[0, 0, 20:23, 5:8].eq(0).all()
-    assert torch.equal(remove_small_regions(labels, 2, 0.01, margins, region_margin=0.0), labels)  # no mean is under 0
-    # a focus sequence: a flat patch of the third source inside the second one's third goes to the second
-    labels3 = torch.zeros(1, 1, 40, 60, dtype=torch.uint8)
-    labels3[..., 20:40], labels3[..., 40:] = 1, 2
-    labels3[..., 10:13, 25:28] = 2
-    three = remove_small_regions(labels3, 3, 0.01, torch.zeros(1, 1, 40, 60), 1.0)
-    labels3[..., 10:13, 25:28] = 1
-    assert torch.equal(three, labels3)
-
-
-def test_small_regions_by_size_8_connectivity_mean_margin_and_their_borders_majority() -> None:
-    """40 x 40 px at min_region 0.01 (16 px): a region of 15 px joins its surroundings; one of 16 stays, as
-    do two 3x3 blocks touching at a corner (one region of 18) and a 3x3 block whose mean margin equals
-    region_margin (only those under it join, as one of mean margin 0.5 does). Of three sources, a speck takes the source that holds
-    most of its border (9 of 16 pixels), not the one it meets first."""
-    labels = torch.zeros(1, 1, 40, 40, dtype=torch.uint8)
-    labels[..., 30:] = 1
-    labels[..., 2:6, 2:6] = 1  # 16 px
-    labels[..., 2:5, 10:15] = 1  # 15 px
-    labels[..., 10:13, 2:5] = 1  # 9 + 9 px, corners (12, 4) and (13, 5) touching
-    labels[..., 13:16, 5:8] = 1
-    labels[..., 20:23, 2:5] = 1  # 9 px, mean margin 1
-    labels[..., 26:29, 10:13] = 1  # 9 px, mean margin 0.5: under region_margin, so it joins
-    margins = torch.zeros(1, 1, 40, 40)
-    margins[..., 20:23, 2:5] = 1.0
-    margins[..., 26:29, 10:13] = 0.5
-    expected = labels.clone()
-    expected[..., 2:5, 10:15] = 0
-    expected[..., 26:29, 10:13] = 0
-    assert torch.equal(remove_small_regions(labels, 2, 0.01, margins, region_margin=1.0), expected)
-    labels3 = torch.ones(1, 1, 40, 60, dtype=torch.uint8)
-    labels3[..., 30:] = 2
-    labels3[..., 10:13, 29:32] = 0  # its border: columns 28 and 29 of source 1, 30 to 32 of source 2
-    expected3 = labels3.clone()
-    expected3[..., 10:13, 29:32] = 2
-    assert torch.equal(remove_small_regions(labels3, 3, 0.01), expected3)
-
-
-def test_a_speck_whose_border_two_sources_hold_equally_takes_the_lower_one() -> None:
-    """A 2x2 speck of source 0 has a border of 12 pixels: 6 of source 2 on its left, 6 of source 1
-    on its right. A tie goes to the lower source, whichever side it lies on."""
-    labels = torch.full((1, 1, 40, 60), 2, dtype=torch.uint8)
-    labels[..., 31:] = 1
-    labels[..., 10:12, 30:32] = 0  # border: rows 9-12 x columns 29-32, columns 29-30 of source 2
-    cleaned = remove_small_regions(labels, 3, 0.01)
-    expected = labels.clone()
-    expected[..., 10:12, 30:32] = 1
-    assert torch.equal(cleaned, expected)
-
-
-def _border_majority_by_region(labels: torch.Tensor, count: int, min_region: float, margins: torch.Tensor, region_margin: float) -> torch.Tensor:
-    """remove_small_regions of one (1, 1, H, W) label image written out a region at a time: each
-    small region's border made by dilating its own mask (scipy's, not the OpenCV the code uses), its
-    sources counted, in turn."""
-    image, strength = labels[0, 0].numpy().copy(), margins[0, 0].numpy()
-    limit = min_region * image.size
-    eight = np.ones((3, 3), dtype=bool)
-    for source in range(count):
-        regions, number = ndimage.label(image == source, structure=eight)
-        for region in range(1, number + 1):
-            inside = regions == region
-            if inside.sum() >= limit or strength[inside].mean() >= region_margin:
-                continue
-            border = ndimage.binary_dilation(inside, structure=eight) & ~inside
-            votes = np.bincount(image[border], minlength=count)
-            votes[source] = -1
-            if votes.max() > 0:
-                image[inside] = votes.argmax()
-    return torch.from_numpy(image)[None, None]
-
-
-@pytest.mark.parametrize("count", [3, 4, 6])
-def test_small_regions_of_a_stack_take_the_majority_of_their_borders_as_a_region_by_region_pass_does(count: int) -> None:
-    """Blocks of ``count`` sources strewn with specks (hundreds of small regions, many touching
-    several sources): the same labels as handing each region over in turn."""
-    generator = torch.Generator().manual_seed(count)
-    blocks = torch.randint(0, count, (1, 1, 8, 10), generator=generator, dtype=torch.uint8)
-    labels = blocks.repeat_interleave(9, dim=2).repeat_interleave(9, dim=3)[..., :70, :85].contiguous()
-    specks = torch.rand(labels.shape, generator=generator) < 0.15
-    labels[specks] = torch.randint(0, count, (int(specks.sum()),), generator=generator, dtype=torch.uint8)
-    margins = torch.rand(labels.shape, generator=generator)
-    for region_margin in (math.inf, 0.6):
-        expected = _border_majority_by_region(labels, count, 0.01, margins, region_margin)
-        assert not torch.equal(expected, labels)
-        assert torch.equal(remove_small_regions(labels, count, 0.01, margins, region_margin), expected)
-
-
-def _columns(labels: list[int], height: int = 12) -> torch.Tensor:
-    """The (1, 1, height, W) label image of a map whose column x holds source ``labels[x]``."""
-    return torch.tensor(labels, dtype=torch.uint8).expand(1, 1, height, len(labels))
-
-
-def test_a_seam_moves_within_its_reach_to_where_the_sources_agree() -> None:
-    """A and B differ by 0.2 left of column 28 and agree right of it; the vote put the boundary between
-    columns 24 and 25. Crossing between two differing columns costs 0.2 per row, between 27 and 28 0.1,
-    from 28 on only the step: within reach 4 the seam goes to 28 | 29, the cheapest place nearest the
-    vote's (each pixel moved costs a little evidence); within reach 2 every place it can reach costs
-    0.2, so it stays; with evidence dearer than any saving it stays too."""
-    b = _texture(1, 12, 40)
-    a = b.clone()
-    a[..., :28] += 0.2
-    voted = _columns([0] * 25 + [1] * 15)
-    margins = torch.ones(1, 1, 12, 40)
-    assert torch.equal(place_seams(voted, [a, b], margins, 4, 0.001), _columns([0] * 29 + [1] * 11))
-    assert torch.equal(place_seams(voted, [a, b], margins, 2, 0.001), voted)
-    assert torch.equal(place_seams(voted, [a, b], margins, 4, 1.0), voted)  # 4 px x 1.0 > the 0.2 saved per row
-    assert torch.equal(place_seams(voted, [a, b], margins, 0, 0.001), voted)
-    # decide runs the same step with the map's seam and seam_evidence, on the margin of its scores (here 1)
-    scores = torch.cat([voted.eq(0), voted.eq(1)], dim=1).float() - 0.5
-    seams = replace(HARD, clean=1, seam=4)
-    assert torch.equal(decide(scores, b, replace(seams, seam_evidence=0.001), [a, b]), one_hot(_columns([0] * 29 + [1] * 11), 2, torch.float32))
-    assert torch.equal(decide(scores, b, replace(seams, seam_evidence=1.0), [a, b]), one_hot(voted, 2, torch.float32))
-
-
-def test_a_map_of_one_source_has_no_seam_to_place_and_reads_no_source() -> None:
-    """A stack's sources are made when read (minutes for a long one): where no boundary exists, none is made."""
-    labels = torch.full((1, 1, 8, 9), 2, dtype=torch.uint8)
-    unread = Each(3, lambda i: pytest.fail(f"source {i} read"))
-    assert torch.equal(place_seams(labels, unread, torch.ones(1, 1, 8, 9), 3, 0.1), labels)
-
-
-def test_seams_of_three_sources_each_move_to_where_their_two_sources_agree() -> None:
-    """Sources 0 and 1 agree from column 14 on, 1 and 2 up to column 26: the 0 | 1 boundary (11 | 12)
-    moves to 14 | 15 and the 1 | 2 boundary (29 | 30) to 25 | 26, the first places where a seam costs
-    only the step (alpha-expansion; as in the pair above)."""
-    s1 = _texture(1, 12, 40)
-    s0, s2 = s1.clone(), s1.clone()
-    s0[..., :14] += 0.2
-    s2[..., 27:] -= 0.2
-    voted = _columns([0] * 12 + [1] * 18 + [2] * 10)
-    moved = place_seams(voted, [s0, s1, s2], torch.ones(1, 1, 12, 40), 4, 0.001)
-    assert torch.equal(moved, _columns([0] * 15 + [1] * 11 + [2] * 14))
-
-
-@pytest.mark.parametrize("count", [2, 3])
-def test_the_seam_step_priced_in_small_chunks_cuts_as_in_one(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The graph's pairs are priced a chunk of nodes at a time; chunks of 5 nodes, which cut through
-    every row and leave every downward pair's head in a later chunk, give the map of one chunk, on
-    blobs of 2 and 3 sources (seams moved: the test is not empty)."""
-    g = torch.Generator().manual_seed(count)
-    blobs = torch.nn.functional.interpolate(torch.rand(1, count, 6, 8, generator=g), size=(36, 48), mode="bilinear")
-    labels = blobs.argmax(dim=1, keepdim=True).to(torch.uint8)
-    sources = [_texture(1, 36, 48, seed) for seed in range(count)]
-    margins = torch.rand(1, 1, 36, 48, generator=g)
-    whole = place_seams(labels, sources, margins, 3, 0.05)
-    monkeypatch.setattr(gipc.decision, "_CHUNK", 5)
-    assert torch.equal(place_seams(labels, sources, margins, 3, 0.05), whole) and not torch.equal(whole, labels)
-
-
-@pytest.mark.parametrize("reach", [1, 2, 3, 6])
-def test_the_seam_band_holds_the_pixels_within_reach_of_another_source(reach: int) -> None:
-    """Against scipy's chessboard distance to the pixels that have a 4-neighbour of another source,
-    on blobs that touch the image's borders and corners."""
-    g = torch.Generator().manual_seed(reach)
-    blobs = torch.nn.functional.interpolate(torch.rand(1, 3, 5, 7, generator=g), size=(30, 41), mode="bilinear")
-    image = blobs.argmax(dim=1)[0].to(torch.uint8).numpy()
-    image[0, 0] = image[-1, -1] = 3  # lone corner pixels
-    padded = np.pad(image, 1, mode="edge")
-    edge = np.zeros(image.shape, dtype=bool)
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        edge |= padded[dy : dy + 30, dx : dx + 41] != image
-    distance = ndimage.distance_transform_cdt(~edge, metric="chessboard")
-    free, near = gipc.decision._bands(image, reach)
-    assert np.array_equal(free, distance <= reach - 1) and np.array_equal(near, distance <= reach)
-    assert 0 < free.sum() < near.sum() < image.size
-
-
 def test_a_thin_structure_in_focus_survives_the_vote_where_its_evidence_is_decisive() -> None:
     """A 7 px stripe sharp in A across a field sharp in B: a 15 px vote erases it, unless decisive evidence keeps it."""
-    sharp = _texture(1, 48, 64)
+    sharp = texture(1, 48, 64)
     blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
     stripe = torch.zeros(1, 1, 48, 64)
     stripe[..., 28:35] = 1
     a, b = stripe * sharp + (1 - stripe) * blurred, stripe * blurred + (1 - stripe) * sharp
-    scores = evidence([a, b], sharp, HARD)
-    voted = decide(scores, sharp, HARD)
-    kept = decide(scores, sharp, replace(HARD, decisive=1.0))
+    scores = evidence([a, b], sharp, HARD_MAP)
+    voted = decide(scores, sharp, HARD_MAP)
+    kept = decide(scores, sharp, replace(HARD_MAP, decisive=1.0))
     assert voted[0, 0].sum() == 0  # the vote gave the stripe to B
     assert kept[0, 0, :, 30:33].eq(1).all()  # decisive: the stripe's core keeps A (its edges see the field too)
     assert torch.equal(blend([a, b], kept)[..., 30:33], a[..., 30:33])
     assert torch.equal(kept[..., :, :24], voted[..., :, :24]) and torch.equal(kept[..., :, 40:], voted[..., :, 40:])  # the field as voted
-    assert torch.equal(decide(scores, sharp, replace(HARD, decisive=0.0)), one_hot(best_source(scores), 2, scores.dtype))  # margin 0: no vote
+    assert torch.equal(decide(scores, sharp, replace(HARD_MAP, decisive=0.0)), one_hot(best_source(scores), 2, scores.dtype))  # margin 0: no vote
 
 
 @pytest.mark.parametrize(("focus_window", "focus", "chosen_source"), [((3,), 1.0, 0), ((3, 21), (1.0, 0.0), 0), ((21,), 1.0, 1), ((3, 21), (0.0, 1.0), 1)])
@@ -404,12 +213,12 @@ def test_the_focus_measure_has_its_own_window(focus_window: tuple[int, ...], foc
     """A 5 px stripe sharp in A across a field sharp in B, the fused image halfway between them (closeness
     is blind): a 3 px focus window sees the stripe; a 21 px one, mostly the field around it, gives it to B;
     of two windows, the one whose weight is not 0 decides."""
-    sharp = _texture(1, 48, 64)
+    sharp = texture(1, 48, 64)
     blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
     stripe = torch.zeros(1, 1, 48, 64)
     stripe[..., 30:35] = 1
     a, b = stripe * sharp + (1 - stripe) * blurred, stripe * blurred + (1 - stripe) * sharp
-    chosen = best_source(evidence([a, b], (a + b) / 2, replace(HARD, focus_window=focus_window, focus=focus)))
+    chosen = best_source(evidence([a, b], (a + b) / 2, replace(HARD_MAP, focus_window=focus_window, focus=focus)))
     assert chosen[0, 0, :, 31:34].eq(chosen_source).all() and chosen[0, 0, :, :24].eq(1).all()
 
 
@@ -418,11 +227,11 @@ def test_a_source_at_another_exposure_still_gets_its_sharp_half() -> None:
     separately). Compared as it is, B's offset outweighs A's blur and A takes B's half too; with B's
     exposure fitted to the fused image first, or with local tone removed (detail), each half goes to
     its sharp source."""
-    sharp = 0.5 + 0.04 * (_texture(1, 48, 64) - 0.5)
+    sharp = 0.5 + 0.04 * (texture(1, 48, 64) - 0.5)
     blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
     left = (torch.arange(64) < 32).float().expand(1, 1, 48, 64)
     a, b = left * sharp + (1 - left) * blurred, 0.9 * (left * blurred + (1 - left) * sharp)
-    closeness = replace(HARD, focus=0.0)
+    closeness = replace(HARD_MAP, focus=0.0)
     raw = best_source(evidence([a, b], sharp, closeness))
     assert raw[0, 0, :, 39:].eq(0).float().mean() > 0.9
     for robust in (replace(closeness, match_exposure=True), replace(closeness, detail=9)):
@@ -431,7 +240,7 @@ def test_a_source_at_another_exposure_still_gets_its_sharp_half() -> None:
 
 
 def test_exposure_matching_and_detail_undo_a_gain_and_an_offset() -> None:
-    x = _texture(1, 32, 40)
+    x = texture(1, 32, 40)
     torch.testing.assert_close(match_exposure([0.8 * x + 0.05, x], x), [x, x], atol=1e-6, rtol=0)
     torch.testing.assert_close(detail(x + 0.2, 7), detail(x, 7), atol=1e-6, rtol=0)
     assert detail(torch.full((1, 1, 9, 9), 0.3), 5).abs().max() < 1e-6
@@ -470,22 +279,22 @@ def test_soft_weights_are_the_hard_map_guided_by_the_fused_image_with_the_maps_r
     An eps far above the guide's variance makes any guide flat; a small one lets the texture through."""
     a, b, sharp = _halves(channels=1)
     grey = lambda ya, yb: torch.full_like(ya, 0.5)  # noqa: E731
-    focus_only = replace(HARD, closeness=0.0)  # the evidence then does not read the fused image
+    focus_only = replace(HARD_MAP, closeness=0.0)  # the evidence then does not read the fused image
     hard = Fusion(grey, "map", focus_only)([a, b]).weights
     assert 0.4 < hard[:, 0].mean() < 0.6
     torch.testing.assert_close(Fusion(grey, "map", replace(focus_only, radius=3))([a, b]).weights, _box2(hard, 3), atol=1e-6, rtol=0)
-    scores = evidence([a, b], sharp, HARD)
-    blurred = _box2(decide(scores, sharp, HARD), 2)
-    torch.testing.assert_close(decide(scores, sharp, replace(HARD, radius=2, eps=1e9)), blurred, atol=1e-6, rtol=0)
-    assert (decide(scores, sharp, replace(HARD, radius=2, eps=1e-3)) - blurred).abs().max() > 0.1
+    scores = evidence([a, b], sharp, HARD_MAP)
+    blurred = _box2(decide(scores, sharp, HARD_MAP), 2)
+    torch.testing.assert_close(decide(scores, sharp, replace(HARD_MAP, radius=2, eps=1e9)), blurred, atol=1e-6, rtol=0)
+    assert (decide(scores, sharp, replace(HARD_MAP, radius=2, eps=1e-3)) - blurred).abs().max() > 0.1
 
 
 def test_one_map_over_three_sources_picks_each_where_it_is_sharp() -> None:
-    sharp = _texture(1, 30, 90)
+    sharp = texture(1, 30, 90)
     blurred = kornia.filters.gaussian_blur2d(sharp, (13, 13), (3.0, 3.0), border_type="reflect")
     thirds = [(torch.arange(90) // 30 == k).float().expand(1, 1, 30, 90) for k in range(3)]
     sources = [t * sharp + (1 - t) * blurred for t in thirds]
-    fused = Fusion(lambda x, y: sharp, "map", replace(HARD, clean=5))(sources)
+    fused = Fusion(lambda x, y: sharp, "map", replace(HARD_MAP, clean=5))(sources)
     picked = fused.weights.argmax(dim=1)[0]
     assert torch.equal(picked[:, 5:25], torch.zeros(30, 20, dtype=torch.long))
     assert torch.equal(picked[:, 35:55], torch.ones(30, 20, dtype=torch.long))
@@ -497,15 +306,15 @@ def test_one_map_over_three_sources_picks_each_where_it_is_sharp() -> None:
 def test_a_sequences_map_compares_each_source_with_the_networks_fusion_of_all_in_turn() -> None:
     """A network that returns its second input fuses a sequence into the last source: every pixel is then
     closest to it, and the fused image is its copy in full colour."""
-    sources = [_texture(3, 16, 20, seed) for seed in range(3)]
-    fused = Fusion(lambda f, y: y, "map", replace(HARD, focus=0.0))(sources)
+    sources = [texture(3, 16, 20, seed) for seed in range(3)]
+    fused = Fusion(lambda f, y: y, "map", replace(HARD_MAP, focus=0.0))(sources)
     assert fused.weights[:, 2].eq(1).all() and torch.equal(fused.image, sources[2])
 
 
 def _stack(count: int, seed: int = 0) -> list[torch.Tensor]:
     """``count`` RGB frames of one textured scene, frame k sharp in the k-th of ``count`` vertical bands,
     blurred by 1.5 px per band away from it (as benchmarks/bench_stack.py makes them)."""
-    sharp = _texture(3, 40, 23 * count, seed)
+    sharp = texture(3, 40, 23 * count, seed)
     band = torch.arange(23 * count) // 23
     frames = []
     for k in range(count):
@@ -644,24 +453,24 @@ def test_a_map_heads_clean_up_judges_the_margin_of_its_weights() -> None:
     head = lambda ya, yb: w  # noqa: E731
     speck = torch.zeros(32, 32, dtype=torch.bool)
     speck[10:13, 10:13] = True
-    kept = Fusion(head, "map", replace(HARD, clean=7, decisive=0.5), head="weights")([a, b]).weights
+    kept = Fusion(head, "map", replace(HARD_MAP, clean=7, decisive=0.5), head="weights")([a, b]).weights
     assert kept[0, 1][speck].eq(1).all() and kept[0, 0][~speck].eq(1).all()
-    voted = Fusion(head, "map", replace(HARD, clean=7), head="weights")([a, b]).weights
+    voted = Fusion(head, "map", replace(HARD_MAP, clean=7), head="weights")([a, b]).weights
     assert voted[0, 0].eq(1).all()
     # without a vote, small regions join their surroundings only where their mean margin is under region_margin:
     # the field's unsure specks for B go, the confident one stays
-    unvoted = Fusion(head, "map", replace(HARD, clean=1, min_region=0.01, region_margin=0.5), head="weights")([a, b]).weights
+    unvoted = Fusion(head, "map", replace(HARD_MAP, clean=1, min_region=0.01, region_margin=0.5), head="weights")([a, b]).weights
     assert torch.equal(unvoted, kept)
-    assert torch.equal(Fusion(head, "map", replace(HARD, clean=1), head="weights")([a, b]).weights[:, :1], (w > 0.5).float())
+    assert torch.equal(Fusion(head, "map", replace(HARD_MAP, clean=1), head="weights")([a, b]).weights[:, :1], (w > 0.5).float())
 
 
 def test_a_map_heads_soft_weights_follow_its_own_fused_image() -> None:
     """A map head's guide is its blend w A + (1 - w) B: here flat grey (A is grey where w = 1, B where w = 0),
     so the soft weights are the hard map's double box blur, though each source alone is textured."""
-    texture = _texture(1, 24, 32)
+    detailed = texture(1, 24, 32)
     left = (torch.arange(32) < 16).float().expand(1, 1, 24, 32)
-    a, b = left * 0.5 + (1 - left) * texture, left * texture + (1 - left) * 0.5
-    fused = Fusion(lambda ya, yb: left, "map", replace(HARD, radius=2), head="weights")([a, b])
+    a, b = left * 0.5 + (1 - left) * detailed, left * detailed + (1 - left) * 0.5
+    fused = Fusion(lambda ya, yb: left, "map", replace(HARD_MAP, radius=2), head="weights")([a, b])
     torch.testing.assert_close(fused.weights, _box2(torch.cat([left, 1 - left], dim=1), 2), atol=1e-6, rtol=0)
 
 
@@ -728,7 +537,7 @@ def test_map_scores_against_a_hand_made_true_map() -> None:
 ], ids=["window-even", "focus_window-even", "focus_window-string", "clean-0", "radius-negative", "min_region-1.5", "min_region-1", "radius-fraction", "region_margin-nan", "eps-0", "focus-negative", "closeness-negative", "focus-count", "closeness-count", "no-evidence", "decisive-negative", "detail-even", "detail-negative", "region_margin-negative", "seam-negative", "seam-fraction", "seam_evidence-negative"])
 def test_bad_map_settings_are_refused(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-        replace(HARD, **bad)
+        replace(HARD_MAP, **bad)
 
 
 @pytest.mark.parametrize("edge", [
@@ -737,7 +546,7 @@ def test_bad_map_settings_are_refused(bad: dict, message: str) -> None:
 ], ids=lambda edge: "-".join(f"{k}-{v}" for k, v in edge.items()))
 def test_the_edges_of_each_settings_range_are_accepted(edge: dict) -> None:
     """The documented ends (0: a step off, inf: everywhere, 1 px: no vote) are settings, not errors."""
-    settings = replace(HARD, **edge)  # no error
+    settings = replace(HARD_MAP, **edge)  # no error
     assert {k: getattr(settings, k) for k in edge} == {k: (v,) if k in ("detail", "closeness") else v for k, v in edge.items()}
 
 
@@ -830,22 +639,22 @@ def test_every_map_setting_is_a_gipc_fuse_flag_and_a_switch_turns_both_ways() ->
 
 def test_the_rules_description_says_what_the_map_does() -> None:
     net = lambda ya, yb: ya  # noqa: E731
-    robust = Fusion(net, "map", replace(HARD, match_exposure=True, detail=(31, 11), closeness=(0.5, 0.25), decisive=1.0)).describe()
+    robust = Fusion(net, "map", replace(HARD_MAP, match_exposure=True, detail=(31, 11), closeness=(0.5, 0.25), decisive=1.0)).describe()
     assert "(window 7, exposure matched; detail 31 x 0.5, detail 11 x 0.25) + focus (window 7 x 1)" in robust
     assert "majority 15 where the margin is under 1" in robust
-    plain = Fusion(net, "map", replace(HARD, decisive=0.0)).describe()
+    plain = Fusion(net, "map", replace(HARD_MAP, decisive=0.0)).describe()
     assert "exposure" not in plain and "detail" not in plain and "no vote" in plain and "majority" not in plain
-    assert "min region 0.01 where its mean margin is under 0.5," in Fusion(net, "map", replace(HARD, min_region=0.01, region_margin=0.5)).describe()
-    assert "min region 0.01," in Fusion(net, "map", replace(HARD, min_region=0.01)).describe()
-    assert "seams moved up to 2 px to where the sources agree" in Fusion(net, "map", replace(HARD, seam=2)).describe()
+    assert "min region 0.01 where its mean margin is under 0.5," in Fusion(net, "map", replace(HARD_MAP, min_region=0.01, region_margin=0.5)).describe()
+    assert "min region 0.01," in Fusion(net, "map", replace(HARD_MAP, min_region=0.01)).describe()
+    assert "seams moved up to 2 px to where the sources agree" in Fusion(net, "map", replace(HARD_MAP, seam=2)).describe()
     assert "seams" not in plain
-    head = Fusion(net, "map", replace(HARD, seam=2, decisive=0.5), head="weights").describe()
+    head = Fusion(net, "map", replace(HARD_MAP, seam=2, decisive=0.5), head="weights").describe()
     assert head.startswith("rule map (the map head's weights; majority 15 where the margin is under 0.5,") and "seams moved up to 2 px" in head
 
 
 def test_decide_and_blend_are_exact_for_hard_maps() -> None:
     a, b, sharp = _halves(channels=3)
-    weights = decide(closeness_scores([a.mean(1, keepdim=True), b.mean(1, keepdim=True)], sharp.mean(1, keepdim=True), 7), sharp[:, :1], HARD)
+    weights = decide(closeness_scores([a.mean(1, keepdim=True), b.mean(1, keepdim=True)], sharp.mean(1, keepdim=True), 7), sharp[:, :1], HARD_MAP)
     assert set(weights.unique().tolist()) == {0.0, 1.0}
     out = blend([a, b], weights)
     assert torch.equal(torch.where(weights[:, :1] == 1, a, b), out)
@@ -913,14 +722,14 @@ def test_compared_one_source_at_a_time_fits_each_source_once_to_match_exposures_
     generator = torch.Generator().manual_seed(6)
     fused = torch.rand(1, 1, 23, 31, generator=generator)
     sources = [0.7 * fused + 0.1 + 0.05 * torch.rand(1, 1, 23, 31, generator=generator) for _ in range(3)]
-    compare = Compared(fused, replace(HARD, match_exposure=True))
+    compare = Compared(fused, replace(HARD_MAP, match_exposure=True))
     for index in (2, 0, 1, 2):
         assert torch.equal(compare(index, sources[index]), match_exposure([sources[index]], fused)[0])
     (mean, gain), target = compare.fits[1], fused.mean()
     assert float(gain) == pytest.approx(1 / 0.7, rel=0.05)
     torch.testing.assert_close(compare(1, 2 * sources[1]), (2 * sources[1] - mean) * gain + target, rtol=0, atol=1e-6)
     assert not torch.allclose(compare(1, 2 * sources[1]), match_exposure([2 * sources[1]], fused)[0], atol=1e-3)
-    assert Compared(fused, HARD)(0, sources[0]) is sources[0]  # no exposure matching: the source itself
+    assert Compared(fused, HARD_MAP)(0, sources[0]) is sources[0]  # no exposure matching: the source itself
 
 
 @pytest.mark.parametrize("size", [1, 3, 15, 41])
@@ -942,81 +751,3 @@ def test_both_box_filters_agree_on_a_photo_sized_image() -> None:
     sizes = (5, 11, 21, 31, 61)
     for fast, exact in zip(box_means(x, sizes), box_means(x.double(), sizes)):
         torch.testing.assert_close(fast, exact.float(), atol=6e-8, rtol=0)
-
-
-def _seam_energies(stack: np.ndarray, original: np.ndarray, sources: np.ndarray, margins: np.ndarray, weight: float) -> np.ndarray:
-    """The energy place_seams' docstring names, of each of a stack of labellings (K, H, W) of ``sources``
-    (N, H, W), written apart from its graph: for each 4-neighbour pair of different sources p and q,
-    the mean over its two pixels of |source p - source q| there, plus the step; for each pixel that
-    left ``original``, ``weight`` times its margin."""
-    sources = sources.astype(np.float64)[None]  # (1, N, H, W)
-    energy = weight * (margins * (stack != original)).sum(axis=(1, 2))
-    for axis in (1, 2):
-        tail, head = (slice(None),) * axis + (slice(None, -1),), (slice(None),) * axis + (slice(1, None),)
-        p, q = stack[tail][:, None].astype(np.intp), stack[head][:, None].astype(np.intp)  # (K, 1, h, w)
-        step = sum(  # |p - q| at the pair's tail pixel and at its head pixel
-            np.abs(np.take_along_axis(at, p, 1) - np.take_along_axis(at, q, 1))[:, 0]
-            for at in (sources[(slice(None),) + tail], sources[(slice(None),) + head])
-        ) / 2 + gipc.decision.SEAM_STEP
-        energy += ((p != q)[:, 0] * step).sum(axis=(1, 2))
-    return energy
-
-
-def _every_move(image: np.ndarray, free: np.ndarray, alpha: int | None = None) -> np.ndarray:
-    """(2^k, H, W): ``image`` with each of its k ``free`` pixels kept or changed (to ``alpha``; for a pair, to the other source)."""
-    bits = ((np.arange(2 ** free.sum())[:, None] >> np.arange(free.sum())) & 1).astype(bool)
-    stack = np.repeat(image[None], len(bits), axis=0)
-    stack[:, free] = np.where(bits, 1 - image[free] if alpha is None else alpha, image[free])
-    return stack
-
-
-def test_the_seam_cut_of_a_pair_costs_the_least_an_exhaustive_search_finds() -> None:
-    """For two sources the graph cut is exact: on jagged boundaries between random sources, no labelling
-    of the pixels within reach 1 (every one of 2^k, k <= 16) costs less than the cut's, by an energy
-    written apart from the graph; pixels out of reach keep their source."""
-    moved = 0
-    for seed in range(24):  # 6 let a graph that wired pixels outside the band to a node of it pass (seed 10 shows it)
-        rng = np.random.default_rng(seed)
-        height, width = 6, 8
-        columns = rng.integers(3, 5, size=height)  # the boundary's column in each row
-        labels = (np.arange(width)[None, :] >= columns[:, None]).astype(np.uint8)
-        a, b = rng.random((2, height, width), dtype=np.float32)
-        margins = rng.random((height, width), dtype=np.float32)
-        weight = (0.02, 0.3)[seed % 2]
-        cut = place_seams(torch.from_numpy(labels)[None, None], [torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None]],
-                          torch.from_numpy(margins)[None, None], 1, weight)[0, 0].numpy()
-        free = gipc.decision._bands(labels, 1)[0]
-        assert free.sum() <= 16 and np.array_equal(cut[~free], labels[~free])
-        best = _seam_energies(_every_move(labels, free), labels, np.stack([a, b]), margins, weight).min()  # every labelling of the free pixels
-        assert _seam_energies(cut[None], labels, np.stack([a, b]), margins, weight)[0] == pytest.approx(best, abs=1e-5), seed
-        moved += not np.array_equal(cut, labels)
-    assert moved >= 12  # the cut moved pixels on most of the pairs: the search had work to check
-
-
-def test_each_expansion_among_three_sources_costs_the_least_of_its_moves() -> None:
-    """For N sources each alpha-expansion is exact over its own moves (every free pixel keeps its label or
-    takes alpha): on two jagged boundaries among three random sources, no such move of the pixels within
-    reach 1 (every one of 2^k, k <= 12) costs less than the expansion's, by the energy written apart
-    from the graph, whose seams between two sources read both at both ends."""
-    moved = 0
-    for seed in range(8):
-        rng = np.random.default_rng(seed)
-        height, width = 3, 9
-        columns = np.stack([rng.integers(2, 4, size=height), rng.integers(5, 7, size=height)])  # each boundary's column per row
-        labels = (np.arange(width)[None, :] >= columns[:, :, None]).sum(axis=0).astype(np.uint8)
-        sources = rng.random((3, height, width), dtype=np.float32)
-        margins = rng.random((height, width), dtype=np.float32)
-        weight = (0.02, 0.3)[seed % 2]
-        free, near = gipc.decision._bands(labels, 1)
-        assert free.sum() <= 12
-        pixels = np.flatnonzero(near)
-        values = np.stack([source.ravel()[pixels] for source in sources])
-        image = labels.copy()
-        image[free] = 0  # as place_seams starts
-        for alpha in (1, 2):
-            before = image.copy()
-            gipc.decision._expand(image, labels, alpha, free, near, pixels, values, margins, weight)
-            best = _seam_energies(_every_move(before, free, alpha), labels, sources, margins, weight).min()
-            assert _seam_energies(image[None], labels, sources, margins, weight)[0] == pytest.approx(best, abs=1e-5), (seed, alpha)
-        moved += not np.array_equal(image, labels)
-    assert moved >= 4  # the expansions moved pixels on most of the images: the search had work to check
