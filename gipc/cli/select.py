@@ -11,12 +11,9 @@ import sys
 from pathlib import Path
 
 from gipc.cli.common import Parser, count, doc_summary, guarded, say
-from gipc.data.datasets import PairFolder
 from gipc.errors import DataError
 from gipc.files import write_text
 from gipc.fusion import RULES, default_rule
-from gipc.rundir import run_datamodule, training_inputs
-from gipc.selection import candidates, score_checkpoints, table
 
 PROG = "gipc-select"
 
@@ -37,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if not args.run_dir.is_dir():
             raise DataError(f"{args.run_dir}: no such run dir")
+        # Lightning and the data modules, after the arguments: --help and a wrong path answer in half the time
+        from gipc.data.datasets import PairFolder
+        from gipc.rundir import run_datamodule, training_inputs
+        from gipc.selection import candidates, score_checkpoints, table
+
         checkpoints = candidates(args.run_dir, args.min_step)
         if not checkpoints:
             raise DataError(f"{args.run_dir}/checkpoints holds no checkpoint at or after step {args.min_step}")
