@@ -213,9 +213,13 @@ def _run_experiment(cfg: DictConfig) -> float | None:
         _mark_failed(output_dir, message)
         _exit(1, exc, message)
     except SIGTERMException as exc:  # Lightning's SystemExit with no code: the shell would read exit code 0, success
-        _exit_on_sigterm(exc, output_dir, resuming)
-    except SystemExit:  # a requeue hand-back (submitit exits after it), or an exit already reported
-        raise
+        _exit_stopped(exc, "stopped by SIGTERM", signal.SIGTERM, output_dir, resuming)
+    except KeyboardInterrupt as exc:  # Ctrl-C outside Lightning's loops (building the data, fusing the test images)
+        _exit_stopped(exc, "interrupted", signal.SIGINT, output_dir, resuming)
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1) after Ctrl-C in its loops: nothing said
+            _exit_stopped(exc, "interrupted", signal.SIGINT, output_dir, resuming)
+        raise  # a requeue hand-back (submitit exits after it), or an exit already reported
     except BaseException as exc:
         memory = out_of_memory(exc)
         if memory is not None:  # a resource, not a bug: one line naming the knobs, no traceback
@@ -249,10 +253,11 @@ def _exit(code: int, exc: BaseException, message: str) -> NoReturn:
     sys.exit(code)
 
 
-def _exit_on_sigterm(exc: BaseException, output_dir: Path, resuming: bool) -> NoReturn:
-    """A SIGTERM (``kill``, ``timeout``, a scheduler) stops the run, or the whole multirun, like a kill:
-    one line naming how to continue, no ``FAILED`` (nothing is wrong with the run), exit code 143.
-    ``resuming``: the command already resumes, so running it again continues."""
+def _exit_stopped(exc: BaseException, what: str, signum: int, output_dir: Path, resuming: bool) -> NoReturn:
+    """A SIGTERM (``kill``, ``timeout``, a scheduler) or Ctrl-C stops the run, or the whole multirun,
+    like a kill: one line naming how to continue, no ``FAILED`` (nothing is wrong with the run), exit
+    code 128 + the signal's number (143, 130). ``resuming``: the command already resumes, so running it
+    again continues."""
     def again(target: object) -> str:
         return "with the same command" + ("" if resuming else f" plus resume={target}")
 
@@ -262,8 +267,8 @@ def _exit_on_sigterm(exc: BaseException, output_dir: Path, resuming: bool) -> No
         how = f"continue {again(output_dir)}"
     else:
         how = "no checkpoint was written yet; run it again"
-    print(f"error: stopped by SIGTERM; {how}", file=sys.stderr)
-    raise SystemExit(128 + signal.SIGTERM) from exc
+    print(f"error: {what}; {how}", file=sys.stderr)
+    raise SystemExit(128 + signum) from exc
 
 
 def _finish_wandb() -> None:

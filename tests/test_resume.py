@@ -288,3 +288,50 @@ def test_a_sigterm_ends_the_run_with_exit_code_143_and_how_to_continue(tmp_path,
     with pytest.raises(SystemExit) as stop:
         gipc.experiment.run_experiment(OmegaConf.merge(cfg, {"resume": str(tmp_path)}))
     assert capsys.readouterr().err.splitlines() == ["error: stopped by SIGTERM; continue with the same command"]
+
+
+def _lightning_ctrl_c() -> None:
+    """What Lightning does on Ctrl-C in fit or test: a graceful shutdown, then sys.exit(1) inside its handler."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        sys.exit(1)
+
+
+def _data_ctrl_c() -> None:
+    """Ctrl-C outside Lightning's loops (building the data, fusing the test images): the KeyboardInterrupt itself."""
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("ctrl_c", [_lightning_ctrl_c, _data_ctrl_c], ids=["in-lightning", "outside-lightning"])
+def test_ctrl_c_ends_the_run_with_exit_code_130_and_how_to_continue_not_as_a_failure(ctrl_c, tmp_path, monkeypatch, capsys):
+    # Lightning said nothing after its shutdown and exited 1; outside its loops a traceback marked the run FAILED.
+    from omegaconf import OmegaConf
+
+    import gipc.experiment
+
+    def stopped(cfg, output_dir):
+        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (output_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+        ctrl_c()
+
+    monkeypatch.setattr(gipc.experiment, "_run", stopped)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False})
+    with pytest.raises(SystemExit) as stop:
+        gipc.experiment.run_experiment(cfg)
+    assert stop.value.code == 130 and not (tmp_path / "FAILED").exists()
+    assert capsys.readouterr().err.splitlines() == [f"error: interrupted; continue with the same command plus resume={tmp_path}"]
+
+
+def test_an_exit_that_no_ctrl_c_caused_passes_through_unchanged(tmp_path, monkeypatch, capsys):
+    """A requeue hand-back or an exit already reported keeps its own code, and nothing more is said."""
+    from omegaconf import OmegaConf
+
+    import gipc.experiment
+
+    monkeypatch.setattr(gipc.experiment, "_run", lambda cfg, output_dir: sys.exit(3))
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        gipc.experiment.run_experiment(OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False}))
+    assert stop.value.code == 3 and capsys.readouterr().err == ""
