@@ -1,8 +1,8 @@
 """Post-training int8 quantization of the generator for CPUs (``--precision int8``), with NNCF.
 
 Where a CPU has int8 dot products (AMX-INT8, AVX512-VNNI, AVX-VNNI), OpenVINO runs the generator's
-convolutions in int8: 1.55x faster than in bf16 on a CPU with AMX (benchmarks/README.md; not measured
-on the others). NNCF sets each
+convolutions in int8: 1.5-1.9x faster than in bf16 on the AMX and AVX512-VNNI CPUs measured
+(benchmarks/README.md). NNCF sets each
 activation's int8 range from calibration pairs (:func:`calibration_pairs`, from the training set
 only). The convolutions that read or write a single channel, the network's luminance input and its
 output, stay in floating point (:func:`float_layers`): they cost little, and quantizing them too cost

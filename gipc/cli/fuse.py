@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlap", type=int, help="tile overlap in pixels (default: 4x the network's receptive radius, the least that tiles exactly: 32 for the paper's generator)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="network precision; auto: bf16 where the hardware computes it natively (default); "
-                        "int8: CPUs, through OpenVINO, 1.55x bf16's speed on a CPU with AMX, "
+                        "int8: CPUs, through OpenVINO, 1.5-1.9x bf16's speed on the CPUs measured, "
                         "quantized once with NNCF (pip install 'gipc[int8]')")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="runtime of the network; auto: OpenVINO on a CPU where it loads, else torch (default)")
     existing = parser.add_mutually_exclusive_group()
