@@ -265,9 +265,9 @@ def test_a_killed_sweep_resumes_in_its_dir(tmp_path):
         torch.testing.assert_close(got["state_dict"][name], value, atol=1e-6, rtol=0, msg=name)
 
 
-def test_a_sigterm_ends_the_run_with_exit_code_143_and_how_to_continue(tmp_path, monkeypatch, capsys):
-    # Lightning ends a fit on SIGTERM with SystemExit(): exit code 0, nothing said, as if the run had succeeded.
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
+def _stopped_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop, resume: bool | str = False) -> int:
+    """The exit code of ``run_experiment`` on a run dir ``tmp_path`` whose training, once it has a
+    ``last.ckpt``, is stopped by ``stop()``."""
     from omegaconf import OmegaConf
 
     import gipc.experiment
@@ -275,18 +275,27 @@ def test_a_sigterm_ends_the_run_with_exit_code_143_and_how_to_continue(tmp_path,
     def stopped(cfg, output_dir):
         (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (output_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-        raise SIGTERMException
+        stop()
 
     monkeypatch.setattr(gipc.experiment, "_run", stopped)
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
-    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False})
-    with pytest.raises(SystemExit) as stop:
-        gipc.experiment.run_experiment(cfg)
-    assert stop.value.code == 143 and not (tmp_path / "FAILED").exists()
+    with pytest.raises(SystemExit) as exit_:
+        gipc.experiment.run_experiment(OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": resume}))
+    return exit_.value.code
+
+
+def _sigterm() -> None:
+    """What Lightning does on SIGTERM: a SystemExit with no code, which the shell reads as 0, success."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    raise SIGTERMException
+
+
+def test_a_sigterm_ends_the_run_with_exit_code_143_and_how_to_continue(tmp_path, monkeypatch, capsys):
+    assert _stopped_run(tmp_path, monkeypatch, _sigterm) == 143 and not (tmp_path / "FAILED").exists()
     assert capsys.readouterr().err.splitlines() == [f"error: stopped by SIGTERM; continue with the same command plus resume={tmp_path}"]
     # stopped again after that resume: the command already says resume=, so it is simply run again
-    with pytest.raises(SystemExit) as stop:
-        gipc.experiment.run_experiment(OmegaConf.merge(cfg, {"resume": str(tmp_path)}))
+    assert _stopped_run(tmp_path, monkeypatch, _sigterm, resume=str(tmp_path)) == 143
     assert capsys.readouterr().err.splitlines() == ["error: stopped by SIGTERM; continue with the same command"]
 
 
@@ -306,32 +315,10 @@ def _data_ctrl_c() -> None:
 @pytest.mark.parametrize("ctrl_c", [_lightning_ctrl_c, _data_ctrl_c], ids=["in-lightning", "outside-lightning"])
 def test_ctrl_c_ends_the_run_with_exit_code_130_and_how_to_continue_not_as_a_failure(ctrl_c, tmp_path, monkeypatch, capsys):
     # Lightning said nothing after its shutdown and exited 1; outside its loops a traceback marked the run FAILED.
-    from omegaconf import OmegaConf
-
-    import gipc.experiment
-
-    def stopped(cfg, output_dir):
-        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (output_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-        ctrl_c()
-
-    monkeypatch.setattr(gipc.experiment, "_run", stopped)
-    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
-    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False})
-    with pytest.raises(SystemExit) as stop:
-        gipc.experiment.run_experiment(cfg)
-    assert stop.value.code == 130 and not (tmp_path / "FAILED").exists()
+    assert _stopped_run(tmp_path, monkeypatch, ctrl_c) == 130 and not (tmp_path / "FAILED").exists()
     assert capsys.readouterr().err.splitlines() == [f"error: interrupted; continue with the same command plus resume={tmp_path}"]
 
 
 def test_an_exit_that_no_ctrl_c_caused_passes_through_unchanged(tmp_path, monkeypatch, capsys):
     """A requeue hand-back or an exit already reported keeps its own code, and nothing more is said."""
-    from omegaconf import OmegaConf
-
-    import gipc.experiment
-
-    monkeypatch.setattr(gipc.experiment, "_run", lambda cfg, output_dir: sys.exit(3))
-    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
-    with pytest.raises(SystemExit) as stop:
-        gipc.experiment.run_experiment(OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False}))
-    assert stop.value.code == 3 and capsys.readouterr().err == ""
+    assert _stopped_run(tmp_path, monkeypatch, lambda: sys.exit(3)) == 3 and capsys.readouterr().err == ""
