@@ -9,11 +9,12 @@ gray). Large images go through the network in overlapping tiles (docs/paper.md s
 
 from __future__ import annotations
 
+import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from tqdm import tqdm
@@ -21,9 +22,10 @@ from tqdm import tqdm
 from gipc.align import align
 from gipc.data.sources import SOURCE_NAME, group_sources
 from gipc.errors import FuseInputError, UserError
-from gipc.files import check_output_folder, check_writable
+from gipc.files import check_output_folder, check_writable, write_text
 from gipc.fusion import Fused, Fusion
 from gipc.imaging import Image, check_output_format, check_sources, first_exif, profile, read_matching, write_image
+from gipc.journal import changed_settings
 from gipc.tiling import Fuser
 
 
@@ -40,6 +42,38 @@ def pending(jobs: list[Job]) -> list[Job]:
     """The jobs an earlier run of the same command left unfinished: an output (the image, its map)
     missing. Outputs are written whole or not at all (:mod:`gipc.files`), so one that exists is done."""
     return [job for job in jobs if not all(path.is_file() for path in (job.output, job.map_output) if path is not None)]
+
+
+RECORD = "gipc-fuse.json"
+"""What made a folder of fused images, written into it before its first output: ``settings``, all that
+decides the outputs' pixels (the method or the weights' sha256, the rule and the map's settings,
+alignment, the network's device, precision and runtime), and ``made with``, for the record alone
+(the command, gipc's version, the weights file, when)."""
+
+
+def check_record(folder: Path, settings: Mapping[str, Any]) -> str | None:
+    """Refuse to add outputs of ``settings`` to a ``folder`` whose :data:`RECORD` names others (a folder
+    must not mix two settings' images); a line to say where there is no record to compare with."""
+    path = folder / RECORD
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    except FileNotFoundError:
+        return f"{folder} holds no {RECORD}: the outputs there are taken as made with these settings"
+    except (ValueError, LookupError, TypeError):
+        raise FuseInputError(f"{path} is damaged; fuse into a new folder, or pass --overwrite to fuse every group again") from None
+    if changed := changed_settings(kept, settings):
+        if any(line.startswith("rule ") for line in changed):  # the other rule's settings go with it: the rule says it
+            changed = [line for line in changed if not line.startswith("map ")]
+        raise FuseInputError(
+            f"{folder} holds outputs of other settings ({'; '.join(changed)}); fuse into a new folder, "
+            "or pass --overwrite to fuse every group again"
+        )
+    return None
+
+
+def write_record(folder: Path, settings: Mapping[str, Any], made_with: Mapping[str, Any]) -> None:
+    """``folder``'s :data:`RECORD` (replaced whole)."""
+    write_text(folder / RECORD, json.dumps({"settings": settings, "made with": made_with}, indent=2, default=str) + "\n")
 
 
 def fuse_images(fuse: Fusion | Fuser, images: list[torch.Tensor]) -> torch.Tensor:

@@ -40,11 +40,9 @@ class Journal:
     @classmethod
     def resume(cls, path: Path, header: Mapping[str, Any]) -> Journal:
         """The journal at ``path``, refused unless it was started with ``header`` (the same settings)."""
-        kept, header = read_journal(path), _as_stored(header)
-        if kept.header != header:
-            changed = [key for key in dict.fromkeys([*kept.header, *header]) if kept.header.get(key) != header.get(key)]
-            said = "; ".join(f"{key} was {_words(kept.header.get(key))}, now {_words(header.get(key))}" for key in changed)
-            raise JournalError(f"{path} was started with other settings ({said}); give the same settings, or start afresh (--overwrite instead of --resume)")
+        kept = read_journal(path)
+        if changed := changed_settings(kept.header, header):
+            raise JournalError(f"{path} was started with other settings ({'; '.join(changed)}); give the same settings, or start afresh (--overwrite instead of --resume)")
         with open(path, "rb+") as file:  # a line cut short by a kill goes, so that the next piece starts a line of its own
             file.truncate(file.read().rfind(b"\n") + 1)
         return kept
@@ -74,6 +72,14 @@ def read_journal(path: Path) -> Journal:
     except (ValueError, LookupError, TypeError):
         raise JournalError(f"{path} is damaged; start afresh (--overwrite instead of --resume)") from None
     return Journal(path, header, entries)
+
+
+def changed_settings(kept: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Each setting in which ``now`` differs from the stored ``kept`` (compared as both read back from a
+    file), in words: ``rule was map, now direct``; none: the same settings."""
+    now = _as_stored(now)
+    keys = dict.fromkeys([*kept, *now])
+    return [f"{key} was {_words(kept.get(key))}, now {_words(now.get(key))}" for key in keys if kept.get(key) != now.get(key)]
 
 
 def file_states(paths: Sequence[Path]) -> list[list[Any]]:

@@ -493,9 +493,9 @@ def test_gipc_fuse_cleans_a_map_heads_weights_with_its_own_settings(tmp_path: Pa
     args = ["a.png", "b.png", "--out", "f.png", "--backend", "torch"]
     head, image = default_rule("weights")[1], default_rule()[1]
     assert head != image
-    assert fuse_fusion(fuse_parser().parse_args(args + ["--ckpt", str(file)])).settings == head
-    assert fuse_fusion(fuse_parser().parse_args(args + ["--ckpt", str(file), "--clean", "5"])).settings == replace(head, clean=5)
-    assert fuse_fusion(fuse_parser().parse_args(args + ["--clean", "5"])).settings == replace(image, clean=5)
+    assert fuse_fusion(fuse_parser().parse_args(args + ["--ckpt", str(file)]))[0].settings == head
+    assert fuse_fusion(fuse_parser().parse_args(args + ["--ckpt", str(file), "--clean", "5"]))[0].settings == replace(head, clean=5)
+    assert fuse_fusion(fuse_parser().parse_args(args + ["--clean", "5"]))[0].settings == replace(image, clean=5)
 
 
 def test_map_scores_against_a_hand_made_true_map() -> None:

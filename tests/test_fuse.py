@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -16,12 +18,14 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageFilter
 
+import gipc
 import gipc.cli.fuse
 import gipc.inference
 from gipc.baselines import BASELINES, average
 from gipc.color import fuse_color
+from gipc.configs import conf_group
 from gipc.errors import CheckpointError, UserError
-from gipc.fuse import fuse_images
+from gipc.fuse import RECORD, fuse_images
 from gipc.cli.fuse import main
 from gipc.imaging import read_image, write_image
 from gipc.inference import choose_path, prepare
@@ -197,7 +201,7 @@ def test_a_folders_outputs_take_the_format_asked_for(tmp_path: Path, grayscale_p
         (pairs / name).write_bytes((grayscale_pairs / name).read_bytes())
     assert main(["--method", "average", "--pairs", str(pairs), "--out", str(tmp_path / "png")]) == 0
     assert main(["--method", "average", "--pairs", str(pairs), "--out", str(tmp_path / fmt), "--format", fmt]) == 0
-    assert sorted(p.name for p in (tmp_path / fmt).iterdir()) == [f"g09-fused.{fmt}", f"g10-fused.{fmt}"]
+    assert sorted(p.name for p in (tmp_path / fmt).iterdir()) == [f"g09-fused.{fmt}", f"g10-fused.{fmt}", RECORD]
     for name in ("g09", "g10"):
         with PILImage.open(tmp_path / fmt / f"{name}-fused.{fmt}") as im:
             assert im.format == {"jpg": "JPEG", "tif": "TIFF"}[fmt]
@@ -375,7 +379,7 @@ def test_sources_into_a_folder_are_named_for_the_first_source(tmp_path: Path) ->
     """Without a focus mark (-A, _1) to strip, the output takes the first source's whole stem."""
     near, far = (_gray(tmp_path / f"{name}.png", np.full((5, 6), value, np.uint8)) for name, value in (("near", 10), ("far", 200)))
     assert main(["--method", "average", str(near), str(far), "--out", str(tmp_path / "out")]) == 0
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["near-fused.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [RECORD, "near-fused.png"]
 
 
 def test_non_empty_output_folder_needs_overwrite(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -387,7 +391,7 @@ def test_non_empty_output_folder_needs_overwrite(tmp_path: Path, grayscale_pairs
     assert f"output folder {out} is not empty; choose a new folder or pass --overwrite" in _error_line(capsys)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert main([*args, "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["g10-fused.png", "keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["g10-fused.png", RECORD, "keep.txt"]
 
 
 def test_an_existing_output_file_is_replaced_only_with_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -440,7 +444,7 @@ def test_running_out_of_memory_is_one_line_and_keeps_the_outputs_before_it(
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert last_line.startswith("gipc-fuse: error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate ")
     assert last_line.endswith("); fewer or smaller images at once need less")
-    assert [p.name for p in out.iterdir()] == ["p1-fused.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "p1-fused.png"]
 
 
 def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -458,12 +462,12 @@ def test_ctrl_c_leaves_only_complete_files(tmp_path: Path, ckpt: Path, monkeypat
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out)]) == 130
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert last_line == "gipc-fuse: interrupted; 1 of 3 outputs written whole, no partial files; the same command with --skip-existing fuses the rest"
-    assert [p.name for p in out.iterdir()] == ["p1-fused.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "p1-fused.png"]
     assert read_image(out / "p1-fused.png").pixels.shape == (1, 8, 10)
     first = _stamped(out / "p1-fused.png")
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing"]) == 0
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"gipc-fuse: wrote 2 images to {out} (1 already there)"
-    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png", "p3-fused.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "p1-fused.png", "p2-fused.png", "p3-fused.png"]
     assert _stamped(out / "p1-fused.png") == first and len(calls) == 4  # p1 neither fused nor written again
 
 
@@ -483,12 +487,12 @@ def test_the_pipeline_finishes_and_keeps_every_output_before_a_corrupt_source(tm
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "p3-B.png: truncated or corrupt" in last_line
     assert last_line.endswith("; 2 of 3 outputs written whole; the same command with --skip-existing fuses the rest once that is fixed")
-    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "p1-fused.png", "p2-fused.png"]
     assert all(read_image(out / name).pixels.shape == (1, 8, 10) for name in ("p1-fused.png", "p2-fused.png"))
     kept = {name: _stamped(out / name) for name in ("p1-fused.png", "p2-fused.png")}
     (pairs / "p3-B.png").write_bytes(whole)
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png", "p3-fused.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "p1-fused.png", "p2-fused.png", "p3-fused.png"]
     assert {name: _stamped(out / name) for name in kept} == kept
     capsys.readouterr()
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing"]) == 0
@@ -509,12 +513,12 @@ def test_keep_going_fuses_past_damaged_groups_names_them_and_exits_2(tmp_path: P
     assert [line.split(": ")[1] for line in lines if line.startswith("gipc-fuse: skipped ")] == ["skipped p1-fused.png", "skipped p2-fused.png"]
     assert lines[-1].startswith(f"gipc-fuse: error: 2 of 3 groups could not be fused (p1-fused.png: {pairs / 'p1-A.png'}: truncated or corrupt")
     assert lines[-1].endswith("; 1 more named above); 1 output written whole; the same command with --skip-existing fuses the rest once they are fixed")
-    assert [p.name for p in out.iterdir()] == ["p3-fused.png"]
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "p3-fused.png"]
     kept = _stamped(out / "p3-fused.png")
     for name, data in whole.items():
         (pairs / name).write_bytes(data)
     assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--skip-existing", "--keep-going"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["p1-fused.png", "p2-fused.png", "p3-fused.png"] and _stamped(out / "p3-fused.png") == kept
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "p1-fused.png", "p2-fused.png", "p3-fused.png"] and _stamped(out / "p3-fused.png") == kept
 
 
 def test_skip_existing_redoes_a_group_whose_map_is_missing_and_refuses_overwrite_beside_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -831,3 +835,68 @@ def test_gipc_fuse_starts_without_the_training_and_metrics_libraries() -> None:
     code = f"import sys, gipc.cli.fuse; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+# --- the record of what made a folder ----------------------------------------------------------------
+
+
+def _record(folder: Path) -> dict:
+    return json.loads((folder / RECORD).read_text())
+
+
+def test_a_folder_of_outputs_records_the_weights_rule_and_map_settings_that_made_it(tmp_path: Path, ckpt: Path) -> None:
+    pairs, out = _three_pairs(tmp_path, seed=6), tmp_path / "out"
+    assert main(["--ckpt", str(ckpt), "--pairs", str(pairs), "--out", str(out), "--clean", "31", "--precision", "fp32", "--backend", "torch"]) == 0
+    record = _record(out)
+    conf = conf_group("fusion", "default")["map"]
+    assert record["settings"] == {
+        "weights sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(), "device": "cpu", "precision": "fp32", "backend": "torch",
+        "rule": "map", "align": None, **{f"map {key}": value for key, value in conf.items() if key != "clean"}, "map clean": 31,
+    }
+    made = record["made with"]
+    assert made["command"] == f"gipc-fuse --ckpt {ckpt} --pairs {pairs} --out {out} --clean 31 --precision fp32 --backend torch"
+    assert made["weights"] == str(ckpt) and made["gipc"] == gipc.__version__
+    single = tmp_path / "single"
+    single.mkdir()
+    assert main(["--method", "average", str(pairs / "p1-A.png"), str(pairs / "p1-B.png"), "--out", str(single / "f.png")]) == 0
+    assert [p.name for p in single.iterdir()] == ["f.png"]  # one output file: no folder of its own to describe
+
+
+def test_skip_existing_refuses_a_folder_of_other_settings_and_names_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs, out = _three_pairs(tmp_path, seed=7), tmp_path / "out"
+    command = ["--method", "average", "--rule", "map", "--pairs", str(pairs), "--out", str(out)]
+    assert main(command) == 0
+    kept = _record(out)
+    (out / "p2-fused.png").unlink()  # as a run stopped before it would leave it
+    capsys.readouterr()
+    refusal = f"gipc-fuse: error: {out} holds outputs of other settings ({{}}); fuse into a new folder, or pass --overwrite to fuse every group again"
+    for change, said in (
+        (["--rule", "direct"], "rule was map, now direct"),  # the map's settings go with the rule: not listed one by one
+        (["--clean", "31"], "map clean was 61, now 31"),
+        (["--align"], "align was not given, now similarity"),
+    ):
+        argv = [*command, *change, "--skip-existing"] if change[0] != "--rule" else [*command[:2], *change, *command[4:], "--skip-existing"]
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == refusal.format(said)
+        assert not (out / "p2-fused.png").exists() and _record(out) == kept
+    assert main([*command, "--skip-existing"]) == 0  # the same settings: the missing output is fused, the record stays
+    assert (out / "p2-fused.png").is_file() and _record(out) == kept
+
+
+def test_skip_existing_in_a_folder_without_a_record_says_so_and_writes_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs, out = _three_pairs(tmp_path, seed=8), tmp_path / "out"
+    command = ["--method", "average", "--pairs", str(pairs), "--out", str(out)]
+    assert main(command) == 0
+    (out / RECORD).unlink()  # a folder of an earlier gipc, or made by hand
+    (out / "p3-fused.png").unlink()
+    capsys.readouterr()
+    assert main([*command, "--skip-existing"]) == 0
+    assert f"gipc-fuse: {out} holds no {RECORD}: the outputs there are taken as made with these settings" in capsys.readouterr().err
+    assert _record(out)["settings"] == {"method": "average", "rule": "direct", "align": None}
+    (out / RECORD).write_text("{not json")
+    (out / "p3-fused.png").unlink()
+    assert main([*command, "--skip-existing"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"gipc-fuse: error: {out / RECORD} is damaged; fuse into a new folder, or pass --overwrite to fuse every group again"
+    )
+    assert main([*command, "--overwrite"]) == 0 and _record(out)["settings"]["method"] == "average"

@@ -19,6 +19,7 @@ from gipc.cli.common import guarded
 from gipc.data.datasets import PairFolder, SequenceFolder
 from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files
 from gipc.errors import DataError, out_of_memory
+from gipc.fuse import RECORD
 from gipc.cli.evaluate import main as eval_main
 from gipc.cli.fuse import main as fuse_main
 from gipc.imaging import read_image
@@ -182,7 +183,7 @@ def test_a_public_set_as_it_unpacks(tmp_path: Path) -> None:
             _png(whu / sub / f"{n}.png", mode="RGB")
     fused = tmp_path / "fused"
     assert fuse_main(["--method", "average", "--pairs", str(whu), "--out", str(fused)]) == 0
-    assert sorted(p.name for p in fused.iterdir()) == ["1-fused.png", "2-fused.png"]
+    assert sorted(p.name for p in fused.iterdir()) == ["1-fused.png", "2-fused.png", RECORD]
     a, b = (read_image(whu / sub / "2.png").pixels for sub in ("source_1", "source_2"))
     expected = ((a + b) / 2 * 255).round() / 255
     assert torch.allclose(read_image(fused / "2-fused.png").pixels, expected, atol=1 / 255 + 1e-6)

@@ -13,24 +13,28 @@ The work itself is :mod:`gipc.fuse`; this module parses, reports and picks the e
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from dataclasses import fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import torch
 from tqdm import tqdm
 
+from gipc import __version__
 from gipc.align import MODELS as ALIGN_MODELS
 from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, say
 from gipc.configs import conf_group
 from gipc.decision import MapSettings
 from gipc.errors import FuseInputError, UserError
-from gipc.fuse import Job, pending, plan_jobs, run_jobs
+from gipc.files import sha256_file
+from gipc.fuse import Job, check_record, pending, plan_jobs, run_jobs, write_record
 from gipc.fusion import RULES, Fusion, default_rule, map_settings
 from gipc.inference import BACKENDS, PRECISIONS, choose_path, prepare
-from gipc.pretrained import load_generator, shipped_generator
+from gipc.pretrained import SHIPPED_WEIGHTS, load_generator, shipped_generator
 from gipc.tiling import AUTO_TILE_PIXELS, DEFAULT_TILE, check_tiling
 
 PROG = "gipc-fuse"
@@ -99,8 +103,9 @@ def _numbers(kind: type) -> Callable[[str], tuple]:
     return parse
 
 
-def _fusion(args: argparse.Namespace) -> Fusion:
-    """The fusion the arguments ask for; its first output line names the rule and the network's path."""
+def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
+    """The fusion the arguments ask for, and the settings that decide its outputs' pixels (an output
+    folder's :data:`gipc.fuse.RECORD`); its first output line names the rule and the network's path."""
     given = {field.name: getattr(args, field.name) for field in fields(MapSettings) if getattr(args, field.name) is not None}
     if given and (args.rule == "direct" or (args.method is not None and args.rule is None)):  # they would go unused
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
@@ -115,6 +120,7 @@ def _fusion(args: argparse.Namespace) -> Fusion:
         fusion = Fusion(get_baseline(args.method), args.rule or "direct", replace(default_rule()[1], **given))
         own = "its own output" if fusion.rule == "direct" else fusion.describe()
         say(PROG, f"method {args.method} (a classic baseline, no network): {own}")
+        network = {"method": args.method}
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
@@ -122,9 +128,22 @@ def _fusion(args: argparse.Namespace) -> Fusion:
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
         fusion = replace(network.fusion(args.rule, replace(default_rule(network.head)[1], **given), args.tile, args.overlap), progress=_tile_bar, steps=_frame_bar)
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
+        network = {"weights sha256": sha256_file(args.ckpt or SHIPPED_WEIGHTS), "device": path.device.type, "precision": path.precision, "backend": path.backend}
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
         raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")
-    return fusion
+    settings = {**network, "rule": fusion.rule, "align": args.align_model if args.align else None}
+    if fusion.rule == "map":
+        settings |= {f"map {field.name}": getattr(fusion.settings, field.name) for field in fields(MapSettings)}
+    return fusion, settings
+
+
+def _recorded(folder: Path, settings: dict[str, Any], kept: int) -> bool:
+    """Whether ``folder``'s record holds ``settings`` (another's is refused, :func:`gipc.fuse.check_record`);
+    where it holds none, the ``kept`` outputs there are taken as made with them, in a line."""
+    line = check_record(folder, settings)
+    if line is not None and kept:
+        say(PROG, line)
+    return line is None
 
 
 def _tile_bar(tiles: Sequence) -> Collection:
@@ -165,11 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         if not jobs:
             say(PROG, f"nothing to fuse: {'all ' + str(len(planned)) + ' outputs are' if len(planned) > 1 else 'the output is'} already there")
             return 0
-        fusion = _fusion(args)
+        fusion, settings = _fusion(args)
+        folder = args.out if planned[0].output != args.out else None  # a folder of outputs, not one file
+        unrecorded = folder is not None and not (args.skip_existing and _recorded(folder, settings, len(planned) - len(jobs)))
+        made_with = {"command": shlex.join([PROG, *(sys.argv[1:] if argv is None else argv)]), "gipc": __version__,
+                     "weights": None if args.method else str(args.ckpt or SHIPPED_WEIGHTS),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
         try:
             for output in run_jobs(jobs, fusion, replace_any, args.align_model if args.align else None, _say_aligned, skip if args.keep_going and len(jobs) > 1 else None):
+                if unrecorded and not written:  # with the first output: a run that writes none leaves the folder as it was
+                    write_record(folder, settings, made_with)
                 written.append(output)
         except UserError as err:  # an unreadable source halfway through a folder: say how to go on once it is fixed
             if not written:
