@@ -7,12 +7,12 @@ import io
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from gipc.files import write_text
-from gipc.metrics import fusion_metrics, goal, map_scores, symbol
+
+if TYPE_CHECKING:
+    import torch
 
 Row = Mapping[str, object]
 
@@ -62,6 +62,8 @@ def latex_table(rows: Sequence[Row], group: str, columns: Sequence[str], digits:
     column in bold and the second best underlined (ranked as printed, so equal figures share a mark)."""
     stats = summarize(rows, group, columns)
     printed = {c: {g: f"{cols[c][0]:.{digits}f}" for g, cols in stats.items() if c in cols} for c in columns}
+    from gipc.metrics import goal, symbol  # torch and torchmetrics, only for a LaTeX table: gipc-compare --status starts without them
+
     marks = {c: _marks(printed[c], goal(c)) for c in columns}
     header = [_escape(group)] + [f"{symbol(c) or _escape(c)}{_direction(goal(c))}" for c in columns]
     lines = [
@@ -157,6 +159,8 @@ def score_batch(
     map (A's weight, (N, 1, H, W)) in ``maps_by_method`` is also scored against ``true_map``; the
     ``extra`` metrics (:data:`gipc.metrics.EXTRA_NAMES`) come after the image metrics.
     """
+    from gipc.metrics import fusion_metrics, map_scores
+
     rows = []
     for method, fused in fused_by_method.items():
         values = fusion_metrics(a, b, fused, gt, extra)
