@@ -254,6 +254,16 @@ def test_console_script_runs_as_module(ablation_sweep):
     assert math.isclose(float(read_csv(ablation_sweep / "c" / "comparison.csv")[1]["QABF"]), 0.8)
 
 
+
+def test_gipc_compare_starts_without_torch_and_the_metrics() -> None:
+    """A sweep's --status and --help read files and print: torch and torchmetrics took 2 of their 2.8 s
+    (benchmarks/README.md); only the LaTeX table's symbols need the metrics."""
+    heavy = ("torch", "torchmetrics", "lightning", "gipc.metrics")
+    code = f"import sys, gipc.cli.compare; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 # ---------------------------------------------------------------- seeds and the paired test
 #: Q^AB/F per (seed, image) of the reference arm; each seed holds out other images, as data=photos does.
 REFERENCE = {1: {"x": 0.50, "y": 0.60, "z": 0.70}, 2: {"u": 0.40, "v": 0.50, "w": 0.60}}
