@@ -71,6 +71,22 @@ def check_record(folder: Path, settings: Mapping[str, Any]) -> str | None:
     return None
 
 
+def made_by(folder: Path) -> str | None:
+    """``folder``'s :data:`RECORD` in words, for a command that reads the folder's images (``gipc-eval``
+    names what it scores); None where it holds no readable record."""
+    try:
+        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        settings, made = record["settings"], record["made with"]
+        if settings.get("method"):
+            what = f"method {settings['method']}"
+        else:
+            what = f"weights sha256 {settings['weights sha256'][:12]}, {settings['device']} {settings['precision']} {settings['backend']}"
+        aligned = f", aligned ({settings['align']})" if settings.get("align") else ""
+        return f"made by gipc-fuse {made['gipc']}, rule {settings['rule']}{aligned}, {what} ({made['command']})"
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+
+
 def write_record(folder: Path, settings: Mapping[str, Any], made_with: Mapping[str, Any]) -> None:
     """``folder``'s :data:`RECORD` (replaced whole)."""
     write_text(folder / RECORD, json.dumps({"settings": settings, "made with": made_with}, indent=2, default=str) + "\n")

@@ -26,6 +26,7 @@ from gipc.color import fuse_color
 from gipc.configs import conf_group
 from gipc.errors import CheckpointError, UserError
 from gipc.fuse import RECORD, fuse_images
+from gipc.cli.evaluate import main as eval_main
 from gipc.cli.fuse import main
 from gipc.imaging import read_image, write_image
 from gipc.inference import choose_path, prepare
@@ -900,3 +901,20 @@ def test_skip_existing_in_a_folder_without_a_record_says_so_and_writes_one(tmp_p
         f"gipc-fuse: error: {out / RECORD} is damaged; fuse into a new folder, or pass --overwrite to fuse every group again"
     )
     assert main([*command, "--overwrite"]) == 0 and _record(out)["settings"]["method"] == "average"
+
+
+def test_gipc_eval_names_what_made_each_folder_it_scores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs, out, rng = tmp_path / "pairs", tmp_path / "avg", np.random.default_rng(9)
+    pairs.mkdir()
+    for name in ("p1-A", "p1-B", "p2-A", "p2-B"):  # MS-SSIM scores images of 11x11 px and more
+        _gray(pairs / f"{name}.png", rng.integers(0, 256, (24, 24)).astype(np.uint8))
+    assert main(["--method", "average", "--pairs", str(pairs), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert eval_main(["--sources", str(pairs), "--fused", f"mean={out}"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"gipc-eval: mean = {out}: made by gipc-fuse {gipc.__version__}, rule direct, method average "
+        f"(gipc-fuse --method average --pairs {pairs} --out {out})"
+    )
+    (out / RECORD).unlink()  # a folder without a record: nothing said of it
+    assert eval_main(["--sources", str(pairs), "--fused", f"mean={out}"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == "gipc-eval: scoring 2 pair(s): mean"

@@ -20,6 +20,7 @@ from gipc.data.scene import Scene
 from gipc.errors import EvalInputError, OutputExistsError, UserError
 from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods, scene_files
 from gipc.files import check_output_folder
+from gipc.fuse import made_by
 from gipc.journal import Journal, file_states, read_journal
 from gipc.metrics import EXTRA_NAMES
 from gipc.report import PARTIAL, Row, markdown_table, numeric_columns, write_report
@@ -86,6 +87,9 @@ class Scoring:
                 raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
             pairs = attach_gt(pairs, args.gt)
         methods = plan_methods(folder, fused, baselines, args.allow_missing)
+        for name, where in fused.items():  # what each folder holds, where gipc-fuse recorded it
+            if (made := made_by(where)) is not None:
+                say(PROG, f"{name} = {where}: {made}")
         maps = plan_maps(folder, args.maps, methods)
         self.pairs_total = len(names)
         done: dict[int, list[Row]] = {}
