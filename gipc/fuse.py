@@ -51,17 +51,27 @@ alignment, the network's device, precision and runtime), and ``made with``, for 
 (the command, gipc's version, the weights file, when)."""
 
 
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """``folder``'s :data:`RECORD`, ``{"settings": ..., "made with": ...}``; None where it holds none."""
+    path = folder / RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        record = None
+    if not (isinstance(record, dict) and isinstance(record.get("settings"), dict) and isinstance(record.get("made with"), dict)):
+        raise FuseInputError(f"{path} is damaged; fuse into a new folder, or pass --overwrite to fuse every group again")
+    return record
+
+
 def check_record(folder: Path, settings: Mapping[str, Any]) -> str | None:
     """Refuse to add outputs of ``settings`` to a ``folder`` whose :data:`RECORD` names others (a folder
     must not mix two settings' images); a line to say where there is no record to compare with."""
-    path = folder / RECORD
-    try:
-        kept = json.loads(path.read_text(encoding="utf-8"))["settings"]
-    except FileNotFoundError:
+    record = read_record(folder)
+    if record is None:
         return f"{folder} holds no {RECORD}: the outputs there are taken as made with these settings"
-    except (ValueError, LookupError, TypeError):
-        raise FuseInputError(f"{path} is damaged; fuse into a new folder, or pass --overwrite to fuse every group again") from None
-    if changed := changed_settings(kept, settings):
+    if changed := changed_settings(record["settings"], settings):
         if any(line.startswith("rule ") for line in changed):  # the other rule's settings go with it: the rule says it
             changed = [line for line in changed if not line.startswith("map ")]
         raise FuseInputError(
@@ -75,16 +85,18 @@ def made_by(folder: Path) -> str | None:
     """``folder``'s :data:`RECORD` in words, for a command that reads the folder's images (``gipc-eval``
     names what it scores); None where it holds no readable record."""
     try:
-        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
-        settings, made = record["settings"], record["made with"]
-        if settings.get("method"):
-            what = f"method {settings['method']}"
-        else:
-            what = f"weights sha256 {settings['weights sha256'][:12]}, {settings['device']} {settings['precision']} {settings['backend']}"
-        aligned = f", aligned ({settings['align']})" if settings.get("align") else ""
-        return f"made by gipc-fuse {made['gipc']}, rule {settings['rule']}{aligned}, {what} ({made['command']})"
-    except (OSError, ValueError, LookupError, TypeError):
+        record = read_record(folder)
+    except FuseInputError:
         return None
+    if record is None:
+        return None
+    settings, made = record["settings"], record["made with"]
+    if settings.get("method"):
+        what = f"method {settings['method']}"
+    else:
+        what = f"weights sha256 {str(settings.get('weights sha256'))[:12]}, {settings.get('device')} {settings.get('precision')} {settings.get('backend')}"
+    aligned = f", aligned ({settings['align']})" if settings.get("align") else ""
+    return f"made by gipc-fuse {made.get('gipc')}, rule {settings.get('rule')}{aligned}, {what} ({made.get('command')})"
 
 
 def write_record(folder: Path, settings: Mapping[str, Any], made_with: Mapping[str, Any]) -> None:
