@@ -211,7 +211,8 @@ def test_wandb_sweep_runs_are_hydra_overrides_that_compose(path, monkeypatch):
     monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")  # what `wandb agent` exports to each run
     monkeypatch.setenv("WANDB_RUN_ID", "run1")
     sweep = yaml.safe_load(path.read_text())
-    assert (sweep["program"], sweep["method"], sweep["metric"]) == ("gipc/run.py", "grid", {"name": "test/QABF", "goal": "maximize"})
+    # runs ranked on validation pairs, as the Optuna sweep optimises: never on the test set
+    assert (sweep["program"], sweep["method"], sweep["metric"]) == ("gipc/run.py", "grid", {"name": "val/QABF", "goal": "maximize"})
     command = sweep["command"]
     assert command[:3] == ["${env}", "python", "${program}"] and command[-1] == "${args_no_hyphens}"
     params = sweep["parameters"]
