@@ -331,6 +331,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     fit_metrics = dict(trainer.callback_metrics)  # trainer.test replaces them: keep val/* for optimized_metric
     if cfg.test:
         trainer.test(model, datamodule=datamodule, ckpt_path=None if cfg.train else ckpt_path)
+    _finish_wandb()  # its own summary and sync hint first: the run's files and table are the last lines a run prints
     _print_summary(trainer, output_dir)
     metric = {**fit_metrics, **trainer.callback_metrics}.get(cfg.get("optimized_metric") or "")
     return float(metric) if metric is not None else None

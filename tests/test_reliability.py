@@ -460,3 +460,18 @@ def test_soft_label_generator_travels_in_the_checkpoint_and_loading_to_fuse_keep
     restored.on_load_checkpoint(checkpoint)  # no trainer: e.g. gipc-fuse loading weights
     assert torch.equal(torch.rand(5, generator=restored.progress.label_rng), expected)
     assert draws() == before
+
+
+def test_the_run_summary_comes_after_wandb_has_finished_its_run(tmp_path, monkeypatch):
+    """W&B prints its run summary and sync hint as its run ends: ended first, it no longer buries the
+    run's own last lines (its files and metrics table) under 30 lines of its own."""
+    import wandb
+
+    import gipc.experiment
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    seen = []
+    monkeypatch.setattr(gipc.experiment, "_print_summary", lambda trainer, output_dir: seen.append(wandb.run))
+    run(tmp_path, "logger=wandb", "logger.wandb.name=x", "logger.wandb.group=g", "logger.wandb.tags=[t]", "trainer.max_epochs=1")  # no Hydra run: no ${hydra:...}
+    assert seen == [None]
