@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import signal
 import sys
@@ -32,7 +31,7 @@ from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
 from gipc.pretrained import start_from
 from gipc.runstate import FAILED, resume_action, training_lock
-from gipc.sweep import job_log, keep_record, requeued, resume_dir
+from gipc.sweep import requeued, resume_dir
 from gipc.typecheck import check_node, check_values
 
 log = logging.getLogger(__name__)
@@ -57,24 +56,6 @@ def quiet_library_noise() -> None:
     if _advert not in rank_zero.filters:
         rank_zero.addFilter(_advert)
 
-
-def job_dirname(overrides: str, limit: int = 150) -> str:
-    """A sweep job's dir name from its overrides: no '/' (a path value must not nest dirs), and a
-    long list cut to ``limit`` characters plus a hash, well under the file system's 255."""
-    name = overrides.replace("/", "_")
-    if len(name) <= limit:
-        return name
-    return f"{name[: limit - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-# Resolvers of conf/hydra (sweep dir names) and conf/logger/wandb.yaml (run names, tags), registered on
-# import: run.py imports this module before Hydra composes, and so do launcher and DDP worker processes.
-OmegaConf.register_new_resolver("gipc.dirname", job_dirname, replace=True)
-OmegaConf.register_new_resolver("gipc.or", lambda value, default: value or default, replace=True)
-OmegaConf.register_new_resolver("gipc.run_dir", lambda resume, new: resume if resume_dir(resume) else new, replace=True)
-OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lists for x in part], replace=True)
-OmegaConf.register_new_resolver("gipc.keep_record", keep_record, replace=True)
-OmegaConf.register_new_resolver("gipc.job_log", job_log, replace=True)
 
 RESUME_NOTES = {"skip": "finished before, skipped", "continue": "continues from its last.ckpt", "start": "starts"}
 

@@ -19,8 +19,8 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+import gipc.sweep  # noqa: E402,F401  # the config's resolvers, registered before Hydra composes
 from gipc.configs import CONF_DIR  # noqa: E402
-from gipc.experiment import run_experiment  # noqa: E402
 
 
 # The package's own config tree, not a path beside this file: an installed wheel carries it as
@@ -28,6 +28,8 @@ from gipc.experiment import run_experiment  # noqa: E402
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric an Optuna sweep optimises."""
+    from gipc.experiment import run_experiment  # torch and Lightning once a run starts: --help and a bad option answer in a second
+
     return run_experiment(cfg)
 
 

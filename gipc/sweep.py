@@ -11,6 +11,7 @@ a job never started starts.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -54,6 +55,25 @@ def job_log(resume: Any, output_dir: str, name: str) -> str:
     """The job's log file: the null device for a finished job that a resumed sweep or a requeue skips (Hydra's
     launcher logs the next job's start into the current job's log), else ``<run dir>/<name>.log``."""
     return os.devnull if _continuing(resume) and finished(Path(output_dir)) else str(Path(output_dir) / f"{name}.log")
+
+
+def job_dirname(overrides: str, limit: int = 150) -> str:
+    """A sweep job's dir name from its overrides: no '/' (a path value must not nest dirs), and a
+    long list cut to ``limit`` characters plus a hash, well under the file system's 255."""
+    name = overrides.replace("/", "_")
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+# Resolvers of conf/hydra (sweep dir names) and conf/logger/wandb.yaml (run names, tags), registered on
+# import: run.py imports this module before Hydra composes, and so do launcher and DDP worker processes.
+OmegaConf.register_new_resolver("gipc.dirname", job_dirname, replace=True)
+OmegaConf.register_new_resolver("gipc.or", lambda value, default: value or default, replace=True)
+OmegaConf.register_new_resolver("gipc.run_dir", lambda resume, new: resume if resume_dir(resume) else new, replace=True)
+OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lists for x in part], replace=True)
+OmegaConf.register_new_resolver("gipc.keep_record", keep_record, replace=True)
+OmegaConf.register_new_resolver("gipc.job_log", job_log, replace=True)
 
 
 def _record(sweep: Path) -> dict[str, Any]:

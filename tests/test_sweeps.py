@@ -96,7 +96,7 @@ def test_launchers_follow_cores_and_the_trainer():
 
 
 def test_sweep_job_dirs_are_named_by_overrides_and_stay_short():
-    from gipc.experiment import job_dirname
+    from gipc.sweep import job_dirname
 
     assert job_dirname("ablation=without_int") == "ablation=without_int"
     assert job_dirname("data.test_root=/data/lytro") == "data.test_root=_data_lytro"  # never nests dirs
