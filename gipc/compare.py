@@ -51,7 +51,7 @@ import yaml
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, staging_dir, write_text
 from gipc.report import PARTIAL, Row, csv_text, latex_table, markdown_table, numeric_columns, summarize
-from gipc.runstate import FAILED, job_order, launch_override, progress, running, unfinished_runs
+from gipc.runstate import DONE, FAILED, job_order, launch_override, progress, running, unfinished_runs
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
@@ -165,6 +165,8 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
         skipped += [f"{run}: not finished ({'running now, ' * running(run)}{progress(step)})" for run, step in unfinished_runs(path)]
+        skipped += [f"{done.parent}: done without a test stage (test=false), no metrics" for done in sorted(path.rglob(DONE))
+                    if not (done.parent / "metrics.csv").is_file() and not (done.parent / FAILED).is_file()]
     if read_any and (absent := [name for name in methods if name not in there]):  # a misspelt name, not a run still to score
         raise CompareError(f"--method {','.join(absent)}: no {metrics} here has rows of it; the methods there: {', '.join(sorted(map(str, there)))}")
     interrupted = [journal.parent for path in paths for journal in sorted(path.rglob(PARTIAL))]

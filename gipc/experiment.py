@@ -8,6 +8,7 @@ import sys
 import traceback
 import warnings
 from contextlib import nullcontext
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,7 +31,7 @@ from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
 from gipc.pretrained import start_from
-from gipc.runstate import FAILED, resume_action, training_lock
+from gipc.runstate import DONE, FAILED, resume_action, training_lock
 from gipc.sweep import requeued, resume_dir
 from gipc.typecheck import check_node, check_values
 
@@ -306,6 +307,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     if cfg.train:
+        if trainer.is_global_zero:
+            (output_dir / DONE).unlink(missing_ok=True)  # it trains again: not done until it ends
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if any(getattr(c, "handed_back", False) for c in trainer.callbacks):  # requeued: the next start tests
             return None
@@ -314,6 +317,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         trainer.test(model, datamodule=datamodule, ckpt_path=None if cfg.train else ckpt_path)
     _finish_wandb()  # its own summary and sync hint first: the run's files and table are the last lines a run prints
     _print_summary(trainer, output_dir)
+    if trainer.is_global_zero:
+        write_text(output_dir / DONE, f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
     metric = {**fit_metrics, **trainer.callback_metrics}.get(cfg.get("optimized_metric") or "")
     return float(metric) if metric is not None else None
 

@@ -22,8 +22,11 @@ try:
 except ImportError:  # not POSIX: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
+DONE = "DONE"
+"""Written when a run has done all it was asked (trained, and tested unless ``test=false``), removed
+when it trains again (a resume with more epochs): a run dir holding it (and no ``FAILED``) is done."""
 FINISHED = "metrics.csv"
-"""Written by the test stage when a run ends: a run dir holding it (and no ``FAILED``) is done."""
+"""The test stage's table: a run dir of an earlier gipc that holds it (and no ``FAILED``) is done too."""
 FAILED = "FAILED"
 """Written when a run fails, with the error; removed when the run later succeeds."""
 LOCK = ".lock"
@@ -75,9 +78,10 @@ def job_order(path: Path) -> tuple[object, ...]:
 
 
 def finished(run_dir: Path) -> bool:
-    """The run wrote its test table and did not fail after it (its W&B table, say): a crash after
-    the table leaves ``FAILED`` beside it, and such a run is not done."""
-    return (run_dir / FINISHED).is_file() and not (run_dir / FAILED).is_file()
+    """The run did all it was asked (:data:`DONE`, or an earlier gipc's test table) and did not fail
+    after it (its W&B table, say): a crash after the table leaves ``FAILED`` beside it, and such a
+    run is not done."""
+    return ((run_dir / DONE).is_file() or (run_dir / FINISHED).is_file()) and not (run_dir / FAILED).is_file()
 
 
 def resume_action(run_dir: Path) -> Literal["skip", "continue", "start"]:
@@ -89,12 +93,12 @@ def resume_action(run_dir: Path) -> Literal["skip", "continue", "start"]:
 
 
 def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:
-    """Run dirs at or under ``path`` that started (``config.yaml``) but wrote no test table and did not
-    fail, with how far they got (:func:`last_step`)."""
+    """Run dirs at or under ``path`` that started (``config.yaml``) but are neither :func:`finished` nor
+    failed, with how far they got (:func:`last_step`)."""
     found = []
     for config in sorted(path.rglob("config.yaml")):
         run = config.parent
-        if any(part.startswith(".") for part in run.relative_to(path).parts) or (run / FINISHED).is_file() or (run / FAILED).is_file():
+        if any(part.startswith(".") for part in run.relative_to(path).parts) or finished(run) or (run / FAILED).is_file():
             continue
         found.append((run, last_step(run)))
     return sorted(found, key=lambda item: job_order(item[0]))

@@ -169,6 +169,10 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     (unstarted / "config.yaml").write_text("seed: 42\n")
     late = make_run(tmp_path, "5_ablation=paper_without_gra", ["ablation=paper_without_gra"], [("x", "gipc", 0.9, 1.0)])
     (late / "FAILED").write_text("W&B table upload failed\n")  # crashed after its table: --status says failed
+    trained = tmp_path / "6_ablation=none,test=false"
+    (trained / "checkpoints").mkdir(parents=True)
+    (trained / "config.yaml").write_text("seed: 42\n")
+    (trained / "DONE").write_text("2026-12-07T02:40:00+00:00\n")  # trained to its end; test=false wrote no table
     out = compare([tmp_path])
     err = capsys.readouterr().err
     assert (out / "comparison.csv").is_file()
@@ -176,6 +180,8 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     assert f"skipped {killed}: not finished (last checkpoint at step 600)" in err.splitlines()
     assert f"skipped {unstarted}: not finished (no checkpoint yet)" in err.splitlines()
     assert f"skipped {late}: failed after writing its table (see its FAILED file); resume it to finish" in err.splitlines()
+    assert f"skipped {trained}: done without a test stage (test=false), no metrics" in err.splitlines()
+    assert not any(line.startswith(f"skipped {trained}: not finished") for line in err.splitlines())
     assert "paper_without_gra" not in (out / "comparison.md").read_text()
     out2 = compare([a, b], tmp_path / "pair")
     assert "| ablation=without_int | 1 | 0.4000 ± 0.0000 |" in (out2 / "comparison.md").read_text()

@@ -475,3 +475,27 @@ def test_the_run_summary_comes_after_wandb_has_finished_its_run(tmp_path, monkey
     monkeypatch.setattr(gipc.experiment, "_print_summary", lambda trainer, output_dir: seen.append(wandb.run))
     run(tmp_path, "logger=wandb", "logger.wandb.name=x", "logger.wandb.group=g", "logger.wandb.tags=[t]", "trainer.max_epochs=1")  # no Hydra run: no ${hydra:...}
     assert seen == [None]
+
+
+def test_a_run_is_done_when_it_ends_as_asked_without_a_test_stage_and_not_while_it_trains_again(tmp_path, monkeypatch):
+    """``test=false`` writes no test table: the run's DONE says it ended as asked, so a resumed sweep
+    skips it and --status says done (it read "partial" before); trained again and stopped, it is not done."""
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from gipc.runstate import resume_action, unfinished_runs
+
+    (tmp_path / "config.yaml").write_text("seed: 42\n")  # as a sweep job's dir holds it while it trains
+    run(tmp_path, "trainer.max_epochs=1")  # TINY: test=false
+    assert (tmp_path / "DONE").is_file() and not (tmp_path / "metrics.csv").exists()
+    assert resume_action(tmp_path) == "skip" and unfinished_runs(tmp_path) == []
+
+    def stopped(self, *args, **kwargs):
+        raise SIGTERMException
+
+    monkeypatch.setattr(L.Trainer, "fit", stopped)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        run(tmp_path, "trainer.max_epochs=2", "resume=true")
+    assert stop.value.code == 143 and not (tmp_path / "DONE").exists()
+    assert resume_action(tmp_path) == "continue" and [run_dir for run_dir, _ in unfinished_runs(tmp_path)] == [tmp_path]
