@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
@@ -226,12 +226,17 @@ def _multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+class JobFailed(CompactHydraException):
+    """A sweep job's one-line error, raised for Hydra to record: Hydra repeats its message, not a
+    traceback, when the sweep ends."""
+
+
 def _exit(code: int, exc: BaseException, message: str) -> NoReturn:
     """Print the one-line error and exit with ``code``. A multirun job raises instead: Hydra then
     records it (an Optuna trial) as failed and the sweep goes on, where an exit would end the sweep."""
     print(f"error: {message}", file=sys.stderr)
     if _multirun():
-        raise exc
+        raise JobFailed(message) from exc
     sys.exit(code)
 
 

@@ -195,7 +195,11 @@ def test_a_bad_config_through_the_command_is_one_line_and_exit_code_2(runs):
 @pytest.mark.slow
 def test_a_bad_job_of_a_sweep_fails_alone_and_the_sweep_goes_on(runs):
     log, code, sweep = runs["sweep"]
-    assert code != 0  # Hydra reports the failed job once the sweep is done
+    assert code != 0  # Hydra reports the failed job once the sweep is done: its error again, not a traceback
+    assert "Traceback" not in log
+    lines = log.splitlines()
+    failed = next(i for i, line in enumerate(lines) if line.startswith("Error executing job with overrides: ["))
+    assert "'loss.lam=-1'" in lines[failed] and lines[failed + 1] == "bad model config: loss.lam must be >= 0, got -1"
     (bad,), (good,) = sweep.glob("0_*"), sweep.glob("1_*")
     assert (bad / "FAILED").read_text().strip() == "bad model config: loss.lam must be >= 0, got -1"
     assert (good / "checkpoints" / "last.ckpt").is_file() and not (good / "FAILED").exists()
