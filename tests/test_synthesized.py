@@ -3,6 +3,7 @@ fresh indices every epoch, the photo pool and the held-out split of data=photos.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Pat
         assert scene.a.shape == scene.gt.shape == (3, 48, 56)
     too_many = SynthesizedPairs(SMALL, SMALL, patches_per_epoch=8, embedded_photos=False, photo_dirs=source.photo_dirs,
                                 test_fraction=0.4, val_count=4)
-    with pytest.raises(DataError, match="4 held-out photos cannot give 4 for validation and some for test"):
+    with pytest.raises(DataError, match=re.escape("4 held-out photos (of 10) cannot give 4 for validation and some for test; add photos")):
         FusionDataModule(too_many, batch_size=2, patch_size=16).setup("fit")
 
 

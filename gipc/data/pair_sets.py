@@ -174,8 +174,8 @@ class SynthesizedPairs:
         train, held = split_names(list(pool), self.test_fraction, seed)
         if len(held) <= self.val_count:
             raise DataError(
-                f"{len(held)} held-out photos cannot give {self.val_count} for validation and some for test; "
-                "raise data.source.test_fraction or lower data.source.val_count"
+                f"{len(held)} held-out photos (of {len(pool)}) cannot give {self.val_count} for validation and some for test; "
+                "add photos (data.source.photo_dirs=[DIR]), raise data.source.test_fraction or lower data.source.val_count"
             )
         scenes = [held_out_scene(name, pool[name], self.held_out_recipe, seed) for name in held]
         patches = SynthesizedPatches([pool[name] for name in train], patch_size, self.recipe, self.patches_per_epoch, seed, self.flips)
