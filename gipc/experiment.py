@@ -234,6 +234,7 @@ class JobFailed(CompactHydraException):
 def _exit(code: int, exc: BaseException, message: str) -> NoReturn:
     """Print the one-line error and exit with ``code``. A multirun job raises instead: Hydra then
     records it (an Optuna trial) as failed and the sweep goes on, where an exit would end the sweep."""
+    _finish_wandb()  # its footer first: the error is the run's last line
     print(f"error: {message}", file=sys.stderr)
     if _multirun():
         raise JobFailed(message) from exc
@@ -254,6 +255,7 @@ def _exit_stopped(exc: BaseException, what: str, signum: int, output_dir: Path, 
         how = f"continue {again(output_dir)}"
     else:
         how = "no checkpoint was written yet; run it again"
+    _finish_wandb()  # its footer first: how to continue is the run's last line
     print(f"error: {what}; {how}", file=sys.stderr)
     raise SystemExit(128 + signum) from exc
 

@@ -462,6 +462,15 @@ def test_soft_label_generator_travels_in_the_checkpoint_and_loading_to_fuse_keep
     assert draws() == before
 
 
+WANDB = ("logger=wandb", "logger.wandb.name=x", "logger.wandb.group=g", "logger.wandb.tags=[t]")
+"""The W&B logger outside a Hydra run, which its ``${hydra:...}`` name, group and tags need."""
+
+
+def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
 def test_the_run_summary_comes_after_wandb_has_finished_its_run(tmp_path, monkeypatch):
     """W&B prints its run summary and sync hint as its run ends: ended first, it no longer buries the
     run's own last lines (its files and metrics table) under 30 lines of its own."""
@@ -469,11 +478,10 @@ def test_the_run_summary_comes_after_wandb_has_finished_its_run(tmp_path, monkey
 
     import gipc.experiment
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    _offline_wandb(monkeypatch)
     seen = []
     monkeypatch.setattr(gipc.experiment, "_print_summary", lambda trainer, output_dir: seen.append(wandb.run))
-    run(tmp_path, "logger=wandb", "logger.wandb.name=x", "logger.wandb.group=g", "logger.wandb.tags=[t]", "trainer.max_epochs=1")  # no Hydra run: no ${hydra:...}
+    run(tmp_path, *WANDB, "trainer.max_epochs=1")
     assert seen == [None]
 
 
@@ -499,3 +507,28 @@ def test_a_run_is_done_when_it_ends_as_asked_without_a_test_stage_and_not_while_
         run(tmp_path, "trainer.max_epochs=2", "resume=true")
     assert stop.value.code == 143 and not (tmp_path / "DONE").exists()
     assert resume_action(tmp_path) == "continue" and [run_dir for run_dir, _ in unfinished_runs(tmp_path)] == [tmp_path]
+
+
+@pytest.mark.parametrize("stop", ["error", "ctrl-c"])
+def test_a_runs_error_line_comes_after_wandb_has_finished_its_run(stop, tmp_path, monkeypatch):
+    """A run that fails or is interrupted says so, and how to go on, in its last line: W&B's footer
+    (30 lines) came after it and buried it."""
+    import lightning as L
+    import wandb
+
+    import gipc.experiment
+    from gipc.errors import DataError
+
+    _offline_wandb(monkeypatch)
+
+    def stopped(self, *args, **kwargs):
+        raise DataError("a photo went missing") if stop == "error" else KeyboardInterrupt
+
+    monkeypatch.setattr(L.Trainer, "fit", stopped)
+    lines = []
+    monkeypatch.setattr(gipc.experiment, "print", lambda *args, **kwargs: lines.append((args[0], wandb.run)), raising=False)
+    with pytest.raises(SystemExit):
+        run(tmp_path, *WANDB)
+    assert [(line.split(";")[0], open_run) for line, open_run in lines] == [
+        ("error: a photo went missing" if stop == "error" else "error: interrupted", None)
+    ]
