@@ -25,6 +25,8 @@ except ImportError:  # not POSIX: runs are not locked
 DONE = "DONE"
 """Written when a run has done all it was asked (trained, and tested unless ``test=false``), removed
 when it trains again (a resume with more epochs): a run dir holding it (and no ``FAILED``) is done."""
+UNTESTED = "without a test stage (test=false)"
+"""How a run done with no test table is named (its DONE without a FINISHED): there is nothing of it to compare."""
 FINISHED = "metrics.csv"
 """The test stage's table: a run dir of an earlier gipc that holds it (and no ``FAILED``) is done too."""
 FAILED = "FAILED"

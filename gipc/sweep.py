@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, finished, launch_override, progress, running, unfinished_runs
+from gipc.runstate import FAILED, FINISHED, UNTESTED, finished, launch_override, progress, running, unfinished_runs
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -117,7 +117,7 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
         elif (dirs[0] / FAILED).is_file():
             state = "failed (see its FAILED file)"
         elif finished(dirs[0]):
-            state = "done"
+            state = "done" if (dirs[0] / FINISHED).is_file() else f"done, {UNTESTED}"
         elif dirs[0] not in steps:
             state = "started, no config yet"
         elif steps[dirs[0]] is None:
@@ -205,8 +205,9 @@ class SweepSummary(Callback):
             print(f"sweep dir: {sweep}; compare its trials: gipc-compare {sweep}")
             return
         states = [row["state"] for row in sweep_status(sweep)]
-        done = states.count("done")
-        line = f"sweep dir: {sweep}: {done} of {len(states)} jobs done; compare them: gipc-compare {sweep}"
+        done = sum(state.startswith("done") for state in states)
+        line = f"sweep dir: {sweep}: {done} of {len(states)} jobs done"
+        line += f"; compare them: gipc-compare {sweep}" if "done" in states or not done else f", {UNTESTED}: no tables to compare"
         if done < len(states):
             line += f"; the others: gipc-compare {sweep} --status, and the same command plus resume={sweep} goes on with them"
         print(line)

@@ -188,6 +188,18 @@ def test_run_dirs_given_one_by_one_and_failed_runs_reported(tmp_path, capsys):
     assert "| default | 1 | 0.2000 ± 0.0000 |" in (compare([a], tmp_path / "one") / "comparison.md").read_text()  # nothing varies
 
 
+def test_runs_done_without_a_test_stage_have_nothing_to_compare_and_the_error_says_how_to_test_one(tmp_path, capsys):
+    trained = tmp_path / "0_ablation=none,test=false"
+    (trained / "checkpoints").mkdir(parents=True)
+    (trained / "config.yaml").write_text("seed: 42\n")
+    (trained / "DONE").write_text("2026-12-07T02:40:00+00:00\n")
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"gipc-compare: error: no run under {tmp_path} has a test table: 1 done without a test stage (test=false); its own "
+        f"command with test=true plus \"resume='<run dir>'\" tests one (quoted: a sweep job's dir name holds commas), e.g. \"resume='{trained}'\""
+    )
+
+
 def test_a_gipc_eval_folder_given_as_a_path_compares_its_methods_paired_by_image(tmp_path):
     """gipc-eval's --out folder holds metrics.csv without config.yaml: its methods become the
     variants, paired by image. Five images, every one higher under "ours": the exact two-sided p of
@@ -518,6 +530,9 @@ def test_status_tells_job_1_from_job_10_and_names_the_states_before_a_first_chec
     (sweep / "2_a=2").mkdir()
     (sweep / "2_a=2" / "config.yaml").write_text("seed: 42\n")  # killed before its first checkpoint
     make_run(sweep, "10_a=10", ["a=10"], [("x", "gipc", 0.5, 7.0)])  # job 1 never started
+    (sweep / "5_a=5").mkdir()
+    (sweep / "5_a=5" / "config.yaml").write_text("seed: 42\n")
+    (sweep / "5_a=5" / "DONE").write_text("2026-12-07T02:40:00+00:00\n")  # trained to its end with test=false
     assert main([str(sweep), "--status"]) == 0
-    states = {0: "started, no config yet", 2: "no checkpoint yet", 10: "done"}
+    states = {0: "started, no config yet", 2: "no checkpoint yet", 5: "done, without a test stage (test=false)", 10: "done"}
     assert capsys.readouterr().out.splitlines()[2:] == [f"| {n} | a={n} | {states.get(n, 'not started')} |" for n in range(11)]

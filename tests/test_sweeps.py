@@ -26,7 +26,7 @@ from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
 from gipc.runstate import LOCK, launch_override, resume_action, running, training_lock, unfinished_runs
-from gipc.sweep import ResumeSweep, check_resume, job_log, keep_record, requeued
+from gipc.sweep import ResumeSweep, SweepSummary, check_resume, job_log, keep_record, requeued
 from helpers import CONF, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
@@ -337,6 +337,19 @@ def test_on_a_file_system_without_locks_a_run_trains_unlocked_and_its_error_stay
             raise ValueError("diverged")
     # Not "During handling of the above exception (No locks available), another exception occurred" in FAILED.
     assert failed.value.__context__ is None
+
+
+def test_a_sweep_done_without_a_test_stage_ends_saying_it_has_no_tables_to_compare(tmp_path, capsys):
+    """Its last line offered ``gipc-compare``, which then found no table in any job (test=false)."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: ['a=0,1', 'test=false']\n")
+    for n in (0, 1):
+        (sweep / f"{n}_a={n}").mkdir()
+        (sweep / f"{n}_a={n}" / "config.yaml").write_text("seed: 42\n")
+        (sweep / f"{n}_a={n}" / "DONE").write_text("2026-12-07T02:40:00+00:00\n")
+    SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert capsys.readouterr().out == f"sweep dir: {sweep}: 2 of 2 jobs done, without a test stage (test=false): no tables to compare\n"
 
 
 # ---------------------------------------------------------------- real sweeps
