@@ -286,6 +286,11 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     except ValueError as exc:  # outside numpy's seeds
         raise ConfigError(f"seed must be in [0, 4294967295] (numpy's seeds), got {cfg.seed!r}") from exc
     ckpt_path = resolve_ckpt(cfg, output_dir)
+    if cfg.test and not cfg.train and ckpt_path is None and not cfg.model.get("init_generator"):
+        raise ConfigError(
+            "train=false tests a trained generator, and none is named (the test would score random weights): give "
+            "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file> (the shipped model: gipc/weights/gipc-cpu.pt)"
+        )
     if ckpt_path is not None and _resumes(cfg):
         check_resumed_settings(cfg, output_dir)
     d_steps = cfg.model.d_steps_per_g_step  # a bad value is left for the model to name

@@ -532,3 +532,13 @@ def test_a_runs_error_line_comes_after_wandb_has_finished_its_run(stop, tmp_path
     assert [(line.split(";")[0], open_run) for line, open_run in lines] == [
         ("error: a photo went missing" if stop == "error" else "error: interrupted", None)
     ]
+
+
+def test_testing_without_training_needs_a_trained_generator(tmp_path, capsys):
+    """``train=false`` with no checkpoint scored a randomly initialised generator as the run's ``gipc`` row
+    (Q^AB/F 0.10 on the embedded test pairs), without a word."""
+    assert refused(tmp_path, capsys, "train=false", "test=true") == (
+        "train=false tests a trained generator, and none is named (the test would score random weights): give "
+        "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file> (the shipped model: gipc/weights/gipc-cpu.pt)"
+    )
+    assert not (tmp_path / "checkpoints").exists()
