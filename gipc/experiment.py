@@ -289,7 +289,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     if cfg.test and not cfg.train and ckpt_path is None and not cfg.model.get("init_generator"):
         raise ConfigError(
             "train=false tests a trained generator, and none is named (the test would score random weights): give "
-            "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file> (the shipped model: gipc/weights/gipc-cpu.pt)"
+            "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file, or shipped>"
         )
     if ckpt_path is not None and _resumes(cfg):
         check_resumed_settings(cfg, output_dir)

@@ -539,6 +539,6 @@ def test_testing_without_training_needs_a_trained_generator(tmp_path, capsys):
     (Q^AB/F 0.10 on the embedded test pairs), without a word."""
     assert refused(tmp_path, capsys, "train=false", "test=true") == (
         "train=false tests a trained generator, and none is named (the test would score random weights): give "
-        "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file> (the shipped model: gipc/weights/gipc-cpu.pt)"
+        "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file, or shipped>"
     )
     assert not (tmp_path / "checkpoints").exists()
