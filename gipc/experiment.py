@@ -299,6 +299,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     loggers = _named(cfg.get("logger"), "logger")
     callbacks = _named(cfg.get("callbacks"), "callbacks")
     check_trainer(cfg.trainer)
+    if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():  # Lightning: "No supported gpu backend found!"
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator}: no CUDA GPU is visible here; train on the CPU with trainer=cpu (or the default trainer)")
     trainer: L.Trainer = _build(
         cfg.trainer,
         "trainer",

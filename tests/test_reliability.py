@@ -542,3 +542,10 @@ def test_testing_without_training_needs_a_trained_generator(tmp_path, capsys):
         "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file, or shipped>"
     )
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_gpu_trainer_without_a_gpu_says_so_and_names_the_cpu_trainer(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert refused(tmp_path, capsys, "trainer=gpu") == (
+        "trainer.accelerator=gpu: no CUDA GPU is visible here; train on the CPU with trainer=cpu (or the default trainer)"
+    )
