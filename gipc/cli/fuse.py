@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     existing.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     existing.add_argument("--skip-existing", action="store_true",
                           help="in an --out folder an interrupted or failed run of the same command left, fuse only the "
-                               "groups whose outputs (and maps) are missing")
+                               "groups whose outputs (and maps) are missing; refused where the folder's gipc-fuse.json "
+                               "records other settings")
     parser.add_argument("--keep-going", action="store_true",
                         help="fuse a folder's other groups past one whose pixel data cannot be decoded or fused (each named "
                              "as it fails, exit code 2 at the end); a missing, unreadable or mismatched file still stops "
