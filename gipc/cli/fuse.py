@@ -121,7 +121,7 @@ def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
         fusion = Fusion(get_baseline(args.method), args.rule or "direct", replace(default_rule()[1], **given))
         own = "its own output" if fusion.rule == "direct" else fusion.describe()
         say(PROG, f"method {args.method} (a classic baseline, no network): {own}")
-        network = {"method": args.method}
+        what = {"method": args.method}
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
@@ -129,10 +129,10 @@ def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
         fusion = replace(network.fusion(args.rule, replace(default_rule(network.head)[1], **given), args.tile, args.overlap), progress=_tile_bar, steps=_frame_bar)
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
-        network = {"weights sha256": sha256_file(args.ckpt or SHIPPED_WEIGHTS), "device": path.device.type, "precision": path.precision, "backend": path.backend}
+        what = {"weights sha256": sha256_file(args.ckpt or SHIPPED_WEIGHTS), "device": path.device.type, "precision": path.precision, "backend": path.backend}
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
         raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")
-    settings = {**network, "rule": fusion.rule, "align": args.align_model if args.align else None}
+    settings = {**what, "rule": fusion.rule, "align": args.align_model if args.align else None}
     if fusion.rule == "map":
         settings |= {f"map {field.name}": getattr(fusion.settings, field.name) for field in fields(MapSettings)}
     return fusion, settings
