@@ -104,6 +104,9 @@ def test_cli_accepts_an_uppercase_digest_and_prints_the_folder_with_the_sets_not
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith(f"mfi-whu: {dest / 'mfi-whu'} (") and "full_clear/" in last  # the registry's note on MFI-WHU
     _extracted(dest)
+    other = tmp_path / "other"  # -o, as every gipc command takes its output
+    assert main(["mfi-whu", "-o", str(other), "--url", archive.as_uri(), "--sha256", DIGEST]) == 0
+    _extracted(other)
 
 
 def test_a_non_zip_archive_is_kept_whole_for_the_user(tmp_path: Path, capsys) -> None:

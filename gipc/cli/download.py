@@ -1,6 +1,6 @@
 """``gipc-download``: fetch a public multi-focus data set.
 
-    gipc-download NAME --dest DIR [--url URL] [--sha256 HEX]
+    gipc-download NAME -o DIR [--url URL] [--sha256 HEX]
 
 Resumable, checked and unpacked whole by :mod:`gipc.data.download`.
 """
@@ -21,7 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gipc-download``: 0 on success, 2 when offline, refused or corrupt."""
     parser = Parser(prog=PROG, description="Download and unpack a public multi-focus data set.")
     parser.add_argument("name", choices=list(REGISTRY), help="data set")
-    parser.add_argument("--dest", type=Path, required=True, help="folder to unpack into (as DEST/NAME)")
+    parser.add_argument("-o", "--out", "--dest", dest="dest", metavar="DIR", type=Path, required=True,
+                        help="folder to unpack into (as DIR/NAME); -o/--out as every gipc command takes it, --dest as before")
     parser.add_argument("--url", help="archive URL (overrides the registry)")
     parser.add_argument("--sha256", help="expected sha256 of the archive (overrides the registry)")
     args = parser.parse_args(argv)
