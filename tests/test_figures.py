@@ -74,7 +74,7 @@ def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path, capsy
     assert "it is one of the inputs" in capsys.readouterr().err  # not even --overwrite replaces an input
     assert main(["--sources", str(sources), "--out", str(sources / "s1-A.png"), "--overwrite"]) == 2
     assert "it is one of the inputs" in capsys.readouterr().err  # a source neither
-    assert main(["--sources", str(sources), "--out", str(out), "--crop", "16", "--overwrite"]) == 0
+    assert main(["--pairs", str(sources), "--out", str(out), "--crop", "16", "--overwrite"]) == 0  # --pairs, as gipc-fuse names it
     assert out.read_bytes() != before  # replaced: one panel fewer
 
 

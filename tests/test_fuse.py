@@ -916,5 +916,5 @@ def test_gipc_eval_names_what_made_each_folder_it_scores(tmp_path: Path, capsys:
         f"(gipc-fuse --method average --pairs {pairs} --out {out})"
     )
     (out / RECORD).unlink()  # a folder without a record: nothing said of it
-    assert eval_main(["--sources", str(pairs), "--fused", f"mean={out}"]) == 0
+    assert eval_main(["--pairs", str(pairs), "--fused", f"mean={out}"]) == 0  # --pairs, as gipc-fuse names the folder
     assert capsys.readouterr().err.splitlines()[0] == "gipc-eval: scoring 2 pair(s): mean"

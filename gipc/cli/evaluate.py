@@ -30,7 +30,7 @@ PROG = "gipc-eval"
 
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Score fused multi-focus images (EN, SF, SD, CC, Q^AB/F, MS-SSIM; PSNR/SSIM with ground truth).")
-    parser.add_argument("--sources", type=Path, required=True, help="pair folder: <scene>-A/<scene>-B files (or _A, -1, _1), or A/ and B/ [and GT/] subfolders (or 1/, source_1/, imageA/, near/ far/)")
+    parser.add_argument("--sources", "--pairs", dest="sources", type=Path, required=True, help="pair folder: <scene>-A/<scene>-B files (or _A, -1, _1), or A/ and B/ [and GT/] subfolders (or 1/, source_1/, imageA/, near/ far/)")
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR",
                         help="folder of fused images named <scene>[-fused].<ext>; repeat for several methods")
     parser.add_argument("--method", help="name of the single --fused folder's method in the tables (default: the folder's name)")

@@ -25,7 +25,7 @@ MIN_CROP = 8
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog=PROG, description=doc_summary(__doc__))
-    parser.add_argument("--sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources (any layout gipc-fuse --pairs reads)")
+    parser.add_argument("--sources", "--pairs", dest="sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources (any layout gipc-fuse --pairs reads)")
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels (default %(default)s; the image's side at most)")
