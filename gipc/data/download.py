@@ -140,7 +140,7 @@ def download(
     kept = dest / (name + _archive_suffix(url))  # where an archive that is not a zip is kept whole
     for path in (target, *([kept] if kept.suffix != ".zip" else [])):
         if path.exists():
-            raise DownloadError(f"{path} already exists; delete it or choose another --dest")
+            raise DownloadError(f"{path} already exists; delete it or choose another -o folder")
     dest.mkdir(parents=True, exist_ok=True)
     part = part_path(dest, name)
     fetch(url, part, timeout, progress)
