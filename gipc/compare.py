@@ -51,7 +51,7 @@ import yaml
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, staging_dir, write_text
 from gipc.report import PARTIAL, Row, csv_text, latex_table, markdown_table, numeric_columns, summarize
-from gipc.runstate import DONE, FAILED, UNTESTED, job_order, launch_override, progress, running, unfinished_runs
+from gipc.runstate import DONE, FAILED, UNTESTED, job_order, launch_override, progress, running, unfinished_runs, untested
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
@@ -138,7 +138,7 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
     ``method=<name>`` override, so the rules become variants paired on the same images and seeds.
     """
     methods = [m.strip() for m in method.split(",") if m.strip()]
-    runs, skipped, untested = [], [], []
+    runs, skipped, trained = [], [], []  # trained: done without a test table
     there: set[str | None] = set()  # the methods of every table read, failed runs' too
     read_any = False
     for run_dir in find_run_dirs(paths):
@@ -165,18 +165,18 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
             if not (failed.parent / "metrics.csv").is_file():
                 skipped.append(f"{failed.parent}: failed (see its FAILED file), no metrics")
         skipped += [f"{run}: not finished ({'running now, ' * running(run)}{progress(step)})" for run, step in unfinished_runs(path)]
-        untested += [done.parent for done in sorted(path.rglob(DONE)) if not (done.parent / "metrics.csv").is_file() and not (done.parent / FAILED).is_file()]
-    skipped += [f"{run}: done {UNTESTED}, no metrics" for run in untested]
+        trained += [done.parent for done in sorted(path.rglob(DONE)) if untested(done.parent)]
+    skipped += [f"{run}: done {UNTESTED}, no metrics" for run in trained]
     if read_any and (absent := [name for name in methods if name not in there]):  # a misspelt name, not a run still to score
         raise CompareError(f"--method {','.join(absent)}: no {metrics} here has rows of it; the methods there: {', '.join(sorted(map(str, there)))}")
     interrupted = [journal.parent for path in paths for journal in sorted(path.rglob(PARTIAL))]
     skipped += [f"{folder}: an interrupted gipc-eval ({PARTIAL}); its own command plus --resume finishes it" for folder in interrupted]
     if not runs:
         where = ", ".join(str(p) for p in paths)
-        if untested:
+        if trained:
             raise CompareError(
-                f"no run under {where} has a test table: {len(untested)} done {UNTESTED}; its own command with test=true "
-                f"plus \"resume='<run dir>'\" tests one (quoted: a sweep job's dir name holds commas), e.g. \"resume='{untested[0]}'\""
+                f"no run under {where} has a test table: {len(trained)} done {UNTESTED}; its own command with test=true "
+                f"plus \"resume='<run dir>'\" tests one (quoted: a sweep job's dir name holds commas), e.g. \"resume='{trained[0]}'\""
             )
         resume = f"; {interrupted[0]} holds an interrupted gipc-eval: its own command plus --resume finishes it" if interrupted else ""
         raise CompareError(

@@ -86,6 +86,11 @@ def finished(run_dir: Path) -> bool:
     return ((run_dir / DONE).is_file() or (run_dir / FINISHED).is_file()) and not (run_dir / FAILED).is_file()
 
 
+def untested(run_dir: Path) -> bool:
+    """The run is :func:`finished` but wrote no test table (``test=false``): there is nothing of it to compare."""
+    return finished(run_dir) and not (run_dir / FINISHED).is_file()
+
+
 def resume_action(run_dir: Path) -> Literal["skip", "continue", "start"]:
     """What a resumed sweep does with one job: ``skip`` it (finished), ``continue`` it from its
     ``last.ckpt``, or ``start`` it (never started, or stopped before its first checkpoint)."""

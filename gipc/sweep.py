@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, FINISHED, UNTESTED, finished, launch_override, progress, running, unfinished_runs
+from gipc.runstate import FAILED, UNTESTED, finished, launch_override, progress, running, unfinished_runs, untested
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -117,7 +117,7 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
         elif (dirs[0] / FAILED).is_file():
             state = "failed (see its FAILED file)"
         elif finished(dirs[0]):
-            state = "done" if (dirs[0] / FINISHED).is_file() else f"done, {UNTESTED}"
+            state = f"done, {UNTESTED}" if untested(dirs[0]) else "done"
         elif dirs[0] not in steps:
             state = "started, no config yet"
         elif steps[dirs[0]] is None:
