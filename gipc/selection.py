@@ -55,11 +55,11 @@ def candidates(run_dir: Path, min_step: int = 0) -> list[Path]:
     """The run's checkpoints at or after ``min_step``, by step: the step-named snapshots, and ``last.ckpt``
     where it holds weights none of them has (training ends between two snapshots: its final weights)."""
     folder = run_dir / "checkpoints"
-    steps = {p: checkpoint_step(p) for p in sorted(folder.glob("[!.]*.ckpt"), key=checkpoint_step) if checkpoint_step(p) >= 0}
+    steps = {p: step for p in folder.glob("[!.]*.ckpt") if (step := checkpoint_step(p)) >= 0}
     last = saved_step(folder / "last.ckpt")  # read once: its step is in the file, not the name
     if last is not None and last not in steps.values():
         steps[folder / "last.ckpt"] = last
-    return [p for p, step in steps.items() if step >= min_step]
+    return sorted((p for p, step in steps.items() if step >= min_step), key=steps.__getitem__)
 
 
 def step_of(checkpoint: Path) -> int:
