@@ -181,6 +181,24 @@ def test_input_errors(photos, tmp_path: Path) -> None:
         build_dataset(tmp_path / "out", tmp_path / "nope")
 
 
+def test_a_pair_set_is_refused_as_photos_and_photos_named_like_a_camera_are_not(photos, tmp_path: Path, capsys) -> None:
+    source, _ = photos
+    pairs, camera = tmp_path / "pairs", tmp_path / "camera"
+    pairs.mkdir(), camera.mkdir()
+    for stem in ("g01-A", "g01-B", "g02-A", "g02-B"):
+        shutil.copy(source / "p0.png", pairs / f"{stem}.png")
+    assert main(["--source", str(pairs), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "holds multi-focus pairs (g01-A.png, g01-B.png, ...), not all-in-focus photos" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    # photos that only look paired in part, or by digits as a camera numbers them, are photos
+    (pairs / "g02-B.png").rename(pairs / "g02.png")
+    for stem in ("IMG_1", "IMG_2", "IMG_3"):
+        shutil.copy(source / "p0.png", camera / f"{stem}.png")
+    for folder in (pairs, camera):
+        assert build_dataset(tmp_path / f"set-{folder.name}", folder, maps="blobs")["counts"]["train"] >= 2
+
+
 def test_command_line_embedded_and_one_line_errors(tmp_path: Path, capsys) -> None:
     out = tmp_path / "set"
     main(["--embedded", "--out", str(out), "--maps", "blobs", "--max-side", "48", "--seed", "2"])

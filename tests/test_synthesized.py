@@ -150,6 +150,10 @@ def test_photo_pool_reads_folders_and_names_problems(tmp_path: Path) -> None:
         photo_pool(False, [tmp_path / "mine", tmp_path / "mine"])
     with pytest.raises(DataError, match="pool is empty"):
         photo_pool(False, [])
+    for i, mark in enumerate("ABC"):  # one focus sequence of three: a pair set too
+        (tmp_path / "mine" / f"p{i}.png").rename(tmp_path / "mine" / f"s0-{mark}.png")
+    with pytest.raises(DataError, match=r"photo_dirs: .*mine holds multi-focus pairs \(s0-A.png, s0-B.png, ...\)"):
+        photo_pool(False, [tmp_path / "mine"])
 
 
 def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Path) -> None:

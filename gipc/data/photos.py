@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from gipc.data.sources import image_files
+from gipc.data.sources import image_files, refuse_pair_set
 from gipc.data.embedded import CATALOGUE, load_photo
 from gipc.data.synthesis import fit_longest_side
 from gipc.errors import DataError, ImageError
@@ -34,6 +34,7 @@ def photo_pool(embedded: bool, folders: Sequence[str | Path], max_side: int | No
         files = image_files(folder)
         if not files:
             raise DataError(f"data.source.photo_dirs: {folder} holds no images")
+        refuse_pair_set(folder, "data.source.photo_dirs:")
         for path in files:
             if path.stem in pool:
                 raise DataError(f"photo name {path.stem!r} of {path} is already in the pool; rename one of them")
