@@ -273,6 +273,17 @@ def _mark_failed(output_dir: Path, message: str) -> None:
     write_text(output_dir / FAILED, message + "\n")
 
 
+def _trains_nothing(cfg: DictConfig) -> str | None:
+    """The setting that keeps a run from training at all (``train=false``, ``trainer.max_epochs=0``, ...), or None."""
+    if not cfg.train:
+        return "train=false"
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        value = cfg.trainer.get(key)
+        if value == 0 and not isinstance(value, bool):
+            return f"trainer.{key}={value}"
+    return None
+
+
 RUN_KEYS: dict[str, Any] = {"seed": int, "train": bool, "test": bool, "overwrite": bool, "resume": bool | str, "ckpt_path": str | None}
 """The run's own keys of ``conf/config.yaml`` and what each takes (``overwrite=yes`` must not delete checkpoints;
 the seed splits and draws the data too, so it cannot be null)."""
@@ -286,9 +297,10 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     except ValueError as exc:  # outside numpy's seeds
         raise ConfigError(f"seed must be in [0, 4294967295] (numpy's seeds), got {cfg.seed!r}") from exc
     ckpt_path = resolve_ckpt(cfg, output_dir)
-    if cfg.test and not cfg.train and ckpt_path is None and not cfg.model.get("init_generator"):
+    untrained = _trains_nothing(cfg)
+    if cfg.test and untrained and ckpt_path is None and not cfg.model.get("init_generator"):
         raise ConfigError(
-            "train=false tests a trained generator, and none is named (the test would score random weights): give "
+            f"{untrained} trains nothing, and no trained generator is named (the test would score random weights): give "
             "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file, or shipped>"
         )
     if ckpt_path is not None and _resumes(cfg):

@@ -534,11 +534,14 @@ def test_a_runs_error_line_comes_after_wandb_has_finished_its_run(stop, tmp_path
     ]
 
 
-def test_testing_without_training_needs_a_trained_generator(tmp_path, capsys):
-    """``train=false`` with no checkpoint scored a randomly initialised generator as the run's ``gipc`` row
-    (Q^AB/F 0.10 on the embedded test pairs), without a word."""
-    assert refused(tmp_path, capsys, "train=false", "test=true") == (
-        "train=false tests a trained generator, and none is named (the test would score random weights): give "
+@pytest.mark.parametrize(
+    "override", ["train=false", "trainer.max_epochs=0", "trainer.max_steps=0", "trainer.limit_train_batches=0", "trainer.limit_train_batches=0.0"]
+)
+def test_testing_without_training_needs_a_trained_generator(tmp_path, capsys, override):
+    """``train=false`` (or a trainer told to train no epoch, step or batch) with no checkpoint scored a
+    randomly initialised generator as the run's ``gipc`` row (Q^AB/F 0.10 on the embedded test pairs), without a word."""
+    assert refused(tmp_path, capsys, override, "test=true") == (
+        f"{override} trains nothing, and no trained generator is named (the test would score random weights): give "
         "ckpt_path=<run dir>/checkpoints/last.ckpt, or model.init_generator=<weights file, or shipped>"
     )
     assert not (tmp_path / "checkpoints").exists()
