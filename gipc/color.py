@@ -44,6 +44,10 @@ def check_fusion_sources(images: Sequence[torch.Tensor], shape: str = "(B, C, H,
     for image in images[1:]:
         if image.shape != images[0].shape:
             raise UserError(f"sources differ in shape: {tuple(images[0].shape)} vs {tuple(image.shape)}")
+    float_types = {image.dtype for image in images if image.is_floating_point()}
+    if len(float_types) > 1:  # stored integers of either depth become float32; floats are fused in their own type
+        first, other = sorted(map(str, float_types))[:2]
+        raise UserError(f"float sources differ in type: {first} vs {other}; give them one (x.float() for float32)")
     if images[0].shape[-3] not in (1, 3):
         raise UserError(f"expected 1 (gray) or 3 (RGB) channels, got {images[0].shape[-3]}")
     floats = [image for image in images if image.is_floating_point()]  # stored integers lie in range

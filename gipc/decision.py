@@ -41,9 +41,9 @@ with one source's planes in memory at a time (:func:`choose_each`, :func:`clean`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import reduce
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import kornia
@@ -115,6 +115,14 @@ class MapSettings:
             raise UserError(f"map decisive must be an evidence margin >= 0 (inf: the vote decides every pixel), got {self.decisive!r}")
         if not self.eps > 0.0:
             raise UserError(f"map eps must be > 0, got {self.eps!r}")
+
+    def changed(self, **changes: Any) -> MapSettings:
+        """These settings with ``changes`` by name (``clean=31``, as gipc-fuse's ``--clean 31``), checked as any set is."""
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise UserError(f"no map setting {', '.join(unknown)}; the settings are {', '.join(names)}")
+        return replace(self, **changes)
 
 
 def _check_window(name: str, value: object) -> None:

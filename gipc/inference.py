@@ -16,7 +16,7 @@ import copy
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -73,7 +73,10 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, TypeError):  # torch lists its twenty device types
+        raise UserError(f"device must be cpu or cuda (cuda:<index>), got {device}") from None
     precision, reason = _precision(device, precision)
     path = InferencePath(device, precision, reason, *_backend(device, backend))
     if precision == "int8":
@@ -85,7 +88,7 @@ def choose_path(device: str | torch.device | None = None, precision: str = "auto
 
 def _precision(device: torch.device, precision: str) -> tuple[str, str]:
     if device.type not in ("cpu", "cuda"):
-        raise UserError(f"device must be cpu or cuda, got {device}")
+        raise UserError(f"device must be cpu or cuda (cuda:<index>), got {device}")
     if precision == "fp16" and device.type == "cpu":
         raise UserError("precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
     if precision == "int8":
@@ -203,14 +206,19 @@ class InferenceGenerator(nn.Module):
         return DEFAULT_OVERLAP if radius is None else exact_overlap(radius)
 
     def fusion(
-        self, rule: str | None = None, settings: MapSettings | None = None, tile: int | None = None, overlap: int | None = None
+        self, rule: str | None = None, settings: MapSettings | None = None, tile: int | None = None, overlap: int | None = None, **changes: Any
     ) -> Fusion:
-        """This network under ``rule`` with the map ``settings`` (None: ``conf/fusion/default.yaml``'s, read only then),
-        in tiles of ``tile`` px (None: above :data:`~gipc.tiling.AUTO_TILE_PIXELS`, so a large photo fits in memory)
+        """This network under ``rule`` with the map ``settings`` (None: ``conf/fusion/default.yaml``'s, read only then)
+        and any of them ``changes``-d by name (``fusion(clean=31, seam=0)``, as gipc-fuse's flags), in tiles of
+        ``tile`` px (None: above :data:`~gipc.tiling.AUTO_TILE_PIXELS`, so a large photo fits in memory)
         that overlap by ``overlap`` px (None: :attr:`overlap`)."""
+        if changes and rule == "direct":
+            raise UserError(f"{', '.join(changes)}: the decision map's settings, and rule direct makes no map")
         if rule is None or (settings is None and rule != "direct"):
             default, default_settings = default_rule(self.head)
             rule, settings = rule or default, settings or default_settings
+        if changes:
+            settings = settings.changed(**changes)
         net = self.weight_y if self.head == "weights" else self.fuse_y
         return Fusion(net, rule, settings, self.head, tile, self.overlap if overlap is None else overlap)
 

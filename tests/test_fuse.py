@@ -786,7 +786,8 @@ _GRAY = torch.full((1, 4, 4), 0.5)
     ([_GRAY * 255, _GRAY], r"sources must lie in \[0, 1\], got values in \[0\.5, 127\.5\]; divide 0\.\.255 images by 255"),
     ([_GRAY * float("nan"), _GRAY], r"sources must lie in \[0, 1\], got NaN values"),
     ([_GRAY, torch.full((1, 4, 5), 0.5)], r"sources differ in shape: \(1, 4, 4\) vs \(1, 4, 5\)"),
-], ids=["one", "numpy", "batched", "int32", "0-255", "nan", "sizes"])
+    ([_GRAY, _GRAY.double()], r"float sources differ in type: torch\.float32 vs torch\.float64; give them one"),  # the map rule's out= failed
+], ids=["one", "numpy", "batched", "int32", "0-255", "nan", "sizes", "float32-float64"])
 def test_the_python_api_refuses_sources_it_cannot_fuse_in_one_line(sources, message: str) -> None:
     # What a Python caller gets from fusion.fuse (README) instead of an error deep inside the network.
     with pytest.raises(UserError, match=message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -145,7 +146,7 @@ def test_prepare_defaults_to_the_auto_path_of_the_generators_device(monkeypatch:
 
 
 def test_prepare_takes_the_device_of_the_generator() -> None:
-    with pytest.raises(UserError, match="^device must be cpu or cuda, got meta$"):
+    with pytest.raises(UserError, match=r"^device must be cpu or cuda \(cuda:<index>\), got meta$"):
         prepare(random_eval_generator(width=4).to("meta"))
 
 
@@ -267,13 +268,29 @@ def test_fusion_defaults_to_the_configured_rule_and_settings_of_the_head(net: Ca
     assert (tiles.tile, tiles.overlap) == (64, 16)
 
 
+def test_fusion_takes_map_settings_by_name_over_the_head_s_own() -> None:
+    """``fusion(clean=31)``: what ``gipc-fuse --clean 31`` does, over the configured settings of the
+    head (a weights head's ``head_map``) or over ``settings``; a wrong name or value is one line."""
+    ready = prepare(random_eval_generator(width=4, head="weights"), choose_path("cpu", "fp32"))
+    head_settings = default_rule("weights")[1]
+    assert ready.fusion(clean=31, seam=0).settings == dataclasses.replace(head_settings, clean=31, seam=0)
+    assert ready.fusion("map", default_rule()[1], seam=1).settings == dataclasses.replace(default_rule()[1], seam=1)
+    with pytest.raises(UserError, match="^no map setting cleen; the settings are window, match_exposure, "):
+        ready.fusion(cleen=31)
+    with pytest.raises(UserError, match="^map clean must be an odd number of pixels >= 1, got 4$"):
+        ready.fusion(clean=4)
+    with pytest.raises(UserError, match="^seam: the decision map's settings, and rule direct makes no map$"):
+        ready.fusion("direct", seam=0)
+
+
 @pytest.mark.parametrize(("kwargs", "env", "unavailable", "message"), [
-    ({"device": "meta"}, None, None, "device must be cpu or cuda, got meta"),
+    ({"device": "meta"}, None, None, "device must be cpu or cuda (cuda:<index>), got meta"),
+    ({"device": "gpu"}, None, None, "device must be cpu or cuda (cuda:<index>), got gpu"),  # torch's own listed twenty device types
     ({"device": "cpu", "backend": "onnx"}, None, None, "backend must be one of auto, torch, openvino, got 'onnx'"),
     ({"device": "cpu"}, "onnx", None, "GIPC_BACKEND must be one of auto, torch, openvino, got 'onnx'"),
     ({"device": "cuda", "backend": "openvino"}, None, None, "backend openvino runs on the CPU; use --backend torch (or auto) on a GPU"),
     ({"device": "cpu", "backend": "openvino"}, None, "no openvino here", "backend openvino: no openvino here; use --backend torch"),
-], ids=["device", "backend", "env", "openvino-on-gpu", "openvino-missing"])
+], ids=["device", "not-a-device", "backend", "env", "openvino-on-gpu", "openvino-missing"])
 def test_a_path_that_cannot_run_is_refused_in_one_line(
     kwargs: dict, env: str | None, unavailable: str | None, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

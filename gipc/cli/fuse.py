@@ -118,7 +118,7 @@ def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
             raise FuseInputError("--precision and --backend apply to the network only; baselines compute in fp32 with torch")
         from gipc.baselines import get_baseline
 
-        fusion = Fusion(get_baseline(args.method), args.rule or "direct", replace(default_rule()[1], **given))
+        fusion = Fusion(get_baseline(args.method), args.rule or "direct", default_rule()[1].changed(**given))
         own = "its own output" if fusion.rule == "direct" else fusion.describe()
         say(PROG, f"method {args.method} (a classic baseline, no network): {own}")
         what = {"method": args.method}
@@ -127,7 +127,7 @@ def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
             raise FuseInputError("--device cuda: no CUDA device is available here; use --device cpu")
         path = choose_path(None if args.device == "auto" else args.device, args.precision, args.backend)
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
-        fusion = replace(network.fusion(args.rule, replace(default_rule(network.head)[1], **given), args.tile, args.overlap), progress=_tile_bar, steps=_frame_bar)
+        fusion = replace(network.fusion(args.rule, default_rule(network.head)[1].changed(**given), args.tile, args.overlap), progress=_tile_bar, steps=_frame_bar)
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
         what = {"weights sha256": sha256_file(args.ckpt or SHIPPED_WEIGHTS), "device": path.device.type, "precision": path.precision, "backend": path.backend}
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
