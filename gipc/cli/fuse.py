@@ -33,6 +33,7 @@ from gipc.errors import FuseInputError, UserError
 from gipc.files import sha256_file
 from gipc.fuse import Job, check_record, pending, plan_jobs, run_jobs, write_record
 from gipc.fusion import RULES, Fusion, default_rule, map_settings
+from gipc.imaging import WRITABLE_SUFFIXES
 from gipc.inference import BACKENDS, PRECISIONS, choose_path, prepare
 from gipc.pretrained import SHIPPED_WEIGHTS, load_generator, shipped_generator
 from gipc.tiling import AUTO_TILE_PIXELS, DEFAULT_TILE, check_tiling
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
     parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files (or _A, -1, _1) or A/, B/ subfolders (or 1/, source_1/, imageA/, near/ far/)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output file, or a new folder")
-    parser.add_argument("--format", choices=("png", "jpg", "tif"), help="format of the images written into an --out folder (default png; JPEG at quality 95, 8 bits only)")
+    parser.add_argument("--format", choices=[suffix[1:] for suffix in WRITABLE_SUFFIXES], help="format of the images written into an --out folder (default png; JPEG at quality 95, 8 bits only)")
     parser.add_argument("--rule", choices=RULES, help=f"direct: the network's own image (the paper's); map: each pixel copied from the source a decision map picks (default: {rule} for networks, direct for --method)")
     maps = parser.add_argument_group("decision map (--rule map; defaults from conf/fusion/default.yaml, a map head's from its head_map)")
     for field in fields(MapSettings):  # default None: the network's head decides which default applies
