@@ -141,7 +141,8 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
     runs, skipped, trained = [], [], []  # trained: done without a test table
     there: set[str | None] = set()  # the methods of every table read, failed runs' too
     read_any = False
-    for run_dir in find_run_dirs(paths):
+    run_dirs = find_run_dirs(paths)
+    for run_dir in run_dirs:
         table = run_dir / metrics
         table_rows = read_table(table) if table.is_file() else None
         if table_rows is not None:
@@ -173,6 +174,11 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
     skipped += [f"{folder}: an interrupted gipc-eval ({PARTIAL}); its own command plus --resume finishes it" for folder in interrupted]
     if not runs:
         where = ", ".join(str(p) for p in paths)
+        if run_dirs and not read_any and metrics != DEFAULT_METRICS:  # a misspelt --metrics, not runs still to test
+            tables = sorted({str(t.relative_to(d)) for d in run_dirs for t in d.rglob("metrics.csv")})
+            raise CompareError(
+                f"--metrics {metrics}: none of the {len(run_dirs)} run dirs under {where} holds it; the tables there: {', '.join(tables) or 'none'}"
+            )
         if trained:
             raise CompareError(
                 f"no run under {where} has a test table: {len(trained)} done {UNTESTED}; its own command with test=true "

@@ -462,6 +462,14 @@ def test_another_table_of_the_run_dirs_such_as_lytro_scores(seeded_study, capsys
     capsys.readouterr()
     assert main([str(seeded_study), "--metrics", "lytro/metrics.csv", "--out", str(seeded_study / "command")]) == 0  # the same from the command
     assert {r["image"] for r in read_csv(seeded_study / "command" / "comparison.csv")} == {"lytro-01"}
+    # a table no run dir holds is a misspelt --metrics, not runs still to score
+    capsys.readouterr()
+    assert main([str(seeded_study), "--metrics", "lytro/metric.csv"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"gipc-compare: error: --metrics lytro/metric.csv: none of the {len(jobs)} run dirs under {seeded_study} holds it; "
+        "the tables there: lytro/metrics.csv, metrics.csv"
+    )
 
 
 def test_a_method_no_table_has_is_one_line_naming_the_methods_there(tmp_path, capsys):

@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "a paired Wilcoxon test against a reference variant, and a chart per metric.",
     )
     parser.add_argument("paths", nargs="+", type=Path, help="a multirun dir (outputs/<task>/multiruns/<time>), run dirs or a gipc-eval --out folder")
-    parser.add_argument("-o", "--out", type=Path, default=None, help="new output folder (default: <dir>/comparison)")
+    parser.add_argument("-o", "--out", type=Path, default=None, help="new output folder (default: <dir>/comparison; for several paths <dir> is the folder holding them all)")
     parser.add_argument("--method", default="gipc", help="method in the metrics table to compare (default: gipc, the model); "
                         "several, comma-separated (e.g. gipc,gipc+map), become variants method=<name>")
     parser.add_argument(
