@@ -12,27 +12,38 @@ W&B gives every launch a new run unless it is told the run's id: :func:`continue
 per run dir (``wandb/gipc-run-id``) for the launches that continue it. Lightning's ``WandbLogger``
 always passes ``anonymous``, a setting wandb no longer uses and warns about in every run;
 :class:`QuietWandbLogger` leaves it out, and says in one line why W&B cannot start a run (online
-without ``wandb login``, its server out of reach) instead of a traceback.
+without ``wandb login``, its server out of reach) instead of a traceback. Its ``offline="auto"``
+(the default config's) logs online where the user has logged in and W&B's server answers, offline
+elsewhere (:func:`wandb_offline`), so that a machine without an account or a network never waits on one.
 """
 
 from __future__ import annotations
 
+import configparser
 import csv
+import logging
+import netrc
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
-from gipc.errors import LoggerError
+from gipc.errors import ConfigError, LoggerError
 from gipc.files import write_text
+
+log = logging.getLogger(__name__)
 
 WANDB_RUN_ID = "wandb/gipc-run-id"
 """The run dir's W&B run id, kept for the launches that continue the run."""
+WANDB_HOST = "https://api.wandb.ai"
+"""W&B's server unless ``wandb login --host`` or ``WANDB_BASE_URL`` names another."""
 
 
 def _step(row: dict[str, str]) -> float:
@@ -82,13 +93,70 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
+def _wandb_settings() -> configparser.SectionProxy | dict[str, str]:
+    """The ``[default]`` section of wandb's settings file (``wandb login --host``, ``wandb offline`` write it)."""
+    folder = Path(os.environ.get("WANDB_CONFIG_DIR") or Path.home() / ".config" / "wandb")
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(folder / "settings")
+    except (OSError, configparser.Error):
+        return {}
+    return parser["default"] if parser.has_section("default") else {}
+
+
+def _logged_in(host: str) -> bool:
+    """What ``wandb login`` leaves: an API key (or identity token) in the environment, or ``host`` in the netrc file."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
+    try:
+        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _answers(hostname: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the server opens within ``timeout`` s (wandb itself would retry for minutes)."""
+    try:
+        socket.create_connection((hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def wandb_offline(offline: bool | str) -> tuple[bool, str]:
+    """``logger.wandb.offline`` resolved, and why: ``auto`` is online where the user has run ``wandb
+    login`` (or set ``WANDB_API_KEY``) and W&B's server answers, offline elsewhere; ``WANDB_MODE`` or
+    ``wandb offline`` / ``wandb online`` decide first. ``true`` and ``false`` are as they say."""
+    if isinstance(offline, bool):
+        return offline, f"logger.wandb.offline={str(offline).lower()}"
+    if offline != "auto":
+        raise ConfigError(f"logger.wandb.offline must be true, false or auto, got {offline!r}")
+    settings = _wandb_settings()
+    for source, mode in (("WANDB_MODE", os.environ.get("WANDB_MODE")), ("wandb's settings (wandb online/offline)", settings.get("mode"))):
+        if mode in ("offline", "dryrun", "disabled"):
+            return True, f"{source} is {mode}"
+        if mode == "online":
+            return False, f"{source} is online"
+    url = os.environ.get("WANDB_BASE_URL") or settings.get("base_url") or WANDB_HOST
+    parts = urlsplit(url)
+    hostname = parts.hostname or url
+    if not _logged_in(hostname):
+        return True, "no W&B login here (`wandb login` puts runs online)"
+    if not _answers(hostname, parts.port or (80 if parts.scheme == "http" else 443)):
+        return True, f"logged in, but {url} does not answer; `wandb sync` uploads the run later"
+    return False, f"logged in to {url}"
+
+
 class QuietWandbLogger(WandbLogger):
     """Lightning's W&B logger without the ``anonymous=None`` it passes to ``wandb.init`` whatever the
     user set, for which wandb prints a deprecation warning in every run, and with wandb's own errors
     on starting a run as one line (:class:`LoggerError`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, offline: bool | str = "auto", **kwargs: Any) -> None:
+        offline, why = wandb_offline(offline)
+        log.info("W&B %s: %s", "offline" if offline else "online", why)
+        super().__init__(*args, offline=offline, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             del self._wandb_init["anonymous"]
 
@@ -102,7 +170,7 @@ class QuietWandbLogger(WandbLogger):
             if not isinstance(exc, wandb.errors.Error):
                 raise
             offline = self._offline or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
-            hint = "" if offline else "; logger.wandb.offline=true (the default) logs without an account, for `wandb sync` to upload later"
+            hint = "" if offline else "; logger.wandb.offline=true logs without an account, for `wandb sync` to upload later"
             raise LoggerError(f"W&B cannot start the run: {' '.join(str(exc).split()).rstrip('.')}{hint}") from None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import socket
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,10 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import OmegaConf
 from PIL import Image
 
+import gipc.loggers
 from gipc.callbacks import ImagePanels, image_panel
+from gipc.errors import ConfigError
+from gipc.loggers import wandb_offline
 from helpers import CONF, REPO, run_gipc
 
 BLOCK = 32768  # the .wandb file is a LevelDB-style log: 32 KiB blocks of (crc, length, type)-framed chunks
@@ -109,6 +113,52 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
     assert len(launches) == 2
     ids = {next(r.run for r in wandb_records(next(p.glob("run-*.wandb"))) if r.WhichOneof("record_type") == "run").run_id for p in launches}
     assert ids == {(run_dir / "wandb" / "gipc-run-id").read_text().strip()}
+
+
+@pytest.fixture
+def no_wandb_setup(tmp_path, monkeypatch):
+    """A home with no W&B login, settings or mode: what a new user's machine has."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    return tmp_path
+
+
+def _login(home: Path, host: str) -> None:
+    """What ``wandb login`` writes: the host's API key in ~/.netrc."""
+    (home / ".netrc").write_text(f"machine {host}\n  login user\n  password {'k' * 40}\n")
+    (home / ".netrc").chmod(0o600)
+
+
+def test_auto_logs_online_only_where_the_user_has_logged_in_and_the_server_answers(no_wandb_setup, monkeypatch):
+    home = no_wandb_setup
+    assert wandb_offline("auto") == (True, "no W&B login here (`wandb login` puts runs online)")
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a server of our own, named as `wandb login --host` names one
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        assert wandb_offline("auto")[0] is True  # still no login for it
+        _login(home, "127.0.0.1")
+        assert wandb_offline("auto") == (False, f"logged in to {url}")
+    assert wandb_offline("auto") == (True, f"logged in, but {url} does not answer; `wandb sync` uploads the run later")
+    monkeypatch.delenv("WANDB_BASE_URL")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setattr(gipc.loggers, "_answers", lambda hostname, port: (hostname, port) == ("api.wandb.ai", 443))
+    assert wandb_offline("auto") == (False, "logged in to https://api.wandb.ai")
+
+
+def test_the_users_own_wandb_mode_decides_before_auto_and_true_false_force_it(no_wandb_setup, monkeypatch):
+    config = no_wandb_setup / "wandb-config"
+    config.mkdir()
+    (config / "settings").write_text("[default]\nmode = online\n")  # `wandb online`
+    assert wandb_offline("auto") == (False, "wandb's settings (wandb online/offline) is online")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_offline("auto") == (True, "WANDB_MODE is offline")
+    assert wandb_offline(False) == (False, "logger.wandb.offline=false")
+    monkeypatch.delenv("WANDB_MODE")
+    assert wandb_offline(True) == (True, "logger.wandb.offline=true")
+    with pytest.raises(ConfigError, match="^logger.wandb.offline must be true, false or auto, got 'maybe'$"):
+        wandb_offline("maybe")
 
 
 # ----------------------------------------------------------------- image panels, in process
