@@ -21,6 +21,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 import gipc.sweep  # noqa: E402,F401  # the config's resolvers, registered before Hydra composes
 from gipc.configs import CONF_DIR  # noqa: E402
+from gipc.overrides import override_error  # noqa: E402
 
 
 # The package's own config tree, not a path beside this file: an installed wheel carries it as
@@ -34,4 +35,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    if (problem := override_error(sys.argv[1:], CONF_DIR, "config")) is not None:  # Hydra's report: 6-14 lines
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -142,16 +142,6 @@ def test_bad_config_is_one_line_exit_2_failed_marker_and_nothing_else(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == [FAILED_MARKER]  # no checkpoint, no config, no logs
 
 
-def test_misspelt_key_and_unknown_ablation_stay_hydra_composition_errors():
-    from hydra.errors import ConfigCompositionException
-
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        with pytest.raises(ConfigCompositionException, match=r"Could not override 'data\.batchsize'"):
-            compose("config", overrides=["data.batchsize=2"])
-        with pytest.raises(ConfigCompositionException, match=r"ablation"):
-            compose("config", overrides=["ablation=without_everything"])
-
-
 # ------------------------------------------------------------------------------- run dirs
 def test_training_into_a_run_dir_with_checkpoints_is_refused_and_leaves_it_untouched(tmp_path, capsys):
     old = tmp_path / "checkpoints" / "last.ckpt"

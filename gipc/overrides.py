@@ -1,0 +1,72 @@
+"""The command line's overrides checked before Hydra composes a run, so that a misspelt key, an option
+a group does not have or an override Hydra cannot parse is one line (Hydra reports each in 6 to 14
+lines, the config search path among them, and exits 1).
+
+The check composes the config as the run will, through Hydra's compose API; a sweep's values (``-m
+ablation=none,without_gra``) are composed one at a time beside the fixed overrides. What it cannot
+check it leaves to Hydra: an interval or glob sweep, the presets' own sweeps (``hparams_search=``),
+and any command line with a Hydra flag other than ``-m`` (``--cfg``, ``--info``, ``-cn``, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+MULTIRUN = ("-m", "--multirun")
+PLUGIN_GROUPS = {"hydra/launcher": ("joblib", "submitit_local", "submitit_slurm"), "hydra/sweeper": ("optuna",)}
+"""The options gipc's ``sweeps`` extra installs, by group (``local_parallel`` and ``slurm`` build on them)."""
+LISTED = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP)
+"""The sweeps whose values can be listed without the config (an interval cannot be; a glob needs the config's options)."""
+
+
+def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """Why ``argv``'s overrides do not compose with ``config_dir``'s ``config_name``, in one line; None
+    where they do, or where the command line is Hydra's to read (a flag other than ``-m``)."""
+    if any(arg.startswith("-") and arg not in MULTIRUN for arg in argv):
+        return None
+    given = [arg for arg in argv if arg not in MULTIRUN]
+    try:
+        parsed = OverridesParser.create().parse_overrides(given)
+    except OverrideParseException as err:
+        return f"cannot parse the override: {_one_line(err)}"
+    if not any(arg in MULTIRUN for arg in argv):
+        trials = [given]  # a sweep value without -m is an error composition names
+    else:
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        trials = [fixed, *_each_sweep_value(parsed, fixed)]
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            for overrides in trials:
+                compose(config_name, overrides=overrides, return_hydra_config=True)
+    except MissingConfigException as err:
+        if err.missing_cfg_file and err.options:
+            group, _, name = err.missing_cfg_file.rpartition("/")
+            missing_extra = group in PLUGIN_GROUPS and not set(PLUGIN_GROUPS[group]) & set(err.options)
+            plugins = "; Hydra's launcher and sweeper plugins come with pip install 'gipc[sweeps]'" if missing_extra else ""
+            return f"{group}={name}: no such option; {group} is one of {', '.join(err.options)}{plugins}"
+        return _one_line(err)
+    except ConfigCompositionException as err:
+        return _one_line(err)
+    return None
+
+
+def _each_sweep_value(parsed: Sequence, fixed: list[str]) -> Iterator[list[str]]:
+    """``fixed`` plus one value of one sweep override, for every value of every sweep that can be listed."""
+    for override in parsed:
+        if override.value_type in LISTED:
+            for value in override.sweep_string_iterator():
+                yield [*fixed, f"{override.get_key_element()}={value}"]
+
+
+def _one_line(err: Exception) -> str:
+    """Hydra's message and its OmegaConf cause, each line a clause; ``full_key`` and ``object_type`` repeat the key."""
+    parts = [line.strip().rstrip(".") for line in str(err).splitlines()]
+    if err.__cause__ is not None:
+        parts.append(str(err.__cause__).splitlines()[0].strip().rstrip("."))
+    return "; ".join(part for part in parts if part and not part.startswith(("full_key:", "object_type=", "See https://")))

@@ -1,0 +1,44 @@
+"""Overrides that do not compose are one line before Hydra runs (Hydra's own report: 6-14 lines, exit 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+import gipc.sweep  # noqa: F401  # the config's resolvers, as run.py registers them
+from gipc.overrides import override_error
+from helpers import CONF, run_gipc
+
+ABLATIONS = "content_only, none, paper_without_gra, paper_without_int, without_gra, without_int"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data.batchsize=2"], "Could not override 'data.batchsize'; To append to your config use +data.batchsize=2; Key 'batchsize' is not in struct"),
+    (["ablation=without_everything"], f"ablation=without_everything: no such option; ablation is one of {ABLATIONS}"),
+    (["experiment=nope"], "experiment=nope: no such option; experiment is one of cpu, cpu_finetune, cpu_study, full, quick"),
+    (["seed=[1"], "cannot parse the override: no viable alternative at input '[1'"),
+    (["ablation=none,without_int"], "Ambiguous value for argument 'ablation=none,without_int'; 1. To use it as a list, use key=[value1,value2]; "
+     "2. To use it as string, quote the value: key='value1,value2'; 3. To sweep over it, add --multirun to your command line"),
+    # under -m each value of a sweep is composed, so the one misspelt value is named
+    (["-m", "ablation=none,without_intt", "trainer.max_epochs=1"], f"ablation=without_intt: no such option; ablation is one of {ABLATIONS}"),
+    (["--multirun", "loss.ratio=0.1,0.5", "trainer.max_epoch=1"], "Could not override 'trainer.max_epoch'; To append to your config use +trainer.max_epoch=1; Key 'max_epoch' is not in struct"),
+], ids=["misspelt-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep"])
+def test_overrides_that_do_not_compose_are_one_line(argv: list[str], message: str) -> None:
+    assert override_error(argv, CONF, "config") == message
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["experiment=cpu", "trainer.max_epochs=3", "+data.batchsize=2"],  # a new key: the data module names it when built
+    ["-m", "ablation=none,without_int,without_gra", "loss.ratio=range(0.1,0.3,0.1)"],
+    ["-m", "hparams_search=optuna", "loss.lam=interval(0.1,1)"],  # an interval cannot be listed: Hydra's
+    ["--cfg", "job", "data.batchsize=2"],  # Hydra's own flags: Hydra answers
+], ids=["none", "fixed", "sweeps", "interval", "hydra-flag"])
+def test_overrides_that_compose_or_are_hydras_to_read_pass(argv: list[str]) -> None:
+    assert override_error(argv, CONF, "config") is None
+
+
+def test_the_command_prints_the_one_line_exits_2_and_writes_nothing(tmp_path) -> None:
+    done = run_gipc(tmp_path, "-m", "ablation=none,nope", check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"error: ablation=nope: no such option; ablation is one of {ABLATIONS}\n"
+    assert list(tmp_path.iterdir()) == []
