@@ -23,6 +23,7 @@ from lightning.pytorch.strategies.launchers.subprocess_script import _Subprocess
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from gipc.callbacks import TestReport
 from gipc.checkpointing import AtomicCheckpointIO
@@ -77,6 +78,8 @@ def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
     _check(OmegaConf.to_container(node, resolve=True), what, what)
     try:
         return instantiate(node, **kwargs)
+    except MissingMandatoryValue as exc:  # `???` left in conf/ (run.py names it before Hydra starts)
+        raise ConfigError(f"bad {what} config: {exc.full_key}: required, and not given") from None
     except InstantiationException as exc:
         cause: BaseException = exc
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:

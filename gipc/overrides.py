@@ -1,5 +1,5 @@
 """The command line's overrides checked before Hydra composes a run, so that a misspelt key, an option
-a group does not have or an override Hydra cannot parse is one line (Hydra reports each in 6 to 14
+a group does not have, an override Hydra cannot parse or a required value left out is one line (Hydra reports each in 6 to 14
 lines, the config search path among them, and exits 1).
 
 The check composes the config as the run will, through Hydra's compose API; a sweep's values (``-m
@@ -11,12 +11,13 @@ and any command line with a Hydra flag other than ``-m`` (``--cfg``, ``--info``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import OmegaConf
 
 MULTIRUN = ("-m", "--multirun")
 PLUGIN_GROUPS = {"hydra/launcher": ("joblib", "submitit_local", "submitit_slurm"), "hydra/sweeper": ("optuna",)}
@@ -43,7 +44,10 @@ def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> s
     try:
         with initialize_config_dir(str(config_dir), version_base="1.3"):
             for overrides in trials:
-                compose(config_name, overrides=overrides, return_hydra_config=True)
+                config = compose(config_name, overrides=overrides, return_hydra_config=True)
+                missing = sorted(key for key in _missing(OmegaConf.to_container(config)) if not key.startswith("hydra."))
+                if missing:  # `???` in conf/: instantiating it would end in a traceback
+                    return f"{', '.join(missing)}: required, and not given; add {missing[0]}=<value> to the command"
     except MissingConfigException as err:
         if err.missing_cfg_file and err.options:
             group, _, name = err.missing_cfg_file.rpartition("/")
@@ -62,6 +66,15 @@ def _each_sweep_value(parsed: Sequence, fixed: list[str]) -> Iterator[list[str]]
         if override.value_type in LISTED:
             for value in override.sweep_string_iterator():
                 yield [*fixed, f"{override.get_key_element()}={value}"]
+
+
+def _missing(node: Any, prefix: str = "") -> Iterator[str]:
+    """The keys of a config container (interpolations unresolved) whose value is ``???``."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if value == "???":
+            yield f"{prefix}{key}"
+        yield from _missing(value, f"{prefix}{key}.")
 
 
 def _one_line(err: Exception) -> str:

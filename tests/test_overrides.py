@@ -21,7 +21,8 @@ ABLATIONS = "content_only, none, paper_without_gra, paper_without_int, without_g
     # under -m each value of a sweep is composed, so the one misspelt value is named
     (["-m", "ablation=none,without_intt", "trainer.max_epochs=1"], f"ablation=without_intt: no such option; ablation is one of {ABLATIONS}"),
     (["--multirun", "loss.ratio=0.1,0.5", "trainer.max_epoch=1"], "Could not override 'trainer.max_epoch'; To append to your config use +trainer.max_epoch=1; Key 'max_epoch' is not in struct"),
-], ids=["misspelt-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep"])
+    (["data=folder"], "data.source.root: required, and not given; add data.source.root=<value> to the command"),  # `???`: a traceback before
+], ids=["misspelt-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep", "required"])
 def test_overrides_that_do_not_compose_are_one_line(argv: list[str], message: str) -> None:
     assert override_error(argv, CONF, "config") == message
 

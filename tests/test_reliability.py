@@ -537,6 +537,11 @@ def test_testing_without_training_needs_a_trained_generator(tmp_path, capsys, ov
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_a_required_value_left_out_is_one_line_in_process_too(tmp_path, capsys):
+    """``data=folder`` without ``data.source.root`` (``???``) ended in OmegaConf's traceback."""
+    assert refused(tmp_path, capsys, "data=folder") == "bad data config: data.source.root: required, and not given"
+
+
 def test_a_gpu_trainer_without_a_gpu_says_so_and_names_the_cpu_trainer(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert refused(tmp_path, capsys, "trainer=gpu") == (
