@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-# Tests never reach W&B servers: offline runs, quiet console.
-os.environ.setdefault("WANDB_MODE", "offline")
+# Tests never reach W&B servers, whatever the developer's own mode or login: offline runs, quiet console.
+os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 # Networks run on torch unless a test asks for a backend (tests/test_runtime.py): converting every random
 # test generator to OpenVINO would cost seconds each. Converted models never land in the user's cache.
