@@ -34,10 +34,10 @@ _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 def _read(path: Path, allow_pickle: bool) -> Any:
     """``torch.load(weights_only=True)``; a checkpoint that needs code to load is unpickled only with ``allow_pickle``."""
-    if path.is_dir():  # a run dir, most likely: it holds checkpoints/
-        last = path / "checkpoints" / "last.ckpt"
-        hint = f"give a checkpoint file, {last}" + (" or the one gipc-select picks" if last.is_file() else "")
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; {hint}")
+    if path.is_dir():  # a run dir, most likely, or its checkpoints/
+        last = next((p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()), None)
+        hint = f", {last} or the one gipc-select picks" if last is not None else ""
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
