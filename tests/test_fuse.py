@@ -150,6 +150,9 @@ def _mkdir(folder: Path) -> Path:
     ("nope.ckpt", lambda path: None, r"nope\.ckpt: no such checkpoint file"),
     ("run", lambda path: save_lightning_ckpt(_mkdir(path / "checkpoints") / "last.ckpt", random_eval_generator()),
      r"run: is a folder, not a checkpoint file; give a checkpoint file, .*run/checkpoints/last\.ckpt or the one gipc-select picks$"),
+    ("checkpoints", lambda path: save_lightning_ckpt(_mkdir(path) / "last.ckpt", random_eval_generator()),
+     r"checkpoints: is a folder, not a checkpoint file; give a checkpoint file, .*checkpoints/last\.ckpt or the one gipc-select picks$"),
+    ("photos", _mkdir, r"photos: is a folder, not a checkpoint file; give a checkpoint file$"),
     ("junk.ckpt", lambda path: path.write_bytes(os.urandom(2000)), r"junk\.ckpt: not a readable PyTorch checkpoint"),
     ("cut.ckpt", _truncated, r"cut\.ckpt: not a readable PyTorch checkpoint"),
     ("linear.ckpt", lambda path: torch.save({"state_dict": torch.nn.Linear(4, 2).state_dict()}, path),
@@ -161,7 +164,7 @@ def _mkdir(folder: Path) -> Path:
      r"do not fit Generator\(\{\}\): 0 missing, 0 unexpected, \d+ of another shape"),
     ("new.ckpt", lambda path: save_lightning_ckpt(path, paper_generator(), {"heads": 4}),
      r"generator settings \{'heads': 4\} do not fit this version"),
-], ids=["missing", "run-dir", "random-bytes", "truncated", "another-model", "bare-state-dict", "another-shape", "unknown-settings"])
+], ids=["missing", "run-dir", "checkpoints-dir", "other-dir", "random-bytes", "truncated", "another-model", "bare-state-dict", "another-shape", "unknown-settings"])
 def test_bad_checkpoints_are_refused_with_the_reason(tmp_path: Path, name: str, make, message: str) -> None:
     path = tmp_path / name
     make(path)
