@@ -1,15 +1,17 @@
 """The command line's overrides checked before Hydra composes a run, so that a misspelt key, an option
-a group does not have, an override Hydra cannot parse or a required value left out is one line (Hydra reports each in 6 to 14
-lines, the config search path among them, and exits 1).
+a group does not have, an override Hydra cannot parse or a required value left out is one line
+(Hydra reports each in 6 to 14 lines, the config search path among them, and exits 1).
 
 The check composes the config as the run will, through Hydra's compose API; a sweep's values (``-m
 ablation=none,without_gra``) are composed one at a time beside the fixed overrides. What it cannot
 check it leaves to Hydra: an interval or glob sweep, the presets' own sweeps (``hparams_search=``),
-and any command line with a Hydra flag other than ``-m`` (``--cfg``, ``--info``, ``-cn``, ...).
+and any command line with a Hydra flag other than ``-m`` (``--cfg``, ``--info``, ``-cn``, ...) or
+under ``HYDRA_FULL_ERROR=1``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -29,8 +31,8 @@ LISTED = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE
 def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """Why ``argv``'s overrides do not compose with ``config_dir``'s ``config_name``, in one line; None
     where they do, or where the command line is Hydra's to read (a flag other than ``-m``)."""
-    if any(arg.startswith("-") and arg not in MULTIRUN for arg in argv):
-        return None
+    if any(arg.startswith("-") and arg not in MULTIRUN for arg in argv) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return None  # Hydra's flags, or a user who asked Hydra for its full traceback
     given = [arg for arg in argv if arg not in MULTIRUN]
     try:
         parsed = OverridesParser.create().parse_overrides(given)

@@ -38,6 +38,11 @@ def test_overrides_that_compose_or_are_hydras_to_read_pass(argv: list[str]) -> N
     assert override_error(argv, CONF, "config") is None
 
 
+def test_hydra_full_error_leaves_the_report_to_hydra(monkeypatch) -> None:
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    assert override_error(["data.batchsize=2"], CONF, "config") is None
+
+
 def test_the_command_prints_the_one_line_exits_2_and_writes_nothing(tmp_path) -> None:
     done = run_gipc(tmp_path, "-m", "ablation=none,nope", check=False)
     assert done.returncode == 2 and done.stdout == ""
