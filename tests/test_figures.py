@@ -99,6 +99,33 @@ def test_the_command_lays_out_sources_then_methods_as_given(
     assert all((ax.patches[0].get_width(), ax.patches[0].get_height()) == (size, size) for ax in axes[:5])
 
 
+def test_baselines_are_fused_here_each_a_column_after_the_fused_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--baselines average`` on gray sources: (A + B) / 2 for a pair, the sequence's frames in turn,
+    ((A + B) / 2 + C) / 2, for three (as ``gipc-fuse --method average`` fuses them), read off the panels."""
+    scenes: list = []
+    monkeypatch.setattr("gipc.cli.figure.comparison_figure", lambda given, *args, **kwargs: scenes.extend(given))
+    sources, ours = tmp_path / "sources", tmp_path / "ours"
+    sources.mkdir(), ours.mkdir()
+    frames = {letter: torch.randint(0, 256, (1, 24, 28), generator=torch.Generator().manual_seed(ord(letter))) / 255 for letter in "ABC"}
+    for letter, frame in frames.items():
+        write_image(sources / f"s3-{letter}.png", frame)
+        if letter != "C":
+            write_image(sources / f"s2-{letter}.png", frame)
+    for scene in ("s2", "s3"):
+        write_image(ours / f"{scene}.png", frames["A"])
+    assert main(["--pairs", str(sources), "--fused", f"ours={ours}", "--baselines", "average", "--out", str(tmp_path / "fig.png")]) == 0
+    a, b, c = frames.values()
+    for (scene, panels), expected in zip(scenes, [(a + b) / 2, ((a + b) / 2 + c) / 2]):
+        assert [name for name, _ in panels][-2:] == ["ours", "average"], scene
+        assert torch.allclose(panels[-1][1], expected, atol=1e-6), scene
+    for baselines, message in (("nope", "--baselines: no baseline nope; choose from average, "), ("average", "'average' is both a --fused folder and a --baseline")):
+        capsys.readouterr()
+        assert main(["--pairs", str(sources), "--fused", f"{baselines}={ours}", "--baselines", baselines, "--out", str(tmp_path / "f2.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gipc-figure: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "f2.png").exists()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--crop", "0"], "--crop 0: the zoomed crop needs at least 8 px a side"),
     (["--crop", "-5"], "--crop -5: the zoomed crop needs at least 8 px a side"),

@@ -2,6 +2,7 @@
 
     gipc-figure --sources path/to/lytro/triple --fused gipc=DIR --fused laplacian_energy=DIR2 --out fig.png
     gipc-figure --sources pairs/ --fused gipc=DIR --difference --out fig.png   # + each image's |Y - Y_A|
+    gipc-figure --sources pairs/ --fused gipc=DIR --baselines gfdf,laplacian_energy --out fig.png   # classics fused here
 
 The figure is :func:`gipc.figures.comparison_figure`.
 """
@@ -11,11 +12,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from gipc.baselines import BASELINES, get_baseline
+from gipc.choices import expand, unknown
 from gipc.cli.common import Parser, doc_summary, guarded, say
 from gipc.data.sources import group_sources
+from gipc.errors import EvalInputError
 from gipc.evaluate import check_size, fused_files, parse_fused
 from gipc.files import check_writable
 from gipc.figures import comparison_figure
+from gipc.fusion import Fusion
 from gipc.imaging import read_image, read_matching
 
 PROG = "gipc-figure"
@@ -27,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog=PROG, description=doc_summary(__doc__))
     parser.add_argument("--sources", "--pairs", dest="sources", type=Path, required=True, help="folder of <scene>-A/-B[/-C...] sources (any layout gipc-fuse --pairs reads)")
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR", help="a method's fused images, by scene name (repeatable)")
+    parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse here and show after the --fused ones, e.g. gfdf,laplacian_energy, or all")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels (default %(default)s; the image's side at most)")
     parser.add_argument("--difference", action="store_true",
@@ -39,18 +45,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--out {args.out}: the figure is a PNG; name it <name>.png")
 
     def body() -> int:
+        baselines = expand((name.strip() for name in args.baselines.split(",") if name.strip()), BASELINES)
+        if problem := unknown(baselines, BASELINES, "baseline"):
+            raise EvalInputError(f"--baselines: {problem}")
         groups = group_sources(args.sources)
         names = [g for g, _ in groups]
         fused = {name: fused_files(names, folder, name) for name, folder in parse_fused(args.fused, None).items()}
+        if both := [name for name in baselines if name in fused]:
+            raise EvalInputError(f"method name {both[0]!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
+        classics = {name: Fusion(get_baseline(name), "direct", None) for name in baselines}  # a sequence's frames fused in turn, as gipc-fuse --method does
         inputs = tuple(p for _, paths in groups for p in paths) + tuple(p for files in fused.values() for p in files.values())
         check_writable(args.out, args.overwrite, inputs)
         scenes = []
         for scene, paths in groups:
             panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
+            sources = [pixels for _, pixels in panels]
             for name, files in fused.items():
                 image = read_image(files[scene]).pixels
                 check_size(files[scene], tuple(image.shape[1:]), scene, tuple(panels[0][1].shape[1:]), "fused")
                 panels.append((name, image))
+            panels += [(name, fusion.fuse(sources)) for name, fusion in classics.items()]
             scenes.append((scene, panels))
         comparison_figure(scenes, args.out, args.crop, difference=args.difference)
         say(PROG, f"wrote {args.out}")
