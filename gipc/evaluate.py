@@ -17,7 +17,7 @@ a paper's LaTeX table (the best of each metric in bold, the second underlined), 
 or empty folder; ``--overwrite`` to reuse one) once every score is in. Until then each pair's rows
 are kept there as they come (:mod:`gipc.journal`), so that a failed or interrupted run goes on with
 ``--resume`` instead of starting again. Without ``--out`` the table is only printed. ``--wandb`` also
-logs both tables to a W&B run under ``--out`` (offline unless ``--wandb online``).
+logs both tables to a W&B run under ``--out`` (``auto``: online after ``wandb login``, as training logs).
 """
 
 from __future__ import annotations

@@ -19,31 +19,26 @@ elsewhere (:func:`wandb_offline`), so that a machine without an account or a net
 
 from __future__ import annotations
 
-import configparser
 import csv
 import logging
-import netrc
 import os
 import secrets
-import socket
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import urlsplit
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
-from gipc.errors import ConfigError, LoggerError
+from gipc.errors import LoggerError
 from gipc.files import write_text
+from gipc.wandb_mode import wandb_offline
 
 log = logging.getLogger(__name__)
 
 WANDB_RUN_ID = "wandb/gipc-run-id"
 """The run dir's W&B run id, kept for the launches that continue the run."""
-WANDB_HOST = "https://api.wandb.ai"
-"""W&B's server unless ``wandb login --host`` or ``WANDB_BASE_URL`` names another."""
 
 
 def _step(row: dict[str, str]) -> float:
@@ -91,61 +86,6 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = ResumableWriter(self.log_dir, self.keep_earlier_rows)
         return self._experiment
-
-
-def _wandb_settings() -> configparser.SectionProxy | dict[str, str]:
-    """The ``[default]`` section of wandb's settings file (``wandb login --host``, ``wandb offline`` write it)."""
-    folder = Path(os.environ.get("WANDB_CONFIG_DIR") or Path.home() / ".config" / "wandb")
-    parser = configparser.ConfigParser()
-    try:
-        parser.read(folder / "settings")
-    except (OSError, configparser.Error):
-        return {}
-    return parser["default"] if parser.has_section("default") else {}
-
-
-def _logged_in(host: str) -> bool:
-    """What ``wandb login`` leaves: an API key (or identity token) in the environment, or ``host`` in the netrc file."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
-    try:
-        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def _answers(hostname: str, port: int, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the server opens within ``timeout`` s (wandb itself would retry for minutes)."""
-    try:
-        socket.create_connection((hostname, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
-def wandb_offline(offline: bool | str) -> tuple[bool, str]:
-    """``logger.wandb.offline`` resolved, and why: ``auto`` is online where the user has run ``wandb
-    login`` (or set ``WANDB_API_KEY``) and W&B's server answers, offline elsewhere; ``WANDB_MODE`` or
-    ``wandb offline`` / ``wandb online`` decide first. ``true`` and ``false`` are as they say."""
-    if isinstance(offline, bool):
-        return offline, f"logger.wandb.offline={str(offline).lower()}"
-    if offline != "auto":
-        raise ConfigError(f"logger.wandb.offline must be true, false or auto, got {offline!r}")
-    settings = _wandb_settings()
-    for source, mode in (("WANDB_MODE", os.environ.get("WANDB_MODE")), ("wandb's settings (wandb online/offline)", settings.get("mode"))):
-        if mode in ("offline", "dryrun", "disabled"):
-            return True, f"{source} is {mode}"
-        if mode == "online":
-            return False, f"{source} is online"
-    url = os.environ.get("WANDB_BASE_URL") or settings.get("base_url") or WANDB_HOST
-    parts = urlsplit(url)
-    hostname = parts.hostname or url
-    if not _logged_in(hostname):
-        return True, "no W&B login here (`wandb login` puts runs online)"
-    if not _answers(hostname, parts.port or (80 if parts.scheme == "http" else 443)):
-        return True, f"logged in, but {url} does not answer; `wandb sync` uploads the run later"
-    return False, f"logged in to {url}"
 
 
 class QuietWandbLogger(WandbLogger):

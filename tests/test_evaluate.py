@@ -436,6 +436,17 @@ def test_wandb_offline_run_holds_the_per_image_table(scenes, tmp_path: Path) -> 
     assert means["data"] == [["ours", *(pytest.approx(np.mean([float(r[m]) for r in rows]), abs=1e-12) for m in metrics)]]
 
 
+def test_wandb_without_a_mode_logs_as_training_does_and_says_so(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
+    """``--wandb`` alone is ``auto``: offline here (the tests' WANDB_MODE), online after ``wandb login``."""
+    sources, fused, _ = scenes
+    modes: list[str] = []
+    monkeypatch.setattr("gipc.cli.evaluate.log_wandb", lambda rows, out, mode, config: modes.append(mode) or str(out / "wandb"))
+    assert main(["--sources", str(sources), "--fused", str(fused), "--out", str(tmp_path / "out"), "--wandb"]) == 0
+    assert modes == ["offline"] and "gipc-eval: W&B offline: WANDB_MODE is offline\n" in capsys.readouterr().err
+    assert main(["--sources", str(sources), "--fused", str(fused), "--out", str(tmp_path / "out2"), "--wandb", "online"]) == 0
+    assert modes == ["offline", "online"]  # a mode given is taken as it is
+
+
 def test_a_failed_wandb_upload_exits_2_after_writing_the_tables(scenes, tmp_path: Path, capsys, monkeypatch) -> None:
     sources, fused, _ = scenes
 

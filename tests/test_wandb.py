@@ -20,10 +20,10 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import OmegaConf
 from PIL import Image
 
-import gipc.loggers
+import gipc.wandb_mode
 from gipc.callbacks import ImagePanels, image_panel
 from gipc.errors import ConfigError
-from gipc.loggers import wandb_offline
+from gipc.wandb_mode import wandb_offline
 from helpers import CONF, REPO, run_gipc
 
 BLOCK = 32768  # the .wandb file is a LevelDB-style log: 32 KiB blocks of (crc, length, type)-framed chunks
@@ -143,7 +143,7 @@ def test_auto_logs_online_only_where_the_user_has_logged_in_and_the_server_answe
     assert wandb_offline("auto") == (True, f"logged in, but {url} does not answer; `wandb sync` uploads the run later")
     monkeypatch.delenv("WANDB_BASE_URL")
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    monkeypatch.setattr(gipc.loggers, "_answers", lambda hostname, port: (hostname, port) == ("api.wandb.ai", 443))
+    monkeypatch.setattr(gipc.wandb_mode, "_answers", lambda hostname, port: (hostname, port) == ("api.wandb.ai", 443))
     assert wandb_offline("auto") == (False, "logged in to https://api.wandb.ai")
 
 

@@ -24,6 +24,7 @@ from gipc.fuse import made_by
 from gipc.journal import Journal, file_states, read_journal
 from gipc.metrics import EXTRA_NAMES
 from gipc.report import PARTIAL, Row, markdown_table, numeric_columns, write_report
+from gipc.wandb_mode import wandb_offline
 
 PROG = "gipc-eval"
 
@@ -49,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help=f"go on with an interrupted or failed run in --out: the pairs it scored (kept in {PARTIAL}) are not scored again")
     parser.add_argument("--allow-missing", action="store_true", help="score the scenes a --fused folder has instead of refusing")
-    parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"],
-                        help="also log the tables to W&B (offline unless 'online'; needs --out)")
+    parser.add_argument("--wandb", nargs="?", const="auto", choices=["auto", "offline", "online"],
+                        help="also log the tables to W&B (needs --out); auto: online after `wandb login` where W&B answers, else offline (as training logs)")
     return parser
 
 
@@ -169,8 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         say(PROG, f"wrote {', '.join(path.name for path in paths)} in {args.out}")
         if args.wandb:
             config = {"sources": str(args.sources), "fused": args.fused, "baselines": args.baselines, "gt": args.gt and str(args.gt)}
+            mode = args.wandb
+            if mode == "auto":
+                offline, why = wandb_offline("auto")
+                mode = "offline" if offline else "online"
+                say(PROG, f"W&B {mode}: {why}")
             try:
-                say(PROG, f"W&B run in {log_wandb(rows, args.out, args.wandb, config)}")
+                say(PROG, f"W&B run in {log_wandb(rows, args.out, mode, config)}")
             except Exception as err:  # wandb raises many types (login, network); the tables are already written
                 say(PROG, f"error: W&B logging failed ({type(err).__name__}: {err}); the tables were written")
                 return 2
