@@ -37,7 +37,6 @@ from gipc.data.sources import image_files
 from gipc.configs import conf_group
 from gipc.errors import EvalInputError
 from gipc.imaging import read_image, sized
-from gipc.metrics import gray255
 from gipc.report import numeric_columns, score_batch, summarize
 
 FUSED_SUFFIXES = ("", "-fused", "_fused")
@@ -103,6 +102,8 @@ def _as_kind(image: torch.Tensor, channels: int) -> torch.Tensor:
         return image
     if channels == 3:
         return image.expand(3, -1, -1)
+    from gipc.metrics import gray255  # the metrics load torchmetrics (0.8 s): only where scores are made
+
     return (gray255(image[None])[0] / 255.0).to(image.dtype)
 
 

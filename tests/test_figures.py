@@ -3,6 +3,8 @@ scale a scene; the figure is written whole."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +200,11 @@ def test_a_fused_image_of_another_size_is_refused_in_one_line(tmp_path: Path, ca
     assert not out.exists()
     write_image(fused / "s1.png", torch.rand(1, 24, 30), overwrite=True)
     assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--difference"]) == 0 and out.is_file()
+
+
+def test_gipc_figure_starts_without_the_metrics() -> None:
+    """A figure scores nothing: torchmetrics (0.8 s of its 2.5 s --help) came in through gipc.evaluate's imports."""
+    heavy = ("torchmetrics", "gipc.metrics")
+    code = f"import sys, gipc.cli.figure; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
