@@ -77,10 +77,12 @@ def axis_weights(size: int, tile: int, overlap: int) -> list[tuple[int, torch.Te
 
 
 def check_tiling(tile: int | None, overlap: int | None) -> None:
-    """``tile``: None (automatic), 0 (never) or a size above ``overlap`` (None: the network's, not known yet)."""
-    if tile is not None and (tile < 0 or tile and overlap is not None and not 0 <= overlap < tile):
+    """``tile``: None (automatic: :data:`DEFAULT_TILE` on large images), 0 (never) or a size above
+    ``overlap`` (None: the network's, not known yet)."""
+    size = DEFAULT_TILE if tile is None else tile
+    if size < 0 or size and overlap is not None and not 0 <= overlap < size:
         given = "" if overlap is None else f" with overlap {overlap}"
-        raise UserError(f"tile {tile}{given}: need tile >= 0 and 0 <= overlap < tile")
+        raise UserError(f"tile {size}{' (automatic)' * (tile is None)}{given}: need tile >= 0 and 0 <= overlap < tile")
 
 
 def auto_tiling(fuse: Fuser, tile: int | None, overlap: int, progress: Progress | None = None) -> Fuser:

@@ -582,6 +582,8 @@ def test_the_same_file_twice_is_refused(tmp_path: Path, grayscale_pairs: Path, c
         (["--tile", "64", "--overlap", "64"], "tile 64 with overlap 64: need tile >= 0 and 0 <= overlap < tile"),
         (["--tile", "-1"], "tile -1: need tile >= 0 and 0 <= overlap < tile"),
         (["--tile", "16"], "tile 16 with overlap 32: need tile >= 0 and 0 <= overlap < tile"),  # the generator's own overlap
+        # the automatic tiles' overlap, which a large image meets only when the network runs (a message of its own)
+        (["--overlap", "-3"], "tile 512 (automatic) with overlap -3: need tile >= 0 and 0 <= overlap < tile"),
         (["--method", "average", "--tile", "256"], "--tile applies to the network only"),
         (["--method", "average", "--tile", "0"], "--tile applies to the network only"),
         (["--method", "average", "--precision", "bf16"], "--precision and --backend apply to the network only; baselines compute in fp32 with torch"),

@@ -140,6 +140,14 @@ def test_a_fusion_refuses_bad_tiling_when_built_not_when_first_used(tile: int, o
         Fusion(lambda a, b: a, tile=tile, overlap=overlap)
 
 
+
+@pytest.mark.parametrize("overlap", [-1, DEFAULT_TILE])
+def test_automatic_tiles_refuse_an_overlap_they_cannot_take_when_built(overlap: int) -> None:
+    with pytest.raises(ValueError, match=rf"^tile {DEFAULT_TILE} \(automatic\) with overlap {overlap}: need tile >= 0 and 0 <= overlap < tile$"):
+        Fusion(lambda a, b: a, tile=None, overlap=overlap)
+    assert Fusion(lambda a, b: a, tile=0, overlap=overlap).tile == 0  # never tiled: the overlap is not used
+
+
 def test_sequence_fuses_left_to_right() -> None:
     """F = f(f(I1, I2), I3) with a non-commutative f: 2 * (2 * 1 + 2) + 3 = 11."""
     images = [torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)]
