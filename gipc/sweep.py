@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, UNTESTED, finished, launch_override, progress, running, unfinished_runs, untested
+from gipc.runstate import FAILED, UNTESTED, finished, job_order, launch_override, progress, running, unfinished_runs, untested
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -91,41 +92,56 @@ def sweep_jobs(sweep: Path) -> list[list[str]]:
     """Every job of the sweep recorded in ``<sweep>/multirun.yaml``, in Hydra's job order, as its override list.
 
     Hydra's basic sweeper takes the cross product of the sweep overrides (``hydra.sweeper.params``
-    and the command line's ``a=x,y``), so the list is the sweep's, whether its jobs ran or not; other
-    sweepers (Optuna) choose their trials as they go and are refused here."""
+    and the command line's ``a=x,y``), so the list is the sweep's, whether its jobs ran or not (other
+    sweepers, Optuna's, choose their trials as they go: :func:`sweep_status` lists those started)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     hydra = _record(sweep)
     if not _is_basic(hydra):
-        raise UserError(f"{sweep}: swept by {hydra['sweeper']['_target_']}, whose trials are chosen as they run; --status lists basic sweeps only")
+        return []
     params = [f"{key}={value}" for key, value in ((hydra.get("sweeper") or {}).get("params") or {}).items()]
     overrides = OverridesParser.create().parse_overrides([*params, *_task_overrides(hydra)])
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
 def sweep_status(sweep: Path) -> list[dict[str, str]]:
-    """One row per job of the sweep: its number, overrides and state (done, failed, running now, partial at step N, started, not started)."""
+    """One row per job of the sweep: its number, overrides and state (done, failed, running now,
+    partial at step N, started, not started). A basic sweep lists every job it will run; a sweeper
+    that chooses its trials as they run (Optuna) lists the trials started so far."""
     steps = dict(unfinished_runs(sweep))
-    rows = []
-    for num, job in enumerate(sweep_jobs(sweep)):
-        dirs = sorted(p for p in sweep.glob(f"{num}_*") if p.is_dir())
-        if not dirs:
-            state = "not started"
-        elif running(dirs[0]):
-            state = "running now" if steps.get(dirs[0]) is None else f"running now, {progress(steps[dirs[0]])}"
-        elif (dirs[0] / FAILED).is_file():
-            state = "failed (see its FAILED file)"
-        elif finished(dirs[0]):
-            state = f"done, {UNTESTED}" if untested(dirs[0]) else "done"
-        elif dirs[0] not in steps:
-            state = "started, no config yet"
-        elif steps[dirs[0]] is None:
-            state = progress(None)
-        else:
-            state = f"partial: {progress(steps[dirs[0]])}"
-        rows.append({"job": str(num), "overrides": " ".join(job), "state": state})
-    return rows
+    started = sorted((p for p in sweep.iterdir() if p.is_dir() and re.match(r"\d+_", p.name)), key=job_order) if sweep.is_dir() else []
+    if not started or (sweep / "multirun.yaml").is_file() and _is_basic(_record(sweep)):  # Hydra's basic sweeper records its jobs there
+        rows = [(num, job, _job_dir(sweep, num)) for num, job in enumerate(sweep_jobs(sweep))]
+    else:  # Optuna's records none: its trials' dirs hold what each is
+        rows = [(int(p.name.split("_", 1)[0]), _job_overrides(p), p) for p in started]
+    return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps)} for num, job, job_dir in rows]
+
+
+def _job_dir(sweep: Path, num: int) -> Path | None:
+    """Job ``num``'s dir (``<num>_<overrides>``), None until Hydra makes it."""
+    return min((p for p in sweep.glob(f"{num}_*") if p.is_dir()), default=None)
+
+
+def _job_overrides(job_dir: Path) -> list[str]:
+    """A job's overrides as Hydra recorded them (``.hydra/overrides.yaml``), without ``resume``; [] before it wrote them."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    return [o for o in map(str, yaml.safe_load(path.read_text()) or []) if not launch_override(o)] if path.is_file() else []
+
+
+def _job_state(job_dir: Path | None, steps: Mapping[Path, int | None]) -> str:
+    """:func:`sweep_status`'s state of one job dir (None: not made yet)."""
+    if job_dir is None:
+        return "not started"
+    if running(job_dir):
+        return "running now" if steps.get(job_dir) is None else f"running now, {progress(steps[job_dir])}"
+    if (job_dir / FAILED).is_file():
+        return "failed (see its FAILED file)"
+    if finished(job_dir):
+        return f"done, {UNTESTED}" if untested(job_dir) else "done"
+    if job_dir not in steps:
+        return "started, no config yet"
+    return progress(None) if steps[job_dir] is None else f"partial: {progress(steps[job_dir])}"
 
 
 def _task_overrides(hydra: dict[str, Any]) -> list[str]:
@@ -201,11 +217,11 @@ class SweepSummary(Callback):
         sweep = Path(config.hydra.sweep.dir)
         if not sweep.is_dir():  # no job was launched
             return
-        if not _is_basic(config.hydra):  # Optuna: trials chosen as they ran
-            print(f"sweep dir: {sweep}; compare its trials: gipc-compare {sweep}")
-            return
         states = [row["state"] for row in sweep_status(sweep)]
         done = sum(state.startswith("done") for state in states)
+        if not _is_basic(config.hydra):  # Optuna: trials chosen as they ran, each a job
+            print(f"sweep dir: {sweep}: {done} of {len(states)} trials done; compare them: gipc-compare {sweep}")
+            return
         line = f"sweep dir: {sweep}: {done} of {len(states)} jobs done"
         line += f"; compare them: gipc-compare {sweep}" if "done" in states or not done else f", {UNTESTED}: no tables to compare"
         if done < len(states):

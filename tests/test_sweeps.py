@@ -26,7 +26,7 @@ from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
 from gipc.runstate import LOCK, launch_override, resume_action, running, training_lock, unfinished_runs
-from gipc.sweep import ResumeSweep, SweepSummary, check_resume, job_log, keep_record, requeued
+from gipc.sweep import ResumeSweep, SweepSummary, check_resume, job_log, keep_record, requeued, sweep_status
 from helpers import CONF, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
@@ -414,7 +414,7 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     )
     sweep = sweep_dir(tmp_path)
     where = sweep.relative_to(tmp_path)
-    assert done.stdout.splitlines()[-1] == f"sweep dir: {where}; compare its trials: gipc-compare {where}"
+    assert done.stdout.splitlines()[-1] == f"sweep dir: {where}: 2 of 2 trials done; compare them: gipc-compare {where}"
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == {"loss.lam", "loss.beta1", "loss.beta2"}
     assert 0.0 < result["best_value"] <= 1.0  # a Q^AB/F
@@ -422,6 +422,10 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     assert len(jobs) == 2
     lams = {saved(j)["loss"]["lam"] for j in jobs}
     assert len(lams) == 2 and all(1.0 <= lam <= 30.0 for lam in lams)
+    # --status lists the trials started so far, each with the parameters Optuna chose for it
+    rows = sweep_status(sweep)
+    assert [(r["job"], r["state"]) for r in rows] == [("0", "done"), ("1", "done")]
+    assert all(f"loss.lam={saved(j)['loss']['lam']}" in r["overrides"].split() for j, r in zip(jobs, rows))
     # An Optuna sweep does not resume (docs/experiments.md says why): refused in one line, nothing run.
     refused = run_gipc(tmp_path, "-m", "hparams_search=optuna", "logger=csv", *TINY, f"resume={sweep}", check=False)
     assert refused.returncode == 2 and [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [
