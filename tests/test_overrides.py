@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import gipc.overrides
 import gipc.sweep  # noqa: F401  # the config's resolvers, as run.py registers them
 from gipc.overrides import override_error
 from helpers import CONF, run_gipc
@@ -48,3 +49,14 @@ def test_the_command_prints_the_one_line_exits_2_and_writes_nothing(tmp_path) ->
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"error: ablation=nope: no such option; ablation is one of {ABLATIONS}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_plugin_names_the_extra_that_installs_it(monkeypatch) -> None:
+    """Without ``gipc[sweeps]`` Hydra knows no joblib or submitit launcher: the line says where they come from."""
+    launchers = "basic, joblib, local_parallel, slurm, submitit_local, submitit_slurm"
+    assert override_error(["hydra/launcher=nope"], CONF, "config") == f"hydra/launcher=nope: no such option; hydra/launcher is one of {launchers}"
+    monkeypatch.setitem(gipc.overrides.PLUGIN_GROUPS, "hydra/launcher", ("a_plugin_not_installed",))  # as if the extra were missing
+    assert override_error(["hydra/launcher=nope"], CONF, "config") == (
+        f"hydra/launcher=nope: no such option; hydra/launcher is one of {launchers}; "
+        "Hydra's launcher and sweeper plugins come with pip install 'gipc[sweeps]'"
+    )
