@@ -38,7 +38,7 @@ def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         parsed = OverridesParser.create().parse_overrides(given)
     except OverrideParseException as err:
         return f"cannot parse the override: {_one_line(err)}"
-    if not any(arg in MULTIRUN for arg in argv):
+    if not any(arg in MULTIRUN or arg == "hydra.mode=MULTIRUN" for arg in argv):
         trials = [given]  # a sweep value without -m is an error composition names
     else:
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]

@@ -33,8 +33,9 @@ def test_overrides_that_do_not_compose_are_one_line(argv: list[str], message: st
     ["experiment=cpu", "trainer.max_epochs=3", "+data.batchsize=2"],  # a new key: the data module names it when built
     ["-m", "ablation=none,without_int,without_gra", "loss.ratio=range(0.1,0.3,0.1)"],
     ["-m", "hparams_search=optuna", "loss.lam=interval(0.1,1)"],  # an interval cannot be listed: Hydra's
+    ["hydra.mode=MULTIRUN", "ablation=none,without_int"],  # -m as an override
     ["--cfg", "job", "data.batchsize=2"],  # Hydra's own flags: Hydra answers
-], ids=["none", "fixed", "sweeps", "interval", "hydra-flag"])
+], ids=["none", "fixed", "sweeps", "interval", "mode-multirun", "hydra-flag"])
 def test_overrides_that_compose_or_are_hydras_to_read_pass(argv: list[str]) -> None:
     assert override_error(argv, CONF, "config") is None
 
