@@ -17,6 +17,8 @@ from gipc.errors import ConfigError
 
 WANDB_HOST = "https://api.wandb.ai"
 """W&B's server unless ``wandb login --host`` or ``WANDB_BASE_URL`` names another."""
+PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+"""The variables that send wandb's requests through a proxy (requests reads them)."""
 
 
 def _wandb_settings() -> configparser.SectionProxy | dict[str, str]:
@@ -69,6 +71,9 @@ def wandb_offline(offline: bool | str) -> tuple[bool, str]:
     hostname = parts.hostname or url
     if not _logged_in(hostname):
         return True, "no W&B login here (`wandb login` puts runs online)"
+    proxy = next((name for name in PROXIES if os.environ.get(name)), None)
+    if proxy is not None:  # wandb goes through it; a direct connection would say nothing of the way there
+        return False, f"logged in to {url} (through {proxy}, not probed)"
     if not _answers(hostname, parts.port or (80 if parts.scheme == "http" else 443)):
         return True, f"logged in, but {url} does not answer; `wandb sync` uploads the run later"
     return False, f"logged in to {url}"

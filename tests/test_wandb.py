@@ -118,7 +118,7 @@ def test_offline_run_holds_config_losses_lrs_metrics_table_and_panels(tmp_path):
 @pytest.fixture
 def no_wandb_setup(tmp_path, monkeypatch):
     """A home with no W&B login, settings or mode: what a new user's machine has."""
-    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "NETRC"):
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "NETRC", *gipc.wandb_mode.PROXIES):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
@@ -145,6 +145,9 @@ def test_auto_logs_online_only_where_the_user_has_logged_in_and_the_server_answe
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     monkeypatch.setattr(gipc.wandb_mode, "_answers", lambda hostname, port: (hostname, port) == ("api.wandb.ai", 443))
     assert wandb_offline("auto") == (False, "logged in to https://api.wandb.ai")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # only the proxy answers here: wandb goes through it
+    monkeypatch.setattr(gipc.wandb_mode, "_answers", lambda hostname, port: False)
+    assert wandb_offline("auto") == (False, "logged in to https://api.wandb.ai (through HTTPS_PROXY, not probed)")
 
 
 def test_the_users_own_wandb_mode_decides_before_auto_and_true_false_force_it(no_wandb_setup, monkeypatch):
