@@ -156,6 +156,18 @@ def test_photo_pool_reads_folders_and_names_problems(tmp_path: Path) -> None:
         photo_pool(False, [tmp_path / "mine"])
 
 
+def test_a_training_photo_too_small_for_a_patch_is_named(tmp_path: Path) -> None:
+    """A thumbnail among the user's photos stopped training with the size alone ("a 40x30 photo")."""
+    photos = tmp_path / "mine"
+    photos.mkdir()
+    for i in range(6):  # 20 px: under a 16 px patch plus its blur margin on each side
+        write_image(photos / f"thumb{i}.png", _photo(i, (20, 24), channels=3))
+    source = SynthesizedPairs(SMALL, SMALL, patches_per_epoch=8, embedded_photos=False, photo_dirs=[str(photos)], test_fraction=0.5, val_count=1)
+    module = FusionDataModule(source, batch_size=2, patch_size=16, seed=0, batches_per_step=3)
+    with pytest.raises(DataError, match=r"^photo 'thumb\d' is 24x20, smaller than a 16px patch plus its \d+px blur margin; .*, or take it out of the photos$"):
+        module.setup("fit")
+
+
 def test_synthesized_module_holds_out_disjoint_val_and_test_photos(tmp_path: Path) -> None:
     source = SynthesizedPairs(
         SMALL, SMALL, patches_per_epoch=8, embedded_photos=False, photo_dirs=[str(_photo_dir(tmp_path / "mine", 10))],

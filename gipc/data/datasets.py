@@ -216,16 +216,18 @@ class SynthesizedPatches(Dataset):
     """
 
     def __init__(
-        self, photos: Sequence[torch.Tensor], patch_size: int, recipe: DefocusRecipe, length: int, seed: int, flips: bool = True
+        self, photos: Sequence[torch.Tensor], patch_size: int, recipe: DefocusRecipe, length: int, seed: int, flips: bool = True,
+        names: Sequence[str] | None = None,
     ) -> None:
         if length < 1:
             raise DataError(f"data.source.patches_per_epoch must be >= 1 for synthesized patches, got {length}")
         side = patch_size + 2 * recipe.margin
-        for photo in photos:
+        for i, photo in enumerate(photos):
             if min(photo.shape[-2:]) < side:
+                which = f"photo {names[i]!r} is {photo.shape[-1]}x{photo.shape[-2]}," if names else f"a {photo.shape[-1]}x{photo.shape[-2]} photo is"
                 raise DataError(
-                    f"a {photo.shape[-1]}x{photo.shape[-2]} photo is smaller than a {patch_size}px patch plus its "
-                    f"{recipe.margin}px blur margin; lower data.patch_size or the largest sigma"
+                    f"{which} smaller than a {patch_size}px patch plus its {recipe.margin}px blur margin; "
+                    "lower data.patch_size or the largest sigma" + (", or take it out of the photos" if names else "")
                 )
         self.photos = [luma(photo).float().contiguous() for photo in photos]
         self.area = torch.tensor([float(p.shape[-1] * p.shape[-2]) for p in self.photos])

@@ -178,5 +178,5 @@ class SynthesizedPairs:
                 "add photos (data.source.photo_dirs=[DIR]), raise data.source.test_fraction or lower data.source.val_count"
             )
         scenes = [held_out_scene(name, pool[name], self.held_out_recipe, seed) for name in held]
-        patches = SynthesizedPatches([pool[name] for name in train], patch_size, self.recipe, self.patches_per_epoch, seed, self.flips)
+        patches = SynthesizedPatches([pool[name] for name in train], patch_size, self.recipe, self.patches_per_epoch, seed, self.flips, names=train)
         return Split(patches, scenes[: self.val_count], scenes[self.val_count :])
