@@ -12,6 +12,7 @@ repaints leaves a trace everywhere.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tqdm import tqdm
 
 from gipc.color import luma
 from gipc.files import atomic_path
@@ -57,9 +59,12 @@ def comparison_figure(
     crop: int = 96,
     panel_inches: float = 2.0,
     difference: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write a PNG: per scene, ``(label, image)`` panels in a row and their crops below (sources
-    first, labelled ``source ...``), and with ``difference`` each panel's |Y - Y_A| under them, atomically."""
+    first, labelled ``source ...``), and with ``difference`` each panel's |Y - Y_A| under them, atomically.
+    ``progress``: a bar on stderr, a step per scene and two for rendering and writing (20 Lytro
+    scenes of four panels take 14 s)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,6 +75,7 @@ def comparison_figure(
     fig, axes = plt.subplots(rows * len(scenes), columns, figsize=(panel_inches * columns, rows * panel_inches * len(scenes)), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
+    bar = tqdm(total=len(scenes) + 2, desc="drawing", unit="step", disable=not progress, leave=False, file=sys.stderr)
     for row, (name, panels) in enumerate(scenes):
         sources = [image for label, image in panels if label.startswith("source")]
         top, left = decision_window(sources, crop)
@@ -90,13 +96,17 @@ def comparison_figure(
             whole.set_title(f"{name}: {label}" if col == 0 else label, fontsize=8)
             zoom.imshow(pixels[top : top + size, left : left + size].numpy(), cmap="gray" if gray else None, vmin=0, vmax=1,
                         interpolation="nearest")
+        bar.update()
     fig.tight_layout(pad=0.3)
     rendered = io.BytesIO()
     fig.savefig(rendered, format="png", dpi=110)
     plt.close(fig)
+    bar.update()
     # An adaptive 256-colour palette keeps a figure of four photo scenes well under 1 MiB (a quarter
     # of the RGBA file's size), small enough to commit beside the docs.
     palette = Image.open(rendered).convert("RGB").quantize(256)
     with atomic_path(out) as tmp:
         palette.save(tmp, format="PNG", optimize=True)
+    bar.update()
+    bar.close()
     return out

@@ -116,6 +116,7 @@ def test_baselines_are_fused_here_each_a_column_after_the_fused_folders(tmp_path
     for scene in ("s2", "s3"):
         write_image(ours / f"{scene}.png", frames["A"])
     assert main(["--pairs", str(sources), "--fused", f"ours={ours}", "--baselines", "average", "--out", str(tmp_path / "fig.png")]) == 0
+    assert "reading and fusing classics:   0%" in capsys.readouterr().err  # two scenes: a bar while the classics fuse
     a, b, c = frames.values()
     for (scene, panels), expected in zip(scenes, [(a + b) / 2, ((a + b) / 2 + c) / 2]):
         assert [name for name, _ in panels][-2:] == ["ours", "average"], scene
@@ -208,3 +209,12 @@ def test_gipc_figure_starts_without_the_metrics() -> None:
     code = f"import sys, gipc.cli.figure; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_a_figure_of_several_scenes_shows_its_drawing_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """20 Lytro scenes of four panels take 14 s to draw and write: a bar, a step per scene, one for rendering, one for writing."""
+    scenes = [(f"s{i}", [("source A", torch.rand(1, 24, 24)), ("source B", torch.rand(1, 24, 24))]) for i in range(2)]
+    comparison_figure(scenes, tmp_path / "fig.png", crop=8, progress=True)
+    assert "drawing:   0%|          | 0/4" in capsys.readouterr().err  # the bar, gone once the figure is written (leave=False)
+    comparison_figure(scenes, tmp_path / "quiet.png", crop=8)
+    assert capsys.readouterr().err == ""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from gipc.baselines import BASELINES, get_baseline
 from gipc.choices import expand, unknown
 from gipc.cli.common import Parser, doc_summary, guarded, say
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         inputs = tuple(p for _, paths in groups for p in paths) + tuple(p for files in fused.values() for p in files.values())
         check_writable(args.out, args.overwrite, inputs)
         scenes = []
-        for scene, paths in groups:
+        what = "reading and fusing classics" if classics else "reading"
+        for scene, paths in tqdm(groups, desc=what, unit="scene", disable=len(groups) < 2, leave=False, file=sys.stderr):
             panels = [(f"source {chr(ord('A') + i)}", image.pixels) for i, image in enumerate(read_matching(list(paths)))]
             sources = [pixels for _, pixels in panels]
             for name, files in fused.items():
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 panels.append((name, image))
             panels += [(name, fusion.fuse(sources)) for name, fusion in classics.items()]
             scenes.append((scene, panels))
-        comparison_figure(scenes, args.out, args.crop, difference=args.difference)
+        comparison_figure(scenes, args.out, args.crop, difference=args.difference, progress=len(scenes) > 1)
         say(PROG, f"wrote {args.out}")
         return 0
 
