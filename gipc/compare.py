@@ -51,7 +51,7 @@ import yaml
 from gipc.errors import CompareError
 from gipc.files import atomic_path, replace_dir, staging_dir, write_text
 from gipc.report import PARTIAL, Row, csv_text, latex_table, markdown_table, numeric_columns, summarize
-from gipc.runstate import DONE, FAILED, UNTESTED, job_order, launch_override, progress, running, unfinished_runs, untested
+from gipc.runstate import DONE, FAILED, UNTESTED, job_order, progress, recorded_overrides, running, unfinished_runs, untested
 
 DEFAULT_IGNORE = ("seed",)
 """Override keys left out of variants: runs that differ only in them pool into one mean ± std."""
@@ -91,14 +91,10 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
 def read_overrides(run_dir: Path) -> dict[str, str]:
     """``key -> value`` of the run's command-line overrides (``+``/``++`` prefixes dropped, ``resume``
     left out: :func:`~gipc.runstate.launch_override`); {} if unrecorded."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
     overrides: dict[str, str] = {}
-    for item in map(str, yaml.safe_load(path.read_text()) or []):
-        if not launch_override(item):
-            key, _, value = item.partition("=")
-            overrides[key.lstrip("+")] = value
+    for item in recorded_overrides(run_dir):
+        key, _, value = item.partition("=")
+        overrides[key.lstrip("+")] = value
     return overrides
 
 

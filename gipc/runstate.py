@@ -46,6 +46,17 @@ def launch_override(item: str) -> bool:
     return _LAUNCH.match(item) is not None
 
 
+def recorded_overrides(run_dir: Path) -> list[str]:
+    """The run's command-line overrides as Hydra recorded them (``.hydra/overrides.yaml``), less the
+    :func:`launch_override` ones; [] before Hydra wrote them (or for a run Hydra did not launch)."""
+    import yaml  # only here: the lock and the markers need no YAML
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    return [item for item in map(str, yaml.safe_load(path.read_text()) or []) if not launch_override(item)]
+
+
 def checkpoint_step(path: Path) -> int:
     """The global step in a checkpoint's name (``epoch002-step0000450.ckpt``), -1 for ``last.ckpt``."""
     match = _STEP.search(path.stem)

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, UNTESTED, finished, job_order, launch_override, progress, running, unfinished_runs, untested
+from gipc.runstate import FAILED, UNTESTED, finished, job_order, launch_override, progress, recorded_overrides, running, unfinished_runs, untested
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -114,19 +114,13 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
     if not started or (sweep / "multirun.yaml").is_file() and _is_basic(_record(sweep)):  # Hydra's basic sweeper records its jobs there
         rows = [(num, job, _job_dir(sweep, num)) for num, job in enumerate(sweep_jobs(sweep))]
     else:  # Optuna's records none: its trials' dirs hold what each is
-        rows = [(int(p.name.split("_", 1)[0]), _job_overrides(p), p) for p in started]
+        rows = [(int(p.name.split("_", 1)[0]), recorded_overrides(p), p) for p in started]
     return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps)} for num, job, job_dir in rows]
 
 
 def _job_dir(sweep: Path, num: int) -> Path | None:
     """Job ``num``'s dir (``<num>_<overrides>``), None until Hydra makes it."""
     return min((p for p in sweep.glob(f"{num}_*") if p.is_dir()), default=None)
-
-
-def _job_overrides(job_dir: Path) -> list[str]:
-    """A job's overrides as Hydra recorded them (``.hydra/overrides.yaml``), without ``resume``; [] before it wrote them."""
-    path = job_dir / ".hydra" / "overrides.yaml"
-    return [o for o in map(str, yaml.safe_load(path.read_text()) or []) if not launch_override(o)] if path.is_file() else []
 
 
 def _job_state(job_dir: Path | None, steps: Mapping[Path, int | None]) -> str:
