@@ -25,11 +25,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
 
+from gipc.choices import expand, unknown
 from gipc.color import fuse_color
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
@@ -262,6 +263,21 @@ def fused_files(names: Sequence[str], folder: Path, method: str, allow_missing: 
     return files
 
 
+def listed(text: str, names: Iterable[str], what: str, flag: str) -> list[str]:
+    """``flag``'s comma-separated ``text`` of ``names`` (``all``: every one), refused in one line where
+    one is not among them (``--baselines gfdf,all``, ``--extra-metrics QMI,QY``)."""
+    asked = expand((name.strip() for name in text.split(",") if name.strip()), names)
+    if problem := unknown(asked, names, what):
+        raise EvalInputError(f"{flag}: {problem}")
+    return asked
+
+
+def check_apart(fused: Collection[str], baselines: Sequence[str]) -> None:
+    """Refuse a ``--fused`` folder named as a baseline fused here: the two columns would share one name."""
+    if both := [name for name in baselines if name in fused]:
+        raise EvalInputError(f"method name {both[0]!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
+
+
 def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool) -> dict[str, FusedFor]:
     """Every method to score, file folders first, checked against the scenes (names and sizes) before any scoring."""
     names = [name for name, *_ in pairs.entries]
@@ -270,9 +286,8 @@ def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequen
         files = fused_files(names, folder, method, allow_missing)
         check_sizes(pairs, files, "fused")
         methods[method] = FolderMethod(files)
+    check_apart(fused, baselines)
     for name in baselines:
-        if name in methods:
-            raise EvalInputError(f"method name {name!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
         methods[name] = baseline_method(name)
     if not methods:
         raise EvalInputError("nothing to score: give --fused DIR and/or --baselines NAMES")

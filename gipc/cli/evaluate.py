@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from gipc.baselines import BASELINES
-from gipc.choices import expand, unknown
 from gipc.cli.common import Parser, guarded, say
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
 from gipc.errors import EvalInputError, OutputExistsError, UserError
-from gipc.evaluate import attach_gt, evaluate_pairs, log_wandb, parse_fused, plan_maps, plan_methods, scene_files
+from gipc.evaluate import attach_gt, evaluate_pairs, listed, log_wandb, parse_fused, plan_maps, plan_methods, scene_files
 from gipc.files import check_output_folder
 from gipc.fuse import made_by
 from gipc.journal import Journal, file_states, read_journal
@@ -71,12 +70,8 @@ class Scoring:
         if args.resume and (args.out is None or args.overwrite):
             raise EvalInputError("--resume goes on in the --out folder of the run it continues, without --overwrite")
         fused = parse_fused(args.fused, args.method)
-        extra = expand((name.strip() for name in args.extra_metrics.split(",") if name.strip()), EXTRA_NAMES)
-        if problem := unknown(extra, EXTRA_NAMES, "metric"):
-            raise EvalInputError(f"--extra-metrics: {problem}")
-        baselines = expand((name.strip() for name in args.baselines.split(",") if name.strip()), BASELINES)
-        if problem := unknown(baselines, BASELINES, "baseline"):
-            raise EvalInputError(f"--baselines: {problem}")
+        extra = listed(args.extra_metrics, EXTRA_NAMES, "metric", "--extra-metrics")
+        baselines = listed(args.baselines, BASELINES, "baseline", "--baselines")
         maps_dirs = parse_fused(args.maps, None, "--maps")
         if args.out is not None:
             self._check_out([args.sources, *fused.values(), *([args.gt] if args.gt else []), *maps_dirs.values()])

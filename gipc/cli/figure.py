@@ -15,11 +15,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gipc.baselines import BASELINES, get_baseline
-from gipc.choices import expand, unknown
 from gipc.cli.common import Parser, doc_summary, guarded, say
 from gipc.data.sources import group_sources
-from gipc.errors import EvalInputError
-from gipc.evaluate import check_size, fused_files, parse_fused
+from gipc.evaluate import check_apart, check_size, fused_files, listed, parse_fused
 from gipc.files import check_writable
 from gipc.figures import comparison_figure
 from gipc.fusion import Fusion
@@ -47,14 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--out {args.out}: the figure is a PNG; name it <name>.png")
 
     def body() -> int:
-        baselines = expand((name.strip() for name in args.baselines.split(",") if name.strip()), BASELINES)
-        if problem := unknown(baselines, BASELINES, "baseline"):
-            raise EvalInputError(f"--baselines: {problem}")
+        baselines = listed(args.baselines, BASELINES, "baseline", "--baselines")
         groups = group_sources(args.sources)
         names = [g for g, _ in groups]
         fused = {name: fused_files(names, folder, name) for name, folder in parse_fused(args.fused, None).items()}
-        if both := [name for name in baselines if name in fused]:
-            raise EvalInputError(f"method name {both[0]!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
+        check_apart(fused, baselines)
         classics = {name: Fusion(get_baseline(name), "direct", None) for name in baselines}  # a sequence's frames fused in turn, as gipc-fuse --method does
         inputs = tuple(p for _, paths in groups for p in paths) + tuple(p for files in fused.values() for p in files.values())
         check_writable(args.out, args.overwrite, inputs)
