@@ -65,7 +65,7 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
     photos = files_by_stem(folder)
     if not photos:
         raise DataError(f"--source {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    refuse_pair_set(folder, "--source")
+    refuse_pair_set(folder, list(photos.values()), "--source")
     masks = files_by_stem(mask_dir) if mask_dir else {}
     if maps in ("file", "disparity"):
         missing = sorted(set(photos) - set(masks))

@@ -34,7 +34,7 @@ def photo_pool(embedded: bool, folders: Sequence[str | Path], max_side: int | No
         files = image_files(folder)
         if not files:
             raise DataError(f"data.source.photo_dirs: {folder} holds no images")
-        refuse_pair_set(folder, "data.source.photo_dirs:")
+        refuse_pair_set(folder, files, "data.source.photo_dirs:")
         for path in files:
             if path.stem in pool:
                 raise DataError(f"photo name {path.stem!r} of {path} is already in the pool; rename one of them")

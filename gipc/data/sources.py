@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import TypeVar
+from typing import Sequence, TypeVar
 
 from gipc.errors import DataError
 
@@ -74,26 +74,24 @@ def files_by_stem(folder: Path) -> dict[str, Path]:
     return files
 
 
-def pair_set_files(folder: Path) -> list[Path]:
-    """The images of ``folder`` if every one is a source of a complete group marked by letters
-    (``g01-A.png``, ``g01-B.png``: a pair set, not photos), else []. A folder of photos named so is
-    unlikely; digit marks (``IMG_1``, ``IMG_2``) are left alone, as a camera's numbering may read so."""
-    files = image_files(folder)
+def is_pair_set(files: Sequence[Path]) -> bool:
+    """Whether every one of a folder's image ``files`` is a source of a complete group marked by letters
+    (``g01-A.png``, ``g01-B.png``: a pair set, not photos). A folder of photos named so is unlikely;
+    digit marks (``IMG_1``, ``IMG_2``) are left alone, as a camera's numbering may read so."""
     groups: dict[tuple[str, str], set[int]] = defaultdict(set)
     for path in files:
         match = SOURCE_NAME.match(path.stem)
         if match is None or match["mark"].isdigit():
-            return []
+            return False
         groups[match["name"], match["sep"]].add(focus_position(match["mark"]))
-    complete = all(len(marks) >= 2 and marks == set(range(len(marks))) for marks in groups.values())
-    return files if groups and complete else []
+    return bool(groups) and all(len(marks) >= 2 and marks == set(range(len(marks))) for marks in groups.values())
 
 
-def refuse_pair_set(folder: Path, what: str) -> None:
-    """Refuse ``folder`` as all-in-focus photos (``what``: the option naming it) if it holds a pair set
-    (:func:`pair_set_files`): blurred again, its pairs would train towards a ground truth that is itself half blurred."""
-    files = pair_set_files(folder)
-    if files:
+def refuse_pair_set(folder: Path, files: Sequence[Path], what: str) -> None:
+    """Refuse ``folder``, whose image ``files`` are given, as all-in-focus photos (``what``: the option
+    naming it) if it holds a pair set (:func:`is_pair_set`): blurred again, its pairs would train towards
+    a ground truth that is itself half blurred."""
+    if is_pair_set(files):
         raise DataError(
             f"{what} {folder} holds multi-focus pairs ({files[0].name}, {files[1].name}, ...), not all-in-focus photos: "
             "give photos sharp everywhere (gipc-fuse --pairs fuses pairs)"
