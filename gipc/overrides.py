@@ -11,7 +11,9 @@ under ``HYDRA_FULL_ERROR=1``.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -58,8 +60,53 @@ def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             return f"{group}={name}: no such option; {group} is one of {', '.join(err.options)}{plugins}"
         return _one_line(err)
     except ConfigCompositionException as err:
-        return _one_line(err)
+        absent = ABSENT.match(str(err))
+        if absent is None or absent["key"].startswith("hydra.") or "not in struct" not in str(err.__cause__):
+            return _one_line(err)
+        key = absent["key"]
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            return _unknown_key(key, [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")], config_name)
     return None
+
+
+ABSENT = re.compile(r"Could not override '(?P<key>[^']+)'")
+"""Hydra's report of an override whose key the config lacks (it suggests ``+key=``, which adds a key no code may read)."""
+
+
+def _unknown_key(key: str, others: list[str], config_name: str) -> str:
+    """``key`` is not in the config (composed from the ``others`` overrides): the keys it most likely
+    meant (its last part elsewhere, else a near spelling beside it, else anywhere), else its parent's keys."""
+    try:
+        config = compose(config_name, overrides=others, return_hydra_config=True)
+    except Exception:  # another override is wrong too: suggest from the defaults
+        config = compose(config_name, return_hydra_config=True)
+    groups = [group for group in config.hydra.runtime.choices if not group.startswith("hydra/")]
+    keys = sorted({*_keys(OmegaConf.to_container(config)), *groups} - {"hydra"})
+    keys = [k for k in keys if not k.startswith("hydra.")]
+    parent, _, leaf = key.rpartition(".")
+    siblings = [k for k in keys if k.rpartition(".")[0] == parent]
+    likely = [k for k in keys if k.rpartition(".")[2] == leaf] or _nearest(leaf, siblings) or _nearest(leaf, keys)[:3]
+    if likely:
+        return f"{key}: no such key; did you mean {' or '.join(likely)}?"
+    names = [k.rpartition(".")[2] for k in siblings if "/" not in k and not k.rpartition(".")[2].startswith("_")]
+    where = f"{parent} has {', '.join(names)}" if parent else f"the top-level keys are {', '.join(names)}"
+    return f"{key}: no such key; {where} (+{key}=<value> adds it)"
+
+
+def _nearest(leaf: str, keys: list[str]) -> list[str]:
+    """The keys in ``keys`` whose last part is spelt closest to ``leaf``: the best and any within 0.05 of
+    it, if difflib's ratio reaches 0.75."""
+    ratios = {k: difflib.SequenceMatcher(None, leaf, k.rpartition(".")[2]).ratio() for k in keys}
+    best = max(ratios.values(), default=0.0)
+    return sorted((k for k, r in ratios.items() if r >= max(0.75, best - 0.05)), key=lambda k: (-ratios[k], k))
+
+
+def _keys(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every dotted key of a config container, inner nodes included."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield f"{prefix}{key}"
+            yield from _keys(value, f"{prefix}{key}.")
 
 
 def _each_sweep_value(parsed: Sequence, fixed: list[str]) -> Iterator[list[str]]:

@@ -13,7 +13,15 @@ ABLATIONS = "content_only, none, paper_without_gra, paper_without_int, without_g
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["data.batchsize=2"], "Could not override 'data.batchsize'; To append to your config use +data.batchsize=2; Key 'batchsize' is not in struct"),
+    # a key the config lacks: Hydra suggested +key= (a key no code reads); the key meant instead
+    (["data.batchsize=2"], "data.batchsize: no such key; did you mean data.batch_size?"),
+    (["lr=0.1"], "lr: no such key; did you mean model.lr?"),  # the same last part elsewhere
+    (["fusion.clen=3"], "fusion.clen: no such key; did you mean fusion.head_map.clean or fusion.map.clean?"),
+    (["loss.lambda=3"], "loss.lambda: no such key; loss has beta1, beta2, fake_label, l1, l2, l3, l4, l5, l6, lam, laplacian, "
+     "ratio, real_label (+loss.lambda=<value> adds it)"),  # nothing close enough: what is there
+    (["experimnt=full"], "experimnt: no such key; did you mean experiment?"),  # a config group
+    (["hydra.job.chdirr=true"], "Could not override 'hydra.job.chdirr'; To append to your config use +hydra.job.chdirr=true; "
+     "Key 'chdirr' not in 'JobConf'"),  # Hydra's own keys: its message
     (["ablation=without_everything"], f"ablation=without_everything: no such option; ablation is one of {ABLATIONS}"),
     (["experiment=nope"], "experiment=nope: no such option; experiment is one of cpu, cpu_finetune, cpu_study, full, quick"),
     (["seed=[1"], "cannot parse the override: no viable alternative at input '[1'"),
@@ -21,9 +29,9 @@ ABLATIONS = "content_only, none, paper_without_gra, paper_without_int, without_g
      "2. To use it as string, quote the value: key='value1,value2'; 3. To sweep over it, add --multirun to your command line"),
     # under -m each value of a sweep is composed, so the one misspelt value is named
     (["-m", "ablation=none,without_intt", "trainer.max_epochs=1"], f"ablation=without_intt: no such option; ablation is one of {ABLATIONS}"),
-    (["--multirun", "loss.ratio=0.1,0.5", "trainer.max_epoch=1"], "Could not override 'trainer.max_epoch'; To append to your config use +trainer.max_epoch=1; Key 'max_epoch' is not in struct"),
+    (["--multirun", "loss.ratio=0.1,0.5", "trainer.max_epoch=1"], "trainer.max_epoch: no such key; did you mean trainer.max_epochs?"),
     (["data=folder"], "data.source.root: required, and not given; add data.source.root=<value> to the command"),  # `???`: a traceback before
-], ids=["misspelt-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep", "required"])
+], ids=["misspelt-key", "key-elsewhere", "misspelt-deeper", "nothing-close", "misspelt-group", "hydra-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep", "required"])
 def test_overrides_that_do_not_compose_are_one_line(argv: list[str], message: str) -> None:
     assert override_error(argv, CONF, "config") == message
 
