@@ -43,6 +43,9 @@ def map_settings(config: Mapping[str, Any], head: str = "image") -> MapSettings:
     """The map settings of a ``fusion`` config for a network with ``head``: ``map``, and for a map
     head's weights ``head_map`` over it (their margin, ``|2w - 1|``, is not in the evidence's units,
     so the clean-up that judges it has settings of its own)."""
+    stray = sorted(set(config) - {"rule", "map", "head_map"})
+    if stray:
+        raise UserError(f"fusion has no setting {', '.join(stray)}; it has rule, map (the map's settings) and head_map")
     settings = {**config["map"], **(config["head_map"] if head == "weights" else {})}
     unknown = sorted(set(settings) - {field.name for field in fields(MapSettings)})
     if unknown:

@@ -20,6 +20,8 @@ elsewhere (:func:`wandb_offline`), so that a machine without an account or a net
 from __future__ import annotations
 
 import csv
+import difflib
+import inspect
 import logging
 import os
 import secrets
@@ -94,6 +96,12 @@ class QuietWandbLogger(WandbLogger):
     on starting a run as one line (:class:`LoggerError`)."""
 
     def __init__(self, *args: Any, offline: bool | str = "auto", **kwargs: Any) -> None:
+        import wandb
+
+        takes = set(inspect.signature(WandbLogger).parameters) | set(inspect.signature(wandb.init).parameters)
+        for key in sorted(set(kwargs) - takes):  # wandb.init would refuse it with a traceback once training starts
+            near = difflib.get_close_matches(key, takes, n=1)
+            raise TypeError(f"the W&B logger has no setting {key}{f'; did you mean {near[0]}?' if near else ''}")
         offline, why = wandb_offline(offline)
         log.info("W&B %s: %s", "offline" if offline else "online", why)
         super().__init__(*args, offline=offline, **kwargs)

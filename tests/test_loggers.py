@@ -98,6 +98,13 @@ def test_quiet_wandb_logger_leaves_anonymous_out_and_keeps_the_users_settings(tm
     assert "anonymous" not in logger._wandb_init and logger._wandb_init["project"] == "p"
 
 
+def test_a_misspelt_wandb_setting_is_refused_when_the_logger_is_built(tmp_path: Path) -> None:
+    # wandb.init refused it with a traceback once training had started; a real setting of wandb.init passes
+    QuietWandbLogger(save_dir=str(tmp_path), offline=True, entity="me")
+    with pytest.raises(TypeError, match=r"^the W&B logger has no setting projct; did you mean project\?$"):
+        QuietWandbLogger(save_dir=str(tmp_path), offline=True, projct="x")
+
+
 @pytest.mark.parametrize(("offline", "hinted"), [(True, False), (False, True)])
 def test_a_wandb_start_error_is_one_line_with_a_hint_only_online(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool, hinted: bool) -> None:
     import wandb.errors

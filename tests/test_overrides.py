@@ -31,7 +31,10 @@ ABLATIONS = "content_only, none, paper_without_gra, paper_without_int, without_g
     (["-m", "ablation=none,without_intt", "trainer.max_epochs=1"], f"ablation=without_intt: no such option; ablation is one of {ABLATIONS}"),
     (["--multirun", "loss.ratio=0.1,0.5", "trainer.max_epoch=1"], "trainer.max_epoch: no such key; did you mean trainer.max_epochs?"),
     (["data=folder"], "data.source.root: required, and not given; add data.source.root=<value> to the command"),  # `???`: a traceback before
-], ids=["misspelt-key", "key-elsewhere", "misspelt-deeper", "nothing-close", "misspelt-group", "hydra-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep", "required"])
+    # a top-level key added with +: nothing reads it, the run went on as if it were not given
+    (["+lr=0.1"], "+lr: nothing reads a top-level lr; did you mean model.lr?"),
+    (["-m", "+lr=0.1,0.2"], "+lr: nothing reads a top-level lr; did you mean model.lr?"),
+], ids=["misspelt-key", "key-elsewhere", "misspelt-deeper", "nothing-close", "misspelt-group", "hydra-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep", "required", "added-top-level", "added-top-level-sweep"])
 def test_overrides_that_do_not_compose_are_one_line(argv: list[str], message: str) -> None:
     assert override_error(argv, CONF, "config") == message
 
@@ -43,7 +46,8 @@ def test_overrides_that_do_not_compose_are_one_line(argv: list[str], message: st
     ["-m", "hparams_search=optuna", "loss.lam=interval(0.1,1)"],  # an interval cannot be listed: Hydra's
     ["hydra.mode=MULTIRUN", "ablation=none,without_int"],  # -m as an override
     ["--cfg", "job", "data.batchsize=2"],  # Hydra's own flags: Hydra answers
-], ids=["none", "fixed", "sweeps", "interval", "mode-multirun", "hydra-flag"])
+    ["+trainer.max_time=00:00:10:00", "++seed=3"],  # keys added below the top, or set with ++: the code reads them
+], ids=["none", "fixed", "sweeps", "interval", "mode-multirun", "hydra-flag", "added-below"])
 def test_overrides_that_compose_or_are_hydras_to_read_pass(argv: list[str]) -> None:
     assert override_error(argv, CONF, "config") is None
 

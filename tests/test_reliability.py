@@ -119,6 +119,9 @@ CASES = {
     "unknown extra metric": (["callbacks.test_report.extra_metrics=[QS]"], r"^bad callbacks\.test_report config: callbacks\.test_report\.extra_metrics: no metric QS; choose from QMI, "),
     "missing data dir": (["data=folder", "data.source.root=/nonexistent/mfi-drc"], r"^bad data config: data\.source\.root /nonexistent/mfi-drc: no train/ folder"),
     "misspelt key added with +": (["+data.batchsize=2"], r"^bad data config: .*unexpected keyword argument 'batchsize'"),
+    # keys added with + that nothing read: the run went on without them (a scalar callback: a traceback)
+    "map setting added to fusion": (["+fusion.clen=3"], r"^bad callbacks\.test_report config: fusion has no setting clen; it has rule, map \(the map's settings\) and head_map$"),
+    "a callback that is not a config": (["+callbacks.foo=1"], r"^callbacks\.foo must be a config with a _target_ \(or null\), got 1$"),
     "nothing to resume": (["resume=true"], r"^nothing to resume: .*checkpoints/last\.ckpt does not exist"),
     "missing ckpt_path": (["ckpt_path=/nonexistent/x.ckpt"], r"^ckpt_path /nonexistent/x\.ckpt does not exist"),
     "last.ckpt as a symlink": (["callbacks.model_checkpoint.save_last=link"], r"save_last=link would make last\.ckpt a symlink"),
