@@ -194,7 +194,8 @@ def plan_maps(pairs: PairFolder, values: Sequence[str], methods: Mapping[str, Fu
     maps = {}
     for method, folder in parse_fused(values, None, flag="--maps").items():
         if method not in methods:
-            raise EvalInputError(f"--maps {method}=...: no method {method!r} to attach them to; name a --fused method")
+            raise EvalInputError(f"--maps {method}=...: no method {method!r} to attach them to; name a --fused method "
+                                 f"(--maps NAME=DIR, NAME one of {', '.join(methods)})")
         files = match_stems(names, folder, MAP_SUFFIXES, f"--maps {method}:")
         missing = [n for n in names if n not in files]
         if missing:

@@ -490,10 +490,15 @@ def test_maps_are_scored_against_the_true_maps(tmp_path: Path, capsys: pytest.Ca
     assert float(rows["s1"]["MAP_ACC"]) == pytest.approx(1 - 12 / 240) and float(rows["s1"]["MAP_BF"]) == 1.0
     # The true boundary is columns 9 and 10, the predicted one 12 and 13: of each, the column 2 px from the other is right.
     assert float(rows["s2"]["MAP_ACC"]) == pytest.approx(36 / 240) and float(rows["s2"]["MAP_BF"]) == pytest.approx(0.5)
+    # a bare --maps DIR beside one --fused method is that method's
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--maps", str(maps), "--out", str(tmp_path / "bare")]) == 0
+    assert (tmp_path / "bare" / "metrics.csv").read_text() == (tmp_path / "out" / "metrics.csv").read_text()
     capsys.readouterr()
-    # maps of a method that is not scored, maps missing a scene, a set without true maps: one line, exit 2
+    # maps of a method that is not scored (a bare DIR beside two), maps missing a scene, a set without true maps: one line, exit 2
     _assert_refused(capsys, ["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"theirs={maps}"],
-                    "--maps theirs=...: no method 'theirs' to attach them to; name a --fused method")
+                    "--maps theirs=...: no method 'theirs' to attach them to; name a --fused method (--maps NAME=DIR, NAME one of ours)")
+    _assert_refused(capsys, ["--sources", str(sources), "--fused", f"ours={fused}", "--fused", f"b={fused}", "--maps", str(maps)],
+                    "--maps maps=...: no method 'maps' to attach them to; name a --fused method (--maps NAME=DIR, NAME one of ours, b)")
     (maps / "s2-map.png").unlink()
     _assert_refused(capsys, ["--sources", str(sources), "--fused", f"ours={fused}", "--maps", f"ours={maps}"],
                     f"--maps ours: folder {maps} has no image for 1 scene(s): s2; name maps <scene>-map.png")

@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--baselines", default="", help="comma-separated classic methods to fuse and score here, e.g. average,gff, or all")
     parser.add_argument("--gt", type=Path, help="folder of all-in-focus images named <scene>[-gt or _F].<ext>: adds PSNR and SSIM")
     parser.add_argument("--maps", action="append", default=[], metavar="NAME=DIR",
-                        help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them), scored "
+                        help="a --fused method's decision maps (<scene>[-map].png, as gipc-fuse --save-maps writes them; a bare DIR "
+                             "with one --fused method is that method's), scored "
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
     parser.add_argument("--extra-metrics", default="", metavar="NAME[,NAME]",
                         help=f"also score these metrics of the MFIF survey's tables: {', '.join(EXTRA_NAMES)}, or all "
@@ -72,6 +73,8 @@ class Scoring:
         fused = parse_fused(args.fused, args.method)
         extra = listed(args.extra_metrics, EXTRA_NAMES, "metric", "--extra-metrics")
         baselines = listed(args.baselines, BASELINES, "baseline", "--baselines")
+        if len(fused) == 1:  # a bare --maps DIR belongs to the one method
+            args.maps = [f"{next(iter(fused))}={value}" if "=" not in value or Path(value).is_dir() else value for value in args.maps]
         maps_dirs = parse_fused(args.maps, None, "--maps")
         if args.out is not None:
             self._check_out([args.sources, *fused.values(), *([args.gt] if args.gt else []), *maps_dirs.values()])
