@@ -367,10 +367,18 @@ def _plot_points(ax: Any, rows: Sequence[Row], metric: str, keys: Sequence[str])
         ax.set_xlabel(metric)
 
 
+def default_method(paths: Sequence[Path], metrics: str = DEFAULT_METRICS) -> str:
+    """``gipc`` (the model's row of a run's table); for gipc-eval folders alone, every method they score."""
+    tables = [path / metrics for path in paths if (path / metrics).is_file() and not (path / "config.yaml").is_file()]
+    if not tables or len(tables) < len(paths):
+        return "gipc"
+    return ",".join(dict.fromkeys(str(row.get("method")) for table in tables for row in read_table(table)))
+
+
 def compare(
     paths: Sequence[Path],
     out: Path | None = None,
-    method: str = "gipc",
+    method: str | None = None,
     ignore: Sequence[str] = DEFAULT_IGNORE,
     overwrite: bool = False,
     reference: str | None = None,
@@ -378,10 +386,12 @@ def compare(
 ) -> Path:
     """Write the comparison of every run under ``paths`` to ``out`` (a new folder, made atomically); returns it.
 
-    ``reference``: the variant every other is tested against (paired Wilcoxon); ``metrics_table``:
-    which table of each run dir to read (``metrics.csv``, or e.g. ``lytro/metrics.csv``).
+    ``method``: the rows compared (:func:`default_method` when None); ``reference``: the variant every
+    other is tested against (paired Wilcoxon); ``metrics_table``: which table of each run dir to read
+    (``metrics.csv``, or e.g. ``lytro/metrics.csv``).
     """
     paths = [Path(p) for p in paths]
+    method = method or default_method(paths, metrics_table)
     root = paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p.resolve()) for p in paths]))
     out = Path(out) if out is not None else root / "comparison"
     if out.exists() and not overwrite:

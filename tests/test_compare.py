@@ -15,7 +15,7 @@ from PIL import Image
 from scipy.stats import wilcoxon
 
 import gipc.compare as module
-from gipc.compare import collect, compare, find_run_dirs, numeric_key, paired_table, paired_tests, varying_keys
+from gipc.compare import collect, compare, default_method, find_run_dirs, numeric_key, paired_table, paired_tests, varying_keys
 from gipc.cli.compare import main
 from gipc.errors import CompareError
 
@@ -211,9 +211,13 @@ def test_a_gipc_eval_folder_given_as_a_path_compares_its_methods_paired_by_image
     (row,) = [r for r in read_csv(scored / "comparison" / "paired.csv") if r["metric"] == "QABF"]
     assert row["variant"] == "method=ours" and int(row["pairs"]) == 5
     assert float(row["mean_difference"]) == pytest.approx(0.03) and float(row["p_value"]) == pytest.approx(2 / 2**5)
+    # without --method, every method the folder scores (it has no gipc row; run dirs keep gipc)
+    assert main([str(scored), "--reference", "method=theirs", "--out", str(tmp_path / "all")]) == 0
+    assert read_csv(tmp_path / "all" / "paired.csv") == read_csv(scored / "comparison" / "paired.csv")
     run = make_run(tmp_path / "sweep", "0_seed=1", ["seed=1"], [("x", "gipc", 0.6, 7.0)])
     write_metrics(run / "lytro" / "metrics.csv", [("x", "gipc", 0.1, 7.0)])
     assert find_run_dirs([tmp_path / "sweep"]) == [run]
+    assert default_method([scored]) == "ours,theirs" and default_method([run]) == default_method([scored, run]) == "gipc"
 
 
 def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path, capsys):

@@ -28,8 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("paths", nargs="+", type=Path, help="a multirun dir (outputs/<task>/multiruns/<time>), run dirs or a gipc-eval --out folder")
     parser.add_argument("-o", "--out", type=Path, default=None, help="new output folder (default: <dir>/comparison; for several paths <dir> is the folder holding them all)")
-    parser.add_argument("--method", default="gipc", help="method in the metrics table to compare (default: gipc, the model); "
-                        "several, comma-separated (e.g. gipc,gipc+map), become variants method=<name>")
+    parser.add_argument("--method", default=None, help="method in the metrics table to compare (default: gipc, the model; for "
+                        "gipc-eval folders, every method they score); several, comma-separated (e.g. gipc,gipc+map), become variants method=<name>")
     parser.add_argument(
         "--metrics", default=DEFAULT_METRICS,
         help="table inside each run dir to read (default: metrics.csv, the test stage's; e.g. lytro/metrics.csv from gipc-eval)",
