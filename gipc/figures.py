@@ -53,6 +53,10 @@ def differences(images: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], flo
     return shown, max(float(torch.quantile(sample, DIFFERENCE_SCALE_QUANTILE)), 1 / 255)
 
 
+TITLE = 0.12
+"""A panel title's height, in panel widths."""
+
+
 def comparison_figure(
     scenes: Sequence[tuple[str, list[tuple[str, torch.Tensor]]]],
     out: Path,
@@ -60,11 +64,13 @@ def comparison_figure(
     panel_inches: float = 2.0,
     difference: bool = False,
     progress: bool = False,
+    palette: bool = False,
 ) -> Path:
     """Write a PNG: per scene, ``(label, image)`` panels in a row and their crops below (sources
     first, labelled ``source ...``), and with ``difference`` each panel's |Y - Y_A| under them, atomically.
     ``progress``: a bar on stderr, a step per scene and two for rendering and writing (20 Lytro
-    scenes of four panels take 14 s)."""
+    scenes of four panels take 14 s). ``palette``: 256 colours instead of full RGB, for a file a
+    quarter the size (to commit beside docs) whose smooth tones show bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +78,12 @@ def comparison_figure(
     from matplotlib.patches import Rectangle
 
     columns, rows = max(len(panels) for _, panels in scenes), 3 if difference else 2
-    fig, axes = plt.subplots(rows * len(scenes), columns, figsize=(panel_inches * columns, rows * panel_inches * len(scenes)), squeeze=False)
+    heights = []  # in panel widths: a scene's whole images and differences at its aspect + a title, the square crops (untitled)
+    for _, panels in scenes:
+        aspect = panels[0][1].shape[-2] / panels[0][1].shape[-1]
+        heights += [aspect + TITLE, 1, *([aspect + TITLE] if difference else [])]
+    fig, axes = plt.subplots(len(heights), columns, figsize=(panel_inches * columns, panel_inches * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for ax in axes.flat:
         ax.set_axis_off()
     bar = tqdm(total=len(scenes) + 2, desc="drawing", unit="step", disable=not progress, leave=False, file=sys.stderr)
@@ -102,11 +113,11 @@ def comparison_figure(
     fig.savefig(rendered, format="png", dpi=110)
     plt.close(fig)
     bar.update()
-    # An adaptive 256-colour palette keeps a figure of four photo scenes well under 1 MiB (a quarter
-    # of the RGBA file's size), small enough to commit beside the docs.
-    palette = Image.open(rendered).convert("RGB").quantize(256)
+    image = Image.open(rendered).convert("RGB")
+    if palette:  # an octree palette: less error than median cut, which wiped out a source's fine print
+        image = image.quantize(256, method=Image.Quantize.FASTOCTREE)
     with atomic_path(out) as tmp:
-        palette.save(tmp, format="PNG", optimize=True)
+        image.save(tmp, format="PNG", optimize=True)
     bar.update()
     bar.close()
     return out

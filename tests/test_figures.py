@@ -63,10 +63,10 @@ def test_figure_is_written_and_never_over_an_existing_file(tmp_path: Path, capsy
         write_image(sources / f"s1-{letter}.png", torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(ord(letter))))
     write_image(fused / "s1-fused.png", torch.rand(3, 40, 48))
     out = tmp_path / "fig.png"
-    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--crop", "16"]) == 0
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--out", str(out), "--crop", "16", "--palette"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(out) as written:
-        assert written.mode == "P"  # a palette PNG, small enough to commit
+        assert written.mode == "P"  # --palette: a palette PNG, small enough to commit
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "fused", "sources"]  # no temp file left
     before = out.read_bytes()
     capsys.readouterr()
@@ -218,3 +218,25 @@ def test_a_figure_of_several_scenes_shows_its_drawing_steps(tmp_path: Path, caps
     assert "drawing:   0%|          | 0/4" in capsys.readouterr().err  # the bar, gone once the figure is written (leave=False)
     comparison_figure(scenes, tmp_path / "quiet.png", crop=8)
     assert capsys.readouterr().err == ""
+
+
+def test_a_figure_keeps_every_colour_unless_a_palette_is_asked_for(tmp_path: Path) -> None:
+    """A 256-colour palette wiped out a source's fine print in the README's crops: full RGB is the default."""
+    ramp = torch.linspace(0, 1, 64).expand(3, 48, 64).clone()
+    ramp[1] = ramp[1].flip(-1)  # red up, green down: more than 256 colours once drawn with interpolation
+    scenes = [("s", [("source A", ramp), ("source B", ramp.roll(8, -1))])]
+    full, small = comparison_figure(scenes, tmp_path / "full.png", crop=16), comparison_figure(scenes, tmp_path / "small.png", crop=16, palette=True)
+    with Image.open(full) as image:
+        assert image.mode == "RGB" and len(image.getcolors(1 << 24)) > 256
+    with Image.open(small) as image:
+        assert image.mode == "P" and len(image.getcolors(256)) <= 256
+
+
+def test_a_landscape_scenes_rows_are_as_high_as_its_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every row was a square panel high: a landscape scene's whole images floated in white."""
+    figures: list = []
+    monkeypatch.setattr("matplotlib.pyplot.close", figures.append)
+    wide = torch.rand(1, 30, 60)  # aspect 1 : 2
+    comparison_figure([("s", [("source A", wide), ("source B", wide)])], tmp_path / "f.png", crop=16)
+    whole, _, crop, _ = (ax.get_position().height for ax in figures[0].axes)
+    assert whole < crop * 0.7  # a whole panel's cell is half a panel high, plus its title; the square crop's a whole one

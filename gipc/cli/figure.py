@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=96, help="side of the zoomed crop in pixels (default %(default)s; the image's side at most)")
     parser.add_argument("--difference", action="store_true",
                         help="a third row per scene: what each image changed of source A, |Y - Y_A| (black where a method copied A)")
+    parser.add_argument("--palette", action="store_true",
+                        help="256 colours instead of full RGB: a file about a quarter the size, to commit beside docs (smooth tones show bands)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     args = parser.parse_args(argv)
     if args.crop < MIN_CROP:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 panels.append((name, image))
             panels += [(name, fusion.fuse(sources)) for name, fusion in classics.items()]
             scenes.append((scene, panels))
-        comparison_figure(scenes, args.out, args.crop, difference=args.difference, progress=len(scenes) > 1)
+        comparison_figure(scenes, args.out, args.crop, difference=args.difference, progress=len(scenes) > 1, palette=args.palette)
         say(PROG, f"wrote {args.out}")
         return 0
 
