@@ -117,6 +117,8 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
         (["imageA/x_A.png", "imageA/x-A.png", "imageB/x_B.png"], r"x-A\.png and .*x_A\.png: two files for one image; keep one"),  # one scene once
         (["A/x.png", "source_1/x.png", "B/x.png"], r"A and .*source_1 both hold source 1 of each scene; keep one"),
         (["A/x.png", "A/x.jpg", "B/x.png"], r"A/x\.jpg and .*A/x\.png: two files for one image; keep one"),
+        # a folder of pair sets (lytro/ with pairs/ and triple/): the sets named
+        (["pairs/x-A.png", "pairs/x-B.png", "triple/y-A.png", "notes/readme.txt"], r": no images directly in it; its subfolders pairs, triple hold images: give one of them$"),
     ],
 )
 @pytest.mark.parametrize("reader", [group_sources, PairFolder, SequenceFolder], ids=["group_sources", "PairFolder", "SequenceFolder"])

@@ -131,6 +131,9 @@ def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
         if match is not None:
             example.setdefault(name, match["sep"] + match["mark"])
     if not by_name:
+        sets = [sub.name for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".") and image_files(sub)]
+        if sets and not subfolders:  # a folder of pair sets (lytro/ holding pairs/ and triple/)
+            raise DataError(f"{folder}: no images directly in it; its subfolders {', '.join(sets)} hold images: give one of them")
         raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)}); expected {LAYOUTS}")
     groups = []
     for name, sources in sorted(by_name.items()):
