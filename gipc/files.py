@@ -50,7 +50,8 @@ def check_creatable(folder: Path) -> None:
 
 
 def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> None:
-    """Refuse an output folder that is a file, is or holds an input folder, or (unless ``overwrite``) is not empty.
+    """Refuse an output folder that is a file, is or holds an input folder, lies in a folder of one that
+    holds files (a pair set's ``A/``), or (unless ``overwrite``) is not empty.
 
     Every command that writes a folder checks it with this before it reads or computes anything,
     so a mistake costs nothing and the message is the same whichever command it was.
@@ -61,6 +62,10 @@ def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Pat
     for path in inputs:
         if resolved == path.resolve() or resolved in path.resolve().parents:
             raise OutputExistsError(f"output folder {out} holds the input {path}; choose a folder outside the inputs")
+        inner = [folder for folder in (resolved, *resolved.parents) if path.resolve() in folder.parents]
+        if any(folder.is_dir() and any(f.is_file() and not f.name.startswith(".") for f in folder.iterdir()) for folder in inner):
+            # one of the input's own folders (a pair set's A/): what is written there would be read as input next time
+            raise OutputExistsError(f"output folder {out} is a folder of the input {path}; choose a folder outside the inputs")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder {out} is not empty; choose a new folder or pass --overwrite")
     check_creatable(out)

@@ -95,7 +95,12 @@ def test_output_folder_new_or_empty_and_apart_from_the_inputs(tmp_path):
     check_output_folder(tmp_path / "new", inputs=inputs)
     (tmp_path / "empty").mkdir()
     check_output_folder(tmp_path / "empty", inputs=inputs)
-    check_output_folder(inputs[0] / "fused", inputs=inputs)  # inside an input folder is fine: nothing is replaced
+    check_output_folder(inputs[0] / "fused", inputs=inputs)  # a new folder inside an input folder is fine: nothing is replaced
+    (inputs[0] / "A").mkdir()
+    (inputs[0] / "A" / "x.png").write_bytes(b"")
+    for out in (inputs[0] / "A", inputs[0] / "A" / "sub"):  # but not one of its folders of files: they would be read as input
+        with pytest.raises(OutputExistsError, match=r"is a folder of the input .*pairs; choose a folder outside the inputs$"):
+            check_output_folder(out, overwrite=True, inputs=inputs)
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputExistsError, match="output folder .*file is a file; choose a folder"):
         check_output_folder(tmp_path / "file")
