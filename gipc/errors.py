@@ -9,6 +9,7 @@ only say which layer refused; their messages name the file or value and what to 
 
 from __future__ import annotations
 
+import errno
 import re
 import warnings
 from contextlib import contextmanager
@@ -93,6 +94,18 @@ def out_of_memory(err: BaseException) -> str | None:
         return None
     lines = str(err).strip().splitlines()
     return f"out of memory ({re.sub(_SOURCE_LOCATION, '', lines[0]) if lines else type(err).__name__})"
+
+
+def disk_full(err: BaseException) -> str | None:
+    """``no space left on the device (writing <file>)`` for a write that found the disk or the
+    user's quota full, anywhere in ``err``'s chain (Lightning wraps a checkpoint's); None for any other error."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = seen.filename2 or seen.filename
+            return f"no space left on the device{f' (writing {where})' if where else ''}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextmanager

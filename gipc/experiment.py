@@ -27,7 +27,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from gipc.callbacks import TestReport
 from gipc.checkpointing import AtomicCheckpointIO
-from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError, one_line_warnings, out_of_memory
+from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError, disk_full, one_line_warnings, out_of_memory
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
@@ -214,6 +214,12 @@ def _run_experiment(cfg: DictConfig) -> float | None:
             message = f"{memory}; a smaller data.batch_size or data.patch_size needs less; {_kept(output_dir)}"
             _mark_failed(output_dir, message)
             _exit(1, exc, message)
+        full = disk_full(exc)
+        if full is not None:  # a resource too: free space, then continue from the last whole checkpoint
+            then = f"continue with the same command plus resume={output_dir}" if (output_dir / "checkpoints" / "last.ckpt").is_file() else "run it again"
+            message = f"{full}; {_kept(output_dir)}; free some space, then {then}"
+            _mark_failed(output_dir, message)
+            _exit(1, exc, message)
         _mark_failed(output_dir, "".join(traceback.format_exception(exc)))
         raise
     finally:
@@ -276,7 +282,10 @@ def _finish_wandb() -> None:
 
 @rank_zero_only
 def _mark_failed(output_dir: Path, message: str) -> None:
-    write_text(output_dir / FAILED, message + "\n")
+    try:
+        write_text(output_dir / FAILED, message + "\n")
+    except OSError:  # a full disk takes no marker either: the error line still says what happened
+        pass
 
 
 def _trains_nothing(cfg: DictConfig) -> str | None:

@@ -3,6 +3,7 @@ checkpoint callback's guarantees, and the pieces that make a resumed run exact (
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
@@ -355,6 +356,31 @@ def test_running_out_of_memory_in_training_is_one_line_exit_1_and_a_failed_marke
         r"a smaller data\.batch_size or data\.patch_size needs less; no checkpoint was written yet",
         errors[0],
     ), errors
+    assert (tmp_path / FAILED_MARKER).read_text().strip() == errors[0].removeprefix("error: ")
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """A checkpoint the disk has no room for ended in a traceback: it is a resource, like memory. The
+    first save goes through here, the next finds the disk full: the line says to continue from it."""
+    save, saves = AtomicCheckpointIO.save_checkpoint, []
+
+    def fills_up(self, checkpoint, path, storage_options=None):
+        saves.append(path)
+        if len(saves) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", fills_up)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, "trainer.max_epochs=2", "callbacks.model_checkpoint.every_n_train_steps=3", "callbacks.model_checkpoint.save_top_k=0")
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert errors == [
+        f"error: no space left on the device (writing {saves[1]}); the last good checkpoint, kept: {last}; "
+        f"free some space, then continue with the same command plus resume={tmp_path}"
+    ]
+    assert saves[0] == str(last) and last.is_file()
     assert (tmp_path / FAILED_MARKER).read_text().strip() == errors[0].removeprefix("error: ")
 
 
