@@ -67,11 +67,35 @@ def job_dirname(overrides: str, limit: int = 150) -> str:
     return f"{name[: limit - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+"""Where a launcher (torchrun, srun) tells a process its rank: a rank past 0 takes the dir rank 0 made."""
+
+
+def run_dir(resume: Any, new: str) -> str:
+    """``hydra.run.dir`` and ``hydra.sweep.dir``: ``resume`` where it names a run or sweep to continue,
+    else the timestamped dir ``new``, or ``new-2``, ``new-3``, ... where another run started in the same
+    second has it (they shared one dir and the second was refused as if it resumed the first). The
+    dir is claimed by making it; Hydra's resolver cache keeps the answer for the rest of the launch
+    and carries it to a sweep's jobs."""
+    if resume_dir(resume):
+        return str(resume)
+    if any(os.environ.get(name, "0") != "0" for name in RANK_VARIABLES):
+        return new
+    candidate, n = new, 1
+    while True:
+        try:
+            Path(candidate).mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{new}-{n}"
+
+
 # Resolvers of conf/hydra (sweep dir names) and conf/logger/wandb.yaml (run names, tags), registered on
 # import: run.py imports this module before Hydra composes, and so do launcher and DDP worker processes.
 OmegaConf.register_new_resolver("gipc.dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver("gipc.or", lambda value, default: value or default, replace=True)
-OmegaConf.register_new_resolver("gipc.run_dir", lambda resume, new: resume if resume_dir(resume) else new, replace=True)
+OmegaConf.register_new_resolver("gipc.run_dir", run_dir, replace=True, use_cache=True)
 OmegaConf.register_new_resolver("gipc.concat", lambda *lists: [x for part in lists for x in part], replace=True)
 OmegaConf.register_new_resolver("gipc.keep_record", keep_record, replace=True)
 OmegaConf.register_new_resolver("gipc.job_log", job_log, replace=True)

@@ -26,7 +26,7 @@ from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
 from gipc.runstate import LOCK, launch_override, resume_action, running, training_lock, unfinished_runs
-from gipc.sweep import ResumeSweep, SweepSummary, check_resume, job_log, keep_record, requeued, sweep_status
+from gipc.sweep import ResumeSweep, SweepSummary, check_resume, job_log, keep_record, requeued, RANK_VARIABLES, run_dir, sweep_status
 from helpers import CONF, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
@@ -464,3 +464,17 @@ def test_ddp_in_a_multirun_without_spawn_stops_with_the_fix(tmp_path):
     assert "error: trainer=ddp in a multirun: add trainer.strategy.start_method=spawn" in result.stderr and "Traceback" not in result.stderr
     (job,) = job_dirs(sweep_dir(tmp_path))
     assert "start_method=spawn" in (job / "FAILED").read_text() and not (job / "checkpoints").exists()
+
+
+def test_runs_started_in_the_same_second_get_dirs_of_their_own(tmp_path, monkeypatch):
+    """Two launches resolved one timestamped dir and the second was refused as if it resumed the
+    first (`for r in 0.1 0.5; do python gipc/run.py loss.ratio=$r & done`): each claims its own."""
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    new = str(tmp_path / "runs" / "2026-12-07_05-50-32")
+    assert [run_dir(False, new) for _ in range(3)] == [new, f"{new}-2", f"{new}-3"]
+    assert all(Path(d).is_dir() for d in (new, f"{new}-2", f"{new}-3"))
+    assert run_dir(str(tmp_path / "old"), new) == str(tmp_path / "old")  # resume=<dir>: that dir, nothing made
+    assert not (tmp_path / "old").exists()
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a rank past 0 (torchrun, srun) takes the dir rank 0 made
+    assert run_dir(False, new) == new
