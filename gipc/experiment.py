@@ -353,6 +353,13 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if any(getattr(c, "handed_back", False) for c in trainer.callbacks):  # requeued: the next start tests
             return None
+    wanted = cfg.get("optimized_metric")  # what a sweeper (Optuna) optimises
+    if wanted and cfg.train and wanted not in trainer.callback_metrics:
+        # training stopped before a validation (trainer.max_steps inside the first epoch): the trial
+        # had nothing to report, and a sweep of such trials ended in Optuna's traceback
+        trainer.validate(model, datamodule=datamodule, verbose=False)
+        if wanted not in trainer.callback_metrics:
+            raise ConfigError(f"optimized_metric={wanted}: the run logs no such metric; it logs {', '.join(sorted(trainer.callback_metrics))}")
     fit_metrics = dict(trainer.callback_metrics)  # trainer.test replaces them: keep val/* for optimized_metric
     if cfg.test:
         trainer.test(model, datamodule=datamodule, ckpt_path=None if cfg.train else ckpt_path)

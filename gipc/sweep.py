@@ -237,11 +237,11 @@ class SweepSummary(Callback):
             return
         states = [row["state"] for row in sweep_status(sweep)]
         done = sum(state.startswith("done") for state in states)
-        if not _is_basic(config.hydra):  # Optuna: trials chosen as they ran, each a job
-            print(f"sweep dir: {sweep}: {done} of {len(states)} trials done; compare them: gipc-compare {sweep}")
-            return
-        line = f"sweep dir: {sweep}: {done} of {len(states)} jobs done"
+        basic = _is_basic(config.hydra)  # else Optuna: trials chosen as they ran, each a job
+        line = f"sweep dir: {sweep}: {done} of {len(states)} {'jobs' if basic else 'trials'} done"
         line += f"; compare them: gipc-compare {sweep}" if "done" in states or not done else f", {UNTESTED}: no tables to compare"
-        if done < len(states):
+        if basic and done < len(states):
             line += f"; the others: gipc-compare {sweep} --status, and the same command plus resume={sweep} goes on with them"
+        if (sweep / "optimization_results.yaml").is_file():
+            line += f"; the best trial's parameters: {sweep / 'optimization_results.yaml'}"
         print(line)

@@ -359,6 +359,20 @@ def test_running_out_of_memory_in_training_is_one_line_exit_1_and_a_failed_marke
     assert (tmp_path / FAILED_MARKER).read_text().strip() == errors[0].removeprefix("error: ")
 
 
+def test_the_objective_of_a_trial_stopped_before_any_validation_is_validated_once(tmp_path, capsys):
+    """An Optuna trial that trains fewer steps than an epoch had no val/QABF to report: every trial
+    failed and the sweep ended in Optuna's traceback ("No trials are completed yet"). The run now
+    validates its final model once; a metric the run never logs is one line."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, f"paths.output_dir={tmp_path}", "trainer.max_steps=3", "+optimized_metric=val/QABF"])
+    value = run_experiment(cfg)
+    assert isinstance(value, float) and 0.0 < value <= 1.0  # a Q^AB/F
+    capsys.readouterr()
+    assert refused(tmp_path / "typo", capsys, "trainer.max_steps=3", "+optimized_metric=val/QAB").startswith(
+        "optimized_metric=val/QAB: the run logs no such metric; it logs val/CC, "
+    )
+
+
 def test_a_full_disk_is_one_line_naming_the_file_and_how_to_go_on(tmp_path, monkeypatch, capsys):
     """A checkpoint the disk has no room for ended in a traceback: it is a resource, like memory. The
     first save goes through here, the next finds the disk full: the line says to continue from it."""

@@ -414,7 +414,10 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     )
     sweep = sweep_dir(tmp_path)
     where = sweep.relative_to(tmp_path)
-    assert done.stdout.splitlines()[-1] == f"sweep dir: {where}: 2 of 2 trials done; compare them: gipc-compare {where}"
+    assert done.stdout.splitlines()[-1] == (
+        f"sweep dir: {where}: 2 of 2 trials done; compare them: gipc-compare {where}; "
+        f"the best trial's parameters: {where / 'optimization_results.yaml'}"
+    )
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == {"loss.lam", "loss.beta1", "loss.beta2"}
     assert 0.0 < result["best_value"] <= 1.0  # a Q^AB/F
