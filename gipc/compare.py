@@ -185,7 +185,23 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
             f"no finished runs under {where}: a run dir holds config.yaml and metrics.csv, "
             f"written when its test stage ends, a gipc-eval folder metrics.csv (method {method!r} in {metrics}){resume}"
         )
-    return runs, skipped
+    return _told_apart(runs), skipped
+
+
+def _told_apart(runs: list[Run]) -> list[Run]:
+    """``runs`` with every gipc-eval folder's tagged ``folder=<its name>`` where one method is scored
+    in two or more of them: the folders' scores of it are not seeds of one variant (n counted each
+    image once per folder, and two pair sets' images ran together)."""
+    evals = [run for run in runs if not (run.path / "config.yaml").is_file()]
+    if max(Counter(run.overrides.get("method") for run in evals).values(), default=0) < 2:
+        return runs
+    folders = {run.path for run in evals}
+    if len({path.name for path in folders}) < len(folders):  # runA/lytro beside runB/lytro: their paths tell them apart
+        common = Path(os.path.commonpath([str(path.resolve()) for path in folders]))
+        names = {path: str(path.resolve().relative_to(common)) for path in folders}
+    else:
+        names = {path: path.name for path in folders}
+    return [Run(run.path, {"folder": names[run.path], **run.overrides}, run.seed, run.rows) if run.path in names else run for run in runs]
 
 
 def varying_keys(runs: Sequence[Run], ignore: Sequence[str] = DEFAULT_IGNORE) -> list[str]:

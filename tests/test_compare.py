@@ -220,6 +220,21 @@ def test_a_gipc_eval_folder_given_as_a_path_compares_its_methods_paired_by_image
     assert default_method([scored]) == "ours,theirs" and default_method([run]) == default_method([scored, run]) == "gipc"
 
 
+def test_gipc_eval_folders_scoring_one_method_are_told_apart_by_folder(tmp_path):
+    """Two gipc-eval folders that both score "ours" (two pair sets, or two versions) merged into one
+    variant, each image counted twice; folders of different methods stay paired by image."""
+    for folder, method, q in (("lytro", "ours", 0.76), ("grayscale", "ours", 0.72), ("theirs-lytro", "theirs", 0.75)):
+        write_metrics(tmp_path / folder / "metrics.csv", [(f"p{k}", method, q, 7.0) for k in range(3)])
+    runs, _ = collect([tmp_path / "lytro", tmp_path / "grayscale"], "ours")
+    assert [(run.overrides, len(run.rows)) for run in runs] == [({"folder": "grayscale"}, 3), ({"folder": "lytro"}, 3)]
+    runs, _ = collect([tmp_path / "lytro", tmp_path / "theirs-lytro"], "ours,theirs")
+    assert sorted(str(run.overrides) for run in runs) == ["{'method': 'ours'}", "{'method': 'theirs'}"]
+    for run in ("a", "b"):  # same names in two places: the paths tell them apart
+        write_metrics(tmp_path / run / "lytro" / "metrics.csv", [("p0", "ours", 0.7, 7.0)])
+    runs, _ = collect([tmp_path / "a" / "lytro", tmp_path / "b" / "lytro"], "ours")
+    assert sorted(run.overrides["folder"] for run in runs) == ["a/lytro", "b/lytro"]
+
+
 def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CompareError, match="no finished runs"):
