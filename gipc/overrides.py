@@ -56,7 +56,7 @@ def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> s
                 others = [o.input_line for o in parsed if o.key_or_group != key and not o.is_sweep_override()]
                 if key not in compose(config_name, overrides=others, return_hydra_config=True):
                     # a new top-level key: no code reads it, so the run would go on as if it were not given
-                    return f"+{key}: nothing reads a top-level {key}; {_meant(key, others, config_name)}"
+                    return f"+{key}: nothing reads a top-level {key}; {_meant(key, others, config_name)[1]}"
     except MissingConfigException as err:
         if err.missing_cfg_file and err.options:
             group, _, name = err.missing_cfg_file.rpartition("/")
@@ -70,8 +70,8 @@ def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             return _one_line(err)
         key = absent["key"]
         with initialize_config_dir(str(config_dir), version_base="1.3"):
-            meant = _meant(key, [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")], config_name)
-        return f"{key}: no such key; {meant}{'' if meant.startswith('did') else f' (+{key}=<value> adds it)'}"
+            guessed, meant = _meant(key, [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")], config_name)
+        return f"{key}: no such key; {meant}{'' if guessed else f' (+{key}=<value> adds it)'}"
     return None
 
 
@@ -79,9 +79,10 @@ ABSENT = re.compile(r"Could not override '(?P<key>[^']+)'")
 """Hydra's report of an override whose key the config lacks (it suggests ``+key=``, which adds a key no code may read)."""
 
 
-def _meant(key: str, others: list[str], config_name: str) -> str:
-    """What ``key``, which the config lacks (composed from the ``others`` overrides), most likely meant:
-    its last part elsewhere, else a near spelling beside it, else anywhere; else its parent's keys."""
+def _meant(key: str, others: list[str], config_name: str) -> tuple[bool, str]:
+    """What ``key``, which the config lacks (composed from the ``others`` overrides), most likely meant
+    (True, ``did you mean ...?``): its last part elsewhere, else a near spelling beside it, else
+    anywhere; else (False) the keys its parent holds."""
     try:
         config = compose(config_name, overrides=others, return_hydra_config=True)
     except Exception:  # another override is wrong too: suggest from the defaults
@@ -93,9 +94,9 @@ def _meant(key: str, others: list[str], config_name: str) -> str:
     siblings = [k for k in keys if k.rpartition(".")[0] == parent]
     likely = [k for k in keys if k.rpartition(".")[2] == leaf] or _nearest(leaf, siblings) or _nearest(leaf, keys)[:3]
     if likely:
-        return f"did you mean {' or '.join(likely)}?"
+        return True, f"did you mean {' or '.join(likely)}?"
     names = [k.rpartition(".")[2] for k in siblings if "/" not in k and not k.rpartition(".")[2].startswith("_")]
-    return f"{parent} has {', '.join(names)}" if parent else f"the top-level keys are {', '.join(names)}"
+    return False, f"{parent} has {', '.join(names)}" if parent else f"the top-level keys are {', '.join(names)}"
 
 
 def _nearest(leaf: str, keys: list[str]) -> list[str]:
