@@ -69,6 +69,11 @@ class Run:
     rows: list[dict[str, object]]
 
 
+def eval_folder(path: Path, metrics: str = DEFAULT_METRICS) -> bool:
+    """``path`` is a ``gipc-eval --out`` folder: a metrics table without a run's ``config.yaml``."""
+    return (path / metrics).is_file() and not (path / "config.yaml").is_file()
+
+
 def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
     """Run dirs at or under ``paths`` (hidden dirs such as ``.submitit`` skipped), in sweep job order;
     a path given that holds ``metrics.csv`` but no ``config.yaml`` (``gipc-eval --out``'s folder)
@@ -77,7 +82,7 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if not path.is_dir():
             raise CompareError(f"{path} is not a directory; give a multirun dir, run dirs or a gipc-eval folder")
-        if (path / "metrics.csv").is_file() and not (path / "config.yaml").is_file():
+        if eval_folder(path):
             found.setdefault(path)
             continue
         for csv_path in sorted(path.rglob("metrics.csv")):
@@ -192,7 +197,7 @@ def _told_apart(runs: list[Run]) -> list[Run]:
     """``runs`` with every gipc-eval folder's tagged ``folder=<its name>`` where one method is scored
     in two or more of them: the folders' scores of it are not seeds of one variant (n counted each
     image once per folder, and two pair sets' images ran together)."""
-    evals = [run for run in runs if not (run.path / "config.yaml").is_file()]
+    evals = [run for run in runs if not (run.path / "config.yaml").is_file()]  # gipc-eval folders (of any --metrics table)
     if max(Counter(run.overrides.get("method") for run in evals).values(), default=0) < 2:
         return runs
     folders = {run.path for run in evals}
@@ -385,7 +390,7 @@ def _plot_points(ax: Any, rows: Sequence[Row], metric: str, keys: Sequence[str])
 
 def default_method(paths: Sequence[Path], metrics: str = DEFAULT_METRICS) -> str:
     """``gipc`` (the model's row of a run's table); for gipc-eval folders alone, every method they score."""
-    tables = [path / metrics for path in paths if (path / metrics).is_file() and not (path / "config.yaml").is_file()]
+    tables = [path / metrics for path in paths if eval_folder(path, metrics)]
     if not tables or len(tables) < len(paths):
         return "gipc"
     return ",".join(dict.fromkeys(str(row.get("method")) for table in tables for row in read_table(table)))
