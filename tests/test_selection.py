@@ -155,9 +155,11 @@ def test_the_final_weights_in_last_ckpt_are_a_candidate_unless_a_snapshot_holds_
 
 @pytest.mark.parametrize("args, message", [
     (["{tmp}/missing", "--pairs", "{tmp}"], "no such run dir"),
-    (["{tmp}", "--pairs", "{tmp}"], "checkpoints holds no checkpoint at or after step 0"),
+    (["{tmp}", "--pairs", "{tmp}"], "not a training run dir (no checkpoints/ folder); give outputs/<task>/runs/<time>"),
+    (["{tmp}/run", "--pairs", "{tmp}"], "checkpoints holds no checkpoint at or after step 0"),
 ])
 def test_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if not args.run_dir.is_dir():
             raise DataError(f"{args.run_dir}: no such run dir")
+        if not (args.run_dir / "checkpoints").is_dir():
+            raise DataError(f"{args.run_dir}: not a training run dir (no checkpoints/ folder); give outputs/<task>/runs/<time>")
         # Lightning and the data modules, after the arguments: --help and a wrong path answer in half the time
         from gipc.data.datasets import PairFolder
         from gipc.rundir import run_datamodule, training_inputs
