@@ -154,6 +154,15 @@ def test_checksum_mismatch_deletes_the_download(server: str, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sha256_that_is_no_sha256_is_refused_before_downloading(server: str, tmp_path: Path) -> None:
+    # it was fetched, then deleted as a mismatch
+    with pytest.raises(DownloadError, match=r"^--sha256 abc: a sha256 is 64 hexadecimal digits$"):
+        download("mfi-whu", tmp_path, url=server, sha256="abc", progress=False)
+    assert _Handler.ranges == [] and list(tmp_path.iterdir()) == []
+    download("mfi-whu", tmp_path, url=server, sha256=DIGEST.upper(), progress=False)  # either case
+    _extracted(tmp_path)
+
+
 def test_offline_is_one_clear_line(tmp_path: Path, capsys) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

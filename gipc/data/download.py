@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import urllib.error
 import urllib.parse
@@ -135,6 +136,8 @@ def download(
     if url is None:
         raise DownloadError(f"no direct download link is known for {name}; get the archive's link from {remote.home} and pass --url")
     expected = (sha256 or remote.sha256 or "").lower() or None
+    if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):  # before a download it could never match
+        raise DownloadError(f"--sha256 {sha256 or expected}: a sha256 is 64 hexadecimal digits")
     dest = Path(dest)
     target = dest / name
     kept = dest / (name + _archive_suffix(url))  # where an archive that is not a zip is kept whole
