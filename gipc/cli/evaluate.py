@@ -21,7 +21,6 @@ from gipc.evaluate import attach_gt, evaluate_pairs, listed, log_wandb, parse_fu
 from gipc.files import check_output_folder
 from gipc.fuse import made_by
 from gipc.journal import Journal, file_states, read_journal
-from gipc.metrics import EXTRA_NAMES
 from gipc.report import PARTIAL, Row, markdown_table, numeric_columns, write_report
 from gipc.wandb_mode import wandb_offline
 
@@ -41,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                              "with one --fused method is that method's), scored "
                              "against the sources' maps/ folder: accuracy MAP_ACC and boundary F-score MAP_BF")
     parser.add_argument("--extra-metrics", default="", metavar="NAME[,NAME]",
-                        help=f"also score these metrics of the MFIF survey's tables: {', '.join(EXTRA_NAMES)}, or all "
+                        help="also score these metrics of the MFIF survey's tables: QMI, QNCIE, QM, QSF, QP, QY, QCB, or all "
                              "(Q_MI: normalised mutual information, 0..2; Q_NCIE: nonlinear correlation information entropy, 0..1; "
                              "Q_M: multiscale edge preservation, 0..3; Q_SF: extended spatial frequency against the sources', 0 best; "
                              "Q_P: phase congruency, 0..1, the slowest; Q_Y: Yang's SSIM-based, 0..1; Q_CB: Chen-Blum's perceptual, 0..1)")
@@ -71,6 +70,8 @@ class Scoring:
         if args.resume and (args.out is None or args.overwrite):
             raise EvalInputError("--resume goes on in the --out folder of the run it continues, without --overwrite")
         fused = parse_fused(args.fused, args.method)
+        from gipc.metrics import EXTRA_NAMES  # torchmetrics (0.8 s) once the arguments are read: --help answers without it
+
         extra = listed(args.extra_metrics, EXTRA_NAMES, "metric", "--extra-metrics")
         baselines = listed(args.baselines, BASELINES, "baseline", "--baselines")
         if len(fused) == 1:  # a bare --maps DIR belongs to the one method
