@@ -337,6 +337,9 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
     )
     _check_launch(trainer)
+    # The data's own checks (held-out photos too few to split, too few patches for a batch) before
+    # anything is written: in fit they came after config.yaml and the W&B run. Fit reuses the split.
+    datamodule.setup("fit" if cfg.train else "test")
     continue_run(loggers, output_dir, continues=ckpt_path is not None)  # the config is sound: nothing written before
 
     if trainer.is_global_zero:

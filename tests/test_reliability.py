@@ -123,6 +123,8 @@ CASES = {
     # keys added with + that nothing read: the run went on without them (a scalar callback: a traceback)
     "map setting added to fusion": (["+fusion.clen=3"], r"^bad callbacks\.test_report config: fusion has no setting clen; it has rule, map \(the map's settings\) and head_map$"),
     "a callback that is not a config": (["+callbacks.foo=1"], r"^callbacks\.foo must be a config with a _target_ \(or null\), got 1$"),
+    # the data's own checks (also held-out photos too few to split) ran in fit, after config.yaml and the W&B run were written
+    "too few patches for a batch": (["data.source.patches_per_epoch=1"], r"^only 1 training patches but an epoch needs at least 6 \(batch_size 2, 3 batches per step\)"),
     "nothing to resume": (["resume=true"], r"^nothing to resume: .*checkpoints/last\.ckpt does not exist"),
     "missing ckpt_path": (["ckpt_path=/nonexistent/x.ckpt"], r"^ckpt_path /nonexistent/x\.ckpt does not exist"),
     "last.ckpt as a symlink": (["callbacks.model_checkpoint.save_last=link"], r"save_last=link would make last\.ckpt a symlink"),
