@@ -242,6 +242,15 @@ def run_means(rows: Sequence[Row], metrics: Sequence[str]) -> list[dict[str, obj
     return [{**labels[run], **{m: mean for m, (mean, _, _) in stats.items()}} for run, stats in summarize(keyed, "_run", metrics).items()]
 
 
+def variant_named(reference: str, variants: Sequence[str]) -> str:
+    """The variant ``--reference`` names: itself, or for a bare value (``theirs``, ``none``) the one
+    variant holding it (``method=theirs``); else ``reference`` as given, for the paired test to refuse."""
+    if reference in variants or "=" in reference:
+        return reference
+    holding = sorted({v for v in variants if any(part.partition("=")[2] == reference for part in v.split(","))})
+    return holding[0] if len(holding) == 1 else reference
+
+
 def paired_tests(rows: Sequence[Row], reference: str, metrics: Sequence[str]) -> list[dict[str, object]]:
     """Wilcoxon signed-rank test of every other variant against ``reference``, per metric, on values paired by (image, seed).
 
@@ -427,6 +436,7 @@ def compare(
     x_key = numeric_key(runs, keys)
     per_run = run_means(rows, metrics)
     runs_per_variant = Counter(str(r["variant"]) for r in per_run).values()
+    reference = reference if reference is None else variant_named(reference, [str(row["variant"]) for row in rows])
     tests = paired_tests(rows, reference, metrics) if reference is not None else []
     # Error bars show training noise when every variant has seeds to show it, else the spread over images.
     spread_rows, spread = (per_run, "seeds") if min(runs_per_variant) > 1 else (rows, "test images")

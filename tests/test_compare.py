@@ -15,7 +15,7 @@ from PIL import Image
 from scipy.stats import wilcoxon
 
 import gipc.compare as module
-from gipc.compare import collect, compare, default_method, find_run_dirs, numeric_key, paired_table, paired_tests, varying_keys
+from gipc.compare import collect, compare, default_method, find_run_dirs, numeric_key, paired_table, paired_tests, variant_named, varying_keys
 from gipc.cli.compare import main
 from gipc.errors import CompareError
 
@@ -235,6 +235,13 @@ def test_gipc_eval_folders_scoring_one_method_are_told_apart_by_folder(tmp_path)
     assert sorted(run.overrides["folder"] for run in runs) == ["a/lytro", "b/lytro"]
 
 
+def test_a_bare_reference_names_the_one_variant_holding_it():
+    variants = ["ablation=none,ratio=0.1", "ablation=none,ratio=0.5", "ablation=without_int,ratio=0.1"]
+    assert variant_named("without_int", variants) == "ablation=without_int,ratio=0.1"
+    assert variant_named("none", variants) == "none"  # two hold it: left for the paired test to refuse, listing them
+    assert variant_named("ratio=0.5", variants) == "ratio=0.5" and variant_named(variants[0], variants) == variants[0]
+
+
 def test_no_runs_is_one_line_error_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CompareError, match="no finished runs"):
@@ -361,6 +368,9 @@ def test_wilcoxon_drops_zero_differences_and_is_exact_for_few_pairs() -> None:
 def test_paired_wilcoxon_against_the_reference_by_image_and_seed(seeded_study):
     out = compare([seeded_study], reference="ablation=none")
     paired = {(r["variant"], r["metric"]): r for r in read_csv(out / "paired.csv")}
+    # a bare value names the one variant holding it
+    bare = compare([seeded_study], reference="none", out=seeded_study / "bare", overwrite=True)
+    assert read_csv(bare / "paired.csv") == read_csv(out / "paired.csv")
     assert set(paired) == {(v, m) for v in ("ablation=without_int", "ablation=without_gra") for m in ("QABF", "EN")}
     up = paired["ablation=without_int", "QABF"]
     # Six positive differences with distinct sizes: W = 0, exact two-sided p = 2 / 2^6.
@@ -413,9 +423,9 @@ def test_a_missing_value_drops_its_pair_and_a_variant_without_pairs_shows_blank_
 
 
 def test_reference_errors_are_one_line_and_write_nothing(seeded_study, capsys):
-    assert main([str(seeded_study), "--reference", "none"]) == 2
+    assert main([str(seeded_study), "--reference", "nothing"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "gipc-compare: error: --reference 'none' is not a variant here; the variants are: ablation=none, ablation=without_int, ablation=without_gra"
+    assert err == "gipc-compare: error: --reference 'nothing' is not a variant here; the variants are: ablation=none, ablation=without_int, ablation=without_gra"
     make_run(seeded_study, "6_ablation=none", ["ablation=none", "seed=1"], [("x", "gipc", 0.1, 7.0)])  # a second seed-1 run
     with pytest.raises(CompareError, match="ablation=none has two values of QABF for image x at seed 1"):
         compare([seeded_study], reference="ablation=none")
