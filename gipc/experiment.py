@@ -405,9 +405,18 @@ TRAINER_COUNTS = {
 """The trainer's integer settings and their least values (-1: no limit, every batch)."""
 
 
+TRAINER_PRECISIONS = ("auto", "32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed")
+"""The trainer precisions gipc trains in: fp32 or mixed. Lightning's -true ones and 64 convert the
+networks but not the float32 images the module makes, and failed in their first convolution."""
+
+
 def check_trainer(node: DictConfig) -> None:
-    """Counts and batch limits of a trainer config, which Lightning's Trainer takes unchecked and then
-    fails on deep inside fit (a string, validation every 0 epochs): refused in one line first."""
+    """Counts, batch limits and precision of a trainer config, which Lightning's Trainer takes
+    unchecked and then fails on deep inside fit (a string, validation every 0 epochs, 64-bit):
+    refused in one line first."""
+    precision = node.get("precision", "auto")
+    if str(precision) not in TRAINER_PRECISIONS:
+        raise ConfigError(f"bad trainer config: trainer.precision must be one of {', '.join(TRAINER_PRECISIONS)} (fp32 or mixed), got {precision!r}")
     for key, least in TRAINER_COUNTS.items():
         value = node.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):

@@ -131,6 +131,8 @@ CASES = {
     # Lightning's Trainer takes these and fails deep inside fit
     "epochs not a number": (["trainer.max_epochs=ten"], r"^bad trainer config: trainer\.max_epochs must be an integer >= -1, got 'ten'$"),
     "validation every 0 epochs": (["trainer.check_val_every_n_epoch=0"], r"^bad trainer config: trainer\.check_val_every_n_epoch must be an integer >= 1, got 0$"),
+    "64-bit training": (["trainer.precision=64"], r"^bad trainer config: trainer\.precision must be one of auto, 32, 32-true, 16, 16-mixed, bf16, bf16-mixed \(fp32 or mixed\), got 64$"),
+    "bf16 without fp32 master weights": (["trainer.precision=bf16-true"], r"^bad trainer config: trainer\.precision must be one of .*, got 'bf16-true'$"),
     "batch share above 1": (["trainer.limit_train_batches=1.5"], r"^bad trainer config: trainer\.limit_train_batches must be .* a share in \[0\.0, 1\.0\], got 1\.5$"),
     # a width no machine's memory holds: torch's allocator refuses it while the generator is built
     "generator too large for memory": (["model.generator.width=100000"], r"^bad model\.generator config: out of memory \(DefaultCPUAllocator: can't allocate memory: you tried to allocate \d+ bytes"),
