@@ -178,6 +178,6 @@ def test_a_launch_that_fails_leaves_its_traceback_in_failed_and_a_refused_one_no
     assert failed.startswith("Traceback") and failed.rstrip().endswith("\nRuntimeError: CUDNN_STATUS_INTERNAL_ERROR")
     # A config refused once its loggers are made (the trainer's): one line, and no W&B run id for a run that never ran.
     with pytest.raises(SystemExit):
-        run(tmp_path / "refused", "trainer.precision=bogus", logger="wandb")
-    assert capsys.readouterr().err.startswith("error: bad trainer config: Precision 'bogus' is invalid")
+        run(tmp_path / "refused", "trainer.devices=0", logger="wandb")
+    assert capsys.readouterr().err.startswith("error: bad trainer config: `Trainer(devices=0)` value is not a valid input")
     assert sorted(p.name for p in (tmp_path / "refused").iterdir()) == [FAILED]
