@@ -720,7 +720,7 @@ def test_network_keeps_a_gray_pair_gray(tmp_path: Path, grayscale_pairs: Path, c
 
 
 @pytest.mark.slow
-def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     crop = tmp_path / "crop"
     crop.mkdir()
     for letter in "AB":
@@ -741,6 +741,12 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     assert bars == [("network tiles", 9)]
     whole, tiles = read_image(tmp_path / "whole.png").pixels, read_image(tmp_path / "tiled.png").pixels
     assert whole.std() > 0.02 and (whole - tiles).abs().max() <= 1 / 255 + 1e-6
+    assert "warning" not in capsys.readouterr().err
+    # an overlap under the network's exact one is the user's to choose, with a warning: the tiles show
+    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "short.png"), "--tile", "80", "--overlap", "8", "--rule", "direct"]) == 0
+    assert "warning: --overlap 8 is under 32, the least this network tiles exactly with" in capsys.readouterr().err
+    assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "whole-direct.png"), "--tile", "0", "--rule", "direct"]) == 0
+    assert (read_image(tmp_path / "short.png").pixels - read_image(tmp_path / "whole-direct.png").pixels).abs().max() > 2 / 255
 
 
 @pytest.mark.parametrize("rule", ["map", "direct"])

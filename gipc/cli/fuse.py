@@ -130,6 +130,9 @@ def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
         network = prepare(load_generator(args.ckpt) if args.ckpt is not None else shipped_generator(), path)
         fusion = replace(network.fusion(args.rule, default_rule(network.head)[1].changed(**given), args.tile, args.overlap), progress=_tile_bar, steps=_frame_bar)
         say(PROG, f"{fusion.describe()}; network {args.ckpt or 'shipped with gipc'}; {path.describe()}")
+        if args.overlap is not None and args.overlap < network.overlap:
+            say(PROG, f"warning: --overlap {args.overlap} is under {network.overlap}, the least this network tiles exactly with: "
+                      "a tiled image differs from whole-image fusion near tile edges")
         what = {"weights sha256": sha256_file(args.ckpt or SHIPPED_WEIGHTS), "device": path.device.type, "precision": path.precision, "backend": path.backend}
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
         raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")
