@@ -154,6 +154,16 @@ def check_sizes(pairs: PairFolder, files: Mapping[str, Path], what: str) -> None
             check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
 
 
+def gray_of_colour(pairs: PairFolder, files: Mapping[str, Path]) -> int:
+    """How many of ``files`` (by scene) are grayscale where their scene's sources are colour, from
+    the headers: every metric reads luminance, so the colour such a method lost never counts."""
+    return sum(
+        [header.kind for header in sized([paths[0], files[scene]])] == ["RGB", "grayscale"]
+        for scene, paths, *_ in pairs.entries
+        if scene in files
+    )
+
+
 def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:
     """Read ``path`` and check it has the size of the scene's sources."""
     image = read_image(path).pixels

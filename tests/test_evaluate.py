@@ -538,3 +538,19 @@ def test_help_lists_every_extra_metric_and_starts_without_the_metrics(capsys: py
     assert f"tables: {', '.join(EXTRA_NAMES)}, or all" in " ".join(capsys.readouterr().out.split())
     code = "import sys, gipc.cli.evaluate; print('torchmetrics' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_grayscale_images_of_colour_sources_get_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every metric reads luminance: a method that drops the colour loses nothing in the table, so the command says so."""
+    rng = np.random.default_rng(0)
+    for name in ("s1", "s2"):
+        for letter in "AB":
+            _save(tmp_path / "set" / f"{name}-{letter}.png", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+        colour = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+        _save(tmp_path / "colour" / f"{name}-fused.png", colour)
+    _save(tmp_path / "gray" / "s1-fused.png", rng.integers(0, 256, (20, 24), dtype=np.uint8))
+    _save(tmp_path / "gray" / "s2-fused.png", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    assert main(["--sources", str(tmp_path / "set"), "--fused", f"c={tmp_path / 'colour'}", "--fused", f"g={tmp_path / 'gray'}"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert notes == ["gipc-eval: note: g: 1 of its 2 images are grayscale where the sources are colour; every metric reads "
+                     "luminance, so the colour they lack does not count against them"]
