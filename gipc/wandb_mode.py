@@ -52,10 +52,23 @@ def _answers(hostname: str, port: int, timeout: float = 3.0) -> bool:
     return True
 
 
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "shared", "run")
+"""The values wandb takes in ``WANDB_MODE``."""
+
+
+def check_wandb_mode() -> None:
+    """Refuse a ``WANDB_MODE`` wandb cannot read (``export WANDB_MODE=`` leaves it empty): wandb's own
+    refusal is a multi-line validation error, when its run starts."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode is not None and mode not in WANDB_MODES:
+        raise ConfigError(f"WANDB_MODE={mode!r} is no W&B mode; set it to online, offline or disabled, or unset it (unset WANDB_MODE)")
+
+
 def wandb_offline(offline: bool | str) -> tuple[bool, str]:
     """``logger.wandb.offline`` resolved, and why: ``auto`` is online where the user has run ``wandb
     login`` (or set ``WANDB_API_KEY``) and W&B's server answers, offline elsewhere; ``WANDB_MODE`` or
     ``wandb offline`` / ``wandb online`` decide first. ``true`` and ``false`` are as they say."""
+    check_wandb_mode()
     if isinstance(offline, bool):
         return offline, f"logger.wandb.offline={str(offline).lower()}"
     if offline != "auto":

@@ -554,3 +554,14 @@ def test_grayscale_images_of_colour_sources_get_a_note(tmp_path: Path, capsys: p
     notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
     assert notes == ["gipc-eval: note: g: 1 of its 2 images are grayscale where the sources are colour; every metric reads "
                      "luminance, so the colour they lack does not count against them"]
+
+
+def test_a_wandb_mode_wandb_cannot_read_stops_gipc_eval_before_any_scoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    rng = np.random.default_rng(0)
+    for letter in "AB":
+        _save(tmp_path / "set" / f"s-{letter}.png", rng.integers(0, 256, (20, 24), dtype=np.uint8))
+    _save(tmp_path / "f" / "s-fused.png", rng.integers(0, 256, (20, 24), dtype=np.uint8))
+    monkeypatch.setenv("WANDB_MODE", "")
+    assert main(["--sources", str(tmp_path / "set"), "--fused", f"ours={tmp_path / 'f'}", "--out", str(tmp_path / "out"), "--wandb", "offline"]) == 2
+    assert capsys.readouterr().err.strip() == "gipc-eval: error: WANDB_MODE='' is no W&B mode; set it to online, offline or disabled, or unset it (unset WANDB_MODE)"
+    assert not (tmp_path / "out").exists()

@@ -164,6 +164,15 @@ def test_the_users_own_wandb_mode_decides_before_auto_and_true_false_force_it(no
         wandb_offline("maybe")
 
 
+@pytest.mark.parametrize("mode", ["", "ofline"])
+def test_a_wandb_mode_wandb_cannot_read_is_one_line_whatever_the_setting(no_wandb_setup, monkeypatch, mode):
+    # `export WANDB_MODE=` left it empty: wandb's own refusal was a multi-line validation error once its run started
+    monkeypatch.setenv("WANDB_MODE", mode)
+    for offline in ("auto", True, False):
+        with pytest.raises(ConfigError, match=rf"^WANDB_MODE='{mode}' is no W&B mode; set it to online, offline or disabled, or unset it"):
+            wandb_offline(offline)
+
+
 # ----------------------------------------------------------------- image panels, in process
 def test_online_without_a_login_is_one_line_naming_wandb_login_and_the_offline_default(tmp_path):
     env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_CONFIG_DIR": str(tmp_path / "cfg")}

@@ -22,7 +22,7 @@ from gipc.files import check_output_folder
 from gipc.fuse import made_by
 from gipc.journal import Journal, file_states, read_journal
 from gipc.report import PARTIAL, Row, markdown_table, numeric_columns, write_report
-from gipc.wandb_mode import wandb_offline
+from gipc.wandb_mode import check_wandb_mode, wandb_offline
 
 PROG = "gipc-eval"
 
@@ -67,6 +67,8 @@ class Scoring:
         args = self.args
         if args.wandb and args.out is None:
             raise EvalInputError("--wandb keeps its run under --out; give --out NEW_DIR")
+        if args.wandb:
+            check_wandb_mode()  # before the scoring, not once the tables are written
         if args.resume and (args.out is None or args.overwrite):
             raise EvalInputError("--resume goes on in the --out folder of the run it continues, without --overwrite")
         fused = parse_fused(args.fused, args.method)
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 say(PROG, f"W&B run in {log_wandb(rows, args.out, mode, config)}")
             except Exception as err:  # wandb raises many types (login, network); the tables are already written
-                say(PROG, f"error: W&B logging failed ({type(err).__name__}: {err}); the tables were written")
+                say(PROG, f"error: W&B logging failed ({type(err).__name__}: {' '.join(str(err).split())}); the tables were written")
                 return 2
         return 0
 
