@@ -89,6 +89,10 @@ def run_dir(resume: Any, new: str) -> str:
         except FileExistsError:
             n += 1
             candidate = f"{new}-{n}"
+        except OSError as err:  # a read-only or full place: one line, not Hydra's traceback of this resolver
+            print(f"error: cannot make the run dir {candidate}: {err.strerror}; run from a folder you can write to, "
+                  "or give hydra.run.dir=<dir> (a sweep: hydra.sweep.dir=<dir>)", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 # Resolvers of conf/hydra (sweep dir names) and conf/logger/wandb.yaml (run names, tags), registered on

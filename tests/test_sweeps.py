@@ -481,3 +481,17 @@ def test_runs_started_in_the_same_second_get_dirs_of_their_own(tmp_path, monkeyp
     assert not (tmp_path / "old").exists()
     monkeypatch.setenv("LOCAL_RANK", "1")  # a rank past 0 (torchrun, srun) takes the dir rank 0 made
     assert run_dir(False, new) == new
+
+
+def test_a_run_dir_that_cannot_be_made_is_one_line(tmp_path, monkeypatch, capsys):
+    """From a read-only folder Hydra's traceback of the resolver (OSError) was all a user saw."""
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        run_dir(False, str(tmp_path / "file" / "runs" / "t"))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot make the run dir {tmp_path / 'file' / 'runs' / 't'}: Not a directory; run from a folder you can write to, "
+        "or give hydra.run.dir=<dir> (a sweep: hydra.sweep.dir=<dir>)\n"
+    )
