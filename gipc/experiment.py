@@ -31,7 +31,7 @@ from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError,
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
-from gipc.pretrained import start_from
+from gipc.pretrained import check_training_checkpoint, start_from
 from gipc.runstate import DONE, FAILED, resume_action, training_lock
 from gipc.sweep import requeued, resume_dir
 from gipc.typecheck import check_node, check_values
@@ -107,6 +107,7 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
         path = Path(cfg.ckpt_path)
         if not path.is_file():
             raise ConfigError(f"ckpt_path {path} does not exist")
+        check_training_checkpoint(path)
         return str(path)
     if _resumes(cfg):
         last = output_dir / "checkpoints" / "last.ckpt"

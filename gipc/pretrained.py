@@ -75,6 +75,17 @@ def _generator_parts(path: Path, ckpt: Any) -> tuple[dict[str, Any], dict[str, t
     return dict((ckpt.get("hyper_parameters") or {}).get("generator") or {}), state
 
 
+def check_training_checkpoint(path: str | Path) -> None:
+    """Refuse, in one line, a ``ckpt_path`` that a run cannot continue from: an exported generator
+    (Lightning failed on it with a KeyError traceback), or a file that is no Lightning checkpoint."""
+    path = Path(path)
+    ckpt = _read(path, allow_pickle=True)
+    if isinstance(ckpt, dict) and "format" in ckpt:
+        raise CheckpointError(f"{path}: a generator file (gipc-export), not a training checkpoint; fine-tune from its weights with model.init_generator={path}")
+    if not isinstance(ckpt, dict) or "pytorch-lightning_version" not in ckpt:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint of a gipc run (no pytorch-lightning_version); give <run dir>/checkpoints/last.ckpt")
+
+
 def _build(path: Path, kwargs: dict[str, Any], state: dict[str, torch.Tensor]) -> Generator:
     """``Generator(**kwargs)`` holding ``state``, in eval mode; a one-line error when they do not fit.
     Settings a file does not name (older files name none) are ``conf/model``'s, Table 1's."""

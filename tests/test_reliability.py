@@ -377,6 +377,19 @@ def test_the_objective_of_a_trial_stopped_before_any_validation_is_validated_onc
     )
 
 
+def test_a_ckpt_path_no_run_can_continue_from_is_one_line(tmp_path, capsys):
+    """An exported generator given as ckpt_path ended in Lightning's KeyError traceback."""
+    exported, other = tmp_path / "g.pt", tmp_path / "other.ckpt"
+    torch.save({"format": "gipc-generator/1", "generator": {}, "state_dict": {}}, exported)
+    torch.save({"state_dict": {}}, other)
+    assert refused(tmp_path / "a", capsys, f"ckpt_path={exported}") == (
+        f"{exported}: a generator file (gipc-export), not a training checkpoint; fine-tune from its weights with model.init_generator={exported}"
+    )
+    assert refused(tmp_path / "b", capsys, f"ckpt_path={other}") == (
+        f"{other}: not a Lightning checkpoint of a gipc run (no pytorch-lightning_version); give <run dir>/checkpoints/last.ckpt"
+    )
+
+
 def test_a_full_disk_is_one_line_naming_the_file_and_how_to_go_on(tmp_path, monkeypatch, capsys):
     """A checkpoint the disk has no room for ended in a traceback: it is a resource, like memory. The
     first save goes through here, the next finds the disk full: the line says to continue from it."""
