@@ -45,8 +45,8 @@ def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> s
     else:
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         trials = [fixed, *_each_sweep_value(parsed, fixed)]
-    try:
-        with initialize_config_dir(str(config_dir), version_base="1.3"):
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
+        try:
             for overrides in trials:
                 config = compose(config_name, overrides=overrides, return_hydra_config=True)
                 missing = sorted(key for key in _missing(OmegaConf.to_container(config)) if not key.startswith("hydra."))
@@ -57,21 +57,20 @@ def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> s
                 if key not in compose(config_name, overrides=others, return_hydra_config=True):
                     # a new top-level key: no code reads it, so the run would go on as if it were not given
                     return f"+{key}: nothing reads a top-level {key}; {_meant(key, others, config_name)[1]}"
-    except MissingConfigException as err:
-        if err.missing_cfg_file and err.options:
-            group, _, name = err.missing_cfg_file.rpartition("/")
-            missing_extra = group in PLUGIN_GROUPS and not set(PLUGIN_GROUPS[group]) & set(err.options)
-            plugins = "; Hydra's launcher and sweeper plugins come with pip install 'gipc[sweeps]'" if missing_extra else ""
-            return f"{group}={name}: no such option; {group} is one of {', '.join(err.options)}{plugins}"
-        return _one_line(err)
-    except ConfigCompositionException as err:
-        absent = ABSENT.match(str(err))
-        if absent is None or absent["key"].startswith("hydra.") or "not in struct" not in str(err.__cause__):
+        except MissingConfigException as err:
+            if err.missing_cfg_file and err.options:
+                group, _, name = err.missing_cfg_file.rpartition("/")
+                missing_extra = group in PLUGIN_GROUPS and not set(PLUGIN_GROUPS[group]) & set(err.options)
+                plugins = "; Hydra's launcher and sweeper plugins come with pip install 'gipc[sweeps]'" if missing_extra else ""
+                return f"{group}={name}: no such option; {group} is one of {', '.join(err.options)}{plugins}"
             return _one_line(err)
-        key = absent["key"]
-        with initialize_config_dir(str(config_dir), version_base="1.3"):
+        except ConfigCompositionException as err:
+            absent = ABSENT.match(str(err))
+            if absent is None or absent["key"].startswith("hydra.") or "not in struct" not in str(err.__cause__):
+                return _one_line(err)
+            key = absent["key"]
             guessed, meant = _meant(key, [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")], config_name)
-        return f"{key}: no such key; {meant}{'' if guessed else f' (+{key}=<value> adds it)'}"
+            return f"{key}: no such key; {meant}{'' if guessed else f' (+{key}=<value> adds it)'}"
     return None
 
 
