@@ -145,23 +145,17 @@ def check_size(path: Path, size: tuple[int, int], scene: str, want: tuple[int, i
         )
 
 
-def check_sizes(pairs: PairFolder, files: Mapping[str, Path], what: str) -> None:
+def check_sizes(pairs: PairFolder, files: Mapping[str, Path], what: str) -> int:
     """Every file of ``files`` (by scene) has its scene's size, from the headers alone: a wrong one is
-    refused before any scoring starts."""
+    refused before any scoring starts. Returns how many of them are grayscale where their sources are
+    colour, from the same headers: every metric reads luminance, so the colour they lack never counts."""
+    gray_of_colour = 0
     for scene, paths, *_ in pairs.entries:
         if scene in files:
             source, made = sized([paths[0], files[scene]])
             check_size(files[scene], (made.height, made.width), scene, (source.height, source.width), what)
-
-
-def gray_of_colour(pairs: PairFolder, files: Mapping[str, Path]) -> int:
-    """How many of ``files`` (by scene) are grayscale where their scene's sources are colour, from
-    the headers: every metric reads luminance, so the colour such a method lost never counts."""
-    return sum(
-        [header.kind for header in sized([paths[0], files[scene]])] == ["RGB", "grayscale"]
-        for scene, paths, *_ in pairs.entries
-        if scene in files
-    )
+            gray_of_colour += (source.kind, made.kind) == ("RGB", "grayscale")
+    return gray_of_colour
 
 
 def _read_for(scene: Scene, path: Path, what: str) -> torch.Tensor:
@@ -178,6 +172,8 @@ class FolderMethod:
 
     files: Mapping[str, Path]
     what: str = "fused"
+    gray_of_colour: int = 0
+    """How many of the files are grayscale where their scene's sources are colour (:func:`check_sizes`)."""
 
     def __call__(self, scene: Scene) -> torch.Tensor | None:
         return _read_for(scene, self.files[scene.name], self.what) if scene.name in self.files else None
@@ -295,8 +291,7 @@ def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequen
     methods = {}
     for method, folder in fused.items():
         files = fused_files(names, folder, method, allow_missing)
-        check_sizes(pairs, files, "fused")
-        methods[method] = FolderMethod(files)
+        methods[method] = FolderMethod(files, gray_of_colour=check_sizes(pairs, files, "fused"))
     check_apart(fused, baselines)
     for name in baselines:
         methods[name] = baseline_method(name)

@@ -17,7 +17,7 @@ from gipc.cli.common import Parser, guarded, say
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
 from gipc.errors import EvalInputError, OutputExistsError, UserError
-from gipc.evaluate import attach_gt, evaluate_pairs, gray_of_colour, listed, log_wandb, parse_fused, plan_maps, plan_methods, scene_files
+from gipc.evaluate import attach_gt, evaluate_pairs, listed, log_wandb, parse_fused, plan_maps, plan_methods, scene_files
 from gipc.files import check_output_folder
 from gipc.fuse import made_by
 from gipc.journal import Journal, file_states, read_journal
@@ -92,7 +92,7 @@ class Scoring:
         for name, where in fused.items():  # what each folder holds, where gipc-fuse recorded it
             if (made := made_by(where)) is not None:
                 say(PROG, f"{name} = {where}: {made}")
-            if gray := gray_of_colour(folder, methods[name].files):
+            if gray := methods[name].gray_of_colour:
                 say(PROG, f"note: {name}: {gray} of its {len(methods[name].files)} images are grayscale where the sources are colour; "
                           "every metric reads luminance, so the colour they lack does not count against them")
         maps = plan_maps(folder, args.maps, methods)
