@@ -190,14 +190,14 @@ def collect(paths: Sequence[Path], method: str = "gipc", metrics: str = DEFAULT_
             f"no finished runs under {where}: a run dir holds config.yaml and metrics.csv, "
             f"written when its test stage ends, a gipc-eval folder metrics.csv (method {method!r} in {metrics}){resume}"
         )
-    return _told_apart(runs), skipped
+    return _told_apart(runs, metrics), skipped
 
 
-def _told_apart(runs: list[Run]) -> list[Run]:
+def _told_apart(runs: list[Run], metrics: str = DEFAULT_METRICS) -> list[Run]:
     """``runs`` with every gipc-eval folder's tagged ``folder=<its name>`` where one method is scored
     in two or more of them: the folders' scores of it are not seeds of one variant (n counted each
     image once per folder, and two pair sets' images ran together)."""
-    evals = [run for run in runs if not (run.path / "config.yaml").is_file()]  # gipc-eval folders (of any --metrics table)
+    evals = [run for run in runs if eval_folder(run.path, metrics)]
     if max(Counter(run.overrides.get("method") for run in evals).values(), default=0) < 2:
         return runs
     folders = {run.path for run in evals}
