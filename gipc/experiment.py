@@ -89,10 +89,13 @@ def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
 
 def _named(group: DictConfig | None, what: str) -> list[Any]:
     """Instantiate every entry of a dict-of-targets group (loggers, callbacks); null entries are switched off."""
+    built = []
     for name, node in (group or {}).items():
         if node is not None and not isinstance(node, DictConfig):
             raise ConfigError(f"{what}.{name} must be a config with a _target_ (or null), got {node!r}")
-    return [_build(node, f"{what}.{name}") for name, node in (group or {}).items() if node and "_target_" in node]
+        if node and "_target_" in node:
+            built.append(_build(node, f"{what}.{name}"))
+    return built
 
 
 def _resumes(cfg: DictConfig) -> bool:
