@@ -32,7 +32,7 @@ from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
 from gipc.pretrained import check_training_checkpoint, start_from
-from gipc.runstate import DONE, FAILED, resume_action, training_lock
+from gipc.runstate import DONE, FAILED, last_checkpoint, resume_action, training_lock
 from gipc.sweep import requeued, resume_dir
 from gipc.typecheck import check_node, check_values
 
@@ -113,7 +113,7 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
         check_training_checkpoint(path)
         return str(path)
     if _resumes(cfg):
-        last = output_dir / "checkpoints" / "last.ckpt"
+        last = last_checkpoint(output_dir)
         if not last.is_file():
             raise ConfigError(
                 f"nothing to resume: {last} does not exist; pass resume=<the run dir to resume>"
@@ -220,7 +220,7 @@ def _run_experiment(cfg: DictConfig) -> float | None:
             _exit(1, exc, message)
         full = disk_full(exc)
         if full is not None:  # a resource too: free space, then continue from the last whole checkpoint
-            then = f"continue with the same command plus resume={output_dir}" if (output_dir / "checkpoints" / "last.ckpt").is_file() else "run it again"
+            then = f"continue with the same command plus resume={output_dir}" if last_checkpoint(output_dir).is_file() else "run it again"
             message = f"{full}; {_kept(output_dir)}; free some space, then {then}"
             _mark_failed(output_dir, message)
             _exit(1, exc, message)
@@ -234,7 +234,7 @@ def _run_experiment(cfg: DictConfig) -> float | None:
 
 def _kept(output_dir: Path) -> str:
     """What a failed run leaves to continue from, in words."""
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(output_dir)
     return f"the last good checkpoint, kept: {last}" if last.is_file() else "no checkpoint was written yet"
 
 
@@ -267,7 +267,7 @@ def _exit_stopped(exc: BaseException, what: str, signum: int, output_dir: Path, 
 
     if _multirun():
         how = f"continue the sweep {again(HydraConfig.get().sweep.dir)}"
-    elif (output_dir / "checkpoints" / "last.ckpt").is_file():
+    elif last_checkpoint(output_dir).is_file():
         how = f"continue {again(output_dir)}"
     else:
         how = "no checkpoint was written yet; run it again"

@@ -57,6 +57,11 @@ def recorded_overrides(run_dir: Path) -> list[str]:
     return [item for item in map(str, yaml.safe_load(path.read_text()) or []) if not launch_override(item)]
 
 
+def last_checkpoint(run_dir: Path) -> Path:
+    """The run's ``checkpoints/last.ckpt``: what a resume continues from, always a whole file."""
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
 def checkpoint_step(path: Path) -> int:
     """The global step in a checkpoint's name (``epoch002-step0000450.ckpt``), -1 for ``last.ckpt``."""
     match = _STEP.search(path.stem)
@@ -67,7 +72,7 @@ def last_step(run_dir: Path) -> int | None:
     """How far the run's checkpoints got (None: no checkpoint yet): the step its ``last.ckpt`` holds,
     where a resume continues (a Slurm hand-back can write it between step-named saves, or before the
     first), else the highest step in their names (never an atomic save's hidden temp file)."""
-    saved = saved_step(run_dir / "checkpoints" / "last.ckpt")
+    saved = saved_step(last_checkpoint(run_dir))
     if saved is not None:
         return saved
     return max((checkpoint_step(p) for p in (run_dir / "checkpoints").glob("[!.]*.ckpt") if checkpoint_step(p) >= 0), default=None)
@@ -107,7 +112,7 @@ def resume_action(run_dir: Path) -> Literal["skip", "continue", "start"]:
     ``last.ckpt``, or ``start`` it (never started, or stopped before its first checkpoint)."""
     if finished(run_dir):
         return "skip"
-    return "continue" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "start"
+    return "continue" if last_checkpoint(run_dir).is_file() else "start"
 
 
 def unfinished_runs(path: Path) -> list[tuple[Path, int | None]]:

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, UNTESTED, finished, job_order, launch_override, progress, recorded_overrides, running, unfinished_runs, untested
+from gipc.runstate import FAILED, UNTESTED, finished, job_order, last_checkpoint, launch_override, progress, recorded_overrides, running, unfinished_runs, untested
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -195,7 +195,7 @@ def check_resume(sweep: Path, hydra: dict[str, Any]) -> None:
 def check_resume_run(run: Path) -> None:
     """Refuse ``resume=<run dir>`` of a single run when there is nothing to continue, before Hydra makes
     that dir its run dir (a mistyped path would otherwise become a new dir holding only a FAILED)."""
-    last = run / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run)
     if not run.is_dir():
         raise UserError(f"resume={run}: no such run dir")
     if not last.is_file():
