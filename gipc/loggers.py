@@ -35,7 +35,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from gipc.errors import LoggerError
 from gipc.files import write_text
-from gipc.wandb_mode import wandb_offline
+from gipc.wandb_mode import OFFLINE_MODES, wandb_offline
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class QuietWandbLogger(WandbLogger):
 
             if not isinstance(exc, wandb.errors.Error):
                 raise
-            offline = self._offline or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
+            offline = self._offline or os.environ.get("WANDB_MODE") in OFFLINE_MODES
             hint = "" if offline else "; logger.wandb.offline=true logs without an account, for `wandb sync` to upload later"
             raise LoggerError(f"W&B cannot start the run: {' '.join(str(exc).split()).rstrip('.')}{hint}") from None
 

@@ -54,6 +54,8 @@ def _answers(hostname: str, port: int, timeout: float = 3.0) -> bool:
 
 WANDB_MODES = ("online", "offline", "disabled", "dryrun", "shared", "run")
 """The values wandb takes in ``WANDB_MODE``."""
+OFFLINE_MODES = ("offline", "dryrun", "disabled")
+"""Those of them under which nothing goes to W&B's server."""
 
 
 def check_wandb_mode() -> None:
@@ -75,7 +77,7 @@ def wandb_offline(offline: bool | str) -> tuple[bool, str]:
         raise ConfigError(f"logger.wandb.offline must be true, false or auto, got {offline!r}")
     settings = _wandb_settings()
     for source, mode in (("WANDB_MODE", os.environ.get("WANDB_MODE")), ("wandb's settings (wandb online/offline)", settings.get("mode"))):
-        if mode in ("offline", "dryrun", "disabled"):
+        if mode in OFFLINE_MODES:
             return True, f"{source} is {mode}"
         if mode == "online":
             return False, f"{source} is online"
