@@ -8,7 +8,6 @@ import sys
 import traceback
 import warnings
 from contextlib import nullcontext
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,7 +31,7 @@ from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
 from gipc.pretrained import check_training_checkpoint, start_from
-from gipc.runstate import DONE, FAILED, last_checkpoint, resume_action, training_lock
+from gipc.runstate import DONE, FAILED, done_record, last_checkpoint, recorded_objective, resume_action, training_lock
 from gipc.sweep import requeued, resume_dir
 from gipc.typecheck import check_node, check_values
 
@@ -60,7 +59,6 @@ def quiet_library_noise() -> None:
 
 
 RESUME_NOTES = {"skip": "finished before, skipped", "continue": "continues from its last.ckpt", "start": "starts"}
-
 
 
 def _check(values: Any, what: str, key: str) -> None:
@@ -186,8 +184,8 @@ def _run_experiment(cfg: DictConfig) -> float | None:
         action = resume_action(output_dir)
         job = f"job {HydraConfig.get().job.num}" if _multirun() else "run"
         print(f"{job}: {RESUME_NOTES[action]} ({output_dir})", file=sys.stderr)
-        if action == "skip":
-            return None
+        if action == "skip":  # what it returned then, for a sweeper that asks again (Optuna's, resumed)
+            return recorded_objective(output_dir, cfg.get("optimized_metric"))
         cfg.resume = action == "continue"
         cfg.overwrite = cfg.overwrite or action == "start"  # stopped before a whole last.ckpt: what its first save left goes
     try:
@@ -372,10 +370,11 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         trainer.test(model, datamodule=datamodule, ckpt_path=None if cfg.train else ckpt_path)
     _finish_wandb()  # its own summary and sync hint first: the run's files and table are the last lines a run prints
     _print_summary(trainer, output_dir)
-    if trainer.is_global_zero:
-        write_text(output_dir / DONE, f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
     metric = {**fit_metrics, **trainer.callback_metrics}.get(cfg.get("optimized_metric") or "")
-    return float(metric) if metric is not None else None
+    result = float(metric) if metric is not None else None
+    if trainer.is_global_zero:
+        write_text(output_dir / DONE, done_record(cfg.get("optimized_metric"), result))
+    return result
 
 
 def build_model(node: DictConfig, seed: int) -> Any:

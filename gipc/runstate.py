@@ -12,6 +12,7 @@ import re
 import socket
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -24,7 +25,8 @@ except ImportError:  # not POSIX: runs are not locked
 
 DONE = "DONE"
 """Written when a run has done all it was asked (trained, and tested unless ``test=false``), removed
-when it trains again (a resume with more epochs): a run dir holding it (and no ``FAILED``) is done."""
+when it trains again (a resume with more epochs): a run dir holding it (and no ``FAILED``) is done.
+It records when, and the value the run returned to a sweeper (:func:`done_record`)."""
 UNTESTED = "without a test stage (test=false)"
 """How a run done with no test table is named (its DONE without a FINISHED): there is nothing of it to compare."""
 FINISHED = "metrics.csv"
@@ -55,6 +57,30 @@ def recorded_overrides(run_dir: Path) -> list[str]:
     if not path.is_file():
         return []
     return [item for item in map(str, yaml.safe_load(path.read_text()) or []) if not launch_override(item)]
+
+
+def done_record(metric: str | None, value: float | None) -> str:
+    """:data:`DONE`'s text: when the run finished and, where a sweeper asked for one (``optimized_metric``),
+    the value the run returned, which a resumed Optuna sweep reads back for a trial it skips."""
+    import yaml
+
+    record: dict[str, object] = {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if metric and value is not None:
+        record["objective"] = {metric: value}
+    return yaml.safe_dump(record, sort_keys=False)
+
+
+def recorded_objective(run_dir: Path, metric: str | None) -> float | None:
+    """The ``metric`` a finished run returned, from its :data:`DONE` (None: not recorded, as by a gipc
+    before the record, or another metric)."""
+    import yaml
+
+    try:
+        record = yaml.safe_load((run_dir / DONE).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    value = ((record or {}).get("objective") or {}).get(metric) if isinstance(record, dict) else None
+    return float(value) if value is not None else None
 
 
 def last_checkpoint(run_dir: Path) -> Path:

@@ -6,7 +6,8 @@ into the same dir (``conf/hydra/default.yaml`` takes the sweep dir from ``resume
 is no part of a job's dir name), :class:`ResumeSweep` refuses a sweep that is not the recorded one
 before any job starts, and each job then decides with :func:`gipc.runstate.resume_action`: a finished job is
 skipped and left byte for byte as it was, a job with a checkpoint continues from ``last.ckpt``,
-a job never started starts.
+a job never started starts. An Optuna sweep's trials are chosen as it runs: gipc's sweeper
+(``hydra_plugins/gipc_optuna_sweeper``) launches the trials its dir records again, which decide the same way.
 """
 
 from __future__ import annotations
@@ -116,6 +117,16 @@ def _is_basic(hydra: Mapping[str, Any]) -> bool:
     return "BasicSweeper" in str((hydra.get("sweeper") or {}).get("_target_", "BasicSweeper"))
 
 
+RESUMABLE_OPTUNA = "ResumableOptunaSweeper"
+"""gipc's Optuna sweeper (``hydra_plugins/gipc_optuna_sweeper``, ``hparams_search=optuna``): the plugin's,
+plus a resume that replays the trials its sweep dir records."""
+
+
+def _resumable(hydra: Mapping[str, Any]) -> bool:
+    """The sweeper can continue its sweep dir: the basic one (its jobs are the sweep's cross product) or gipc's Optuna."""
+    return _is_basic(hydra) or str((hydra.get("sweeper") or {}).get("_target_", "")).endswith(RESUMABLE_OPTUNA)
+
+
 def sweep_jobs(sweep: Path) -> list[list[str]]:
     """Every job of the sweep recorded in ``<sweep>/multirun.yaml``, in Hydra's job order, as its override list.
 
@@ -138,12 +149,20 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
     partial at step N, started, not started). A basic sweep lists every job it will run; a sweeper
     that chooses its trials as they run (Optuna) lists the trials started so far."""
     steps = dict(unfinished_runs(sweep))
-    started = sorted((p for p in sweep.iterdir() if p.is_dir() and re.match(r"\d+_", p.name)), key=job_order) if sweep.is_dir() else []
+    started = started_jobs(sweep)
     if not started or (sweep / "multirun.yaml").is_file() and _is_basic(_record(sweep)):  # Hydra's basic sweeper records its jobs there
         rows = [(num, job, _job_dir(sweep, num)) for num, job in enumerate(sweep_jobs(sweep))]
-    else:  # Optuna's records none: its trials' dirs hold what each is
-        rows = [(int(p.name.split("_", 1)[0]), recorded_overrides(p), p) for p in started]
+    else:  # Optuna's trials: their dirs hold what each is
+        rows = [(num, recorded_overrides(path), path) for num, path in started]
     return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps)} for num, job, job_dir in rows]
+
+
+def started_jobs(sweep: Path) -> list[tuple[int, Path]]:
+    """The jobs of ``sweep`` that have a dir (``<num>_<overrides>``), by number: those started so far."""
+    if not sweep.is_dir():
+        return []
+    found = sorted((p for p in sweep.iterdir() if p.is_dir() and re.match(r"\d+_", p.name)), key=job_order)
+    return [(int(p.name.split("_", 1)[0]), p) for p in found]
 
 
 def _job_dir(sweep: Path, num: int) -> Path | None:
@@ -176,11 +195,10 @@ def check_resume(sweep: Path, hydra: dict[str, Any]) -> None:
     """Refuse, before any job starts, to resume into ``sweep`` a sweep other than the one it records."""
     if not sweep.is_dir():
         raise UserError(f"resume={sweep}: no such sweep dir")
-    if not _is_basic(hydra):
-        # Optuna chooses trials as it runs, so only its storage could continue it, and optuna 2.10 (the
-        # newest the Hydra sweeper takes) cannot write an SQLite storage under SQLAlchemy 2.
+    if not _resumable(hydra):  # a sweeper that keeps what it knows in memory (the Optuna plugin's own)
         sweeper = str(hydra["sweeper"]["_target_"]).rsplit(".", 1)[-1]
-        raise UserError(f"resume={sweep}: swept by {sweeper}, whose trials are chosen as they run and cannot resume here; start a new sweep")
+        raise UserError(f"resume={sweep}: swept by {sweeper}, whose trials are chosen as they run and cannot resume here; "
+                        "start a new sweep (hparams_search=optuna sweeps resume)")
     recorded = _record(sweep)
     now_sweeper, then_sweeper = hydra.get("sweeper") or {}, recorded.get("sweeper") or {}
     for what, now, then in (
@@ -244,7 +262,7 @@ class SweepSummary(Callback):
         basic = _is_basic(config.hydra)  # else Optuna: trials chosen as they ran, each a job
         line = f"sweep dir: {sweep}: {done} of {len(states)} {'jobs' if basic else 'trials'} done"
         line += f"; compare them: gipc-compare {sweep}" if "done" in states or not done else f", {UNTESTED}: no tables to compare"
-        if basic and done < len(states):
+        if _resumable(config.hydra) and done < len(states):
             line += f"; the others: gipc-compare {sweep} --status, and the same command plus resume={sweep} goes on with them"
         if (sweep / "optimization_results.yaml").is_file():
             line += f"; the best trial's parameters: {sweep / 'optimization_results.yaml'}"

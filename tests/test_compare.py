@@ -555,7 +555,7 @@ def test_status_lists_every_job_of_the_sweep_as_done_failed_partial_or_not_start
     lines = capsys.readouterr().out.splitlines()
     header = ["| job | overrides | state |", "|---|---|---|"]
     assert lines == [str(sweep), *header, *jobs, "", str(other), *header, "| 0 | ablation=none | done |"]
-    # a sweeper that chooses its trials as they run (Optuna, which writes no multirun.yaml): the trials started so far
+    # a sweeper that chooses its trials as they run (the Optuna plugin's own writes no multirun.yaml): the trials started so far
     (sweep / "multirun.yaml").unlink()
     assert main([str(sweep), "--status"]) == 0
     assert capsys.readouterr().out.splitlines()[2:] == [

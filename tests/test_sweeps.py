@@ -25,7 +25,7 @@ import gipc.runstate
 from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
-from gipc.runstate import LOCK, launch_override, resume_action, running, training_lock, unfinished_runs
+from gipc.runstate import LOCK, done_record, finished, launch_override, recorded_objective, resume_action, running, training_lock, unfinished_runs
 from gipc.sweep import ResumeSweep, SweepSummary, check_resume, job_log, keep_record, requeued, RANK_VARIABLES, run_dir, sweep_status
 from helpers import CONF, run_gipc
 
@@ -230,6 +230,39 @@ def test_resume_refuses_another_sweep_in_one_line(tmp_path):
     (optuna / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {**hydra, "sweeper": {**hydra["sweeper"], "_target_": "OptunaSweeper"}}}))
     with pytest.raises(UserError, match="its sweeper were OptunaSweeper, this command's are BasicSweeper"):
         check_resume(optuna, hydra)
+    # The Optuna plugin's own sweeper keeps its study in memory: refused; gipc's (hparams_search=optuna) resumes.
+    plain = {**hydra, "sweeper": {**hydra["sweeper"], "_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"}}
+    with pytest.raises(UserError, match="swept by OptunaSweeper, whose trials are chosen as they run and cannot resume here"):
+        check_resume(optuna, plain)
+    ours = {**hydra, "sweeper": {**hydra["sweeper"], "_target_": hydra_cfg("hparams_search=optuna").hydra.sweeper._target_}}
+    (optuna / "multirun.yaml").write_text(yaml.safe_dump({"hydra": ours}))
+    check_resume(optuna, ours)
+
+
+def test_a_run_records_what_it_returned_to_a_sweeper_in_its_done_marker(tmp_path):
+    (tmp_path / "DONE").write_text(done_record("val/QABF", 0.625))
+    assert recorded_objective(tmp_path, "val/QABF") == 0.625 and finished(tmp_path)
+    assert recorded_objective(tmp_path, "val/PSNR") is None  # another metric than the sweep's
+    (tmp_path / "DONE").write_text(done_record(None, None))  # no sweeper asked: when, and nothing else
+    assert set(yaml.safe_load((tmp_path / "DONE").read_text())) == {"finished"} and recorded_objective(tmp_path, "val/QABF") is None
+    (tmp_path / "DONE").write_text("2026-12-07T02:40:00+00:00\n")  # an earlier gipc's marker: a timestamp alone
+    assert recorded_objective(tmp_path, "val/QABF") is None and finished(tmp_path)
+    assert recorded_objective(tmp_path / "never-ran", "val/QABF") is None
+
+
+def test_a_resumed_optuna_sweep_relaunches_its_trials_in_batches_of_consecutive_jobs():
+    from hydra_plugins.gipc_optuna_sweeper._resumable import _batches, _params
+    from optuna.distributions import CategoricalDistribution, UniformDistribution
+
+    # n_jobs = 2; job 3 never got a dir (a queue that started 4 first): 4 and 5 launch together, 2 alone
+    trials = [(n, [f"a={n}"]) for n in (0, 1, 2, 4, 5)]
+    assert [[n for n, _ in batch] for batch in _batches(trials, 2)] == [[0, 1], [2], [4, 5]]
+    assert [[n for n, _ in batch] for batch in _batches(trials, 1)] == [[0], [1], [2], [4], [5]]
+    # a trial's parameters as Optuna holds them, read back from the overrides Hydra recorded
+    distributions = {"loss.lam": UniformDistribution(1.0, 30.0), "model.head": CategoricalDistribution(["image", "weights"]), "seed": CategoricalDistribution([1, 2])}
+    recorded = ["loss.lam=18.361096041714063", "model.head=weights", "seed=2", "logger=csv", "trainer.max_epochs=3"]
+    fixed = {"logger": "csv", "trainer.max_epochs": "3"}
+    assert _params(recorded, distributions, fixed) == {"loss.lam": 18.361096041714063, "model.head": "weights", "seed": 2}
 
 
 def test_a_resume_may_spell_the_sweep_dir_relative_where_hydra_spells_it_absolute(tmp_path, monkeypatch, capsys):
@@ -429,12 +462,27 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     rows = sweep_status(sweep)
     assert [(r["job"], r["state"]) for r in rows] == [("0", "done"), ("1", "done")]
     assert all(f"loss.lam={saved(j)['loss']['lam']}" in r["overrides"].split() for j, r in zip(jobs, rows))
-    # An Optuna sweep does not resume (docs/experiments.md says why): refused in one line, nothing run.
-    refused = run_gipc(tmp_path, "-m", "hparams_search=optuna", "logger=csv", *TINY, f"resume={sweep}", check=False)
-    assert refused.returncode == 2 and [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [
-        f"error: resume={sweep}: swept by OptunaSweeper, whose trials are chosen as they run and cannot resume here; start a new sweep"
-    ]
-    assert len(job_dirs(sweep)) == 2
+    # Killed while trial 1 trained (what a kill leaves: a started job, not done), then resumed with one trial
+    # more: trial 0 is skipped and tells the study its recorded value, trial 1 trains again in its own dir,
+    # and the study asks for trial 2 from both.
+    (jobs[1] / "DONE").unlink()
+    (jobs[1] / "metrics.csv").unlink()
+    before = {p: p.stat().st_mtime_ns for p in jobs[0].rglob("*") if p.is_file()}
+    resumed = run_gipc(
+        tmp_path, "-m", "hparams_search=optuna", "hydra/launcher=local_parallel",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "logger=csv", *TINY, f"resume={sweep}",
+    )
+    assert "job 0: finished before, skipped" in resumed.stderr and "job 1: starts" in resumed.stderr
+    assert "job 2: starts" in resumed.stderr and "ExperimentalWarning" not in resumed.stderr
+    again = job_dirs(sweep)
+    assert [j.name for j in again[:2]] == [j.name for j in jobs] and len(again) == 3
+    assert {p: p.stat().st_mtime_ns for p in jobs[0].rglob("*") if p.is_file()} == before
+    assert saved(again[2])["loss"]["lam"] not in lams  # a new point, not trial 0 asked again from the seed
+    values = [recorded_objective(j, "val/QABF") for j in again]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    best = again[values.index(max(values))]
+    assert result["best_value"] == max(values) and result["best_params"]["loss.lam"] == saved(best)["loss"]["lam"]
+    assert resumed.stdout.splitlines()[-1].startswith(f"sweep dir: {sweep}: 3 of 3 trials done")
 
 
 @pytest.mark.slow
