@@ -199,6 +199,9 @@ def check_resume(sweep: Path, hydra: dict[str, Any]) -> None:
         sweeper = str(hydra["sweeper"]["_target_"]).rsplit(".", 1)[-1]
         raise UserError(f"resume={sweep}: swept by {sweeper}, whose trials are chosen as they run and cannot resume here; "
                         "start a new sweep (hparams_search=optuna sweeps resume)")
+    if not (sweep / "multirun.yaml").is_file() and started_jobs(sweep):  # the Optuna plugin's own records none
+        raise UserError(f"resume={sweep}: its sweeper recorded no multirun.yaml (an Optuna sweep of the plugin's own sweeper, "
+                        "or of a gipc before hparams_search=optuna resumed), so it cannot resume here; start a new sweep")
     recorded = _record(sweep)
     now_sweeper, then_sweeper = hydra.get("sweeper") or {}, recorded.get("sweeper") or {}
     for what, now, then in (

@@ -235,6 +235,10 @@ def test_resume_refuses_another_sweep_in_one_line(tmp_path):
     with pytest.raises(UserError, match="swept by OptunaSweeper, whose trials are chosen as they run and cannot resume here"):
         check_resume(optuna, plain)
     ours = {**hydra, "sweeper": {**hydra["sweeper"], "_target_": hydra_cfg("hparams_search=optuna").hydra.sweeper._target_}}
+    (optuna / "multirun.yaml").unlink()
+    (optuna / "0_loss.lam=2.5").mkdir()  # a trial of a sweeper that recorded no sweep
+    with pytest.raises(UserError, match="its sweeper recorded no multirun.yaml .*; start a new sweep"):
+        check_resume(optuna, ours)
     (optuna / "multirun.yaml").write_text(yaml.safe_dump({"hydra": ours}))
     check_resume(optuna, ours)
 
