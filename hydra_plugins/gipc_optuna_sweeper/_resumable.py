@@ -17,18 +17,19 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import OmegaConf
-from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from gipc.runstate import recorded_overrides
 from gipc.sweep import resume_dir, started_jobs
+
+if TYPE_CHECKING:  # optuna takes a second to import, and Hydra imports this plugin at every start
+    import optuna
+    from hydra.core.utils import JobReturn
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+    from optuna.distributions import BaseDistribution
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class ResumableOptunaSweeper(OptunaSweeper):
 
 def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, list[str]]], arguments: list[str]) -> None:
     """Launch the recorded trials again in a study of their own, which the plugin's sweep then continues."""
+    import optuna
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
     impl._process_searchspace_config()
     distributions, fixed = create_params_from_overrides([*impl._parse_sweeper_params_config(), *arguments])
     distributions = {**(impl.search_space_distributions or {}), **distributions}
@@ -90,6 +94,9 @@ def _batches(trials: list[tuple[int, list[str]]], size: int) -> list[list[tuple[
 
 def _params(overrides: Sequence[str], distributions: dict[str, BaseDistribution], fixed: dict[str, Any]) -> dict[str, Any]:
     """A trial's parameters from its recorded overrides, as Optuna holds them (a choice as one of its choices)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from optuna.distributions import CategoricalDistribution
+
     params = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         name = override.get_key_element()
@@ -106,6 +113,8 @@ def _params(overrides: Sequence[str], distributions: dict[str, BaseDistribution]
 
 def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, n_objectives: int) -> None:
     """The study learns a replayed trial's result as the plugin's sweep learns a new one's."""
+    import optuna
+
     try:
         value = ret.return_value  # the job's own error, where it failed
         values = [float(value)] if n_objectives == 1 else [float(v) for v in value]
