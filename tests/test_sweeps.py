@@ -85,6 +85,16 @@ def test_optuna_preset_searches_lam_and_betas_for_the_best_validation_qabf():
     assert "Optuna" in cfg.hydra.sweeper._target_
 
 
+def test_hydra_finds_gipcs_optuna_sweeper_from_any_folder(tmp_path):
+    """Hydra instantiates only the plugins it finds under ``hydra_plugins``; ``python gipc/run.py`` puts the
+    checkout first on sys.path, ``python -m gipc.run`` elsewhere finds it only as installed (an editable
+    install maps the namespace, a wheel copies it)."""
+    target = hydra_cfg("hparams_search=optuna").hydra.sweeper._target_
+    code = "from hydra.core.plugins import Plugins; print('\\n'.join(Plugins.instance().class_name_to_class))"
+    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert target in found.stdout.splitlines()
+
+
 def test_launchers_follow_cores_and_the_trainer():
     local = hydra_cfg("hydra/launcher=local_parallel").hydra.launcher
     assert local._target_.endswith("JoblibLauncher") and local.n_jobs == 2
