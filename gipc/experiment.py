@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 LIBRARY_NOISE = (
     "Precision bf16-mixed is not supported by the model summary",  # the summary shows fp32 sizes, as it says
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # inside Lightning under this torch; nothing to act on
+    # every resume: it continues from what is there (a run dir holding another run is refused, overwrite=)
+    r"Checkpoint directory .* exists and is not empty",
 )
 """Library warnings that every run printed and that say nothing about the run; left out of its output."""
 
