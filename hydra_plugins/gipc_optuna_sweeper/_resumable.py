@@ -61,7 +61,8 @@ def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, list[str]]], argum
     for name in fixed:
         distributions.pop(name, None)
     directions = impl._get_directions()
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=impl.study_name, directions=directions)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name=impl.study_name, directions=directions)
     trials = [(num, overrides) for num, overrides in started if overrides]  # none: killed before Hydra recorded them
     for batch in _batches(trials, impl.n_jobs):
         asked = []
@@ -73,7 +74,7 @@ def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, list[str]]], argum
         returns = impl.launcher.launch(impl._configure_trials(asked, distributions, fixed), initial_job_idx=batch[0][0])
         for trial, ret in zip(asked, returns):
             _tell(study, trial, ret, len(directions))
-    impl.storage, impl.study_name = study._storage, study.study_name  # the plugin's sweep loads this study
+    impl.storage, impl.study_name = storage, study.study_name  # the plugin's sweep loads this study
     impl.job_idx = max(num for num, _ in started) + 1
     impl.n_trials = max(impl.n_trials - len(trials), 0)
     if hasattr(impl.sampler, "reseed_rng"):  # a grid sampler is built in the plugin's sweep, and draws nothing
