@@ -7,7 +7,8 @@ is no part of a job's dir name), :class:`ResumeSweep` refuses a sweep that is no
 before any job starts, and each job then decides with :func:`gipc.runstate.resume_action`: a finished job is
 skipped and left byte for byte as it was, a job with a checkpoint continues from ``last.ckpt``,
 a job never started starts. An Optuna sweep's trials are chosen as it runs: gipc's sweeper
-(``hydra_plugins/gipc_optuna_sweeper``) launches the trials its dir records again, which decide the same way.
+(``hydra_plugins/gipc_optuna_sweeper``) tells a new study the values its finished trials recorded and
+launches the others again, which decide the same way.
 """
 
 from __future__ import annotations

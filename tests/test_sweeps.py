@@ -477,8 +477,8 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     assert [(r["job"], r["state"]) for r in rows] == [("0", "done"), ("1", "done")]
     assert all(f"loss.lam={saved(j)['loss']['lam']}" in r["overrides"].split() for j, r in zip(jobs, rows))
     # Killed while trial 1 trained (what a kill leaves: a started job, not done), then resumed with one trial
-    # more: trial 0 is skipped and tells the study its recorded value, trial 1 trains again in its own dir,
-    # and the study asks for trial 2 from both.
+    # more: trial 0's recorded value is told to the study, trial 1 trains again in its own dir, and the
+    # study asks for trial 2 from both.
     (jobs[1] / "DONE").unlink()
     (jobs[1] / "metrics.csv").unlink()
     before = {p: p.stat().st_mtime_ns for p in jobs[0].rglob("*") if p.is_file()}
@@ -486,7 +486,9 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
         tmp_path, "-m", "hparams_search=optuna", "hydra/launcher=local_parallel",
         "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "logger=csv", *TINY, f"resume={sweep}",
     )
-    assert "job 0: finished before, skipped" in resumed.stderr and "job 1: starts" in resumed.stderr
+    # trial 0 is not launched again (on Slurm it would queue to do nothing): its recorded value is told
+    assert f"job 0: finished before, val/QABF {recorded_objective(jobs[0], 'val/QABF'):.4f}" in resumed.stdout
+    assert "job 0:" not in resumed.stderr and "job 1: starts" in resumed.stderr
     assert "job 2: starts" in resumed.stderr and "ExperimentalWarning" not in resumed.stderr
     again = job_dirs(sweep)
     assert [j.name for j in again[:2]] == [j.name for j in jobs] and len(again) == 3

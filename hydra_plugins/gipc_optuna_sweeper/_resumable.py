@@ -4,10 +4,11 @@ The plugin keeps its study in memory (optuna 2.10, the newest it accepts, cannot
 storage under SQLAlchemy 2), so a killed sweep lost what it had learnt. Its sweep dir holds it all
 the same: each trial's dir records the parameters it ran with (Hydra's ``.hydra/overrides.yaml``)
 and, once the trial is done, the value it returned (its ``DONE``). ``resume=<sweep dir>`` launches
-those trials again under their own job numbers, as a resumed basic sweep launches its jobs (a
-finished one is skipped and returns its recorded value, a partial one continues from its
-``last.ckpt``, a failed one runs again), tells a new study each result, and then lets the plugin
-ask for the trials left of ``n_trials``. The sampler draws from a fresh random state (from its seed
+the unfinished trials again under their own job numbers, as a resumed basic sweep launches its jobs
+(a partial one continues from its ``last.ckpt``, a failed one runs again), tells a new study each
+result and each finished trial's recorded value (a finished trial is not launched: on Slurm each
+launch would wait in the queue to do nothing), and then lets the plugin ask for the trials left of
+``n_trials``. The sampler draws from a fresh random state (from its seed
 it would ask for the first trials again), so the new trials are not the ones an unkilled sweep would
 have asked for; they are chosen from every trial before.
 """
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import OmegaConf
 
-from gipc.runstate import recorded_overrides
+from gipc.runstate import finished, recorded_objective, recorded_overrides
 from gipc.sweep import resume_dir, started_jobs
 
 if TYPE_CHECKING:  # optuna takes a second to import, and Hydra imports this plugin at every start
@@ -46,12 +47,12 @@ class ResumableOptunaSweeper(OptunaSweeper):
         sweep.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(impl.config, sweep / "multirun.yaml")  # what a resume checks its command against
         if started:
-            _replay(impl, [(num, recorded_overrides(path)) for num, path in started], arguments)
+            _replay(impl, started, arguments)
         return impl.sweep(arguments)
 
 
-def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, list[str]]], arguments: list[str]) -> None:
-    """Launch the recorded trials again in a study of their own, which the plugin's sweep then continues."""
+def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], arguments: list[str]) -> None:
+    """Tell a study of their own the recorded trials (launching the unfinished ones again); the plugin's sweep then continues it."""
     import optuna
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
@@ -63,23 +64,39 @@ def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, list[str]]], argum
     directions = impl._get_directions()
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name=impl.study_name, directions=directions)
-    trials = [(num, overrides) for num, overrides in started if overrides]  # none: killed before Hydra recorded them
-    for batch in _batches(trials, impl.n_jobs):
-        asked = []
-        for _, overrides in batch:
-            with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2.10, and stable since 3.2
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.enqueue_trial(_params(overrides, distributions, fixed))
-            asked.append(study.ask())
+
+    def ask(overrides: list[str]) -> optuna.Trial:
+        with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2.10, and stable since 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.enqueue_trial(_params(overrides, distributions, fixed))
+        return study.ask()
+
+    metric = impl.config.get("optimized_metric") if len(directions) == 1 else None
+    replayed, unfinished = 0, []
+    for num, path in started:
+        overrides = recorded_overrides(path)
+        if not overrides:  # killed before Hydra recorded them: nothing to replay
+            continue
+        replayed += 1
+        value = recorded_objective(path, metric) if finished(path) else None
+        if value is None:
+            unfinished.append((num, overrides))
+            continue
+        trial = ask(overrides)
+        impl._configure_trials([trial], distributions, fixed)  # suggests its (enqueued) parameters: the study holds them
+        study.tell(trial, values=[value])
+        log.info(f"job {num}: finished before, {metric} {value:.4f}")
+    for batch in _batches(unfinished, impl.n_jobs):
+        asked = [ask(overrides) for _, overrides in batch]
         returns = impl.launcher.launch(impl._configure_trials(asked, distributions, fixed), initial_job_idx=batch[0][0])
         for trial, ret in zip(asked, returns):
             _tell(study, trial, ret, len(directions))
     impl.storage, impl.study_name = storage, study.study_name  # the plugin's sweep loads this study
     impl.job_idx = max(num for num, _ in started) + 1
-    impl.n_trials = max(impl.n_trials - len(trials), 0)
+    impl.n_trials = max(impl.n_trials - replayed, 0)
     if hasattr(impl.sampler, "reseed_rng"):  # a grid sampler is built in the plugin's sweep, and draws nothing
         impl.sampler.reseed_rng()
-    log.info(f"Resumed {len(trials)} trials; {impl.n_trials} more to ask for")
+    log.info(f"Resumed {replayed} trials; {impl.n_trials} more to ask for")
 
 
 def _batches(trials: list[tuple[int, list[str]]], size: int) -> list[list[tuple[int, list[str]]]]:
