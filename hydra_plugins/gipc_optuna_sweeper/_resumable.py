@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # optuna takes a second to import, and Hydra imports this plu
     from optuna.distributions import BaseDistribution
 
 log = logging.getLogger(__name__)
+# Hydra builds the sweeper's sampler before the sweeper, and so imports optuna, which imports alembic, which
+# logs "setup plugin alembic...." seven times at INFO: the first lines of every sweep. Hydra imports this
+# module (its plugin scan) before either.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class ResumableOptunaSweeper(OptunaSweeper):
