@@ -52,12 +52,19 @@ def _advert(record: logging.LogRecord) -> bool:
 
 
 def quiet_library_noise() -> None:
-    """Leave :data:`LIBRARY_NOISE` and Lightning's advert out of a run's output."""
+    """Leave :data:`LIBRARY_NOISE` and Lightning's advert out of a run's output, and print each of
+    Lightning's lines once."""
     for message in LIBRARY_NOISE:
         warnings.filterwarnings("ignore", message=message)
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _advert not in rank_zero.filters:
         rank_zero.addFilter(_advert)
+    if logging.getLogger().handlers:
+        # Hydra's job logging prints every record and files it in run.log; the console handler that the
+        # `lightning` package adds on import printed each of Lightning's lines a second time (`INFO: ...`).
+        lightning = logging.getLogger("lightning")
+        for handler in [h for h in lightning.handlers if type(h) is logging.StreamHandler]:
+            lightning.removeHandler(handler)
 
 
 RESUME_NOTES = {"skip": "finished before, skipped", "continue": "continues from its last.ckpt", "start": "starts"}

@@ -212,6 +212,8 @@ def test_resume_given_the_run_dir_continues_in_that_dir(tmp_path):
     first = _ckpt(tmp_path / "outputs" / "first" / "checkpoints" / "last.ckpt")
     resumed = run_gipc(tmp_path, *tiny, "trainer.max_epochs=2", "resume=outputs/first")
     assert "exists and is not empty" not in resumed.stderr  # Lightning's warning of every resume: what is there is the point
+    # once, in Hydra's log (the console and run.log), not a second time through Lightning's own console handler
+    assert (resumed.stdout + resumed.stderr).count("Restoring states from the checkpoint path") == 1
     second = _ckpt(tmp_path / "outputs" / "first" / "checkpoints" / "last.ckpt")
     assert (first["epoch"], second["epoch"]) == (0, 1)
     assert second["gipc"]["g_steps"] == 2 * first["gipc"]["g_steps"] > 0
