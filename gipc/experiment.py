@@ -31,7 +31,7 @@ from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
 from gipc.pretrained import check_training_checkpoint, start_from
-from gipc.runstate import DONE, FAILED, done_record, last_checkpoint, recorded_objective, resume_action, training_lock
+from gipc.runstate import DONE, FAILED, done_record, last_checkpoint, resume_action, training_lock
 from gipc.sweep import requeued, resume_dir
 from gipc.typecheck import check_node, check_values
 
@@ -193,8 +193,8 @@ def _run_experiment(cfg: DictConfig) -> float | None:
         action = resume_action(output_dir)
         job = f"job {HydraConfig.get().job.num}" if _multirun() else "run"
         print(f"{job}: {RESUME_NOTES[action]} ({output_dir})", file=sys.stderr)
-        if action == "skip":  # what it returned then, for a sweeper that asks again (Optuna's, resumed)
-            return recorded_objective(output_dir, cfg.get("optimized_metric"))
+        if action == "skip":
+            return None
         cfg.resume = action == "continue"
         cfg.overwrite = cfg.overwrite or action == "start"  # stopped before a whole last.ckpt: what its first save left goes
     try:

@@ -61,7 +61,7 @@ def recorded_overrides(run_dir: Path) -> list[str]:
 
 def done_record(metric: str | None, value: float | None) -> str:
     """:data:`DONE`'s text: when the run finished and, where a sweeper asked for one (``optimized_metric``),
-    the value the run returned, which a resumed Optuna sweep reads back for a trial it skips."""
+    the value the run returned, which a resumed Optuna sweep tells its study instead of running the trial again."""
     import yaml
 
     record: dict[str, object] = {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
