@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gipc.errors import UserError
-from gipc.runstate import FAILED, UNTESTED, finished, job_order, last_checkpoint, launch_override, progress, recorded_overrides, running, unfinished_runs, untested
+from gipc.runstate import FAILED, UNTESTED, finished, job_order, last_checkpoint, launch_override, progress, recorded_objective, recorded_overrides, running, unfinished_runs, untested
 
 RECORD = ".hydra"
 """Hydra's record of a job (config, overrides), written when the job first starts."""
@@ -148,14 +148,30 @@ def sweep_jobs(sweep: Path) -> list[list[str]]:
 def sweep_status(sweep: Path) -> list[dict[str, str]]:
     """One row per job of the sweep: its number, overrides and state (done, failed, running now,
     partial at step N, started, not started). A basic sweep lists every job it will run; a sweeper
-    that chooses its trials as they run (Optuna) lists the trials started so far."""
+    that chooses its trials as they run (Optuna) lists the trials started so far, each with the value a
+    finished one returned, under the name of the sweep's ``optimized_metric``."""
     steps = dict(unfinished_runs(sweep))
     started = started_jobs(sweep)
     if not started or (sweep / "multirun.yaml").is_file() and _is_basic(_record(sweep)):  # Hydra's basic sweeper records its jobs there
         rows = [(num, job, _job_dir(sweep, num)) for num, job in enumerate(sweep_jobs(sweep))]
-    else:  # Optuna's trials: their dirs hold what each is
+    else:  # Optuna's trials: their dirs hold what each is, and a finished one what it returned
         rows = [(num, recorded_overrides(path), path) for num, path in started]
+        metric = _optimized_metric(sweep)
+        if metric:
+            return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps), metric: _objective(job_dir, metric)}
+                    for num, job, job_dir in rows]
     return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps)} for num, job, job_dir in rows]
+
+
+def _optimized_metric(sweep: Path) -> str | None:
+    """What the sweep's trials return to its sweeper (``optimized_metric``, as gipc's Optuna sweeper records the sweep)."""
+    record = sweep / "multirun.yaml"
+    return (yaml.safe_load(record.read_text()) or {}).get("optimized_metric") if record.is_file() else None
+
+
+def _objective(job_dir: Path, metric: str) -> str:
+    value = recorded_objective(job_dir, metric) if finished(job_dir) else None
+    return "" if value is None else f"{value:.4f}"
 
 
 def started_jobs(sweep: Path) -> list[tuple[int, Path]]:

@@ -454,7 +454,7 @@ def test_a_parallel_sweep_resumes_on_joblib_running_only_the_missing_job(tmp_pat
 
 
 @pytest.mark.slow
-def test_optuna_trials_in_parallel_on_joblib(tmp_path):
+def test_optuna_trials_in_parallel_on_joblib(tmp_path, capsys):
     done = run_gipc(
         tmp_path, "-m", "hparams_search=optuna", "hydra/launcher=local_parallel",
         "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "logger=csv", *TINY,
@@ -473,9 +473,11 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     assert len(jobs) == 2
     lams = {saved(j)["loss"]["lam"] for j in jobs}
     assert len(lams) == 2 and all(1.0 <= lam <= 30.0 for lam in lams)
-    # --status lists the trials started so far, each with the parameters Optuna chose for it
+    # --status lists the trials started so far, each with the parameters Optuna chose for it and what it returned
     rows = sweep_status(sweep)
     assert [(r["job"], r["state"]) for r in rows] == [("0", "done"), ("1", "done")]
+    assert [float(r["val/QABF"]) for r in rows] == [round(recorded_objective(j, "val/QABF"), 4) for j in jobs]
+    assert max(float(r["val/QABF"]) for r in rows) == round(result["best_value"], 4)
     assert all(f"loss.lam={saved(j)['loss']['lam']}" in r["overrides"].split() for j, r in zip(jobs, rows))
     # Killed while trial 1 trained (what a kill leaves: a started job, not done), then resumed with one trial
     # more: trial 0's recorded value is told to the study, trial 1 trains again in its own dir, and the
@@ -500,6 +502,10 @@ def test_optuna_trials_in_parallel_on_joblib(tmp_path):
     best = again[values.index(max(values))]
     assert result["best_value"] == max(values) and result["best_params"]["loss.lam"] == saved(best)["loss"]["lam"]
     assert resumed.stdout.splitlines()[-1].startswith(f"sweep dir: {sweep}: 3 of 3 trials done")
+    assert compare_main([str(sweep), "--status"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[:2] == ["| job | overrides | state | val/QABF |", "|---|---|---|---|"] and len(table) == 5
+    assert [line.rsplit("|", 2)[1].strip() for line in table[2:]] == [f"{v:.4f}" for v in values]
 
 
 @pytest.mark.slow

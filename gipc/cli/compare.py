@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i, (path, rows) in enumerate(tables):
                 if len(tables) > 1:  # one table per sweep, headed by its dir
                     print(("\n" if i else "") + str(path))
-                print("| job | overrides | state |\n|---|---|---|\n" + "".join(f"| {r['job']} | {r['overrides']} | {r['state']} |\n" for r in rows), end="")
+                columns = list(rows[0]) if rows else ["job", "overrides", "state"]  # an Optuna sweep's: + what its trials returned
+                print(_row(columns) + "|" + "---|" * len(columns) + "\n" + "".join(_row([r[c] for c in columns]) for r in rows), end="")
             return 0
         out = compare(args.paths, args.out, args.method, args.ignore, args.overwrite, args.reference, args.metrics)
         print((out / "comparison.md").read_text())
@@ -59,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return guarded(PROG, body)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |\n"
 
 
 if __name__ == "__main__":
