@@ -32,7 +32,7 @@ from gipc.hardware import auto_precision, native_bf16
 from gipc.loggers import continue_run
 from gipc.pretrained import check_training_checkpoint, start_from
 from gipc.runstate import DONE, FAILED, done_record, last_checkpoint, resume_action, training_lock
-from gipc.sweep import requeued, resume_dir
+from gipc.sweep import continue_hint, leaves_stop_line_to_launcher, requeued, resume_dir
 from gipc.typecheck import check_node, check_values
 
 log = logging.getLogger(__name__)
@@ -268,18 +268,17 @@ def _exit_stopped(exc: BaseException, what: str, signum: int, output_dir: Path, 
     """A SIGTERM (``kill``, ``timeout``, a scheduler) or Ctrl-C stops the run, or the whole multirun,
     like a kill: one line naming how to continue, no ``FAILED`` (nothing is wrong with the run), exit
     code 128 + the signal's number (143, 130). ``resuming``: the command already resumes, so running it
-    again continues."""
-    def again(target: object) -> str:
-        return "with the same command" + ("" if resuming else f" plus resume={target}")
-
+    again continues. A job in a launcher's worker on the sweep's terminal leaves the line to the sweep's
+    own process (gipc/run.py), which a Ctrl-C stops too."""
     if _multirun():
-        how = f"continue the sweep {again(HydraConfig.get().sweep.dir)}"
+        how = f"continue the sweep {continue_hint(HydraConfig.get().sweep.dir, resuming)}"
     elif last_checkpoint(output_dir).is_file():
-        how = f"continue {again(output_dir)}"
+        how = f"continue {continue_hint(output_dir, resuming)}"
     else:
         how = "no checkpoint was written yet; run it again"
     _finish_wandb()  # its footer first: how to continue is the run's last line
-    print(f"error: {what}; {how}", file=sys.stderr)
+    if not (_multirun() and leaves_stop_line_to_launcher()):
+        print(f"error: {what}; {how}", file=sys.stderr)
     raise SystemExit(128 + signum) from exc
 
 

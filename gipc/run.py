@@ -19,7 +19,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-import gipc.sweep  # noqa: E402,F401  # the config's resolvers, registered before Hydra composes
+import gipc.sweep  # noqa: E402  # the config's resolvers, registered before Hydra composes; a stopped multirun's line
 from gipc.configs import CONF_DIR  # noqa: E402
 from gipc.overrides import override_error  # noqa: E402
 
@@ -38,4 +38,8 @@ if __name__ == "__main__":
     if (problem := override_error(sys.argv[1:], CONF_DIR, "config")) is not None:  # Hydra's report: 6-14 lines
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C while a launcher (joblib, submitit) waits for its jobs, or between jobs
+        print(f"error: {gipc.sweep.stopped_multirun('interrupted')}", file=sys.stderr)
+        sys.exit(130)

@@ -46,6 +46,39 @@ def _continuing(resume: Any) -> bool:
     return resume_dir(resume) or requeued()
 
 
+def continue_hint(target: object, resuming: bool) -> str:
+    """How a stopped run or sweep goes on: the command again, plus ``resume=<target>`` unless it already resumes."""
+    return "with the same command" + ("" if resuming else f" plus resume={target}")
+
+
+LAUNCHER = "GIPC_MULTIRUN_LAUNCHER"
+"""Set by a multirun's own process for the processes its launcher starts (joblib's workers, submitit's
+jobs): that process's id and the file its stderr writes to."""
+_multirun: dict[str, Any] = {}
+
+
+def _stderr_file() -> str:
+    info = os.fstat(2)
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+def leaves_stop_line_to_launcher() -> bool:
+    """This job runs in a process a multirun's launcher started (not the multirun's own, as the basic
+    launcher's jobs do) that writes to the same stderr, the user's terminal: when a Ctrl-C stops them
+    all, the multirun's own process says how to go on, once (:func:`stopped_multirun`). A submitit job
+    writes to a log of its own, and says it there."""
+    pid, _, stderr = os.environ.get(LAUNCHER, "").partition(" ")
+    return bool(pid) and pid != str(os.getpid()) and stderr == _stderr_file()
+
+
+def stopped_multirun(what: str) -> str:
+    """The line of a multirun stopped while its launcher waited for its jobs: ``what`` and how to go on."""
+    config = _multirun.get("config")
+    if config is None:
+        return what
+    return f"{what}; continue the sweep {continue_hint(config.hydra.sweep.dir, resume_dir(config.get('resume')))}"
+
+
 def keep_record(resume: Any, output_dir: str) -> str | None:
     """``hydra.output_subdir`` of a job: None (Hydra writes nothing) when continuing a job whose record
     is already there, so a finished job's files keep their bytes and times and a continued job keeps
@@ -256,6 +289,8 @@ class ResumeSweep(Callback):
             sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _multirun["config"] = config  # for the line that says how to go on after a Ctrl-C (gipc/run.py)
+        os.environ[LAUNCHER] = f"{os.getpid()} {_stderr_file()}"
         resume = config.get("resume")
         if not resume_dir(resume):
             return

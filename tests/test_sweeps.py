@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,8 @@ from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
 from gipc.runstate import LOCK, done_record, finished, launch_override, recorded_objective, resume_action, running, training_lock, unfinished_runs
-from gipc.sweep import ResumeSweep, SweepSummary, check_resume, job_log, keep_record, requeued, RANK_VARIABLES, run_dir, sweep_status
-from helpers import CONF, run_gipc
+from gipc.sweep import LAUNCHER, ResumeSweep, SweepSummary, check_resume, job_log, keep_record, leaves_stop_line_to_launcher, requeued, RANK_VARIABLES, run_dir, sweep_status
+from helpers import CONF, RUN, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
 TINY = (
@@ -438,6 +439,44 @@ def test_ratio_multirun_on_submitit_local(tmp_path):
         assert (loss["l1"], loss["l3"], loss["l5"], loss["l2"]) == (ratio, ratio, ratio, 1.0)
     md = (compare([sweep]) / "comparison.md").read_text()
     assert "| loss.ratio=0.05 | 1 |" in md and "| loss.ratio=0.5 | 1 |" in md
+
+
+def test_a_job_in_a_launchers_worker_on_the_same_terminal_leaves_the_stop_line_to_the_multirun(monkeypatch):
+    monkeypatch.delenv(LAUNCHER, raising=False)
+    assert not leaves_stop_line_to_launcher()  # no multirun
+    here = os.fstat(2)
+    monkeypatch.setenv(LAUNCHER, f"{os.getpid()} {here.st_dev}:{here.st_ino}")
+    assert not leaves_stop_line_to_launcher()  # the basic launcher: the job runs in the multirun's own process
+    monkeypatch.setenv(LAUNCHER, f"{os.getpid() + 1} {here.st_dev}:{here.st_ino}")
+    assert leaves_stop_line_to_launcher()  # a joblib worker writing to the multirun's terminal
+    monkeypatch.setenv(LAUNCHER, f"{os.getpid() + 1} {here.st_dev}:{here.st_ino + 1}")
+    assert not leaves_stop_line_to_launcher()  # a submitit job writing to a log of its own
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_parallel_sweep_is_one_line_saying_how_to_go_on(tmp_path):
+    """Ctrl-C reaches the sweep's process, waiting in joblib, and its workers: a traceback came from the
+    first, and each worker could say how to go on; the sweep's process says it, once."""
+    args = ("-m", "hydra/launcher=local_parallel", "loss.ratio=0.1,0.5", "logger=csv", "trainer.max_epochs=1000",
+            "data.patch_size=16", "data.batch_size=2", "data.source.max_side=64", "callbacks.test_report.baselines=[]")
+    sweep = tmp_path / "outputs" / "quick" / "multiruns"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    started = subprocess.Popen([sys.executable, str(RUN), *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # a process group of its own, as a terminal's job is
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(sweep.glob("*/*/config.yaml"))) < 2 and started.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(started.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
+        _, err = started.communicate(timeout=60)
+    finally:
+        if started.poll() is None:
+            os.killpg(started.pid, signal.SIGKILL)
+    (where,) = sweep.iterdir()
+    assert started.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: interrupted; continue the sweep with the same command plus resume={where.relative_to(tmp_path)}"
+    ]
 
 
 @pytest.mark.slow
