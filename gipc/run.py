@@ -43,3 +43,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # Ctrl-C while a launcher (joblib, submitit) waits for its jobs, or between jobs
         print(f"error: {gipc.sweep.stopped_multirun('interrupted')}", file=sys.stderr)
         sys.exit(130)
+    except gipc.sweep.SweepTerminated:
+        print(f"error: {gipc.sweep.stopped_multirun('stopped by SIGTERM')}", file=sys.stderr)
+        sys.exit(143)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -71,12 +72,27 @@ def leaves_stop_line_to_launcher() -> bool:
     return bool(pid) and pid != str(os.getpid()) and stderr == _stderr_file()
 
 
+class SweepTerminated(BaseException):
+    """A SIGTERM to a sweep whose launcher runs its jobs in processes of their own (joblib, submitit):
+    raised in the sweep's process, it ends the launcher's wait, and joblib then kills its workers, which
+    were otherwise left training on with no sweep to report to (their last checkpoints stay for a resume).
+    A BaseException, as KeyboardInterrupt: Hydra reports an Exception as a failed job."""
+
+
+def _terminate_sweep(signum: int, frame: Any) -> None:
+    raise SweepTerminated
+
+
 def stopped_multirun(what: str) -> str:
     """The line of a multirun stopped while its launcher waited for its jobs: ``what`` and how to go on."""
     config = _multirun.get("config")
     if config is None:
         return what
-    return f"{what}; continue the sweep {continue_hint(config.hydra.sweep.dir, resume_dir(config.get('resume')))}"
+    sweep = config.hydra.sweep.dir
+    how = f"continue the sweep {continue_hint(sweep, resume_dir(config.get('resume')))}"
+    if "submitit" in str(config.hydra.launcher.get("_target_", "")):  # its jobs are processes (Slurm jobs) of their own
+        how = f"jobs already submitted through submitit may still run (gipc-compare {sweep} --status lists them); {how}"
+    return f"{what}; {how}"
 
 
 def keep_record(resume: Any, output_dir: str) -> str | None:
@@ -291,6 +307,8 @@ class ResumeSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _multirun["config"] = config  # for the line that says how to go on after a Ctrl-C (gipc/run.py)
         os.environ[LAUNCHER] = f"{os.getpid()} {_stderr_file()}"
+        if "BasicLauncher" not in str(config.hydra.launcher.get("_target_", "")):  # the basic launcher's jobs run here: Lightning's own
+            signal.signal(signal.SIGTERM, _terminate_sweep)
         resume = config.get("resume")
         if not resume_dir(resume):
             return

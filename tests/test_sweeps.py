@@ -5,6 +5,7 @@ Each sweep runs ``python gipc/run.py -m ...`` in a temp dir with tiny data (one 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import os
@@ -23,11 +24,12 @@ from omegaconf import OmegaConf
 
 import gipc.experiment  # noqa: F401  (registers the gipc.* resolvers the configs use)
 import gipc.runstate
+import gipc.sweep
 from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
 from gipc.runstate import LOCK, done_record, finished, launch_override, recorded_objective, resume_action, running, training_lock, unfinished_runs
-from gipc.sweep import LAUNCHER, ResumeSweep, SweepSummary, check_resume, job_log, keep_record, leaves_stop_line_to_launcher, requeued, RANK_VARIABLES, run_dir, sweep_status
+from gipc.sweep import LAUNCHER, ResumeSweep, SweepSummary, check_resume, job_log, keep_record, leaves_stop_line_to_launcher, requeued, RANK_VARIABLES, run_dir, stopped_multirun, sweep_status
 from helpers import CONF, RUN, run_gipc
 
 #: One batch per stage on 64 px photos: a job takes seconds, so the sweep machinery is what is timed.
@@ -453,30 +455,60 @@ def test_a_job_in_a_launchers_worker_on_the_same_terminal_leaves_the_stop_line_t
     assert not leaves_stop_line_to_launcher()  # a submitit job writing to a log of its own
 
 
+def test_a_stopped_multirun_says_how_to_go_on_and_that_submitits_jobs_may_run_on(monkeypatch):
+    monkeypatch.delitem(gipc.sweep._multirun, "config", raising=False)
+    assert stopped_multirun("interrupted") == "interrupted"  # stopped before a multirun started
+    joblib = OmegaConf.create({"resume": None, "hydra": {"sweep": {"dir": "outputs/s"}, "launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}}})
+    monkeypatch.setitem(gipc.sweep._multirun, "config", joblib)
+    assert stopped_multirun("interrupted") == "interrupted; continue the sweep with the same command plus resume=outputs/s"
+    joblib.resume = "outputs/s"  # the command already resumes it
+    assert stopped_multirun("stopped by SIGTERM") == "stopped by SIGTERM; continue the sweep with the same command"
+    slurm = OmegaConf.create({"resume": None, "hydra": {"sweep": {"dir": "outputs/s"}, "launcher": {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}}})
+    monkeypatch.setitem(gipc.sweep._multirun, "config", slurm)
+    assert stopped_multirun("stopped by SIGTERM") == (
+        "stopped by SIGTERM; jobs already submitted through submitit may still run (gipc-compare outputs/s --status lists them); "
+        "continue the sweep with the same command plus resume=outputs/s"
+    )
+
+
 @pytest.mark.slow
-def test_ctrl_c_in_a_parallel_sweep_is_one_line_saying_how_to_go_on(tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_parallel_sweep_stopped_is_one_line_saying_how_to_go_on_and_leaves_no_worker(tmp_path, stop):
     """Ctrl-C reaches the sweep's process, waiting in joblib, and its workers: a traceback came from the
-    first, and each worker could say how to go on; the sweep's process says it, once."""
+    first, and each worker could say how to go on. A SIGTERM (kill, timeout, a scheduler) reaches the
+    sweep's process alone: it died without a word and left its workers training, with no sweep to report
+    to. Either way the sweep's process now says how to go on, once, and no worker is left."""
+    import psutil
+
     args = ("-m", "hydra/launcher=local_parallel", "loss.ratio=0.1,0.5", "logger=csv", "trainer.max_epochs=1000",
             "data.patch_size=16", "data.batch_size=2", "data.source.max_side=64", "callbacks.test_report.baselines=[]")
     sweep = tmp_path / "outputs" / "quick" / "multiruns"
     env = {**os.environ, "WANDB_MODE": "offline"}
     started = subprocess.Popen([sys.executable, str(RUN), *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)  # a process group of its own, as a terminal's job is
+    workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
         while len(list(sweep.glob("*/*/config.yaml"))) < 2 and started.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        os.killpg(started.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
+        workers = psutil.Process(started.pid).children(recursive=True)
+        if stop == "ctrl-c":
+            os.killpg(started.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
+        else:
+            started.send_signal(signal.SIGTERM)
         _, err = started.communicate(timeout=60)
+        _, alive = psutil.wait_procs(workers, timeout=10)
     finally:
-        if started.poll() is None:
-            os.killpg(started.pid, signal.SIGKILL)
+        for process in [started, *workers]:
+            with contextlib.suppress(Exception):
+                process.kill()
     (where,) = sweep.iterdir()
-    assert started.returncode == 130 and "Traceback" not in err, err[-3000:]
+    code, what = (130, "interrupted") if stop == "ctrl-c" else (143, "stopped by SIGTERM")
+    assert started.returncode == code and "Traceback" not in err, err[-3000:]
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        f"error: interrupted; continue the sweep with the same command plus resume={where.relative_to(tmp_path)}"
+        f"error: {what}; continue the sweep with the same command plus resume={where.relative_to(tmp_path)}"
     ]
+    assert len(workers) >= 2 and alive == []
 
 
 @pytest.mark.slow
