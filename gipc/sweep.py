@@ -55,7 +55,7 @@ def continue_hint(target: object, resuming: bool) -> str:
 LAUNCHER = "GIPC_MULTIRUN_LAUNCHER"
 """Set by a multirun's own process for the processes its launcher starts (joblib's workers, submitit's
 jobs): that process's id and the file its stderr writes to."""
-_multirun: dict[str, Any] = {}
+_launched: dict[str, Any] = {}  # the multirun this process launched (ResumeSweep.on_multirun_start)
 
 
 def _stderr_file() -> str:
@@ -85,7 +85,7 @@ def _terminate_sweep(signum: int, frame: Any) -> None:
 
 def stopped_multirun(what: str) -> str:
     """The line of a multirun stopped while its launcher waited for its jobs: ``what`` and how to go on."""
-    config = _multirun.get("config")
+    config = _launched.get("config")
     if config is None:
         return what
     sweep = config.hydra.sweep.dir
@@ -305,7 +305,7 @@ class ResumeSweep(Callback):
             sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _multirun["config"] = config  # for the line that says how to go on after a Ctrl-C (gipc/run.py)
+        _launched["config"] = config  # for the line that says how to go on after a Ctrl-C (gipc/run.py)
         os.environ[LAUNCHER] = f"{os.getpid()} {_stderr_file()}"
         if "BasicLauncher" not in str(config.hydra.launcher.get("_target_", "")):  # the basic launcher's jobs run here: Lightning's own
             signal.signal(signal.SIGTERM, _terminate_sweep)

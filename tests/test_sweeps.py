@@ -456,15 +456,15 @@ def test_a_job_in_a_launchers_worker_on_the_same_terminal_leaves_the_stop_line_t
 
 
 def test_a_stopped_multirun_says_how_to_go_on_and_that_submitits_jobs_may_run_on(monkeypatch):
-    monkeypatch.delitem(gipc.sweep._multirun, "config", raising=False)
+    monkeypatch.delitem(gipc.sweep._launched, "config", raising=False)
     assert stopped_multirun("interrupted") == "interrupted"  # stopped before a multirun started
     joblib = OmegaConf.create({"resume": None, "hydra": {"sweep": {"dir": "outputs/s"}, "launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}}})
-    monkeypatch.setitem(gipc.sweep._multirun, "config", joblib)
+    monkeypatch.setitem(gipc.sweep._launched, "config", joblib)
     assert stopped_multirun("interrupted") == "interrupted; continue the sweep with the same command plus resume=outputs/s"
     joblib.resume = "outputs/s"  # the command already resumes it
     assert stopped_multirun("stopped by SIGTERM") == "stopped by SIGTERM; continue the sweep with the same command"
     slurm = OmegaConf.create({"resume": None, "hydra": {"sweep": {"dir": "outputs/s"}, "launcher": {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}}})
-    monkeypatch.setitem(gipc.sweep._multirun, "config", slurm)
+    monkeypatch.setitem(gipc.sweep._launched, "config", slurm)
     assert stopped_multirun("stopped by SIGTERM") == (
         "stopped by SIGTERM; jobs already submitted through submitit may still run (gipc-compare outputs/s --status lists them); "
         "continue the sweep with the same command plus resume=outputs/s"
