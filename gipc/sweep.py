@@ -55,7 +55,7 @@ def continue_hint(target: object, resuming: bool) -> str:
 LAUNCHER = "GIPC_MULTIRUN_LAUNCHER"
 """Set by a multirun's own process for the processes its launcher starts (joblib's workers, submitit's
 jobs): that process's id and the file its stderr writes to."""
-_launched: dict[str, Any] = {}  # the multirun this process launched (ResumeSweep.on_multirun_start)
+_launched: dict[str, Any] = {}  # the multirun this process launched (StoppedSweep)
 
 
 def _stderr_file() -> str:
@@ -305,10 +305,6 @@ class ResumeSweep(Callback):
             sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _launched["config"] = config  # for the line that says how to go on after a Ctrl-C (gipc/run.py)
-        os.environ[LAUNCHER] = f"{os.getpid()} {_stderr_file()}"
-        if "BasicLauncher" not in str(config.hydra.launcher.get("_target_", "")):  # the basic launcher's jobs run here: Lightning's own
-            signal.signal(signal.SIGTERM, _terminate_sweep)
         resume = config.get("resume")
         if not resume_dir(resume):
             return
@@ -320,6 +316,18 @@ class ResumeSweep(Callback):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         print(f"resuming the sweep in {resume}: finished jobs are skipped, partial ones continue from last.ckpt", file=sys.stderr)
+
+
+class StoppedSweep(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): a sweep stopped by Ctrl-C or SIGTERM while its
+    launcher waits for jobs in processes of their own says how to go on once, from its own process
+    (gipc/run.py, :func:`stopped_multirun`), and a SIGTERM ends joblib's workers with it."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _launched["config"] = config
+        os.environ[LAUNCHER] = f"{os.getpid()} {_stderr_file()}"  # for :func:`leaves_stop_line_to_launcher`
+        if "BasicLauncher" not in str(config.hydra.launcher.get("_target_", "")):  # the basic launcher's jobs run here: Lightning's own
+            signal.signal(signal.SIGTERM, _terminate_sweep)
 
 
 class SweepSummary(Callback):
