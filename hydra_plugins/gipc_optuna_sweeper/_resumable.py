@@ -5,12 +5,12 @@ storage under SQLAlchemy 2), so a killed sweep lost what it had learnt. Its swee
 the same: each trial's dir records the parameters it ran with (Hydra's ``.hydra/overrides.yaml``)
 and, once the trial is done, the value it returned (its ``DONE``). ``resume=<sweep dir>`` launches
 the unfinished trials again under their own job numbers, as a resumed basic sweep launches its jobs
-(a partial one continues from its ``last.ckpt``, a failed one runs again), tells a new study each
-result and each finished trial's recorded value (a finished trial is not launched: on Slurm each
-launch would wait in the queue to do nothing), and then lets the plugin ask for the trials left of
-``n_trials``. The sampler draws from a fresh random state (from its seed
-it would ask for the first trials again), so the new trials are not the ones an unkilled sweep would
-have asked for; they are chosen from every trial before.
+(a partial or failed one continues from its ``last.ckpt`` where it has one, else starts over), tells
+a new study each result and each finished trial's recorded value (a finished trial is not launched:
+on Slurm each launch would wait in the queue to do nothing), and then lets the plugin ask for the
+trials left of ``n_trials``. The sampler draws from a fresh random state (from its seed it would ask
+for the first trials again), so the new trials are not the ones an unkilled sweep would have asked
+for; they are chosen from every trial before.
 """
 
 from __future__ import annotations
