@@ -484,8 +484,10 @@ def test_a_parallel_sweep_stopped_is_one_line_saying_how_to_go_on_and_leaves_no_
             "data.patch_size=16", "data.batch_size=2", "data.source.max_side=64", "callbacks.test_report.baselines=[]")
     sweep = tmp_path / "outputs" / "quick" / "multiruns"
     env = {**os.environ, "WANDB_MODE": "offline"}
+    # A process group of its own, as a terminal's job is, and Ctrl-C's default action, as at a terminal
+    # (a process started with SIGINT ignored keeps ignoring it: this suite's process may ignore it by now).
     started = subprocess.Popen([sys.executable, str(RUN), *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)  # a process group of its own, as a terminal's job is
+                               text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
