@@ -202,14 +202,11 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
     steps = dict(unfinished_runs(sweep))
     started = started_jobs(sweep)
     if not started or (sweep / "multirun.yaml").is_file() and _is_basic(_record(sweep)):  # Hydra's basic sweeper records its jobs there
-        rows = [(num, job, _job_dir(sweep, num)) for num, job in enumerate(sweep_jobs(sweep))]
+        rows, metric = [(num, job, _job_dir(sweep, num)) for num, job in enumerate(sweep_jobs(sweep))], None
     else:  # Optuna's trials: their dirs hold what each is, and a finished one what it returned
-        rows = [(num, recorded_overrides(path), path) for num, path in started]
-        metric = _optimized_metric(sweep)
-        if metric:
-            return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps), metric: _objective(job_dir, metric)}
-                    for num, job, job_dir in rows]
-    return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps)} for num, job, job_dir in rows]
+        rows, metric = [(num, recorded_overrides(path), path) for num, path in started], _optimized_metric(sweep)
+    return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps), **({metric: _objective(job_dir, metric)} if metric else {})}
+            for num, job, job_dir in rows]
 
 
 def _optimized_metric(sweep: Path) -> str | None:
