@@ -59,7 +59,10 @@ _launched: dict[str, Any] = {}  # the multirun this process launched (StoppedSwe
 
 
 def _stderr_file() -> str:
-    info = os.fstat(2)
+    try:
+        info = os.fstat(2)
+    except OSError:  # started with stderr closed (2>&-): nothing to share
+        return "none"
     return f"{info.st_dev}:{info.st_ino}"
 
 
