@@ -24,6 +24,9 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import OmegaConf
 
 MULTIRUN = ("-m", "--multirun")
+MODES = {"-m": "-m", "--multirun": "-m", "-c": "--cfg", "--cfg": "--cfg", "-i": "--info", "--info": "--info",
+         "-r": "--run", "--run": "--run", "-sc": "--shell-completion", "--shell-completion": "--shell-completion"}
+"""Hydra's flags that each say what the command does: it takes one (two ended in Hydra's ValueError traceback)."""
 PLUGIN_GROUPS = {"hydra/launcher": ("joblib", "submitit_local", "submitit_slurm"), "hydra/sweeper": ("optuna",)}
 """The options gipc's ``sweeps`` extra installs, by group (``local_parallel`` and ``slurm`` build on them)."""
 LISTED = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP)
@@ -33,6 +36,9 @@ LISTED = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE
 def override_error(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """Why ``argv``'s overrides do not compose with ``config_dir``'s ``config_name``, in one line; None
     where they do, or where the command line is Hydra's to read (a flag other than ``-m``)."""
+    modes = sorted({MODES[arg.split("=")[0]] for arg in argv if arg.split("=")[0] in MODES})
+    if len(modes) > 1:
+        return f"{' and '.join(modes)} cannot be given together: a command does one of -m (a sweep), --cfg, --info, --run and --shell-completion"
     if any(arg.startswith("-") and arg not in MULTIRUN for arg in argv) or os.environ.get("HYDRA_FULL_ERROR") == "1":
         return None  # Hydra's flags, or a user who asked Hydra for its full traceback
     given = [arg for arg in argv if arg not in MULTIRUN]

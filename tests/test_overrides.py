@@ -30,11 +30,13 @@ ABLATIONS = "content_only, none, paper_without_gra, paper_without_int, without_g
     # under -m each value of a sweep is composed, so the one misspelt value is named
     (["-m", "ablation=none,without_intt", "trainer.max_epochs=1"], f"ablation=without_intt: no such option; ablation is one of {ABLATIONS}"),
     (["--multirun", "loss.ratio=0.1,0.5", "trainer.max_epoch=1"], "trainer.max_epoch: no such key; did you mean trainer.max_epochs?"),
+    (["-m", "hparams_search=optuna", "--cfg", "hydra"], "--cfg and -m cannot be given together: a command does one of -m (a sweep), --cfg, "
+     "--info, --run and --shell-completion"),  # Hydra's ValueError traceback
     (["data=folder"], "data.source.root: required, and not given; add data.source.root=<value> to the command"),  # `???`: a traceback before
     # a top-level key added with +: nothing reads it, the run went on as if it were not given
     (["+lr=0.1"], "+lr: nothing reads a top-level lr; did you mean model.lr?"),
     (["-m", "+lr=0.1,0.2"], "+lr: nothing reads a top-level lr; did you mean model.lr?"),
-], ids=["misspelt-key", "key-elsewhere", "misspelt-deeper", "nothing-close", "misspelt-group", "hydra-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep", "required", "added-top-level", "added-top-level-sweep"])
+], ids=["misspelt-key", "key-elsewhere", "misspelt-deeper", "nothing-close", "misspelt-group", "hydra-key", "unknown-ablation", "unknown-experiment", "unparsable", "sweep-without-m", "sweep-value", "fixed-key-of-a-sweep", "two-modes", "required", "added-top-level", "added-top-level-sweep"])
 def test_overrides_that_do_not_compose_are_one_line(argv: list[str], message: str) -> None:
     assert override_error(argv, CONF, "config") == message
 
