@@ -378,10 +378,10 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         trainer.test(model, datamodule=datamodule, ckpt_path=None if cfg.train else ckpt_path)
     _finish_wandb()  # its own summary and sync hint first: the run's files and table are the last lines a run prints
     _print_summary(trainer, output_dir)
-    metric = {**fit_metrics, **trainer.callback_metrics}.get(cfg.get("optimized_metric") or "")
+    metric = {**fit_metrics, **trainer.callback_metrics}.get(wanted or "")
     result = float(metric) if metric is not None else None
     if trainer.is_global_zero:
-        write_text(output_dir / DONE, done_record(cfg.get("optimized_metric"), result))
+        write_text(output_dir / DONE, done_record(wanted, result))
     return result
 
 

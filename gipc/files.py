@@ -60,9 +60,10 @@ def check_output_folder(out: Path, overwrite: bool = False, inputs: Sequence[Pat
         raise OutputExistsError(f"output folder {out} is a file; choose a folder")
     resolved = out.resolve()
     for path in inputs:
-        if resolved == path.resolve() or resolved in path.resolve().parents:
+        source = path.resolve()
+        if resolved == source or resolved in source.parents:
             raise OutputExistsError(f"output folder {out} holds the input {path}; choose a folder outside the inputs")
-        inner = [folder for folder in (resolved, *resolved.parents) if path.resolve() in folder.parents]
+        inner = [folder for folder in (resolved, *resolved.parents) if source in folder.parents]
         if any(folder.is_dir() and any(f.is_file() and not f.name.startswith(".") for f in folder.iterdir()) for folder in inner):
             # one of the input's own folders (a pair set's A/): what is written there would be read as input next time
             raise OutputExistsError(f"output folder {out} is a folder of the input {path}; choose a folder outside the inputs")

@@ -159,11 +159,17 @@ OmegaConf.register_new_resolver("gipc.keep_record", keep_record, replace=True)
 OmegaConf.register_new_resolver("gipc.job_log", job_log, replace=True)
 
 
-def _record(sweep: Path) -> dict[str, Any]:
+def _recorded_sweep(sweep: Path) -> dict[str, Any]:
+    """The sweep's config as its sweeper recorded it (``multirun.yaml``)."""
     record = sweep / "multirun.yaml"
     if not record.is_file():
         raise UserError(f"{sweep}: no multirun.yaml; give a sweep dir that Hydra made (outputs/<task>/multiruns/<time>)")
-    return (yaml.safe_load(record.read_text()) or {}).get("hydra") or {}
+    return yaml.safe_load(record.read_text()) or {}
+
+
+def _record(sweep: Path) -> dict[str, Any]:
+    """The ``hydra`` part of :func:`_recorded_sweep`: its sweeper, launcher and overrides."""
+    return _recorded_sweep(sweep).get("hydra") or {}
 
 
 def _is_basic(hydra: Mapping[str, Any]) -> bool:
@@ -204,18 +210,13 @@ def sweep_status(sweep: Path) -> list[dict[str, str]]:
     finished one returned, under the name of the sweep's ``optimized_metric``."""
     steps = dict(unfinished_runs(sweep))
     started = started_jobs(sweep)
-    if not started or (sweep / "multirun.yaml").is_file() and _is_basic(_record(sweep)):  # Hydra's basic sweeper records its jobs there
+    recorded = _recorded_sweep(sweep) if (sweep / "multirun.yaml").is_file() else {}
+    if not started or recorded and _is_basic(recorded.get("hydra") or {}):  # Hydra's basic sweeper records its jobs there
         rows, metric = [(num, job, _job_dir(sweep, num)) for num, job in enumerate(sweep_jobs(sweep))], None
-    else:  # Optuna's trials: their dirs hold what each is, and a finished one what it returned
-        rows, metric = [(num, recorded_overrides(path), path) for num, path in started], _optimized_metric(sweep)
+    else:  # Optuna's trials: their dirs hold what each is, and a finished one what it returned (gipc's records the metric)
+        rows, metric = [(num, recorded_overrides(path), path) for num, path in started], recorded.get("optimized_metric")
     return [{"job": str(num), "overrides": " ".join(job), "state": _job_state(job_dir, steps), **({metric: _objective(job_dir, metric)} if metric else {})}
             for num, job, job_dir in rows]
-
-
-def _optimized_metric(sweep: Path) -> str | None:
-    """What the sweep's trials return to its sweeper (``optimized_metric``, as gipc's Optuna sweeper records the sweep)."""
-    record = sweep / "multirun.yaml"
-    return (yaml.safe_load(record.read_text()) or {}).get("optimized_metric") if record.is_file() else None
 
 
 def _objective(job_dir: Path, metric: str) -> str:
