@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import hashlib
 import json
 import os
@@ -747,6 +748,35 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     assert "warning: --overlap 8 is under 32, the least this network tiles exactly with" in capsys.readouterr().err
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "whole-direct.png"), "--tile", "0", "--rule", "direct"]) == 0
     assert (read_image(tmp_path / "short.png").pixels - read_image(tmp_path / "whole-direct.png").pixels).abs().max() > 2 / 255
+
+
+class _Stderr(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize(("terminal", "delay", "shown"), [(False, 0.0, False), (True, 0.0, True), (True, None, False)])
+def test_a_stacks_own_bars_show_on_a_terminal_once_its_work_lasts(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool, delay: float | None, shown: bool
+) -> None:
+    """A log (stderr not a terminal) gets no bar of a stack's frames: it would keep every update and
+    the cursor-up codes that place the bar; on a terminal the bar waits INNER_BAR_DELAY, so a small
+    stack, fused in a fraction of it, shows none, and work that lasts (here: no wait) shows it."""
+    rng = np.random.default_rng(5)
+    frames = [str(_gray(tmp_path / f"f{k}.png", rng.integers(0, 256, (24, 32)).astype(np.uint8))) for k in range(3)]
+    if delay is not None:
+        monkeypatch.setattr(gipc.cli.fuse, "INNER_BAR_DELAY", delay)
+    stderr = _Stderr(terminal)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert main(["--ckpt", str(ckpt), *frames, "--out", str(tmp_path / "stack.png")]) == 0
+    err = stderr.getvalue()
+    assert ("network, frame by frame" in err) == shown and ("decision map, 3 passes" in err) == shown
+    assert shown or "\x1b[A" not in err  # tqdm's cursor-up, which places a bar under another: a log keeps it as junk
+    assert err.startswith("gipc-fuse: ")  # the header line names the rule, bars or not
 
 
 @pytest.mark.parametrize("rule", ["map", "direct"])

@@ -151,16 +151,27 @@ def _recorded(folder: Path, settings: dict[str, Any], kept: int) -> bool:
     return line is None
 
 
+INNER_BAR_DELAY = 1.0
+"""Seconds an image's own bar (tiles, a stack's frames) waits before it shows: a 520x520 pair or a Lytro
+triple is fused in a tenth of that, and its bar would only flicker under the folder's."""
+
+
+def _inner_bar(items: Sequence, what: str, unit: str) -> Collection:
+    """A bar over one image's steps, under the folder's and gone once the image is fused; on a terminal
+    only: a log (nohup, Slurm) would keep every update and the cursor moves that stack it under the other."""
+    return tqdm(items, desc=what, unit=unit, leave=False, delay=INNER_BAR_DELAY, disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
 def _tile_bar(tiles: Sequence) -> Collection:
-    """A bar over a large image's tiles, under the folder's, gone once the image is fused: a 12 MP pair
-    spends 3 s in its 63 tiles on two cores, a 48 MP pair over 200 tiles."""
-    return tqdm(tiles, desc="network tiles", unit="tile", leave=False, file=sys.stderr)
+    """A bar over a large image's tiles: a 12 MP pair spends 3 s in its 63 tiles on two cores, a 48 MP
+    pair over 200 tiles."""
+    return _inner_bar(tiles, "network tiles", "tile")
 
 
 def _frame_bar(frames: Sequence, what: str) -> Collection:
     """A bar over a focus stack's frames as ``what`` (the network in turn, the map's passes) goes
-    through them, gone once done: 30 frames of 12 MP take 4 min on two cores."""
-    return tqdm(frames, desc=what, unit="frame", leave=False, file=sys.stderr)
+    through them: 30 frames of 12 MP take 4 min on two cores."""
+    return _inner_bar(frames, what, "frame")
 
 
 def _say_aligned(job: Job, line: str) -> None:
