@@ -12,9 +12,11 @@ never picks int8: its output lies further from fp32's than bf16's does (benchmar
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import logging
+import sys
 
 import numpy as np
 
@@ -78,4 +80,5 @@ def quantize(model):  # openvino.Model -> openvino.Model
 
     nncf.set_log_level(logging.WARNING)  # its progress bars stay; its notes on every layer go
     pairs = calibration_pairs()
-    return nncf.quantize(model, nncf.Dataset(pairs), subset_size=len(pairs), ignored_scope=nncf.IgnoredScope(names=float_layers(model)))
+    with contextlib.redirect_stdout(sys.stderr):  # where every bar of gipc's goes: NNCF's wrote into stdout
+        return nncf.quantize(model, nncf.Dataset(pairs), subset_size=len(pairs), ignored_scope=nncf.IgnoredScope(names=float_layers(model)))
