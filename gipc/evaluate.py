@@ -57,8 +57,10 @@ def evaluate_pairs(
     extra: Sequence[str] = (),
     done: Mapping[int, Sequence[Row]] = {},
     scored: Callable[[int, list[Row]], None] | None = None,
+    only: Sequence[str] | None = None,
 ) -> list[Row]:
-    """Score every method on every scene (with its ``gt`` when the scene has one).
+    """Score every method on every scene (with its ``gt`` when the scene has one), on every metric
+    or ``only`` those named.
 
     Scenes are read one at a time, so memory holds one scene whatever the set's size. Rows come
     grouped by method in the order given, then by scene; a method with no image for a scene
@@ -85,7 +87,7 @@ def evaluate_pairs(
             gt = None if scene.gt is None else _as_kind(scene.gt, scene.a.shape[0])[None]
             maps = {method: _as_kind(image, 1)[None] for method, map_for in maps_by_method.items() if (image := map_for(scene)) is not None}
             true_map = None if scene.focus_map is None else scene.focus_map[None]
-            new = score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map, extra)
+            new = score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map, extra, only)
             if scored is not None:
                 scored(index, new)
             rows += new

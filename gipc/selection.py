@@ -28,6 +28,10 @@ from gipc.runstate import checkpoint_step, saved_step
 Inputs = tuple[torch.Tensor, torch.Tensor]
 
 RANKED = ("val_PSNR", "pairs_QABF")
+VAL_METRICS = ["PSNR", "SSIM"]
+"""What a checkpoint is scored on over the held-out synthetic pairs (against their ground truth) ..."""
+PAIR_METRICS = ["QABF"]
+"""... and over real pairs: the table's columns, and no other metric's time."""
 
 
 def fuser_of(checkpoint: Path, calibration: Sequence[Inputs] = (), rule: str | None = None) -> Callable[[Scene], torch.Tensor]:
@@ -76,8 +80,8 @@ def score_checkpoints(
     rows: list[dict[str, float | str]] = []
     for checkpoint in checkpoints:
         method = {checkpoint.name: fuser_of(checkpoint, calibration, rule)}
-        val_means = summarize(evaluate_pairs(val, method), "method", ["PSNR", "SSIM"])[checkpoint.name]
-        pair_means = summarize(evaluate_pairs(pairs, method), "method", ["QABF"])[checkpoint.name]
+        val_means = summarize(evaluate_pairs(val, method, only=VAL_METRICS), "method", VAL_METRICS)[checkpoint.name]
+        pair_means = summarize(evaluate_pairs(pairs, method, only=PAIR_METRICS), "method", PAIR_METRICS)[checkpoint.name]
         row: dict[str, float | str] = {
             "checkpoint": checkpoint.name,
             "step": float(step_of(checkpoint)),

@@ -649,6 +649,15 @@ def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> No
         fusion_metrics(a, b, a, extra=["QS"])
 
 
+def test_only_the_metrics_named_are_scored_each_as_in_the_full_set() -> None:
+    a, b, gt = textured(4), textured(5), textured(6)
+    every = fusion_metrics(a, b, a, gt, extra=["QY"])
+    assert tuple(fusion_metrics(a, b, a, gt, extra=["QY"], only=["QY", "PSNR"])) == ("PSNR", "QY")  # the table's order, not the request's
+    assert float(fusion_metrics(a, b, a, only=["QABF"])["QABF"][0]) == float(every["QABF"][0])
+    with pytest.raises(MetricInputError, match=r"^no metric PSNR among those scored here: EN, SF, SD, CC, QABF, MSSSIM$"):
+        fusion_metrics(a, b, a, only=["PSNR"])  # no ground truth: nothing to score it against
+
+
 def test_all_stands_for_every_extra_metric_each_once_in_the_order_asked() -> None:
     assert expand(["all"], EXTRA_NAMES) == list(EXTRA_NAMES)
     assert expand(["QY", "all", "QMI"], EXTRA_NAMES) == ["QY", "QMI", "QNCIE", "QM", "QSF", "QP", "QCB"]

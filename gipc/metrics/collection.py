@@ -105,12 +105,22 @@ def symbol(name: str) -> str | None:
 
 
 def fusion_metrics(
-    a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None = None, extra: Sequence[str] = ()
+    a: torch.Tensor,
+    b: torch.Tensor,
+    fused: torch.Tensor,
+    gt: torch.Tensor | None = None,
+    extra: Sequence[str] = (),
+    only: Sequence[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-image scores ``{name: (N,) float64}`` of one batch: the six metrics, + PSNR and SSIM given
-    ``gt``, + the ``extra`` ones asked for (:data:`EXTRA_NAMES`, or ``all``)."""
+    ``gt``, + the ``extra`` ones asked for (:data:`EXTRA_NAMES`, or ``all``); of those, ``only`` the
+    ones named there where given (a checkpoint's selection ranks two)."""
     extra = expand(extra, EXTRA_NAMES)
     if problem := unknown(extra, EXTRA_NAMES, "extra metric"):
         raise MetricInputError(problem)
     names = METRIC_NAMES + (REFERENCE_NAMES if gt is not None else ()) + tuple(extra)
+    if only is not None:
+        if missing := [name for name in only if name not in names]:
+            raise MetricInputError(f"no metric {', '.join(missing)} among those scored here: {', '.join(names)}")
+        names = tuple(name for name in names if name in only)
     return {name: _SCORERS[name].per_image(a, b, fused, gt) for name in names}
