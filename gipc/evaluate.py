@@ -39,6 +39,7 @@ from gipc.configs import conf_group
 from gipc.errors import EvalInputError
 from gipc.imaging import read_image, sized
 from gipc.report import numeric_columns, score_batch, summarize
+from gipc.tiling import fuse_sequence
 
 FUSED_SUFFIXES = ("", "-fused", "_fused")
 GT_SUFFIXES = ("", "-gt", "_gt", "-f", "_f")  # _F: Real-MFF's all-in-focus images
@@ -87,7 +88,8 @@ def evaluate_pairs(
             gt = None if scene.gt is None else _as_kind(scene.gt, scene.a.shape[0])[None]
             maps = {method: _as_kind(image, 1)[None] for method, map_for in maps_by_method.items() if (image := map_for(scene)) is not None}
             true_map = None if scene.focus_map is None else scene.focus_map[None]
-            new = score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map, extra, only)
+            more = [source[None] for source in scene.more]
+            new = score_batch([scene.name], scene.a[None], scene.b[None], fused, gt, maps, true_map, extra, only, more)
             if scored is not None:
                 scored(index, new)
             rows += new
@@ -182,14 +184,15 @@ class FolderMethod:
 
 
 def baseline_method(name: str) -> FusedFor:
-    """A classic baseline of :data:`gipc.baselines.BASELINES`, fusing each scene on the fly."""
+    """A classic baseline of :data:`gipc.baselines.BASELINES`, fusing each scene on the fly (a focus
+    sequence in turn, as gipc-fuse does)."""
     from gipc.baselines import get_baseline
 
     fuse_y = get_baseline(name)
 
     def fused_for(scene: Scene) -> torch.Tensor:
         with torch.inference_mode():
-            return fuse_color(fuse_y, scene.a[None], scene.b[None])[0]
+            return fuse_sequence(lambda a, b: fuse_color(fuse_y, a, b), [source[None] for source in scene.sources])[0]
 
     return fused_for
 

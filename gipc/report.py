@@ -152,9 +152,10 @@ def score_batch(
     true_map: torch.Tensor | None = None,
     extra: Sequence[str] = (),
     only: Sequence[str] | None = None,
+    more: Sequence[torch.Tensor] = (),
 ) -> list[dict[str, object]]:
     """Rows ``{"image", "method", EN, ..., [PSNR, SSIM], [MAP_ACC, MAP_BF]}`` of one (N, C, H, W) batch, per method then image
-    (of the metrics, ``only`` those named where given).
+    (of the metrics, ``only`` those named where given; ``more``: a focus sequence's sources after ``a`` and ``b``).
 
     The per-image form of :func:`gipc.metrics.fusion_metrics` that both this command and
     training's test report tabulate with :func:`gipc.report.write_report`; a method with a decision
@@ -165,7 +166,7 @@ def score_batch(
 
     rows = []
     for method, fused in fused_by_method.items():
-        values = fusion_metrics(a, b, fused, gt, extra, only)
+        values = fusion_metrics(a, b, fused, gt, extra, only, more)
         if true_map is not None and method in maps_by_method:
             values |= map_scores(maps_by_method[method], true_map)
         rows += [{"image": name, "method": method, **{k: float(v[i]) for k, v in values.items()}} for i, name in enumerate(names)]

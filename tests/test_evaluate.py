@@ -91,6 +91,36 @@ def test_scores_equal_direct_metrics_and_closed_forms(scenes, tmp_path: Path) ->
     assert "| ours | 2 |" in table
 
 
+def test_focus_sequences_are_scored_over_every_source_and_classics_fuse_them_in_turn(tmp_path: Path, capsys) -> None:
+    """Three sources per scene, F = B: CC is the mean of r(S, F) over the three (one of them 1), EN
+    and SD are F's own; the average baseline fuses in turn, ((A + B) / 2 + C) / 2. Flags defined for
+    pairs are refused in one line."""
+    rng = np.random.default_rng(7)
+    sources, fused = tmp_path / "seq", tmp_path / "fused"
+    a, b, c = (_smooth_gray(rng) // 4 * 4 for _ in range(3))  # multiples of 4: the average in turn is whole levels
+    for letter, array in zip("ABC", (a, b, c)):
+        _save(sources / f"s-{letter}.png", array)
+    _save(fused / "s.png", b)
+    out = tmp_path / "out"
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}", "--baselines", "average", "--out", str(out)]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == "gipc-eval: scoring 1 scene(s): ours, average"
+    ours, mean = _rows(out / "metrics.csv")
+    assert set(ours) == {"image", "method", *METRIC_NAMES}
+    r = [np.corrcoef(x.ravel().astype(float), b.ravel().astype(float))[0, 1] for x in (a, c)]
+    assert float(ours["CC"]) == pytest.approx((r[0] + 1 + r[1]) / 3, abs=1e-12)
+    p = np.bincount(b.ravel(), minlength=256) / b.size
+    assert float(ours["EN"]) == pytest.approx(-(p[p > 0] * np.log2(p[p > 0])).sum(), abs=1e-12)
+    assert float(ours["SD"]) == pytest.approx(b.astype(float).std(), abs=1e-9)
+    in_turn = (a.astype(int) + b + 2 * c.astype(int)) // 4  # ((A + B) / 2 + C) / 2, whole levels
+    assert float(mean["SD"]) == pytest.approx(in_turn.std(), abs=1e-9)
+    for flag in (["--extra-metrics", "QY"], ["--maps", str(fused)]):
+        assert main(["--sources", str(sources), "--fused", f"ours={fused}", *flag]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"gipc-eval: error: {flag[0]} scores pairs, and {sources} holds focus sequences of up to 3 sources; "
+            "score them without it (EN, SF, SD, CC, Q^AB/F and MS-SSIM read every source)"
+        )
+
+
 def test_extra_metrics_add_their_columns_after_the_six(scenes, tmp_path: Path) -> None:
     """F = A copies one source whole: Q_MI = 2 (1/2 + MI(B, A) / (H(B) + H(A))) and each row equals
     the functions' own scores."""

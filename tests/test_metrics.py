@@ -43,6 +43,7 @@ from gipc.metrics import (
     standard_deviation,
 )
 from gipc.metrics.msssim import _warn_fewer_scales
+from gipc.metrics.qabf import sources_qabf
 from gipc.metrics.phase_congruency import matlab_median, phase_congruency
 from gipc.windows import convolved_sums, gaussian_taps, window_sums
 
@@ -656,6 +657,28 @@ def test_only_the_metrics_named_are_scored_each_as_in_the_full_set() -> None:
     assert float(fusion_metrics(a, b, a, only=["QABF"])["QABF"][0]) == float(every["QABF"][0])
     with pytest.raises(MetricInputError, match=r"^no metric PSNR among those scored here: EN, SF, SD, CC, QABF, MSSSIM$"):
         fusion_metrics(a, b, a, only=["PSNR"])  # no ground truth: nothing to score it against
+
+
+def test_a_sequences_scores_weigh_every_source_as_its_pairs_do() -> None:
+    """Over three sources Q sums each source's weighted edge preservation: the pairs (A, A), (B, B) and
+    (A, B) give each source's own Q and the ratio of their edge weights, which predict Q(A, B, B). CC
+    and MS-SSIM average over the sources, so (A, B, C) is the mean of the three pairs; EN, SF, SD and
+    PSNR read no source. A pair's scores stay what they were."""
+    a, b, c, f, gt = (textured(seed) for seed in (4, 5, 6, 7, 8))
+    q = {pair: float(sources_qabf(pair_sources, f)[0]) for pair, pair_sources in (("aa", [a, a]), ("bb", [b, b]), ("ab", [a, b]))}
+    weight_ratio = (q["bb"] - q["ab"]) / (q["ab"] - q["aa"])  # Q_ab = (Q_aa w_a + Q_bb w_b) / (w_a + w_b)
+    predicted = (q["aa"] * weight_ratio + 2 * q["bb"]) / (weight_ratio + 2)
+    assert float(sources_qabf([a, b, b], f)[0]) == pytest.approx(predicted, abs=1e-6)
+    assert float(sources_qabf([a, b], f)[0]) == float(qabf(a, b, f)[0])
+    triple = fusion_metrics(a, b, f, gt, more=[c])
+    pairs = [fusion_metrics(x, y, f, gt) for x, y in ((a, b), (a, c), (b, c))]
+    for name in ("CC", "MSSSIM"):
+        assert float(triple[name][0]) == pytest.approx(sum(float(pair[name][0]) for pair in pairs) / 3, abs=1e-12)
+    for name in ("EN", "SF", "SD", "PSNR", "SSIM"):
+        assert float(triple[name][0]) == float(pairs[0][name][0])
+    assert float(triple["QABF"][0]) != float(pairs[0]["QABF"][0])
+    with pytest.raises(MetricInputError, match=r"^QMI score pairs; a focus sequence of 3 sources is scored on EN, SF, SD, CC, QABF, MSSSIM$"):
+        fusion_metrics(a, b, f, extra=["QMI"], more=[c])
 
 
 def test_all_stands_for_every_extra_metric_each_once_in_the_order_asked() -> None:

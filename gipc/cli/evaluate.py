@@ -29,7 +29,9 @@ PROG = "gipc-eval"
 
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Score fused multi-focus images (EN, SF, SD, CC, Q^AB/F, MS-SSIM; PSNR/SSIM with ground truth).")
-    parser.add_argument("--sources", "--pairs", dest="sources", type=Path, required=True, help="pair folder: <scene>-A/<scene>-B files (or _A, -1, _1), or A/ and B/ [and GT/] subfolders (or 1/, source_1/, imageA/, near/ far/)")
+    parser.add_argument("--sources", "--pairs", dest="sources", type=Path, required=True,
+                        help="pair folder: <scene>-A/<scene>-B files (or _A, -1, _1), or A/ and B/ [and GT/] subfolders (or 1/, source_1/, "
+                             "imageA/, near/ far/); focus sequences (-C, C/, ...) too, scored over every source")
     parser.add_argument("--fused", action="append", default=[], metavar="[NAME=]DIR",
                         help="folder of fused images named <scene>[-fused].<ext>; repeat for several methods")
     parser.add_argument("--method", help="name of the single --fused folder's method in the tables (default: the folder's name)")
@@ -81,9 +83,13 @@ class Scoring:
         maps_dirs = parse_fused(args.maps, None, "--maps")
         if args.out is not None:
             self._check_out([args.sources, *fused.values(), *([args.gt] if args.gt else []), *maps_dirs.values()])
-        folder = PairFolder(args.sources)
+        folder = PairFolder(args.sources, sequences=True)
         pairs: Sequence[Scene] = folder
         names = [name for name, *_ in folder.entries]
+        longest = max(len(sources) for _, sources, *_ in folder.entries)
+        if longest > 2 and (pairs_only := [flag for flag, given in (("--extra-metrics", extra), ("--maps", args.maps)) if given]):
+            raise EvalInputError(f"{pairs_only[0]} scores pairs, and {args.sources} holds focus sequences of up to {longest} sources; "
+                                 "score them without it (EN, SF, SD, CC, Q^AB/F and MS-SSIM read every source)")
         if args.gt is not None and args.gt.resolve() != (args.sources / "GT").resolve():  # that one is read anyway
             if pairs.has_gt:
                 raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
@@ -123,7 +129,8 @@ class Scoring:
                 journal.add(names[index], {"files": file_states(files[names[index]]), "rows": rows})
 
         truth = " and ground truth" if args.gt is not None or folder.has_gt else ""
-        left = f"{len(names) - len(done)} of {len(names)} pair(s) (the rest scored before{again})" if done or again else f"{len(names)} pair(s)"
+        unit = "pair(s)" if longest == 2 else "scene(s)"
+        left = f"{len(names) - len(done)} of {len(names)} {unit} (the rest scored before{again})" if done or again else f"{len(names)} {unit}"
         say(PROG, f"scoring {left}{truth}: {', '.join(methods)}")
         return evaluate_pairs(pairs, methods, progress=True, maps_by_method=maps, extra=extra, done=done, scored=record)
 

@@ -29,13 +29,14 @@ the paper's ~2,054 patches per image (184,885 from 90)."""
 
 
 class PairFolder(Sequence[Scene]):
-    """Lazily read pairs (and ground truth when there is a ``GT/`` folder) from ``root``."""
+    """Lazily read pairs (and ground truth when there is a ``GT/`` folder) from ``root``; with
+    ``sequences``, focus sequences of three or more sources too (what gipc-eval scores)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, sequences: bool = False) -> None:
         self.root = Path(root)
         groups = group_sources(self.root)
         for scene, paths in groups:
-            if len(paths) != 2:
+            if len(paths) != 2 and not sequences:
                 raise DataError(
                     f"scene {scene!r} in {self.root} has {len(paths)} sources, and pair metrics take two: score "
                     "pairs (gipc-fuse fuses focus sequences; from Python, SequenceFolder reads them)"
@@ -65,13 +66,14 @@ class PairFolder(Sequence[Scene]):
     def __getitem__(self, index: int) -> Scene:  # type: ignore[override]
         """The scene's sources, ground truth (``GT/``) and true decision map (``maps/``, gray) when the folder has them."""
         name, sources, gt, focus_map = self.entries[index]
-        images = read_matching([*sources, *([gt] if gt is not None else [])])
+        images = [image.pixels for image in read_matching([*sources, *([gt] if gt is not None else [])])]
         true_map = None
         if focus_map is not None:  # gray whatever the sources' kind, so read alone
             true_map = luma(read_image(focus_map).pixels)
-            if true_map.shape[1:] != images[0].stored.shape[1:]:
-                raise DataError(f"{focus_map}: the decision map's size differs from the sources' {tuple(images[0].stored.shape[1:])}")
-        return Scene(name, images[0].pixels, images[1].pixels, images[2].pixels if gt is not None else None, true_map)
+            if true_map.shape[1:] != images[0].shape[1:]:
+                raise DataError(f"{focus_map}: the decision map's size differs from the sources' {tuple(images[0].shape[1:])}")
+        count = len(sources)
+        return Scene(name, *images[:2], images[count] if gt is not None else None, true_map, tuple(images[2:count]))
 
 
 class SequenceFolder(Sequence[tuple[str, list[Image]]]):

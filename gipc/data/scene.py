@@ -19,13 +19,20 @@ from gipc.errors import DataError
 @dataclass(frozen=True)
 class Scene:
     """One multi-focus pair: sources ``a`` and ``b`` (C, H, W) in [0, 1], all-in-focus ``gt`` and the
-    true decision map ``focus_map`` (1, H, W) in [0, 1] (1 where A is in focus) if known."""
+    true decision map ``focus_map`` (1, H, W) in [0, 1] (1 where A is in focus) if known; for a focus
+    sequence, its sources after ``b`` in ``more``."""
 
     name: str
     a: torch.Tensor
     b: torch.Tensor
     gt: torch.Tensor | None = None
     focus_map: torch.Tensor | None = None
+    more: tuple[torch.Tensor, ...] = ()
+
+    @property
+    def sources(self) -> tuple[torch.Tensor, ...]:
+        """Every source in focus order."""
+        return (self.a, self.b, *self.more)
 
 
 def scene_generator(seed: int, name: str) -> torch.Generator:

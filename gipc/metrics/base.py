@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torchmetrics import Metric
+
+from gipc.errors import MetricInputError
 
 
 class PerImageMean(Metric):
@@ -24,14 +26,17 @@ class PerImageMean(Metric):
     """The metric's name as papers print it, in LaTeX (``$Q^{AB/F}$``), for tables of results."""
     best_at: float | None
     """Where the score is best when neither higher nor lower is (Q_SF: 0); tables rank by the distance to it."""
+    takes_sequences: bool
+    """Whether :meth:`per_image_sources` scores more than two sources (a focus sequence); the others score pairs."""
 
     total: torch.Tensor
     count: torch.Tensor
 
-    def __init_subclass__(cls, symbol: str = "", best_at: float | None = None, **kwargs: Any) -> None:
-        """``class QSF(PerImageMean, symbol=r"$Q_{SF}$", best_at=0.0)``: each metric says how tables print and rank it."""
+    def __init_subclass__(cls, symbol: str = "", best_at: float | None = None, sequences: bool = False, **kwargs: Any) -> None:
+        """``class QSF(PerImageMean, symbol=r"$Q_{SF}$", best_at=0.0)``: each metric says how tables print and
+        rank it, and (``sequences=True``) that it scores focus sequences too (:meth:`per_image_sources`)."""
         super().__init_subclass__(**kwargs)
-        cls.symbol, cls.best_at = symbol, best_at
+        cls.symbol, cls.best_at, cls.takes_sequences = symbol, best_at, sequences
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -43,6 +48,14 @@ class PerImageMean(Metric):
         self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
     ) -> torch.Tensor:
         """Scores (N,) of a batch of sources ``a``, ``b``, fused images and optional ground truth."""
+
+    def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`per_image` of two or more ``sources`` in focus order: a pair's score; for more, that of
+        a metric that ``takes_sequences``, which overrides this where it reads the sources (a metric of
+        the fused image or the ground truth alone scores any number as it is)."""
+        if len(sources) != 2 and not self.takes_sequences:
+            raise MetricInputError(f"{type(self).__name__} scores pairs of sources, got {len(sources)}")
+        return self.per_image(sources[0], sources[1], fused, gt)
 
     def update(self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None = None) -> None:
         """Add one batch of (N, C, H, W) images in [0, 1]."""

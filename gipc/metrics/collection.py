@@ -111,10 +111,13 @@ def fusion_metrics(
     gt: torch.Tensor | None = None,
     extra: Sequence[str] = (),
     only: Sequence[str] | None = None,
+    more: Sequence[torch.Tensor] = (),
 ) -> dict[str, torch.Tensor]:
     """Per-image scores ``{name: (N,) float64}`` of one batch: the six metrics, + PSNR and SSIM given
     ``gt``, + the ``extra`` ones asked for (:data:`EXTRA_NAMES`, or ``all``); of those, ``only`` the
-    ones named there where given (a checkpoint's selection ranks two)."""
+    ones named there where given (a checkpoint's selection ranks two). ``more``: a focus sequence's
+    sources after ``a`` and ``b``, which the six, PSNR and SSIM score (:meth:`PerImageMean.per_image_sources`)
+    and the extra metrics, defined for pairs, refuse."""
     extra = expand(extra, EXTRA_NAMES)
     if problem := unknown(extra, EXTRA_NAMES, "extra metric"):
         raise MetricInputError(problem)
@@ -123,4 +126,8 @@ def fusion_metrics(
         if missing := [name for name in only if name not in names]:
             raise MetricInputError(f"no metric {', '.join(missing)} among those scored here: {', '.join(names)}")
         names = tuple(name for name in names if name in only)
-    return {name: _SCORERS[name].per_image(a, b, fused, gt) for name in names}
+    sources = (a, b, *more)
+    if pairs_only := [name for name in names if not _SCORERS[name].takes_sequences] if more else []:
+        raise MetricInputError(f"{', '.join(pairs_only)} score pairs; a focus sequence of {len(sources)} sources is scored on "
+                               + ", ".join(name for name in names if name not in pairs_only))
+    return {name: _SCORERS[name].per_image_sources(sources, fused, gt) for name in names}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from gipc.metrics.base import PerImageMean
@@ -22,14 +24,22 @@ def pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def correlation_coefficient(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     """Per-image ``(r(A, F) + r(B, F)) / 2`` (N,) on the 0..255 luminance."""
-    ya, yb, yf = gray255_same(a, b, fused)
-    return (pearson(ya, yf) + pearson(yb, yf)) / 2.0
+    return sources_correlation([a, b], fused)
 
 
-class CorrelationCoefficient(PerImageMean, symbol="CC"):
-    """Mean CC of fused images against both sources."""
+def sources_correlation(sources: Sequence[torch.Tensor], fused: torch.Tensor) -> torch.Tensor:
+    """Per-image mean of ``r(S, F)`` over two or more ``sources`` (a focus sequence's), on the 0..255 luminance."""
+    *ys, yf = gray255_same(*sources, fused)
+    return sum(pearson(y, yf) for y in ys) / len(ys)
+
+
+class CorrelationCoefficient(PerImageMean, symbol="CC", sequences=True):
+    """Mean CC of fused images against both sources (every source of a focus sequence)."""
 
     def per_image(
         self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
     ) -> torch.Tensor:
         return correlation_coefficient(a, b, fused)
+
+    def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
+        return sources_correlation(sources, fused)

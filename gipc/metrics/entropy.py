@@ -24,7 +24,7 @@ def entropy(fused: torch.Tensor) -> torch.Tensor:
     return bits(counts.to(torch.float64) / pixels, (1,))
 
 
-class Entropy(PerImageMean, symbol="EN"):
+class Entropy(PerImageMean, symbol="EN", sequences=True):
     """Mean EN of the fused images; the sources do not enter."""
 
     def per_image(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -98,12 +99,17 @@ def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def fusion_msssim(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     """Per-image ``(MS-SSIM(A, F) + MS-SSIM(B, F)) / 2`` (N,) on the 0..255 luminance."""
-    ya, yb, yf = gray255_same(a, b, fused)
-    return (msssim(yf, ya) + msssim(yf, yb)) / 2.0
+    return sources_msssim([a, b], fused)
 
 
-class FusionMSSSIM(PerImageMean, symbol="MS-SSIM"):
-    """Mean MS-SSIM of fused images against both sources.
+def sources_msssim(sources: Sequence[torch.Tensor], fused: torch.Tensor) -> torch.Tensor:
+    """Per-image mean of ``MS-SSIM(S, F)`` over two or more ``sources`` (a focus sequence's), on the 0..255 luminance."""
+    *ys, yf = gray255_same(*sources, fused)
+    return sum(msssim(yf, y) for y in ys) / len(ys)
+
+
+class FusionMSSSIM(PerImageMean, symbol="MS-SSIM", sequences=True):
+    """Mean MS-SSIM of fused images against both sources (every source of a focus sequence).
 
     Images under 176 px (e.g. 80x80 validation patches) get fewer scales: the first k of Wang et
     al.'s weights, renormalised, with a warning once; see :func:`msssim_scales`.
@@ -113,3 +119,6 @@ class FusionMSSSIM(PerImageMean, symbol="MS-SSIM"):
         self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
     ) -> torch.Tensor:
         return fusion_msssim(a, b, fused)
+
+    def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
+        return sources_msssim(sources, fused)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +45,14 @@ def _sigmoid(x: torch.Tensor, gamma: float, k: float, sigma: float) -> torch.Ten
     return gamma / (1.0 + torch.exp(k * (x - sigma)))
 
 
-def qabf(
-    a: torch.Tensor,
-    b: torch.Tensor,
+def qabf(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, **params: float) -> torch.Tensor:
+    """Per-image Q^AB/F (N,) in [0, 1] of (N, C, H, W) images in [0, 1]; ``params``: the constants of
+    :func:`sources_qabf`, whose defaults are the metric's definition."""
+    return sources_qabf([a, b], fused, **params)
+
+
+def sources_qabf(
+    sources: Sequence[torch.Tensor],
     fused: torch.Tensor,
     *,
     gamma_g: float = 0.9994,
@@ -57,11 +63,15 @@ def qabf(
     sigma_a: float = 0.8,
     weight_exponent: float = 1.0,
 ) -> torch.Tensor:
-    """Per-image Q^AB/F (N,) in [0, 1] of (N, C, H, W) images in [0, 1].
+    """Per-image Q (N,) in [0, 1] of two or more ``sources`` (a focus sequence's) and ``fused``: Q^AB/F
+    for a pair, to the bit.
 
-    The defaults are the toolbox's (Xydeas and Petrovic 2000, Fig. 1): the metric's definition.
+    The defaults are the toolbox's (Xydeas and Petrovic 2000, Fig. 1): the metric's definition. The
+    metric's sum over the pixels of each source's edge preservation, weighted by that source's edge
+    strength, runs over every source: ``sum_n sum_p Q^{nF} w_n / sum_n sum_p w_n``. The toolbox's
+    passes after the first see the guarded fused strength, as its B pass does.
     """
-    ya, yb, yf = gray255_same(a, b, fused)
+    *ys, yf = gray255_same(*sources, fused)
     g_f, angle_f = _edges(yf)
     g_f_safe = _guarded(g_f)
 
@@ -73,20 +83,27 @@ def qabf(
         q = _sigmoid(ratio, gamma_g, k_g, sigma_g) * _sigmoid(alignment, gamma_a, k_a, sigma_a)
         return q, g_src_safe.pow(weight_exponent)
 
-    q_a, w_a = preservation(ya, g_f)
-    q_b, w_b = preservation(yb, g_f_safe)  # the toolbox's B pass sees the already guarded G_F
-    return (q_a * w_a + q_b * w_b).sum(dim=(1, 2, 3)) / (w_a + w_b).sum(dim=(1, 2, 3))
+    preserved, weights = preservation(ys[0], g_f)
+    preserved = preserved * weights
+    for y in ys[1:]:  # the toolbox's B pass sees the already guarded G_F
+        q, w = preservation(y, g_f_safe)
+        preserved, weights = preserved + q * w, weights + w
+    return preserved.sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3))
 
 
-class QABF(PerImageMean, symbol=r"$Q^{AB/F}$"):
-    """Mean Q^AB/F (Xydeas-Petrovic), matching the MFIF benchmark toolbox; keyword arguments as :func:`qabf`."""
+class QABF(PerImageMean, symbol=r"$Q^{AB/F}$", sequences=True):
+    """Mean Q^AB/F (Xydeas-Petrovic), matching the MFIF benchmark toolbox (over every source of a focus
+    sequence: :func:`sources_qabf`); keyword arguments as :func:`sources_qabf`."""
 
     def __init__(self, **params: float) -> None:
         super().__init__()
-        inspect.signature(qabf).bind(None, None, None, **params)  # a misspelt constant fails here, not mid-epoch
+        inspect.signature(sources_qabf).bind(None, None, **params)  # a misspelt constant fails here, not mid-epoch
         self.params = params
 
     def per_image(
         self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
     ) -> torch.Tensor:
         return qabf(a, b, fused, **self.params)
+
+    def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
+        return sources_qabf(sources, fused, **self.params)

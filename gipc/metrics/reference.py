@@ -38,7 +38,7 @@ def _require(gt: torch.Tensor | None, name: str) -> torch.Tensor:
     return gt
 
 
-class ReferencePSNR(PerImageMean, symbol="PSNR"):
+class ReferencePSNR(PerImageMean, symbol="PSNR", sequences=True):
     """Mean of per-image PSNRs against the ground truth (not PSNR of the pooled MSE)."""
 
     def per_image(
@@ -47,7 +47,7 @@ class ReferencePSNR(PerImageMean, symbol="PSNR"):
         return psnr(fused, _require(gt, "PSNR"))
 
 
-class ReferenceSSIM(PerImageMean, symbol="SSIM"):
+class ReferenceSSIM(PerImageMean, symbol="SSIM", sequences=True):
     """Mean of per-image SSIMs against the ground truth."""
 
     def per_image(

@@ -20,7 +20,7 @@ def spatial_frequency(fused: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(rf2 + cf2)
 
 
-class SpatialFrequency(PerImageMean, symbol="SF"):
+class SpatialFrequency(PerImageMean, symbol="SF", sequences=True):
     """Mean SF of the fused images; the sources do not enter."""
 
     def per_image(

@@ -16,7 +16,7 @@ def standard_deviation(fused: torch.Tensor) -> torch.Tensor:
     return gray255(fused).flatten(1).std(dim=1, correction=0)
 
 
-class StandardDeviation(PerImageMean, symbol="SD"):
+class StandardDeviation(PerImageMean, symbol="SD", sequences=True):
     """Mean SD of the fused images; the sources do not enter."""
 
     def per_image(
