@@ -74,7 +74,7 @@ def evaluate_pairs(
     rows: list[Row] = []
     pairs = pairs if isinstance(pairs, Sequence) else list(pairs)
     quiet = True if not progress or len(pairs) - len(done) < 2 else None  # None: tqdm shows the bar on a terminal only
-    with tqdm(total=len(pairs), initial=len(done), desc="scoring", unit="pair", disable=quiet, file=sys.stderr) as bar:
+    with tqdm(total=len(pairs), initial=len(done), desc="scoring", unit="scene", disable=quiet, file=sys.stderr) as bar:
         for index in range(len(pairs)):
             if index in done:
                 rows += done[index]
