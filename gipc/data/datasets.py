@@ -38,8 +38,8 @@ class PairFolder(Sequence[Scene]):
         for scene, paths in groups:
             if len(paths) != 2 and not sequences:
                 raise DataError(
-                    f"scene {scene!r} in {self.root} has {len(paths)} sources, and pair metrics take two: score "
-                    "pairs (gipc-fuse fuses focus sequences; from Python, SequenceFolder reads them)"
+                    f"scene {scene!r} in {self.root} has {len(paths)} sources, and pair metrics take two: give pairs here "
+                    "(gipc-eval scores focus sequences, gipc-fuse fuses them; from Python, SequenceFolder reads them)"
                 )
         extra = {sub: self._per_scene(sub, [scene for scene, _ in groups]) for sub in ("GT", "maps")}
         self.entries: list[tuple[str, tuple[Path, ...], Path | None, Path | None]] = [
