@@ -83,8 +83,8 @@ def sources_qabf(
         q = _sigmoid(ratio, gamma_g, k_g, sigma_g) * _sigmoid(alignment, gamma_a, k_a, sigma_a)
         return q, g_src_safe.pow(weight_exponent)
 
-    preserved, weights = preservation(ys[0], g_f)
-    preserved = preserved * weights
+    q, weights = preservation(ys[0], g_f)
+    preserved = q * weights
     for y in ys[1:]:  # the toolbox's B pass sees the already guarded G_F
         q, w = preservation(y, g_f_safe)
         preserved, weights = preserved + q * w, weights + w
