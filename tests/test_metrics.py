@@ -42,6 +42,8 @@ from gipc.metrics import (
     ssim,
     standard_deviation,
 )
+from gipc.metrics.base import PerImageMean
+from gipc.metrics.correlation import CorrelationCoefficient
 from gipc.metrics.msssim import _warn_fewer_scales
 from gipc.metrics.qabf import sources_qabf
 from gipc.metrics.phase_congruency import matlab_median, phase_congruency
@@ -679,6 +681,16 @@ def test_a_sequences_scores_weigh_every_source_as_its_pairs_do() -> None:
     assert float(triple["QABF"][0]) != float(pairs[0]["QABF"][0])
     with pytest.raises(MetricInputError, match=r"^QMI score pairs; a focus sequence of 3 sources is scored on EN, SF, SD, CC, QABF, MSSSIM$"):
         fusion_metrics(a, b, f, extra=["QMI"], more=[c])
+
+
+def test_a_metric_of_any_number_of_sources_scores_a_pair_through_that_form_and_one_of_neither_is_refused() -> None:
+    a, b, f = textured(4), textured(5), textured(7)
+    cc = CorrelationCoefficient()  # defines only per_image_sources
+    cc.update(a, b, f)
+    r = [float(np.corrcoef(x.flatten().double().numpy(), f.flatten().double().numpy())[0, 1]) for x in (a, b)]
+    assert float(cc.compute()) == pytest.approx(sum(r) / 2, abs=1e-9)  # gray255 of a one-channel image is the image x 255
+    with pytest.raises(TypeError, match="^Blank must define per_image or per_image_sources$"):
+        type("Blank", (PerImageMean,), {})
 
 
 def test_all_stands_for_every_extra_metric_each_once_in_the_order_asked() -> None:

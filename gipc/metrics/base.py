@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import Any, Sequence
 
 import torch
@@ -16,7 +15,8 @@ class PerImageMean(Metric):
 
     The state is a float64 sum and a count, both summed across processes, so DDP gives exactly the
     single-process mean and images of different sizes can arrive in different ``update`` calls.
-    Subclasses only say how to score one batch in :meth:`per_image`.
+    Subclasses only say how to score one batch: a pair in :meth:`per_image`, or any number of
+    sources in :meth:`per_image_sources` (which then scores pairs too).
     """
 
     higher_is_better: bool | None = True
@@ -37,21 +37,24 @@ class PerImageMean(Metric):
         rank it, and (``sequences=True``) that it scores focus sequences too (:meth:`per_image_sources`)."""
         super().__init_subclass__(**kwargs)
         cls.symbol, cls.best_at, cls.takes_sequences = symbol, best_at, sequences
+        if cls.per_image is PerImageMean.per_image and cls.per_image_sources is PerImageMean.per_image_sources:
+            raise TypeError(f"{cls.__name__} must define per_image or per_image_sources")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    @abstractmethod
     def per_image(
         self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
     ) -> torch.Tensor:
-        """Scores (N,) of a batch of sources ``a``, ``b``, fused images and optional ground truth."""
+        """Scores (N,) of a batch of sources ``a``, ``b``, fused images and optional ground truth: by
+        default :meth:`per_image_sources` of the pair, for a metric that defines only that."""
+        return self.per_image_sources([a, b], fused, gt)
 
     def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
         """:meth:`per_image` of two or more ``sources`` in focus order: a pair's score; for more, that of
-        a metric that ``takes_sequences``, which overrides this where it reads the sources (a metric of
+        a metric that ``takes_sequences``, which defines this where it reads the sources (a metric of
         the fused image or the ground truth alone scores any number as it is)."""
         if len(sources) != 2 and not self.takes_sequences:
             raise MetricInputError(f"{type(self).__name__} scores pairs of sources, got {len(sources)}")

@@ -36,10 +36,5 @@ def sources_correlation(sources: Sequence[torch.Tensor], fused: torch.Tensor) ->
 class CorrelationCoefficient(PerImageMean, symbol="CC", sequences=True):
     """Mean CC of fused images against both sources (every source of a focus sequence)."""
 
-    def per_image(
-        self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
-    ) -> torch.Tensor:
-        return correlation_coefficient(a, b, fused)
-
     def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
         return sources_correlation(sources, fused)

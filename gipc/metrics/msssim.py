@@ -115,10 +115,5 @@ class FusionMSSSIM(PerImageMean, symbol="MS-SSIM", sequences=True):
     al.'s weights, renormalised, with a warning once; see :func:`msssim_scales`.
     """
 
-    def per_image(
-        self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
-    ) -> torch.Tensor:
-        return fusion_msssim(a, b, fused)
-
     def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
         return sources_msssim(sources, fused)

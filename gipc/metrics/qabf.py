@@ -100,10 +100,5 @@ class QABF(PerImageMean, symbol=r"$Q^{AB/F}$", sequences=True):
         inspect.signature(sources_qabf).bind(None, None, **params)  # a misspelt constant fails here, not mid-epoch
         self.params = params
 
-    def per_image(
-        self, a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, gt: torch.Tensor | None
-    ) -> torch.Tensor:
-        return qabf(a, b, fused, **self.params)
-
     def per_image_sources(self, sources: Sequence[torch.Tensor], fused: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor:
         return sources_qabf(sources, fused, **self.params)
