@@ -447,18 +447,33 @@ def compare(
         write_text(staging / "runs.csv", csv_text(per_run))
         if tests:
             write_text(staging / "paired.csv", csv_text(tests))
-        header = [
-            f"# Comparison of {len(runs)} run(s), method `{method}`, table `{metrics_table}`",
-            "",
-            f"Overrides shared by every run: `{' '.join(shared)}`" if shared else "No override is shared by every run.",
-            "",
-        ]
+        header = [f"# Comparison of {headline(runs, method, metrics_table)}, table `{metrics_table}`", ""]
+        if shared or any(not eval_folder(run.path, metrics_table) for run in runs):  # a gipc-eval folder has no overrides to share
+            header += [f"Overrides shared by every run: `{' '.join(shared)}`" if shared else "No override is shared by every run.", ""]
         write_text(staging / "comparison.md", "\n".join(header + sections))
         write_text(staging / "comparison.tex", latex_table(rows, "variant", metrics))
         for metric in metrics:
             plot_metric(spread_rows, metric, keys, x_key, staging / f"{_safe(metric)}.png", spread)
         replace_dir(staging, out)
     return out
+
+
+def headline(runs: Sequence[Run], method: str, metrics: str = DEFAULT_METRICS) -> str:
+    """What a comparison compares, counted as a reader would: ``2 runs x 2 methods (`gipc`, `gipc+map`)``
+    (a run's table holds a row per method, each a variant) or ``3 methods (`a`, `b`, `c`) of 1
+    gipc-eval folder``, where ``runs`` holds one :class:`Run` per folder and method."""
+    folders = list(dict.fromkeys(run.path for run in runs))
+    evals = sum(eval_folder(path, metrics) for path in folders)
+    where = " and ".join(count for count in (_count(len(folders) - evals, "run"), _count(evals, "gipc-eval folder")) if count)
+    names = [f"`{name.strip()}`" for name in method.split(",") if name.strip()]
+    if len(names) == 1:
+        return f"{where}, method {names[0]}"
+    methods = f"{len(names)} methods ({', '.join(names)})"
+    return f"{methods} of {where}" if evals == len(folders) else f"{where} x {methods}"
+
+
+def _count(n: int, thing: str) -> str:
+    return "" if n == 0 else f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def _sections(

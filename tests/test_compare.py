@@ -15,7 +15,7 @@ from PIL import Image
 from scipy.stats import wilcoxon
 
 import gipc.compare as module
-from gipc.compare import collect, compare, default_method, find_run_dirs, numeric_key, paired_table, paired_tests, variant_named, varying_keys
+from gipc.compare import collect, compare, default_method, find_run_dirs, headline, numeric_key, paired_table, paired_tests, variant_named, varying_keys
 from gipc.cli.compare import main
 from gipc.errors import CompareError
 
@@ -214,10 +214,17 @@ def test_a_gipc_eval_folder_given_as_a_path_compares_its_methods_paired_by_image
     # without --method, every method the folder scores (it has no gipc row; run dirs keep gipc)
     assert main([str(scored), "--reference", "method=theirs", "--out", str(tmp_path / "all")]) == 0
     assert read_csv(tmp_path / "all" / "paired.csv") == read_csv(scored / "comparison" / "paired.csv")
+    # a folder of methods, not runs: counted as such, and no overrides to share
+    assert (tmp_path / "all" / "comparison.md").read_text().splitlines()[:3] == [
+        "# Comparison of 2 methods (`ours`, `theirs`) of 1 gipc-eval folder, table `metrics.csv`", "", "## Paired test against `method=theirs`"
+    ]
     run = make_run(tmp_path / "sweep", "0_seed=1", ["seed=1"], [("x", "gipc", 0.6, 7.0)])
     write_metrics(run / "lytro" / "metrics.csv", [("x", "gipc", 0.1, 7.0)])
     assert find_run_dirs([tmp_path / "sweep"]) == [run]
     assert default_method([scored]) == "ours,theirs" and default_method([run]) == default_method([scored, run]) == "gipc"
+    runs, _ = collect([run, scored], "gipc,ours")  # a run's rules beside the folder's methods
+    assert headline(runs, "gipc,ours") == "1 run and 1 gipc-eval folder x 2 methods (`gipc`, `ours`)"
+    assert headline(collect([run])[0], "gipc") == "1 run, method `gipc`"
 
 
 def test_gipc_eval_folders_scoring_one_method_are_told_apart_by_folder(tmp_path):
