@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import kornia
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from gipc.baselines.gfdf import focus as gfdf_focus
 from gipc.baselines.gfdf import gfdf_map
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
+from gipc.baselines.mwgf import _soft_max, _square, clear_edge_runs, disk_strel, mix_gradients, mwgf_weight, ordered_median, resize, saliency
 from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, guided_filter, majority_filter, pad_even, window_mean, without_small_areas
 from gipc.color import fuse_color, luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
@@ -60,8 +62,8 @@ def _majority(pick: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter(pick.astype(np.float64), (*[1] * (pick.ndim - 2), size, size), mode="nearest") > 0.5
 
 
-def test_registry_names_the_seven_methods() -> None:
-    assert list(BASELINES) == ["average", "laplacian_energy", "laplacian_pyramid", "gff", "dwt", "gfdf", "dsift"]
+def test_registry_names_the_eight_methods() -> None:
+    assert list(BASELINES) == ["average", "laplacian_energy", "laplacian_pyramid", "gff", "dwt", "gfdf", "dsift", "mwgf"]
     assert get_baseline("gff") is BASELINES["gff"]
 
 
@@ -71,7 +73,7 @@ def test_unknown_method_lists_the_valid_names() -> None:
     assert issubclass(UnknownBaselineError, ValueError)
 
 
-@pytest.mark.parametrize("name", list(BASELINES))
+@pytest.mark.parametrize("name", [name for name in BASELINES if name != "mwgf"])  # mwgf: its own test below
 def test_fusing_an_image_with_itself_returns_it(name: str, camera: torch.Tensor) -> None:
     torch.testing.assert_close(BASELINES[name](camera, camera), camera, atol=1e-5, rtol=0)
 
@@ -551,3 +553,87 @@ def test_area_open_keeps_regions_from_the_given_size() -> None:
     mask[..., 4, 4] = True  # touches the square diagonally: one 8-connected region of 5
     assert area_open(mask, 5).sum() == 5 and not area_open(mask, 5)[..., 0, 0]
     assert area_open(mask, 6).sum() == 0
+
+
+# ---------------------------------------------------------------- MWGF
+def test_mwgf_of_an_8bit_image_with_itself_keeps_it_inside_and_moves_its_borders(camera: torch.Tensor) -> None:
+    """The release reconstructs from gradients it zeroes on the outer rows and columns: 20 px in, an
+    8-bit image is a fixed point of its steps (the Laplacian of its integers is its gradients'
+    divergence); its last rows and columns drift towards their neighbours."""
+    levels = (camera * 255).round() / 255
+    moved = (BASELINES["mwgf"](levels, levels) - levels).abs()[0, 0] * 255
+    assert moved[20:-20, 20:-20].max() < 1e-3
+    assert moved[-1].max() > 10
+
+
+def test_matlab_disk_strel_is_the_octagon_its_documentation_shows() -> None:
+    """strel('disk', 5) as Matlab displays it: 9 x 9, corners cut two and one pixels deep."""
+    row = [[0, 0, 1, 1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1, 1, 1, 0]] + [[1] * 9] * 5 + [[0, 1, 1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1, 1, 0, 0]]
+    np.testing.assert_array_equal(disk_strel(5), np.array(row, np.uint8))
+    nine = disk_strel(9)
+    assert nine.shape == (17, 17) and (nine == nine.T).all() and (nine == nine[::-1]).all()
+
+
+def test_an_even_square_erodes_as_matlabs_with_its_origin_left_of_centre() -> None:
+    """strel('square', 6) has its origin at the 3rd pixel (1-based): a pixel's window runs 2 up and left,
+    3 down and right, so one hole at (10, 10) empties rows and columns 7..12; outside counts as filled."""
+    image = np.ones((20, 20), np.uint8)
+    image[10, 10] = 0
+    expected = np.ones((20, 20), np.uint8)
+    expected[7:13, 7:13] = 0
+    np.testing.assert_array_equal(cv2.erode(image, **_square(6), borderType=cv2.BORDER_CONSTANT, borderValue=1), expected)
+
+
+def test_ordfilt2_median_counts_the_zeros_outside() -> None:
+    """A 3 x 3 window at a corner holds 4 ones and 5 zeros of padding (5th smallest: 0), along an edge 6 ones."""
+    expected = np.ones((4, 5))
+    expected[[0, 0, -1, -1], [0, -1, 0, -1]] = 0
+    np.testing.assert_array_equal(ordered_median(np.ones((4, 5))), expected)
+
+
+def test_matlab_imresize_to_a_quarter_keeps_constants_and_samples_a_ramp_where_it_maps() -> None:
+    """Matlab maps output pixel x (1-based) to input 4 x - 1.5 and its cubic kernel keeps linear
+    functions: inside the image a ramp I(i) = i comes out as 4 x - 1.5; a constant stays itself."""
+    ramp = np.tile(np.arange(1.0, 41.0)[:, None], (1, 9))
+    out = resize(ramp, 0.25)
+    assert out.shape == (10, 3)
+    np.testing.assert_allclose(out[3:7, 1], 4 * np.arange(4, 8) - 1.5, atol=1e-12)
+    np.testing.assert_allclose(resize(np.full((13, 22), 7.0), 0.25), np.full((4, 6), 7.0), atol=1e-12)
+
+
+def test_edge_runs_are_cleared_as_the_releases_deleteline_clears_them() -> None:
+    """From the first pixel a run ending before the 13th (1-based) goes with the zero after it; to the
+    last pixel a run of under 13 goes with the zero before it; longer runs stay."""
+    column = np.zeros((40, 1), np.uint8)
+    for start, stop, cleared in ((0, 11, True), (0, 12, False), (28, 40, True), (27, 40, False)):
+        line = column.copy()
+        line[start:stop] = 1
+        assert (clear_edge_runs(line) == 0).all() == cleared, (start, stop)
+
+
+def test_saliency_of_a_constant_gradient_and_the_mix_of_two() -> None:
+    """A gradient (c, 0) everywhere has the eigenvalues c^2 and 0: sqrt(c^2 + 0.5 c^2). Two parallel
+    gradients (3, 4), (6, 8) at weights 0.5 mix to their direction at length sqrt(1.5^2 + 2^2 + 3^2 + 4^2),
+    pointing as their weighted mean: away from (3, 4) once the second is (-6, -8)."""
+    np.testing.assert_allclose(saliency(np.full((9, 9), 2.0), np.zeros((9, 9)), 1.0), np.full((9, 9), 2.0 * np.sqrt(1.5)), rtol=1e-12)
+    one = np.ones((1, 1))
+    length = np.sqrt(1.5**2 + 2**2 + 3**2 + 4**2)
+    for sign in (1, -1):
+        gx, gy = mix_gradients(3 * one, 4 * one, sign * 6 * one, sign * 8 * one, 0.5 * one, 0.5 * one)
+        np.testing.assert_allclose([gx[0, 0], gy[0, 0]], [sign * 0.6 * length, sign * 0.8 * length], rtol=1e-12)
+
+
+def test_mwgf_soft_max_is_the_releases_where_finite_and_its_limit_where_the_release_overflows() -> None:
+    lead, other = np.array([-3.0, 0.5, 40.0]), np.array([0.7, -0.2, 1.0])
+    np.testing.assert_allclose(_soft_max(lead, other), (1 + np.exp(lead)) / (1 + np.exp(lead) + np.exp(other)), rtol=1e-14)
+    with np.errstate(over="raise"):
+        assert _soft_max(np.array([1e300]), np.array([1.0]))[0] == 1.0
+
+
+def test_mwgf_weights_the_sharp_half_of_each_source(half_blurred: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """A is sharp on the right: its weight is 1 there away from the seam, below the sky's flat top
+    rows, where the two sources are the same and the release keeps the second; 0 on the left."""
+    a, b = (x[0, 0].double().numpy() * 255 for x in half_blurred)
+    weight = mwgf_weight(a, b)
+    assert weight[40:-8, 80:-8].min() == 1 and weight[8:-8, 8:48].max() == 0
+    assert float((half_blurred[0] - half_blurred[1])[0, 0, :16, 80:].abs().max()) < 2 / 255  # the sky: the same in both

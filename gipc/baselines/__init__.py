@@ -16,6 +16,7 @@ from gipc.baselines.gff import gff
 from gipc.baselines.gfdf import gfdf
 from gipc.baselines.laplacian_energy import laplacian_energy
 from gipc.baselines.laplacian_pyramid import laplacian_pyramid
+from gipc.baselines.mwgf import mwgf
 from gipc.errors import BaselineInputError, UnknownBaselineError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -28,6 +29,7 @@ BASELINES: dict[str, Fuser] = {
     "dwt": dwt,
     "gfdf": gfdf,
     "dsift": dsift,
+    "mwgf": mwgf,
 }
 
 
@@ -50,4 +52,5 @@ __all__ = [
     "gff",
     "laplacian_energy",
     "laplacian_pyramid",
+    "mwgf",
 ]
