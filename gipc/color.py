@@ -138,10 +138,14 @@ def fuse_color(fuse_y: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: 
 
     ``fuse_y`` maps two (B, 1, H, W) images in [0, 1] to one (the network, a tiled network or a
     classic baseline); RGB goes through YCbCr with :func:`fuse_chroma`, gray skips the colour steps.
+    A fuser with a ``fuse_rgb`` method (a classic method whose release fuses colour its own way,
+    :class:`gipc.baselines.Baseline`) fuses RGB with it instead.
     """
     check_fusion_sources([a, b])
     if a.shape[1] == 1:
         return fuse_y(a, b).clamp(0.0, 1.0)
+    if (fuse_rgb := getattr(fuse_y, "fuse_rgb", None)) is not None:
+        return fuse_rgb(a, b).clamp(0.0, 1.0)
     y_a, c_a = split_luma(a)
     y_b, c_b = split_luma(b)
     return merge_luma(fuse_y(y_a, y_b), fuse_chroma(c_a, c_b))

@@ -18,12 +18,12 @@ from gipc.baselines.dsift import dsift_map
 from gipc.baselines.dwt import haar_analysis, haar_synthesis
 from gipc.baselines.gff import _normalized
 from gipc.baselines.gfdf import focus as gfdf_focus
-from gipc.baselines.gfdf import gfdf_map
+from gipc.baselines.gfdf import gfdf_map, gfdf_weight
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
 from gipc.baselines.mwgf import _soft_max, _square, clear_edge_runs, disk_strel, mix_gradients, mwgf_weight, ordered_median, resize, saliency
 from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, guided_filter, majority_filter, pad_even, window_mean, without_small_areas
-from gipc.color import fuse_color, luma
+from gipc.color import fuse_chroma, fuse_color, luma, merge_luma, split_luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
 from gipc.metrics import qabf
 
@@ -637,3 +637,52 @@ def test_mwgf_weights_the_sharp_half_of_each_source(half_blurred: tuple[torch.Te
     weight = mwgf_weight(a, b)
     assert weight[40:-8, 80:-8].min() == 1 and weight[8:-8, 8:48].max() == 0
     assert float((half_blurred[0] - half_blurred[1])[0, 0, :16, 80:].abs().max()) < 2 / 255  # the sky: the same in both
+
+
+# ---------------------------------------------------------------- colour as the releases fuse it
+@pytest.fixture(scope="module")
+def colour_half_blurred() -> tuple[torch.Tensor, torch.Tensor]:
+    """An RGB photo, blurred on its left half in A and on its right half in B."""
+    sharp = torch.nn.functional.interpolate(torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float() / 255, size=(128, 128), mode="area")
+    blurred = kornia.filters.gaussian_blur2d(sharp, (9, 9), (2.0, 2.0), border_type="reflect")
+    right = torch.zeros(1, 1, 128, 128)
+    right[..., 64:] = 1.0
+    return right * sharp + (1 - right) * blurred, (1 - right) * sharp + right * blurred
+
+
+@pytest.mark.parametrize("name", ["laplacian_energy", "dsift"])
+def test_a_decision_map_method_copies_each_rgb_pixel_of_the_source_it_picks(name: str, colour_half_blurred) -> None:
+    """Its map drawn from the luminance blends every channel, so a pixel it takes from A is A's
+    colour to the bit (the chroma rule would mix in B's chroma)."""
+    a, b = colour_half_blurred
+    decision = {"laplacian_energy": laplacian_energy_decision, "dsift": dsift_map}[name](luma(a), luma(b)).expand_as(a)
+    fused = fuse_color(BASELINES[name], a, b)
+    assert torch.equal(fused[decision == 1], a[decision == 1]) and torch.equal(fused[decision == 0], b[decision == 0])
+    assert (decision[..., 80:] == 1).float().mean() > 0.8 and (decision[..., :48] == 0).float().mean() > 0.8  # both sources are copied from
+
+
+def test_each_weighing_method_blends_rgb_by_its_luminance_weights_and_the_transforms_keep_the_chroma_rule(colour_half_blurred) -> None:
+    a, b = colour_half_blurred
+    torch.testing.assert_close(fuse_color(BASELINES["average"], a, b), (a + b) / 2, rtol=0, atol=0)
+    weight = gfdf_weight(luma(a), luma(b))
+    torch.testing.assert_close(fuse_color(BASELINES["gfdf"], a, b), (weight * a + (1 - weight) * b).clamp(0, 1), rtol=0, atol=0)
+    for name in ("laplacian_pyramid", "dwt"):  # coefficients of the luminance: the fused Y, chroma by the rule
+        assert not hasattr(BASELINES[name], "fuse_rgb")
+        ya, ca = split_luma(a)
+        yb, cb = split_luma(b)
+        torch.testing.assert_close(fuse_color(BASELINES[name], a, b), merge_luma(BASELINES[name](ya, yb), fuse_chroma(ca, cb)))
+
+
+@pytest.mark.slow
+def test_the_ported_releases_score_their_published_lytro_qabf(lytro_pairs: Path) -> None:
+    """DSIFT, GFF and MWGF as the MFIF benchmark lists them on the 20 Lytro pairs (0.7617, 0.7598,
+    0.7475; docs/paper.md section 8), through the same colour path and metric as every method here."""
+    published = {"dsift": 0.7617, "gff": 0.7598, "mwgf": 0.7475}
+    scores: dict[str, list[float]] = {name: [] for name in published}
+    for path in sorted(lytro_pairs.glob("lytro-*-A.jpg")):
+        a, b = _load(path), _load(path.with_name(path.name.replace("-A.", "-B.")))
+        for name in published:
+            scores[name].append(float(qabf(a, b, fuse_color(BASELINES[name], a, b))[0]))
+    assert all(len(values) == 20 for values in scores.values())
+    means = {name: sum(values) / 20 for name, values in scores.items()}
+    assert means == pytest.approx(published, abs=2e-4), means

@@ -1,35 +1,71 @@
 """Classic multi-focus fusion baselines: pure tensor functions ``fn(a, b)`` on (N, 1, H, W) luminance in [0, 1].
 
-Colour images go through :func:`gipc.color.fuse_color` with any of these as the luminance fuser.
+Colour images go through :func:`gipc.color.fuse_color` with any of these as the luminance fuser. A
+method that weighs the sources pixel by pixel (average, laplacian_energy, gff, gfdf, dsift) applies
+the weights it draws from the luminance to each RGB channel and mwgf reconstructs each channel under
+them, as their releases do (:class:`Baseline`; the DSIFT, GFF and MWGF ports then score their
+published Lytro Q^AB/F to 1e-4, docs/results.md); laplacian_pyramid and dwt, which fuse transform
+coefficients of the luminance, take fuse_color's chroma rule, as the network's direct output does.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
-from gipc.baselines.average import average
-from gipc.baselines.dsift import dsift
+from gipc.baselines.average import average, mean_of
+from gipc.baselines.dsift import dsift, dsift_map
 from gipc.baselines.dwt import dwt
-from gipc.baselines.gff import gff
-from gipc.baselines.gfdf import gfdf
-from gipc.baselines.laplacian_energy import laplacian_energy
+from gipc.baselines.gff import gff, gff_rgb
+from gipc.baselines.gfdf import gfdf, gfdf_weight
+from gipc.baselines.laplacian_energy import laplacian_energy, laplacian_energy_decision
 from gipc.baselines.laplacian_pyramid import laplacian_pyramid
-from gipc.baselines.mwgf import mwgf
+from gipc.baselines.mwgf import mwgf, mwgf_rgb
+from gipc.color import luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+
+@dataclass(frozen=True)
+class Baseline:
+    """A classic method that fuses colour its own way: called on luminance (N, 1, H, W) as every
+    fuser here, and :meth:`fuse_rgb` on RGB (N, 3, H, W), which :func:`gipc.color.fuse_color` takes
+    instead of its chroma rule."""
+
+    luma: Fuser
+    rgb: Fuser
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor, **settings: Any) -> torch.Tensor:
+        return self.luma(a, b, **settings)
+
+    def fuse_rgb(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """RGB sources (N, 3, H, W) in [0, 1] fused as the method's release fuses them."""
+        return self.rgb(a, b)
+
+
+def blended_by(weight: Fuser) -> Fuser:
+    """RGB blended channel by channel by ``weight``, A's weight (N, 1, H, W) from the sources'
+    luminance: how the DSIFT and GFDF releases fuse colour, and a decision map copies pixels."""
+
+    def blend(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        w = weight(luma(a), luma(b))
+        return w * a + (1 - w) * b
+
+    return blend
+
+
 BASELINES: dict[str, Fuser] = {
-    "average": average,
-    "laplacian_energy": laplacian_energy,
+    "average": Baseline(average, mean_of),
+    "laplacian_energy": Baseline(laplacian_energy, blended_by(laplacian_energy_decision)),
     "laplacian_pyramid": laplacian_pyramid,
-    "gff": gff,
+    "gff": Baseline(gff, gff_rgb),
     "dwt": dwt,
-    "gfdf": gfdf,
-    "dsift": dsift,
-    "mwgf": mwgf,
+    "gfdf": Baseline(gfdf, blended_by(gfdf_weight)),
+    "dsift": Baseline(dsift, blended_by(dsift_map)),
+    "mwgf": Baseline(mwgf, mwgf_rgb),
 }
 
 
@@ -42,6 +78,7 @@ def get_baseline(name: str) -> Fuser:
 
 __all__ = [
     "BASELINES",
+    "Baseline",
     "BaselineInputError",
     "Fuser",
     "UnknownBaselineError",

@@ -18,8 +18,8 @@ A decision-map method, ported from the authors' Matlab release with the settings
    case. Pixels it cannot settle, and those within 3 px of a border, average the two sources.
 
 The release keeps orientation planes and descriptors in single precision and rounds ``rgb2gray`` to
-8 bits; here everything is float64 on gipc's luminance, and colour goes through
-:func:`gipc.color.fuse_color` like every baseline here (the release blends RGB by the map).
+8 bits; here everything is float64 on gipc's luminance. Colour as the release fuses it: the map
+blends each RGB channel (:data:`gipc.baselines.BASELINES`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ guide; the map takes the source whose smoothed focus is strictly larger, then dr
 either source under 1 % of the image (``bwareaopen`` twice, 8-connected); a guided filter with the
 map's own mosaic of the sources as guide softens its boundaries, and the sources are blended by it.
 Guided filters as He et al.'s code computes them (radius 5, eps 0.3, windows cut at the borders).
-Colour goes through :func:`gipc.color.fuse_color` like every baseline here: the release blends RGB by
-the map, here only the luminance is (the chroma by the shared rule).
+Colour as the release fuses it: the weight from the luminance blends each RGB channel
+(:data:`gipc.baselines.BASELINES`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ def gfdf_map(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5,
     return without_small_areas(take_a, math.ceil(min_region * a.shape[-2] * a.shape[-1]))
 
 
+def gfdf_weight(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5, eps: float = 0.3, min_region: float = 0.01) -> torch.Tensor:
+    """A's weight (N, 1, H, W): :func:`gfdf_map` softened by a guided filter guided by its mosaic of the sources."""
+    take_a = gfdf_map(a, b, window, radius, eps, min_region).to(a.dtype)
+    return guided_filter(take_a * a + (1 - take_a) * b, take_a, radius, eps)
+
+
 def gfdf(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5, eps: float = 0.3, min_region: float = 0.01) -> torch.Tensor:
     """GFDF of two luminance sources (N, 1, H, W) in [0, 1]; the defaults are the release's."""
-    take_a = gfdf_map(a, b, window, radius, eps, min_region).to(a.dtype)
-    weight = guided_filter(take_a * a + (1 - take_a) * b, take_a, radius, eps)
+    weight = gfdf_weight(a, b, window, radius, eps, min_region)
     return (weight * a + (1 - weight) * b).clamp(0.0, 1.0)

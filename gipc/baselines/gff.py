@@ -11,6 +11,7 @@ import kornia
 import torch
 
 from gipc.baselines.inputs import check_odd, check_pair
+from gipc.color import luma
 
 # the 3x3 (4-neighbour) Laplacian of the paper's saliency step
 _LAPLACIAN = torch.tensor([[[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]])
@@ -34,6 +35,28 @@ def _normalized(w_a: torch.Tensor, w_b: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, w_a / total.clamp_min(torch.finfo(total.dtype).tiny), torch.full_like(total, 0.5))
 
 
+def gff_weights(
+    a: torch.Tensor, b: torch.Tensor, r_g: int = 5, sigma_g: float = 5.0, r1: int = 45, eps1: float = 0.3, r2: int = 7, eps2: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A's weights (N, 1, H, W) for the base and the detail layer, from two luminance sources; each
+    source guides the refinement of its own weight map."""
+    check_pair(a, b)
+    pick_a = (saliency(a, r_g, sigma_g) >= saliency(b, r_g, sigma_g)).to(a.dtype)
+    w_base = _normalized(_guided(a, pick_a, r1, eps1), _guided(b, 1 - pick_a, r1, eps1))
+    return w_base, _normalized(_guided(a, pick_a, r2, eps2), _guided(b, 1 - pick_a, r2, eps2))
+
+
+def two_scale_fusion(a: torch.Tensor, b: torch.Tensor, w_base: torch.Tensor, w_detail: torch.Tensor, base_size: int = 31) -> torch.Tensor:
+    """Sources (N, C, H, W) fused channel by channel: base layers (``base_size`` box means) under
+    ``w_base``, the details under ``w_detail``."""
+    check_odd("base_size", base_size)
+    base_a = kornia.filters.box_blur(a, base_size, border_type="replicate")
+    base_b = kornia.filters.box_blur(b, base_size, border_type="replicate")
+    base = w_base * base_a + (1 - w_base) * base_b
+    detail = w_detail * (a - base_a) + (1 - w_detail) * (b - base_b)
+    return (base + detail).clamp(0.0, 1.0)
+
+
 def gff(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -45,14 +68,12 @@ def gff(
     r2: int = 7,
     eps2: float = 1e-6,
 ) -> torch.Tensor:
-    """GFF of two luminance sources; each source guides the refinement of its own weight map."""
-    check_pair(a, b)
+    """GFF of two luminance sources (:func:`gff_weights`, :func:`two_scale_fusion`)."""
     check_odd("base_size", base_size)
-    base_a = kornia.filters.box_blur(a, base_size, border_type="replicate")
-    base_b = kornia.filters.box_blur(b, base_size, border_type="replicate")
-    pick_a = (saliency(a, r_g, sigma_g) >= saliency(b, r_g, sigma_g)).to(a.dtype)
-    w_base = _normalized(_guided(a, pick_a, r1, eps1), _guided(b, 1 - pick_a, r1, eps1))
-    w_detail = _normalized(_guided(a, pick_a, r2, eps2), _guided(b, 1 - pick_a, r2, eps2))
-    base = w_base * base_a + (1 - w_base) * base_b
-    detail = w_detail * (a - base_a) + (1 - w_detail) * (b - base_b)
-    return (base + detail).clamp(0.0, 1.0)
+    return two_scale_fusion(a, b, *gff_weights(a, b, r_g, sigma_g, r1, eps1, r2, eps2), base_size)
+
+
+def gff_rgb(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """GFF of two RGB sources (N, 3, H, W) as the authors' release fuses colour: the weights from the
+    luminance, each channel's two layers fused under them."""
+    return two_scale_fusion(a, b, *gff_weights(luma(a), luma(b)))

@@ -22,9 +22,9 @@ Ported from the authors' Matlab release with the settings of its demo script for
    gradient field: 500 steps of ``f += 0.1 (laplacian(round(f)) - div(gradient))``, clipped to
    0..255, from the weighted mean of the sources; rounded to integers.
 
-The release works in double precision on 0..255 values, as here (on gipc's luminance times 255,
-where the release takes ``rgb2gray`` of the 8-bit file); it reconstructs each RGB channel under the
-luminance's weights, here colour goes through :func:`gipc.color.fuse_color` like every baseline. Two
+The release works in double precision on 0..255 values, as here (the weights from gipc's luminance
+times 255, where the release takes ``rgb2gray`` of the 8-bit file), and reconstructs each RGB
+channel under the luminance's weights, as here (:func:`mwgf_rgb`). Two
 departures where the release fails: where the large scale finds no region in focus (two equal
 sources) it stops with an error, here the weight is then 0 everywhere (the second source's
 gradients); where a side's median small-scale saliency is 0 (flat areas) its soft-max divides by
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from gipc.baselines.inputs import check_pair
+from gipc.color import luma
 from gipc.windows import gaussian_taps
 
 EPS = float(np.finfo(np.float64).eps)  # Matlab's eps, which the release adds in its comparisons and divisions
@@ -52,11 +53,22 @@ def mwgf(a: torch.Tensor, b: torch.Tensor, large: float = 4.0, small: float = 0.
     """MWGF of two luminance sources (N, 1, H, W) in [0, 1]: the release's demo settings (large and
     small saliency scales, reconstruction steps); its output is rounded to 8-bit levels."""
     check_pair(a, b)
-    fused = [
-        _fuse(first * 255.0, second * 255.0, large, small, iterations) / 255.0
-        for first, second in zip(a[:, 0].double().cpu().numpy(), b[:, 0].double().cpu().numpy())
-    ]
-    return torch.from_numpy(np.stack(fused))[:, None].to(device=a.device, dtype=a.dtype)
+    return _mwgf(a, b, a, b, large, small, iterations)
+
+
+def mwgf_rgb(a: torch.Tensor, b: torch.Tensor, large: float = 4.0, small: float = 0.5, iterations: int = 500) -> torch.Tensor:
+    """MWGF of two RGB sources (N, 3, H, W) in [0, 1] as the release fuses colour: the weights from
+    their luminance, each channel reconstructed under them."""
+    return _mwgf(luma(a), luma(b), a, b, large, small, iterations)
+
+
+def _mwgf(ya: torch.Tensor, yb: torch.Tensor, a: torch.Tensor, b: torch.Tensor, large: float, small: float, iterations: int) -> torch.Tensor:
+    """``a`` and ``b`` (N, C, H, W) fused channel by channel under the weights of their luminance ``ya``, ``yb``."""
+    fused = []
+    for y1, y2, first, second in zip(*(x.double().cpu().numpy() * 255.0 for x in (ya[:, 0], yb[:, 0], a, b))):
+        w1 = mwgf_weight(y1, y2, large, small)
+        fused.append(np.stack([_reconstructed(c1, c2, w1, iterations) for c1, c2 in zip(first, second)]))
+    return torch.from_numpy(np.stack(fused) / 255.0).to(device=a.device, dtype=a.dtype)
 
 
 def mwgf_weight(a: np.ndarray, b: np.ndarray, large: float = 4.0, small: float = 0.5) -> np.ndarray:
@@ -70,9 +82,8 @@ def mwgf_weight(a: np.ndarray, b: np.ndarray, large: float = 4.0, small: float =
     return ordered_median(first)
 
 
-def _fuse(a: np.ndarray, b: np.ndarray, large: float, small: float, iterations: int) -> np.ndarray:
-    """Step 4 under :func:`mwgf_weight`: a 0..255 plane of integers."""
-    w1 = mwgf_weight(a, b, large, small)
+def _reconstructed(a: np.ndarray, b: np.ndarray, w1: np.ndarray, iterations: int) -> np.ndarray:
+    """Step 4: two 0..255 planes fused under the first's weight ``w1``, a plane of integers."""
     w2 = 1.0 - w1
     (dx1, dy1), (dx2, dy2) = gradient(a), gradient(b)
     dx, dy = mix_gradients(dx1, dy1, dx2, dy2, w1, w2)
