@@ -32,18 +32,14 @@ Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Baseline:
     """A classic method that fuses colour its own way: called on luminance (N, 1, H, W) as every
-    fuser here, and :meth:`fuse_rgb` on RGB (N, 3, H, W), which :func:`gipc.color.fuse_color` takes
-    instead of its chroma rule."""
+    fuser here, and ``fuse_rgb`` on RGB sources (N, 3, H, W) in [0, 1], which
+    :func:`gipc.color.fuse_color` takes instead of its chroma rule."""
 
     luma: Fuser
-    rgb: Fuser
+    fuse_rgb: Fuser
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor, **settings: Any) -> torch.Tensor:
         return self.luma(a, b, **settings)
-
-    def fuse_rgb(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """RGB sources (N, 3, H, W) in [0, 1] fused as the method's release fuses them."""
-        return self.rgb(a, b)
 
 
 def blended_by(weight: Fuser) -> Fuser:

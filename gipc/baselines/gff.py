@@ -69,7 +69,6 @@ def gff(
     eps2: float = 1e-6,
 ) -> torch.Tensor:
     """GFF of two luminance sources (:func:`gff_weights`, :func:`two_scale_fusion`)."""
-    check_odd("base_size", base_size)
     return two_scale_fusion(a, b, *gff_weights(a, b, r_g, sigma_g, r1, eps1, r2, eps2), base_size)
 
 
