@@ -1,22 +1,24 @@
-"""How the default map rule and the classics fuse focus sequences of three, where the tuning sets
-hold pairs only.
+"""How the default map rule and the classics fuse focus sequences (three sources, or ``--layers N``),
+where the tuning sets hold pairs only.
 
-    python docs/results/decision-map/sequence_check.py
+    python docs/results/decision-map/sequence_check.py [--layers N]
 
-Each held-out test photo of the shipped recipe becomes layered scenes of three depths: a near layer
-(a ``region_competition`` or ``blobs`` map, as in ``tune_map.py``'s layered set), the rest split into
-a middle and a far layer by a second ``blobs`` map. Source k is sharp on layer k; a layer d steps
-away from it is blurred by d times one sigma drawn from the held-out recipe (Gaussian or disk), and
-each nearer layer's blur spreads over the layers behind it (back-to-front compositing, as
+Each held-out test photo of the shipped recipe becomes layered scenes of N depths: a near layer
+(a ``region_competition`` or ``blobs`` map, as in ``tune_map.py``'s layered set), the rest split
+into N - 1 layers by further ``blobs`` maps, each taking an equal share of what is left (for three:
+a middle and a far layer). Source k is sharp on layer k; a layer d steps away from it is blurred by
+d times one sigma drawn from the held-out recipe (Gaussian or disk), and each nearer layer's blur
+spreads over the layers behind it (back-to-front compositing, as
 :func:`gipc.data.synthesis.defocus_spread` does for two). Three seeds, both map sources and both
-blur kernels: 60 sequences. The network fuses all three at once under the map rule (one map over
-all, as ``gipc-fuse near mid far``), in turn under the direct rule; the classics fuse in turn.
+blur kernels: 60 sequences. The network fuses all N at once under the map rule (one map over
+all, as ``gipc-fuse frame*.jpg``), in turn under the direct rule; the classics fuse in turn.
 Scored by PSNR against the photo and by the map's accuracy against the true layer of each pixel.
 No setting is chosen here.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 
 import torch
@@ -31,25 +33,27 @@ from gipc.fuse import fuse_images
 from gipc.metrics import psnr
 from gipc.pretrained import pretrained
 
-LAYERS = 3
-
-
-def layer_masks(name: str, image: torch.Tensor, recipe: DefocusRecipe, map_source: str, seed: int) -> list[torch.Tensor]:
-    """(1, H, W) hard masks of the near, middle and far layers; they partition the frame."""
+def layer_masks(name: str, image: torch.Tensor, recipe: DefocusRecipe, map_source: str, seed: int, layers: int) -> list[torch.Tensor]:
+    """(1, H, W) hard masks of ``layers`` layers, near to far; they partition the frame."""
     generator = scene_generator(seed, f"{name}:{map_source}:sequence")
     near = (make_map(map_source, image, generator, **map_options(map_source, recipe, generator)) > 0.5).float()
-    split = (make_map("blobs", image, generator, **map_options("blobs", recipe, generator)) > 0.5).float()
-    return [near, (1 - near) * split, (1 - near) * (1 - split)]
+    masks, rest = [near], 1 - near
+    for left in range(layers - 1, 1, -1):  # each of the ``left`` layers behind takes an equal share of the rest
+        split = (make_map("blobs", image, generator, fraction=1 / left, **map_options("blobs", recipe, generator)) > 0.5).float()
+        masks.append(rest * split)
+        rest = rest * (1 - split)
+    return [*masks, rest]
 
 
 def sequence(image: torch.Tensor, masks: list[torch.Tensor], sigma: float, disk: bool) -> list[torch.Tensor]:
     """The (C, H, W) sources, source k sharp on layer k: composited far to near, each layer blurred by
     sigma per depth step from k, a blurred layer's coverage blurred alike (its spread)."""
     blur = disk_blur if disk else gaussian_blur
+    layers = len(masks)
     sources = []
-    for k in range(LAYERS):
-        out = blur(image[None], sigma * (LAYERS - 1 - k))[0]  # the far layer fills the frame behind the nearer ones
-        for j in reversed(range(LAYERS - 1)):
+    for k in range(layers):
+        out = blur(image[None], sigma * (layers - 1 - k))[0]  # the far layer fills the frame behind the nearer ones
+        for j in reversed(range(layers - 1)):
             over, cover = (blur(x[None], sigma * abs(k - j))[0] for x in (masks[j] * image, masks[j]))
             out = over + (1 - cover) * out
         sources.append(out.clamp(0.0, 1.0))
@@ -57,6 +61,11 @@ def sequence(image: torch.Tensor, masks: list[torch.Tensor], sigma: float, disk:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=3, help="sources (and depth layers) of each sequence")
+    layers = parser.parse_args().layers
+    if layers < 2:
+        parser.error("--layers takes 2 or more")
     data = shipped_recipe_data()
     recipe = data.source.held_out_recipe
     network = pretrained()
@@ -68,7 +77,7 @@ def main() -> None:
                 for disk in (False, True):
                     for scene in data.test_scenes:
                         image = scene.gt
-                        masks = layer_masks(scene.name, image, recipe, map_source, seed)
+                        masks = layer_masks(scene.name, image, recipe, map_source, seed, layers)
                         sigma = uniform(recipe.sigma, scene_generator(seed, f"{scene.name}:{map_source}:sigma"))
                         sources = sequence(image, masks, sigma, disk)
                         fused = fusion([source[None] for source in sources])
@@ -80,7 +89,7 @@ def main() -> None:
                             scores.setdefault(key, []).append(float(psnr(output[None], image[None])))
     mean = {key: statistics.fmean(values) for key, values in scores.items()}
     count = len(scores["map"])
-    print(f"{count} sequences of {LAYERS} (test photos, the held-out recipe's blur); {fusion.describe()}")
+    print(f"{count} sequences of {layers} (test photos, the held-out recipe's blur); {fusion.describe()}")
     print("| map PSNR | map accuracy | direct PSNR | " + " | ".join(f"{c} PSNR" for c in CLASSICS) + " |")
     print("|---" * (3 + len(CLASSICS)) + "|")
     print(f"| {mean['map']:.2f} | {mean['accuracy']:.4f} | {mean['direct']:.2f} | " + " | ".join(f"{mean[c]:.2f}" for c in CLASSICS) + " |")
