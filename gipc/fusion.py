@@ -28,7 +28,7 @@ from gipc.decision import (
     one_hot, soften,
 )
 from gipc.errors import UserError
-from gipc.tiling import DEFAULT_OVERLAP, Fuser, Progress, auto_tiling, check_tiling, fuse_sequence
+from gipc.tiling import DEFAULT_OVERLAP, Fuser, Progress, Steps, auto_tiling, check_tiling, fuse_sequence
 
 RULES: tuple[str, ...] = ("direct", "map")
 
@@ -58,11 +58,6 @@ def default_rule(head: str = "image") -> tuple[str, MapSettings]:
     ``gipc-fuse`` and ``gipc.pretrained().fusion()`` use unless told otherwise."""
     config = conf_group("fusion", "default")
     return config["rule"], map_settings(config, head)
-
-
-Steps = Callable[[Sequence, str], Collection]
-"""Wraps a sequence that a step (named by the string) goes through one item at a time, for a progress
-display, keeping its length (``tqdm`` fits)."""
 
 
 @dataclass(frozen=True)

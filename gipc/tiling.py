@@ -22,6 +22,9 @@ from gipc.errors import UserError
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Progress = Callable[[Sequence], Collection]
 """Wraps a tiled image's tiles for a progress display, keeping their count (``tqdm`` fits)."""
+Steps = Callable[[Sequence, str], Collection]
+"""Wraps a sequence that a step (named by the string) goes through one item at a time, for a progress
+display, keeping its length (``tqdm`` fits)."""
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Above this many pixels a network runs tiled: untiled it needs about 2 KB per pixel."""

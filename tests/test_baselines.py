@@ -21,7 +21,9 @@ from gipc.baselines.gfdf import focus as gfdf_focus
 from gipc.baselines.gfdf import gfdf_map, gfdf_weight
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
-from gipc.baselines.mwgf import _soft_max, _square, clear_edge_runs, disk_strel, mix_gradients, mwgf_weight, ordered_median, resize, saliency
+from gipc.baselines.mwgf import (
+    _MEDIAN_ROWS, _soft_max, _square, clear_edge_runs, disk_strel, mix_gradients, mwgf_weight, ordered_median, reconstruct, resize, saliency,
+)
 from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, guided_filter, majority_filter, pad_even, window_mean, without_small_areas
 from gipc.color import fuse_chroma, fuse_color, luma, merge_luma, split_luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
@@ -589,6 +591,52 @@ def test_ordfilt2_median_counts_the_zeros_outside() -> None:
     expected = np.ones((4, 5))
     expected[[0, 0, -1, -1], [0, -1, 0, -1]] = 0
     np.testing.assert_array_equal(ordered_median(np.ones((4, 5))), expected)
+
+
+def test_ordfilt2_median_in_bands_of_rows_is_each_windows_median() -> None:
+    """Over several bands of rows, each pixel's value is the median of its 3 x 3 window (zeros outside),
+    across the bands' joins too."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2 * _MEDIAN_ROWS + 5, 7))
+    padded = np.pad(x, 1)
+    expected = np.median(np.stack([padded[i : i + x.shape[0], j : j + x.shape[1]] for i in range(3) for j in range(3)]), axis=0)
+    np.testing.assert_array_equal(ordered_median(x), expected)
+
+
+def test_mwgf_reconstruction_is_the_releases_update_step_by_step() -> None:
+    """``f += 0.1 (laplacian(round(f)) - div(g))``, clipped to 0..255, written as the release writes it
+    (new planes each step, borders replicated by padding): the same floats to the bit, clipping included."""
+    rng = np.random.default_rng(1)
+    start, dx, dy = rng.uniform(0, 255, (23, 31)), rng.normal(0, 150, (23, 31)), rng.normal(0, 150, (23, 31))
+    divergence = np.zeros_like(dx)
+    divergence[:, :-1] += dx[:, 1:]
+    divergence[:-1, :] += dy[1:, :]
+    divergence -= dx + dy
+    f = start.copy()
+    for _ in range(30):
+        r = np.pad(np.floor(f + 0.5), 1, mode="edge")
+        f = np.clip(f + 0.1 * (r[:-2, 1:-1] + r[2:, 1:-1] + r[1:-1, :-2] + r[1:-1, 2:] - 4 * r[1:-1, 1:-1] - divergence), 0.0, 255.0)
+    assert (f == 0).any() and (f == 255).any()  # the clip is exercised
+    np.testing.assert_array_equal(reconstruct(start, dx, dy, 30), f)
+
+
+def test_mwgf_reports_its_reconstruction_steps_and_other_methods_ignore_a_progress_display() -> None:
+    """get_baseline(name, steps=...) wraps mwgf's 500 steps of each RGB channel (a 12 MP pair takes a
+    minute); the output is the same, and a method without long loops comes back as it is."""
+    seen: list[tuple[int, str]] = []
+
+    def steps(items, what):
+        seen.append((len(items), what))
+        return items
+
+    rng = torch.Generator().manual_seed(2)
+    a, b = torch.rand(1, 3, 24, 20, generator=rng), torch.rand(1, 3, 24, 20, generator=rng)
+    assert torch.equal(fuse_color(get_baseline("mwgf", steps=steps), a, b), fuse_color(BASELINES["mwgf"], a, b))
+    assert seen == [(500, f"mwgf, reconstruction of channel {k} of 3") for k in (1, 2, 3)]
+    seen.clear()
+    get_baseline("mwgf", steps=steps)(a[:, :1], b[:, :1])
+    assert seen == [(500, "mwgf, reconstruction")]
+    assert get_baseline("dsift", steps=steps) is BASELINES["dsift"] and get_baseline("dwt", steps=steps) is BASELINES["dwt"]
 
 
 def test_matlab_imresize_to_a_quarter_keeps_constants_and_samples_a_ramp_where_it_maps() -> None:

@@ -10,7 +10,8 @@ coefficients of the luminance, take fuse_color's chroma rule, as the network's d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Callable
 
 import torch
@@ -25,6 +26,7 @@ from gipc.baselines.laplacian_pyramid import laplacian_pyramid
 from gipc.baselines.mwgf import mwgf, mwgf_rgb
 from gipc.color import luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
+from gipc.tiling import Steps
 
 Fuser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -37,9 +39,17 @@ class Baseline:
 
     luma: Fuser
     fuse_rgb: Fuser
+    reports_steps: bool = False
+    """Its fusers take ``steps`` (:data:`gipc.tiling.Steps`), which wraps their long loops for a progress display."""
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor, **settings: Any) -> torch.Tensor:
         return self.luma(a, b, **settings)
+
+    def with_steps(self, steps: Steps) -> Baseline:
+        """This method with its long loops wrapped by ``steps``; itself where it has none."""
+        if not self.reports_steps:
+            return self
+        return replace(self, luma=partial(self.luma, steps=steps), fuse_rgb=partial(self.fuse_rgb, steps=steps), reports_steps=False)
 
 
 def blended_by(weight: Fuser) -> Fuser:
@@ -61,15 +71,17 @@ BASELINES: dict[str, Fuser] = {
     "dwt": dwt,
     "gfdf": Baseline(gfdf, blended_by(gfdf_weight)),
     "dsift": Baseline(dsift, blended_by(dsift_map)),
-    "mwgf": Baseline(mwgf, mwgf_rgb),
+    "mwgf": Baseline(mwgf, mwgf_rgb, reports_steps=True),
 }
 
 
-def get_baseline(name: str) -> Fuser:
-    """The baseline registered as ``name``, or one clear error listing the valid names."""
+def get_baseline(name: str, steps: Steps | None = None) -> Fuser:
+    """The baseline registered as ``name``, or one clear error listing the valid names; with ``steps``,
+    its long loops wrapped by it for a progress display, where it has any (mwgf's reconstructions)."""
     if name not in BASELINES:
         raise UnknownBaselineError(f"unknown baseline method {name!r}; choose one of: {', '.join(BASELINES)}")
-    return BASELINES[name]
+    baseline = BASELINES[name]
+    return baseline.with_steps(steps) if steps is not None and isinstance(baseline, Baseline) else baseline
 
 
 __all__ = [
