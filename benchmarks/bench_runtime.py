@@ -350,18 +350,22 @@ def section_rules(
                      f" of the network (unpaired: the swings of both); its own work inside each call: "
                      f"{statistics.fmean(own[key]):.1%} ± {statistics.pstdev(own[key]):.1%} over the pairs (paired: the figure to read)")
         print(f"{key:<8} {mean_std(values)} s{added}")
-    calls, own_work = 0, 0.0
+    works: list[float] = []
+    per_call: dict[str, list[float]] = {}
     with torch.inference_mode(), step_clock(sync) as spent:  # the map's steps, on the same pairs again
         for a, b in pairs[1 : limit + 1]:
             a, b = a.to(device), b.to(device)
             for _ in range(repeats):
-                inner = 0.0
-                own_work += timed(lambda: rules["map"]([a, b]), sync)[0] - inner
-                calls += 1
-    spent["other"] = own_work - sum(spent.values())
-    steps = " · ".join(f"{name} {1000 * value / calls:.1f}" for name, value in spent.items())
-    print(f"map's steps inside each call, ms per pair: {steps} (clocked separately, each step synchronised)")
-    return own_work / calls
+                inner, before = 0.0, dict(spent)
+                works.append(timed(lambda: rules["map"]([a, b]), sync)[0] - inner)
+                call = {name: spent[name] - before[name] for name in spent}
+                call["other"] = works[-1] - sum(call.values())
+                for name, seconds in call.items():
+                    per_call.setdefault(name, []).append(seconds)
+    # medians over the calls: one stall of the VM (100 ms in one of 15 calls) would lift a step's mean by 7 ms
+    steps = " · ".join(f"{name} {1000 * statistics.median(values):.1f}" for name, values in per_call.items())
+    print(f"map's steps inside each call, ms per pair (medians over {len(works)} calls): {steps} (clocked separately, each step synchronised)")
+    return statistics.fmean(works)
 
 
 def section_map_shares(map_seconds: float, paths: dict[str, float]) -> None:
