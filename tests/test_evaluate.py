@@ -121,6 +121,27 @@ def test_focus_sequences_are_scored_over_every_source_and_classics_fuse_them_in_
         )
 
 
+def test_a_folder_of_pairs_and_sequences_is_scored_with_a_note_that_its_means_mix_them(tmp_path: Path, capsys) -> None:
+    """A pair and a scene of three in one folder: both are scored, with one note naming the two kinds;
+    a folder of one kind gets none."""
+    rng = np.random.default_rng(8)
+    sources, fused = tmp_path / "mixed", tmp_path / "fused"
+    for name, letters in (("p", "AB"), ("s", "ABC")):
+        arrays = [_smooth_gray(rng) for _ in letters]
+        for letter, array in zip(letters, arrays):
+            _save(sources / f"{name}-{letter}.png", array)
+        _save(fused / f"{name}.png", arrays[0])
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert notes == [
+        f"gipc-eval: note: {sources} holds scenes of 2 and 3 sources; each mean averages them all, and more sources score lower "
+        "(Q^AB/F keeps each pixel's edges of one source of them): score each kind in a folder of its own to compare them"
+    ]
+    (sources / "s-C.png").unlink()
+    assert main(["--sources", str(sources), "--fused", f"ours={fused}"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_extra_metrics_add_their_columns_after_the_six(scenes, tmp_path: Path) -> None:
     """F = A copies one source whole: Q_MI = 2 (1/2 + MI(B, A) / (H(B) + H(A))) and each row equals
     the functions' own scores."""

@@ -86,10 +86,15 @@ class Scoring:
         folder = PairFolder(args.sources, sequences=True)
         pairs: Sequence[Scene] = folder
         names = [name for name, *_ in folder.entries]
-        longest = max(len(sources) for _, sources, *_ in folder.entries)
+        counts = sorted({len(sources) for _, sources, *_ in folder.entries})
+        longest = counts[-1]
         if longest > 2 and (pairs_only := [flag for flag, given in (("--extra-metrics", extra), ("--maps", args.maps)) if given]):
             raise EvalInputError(f"{pairs_only[0]} scores pairs, and {args.sources} holds focus sequences of up to {longest} sources; "
                                  "score them without it (EN, SF, SD, CC, Q^AB/F and MS-SSIM read every source)")
+        if len(counts) > 1:  # one mean over scenes whose scores are not on one scale
+            say(PROG, f"note: {args.sources} holds scenes of {', '.join(map(str, counts[:-1]))} and {longest} sources; each mean averages "
+                      "them all, and more sources score lower (Q^AB/F keeps each pixel's edges of one source of them): "
+                      "score each kind in a folder of its own to compare them")
         if args.gt is not None and args.gt.resolve() != (args.sources / "GT").resolve():  # that one is read anyway
             if pairs.has_gt:
                 raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
