@@ -33,6 +33,9 @@ from gipc.metrics import psnr
 from gipc.metrics.qabf import sources_qabf
 from gipc.pretrained import pretrained
 
+CLASSICS = ("laplacian_energy", "gff", "laplacian_pyramid", "gfdf", "dsift")
+
+
 def layer_masks(name: str, image: torch.Tensor, recipe: DefocusRecipe, map_source: str, seed: int, layers: int) -> list[torch.Tensor]:
     """(1, H, W) hard masks of ``layers`` layers, near to far; they partition the frame."""
     generator = scene_generator(seed, f"{name}:{map_source}:sequence")
@@ -60,9 +63,6 @@ def sequence(image: torch.Tensor, masks: list[torch.Tensor], sigma: float, disk:
     return sources
 
 
-CLASSICS = ("laplacian_energy", "gff", "laplacian_pyramid", "gfdf", "dsift")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=3, help="sources (and depth layers) of each sequence")
@@ -87,14 +87,15 @@ def main() -> None:
                         masks = layer_masks(scene.name, image, recipe, map_source, seed, layers)
                         sigma = uniform(recipe.sigma, scene_generator(seed, f"{scene.name}:{map_source}:sigma"))
                         sources = sequence(image, masks, sigma, disk)
-                        fused = fusion([source[None] for source in sources])
+                        batch = [source[None] for source in sources]
+                        fused = fusion(batch)
                         layer = sum(k * mask for k, mask in enumerate(masks))[0]
                         accuracy.append(float((fused.weights[0].argmax(0) == layer).float().mean()))
                         outputs = {"map": fused.image[0], "direct": direct.fuse(sources)}
                         outputs |= {c: fuse_images(BASELINES[c], sources) for c in classics}
                         for key, output in outputs.items():
                             psnrs.setdefault(key, []).append(float(psnr(output[None], image[None])))
-                            qs.setdefault(key, []).append(float(sources_qabf([x[None] for x in sources], output[None])[0]))
+                            qs.setdefault(key, []).append(float(sources_qabf(batch, output[None])[0]))
     count = len(accuracy)
     print(f"{count} sequences of {layers} (test photos, the held-out recipe's blur); {fusion.describe()}")
     print(f"map accuracy {statistics.fmean(accuracy):.4f}")
