@@ -49,7 +49,6 @@ import cv2
 import kornia
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gipc.baselines.laplacian_energy import modified_laplacian
 from gipc.errors import UserError
@@ -57,6 +56,7 @@ from gipc.planes import each_plane, opencv_takes, planes
 from gipc.regions import remove_small_regions
 from gipc.seams import place_seams
 from gipc.typecheck import check_values, hints
+from gipc.windows import box_mean, box_means
 
 
 @dataclass(frozen=True)
@@ -128,58 +128,6 @@ class MapSettings:
 def _check_window(name: str, value: object) -> None:
     if not isinstance(value, int) or value < 1 or value % 2 == 0:
         raise UserError(f"map {name} must be an odd number of pixels >= 1, got {value!r}")
-
-
-def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean over a ``size`` x ``size`` window, borders replicated: ``kornia.filters.box_blur`` to fp32
-    rounding (:func:`box_means` of one size)."""
-    return next(box_means(x, (size,)))
-
-
-def box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
-    """:func:`box_mean` at each of ``sizes`` in turn, each mean made only when asked for; not differentiable.
-
-    On the CPU in float32 (the map's case), OpenCV's box filter: running sums in double, whose cost
-    does not grow with a size, the same values as the tables below to the last bit on the pairs
-    measured, and 2-4x faster than them (benchmarks/README.md). Elsewhere (a GPU, float64) one
-    summed-area table (float64) per channel: each size past the first costs four shifted reads of
-    the tables. A 4000x3000 channel's table takes 0.1 GiB: for one size the channels take turns, for
-    several every channel's table is held until the last."""
-    if x.device.type == "cpu" and x.dtype == torch.float32:
-        yield from _opencv_box_means(x, sizes)
-    else:
-        yield from _table_box_means(x, sizes)
-
-
-def _opencv_box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
-    for size in sizes:
-        if size == 1:
-            yield x.clone()  # callers change the result in place
-            continue
-        yield each_plane(x, lambda plane, mean: cv2.blur(plane, (size, size), dst=mean, borderType=cv2.BORDER_REPLICATE))
-
-
-def _table_box_means(x: torch.Tensor, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
-    if len(sizes) == 1 and x.shape[1] > 1:
-        yield torch.cat([next(_table_box_means(x[:, i : i + 1], sizes)) for i in range(x.shape[1])], dim=1)
-        return
-    pad = max(sizes, default=1) // 2 + 1  # one more than the widest window needs: the table then needs no row of zeros
-    height, width = x.shape[-2:]
-    tables = [F.pad(x[:, i : i + 1], (pad, pad, pad, pad), mode="replicate").double().cumsum_(-1).cumsum_(-2) for i in range(x.shape[1])]
-    for size in sizes:
-        if size == 1:
-            yield x.clone()  # callers change the result in place
-            continue
-        lo = pad - size // 2 - 1  # output pixel (r, c) sums padded rows and columns lo + r + 1 .. lo + r + size
-        hi = lo + size
-        means = []
-        for table in tables:
-            total = table[..., hi : hi + height, hi : hi + width] - table[..., lo : lo + height, hi : hi + width]
-            total -= table[..., hi : hi + height, lo : lo + width]
-            total += table[..., lo : lo + height, lo : lo + width]
-            means.append(total.div_(size * size).to(x.dtype))
-            del total
-        yield means[0] if len(means) == 1 else torch.cat(means, dim=1)
 
 
 def plane_means(x: torch.Tensor) -> torch.Tensor:

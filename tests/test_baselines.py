@@ -24,7 +24,8 @@ from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reco
 from gipc.baselines.mwgf import (
     _MEDIAN_ROWS, _soft_max, _square, clear_edge_runs, disk_strel, mix_gradients, mwgf_weight, ordered_median, reconstruct, resize, saliency,
 )
-from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, guided_filter, majority_filter, pad_even, window_mean, without_small_areas
+from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, majority_filter, pad_even, without_small_areas
+from gipc.windows import guided_filter
 from gipc.color import fuse_chroma, fuse_color, luma, merge_luma, split_luma
 from gipc.errors import BaselineInputError, UnknownBaselineError
 from gipc.metrics import qabf
@@ -390,7 +391,7 @@ def test_gfdf_map_takes_the_sharp_half_and_drops_a_small_speck() -> None:
     assert take_a[..., 8:-8, 140:-8].all() and not take_a[..., 8:-8, 8:116].any()
     speck = b.clone()
     speck[..., 60:62, 180:182] = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    raw = guided_filter(speck, gfdf_focus(speck), 5, 0.3) > guided_filter(a, gfdf_focus(a), 5, 0.3)
+    raw = guided_filter(speck, gfdf_focus(speck), 5, 0.3, "inside") > guided_filter(a, gfdf_focus(a), 5, 0.3, "inside")
     assert 100 < raw[..., 40:84, 160:204].sum() < 655  # B's speck wins before the clean-up ...
     assert gfdf_map(a, speck)[..., 8:-8, 140:-8].all()  # ... and is gone after it
 
@@ -523,14 +524,6 @@ def test_dsift_map_is_a_then_b_across_the_halves_with_undecided_pixels_averaged(
     assert set(decision.unique().tolist()) <= {0.0, 0.5, 1.0}
     with pytest.raises(BaselineInputError, match="scale must be a positive multiple of 8"):
         dsift_map(*half_blurred, scale=20)
-
-
-def test_window_mean_averages_only_the_pixels_inside_the_image() -> None:
-    """At a corner a radius-1 window holds 4 of its 9 pixels: their mean, not a padded one."""
-    x = torch.arange(16.0).view(1, 1, 4, 4)
-    means = window_mean(x, 1)
-    assert means[0, 0, 0, 0].item() == pytest.approx((0 + 1 + 4 + 5) / 4)
-    assert means[0, 0, 1, 1].item() == pytest.approx(5.0)  # inside: the plain 3 x 3 mean
 
 
 def test_without_small_areas_drops_small_regions_then_fills_small_holes() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -17,10 +16,8 @@ import torch.nn.functional as F
 import yaml
 import kornia
 
-import gipc.decision
-import gipc.planes
 from gipc.decision import (
-    Compared, MapSettings, best_source, blend, box_counts, box_mean, box_means, choose_each, closeness_scores, compared_sources, consistent, decide, detail, evidence,
+    Compared, MapSettings, best_source, blend, box_counts, choose_each, closeness_scores, compared_sources, consistent, decide, detail, evidence,
     majority, map_image, margin, match_exposure, one_hot, plane_means, soften, _rounded_counts,
 )
 from gipc.cli.fuse import _fusion as fuse_fusion, _parser as fuse_parser, main as fuse_main
@@ -660,22 +657,6 @@ def test_decide_and_blend_are_exact_for_hard_maps() -> None:
     assert torch.equal(torch.where(weights[:, :1] == 1, a, b), out)
 
 
-SHARED_SIZES = (41, 1, 3, 7, 15)  # 41: wider than the image's 37 rows
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["opencv", "tables"])
-@pytest.mark.parametrize("table", ["single", "shared"])
-@pytest.mark.parametrize("size", [1, 3, 7, 15, 41])
-def test_box_mean_equals_kornias_box_blur(size: int, table: str, dtype: torch.dtype) -> None:
-    """box_mean of one size, and box_means' sizes at once (float32 on the CPU: OpenCV's box filter;
-    float64: summed-area tables padded for the largest window), are kornia's box blur with replicated
-    borders, every channel in turn, to float rounding, in the input's dtype."""
-    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0), dtype=dtype)
-    mean = box_mean(x, size) if table == "single" else list(box_means(x, SHARED_SIZES))[SHARED_SIZES.index(size)]
-    assert mean.dtype == dtype and mean.shape == x.shape
-    torch.testing.assert_close(mean, kornia.filters.box_blur(x, size, border_type="replicate"), atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["opencv", "torch"])
 def test_plane_means_are_each_planes_exact_mean_in_float64(dtype: torch.dtype) -> None:
     x = torch.rand(2, 3, 41, 60, generator=torch.Generator().manual_seed(3), dtype=dtype)[..., 2:, 5:]  # a non-contiguous view
@@ -683,26 +664,6 @@ def test_plane_means_are_each_planes_exact_mean_in_float64(dtype: torch.dtype) -
     exact = torch.tensor([math.fsum(plane.double().flatten().tolist()) / plane.numel() for plane in x.reshape(-1, 39, 55)], dtype=torch.float64)
     assert means.dtype == torch.float64 and means.shape == (2, 3, 1, 1)
     torch.testing.assert_close(means.flatten(), exact, rtol=1e-9 if dtype == torch.float32 else 1e-15, atol=0)  # float32's step: 6e-8
-
-
-def test_large_planes_are_filtered_on_several_threads_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Planes from PARALLEL_PIXELS on go through OpenCV on torch's threads at once: the box means of
-    the 6 planes of a (2, 3, 37, 53) tensor come out the same as one plane after another, and the
-    filter ran outside the calling thread."""
-    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(6))
-    one_by_one = box_mean(x, 7)
-    callers: set[str] = set()
-    blur = gipc.decision.cv2.blur
-
-    def recording(*args, **kwargs):
-        callers.add(threading.current_thread().name)
-        return blur(*args, **kwargs)
-
-    monkeypatch.setattr(gipc.planes, "PARALLEL_PIXELS", 37 * 53)
-    monkeypatch.setattr(gipc.decision.cv2, "blur", recording)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on the 2-core CI machine, whatever this one has
-    assert torch.equal(box_mean(x, 7), one_by_one)
-    assert callers and all(name.startswith("gipc-planes") for name in callers)
 
 
 def test_exposure_matching_passes_gradients() -> None:
@@ -742,12 +703,3 @@ def test_box_counts_are_the_set_pixels_of_each_window_with_replicated_borders(si
     assert counts.dtype == torch.int32 and torch.equal(counts, expected)
     # the GPU's path, run here on the CPU: float32 means (OpenCV's here, summed-area tables there) times the area
     assert torch.equal(_rounded_counts(mask, size), expected)
-
-
-def test_both_box_filters_agree_on_a_photo_sized_image() -> None:
-    """OpenCV's float32 box filter and the float64 tables rounded to float32 give the same means, to one
-    float32 step, over a 520 x 520 image at the map's window sizes."""
-    x = torch.rand(1, 2, 520, 520, generator=torch.Generator().manual_seed(1))
-    sizes = (5, 11, 21, 31, 61)
-    for fast, exact in zip(box_means(x, sizes), box_means(x.double(), sizes)):
-        torch.testing.assert_close(fast, exact.float(), atol=6e-8, rtol=0)

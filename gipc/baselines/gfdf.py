@@ -19,7 +19,8 @@ import kornia
 import torch
 
 from gipc.baselines.inputs import check_odd, check_pair
-from gipc.baselines.rules import guided_filter, without_small_areas
+from gipc.baselines.rules import without_small_areas
+from gipc.windows import guided_filter
 
 
 def focus(x: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -31,14 +32,14 @@ def gfdf_map(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5,
     """The hard decision map (N, 1, H, W), 1 where ``a`` is taken, after the small regions are removed."""
     check_pair(a, b)
     check_odd("window", window)
-    take_a = guided_filter(a, focus(a, window), radius, eps) > guided_filter(b, focus(b, window), radius, eps)
+    take_a = guided_filter(a, focus(a, window), radius, eps, "inside") > guided_filter(b, focus(b, window), radius, eps, "inside")
     return without_small_areas(take_a, math.ceil(min_region * a.shape[-2] * a.shape[-1]))
 
 
 def gfdf_weight(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5, eps: float = 0.3, min_region: float = 0.01) -> torch.Tensor:
     """A's weight (N, 1, H, W): :func:`gfdf_map` softened by a guided filter guided by its mosaic of the sources."""
     take_a = gfdf_map(a, b, window, radius, eps, min_region).to(a.dtype)
-    return guided_filter(take_a * a + (1 - take_a) * b, take_a, radius, eps)
+    return guided_filter(take_a * a + (1 - take_a) * b, take_a, radius, eps, "inside")
 
 
 def gfdf(a: torch.Tensor, b: torch.Tensor, window: int = 7, radius: int = 5, eps: float = 0.3, min_region: float = 0.01) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 
 from gipc.baselines.inputs import check_odd, check_pair
 from gipc.color import luma
+from gipc.windows import box_mean, guided_filter
 
 # the 3x3 (4-neighbour) Laplacian of the paper's saliency step
 _LAPLACIAN = torch.tensor([[[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]])
@@ -21,11 +22,6 @@ def saliency(x: torch.Tensor, r_g: int = 5, sigma_g: float = 5.0) -> torch.Tenso
     """``|L * x| * g``: local contrast, with a (2 r_g + 1)^2 Gaussian of std ``sigma_g``."""
     high = kornia.filters.filter2d(x, _LAPLACIAN.to(x), border_type="replicate").abs()
     return kornia.filters.gaussian_blur2d(high, 2 * r_g + 1, (sigma_g, sigma_g), border_type="replicate")
-
-
-def _guided(guide: torch.Tensor, p: torch.Tensor, r: int, eps: float) -> torch.Tensor:
-    """He et al.'s guided filter with a (2r + 1)^2 window (replicate borders, so any radius fits any image)."""
-    return kornia.filters.guided_blur(guide, p, 2 * r + 1, eps, border_type="replicate", separable=True)
 
 
 def _normalized(w_a: torch.Tensor, w_b: torch.Tensor) -> torch.Tensor:
@@ -42,19 +38,18 @@ def gff_weights(
     source guides the refinement of its own weight map."""
     check_pair(a, b)
     pick_a = (saliency(a, r_g, sigma_g) >= saliency(b, r_g, sigma_g)).to(a.dtype)
-    w_base = _normalized(_guided(a, pick_a, r1, eps1), _guided(b, 1 - pick_a, r1, eps1))
-    return w_base, _normalized(_guided(a, pick_a, r2, eps2), _guided(b, 1 - pick_a, r2, eps2))
+    w_base = _normalized(guided_filter(a, pick_a, r1, eps1), guided_filter(b, 1 - pick_a, r1, eps1))
+    return w_base, _normalized(guided_filter(a, pick_a, r2, eps2), guided_filter(b, 1 - pick_a, r2, eps2))
 
 
 def two_scale_fusion(a: torch.Tensor, b: torch.Tensor, w_base: torch.Tensor, w_detail: torch.Tensor, base_size: int = 31) -> torch.Tensor:
     """Sources (N, C, H, W) fused channel by channel: base layers (``base_size`` box means) under
     ``w_base``, the details under ``w_detail``."""
     check_odd("base_size", base_size)
-    base_a = kornia.filters.box_blur(a, base_size, border_type="replicate")
-    base_b = kornia.filters.box_blur(b, base_size, border_type="replicate")
-    base = w_base * base_a + (1 - w_base) * base_b
-    detail = w_detail * (a - base_a) + (1 - w_detail) * (b - base_b)
-    return (base + detail).clamp(0.0, 1.0)
+    base_a, base_b = box_mean(a, base_size), box_mean(b, base_size)
+    detail_a, detail_b = a - base_a, b - base_b
+    base = base_a.sub_(base_b).mul_(w_base).add_(base_b)  # w B_a + (1 - w) B_b, in place: a 12 MP pair's RGB planes are 144 MB each
+    return detail_a.sub_(detail_b).mul_(w_detail).add_(detail_b).add_(base).clamp_(0.0, 1.0)
 
 
 def gff(

@@ -37,22 +37,6 @@ def pad_even(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
 
 
-def window_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over each (2 radius + 1)^2 window's pixels inside the image (He et al.'s ``boxfilter(x, r) ./ N``:
-    a window at a border averages fewer pixels, none made up)."""
-    size = 2 * radius + 1
-    inside = kornia.filters.box_blur(torch.ones_like(x[:1, :1]), size, border_type="constant", separable=True)
-    return kornia.filters.box_blur(x, size, border_type="constant", separable=True) / inside
-
-
-def guided_filter(guide: torch.Tensor, p: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    """He et al.'s guided filter as their reference code computes it (windows cut at the borders, :func:`window_mean`)."""
-    mean_i, mean_p = window_mean(guide, radius), window_mean(p, radius)
-    a = (window_mean(guide * p, radius) - mean_i * mean_p) / (window_mean(guide * guide, radius) - mean_i * mean_i + eps)
-    b = mean_p - a * mean_i
-    return window_mean(a, radius) * guide + window_mean(b, radius)
-
-
 def area_open(mask: torch.Tensor, area: int) -> torch.Tensor:
     """Matlab's ``bwareaopen``: a (N, 1, H, W) bool mask without its 8-connected regions of fewer than ``area`` pixels."""
     kept = []
