@@ -46,7 +46,6 @@ from functools import reduce
 from typing import Any, Iterator, Sequence
 
 import cv2
-import kornia
 import numpy as np
 import torch
 
@@ -56,7 +55,7 @@ from gipc.planes import each_plane, opencv_takes, planes
 from gipc.regions import remove_small_regions
 from gipc.seams import place_seams
 from gipc.typecheck import check_values, hints
-from gipc.windows import box_mean, box_means
+from gipc.windows import box_mean, box_means, guided_filter
 
 
 @dataclass(frozen=True)
@@ -435,7 +434,7 @@ def soften(onehot: torch.Tensor, guide: torch.Tensor, radius: int, eps: float) -
     """
     if radius == 0:
         return onehot
-    soft = kornia.filters.guided_blur(guide, onehot, 2 * radius + 1, eps, border_type="replicate").clamp(0.0, 1.0)
+    soft = guided_filter(guide, onehot, radius, eps).clamp_(0.0, 1.0)
     return soft / soft.sum(dim=1, keepdim=True).clamp_min(torch.finfo(soft.dtype).tiny)
 
 

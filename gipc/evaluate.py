@@ -39,7 +39,7 @@ from gipc.configs import conf_group
 from gipc.errors import EvalInputError
 from gipc.imaging import read_image, sized
 from gipc.report import numeric_columns, score_batch, summarize
-from gipc.tiling import fuse_sequence
+from gipc.tiling import Steps, fuse_sequence
 
 FUSED_SUFFIXES = ("", "-fused", "_fused")
 GT_SUFFIXES = ("", "-gt", "_gt", "-f", "_f")  # _F: Real-MFF's all-in-focus images
@@ -183,12 +183,12 @@ class FolderMethod:
         return _read_for(scene, self.files[scene.name], self.what) if scene.name in self.files else None
 
 
-def baseline_method(name: str) -> FusedFor:
+def baseline_method(name: str, steps: Steps | None = None) -> FusedFor:
     """A classic baseline of :data:`gipc.baselines.BASELINES`, fusing each scene on the fly (a focus
-    sequence in turn, as gipc-fuse does)."""
+    sequence in turn, as gipc-fuse does); ``steps`` wraps its long loops for a progress display."""
     from gipc.baselines import get_baseline
 
-    fuse_y = get_baseline(name)
+    fuse_y = get_baseline(name, steps=steps)
 
     def fused_for(scene: Scene) -> torch.Tensor:
         with torch.inference_mode():
@@ -290,8 +290,11 @@ def check_apart(fused: Collection[str], baselines: Sequence[str]) -> None:
         raise EvalInputError(f"method name {both[0]!r} is both a --fused folder and a --baseline; rename the folder: --fused NAME=DIR")
 
 
-def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool) -> dict[str, FusedFor]:
-    """Every method to score, file folders first, checked against the scenes (names and sizes) before any scoring."""
+def plan_methods(
+    pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequence[str], allow_missing: bool, steps: Steps | None = None
+) -> dict[str, FusedFor]:
+    """Every method to score, file folders first, checked against the scenes (names and sizes) before
+    any scoring; ``steps``: the baselines' progress display (:func:`baseline_method`)."""
     names = [name for name, *_ in pairs.entries]
     methods = {}
     for method, folder in fused.items():
@@ -299,7 +302,7 @@ def plan_methods(pairs: PairFolder, fused: Mapping[str, Path], baselines: Sequen
         methods[method] = FolderMethod(files, gray_of_colour=check_sizes(pairs, files, "fused"))
     check_apart(fused, baselines)
     for name in baselines:
-        methods[name] = baseline_method(name)
+        methods[name] = baseline_method(name, steps)
     if not methods:
         raise EvalInputError("nothing to score: give --fused DIR and/or --baselines NAMES")
     return methods

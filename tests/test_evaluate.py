@@ -15,6 +15,7 @@ import torch
 from PIL import Image as PILImage
 from scipy import ndimage
 
+import gipc.cli.common
 from gipc.baselines import BASELINES, average
 from gipc.color import fuse_color
 from gipc.errors import EvalInputError
@@ -170,6 +171,16 @@ def test_baselines_all_scores_every_classic_once(scenes, tmp_path: Path) -> None
     assert main(["--sources", str(sources), "--baselines", "gff,all", "--out", str(out)]) == 0
     methods = list(dict.fromkeys(row["method"] for row in _rows(out / "metrics.csv")))
     assert sorted(methods) == sorted(BASELINES) and methods[0] == "gff"
+
+
+def test_mwgf_fused_on_the_spot_shows_a_bar_over_each_channels_steps(scenes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As gipc-fuse's: mwgf's 500 reconstruction steps (a minute a 12 MP pair) get a bar for each
+    gray scene; gff, one pass, none."""
+    sources, _, _ = scenes
+    bars: list[tuple[str, int]] = []
+    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    assert main(["--sources", str(sources), "--baselines", "mwgf,gff", "--out", str(tmp_path / "out")]) == 0
+    assert bars == [("mwgf, reconstruction", 500)] * 2
 
 
 def test_several_folders_and_baselines_make_one_table(scenes, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+import gipc.cli.common
 from gipc.figures import DIFFERENCE_SCALE_QUANTILE, comparison_figure, decision_window, differences
 from gipc.cli.figure import main
 from gipc.imaging import write_image
@@ -99,6 +100,20 @@ def test_the_command_lays_out_sources_then_methods_as_given(
     axes = figures[0].axes
     assert [ax.get_title() for ax in axes[:5]] == ["s1: source A", "source B", "source C", "zeta", "alpha"]
     assert all((ax.patches[0].get_width(), ax.patches[0].get_height()) == (size, size) for ax in axes[:5])
+
+
+def test_mwgf_fused_here_shows_a_bar_over_each_channels_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--baselines mwgf,average``: a bar over mwgf's 500 steps on the gray pair (as gipc-fuse shows it),
+    none for average."""
+    monkeypatch.setattr("gipc.cli.figure.comparison_figure", lambda *args, **kwargs: None)
+    bars: list[tuple[str, int]] = []
+    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    for letter in "AB":
+        write_image(sources / f"s1-{letter}.png", torch.rand(1, 24, 28, generator=torch.Generator().manual_seed(ord(letter))))
+    assert main(["--pairs", str(sources), "--baselines", "mwgf,average", "--out", str(tmp_path / "fig.png")]) == 0
+    assert bars == [("mwgf, reconstruction", 500)]
 
 
 def test_baselines_are_fused_here_each_a_column_after_the_fused_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

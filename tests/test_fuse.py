@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 
 import gipc
+import gipc.cli.common
 import gipc.cli.fuse
 import gipc.inference
 from gipc.baselines import BASELINES
@@ -724,7 +725,7 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     network = gipc.inference.InferenceGenerator.fuse_y
     monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: seen.append(tuple(ya.shape[-2:])) or network(self, ya, yb))
     bars: list[tuple[str, int]] = []  # the command's bar over a tiled image's tiles
-    monkeypatch.setattr(gipc.cli.fuse, "tqdm", lambda tiles, desc, **kwargs: bars.append((desc, len(tiles))) or tiles)
+    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda tiles, desc, **kwargs: bars.append((desc, len(tiles))) or tiles)
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "whole.png"), "--tile", "0"]) == 0
     assert seen == [(130, 150)] and bars == []
     seen.clear()
@@ -762,7 +763,7 @@ def test_a_stacks_own_bars_show_on_a_terminal_once_its_work_lasts(
     rng = np.random.default_rng(5)
     frames = [str(_gray(tmp_path / f"f{k}.png", rng.integers(0, 256, (24, 32)).astype(np.uint8))) for k in range(3)]
     if delay is not None:
-        monkeypatch.setattr(gipc.cli.fuse, "INNER_BAR_DELAY", delay)
+        monkeypatch.setattr(gipc.cli.common, "INNER_BAR_DELAY", delay)
     stderr = _Stderr(terminal)
     monkeypatch.setattr(sys, "stderr", stderr)
     assert main(["--ckpt", str(ckpt), *frames, "--out", str(tmp_path / "stack.png")]) == 0
@@ -779,7 +780,7 @@ def test_a_stacks_frames_get_a_bar_as_the_network_fuses_them_in_turn(tmp_path: P
     rng = np.random.default_rng(3)
     frames = [str(_gray(tmp_path / f"f{k}.png", rng.integers(0, 256, (24, 32)).astype(np.uint8))) for k in range(4)]
     bars: list[tuple[str, int]] = []
-    monkeypatch.setattr(gipc.cli.fuse, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
     calls = []
     network = gipc.inference.InferenceGenerator.fuse_y
     monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: calls.append(1) or network(self, ya, yb))
@@ -800,7 +801,7 @@ def test_mwgf_gets_a_bar_over_each_channels_reconstruction_steps(tmp_path: Path,
         PILImage.fromarray(rng.integers(0, 256, (24, 20, 3)).astype(np.uint8)).save(tmp_path / f"s{k}.png")
         sources.append(str(tmp_path / f"s{k}.png"))
     bars: list[tuple[str, int]] = []
-    monkeypatch.setattr(gipc.cli.fuse, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
     assert main(["--method", "mwgf", *sources, "--out", str(tmp_path / "mwgf.png")]) == 0
     assert bars == [(f"mwgf, reconstruction of channel {k} of 3", 500) for k in (1, 2, 3)]
     bars.clear()

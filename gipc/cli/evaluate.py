@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from gipc.baselines import BASELINES
-from gipc.cli.common import Parser, guarded, say
+from gipc.cli.common import Parser, guarded, say, step_bar
 from gipc.data.datasets import PairFolder
 from gipc.data.scene import Scene
 from gipc.errors import EvalInputError, OutputExistsError, UserError
@@ -99,7 +99,7 @@ class Scoring:
             if pairs.has_gt:
                 raise EvalInputError(f"{args.sources} has its own GT/ folder; drop --gt, or move GT/ away")
             pairs = attach_gt(pairs, args.gt)
-        methods = plan_methods(folder, fused, baselines, args.allow_missing)
+        methods = plan_methods(folder, fused, baselines, args.allow_missing, steps=step_bar)
         for name, where in fused.items():  # what each folder holds, where gipc-fuse recorded it
             if (made := made_by(where)) is not None:
                 say(PROG, f"{name} = {where}: {made}")

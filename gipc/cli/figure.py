@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gipc.baselines import BASELINES, get_baseline
-from gipc.cli.common import Parser, doc_summary, guarded, say
+from gipc.cli.common import Parser, doc_summary, guarded, say, step_bar
 from gipc.data.sources import group_sources
 from gipc.evaluate import check_apart, check_size, fused_files, listed, parse_fused
 from gipc.files import check_writable
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [g for g, _ in groups]
         fused = {name: fused_files(names, folder, name) for name, folder in parse_fused(args.fused, None).items()}
         check_apart(fused, baselines)
-        classics = {name: Fusion(get_baseline(name), "direct", None) for name in baselines}  # a sequence's frames fused in turn, as gipc-fuse --method does
+        classics = {name: Fusion(get_baseline(name, steps=step_bar), "direct", None) for name in baselines}  # a sequence's frames fused in turn, as gipc-fuse --method does
         inputs = tuple(p for _, paths in groups for p in paths) + tuple(p for files in fused.values() for p in files.values())
         check_writable(args.out, args.overwrite, inputs)
         scenes = []

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from gipc import __version__
 from gipc.align import MODELS as ALIGN_MODELS
 from gipc.baselines import BASELINES
-from gipc.cli.common import Parser, guarded, say
+from gipc.cli.common import Parser, guarded, inner_bar, say, step_bar
 from gipc.configs import conf_group
 from gipc.decision import MapSettings
 from gipc.errors import FuseInputError, UserError
@@ -119,7 +119,7 @@ def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
             raise FuseInputError("--precision and --backend apply to the network only; baselines compute in fp32 with torch")
         from gipc.baselines import get_baseline
 
-        fusion = Fusion(get_baseline(args.method, steps=_step_bar), args.rule or "direct", default_rule()[1].changed(**given))
+        fusion = Fusion(get_baseline(args.method, steps=step_bar), args.rule or "direct", default_rule()[1].changed(**given))
         own = "its own output" if fusion.rule == "direct" else fusion.describe()
         say(PROG, f"method {args.method} (a classic baseline, no network): {own}")
         what = {"method": args.method}
@@ -151,33 +151,16 @@ def _recorded(folder: Path, settings: dict[str, Any], kept: int) -> bool:
     return line is None
 
 
-INNER_BAR_DELAY = 1.0
-"""Seconds an image's own bar (tiles, a stack's frames) waits before it shows: a 520x520 pair or a Lytro
-triple is fused in a tenth of that, and its bar would only flicker under the folder's."""
-
-
-def _inner_bar(items: Sequence, what: str, unit: str) -> Collection:
-    """A bar over one image's steps, under the folder's and gone once the image is fused; on a terminal
-    only: a log (nohup, Slurm) would keep every update and the cursor moves that stack it under the other."""
-    return tqdm(items, desc=what, unit=unit, leave=False, delay=INNER_BAR_DELAY, disable=not sys.stderr.isatty(), file=sys.stderr)
-
-
 def _tile_bar(tiles: Sequence) -> Collection:
     """A bar over a large image's tiles: a 12 MP pair spends 3 s in its 63 tiles on two cores, a 48 MP
     pair over 200 tiles."""
-    return _inner_bar(tiles, "network tiles", "tile")
-
-
-def _step_bar(steps: Sequence, what: str) -> Collection:
-    """A bar over a classic's long loop (mwgf's 500 reconstruction steps a channel: a 12 MP pair takes
-    a minute on two cores)."""
-    return _inner_bar(steps, what, "step")
+    return inner_bar(tiles, "network tiles", "tile")
 
 
 def _frame_bar(frames: Sequence, what: str) -> Collection:
     """A bar over a focus stack's frames as ``what`` (the network in turn, the map's passes) goes
     through them: 30 frames of 12 MP take 4 min on two cores."""
-    return _inner_bar(frames, what, "frame")
+    return inner_bar(frames, what, "frame")
 
 
 def _say_aligned(job: Job, line: str) -> None:
