@@ -43,6 +43,7 @@ from gipc.metrics import (
     standard_deviation,
 )
 from gipc.metrics.base import PerImageMean
+from gipc.metrics.luminance import converted_once
 from gipc.metrics.correlation import CorrelationCoefficient
 from gipc.metrics.msssim import _warn_fewer_scales
 from gipc.metrics.qabf import sources_qabf
@@ -650,6 +651,28 @@ def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> No
         assert float(scores[name][0]) == metric(a, b, a).item(), name
     with pytest.raises(MetricInputError, match="no extra metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB or all"):
         fusion_metrics(a, b, a, extra=["QS"])
+
+
+def test_a_scenes_metrics_share_its_luminance_and_score_as_each_alone() -> None:
+    """fusion_metrics converts each image to 0..255 luminance once for all its metrics (converted_once):
+    every score equals its metric's alone, to the bit, on RGB sources, a fused image and ground truth, so
+    no metric changed the shared luminance in place; a tensor changed in place is converted again."""
+    generator = torch.Generator().manual_seed(7)
+    a, b, fused, gt = (torch.rand(2, 3, 40, 48, generator=generator, dtype=torch.float64) for _ in range(4))
+    scores = fusion_metrics(a, b, fused, gt, extra=EXTRA_NAMES)
+    alone = {"EN": entropy(fused), "SF": spatial_frequency(fused), "SD": standard_deviation(fused), "CC": correlation_coefficient(a, b, fused),
+             "QABF": qabf(a, b, fused), "MSSSIM": fusion_msssim(a, b, fused), "PSNR": psnr(fused, gt), "SSIM": ssim(fused, gt),
+             "QMI": qmi(a, b, fused), "QNCIE": qncie(a, b, fused), "QM": qm(a, b, fused), "QSF": qsf(a, b, fused), "QP": qp(a, b, fused),
+             "QY": qy(a, b, fused), "QCB": qcb(a, b, fused)}
+    assert set(scores) == set(alone)
+    for name, value in alone.items():
+        assert torch.equal(scores[name], value), name
+    with converted_once():
+        first = gray255(fused)
+        assert gray255(fused) is first
+        fused.mul_(0.5)
+        assert torch.equal(gray255(fused), gray255(fused * 1)) and gray255(fused) is not first
+    assert gray255(fused) is not gray255(fused)  # outside it, each call converts anew
 
 
 def test_only_the_metrics_named_are_scored_each_as_in_the_full_set() -> None:

@@ -13,6 +13,7 @@ from gipc.metrics.base import PerImageMean
 from gipc.metrics.correlation import CorrelationCoefficient
 from gipc.metrics.decision_map import MAP_SYMBOLS
 from gipc.metrics.entropy import Entropy
+from gipc.metrics.luminance import converted_once
 from gipc.metrics.msssim import FusionMSSSIM
 from gipc.metrics.qabf import QABF
 from gipc.metrics.qcb import QCB
@@ -130,4 +131,5 @@ def fusion_metrics(
     if pairs_only := [name for name in names if not _SCORERS[name].takes_sequences] if more else []:
         raise MetricInputError(f"{', '.join(pairs_only)} score pairs; a focus sequence of {len(sources)} sources is scored on "
                                + ", ".join(name for name in names if name not in pairs_only))
-    return {name: _SCORERS[name].per_image_sources(sources, fused, gt) for name in names}
+    with converted_once():
+        return {name: _SCORERS[name].per_image_sources(sources, fused, gt) for name in names}
