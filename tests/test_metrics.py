@@ -673,6 +673,11 @@ def test_a_scenes_metrics_share_its_luminance_and_score_as_each_alone() -> None:
         fused.mul_(0.5)
         assert torch.equal(gray255(fused), gray255(fused * 1)) and gray255(fused) is not first
     assert gray255(fused) is not gray255(fused)  # outside it, each call converts anew
+    with torch.inference_mode():  # a baseline's output, fused under inference mode, keeps no version counter
+        made = fused * 1
+    with converted_once():
+        assert gray255(made) is gray255(made)
+    assert torch.equal(fusion_metrics(a, b, made)["QABF"], qabf(a, b, made))
 
 
 def test_only_the_metrics_named_are_scored_each_as_in_the_full_set() -> None:

@@ -18,9 +18,9 @@ from gipc.errors import MetricInputError
 #: Matlab ``rgb2gray`` weights (the exact doubles Matlab uses, not the rounded Rec. 601 ones).
 RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
-_CONVERTED: ContextVar[dict[int, tuple[torch.Tensor, int, torch.Tensor]] | None] = ContextVar("gipc_gray255_converted", default=None)
+_CONVERTED: ContextVar[dict[int, tuple[torch.Tensor, int | None, torch.Tensor]] | None] = ContextVar("gipc_gray255_converted", default=None)
 """Inside :func:`converted_once`: each converted tensor by ``id``, with the tensor (which keeps its id
-taken), its version counter at the time and its luminance."""
+taken), its version counter at the time (None for an inference tensor, which has none) and its luminance."""
 
 
 @contextmanager
@@ -48,11 +48,13 @@ def gray255(image: torch.Tensor) -> torch.Tensor:
     gray is quantised directly: what the toolbox sees after ``imread`` + ``rgb2gray``.
     """
     converted = _CONVERTED.get()
-    if converted is not None and (seen := converted.get(id(image))) is not None and seen[0] is image and seen[1] == image._version:
+    if converted is None:
+        return _gray255(image)
+    version = None if image.is_inference() else image._version  # an inference tensor keeps no version counter
+    if (seen := converted.get(id(image))) is not None and seen[0] is image and seen[1] == version:
         return seen[2]
     levels = _gray255(image)
-    if converted is not None:
-        converted[id(image)] = (image, image._version, levels)
+    converted[id(image)] = (image, version, levels)
     return levels
 
 
