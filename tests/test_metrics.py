@@ -46,7 +46,7 @@ from gipc.metrics.base import PerImageMean
 from gipc.metrics.luminance import converted_once
 from gipc.metrics.correlation import CorrelationCoefficient
 from gipc.metrics.msssim import _warn_fewer_scales
-from gipc.metrics.qabf import sources_qabf
+from gipc.metrics.qabf import sobel, sources_qabf
 from gipc.metrics.phase_congruency import matlab_median, phase_congruency
 from gipc.windows import convolved_sums, gaussian_taps, window_sums
 
@@ -228,6 +228,56 @@ def test_qabf_5x5_matches_a_literal_loop_port_of_the_toolbox(case: str) -> None:
         f = a.copy()
     got = qabf(levels(a), levels(b), levels(f)).item()
     assert got == pytest.approx(_qabf_reference(a, b, f), abs=1e-12)
+
+
+def _qabf_out_of_place(ys: list[torch.Tensor], yf: torch.Tensor) -> torch.Tensor:
+    """sources_qabf's formulas on 0..255 luminance, each step a new tensor (as metricXydeas.m reads)."""
+
+    def edges(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gx, gy = sobel(y)
+        return torch.sqrt(gx.square() + gy.square()), torch.atan(gy / torch.where(gx == 0, 1e-5, gx))
+
+    def sigmoid(x: torch.Tensor, gamma: float, k: float, sigma: float) -> torch.Tensor:
+        return gamma / (1.0 + torch.exp(k * (x - sigma)))
+
+    g_f, angle_f = edges(yf)
+    g_f_safe = torch.where(g_f == 0, 1e-5, g_f)
+    total, weights = 0.0, 0.0
+    for n, y in enumerate(ys):
+        seen = g_f if n == 0 else g_f_safe
+        g, angle = edges(y)
+        g_safe = torch.where(g == 0, 1e-5, g)
+        ratio = torch.where(g > seen, seen / g_safe, g_safe / g_f_safe)
+        alignment = 1.0 - (angle - angle_f).abs() * 2.0 / math.pi
+        q = sigmoid(ratio, GAMMA_G, K_G, SIGMA_G) * sigmoid(alignment, GAMMA_A, K_A, SIGMA_A)
+        total, weights = total + q * g_safe, weights + g_safe
+    return total.sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3))
+
+
+def test_sobel_through_opencv_is_torchs_convolution_on_integer_luminance() -> None:
+    """The CPU's OpenCV path and torch's convolution (taken with gradients) give the same responses to
+    the bit on 0..255 levels; zero padding: a last column of 255 after 0s reads 0 there (0 both sides of
+    it; a replicated border would read 1020) and 4 * 255 = 1020 beside it."""
+    y = torch.randint(0, 256, (2, 1, 23, 31), generator=torch.Generator().manual_seed(10)).double()
+    fast = sobel(y)
+    exact = sobel(y.clone().requires_grad_())
+    assert all(torch.equal(f, e.detach()) for f, e in zip(fast, exact))
+    column = torch.zeros(1, 1, 5, 4, dtype=torch.float64)
+    column[..., -1] = 255
+    gx, _ = sobel(column)
+    assert gx[0, 0, 2, -1].item() == 0 and gx[0, 0, 2, -2].item() == 1020
+
+
+def test_qabfs_in_place_arithmetic_is_its_formulas_to_the_bit() -> None:
+    """sources_qabf reuses planes in place (a 12 MP pair's peak); its scores equal the formulas written
+    one new tensor a step, to the bit, for pairs and a sequence of three, with flat areas (the guards)."""
+    generator = torch.Generator().manual_seed(8)
+    images = [torch.rand(2, 3, 40, 52, generator=generator, dtype=torch.float64) for _ in range(4)]
+    images[0][..., :12, :20] = 0.5  # a flat block: zero strengths, guarded
+    images[3][..., 20:, 30:] = 0.25
+    for sources, fused in (([images[0], images[1]], images[3]), ([images[0], images[1], images[2]], images[3]), ([images[0], images[1]], images[0])):
+        expected = _qabf_out_of_place([gray255(x) for x in sources], gray255(fused))
+        assert torch.equal(sources_qabf(sources, fused), expected)
 
 
 def test_qabf_of_perfect_fusion_is_the_product_of_the_two_sigmoids_at_ratio_1_angle_0() -> None:
@@ -651,6 +701,15 @@ def test_extra_metrics_come_only_when_asked_and_unknown_ones_are_refused() -> No
         assert float(scores[name][0]) == metric(a, b, a).item(), name
     with pytest.raises(MetricInputError, match="no extra metric QS; choose from QMI, QNCIE, QM, QSF, QP, QY, QCB or all"):
         fusion_metrics(a, b, a, extra=["QS"])
+
+
+def test_gray255_leaves_its_input_as_it_was() -> None:
+    """It rounds in place, in a copy: a float64 image (which ``.to(float64)`` would hand back as it is) is untouched."""
+    image = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    kept = image.clone()
+    assert gray255(image).shape == (1, 1, 9, 11) and torch.equal(image, kept)
+    gray = image[:, :1]
+    assert torch.equal(gray255(gray), torch.floor(kept[:, :1] * 255 + 0.5)) and torch.equal(image, kept)
 
 
 def test_a_scenes_metrics_share_its_luminance_and_score_as_each_alone() -> None:

@@ -14,7 +14,7 @@ import torch
 
 from gipc.metrics.base import PerImageMean, ratio
 from gipc.metrics.entropy import bits
-from gipc.metrics.luminance import gray255_same, matlab_round
+from gipc.metrics.luminance import gray255_same, matlab_round_
 
 LEVELS = 256
 
@@ -23,7 +23,7 @@ def stretched(y: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) 0..255 luminance, each image stretched to 0..255 and rounded (``normalize1.m``)."""
     low = y.amin(dim=(1, 2, 3), keepdim=True)
     span = y.amax(dim=(1, 2, 3), keepdim=True) - low
-    return matlab_round(ratio(y - low, span, 0.0) * (LEVELS - 1))
+    return matlab_round_(ratio(y - low, span, 0.0) * (LEVELS - 1))
 
 
 def mutual_information(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
