@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import gipc.color
+
 from gipc.color import check_fusion_sources, from_net, fuse_chroma, fuse_color, luma, merge_luma, split_luma, stored_as, to_net, unit_range
 from gipc.errors import UserError
 
@@ -110,6 +112,27 @@ def test_colour_fusion_passes_gradients_to_luminance_and_chroma() -> None:
     expected = [(to_b - from_cb) * d_fused_d_a(0.7, 0.4), (to_r - from_cr) * d_fused_d_a(0.6, 0.55)]
     assert cbcr_a.grad.flatten().tolist() == pytest.approx(expected, rel=1e-4)
     assert y.grad.item() == pytest.approx(3.0)
+
+
+def test_tall_images_take_their_colour_steps_in_bands_with_the_same_floats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fuse_color turns COLOUR_ROWS rows into colour at a time (a 12 MP pair's peak): bands of 8 rows,
+    the last one short, give the whole image's result to the bit, as a float64 tensor when the fuser
+    returns float64; the luminance fuser still sees the whole image once, with gradients through it."""
+    generator = torch.Generator().manual_seed(11)
+    a, b = torch.rand(2, 3, 30, 17, generator=generator), torch.rand(2, 3, 30, 17, generator=generator)
+    calls = []
+
+    def fuser(ya: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        calls.append(ya.shape)
+        return torch.maximum(ya, yb).double()
+
+    whole = fuse_color(fuser, a, b)
+    monkeypatch.setattr(gipc.color, "COLOUR_ROWS", 8)
+    banded = fuse_color(fuser, a, b)
+    assert calls == [(2, 1, 30, 17)] * 2 and banded.dtype == torch.float64 and torch.equal(banded, whole)
+    weight = torch.tensor(0.5, requires_grad=True)
+    fuse_color(lambda ya, yb: weight * ya + (1 - weight) * yb, a, b).sum().backward()
+    assert weight.grad is not None and weight.grad.abs() > 0
 
 
 @pytest.mark.parametrize("ycbcr, rgb", [
