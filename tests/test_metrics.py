@@ -47,6 +47,7 @@ from gipc.metrics.luminance import converted_once
 from gipc.metrics.correlation import CorrelationCoefficient
 from gipc.metrics.msssim import _warn_fewer_scales
 from gipc.metrics.qabf import sobel, sources_qabf
+import gipc.metrics.phase_congruency
 from gipc.metrics.phase_congruency import matlab_median, phase_congruency
 from gipc.windows import convolved_sums, gaussian_taps, window_sums
 
@@ -639,6 +640,16 @@ def test_qp_matches_a_line_by_line_port_of_the_toolbox(shape: tuple[int, int]) -
     """Odd and even sides (the frequency grid and the low pass's centre differ between them)."""
     a, b, f = _focus_pair(shape)
     assert qp(levels(a), levels(b), levels(f)).item() == pytest.approx(_zhao_port(a, b, f), rel=1e-10)
+
+
+def test_phase_congruency_holding_its_responses_or_filtering_again_gives_the_same_maps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small images keep each orientation's responses between their two reads, large ones filter them
+    again (HELD_PIXELS): the same PC and moments to the bit."""
+    image = torch.rand(37, 50, generator=torch.Generator().manual_seed(12), dtype=torch.float64) * 255
+    held = phase_congruency(image)
+    monkeypatch.setattr(gipc.metrics.phase_congruency, "HELD_PIXELS", 0)
+    again = phase_congruency(image)
+    assert all(torch.equal(x, y) for x, y in zip(held, again))
 
 
 def test_phase_congruency_marks_edges_whatever_their_contrast() -> None:
