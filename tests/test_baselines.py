@@ -16,7 +16,7 @@ from skimage import data
 from gipc.baselines import BASELINES, get_baseline
 from gipc.baselines.dsift import dsift_map
 from gipc.baselines.dwt import haar_analysis, haar_synthesis
-from gipc.baselines.gff import _normalized
+from gipc.baselines.gff import _normalized, saliency as gff_saliency
 from gipc.baselines.gfdf import focus as gfdf_focus
 from gipc.baselines.gfdf import gfdf_map, gfdf_weight
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
@@ -319,6 +319,16 @@ def test_gff_matches_the_paper_rebuilt_in_scipy(half_blurred: tuple[torch.Tensor
     a, b = (x.double() for x in half_blurred)
     expected = _gff_reference(a[0, 0].numpy(), b[0, 0].numpy())
     np.testing.assert_allclose(BASELINES["gff"](a, b)[0, 0].numpy(), expected, rtol=0, atol=1e-9)
+
+
+def test_gff_saliency_through_opencv_is_kornias_to_float32_rounding(half_blurred: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """On CPUs in float32 the saliency (|Laplacian|, then the 11 x 11 Gaussian of sigma 5, replicated
+    borders) comes from OpenCV, a plane at a time; float64 takes kornia's path: the two agree to float32
+    rounding, on two images of a batch at once."""
+    x = torch.cat(half_blurred).float()
+    fast, exact = gff_saliency(x), gff_saliency(x.double())
+    assert fast.dtype == torch.float32 and fast.shape == x.shape
+    torch.testing.assert_close(fast.double(), exact, rtol=1e-5, atol=1e-7)
 
 
 def test_gff_weight_share_clamps_overshoot_and_splits_where_both_vanish() -> None:

@@ -7,19 +7,33 @@ Defaults are the paper's parameters, for images in [0, 1].
 
 from __future__ import annotations
 
+import cv2
 import kornia
+import numpy as np
 import torch
 
 from gipc.baselines.inputs import check_odd, check_pair
 from gipc.color import luma
-from gipc.windows import box_mean, guided_filter
+from gipc.planes import each_plane, opencv_takes
+from gipc.windows import box_mean, gaussian_taps, guided_filter
 
 # the 3x3 (4-neighbour) Laplacian of the paper's saliency step
 _LAPLACIAN = torch.tensor([[[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]])
 
 
 def saliency(x: torch.Tensor, r_g: int = 5, sigma_g: float = 5.0) -> torch.Tensor:
-    """``|L * x| * g``: local contrast, with a (2 r_g + 1)^2 Gaussian of std ``sigma_g``."""
+    """``|L * x| * g``: local contrast, with a (2 r_g + 1)^2 Gaussian of std ``sigma_g`` (borders replicated).
+
+    On CPUs in float32 OpenCV's filters, a plane at a time: kornia's convolutions held 0.8 GB more
+    for one 12 MP plane (the values agree to float32 rounding, a test). Elsewhere kornia's."""
+    if opencv_takes(x):
+        laplacian, taps = _LAPLACIAN[0].numpy(), gaussian_taps(2 * r_g + 1, sigma_g, torch.float32).numpy()
+
+        def write(plane: np.ndarray, out: np.ndarray) -> None:
+            high = np.abs(cv2.filter2D(plane, -1, laplacian, borderType=cv2.BORDER_REPLICATE))
+            cv2.sepFilter2D(high, -1, taps, taps, dst=out, borderType=cv2.BORDER_REPLICATE)
+
+        return each_plane(x, write)
     high = kornia.filters.filter2d(x, _LAPLACIAN.to(x), border_type="replicate").abs()
     return kornia.filters.gaussian_blur2d(high, 2 * r_g + 1, (sigma_g, sigma_g), border_type="replicate")
 
