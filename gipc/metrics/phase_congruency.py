@@ -136,13 +136,14 @@ def phase_congruency(image: torch.Tensor, filters: LogGabor | None = None) -> tu
     spectrum = torch.fft.fft2(image)
     total_energy, total_amplitude = torch.zeros_like(image), torch.zeros_like(image)
     cov_x2, cov_y2, cov_xy = torch.zeros_like(image), torch.zeros_like(image), torch.zeros_like(image)
+    hold = image.numel() <= HELD_PIXELS  # keep the responses between their two reads
     for o in range(ORIENTATIONS):
         spread = filters.spread(o)
         total, sum_amplitude, max_amplitude = torch.zeros_like(spectrum), torch.zeros_like(image), torch.zeros_like(image)
         held = []
         for s, radial in enumerate(filters.radial):
             response = _filtered(spectrum, radial * spread)
-            if image.numel() <= HELD_PIXELS:
+            if hold:
                 held.append(response)
             amplitude = _magnitude(response)
             if s == 0:
@@ -156,7 +157,7 @@ def phase_congruency(image: torch.Tensor, filters: LogGabor | None = None) -> tu
         mean_phase = total.conj_physical() / (magnitude + EPSILON)
         del total, magnitude
         for s, radial in enumerate(filters.radial):  # ... less |(E, O) x mean phase|
-            response = held[s] if held else _filtered(spectrum, radial * spread)
+            response = held[s] if hold else _filtered(spectrum, radial * spread)
             energy -= (response * mean_phase).imag.abs()
         del mean_phase, held, response
         energy = torch.clamp(energy - threshold, min=0.0)
