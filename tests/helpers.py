@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 from PIL import ImageCms
 from torch.utils.data import Dataset
 
+import gipc.cli.common
 from gipc.configs import CONF_DIR, conf_group
 from gipc.decision import MapSettings
 from gipc.imaging import write_image
@@ -163,3 +166,11 @@ def texture(channels: int, height: int, width: int, seed: int = 0) -> torch.Tens
 
 HARD_MAP = MapSettings(window=7, match_exposure=False, detail=(0,), closeness=(1.0,), focus=(1.0,), focus_window=(7,), clean=15, decisive=float("inf"), min_region=0.0, region_margin=float("inf"), seam=0, seam_evidence=0.05, radius=0, eps=0.1)
 """A decision map without the default's refinements: one closeness and one focus term, a plain 15 px vote, no regions, seams or softening."""
+
+
+def recorded_bars(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The (description, length) of every inner progress bar the commands open from now on (gipc.cli.common's),
+    each bar passing its items through unchanged."""
+    bars: list[tuple[str, int]] = []
+    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    return bars

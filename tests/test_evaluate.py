@@ -15,7 +15,6 @@ import torch
 from PIL import Image as PILImage
 from scipy import ndimage
 
-import gipc.cli.common
 from gipc.baselines import BASELINES, average
 from gipc.color import fuse_color
 from gipc.errors import EvalInputError
@@ -24,6 +23,8 @@ from gipc.cli.evaluate import main
 from gipc.data.scene import Scene
 from gipc.imaging import read_image
 from gipc.metrics import EXTRA_NAMES, METRIC_NAMES, fusion_metrics, qmi, qy
+
+from helpers import recorded_bars
 
 SIZE = 48
 # 48 px images get 3 of MS-SSIM's 5 scales; the warning says so once, which is expected here.
@@ -177,8 +178,7 @@ def test_mwgf_fused_on_the_spot_shows_a_bar_over_each_channels_steps(scenes, tmp
     """As gipc-fuse's: mwgf's 500 reconstruction steps (a minute a 12 MP pair) get a bar for each
     gray scene; gff, one pass, none."""
     sources, _, _ = scenes
-    bars: list[tuple[str, int]] = []
-    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    bars = recorded_bars(monkeypatch)
     assert main(["--sources", str(sources), "--baselines", "mwgf,gff", "--out", str(tmp_path / "out")]) == 0
     assert bars == [("mwgf, reconstruction", 500)] * 2
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-import gipc.cli.common
 from gipc.figures import DIFFERENCE_SCALE_QUANTILE, comparison_figure, decision_window, differences
 from gipc.cli.figure import main
 from gipc.imaging import write_image
+
+from helpers import recorded_bars
 
 
 def test_crop_window_lands_where_only_one_source_has_detail() -> None:
@@ -106,8 +107,7 @@ def test_mwgf_fused_here_shows_a_bar_over_each_channels_steps(tmp_path: Path, mo
     """``--baselines mwgf,average``: a bar over mwgf's 500 steps on the gray pair (as gipc-fuse shows it),
     none for average."""
     monkeypatch.setattr("gipc.cli.figure.comparison_figure", lambda *args, **kwargs: None)
-    bars: list[tuple[str, int]] = []
-    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    bars = recorded_bars(monkeypatch)
     sources = tmp_path / "sources"
     sources.mkdir()
     for letter in "AB":

@@ -34,7 +34,7 @@ from gipc.imaging import read_image, write_image
 from gipc.inference import choose_path, prepare
 from gipc.pretrained import load_generator
 
-from helpers import fuser_by_hand, icc_profiles, paper_generator, random_eval_generator, save_lightning_ckpt
+from helpers import fuser_by_hand, icc_profiles, paper_generator, random_eval_generator, recorded_bars, save_lightning_ckpt
 
 PEAK_KIB = """
 def peak_kib():  # VmHWM: unlike ru_maxrss, which a child inherits from its parent across exec (pytest's own peak)
@@ -724,8 +724,7 @@ def test_command_tiling_matches_whole_image(tmp_path: Path, lytro_pairs: Path, c
     seen: list[tuple[int, ...]] = []  # the sizes the network is run on: whole, then 80 px tiles
     network = gipc.inference.InferenceGenerator.fuse_y
     monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: seen.append(tuple(ya.shape[-2:])) or network(self, ya, yb))
-    bars: list[tuple[str, int]] = []  # the command's bar over a tiled image's tiles
-    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda tiles, desc, **kwargs: bars.append((desc, len(tiles))) or tiles)
+    bars = recorded_bars(monkeypatch)  # the command's bar over a tiled image's tiles
     assert main(["--ckpt", str(ckpt), *sources, "--out", str(tmp_path / "whole.png"), "--tile", "0"]) == 0
     assert seen == [(130, 150)] and bars == []
     seen.clear()
@@ -779,8 +778,7 @@ def test_a_stacks_frames_get_a_bar_as_the_network_fuses_them_in_turn(tmp_path: P
     rule, one over the map's three passes over them; a pair: no bar."""
     rng = np.random.default_rng(3)
     frames = [str(_gray(tmp_path / f"f{k}.png", rng.integers(0, 256, (24, 32)).astype(np.uint8))) for k in range(4)]
-    bars: list[tuple[str, int]] = []
-    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    bars = recorded_bars(monkeypatch)
     calls = []
     network = gipc.inference.InferenceGenerator.fuse_y
     monkeypatch.setattr(gipc.inference.InferenceGenerator, "fuse_y", lambda self, ya, yb: calls.append(1) or network(self, ya, yb))
@@ -800,8 +798,7 @@ def test_mwgf_gets_a_bar_over_each_channels_reconstruction_steps(tmp_path: Path,
     for k in range(2):
         PILImage.fromarray(rng.integers(0, 256, (24, 20, 3)).astype(np.uint8)).save(tmp_path / f"s{k}.png")
         sources.append(str(tmp_path / f"s{k}.png"))
-    bars: list[tuple[str, int]] = []
-    monkeypatch.setattr(gipc.cli.common, "tqdm", lambda items, desc, **kwargs: bars.append((desc, len(items))) or items)
+    bars = recorded_bars(monkeypatch)
     assert main(["--method", "mwgf", *sources, "--out", str(tmp_path / "mwgf.png")]) == 0
     assert bars == [(f"mwgf, reconstruction of channel {k} of 3", 500) for k in (1, 2, 3)]
     bars.clear()
