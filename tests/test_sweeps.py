@@ -28,7 +28,7 @@ import gipc.sweep
 from gipc.cli.compare import main as compare_main
 from gipc.compare import compare
 from gipc.errors import RunDirError, UserError
-from gipc.runstate import LOCK, done_record, finished, launch_override, recorded_objective, resume_action, running, training_lock, unfinished_runs
+from gipc.runstate import LOCK, done_record, finished, launch_override, recorded_objective, recorded_overrides, resume_action, running, training_lock, unfinished_runs
 from gipc.sweep import LAUNCHER, ResumeSweep, SweepSummary, check_resume, job_log, keep_record, leaves_stop_line_to_launcher, requeued, RANK_VARIABLES, run_dir, stopped_multirun, sweep_status
 from helpers import CONF, RUN, run_gipc
 
@@ -282,6 +282,78 @@ def test_a_resumed_optuna_sweep_relaunches_its_trials_in_batches_of_consecutive_
     assert _params(recorded, distributions, fixed) == {"loss.lam": 18.361096041714063, "model.head": "weights", "seed": 2}
 
 
+class _TrialLauncher:
+    """A launcher whose trials return ``-(lam - 10)^2`` at once, recording what Hydra records (the
+    overrides, ``DONE`` with the objective); ``launched`` lists each launch's job numbers."""
+
+    def __init__(self, sweep: Path) -> None:
+        self.sweep, self.launched = sweep, []
+
+    def launch(self, overrides, initial_job_idx):
+        returns = []
+        for num, trial in enumerate(overrides, initial_job_idx):
+            params = dict(item.split("=", 1) for item in trial)
+            job = self.sweep / f"{num}_trial"
+            (job / ".hydra").mkdir(parents=True, exist_ok=True)
+            (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(trial)))
+            value = -((float(params["loss.lam"]) - 10.0) ** 2)
+            (job / "DONE").write_text(done_record("obj", value))
+            returns.append(type("Return", (), {"return_value": value})())
+        self.launched.append(list(range(initial_job_idx, initial_job_idx + len(overrides))))
+        return returns
+
+
+def _optuna_sweep(sweep: Path, seed: int, n_trials: int):
+    """gipc's Optuna sweeper's implementation as Hydra sets it up, on :class:`_TrialLauncher`: 2 trials at a
+    time, 2 random start-up trials, then TPE over lam and beta1."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+    from optuna.samplers import TPESampler
+
+    impl = OptunaSweeperImpl(
+        sampler=TPESampler(seed=seed, n_startup_trials=2), direction="maximize", storage=None, study_name="test",
+        n_trials=n_trials, n_jobs=2, max_failure_rate=0.0, search_space=None, custom_search_space=None,
+        params=OmegaConf.create({"loss.lam": "interval(1.0, 30.0)", "loss.beta1": "interval(0.3, 5.0)"}),
+    )
+    impl.config = OmegaConf.create({"optimized_metric": "obj", "hydra": {"sweep": {"dir": str(sweep)}}})
+    impl.hydra_context, impl.launcher = object(), _TrialLauncher(sweep)
+    return impl
+
+
+def test_a_resumed_optuna_sweep_asks_its_seeded_sampler_for_the_trials_of_an_unkilled_sweep(tmp_path, caplog):
+    from hydra_plugins.gipc_optuna_sweeper._resumable import _replay
+
+    unkilled = tmp_path / "unkilled"
+    _optuna_sweep(unkilled, seed=3, n_trials=6).sweep([])
+    trials = {job.name: recorded_overrides(job) for job in unkilled.iterdir() if job.is_dir()}
+    assert len(trials) == 6 and len({tuple(t) for t in trials.values()}) == 6
+    # Killed in the second batch (2, 3) under a launcher that runs a batch's jobs one by one: job 2
+    # started and did not finish, job 3 never started.
+    killed = tmp_path / "killed"
+    shutil.copytree(unkilled, killed)
+    for num in (3, 4, 5):
+        shutil.rmtree(killed / f"{num}_trial")
+    (killed / "2_trial" / "DONE").unlink()
+    resumed = _optuna_sweep(killed, seed=3, n_trials=6)
+    with caplog.at_level("INFO"):
+        _replay(resumed, gipc.sweep.started_jobs(killed), [])
+        resumed.sweep([])
+    assert resumed.launcher.launched == [[2, 3], [4, 5]]  # 0 and 1 told their recorded values, not launched
+    assert {job.name: recorded_overrides(job) for job in killed.iterdir() if job.is_dir()} == trials
+    assert "job 0: finished before, obj " in caplog.text and "those the sweep would ask for unkilled" in caplog.text
+    # Another seed draws other trials than those recorded: they are told as recorded (job 2 launched
+    # again with its own), and the trials left come from a fresh random state.
+    (killed / "2_trial" / "DONE").unlink()
+    shutil.rmtree(killed / "3_trial")
+    caplog.clear()
+    other = _optuna_sweep(killed, seed=4, n_trials=6)
+    with caplog.at_level("INFO"):
+        _replay(other, gipc.sweep.started_jobs(killed), [])
+    assert other.launcher.launched == [[2]] and other.job_idx == 6 and other.n_trials == 1
+    assert recorded_overrides(killed / "2_trial") == trials["2_trial"]
+    assert "job 0 was asked with other parameters than the sampler draws again" in caplog.text
+    assert "Resumed 5 trials; 1 more to ask for" in caplog.text
+
+
 def test_a_resume_may_spell_the_sweep_dir_relative_where_hydra_spells_it_absolute(tmp_path, monkeypatch, capsys):
     hydra = {"sweeper": {"_target_": "BasicSweeper", "params": {}}, "overrides": {"task": ["loss.ratio=0.1,0.5", "resume=sweep"]}}
     (tmp_path / "sweep").mkdir()
@@ -527,57 +599,59 @@ def test_a_parallel_sweep_resumes_on_joblib_running_only_the_missing_job(tmp_pat
 
 
 @pytest.mark.slow
-def test_optuna_trials_in_parallel_on_joblib(tmp_path, capsys):
-    done = run_gipc(
-        tmp_path, "-m", "hparams_search=optuna", "hydra/launcher=local_parallel",
-        "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "logger=csv", *TINY,
-    )
+def test_optuna_trials_in_parallel_on_joblib_and_a_killed_sweep_resumed_asks_for_the_trials_of_an_unkilled_one(tmp_path, capsys):
+    # two random start-up trials, then TPE: trial 2 is chosen from the values of trials 0 and 1
+    optuna = ("-m", "hparams_search=optuna", "hydra/launcher=local_parallel", "hydra.sweeper.n_jobs=2",
+              "hydra.sweeper.sampler.n_startup_trials=2", "logger=csv", *TINY)
+    done = run_gipc(tmp_path, *optuna, "hydra.sweeper.n_trials=3")
     sweep = sweep_dir(tmp_path)
     where = sweep.relative_to(tmp_path)
     assert "alembic" not in done.stdout  # optuna's import logged alembic's plugins, seven lines at the top
     assert done.stdout.splitlines()[-1] == (
-        f"sweep dir: {where}: 2 of 2 trials done; compare them: gipc-compare {where}; "
+        f"sweep dir: {where}: 3 of 3 trials done; compare them: gipc-compare {where}; "
         f"the best trial's parameters: {where / 'optimization_results.yaml'}"
     )
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == {"loss.lam", "loss.beta1", "loss.beta2"}
     assert 0.0 < result["best_value"] <= 1.0  # a Q^AB/F
     jobs = job_dirs(sweep)
-    assert len(jobs) == 2
-    lams = {saved(j)["loss"]["lam"] for j in jobs}
-    assert len(lams) == 2 and all(1.0 <= lam <= 30.0 for lam in lams)
+    unkilled = [{key: saved(j)["loss"][key] for key in ("lam", "beta1", "beta2")} for j in jobs]
+    assert len({trial["lam"] for trial in unkilled}) == 3 and all(1.0 <= trial["lam"] <= 30.0 for trial in unkilled)
+    values = [recorded_objective(j, "val/QABF") for j in jobs]
     # --status lists the trials started so far, each with the parameters Optuna chose for it and what it returned
     rows = sweep_status(sweep)
-    assert [(r["job"], r["state"]) for r in rows] == [("0", "done"), ("1", "done")]
-    assert [float(r["val/QABF"]) for r in rows] == [round(recorded_objective(j, "val/QABF"), 4) for j in jobs]
+    assert [(r["job"], r["state"]) for r in rows] == [("0", "done"), ("1", "done"), ("2", "done")]
+    assert [float(r["val/QABF"]) for r in rows] == [round(v, 4) for v in values]
     assert max(float(r["val/QABF"]) for r in rows) == round(result["best_value"], 4)
     assert all(f"loss.lam={saved(j)['loss']['lam']}" in r["overrides"].split() for j, r in zip(jobs, rows))
-    # Killed while trial 1 trained (what a kill leaves: a started job, not done), then resumed with one trial
-    # more: trial 0's recorded value is told to the study, trial 1 trains again in its own dir, and the
-    # study asks for trial 2 from both.
+    # What a kill while trial 1 trained leaves: trial 0 done, trial 1 started and not done, trial 2 not
+    # asked yet. Resumed with one trial more: trial 0's recorded value is told to the study, trial 1
+    # trains again in its own dir, and the seeded sampler, asked for trials 0 and 1 again, asks for
+    # the same trial 2 as the sweep that was not killed, then trial 3 beside it.
     (jobs[1] / "DONE").unlink()
     (jobs[1] / "metrics.csv").unlink()
+    shutil.rmtree(jobs[2])
     before = {p: p.stat().st_mtime_ns for p in jobs[0].rglob("*") if p.is_file()}
-    resumed = run_gipc(
-        tmp_path, "-m", "hparams_search=optuna", "hydra/launcher=local_parallel",
-        "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "logger=csv", *TINY, f"resume={sweep}",
-    )
+    resumed = run_gipc(tmp_path, *optuna, "hydra.sweeper.n_trials=4", f"resume={sweep}")
     # trial 0 is not launched again (on Slurm it would queue to do nothing): its recorded value is told
-    assert f"job 0: finished before, val/QABF {recorded_objective(jobs[0], 'val/QABF'):.4f}" in resumed.stdout
+    assert f"job 0: finished before, val/QABF {values[0]:.4f}" in resumed.stdout
+    assert "the trials left are those the sweep would ask for unkilled" in resumed.stdout
     assert "job 0:" not in resumed.stderr and "job 1: starts" in resumed.stderr
-    assert "job 2: starts" in resumed.stderr and "ExperimentalWarning" not in resumed.stderr
+    assert "job 2: starts" in resumed.stderr and "job 3: starts" in resumed.stderr and "ExperimentalWarning" not in resumed.stderr
     again = job_dirs(sweep)
-    assert [j.name for j in again[:2]] == [j.name for j in jobs] and len(again) == 3
+    assert [j.name for j in again[:3]] == [j.name for j in jobs] and len(again) == 4
     assert {p: p.stat().st_mtime_ns for p in jobs[0].rglob("*") if p.is_file()} == before
-    assert saved(again[2])["loss"]["lam"] not in lams  # a new point, not trial 0 asked again from the seed
+    assert recorded_objective(again[1], "val/QABF") == values[1]  # trained again from the same seed
+    assert {key: saved(again[2])["loss"][key] for key in ("lam", "beta1", "beta2")} == unkilled[2]
+    assert saved(again[3])["loss"]["lam"] not in {trial["lam"] for trial in unkilled}
     values = [recorded_objective(j, "val/QABF") for j in again]
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     best = again[values.index(max(values))]
     assert result["best_value"] == max(values) and result["best_params"]["loss.lam"] == saved(best)["loss"]["lam"]
-    assert resumed.stdout.splitlines()[-1].startswith(f"sweep dir: {sweep}: 3 of 3 trials done")
+    assert resumed.stdout.splitlines()[-1].startswith(f"sweep dir: {sweep}: 4 of 4 trials done")
     assert compare_main([str(sweep), "--status"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[:2] == ["| job | overrides | state | val/QABF |", "|---|---|---|---|"] and len(table) == 5
+    assert table[:2] == ["| job | overrides | state | val/QABF |", "|---|---|---|---|"] and len(table) == 6
     assert [line.rsplit("|", 2)[1].strip() for line in table[2:]] == [f"{v:.4f}" for v in values]
 
 

@@ -3,14 +3,19 @@
 The plugin keeps its study in memory (optuna 2.10, the newest it accepts, cannot write an SQLite
 storage under SQLAlchemy 2), so a killed sweep lost what it had learnt. Its sweep dir holds it all
 the same: each trial's dir records the parameters it ran with (Hydra's ``.hydra/overrides.yaml``)
-and, once the trial is done, the value it returned (its ``DONE``). ``resume=<sweep dir>`` launches
-the unfinished trials again under their own job numbers, as a resumed basic sweep launches its jobs
-(a partial or failed one continues from its ``last.ckpt`` where it has one, else starts over), tells
-a new study each result and each finished trial's recorded value (a finished trial is not launched:
-on Slurm each launch would wait in the queue to do nothing), and then lets the plugin ask for the
-trials left of ``n_trials``. The sampler draws from a fresh random state (from its seed it would ask
-for the first trials again), so the new trials are not the ones an unkilled sweep would have asked
-for; they are chosen from every trial before.
+and, once the trial is done, the value it returned (its ``DONE``). ``resume=<sweep dir>`` asks the
+sweep's own sampler for those trials again, in the batches of ``n_jobs`` the plugin's sweep asks
+in, and tells it each finished trial's recorded value (a finished trial is not launched: on Slurm
+each launch would wait in the queue to do nothing); the unfinished ones are launched again under
+their own job numbers, as a resumed basic sweep launches its jobs (a partial or failed one continues
+from its ``last.ckpt`` where it has one, else starts over), and so are the trials of their batch that
+never started. A seeded sampler then draws every recorded trial's parameters again, and the trials
+left of ``n_trials`` are those the sweep would have asked for had it not been killed. Where a draw
+differs from a record (another seed or sampler, an unseeded one, another ``n_jobs`` past the random
+start-up trials, a sweep an earlier gipc resumed) the recorded trials are told to a study as they are and
+the sampler goes on from a fresh random state (from its seed it would ask for the first trials
+again): the trials after the resume are then chosen from every trial before, but are not those of
+an unkilled sweep.
 """
 
 from __future__ import annotations
@@ -56,8 +61,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
 
 
 def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], arguments: list[str]) -> None:
-    """Tell a study of their own the recorded trials (launching the unfinished ones again); the plugin's sweep then continues it."""
-    import optuna
+    """Bring the recorded trials into a study (launching the unfinished ones again); the plugin's sweep then continues it."""
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
     impl._process_searchspace_config()
@@ -65,14 +69,82 @@ def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], arguments:
     distributions = {**(impl.search_space_distributions or {}), **distributions}
     for name in fixed:
         distributions.pop(name, None)
-    directions = impl._get_directions()
+    space = distributions, fixed
+    asked = _redraw(impl, started, space)
+    if asked is None:
+        sweep = Path(impl.config.hydra.sweep.dir)
+        asked = _enqueue(impl, started_jobs(sweep), space)  # the jobs again: the redraw may have launched some
+        if hasattr(impl.sampler, "reseed_rng"):  # a grid sampler is built in the plugin's sweep, and draws nothing
+            impl.sampler.reseed_rng()
+    impl.n_trials = max(impl.n_trials - asked, 0)
+    log.info(f"Resumed {asked} trials; {impl.n_trials} more to ask for")
+
+
+_Space = tuple[dict[str, "BaseDistribution"], dict[str, Any]]
+"""The sweep's search space (each parameter's distribution) and its fixed parameters."""
+
+
+def _study(impl: OptunaSweeperImpl, sampler: Any = None) -> optuna.Study:
+    """A new in-memory study of the sweep's name and directions, which the plugin's sweep loads and continues."""
+    import optuna
+
     storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(storage=storage, study_name=impl.study_name, directions=directions)
+    study = optuna.create_study(storage=storage, study_name=impl.study_name, directions=impl._get_directions(), sampler=sampler)
+    impl.storage, impl.study_name = storage, study.study_name
+    return study
+
+
+def _redraw(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], space: _Space) -> int | None:
+    """The recorded trials asked of the sweep's own sampler again, batch by batch as the plugin's sweep
+    asks (``n_jobs`` at a time from job 0), each finished one told its recorded value and the others of
+    a batch launched and told their results before the next batch is asked; the number of trials asked,
+    or None as soon as a draw differs from a trial's recorded parameters (nothing of that batch launched)."""
+    import optuna
+
+    if not isinstance(impl.sampler, optuna.samplers.BaseSampler):  # a grid sampler: built in the plugin's sweep
+        return None
+    jobs = dict(started)
+    metric = impl.config.get("optimized_metric") if len(impl._get_directions()) == 1 else None
+    size, last = impl.n_jobs, max(jobs)
+    end = max(min((last // size + 1) * size, impl.n_trials), last + 1)  # the last batch whole, as far as n_trials reaches
+    study, told = _study(impl, impl.sampler), []
+    for first in range(0, end, size):
+        numbers = range(first, min(first + size, end))
+        trials = [study.ask() for _ in numbers]
+        overrides = impl._configure_trials(trials, *space)
+        recorded = {num: recorded_overrides(jobs[num]) if num in jobs else [] for num in numbers}
+        differ = [num for num, trial in zip(numbers, trials) if recorded[num] and _params(recorded[num], *space) != trial.params]
+        if differ:
+            log.info(f"job {differ[0]} was asked with other parameters than the sampler draws again: the trials left are asked from a fresh random state")
+            return None
+        values = {num: recorded_objective(jobs[num], metric) if recorded[num] and finished(jobs[num]) else None for num in numbers}
+        for batch in _batches([(num, list(o)) for num, o in zip(numbers, overrides) if values[num] is None], size):
+            returns = impl.launcher.launch([o for _, o in batch], initial_job_idx=batch[0][0])
+            for (num, _), ret in zip(batch, returns):
+                _tell(study, trials[num - first], ret, len(impl._get_directions()))
+        for num, trial in zip(numbers, trials):
+            if values[num] is not None:
+                study.tell(trial, values=[values[num]])
+                told.append(f"job {num}: finished before, {metric} {values[num]:.4f}")
+    for line in told:
+        log.info(line)
+    log.info("the sampler drew every recorded trial's parameters again: the trials left are those the sweep would ask for unkilled")
+    impl.job_idx = end
+    return end
+
+
+def _enqueue(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], space: _Space) -> int:
+    """Each recorded trial told to a study with its parameters as recorded (launching the unfinished
+    ones again), whatever the sampler would draw: the number of trials told."""
+    import optuna
+
+    study = _study(impl)
+    directions = impl._get_directions()
 
     def ask(overrides: list[str]) -> optuna.Trial:
         with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2.10, and stable since 3.2
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.enqueue_trial(_params(overrides, distributions, fixed))
+            study.enqueue_trial(_params(overrides, *space))
         return study.ask()
 
     metric = impl.config.get("optimized_metric") if len(directions) == 1 else None
@@ -87,20 +159,16 @@ def _replay(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], arguments:
             unfinished.append((num, overrides))
             continue
         trial = ask(overrides)
-        impl._configure_trials([trial], distributions, fixed)  # suggests its (enqueued) parameters: the study holds them
+        impl._configure_trials([trial], *space)  # suggests its (enqueued) parameters: the study holds them
         study.tell(trial, values=[value])
         log.info(f"job {num}: finished before, {metric} {value:.4f}")
     for batch in _batches(unfinished, impl.n_jobs):
         asked = [ask(overrides) for _, overrides in batch]
-        returns = impl.launcher.launch(impl._configure_trials(asked, distributions, fixed), initial_job_idx=batch[0][0])
+        returns = impl.launcher.launch(impl._configure_trials(asked, *space), initial_job_idx=batch[0][0])
         for trial, ret in zip(asked, returns):
             _tell(study, trial, ret, len(directions))
-    impl.storage, impl.study_name = storage, study.study_name  # the plugin's sweep loads this study
     impl.job_idx = max(num for num, _ in started) + 1
-    impl.n_trials = max(impl.n_trials - replayed, 0)
-    if hasattr(impl.sampler, "reseed_rng"):  # a grid sampler is built in the plugin's sweep, and draws nothing
-        impl.sampler.reseed_rng()
-    log.info(f"Resumed {replayed} trials; {impl.n_trials} more to ask for")
+    return replayed
 
 
 def _batches(trials: list[tuple[int, list[str]]], size: int) -> list[list[tuple[int, list[str]]]]:
