@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from gipc import onnx_export
 from gipc.configs import conf_group
 from gipc.errors import CheckpointError, ConfigError
 from gipc.files import atomic_path, check_writable
@@ -124,7 +125,8 @@ def export_generator(
     overwrite: bool = False,
     calibration: Iterable[Sequence[torch.Tensor]] | None = None,
 ) -> Path:
-    """Write the generator of ``ckpt_path`` (a run's checkpoint, or an exported file) alone to ``out_path``, atomically.
+    """Write the generator of ``ckpt_path`` (a run's checkpoint, or an exported file) alone to ``out_path``, atomically:
+    an ONNX model where ``out_path`` ends in ``.onnx`` (:mod:`gipc.onnx_export`), else gipc's weights file.
 
     An existing ``out_path`` is replaced only with ``overwrite``, and never when it is ``ckpt_path``.
     With ``calibration`` (generator inputs, e.g. :func:`gipc.rundir.training_inputs`), the BatchNorm
@@ -132,12 +134,16 @@ def export_generator(
     """
     path, out = Path(ckpt_path), Path(out_path)
     check_writable(out, overwrite, protected=(path,))
+    as_onnx = onnx_export.requested(out)
     kwargs, state = _generator_parts(path, _read(path, allow_pickle=True))
     generator = _build(path, kwargs, state)  # checks the weights fit before anything is written
     if calibration is not None:
         recalibrate_batchnorm(generator, calibration)
     with atomic_path(out) as tmp:
-        torch.save({"format": FORMAT, "generator": kwargs, "state_dict": generator.state_dict()}, tmp)
+        if as_onnx:
+            onnx_export.write_onnx(generator, tmp, kwargs)
+        else:
+            torch.save({"format": FORMAT, "generator": kwargs, "state_dict": generator.state_dict()}, tmp)
     return out
 
 

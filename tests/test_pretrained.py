@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 import gipc.experiment
 import gipc.pretrained
+import gipc.runtime
 from gipc import callbacks
 from gipc.decision import MapSettings
 from gipc.baselines import BASELINES
@@ -120,6 +122,38 @@ def test_export_takes_its_output_as_o_too(tmp_path: Path, run_ckpt: tuple[Path, 
             "gipc-export: error: name the output file once: gipc-export CKPT OUT, or gipc-export CKPT -o OUT (see --help)\n"
         )
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
+def test_an_onnx_export_fuses_luminance_as_gipc_does_at_any_size(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], capsys: pytest.CaptureFixture[str]) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    ckpt, _ = run_ckpt
+    out = tmp_path / "generator.onnx"
+    assert export_main([str(ckpt), str(out)]) == 0
+    assert re.fullmatch(rf"gipc-export: wrote {re.escape(str(out))} \(\d+ KiB, gipc-onnx/1\)\n", capsys.readouterr().err)
+    model = onnx.load(str(out))  # one file, weights inside
+    assert [i.name for i in model.graph.input] == ["y_a", "y_b"] and [o.name for o in model.graph.output] == ["y_fused"]
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["format"] == "gipc-onnx/1" and yaml.safe_load(props["generator"]) == conf_group("model")["generator"]
+    assert out.stat().st_size <= 1024 * 1024 and not list(tmp_path.glob("generator.onnx.*"))
+    # another runtime reads it (OpenVINO's ONNX reader, in fp32) and fuses as gipc's fp32 torch path, at any batch and size
+    core = gipc.runtime.core()
+    compiled = core.compile_model(core.read_model(str(out)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    reference = prepare(load_generator(ckpt), choose_path("cpu", "fp32", "torch")).fuse_y
+    for shape in ((1, 1, 40, 36), (2, 1, 23, 57)):
+        ya, yb = torch.rand(2, *shape, generator=torch.Generator().manual_seed(sum(shape)))
+        fused = torch.from_numpy(compiled([ya.numpy(), yb.numpy()])[0])
+        assert fused.shape == shape and (fused - reference(ya, yb)).abs().max() < 1e-5
+
+
+def test_an_onnx_export_without_its_packages_is_one_line_before_any_work(tmp_path: Path, run_ckpt: tuple[Path, GIPCGAN], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, _ = run_ckpt
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "onnxscript" else find_spec(name, *args))
+    out = tmp_path / "generator.onnx"
+    assert export_main([str(ckpt), str(out), "--recalibrate-bn", "5"]) == 2  # refused before the run's data is looked for
+    assert capsys.readouterr().err == f"gipc-export: error: {out}: an ONNX export needs onnxscript, not installed here: pip install 'gipc[onnx]'\n"
+    assert list(tmp_path.iterdir()) == [ckpt]
 
 
 def test_export_with_recalibrated_batchnorm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
