@@ -4,7 +4,7 @@ An exported generator is ``{"format": "gipc-generator/1", "generator": {Generato
 "state_dict": {...}}``: the generator's weights only (no discriminator, no optimiser state), about
 0.6 MB, loadable with ``torch.load(weights_only=True)``, so fusing never unpickles code. The
 model gipc ships is such a file inside the package, ``gipc/weights/gipc-cpu.pt``; ``gipc-export``
-(:mod:`gipc.cli.export`) writes one from a run's checkpoint.
+(:mod:`gipc.cli.export`) writes one from a run's checkpoint, or an ONNX model of the network (:mod:`gipc.onnx_export`).
 """
 
 from __future__ import annotations
