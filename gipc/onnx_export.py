@@ -68,11 +68,11 @@ def write_onnx(generator: nn.Module, path: Path, settings: dict) -> None:
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines and notes
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, example, str(path), input_names=list(INPUTS), output_names=[OUTPUT], dynamo=True,
-                              external_data=False, verbose=False, dynamic_shapes=(axes, axes))
+            program = torch.onnx.export(module, example, input_names=list(INPUTS), output_names=[OUTPUT], dynamo=True,
+                                        verbose=False, dynamic_shapes=(axes, axes))
     finally:
         exporter.setLevel(level)
-    model = onnx.load(str(path))
+    model = program.model_proto  # written once, with its metadata: weights inside (onnx.save's default under 2 GB)
     model.producer_name = "gipc"
     model.doc_string = (
         "GIPC-GAN's generator fusing two luminance planes: y_a, y_b (N, 1, H, W) float32 in [0, 1] -> y_fused in [0, 1]"
