@@ -94,6 +94,12 @@ def _study(impl: OptunaSweeperImpl, sampler: Any = None) -> optuna.Study:
     return study
 
 
+def _metric(impl: OptunaSweeperImpl) -> str | None:
+    """The run's result a single-objective sweep optimises (``optimized_metric``), which a finished trial's
+    ``DONE`` records; None for several objectives."""
+    return impl.config.get("optimized_metric") if len(impl._get_directions()) == 1 else None
+
+
 def _redraw(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], space: _Space) -> int | None:
     """The recorded trials asked of the sweep's own sampler again, batch by batch as the plugin's sweep
     asks (``n_jobs`` at a time from job 0), each finished one told its recorded value and the others of
@@ -103,8 +109,7 @@ def _redraw(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], space: _Sp
 
     if not isinstance(impl.sampler, optuna.samplers.BaseSampler):  # a grid sampler: built in the plugin's sweep
         return None
-    jobs = dict(started)
-    metric = impl.config.get("optimized_metric") if len(impl._get_directions()) == 1 else None
+    jobs, metric = dict(started), _metric(impl)
     size, last = impl.n_jobs, max(jobs)
     end = max(min((last // size + 1) * size, impl.n_trials), last + 1)  # the last batch whole, as far as n_trials reaches
     study, told = _study(impl, impl.sampler), []
@@ -147,7 +152,7 @@ def _enqueue(impl: OptunaSweeperImpl, started: list[tuple[int, Path]], space: _S
             study.enqueue_trial(_params(overrides, *space))
         return study.ask()
 
-    metric = impl.config.get("optimized_metric") if len(directions) == 1 else None
+    metric = _metric(impl)
     replayed, unfinished = 0, []
     for num, path in started:
         overrides = recorded_overrides(path)
