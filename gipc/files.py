@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from gipc.errors import OutputExistsError, UserError
+from gipc.errors import ImageError, OutputExistsError, UserError
 
 try:
     import fcntl
@@ -21,6 +21,16 @@ except ImportError:  # not POSIX: nothing is locked, and no leftover is removed
 
 SETTLE_S = 2.0
 """A leftover younger than this is left alone: its writer may have made it and not locked it yet."""
+
+
+def check_readable(path: Path) -> None:
+    """An input image that is there, is a file and may be read; each way it is not, one ImageError line."""
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    if not os.access(path, os.R_OK):
+        raise ImageError(f"{path}: permission denied")
 
 
 def check_writable(path: Path, overwrite: bool = False, protected: tuple[Path, ...] = ()) -> None:

@@ -28,7 +28,8 @@ from PIL import ImageFile, ImageOps, UnidentifiedImageError
 from gipc.color import stored_as, unit_range
 from gipc.errors import ImageError
 from gipc.exif import JPEG_LIMIT, PREFIX, for_output, tiff_block
-from gipc.files import atomic_path, check_writable
+from gipc.files import atomic_path, check_readable, check_writable
+from gipc.raw import develop, is_raw, raw_size
 
 # A truncated JPEG must fail loudly rather than come back half grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -78,10 +79,7 @@ class Image:
 @contextmanager
 def _opened(path: Path) -> Iterator[PILImage.Image]:
     """``path`` opened by Pillow; every way it or the reading inside the block fails is one ImageError line."""
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image")
+    check_readable(path)
     try:
         # from a file object: Pillow then decodes rather than memory-maps uncompressed pixels, whose
         # quarter turn by an EXIF orientation it garbles (a gray TIFF's, Pillow 13)
@@ -129,6 +127,10 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
     """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB; an alpha channel is dropped
     where every pixel is opaque (nothing is lost) and refused where one is not."""
     path = Path(path)
+    if is_raw(path):  # a camera's RAW file: developed alike for every frame, 16 bits, sRGB
+        array = develop(path)
+        _check_side(path, *array.shape[:2], min_side)
+        return Image(torch.from_numpy(array).permute(2, 0, 1).contiguous(), 16, path)
     with _opened(path) as im:
         orientation = _orientation(im)
         deep = (im.mode == "RGB" or _has_alpha(im)) and _bits_per_sample(path, im) == 16
@@ -166,6 +168,11 @@ def read_header(path: str | Path, min_side: int = MIN_SIDE) -> Header:
     (an image with an alpha channel is decoded for it). Damage further into the pixel data shows
     only when they are decoded."""
     path = Path(path)
+    if is_raw(path):
+        size = raw_size(path)
+        height, width = size if size is not None else read_image(path, min_side).stored.shape[1:]
+        _check_side(path, height, width, min_side)
+        return Header(path, "RGB", height, width, None, 16)
     with _opened(path) as im:
         if _has_alpha(im):  # only the pixels tell whether it is opaque: decoded here, as the rest of the header
             image = read_image(path, min_side)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gipc.errors import OutputExistsError
+from gipc.errors import ImageError, OutputExistsError
 from gipc.files import (
     SETTLE_S,
     atomic_path,
     check_output_folder,
+    check_readable,
     check_writable,
     remove_leftovers,
     replace_dir,
@@ -202,3 +203,15 @@ def test_a_leftover_seconds_old_is_left_for_its_writer_to_lock(tmp_path):
     old = time.time() - SETTLE_S - 1
     os.utime(tmp_path / ".out.staging-abc", (old, old))
     assert remove_leftovers(tmp_path, ".out.staging-") == [tmp_path / ".out.staging-abc"]
+
+
+def test_an_input_that_cannot_be_read_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(b"x")
+    check_readable(image)
+    for path, message in ((tmp_path / "gone.png", "gone.png: no such file"), (tmp_path, f"{tmp_path.name}: is a folder, not an image")):
+        with pytest.raises(ImageError, match=f"{message}$"):
+            check_readable(path)
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.R_OK)  # root reads every file: the refusal by hand
+    with pytest.raises(ImageError, match="a.png: permission denied$"):
+        check_readable(image)

