@@ -110,9 +110,13 @@ def _run(path: Path, step: Any) -> Any:
 def _held_stderr() -> Iterator[list[str]]:
     """The lines written to file descriptor 2 inside the block, held back from it; on leaving, those
     that are not LibRaw's (another thread's progress bar) go on to stderr."""
-    sys.stderr.flush()
-    saved = os.dup(2)
     messages: list[str] = []
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to hold (a GUI process): LibRaw's lines go nowhere anyway
+        yield messages
+        return
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:

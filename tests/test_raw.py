@@ -28,34 +28,38 @@ def srgb(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
 
 
-def write_dng(path: Path, linear_rgb: np.ndarray, orientation: int = 1) -> Path:
-    """A DNG of a camera whose RGB is linear sRGB: ``linear_rgb`` (H, W, 3) in [0, 1] sampled through an
-    RGGB Bayer mosaic at 12 bits, as-shot white balance neutral."""
-    mosaic = np.empty(linear_rgb.shape[:2])
-    for (row, col), channel in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (0, 1, 1, 2)):
-        mosaic[row::2, col::2] = linear_rgb[row::2, col::2, channel]
+def write_dng(path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True) -> Path:
+    """A DNG of a camera whose RGB is linear sRGB: ``linear_rgb`` (H, W, 3) in [0, 1] at 12 bits, sampled
+    through an RGGB Bayer mosaic (a camera's) or, ``mosaic=False``, stored whole (LinearRaw: a phone's
+    DNG, demosaiced in the phone); as-shot white balance neutral."""
     matrix = [int(v) for value in XYZ_TO_LINEAR_SRGB.ravel() for v in (round(value * 1_000_000), 1_000_000)]
     tags = [
         (50706, "B", 4, (1, 4, 0, 0)),  # DNGVersion
         (50708, "s", 0, "gipc test camera"),  # UniqueCameraModel
-        (33421, "H", 2, (2, 2)),  # CFARepeatPatternDim
-        (33422, "B", 4, (0, 1, 1, 2)),  # CFAPattern: RGGB
         (50717, "I", 1, WHITE),  # WhiteLevel
         (50721, "2i", 9, tuple(matrix)),  # ColorMatrix1 (XYZ to camera)
         (50728, "2I", 3, (1, 1, 1, 1, 1, 1)),  # AsShotNeutral
         (50778, "H", 1, 21),  # CalibrationIlluminant1: D65
         (274, "H", 1, orientation),
     ]
-    tifffile.imwrite(path, np.round(mosaic * WHITE).astype(np.uint16), photometric=32803, extratags=tags, subfiletype=0)
+    if not mosaic:
+        tifffile.imwrite(path, np.round(linear_rgb * WHITE).astype(np.uint16), photometric=34892, planarconfig="contig", extratags=tags, subfiletype=0)
+        return path
+    samples = np.empty(linear_rgb.shape[:2])
+    for (row, col), channel in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (0, 1, 1, 2)):
+        samples[row::2, col::2] = linear_rgb[row::2, col::2, channel]
+    tags += [(33421, "H", 2, (2, 2)), (33422, "B", 4, (0, 1, 1, 2))]  # CFARepeatPatternDim, CFAPattern: RGGB
+    tifffile.imwrite(path, np.round(samples * WHITE).astype(np.uint16), photometric=32803, extratags=tags, subfiletype=0)
     return path
 
 
-def test_a_dng_develops_to_the_srgb_curve_of_its_values(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mosaic", [True, False], ids=["camera", "phone"])
+def test_a_dng_develops_to_the_srgb_curve_of_its_values(tmp_path: Path, mosaic: bool) -> None:
     """Flat patches of a camera that records linear sRGB come out as IEC 61966-2-1 says, 16 bits deep:
     the white balance, the colour matrix and the tone curve are the camera's and sRGB's, and nothing
     brightens the image (LibRaw's default would lift a mid grey by its histogram)."""
     for colour in ((0.18, 0.18, 0.18), (0.5, 0.2, 0.1), (0.02, 0.05, 0.6), (0.9, 0.9, 0.9)):
-        image = read_image(write_dng(tmp_path / "flat.dng", np.ones((24, 32, 3)) * colour))
+        image = read_image(write_dng(tmp_path / "flat.dng", np.ones((24, 32, 3)) * colour, mosaic=mosaic))
         assert image.bit_depth == 16 and image.kind == "RGB" and image.stored.dtype == torch.uint16
         inner = image.stored[:, 4:-4, 4:-4].reshape(3, -1).double().numpy() / 65535
         expected = srgb(np.round(np.array(colour) * WHITE) / WHITE)  # the 12-bit values the file holds
