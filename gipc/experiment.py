@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 import traceback
@@ -26,6 +27,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from gipc.callbacks import TestReport
 from gipc.checkpointing import AtomicCheckpointIO
+from gipc.configs import CONF_DIR
 from gipc.errors import ConfigError, NonFiniteLossError, RunDirError, UserError, disk_full, one_line_warnings, out_of_memory
 from gipc.files import write_text
 from gipc.hardware import auto_precision, native_bf16
@@ -70,13 +72,26 @@ def quiet_library_noise() -> None:
 RESUME_NOTES = {"skip": "finished before, skipped", "continue": "continues from its last.ckpt", "start": "starts"}
 
 
+_LEADING_KEY = re.compile(r"^(\w+)(?:\.\w+)*\b")
+"""A message's leading name (``loss.lam must be ...``, ``fusion has no setting ...``): a config key where it opens with a group."""
+
+
+def _bad(what: str, message: str) -> ConfigError:
+    """``bad <group> config: <message>``, the group the key that ``message`` opens with belongs to
+    where that key lies outside ``what`` (the model checks ``loss.*`` and ``data.patch_size`` too)."""
+    key = _LEADING_KEY.match(message)
+    if key is not None and (CONF_DIR / key[1]).is_dir() and not (key[0] == what or key[0].startswith(f"{what}.")):
+        what = key[1]
+    return ConfigError(f"bad {what} config: {message}")
+
+
 def _check(values: Any, what: str, key: str) -> None:
     """``values`` (a node resolved to plain values, its keys named ``key``) against what they build
     (:func:`gipc.typecheck.check_node`): a value of the wrong kind is one line, ``bad <what> config: ...``."""
     try:
         check_node(values, key)
     except ConfigError as exc:
-        raise ConfigError(f"bad {what} config: {exc}") from None
+        raise _bad(what, str(exc)) from None
 
 
 def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
@@ -86,12 +101,12 @@ def _build(node: DictConfig, what: str, **kwargs: Any) -> Any:
     try:
         return instantiate(node, **kwargs)
     except MissingMandatoryValue as exc:  # `???` left in conf/ (run.py names it before Hydra starts)
-        raise ConfigError(f"bad {what} config: {exc.full_key}: required, and not given") from None
+        raise _bad(what, f"{exc.full_key}: required, and not given") from None
     except InstantiationException as exc:
         cause: BaseException = exc
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
             cause = cause.__cause__
-        raise ConfigError(f"bad {what} config: {out_of_memory(cause) or ' '.join(str(cause).split())}") from cause
+        raise _bad(what, out_of_memory(cause) or " ".join(str(cause).split())) from cause
 
 
 def _named(group: DictConfig | None, what: str) -> list[Any]:

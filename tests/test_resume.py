@@ -187,7 +187,7 @@ def test_a_bad_config_through_the_command_is_one_line_and_exit_code_2(runs):
     log, code, run_dir = runs["bad"]
     assert code == 2 and "Traceback" not in log
     assert [line for line in log.splitlines() if line.startswith("error:")] == [
-        "error: bad model config: loss.lam must be >= 0, got -1"
+        "error: bad loss config: loss.lam must be >= 0, got -1"
     ]
     assert (run_dir / "FAILED").exists() and not (run_dir / "checkpoints").exists() and not (run_dir / "config.yaml").exists()
 
@@ -199,9 +199,9 @@ def test_a_bad_job_of_a_sweep_fails_alone_and_the_sweep_goes_on(runs):
     assert "Traceback" not in log
     lines = log.splitlines()
     failed = next(i for i, line in enumerate(lines) if line.startswith("Error executing job with overrides: ["))
-    assert "'loss.lam=-1'" in lines[failed] and lines[failed + 1] == "bad model config: loss.lam must be >= 0, got -1"
+    assert "'loss.lam=-1'" in lines[failed] and lines[failed + 1] == "bad loss config: loss.lam must be >= 0, got -1"
     (bad,), (good,) = sweep.glob("0_*"), sweep.glob("1_*")
-    assert (bad / "FAILED").read_text().strip() == "bad model config: loss.lam must be >= 0, got -1"
+    assert (bad / "FAILED").read_text().strip() == "bad loss config: loss.lam must be >= 0, got -1"
     assert (good / "checkpoints" / "last.ckpt").is_file() and not (good / "FAILED").exists()
 
 
