@@ -44,8 +44,8 @@ DEVELOP: dict[str, Any] = {
 }
 """rawpy ``postprocess`` settings (sRGB output and AHD demosaicing are rawpy's defaults)."""
 
-_SWAPPED = (5, 6)
-"""LibRaw's ``flip`` values that turn the image a quarter (90 degrees either way)."""
+_TRANSPOSED = 4
+"""The bit of LibRaw's ``flip`` that swaps rows and columns (a quarter turn, or a transposition: EXIF orientations 5-8)."""
 _ONE_AT_A_TIME = threading.Lock()
 """One development at a time: each redirects the process's stderr while LibRaw runs."""
 
@@ -62,7 +62,7 @@ def raw_size(path: Path) -> tuple[int, int] | None:
         sizes = raw.sizes
         if sizes.pixel_aspect != 1.0:
             return None
-        return (sizes.width, sizes.height) if sizes.flip in _SWAPPED else (sizes.height, sizes.width)
+        return (sizes.width, sizes.height) if sizes.flip & _TRANSPOSED else (sizes.height, sizes.width)
 
 
 def develop(path: Path) -> np.ndarray:

@@ -78,17 +78,28 @@ def test_the_frames_of_one_bracket_develop_alike(tmp_path: Path) -> None:
     assert not torch.equal(a[:, :, 28:], b[:, :, 28:])
 
 
-def test_a_turned_dng_reads_upright_and_its_header_says_so(tmp_path: Path) -> None:
-    """Orientation 6 (the camera held turned, rotate 90 degrees clockwise to view): the bright corner
-    stored at the top left shows at the top right, and the header's size is the upright one."""
-    stored = np.full((24, 36, 3), 0.05)  # LibRaw reads no image under 22 px a side
-    stored[:6, :6] = 0.8
-    upright = read_image(write_dng(tmp_path / "turned.dng", stored, orientation=6))
-    plain = read_image(write_dng(tmp_path / "plain.dng", stored))
-    assert upright.stored.shape == (3, 36, 24)
-    assert torch.equal(upright.stored, torch.rot90(plain.stored, k=-1, dims=(1, 2)))
+UPRIGHT = {  # what each EXIF orientation asks a viewer to do to the stored rows and columns (TIFF 6.0, tag 274)
+    1: lambda a: a,
+    2: lambda a: a.flip(-1),  # mirrored left-right
+    3: lambda a: a.flip(-2, -1),  # turned 180 degrees
+    4: lambda a: a.flip(-2),  # mirrored top-bottom
+    5: lambda a: a.transpose(-2, -1),  # transposed
+    6: lambda a: torch.rot90(a, -1, (-2, -1)),  # turned 90 degrees clockwise
+    7: lambda a: a.flip(-2, -1).transpose(-2, -1),  # transposed across the other diagonal
+    8: lambda a: torch.rot90(a, 1, (-2, -1)),  # turned 90 degrees counter-clockwise
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_a_dng_reads_upright_in_each_orientation_and_its_header_says_so(tmp_path: Path, orientation: int) -> None:
+    """The camera's orientation tag is applied as EXIF defines it (a camera held turned, or mirrored),
+    and the size the header gives, before any pixel is decoded, is the upright one."""
+    stored = np.random.default_rng(0).uniform(0.05, 0.5, (24, 36, 3))  # LibRaw reads no image under 22 px a side
+    plain = read_image(write_dng(tmp_path / "plain.dng", stored)).stored.int()  # torch flips no uint16
+    upright = read_image(write_dng(tmp_path / "turned.dng", stored, orientation=orientation)).stored.int()
+    assert torch.equal(upright, UPRIGHT[orientation](plain))
     header = read_header(tmp_path / "turned.dng")
-    assert (header.kind, header.height, header.width, header.bit_depth) == ("RGB", 36, 24, 16)
+    assert (header.kind, header.height, header.width, header.bit_depth) == ("RGB", *upright.shape[1:], 16)
 
 
 def test_raw_files_are_sources_in_a_folder(tmp_path: Path) -> None:
