@@ -28,10 +28,11 @@ def srgb(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
 
 
-def write_dng(path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True) -> Path:
+def write_dng(path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True, pixel_width: int = 1) -> Path:
     """A DNG of a camera whose RGB is linear sRGB: ``linear_rgb`` (H, W, 3) in [0, 1] at 12 bits, sampled
     through an RGGB Bayer mosaic (a camera's) or, ``mosaic=False``, stored whole (LinearRaw: a phone's
-    DNG, demosaiced in the phone); as-shot white balance neutral."""
+    DNG, demosaiced in the phone); as-shot white balance neutral; pixels ``pixel_width`` times as wide
+    as high (DefaultScale)."""
     matrix = [int(v) for value in XYZ_TO_LINEAR_SRGB.ravel() for v in (round(value * 1_000_000), 1_000_000)]
     tags = [
         (50706, "B", 4, (1, 4, 0, 0)),  # DNGVersion
@@ -41,6 +42,7 @@ def write_dng(path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: 
         (50728, "2I", 3, (1, 1, 1, 1, 1, 1)),  # AsShotNeutral
         (50778, "H", 1, 21),  # CalibrationIlluminant1: D65
         (274, "H", 1, orientation),
+        (50718, "2I", 2, (pixel_width, 1, 1, 1)),  # DefaultScale
     ]
     if not mosaic:
         tifffile.imwrite(path, np.round(linear_rgb * WHITE).astype(np.uint16), photometric=34892, planarconfig="contig", extratags=tags, subfiletype=0)
@@ -100,6 +102,14 @@ def test_a_dng_reads_upright_in_each_orientation_and_its_header_says_so(tmp_path
     assert torch.equal(upright, UPRIGHT[orientation](plain))
     header = read_header(tmp_path / "turned.dng")
     assert (header.kind, header.height, header.width, header.bit_depth) == ("RGB", *upright.shape[1:], 16)
+
+
+def test_the_header_of_a_raw_file_of_wide_pixels_gives_the_stretched_size(tmp_path: Path) -> None:
+    """LibRaw stretches a camera's non-square pixels to square ones: the header cannot tell the
+    developed size by itself, so it is read off the developed image."""
+    path = write_dng(tmp_path / "wide.dng", np.full((24, 36, 3), 0.2), pixel_width=2)
+    assert read_image(path).stored.shape == (3, 24, 72)
+    assert (read_header(path).height, read_header(path).width) == (24, 72)
 
 
 def test_raw_files_are_sources_in_a_folder(tmp_path: Path) -> None:
