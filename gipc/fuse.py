@@ -24,7 +24,7 @@ from gipc.data.sources import SOURCE_NAME, group_sources
 from gipc.errors import FuseInputError, UserError
 from gipc.files import check_output_folder, check_writable, write_text
 from gipc.fusion import Fused, Fusion
-from gipc.imaging import Image, check_output_format, check_sources, first_exif, profile, read_matching, write_image
+from gipc.imaging import JPEG_SUFFIXES, Image, check_output_format, check_sources, first_exif, profile, read_matching, write_image
 from gipc.journal import changed_settings
 from gipc.tiling import Fuser
 
@@ -36,6 +36,13 @@ class Job:
     sources: tuple[Path, ...]
     output: Path
     map_output: Path | None = None
+    depth: int = 8
+    """The sources' deepest bit depth (8 or 16), from their headers: the output's, where its format holds it."""
+
+    @property
+    def rounded(self) -> bool:
+        """Whether the output is a JPEG of 16-bit sources: written rounded to 8 bits, all JPEG holds."""
+        return self.depth == 16 and self.output.suffix.lower() in JPEG_SUFFIXES
 
 
 def pending(jobs: list[Job]) -> list[Job]:
@@ -117,7 +124,7 @@ def plan_jobs(
     folder, each output ``<name>-fused`` + ``suffix``, default ``.png``; a file names its own format).
 
     Checked before any fusion: every source's header (it exists and is an image, one kind and size
-    per job, no file twice), so a bad file in a folder stops the command before its first output; no
+    per job, no file twice; each job's ``depth`` read there), so a bad file in a folder stops the command before its first output; no
     output replaces an input, the output folder is not the ``pairs`` folder nor holds it, and an
     existing output file or a non-empty output folder needs ``overwrite``; the same for the ``maps``
     folder, which gets ``<output stem>-map.png`` per job (a ``-fused`` ending dropped from the stem).
@@ -147,12 +154,12 @@ def plan_jobs(
             raise FuseInputError(f"--save-maps {maps}: give a folder; each fusion's map is written into it")
         check_output_folder(maps, overwrite, [pairs] if pairs is not None else [])
         jobs = [replace(job, map_output=maps / f"{job.output.stem.removesuffix('-fused')}-map.png") for job in jobs]
-    for job in jobs:
+    for i, job in enumerate(jobs):
         resolved = [path.resolve() for path in job.sources]
         twice = next((path for path, real in zip(job.sources, resolved) if resolved.count(real) > 1), None)
         if twice is not None:
             raise FuseInputError(f"{twice}: the same file is given twice as a source; give each source once")
-        check_output_format(job.output, max(item.bit_depth for item in check_sources(job.sources)))  # 16-bit sources into a JPEG: before any work
+        jobs[i] = replace(job, depth=max(item.bit_depth for item in check_sources(job.sources)))
     inputs = tuple(p for job in jobs for p in job.sources)
     outputs = [path for job in jobs for path in (job.output, job.map_output) if path is not None]
     if len({path.resolve() for path in outputs}) < len(outputs):

@@ -42,6 +42,7 @@ MIN_SIDE = 2
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _TO_RGB_MODES = {"P", "CMYK", "YCbCr", "LAB", "HSV"}
 WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 EXIF_ORIENTATION = 0x0112
 
 
@@ -260,7 +261,8 @@ def write_image(
     icc: bytes | None = None,
     exif: bytes | None = None,
 ) -> None:
-    """Write (C, H, W) pixels in [0, 1] atomically: PNG (8/16-bit), JPEG (8-bit, quality 95) or TIFF,
+    """Write (C, H, W) pixels in [0, 1] atomically: PNG (8/16-bit), JPEG (8-bit, quality 95: a 16-bit
+    ``bit_depth`` is rounded to 8, all JPEG holds) or TIFF,
     with the colour profile ``icc`` embedded where given, and into a PNG or JPEG the EXIF block
     ``exif`` made the written image's (:func:`gipc.exif.for_output`; a JPEG holds 64 KiB of it at most).
 
@@ -272,12 +274,13 @@ def write_image(
     if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
         raise ImageError(f"{path}: expected (C, H, W) pixels with C = 1 or 3, got {tuple(pixels.shape)}")
     check_writable(path, overwrite, protected)
-    stored = stored_as(pixels.detach().float().cpu().clamp(0.0, 1.0), torch.uint16 if bit_depth == 16 else torch.uint8)
+    deep = bit_depth == 16 and suffix not in JPEG_SUFFIXES
+    stored = stored_as(pixels.detach().float().cpu().clamp(0.0, 1.0), torch.uint16 if deep else torch.uint8)
     array = stored.permute(1, 2, 0).numpy()
     array = array[..., 0] if array.shape[2] == 1 else array
     if exif is not None:
         exif = for_output(exif, array.shape[1], array.shape[0])
-        if suffix in (".jpg", ".jpeg") and exif is not None and len(exif) > JPEG_LIMIT:
+        if suffix in JPEG_SUFFIXES and exif is not None and len(exif) > JPEG_LIMIT:
             exif = None
     try:
         with atomic_path(path) as tmp:
@@ -287,14 +290,12 @@ def write_image(
 
 
 def check_output_format(path: Path, bit_depth: int = 8) -> None:
-    """Refuse an output file name whose format :func:`write_image` cannot write, or cannot write at
-    ``bit_depth`` (before any work)."""
+    """Refuse an output file name whose format :func:`write_image` cannot write, or a ``bit_depth`` it
+    does not write (before any work)."""
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
         raise ImageError(f"{path}: cannot write '{path.suffix}' files; use .png, .jpg or .tif")
     if bit_depth not in (8, 16):
         raise ImageError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
-    if path.suffix.lower() in (".jpg", ".jpeg") and bit_depth == 16:
-        raise ImageError(f"{path}: JPEG holds 8 bits only; write a .png to keep 16-bit sources' depth")
 
 
 def _orientation(im: PILImage.Image) -> int:

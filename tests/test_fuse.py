@@ -335,17 +335,23 @@ def test_the_fused_image_keeps_the_first_sources_exif_upright(tmp_path: Path, su
     assert read_image(saved_map).exif is None
 
 
-def test_16bit_sources_into_a_jpeg_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A JPEG holds 8 bits: the headers tell, so a long 16-bit stack is not fused first and then refused."""
-    paths = []
-    for name in "ab":
-        png.from_array(np.random.default_rng(2).integers(0, 65536, (6, 15)).astype(np.uint16), "RGB;16").save(str(tmp_path / f"{name}.png"))
-        paths.append(str(tmp_path / f"{name}.png"))
-    assert main([*paths, "--out", str(tmp_path / "fused.jpg")]) == 2
-    assert capsys.readouterr().err.splitlines() == [  # the only line: before the network loads
-        f"gipc-fuse: error: {tmp_path / 'fused.jpg'}: JPEG holds 8 bits only; write a .png to keep 16-bit sources' depth"
-    ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+def test_16bit_sources_into_a_jpeg_are_rounded_to_8_bits_and_said_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A JPEG asked for by name (a RAW bracket's preview, say) is written at the 8 bits JPEG holds, and
+    a line says so once, after the rule's; a folder's --format jpg alike."""
+    ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64)
+    paths = [str(_gray(tmp_path / f"{name}.png", np.round(ramp * share).astype(np.uint16))) for name, share in (("a", 0.5), ("b", 0.9))]
+    assert main(["--method", "average", *paths, "--out", str(tmp_path / "fused.jpg")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[1] == f"gipc-fuse: JPEG holds 8 bits: {tmp_path / 'fused.jpg'} from 16-bit sources rounded to 8 (.png or .tif keep 16)"
+    fused = read_image(tmp_path / "fused.jpg")
+    assert fused.bit_depth == 8
+    assert np.abs(fused.stored[0].numpy() - ramp * 0.7 / 257).max() <= 2  # the average, rounded, within JPEG's error
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for name in ("s-A", "s-B", "t-A", "t-B"):
+        _gray(pairs / f"{name}.png", np.round(ramp).astype(np.uint16) if name.startswith("s") else np.zeros((48, 64), np.uint8))
+    assert main(["--method", "average", "--pairs", str(pairs), "--out", str(tmp_path / "out"), "--format", "jpg"]) == 0
+    assert f"gipc-fuse: JPEG holds 8 bits: {tmp_path / 'out' / 's-fused.jpg'} from 16-bit sources rounded to 8 (.png or .tif keep 16)" in capsys.readouterr().err.splitlines()
 
 
 def test_sources_with_two_colour_profiles_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

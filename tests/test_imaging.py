@@ -389,10 +389,14 @@ def test_out_of_range_pixels_are_clamped(tmp_path: Path) -> None:
     assert read_image(tmp_path / "o.png").pixels[0, 0].tolist() == [0.0, 1.0]
 
 
-def test_16bit_jpeg_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="JPEG holds 8 bits only"):
-        write_image(tmp_path / "o.jpg", torch.zeros(3, 2, 2), bit_depth=16)
-    assert list(tmp_path.iterdir()) == []
+def test_a_16bit_image_into_a_jpeg_is_rounded_to_8_bits(tmp_path: Path) -> None:
+    """JPEG holds 8 bits: a 16-bit image's levels are rounded to the nearest of 256 (flat patches, which
+    JPEG keeps exactly at quality 95)."""
+    levels = torch.tensor([0.1, 0.3, 0.5, 0.9]).repeat_interleave(8).view(1, 1, 32).expand(3, 16, 32)  # four flat patches
+    write_image(tmp_path / "o.jpg", levels, bit_depth=16)
+    image = read_image(tmp_path / "o.jpg")
+    assert image.bit_depth == 8 and image.stored.dtype == torch.uint8
+    assert image.stored[:, :, ::8].unique().tolist() == [26, 76, 128, 230]  # round(255 x 0.1, 0.3, 0.5, 0.9)
 
 
 @pytest.mark.parametrize("shape, bit_depth, message", [

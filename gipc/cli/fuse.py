@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
+        if rounded := [job.output for job in jobs if job.rounded]:  # asked for by name or --format jpg: written, and said
+            what = rounded[0] if len(rounded) == 1 else f"{len(rounded)} of the outputs"
+            say(PROG, f"JPEG holds 8 bits: {what} from 16-bit sources rounded to 8 (.png or .tif keep 16)")
         try:
             for output in run_jobs(jobs, fusion, replace_any, args.align_model if args.align else None, _say_aligned, skip if args.keep_going and len(jobs) > 1 else None):
                 if unrecorded and not written:  # with the first output: a run that writes none leaves the folder as it was
