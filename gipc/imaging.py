@@ -29,7 +29,7 @@ from gipc.color import stored_as, unit_range
 from gipc.errors import ImageError
 from gipc.exif import JPEG_LIMIT, PREFIX, for_output, tiff_block
 from gipc.files import atomic_path, check_readable, check_writable
-from gipc.raw import develop, is_raw, raw_size
+from gipc.raw import develop, is_raw, raw_size, white_balance
 
 # A truncated JPEG must fail loudly rather than come back half grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -124,12 +124,13 @@ def _check_side(path: Path, height: int, width: int, min_side: int) -> None:
         raise ImageError(f"{path}: {width}x{height} is too small to fuse (min {min_side}x{min_side})")
 
 
-def read_image(path: str | Path, min_side: int = MIN_SIDE) -> Image:
+def read_image(path: str | Path, min_side: int = MIN_SIDE, balance: tuple[float, ...] | None = None) -> Image:
     """Decode an 8- or 16-bit gray/RGB image; palette and CMYK become RGB; an alpha channel is dropped
-    where every pixel is opaque (nothing is lost) and refused where one is not."""
+    where every pixel is opaque (nothing is lost) and refused where one is not. A camera's RAW file
+    is developed (:mod:`gipc.raw`), under the white ``balance`` given, else its own."""
     path = Path(path)
     if is_raw(path):  # a camera's RAW file: developed alike for every frame, 16 bits, sRGB
-        array = develop(path)
+        array = develop(path, balance)
         _check_side(path, *array.shape[:2], min_side)
         return Image(torch.from_numpy(array).permute(2, 0, 1).contiguous(), 16, path)
     with _opened(path) as im:
@@ -246,8 +247,11 @@ def check_sources(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Head
 
 
 def read_matching(paths: list[str | Path] | tuple[str | Path, ...]) -> list[Image]:
-    """Read sources of one scene (:func:`check_matching`)."""
-    images = [read_image(p) for p in paths]
+    """Read sources of one scene (:func:`check_matching`); RAW frames all under the first RAW frame's
+    white balance, so that a bracket shot on automatic white balance shows no colour seams."""
+    first_raw = next((Path(p) for p in paths if is_raw(Path(p))), None)
+    balance = white_balance(first_raw) if first_raw is not None else None
+    images = [read_image(p, balance=balance) for p in paths]
     check_matching(images)
     return images
 

@@ -5,7 +5,8 @@ frame alike, so that the frames differ in focus alone. LibRaw's defaults would n
 automatic brightening scales each frame by its own histogram, and its white-level adjustment by
 its own brightest pixels, so two frames of one bracket would come out in two exposures and the
 fused image would show their seams. Both are off (:data:`DEVELOP`); the white balance is the one
-the camera recorded, the colour space and tone curve sRGB's, the depth 16 bits. The camera's
+the camera recorded (for the frames of one scene, the first frame's: a camera on automatic white
+balance may record another for each frame), the colour space and tone curve sRGB's, the depth 16 bits. The camera's
 orientation is applied (the pixels come upright). Colour profile and EXIF are not carried: the
 pixels are sRGB, which a file without a profile means.
 
@@ -65,13 +66,23 @@ def raw_size(path: Path) -> tuple[int, int] | None:
         return (sizes.width, sizes.height) if sizes.flip & _TRANSPOSED else (sizes.height, sizes.width)
 
 
-def develop(path: Path) -> np.ndarray:
-    """(H, W, 3) uint16 sRGB pixels of a RAW file, developed with :data:`DEVELOP`, upright."""
+def white_balance(path: Path) -> tuple[float, ...] | None:
+    """The white balance the camera recorded in a RAW file (LibRaw's four multipliers); None where it
+    recorded none (LibRaw then develops in daylight's)."""
+    with _opened(path) as raw:
+        multipliers = tuple(float(m) for m in raw.camera_whitebalance)
+    return multipliers if any(multipliers) else None
+
+
+def develop(path: Path, balance: tuple[float, ...] | None = None) -> np.ndarray:
+    """(H, W, 3) uint16 sRGB pixels of a RAW file, developed with :data:`DEVELOP`, upright; under the
+    white ``balance`` given (:func:`white_balance`: another frame's of the same bracket), else its own."""
+    settings = DEVELOP if balance is None else {**DEVELOP, "use_camera_wb": False, "user_wb": list(balance)}
     failure: ImageError | None = None
     with _ONE_AT_A_TIME, _held_stderr() as messages:
         try:
             with _opened(path) as raw:
-                pixels = _run(path, lambda: raw.postprocess(**DEVELOP))
+                pixels = _run(path, lambda: raw.postprocess(**settings))
         except ImageError as err:
             failure = err
     damage = [line.removeprefix(f"{path}: ").strip() for line in messages if _from_libraw(line)]

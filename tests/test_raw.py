@@ -10,11 +10,12 @@ import pytest
 import tifffile
 import torch
 import torch.nn.functional as F
+from PIL import Image as PILImage
 
 from gipc.cli.fuse import main as fuse_main
 from gipc.data.sources import image_files
 from gipc.errors import ImageError
-from gipc.imaging import check_sources, read_header, read_image
+from gipc.imaging import check_sources, read_header, read_image, read_matching
 
 from helpers import texture
 
@@ -28,18 +29,21 @@ def srgb(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
 
 
-def write_dng(path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True, pixel_width: int = 1) -> Path:
+def write_dng(
+    path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True, pixel_width: int = 1, neutral: tuple[int, int, int] = (1, 1, 1)
+) -> Path:
     """A DNG of a camera whose RGB is linear sRGB: ``linear_rgb`` (H, W, 3) in [0, 1] at 12 bits, sampled
     through an RGGB Bayer mosaic (a camera's) or, ``mosaic=False``, stored whole (LinearRaw: a phone's
-    DNG, demosaiced in the phone); as-shot white balance neutral; pixels ``pixel_width`` times as wide
-    as high (DefaultScale)."""
+    DNG, demosaiced in the phone); as shot under a light the camera sees as ``neutral`` (AsShotNeutral,
+    in tenths: (1, 1, 1) leaves the colours as they are); pixels ``pixel_width`` times as wide as high
+    (DefaultScale)."""
     matrix = [int(v) for value in XYZ_TO_LINEAR_SRGB.ravel() for v in (round(value * 1_000_000), 1_000_000)]
     tags = [
         (50706, "B", 4, (1, 4, 0, 0)),  # DNGVersion
         (50708, "s", 0, "gipc test camera"),  # UniqueCameraModel
         (50717, "I", 1, WHITE),  # WhiteLevel
         (50721, "2i", 9, tuple(matrix)),  # ColorMatrix1 (XYZ to camera)
-        (50728, "2I", 3, (1, 1, 1, 1, 1, 1)),  # AsShotNeutral
+        (50728, "2I", 3, tuple(v for n in neutral for v in (n, 10) if neutral != (1, 1, 1)) or (1, 1, 1, 1, 1, 1)),  # AsShotNeutral
         (50778, "H", 1, 21),  # CalibrationIlluminant1: D65
         (274, "H", 1, orientation),
         (50718, "2I", 2, (pixel_width, 1, 1, 1)),  # DefaultScale
@@ -110,6 +114,24 @@ def test_the_header_of_a_raw_file_of_wide_pixels_gives_the_stretched_size(tmp_pa
     path = write_dng(tmp_path / "wide.dng", np.full((24, 36, 3), 0.2), pixel_width=2)
     assert read_image(path).stored.shape == (3, 24, 72)
     assert (read_header(path).height, read_header(path).width) == (24, 72)
+
+
+def test_the_frames_of_one_scene_take_the_first_frames_white_balance(tmp_path: Path) -> None:
+    """A camera on automatic white balance may record another for each frame of a bracket; developed
+    each under its own, the same scene comes out in two colours and the fused image shows seams
+    between them. The frames of one scene are developed under the first frame's: as that frame
+    alone would be, to the bit."""
+    scene = np.random.default_rng(3).uniform(0.05, 0.5, (24, 32, 3))
+    warm = write_dng(tmp_path / "warm.dng", scene, neutral=(10, 9, 7))
+    cool = write_dng(tmp_path / "cool.dng", scene, neutral=(8, 9, 10))
+    alone = {path: read_image(path).stored for path in (warm, cool)}
+    assert not torch.equal(alone[warm], alone[cool])
+    for first, second in ((warm, cool), (cool, warm)):
+        images = read_matching([first, second])
+        assert torch.equal(images[0].stored, alone[first]) and torch.equal(images[1].stored, alone[first])
+    png = tmp_path / "frame.png"  # a non-RAW frame first: the first RAW frame's balance
+    PILImage.fromarray(np.zeros((24, 32, 3), np.uint8)).save(png)
+    assert torch.equal(read_matching([png, cool, warm])[2].stored, alone[cool])
 
 
 def test_raw_files_are_sources_in_a_folder(tmp_path: Path) -> None:
