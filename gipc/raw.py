@@ -6,9 +6,9 @@ automatic brightening scales each frame by its own histogram, and its white-leve
 its own brightest pixels, so two frames of one bracket would come out in two exposures and the
 fused image would show their seams. Both are off (:data:`DEVELOP`); the white balance is the one
 the camera recorded (for the frames of one scene, the first frame's: a camera on automatic white
-balance may record another for each frame), the colour space and tone curve sRGB's, the depth 16 bits. The camera's
-orientation is applied (the pixels come upright). Colour profile and EXIF are not carried: the
-pixels are sRGB, which a file without a profile means.
+balance may record another for each frame), the colour space and tone curve sRGB's, the depth 16
+bits. The camera's orientation is applied (the pixels come upright). Colour profile and EXIF are
+not carried: the pixels are sRGB, which a file without a profile means.
 
 rawpy is imported on the first RAW file only, so that commands that never meet one do not pay
 for it. LibRaw reports damaged pixel data by printing to the process's stderr (its data callback)
