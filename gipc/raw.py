@@ -93,19 +93,26 @@ def develop(path: Path, balance: tuple[float, ...] | None = None) -> np.ndarray:
     return pixels
 
 
+def _rawpy(path: Path) -> Any:
+    """The rawpy module, imported on the first RAW file; where it is missing, one line saying so."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageError(f"{path}: a camera RAW file, and reading one needs rawpy (pip install rawpy), which is missing") from None
+    return rawpy
+
+
 @contextmanager
 def _opened(path: Path) -> Iterator[Any]:
     check_readable(path)
-    import rawpy
-
+    rawpy = _rawpy(path)
     with _run(path, lambda: rawpy.imread(str(path))) as raw:
         yield raw
 
 
 def _run(path: Path, step: Any) -> Any:
     """``step()``, with LibRaw's failures as one ImageError line naming ``path``."""
-    import rawpy
-
+    rawpy = _rawpy(path)
     try:
         return step()
     except (rawpy.LibRawFileUnsupportedError, rawpy.NotSupportedError):

@@ -3,6 +3,7 @@ developed by gipc.raw, checked against the sRGB formula, against each other and 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,13 @@ def test_bad_raw_files_are_one_line_each(tmp_path: Path, capfd: pytest.CaptureFi
     assert capfd.readouterr().err == ""
     with pytest.raises(ImageError, match="noise.dng: not a RAW file"):
         check_sources([noise, cut])  # the header: before any pixels are decoded
+
+
+def test_without_rawpy_a_raw_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_dng(tmp_path / "a.dng", np.full((24, 32, 3), 0.2))
+    monkeypatch.setitem(sys.modules, "rawpy", None)  # as if it were not installed: its import fails
+    with pytest.raises(ImageError, match=r"a\.dng: a camera RAW file, and reading one needs rawpy \(pip install rawpy\), which is missing$"):
+        read_image(path)
 
 
 def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path) -> None:
