@@ -127,9 +127,10 @@ def _run(path: Path, step: Any) -> Any:
 @contextmanager
 def _held_stderr() -> Iterator[list[str]]:
     """The lines written to file descriptor 2 inside the block, held back from it; on leaving, those
-    that are not LibRaw's (another thread's progress bar) go on to stderr."""
+    that are not LibRaw's (another thread's progress bar) go on to it as they were written."""
     messages: list[str] = []
-    sys.stderr.flush()
+    if sys.stderr is not None:  # Python's own buffered text first, where it was headed
+        sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:  # no stderr to hold (a GUI process): LibRaw's lines go nowhere anyway
@@ -140,16 +141,16 @@ def _held_stderr() -> Iterator[list[str]]:
         try:
             yield messages
         finally:
-            sys.stderr.flush()
+            if sys.stderr is not None:
+                sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            text = held.read().decode(errors="replace")
-            messages.extend(text.splitlines())
-            others = "".join(line for line in text.splitlines(keepends=True) if not _from_libraw(line))
+            lines = held.read().splitlines(keepends=True)
+            messages.extend(line.decode(errors="replace").rstrip("\r\n") for line in lines)
+            others = b"".join(line for line in lines if not _from_libraw(line.decode(errors="replace")))
             if others:
-                sys.stderr.write(others)
-                sys.stderr.flush()
+                os.write(2, others)
 
 
 def _from_libraw(line: str) -> bool:
