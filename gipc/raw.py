@@ -85,7 +85,7 @@ def develop(path: Path, balance: tuple[float, ...] | None = None) -> np.ndarray:
                 pixels = _run(path, lambda: raw.postprocess(**settings))
         except ImageError as err:
             failure = err
-    damage = [line.removeprefix(f"{path}: ").strip() for line in messages if _from_libraw(line)]
+    damage = [line.removeprefix(f"{path}: ") for line in messages]
     if damage:  # LibRaw's own words ("Unexpected end of file") say more than its error code
         raise ImageError(f"{path}: truncated or corrupt image data ({damage[0]})")
     if failure is not None:
@@ -126,8 +126,9 @@ def _run(path: Path, step: Any) -> Any:
 
 @contextmanager
 def _held_stderr() -> Iterator[list[str]]:
-    """The lines written to file descriptor 2 inside the block, held back from it; on leaving, those
-    that are not LibRaw's (another thread's progress bar) go on to it as they were written."""
+    """LibRaw's lines written to file descriptor 2 inside the block (:func:`_from_libraw`), held back
+    from it and listed on leaving; the others (another thread's progress bar) go on to it as they
+    were written."""
     messages: list[str] = []
     if sys.stderr is not None:  # Python's own buffered text first, where it was headed
         sys.stderr.flush()
@@ -146,13 +147,17 @@ def _held_stderr() -> Iterator[list[str]]:
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            lines = held.read().splitlines(keepends=True)
-            messages.extend(line.decode(errors="replace").rstrip("\r\n") for line in lines)
-            others = b"".join(line for line in lines if not _from_libraw(line.decode(errors="replace")))
+            others = b""
+            for line in held.read().splitlines(keepends=True):
+                text = line.decode(errors="replace").strip()
+                if _from_libraw(text):
+                    messages.append(text)
+                else:
+                    others += line
             if others:
                 os.write(2, others)
 
 
 def _from_libraw(line: str) -> bool:
-    """LibRaw's data callback prints ``<file>: Unexpected end of file`` or ``<file>: data corrupted at N``."""
-    return line.rstrip().endswith("Unexpected end of file") or ": data corrupted at " in line
+    """Whether a (stripped) line is LibRaw's data callback's: ``<file>: Unexpected end of file`` or ``<file>: data corrupted at N``."""
+    return line.endswith("Unexpected end of file") or ": data corrupted at " in line
