@@ -31,12 +31,12 @@ def srgb(linear: np.ndarray) -> np.ndarray:
 
 
 def write_dng(
-    path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True, pixel_width: int = 1, neutral: tuple[int, int, int] = (1, 1, 1)
+    path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True, pixel_width: int = 1, neutral: tuple[int, int, int] = (10, 10, 10)
 ) -> Path:
     """A DNG of a camera whose RGB is linear sRGB: ``linear_rgb`` (H, W, 3) in [0, 1] at 12 bits, sampled
     through an RGGB Bayer mosaic (a camera's) or, ``mosaic=False``, stored whole (LinearRaw: a phone's
     DNG, demosaiced in the phone); as shot under a light the camera sees as ``neutral`` (AsShotNeutral,
-    in tenths: (1, 1, 1) leaves the colours as they are); pixels ``pixel_width`` times as wide as high
+    in tenths: (10, 10, 10) leaves the colours as they are); pixels ``pixel_width`` times as wide as high
     (DefaultScale)."""
     matrix = [int(v) for value in XYZ_TO_LINEAR_SRGB.ravel() for v in (round(value * 1_000_000), 1_000_000)]
     tags = [
@@ -44,7 +44,7 @@ def write_dng(
         (50708, "s", 0, "gipc test camera"),  # UniqueCameraModel
         (50717, "I", 1, WHITE),  # WhiteLevel
         (50721, "2i", 9, tuple(matrix)),  # ColorMatrix1 (XYZ to camera)
-        (50728, "2I", 3, tuple(v for n in neutral for v in (n, 10) if neutral != (1, 1, 1)) or (1, 1, 1, 1, 1, 1)),  # AsShotNeutral
+        (50728, "2I", 3, tuple(v for n in neutral for v in (n, 10))),  # AsShotNeutral
         (50778, "H", 1, 21),  # CalibrationIlluminant1: D65
         (274, "H", 1, orientation),
         (50718, "2I", 2, (pixel_width, 1, 1, 1)),  # DefaultScale
