@@ -6,12 +6,17 @@ offsets that a re-encoding would break. Three fields would be wrong for the fuse
 patched: the orientation (the pixels are written upright: 1), the image size in the Exif IFD (the
 written one; ``--align`` crops) and the link to the source's thumbnail (cut: a viewer would show the
 source's blur; its bytes stay, unreferenced). A block these steps cannot read is not carried.
+
+A TIFF output takes the block as its first bytes, where its offsets (a maker note's too) still
+point right, and joins it to the image in one IFD0 (:func:`write_tiff`). A TIFF-structured source
+(a TIFF, a DNG, most cameras' RAW files) holds its tags among its image's: its block is laid out
+anew from them (:func:`read_tiff`), without the maker note, whose offsets point into that file.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 PREFIX = b"Exif\x00\x00"
 """What precedes the TIFF structure in a JPEG's APP1 segment, and in Pillow's ``info["exif"]``."""
@@ -20,8 +25,23 @@ JPEG_LIMIT = 65533 - 2 - len(PREFIX)
 
 ORIENTATION = 0x0112
 EXIF_IFD = 0x8769
+GPS_IFD = 0x8825
 PIXEL_X, PIXEL_Y = 0xA002, 0xA003
+MAKER_NOTE, INTEROP_IFD = 0x927C, 0xA005
 _SHORT, _LONG = 3, 4
+_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
+"""Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ... DOUBLE)."""
+PHOTO_TAGS = frozenset({
+    0x010E, 0x010F, 0x0110, ORIENTATION, 0x0131, 0x0132, 0x013B, 0x013C, 0x8298,  # description, make, model, ..., copyright
+    0x4746, 0x4749, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F,  # rating, Windows' title, comment, author, keywords, subject
+    EXIF_IFD, GPS_IFD,
+})  # fmt: skip
+"""The IFD0 tags that describe the photo rather than how its pixels are stored, and the links to its
+Exif and GPS IFDs: what a TIFF-structured file's IFD0 gives its block, and a block gives a TIFF output."""
+_TIFF_HEADERS = (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00")
+"""TIFF's two headers, and those of Olympus's ORF and Panasonic's RW2 files, TIFF structures under another mark."""
+_MAX_VALUE = 1 << 16
+"""The largest field kept from a source's IFD (a JPEG's APP1 segment holds 64 KiB in all)."""
 
 
 def tiff_block(info_exif: bytes | None) -> bytes | None:
@@ -69,3 +89,109 @@ def _entries(block: bytes, order: str, offset: int) -> Iterator[tuple[int, int, 
         at = offset + 2 + 12 * i
         tag, kind, count = struct.unpack_from(order + "HHI", block, at)
         yield tag, kind, count, at + 8
+
+
+def read_tiff(file: BinaryIO) -> bytes | None:
+    """The EXIF block of a TIFF-structured file (a TIFF, a DNG, a CR2, NEF, ARW, ORF, RW2, ...): the tags
+    of its IFD0 that describe the photo (:data:`PHOTO_TAGS`) and its Exif and GPS IFDs, laid out anew in
+    the file's byte order, without the maker note (its offsets point into the file) and the
+    interoperability IFD; None where the file is not TIFF-structured or holds none of them."""
+    try:
+        file.seek(0)
+        header = file.read(8)
+        if header[:4] not in _TIFF_HEADERS:
+            return None
+        order = "<" if header[:2] == b"II" else ">"
+        ifd0 = [f for f in _read_ifd(file, order, _unpack(order + "I", header, 4)) if f[0] in PHOTO_TAGS]
+        linked = {tag: _read_ifd(file, order, _unpack(order + "I", value, 0)) for tag, kind, _, value in ifd0 if tag in (EXIF_IFD, GPS_IFD) and kind in (_LONG, 13)}
+    except (struct.error, IndexError, OSError):
+        return None
+    ifds = [[f for f in ifd0 if f[0] not in (EXIF_IFD, GPS_IFD)]]
+    links = []
+    for tag in (EXIF_IFD, GPS_IFD):
+        fields = [f for f in linked.get(tag, []) if f[0] not in (MAKER_NOTE, INTEROP_IFD)]
+        if fields:
+            links.append(tag)
+            ifds.append(fields)
+    return _laid_out(order, ifds, links) if len(ifds) > 1 or ifds[0] else None
+
+
+def write_tiff(file: BinaryIO, block: bytes, write: Callable[[BinaryIO], None]) -> None:
+    """A TIFF file of the image ``write`` writes and of ``block`` (a TIFF structure): the block first,
+    as it is, so that its offsets (from the file's start) still point right; then the image, which
+    ``write`` must lay out in the block's byte order, a classic TIFF with offsets from the file's start
+    too; then an IFD0 of the image's fields and the block's IFD0 fields that describe the photo
+    (:data:`PHOTO_TAGS`, the image's where both hold one), to which the file's header points."""
+    order = "<" if block[:2] == b"II" else ">"
+    file.write(block + b"\x00" * (len(block) % 2))
+    start = file.tell()
+    write(file)
+    file.seek(start)
+    image = file.read(8)
+    assert image[:4] == block[:4], "the image must be a classic TIFF in the block's byte order"
+    at = _unpack(order + "I", image, 4)
+    file.seek(at)
+    count = _unpack(order + "H", file.read(2), 0)
+    entries = {struct.unpack_from(order + "H", raw)[0]: raw for raw in (file.read(12) for _ in range(count))}
+    following = file.read(4)  # the image's link to a next IFD
+    for tag, _, _, at_value in _entries(block, order, _unpack(order + "I", block, 4)):
+        if tag in PHOTO_TAGS and tag not in entries:
+            entries[tag] = block[at_value - 8 : at_value + 4]
+    file.seek(0, 2)
+    if file.tell() % 2:
+        file.write(b"\x00")
+    joined = file.tell()
+    file.write(struct.pack(order + "H", len(entries)) + b"".join(entries[tag] for tag in sorted(entries)) + following)
+    file.seek(4)
+    file.write(struct.pack(order + "I", joined))
+    file.seek(0, 2)
+
+
+_Field = tuple[int, int, int, bytes]
+"""A field of an IFD: tag, type, count and its value's bytes (4 at least: an inline value as stored)."""
+
+
+def _read_ifd(file: BinaryIO, order: str, offset: int) -> list[_Field]:
+    """The fields of the IFD at ``offset`` whose type is known and whose value is at most :data:`_MAX_VALUE` bytes."""
+    file.seek(offset)
+    count = _unpack(order + "H", file.read(2), 0)
+    raw = file.read(12 * count)
+    fields = []
+    for i in range(count):
+        tag, kind, number = struct.unpack_from(order + "HHI", raw, 12 * i)
+        size = _SIZES.get(kind, 0) * number
+        if not 0 < size <= _MAX_VALUE:
+            continue
+        value = raw[12 * i + 8 : 12 * i + 12]
+        if size > 4:
+            file.seek(_unpack(order + "I", value, 0))
+            value = file.read(size)
+            if len(value) < size:
+                continue
+        fields.append((tag, kind, number, value))
+    return fields
+
+
+def _laid_out(order: str, ifds: list[list[_Field]], links: list[int]) -> bytes:
+    """A TIFF structure of ``ifds`` (IFD0 first), IFD0 linking the others by the tags ``links``, one
+    each in order; each IFD's values over 4 bytes follow it, at even offsets."""
+    out = bytearray(b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", 8)
+    ifd0 = sorted(ifds[0] + [(tag, _LONG, 1, b"\x00" * 4) for tag in links])
+    link_values = {}
+    for number, fields in enumerate([ifd0, *(sorted(f) for f in ifds[1:])]):
+        if number:
+            struct.pack_into(order + "I", out, link_values[links[number - 1]], len(out))
+        start = len(out)
+        values_at = start + 2 + 12 * len(fields) + 4
+        out += struct.pack(order + "H", len(fields))
+        values = bytearray()
+        for tag, kind, count, value in fields:
+            if number == 0 and tag in links:
+                link_values[tag] = len(out) + 8
+            if len(value) > 4:
+                out += struct.pack(order + "HHII", tag, kind, count, values_at + len(values))
+                values += value + b"\x00" * (len(value) % 2)
+            else:
+                out += struct.pack(order + "HHI", tag, kind, count) + value
+        out += b"\x00" * 4 + values
+    return bytes(out)

@@ -17,7 +17,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import pillow_heif
@@ -27,9 +27,9 @@ from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
 from gipc.color import stored_as, unit_range
 from gipc.errors import ImageError
-from gipc.exif import JPEG_LIMIT, PREFIX, for_output, tiff_block
+from gipc.exif import JPEG_LIMIT, PREFIX, for_output, read_tiff, tiff_block, write_tiff
 from gipc.files import atomic_path, check_readable, check_writable
-from gipc.raw import develop, is_raw, raw_size, white_balance
+from gipc.raw import camera_exif, develop, is_raw, raw_size, white_balance
 
 # A truncated JPEG must fail loudly rather than come back half grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -57,7 +57,8 @@ class Image:
     icc: bytes | None = None
     """The colour profile (ICC) the file embeds; None: none (the values are then read as sRGB)."""
     exif: bytes | None = None
-    """The EXIF block (a TIFF structure) a JPEG, PNG, WebP or HEIC file holds, as stored; None: none."""
+    """The photo's EXIF block (a TIFF structure): a JPEG's, PNG's, WebP's or HEIC's as stored, a TIFF's
+    or camera RAW file's laid out from its tags (:mod:`gipc.exif`); None: none."""
 
     @property
     def pixels(self) -> torch.Tensor:
@@ -132,7 +133,7 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE, balance: tuple[float,
     if is_raw(path):  # a camera's RAW file: developed alike for every frame, 16 bits, sRGB
         array = develop(path, balance)
         _check_side(path, *array.shape[:2], min_side)
-        return Image(torch.from_numpy(array).permute(2, 0, 1).contiguous(), 16, path)
+        return Image(torch.from_numpy(array).permute(2, 0, 1).contiguous(), 16, path, exif=camera_exif(path))
     with _opened(path) as im:
         orientation = _orientation(im)
         deep = (im.mode == "RGB" or _has_alpha(im)) and _bits_per_sample(path, im) == 16
@@ -141,10 +142,19 @@ def read_image(path: str | Path, min_side: int = MIN_SIDE, balance: tuple[float,
         else:
             im.load()
             array, bit_depth = _pil_array(path, ImageOps.exif_transpose(im))
-        icc, exif = _profile(im), tiff_block(im.info.get("exif"))
+        icc, exif = _profile(im), _exif(path, im)
     _check_side(path, *array.shape[:2], min_side)
     stored = torch.from_numpy(np.require(array, np.uint16 if bit_depth == 16 else np.uint8, ["C", "W"]))  # Pillow's arrays are read-only
     return Image(stored.unsqueeze(0) if stored.ndim == 2 else stored.permute(2, 0, 1).contiguous(), bit_depth, path, icc, exif)
+
+
+def _exif(path: Path, im: PILImage.Image) -> bytes | None:
+    """The EXIF block of an image Pillow opened: the one a JPEG, PNG, WebP or HEIC file holds, as
+    stored; a TIFF's laid out from its tags (:func:`gipc.exif.read_tiff`)."""
+    if im.format == "TIFF":
+        with open(path, "rb") as file:
+            return read_tiff(file)
+    return tiff_block(im.info.get("exif"))
 
 
 def _profile(im: PILImage.Image) -> bytes | None:
@@ -267,8 +277,8 @@ def write_image(
 ) -> None:
     """Write (C, H, W) pixels in [0, 1] atomically: PNG (8/16-bit), JPEG (8-bit, quality 95: a 16-bit
     ``bit_depth`` is rounded to 8, all JPEG holds) or TIFF,
-    with the colour profile ``icc`` embedded where given, and into a PNG or JPEG the EXIF block
-    ``exif`` made the written image's (:func:`gipc.exif.for_output`; a JPEG holds 64 KiB of it at most).
+    with the colour profile ``icc`` embedded where given, and the EXIF block ``exif`` made the written
+    image's (:func:`gipc.exif.for_output`; a JPEG holds 64 KiB of it at most, a TIFF 4 GiB in all).
 
     Never replaces a ``protected`` file (the inputs), nor an existing one unless ``overwrite``.
     """
@@ -284,7 +294,7 @@ def write_image(
     array = array[..., 0] if array.shape[2] == 1 else array
     if exif is not None:
         exif = for_output(exif, array.shape[1], array.shape[0])
-        if suffix in JPEG_SUFFIXES and exif is not None and len(exif) > JPEG_LIMIT:
+        if exif is not None and len(exif) > (JPEG_LIMIT if suffix in JPEG_SUFFIXES else TIFF_LIMIT - array.nbytes):
             exif = None
     try:
         with atomic_path(path) as tmp:
@@ -413,6 +423,10 @@ def _pil_array(path: Path, im: PILImage.Image) -> tuple[np.ndarray, int]:
     raise ImageError(f"{path}: unsupported pixel mode {im.mode!r}; save it as 8- or 16-bit gray or RGB")
 
 
+TIFF_LIMIT = (1 << 32) - (1 << 25)
+"""The most bytes of pixels and EXIF a classic TIFF is written with (tifffile's own margin under 4 GiB):
+beyond it tifffile writes a BigTIFF, whose offsets an EXIF block's are not."""
+
 PNG_COMPRESSION = 1
 """zlib level of written PNGs: on the 20 fused Lytro images level 1 encodes in 19 ms against Pillow's
 default 6's 75 ms, for files 6.5 % larger (411 against 386 KiB; benchmarks/README.md)."""
@@ -420,14 +434,24 @@ default 6's 75 ms, for files 6.5 % larger (411 against 386 KiB; benchmarks/READM
 
 def _encode(tmp: Path, suffix: str, array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> None:
     """Write ``array`` (H, W[, 3]) uint8/uint16 to ``tmp`` in the format of ``suffix``, with the colour
-    profile ``icc`` and, into a PNG or JPEG, the EXIF block ``exif`` (a TIFF structure)."""
+    profile ``icc`` and the EXIF block ``exif`` (a TIFF structure)."""
     embedded = {} if icc is None else {"icc_profile": icc}
     if exif is not None:
         embedded["exif"] = PREFIX + exif
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(tmp, array, photometric="rgb" if array.ndim == 3 else "minisblack", iccprofile=icc)
+        def image(file: BinaryIO, byteorder: str | None = None) -> None:
+            # offsets from the file's start; no description or software of tifffile's, where the photo's own would go
+            photometric = "rgb" if array.ndim == 3 else "minisblack"
+            handle = tifffile.FileHandle(file, offset=0)
+            tifffile.imwrite(handle, array, photometric=photometric, iccprofile=icc, byteorder=byteorder, metadata=None, software=False)
+
+        with open(tmp, "w+b") as file:  # the EXIF's join reads the image's IFD back
+            if exif is None:
+                image(file)
+            else:
+                write_tiff(file, exif, lambda f: image(f, "<" if exif[:2] == b"II" else ">"))
     elif array.dtype == np.uint16 and array.ndim == 3:
         import png
 

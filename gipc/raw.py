@@ -7,8 +7,9 @@ its own brightest pixels, so two frames of one bracket would come out in two exp
 fused image would show their seams. Both are off (:data:`DEVELOP`); the white balance is the one
 the camera recorded (for the frames of one scene, the first frame's: a camera on automatic white
 balance may record another for each frame), the colour space and tone curve sRGB's, the depth 16
-bits. The camera's orientation is applied (the pixels come upright). Colour profile and EXIF are
-not carried: the pixels are sRGB, which a file without a profile means.
+bits. The camera's orientation is applied (the pixels come upright). No colour profile is carried:
+the pixels are sRGB, which a file without a profile means. The EXIF tags are
+(:func:`camera_exif`), read from the file itself, since LibRaw does not hand them over whole.
 
 rawpy is imported on the first RAW file only, so that commands that never meet one do not pay
 for it. LibRaw reports damaged pixel data by printing to the process's stderr (its data callback)
@@ -17,7 +18,9 @@ rather than by failing; :func:`develop` holds those lines and turns them into on
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import sys
 import tempfile
 import threading
@@ -26,8 +29,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
 
 from gipc.errors import ImageError
+from gipc.exif import read_tiff, tiff_block
 from gipc.files import check_readable
 
 RAW_SUFFIXES = (
@@ -91,6 +97,28 @@ def develop(path: Path, balance: tuple[float, ...] | None = None) -> np.ndarray:
     if failure is not None:
         raise failure
     return pixels
+
+
+_FUJI = b"FUJIFILMCCD-RAW "
+_FUJI_JPEG = 84
+"""Where a Fuji RAF file gives its embedded JPEG's offset and length (big-endian), as LibRaw reads them."""
+
+
+def camera_exif(path: Path) -> bytes | None:
+    """The EXIF block of a RAW file: from its own tags where it is TIFF-structured (DNG, CR2, NEF,
+    ARW, ORF, RW2, PEF, ...; :func:`gipc.exif.read_tiff`, without the maker note), as stored in its
+    embedded JPEG for a Fuji RAF; None for the others (CR3, CRW, MRW) and where it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(_FUJI_JPEG + 8)
+            if not header.startswith(_FUJI):
+                return read_tiff(file)
+            offset, length = struct.unpack_from(">II", header, _FUJI_JPEG)
+            file.seek(offset)
+            with PILImage.open(io.BytesIO(file.read(length))) as jpeg:
+                return tiff_block(jpeg.info.get("exif"))
+    except (OSError, struct.error, UnidentifiedImageError):
+        return None
 
 
 def _rawpy(path: Path) -> Any:

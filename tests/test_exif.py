@@ -1,13 +1,21 @@
 """The EXIF block carried to a fused image: patched where it would lie about the fused image, every
-other byte as the camera wrote it."""
+other byte as the camera wrote it; into a TIFF beside the image's own tags; from a TIFF-structured
+file's tags."""
 
 from __future__ import annotations
 
+import io
 import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
+import torch
+from PIL import Image as PILImage
 
-from gipc.exif import PREFIX, for_output, tiff_block
+from gipc.exif import PREFIX, for_output, read_tiff, tiff_block
+from gipc.imaging import read_image, write_image
 
 MAKER_NOTE = bytes(range(256)) * 4  # a camera's private bytes: offsets inside must not move
 
@@ -87,3 +95,73 @@ def test_the_decoders_bytes_are_read_with_or_without_the_jpeg_prefix() -> None:
     block = camera_block("II")
     assert tiff_block(PREFIX + block) == tiff_block(block) == block  # JPEG, PNG, HEIC: prefixed; WebP: not
     assert tiff_block(None) is tiff_block(b"") is tiff_block(b"Exif\x00\x00not a tiff") is None
+
+
+def pillow_block(order: str) -> PILImage.Exif:
+    """A photo's EXIF as Pillow lays it out: IFD0 (camera, date, orientation 6 and a resolution, which
+    is the pixels' business), an Exif IFD (exposure, a maker note, an interoperability IFD) and a GPS IFD."""
+    exif = PILImage.Exif()
+    exif.endian = "<" if order == "II" else ">"
+    exif.update({0x010F: "Maker", 0x0110: "Model 7", 0x0112: 6, 0x011A: 72.0, 0x0132: "2026:12:07 10:00:00"})
+    exif.get_ifd(0x8769).update({0x829A: 1 / 125, 0x829D: 2.8, 0x8827: 200, 0x927C: b"NOTE" * 8, 0xA005: {1: "R98"}})
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 30.0, 0.0)})
+    return exif
+
+
+def loaded(block: bytes) -> PILImage.Exif:
+    exif = PILImage.Exif()
+    exif.load(block)
+    return exif
+
+
+@pytest.mark.parametrize("order", ["II", "MM"])
+def test_a_tiff_structured_files_photo_tags_are_laid_out_anew(order: str) -> None:
+    """IFD0's camera, date and orientation and the Exif and GPS IFDs come over, read back by Pillow
+    value for value; the resolution (the pixels' own) and the maker note and interoperability IFD
+    (offsets into the file they came from) do not."""
+    source = tiff_block(pillow_block(order).tobytes())
+    block = read_tiff(io.BytesIO(source))
+    assert block is not None and block[:2] == order.encode()
+    exif = loaded(block)
+    assert {k: v for k, v in exif.items() if k not in (0x8769, 0x8825)} == {0x010F: "Maker", 0x0110: "Model 7", 0x0112: 6, 0x0132: "2026:12:07 10:00:00"}
+    assert exif.get_ifd(0x8769) == {0x829A: 1 / 125, 0x829D: 2.8, 0x8827: 200}
+    assert exif.get_ifd(0x8825) == {1: "N", 2: (52.0, 30.0, 0.0)}
+    assert read_tiff(io.BytesIO(block)) == block  # laid out as it would lay itself out
+
+
+@pytest.mark.parametrize("mark", [b"IIRO", b"IIU\x00"])
+def test_olympus_and_panasonic_raw_headers_are_tiff_structures_too(mark: bytes) -> None:
+    block = camera_block("II")
+    exif = loaded(read_tiff(io.BytesIO(mark + block[4:])) or b"")
+    assert exif[0x010F].rstrip("\x00") == "Camera" and 0x927C not in exif.get_ifd(0x8769)
+
+
+def test_what_is_not_a_tiff_structure_or_is_cut_short_gives_no_block() -> None:
+    block = camera_block("MM")
+    assert read_tiff(io.BytesIO(b"\xff\xd8\xff\xe0" + block)) is None  # a JPEG's start
+    assert read_tiff(io.BytesIO(block[:30])) is None  # IFD0 cut in its entries
+    assert read_tiff(io.BytesIO(block[:8] + struct.pack(">H", 0) + bytes(4))) is None  # an IFD0 of no fields
+
+
+@pytest.mark.parametrize("order", ["II", "MM"])
+@pytest.mark.parametrize("channels, bits", [(3, 8), (3, 16), (1, 16)])
+def test_a_tiff_output_holds_the_block_beside_its_image(tmp_path: Path, order: str, channels: int, bits: int) -> None:
+    """The block goes first in the file, as the camera wrote it (the maker note's bytes where they were),
+    patched for the fused image (orientation 1, its size); IFD0 holds the camera's tags beside the
+    image's; the pixels read back as written, by tifffile and Pillow, in one page."""
+    pixels = torch.rand(channels, 5, 7, generator=torch.Generator().manual_seed(1))
+    block = camera_block(order)
+    out = tmp_path / "fused.tif"
+    write_image(out, pixels, bits, exif=block)
+    data = out.read_bytes()
+    assert data[:4] == block[:4] and data.index(MAKER_NOTE) == block.index(MAKER_NOTE)
+    with tifffile.TiffFile(out) as tiff:
+        assert len(tiff.pages) == 1 and tiff.byteorder == ("<" if order == "II" else ">")
+        stored = tiff.pages[0].asarray()
+    expected = torch.round(pixels * (2**bits - 1)).to(torch.int32).permute(1, 2, 0).squeeze(-1).numpy()
+    assert np.array_equal(stored.astype(np.int32), expected)
+    with PILImage.open(out) as im:
+        exif = im.getexif()
+        assert (exif[0x010F].rstrip("\x00"), exif[0x0112], im.size) == ("Camera", 1, (7, 5))
+        assert exif.get_ifd(0x8769) == {0x927C: MAKER_NOTE, 0xA002: 7, 0xA003: 5}
+    assert loaded(read_image(out).exif or b"")[0x010F].rstrip("\x00") == "Camera"  # and a TIFF source gives its EXIF

@@ -202,10 +202,11 @@ def test_the_colour_profile_a_source_embeds_is_read_with_its_pixels_and_its_head
     assert read_image(tmp_path / f"plain{Path(name).suffix}").icc is read_header(tmp_path / f"plain{Path(name).suffix}").icc is None
 
 
-@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "photo.webp", "photo.heic"])
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "photo.webp", "photo.heic", "photo.tif"])
 def test_the_exif_block_a_source_holds_is_read_with_its_pixels(tmp_path: Path, name: str) -> None:
     """Each decoder hands EXIF over in its own way (JPEG's, PNG's and HEIC's after an ``Exif`` prefix,
-    WebP's without): every one reads as the same camera's block; a file without one reads None."""
+    WebP's without, a TIFF's among its image's tags): every one reads as the same camera's block; a file
+    without one reads None."""
     pixels = np.random.default_rng(4).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     exif = PILImage.Exif()
     exif[0x010F] = "Camera"

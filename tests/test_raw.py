@@ -3,6 +3,8 @@ developed by gipc.raw, checked against the sRGB formula, against each other and 
 
 from __future__ import annotations
 
+import io
+import struct
 import sys
 from pathlib import Path
 
@@ -16,7 +18,9 @@ from PIL import Image as PILImage
 from gipc.cli.fuse import main as fuse_main
 from gipc.data.sources import image_files
 from gipc.errors import ImageError
+from gipc.exif import tiff_block
 from gipc.imaging import check_sources, read_header, read_image, read_matching
+from gipc.raw import camera_exif
 
 from helpers import texture
 
@@ -31,13 +35,19 @@ def srgb(linear: np.ndarray) -> np.ndarray:
 
 
 def write_dng(
-    path: Path, linear_rgb: np.ndarray, orientation: int = 1, mosaic: bool = True, pixel_width: int = 1, neutral: tuple[int, int, int] = (10, 10, 10)
+    path: Path,
+    linear_rgb: np.ndarray,
+    orientation: int = 1,
+    mosaic: bool = True,
+    pixel_width: int = 1,
+    neutral: tuple[int, int, int] = (10, 10, 10),
+    tags: list[tuple[int, str, int, object]] = [],
 ) -> Path:
     """A DNG of a camera whose RGB is linear sRGB: ``linear_rgb`` (H, W, 3) in [0, 1] at 12 bits, sampled
     through an RGGB Bayer mosaic (a camera's) or, ``mosaic=False``, stored whole (LinearRaw: a phone's
     DNG, demosaiced in the phone); as shot under a light the camera sees as ``neutral`` (AsShotNeutral,
     in tenths: (10, 10, 10) leaves the colours as they are); pixels ``pixel_width`` times as wide as high
-    (DefaultScale)."""
+    (DefaultScale); IFD0 holding ``tags`` too (tifffile's extratags)."""
     matrix = [int(v) for value in XYZ_TO_LINEAR_SRGB.ravel() for v in (round(value * 1_000_000), 1_000_000)]
     tags = [
         (50706, "B", 4, (1, 4, 0, 0)),  # DNGVersion
@@ -48,6 +58,7 @@ def write_dng(
         (50778, "H", 1, 21),  # CalibrationIlluminant1: D65
         (274, "H", 1, orientation),
         (50718, "2I", 2, (pixel_width, 1, 1, 1)),  # DefaultScale
+        *tags,
     ]
     if not mosaic:
         tifffile.imwrite(path, np.round(linear_rgb * WHITE).astype(np.uint16), photometric=34892, planarconfig="contig", extratags=tags, subfiletype=0)
@@ -182,3 +193,64 @@ def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path)
     a, b = (read_image(p).stored for p in paths)
     assert fused.bit_depth == 16 and fused.stored.shape == a.shape == (3, 96, 128)
     assert torch.equal(fused.stored[:, :, :48], a[:, :, :48]) and torch.equal(fused.stored[:, :, 80:], b[:, :, 80:])
+
+
+EXPOSURE = {0x829A: 1 / 125, 0x829D: 2.8, 0x8827: 200, 0x9003: "2026:12:07 10:00:00"}
+"""What with_exif's Exif IFD says: exposure time, f-number, ISO, when."""
+_EXIF_MARK = 0x5A5A5A5A
+
+
+def with_exif(path: Path, linear_rgb: np.ndarray) -> Path:
+    """A DNG (:func:`write_dng`, orientation 6) with the camera's make and model in IFD0 and an Exif IFD
+    laid out by hand at the file's end: :data:`EXPOSURE` and a maker note."""
+    # tifffile writes no Exif IFD link (34665): a private tag next to it holds its place
+    write_dng(path, linear_rgb, orientation=6, tags=[(271, "s", 0, "gipc maker"), (272, "s", 0, "Test 1"), (34666, "I", 1, _EXIF_MARK)])
+    data = bytearray(path.read_bytes())
+    data += bytes(len(data) % 2)
+    at = len(data)
+    fields = [(0x829A, 5, 1, struct.pack("<II", 1, 125)), (0x829D, 5, 1, struct.pack("<II", 28, 10)), (0x8827, 3, 1, struct.pack("<HH", 200, 0)),
+              (0x9003, 2, 20, b"2026:12:07 10:00:00\x00"), (0x927C, 7, 16, b"private offsets!")]  # fmt: skip
+    values_at, entries, values = at + 2 + 12 * len(fields) + 4, b"", b""
+    for tag, kind, count, value in fields:
+        if len(value) > 4:
+            entries += struct.pack("<HHII", tag, kind, count, values_at + len(values))
+            values += value
+        else:
+            entries += struct.pack("<HHI", tag, kind, count) + value
+    data += struct.pack("<H", len(fields)) + entries + bytes(4) + values
+    mark = struct.pack("<HHII", 34666, 4, 1, _EXIF_MARK)
+    assert data.count(mark) == 1
+    data[data.index(mark) : data.index(mark) + 12] = struct.pack("<HHII", 34665, 4, 1, at)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".jpg", ".png"])
+def test_the_fused_image_of_a_raw_bracket_keeps_its_cameras_exif(tmp_path: Path, suffix: str) -> None:
+    """Camera, exposure and date come from the first frame's own tags into every output format,
+    saying orientation 1 (the developed pixels are upright) and without the maker note, whose
+    offsets point into the RAW file."""
+    scene = np.full((24, 32, 3), 0.2)
+    paths = [with_exif(tmp_path / f"{name}.dng", scene) for name in "ab"]
+    out = tmp_path / f"fused{suffix}"
+    assert fuse_main([*map(str, paths), "--out", str(out)]) == 0
+    with PILImage.open(out) as im:
+        exif = im.getexif()
+        assert (exif[0x010F], exif[0x0110], exif[0x0112], im.size) == ("gipc maker", "Test 1", 1, (24, 32))
+        assert exif.get_ifd(0x8769) == EXPOSURE
+
+
+def test_a_fuji_raw_files_exif_is_its_embedded_jpegs(tmp_path: Path) -> None:
+    """A RAF file is not a TIFF structure: its EXIF is the one its embedded JPEG holds, to the byte,
+    maker note included (where LibRaw reads it: the JPEG's offset and length at byte 84)."""
+    exif = PILImage.Exif()
+    exif.update({0x010F: "FUJIFILM", 0x0110: "X-T5"})
+    exif.get_ifd(0x8769).update({**EXPOSURE, 0x927C: b"FUJIFILM" + bytes(8)})
+    jpeg = io.BytesIO()
+    PILImage.new("RGB", (16, 8)).save(jpeg, format="JPEG", exif=exif)
+    header = b"FUJIFILMCCD-RAW 0201FF129502X-T5".ljust(84, b"\x00") + struct.pack(">II", 160, len(jpeg.getvalue()))
+    path = tmp_path / "frame.raf"
+    path.write_bytes(header.ljust(160, b"\x00") + jpeg.getvalue() + bytes(64))
+    assert camera_exif(path) == tiff_block(exif.tobytes()) is not None
+    (tmp_path / "frame.cr3").write_bytes(struct.pack(">I", 24) + b"ftypcrx " + bytes(64))  # an ISO media file: none read
+    assert camera_exif(tmp_path / "frame.cr3") is None
