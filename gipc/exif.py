@@ -92,27 +92,39 @@ def _entries(block: bytes, order: str, offset: int) -> Iterator[tuple[int, int, 
 
 
 def read_tiff(file: BinaryIO) -> bytes | None:
-    """The EXIF block of a TIFF-structured file (a TIFF, a DNG, a CR2, NEF, ARW, ORF, RW2, ...): the tags
-    of its IFD0 that describe the photo (:data:`PHOTO_TAGS`) and its Exif and GPS IFDs, laid out anew in
-    the file's byte order, without the maker note (its offsets point into the file) and the
-    interoperability IFD; None where the file is not TIFF-structured or holds none of them."""
+    """The EXIF block of a TIFF-structured file (a TIFF, a DNG, a CR2, NEF, ARW, ORF, RW2, ...):
+    :func:`photo_block` of its IFD0 and the Exif and GPS IFDs it links; None where the file is not
+    TIFF-structured or holds none of their tags."""
     try:
-        file.seek(0)
-        header = file.read(8)
-        if header[:4] not in _TIFF_HEADERS:
-            return None
-        order = "<" if header[:2] == b"II" else ">"
-        ifd0 = [f for f in _read_ifd(file, order, _unpack(order + "I", header, 4)) if f[0] in PHOTO_TAGS]
-        linked = {tag: _read_ifd(file, order, _unpack(order + "I", value, 0)) for tag, kind, _, value in ifd0 if tag in (EXIF_IFD, GPS_IFD) and kind in (_LONG, 13)}
+        order, ifd0 = read_ifd0(file)
+        links = {tag: _unpack(order + "I", value, 0) for tag, kind, _, value in ifd0 if tag in (EXIF_IFD, GPS_IFD) and kind in (_LONG, 13)}
+        exif, gps = (_read_ifd(file, order, links[tag]) if tag in links else [] for tag in (EXIF_IFD, GPS_IFD))
     except (struct.error, IndexError, OSError):
         return None
-    ifds = [[f for f in ifd0 if f[0] not in (EXIF_IFD, GPS_IFD)]]
+    return photo_block(order, ifd0, exif, gps)
+
+
+def read_ifd0(file: BinaryIO) -> tuple[str, list[_Field]]:
+    """The byte order (struct's ``<`` or ``>``) and IFD0 fields of a TIFF structure; struct.error where ``file`` is not one."""
+    file.seek(0)
+    header = file.read(8)
+    if header[:4] not in _TIFF_HEADERS:
+        raise struct.error("not a TIFF structure")
+    order = "<" if header[:2] == b"II" else ">"
+    return order, _read_ifd(file, order, _unpack(order + "I", header, 4))
+
+
+def photo_block(order: str, ifd0: list[_Field], exif: list[_Field], gps: list[_Field]) -> bytes | None:
+    """A new EXIF block in byte ``order`` of a photo's IFD0 fields that describe the photo
+    (:data:`PHOTO_TAGS`), its Exif IFD's fields but the maker note (its offsets point into the file it
+    came from) and the interoperability IFD's link, and its GPS IFD's; None where that leaves none."""
+    ifds = [[f for f in ifd0 if f[0] in PHOTO_TAGS and f[0] not in (EXIF_IFD, GPS_IFD)]]
     links = []
-    for tag in (EXIF_IFD, GPS_IFD):
-        fields = [f for f in linked.get(tag, []) if f[0] not in (MAKER_NOTE, INTEROP_IFD)]
-        if fields:
+    for tag, fields in ((EXIF_IFD, exif), (GPS_IFD, gps)):
+        kept = [f for f in fields if f[0] not in (MAKER_NOTE, INTEROP_IFD)]
+        if kept:
             links.append(tag)
-            ifds.append(fields)
+            ifds.append(kept)
     return _laid_out(order, ifds, links) if len(ifds) > 1 or ifds[0] else None
 
 

@@ -26,14 +26,14 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from gipc.errors import ImageError
-from gipc.exif import read_tiff, tiff_block
+from gipc.exif import photo_block, read_ifd0, read_tiff, tiff_block
 from gipc.files import check_readable
 
 RAW_SUFFIXES = (
@@ -102,23 +102,64 @@ def develop(path: Path, balance: tuple[float, ...] | None = None) -> np.ndarray:
 _FUJI = b"FUJIFILMCCD-RAW "
 _FUJI_JPEG = 84
 """Where a Fuji RAF file gives its embedded JPEG's offset and length (big-endian), as LibRaw reads them."""
+_CR3 = b"ftypcrx "
+"""A Canon CR3 file's first box: an ISO media file of brand ``crx``."""
+_CANON_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
+"""The ``moov/uuid`` box of a CR3 file that holds its TIFF structures: CMT1 (IFD0), CMT2 (the Exif IFD),
+CMT3 (the maker note), CMT4 (GPS)."""
 
 
 def camera_exif(path: Path) -> bytes | None:
-    """The EXIF block of a RAW file: from its own tags where it is TIFF-structured (DNG, CR2, NEF,
-    ARW, ORF, RW2, PEF, ...; :func:`gipc.exif.read_tiff`, without the maker note), as stored in its
-    embedded JPEG for a Fuji RAF; None for the others (CR3, CRW, MRW) and where it cannot be read."""
+    """The EXIF block of a RAW file, without the maker note (its offsets point into the file): from
+    its own tags where it is TIFF-structured (DNG, CR2, NEF, ARW, ORF, RW2, PEF, ...;
+    :func:`gipc.exif.read_tiff`) or a Canon CR3; a Fuji RAF's as stored in its embedded JPEG, maker
+    note and all; None for the others (CRW, MRW) and where it cannot be read."""
     try:
         with open(path, "rb") as file:
             header = file.read(_FUJI_JPEG + 8)
-            if not header.startswith(_FUJI):
-                return read_tiff(file)
-            offset, length = struct.unpack_from(">II", header, _FUJI_JPEG)
-            file.seek(offset)
-            with PILImage.open(io.BytesIO(file.read(length))) as jpeg:
-                return tiff_block(jpeg.info.get("exif"))
+            if header.startswith(_FUJI):
+                offset, length = struct.unpack_from(">II", header, _FUJI_JPEG)
+                file.seek(offset)
+                with PILImage.open(io.BytesIO(file.read(length))) as jpeg:
+                    return tiff_block(jpeg.info.get("exif"))
+            if header[4:12] == _CR3:
+                return _cr3_exif(file)
+            return read_tiff(file)
     except (OSError, struct.error, UnidentifiedImageError):
         return None
+
+
+def _cr3_exif(file: BinaryIO) -> bytes | None:
+    """A CR3 file's EXIF block (:func:`gipc.exif.photo_block`) from its CMT boxes, each a TIFF structure
+    whose IFD0 holds that part's fields."""
+    canon = io.BytesIO(_payload(io.BytesIO(_payload(file, b"moov")), b"uuid", _CANON_UUID))
+    parts = {kind: read_ifd0(io.BytesIO(tiff)) for kind in (b"CMT1", b"CMT2", b"CMT4") if (tiff := _payload(canon, kind))}
+    if b"CMT1" not in parts:
+        return None
+    order = parts[b"CMT1"][0]
+    exif, gps = (parts[kind][1] if kind in parts and parts[kind][0] == order else [] for kind in (b"CMT2", b"CMT4"))
+    return photo_block(order, parts[b"CMT1"][1], exif, gps)
+
+
+def _payload(file: BinaryIO, kind: bytes, uuid: bytes = b"") -> bytes:
+    """The payload of the first ISO media box of type ``kind`` among those ``file`` holds (after the 16-byte
+    ``uuid`` of a uuid box, which must be that one); b"" where there is none. The others are skipped unread."""
+    file.seek(0, 2)
+    end, at = file.tell(), 0
+    while at + 8 <= end:
+        file.seek(at)
+        size, found = struct.unpack(">I4s", file.read(8))
+        start = at + 8
+        if size == 1:  # a 64-bit size follows
+            size, start = struct.unpack(">Q", file.read(8))[0], at + 16
+        elif size == 0:  # to the file's end
+            size = end - at
+        if size < start - at or at + size > end:
+            break
+        if found == kind and file.read(len(uuid)) == uuid:
+            return file.read(at + size - start - len(uuid))
+        at += size
+    return b""
 
 
 def _rawpy(path: Path) -> Any:

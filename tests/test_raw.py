@@ -242,7 +242,8 @@ def test_the_fused_image_of_a_raw_bracket_keeps_its_cameras_exif(tmp_path: Path,
 
 def test_a_fuji_raw_files_exif_is_its_embedded_jpegs(tmp_path: Path) -> None:
     """A RAF file is not a TIFF structure: its EXIF is the one its embedded JPEG holds, to the byte,
-    maker note included (where LibRaw reads it: the JPEG's offset and length at byte 84)."""
+    maker note included (where LibRaw reads it: the JPEG's offset and length at byte 84). A Minolta
+    MRW gives none."""
     exif = PILImage.Exif()
     exif.update({0x010F: "FUJIFILM", 0x0110: "X-T5"})
     exif.get_ifd(0x8769).update({**EXPOSURE, 0x927C: b"FUJIFILM" + bytes(8)})
@@ -252,5 +253,35 @@ def test_a_fuji_raw_files_exif_is_its_embedded_jpegs(tmp_path: Path) -> None:
     path = tmp_path / "frame.raf"
     path.write_bytes(header.ljust(160, b"\x00") + jpeg.getvalue() + bytes(64))
     assert camera_exif(path) == tiff_block(exif.tobytes()) is not None
-    (tmp_path / "frame.cr3").write_bytes(struct.pack(">I", 24) + b"ftypcrx " + bytes(64))  # an ISO media file: none read
-    assert camera_exif(tmp_path / "frame.cr3") is None
+    (tmp_path / "frame.mrw").write_bytes(b"\x00MRM" + bytes(64))  # Minolta's: none read
+    assert camera_exif(tmp_path / "frame.mrw") is None
+
+
+def box(kind: bytes, payload: bytes) -> bytes:
+    """An ISO media box: its size (header included), type and payload."""
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def tiff_of(tags: dict[int, object]) -> bytes:
+    """A TIFF structure whose IFD0 holds ``tags``, as Pillow lays it out."""
+    exif = PILImage.Exif()
+    exif.update(tags)
+    return tiff_block(exif.tobytes()) or b""
+
+
+def test_a_canon_cr3_files_exif_is_read_from_its_tiff_boxes(tmp_path: Path) -> None:
+    """A CR3 file is an ISO media file; its moov box holds Canon's uuid box, whose CMT1, CMT2 and CMT4
+    boxes are TIFF structures of IFD0's, the Exif IFD's and the GPS IFD's fields (CMT3, the maker
+    note, is not read). Laid out as one block: camera, exposure and position read back by Pillow."""
+    canon = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
+    cmt = box(b"CNCV", b"CanonCR3_001/00.09.00/00.00.00") + box(b"CMT1", tiff_of({0x010F: "Canon", 0x0110: "Canon EOS R5", 0x0112: 1}))
+    cmt += box(b"CMT2", tiff_of(EXPOSURE)) + box(b"CMT3", b"maker note") + box(b"CMT4", tiff_of({1: "N", 2: (52.0, 30.0, 0.0)}))
+    moov = box(b"moov", box(b"uuid", bytes(16) + box(b"CMT1", tiff_of({0x010F: "not Canon's"}))) + box(b"uuid", canon + cmt) + box(b"trak", bytes(32)))
+    path = tmp_path / "frame.cr3"
+    path.write_bytes(box(b"ftyp", b"crx \x00\x00\x00\x01crx isom") + moov + box(b"mdat", bytes(4096)))
+    exif = PILImage.Exif()
+    exif.load(camera_exif(path) or b"")
+    assert (exif[0x010F], exif[0x0110]) == ("Canon", "Canon EOS R5")
+    assert exif.get_ifd(0x8769) == EXPOSURE and exif.get_ifd(0x8825) == {1: "N", 2: (52.0, 30.0, 0.0)}
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) - 4096 - len(moov) // 2])  # cut inside moov: none
+    assert camera_exif(path) is None
