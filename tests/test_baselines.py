@@ -65,8 +65,8 @@ def _majority(pick: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter(pick.astype(np.float64), (*[1] * (pick.ndim - 2), size, size), mode="nearest") > 0.5
 
 
-def test_registry_names_the_eight_methods() -> None:
-    assert list(BASELINES) == ["average", "laplacian_energy", "laplacian_pyramid", "gff", "dwt", "gfdf", "dsift", "mwgf"]
+def test_registry_names_the_nine_methods() -> None:
+    assert list(BASELINES) == ["average", "laplacian_energy", "laplacian_pyramid", "gff", "dwt", "gfdf", "dsift", "mwgf", "bf"]
     assert get_baseline("gff") is BASELINES["gff"]
 
 
@@ -76,7 +76,7 @@ def test_unknown_method_lists_the_valid_names() -> None:
     assert issubclass(UnknownBaselineError, ValueError)
 
 
-@pytest.mark.parametrize("name", [name for name in BASELINES if name != "mwgf"])  # mwgf: its own test below
+@pytest.mark.parametrize("name", [name for name in BASELINES if name not in ("mwgf", "bf")])  # mwgf, bf (8-bit outputs): their own tests below
 def test_fusing_an_image_with_itself_returns_it(name: str, camera: torch.Tensor) -> None:
     torch.testing.assert_close(BASELINES[name](camera, camera), camera, atol=1e-5, rtol=0)
 
@@ -737,3 +737,186 @@ def test_the_ported_releases_score_their_published_lytro_qabf(lytro_pairs: Path)
     assert all(len(values) == 20 for values in scores.values())
     means = {name: sum(values) / 20 for name, values in scores.items()}
     assert means == pytest.approx(published, abs=2e-4), means
+
+
+def _bf_release(img1: np.ndarray, img2: np.ndarray, sw_sz: int = 7, scales: int = 5, b_sz: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """The BF release's ``boundary_finding`` (decision map and fused image) rebuilt line by line on 0..255
+    planes, each Matlab function written out with scipy and loops: region by region, box by box,
+    pixel by pixel, 1-based bounding boxes as ``regionprops`` gives them, ``bwdist`` by brute force.
+    Thinning and the watershed's flooding are scikit-image's calls here as in the port."""
+    from skimage.morphology import reconstruction, thin
+    from skimage.segmentation import watershed
+
+    four, eight = ndimage.generate_binary_structure(2, 1), ndimage.generate_binary_structure(2, 2)
+
+    def multiscale_morph(img: np.ndarray) -> np.ndarray:
+        fm = np.zeros_like(img)
+        for ii in range(1, scales + 1):
+            se = disk_strel(2 * ii + 1).astype(bool)
+            g = ndimage.grey_dilation(img, footprint=se, mode="constant", cval=-np.inf) - ndimage.grey_erosion(img, footprint=se, mode="constant", cval=np.inf)
+            fm = fm + 1 / (2 * ii + 1) * g
+        return fm
+
+    def imfilter0(x: np.ndarray) -> np.ndarray:
+        return ndimage.correlate(x, np.ones((sw_sz, sw_sz)), mode="constant", cval=0.0)
+
+    def decision_map_detection(L: np.ndarray, fm1: np.ndarray, fm2: np.ndarray, conn: np.ndarray) -> np.ndarray:
+        conn_reg, num = ndimage.label(L, structure=conn)
+        decision_map = conn_reg.copy()
+        for ii in range(1, num + 1):
+            tag = conn_reg == ii
+            s1, s2 = np.sum(fm1 * tag), np.sum(fm2 * tag)
+            decision_map[tag] = 2 if s2 > s1 else (1 if s2 < s1 else 0)
+        return decision_map
+
+    def bwareaopen(bw: np.ndarray, p: int) -> np.ndarray:
+        lab, num = ndimage.label(bw, structure=four)
+        sizes = ndimage.sum(bw, lab, range(1, num + 1))
+        return np.isin(lab, 1 + np.flatnonzero(np.asarray(sizes) >= p))
+
+    def nearest_filter(map_: np.ndarray) -> np.ndarray:
+        yy, xx = map_.shape
+        tmap = map_ == 0
+        lab, _ = ndimage.label(tmap, structure=eight)
+        tl = np.zeros_like(map_)
+        for ii, (rows, cols) in enumerate(ndimage.find_objects(lab), start=1):
+            x, y = np.fix(cols.start + 1 - 0.5), np.fix(rows.start + 1 - 0.5)  # BoundingBox(1:2): 1-based corner - 0.5
+            w, h = cols.stop - cols.start, rows.stop - rows.start
+            left, right = max(1, x - 2), min(x + w + 1, xx)
+            top, bottom = max(1, y - 2), min(y + h + 1, yy)
+            region = map_[int(top) - 1 : int(bottom), int(left) - 1 : int(right)]
+            n1, n2 = np.sum(region == 1), np.sum(region == 2)
+            if n1 != n2:
+                tl[lab == ii] = 1 if n1 > n2 else 2
+        return map_ + tl * tmap
+
+    def refine_boundary(decision_map: np.ndarray, boundary: np.ndarray) -> np.ndarray:
+        refined = decision_map.copy()
+        pad = np.pad(decision_map, 1, mode="symmetric")
+        for x, y in zip(*np.nonzero(boundary)):
+            box = pad[x : x + 3, y : y + 3]
+            has1, has2 = (box == 1).any(), (box == 2).any()
+            refined[x, y] = 1 if has1 and not has2 else (2 if has2 and not has1 else 0)
+        return refined
+
+    def boundary_reconstruction(decision_map: np.ndarray, boundary: np.ndarray, block_sz: int) -> np.ndarray:
+        newmap = bwareaopen(decision_map == 1, block_sz) + 2 * bwareaopen(decision_map == 2, block_sz)
+        return refine_boundary(nearest_filter(newmap - boundary.astype(int)), boundary)
+
+    def maker_watershed(img: np.ndarray, marker_img: np.ndarray) -> np.ndarray:
+        gmag = np.hypot(ndimage.correlate(img, np.array([[1.0, 0, -1]] * 3), mode="nearest"), ndimage.correlate(img, np.array([[1.0, 0, -1]] * 3).T, mode="nearest"))
+        h = (gmag.max() - gmag.min()) * 0.001 or 0.1  # imimposemin on a double image, in its own words:
+        fm = np.where(marker_img, -1e300, 1e300)  # fm(BW) = -Inf, fm(~BW) = Inf
+        imposed = 1 - reconstruction(1 - fm, 1 - np.minimum(gmag + h, fm), method="dilation")  # imcomplement(imreconstruct(imcomplement(...)))
+        labels, _ = ndimage.label(marker_img, structure=eight)
+        basins = np.pad(watershed(imposed, labels, connectivity=2), 1, constant_values=np.iinfo(np.int32).max)
+        lines = np.zeros(img.shape, bool)  # a basin's pixels with an 8-neighbour in a lower-labelled basin
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                lines |= basins[1 + dr : 1 + dr + img.shape[0], 1 + dc : 1 + dc + img.shape[1]] < basins[1:-1, 1:-1]
+        return lines
+
+    def fusion_image(decision_map: np.ndarray) -> np.ndarray:
+        return np.floor((decision_map == 1) * img1 + (decision_map == 2) * img2 + (decision_map < 1) * (img1 + img2) / 2 + 0.5)
+
+    fm1, fm2 = multiscale_morph(img1), multiscale_morph(img2)
+    sum1, sum2 = imfilter0(fm1), imfilter0(fm2)
+    sum_max = imfilter0(np.maximum(fm1, fm2))
+    dif_max_min_sum = np.maximum(sum1, sum2) - np.minimum(sum1, sum2)
+    dfmap = (dif_max_min_sum >= 0.8 * (sum_max - (sum1 + sum2 - sum_max))) & (dif_max_min_sum >= sw_sz**2)
+    p1, p2 = img1.shape
+    large = np.zeros((p1 + 4, p2 + 4), bool)
+    large[2:-2, 2:-2] = dfmap
+    line_map = thin(~large)[2:-2, 2:-2]
+    lab, num = ndimage.label(line_map, structure=eight)
+    area = np.asarray(ndimage.sum(line_map, lab, range(1, num + 1)))
+    th = np.mean(np.sort(area)[::-1][: int(np.ceil(num * 0.2))]) if num else np.nan
+    L = ~np.isin(lab, 1 + np.flatnonzero(area >= th))
+    decision_map = decision_map_detection(L, fm1, fm2, four)
+    smallsz = int(np.floor(p1 * p2 / 40 + 0.5))
+    decision_map0 = boundary_reconstruction(decision_map, decision_map == 0, smallsz)
+    marker_img = ndimage.grey_erosion(decision_map0, footprint=disk_strel(b_sz).astype(bool), mode="constant", cval=10**9) > 0
+    b1, b2 = maker_watershed(fm1, marker_img), maker_watershed(fm2, marker_img)
+    dm1, dm2 = decision_map_detection(~b1, fm1, fm2, four), decision_map_detection(~b2, fm1, fm2, four)
+    better = np.mean(multiscale_morph(fusion_image(dm1))) > np.mean(multiscale_morph(fusion_image(dm2)))
+    decision_map = boundary_reconstruction(dm1 if better else dm2, b1 if better else b2, smallsz)
+    eroded = ndimage.grey_erosion(decision_map, footprint=disk_strel(3).astype(bool), mode="constant", cval=10**9)
+    map1, map2 = eroded == 1, eroded == 2
+
+    def bwdist(mask: np.ndarray) -> np.ndarray:  # brute force; Inf everywhere where the mask is empty
+        return ndimage.distance_transform_bf(~mask, metric="euclidean") if mask.any() else np.full(mask.shape, np.inf)
+
+    d1, d2 = bwdist(map1), bwdist(map2)
+    eps = np.finfo(np.float64).eps
+    with np.errstate(invalid="ignore"):  # Inf / Inf: the release's NaN, which uint8 makes 0
+        coeff1, coeff2 = d2 / (d1 + d2 + eps), d1 / (d1 + d2 + eps)
+        band = np.nan_to_num(np.floor((img1 * coeff1 + img2 * coeff2) * (eroded == 0) + 0.5), nan=0.0)
+    return decision_map, np.floor(map1 * img1 + map2 * img2 + 0.5) + band
+
+
+def _bf_pairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """0..255 planes of scikit-image's brick texture (128 x 128) and of the camera, one source sharp where
+    the other is blurred (sigma 2): A sharp on the right half, or inside a disc (radius 35, A's region
+    a quarter of the image: step 3 removes regions under a fortieth)."""
+    pairs = {}
+    for name, photo in (("brick", data.brick()), ("camera", data.camera())):
+        image = torch.nn.functional.interpolate(torch.from_numpy(photo.astype(np.float32))[None, None], size=(128, 128), mode="area")[0, 0]
+        image = image.double().numpy()
+        blurred = ndimage.gaussian_filter(image, 2.0, mode="reflect")
+        rows, cols = np.indices(image.shape)
+        for shape, sharp in (("half", cols >= 64), ("disc", (rows - 70) ** 2 + (cols - 54) ** 2 < 35**2)):
+            pairs[f"{name} {shape}"] = np.where(sharp, image, blurred), np.where(sharp, blurred, image)
+    return pairs
+
+
+def test_bf_matches_the_authors_release_rebuilt_in_numpy() -> None:
+    """The port's map and fused plane equal the release's rebuilt line by line: on the brick's and the
+    camera's pairs, one pair swapped, and on one where BF finds no region of A (the camera's disc: its
+    flat sky; the blend's band is then empty, so the release's NaN never shows)."""
+    from gipc.baselines.bf import bf_map, bf_weights
+
+    pairs = _bf_pairs()
+    for first, second in [*pairs.values(), pairs["brick half"][::-1]]:
+        decision, fused = _bf_release(first, second)
+        port = bf_map(first, second)
+        np.testing.assert_array_equal(port, decision)
+        w1, w2 = bf_weights(port)
+        np.testing.assert_allclose(np.floor(w1 * first + w2 * second + 0.5), fused, rtol=0, atol=1e-12)
+    assert (bf_map(*pairs["camera disc"]) == 2).all()
+
+
+def test_bf_puts_each_source_where_it_is_sharp_and_copies_it_there() -> None:
+    """On texture (the brick), the map is A's over the sharp half of A, B's over the other half, away
+    from the boundary, and A's inside the disc; the fused image copies A's pixels there, rounded to 8 bits."""
+    from gipc.baselines.bf import bf_map
+
+    pairs = _bf_pairs()
+    decision = bf_map(*pairs["brick half"])
+    assert (decision[:, 72:] == 1).all() and (decision[:, :56] == 2).all()
+    a, b = (torch.from_numpy(x / 255)[None, None] for x in pairs["brick half"])
+    fused = BASELINES["bf"](a, b)[0, 0].numpy() * 255
+    np.testing.assert_allclose(fused[:, 76:], np.floor(pairs["brick half"][0][:, 76:] + 0.5), atol=1e-9)  # past the blend's 3 px band
+    rows, cols = np.indices(decision.shape)
+    disc = bf_map(*pairs["brick disc"])
+    assert ((disc == 1) == ((rows - 70) ** 2 + (cols - 54) ** 2 < 35**2)).mean() > 0.95
+
+
+def test_bf_of_an_8bit_image_with_itself_is_that_image(camera: torch.Tensor) -> None:
+    """Equal sources leave every region undecided; the release's blend is then NaN (no region to measure
+    distances to), the port's takes the first source: the 8-bit image itself, as for the other methods."""
+    levels = (camera * 255).round() / 255
+    torch.testing.assert_close(BASELINES["bf"](levels, levels), levels, rtol=0, atol=1e-7)
+
+
+def test_bf_gives_a_removed_region_the_majority_of_its_releases_lopsided_box() -> None:
+    """``Nearest_Filter`` grows a region's bounding box by 3 px up and left and 1 px down and right (its
+    ``fix`` of regionprops' half-pixel corner, less 2): rows 1-6 and columns 1-6 around a 2 x 2 hole
+    at rows and columns 4-5 hold 18 ones (rows 1-3) against 14 twos, so the hole takes 1, where a box
+    grown 2 px each way (rows and columns 2-6: 10 ones, 11 twos) would give it 2. By hand."""
+    from gipc.baselines.bf import nearest_filter
+
+    decision = np.full((10, 10), 2)
+    decision[:4] = 1
+    decision[4:6, 4:6] = 0
+    filtered = nearest_filter(decision)
+    assert (filtered[4:6, 4:6] == 1).all() and np.array_equal(filtered[decision != 0], decision[decision != 0])

@@ -614,7 +614,7 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--method", "nope", "a.png", "b.png", "--out", "o"])
     assert exit_info.value.code == 2
-    assert _error_line(capsys).startswith("gipc-fuse: error: argument --method: invalid choice: 'nope' (choose from 'average', 'dsift', 'dwt', 'gfdf', 'gff',")
+    assert _error_line(capsys).startswith("gipc-fuse: error: argument --method: invalid choice: 'nope' (choose from 'average', 'bf', 'dsift', 'dwt', 'gfdf', 'gff',")
 
 
 def test_a_baseline_says_it_runs_no_network(tmp_path: Path, grayscale_pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -794,8 +794,9 @@ def test_a_stacks_frames_get_a_bar_as_the_network_fuses_them_in_turn(tmp_path: P
 
 
 def test_mwgf_gets_a_bar_over_each_channels_reconstruction_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """mwgf, the one classic with a long loop (500 steps a channel; a 12 MP pair takes a minute), shows
-    a bar over each RGB channel's steps; dsift, whose work is one pass, none."""
+    """mwgf, a classic with a long loop (500 steps a channel; a 12 MP pair takes a minute), shows a bar
+    over each RGB channel's steps, bf one over its map's five stages (as long at 12 MP); dsift, whose
+    work is one pass, none."""
     rng = np.random.default_rng(4)
     sources = []
     for k in range(2):
@@ -804,6 +805,9 @@ def test_mwgf_gets_a_bar_over_each_channels_reconstruction_steps(tmp_path: Path,
     bars = recorded_bars(monkeypatch)
     assert main(["--method", "mwgf", *sources, "--out", str(tmp_path / "mwgf.png")]) == 0
     assert bars == [(f"mwgf, reconstruction of channel {k} of 3", 500) for k in (1, 2, 3)]
+    bars.clear()
+    assert main(["--method", "bf", *sources, "--out", str(tmp_path / "bf.png")]) == 0
+    assert bars == [("bf, decision map", 5)]
     bars.clear()
     assert main(["--method", "dsift", *sources, "--out", str(tmp_path / "dsift.png")]) == 0
     assert bars == []

@@ -340,7 +340,7 @@ def test_the_test_report_scores_the_extra_metrics_asked_for_and_refuses_unknown_
         callbacks.TestReport(str(tmp_path / "bad"), extra_metrics=["QY", "QS"])
     with pytest.raises(ConfigError, match="callbacks.test_report.baselines: no baseline nope; choose from average, laplacian_energy"):
         callbacks.TestReport(str(tmp_path / "bad"), baselines=["gff", "nope"])
-    assert callbacks.TestReport(str(tmp_path / "classics"), baselines=["gff", "all"]).baselines == ["gff", "average", "laplacian_energy", "laplacian_pyramid", "dwt", "gfdf", "dsift", "mwgf"]
+    assert callbacks.TestReport(str(tmp_path / "classics"), baselines=["gff", "all"]).baselines == ["gff", "average", "laplacian_energy", "laplacian_pyramid", "dwt", "gfdf", "dsift", "mwgf", "bf"]
     assert callbacks.TestReport(str(tmp_path / "every"), extra_metrics=["QY", "all"]).extra_metrics == ["QY", "QMI", "QNCIE", "QM", "QSF", "QP", "QCB"]
     report = callbacks.TestReport(str(tmp_path / "run"), baselines=["average"], extra_metrics=["QMI", "QY"])
     trainer = L.Trainer(callbacks=[report], logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

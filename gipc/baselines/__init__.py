@@ -1,7 +1,7 @@
 """Classic multi-focus fusion baselines: pure tensor functions ``fn(a, b)`` on (N, 1, H, W) luminance in [0, 1].
 
 Colour images go through :func:`gipc.color.fuse_color` with any of these as the luminance fuser. A
-method that weighs the sources pixel by pixel (average, laplacian_energy, gff, gfdf, dsift) applies
+method that weighs the sources pixel by pixel (average, laplacian_energy, gff, gfdf, dsift, bf) applies
 the weights it draws from the luminance to each RGB channel and mwgf reconstructs each channel under
 them, as their releases do (:class:`Baseline`; the DSIFT, GFF and MWGF ports then score their
 published Lytro Q^AB/F to 1e-4, docs/results.md); laplacian_pyramid and dwt, which fuse transform
@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 
 from gipc.baselines.average import average, mean_of
+from gipc.baselines.bf import bf, bf_rgb
 from gipc.baselines.dsift import dsift, dsift_map
 from gipc.baselines.dwt import dwt
 from gipc.baselines.gff import gff, gff_rgb
@@ -72,12 +73,13 @@ BASELINES: dict[str, Fuser] = {
     "gfdf": Baseline(gfdf, blended_by(gfdf_weight)),
     "dsift": Baseline(dsift, blended_by(dsift_map)),
     "mwgf": Baseline(mwgf, mwgf_rgb, reports_steps=True),
+    "bf": Baseline(bf, bf_rgb, reports_steps=True),
 }
 
 
 def get_baseline(name: str, steps: Steps | None = None) -> Fuser:
     """The baseline registered as ``name``, or one clear error listing the valid names; with ``steps``,
-    its long loops wrapped by it for a progress display, where it has any (mwgf's reconstructions)."""
+    its long loops wrapped by it for a progress display, where it has any (mwgf's reconstructions, bf's stages)."""
     if name not in BASELINES:
         raise UnknownBaselineError(f"unknown baseline method {name!r}; choose one of: {', '.join(BASELINES)}")
     baseline = BASELINES[name]
@@ -91,6 +93,7 @@ __all__ = [
     "Fuser",
     "UnknownBaselineError",
     "average",
+    "bf",
     "dsift",
     "dwt",
     "get_baseline",
