@@ -179,16 +179,20 @@ def test_without_rawpy_a_raw_file_is_one_line(tmp_path: Path, monkeypatch: pytes
         read_image(path)
 
 
-def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path) -> None:
+def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A RAW bracket, A sharp on the left half and B on the right, through the default rule: a 16-bit
-    image whose halves are the developed sources' pixels, away from the seam."""
+    image whose halves are the developed sources' pixels, away from the seam. The camera's JPEG of
+    each frame beside it (RAW+JPEG mode; grey here) is set aside, and a line says so."""
     scene = texture(3, 96, 128, seed=3)
     blurred = F.avg_pool2d(F.pad(scene, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
     left = torch.arange(128) < 64
     frames = {"A": torch.where(left, scene, blurred), "B": torch.where(left, blurred, scene)}
     paths = [write_dng(tmp_path / f"scene-{k}.dng", (v[0].permute(1, 2, 0).numpy() - 0.1) ** 2.2) for k, v in frames.items()]
+    for k in frames:
+        PILImage.new("RGB", (128, 96), (128, 128, 128)).save(tmp_path / f"scene-{k}.jpg")
     out = tmp_path / "fused" / "scene-fused.png"
     assert fuse_main(["--pairs", str(tmp_path), "--out", str(out.parent)]) == 0
+    assert "gipc-fuse: 2 files beside RAW files of the same name set aside (scene-A.jpg, ...): the RAW files are fused\n" in capsys.readouterr().err
     fused = read_image(out)
     a, b = (read_image(p).stored for p in paths)
     assert fused.bit_depth == 16 and fused.stored.shape == a.shape == (3, 96, 128)

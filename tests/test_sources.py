@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 
 from gipc.cli.common import guarded
 from gipc.data.datasets import PairFolder, SequenceFolder
-from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files
+from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files, raw_companions, set_aside
 from gipc.errors import DataError, out_of_memory
 from gipc.fuse import RECORD
 from gipc.cli.evaluate import main as eval_main
@@ -92,6 +92,18 @@ def test_only_source_folders_hold_sources(tmp_path: Path) -> None:
     assert group_sources(tmp_path) == [("x", (tmp_path / "A/x.png", tmp_path / "B/x.png"))]
 
 
+def test_a_cameras_raw_file_stands_for_its_frame_and_a_jpeg_beside_it_is_set_aside(tmp_path: Path) -> None:
+    """A camera in RAW+JPEG mode writes both files of each frame under one name: the RAW file is the
+    source, in one folder and in source subfolders alike; a JPEG without a RAW file of its name stays."""
+    _touch(tmp_path, "s-A.CR3", "s-A.JPG", "s-B.CR3", "s-B.JPG", "t-A.jpg", "t-B.jpg")
+    assert group_sources(tmp_path) == [("s", (tmp_path / "s-A.CR3", tmp_path / "s-B.CR3")), ("t", (tmp_path / "t-A.jpg", tmp_path / "t-B.jpg"))]
+    assert image_files(tmp_path) == [tmp_path / n for n in ("s-A.CR3", "s-B.CR3", "t-A.jpg", "t-B.jpg")]
+    assert raw_companions(tmp_path) == set_aside(tmp_path) == [tmp_path / "s-A.JPG", tmp_path / "s-B.JPG"]
+    _touch(tmp_path / "sub", "A/x.nef", "A/x.jpg", "B/x.nef", "B/x.heic")
+    assert group_sources(tmp_path / "sub") == [("x", (tmp_path / "sub/A/x.nef", tmp_path / "sub/B/x.nef"))]
+    assert set_aside(tmp_path / "sub") == [tmp_path / "sub/A/x.jpg", tmp_path / "sub/B/x.heic"]
+
+
 def test_sequences_in_subfolders(tmp_path: Path) -> None:
     _touch(tmp_path, "A/x.png", "B/x.png", "C/x.png")
     assert group_sources(tmp_path) == [("x", (tmp_path / "A/x.png", tmp_path / "B/x.png", tmp_path / "C/x.png"))]
@@ -108,6 +120,7 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
         (["x-A.png", "x-B.png", "holiday.png"], r"holiday\.png: cannot tell its partner; expected <name>-A/<name>-B files"),
         (["x-A.png", "x-b.png"], r"x-b\.png: cannot tell its partner"),  # focus letters are capitals
         (["x-A.png", "x-A.jpg", "x-B.png"], r"x-A\.jpg and .*x-A\.png: two files for one image; keep one"),
+        (["x-A.dng", "x-A.cr2", "x-B.dng"], r"x-A\.cr2 and .*x-A\.dng: two files for one image; keep one"),  # two RAW files of one frame
         (["x-A.png", "x_1.png", "x-B.png"], r"x-A\.png and .*x_1\.png: two files for one image; keep one"),  # A and 1: both the first
         (["x_1.png", "x_3.png"], r"x_1\.png, .*x_3\.png: unpaired, .*x_2\.\* is missing"),  # the partner in the files' own style
         (["x_A.png"], r"x_A\.png: unpaired, .*x_B\.\* is missing"),

@@ -12,6 +12,9 @@ files and the same layouts, those of gipc and of the public pair sets:
   ``full_clear/``, ``maps/``) hold no sources;
 * names in one folder: ``<name>-A.<ext>``, ``<name>-B.<ext>`` [, ``<name>-C.<ext>`` ...] (Lytro),
   with ``_`` for ``-`` (``<name>_A``, MFFW) or digits for letters (``<name>-1``, ``<name>_2``).
+
+A camera's RAW file stands for its frame: a JPEG (or any image) of the same name beside it, as a
+camera writes in RAW+JPEG mode, is not a source (:func:`raw_companions`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Sequence, TypeVar
 
 from gipc.errors import DataError
-from gipc.raw import RAW_SUFFIXES
+from gipc.raw import RAW_SUFFIXES, is_raw
 
 K = TypeVar("K", str, int)
 
@@ -66,8 +69,28 @@ def _sibling(example: str, position: int) -> str:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly in ``folder``, sorted by name, but for :func:`raw_companions`."""
+    return _listed(folder)[0]
+
+
+def raw_companions(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` that share their name with a camera RAW file beside them
+    (``IMG_0001.JPG`` by ``IMG_0001.CR3``: the JPEG a camera writes with each frame in RAW+JPEG mode),
+    sorted: the RAW file stands for that frame, and :func:`image_files` leaves these out."""
+    return _listed(folder)[1]
+
+
+def _listed(folder: Path) -> tuple[list[Path], list[Path]]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    raw = {p.stem for p in files if is_raw(p)}
+    companions = [p for p in files if p.stem in raw and not is_raw(p)]
+    return [p for p in files if p not in companions], companions
+
+
+def set_aside(folder: Path) -> list[Path]:
+    """:func:`raw_companions` of a folder of source groups and of its source subfolders (``A/``, ``B/``, ...)."""
+    subfolders = [sub for sub in sorted(folder.iterdir()) if sub.is_dir() and folder_position(sub.name) is not None]
+    return [path for place in (folder, *subfolders) for path in raw_companions(place)]
 
 
 def files_by_stem(folder: Path) -> dict[str, Path]:
