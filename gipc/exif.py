@@ -29,8 +29,9 @@ GPS_IFD = 0x8825
 PIXEL_X, PIXEL_Y = 0xA002, 0xA003
 MAKER_NOTE, INTEROP_IFD = 0x927C, 0xA005
 _SHORT, _LONG = 3, 4
-_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
-"""Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ... DOUBLE)."""
+_IFD = 13
+_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, _IFD: 4}
+"""Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ... DOUBLE, and IFD: an offset)."""
 PHOTO_TAGS = frozenset({
     0x010E, 0x010F, 0x0110, ORIENTATION, 0x0131, 0x0132, 0x013B, 0x013C, 0x8298,  # description, make, model, ..., copyright
     0x4746, 0x4749, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F,  # rating, Windows' title, comment, author, keywords, subject
@@ -97,7 +98,7 @@ def read_tiff(file: BinaryIO) -> bytes | None:
     TIFF-structured or holds none of their tags."""
     try:
         order, ifd0 = read_ifd0(file)
-        links = {tag: _unpack(order + "I", value, 0) for tag, kind, _, value in ifd0 if tag in (EXIF_IFD, GPS_IFD) and kind in (_LONG, 13)}
+        links = {tag: _unpack(order + "I", value, 0) for tag, kind, _, value in ifd0 if tag in (EXIF_IFD, GPS_IFD) and kind in (_LONG, _IFD)}
         exif, gps = (_read_ifd(file, order, links[tag]) if tag in links else [] for tag in (EXIF_IFD, GPS_IFD))
     except (struct.error, IndexError, OSError):
         return None

@@ -20,9 +20,10 @@ from gipc.imaging import read_image, write_image
 MAKER_NOTE = bytes(range(256)) * 4  # a camera's private bytes: offsets inside must not move
 
 
-def camera_block(order: str, orientation: int = 6, width_type: int = 4, height_type: int = 3) -> bytes:
+def camera_block(order: str, orientation: int = 6, width_type: int = 4, height_type: int = 3, link_type: int = 4) -> bytes:
     """A TIFF structure as a camera writes it, laid out by hand: IFD0 (make, orientation, Exif IFD
-    link) linked to IFD1 (a thumbnail), and an Exif IFD with the stored pixel size and a maker note."""
+    link, a LONG or, ``link_type`` 13, an IFD offset) linked to IFD1 (a thumbnail), and an Exif IFD
+    with the stored pixel size and a maker note."""
     o = "<" if order == "II" else ">"
     make = b"Camera\x00\x00"
 
@@ -42,7 +43,7 @@ def camera_block(order: str, orientation: int = 6, width_type: int = 4, height_t
     note_at = make_at + len(make)
     ifd1_at = note_at + len(MAKER_NOTE)
     size = {4: long, 3: short}
-    ifd0 = short(3) + entry(0x010F, 2, len(make), long(make_at)) + entry(0x0112, 3, 1, short(orientation)) + entry(0x8769, 4, 1, long(exif_at)) + long(ifd1_at)
+    ifd0 = short(3) + entry(0x010F, 2, len(make), long(make_at)) + entry(0x0112, 3, 1, short(orientation)) + entry(0x8769, link_type, 1, long(exif_at)) + long(ifd1_at)
     exif = (short(3) + entry(0x927C, 7, len(MAKER_NOTE), long(note_at)) + entry(0xA002, width_type, 1, size[width_type](4000))
             + entry(0xA003, height_type, 1, size[height_type](3000)) + long(0))
     ifd1 = short(1) + entry(0x0103, 3, 1, short(6)) + long(0)
@@ -133,7 +134,13 @@ def test_a_tiff_structured_files_photo_tags_are_laid_out_anew(order: str) -> Non
 def test_olympus_and_panasonic_raw_headers_are_tiff_structures_too(mark: bytes) -> None:
     block = camera_block("II")
     exif = loaded(read_tiff(io.BytesIO(mark + block[4:])) or b"")
-    assert exif[0x010F].rstrip("\x00") == "Camera" and 0x927C not in exif.get_ifd(0x8769)
+    assert exif[0x010F].rstrip("\x00") == "Camera" and exif.get_ifd(0x8769) == {0xA002: 4000, 0xA003: 3000}  # no maker note
+
+
+def test_an_exif_link_typed_as_an_ifd_offset_is_followed() -> None:
+    """TIFF's type 13 (IFD), which some writers give the Exif IFD's link instead of LONG."""
+    exif = loaded(read_tiff(io.BytesIO(camera_block("MM", link_type=13))) or b"")
+    assert exif.get_ifd(0x8769) == {0xA002: 4000, 0xA003: 3000}
 
 
 def test_what_is_not_a_tiff_structure_or_is_cut_short_gives_no_block() -> None:

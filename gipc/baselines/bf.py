@@ -7,9 +7,9 @@ A decision-map method, ported from the authors' Matlab release with the settings
 
 1. Each source's multi-scale morphological focus measure: the morphological gradient (dilation less
    erosion) by Matlab's ``strel('disk', 2t + 1)`` for t = 1..5, weighted 1 / (2t + 1) and summed.
-2. Boundary regions: where, over 7 x 7 windows (zeros outside), the two measures' sums differ by at
-   least 0.8 times what their pixelwise maximum and minimum sum to apart, and by at least 49. The
-   rest, framed by 2 px, thinned to lines (``bwmorph(..., 'thin', Inf)``); of those lines
+2. Where one source clearly leads: over 7 x 7 windows (zeros outside), the two measures' sums differ
+   by at least 0.8 times what their pixelwise maximum and minimum sum to apart, and by at least 49.
+   The rest, framed by 2 px, thinned to lines (``bwmorph(..., 'thin', Inf)``); of those lines
    (8-connected) the ones at least as long as the mean of the longest fifth are kept.
 3. The regions between kept lines (4-connected) each take the source whose focus measure sums higher
    over it (equal sums: neither); the lines are the boundary. Then the boundary's reconstruction:
@@ -94,9 +94,10 @@ def window_sum(x: np.ndarray, size: int = WINDOW) -> np.ndarray:
     return cv2.boxFilter(x, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
 
 
-def boundary_regions(fm1: np.ndarray, fm2: np.ndarray, size: int = WINDOW) -> np.ndarray:
-    """(H, W) bool: windows whose focus sums differ by at least 0.8 of what the max and min measures sum
-    to apart, and by at least ``size``^2 (the release's ``dfmap``)."""
+def clear_regions(fm1: np.ndarray, fm2: np.ndarray, size: int = WINDOW) -> np.ndarray:
+    """(H, W) bool: where one source's focus clearly leads, the windows whose focus sums differ by at
+    least 0.8 of what the max and min measures sum to apart, and by at least ``size``^2 (the release's
+    ``dfmap``, which it calls the boundary regions: their complement is thinned to the boundary)."""
     sum1, sum2 = window_sum(fm1, size), window_sum(fm2, size)
     sum_max = window_sum(np.maximum(fm1, fm2), size)
     apart = np.maximum(sum1, sum2) - np.minimum(sum1, sum2)
@@ -208,7 +209,7 @@ def bf_map(a: np.ndarray, b: np.ndarray, steps: Steps | None = None) -> np.ndarr
     next(stages)  # each stage's start
     fm1, fm2 = focus_measure(a), focus_measure(b)
     next(stages)
-    lines = boundary_lines(boundary_regions(fm1, fm2))
+    lines = boundary_lines(clear_regions(fm1, fm2))
     next(stages)
     first = label_regions(lines, fm1, fm2)
     decision = reconstruct_boundary(first, first == 0)
