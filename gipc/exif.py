@@ -147,8 +147,8 @@ def write_tiff(file: BinaryIO, block: bytes, write: Callable[[BinaryIO], None]) 
     count = _unpack(order + "H", file.read(2), 0)
     entries = {struct.unpack_from(order + "H", raw)[0]: raw for raw in (file.read(12) for _ in range(count))}
     following = file.read(4)  # the image's link to a next IFD
-    for tag, _, _, at_value in _entries(block, order, _unpack(order + "I", block, 4)):
-        if tag in PHOTO_TAGS and tag not in entries:
+    for tag, kind, count, at_value in _entries(block, order, _unpack(order + "I", block, 4)):
+        if tag in PHOTO_TAGS and tag not in entries and _inside(block, order, kind, count, at_value):
             entries[tag] = block[at_value - 8 : at_value + 4]
     file.seek(0, 2)
     if file.tell() % 2:
@@ -158,6 +158,13 @@ def write_tiff(file: BinaryIO, block: bytes, write: Callable[[BinaryIO], None]) 
     file.seek(4)
     file.write(struct.pack(order + "I", joined))
     file.seek(0, 2)
+
+
+def _inside(block: bytes, order: str, kind: int, count: int, at_value: int) -> bool:
+    """Whether a field of ``block`` of a known type holds its value inline or within the block (a
+    damaged block's may point anywhere in the file it is copied into)."""
+    size = _SIZES.get(kind, 0) * count
+    return 0 < size and (size <= 4 or _unpack(order + "I", block, at_value) + size <= len(block))
 
 
 _Field = tuple[int, int, int, bytes]

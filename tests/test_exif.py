@@ -172,3 +172,14 @@ def test_a_tiff_output_holds_the_block_beside_its_image(tmp_path: Path, order: s
         assert (exif[0x010F].rstrip("\x00"), exif[0x0112], im.size) == ("Camera", 1, (7, 5))
         assert exif.get_ifd(0x8769) == {0x927C: MAKER_NOTE, 0xA002: 7, 0xA003: 5}
     assert loaded(read_image(out).exif or b"")[0x010F].rstrip("\x00") == "Camera"  # and a TIFF source gives its EXIF
+
+
+def test_a_field_pointing_outside_its_block_stays_out_of_a_tiff_output(tmp_path: Path) -> None:
+    """A damaged block's make points a megabyte past its end: in a TIFF output that offset would land
+    in the image's own bytes, so the field is left out; the block's other fields go in."""
+    block = bytearray(camera_block("II"))
+    struct.pack_into("<I", block, 8 + 2 + 8, 1 << 20)  # IFD0's first field (make): its value's offset
+    write_image(tmp_path / "fused.tif", torch.rand(3, 5, 7), exif=bytes(block))
+    with PILImage.open(tmp_path / "fused.tif") as im:
+        exif = im.getexif()
+        assert 0x010F not in exif and exif[0x0112] == 1 and exif.get_ifd(0x8769)[0xA002] == 7
