@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image as PILImage
 
+from gipc.cli.evaluate import main as eval_main
 from gipc.cli.fuse import main as fuse_main
 from gipc.data.sources import image_files
 from gipc.errors import ImageError
@@ -182,7 +183,7 @@ def test_without_rawpy_a_raw_file_is_one_line(tmp_path: Path, monkeypatch: pytes
 def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A RAW bracket, A sharp on the left half and B on the right, through the default rule: a 16-bit
     image whose halves are the developed sources' pixels, away from the seam. The camera's JPEG of
-    each frame beside it (RAW+JPEG mode; grey here) is set aside, and a line says so."""
+    each frame beside it (RAW+JPEG mode; grey here) is set aside, and a line says so, as gipc-eval's does."""
     scene = texture(3, 96, 128, seed=3)
     blurred = F.avg_pool2d(F.pad(scene, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
     left = torch.arange(128) < 64
@@ -192,7 +193,9 @@ def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path,
         PILImage.new("RGB", (128, 96), (128, 128, 128)).save(tmp_path / f"scene-{k}.jpg")
     out = tmp_path / "fused" / "scene-fused.png"
     assert fuse_main(["--pairs", str(tmp_path), "--out", str(out.parent)]) == 0
-    assert "gipc-fuse: 2 files beside RAW files of the same name set aside (scene-A.jpg, ...): the RAW files are fused\n" in capsys.readouterr().err
+    assert "gipc-fuse: 2 files beside RAW files of the same name set aside (scene-A.jpg, ...): the RAW files are read\n" in capsys.readouterr().err
+    assert eval_main(["--sources", str(tmp_path), "--fused", f"gipc={out.parent}"]) == 0  # scored against the RAW files, said alike
+    assert "gipc-eval: 2 files beside RAW files of the same name set aside (scene-A.jpg, ...): the RAW files are read\n" in capsys.readouterr().err
     fused = read_image(out)
     a, b = (read_image(p).stored for p in paths)
     assert fused.bit_depth == 16 and fused.stored.shape == a.shape == (3, 96, 128)

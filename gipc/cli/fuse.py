@@ -28,7 +28,7 @@ from gipc.align import MODELS as ALIGN_MODELS
 from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, inner_bar, say, step_bar
 from gipc.configs import conf_group
-from gipc.data.sources import set_aside
+from gipc.data.sources import set_aside_note
 from gipc.decision import MapSettings
 from gipc.errors import FuseInputError, UserError
 from gipc.files import sha256_file
@@ -196,9 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         made_with = {"command": shlex.join([PROG, *(sys.argv[1:] if argv is None else argv)]), "gipc": __version__,
                      "weights": None if args.method else str(args.ckpt or SHIPPED_WEIGHTS),
                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        if args.pairs is not None and (companions := set_aside(args.pairs)):  # a camera's RAW+JPEG: the RAW files are fused
-            one = len(companions) == 1
-            say(PROG, f"{len(companions)} file{'' if one else 's'} beside RAW files of the same name set aside ({companions[0].name}{'' if one else ', ...'}): the RAW files are fused")
+        if args.pairs is not None and (note := set_aside_note(args.pairs)):  # a camera's RAW+JPEG: the RAW files are fused
+            say(PROG, note)
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")
         if rounded := [job.output for job in jobs if job.rounded]:  # asked for by name or --format jpg: written, and said

@@ -93,6 +93,15 @@ def set_aside(folder: Path) -> list[Path]:
     return [path for place in (folder, *subfolders) for path in raw_companions(place)]
 
 
+def set_aside_note(folder: Path) -> str | None:
+    """The line a command that reads ``folder``'s source groups says of :func:`set_aside`'s files; None where there are none."""
+    companions = set_aside(folder)
+    if not companions:
+        return None
+    one = len(companions) == 1
+    return f"{len(companions)} file{'' if one else 's'} beside RAW files of the same name set aside ({companions[0].name}{'' if one else ', ...'}): the RAW files are read"
+
+
 def files_by_stem(folder: Path) -> dict[str, Path]:
     """Image files of ``folder`` by stem; two files of one stem (x.png, x.jpg) are an error."""
     files: dict[str, Path] = {}
