@@ -22,9 +22,9 @@ from gipc.baselines.gfdf import gfdf_map, gfdf_weight
 from gipc.baselines.laplacian_energy import laplacian_energy_decision, modified_laplacian
 from gipc.baselines.laplacian_pyramid import laplacian_decompose, laplacian_reconstruct
 from gipc.baselines.mwgf import (
-    _MEDIAN_ROWS, _soft_max, _square, clear_edge_runs, disk_strel, mix_gradients, mwgf_weight, ordered_median, reconstruct, resize, saliency,
+    _MEDIAN_ROWS, _soft_max, _square, clear_edge_runs, mix_gradients, mwgf_weight, ordered_median, reconstruct, resize, saliency,
 )
-from gipc.baselines.rules import area_activity, area_open, choose_max_abs, fitting_levels, majority_filter, pad_even, without_small_areas
+from gipc.baselines.rules import area_activity, area_open, choose_max_abs, disk_strel, fitting_levels, majority_filter, pad_even, without_small_areas
 from gipc.windows import guided_filter
 from gipc.color import fuse_chroma, fuse_color, luma, merge_luma, split_luma
 from gipc.errors import BaselineInputError, UnknownBaselineError

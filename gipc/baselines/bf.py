@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from gipc.baselines.inputs import check_pair
-from gipc.baselines.mwgf import disk_strel
+from gipc.baselines.rules import disk_strel
 from gipc.color import luma
 from gipc.tiling import Steps
 

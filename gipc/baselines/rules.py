@@ -52,3 +52,24 @@ def without_small_areas(mask: torch.Tensor, area: int) -> torch.Tensor:
     """``bwareaopen`` of a (N, 1, H, W) bool mask, then of what is left outside it: its regions and
     then its holes of fewer than ``area`` pixels go (the clean-up of GFDF's and DSIFT's releases)."""
     return ~area_open(~area_open(mask, area), area)
+
+
+def disk_strel(radius: int) -> np.ndarray:
+    """Matlab's ``strel('disk', radius)`` (radius >= 3): its default approximation by four periodic
+    lines (Jones and Soille), each repeated ``floor(k / |v|)`` times, k = 2 r / (cot(pi/8) + 1/sin(pi/8)),
+    plus a horizontal and a vertical line where that falls short of the radius: an octagon."""
+    theta = math.pi / 8
+    k = 2 * radius / (1 / math.tan(theta) + 1 / math.sin(theta))
+    steps = [((1, 0), math.floor(k)), ((1, 1), math.floor(k / math.sqrt(2))), ((0, 1), math.floor(k)), ((-1, 1), math.floor(k / math.sqrt(2)))]
+    reach = sum(abs(dr) * n for (dr, _), n in steps)
+    shortfall = 2 * (radius - reach - 1) + 1
+    if shortfall >= 3:
+        steps += [((0, 1), shortfall // 2), ((1, 0), shortfall // 2)]
+    points = {(0, 0)}
+    for (dr, dc), n in steps:
+        points = {(r + i * dr, c + i * dc) for r, c in points for i in range(-n, n + 1)}
+    size = 2 * max(max(abs(r), abs(c)) for r, c in points) + 1
+    nhood = np.zeros((size, size), np.uint8)
+    for r, c in points:
+        nhood[r + size // 2, c + size // 2] = 1
+    return nhood
