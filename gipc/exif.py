@@ -129,16 +129,17 @@ def photo_block(order: str, ifd0: list[_Field], exif: list[_Field], gps: list[_F
     return _laid_out(order, ifds, links) if len(ifds) > 1 or ifds[0] else None
 
 
-def write_tiff(file: BinaryIO, block: bytes, write: Callable[[BinaryIO], None]) -> None:
-    """A TIFF file of the image ``write`` writes and of ``block`` (a TIFF structure): the block first,
-    as it is, so that its offsets (from the file's start) still point right; then the image, which
-    ``write`` must lay out in the block's byte order, a classic TIFF with offsets from the file's start
-    too; then an IFD0 of the image's fields and the block's IFD0 fields that describe the photo
-    (:data:`PHOTO_TAGS`, the image's where both hold one), to which the file's header points."""
+def write_tiff(file: BinaryIO, block: bytes, write: Callable[[BinaryIO, str], None]) -> None:
+    """A TIFF file of the image ``write(file, order)`` writes and of ``block`` (a TIFF structure): the
+    block first, as it is, so that its offsets (from the file's start) still point right; then the
+    image, which ``write`` must lay out in the block's byte ``order`` (struct's ``<`` or ``>``), a
+    classic TIFF with offsets from the file's start too; then an IFD0 of the image's fields and the
+    block's IFD0 fields that describe the photo (:data:`PHOTO_TAGS`, the image's where both hold
+    one), to which the file's header points."""
     order = "<" if block[:2] == b"II" else ">"
     file.write(block + b"\x00" * (len(block) % 2))
     start = file.tell()
-    write(file)
+    write(file, order)
     file.seek(start)
     image = file.read(8)
     assert image[:4] == block[:4], "the image must be a classic TIFF in the block's byte order"

@@ -451,7 +451,7 @@ def _encode(tmp: Path, suffix: str, array: np.ndarray, icc: bytes | None = None,
             if exif is None:
                 image(file)
             else:
-                write_tiff(file, exif, lambda f: image(f, "<" if exif[:2] == b"II" else ">"))
+                write_tiff(file, exif, image)
     elif array.dtype == np.uint16 and array.ndim == 3:
         import png
 

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from gipc.baselines.inputs import check_pair
-from gipc.baselines.rules import disk_strel
+from gipc.baselines.rules import area_open_plane, disk_strel
 from gipc.color import luma
 from gipc.tiling import Steps
 
@@ -131,14 +131,6 @@ def label_regions(boundary: np.ndarray, fm1: np.ndarray, fm2: np.ndarray) -> np.
     return labels[regions]
 
 
-def area_open4(mask: np.ndarray, area: int) -> np.ndarray:
-    """``bwareaopen(mask, area, 4)``: without its 4-connected regions of fewer than ``area`` pixels."""
-    _, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
-    large = stats[:, cv2.CC_STAT_AREA] >= area
-    large[0] = False
-    return large[regions]
-
-
 def nearest_filter(decision: np.ndarray) -> np.ndarray:
     """The release's ``Nearest_Filter``: each 8-connected region of 0s takes the label (1 or 2) more
     pixels of its bounding box hold, the box grown by 3 px up and left and 1 px down and right (none where they tie)."""
@@ -165,7 +157,7 @@ def reconstruct_boundary(decision: np.ndarray, boundary: np.ndarray) -> np.ndarr
     """The release's ``boundary_reconstruction``: small regions removed, then given to their
     neighbourhood's majority, then the boundary's pixels settled (step 3)."""
     small = round(decision.size / SMALL)
-    kept = area_open4(decision == 1, small) + 2 * area_open4(decision == 2, small)
+    kept = area_open_plane(decision == 1, small, 4) + 2 * area_open_plane(decision == 2, small, 4)
     return refine_boundary(nearest_filter(kept - boundary.astype(kept.dtype)), boundary)
 
 

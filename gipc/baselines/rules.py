@@ -39,13 +39,16 @@ def pad_even(x: torch.Tensor) -> torch.Tensor:
 
 def area_open(mask: torch.Tensor, area: int) -> torch.Tensor:
     """Matlab's ``bwareaopen``: a (N, 1, H, W) bool mask without its 8-connected regions of fewer than ``area`` pixels."""
-    kept = []
-    for plane in mask[:, 0].cpu().numpy().astype(np.uint8):
-        _, regions, stats, _ = cv2.connectedComponentsWithStats(plane, connectivity=8)
-        large = stats[:, cv2.CC_STAT_AREA] >= area
-        large[0] = False  # outside the mask
-        kept.append(large[regions])
+    kept = [area_open_plane(plane, area) for plane in mask[:, 0].cpu().numpy()]
     return torch.from_numpy(np.stack(kept))[:, None].to(mask.device)
+
+
+def area_open_plane(mask: np.ndarray, area: int, connectivity: int = 8) -> np.ndarray:
+    """``bwareaopen(mask, area, connectivity)`` of an (H, W) bool mask: without its regions of fewer than ``area`` pixels."""
+    _, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
+    large = stats[:, cv2.CC_STAT_AREA] >= area
+    large[0] = False  # outside the mask
+    return large[regions]
 
 
 def without_small_areas(mask: torch.Tensor, area: int) -> torch.Tensor:
