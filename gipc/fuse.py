@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from gipc.align import align
-from gipc.data.sources import SOURCE_NAME, group_sources
+from gipc.data.sources import SOURCE_NAME, group_sources, stack_folders, stack_frames
 from gipc.errors import FuseInputError, UserError
 from gipc.files import check_output_folder, check_writable, write_text
 from gipc.fusion import Fused, Fusion
@@ -118,14 +118,23 @@ def fuse_images(fuse: Fusion | Fuser, images: list[torch.Tensor]) -> torch.Tenso
 
 
 def plan_jobs(
-    sources: list[Path], pairs: Path | None, out: Path, overwrite: bool, maps: Path | None = None, suffix: str | None = None
+    sources: list[Path],
+    pairs: Path | None,
+    out: Path,
+    overwrite: bool,
+    maps: Path | None = None,
+    suffix: str | None = None,
+    stacks: Path | None = None,
 ) -> list[Job]:
-    """Jobs for explicit sources (``out`` a file, or a folder) or for a folder of groups (``out`` a
-    folder, each output ``<name>-fused`` + ``suffix``, default ``.png``; a file names its own format).
+    """Jobs for explicit sources (``out`` a file, or a folder), for a folder of groups (``pairs``) or
+    of focus stacks (``stacks``, a subfolder each; ``out`` a folder, each output ``<name>-fused`` +
+    ``suffix``, default ``.png``; a file names its own format). One folder given as the sources is one
+    stack: its frames in name order (:func:`gipc.data.sources.stack_frames`).
 
     Checked before any fusion: every source's header (it exists and is an image, one kind and size
     per job, no file twice; each job's ``depth`` read there), so a bad file in a folder stops the command before its first output; no
-    output replaces an input, the output folder is not the ``pairs`` folder nor holds it, and an
+    output replaces an input, the output folder is not the ``pairs`` folder nor holds it, no output lies
+    where it would be read as a stack's frame next time, and an
     existing output file or a non-empty output folder needs ``overwrite``; the same for the ``maps``
     folder, which gets ``<output stem>-map.png`` per job (a ``-fused`` ending dropped from the stem).
     """
@@ -133,26 +142,41 @@ def plan_jobs(
     if out_is_file and suffix is not None:
         raise FuseInputError(f"{out}: a file's suffix names its format; give --format with an output folder")
     suffix = suffix or ".png"
-    if pairs is not None:
+    folder = pairs if pairs is not None else stacks
+    if folder is not None:
+        flag, each = ("--pairs", "group") if pairs is not None else ("--stacks", "stack")
         if sources:
-            raise FuseInputError("give either source files or --pairs DIR, not both")
+            raise FuseInputError(f"give either source files or {flag} DIR, not both")
         if out_is_file:
-            raise FuseInputError(f"{out}: --pairs writes one image per group; give an output folder")
-        jobs = [Job(group, out / f"{name}-fused{suffix}") for name, group in group_sources(pairs)]
+            raise FuseInputError(f"{out}: {flag} writes one image per {each}; give an output folder")
+        grouped = group_sources(folder) if pairs is not None else stack_folders(folder)
+        jobs = [Job(group, out / f"{name}-fused{suffix}") for name, group in grouped]
+    elif any(path.is_dir() for path in sources):
+        folder = next(path for path in sources if path.is_dir())
+        if len(sources) > 1:
+            raise FuseInputError(f"{folder} is a folder: give source files, or one folder of a stack's frames alone")
+        frames = stack_frames(folder)
+        if out_is_file:
+            check_output_format(out)
+        jobs = [Job(frames, out if out_is_file else out / f"{folder.resolve().name}-fused{suffix}")]
     elif len(sources) < 2:
-        raise FuseInputError("give two or more source images (in focus order), or --pairs DIR")
+        raise FuseInputError("give two or more source images (in focus order), a folder of one stack's frames, --pairs DIR or --stacks DIR")
     elif out_is_file:
         check_output_format(out)
         jobs = [Job(tuple(sources), out)]
     else:
         match = SOURCE_NAME.match(sources[0].stem)
         jobs = [Job(tuple(sources), out / f"{match['name'] if match else sources[0].stem}-fused{suffix}")]
+    if folder is not None and pairs is None:  # every image in a stack's folder is a frame
+        for written, is_file in ((out, out_is_file), (maps, False)):
+            if written is not None:
+                _outside_stacks(written, is_file, folder, stacks is not None)
     if not out_is_file:
-        check_output_folder(out, overwrite, [pairs] if pairs is not None else [])
+        check_output_folder(out, overwrite, [folder] if folder is not None else [])
     if maps is not None:
         if maps.suffix and not maps.is_dir():
             raise FuseInputError(f"--save-maps {maps}: give a folder; each fusion's map is written into it")
-        check_output_folder(maps, overwrite, [pairs] if pairs is not None else [])
+        check_output_folder(maps, overwrite, [folder] if folder is not None else [])
         jobs = [replace(job, map_output=maps / f"{job.output.stem.removesuffix('-fused')}-map.png") for job in jobs]
     for i, job in enumerate(jobs):
         resolved = [path.resolve() for path in job.sources]
@@ -167,6 +191,14 @@ def plan_jobs(
     for path in outputs:
         check_writable(path, overwrite, inputs)
     return jobs
+
+
+def _outside_stacks(written: Path, is_file: bool, folder: Path, of_stacks: bool) -> None:
+    """Refuse an output (``written``, a file or a folder) that the command, run again, would read as
+    a frame: one in the stack ``folder`` itself, or anywhere in a ``--stacks`` folder (a subfolder of images is a stack)."""
+    place, inside = (written.parent if is_file else written).resolve(), folder.resolve()
+    if place == inside or (of_stacks and inside in place.parents):
+        raise FuseInputError(f"{written}: inside {folder}, where the next run would read it as {'a stack' if of_stacks else 'a frame'}; write it outside")
 
 
 def fuse_job(

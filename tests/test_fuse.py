@@ -376,6 +376,51 @@ def test_triple_is_fused_in_turn(tmp_path: Path, lytro_triple: Path) -> None:
     assert (out - (a / 3 + b / 3 + c / 3)).abs().max() * 255 > 5  # A, B, C equally: levels off
 
 
+def _shoot(tmp_path: Path) -> Path:
+    """A photographer's folder of two focus stacks of gray frames f1, f2, f10 (a camera's numbering)."""
+    shoot = tmp_path / "shoot"
+    for stack, values in (("b", (0, 60, 240)), ("a", (200, 100, 40))):
+        (shoot / stack).mkdir(parents=True)
+        for name, value in zip(("f1", "f2", "f10"), values):
+            _gray(shoot / stack / f"{name}.png", np.full((4, 6), value, np.uint8))
+    return shoot
+
+
+def test_a_stacks_frames_fuse_in_the_cameras_numbering_from_its_folder_or_a_folder_of_stacks(tmp_path: Path) -> None:
+    """Average in turn weighs the last frame twice as much as the first two, so the order shows: f10 is
+    last (string order puts it second: 0/4 + 240/4 + 60/2 = 90 for stack b)."""
+    shoot, out = _shoot(tmp_path), tmp_path / "out"
+    assert main(["--method", "average", "--stacks", str(shoot), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a-fused.png", "b-fused.png", RECORD]
+    assert read_image(out / "b-fused.png").stored.unique().tolist() == [135]  # 0/4 + 60/4 + 240/2
+    assert read_image(out / "a-fused.png").stored.unique().tolist() == [95]  # 200/4 + 100/4 + 40/2
+    assert main(["--method", "average", str(shoot / "b"), "--out", str(tmp_path / "one")]) == 0  # one stack: its folder alone
+    assert read_image(tmp_path / "one" / "b-fused.png").stored.unique().tolist() == [135]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stacks", "shoot", "--out", "shoot/out"], "shoot/out: inside shoot, where the next run would read it as a stack; write it outside"),
+        (["--stacks", "shoot", "--out", "out", "--save-maps", "shoot/a/maps", "--rule", "map"], "shoot/a/maps: inside shoot, where the next run would read it as a stack; write it outside"),
+        (["shoot/b", "--out", "shoot/b/fused.png"], "shoot/b/fused.png: inside shoot/b, where the next run would read it as a frame; write it outside"),
+        (["shoot/b", "shoot/a/f1.png", "--out", "out.png"], "shoot/b is a folder: give source files, or one folder of a stack's frames alone"),
+        (["--stacks", "shoot", "--out", "out.png"], "out.png: --stacks writes one image per stack; give an output folder"),
+        (["--stacks", "shoot", "shoot/a/f1.png", "--out", "out"], "give either source files or --stacks DIR, not both"),
+    ],
+    ids=["output folder among the stacks", "maps in a stack", "output file among the frames", "a folder among files", "one output file", "files and --stacks"],
+)
+def test_stacks_outputs_that_would_be_read_as_frames_are_refused_before_any_work(
+    tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _shoot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["--method", "average", *args]) == 2
+    assert _error_line(capsys) == f"gipc-fuse: error: {message}"
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_size_mismatch_through_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = _gray(tmp_path / "a.png", np.zeros((4, 6), np.uint8))
     b = _gray(tmp_path / "b.png", np.zeros((5, 6), np.uint8))

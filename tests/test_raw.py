@@ -183,7 +183,8 @@ def test_without_rawpy_a_raw_file_is_one_line(tmp_path: Path, monkeypatch: pytes
 def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A RAW bracket, A sharp on the left half and B on the right, through the default rule: a 16-bit
     image whose halves are the developed sources' pixels, away from the seam. The camera's JPEG of
-    each frame beside it (RAW+JPEG mode; grey here) is set aside, and a line says so, as gipc-eval's does."""
+    each frame beside it (RAW+JPEG mode; grey here) is set aside, and a line says so, as gipc-eval's does
+    and as gipc-fuse does of the folder given as one stack."""
     scene = texture(3, 96, 128, seed=3)
     blurred = F.avg_pool2d(F.pad(scene, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
     left = torch.arange(128) < 64
@@ -200,6 +201,10 @@ def test_gipc_fuse_copies_the_developed_sources_of_a_raw_bracket(tmp_path: Path,
     a, b = (read_image(p).stored for p in paths)
     assert fused.bit_depth == 16 and fused.stored.shape == a.shape == (3, 96, 128)
     assert torch.equal(fused.stored[:, :, :48], a[:, :, :48]) and torch.equal(fused.stored[:, :, 80:], b[:, :, 80:])
+    stack = tmp_path / "stack" / "fused.png"  # the folder as one focus stack: its two RAW frames, the same image
+    assert fuse_main([str(tmp_path), "--out", str(stack)]) == 0
+    assert "gipc-fuse: 2 files beside RAW files of the same name set aside (scene-A.jpg, ...): the RAW files are read\n" in capsys.readouterr().err
+    assert torch.equal(read_image(stack).stored, fused.stored)
 
 
 EXPOSURE = {0x829A: 1 / 125, 0x829D: 2.8, 0x8827: 200, 0x9003: "2026:12:07 10:00:00"}

@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 
 from gipc.cli.common import guarded
 from gipc.data.datasets import PairFolder, SequenceFolder
-from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files, raw_companions, set_aside
+from gipc.data.sources import IMAGE_SUFFIXES, files_by_stem, group_sources, image_files, raw_companions, set_aside, stack_folders, stack_frames
 from gipc.errors import DataError, out_of_memory
 from gipc.fuse import RECORD
 from gipc.cli.evaluate import main as eval_main
@@ -90,6 +90,42 @@ def test_only_source_folders_hold_sources(tmp_path: Path) -> None:
     # lower-case letters, 0 and names that only start like a source folder are no source folders
     _touch(tmp_path, "A/x.png", "B/x.png", "c/x.png", "0/x.png", "source_1_old/x.png", "nearby/x.png", "maps/x.png", "imagec/x.png", "images/x.png")
     assert group_sources(tmp_path) == [("x", (tmp_path / "A/x.png", tmp_path / "B/x.png"))]
+
+
+def test_a_stacks_frames_run_in_the_cameras_numbering_and_its_raw_files_stand_for_their_jpegs(tmp_path: Path) -> None:
+    """Name order with numbers as numbers: IMG_9 before IMG_10 (plain string order puts 10 first), case
+    aside; a JPEG beside a RAW file of its name is the same frame; one marked group is a stack too."""
+    _touch(tmp_path / "s", "IMG_10.jpg", "img_9.jpg", "IMG_11.CR3", "IMG_11.JPG", "IMG_100.jpg", "notes.txt")
+    assert stack_frames(tmp_path / "s") == tuple(tmp_path / "s" / n for n in ("img_9.jpg", "IMG_10.jpg", "IMG_11.CR3", "IMG_100.jpg"))
+    _touch(tmp_path / "t", "x-C.png", "x-A.png", "x-B.png")
+    assert stack_frames(tmp_path / "t") == tuple(tmp_path / "t" / f"x-{m}.png" for m in "ABC")
+
+
+def test_a_folder_of_stacks_is_one_stack_per_subfolder_in_name_order(tmp_path: Path) -> None:
+    _touch(tmp_path, "shot10/a1.png", "shot10/a2.png", "shot2/b1.png", "shot2/b2.png", "shot2/b3.png", "empty/notes.txt", ".hidden/c1.png", ".hidden/c2.png")
+    assert stack_folders(tmp_path) == [
+        ("shot2", tuple(tmp_path / "shot2" / f"b{i}.png" for i in (1, 2, 3))),
+        ("shot10", (tmp_path / "shot10/a1.png", tmp_path / "shot10/a2.png")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "stacks", "message"),
+    [
+        (["a.png"], False, r"/s: only a\.png; a focus stack needs two or more frames$"),
+        (["notes.txt"], False, r"/s: no images \(\.png, .*\); a focus stack needs two or more frames$"),
+        (["x-A.png", "x-B.png", "y-A.png", "y-B.png"], False, r"/s holds groups of sources \(x-A\.png, x-B\.png, \.\.\.\), not one focus stack: give it as --pairs .*/s$"),
+        (["a.png", "b.png"], True, r"/s holds images \(a\.png, \.\.\.\) but no subfolders of them: each focus stack is a subfolder of frames"),
+        (["notes.txt"], True, r"/s has no subfolders with images: each focus stack is a subfolder of frames"),
+        (["k/a.png", "k/b.png", "loose.png"], True, r"/s holds images \(loose\.png, \.\.\.\) beside its stacks' subfolders; move them into a subfolder of their own, or out$"),
+        (["k/a.png", "k/b.png", "m/a.png"], True, r"/s/m: only a\.png; a focus stack needs two or more frames$"),
+    ],
+    ids=["one frame", "no images", "a pair set", "no subfolders", "nothing", "images beside the stacks", "a stack of one"],
+)
+def test_what_is_no_stack_is_one_line_naming_the_folder(tmp_path: Path, files: list[str], stacks: bool, message: str) -> None:
+    _touch(tmp_path / "s", *files)
+    with pytest.raises(DataError, match=message):
+        (stack_folders if stacks else stack_frames)(tmp_path / "s")
 
 
 def test_a_cameras_raw_file_stands_for_its_frame_and_a_jpeg_beside_it_is_set_aside(tmp_path: Path) -> None:

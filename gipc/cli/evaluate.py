@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, say, step_bar
 from gipc.data.datasets import PairFolder
-from gipc.data.sources import set_aside_note
+from gipc.data.sources import set_aside, set_aside_note
 from gipc.data.scene import Scene
 from gipc.errors import EvalInputError, OutputExistsError, UserError
 from gipc.evaluate import attach_gt, evaluate_pairs, listed, log_wandb, parse_fused, plan_maps, plan_methods, scene_files
@@ -85,7 +85,7 @@ class Scoring:
         if args.out is not None:
             self._check_out([args.sources, *fused.values(), *([args.gt] if args.gt else []), *maps_dirs.values()])
         folder = PairFolder(args.sources, sequences=True)
-        if note := set_aside_note(args.sources):  # a camera's RAW+JPEG: the RAW files are scored
+        if note := set_aside_note(set_aside(args.sources)):  # a camera's RAW+JPEG: the RAW files are scored
             say(PROG, note)
         pairs: Sequence[Scene] = folder
         names = [name for name, *_ in folder.entries]

@@ -1,6 +1,8 @@
 """``gipc-fuse``: fuse registered multi-focus sources with a trained generator or a classic baseline.
 
     gipc-fuse A.png B.png [C.png ...] --out fused.png          # the model gipc ships, the default rule
+    gipc-fuse STACK_DIR --out fused.png                        # a focus stack's frames, in name order
+    gipc-fuse --stacks DIR --out NEW_DIR                       # each subfolder of DIR one focus stack
     gipc-fuse --rule direct A.png B.png --out fused.png        # the paper's output: the network's image
     gipc-fuse --ckpt model.ckpt --pairs DIR --out NEW_DIR      # a run's checkpoint or a gipc-export file
     gipc-fuse --method gff --pairs DIR --out NEW_DIR           # a classic baseline
@@ -28,7 +30,7 @@ from gipc.align import MODELS as ALIGN_MODELS
 from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, inner_bar, say, step_bar
 from gipc.configs import conf_group
-from gipc.data.sources import set_aside_note
+from gipc.data.sources import raw_companions, set_aside, set_aside_note
 from gipc.decision import MapSettings
 from gipc.errors import FuseInputError, UserError
 from gipc.files import sha256_file
@@ -49,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--ckpt", type=Path, help="a run's Lightning checkpoint or a gipc-export file (default: the shipped model)")
     model.add_argument("--method", choices=sorted(BASELINES), help="a classic baseline instead of the network")
-    parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order")
-    parser.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files (or _A, -1, _1) or A/, B/ subfolders (or 1/, source_1/, imageA/, near/ far/)")
+    parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order, or one folder of a focus stack's frames (in name order)")
+    folders = parser.add_mutually_exclusive_group()
+    folders.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files (or _A, -1, _1) or A/, B/ subfolders (or 1/, source_1/, imageA/, near/ far/)")
+    folders.add_argument("--stacks", type=Path, metavar="DIR", help="folder of focus stacks: each subfolder is one stack, its frames in name order (frame2 before frame10), fused into <subfolder>-fused")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output file, or a new folder")
     parser.add_argument("--format", choices=[suffix[1:] for suffix in WRITABLE_SUFFIXES], help="format of the images written into an --out folder (default png; JPEG at quality 95, 8 bits only)")
     parser.add_argument("--rule", choices=RULES, help=f"direct: the network's own image (the paper's); map: each pixel copied from the source a decision map picks (default: {rule} for networks, direct for --method)")
@@ -152,6 +156,15 @@ def _recorded(folder: Path, settings: dict[str, Any], kept: int) -> bool:
     return line is None
 
 
+def _set_aside(args: argparse.Namespace, planned: list[Job]) -> list[Path]:
+    """The files beside RAW files of one name that the folders read leave out (:func:`gipc.data.sources.raw_companions`)."""
+    if args.pairs is not None:
+        return set_aside(args.pairs)
+    if args.stacks is None and not any(path.is_dir() for path in args.sources):  # files named one by one
+        return []
+    return [path for folder in sorted({job.sources[0].parent for job in planned}) for path in raw_companions(folder)]
+
+
 def _tile_bar(tiles: Sequence) -> Collection:
     """A bar over a large image's tiles: a 12 MP pair spends 3 s in its 63 tiles on two cores, a 48 MP
     pair over 200 tiles."""
@@ -184,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         check_tiling(args.tile, args.overlap)  # before the network loads
         replace_any = args.overwrite or args.skip_existing  # what --skip-existing redoes is a job's own partial output
-        planned = plan_jobs(args.sources, args.pairs, args.out, replace_any, args.save_maps, args.format and f".{args.format}")
+        planned = plan_jobs(args.sources, args.pairs, args.out, replace_any, args.save_maps, args.format and f".{args.format}", args.stacks)
         jobs.extend(pending(planned) if args.skip_existing else planned)
         done = f" ({len(planned) - len(jobs)} already there)" if len(jobs) < len(planned) else ""
         if not jobs:
@@ -196,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         made_with = {"command": shlex.join([PROG, *(sys.argv[1:] if argv is None else argv)]), "gipc": __version__,
                      "weights": None if args.method else str(args.ckpt or SHIPPED_WEIGHTS),
                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        if args.pairs is not None and (note := set_aside_note(args.pairs)):  # a camera's RAW+JPEG: the RAW files are fused
+        if note := set_aside_note(_set_aside(args, planned)):  # a camera's RAW+JPEG: the RAW files are fused
             say(PROG, note)
         if args.align:
             say(PROG, f"each source registered onto the first ({args.align_model}) where that brings their edges closer, all cropped to the area they share")

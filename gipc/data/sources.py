@@ -13,6 +13,9 @@ files and the same layouts, those of gipc and of the public pair sets:
 * names in one folder: ``<name>-A.<ext>``, ``<name>-B.<ext>`` [, ``<name>-C.<ext>`` ...] (Lytro),
   with ``_`` for ``-`` (``<name>_A``, MFFW) or digits for letters (``<name>-1``, ``<name>_2``).
 
+A focus stack as a camera shoots it is read apart from these (:func:`stack_folders`): a folder of
+frames, numbered by the camera in the order it shot them through focus, or one such subfolder per stack.
+
 A camera's RAW file stands for its frame: a JPEG (or any image) of the same name beside it, as a
 camera writes in RAW+JPEG mode, is not a source (:func:`raw_companions`).
 """
@@ -93,13 +96,49 @@ def set_aside(folder: Path) -> list[Path]:
     return [path for place in (folder, *subfolders) for path in raw_companions(place)]
 
 
-def set_aside_note(folder: Path) -> str | None:
-    """The line a command that reads ``folder``'s source groups says of :func:`set_aside`'s files; None where there are none."""
-    companions = set_aside(folder)
+def set_aside_note(companions: Sequence[Path]) -> str | None:
+    """The line a command that reads folders of sources says of the ``companions`` it set aside
+    (:func:`set_aside`, :func:`raw_companions`); None where there are none."""
     if not companions:
         return None
     one = len(companions) == 1
     return f"{len(companions)} file{'' if one else 's'} beside RAW files of the same name set aside ({companions[0].name}{'' if one else ', ...'}): the RAW files are read"
+
+
+def frame_order(path: Path) -> list[int | str]:
+    """Sort key of a stack's frames: names in natural order (``frame2`` before ``frame10``), the order
+    a camera numbers the frames of a bracket as it shoots them through focus."""
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", path.name)]
+
+
+def stack_frames(folder: Path) -> tuple[Path, ...]:
+    """The frames of one focus stack: ``folder``'s image files in :func:`frame_order`. A folder whose
+    files are several marked groups (``x-A``, ``x-B``, ``y-A``, ``y-B``) is a pair set, not a stack."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist or is not a folder")
+    frames = sorted(image_files(folder), key=frame_order)
+    if len(frames) < 2:
+        found = f"only {frames[0].name}" if frames else f"no images ({SUFFIXES_IN_WORDS})"
+        raise DataError(f"{folder}: {found}; a focus stack needs two or more frames")
+    if is_pair_set(frames) and len({match["name"] for path in frames if (match := SOURCE_NAME.match(path.stem))}) > 1:
+        raise DataError(f"{folder} holds groups of sources ({frames[0].name}, {frames[1].name}, ...), not one focus stack: give it as --pairs {folder}")
+    return tuple(frames)
+
+
+def stack_folders(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
+    """The focus stacks of ``folder``, one per subfolder that holds images (:func:`stack_frames`), as
+    (the subfolder's name, its frames), in :func:`frame_order`. Images beside the subfolders are refused
+    rather than left out, as :func:`group_sources` refuses what it cannot group."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist or is not a folder")
+    subfolders = sorted((sub for sub in folder.iterdir() if sub.is_dir() and not sub.name.startswith(".") and image_files(sub)), key=frame_order)
+    loose = image_files(folder)
+    if not subfolders:
+        what = f"holds images ({loose[0].name}, ...) but no subfolders of them" if loose else "has no subfolders with images"
+        raise DataError(f"{folder} {what}: each focus stack is a subfolder of frames (a folder of frames alone is one stack: give it as the source)")
+    if loose:
+        raise DataError(f"{folder} holds images ({loose[0].name}, ...) beside its stacks' subfolders; move them into a subfolder of their own, or out")
+    return [(sub.name, stack_frames(sub)) for sub in subfolders]
 
 
 def files_by_stem(folder: Path) -> dict[str, Path]:
