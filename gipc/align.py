@@ -2,16 +2,17 @@
 
 A decision map copies each pixel from one source, so it needs the sources registered: hand-held
 shots move between frames, and a lens that refocuses magnifies slightly (focus breathing). Each
-source's transform onto the first is estimated by :class:`kornia.geometry.ImageRegistrator`
-(gradient descent on a coarse-to-fine pyramid) on blurred luminance, where defocus matters less
-than position, at a working size of at most :data:`WORK_SIDE` px (kornia's models are in
-normalised coordinates, so the estimate holds at any size), then applied at full size. The
-outputs are cropped to a rectangle that every warped source covers.
+source's transform onto the first is found at a working size of at most :data:`WORK_SIDE` px, in
+normalised coordinates that hold at any size, and applied at full size (bicubic). The fit starts
+from SIFT features matched between the two (Lowe's ratio test) and a RANSAC fit of the model, which
+defocus cannot fool where both frames share some detail, and is refined by ECC (Evangelidis and
+Psarakis 2008: the correlation of the two images, blind to gain and offset) on blurred luminance,
+where defocus matters less than position, to a fraction of a pixel. The outputs are cropped to a
+rectangle that every warped source covers.
 
-Blurred luminance can also be matched by a transform that mimics defocus (a defocused object
-spreads, as if magnified), so a fit is kept only if it also brings the unblurred edges closer:
-:func:`gradient_correlation` of the sources at the working size must rise over leaving the source as
-it is.
+A fit can still match blur rather than position (a defocused object spreads, as if magnified), so
+it is kept only if it also brings the unblurred edges closer: :func:`gradient_correlation` of the
+sources at the working size must rise over leaving the source as it is.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from __future__ import annotations
 import math
 from typing import Callable, NamedTuple, Sequence
 
+import cv2
 import kornia
+import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.geometry import ImageRegistrator, create_meshgrid
+from kornia.geometry import create_meshgrid
 from kornia.geometry.transform import warp_grid
 
 from gipc.color import check_fusion_sources, luma, stored_as, unit_range
@@ -38,6 +41,16 @@ MAX_MOVE = 0.1
 """A transform that moves a corner by more than this share of the image's diagonal is refused as a failed registration."""
 MIN_MOVE = 0.5
 """A transform that moves no corner by this many pixels is taken as none: resampling would only soften the source."""
+MIN_MATCHES = 12
+"""Matched features (RANSAC's inliers) a fit needs before ECC starts from it."""
+MAX_SCALE = 1.25
+"""A features' fit that scales by more than this (or less than its inverse) is no bracket's: repeated patterns matched."""
+RATIO = 0.75
+"""Lowe's ratio test: a feature's match is kept if it is this much closer than the next best."""
+RANSAC_PX = 1.0
+"""How far (px at the working size) a matched feature may lie from the fit and still back it."""
+ECC_STEPS = 100
+"""ECC's iterations at most (it stops earlier once a step changes the transform by under 1e-6)."""
 WARP_ROWS = 256
 """Rows warped at once: a whole 12 MP frame's sampling grids and float output took 0.6 GiB more."""
 
@@ -80,20 +93,68 @@ def improves_edges(moving: torch.Tensor, fixed: torch.Tensor, transform: torch.T
 
 
 def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity") -> torch.Tensor:
-    """The normalised (1, 3, 3) transform that warps ``moving`` onto ``fixed`` ((1, C, H, W) images in [0, 1])."""
+    """The normalised (1, 3, 3) transform that warps ``moving`` onto ``fixed`` ((1, C, H, W) images in
+    [0, 1], or as decoded): matched SIFT features and RANSAC for a start, ECC on blurred luminance to
+    refine it (module doc)."""
+    check_model(model)
+    m, f = (_working(luma(image).float(), blur=False)[0, 0].numpy() for image in (moving, fixed))
+    start = _matched(m, f, model)
+    radius = math.ceil(3 * BLUR_SIGMA)
+    blurred = [cv2.GaussianBlur(plane, (2 * radius + 1,) * 2, BLUR_SIGMA) for plane in (f, m)]
+    motion = cv2.MOTION_HOMOGRAPHY if model == "homography" else cv2.MOTION_AFFINE
+    try:
+        stop = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_STEPS, 1e-6)
+        _, fit = cv2.findTransformECC(*blurred, start[: 3 if model == "homography" else 2].copy(), motion, stop, None, 5)  # 5: OpenCV's own smoothing
+    except cv2.error:  # ECC did not converge (little detail, other scenes): the features' fit stands
+        fit = start
+    transform = np.eye(3)
+    transform[: fit.shape[0]] = fit
+    if model == "similarity":  # ECC has no similarity model: the nearest one to its affine fit
+        scale_cos, scale_sin = (transform[0, 0] + transform[1, 1]) / 2, (transform[1, 0] - transform[0, 1]) / 2
+        transform[:2, :2] = [[scale_cos, -scale_sin], [scale_sin, scale_cos]]
+    height, width = f.shape
+    # pixel x to the frame's normalised coordinate (2x + 1) / width - 1, the same at every size
+    to_unit = torch.tensor([[2 / width, 0.0, 1 / width - 1], [0.0, 2 / height, 1 / height - 1], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return (to_unit @ torch.from_numpy(transform) @ torch.linalg.inv(to_unit))[None].float()
+
+
+def check_model(model: str) -> None:
+    """Refuse a transform model :func:`estimate` does not fit."""
     if model not in MODELS:
         raise UserError(f"alignment model must be one of {', '.join(MODELS)}, got {model!r}")
-    with torch.inference_mode(False), torch.enable_grad():  # the fit is gradient descent, even under a caller's inference mode
-        registrator = ImageRegistrator(model, loss_fn=F.mse_loss, pyramid_levels=4, lr=3e-3, num_iterations=300, tolerance=1e-6)
-        moving, fixed = (_working(luma(image).float()).clone() for image in (moving, fixed))  # clone: no inference tensors in autograd
-        return registrator.register(moving, fixed).detach()
+
+
+def _matched(moving: np.ndarray, fixed: np.ndarray, model: str) -> np.ndarray:
+    """(3, 3) float32: the pixel transform that takes ``fixed``'s (H, W) plane to ``moving``'s, fitted by
+    RANSAC to their matched SIFT features (each feature of ``moving`` matched once); the identity
+    where fewer than :data:`MIN_MATCHES` back a fit or the fit scales by more than :data:`MAX_SCALE`
+    (repeated patterns), from which ECC starts as from a registered pair."""
+    sift = cv2.SIFT_create()
+    (kf, df), (km, dm) = (sift.detectAndCompute(np.clip(plane * 255 + 0.5, 0, 255).astype(np.uint8), None) for plane in (fixed, moving))
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(df, dm, k=2) if df is not None and dm is not None and len(dm) >= 2 else []
+    good = [best for best, second in (pair for pair in pairs if len(pair) == 2) if best.distance < RATIO * second.distance]
+    taken = np.unique([match.trainIdx for match in good], return_counts=True)
+    once = set(taken[0][taken[1] == 1].tolist())
+    good = [match for match in good if match.trainIdx in once]
+    if len(good) >= MIN_MATCHES:
+        at_fixed = np.float32([kf[match.queryIdx].pt for match in good])
+        at_moving = np.float32([km[match.trainIdx].pt for match in good])
+        if model == "homography":
+            fit, mask = cv2.findHomography(at_fixed, at_moving, cv2.RANSAC, RANSAC_PX, maxIters=5000)
+        else:
+            fit, mask = cv2.estimateAffinePartial2D(at_fixed, at_moving, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=5000, refineIters=50)
+        if fit is not None and int(mask.sum()) >= MIN_MATCHES:
+            fit = np.vstack([fit, [0.0, 0.0, 1.0]]) if fit.shape[0] == 2 else fit / fit[2, 2]
+            if 1 / MAX_SCALE <= math.sqrt(abs(np.linalg.det(fit[:2, :2]))) <= MAX_SCALE:
+                return fit.astype(np.float32)
+    return np.eye(3, dtype=np.float32)
 
 
 class Registration(NamedTuple):
     """Sources registered onto the first one's frame."""
 
     images: list[torch.Tensor]
-    """(C, H, W) each in its source's type, warped onto the first's frame (uncovered pixels 0)."""
+    """(C, H, W) each in its source's type, warped onto the first's frame (uncovered pixels repeat the source's edge)."""
     box: tuple[int, int, int, int]
     """(top, bottom, left, right; ends exclusive): the part of the frame every warped source covers."""
     moves: list[float | None]
@@ -129,6 +190,7 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Regis
     height, width = images[0].shape[-2:]
     first, grid = images[0][None], None
     warped, covered, moves = [first], torch.ones(height, width, dtype=torch.bool), []
+    check_model(model)
     for k, stored in enumerate(images[1:], start=2):
         transform = estimate(stored[None], first, model)
         moved = float(corner_moves(transform, height, width).norm(dim=1).max())
@@ -157,8 +219,9 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Regis
 def warp(image: torch.Tensor, transform: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A (C, H, W) source (float, or 8/16-bit made float) under a normalised (1, 3, 3) ``transform``
     onto ``grid`` (kornia's normalised (1, H, W, 2) meshgrid of the frame), in the source's type, and
-    where it covers the frame fully ((H, W) bool): ``kornia.geometry.HomographyWarper``'s values
-    (bilinear, zeros outside, the coverage its warp of ones above 0.999), :data:`WARP_ROWS` rows at a time."""
+    where it covers the frame fully ((H, W) bool: a bilinear warp of ones, zeros outside, above 0.999),
+    :data:`WARP_ROWS` rows at a time. Bicubic, the edge replicated for the kernel's reach: bilinear
+    sampling softens fine detail by up to 5 dB against the sharp source (docs/results.md)."""
     source = unit_range(image)[None].float()
     transform = transform.to(source.dtype)
     ones = torch.ones(1, 1, 1, 1, dtype=source.dtype, device=source.device).expand(1, 1, *source.shape[-2:])
@@ -167,7 +230,8 @@ def warp(image: torch.Tensor, transform: torch.Tensor, grid: torch.Tensor) -> tu
     for top in range(0, image.shape[-2], WARP_ROWS):
         rows = slice(top, top + WARP_ROWS)
         points = warp_grid(grid[:, rows], transform)
-        out[:, rows] = stored_as(F.grid_sample(source, points, align_corners=False).clamp_(0.0, 1.0)[0], image.dtype)
+        sampled = F.grid_sample(source, points, mode="bicubic", padding_mode="border", align_corners=False)
+        out[:, rows] = stored_as(sampled.clamp_(0.0, 1.0)[0], image.dtype)
         inside[rows] = F.grid_sample(ones, points, align_corners=False)[0, 0] > 0.999
     return out, inside
 
