@@ -86,6 +86,16 @@ def test_public_sets_layouts(tmp_path: Path) -> None:
     ]
 
 
+def test_lower_case_letters_and_near_far_mark_sources_in_one_folder(tmp_path: Path) -> None:
+    """A user's own names: ``-a``/``-b`` and ``_near``/``_far`` (any case) group as ``-A``/``-B`` do, near first."""
+    _touch(tmp_path, "cat-b.jpg", "cat-a.jpg", "dog_far.jpg", "dog_NEAR.jpg", "fern-A.png", "fern-b.png", "fern-C.png")
+    assert group_sources(tmp_path) == [
+        ("cat", (tmp_path / "cat-a.jpg", tmp_path / "cat-b.jpg")),
+        ("dog", (tmp_path / "dog_NEAR.jpg", tmp_path / "dog_far.jpg")),
+        ("fern", (tmp_path / "fern-A.png", tmp_path / "fern-b.png", tmp_path / "fern-C.png")),
+    ]
+
+
 def test_only_source_folders_hold_sources(tmp_path: Path) -> None:
     # lower-case letters, 0 and names that only start like a source folder are no source folders
     _touch(tmp_path, "A/x.png", "B/x.png", "c/x.png", "0/x.png", "source_1_old/x.png", "nearby/x.png", "maps/x.png", "imagec/x.png", "images/x.png")
@@ -154,7 +164,10 @@ def test_sequences_in_subfolders(tmp_path: Path) -> None:
         (["A/x.png", "B/y.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
         (["A/x.png"], r"A/x\.png: unpaired, .*B/x\.\* is missing"),
         (["x-A.png", "x-B.png", "holiday.png"], r"holiday\.png: cannot tell its partner; expected <name>-A/<name>-B files"),
-        (["x-A.png", "x-b.png"], r"x-b\.png: cannot tell its partner"),  # focus letters are capitals
+        (["x-A.png", "x-a.png", "x-B.png"], r"x-A\.png and .*x-a\.png: two files for one image; keep one"),  # a letter in either case
+        (["x-a.png", "x-c.png"], r"x-a\.png, .*x-c\.png: unpaired, .*x-b\.\* is missing"),  # the partner in the files' own case
+        (["x_Near.png"], r"x_Near\.png: unpaired, .*x_Far\.\* is missing"),
+        (["x-near.png", "x_1.png", "x-far.png"], r"x-near\.png and .*x_1\.png: two files for one image; keep one"),  # near and 1: both the first
         (["x-A.png", "x-A.jpg", "x-B.png"], r"x-A\.jpg and .*x-A\.png: two files for one image; keep one"),
         (["x-A.dng", "x-A.cr2", "x-B.dng"], r"x-A\.cr2 and .*x-A\.dng: two files for one image; keep one"),  # two RAW files of one frame
         (["x-A.png", "x_1.png", "x-B.png"], r"x-A\.png and .*x_1\.png: two files for one image; keep one"),  # A and 1: both the first

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--method", choices=sorted(BASELINES), help="a classic baseline instead of the network")
     parser.add_argument("sources", nargs="*", type=Path, help="registered source images, in focus order, or one folder of a focus stack's frames (in name order)")
     folders = parser.add_mutually_exclusive_group()
-    folders.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files (or _A, -1, _1) or A/, B/ subfolders (or 1/, source_1/, imageA/, near/ far/)")
+    folders.add_argument("--pairs", type=Path, help="folder of <name>-A/<name>-B[/-C...] files (or _A, -a, -1, _1, -near/-far) or A/, B/ subfolders (or 1/, source_1/, imageA/, near/ far/)")
     folders.add_argument("--stacks", type=Path, metavar="DIR", help="folder of focus stacks: each subfolder is one stack, its frames in name order (frame2 before frame10), fused into <subfolder>-fused")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output file, or a new folder")
     parser.add_argument("--format", choices=[suffix[1:] for suffix in WRITABLE_SUFFIXES], help="format of the images written into an --out folder (default png; JPEG at quality 95, 8 bits only)")

@@ -11,7 +11,8 @@ files and the same layouts, those of gipc and of the public pair sets:
   own mark in every file (``imageA/709_A.png``, ``imageB/709_B.png``); other subfolders (``GT/``,
   ``full_clear/``, ``maps/``) hold no sources;
 * names in one folder: ``<name>-A.<ext>``, ``<name>-B.<ext>`` [, ``<name>-C.<ext>`` ...] (Lytro),
-  with ``_`` for ``-`` (``<name>_A``, MFFW) or digits for letters (``<name>-1``, ``<name>_2``).
+  with ``_`` for ``-`` (``<name>_A``, MFFW), lower-case letters (``<name>-a``), digits for letters
+  (``<name>-1``, ``<name>_2``), or ``near`` and ``far`` (``<name>_near``, ``<name>_far``).
 
 A focus stack as a camera shoots it is read apart from these (:func:`stack_folders`): a folder of
 frames, numbered by the camera in the order it shot them through focus, or one such subfolder per stack.
@@ -37,19 +38,34 @@ IMAGE_SUFFIXES = (*_PICTURE_SUFFIXES, *RAW_SUFFIXES)
 """Everything :func:`gipc.imaging.read_image` decodes; other files in a folder are ignored."""
 SUFFIXES_IN_WORDS = f"{', '.join(_PICTURE_SUFFIXES)} or cameras' RAW files: {', '.join(RAW_SUFFIXES[:4])}, ..."
 """:data:`IMAGE_SUFFIXES` for messages."""
-SOURCE_NAME = re.compile(r"^(?P<name>.+)(?P<sep>[-_])(?P<mark>[A-Z]|[1-9])$")
-"""A source's stem in one folder: group name, separator and focus mark (a capital letter, or a digit from 1)."""
+SOURCE_NAME = re.compile(r"^(?P<name>.+)(?P<sep>[-_])(?P<mark>[A-Za-z]|[1-9]|(?i:near|far))$")
+"""A source's stem in one folder: group name, separator and focus mark (a letter, a digit from 1, or near and far)."""
 SOURCE_FOLDER = re.compile(r"^(?:(?P<prefix>(?:source|image|img)[-_]?)?(?P<mark>[a-z]|[1-9])|(?P<near>near)|(?P<far>far))$", re.IGNORECASE)
 """A subfolder holding one source per scene (its mark a capital letter or a digit); any other holds none."""
 LAYOUTS = (
-    "<name>-A/<name>-B files (or _A/_B, -1/-2, _1/_2) or A/ and B/ subfolders (or 1/ 2/, source_1/ source_2/, imageA/ imageB/, near/ far/)"
+    "<name>-A/<name>-B files (or _A/_B, -a/-b, -1/-2, _1/_2, -near/-far) or A/ and B/ subfolders (or 1/ 2/, source_1/ source_2/, imageA/ imageB/, near/ far/)"
 )
 """The layouts :func:`group_sources` reads, for messages."""
 
 
 def focus_position(mark: str) -> int:
-    """0 for the first source (``A``, ``1``), 1 for the second, ...: a file's or a folder's mark."""
-    return int(mark) - 1 if mark.isdigit() else ord(mark) - ord("A")
+    """0 for the first source (``A``, ``a``, ``1``, ``near``), 1 for the second, ...: a file's or a folder's mark."""
+    if mark.isdigit():
+        return int(mark) - 1
+    if len(mark) > 1:  # near, far
+        return ("near", "far").index(mark.lower())
+    return ord(mark.upper()) - ord("A")
+
+
+def _mark_like(example: str, position: int) -> str:
+    """The ``position``-th source's file mark in the style of the mark ``example`` (``b`` beside ``a``, ``Far`` beside ``Near``)."""
+    if example.isdigit():
+        return str(position + 1)
+    if len(example) > 1 and position < 2:
+        word = ("near", "far")[position]
+        return word.upper() if example.isupper() else word.capitalize() if example[0].isupper() else word
+    letter = chr(ord("A") + position)
+    return letter.lower() if example.islower() and not example.isdigit() else letter
 
 
 def folder_position(name: str) -> int | None:
@@ -218,7 +234,7 @@ def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
             stem = name
             if name in example:  # the partner's own mark, in the style of the one found
                 sep, mark = example[name][0], example[name][1:]
-                stem = f"{name}{sep}{_sibling('1' if mark.isdigit() else 'A', missing[0])}"
+                stem = f"{name}{sep}{_mark_like(mark, missing[0])}"
             partner = folder / (_sibling(next(iter(subfolders.values())).name, missing[0]) + "/" if subfolders else "") / f"{stem}.*"
             raise DataError(f"{found}: unpaired, {partner} is missing")
         groups.append((name, tuple(sources[position] for position in range(len(sources)))))
