@@ -2,13 +2,13 @@
 
 A decision map copies each pixel from one source, so it needs the sources registered: hand-held
 shots move between frames, and a lens that refocuses magnifies slightly (focus breathing). Each
-source's transform onto the first is found at a working size of at most :data:`WORK_SIDE` px, in
+source's transform onto the one before it is found at a working size of at most :data:`WORK_SIDE` px, in
 normalised coordinates that hold at any size, and applied at full size (bicubic). The fit starts
 from SIFT features matched between the two (Lowe's ratio test) and a RANSAC fit of the model, which
 defocus cannot fool where both frames share some detail, and is refined by ECC (Evangelidis and
 Psarakis 2008: the correlation of the two images, blind to gain and offset) on blurred luminance,
-where defocus matters less than position, to a fraction of a pixel. The outputs are cropped to a
-rectangle that every warped source covers.
+where defocus matters less than position, to a fraction of a pixel; chained, these take every source
+onto the first. The outputs are cropped to a rectangle that every warped source covers.
 
 A fit can still match blur rather than position (a defocused object spreads, as if magnified), so
 it is kept only if it also brings the unblurred edges closer: :func:`gradient_correlation` of the
@@ -183,30 +183,38 @@ def align(images: Sequence[torch.Tensor], model: str = "similarity", report: Cal
 
 def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Registration:
     """(C, H, W) sources -> each warped onto the first's frame, and the box of that frame that every
-    warped source covers. A warped 8- or 16-bit source is rounded back to its type (half a step at
-    most, which writing the fused file would round anyway): a long stack's frames stay 1-2 bytes a
-    value, not 4."""
+    warped source covers. Each source is fitted onto the one before it and the fits are chained: in a
+    long focus stack the first and last frames share little detail in focus, neighbours the most
+    (docs/results.md). A warped 8- or 16-bit source is rounded back to its type (half a step at most,
+    which writing the fused file would round anyway): a long stack's frames stay 1-2 bytes a value, not 4."""
     check_fusion_sources(images, "(C, H, W)")
     height, width = images[0].shape[-2:]
     first, grid = images[0][None], None
     warped, covered, moves = [first], torch.ones(height, width, dtype=torch.bool), []
     check_model(model)
+    chain = torch.eye(3)[None]  # the last source's transform onto the first
     for k, stored in enumerate(images[1:], start=2):
-        transform = estimate(stored[None], first, model)
-        moved = float(corner_moves(transform, height, width).norm(dim=1).max())
+        previous = images[k - 2][None]
+        step = estimate(stored[None], previous, model)  # onto its neighbour, which shares the most detail in focus
+        candidate = step @ chain
+        moved = float(corner_moves(candidate, height, width).norm(dim=1).max())
         if moved > MAX_MOVE * math.hypot(height, width):
             raise UserError(
                 f"cannot align source {k} to source 1: the estimate moves a corner by {moved:.0f} px "
                 "(the sources may show different scenes); fuse without --align"
             )
-        if moved < MIN_MOVE or not improves_edges(stored[None], first, transform):  # registered already, or a fit to defocus
+        step_moved = float(corner_moves(step, height, width).norm(dim=1).max())
+        if step_moved >= MIN_MOVE and improves_edges(stored[None], previous, step):  # else registered already, or a fit to defocus
+            chain = candidate
+        moved = float(corner_moves(chain, height, width).norm(dim=1).max())
+        if moved < MIN_MOVE:
             warped.append(stored[None])
             moves.append(None)
             continue
         moves.append(moved)
         if grid is None:  # the frame's sampling points, made once for every source
             grid = create_meshgrid(height, width, normalized_coordinates=True, device=stored.device, align_corners=False)
-        image, inside = warp(stored, transform.to(stored.device), grid)
+        image, inside = warp(stored, chain.to(stored.device), grid)
         warped.append(image[None])
         covered &= inside.cpu()
     box = _inner_box(covered)

@@ -104,6 +104,19 @@ def test_each_frame_of_a_breathing_stack_is_found_within_a_fraction_of_a_pixel()
         assert float((corner_moves(fit, 384, 384) - corner_moves(truth, 384, 384)).norm(dim=1).max()) < 0.3
 
 
+def test_each_source_is_fitted_onto_the_one_before_it_and_the_fits_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack's fits compose: each frame is fitted onto its neighbour (the frame that shares the most
+    detail in focus with it), and three links of 2.56 px (0.02 of the half width) put the last frame
+    7.68 px from the first."""
+    frames = [torch.rand(1, 256, 256, generator=torch.Generator().manual_seed(k)) for k in range(4)]
+    fitted: list[tuple[torch.Tensor, torch.Tensor]] = []
+    monkeypatch.setattr(gipc.align, "estimate", lambda moving, fixed, model: fitted.append((moving, fixed)) or _shift(x=0.02))
+    monkeypatch.setattr(gipc.align, "improves_edges", lambda moving, fixed, transform: True)
+    registration = gipc.align.register(frames)
+    assert [(torch.equal(moving[0], frames[k + 1]), torch.equal(fixed[0], frames[k])) for k, (moving, fixed) in enumerate(fitted)] == [(True, True)] * 3
+    assert registration.moves == pytest.approx([2.56, 5.12, 7.68])
+
+
 def test_features_of_unrelated_images_start_no_fit() -> None:
     """Two noise images share no feature: the features' fit is the identity, from which ECC starts."""
     noise = torch.rand(2, 1, 1, 200, 200, generator=torch.Generator().manual_seed(3))
