@@ -149,7 +149,7 @@ def plan_jobs(
             raise FuseInputError(f"give either source files or {flag} DIR, not both")
         if out_is_file:
             raise FuseInputError(f"{out}: {flag} writes one image per {each}; give an output folder")
-        grouped = group_sources(folder) if pairs is not None else stack_folders(folder)
+        grouped = group_sources(folder, f", or --stacks {folder} if each is one focus stack") if pairs is not None else stack_folders(folder)
         jobs = [Job(group, out / f"{name}-fused{suffix}") for name, group in grouped]
     elif any(path.is_dir() for path in sources):
         folder = next(path for path in sources if path.is_dir())

@@ -407,8 +407,9 @@ def test_a_stacks_frames_fuse_in_the_cameras_numbering_from_its_folder_or_a_fold
         (["shoot/b", "shoot/a/f1.png", "--out", "out.png"], "shoot/b is a folder: give source files, or one folder of a stack's frames alone"),
         (["--stacks", "shoot", "--out", "out.png"], "out.png: --stacks writes one image per stack; give an output folder"),
         (["--stacks", "shoot", "shoot/a/f1.png", "--out", "out"], "give either source files or --stacks DIR, not both"),
+        (["--pairs", "shoot", "--out", "out"], "shoot: no images directly in it; its subfolders a, b hold images: give one of them, or --stacks shoot if each is one focus stack"),
     ],
-    ids=["output folder among the stacks", "maps in a stack", "output file among the frames", "a folder among files", "one output file", "files and --stacks"],
+    ids=["output folder among the stacks", "maps in a stack", "output file among the frames", "a folder among files", "one output file", "files and --stacks", "stacks as pairs"],
 )
 def test_stacks_outputs_that_would_be_read_as_frames_are_refused_before_any_work(
     tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

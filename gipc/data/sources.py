@@ -189,11 +189,13 @@ def refuse_pair_set(folder: Path, files: Sequence[Path], what: str) -> None:
         )
 
 
-def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
+def group_sources(folder: Path, otherwise: str = "") -> list[tuple[str, tuple[Path, ...]]]:
     """Source groups of ``folder`` as (name, sources in focus order), sorted by name (layouts: module doc).
 
     Every group needs two or more sources running from the first without a gap; a file that
-    cannot be grouped is an error rather than skipped, so nothing is silently left out.
+    cannot be grouped is an error rather than skipped, so nothing is silently left out. A folder
+    of folders of images is refused naming them, with ``otherwise`` after (what else the caller
+    could read them as: gipc-fuse's ``--stacks``).
     """
     if not folder.is_dir():
         raise DataError(f"{folder} does not exist or is not a folder")
@@ -224,7 +226,7 @@ def group_sources(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
     if not by_name:
         sets = [sub.name for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".") and image_files(sub)]
         if sets and not subfolders:  # a folder of pair sets (lytro/ holding pairs/ and triple/)
-            raise DataError(f"{folder}: no images directly in it; its subfolders {', '.join(sets)} hold images: give one of them")
+            raise DataError(f"{folder}: no images directly in it; its subfolders {', '.join(sets)} hold images: give one of them{otherwise}")
         raise DataError(f"{folder}: no images found ({SUFFIXES_IN_WORDS}); expected {LAYOUTS}")
     groups = []
     for name, sources in sorted(by_name.items()):
