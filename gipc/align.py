@@ -96,7 +96,8 @@ def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity
     """The normalised (1, 3, 3) transform that warps ``moving`` onto ``fixed`` ((1, C, H, W) images in
     [0, 1], or as decoded): matched SIFT features and RANSAC for a start, ECC on blurred luminance to
     refine it (module doc)."""
-    check_model(model)
+    if model not in MODELS:
+        raise UserError(f"alignment model must be one of {', '.join(MODELS)}, got {model!r}")
     m, f = (_working(luma(image).float(), blur=False)[0, 0].numpy() for image in (moving, fixed))
     start = _matched(m, f, model)
     radius = math.ceil(3 * BLUR_SIGMA)
@@ -116,12 +117,6 @@ def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity
     # pixel x to the frame's normalised coordinate (2x + 1) / width - 1, the same at every size
     to_unit = torch.tensor([[2 / width, 0.0, 1 / width - 1], [0.0, 2 / height, 1 / height - 1], [0.0, 0.0, 1.0]], dtype=torch.float64)
     return (to_unit @ torch.from_numpy(transform) @ torch.linalg.inv(to_unit))[None].float()
-
-
-def check_model(model: str) -> None:
-    """Refuse a transform model :func:`estimate` does not fit."""
-    if model not in MODELS:
-        raise UserError(f"alignment model must be one of {', '.join(MODELS)}, got {model!r}")
 
 
 def _matched(moving: np.ndarray, fixed: np.ndarray, model: str) -> np.ndarray:
@@ -191,22 +186,26 @@ def register(images: Sequence[torch.Tensor], model: str = "similarity") -> Regis
     height, width = images[0].shape[-2:]
     first, grid = images[0][None], None
     warped, covered, moves = [first], torch.ones(height, width, dtype=torch.bool), []
-    check_model(model)
+
+    def reach(transform: torch.Tensor) -> float:
+        """Pixels the farthest corner of the frame moves under ``transform``."""
+        return float(corner_moves(transform, height, width).norm(dim=1).max())
+
     chain = torch.eye(3)[None]  # the last source's transform onto the first
     for k, stored in enumerate(images[1:], start=2):
         previous = images[k - 2][None]
         step = estimate(stored[None], previous, model)  # onto its neighbour, which shares the most detail in focus
         candidate = step @ chain
-        moved = float(corner_moves(candidate, height, width).norm(dim=1).max())
+        moved = reach(candidate)
         if moved > MAX_MOVE * math.hypot(height, width):
             raise UserError(
                 f"cannot align source {k} to source 1: the estimate moves a corner by {moved:.0f} px "
                 "(the sources may show different scenes); fuse without --align"
             )
-        step_moved = float(corner_moves(step, height, width).norm(dim=1).max())
-        if step_moved >= MIN_MOVE and improves_edges(stored[None], previous, step):  # else registered already, or a fit to defocus
+        if reach(step) >= MIN_MOVE and improves_edges(stored[None], previous, step):  # else registered already, or a fit to defocus
             chain = candidate
-        moved = float(corner_moves(chain, height, width).norm(dim=1).max())
+        else:
+            moved = reach(chain)
         if moved < MIN_MOVE:
             warped.append(stored[None])
             moves.append(None)

@@ -65,7 +65,7 @@ def _mark_like(example: str, position: int) -> str:
         word = ("near", "far")[position]
         return word.upper() if example.isupper() else word.capitalize() if example[0].isupper() else word
     letter = chr(ord("A") + position)
-    return letter.lower() if example.islower() and not example.isdigit() else letter
+    return letter.lower() if example.islower() else letter
 
 
 def folder_position(name: str) -> int | None:
@@ -121,6 +121,12 @@ def set_aside_note(companions: Sequence[Path]) -> str | None:
     return f"{len(companions)} file{'' if one else 's'} beside RAW files of the same name set aside ({companions[0].name}{'' if one else ', ...'}): the RAW files are read"
 
 
+def _check_folder(folder: Path) -> None:
+    """Refuse a ``folder`` to read sources from that is none."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist or is not a folder")
+
+
 def frame_order(path: Path) -> list[int | str]:
     """Sort key of a stack's frames: names in natural order (``frame2`` before ``frame10``), the order
     a camera numbers the frames of a bracket as it shoots them through focus."""
@@ -130,8 +136,7 @@ def frame_order(path: Path) -> list[int | str]:
 def stack_frames(folder: Path) -> tuple[Path, ...]:
     """The frames of one focus stack: ``folder``'s image files in :func:`frame_order`. A folder whose
     files are several marked groups (``x-A``, ``x-B``, ``y-A``, ``y-B``) is a pair set, not a stack."""
-    if not folder.is_dir():
-        raise DataError(f"{folder} does not exist or is not a folder")
+    _check_folder(folder)
     frames = sorted(image_files(folder), key=frame_order)
     if len(frames) < 2:
         found = f"only {frames[0].name}" if frames else f"no images ({SUFFIXES_IN_WORDS})"
@@ -145,8 +150,7 @@ def stack_folders(folder: Path) -> list[tuple[str, tuple[Path, ...]]]:
     """The focus stacks of ``folder``, one per subfolder that holds images (:func:`stack_frames`), as
     (the subfolder's name, its frames), in :func:`frame_order`. Images beside the subfolders are refused
     rather than left out, as :func:`group_sources` refuses what it cannot group."""
-    if not folder.is_dir():
-        raise DataError(f"{folder} does not exist or is not a folder")
+    _check_folder(folder)
     subfolders = sorted((sub for sub in folder.iterdir() if sub.is_dir() and not sub.name.startswith(".") and image_files(sub)), key=frame_order)
     loose = image_files(folder)
     if not subfolders:
@@ -197,8 +201,7 @@ def group_sources(folder: Path, otherwise: str = "") -> list[tuple[str, tuple[Pa
     of folders of images is refused naming them, with ``otherwise`` after (what else the caller
     could read them as: gipc-fuse's ``--stacks``).
     """
-    if not folder.is_dir():
-        raise DataError(f"{folder} does not exist or is not a folder")
+    _check_folder(folder)
     by_name: dict[str, dict[int, Path]] = defaultdict(dict)
     subfolders: dict[int, Path] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
