@@ -51,6 +51,9 @@ RANSAC_PX = 1.0
 """How far (px at the working size) a matched feature may lie from the fit and still back it."""
 ECC_STEPS = 100
 """ECC's iterations at most (it stops earlier once a step changes the transform by under 1e-6)."""
+FIT = "SIFT + RANSAC, ECC, similarity where the detail is; chained (2026-12-08)"
+"""How :func:`register` fits, as gipc-fuse.json records it: a folder's outputs of an earlier fit are not
+mixed with this one's without a word (``--skip-existing``). Changes whenever a fit's result does."""
 WARP_ROWS = 256
 """Rows warped at once: a whole 12 MP frame's sampling grids and float output took 0.6 GiB more."""
 

@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 
 import gipc
+import gipc.align
 import gipc.cli.common
 import gipc.cli.fuse
 import gipc.inference
@@ -984,7 +985,7 @@ def test_skip_existing_refuses_a_folder_of_other_settings_and_names_what_changed
     for change, said in (
         (["--rule", "direct"], "rule was map, now direct"),  # the map's settings go with the rule: not listed one by one
         (["--clean", "31"], "map clean was 61, now 31"),
-        (["--align"], "align was not given, now similarity"),
+        (["--align"], f"align was not given, now similarity; align fit was not given, now {gipc.align.FIT}"),
     ):
         argv = [*command, *change, "--skip-existing"] if change[0] != "--rule" else [*command[:2], *change, *command[4:], "--skip-existing"]
         assert main(argv) == 2
@@ -992,6 +993,23 @@ def test_skip_existing_refuses_a_folder_of_other_settings_and_names_what_changed
         assert not (out / "p2-fused.png").exists() and _record(out) == kept
     assert main([*command, "--skip-existing"]) == 0  # the same settings: the missing output is fused, the record stays
     assert (out / "p2-fused.png").is_file() and _record(out) == kept
+
+
+def test_skip_existing_refuses_a_folder_registered_by_an_earlier_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder fused with --align records how the sources were registered; one whose record names
+    no fit (an earlier gipc's) or another fit takes no outputs of this one's without --overwrite."""
+    pairs, out = _three_pairs(tmp_path, seed=9), tmp_path / "out"
+    command = ["--method", "average", "--align", "--pairs", str(pairs), "--out", str(out)]
+    assert main(command) == 0
+    record = _record(out)
+    assert record["settings"]["align"] == "similarity" and record["settings"]["align fit"] == gipc.align.FIT
+    del record["settings"]["align fit"]
+    (out / RECORD).write_text(json.dumps(record))
+    (out / "p2-fused.png").unlink()
+    capsys.readouterr()
+    assert main([*command, "--skip-existing"]) == 2
+    assert f"(align fit was not given, now {gipc.align.FIT})" in capsys.readouterr().err
+    assert not (out / "p2-fused.png").exists()
 
 
 def test_skip_existing_in_a_folder_without_a_record_says_so_and_writes_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from gipc import __version__
+from gipc.align import FIT as ALIGN_FIT
 from gipc.align import MODELS as ALIGN_MODELS
 from gipc.baselines import BASELINES
 from gipc.cli.common import Parser, guarded, inner_bar, say, step_bar
@@ -141,7 +142,7 @@ def _fusion(args: argparse.Namespace) -> tuple[Fusion, dict[str, Any]]:
         what = {"weights sha256": sha256_file(args.ckpt or SHIPPED_WEIGHTS), "device": path.device.type, "precision": path.precision, "backend": path.backend}
     if args.save_maps is not None and fusion.rule == "direct" and fusion.head == "image":
         raise FuseInputError("--save-maps needs a rule that makes a map: add --rule map")
-    settings = {**what, "rule": fusion.rule, "align": args.align_model if args.align else None}
+    settings = {**what, "rule": fusion.rule, "align": args.align_model if args.align else None} | ({"align fit": ALIGN_FIT} if args.align else {})
     if fusion.rule == "map":
         settings |= {f"map {field.name}": getattr(fusion.settings, field.name) for field in fields(MapSettings)}
     return fusion, settings
