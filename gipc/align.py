@@ -133,8 +133,8 @@ def nearest_similarity(affine: np.ndarray, weights: np.ndarray) -> np.ndarray:
     pixel transform ``affine`` moves it, least squares weighted by ``weights`` (H, W). An affine fit
     to a focus stack's neighbours is sure only where they hold detail, often a band at one side; its
     shear and stretch elsewhere are guesses, and a projection that ignored where the detail lies
-    (the linear part's mean, the top-left corner kept) moved that band by up to 0.2 px a frame,
-    which a 24-frame chain adds up (docs/results.md)."""
+    (the linear part's mean, the top-left corner kept) put a 24-frame stack's links up to 0.26 px
+    out at the corners, which the chain adds up (docs/results.md)."""
     total = float(weights.sum())
     if total <= 0:
         weights, total = np.ones_like(weights), float(weights.size)

@@ -132,7 +132,7 @@ def test_the_nearest_similarity_keeps_the_affine_fit_where_the_detail_is() -> No
     """A shear x' = x + 0.02 y with all the detail in a 10 px column at x 90..99 of a 100 px plane: by hand,
     the centre (94.5, 49.5), moments sxx 8250 and syy 833250, so a rotation with sine -0.02 * 833250 /
     841500 and the centre kept; every detailed pixel then lands within 0.1 px of the shear's place
-    (the mean linear part with the top-left corner kept: 1 px off at the column's foot). An exact
+    (the mean linear part with the top-left corner kept: 1.4 px off at the column's foot). An exact
     similarity stays itself."""
     shear = np.array([[1.0, 0.02, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     weights = np.zeros((100, 100))
