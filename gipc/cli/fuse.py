@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
                              "brackets that move between shots (hand-held, focus breathing); a line per output says how far each source "
                              "moved; registered pairs fuse better without it")
     parser.add_argument("--align-model", choices=ALIGN_MODELS, default=ALIGN_MODELS[0],
-                        help="the transform --align fits: similarity (shift, rotation, scale; default) or homography")
+                        help="the transform --align fits: similarity (shift, rotation, scale; default, and the steadier for long focus stacks) "
+                             "or homography (the view itself changes: a camera turned between shots)")
     parser.add_argument("--tile", type=int, help=f"largest tile side for the network (as few tiles as this size needs, each as short as that allows); 0 = never (default: {DEFAULT_TILE} above {AUTO_TILE_PIXELS} px)")
     parser.add_argument("--overlap", type=int, help="tile overlap in pixels (default: 4x the network's receptive radius, the least that tiles exactly: 32 for the paper's generator)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
