@@ -51,7 +51,7 @@ RANSAC_PX = 1.0
 """How far (px at the working size) a matched feature may lie from the fit and still back it."""
 ECC_STEPS = 100
 """ECC's iterations at most (it stops earlier once a step changes the transform by under 1e-6)."""
-FIT = "SIFT + RANSAC, ECC, similarity where the detail is; chained (2026-12-08)"
+FIT = "SIFT + RANSAC, ECC, similarity where the sharp detail is; chained (2026-12-08)"
 """How :func:`register` fits, as gipc-fuse.json records it: a folder's outputs of an earlier fit are not
 mixed with this one's without a word (``--skip-existing``). Changes whenever a fit's result does."""
 WARP_ROWS = 256
@@ -113,8 +113,8 @@ def estimate(moving: torch.Tensor, fixed: torch.Tensor, model: str = "similarity
         fit = start
     transform = np.eye(3)
     transform[: fit.shape[0]] = fit
-    if model == "similarity":  # ECC has no similarity model: the nearest one to its affine fit where it was measured
-        transform = nearest_similarity(transform, edge_energy(blurred[0]))
+    if model == "similarity":  # ECC has no similarity model: the nearest one to its affine fit where the fixed frame is sharp
+        transform = nearest_similarity(transform, edge_energy(f))
     height, width = f.shape
     # pixel x to the frame's normalised coordinate (2x + 1) / width - 1, the same at every size
     to_unit = torch.tensor([[2 / width, 0.0, 1 / width - 1], [0.0, 2 / height, 1 / height - 1], [0.0, 0.0, 1.0]], dtype=torch.float64)
