@@ -73,9 +73,7 @@ def folder_position(name: str) -> int | None:
     match = SOURCE_FOLDER.match(name)
     if match is None or (match["mark"] is not None and match["mark"].islower()):
         return None
-    if match["near"] or match["far"]:
-        return 0 if match["near"] else 1
-    return focus_position(match["mark"])
+    return focus_position(match["near"] or match["far"] or match["mark"])
 
 
 def _sibling(example: str, position: int) -> str:
@@ -83,8 +81,7 @@ def _sibling(example: str, position: int) -> str:
     match = SOURCE_FOLDER.match(example)
     if match is None or match["near"] or match["far"]:
         return ("near", "far")[position] if match is not None and position < 2 else chr(ord("A") + position)
-    mark = str(position + 1) if match["mark"].isdigit() else chr(ord("A") + position)
-    return f"{match['prefix'] or ''}{mark}"
+    return f"{match['prefix'] or ''}{_mark_like(match['mark'], position)}"
 
 
 def image_files(folder: Path) -> list[Path]:
